@@ -1,11 +1,21 @@
 //! Amazon States Language, evaluated as AWS Step Functions evaluates it.
 //!
 //! This crate is pure: no I/O, no clock, no randomness. Time, random numbers, ids and
-//! task invocations are supplied by the caller (see [`eval::Host`]), so the same
-//! evaluator serves the in-memory runner, the durable runtime, TestState and the
-//! conformance harness.
+//! task invocations are supplied by the caller (see [`eval::Host`] and
+//! [`eval::Effect`]), so the same evaluator serves the in-memory runner, the durable
+//! runtime, TestState and the conformance harness.
 
+pub mod choice;
 pub mod error;
+pub mod eval;
+pub mod history;
 pub mod intrinsics;
 pub mod jsonpath;
+pub mod model;
+pub mod resource;
+pub mod runner;
 pub mod validate;
+
+pub use error::Failure;
+pub use eval::{Delivery, Effect, Execution, ExecutionInfo, Host, Status, TaskCall};
+pub use model::Machine;

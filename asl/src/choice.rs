@@ -1,0 +1,187 @@
+//! Choice rules: comparison operators as Step Functions applies them. A comparison
+//! between values of the wrong type is false, not an error; a Variable that selects
+//! nothing is an error except for IsPresent.
+
+use crate::error::Failure;
+use crate::eval::parse_timestamp;
+use crate::jsonpath::JsonPath;
+use crate::model::{CompareOp, Condition, Operand};
+use serde_json::Value;
+use std::cmp::Ordering;
+
+pub type Select<'a> = &'a dyn Fn(&JsonPath, &Value) -> Result<Value, String>;
+
+pub fn evaluate(cond: &Condition, input: &Value, select: Select) -> Result<bool, Failure> {
+    match cond {
+        Condition::And(cs) => {
+            for c in cs {
+                if !evaluate(c, input, select)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+        Condition::Or(cs) => {
+            for c in cs {
+                if evaluate(c, input, select)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        Condition::Not(c) => Ok(!evaluate(c, input, select)?),
+        Condition::Compare { variable, op, operand } => {
+            let value = match select(variable, input) {
+                Ok(v) => Some(v),
+                Err(_) => None,
+            };
+            if *op == CompareOp::IsPresent {
+                return Ok(value.is_some() == (operand_literal(operand) == Some(&Value::Bool(true))));
+            }
+            let Some(value) = value else {
+                return Err(Failure::runtime(format!(
+                    "Invalid path '{}': The choice state's condition path references an invalid value.",
+                    variable.text()
+                )));
+            };
+            let operand = match operand {
+                Operand::Literal(v) => v.clone(),
+                Operand::Path(p) => select(p, input).map_err(|_| {
+                    Failure::runtime(format!(
+                        "Invalid path '{}': The choice state's condition path references an invalid value.",
+                        p.text()
+                    ))
+                })?,
+            };
+            Ok(compare(*op, &value, &operand))
+        }
+    }
+}
+
+fn operand_literal(o: &Operand) -> Option<&Value> {
+    match o {
+        Operand::Literal(v) => Some(v),
+        Operand::Path(_) => None,
+    }
+}
+
+fn compare(op: CompareOp, value: &Value, operand: &Value) -> bool {
+    use CompareOp::*;
+    let flag = operand.as_bool().unwrap_or(false);
+    match op {
+        IsNull => value.is_null() == flag,
+        IsNumeric => value.is_number() == flag,
+        IsString => value.is_string() == flag,
+        IsBoolean => value.is_boolean() == flag,
+        IsTimestamp => value.as_str().and_then(parse_timestamp).is_some() == flag,
+        IsPresent => true,
+        BooleanEquals => matches!((value, operand), (Value::Bool(a), Value::Bool(b)) if a == b),
+        StringEquals | StringLessThan | StringGreaterThan | StringLessThanEquals | StringGreaterThanEquals => {
+            let (Value::String(a), Value::String(b)) = (value, operand) else { return false };
+            ordered(op, java_string_cmp(a, b))
+        }
+        StringMatches => {
+            let (Value::String(a), Value::String(p)) = (value, operand) else { return false };
+            wildcard_match(p, a)
+        }
+        NumericEquals | NumericLessThan | NumericGreaterThan | NumericLessThanEquals | NumericGreaterThanEquals => {
+            let (Value::Number(a), Value::Number(b)) = (value, operand) else { return false };
+            let ord = match (a.as_i64(), b.as_i64()) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                _ => match a.as_f64().unwrap_or(f64::NAN).partial_cmp(&b.as_f64().unwrap_or(f64::NAN)) {
+                    Some(o) => o,
+                    None => return false,
+                },
+            };
+            ordered(op, ord)
+        }
+        TimestampEquals | TimestampLessThan | TimestampGreaterThan | TimestampLessThanEquals
+        | TimestampGreaterThanEquals => {
+            let (Some(a), Some(b)) =
+                (value.as_str().and_then(parse_timestamp), operand.as_str().and_then(parse_timestamp))
+            else {
+                return false;
+            };
+            ordered(op, a.cmp(&b))
+        }
+    }
+}
+
+fn ordered(op: CompareOp, ord: Ordering) -> bool {
+    use CompareOp::*;
+    match op {
+        StringEquals | NumericEquals | TimestampEquals => ord == Ordering::Equal,
+        StringLessThan | NumericLessThan | TimestampLessThan => ord == Ordering::Less,
+        StringGreaterThan | NumericGreaterThan | TimestampGreaterThan => ord == Ordering::Greater,
+        StringLessThanEquals | NumericLessThanEquals | TimestampLessThanEquals => ord != Ordering::Greater,
+        _ => ord != Ordering::Less,
+    }
+}
+
+/// Java's String.compareTo: by UTF-16 code units, which differs from Rust's byte order
+/// for characters beyond the Basic Multilingual Plane.
+fn java_string_cmp(a: &str, b: &str) -> Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+/// `*` matches any run of characters; `\*` and `\\` are literal.
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Tok {
+        Star,
+        Char(char),
+    }
+    let mut toks = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(n) => toks.push(Tok::Char(n)),
+                None => toks.push(Tok::Char('\\')),
+            },
+            '*' => toks.push(Tok::Star),
+            c => toks.push(Tok::Char(c)),
+        }
+    }
+    let text: Vec<char> = text.chars().collect();
+    // Iterative glob matching with backtracking to the last star: linear memory, no
+    // recursion, so hostile patterns cannot overflow the stack.
+    let (mut t, mut p) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match toks.get(p) {
+            Some(Tok::Char(c)) if *c == text[t] => {
+                t += 1;
+                p += 1;
+            }
+            Some(Tok::Star) => {
+                star = Some((p, t));
+                p += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    toks[p..].iter().all(|t| *t == Tok::Star)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("log-*.txt", "log-2024.txt"));
+        assert!(wildcard_match("*", ""));
+        assert!(!wildcard_match("a*b", "acbd"));
+        assert!(wildcard_match("a\\*b", "a*b"));
+        assert!(!wildcard_match("a\\*b", "axb"));
+        assert!(wildcard_match("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaab"));
+    }
+}

@@ -1,0 +1,689 @@
+//! The definition model: a state machine parsed once into a form the evaluator can run
+//! without re-reading JSON (paths compiled, templates compiled, targets resolved to
+//! indexes). Parsing assumes nothing about validation having run: a malformed shape is
+//! an error, never a panic; [`crate::validate`] gives the user-facing diagnostics.
+
+use crate::intrinsics::{self, Call};
+use crate::jsonpath::JsonPath;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// Which expression language a state's fields use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryLanguage {
+    JsonPath,
+    /// Parsed and validated, evaluated in a later step of the project; the evaluator
+    /// reports it as unsupported rather than guessing.
+    Jsonata,
+}
+
+/// A value produced at run time from the definition: literal JSON, a path, an intrinsic
+/// call, or a structure of these. This is the seam where JSONata plugs in.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Template {
+    Literal(Value),
+    Path(JsonPath),
+    Intrinsic(Box<Call>),
+    Object(Vec<(String, Template, TemplateKey)>),
+    Array(Vec<Template>),
+}
+
+/// The original key, kept for error messages (`'value.$'`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateKey(pub String);
+
+impl Template {
+    /// Compiles a Parameters-like payload template: keys ending in `.$` take a path or
+    /// intrinsic call; everything else is literal.
+    pub fn compile(v: &Value) -> Result<Template, String> {
+        Self::compile_depth(v, 0)
+    }
+
+    fn compile_depth(v: &Value, depth: usize) -> Result<Template, String> {
+        if depth > MAX_DEPTH {
+            return Err("template nesting is too deep".into());
+        }
+        match v {
+            Value::Object(map) => {
+                let mut fields = Vec::with_capacity(map.len());
+                let mut dynamic = false;
+                for (k, child) in map {
+                    if let Some(name) = k.strip_suffix(".$") {
+                        let Value::String(expr) = child else {
+                            return Err(format!(
+                                "The value for the field '{k}' must be a valid JSONPath or a valid intrinsic function call"
+                            ));
+                        };
+                        let t = Template::compile_expr(expr).map_err(|_| {
+                            format!("The value for the field '{k}' must be a valid JSONPath or a valid intrinsic function call")
+                        })?;
+                        dynamic = true;
+                        fields.push((name.to_string(), t, TemplateKey(k.clone())));
+                    } else {
+                        let t = Self::compile_depth(child, depth + 1)?;
+                        dynamic |= !matches!(t, Template::Literal(_));
+                        fields.push((k.clone(), t, TemplateKey(k.clone())));
+                    }
+                }
+                if dynamic {
+                    Ok(Template::Object(fields))
+                } else {
+                    Ok(Template::Literal(v.clone()))
+                }
+            }
+            Value::Array(items) => {
+                let compiled: Vec<Template> =
+                    items.iter().map(|i| Self::compile_depth(i, depth + 1)).collect::<Result<_, _>>()?;
+                if compiled.iter().all(|t| matches!(t, Template::Literal(_))) {
+                    Ok(Template::Literal(v.clone()))
+                } else {
+                    Ok(Template::Array(compiled))
+                }
+            }
+            other => Ok(Template::Literal(other.clone())),
+        }
+    }
+
+    /// A `.$` value: an intrinsic call or a path.
+    pub fn compile_expr(expr: &str) -> Result<Template, String> {
+        if intrinsics::looks_like_call(expr) {
+            Ok(Template::Intrinsic(Box::new(intrinsics::parse(expr)?)))
+        } else {
+            Ok(Template::Path(JsonPath::parse(expr)?))
+        }
+    }
+}
+
+const MAX_DEPTH: usize = 512;
+
+/// Where a state's output goes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Next(usize),
+    End,
+}
+
+/// `ResultPath`: absent means `$`, `null` discards the result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResultPath {
+    Replace,
+    Discard,
+    At(JsonPath),
+}
+
+/// `InputPath`/`OutputPath`: absent means `$`, `null` means `{}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IoPath {
+    Whole,
+    Empty,
+    At(JsonPath),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retrier {
+    pub error_equals: Vec<String>,
+    pub interval_seconds: f64,
+    pub max_attempts: u32,
+    pub backoff_rate: f64,
+    pub max_delay_seconds: Option<f64>,
+    pub jitter_full: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Catcher {
+    pub error_equals: Vec<String>,
+    pub result_path: ResultPath,
+    pub next: usize,
+    pub assign: Option<Template>,
+}
+
+/// A number given literally or by a path (`TimeoutSeconds` / `TimeoutSecondsPath`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Amount {
+    Fixed(f64),
+    Path(JsonPath),
+}
+
+/// A string given literally or by a path/intrinsic (`Error` / `ErrorPath`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Text {
+    Fixed(String),
+    Dynamic(Template),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitFor {
+    Seconds(f64),
+    SecondsPath(JsonPath),
+    Timestamp(String),
+    TimestampPath(JsonPath),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSpec {
+    pub resource: String,
+    pub target: crate::resource::Target,
+    pub timeout: Option<Amount>,
+    pub heartbeat: Option<Amount>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapSpec {
+    pub items_path: IoPath,
+    pub item_selector: Option<Template>,
+    pub processor: usize,
+    pub max_concurrency: Option<Amount>,
+    pub tolerated_failure_count: Option<Amount>,
+    pub tolerated_failure_percentage: Option<Amount>,
+    pub distributed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Kind {
+    Pass { result: Option<Value> },
+    Task(Box<TaskSpec>),
+    Choice { rules: Vec<ChoiceRule>, default: Option<usize> },
+    Wait(WaitFor),
+    Succeed,
+    Fail { error: Option<Text>, cause: Option<Text> },
+    Parallel { branches: Vec<usize> },
+    Map(Box<MapSpec>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct State {
+    pub name: String,
+    pub type_name: &'static str,
+    pub kind: Kind,
+    pub query_language: QueryLanguage,
+    pub input_path: IoPath,
+    pub output_path: IoPath,
+    pub parameters: Option<Template>,
+    pub result_selector: Option<Template>,
+    pub result_path: ResultPath,
+    pub assign: Option<Template>,
+    pub transition: Transition,
+    pub retry: Vec<Retrier>,
+    pub catch: Vec<Catcher>,
+}
+
+/// One list of states with its own StartAt: the machine itself, a Parallel branch or
+/// a Map's item processor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateList {
+    pub start_at: usize,
+    pub states: Vec<State>,
+    pub by_name: HashMap<String, usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChoiceRule {
+    pub condition: Condition,
+    pub next: usize,
+    pub assign: Option<Template>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    And(Vec<Condition>),
+    Or(Vec<Condition>),
+    Not(Box<Condition>),
+    Compare { variable: JsonPath, op: CompareOp, operand: Operand },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    Literal(Value),
+    Path(JsonPath),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    StringEquals,
+    StringLessThan,
+    StringGreaterThan,
+    StringLessThanEquals,
+    StringGreaterThanEquals,
+    StringMatches,
+    NumericEquals,
+    NumericLessThan,
+    NumericGreaterThan,
+    NumericLessThanEquals,
+    NumericGreaterThanEquals,
+    BooleanEquals,
+    TimestampEquals,
+    TimestampLessThan,
+    TimestampGreaterThan,
+    TimestampLessThanEquals,
+    TimestampGreaterThanEquals,
+    IsNull,
+    IsPresent,
+    IsNumeric,
+    IsString,
+    IsBoolean,
+    IsTimestamp,
+}
+
+impl CompareOp {
+    const ALL: &'static [(&'static str, CompareOp)] = &[
+        ("StringEquals", CompareOp::StringEquals),
+        ("StringLessThan", CompareOp::StringLessThan),
+        ("StringGreaterThan", CompareOp::StringGreaterThan),
+        ("StringLessThanEquals", CompareOp::StringLessThanEquals),
+        ("StringGreaterThanEquals", CompareOp::StringGreaterThanEquals),
+        ("StringMatches", CompareOp::StringMatches),
+        ("NumericEquals", CompareOp::NumericEquals),
+        ("NumericLessThan", CompareOp::NumericLessThan),
+        ("NumericGreaterThan", CompareOp::NumericGreaterThan),
+        ("NumericLessThanEquals", CompareOp::NumericLessThanEquals),
+        ("NumericGreaterThanEquals", CompareOp::NumericGreaterThanEquals),
+        ("BooleanEquals", CompareOp::BooleanEquals),
+        ("TimestampEquals", CompareOp::TimestampEquals),
+        ("TimestampLessThan", CompareOp::TimestampLessThan),
+        ("TimestampGreaterThan", CompareOp::TimestampGreaterThan),
+        ("TimestampLessThanEquals", CompareOp::TimestampLessThanEquals),
+        ("TimestampGreaterThanEquals", CompareOp::TimestampGreaterThanEquals),
+        ("IsNull", CompareOp::IsNull),
+        ("IsPresent", CompareOp::IsPresent),
+        ("IsNumeric", CompareOp::IsNumeric),
+        ("IsString", CompareOp::IsString),
+        ("IsBoolean", CompareOp::IsBoolean),
+        ("IsTimestamp", CompareOp::IsTimestamp),
+    ];
+
+    /// Finds the comparison in a rule: `NumericEquals` or its `NumericEqualsPath` form.
+    fn find(rule: &Map<String, Value>) -> Option<(CompareOp, bool, &Value)> {
+        for (name, op) in Self::ALL {
+            if let Some(v) = rule.get(*name) {
+                return Some((*op, false, v));
+            }
+            if let Some(v) = rule.get(&format!("{name}Path")) {
+                return Some((*op, true, v));
+            }
+        }
+        None
+    }
+}
+
+/// A parsed state machine. States are grouped into lists; list 0 is the machine's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Machine {
+    pub lists: Vec<StateList>,
+    pub timeout_seconds: Option<u64>,
+    pub query_language: QueryLanguage,
+}
+
+impl Machine {
+    pub fn root(&self) -> &StateList {
+        &self.lists[0]
+    }
+
+    pub fn from_str(text: &str) -> Result<Machine, String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("definition is not valid JSON: {e}"))?;
+        Machine::from_value(&v)
+    }
+
+    pub fn from_value(def: &Value) -> Result<Machine, String> {
+        let obj = def.as_object().ok_or("Definition must be a valid JSON object")?;
+        let query_language = match obj.get("QueryLanguage") {
+            None => QueryLanguage::JsonPath,
+            Some(v) => parse_query_language(v, "/QueryLanguage")?,
+        };
+        let timeout_seconds = match obj.get("TimeoutSeconds") {
+            None => None,
+            Some(v) => Some(v.as_u64().ok_or("/TimeoutSeconds must be a non-negative integer")?),
+        };
+        let mut m = Machine { lists: Vec::new(), timeout_seconds, query_language };
+        m.parse_list(def, "", query_language, 0)?;
+        Ok(m)
+    }
+
+    fn parse_list(&mut self, v: &Value, loc: &str, ql: QueryLanguage, depth: usize) -> Result<usize, String> {
+        if depth > 64 {
+            return Err(format!("{loc}: states are nested too deeply"));
+        }
+        let obj = v.as_object().ok_or_else(|| format!("{loc} must be an object"))?;
+        let states = obj
+            .get("States")
+            .and_then(Value::as_object)
+            .ok_or_else(|| format!("{loc}/States is required and must be an object"))?;
+        let start = obj
+            .get("StartAt")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("{loc}/StartAt is required and must be a string"))?;
+        let by_name: HashMap<String, usize> = states.keys().enumerate().map(|(i, k)| (k.clone(), i)).collect();
+        let start_at = *by_name.get(start).ok_or_else(|| format!("{loc}/StartAt: no state named '{start}'"))?;
+        let id = self.lists.len();
+        self.lists.push(StateList { start_at, states: Vec::new(), by_name });
+        let mut parsed = Vec::with_capacity(states.len());
+        for (name, sv) in states {
+            let sloc = format!("{loc}/States/{name}");
+            parsed.push(self.parse_state(id, name, sv, &sloc, ql, depth)?);
+        }
+        self.lists[id].states = parsed;
+        Ok(id)
+    }
+
+    fn target(&self, list: usize, name: &Value, loc: &str) -> Result<usize, String> {
+        let name = name.as_str().ok_or_else(|| format!("{loc} must be a string"))?;
+        self.lists[list].by_name.get(name).copied().ok_or_else(|| format!("{loc}: no state named '{name}'"))
+    }
+
+    fn parse_state(
+        &mut self,
+        list: usize,
+        name: &str,
+        v: &Value,
+        loc: &str,
+        parent_ql: QueryLanguage,
+        depth: usize,
+    ) -> Result<State, String> {
+        let o = v.as_object().ok_or_else(|| format!("{loc} must be an object"))?;
+        let ql = match o.get("QueryLanguage") {
+            None => parent_ql,
+            Some(q) => parse_query_language(q, &format!("{loc}/QueryLanguage"))?,
+        };
+        let type_name = o.get("Type").and_then(Value::as_str).ok_or_else(|| format!("{loc}/Type is required"))?;
+        let tmpl = |field: &str| -> Result<Option<Template>, String> {
+            match o.get(field) {
+                None => Ok(None),
+                Some(v) if ql == QueryLanguage::Jsonata => Ok(Some(Template::Literal(v.clone()))),
+                Some(v) => Template::compile(v).map(Some).map_err(|e| format!("{e} at {loc}/{field}")),
+            }
+        };
+        let transition = match (o.get("Next"), o.get("End")) {
+            (Some(n), _) => Transition::Next(self.target(list, n, &format!("{loc}/Next"))?),
+            _ => Transition::End,
+        };
+        let (kind, type_name): (Kind, &'static str) = match type_name {
+            "Pass" => (Kind::Pass { result: o.get("Result").cloned() }, "Pass"),
+            "Succeed" => (Kind::Succeed, "Succeed"),
+            "Fail" => {
+                let text = |lit: &str, path: &str| -> Result<Option<Text>, String> {
+                    if let Some(v) = o.get(lit) {
+                        return Ok(Some(Text::Fixed(
+                            v.as_str().ok_or_else(|| format!("{loc}/{lit} must be a string"))?.to_string(),
+                        )));
+                    }
+                    if let Some(v) = o.get(path) {
+                        let s = v.as_str().ok_or_else(|| format!("{loc}/{path} must be a string"))?;
+                        return Ok(Some(Text::Dynamic(
+                            Template::compile_expr(s).map_err(|e| format!("{loc}/{path}: {e}"))?,
+                        )));
+                    }
+                    Ok(None)
+                };
+                (Kind::Fail { error: text("Error", "ErrorPath")?, cause: text("Cause", "CausePath")? }, "Fail")
+            }
+            "Wait" => {
+                let w = if let Some(v) = o.get("Seconds") {
+                    WaitFor::Seconds(v.as_f64().ok_or_else(|| format!("{loc}/Seconds must be a number"))?)
+                } else if let Some(v) = o.get("SecondsPath") {
+                    WaitFor::SecondsPath(path_field(v, &format!("{loc}/SecondsPath"))?)
+                } else if let Some(v) = o.get("Timestamp") {
+                    WaitFor::Timestamp(v.as_str().ok_or_else(|| format!("{loc}/Timestamp must be a string"))?.into())
+                } else if let Some(v) = o.get("TimestampPath") {
+                    WaitFor::TimestampPath(path_field(v, &format!("{loc}/TimestampPath"))?)
+                } else {
+                    return Err(format!("{loc}: a Wait state needs Seconds, SecondsPath, Timestamp or TimestampPath"));
+                };
+                (Kind::Wait(w), "Wait")
+            }
+            "Choice" => {
+                let rules = o
+                    .get("Choices")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| format!("{loc}/Choices is required and must be an array"))?;
+                let mut parsed = Vec::with_capacity(rules.len());
+                for (i, r) in rules.iter().enumerate() {
+                    let rloc = format!("{loc}/Choices/{i}");
+                    let ro = r.as_object().ok_or_else(|| format!("{rloc} must be an object"))?;
+                    let next = self.target(
+                        list,
+                        ro.get("Next").ok_or_else(|| format!("{rloc}/Next is required"))?,
+                        &format!("{rloc}/Next"),
+                    )?;
+                    let assign = match ro.get("Assign") {
+                        None => None,
+                        Some(a) => Some(Template::compile(a).map_err(|e| format!("{e} at {rloc}/Assign"))?),
+                    };
+                    parsed.push(ChoiceRule { condition: parse_condition(r, &rloc, 0)?, next, assign });
+                }
+                let default = match o.get("Default") {
+                    None => None,
+                    Some(d) => Some(self.target(list, d, &format!("{loc}/Default"))?),
+                };
+                (Kind::Choice { rules: parsed, default }, "Choice")
+            }
+            "Task" => {
+                let resource = o
+                    .get("Resource")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("{loc}/Resource is required and must be a string"))?;
+                let target = crate::resource::Target::parse(resource).map_err(|e| format!("{e} at {loc}/Resource"))?;
+                let amount = |lit: &str| -> Result<Option<Amount>, String> {
+                    if let Some(v) = o.get(lit) {
+                        return Ok(Some(Amount::Fixed(
+                            v.as_f64().ok_or_else(|| format!("{loc}/{lit} must be a number"))?,
+                        )));
+                    }
+                    let p = format!("{lit}Path");
+                    match o.get(&p) {
+                        Some(v) => Ok(Some(Amount::Path(path_field(v, &format!("{loc}/{p}"))?))),
+                        None => Ok(None),
+                    }
+                };
+                let spec = TaskSpec {
+                    resource: resource.to_string(),
+                    target,
+                    timeout: amount("TimeoutSeconds")?,
+                    heartbeat: amount("HeartbeatSeconds")?,
+                };
+                (Kind::Task(Box::new(spec)), "Task")
+            }
+            "Parallel" => {
+                let branches = o
+                    .get("Branches")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| format!("{loc}/Branches is required and must be an array"))?;
+                let mut ids = Vec::with_capacity(branches.len());
+                for (i, b) in branches.iter().enumerate() {
+                    let bql = match b.get("QueryLanguage") {
+                        Some(q) => parse_query_language(q, &format!("{loc}/Branches/{i}/QueryLanguage"))?,
+                        None => ql,
+                    };
+                    ids.push(self.parse_list(b, &format!("{loc}/Branches/{i}"), bql, depth + 1)?);
+                }
+                (Kind::Parallel { branches: ids }, "Parallel")
+            }
+            "Map" => {
+                let (proc_v, proc_field) = match (o.get("ItemProcessor"), o.get("Iterator")) {
+                    (Some(p), _) => (p, "ItemProcessor"),
+                    (None, Some(p)) => (p, "Iterator"),
+                    _ => return Err(format!("{loc}: a Map state needs an ItemProcessor")),
+                };
+                let distributed = proc_v
+                    .get("ProcessorConfig")
+                    .and_then(|c| c.get("Mode"))
+                    .and_then(Value::as_str)
+                    .is_some_and(|m| m == "DISTRIBUTED");
+                let processor = self.parse_list(proc_v, &format!("{loc}/{proc_field}"), ql, depth + 1)?;
+                let amount = |lit: &str| -> Result<Option<Amount>, String> {
+                    if let Some(v) = o.get(lit) {
+                        return Ok(Some(Amount::Fixed(
+                            v.as_f64().ok_or_else(|| format!("{loc}/{lit} must be a number"))?,
+                        )));
+                    }
+                    let p = format!("{lit}Path");
+                    match o.get(&p) {
+                        Some(v) => Ok(Some(Amount::Path(path_field(v, &format!("{loc}/{p}"))?))),
+                        None => Ok(None),
+                    }
+                };
+                // The legacy Parameters field of Map plays ItemSelector's role.
+                let item_selector = match (o.get("ItemSelector"), o.get("Parameters")) {
+                    (Some(s), _) | (None, Some(s)) => {
+                        Some(Template::compile(s).map_err(|e| format!("{e} at {loc}/ItemSelector"))?)
+                    }
+                    _ => None,
+                };
+                let spec = MapSpec {
+                    items_path: io_path(o.get("ItemsPath"), &format!("{loc}/ItemsPath"))?,
+                    item_selector,
+                    processor,
+                    max_concurrency: amount("MaxConcurrency")?,
+                    tolerated_failure_count: amount("ToleratedFailureCount")?,
+                    tolerated_failure_percentage: amount("ToleratedFailurePercentage")?,
+                    distributed,
+                };
+                (Kind::Map(Box::new(spec)), "Map")
+            }
+            other => return Err(format!("{loc}/Type: unknown state type '{other}'")),
+        };
+        let retry = match o.get("Retry") {
+            None => Vec::new(),
+            Some(r) => parse_retry(r, &format!("{loc}/Retry"))?,
+        };
+        let catch = match o.get("Catch") {
+            None => Vec::new(),
+            Some(c) => {
+                let arr = c.as_array().ok_or_else(|| format!("{loc}/Catch must be an array"))?;
+                let mut out = Vec::with_capacity(arr.len());
+                for (i, c) in arr.iter().enumerate() {
+                    let cloc = format!("{loc}/Catch/{i}");
+                    let co = c.as_object().ok_or_else(|| format!("{cloc} must be an object"))?;
+                    let next = self.target(
+                        list,
+                        co.get("Next").ok_or_else(|| format!("{cloc}/Next is required"))?,
+                        &format!("{cloc}/Next"),
+                    )?;
+                    let assign = match co.get("Assign") {
+                        None => None,
+                        Some(a) => Some(Template::compile(a).map_err(|e| format!("{e} at {cloc}/Assign"))?),
+                    };
+                    out.push(Catcher {
+                        error_equals: error_equals(co.get("ErrorEquals"), &cloc)?,
+                        result_path: result_path(co.get("ResultPath"), &format!("{cloc}/ResultPath"))?,
+                        next,
+                        assign,
+                    });
+                }
+                out
+            }
+        };
+        let is_map = matches!(kind, Kind::Map(_));
+        Ok(State {
+            name: name.to_string(),
+            type_name,
+            query_language: ql,
+            input_path: io_path(o.get("InputPath"), &format!("{loc}/InputPath"))?,
+            output_path: io_path(o.get("OutputPath"), &format!("{loc}/OutputPath"))?,
+            parameters: if is_map { None } else { tmpl("Parameters")? },
+            result_selector: tmpl("ResultSelector")?,
+            result_path: result_path(o.get("ResultPath"), &format!("{loc}/ResultPath"))?,
+            assign: tmpl("Assign")?,
+            kind,
+            transition,
+            retry,
+            catch,
+        })
+    }
+}
+
+fn parse_query_language(v: &Value, loc: &str) -> Result<QueryLanguage, String> {
+    match v.as_str() {
+        Some("JSONPath") => Ok(QueryLanguage::JsonPath),
+        Some("JSONata") => Ok(QueryLanguage::Jsonata),
+        _ => Err(format!("{loc} must be JSONPath or JSONata")),
+    }
+}
+
+fn path_field(v: &Value, loc: &str) -> Result<JsonPath, String> {
+    let s = v.as_str().ok_or_else(|| format!("{loc} must be a string"))?;
+    JsonPath::parse(s).map_err(|e| format!("{loc}: {e}"))
+}
+
+fn io_path(v: Option<&Value>, loc: &str) -> Result<IoPath, String> {
+    match v {
+        None => Ok(IoPath::Whole),
+        Some(Value::Null) => Ok(IoPath::Empty),
+        Some(v) => Ok(IoPath::At(path_field(v, loc)?)),
+    }
+}
+
+fn result_path(v: Option<&Value>, loc: &str) -> Result<ResultPath, String> {
+    match v {
+        None => Ok(ResultPath::Replace),
+        Some(Value::Null) => Ok(ResultPath::Discard),
+        Some(v) => {
+            let p = path_field(v, loc)?;
+            if p.text() == "$" {
+                Ok(ResultPath::Replace)
+            } else {
+                Ok(ResultPath::At(p))
+            }
+        }
+    }
+}
+
+fn error_equals(v: Option<&Value>, loc: &str) -> Result<Vec<String>, String> {
+    let arr = v.and_then(Value::as_array).ok_or_else(|| format!("{loc}/ErrorEquals is required"))?;
+    arr.iter()
+        .map(|e| e.as_str().map(str::to_string).ok_or_else(|| format!("{loc}/ErrorEquals must hold strings")))
+        .collect()
+}
+
+fn parse_retry(v: &Value, loc: &str) -> Result<Vec<Retrier>, String> {
+    let arr = v.as_array().ok_or_else(|| format!("{loc} must be an array"))?;
+    let mut out = Vec::with_capacity(arr.len());
+    for (i, r) in arr.iter().enumerate() {
+        let rloc = format!("{loc}/{i}");
+        let ro = r.as_object().ok_or_else(|| format!("{rloc} must be an object"))?;
+        let num = |k: &str, default: f64| -> Result<f64, String> {
+            match ro.get(k) {
+                None => Ok(default),
+                Some(v) => v.as_f64().ok_or_else(|| format!("{rloc}/{k} must be a number")),
+            }
+        };
+        out.push(Retrier {
+            error_equals: error_equals(ro.get("ErrorEquals"), &rloc)?,
+            interval_seconds: num("IntervalSeconds", 1.0)?,
+            max_attempts: num("MaxAttempts", 3.0)?.max(0.0) as u32,
+            backoff_rate: num("BackoffRate", 2.0)?,
+            max_delay_seconds: match ro.get("MaxDelaySeconds") {
+                None => None,
+                Some(v) => Some(v.as_f64().ok_or_else(|| format!("{rloc}/MaxDelaySeconds must be a number"))?),
+            },
+            jitter_full: ro.get("JitterStrategy").and_then(Value::as_str) == Some("FULL"),
+        });
+    }
+    Ok(out)
+}
+
+fn parse_condition(v: &Value, loc: &str, depth: usize) -> Result<Condition, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("{loc}: choice rule nesting is too deep"));
+    }
+    let o = v.as_object().ok_or_else(|| format!("{loc} must be an object"))?;
+    let list = |k: &str| -> Result<Vec<Condition>, String> {
+        let arr = o[k].as_array().ok_or_else(|| format!("{loc}/{k} must be an array"))?;
+        arr.iter().enumerate().map(|(i, c)| parse_condition(c, &format!("{loc}/{k}/{i}"), depth + 1)).collect()
+    };
+    if o.contains_key("And") {
+        return Ok(Condition::And(list("And")?));
+    }
+    if o.contains_key("Or") {
+        return Ok(Condition::Or(list("Or")?));
+    }
+    if let Some(n) = o.get("Not") {
+        return Ok(Condition::Not(Box::new(parse_condition(n, &format!("{loc}/Not"), depth + 1)?)));
+    }
+    let variable = path_field(
+        o.get("Variable").ok_or_else(|| format!("{loc}/Variable is required"))?,
+        &format!("{loc}/Variable"),
+    )?;
+    let (op, is_path, operand) =
+        CompareOp::find(o).ok_or_else(|| format!("{loc}: the rule has no comparison operator"))?;
+    let operand = if is_path { Operand::Path(path_field(operand, loc)?) } else { Operand::Literal(operand.clone()) };
+    Ok(Condition::Compare { variable, op, operand })
+}

@@ -1,0 +1,194 @@
+//! The in-memory runner: drives an [`Execution`] to its end by performing its effects
+//! at once, calling task handlers in-process and letting time pass on a [`Clock`].
+
+use crate::error::{names, Failure};
+use crate::eval::{Delivery, Effect, Execution, ExecutionInfo, Host, Status, TaskCall};
+use crate::history::HistoryEvent;
+use crate::model::Machine;
+use chrono::{DateTime, Duration, Utc};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Runs a task for the in-memory runner.
+pub trait TaskHandler {
+    fn call(&mut self, call: &TaskCall) -> TaskOutcome;
+}
+
+/// What a task did, and how long it took if it is to be judged against its
+/// TimeoutSeconds (a handler that simulates a slow function says so here).
+pub struct TaskOutcome {
+    pub result: Result<Value, Failure>,
+    pub took: Option<std::time::Duration>,
+}
+
+impl TaskOutcome {
+    pub fn ok(v: Value) -> Self {
+        TaskOutcome { result: Ok(v), took: None }
+    }
+    pub fn err(f: Failure) -> Self {
+        TaskOutcome { result: Err(f), took: None }
+    }
+}
+
+/// Handlers by closure, for tests and simple drivers.
+impl<F: FnMut(&TaskCall) -> TaskOutcome> TaskHandler for F {
+    fn call(&mut self, call: &TaskCall) -> TaskOutcome {
+        self(call)
+    }
+}
+
+/// Where time comes from. The virtual clock makes Waits and backoffs pass at once.
+pub trait Clock {
+    fn now(&mut self) -> DateTime<Utc>;
+    /// Returns once `t` has come.
+    fn sleep_until(&mut self, t: DateTime<Utc>);
+}
+
+pub struct VirtualClock(pub DateTime<Utc>);
+
+impl Clock for VirtualClock {
+    fn now(&mut self) -> DateTime<Utc> {
+        self.0
+    }
+    fn sleep_until(&mut self, t: DateTime<Utc>) {
+        if t > self.0 {
+            self.0 = t;
+        }
+    }
+}
+
+/// SplitMix64: a small, fast, seedable generator; runs are reproducible by seed.
+pub struct SeededRandom(u64);
+
+impl SeededRandom {
+    pub fn new(seed: u64) -> Self {
+        SeededRandom(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// A version-4 UUID from two draws.
+    pub fn uuid_v4(&mut self) -> String {
+        let a = self.next_u64();
+        let b = self.next_u64();
+        let a = (a & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_4000;
+        let b = (b & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xFFFF,
+            a & 0xFFFF,
+            b >> 48,
+            b & 0xFFFF_FFFF_FFFF
+        )
+    }
+}
+
+/// A [`Host`] made of a clock and a seeded generator.
+pub struct RunHost<C: Clock> {
+    pub clock: C,
+    pub random: SeededRandom,
+}
+
+impl<C: Clock> Host for RunHost<C> {
+    fn now(&mut self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+    fn random_u64(&mut self) -> u64 {
+        self.random.next_u64()
+    }
+    fn uuid_v4(&mut self) -> String {
+        self.random.uuid_v4()
+    }
+}
+
+pub struct RunOptions {
+    pub info: Option<ExecutionInfo>,
+    pub record_history: bool,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Status,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub history: Vec<HistoryEvent>,
+}
+
+/// Runs `machine` on `input` to the end.
+pub fn run<C: Clock>(
+    machine: Arc<Machine>,
+    input: Value,
+    handler: &mut dyn TaskHandler,
+    host: &mut RunHost<C>,
+    opts: RunOptions,
+) -> Outcome {
+    let start = host.clock.now();
+    let info = opts.info.unwrap_or_else(|| ExecutionInfo::local("local", "local-execution", start));
+    let deadline = machine.timeout_seconds.map(|s| info.start_time + Duration::seconds(s as i64));
+    let mut exec = Execution::start(machine, input, info, opts.record_history, host);
+    while exec.status() == Status::Running {
+        let pending: Vec<(u64, Effect)> = exec.pending().map(|(id, e)| (id, e.clone())).collect();
+        let Some(invoke) = pending.iter().find(|(_, e)| matches!(e, Effect::Invoke(_))) else {
+            // Only timers are left: let time pass to the earliest.
+            let next = pending.iter().filter_map(|(id, e)| match e {
+                Effect::Timer { until } => Some((*until, *id)),
+                Effect::Invoke(_) => None,
+            });
+            let Some((until, id)) = next.min() else {
+                // Nothing to wait for and not finished: an evaluator bug, reported as such.
+                let f = Failure::runtime("the execution stalled with no pending work");
+                exec.stop(Some(f.error), f.cause, host);
+                break;
+            };
+            if let Some(d) = deadline.filter(|d| until > *d) {
+                host.clock.sleep_until(d);
+                exec.time_out(host);
+                break;
+            }
+            host.clock.sleep_until(until);
+            exec.deliver(id, Delivery::TimerFired, host);
+            continue;
+        };
+        let (id, Effect::Invoke(call)) = invoke else { unreachable!("filtered to invokes") };
+        let outcome = handler.call(call);
+        let timeout = call.timeout_seconds.map(|s| std::time::Duration::from_secs_f64(s.max(0.0)));
+        let delivery = match (outcome.took, timeout) {
+            (Some(took), Some(limit)) if took > limit => {
+                let t = host.clock.now() + Duration::from_std(limit).unwrap_or_default();
+                host.clock.sleep_until(t);
+                Delivery::TaskFailed(Failure { error: names::TIMEOUT.into(), cause: None })
+            }
+            (took, _) => {
+                if let Some(t) = took {
+                    let t = host.clock.now() + Duration::from_std(t).unwrap_or_default();
+                    host.clock.sleep_until(t);
+                }
+                match outcome.result {
+                    Ok(v) => Delivery::TaskSucceeded(v),
+                    Err(f) => Delivery::TaskFailed(f),
+                }
+            }
+        };
+        if let Some(d) = deadline.filter(|d| host.clock.now() > *d) {
+            let _ = d;
+            exec.time_out(host);
+            break;
+        }
+        exec.deliver(*id, delivery, host);
+    }
+    let failure = exec.failure().cloned();
+    Outcome {
+        status: exec.status(),
+        output: exec.output().cloned(),
+        error: failure.as_ref().map(|f| f.error.clone()),
+        cause: failure.and_then(|f| f.cause),
+        history: exec.history().to_vec(),
+    }
+}
