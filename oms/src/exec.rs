@@ -1,0 +1,148 @@
+//! `oms exec` and `oms validate`.
+
+use crate::ClockKind;
+use asl::error::Failure;
+use asl::runner::{self, Clock, RunHost, RunOptions, SeededRandom, TaskOutcome, VirtualClock};
+use asl::validate::{self, Diagnostic, MachineType, Options, Severity};
+use asl::{Machine, TaskCall};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Real time for `--clock real`: the in-memory runner sleeps through Waits.
+pub struct WallClock;
+
+impl Clock for WallClock {
+    fn now(&mut self) -> DateTime<Utc> {
+        Utc::now()
+    }
+    fn sleep_until(&mut self, t: DateTime<Utc>) {
+        if let Ok(d) = (t - Utc::now()).to_std() {
+            std::thread::sleep(d);
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Parses and validates a definition; on failure, the JSON object `oms exec` prints.
+pub fn load_machine(text: &str) -> Result<Machine, Value> {
+    let diagnostics = validate::validate_str(text, Options { machine_type: MachineType::Standard });
+    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        return Err(json!({
+            "status": "INVALID_DEFINITION",
+            "error": "InvalidDefinition",
+            "cause": validate::invalid_definition_message(&diagnostics),
+            "diagnostics": diagnostics,
+        }));
+    }
+    Machine::from_str(text).map_err(|e| {
+        json!({"status": "INVALID_DEFINITION", "error": "InvalidDefinition", "cause": e, "diagnostics": []})
+    })
+}
+
+/// No task handlers are registered in `oms exec` yet: a task fails as AWS fails a call
+/// to a function that does not exist, so Retry and Catch can be exercised.
+fn no_such_resource(call: &TaskCall) -> TaskOutcome {
+    let target = call.function.as_deref().unwrap_or(&call.resource);
+    TaskOutcome::err(Failure::new(
+        "Lambda.ResourceNotFoundException",
+        format!("Function not found: {target} (no handler is registered for it in oms exec)"),
+    ))
+}
+
+pub fn exec(
+    definition: &Path,
+    input: Option<&str>,
+    input_file: Option<&Path>,
+    clock: ClockKind,
+    history: bool,
+) -> Result<ExitCode, String> {
+    let text = read(definition)?;
+    let input_text = match (input, input_file) {
+        (Some(s), _) => s.to_string(),
+        (None, Some(f)) => read(f)?,
+        (None, None) => "{}".to_string(),
+    };
+    let input: Value =
+        serde_json::from_str(&input_text).map_err(|e| format!("the input is not valid JSON: {e}"))?;
+    let machine = match load_machine(&text) {
+        Ok(m) => Arc::new(m),
+        Err(report) => {
+            println!("{report}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let name = definition.file_stem().and_then(|s| s.to_str()).unwrap_or("machine");
+    let seed = Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64;
+    let opts = |start| RunOptions {
+        info: Some(asl::ExecutionInfo::local(name, &format!("exec-{seed:x}"), start)),
+        record_history: history,
+    };
+    let mut handler = no_such_resource;
+    let outcome = match clock {
+        ClockKind::Real => {
+            let mut host = RunHost { clock: WallClock, random: SeededRandom::new(seed) };
+            runner::run(machine, input, &mut handler, &mut host, opts(Utc::now()))
+        }
+        ClockKind::Virtual => {
+            let start = Utc::now();
+            let mut host = RunHost { clock: VirtualClock(start), random: SeededRandom::new(seed) };
+            runner::run(machine, input, &mut handler, &mut host, opts(start))
+        }
+    };
+    let mut out = serde_json::Map::new();
+    out.insert("status".into(), json!(outcome.status.as_str()));
+    if let Some(o) = outcome.output {
+        out.insert("output".into(), o);
+    }
+    if outcome.status != asl::Status::Succeeded {
+        out.insert("error".into(), json!(outcome.error));
+        out.insert("cause".into(), json!(outcome.cause));
+    }
+    if history {
+        let events: Vec<Value> = outcome
+            .history
+            .iter()
+            .map(|e| {
+                json!({"id": e.id, "previousEventId": e.previous_event_id,
+                       "timestamp": asl::eval::timestamp(e.timestamp), "type": e.kind, "details": e.details})
+            })
+            .collect();
+        out.insert("history".into(), Value::Array(events));
+    }
+    println!("{}", Value::Object(out));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn validate(files: &[PathBuf], as_json: bool, express: bool) -> Result<ExitCode, String> {
+    if files.is_empty() {
+        return Err("name at least one definition file".into());
+    }
+    let opts = Options { machine_type: if express { MachineType::Express } else { MachineType::Standard } };
+    let mut any_error = false;
+    let mut report = Vec::new();
+    for f in files {
+        let diagnostics: Vec<Diagnostic> = validate::validate_str(&read(f)?, opts);
+        any_error |= diagnostics.iter().any(|d| d.severity == Severity::Error);
+        if as_json {
+            report.push(json!({"file": f, "diagnostics": diagnostics}));
+        } else if diagnostics.is_empty() {
+            println!("{}: ok", f.display());
+        } else {
+            for d in &diagnostics {
+                let sev = if d.severity == Severity::Error { "error" } else { "warning" };
+                let at = d.location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default();
+                println!("{}: {sev}: {}: {}{at}", f.display(), d.code, d.message);
+            }
+        }
+    }
+    if as_json {
+        println!("{}", Value::Array(report));
+    }
+    Ok(if any_error { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

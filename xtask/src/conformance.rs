@@ -1,0 +1,419 @@
+//! The conformance harness: runs the AWS-recorded cases of ../shared/asl-conformance
+//! through the engine and compares outcomes as that corpus's README says.
+
+use asl::error::Failure;
+use asl::eval::ExecutionInfo;
+use asl::runner::{self, RunHost, RunOptions, SeededRandom, TaskOutcome, VirtualClock};
+use asl::validate::{self, MachineType, Options, Severity};
+use asl::{Machine, Status, TaskCall};
+use chrono::{DateTime, Utc};
+use regex::Regex;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub enum Verdict {
+    Pass,
+    Fail(String),
+    NotRun(&'static str),
+}
+
+pub struct CaseResult {
+    pub name: String,
+    pub category: String,
+    pub jsonata: bool,
+    pub verdict: Verdict,
+}
+
+pub fn corpus_path(root: &Path) -> PathBuf {
+    match std::env::var_os("OMS_CONFORMANCE_CORPUS") {
+        Some(p) => PathBuf::from(p),
+        None => root.join("../shared/asl-conformance/aws-recorded.jsonl"),
+    }
+}
+
+pub fn run_corpus(path: &Path) -> Result<Vec<CaseResult>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut results = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let case: Value = serde_json::from_str(line).map_err(|e| format!("line {}: {e}", i + 1))?;
+        let name = case["name"].as_str().unwrap_or_default().to_string();
+        let category = case["category"].as_str().unwrap_or_default().to_string();
+        let jsonata = case["features"].as_array().is_some_and(|f| f.iter().any(|x| x == "jsonata"));
+        // A panic in the engine is a failure of that case, not of the harness.
+        let verdict = std::panic::catch_unwind(|| run_case(&case))
+            .unwrap_or_else(|_| Verdict::Fail("the engine panicked".into()));
+        results.push(CaseResult { name, category, jsonata, verdict });
+    }
+    Ok(results)
+}
+
+fn notes(case: &Value) -> Vec<&str> {
+    case["notes"].as_array().map(|n| n.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+}
+
+fn run_case(case: &Value) -> Verdict {
+    let express = notes(case).contains(&"state_machine_type:EXPRESS");
+    let opts = Options { machine_type: if express { MachineType::Express } else { MachineType::Standard } };
+    let def_text = match &case["definition"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let expected = &case["expected"];
+    match case["api"].as_str() {
+        Some("TestState") => Verdict::NotRun("TestState comes with the API server (issue 3)"),
+        Some("ValidateStateMachineDefinition") => {
+            let diags = validate::validate_str(&def_text, opts);
+            let status = if diags.iter().any(|d| d.severity == Severity::Error) { "VALIDATION_FAIL" } else { "VALIDATION_OK" };
+            let got = json!({"status": status, "diagnostics": diags});
+            compare_json(expected, &got).map_or(Verdict::Pass, Verdict::Fail)
+        }
+        _ => run_execution(case, &def_text, opts, express),
+    }
+}
+
+fn run_execution(case: &Value, def_text: &str, opts: Options, express: bool) -> Verdict {
+    let expected = &case["expected"];
+    let want = expected["status"].as_str().unwrap_or_default();
+    if want == "ABORTED" {
+        return Verdict::NotRun("ends by StopExecution, which comes with the API server (issue 3)");
+    }
+    let diags = validate::validate_str(def_text, opts);
+    if diags.iter().any(|d| d.severity == Severity::Error) {
+        let got = format!(
+            "An error occurred (InvalidDefinition) when calling the CreateStateMachine operation: {}",
+            validate::invalid_definition_message(&diags)
+        );
+        if want != "INVALID_DEFINITION" {
+            return Verdict::Fail(format!("rejected a definition AWS accepted: {got}"));
+        }
+        return match_text(expected["cause"].as_str().unwrap_or_default(), &got)
+            .map_or(Verdict::Pass, |e| Verdict::Fail(format!("cause: {e}")));
+    }
+    if want == "INVALID_DEFINITION" {
+        return Verdict::Fail("accepted a definition AWS rejected".into());
+    }
+    let machine = match Machine::from_str(def_text) {
+        Ok(m) => Arc::new(m),
+        Err(e) => return Verdict::Fail(format!("model: {e}")),
+    };
+    let input: Value = match &case["input"] {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+        Value::Null => json!({}),
+        other => other.clone(),
+    };
+    // The clock starts when AWS recorded the case, so delays computed from recorded
+    // timestamps come out as they did then.
+    let start: DateTime<Utc> = case["validated_date"]
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(Utc::now);
+    let mut info = ExecutionInfo::local("conformance-machine", "conformance-execution", start);
+    if express {
+        info.redrive_count = None;
+    }
+    let mut lambda = StubLambda { stubs: &case["stubs"], random: SeededRandom::new(7) };
+    let mut handler = |call: &TaskCall| lambda.call(call);
+    let mut host = RunHost { clock: VirtualClock(start), random: SeededRandom::new(42) };
+    let outcome = runner::run(machine, input, &mut handler, &mut host, RunOptions { info: Some(info), record_history: false });
+    if outcome.status.as_str() != want {
+        let detail = match outcome.status {
+            Status::Succeeded => format!("output {}", trunc(&outcome.output.unwrap_or_default().to_string())),
+            _ => format!("{:?}: {}", outcome.error, trunc(outcome.cause.as_deref().unwrap_or(""))),
+        };
+        return Verdict::Fail(format!("status {} (expected {want}); {detail}", outcome.status.as_str()));
+    }
+    match outcome.status {
+        Status::Succeeded => compare_json(&expected["output"], &outcome.output.unwrap_or(Value::Null))
+            .map_or(Verdict::Pass, |e| Verdict::Fail(format!("output: {e}"))),
+        _ => {
+            let want_error = expected["error"].as_str();
+            if want_error != outcome.error.as_deref().filter(|e| !e.is_empty()) {
+                return Verdict::Fail(format!("error {:?} (expected {:?})", outcome.error, want_error));
+            }
+            let got_cause = outcome.cause.filter(|c| !c.is_empty());
+            match (&expected["cause"], got_cause) {
+                (Value::Null, None) => Verdict::Pass,
+                (Value::String(w), Some(g)) => {
+                    match_text(w, &g).map_or(Verdict::Pass, |e| Verdict::Fail(format!("cause: {e}")))
+                }
+                (w @ Value::Object(_), Some(g)) => match serde_json::from_str::<Value>(&g) {
+                    Ok(gv) => compare_json(w, &gv).map_or(Verdict::Pass, |e| Verdict::Fail(format!("cause: {e}"))),
+                    Err(_) => Verdict::Fail(format!("cause is not JSON: {}", trunc(&g))),
+                },
+                (w, g) => Verdict::Fail(format!("cause {g:?} (expected {})", trunc(&w.to_string()))),
+            }
+        }
+    }
+}
+
+fn trunc(s: &str) -> String {
+    if s.len() > 300 {
+        let mut end = 300;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}...", &s[..end])
+    } else {
+        s.to_string()
+    }
+}
+
+/// The corpus's Lambda functions, as in-process handlers behaving as their Python
+/// sources do; Lambda's own behaviour (unknown function, error payloads) included.
+struct StubLambda<'a> {
+    stubs: &'a Value,
+    random: SeededRandom,
+}
+
+impl StubLambda<'_> {
+    fn call(&mut self, call: &TaskCall) -> TaskOutcome {
+        let function = call.function.as_deref().unwrap_or(&call.resource);
+        let Some(stubs) = self.stubs.as_object() else {
+            return TaskOutcome::err(Failure::new("States.TaskFailed", format!("no handler for {}", call.resource)));
+        };
+        let stub = stubs
+            .iter()
+            .find(|(arn, s)| arn.as_str() == function || s["function_name"].as_str() == Some(function))
+            .map(|(_, s)| s);
+        let Some(stub) = stub else {
+            let arn = if function.starts_with("arn:") {
+                function.to_string()
+            } else {
+                format!("arn:aws:lambda:us-east-1:111111111111:function:{function}")
+            };
+            return TaskOutcome::err(Failure::new(
+                "Lambda.ResourceNotFoundException",
+                format!(
+                    "Function not found: {arn}:$LATEST (Service: AWSLambda; Status Code: 404; Error Code: ResourceNotFoundException; Request ID: {}; Proxy: null)",
+                    self.random.uuid_v4()
+                ),
+            ));
+        };
+        let file = stub["handler_file"].as_str().unwrap_or_default();
+        let file = file.rsplit('/').next().unwrap_or(file);
+        let event = call.payload.clone();
+        match file {
+            "id_function.py" => TaskOutcome::ok(event),
+            "echo_function.py" => TaskOutcome::ok(json!({"Return": "HelloWorld"})),
+            "return_bytes_str.py" => TaskOutcome::ok(json!("HelloWorld!")),
+            "return_decorated_input.py" => TaskOutcome::ok(Value::String(format!("input-event-{}", python_repr(&event)))),
+            "large_output_string.py" => TaskOutcome::ok(Value::String("a".repeat(257 * 1024))),
+            "wait_60_seconds.py" => TaskOutcome { result: Ok(event), took: Some(std::time::Duration::from_secs(60)) },
+            "raise_exception.py" => self.error(
+                "Exception",
+                "Some exception was raised.",
+                "  File \"/var/task/handler.py\", line 2, in handler\n    raise Exception(\"Some exception was raised.\")\n",
+            ),
+            "raise_custom_exception.py" => self.error(
+                "CustomException",
+                "",
+                "  File \"/var/task/handler.py\", line 9, in handler\n    raise CustomException()\n",
+            ),
+            other => TaskOutcome::err(Failure::new("States.TaskFailed", format!("the harness has no stub for {other}"))),
+        }
+    }
+
+    /// A Python Lambda's error payload, as the runtime reports it.
+    fn error(&mut self, error_type: &str, message: &str, trace: &str) -> TaskOutcome {
+        let mut payload = Map::new();
+        payload.insert("errorMessage".into(), json!(message));
+        payload.insert("errorType".into(), json!(error_type));
+        payload.insert("requestId".into(), json!(self.random.uuid_v4()));
+        payload.insert("stackTrace".into(), json!([trace]));
+        TaskOutcome::err(Failure::new(error_type, Value::Object(payload).to_string()))
+    }
+}
+
+/// Python's `str()` of a JSON-decoded value, for the f-string stub.
+fn python_repr(v: &Value) -> String {
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+        Value::Array(a) => format!("[{}]", a.iter().map(python_repr).collect::<Vec<_>>().join(", ")),
+        Value::Object(m) => format!(
+            "{{{}}}",
+            m.iter().map(|(k, v)| format!("'{}': {}", k, python_repr(v))).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Compares an expected string with `<...>` placeholders to an actual one.
+fn match_text(expected: &str, got: &str) -> Option<String> {
+    if expected == got {
+        return None;
+    }
+    if !expected.contains('<') {
+        return Some(format!("got {:?}, expected {:?}", trunc(got), trunc(expected)));
+    }
+    let token = Regex::new(r"<[^<>\s]+>").expect("static regex");
+    let mut pattern = String::from("(?s)^");
+    let mut last = 0;
+    for m in token.find_iter(expected) {
+        pattern.push_str(&regex::escape(&expected[last..m.start()]));
+        pattern.push_str(".+?");
+        last = m.end();
+    }
+    pattern.push_str(&regex::escape(&expected[last..]));
+    pattern.push('$');
+    match Regex::new(&pattern) {
+        Ok(re) if re.is_match(got) => None,
+        _ => Some(format!("got {:?}, expected {:?}", trunc(got), trunc(expected))),
+    }
+}
+
+/// JSON comparison: key order free, numbers by value, strings with placeholders.
+fn compare_json(expected: &Value, got: &Value) -> Option<String> {
+    compare_at(expected, got, "$")
+}
+
+fn compare_at(e: &Value, g: &Value, at: &str) -> Option<String> {
+    match (e, g) {
+        (Value::Object(em), Value::Object(gm)) => {
+            for k in em.keys() {
+                if !gm.contains_key(k) {
+                    return Some(format!("{at}: missing key {k:?}"));
+                }
+            }
+            for k in gm.keys() {
+                if !em.contains_key(k) {
+                    return Some(format!("{at}: unexpected key {k:?}"));
+                }
+            }
+            em.iter().find_map(|(k, ev)| compare_at(ev, &gm[k], &format!("{at}.{k}")))
+        }
+        (Value::Array(ea), Value::Array(ga)) => {
+            if ea.len() != ga.len() {
+                return Some(format!("{at}: {} items, expected {}", ga.len(), ea.len()));
+            }
+            ea.iter().zip(ga).enumerate().find_map(|(i, (ev, gv))| compare_at(ev, gv, &format!("{at}[{i}]")))
+        }
+        (Value::Number(en), Value::Number(gn)) => {
+            let same = en == gn || en.as_f64() == gn.as_f64();
+            (!same).then(|| format!("{at}: {gn}, expected {en}"))
+        }
+        (Value::String(es), Value::String(gs)) => match_text(es, gs).map(|m| format!("{at}: {m}")),
+        (e, g) if e == g => None,
+        (e, g) => Some(format!("{at}: {}, expected {}", trunc(&g.to_string()), trunc(&e.to_string()))),
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+pub struct Tally {
+    pub passed: usize,
+    pub failed: usize,
+    pub not_run: usize,
+}
+
+impl Tally {
+    fn add(&mut self, v: &Verdict) {
+        match v {
+            Verdict::Pass => self.passed += 1,
+            Verdict::Fail(_) => self.failed += 1,
+            Verdict::NotRun(_) => self.not_run += 1,
+        }
+    }
+    pub fn total(&self) -> usize {
+        self.passed + self.failed + self.not_run
+    }
+}
+
+pub struct Summary {
+    pub by_category: BTreeMap<String, Tally>,
+    pub all: Tally,
+    /// The cases the target is set on: no JSONata, and not TestState.
+    pub jsonpath: Tally,
+}
+
+pub fn summarize(results: &[CaseResult]) -> Summary {
+    let mut by_category: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut all = Tally::default();
+    let mut jsonpath = Tally::default();
+    for r in results {
+        by_category.entry(r.category.clone()).or_default().add(&r.verdict);
+        all.add(&r.verdict);
+        let test_state = matches!(r.verdict, Verdict::NotRun(reason) if reason.starts_with("TestState"));
+        if !r.jsonata && !test_state {
+            jsonpath.add(&r.verdict);
+        }
+    }
+    Summary { by_category, all, jsonpath }
+}
+
+pub fn print_summary(s: &Summary) {
+    println!("{:<22} {:>7} {:>7} {:>8}", "category", "passed", "failed", "not run");
+    for (c, t) in &s.by_category {
+        println!("{:<22} {:>7} {:>7} {:>8}", c, t.passed, t.failed, t.not_run);
+    }
+    println!("{:<22} {:>7} {:>7} {:>8}", "TOTAL", s.all.passed, s.all.failed, s.all.not_run);
+    println!(
+        "{:<22} {:>7} {:>7} {:>8}   ({:.1}% of {})",
+        "JSONPath (target)",
+        s.jsonpath.passed,
+        s.jsonpath.failed,
+        s.jsonpath.not_run,
+        100.0 * s.jsonpath.passed as f64 / s.jsonpath.total().max(1) as f64,
+        s.jsonpath.total()
+    );
+}
+
+/// docs/conformance.md: the figures, and every case that does not pass with its reason.
+pub fn report(results: &[CaseResult], s: &Summary, reasons: &BTreeMap<String, String>) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# ASL conformance\n");
+    let _ = writeln!(
+        md,
+        "Generated by `cargo xtask conformance` from the {} AWS-recorded cases of \
+         `../shared/asl-conformance/aws-recorded.jsonl`. A case passes when the engine ends the \
+         execution (or judges the definition) as AWS did, compared as that corpus's README says. \
+         Not run is never counted as passed.\n",
+        results.len()
+    );
+    let _ = writeln!(
+        md,
+        "**JSONPath cases (no JSONata, no TestState): {} of {} pass ({:.1}%).** All cases: {} passed, {} failed, {} not run.\n",
+        s.jsonpath.passed,
+        s.jsonpath.total(),
+        100.0 * s.jsonpath.passed as f64 / s.jsonpath.total().max(1) as f64,
+        s.all.passed,
+        s.all.failed,
+        s.all.not_run
+    );
+    let _ = writeln!(md, "| category | passed | failed | not run |\n|---|---:|---:|---:|");
+    for (c, t) in &s.by_category {
+        let _ = writeln!(md, "| {c} | {} | {} | {} |", t.passed, t.failed, t.not_run);
+    }
+    let _ = writeln!(md, "\n## JSONPath cases that fail, and why\n");
+    for r in results.iter().filter(|r| !r.jsonata) {
+        if let Verdict::Fail(detail) = &r.verdict {
+            let why = reasons.get(&r.name).cloned().unwrap_or_else(|| "not yet analysed".into());
+            let _ = writeln!(md, "- `{}`\n  - reason: {}\n  - mismatch: {}", r.name, why, detail.replace('\n', " "));
+        }
+    }
+    let _ = writeln!(md, "\n## Cases not run\n");
+    let mut not_run: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in results {
+        if let Verdict::NotRun(why) = r.verdict {
+            *not_run.entry(why).or_default() += 1;
+        }
+    }
+    for (why, n) in not_run {
+        let _ = writeln!(md, "- {n} case(s): {why}");
+    }
+    let jsonata_failed = results.iter().filter(|r| r.jsonata && matches!(r.verdict, Verdict::Fail(_))).count();
+    let _ = writeln!(
+        md,
+        "\n## JSONata\n\n{jsonata_failed} JSONata cases fail: JSONata evaluation is a later issue. The \
+         validator already accepts JSONata definitions; the evaluator reports them as not supported."
+    );
+    md
+}
