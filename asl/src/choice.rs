@@ -30,13 +30,19 @@ pub fn evaluate(cond: &Condition, input: &Value, select: Select) -> Result<bool,
             Ok(false)
         }
         Condition::Not(c) => Ok(!evaluate(c, input, select)?),
-        Condition::Compare { variable, op, operand } => {
+        Condition::Compare {
+            variable,
+            op,
+            operand,
+        } => {
             let value = match select(variable, input) {
                 Ok(v) => Some(v),
                 Err(_) => None,
             };
             if *op == CompareOp::IsPresent {
-                return Ok(value.is_some() == (operand_literal(operand) == Some(&Value::Bool(true))));
+                return Ok(
+                    value.is_some() == (operand_literal(operand) == Some(&Value::Bool(true)))
+                );
             }
             let Some(value) = value else {
                 return Err(Failure::runtime(format!(
@@ -76,30 +82,52 @@ fn compare(op: CompareOp, value: &Value, operand: &Value) -> bool {
         IsTimestamp => value.as_str().and_then(parse_timestamp).is_some() == flag,
         IsPresent => true,
         BooleanEquals => matches!((value, operand), (Value::Bool(a), Value::Bool(b)) if a == b),
-        StringEquals | StringLessThan | StringGreaterThan | StringLessThanEquals | StringGreaterThanEquals => {
-            let (Value::String(a), Value::String(b)) = (value, operand) else { return false };
+        StringEquals
+        | StringLessThan
+        | StringGreaterThan
+        | StringLessThanEquals
+        | StringGreaterThanEquals => {
+            let (Value::String(a), Value::String(b)) = (value, operand) else {
+                return false;
+            };
             ordered(op, java_string_cmp(a, b))
         }
         StringMatches => {
-            let (Value::String(a), Value::String(p)) = (value, operand) else { return false };
+            let (Value::String(a), Value::String(p)) = (value, operand) else {
+                return false;
+            };
             wildcard_match(p, a)
         }
-        NumericEquals | NumericLessThan | NumericGreaterThan | NumericLessThanEquals | NumericGreaterThanEquals => {
-            let (Value::Number(a), Value::Number(b)) = (value, operand) else { return false };
+        NumericEquals
+        | NumericLessThan
+        | NumericGreaterThan
+        | NumericLessThanEquals
+        | NumericGreaterThanEquals => {
+            let (Value::Number(a), Value::Number(b)) = (value, operand) else {
+                return false;
+            };
             let ord = match (a.as_i64(), b.as_i64()) {
                 (Some(x), Some(y)) => x.cmp(&y),
-                _ => match a.as_f64().unwrap_or(f64::NAN).partial_cmp(&b.as_f64().unwrap_or(f64::NAN)) {
+                _ => match a
+                    .as_f64()
+                    .unwrap_or(f64::NAN)
+                    .partial_cmp(&b.as_f64().unwrap_or(f64::NAN))
+                {
                     Some(o) => o,
                     None => return false,
                 },
             };
             ordered(op, ord)
         }
-        TimestampEquals | TimestampLessThan | TimestampGreaterThan | TimestampLessThanEquals
+        TimestampEquals
+        | TimestampLessThan
+        | TimestampGreaterThan
+        | TimestampLessThanEquals
         | TimestampGreaterThanEquals => {
-            let (Some(a), Some(b)) =
-                (value.as_str().and_then(parse_timestamp), operand.as_str().and_then(parse_timestamp))
-            else {
+            let (Some(a), Some(b)) = (
+                value.as_str().and_then(parse_timestamp),
+                operand.as_str().and_then(parse_timestamp),
+            ) else {
                 return false;
             };
             ordered(op, a.cmp(&b))
@@ -113,7 +141,9 @@ fn ordered(op: CompareOp, ord: Ordering) -> bool {
         StringEquals | NumericEquals | TimestampEquals => ord == Ordering::Equal,
         StringLessThan | NumericLessThan | TimestampLessThan => ord == Ordering::Less,
         StringGreaterThan | NumericGreaterThan | TimestampGreaterThan => ord == Ordering::Greater,
-        StringLessThanEquals | NumericLessThanEquals | TimestampLessThanEquals => ord != Ordering::Greater,
+        StringLessThanEquals | NumericLessThanEquals | TimestampLessThanEquals => {
+            ord != Ordering::Greater
+        }
         _ => ord != Ordering::Less,
     }
 }

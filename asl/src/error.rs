@@ -49,7 +49,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(error: impl Into<String>, cause: impl Into<String>) -> Self {
-        Failure { error: error.into(), cause: Some(cause.into()) }
+        Failure {
+            error: error.into(),
+            cause: Some(cause.into()),
+        }
     }
     pub fn runtime(cause: impl Into<String>) -> Self {
         Failure::new(names::RUNTIME, cause)

@@ -12,8 +12,8 @@ use crate::history::{EventLog, HistoryEvent};
 use crate::intrinsics::{self, IntrinsicHost};
 use crate::jsonpath::{JsonPath, Root};
 use crate::model::{
-    Amount, Catcher, IoPath, Kind, Machine, QueryLanguage, ResultPath, Retrier, State, Template, Text,
-    Transition, WaitFor,
+    Amount, Catcher, IoPath, Kind, Machine, QueryLanguage, ResultPath, Retrier, State, Template,
+    Text, Transition, WaitFor,
 };
 use crate::resource::{Pattern, Target};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -45,19 +45,51 @@ pub struct ExecutionInfo {
 }
 
 impl ExecutionInfo {
+    /// An execution of the machine `state_machine_arn`. Standard executions are
+    /// `...:execution:MACHINE:NAME`; Express ones `...:express:MACHINE:NAME:ID` and have
+    /// no RedriveCount.
+    pub fn new(
+        state_machine_arn: &str,
+        name: &str,
+        role_arn: &str,
+        express: bool,
+        start_time: DateTime<Utc>,
+    ) -> Self {
+        let (prefix, machine_name) = match state_machine_arn.rsplit_once(":stateMachine:") {
+            Some((p, m)) => (p.to_string(), m.to_string()),
+            None => (
+                "arn:aws:states:us-east-1:000000000000".to_string(),
+                state_machine_arn.to_string(),
+            ),
+        };
+        let execution_arn = if express {
+            format!(
+                "{prefix}:express:{machine_name}:{name}:{}",
+                start_time.timestamp_millis()
+            )
+        } else {
+            format!("{prefix}:execution:{machine_name}:{name}")
+        };
+        ExecutionInfo {
+            execution_arn,
+            name: name.to_string(),
+            state_machine_arn: state_machine_arn.to_string(),
+            state_machine_name: machine_name,
+            role_arn: role_arn.to_string(),
+            start_time,
+            redrive_count: if express { None } else { Some(0) },
+        }
+    }
+
     /// Plausible identifiers for an execution run outside any account.
     pub fn local(machine_name: &str, execution_name: &str, start_time: DateTime<Utc>) -> Self {
-        let region = "us-east-1";
-        let account = "000000000000";
-        ExecutionInfo {
-            execution_arn: format!("arn:aws:states:{region}:{account}:execution:{machine_name}:{execution_name}"),
-            name: execution_name.to_string(),
-            state_machine_arn: format!("arn:aws:states:{region}:{account}:stateMachine:{machine_name}"),
-            state_machine_name: machine_name.to_string(),
-            role_arn: format!("arn:aws:iam::{account}:role/oms-local"),
+        ExecutionInfo::new(
+            &format!("arn:aws:states:us-east-1:000000000000:stateMachine:{machine_name}"),
+            execution_name,
+            "arn:aws:iam::000000000000:role/oms-local",
+            false,
             start_time,
-            redrive_count: Some(0),
-        }
+        )
     }
 }
 
@@ -83,7 +115,9 @@ pub struct TaskCall {
 pub enum Effect {
     Invoke(TaskCall),
     /// Deliver [`Delivery::TimerFired`] at or after this time.
-    Timer { until: DateTime<Utc> },
+    Timer {
+        until: DateTime<Utc>,
+    },
 }
 
 /// The driver's answer to an effect.
@@ -176,18 +210,36 @@ impl Execution {
     ) -> Execution {
         let mut core = Core {
             machine: machine.clone(),
-            ident: Ident { info, input: input.clone() },
+            ident: Ident {
+                info,
+                input: input.clone(),
+            },
             log: EventLog::new(record_history),
             pending: BTreeMap::new(),
             next_effect: 1,
             path: Vec::new(),
         };
         let role = core.ident.info.role_arn.clone();
-        core.log.record(host, "ExecutionStarted", || {
-            json!({"input": input, "inputDetails": {"truncated": false}, "roleArn": role})
-        });
-        let root = Frame { list: 0, vars: Map::new(), map_item: None, cursor: None, result: None };
-        let mut exec = Execution { machine, core, root, status: Status::Running, output: None, failure: None };
+        core.log.record(
+            host,
+            "ExecutionStarted",
+            || json!({"input": input, "inputDetails": {"truncated": false}, "roleArn": role}),
+        );
+        let root = Frame {
+            list: 0,
+            vars: Map::new(),
+            map_item: None,
+            cursor: None,
+            result: None,
+        };
+        let mut exec = Execution {
+            machine,
+            core,
+            root,
+            status: Status::Running,
+            output: None,
+            failure: None,
+        };
         let start = exec.machine.root().start_at;
         exec.core.enter(&mut exec.root, start, input, host);
         exec.core.run(&mut exec.root, host);
@@ -225,7 +277,9 @@ impl Execution {
         if self.status != Status::Running {
             return;
         }
-        let Some((path, effect)) = self.core.pending.remove(&id) else { return };
+        let Some((path, effect)) = self.core.pending.remove(&id) else {
+            return;
+        };
         let _ = effect;
         self.core.deliver(&mut self.root, &path, id, delivery, host);
         self.settle(host);
@@ -238,7 +292,10 @@ impl Execution {
         }
         self.core.pending.clear();
         self.status = Status::Aborted;
-        self.failure = error.clone().map(|e| Failure { error: e, cause: cause.clone() });
+        self.failure = error.clone().map(|e| Failure {
+            error: e,
+            cause: cause.clone(),
+        });
         self.core.log.record(host, "ExecutionAborted", || {
             let mut d = Map::new();
             if let Some(e) = &error {
@@ -257,9 +314,14 @@ impl Execution {
             return;
         }
         self.core.pending.clear();
+        // DescribeExecution shows no error or cause for a timed-out execution.
         self.status = Status::TimedOut;
-        self.failure = Some(Failure { error: names::TIMEOUT.into(), cause: None });
-        self.core.log.record(host, "ExecutionTimedOut", || json!({"error": names::TIMEOUT}));
+        self.failure = None;
+        self.core.log.record(
+            host,
+            "ExecutionTimedOut",
+            || json!({"error": names::TIMEOUT}),
+        );
     }
 
     fn settle(&mut self, host: &mut dyn Host) {
@@ -267,9 +329,11 @@ impl Execution {
             None => {}
             Some(Ok(out)) => {
                 self.status = Status::Succeeded;
-                self.core.log.record(host, "ExecutionSucceeded", || {
-                    json!({"output": out, "outputDetails": {"truncated": false}})
-                });
+                self.core.log.record(
+                    host,
+                    "ExecutionSucceeded",
+                    || json!({"output": out, "outputDetails": {"truncated": false}}),
+                );
                 self.output = Some(out);
                 self.core.pending.clear();
             }
@@ -322,7 +386,10 @@ impl Scope<'_> {
         }
         let mut ctx = Map::new();
         ctx.insert("Execution".into(), Value::Object(exec));
-        ctx.insert("StateMachine".into(), json!({"Id": info.state_machine_arn, "Name": info.state_machine_name}));
+        ctx.insert(
+            "StateMachine".into(),
+            json!({"Id": info.state_machine_arn, "Name": info.state_machine_name}),
+        );
         ctx.insert("State".into(), Value::Object(state));
         if let Some(t) = self.task_token {
             ctx.insert("Task".into(), json!({ "Token": t }));
@@ -364,7 +431,9 @@ impl Scope<'_> {
     fn render_field(&mut self, t: &Template, input: &Value, field: &str) -> Result<Value, Failure> {
         match t {
             Template::Literal(v) => Ok(v.clone()),
-            Template::Path(p) => self.select(p, input).map_err(|_| Self::field_miss(p, field, input)),
+            Template::Path(p) => self
+                .select(p, input)
+                .map_err(|_| Self::field_miss(p, field, input)),
             Template::Intrinsic(call) => self.intrinsic(call, input),
             Template::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
@@ -414,15 +483,16 @@ impl Scope<'_> {
         match p {
             IoPath::Whole => Ok(value),
             IoPath::Empty => Ok(Value::Object(Map::new())),
-            IoPath::At(path) => self
-                .select(path, &value)
-                .map_err(|detail| Failure::runtime(format!("Invalid path '{}' : {}", path.text(), detail))),
+            IoPath::At(path) => self.select(path, &value).map_err(|detail| {
+                Failure::runtime(format!("Invalid path '{}' : {}", path.text(), detail))
+            }),
         }
     }
 
     /// A `*Path` field's raw value.
     fn path_value(&self, p: &JsonPath, input: &Value) -> Result<Value, Failure> {
-        self.select(p, input).map_err(|d| Failure::runtime(format!("Invalid path '{}' : {}", p.text(), d)))
+        self.select(p, input)
+            .map_err(|d| Failure::runtime(format!("Invalid path '{}' : {}", p.text(), d)))
     }
 
     fn text(&mut self, t: &Text, input: &Value, field: &str) -> Result<String, Failure> {
@@ -468,17 +538,25 @@ fn matches_error(error_equals: &[String], error: &str) -> bool {
     if error == names::RUNTIME {
         return false;
     }
-    error_equals
-        .iter()
-        .any(|e| e == error || e == names::ALL || (e == names::TASK_FAILED && error != names::TIMEOUT))
+    error_equals.iter().any(|e| {
+        e == error || e == names::ALL || (e == names::TASK_FAILED && error != names::TIMEOUT)
+    })
 }
-
 
 enum Phase {
     Enter,
-    Task { effect: EffectId, call: Box<TaskCall> },
-    Wait { effect: EffectId, output: Value, assigned: Option<Map<String, Value>> },
-    Backoff { effect: EffectId },
+    Task {
+        effect: EffectId,
+        call: Box<TaskCall>,
+    },
+    Wait {
+        effect: EffectId,
+        output: Value,
+        assigned: Option<Map<String, Value>>,
+    },
+    Backoff {
+        effect: EffectId,
+    },
     Fanout(Box<Fanout>),
 }
 
@@ -506,7 +584,11 @@ enum Step {
     /// A task or child failed: retry and catch apply.
     Failed(Failure),
     Invoke(Box<TaskCall>),
-    Sleep { until: DateTime<Utc>, output: Value, assigned: Option<Map<String, Value>> },
+    Sleep {
+        until: DateTime<Utc>,
+        output: Value,
+        assigned: Option<Map<String, Value>>,
+    },
     Fanout(Box<Fanout>),
     Blocked,
 }
@@ -520,7 +602,11 @@ macro_rules! tryf {
     };
 }
 
-fn assign(scope: &mut Scope, t: Option<&Template>, value: &Value) -> Result<Option<Map<String, Value>>, Failure> {
+fn assign(
+    scope: &mut Scope,
+    t: Option<&Template>,
+    value: &Value,
+) -> Result<Option<Map<String, Value>>, Failure> {
     match t {
         None => Ok(None),
         Some(t) => match scope.render(t, value)? {
@@ -537,7 +623,8 @@ fn apply_result_path(rp: &ResultPath, input: Value, result: Value) -> Result<Val
         ResultPath::Discard => Ok(input),
         ResultPath::At(p) => {
             let mut target = input;
-            p.set(&mut target, result).map_err(|e| Failure::runtime(format!("Invalid path '{}' : {}", p.text(), e)))?;
+            p.set(&mut target, result)
+                .map_err(|e| Failure::runtime(format!("Invalid path '{}' : {}", p.text(), e)))?;
             Ok(target)
         }
     }
@@ -601,9 +688,11 @@ impl Core {
         let machine = self.machine.clone();
         let state = &machine.lists[frame.list].states[idx];
         let entered_time = host.now();
-        let entered_event = self.log.record(host, entered_event_type(state.type_name), || {
-            json!({"input": input, "inputDetails": {"truncated": false}, "name": state.name})
-        });
+        let entered_event = self.log.record(
+            host,
+            entered_event_type(state.type_name),
+            || json!({"input": input, "inputDetails": {"truncated": false}, "name": state.name}),
+        );
         frame.cursor = Some(Cursor {
             state: idx,
             input,
@@ -619,7 +708,9 @@ impl Core {
     fn run(&mut self, frame: &mut Frame, host: &mut dyn Host) {
         let machine = self.machine.clone();
         loop {
-            let Some(cursor) = frame.cursor.as_ref() else { return };
+            let Some(cursor) = frame.cursor.as_ref() else {
+                return;
+            };
             if !matches!(cursor.phase, Phase::Enter) {
                 return;
             }
@@ -668,18 +759,28 @@ impl Core {
                     c.phase = Phase::Task { effect: id, call };
                 }
             }
-            Step::Sleep { until, output, assigned } => {
+            Step::Sleep {
+                until,
+                output,
+                assigned,
+            } => {
                 let id = self.effect(Effect::Timer { until });
                 if let Some(c) = frame.cursor.as_mut() {
-                    c.phase = Phase::Wait { effect: id, output, assigned };
+                    c.phase = Phase::Wait {
+                        effect: id,
+                        output,
+                        assigned,
+                    };
                 }
             }
             Step::Fanout(fan) => {
                 if fan.is_map {
                     let n = fan.inputs.len();
-                    self.log.record(host, "MapStateStarted", || json!({ "length": n }));
+                    self.log
+                        .record(host, "MapStateStarted", || json!({ "length": n }));
                 } else {
-                    self.log.record(host, "ParallelStateStarted", || Value::Null);
+                    self.log
+                        .record(host, "ParallelStateStarted", || Value::Null);
                 }
                 if let Some(c) = frame.cursor.as_mut() {
                     c.phase = Phase::Fanout(fan);
@@ -689,10 +790,19 @@ impl Core {
         }
     }
 
-    fn exit(&mut self, frame: &mut Frame, state: &State, output: Value, next: Transition, host: &mut dyn Host) {
-        self.log.record(host, exited_event_type(state.type_name), || {
-            json!({"name": state.name, "output": output, "outputDetails": {"truncated": false}})
-        });
+    fn exit(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        output: Value,
+        next: Transition,
+        host: &mut dyn Host,
+    ) {
+        self.log.record(
+            host,
+            exited_event_type(state.type_name),
+            || json!({"name": state.name, "output": output, "outputDetails": {"truncated": false}}),
+        );
         match next {
             Transition::Next(n) => self.enter(frame, n, output, host),
             Transition::End => {
@@ -707,7 +817,11 @@ impl Core {
         if f.error != names::RUNTIME {
             if let Some(cursor) = frame.cursor.as_mut() {
                 // The first retrier whose ErrorEquals matches decides, even when spent.
-                if let Some(i) = state.retry.iter().position(|r| matches_error(&r.error_equals, &f.error)) {
+                if let Some(i) = state
+                    .retry
+                    .iter()
+                    .position(|r| matches_error(&r.error_equals, &f.error))
+                {
                     let r = &state.retry[i];
                     if cursor.attempts[i] < r.max_attempts {
                         let delay = backoff(r, cursor.attempts[i], host);
@@ -722,7 +836,11 @@ impl Core {
                     }
                 }
             }
-            if let Some(c) = state.catch.iter().find(|c| matches_error(&c.error_equals, &f.error)) {
+            if let Some(c) = state
+                .catch
+                .iter()
+                .find(|c| matches_error(&c.error_equals, &f.error))
+            {
                 return self.caught(frame, state, c, f, host);
             }
         }
@@ -730,8 +848,17 @@ impl Core {
         frame.result = Some(Err(f));
     }
 
-    fn caught(&mut self, frame: &mut Frame, state: &State, c: &Catcher, f: Failure, host: &mut dyn Host) {
-        let Some(cursor) = frame.cursor.as_mut() else { return };
+    fn caught(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        c: &Catcher,
+        f: Failure,
+        host: &mut dyn Host,
+    ) {
+        let Some(cursor) = frame.cursor.as_mut() else {
+            return;
+        };
         cursor.phase = Phase::Enter;
         let raw = std::mem::take(&mut cursor.input);
         let mut err = Map::new();
@@ -754,7 +881,9 @@ impl Core {
                 assign(&mut scope, Some(a), &err)
             }
         };
-        let step = match assigned.and_then(|a| apply_result_path(&c.result_path, raw, err).map(|o| (o, a))) {
+        let step = match assigned
+            .and_then(|a| apply_result_path(&c.result_path, raw, err).map(|o| (o, a)))
+        {
             Ok((output, assigned)) => Step::Done(output, assigned, Transition::Next(c.next)),
             Err(e) => Step::Error(e),
         };
@@ -777,7 +906,8 @@ impl Core {
             Target::LambdaFunction { arn } => {
                 let d = json!({"input": call.payload, "inputDetails": {"truncated": false}, "resource": arn});
                 self.log.record(host, "LambdaFunctionScheduled", || d);
-                self.log.record(host, "LambdaFunctionStarted", || Value::Null);
+                self.log
+                    .record(host, "LambdaFunctionStarted", || Value::Null);
             }
             target => {
                 let (rtype, res) = resource_parts(&call.resource, target);
@@ -789,17 +919,30 @@ impl Core {
                     d["heartbeatInSeconds"] = json!(t as i64);
                 }
                 self.log.record(host, "TaskScheduled", || d);
-                self.log.record(host, "TaskStarted", || json!({"resource": res, "resourceType": rtype}));
+                self.log.record(
+                    host,
+                    "TaskStarted",
+                    || json!({"resource": res, "resourceType": rtype}),
+                );
             }
         }
     }
 
-    fn log_task_end(&mut self, call: &TaskCall, outcome: Result<&Value, &Failure>, host: &mut dyn Host) {
+    fn log_task_end(
+        &mut self,
+        call: &TaskCall,
+        outcome: Result<&Value, &Failure>,
+        host: &mut dyn Host,
+    ) {
         let lambda = matches!(call.target, Target::LambdaFunction { .. });
         let (rtype, res) = resource_parts(&call.resource, &call.target);
         match outcome {
             Ok(out) => {
-                let t = if lambda { "LambdaFunctionSucceeded" } else { "TaskSucceeded" };
+                let t = if lambda {
+                    "LambdaFunctionSucceeded"
+                } else {
+                    "TaskSucceeded"
+                };
                 self.log.record(host, t, || {
                     let mut d = json!({"output": out, "outputDetails": {"truncated": false}});
                     if !lambda {
@@ -841,10 +984,19 @@ impl Core {
                 "This state uses QueryLanguage JSONata, which this engine does not evaluate yet.",
             ));
         }
-        let Frame { vars, map_item, cursor, .. } = frame;
-        let Some(cursor) = cursor.as_mut() else { return Step::Blocked };
+        let Frame {
+            vars,
+            map_item,
+            cursor,
+            ..
+        } = frame;
+        let Some(cursor) = cursor.as_mut() else {
+            return Step::Blocked;
+        };
         let task_token = match &state.kind {
-            Kind::Task(t) if t.target.pattern() == Pattern::WaitForTaskToken => Some(host.uuid_v4()),
+            Kind::Task(t) if t.target.pattern() == Pattern::WaitForTaskToken => {
+                Some(host.uuid_v4())
+            }
             _ => None,
         };
         let mut scope = Scope {
@@ -863,7 +1015,8 @@ impl Core {
                 let raw = std::mem::take(&mut cursor.input);
                 // Cloning the input is the costliest step of a Pass; do it only when both
                 // the effective input and the raw input (for ResultPath) are needed.
-                let needs_effective = result.is_none() || !matches!(state.input_path, IoPath::Whole);
+                let needs_effective =
+                    result.is_none() || !matches!(state.input_path, IoPath::Whole);
                 let (raw, effective) = if !needs_effective {
                     (raw, Value::Null)
                 } else if keep_raw {
@@ -905,8 +1058,11 @@ impl Core {
                 let effective = tryf!(scope.io_path(&state.input_path, raw));
                 let mut chosen = None;
                 for rule in rules {
-                    let hit = tryf!(choice::evaluate(&rule.condition, &effective, &|p: &JsonPath, v: &Value| scope
-                        .select(p, v)));
+                    let hit = tryf!(choice::evaluate(
+                        &rule.condition,
+                        &effective,
+                        &|p: &JsonPath, v: &Value| scope.select(p, v)
+                    ));
                     if hit {
                         chosen = Some((rule.next, rule.assign.as_ref()));
                         break;
@@ -963,14 +1119,21 @@ impl Core {
                     }
                     WaitFor::Timestamp(t) => match parse_timestamp(t) {
                         Some(t) => t,
-                        None => return Step::Error(Failure::runtime(format!("The Timestamp '{t}' is not valid"))),
+                        None => {
+                            return Step::Error(Failure::runtime(format!(
+                                "The Timestamp '{t}' is not valid"
+                            )))
+                        }
                     },
                     WaitFor::TimestampPath(p) => {
                         let v = tryf!(scope.path_value(p, &effective));
                         match v.as_str().and_then(parse_timestamp) {
                             Some(t) => t,
                             None => {
-                                let shown = v.as_str().map(str::to_string).unwrap_or_else(|| compact(&v));
+                                let shown = v
+                                    .as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| compact(&v));
                                 return Step::Error(Failure::runtime(format!(
                                     "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
                                     p.text(),
@@ -985,7 +1148,11 @@ impl Core {
                 }
                 let assigned = tryf!(assign(&mut scope, state.assign.as_ref(), &effective));
                 let output = tryf!(scope.io_path(&state.output_path, effective));
-                Step::Sleep { until, output, assigned }
+                Step::Sleep {
+                    until,
+                    output,
+                    assigned,
+                }
             }
             Kind::Task(spec) => {
                 let effective = tryf!(scope.io_path(&state.input_path, cursor.input.clone()));
@@ -1012,8 +1179,19 @@ impl Core {
                                 ))
                             }
                         };
+                        // Lambda receives Payload as bytes: a string is sent as it is, so
+                        // it reaches the function as the JSON it spells.
                         let payload = match params.get("Payload") {
                             None | Some(Value::Null) => Value::Object(Map::new()),
+                            Some(Value::String(s)) => match serde_json::from_str(s) {
+                                Ok(v) => v,
+                                Err(e) => {
+                                    return Step::Failed(Failure::new(
+                                        "Lambda.InvalidRequestContentException",
+                                        format!("Could not parse request body into json: {e}"),
+                                    ))
+                                }
+                            },
                             Some(p) => p.clone(),
                         };
                         // The history shows the whole Parameters; the function gets Payload.
@@ -1052,7 +1230,13 @@ impl Core {
                 let n = branches.len();
                 let children = branches
                     .iter()
-                    .map(|&list| Frame { list, vars: scope.vars.clone(), map_item: None, cursor: None, result: None })
+                    .map(|&list| Frame {
+                        list,
+                        vars: scope.vars.clone(),
+                        map_item: None,
+                        cursor: None,
+                        result: None,
+                    })
                     .collect();
                 Step::Fanout(Box::new(Fanout {
                     is_map: false,
@@ -1095,7 +1279,9 @@ impl Core {
                         let v = tryf!(scope.path_value(p, &effective));
                         let n = tryf!(path_integer(&v, "ToleratedFailureCountPath", p));
                         if n < 0 {
-                            return Step::Error(Failure::runtime("ToleratedFailureCount cannot be negative."));
+                            return Step::Error(Failure::runtime(
+                                "ToleratedFailureCount cannot be negative.",
+                            ));
                         }
                         Some(n as f64)
                     }
@@ -1107,7 +1293,9 @@ impl Core {
                         let v = tryf!(scope.path_value(p, &effective));
                         let n = tryf!(path_float(&v, "ToleratedFailurePercentagePath", p));
                         if !(0.0..=100.0).contains(&n) {
-                            return Step::Error(Failure::runtime("ToleratedFailurePercentage must be between 0 and 100."));
+                            return Step::Error(Failure::runtime(
+                                "ToleratedFailurePercentage must be between 0 and 100.",
+                            ));
                         }
                         Some(n)
                     }
@@ -1157,7 +1345,11 @@ impl Core {
                     is_map: true,
                     inputs,
                     children,
-                    max_concurrency: if max_concurrency <= 0 { n.max(1) } else { max_concurrency as usize },
+                    max_concurrency: if max_concurrency <= 0 {
+                        n.max(1)
+                    } else {
+                        max_concurrency as usize
+                    },
                     running: 0,
                     finished: 0,
                     results: vec![Value::Null; n],
@@ -1176,7 +1368,11 @@ fn amount(scope: &Scope, a: &Amount, input: &Value, field: &str) -> Result<f64, 
         Amount::Path(p) => {
             let v = scope.path_value(p, input)?;
             v.as_f64().ok_or_else(|| {
-                Failure::runtime(format!("The {field} field refers to value \"{}\" which is not a valid number: {}", compact(&v), p.text()))
+                Failure::runtime(format!(
+                    "The {field} field refers to value \"{}\" which is not a valid number: {}",
+                    compact(&v),
+                    p.text()
+                ))
             })
         }
     }
@@ -1193,7 +1389,10 @@ fn json_size_exceeds(v: &Value) -> bool {
 
 /// RFC 3339 with a mandatory offset, as Wait's Timestamp requires.
 pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().filter(|_| s.contains('T')).map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .filter(|_| s.contains('T'))
+        .map(|t| t.with_timezone(&Utc))
 }
 
 fn resource_parts(resource: &str, target: &Target) -> (String, String) {
@@ -1213,13 +1412,26 @@ fn resource_parts(resource: &str, target: &Target) -> (String, String) {
 impl Core {
     /// Delivers an effect's outcome to the frame at `path` below `frame`, then lets
     /// every frame on the way back up react (a finished child may finish its parent).
-    fn deliver(&mut self, frame: &mut Frame, path: &[u32], id: EffectId, delivery: Delivery, host: &mut dyn Host) {
+    fn deliver(
+        &mut self,
+        frame: &mut Frame,
+        path: &[u32],
+        id: EffectId,
+        delivery: Delivery,
+        host: &mut dyn Host,
+    ) {
         let machine = self.machine.clone();
-        let Some(cursor) = frame.cursor.as_mut() else { return };
+        let Some(cursor) = frame.cursor.as_mut() else {
+            return;
+        };
         let state = &machine.lists[frame.list].states[cursor.state];
         if let Some((&i, rest)) = path.split_first() {
-            let Phase::Fanout(fan) = &mut cursor.phase else { return };
-            let Some(child) = fan.children.get_mut(i as usize) else { return };
+            let Phase::Fanout(fan) = &mut cursor.phase else {
+                return;
+            };
+            let Some(child) = fan.children.get_mut(i as usize) else {
+                return;
+            };
             self.path.push(i);
             self.deliver(child, rest, id, delivery, host);
             self.path.pop();
@@ -1245,8 +1457,20 @@ impl Core {
                 self.log_task_end(&call, Err(&f), host);
                 self.conclude(frame, state, Step::Failed(f), host);
             }
-            (Phase::Wait { effect, output, assigned }, Delivery::TimerFired) if effect == id => {
-                self.conclude(frame, state, Step::Done(output, assigned, state.transition), host);
+            (
+                Phase::Wait {
+                    effect,
+                    output,
+                    assigned,
+                },
+                Delivery::TimerFired,
+            ) if effect == id => {
+                self.conclude(
+                    frame,
+                    state,
+                    Step::Done(output, assigned, state.transition),
+                    host,
+                );
             }
             (Phase::Backoff { effect }, Delivery::TimerFired) if effect == id => {}
             (phase, _) => {
@@ -1260,9 +1484,18 @@ impl Core {
         self.run(frame, host);
     }
 
-    fn task_succeeded(&mut self, frame: &mut Frame, state: &State, call: &TaskCall, raw: Value, host: &mut dyn Host) -> Step {
+    fn task_succeeded(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        call: &TaskCall,
+        raw: Value,
+        host: &mut dyn Host,
+    ) -> Step {
         let result = match call.target {
-            Target::LambdaInvoke { pattern: Pattern::RequestResponse } => lambda_invoke_response(raw, host),
+            Target::LambdaInvoke {
+                pattern: Pattern::RequestResponse,
+            } => lambda_invoke_response(raw, host),
             _ => raw,
         };
         if json_size_exceeds(&result) {
@@ -1278,8 +1511,15 @@ impl Core {
             return Step::Failed(f);
         }
         self.log_task_end(call, Ok(&result), host);
-        let Frame { vars, map_item, cursor, .. } = frame;
-        let Some(cursor) = cursor.as_mut() else { return Step::Blocked };
+        let Frame {
+            vars,
+            map_item,
+            cursor,
+            ..
+        } = frame;
+        let Some(cursor) = cursor.as_mut() else {
+            return Step::Blocked;
+        };
         let mut scope = Scope {
             ident: &self.ident,
             vars,
@@ -1306,8 +1546,12 @@ impl Core {
     fn pump(&mut self, frame: &mut Frame, state: &State, host: &mut dyn Host) {
         let machine = self.machine.clone();
         loop {
-            let Some(cursor) = frame.cursor.as_mut() else { return };
-            let Phase::Fanout(fan) = &mut cursor.phase else { return };
+            let Some(cursor) = frame.cursor.as_mut() else {
+                return;
+            };
+            let Phase::Fanout(fan) = &mut cursor.phase else {
+                return;
+            };
             let n = fan.children.len();
             if fan.finished == n {
                 let step = self.fanout_complete(fan, state, host);
@@ -1319,7 +1563,11 @@ impl Core {
             }
             let i = started;
             if fan.is_map {
-                self.log.record(host, "MapIterationStarted", || json!({"index": i, "name": state.name}));
+                self.log.record(
+                    host,
+                    "MapIterationStarted",
+                    || json!({"index": i, "name": state.name}),
+                );
             }
             let input = std::mem::take(&mut fan.inputs[i]);
             let child = &mut fan.children[i];
@@ -1340,7 +1588,13 @@ impl Core {
 
     /// Records a finished child; returns the state's outcome if it is now decided by a
     /// failure.
-    fn child_finished(&mut self, fan: &mut Fanout, i: usize, state: &State, host: &mut dyn Host) -> Option<Step> {
+    fn child_finished(
+        &mut self,
+        fan: &mut Fanout,
+        i: usize,
+        state: &State,
+        host: &mut dyn Host,
+    ) -> Option<Step> {
         fan.finished += 1;
         let result = fan.children[i].result.take().unwrap_or(Ok(Value::Null));
         // The child's frame is done; free its variables and input now.
@@ -1348,23 +1602,36 @@ impl Core {
         match result {
             Ok(v) => {
                 if fan.is_map {
-                    self.log.record(host, "MapIterationSucceeded", || json!({"index": i, "name": state.name}));
+                    self.log.record(
+                        host,
+                        "MapIterationSucceeded",
+                        || json!({"index": i, "name": state.name}),
+                    );
                 }
                 fan.results[i] = v;
                 None
             }
             Err(f) => {
                 if fan.is_map {
-                    self.log.record(host, "MapIterationFailed", || json!({"index": i, "name": state.name}));
+                    self.log.record(
+                        host,
+                        "MapIterationFailed",
+                        || json!({"index": i, "name": state.name}),
+                    );
                 }
                 fan.failures += 1;
-                let tolerated = fan.is_map && (fan.tolerated_failures.is_some() || fan.tolerated_percentage.is_some());
+                let tolerated = fan.is_map
+                    && (fan.tolerated_failures.is_some() || fan.tolerated_percentage.is_some());
                 if !tolerated || f.error == names::RUNTIME {
                     return Some(Step::Failed(f));
                 }
                 let n = fan.children.len().max(1) as f64;
-                let over_count = fan.tolerated_failures.is_some_and(|c| fan.failures as f64 > c);
-                let over_pct = fan.tolerated_percentage.is_some_and(|p| fan.failures as f64 * 100.0 / n > p);
+                let over_count = fan
+                    .tolerated_failures
+                    .is_some_and(|c| fan.failures as f64 > c);
+                let over_pct = fan
+                    .tolerated_percentage
+                    .is_some_and(|p| fan.failures as f64 * 100.0 / n > p);
                 let over = match (fan.tolerated_failures, fan.tolerated_percentage) {
                     (Some(_), Some(_)) => over_count && over_pct,
                     _ => over_count || over_pct,
@@ -1386,17 +1653,28 @@ impl Core {
 
     fn fanout_complete(&mut self, fan: &mut Fanout, state: &State, host: &mut dyn Host) -> Step {
         let _ = (state, host);
-        Step::Done(Value::Array(std::mem::take(&mut fan.results)), None, Transition::End)
+        Step::Done(
+            Value::Array(std::mem::take(&mut fan.results)),
+            None,
+            Transition::End,
+        )
     }
 
     /// Turns a decided fanout into the state's outcome: on success the results go
     /// through ResultSelector, ResultPath and OutputPath; on failure the children's
     /// outstanding effects are abandoned.
-    fn conclude_fanout(&mut self, frame: &mut Frame, state: &State, step: Step, host: &mut dyn Host) {
+    fn conclude_fanout(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        step: Step,
+        host: &mut dyn Host,
+    ) {
         let is_map = matches!(state.kind, Kind::Map(_));
         let depth = self.path.len();
         let here = self.path.clone();
-        self.pending.retain(|_, (p, _)| !(p.len() > depth && p.starts_with(&here)));
+        self.pending
+            .retain(|_, (p, _)| !(p.len() > depth && p.starts_with(&here)));
         if let Some(c) = frame.cursor.as_mut() {
             c.phase = Phase::Enter;
         }
@@ -1405,8 +1683,15 @@ impl Core {
                 if is_map {
                     self.log.record(host, "MapStateSucceeded", || Value::Null);
                 }
-                let Frame { vars, map_item, cursor, .. } = frame;
-                let Some(cursor) = cursor.as_mut() else { return };
+                let Frame {
+                    vars,
+                    map_item,
+                    cursor,
+                    ..
+                } = frame;
+                let Some(cursor) = cursor.as_mut() else {
+                    return;
+                };
                 let mut scope = Scope {
                     ident: &self.ident,
                     vars,
@@ -1431,7 +1716,15 @@ impl Core {
                 self.conclude(frame, state, step, host);
             }
             Step::Failed(f) => {
-                self.log.record(host, if is_map { "MapStateFailed" } else { "ParallelStateFailed" }, || Value::Null);
+                self.log.record(
+                    host,
+                    if is_map {
+                        "MapStateFailed"
+                    } else {
+                        "ParallelStateFailed"
+                    },
+                    || Value::Null,
+                );
                 self.conclude(frame, state, Step::Failed(f), host);
             }
             other => self.conclude(frame, state, other, host),
@@ -1481,13 +1774,18 @@ fn lambda_invoke_response(payload: Value, host: &mut dyn Host) -> Value {
 /// `json.dumps` spacing for a function ARN used directly as the Resource.
 fn shape_task_failure(call: &TaskCall, f: Failure) -> Failure {
     let Some(cause) = &f.cause else { return f };
-    let Ok(Value::Object(payload)) = serde_json::from_str::<Value>(cause) else { return f };
+    let Ok(Value::Object(payload)) = serde_json::from_str::<Value>(cause) else {
+        return f;
+    };
     let cause = match call.target {
         Target::LambdaFunction { .. } => spaced_json(&Value::Object(payload)),
         Target::LambdaInvoke { .. } => compact(&Value::Object(payload)),
         _ => return f,
     };
-    Failure { error: f.error, cause: Some(cause) }
+    Failure {
+        error: f.error,
+        cause: Some(cause),
+    }
 }
 
 /// JSON with `", "` and `": "` separators (Python's `json.dumps` default).

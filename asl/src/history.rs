@@ -25,7 +25,10 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn new(record: bool) -> Self {
-        EventLog { count: 0, events: record.then(Vec::new) }
+        EventLog {
+            count: 0,
+            events: record.then(Vec::new),
+        }
     }
 
     pub fn recording(&self) -> bool {
@@ -33,11 +36,22 @@ impl EventLog {
     }
 
     /// Adds an event and returns its id; `details` runs only when recording.
-    pub fn record(&mut self, host: &mut dyn Host, kind: &'static str, details: impl FnOnce() -> Value) -> u64 {
+    pub fn record(
+        &mut self,
+        host: &mut dyn Host,
+        kind: &'static str,
+        details: impl FnOnce() -> Value,
+    ) -> u64 {
         self.count += 1;
         let id = self.count;
         if let Some(events) = &mut self.events {
-            events.push(HistoryEvent { id, previous_event_id: id - 1, timestamp: host.now(), kind, details: details() });
+            events.push(HistoryEvent {
+                id,
+                previous_event_id: id - 1,
+                timestamp: host.now(),
+                kind,
+                details: details(),
+            });
         }
         id
     }

@@ -72,8 +72,10 @@ impl Template {
                 }
             }
             Value::Array(items) => {
-                let compiled: Vec<Template> =
-                    items.iter().map(|i| Self::compile_depth(i, depth + 1)).collect::<Result<_, _>>()?;
+                let compiled: Vec<Template> = items
+                    .iter()
+                    .map(|i| Self::compile_depth(i, depth + 1))
+                    .collect::<Result<_, _>>()?;
                 if compiled.iter().all(|t| matches!(t, Template::Literal(_))) {
                     Ok(Template::Literal(v.clone()))
                 } else {
@@ -180,13 +182,23 @@ pub struct MapSpec {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
-    Pass { result: Option<Value> },
+    Pass {
+        result: Option<Value>,
+    },
     Task(Box<TaskSpec>),
-    Choice { rules: Vec<ChoiceRule>, default: Option<usize> },
+    Choice {
+        rules: Vec<ChoiceRule>,
+        default: Option<usize>,
+    },
     Wait(WaitFor),
     Succeed,
-    Fail { error: Option<Text>, cause: Option<Text> },
-    Parallel { branches: Vec<usize> },
+    Fail {
+        error: Option<Text>,
+        cause: Option<Text>,
+    },
+    Parallel {
+        branches: Vec<usize>,
+    },
     Map(Box<MapSpec>),
 }
 
@@ -228,7 +240,11 @@ pub enum Condition {
     And(Vec<Condition>),
     Or(Vec<Condition>),
     Not(Box<Condition>),
-    Compare { variable: JsonPath, op: CompareOp, operand: Operand },
+    Compare {
+        variable: JsonPath,
+        op: CompareOp,
+        operand: Operand,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -270,19 +286,31 @@ impl CompareOp {
         ("StringLessThan", CompareOp::StringLessThan),
         ("StringGreaterThan", CompareOp::StringGreaterThan),
         ("StringLessThanEquals", CompareOp::StringLessThanEquals),
-        ("StringGreaterThanEquals", CompareOp::StringGreaterThanEquals),
+        (
+            "StringGreaterThanEquals",
+            CompareOp::StringGreaterThanEquals,
+        ),
         ("StringMatches", CompareOp::StringMatches),
         ("NumericEquals", CompareOp::NumericEquals),
         ("NumericLessThan", CompareOp::NumericLessThan),
         ("NumericGreaterThan", CompareOp::NumericGreaterThan),
         ("NumericLessThanEquals", CompareOp::NumericLessThanEquals),
-        ("NumericGreaterThanEquals", CompareOp::NumericGreaterThanEquals),
+        (
+            "NumericGreaterThanEquals",
+            CompareOp::NumericGreaterThanEquals,
+        ),
         ("BooleanEquals", CompareOp::BooleanEquals),
         ("TimestampEquals", CompareOp::TimestampEquals),
         ("TimestampLessThan", CompareOp::TimestampLessThan),
         ("TimestampGreaterThan", CompareOp::TimestampGreaterThan),
-        ("TimestampLessThanEquals", CompareOp::TimestampLessThanEquals),
-        ("TimestampGreaterThanEquals", CompareOp::TimestampGreaterThanEquals),
+        (
+            "TimestampLessThanEquals",
+            CompareOp::TimestampLessThanEquals,
+        ),
+        (
+            "TimestampGreaterThanEquals",
+            CompareOp::TimestampGreaterThanEquals,
+        ),
         ("IsNull", CompareOp::IsNull),
         ("IsPresent", CompareOp::IsPresent),
         ("IsNumeric", CompareOp::IsNumeric),
@@ -319,30 +347,48 @@ impl Machine {
     }
 
     pub fn from_str(text: &str) -> Result<Machine, String> {
-        let v: Value = serde_json::from_str(text).map_err(|e| format!("definition is not valid JSON: {e}"))?;
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| format!("definition is not valid JSON: {e}"))?;
         Machine::from_value(&v)
     }
 
     pub fn from_value(def: &Value) -> Result<Machine, String> {
-        let obj = def.as_object().ok_or("Definition must be a valid JSON object")?;
+        let obj = def
+            .as_object()
+            .ok_or("Definition must be a valid JSON object")?;
         let query_language = match obj.get("QueryLanguage") {
             None => QueryLanguage::JsonPath,
             Some(v) => parse_query_language(v, "/QueryLanguage")?,
         };
         let timeout_seconds = match obj.get("TimeoutSeconds") {
             None => None,
-            Some(v) => Some(v.as_u64().ok_or("/TimeoutSeconds must be a non-negative integer")?),
+            Some(v) => Some(
+                v.as_u64()
+                    .ok_or("/TimeoutSeconds must be a non-negative integer")?,
+            ),
         };
-        let mut m = Machine { lists: Vec::new(), timeout_seconds, query_language };
+        let mut m = Machine {
+            lists: Vec::new(),
+            timeout_seconds,
+            query_language,
+        };
         m.parse_list(def, "", query_language, 0)?;
         Ok(m)
     }
 
-    fn parse_list(&mut self, v: &Value, loc: &str, ql: QueryLanguage, depth: usize) -> Result<usize, String> {
+    fn parse_list(
+        &mut self,
+        v: &Value,
+        loc: &str,
+        ql: QueryLanguage,
+        depth: usize,
+    ) -> Result<usize, String> {
         if depth > 64 {
             return Err(format!("{loc}: states are nested too deeply"));
         }
-        let obj = v.as_object().ok_or_else(|| format!("{loc} must be an object"))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| format!("{loc} must be an object"))?;
         let states = obj
             .get("States")
             .and_then(Value::as_object)
@@ -351,10 +397,20 @@ impl Machine {
             .get("StartAt")
             .and_then(Value::as_str)
             .ok_or_else(|| format!("{loc}/StartAt is required and must be a string"))?;
-        let by_name: HashMap<String, usize> = states.keys().enumerate().map(|(i, k)| (k.clone(), i)).collect();
-        let start_at = *by_name.get(start).ok_or_else(|| format!("{loc}/StartAt: no state named '{start}'"))?;
+        let by_name: HashMap<String, usize> = states
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i))
+            .collect();
+        let start_at = *by_name
+            .get(start)
+            .ok_or_else(|| format!("{loc}/StartAt: no state named '{start}'"))?;
         let id = self.lists.len();
-        self.lists.push(StateList { start_at, states: Vec::new(), by_name });
+        self.lists.push(StateList {
+            start_at,
+            states: Vec::new(),
+            by_name,
+        });
         let mut parsed = Vec::with_capacity(states.len());
         for (name, sv) in states {
             let sloc = format!("{loc}/States/{name}");
@@ -365,8 +421,14 @@ impl Machine {
     }
 
     fn target(&self, list: usize, name: &Value, loc: &str) -> Result<usize, String> {
-        let name = name.as_str().ok_or_else(|| format!("{loc} must be a string"))?;
-        self.lists[list].by_name.get(name).copied().ok_or_else(|| format!("{loc}: no state named '{name}'"))
+        let name = name
+            .as_str()
+            .ok_or_else(|| format!("{loc} must be a string"))?;
+        self.lists[list]
+            .by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| format!("{loc}: no state named '{name}'"))
     }
 
     fn parse_state(
@@ -378,17 +440,24 @@ impl Machine {
         parent_ql: QueryLanguage,
         depth: usize,
     ) -> Result<State, String> {
-        let o = v.as_object().ok_or_else(|| format!("{loc} must be an object"))?;
+        let o = v
+            .as_object()
+            .ok_or_else(|| format!("{loc} must be an object"))?;
         let ql = match o.get("QueryLanguage") {
             None => parent_ql,
             Some(q) => parse_query_language(q, &format!("{loc}/QueryLanguage"))?,
         };
-        let type_name = o.get("Type").and_then(Value::as_str).ok_or_else(|| format!("{loc}/Type is required"))?;
+        let type_name = o
+            .get("Type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("{loc}/Type is required"))?;
         let tmpl = |field: &str| -> Result<Option<Template>, String> {
             match o.get(field) {
                 None => Ok(None),
                 Some(v) if ql == QueryLanguage::Jsonata => Ok(Some(Template::Literal(v.clone()))),
-                Some(v) => Template::compile(v).map(Some).map_err(|e| format!("{e} at {loc}/{field}")),
+                Some(v) => Template::compile(v)
+                    .map(Some)
+                    .map_err(|e| format!("{e} at {loc}/{field}")),
             }
         };
         let transition = match (o.get("Next"), o.get("End")) {
@@ -396,32 +465,54 @@ impl Machine {
             _ => Transition::End,
         };
         let (kind, type_name): (Kind, &'static str) = match type_name {
-            "Pass" => (Kind::Pass { result: o.get("Result").cloned() }, "Pass"),
+            "Pass" => (
+                Kind::Pass {
+                    result: o.get("Result").cloned(),
+                },
+                "Pass",
+            ),
             "Succeed" => (Kind::Succeed, "Succeed"),
             "Fail" => {
                 let text = |lit: &str, path: &str| -> Result<Option<Text>, String> {
                     if let Some(v) = o.get(lit) {
                         return Ok(Some(Text::Fixed(
-                            v.as_str().ok_or_else(|| format!("{loc}/{lit} must be a string"))?.to_string(),
+                            v.as_str()
+                                .ok_or_else(|| format!("{loc}/{lit} must be a string"))?
+                                .to_string(),
                         )));
                     }
                     if let Some(v) = o.get(path) {
-                        let s = v.as_str().ok_or_else(|| format!("{loc}/{path} must be a string"))?;
+                        let s = v
+                            .as_str()
+                            .ok_or_else(|| format!("{loc}/{path} must be a string"))?;
                         return Ok(Some(Text::Dynamic(
                             Template::compile_expr(s).map_err(|e| format!("{loc}/{path}: {e}"))?,
                         )));
                     }
                     Ok(None)
                 };
-                (Kind::Fail { error: text("Error", "ErrorPath")?, cause: text("Cause", "CausePath")? }, "Fail")
+                (
+                    Kind::Fail {
+                        error: text("Error", "ErrorPath")?,
+                        cause: text("Cause", "CausePath")?,
+                    },
+                    "Fail",
+                )
             }
             "Wait" => {
                 let w = if let Some(v) = o.get("Seconds") {
-                    WaitFor::Seconds(v.as_f64().ok_or_else(|| format!("{loc}/Seconds must be a number"))?)
+                    WaitFor::Seconds(
+                        v.as_f64()
+                            .ok_or_else(|| format!("{loc}/Seconds must be a number"))?,
+                    )
                 } else if let Some(v) = o.get("SecondsPath") {
                     WaitFor::SecondsPath(path_field(v, &format!("{loc}/SecondsPath"))?)
                 } else if let Some(v) = o.get("Timestamp") {
-                    WaitFor::Timestamp(v.as_str().ok_or_else(|| format!("{loc}/Timestamp must be a string"))?.into())
+                    WaitFor::Timestamp(
+                        v.as_str()
+                            .ok_or_else(|| format!("{loc}/Timestamp must be a string"))?
+                            .into(),
+                    )
                 } else if let Some(v) = o.get("TimestampPath") {
                     WaitFor::TimestampPath(path_field(v, &format!("{loc}/TimestampPath"))?)
                 } else {
@@ -437,34 +528,51 @@ impl Machine {
                 let mut parsed = Vec::with_capacity(rules.len());
                 for (i, r) in rules.iter().enumerate() {
                     let rloc = format!("{loc}/Choices/{i}");
-                    let ro = r.as_object().ok_or_else(|| format!("{rloc} must be an object"))?;
+                    let ro = r
+                        .as_object()
+                        .ok_or_else(|| format!("{rloc} must be an object"))?;
                     let next = self.target(
                         list,
-                        ro.get("Next").ok_or_else(|| format!("{rloc}/Next is required"))?,
+                        ro.get("Next")
+                            .ok_or_else(|| format!("{rloc}/Next is required"))?,
                         &format!("{rloc}/Next"),
                     )?;
                     let assign = match ro.get("Assign") {
                         None => None,
-                        Some(a) => Some(Template::compile(a).map_err(|e| format!("{e} at {rloc}/Assign"))?),
+                        Some(a) => Some(
+                            Template::compile(a).map_err(|e| format!("{e} at {rloc}/Assign"))?,
+                        ),
                     };
-                    parsed.push(ChoiceRule { condition: parse_condition(r, &rloc, 0)?, next, assign });
+                    parsed.push(ChoiceRule {
+                        condition: parse_condition(r, &rloc, 0)?,
+                        next,
+                        assign,
+                    });
                 }
                 let default = match o.get("Default") {
                     None => None,
                     Some(d) => Some(self.target(list, d, &format!("{loc}/Default"))?),
                 };
-                (Kind::Choice { rules: parsed, default }, "Choice")
+                (
+                    Kind::Choice {
+                        rules: parsed,
+                        default,
+                    },
+                    "Choice",
+                )
             }
             "Task" => {
                 let resource = o
                     .get("Resource")
                     .and_then(Value::as_str)
                     .ok_or_else(|| format!("{loc}/Resource is required and must be a string"))?;
-                let target = crate::resource::Target::parse(resource).map_err(|e| format!("{e} at {loc}/Resource"))?;
+                let target = crate::resource::Target::parse(resource)
+                    .map_err(|e| format!("{e} at {loc}/Resource"))?;
                 let amount = |lit: &str| -> Result<Option<Amount>, String> {
                     if let Some(v) = o.get(lit) {
                         return Ok(Some(Amount::Fixed(
-                            v.as_f64().ok_or_else(|| format!("{loc}/{lit} must be a number"))?,
+                            v.as_f64()
+                                .ok_or_else(|| format!("{loc}/{lit} must be a number"))?,
                         )));
                     }
                     let p = format!("{lit}Path");
@@ -489,7 +597,9 @@ impl Machine {
                 let mut ids = Vec::with_capacity(branches.len());
                 for (i, b) in branches.iter().enumerate() {
                     let bql = match b.get("QueryLanguage") {
-                        Some(q) => parse_query_language(q, &format!("{loc}/Branches/{i}/QueryLanguage"))?,
+                        Some(q) => {
+                            parse_query_language(q, &format!("{loc}/Branches/{i}/QueryLanguage"))?
+                        }
                         None => ql,
                     };
                     ids.push(self.parse_list(b, &format!("{loc}/Branches/{i}"), bql, depth + 1)?);
@@ -507,11 +617,13 @@ impl Machine {
                     .and_then(|c| c.get("Mode"))
                     .and_then(Value::as_str)
                     .is_some_and(|m| m == "DISTRIBUTED");
-                let processor = self.parse_list(proc_v, &format!("{loc}/{proc_field}"), ql, depth + 1)?;
+                let processor =
+                    self.parse_list(proc_v, &format!("{loc}/{proc_field}"), ql, depth + 1)?;
                 let amount = |lit: &str| -> Result<Option<Amount>, String> {
                     if let Some(v) = o.get(lit) {
                         return Ok(Some(Amount::Fixed(
-                            v.as_f64().ok_or_else(|| format!("{loc}/{lit} must be a number"))?,
+                            v.as_f64()
+                                .ok_or_else(|| format!("{loc}/{lit} must be a number"))?,
                         )));
                     }
                     let p = format!("{lit}Path");
@@ -522,9 +634,9 @@ impl Machine {
                 };
                 // The legacy Parameters field of Map plays ItemSelector's role.
                 let item_selector = match (o.get("ItemSelector"), o.get("Parameters")) {
-                    (Some(s), _) | (None, Some(s)) => {
-                        Some(Template::compile(s).map_err(|e| format!("{e} at {loc}/ItemSelector"))?)
-                    }
+                    (Some(s), _) | (None, Some(s)) => Some(
+                        Template::compile(s).map_err(|e| format!("{e} at {loc}/ItemSelector"))?,
+                    ),
                     _ => None,
                 };
                 let spec = MapSpec {
@@ -547,23 +659,33 @@ impl Machine {
         let catch = match o.get("Catch") {
             None => Vec::new(),
             Some(c) => {
-                let arr = c.as_array().ok_or_else(|| format!("{loc}/Catch must be an array"))?;
+                let arr = c
+                    .as_array()
+                    .ok_or_else(|| format!("{loc}/Catch must be an array"))?;
                 let mut out = Vec::with_capacity(arr.len());
                 for (i, c) in arr.iter().enumerate() {
                     let cloc = format!("{loc}/Catch/{i}");
-                    let co = c.as_object().ok_or_else(|| format!("{cloc} must be an object"))?;
+                    let co = c
+                        .as_object()
+                        .ok_or_else(|| format!("{cloc} must be an object"))?;
                     let next = self.target(
                         list,
-                        co.get("Next").ok_or_else(|| format!("{cloc}/Next is required"))?,
+                        co.get("Next")
+                            .ok_or_else(|| format!("{cloc}/Next is required"))?,
                         &format!("{cloc}/Next"),
                     )?;
                     let assign = match co.get("Assign") {
                         None => None,
-                        Some(a) => Some(Template::compile(a).map_err(|e| format!("{e} at {cloc}/Assign"))?),
+                        Some(a) => Some(
+                            Template::compile(a).map_err(|e| format!("{e} at {cloc}/Assign"))?,
+                        ),
                     };
                     out.push(Catcher {
                         error_equals: error_equals(co.get("ErrorEquals"), &cloc)?,
-                        result_path: result_path(co.get("ResultPath"), &format!("{cloc}/ResultPath"))?,
+                        result_path: result_path(
+                            co.get("ResultPath"),
+                            &format!("{cloc}/ResultPath"),
+                        )?,
                         next,
                         assign,
                     });
@@ -599,7 +721,9 @@ fn parse_query_language(v: &Value, loc: &str) -> Result<QueryLanguage, String> {
 }
 
 fn path_field(v: &Value, loc: &str) -> Result<JsonPath, String> {
-    let s = v.as_str().ok_or_else(|| format!("{loc} must be a string"))?;
+    let s = v
+        .as_str()
+        .ok_or_else(|| format!("{loc} must be a string"))?;
     JsonPath::parse(s).map_err(|e| format!("{loc}: {e}"))
 }
 
@@ -627,22 +751,34 @@ fn result_path(v: Option<&Value>, loc: &str) -> Result<ResultPath, String> {
 }
 
 fn error_equals(v: Option<&Value>, loc: &str) -> Result<Vec<String>, String> {
-    let arr = v.and_then(Value::as_array).ok_or_else(|| format!("{loc}/ErrorEquals is required"))?;
+    let arr = v
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("{loc}/ErrorEquals is required"))?;
     arr.iter()
-        .map(|e| e.as_str().map(str::to_string).ok_or_else(|| format!("{loc}/ErrorEquals must hold strings")))
+        .map(|e| {
+            e.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{loc}/ErrorEquals must hold strings"))
+        })
         .collect()
 }
 
 fn parse_retry(v: &Value, loc: &str) -> Result<Vec<Retrier>, String> {
-    let arr = v.as_array().ok_or_else(|| format!("{loc} must be an array"))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| format!("{loc} must be an array"))?;
     let mut out = Vec::with_capacity(arr.len());
     for (i, r) in arr.iter().enumerate() {
         let rloc = format!("{loc}/{i}");
-        let ro = r.as_object().ok_or_else(|| format!("{rloc} must be an object"))?;
+        let ro = r
+            .as_object()
+            .ok_or_else(|| format!("{rloc} must be an object"))?;
         let num = |k: &str, default: f64| -> Result<f64, String> {
             match ro.get(k) {
                 None => Ok(default),
-                Some(v) => v.as_f64().ok_or_else(|| format!("{rloc}/{k} must be a number")),
+                Some(v) => v
+                    .as_f64()
+                    .ok_or_else(|| format!("{rloc}/{k} must be a number")),
             }
         };
         out.push(Retrier {
@@ -652,7 +788,10 @@ fn parse_retry(v: &Value, loc: &str) -> Result<Vec<Retrier>, String> {
             backoff_rate: num("BackoffRate", 2.0)?,
             max_delay_seconds: match ro.get("MaxDelaySeconds") {
                 None => None,
-                Some(v) => Some(v.as_f64().ok_or_else(|| format!("{rloc}/MaxDelaySeconds must be a number"))?),
+                Some(v) => Some(
+                    v.as_f64()
+                        .ok_or_else(|| format!("{rloc}/MaxDelaySeconds must be a number"))?,
+                ),
             },
             jitter_full: ro.get("JitterStrategy").and_then(Value::as_str) == Some("FULL"),
         });
@@ -664,10 +803,17 @@ fn parse_condition(v: &Value, loc: &str, depth: usize) -> Result<Condition, Stri
     if depth > MAX_DEPTH {
         return Err(format!("{loc}: choice rule nesting is too deep"));
     }
-    let o = v.as_object().ok_or_else(|| format!("{loc} must be an object"))?;
+    let o = v
+        .as_object()
+        .ok_or_else(|| format!("{loc} must be an object"))?;
     let list = |k: &str| -> Result<Vec<Condition>, String> {
-        let arr = o[k].as_array().ok_or_else(|| format!("{loc}/{k} must be an array"))?;
-        arr.iter().enumerate().map(|(i, c)| parse_condition(c, &format!("{loc}/{k}/{i}"), depth + 1)).collect()
+        let arr = o[k]
+            .as_array()
+            .ok_or_else(|| format!("{loc}/{k} must be an array"))?;
+        arr.iter()
+            .enumerate()
+            .map(|(i, c)| parse_condition(c, &format!("{loc}/{k}/{i}"), depth + 1))
+            .collect()
     };
     if o.contains_key("And") {
         return Ok(Condition::And(list("And")?));
@@ -676,14 +822,27 @@ fn parse_condition(v: &Value, loc: &str, depth: usize) -> Result<Condition, Stri
         return Ok(Condition::Or(list("Or")?));
     }
     if let Some(n) = o.get("Not") {
-        return Ok(Condition::Not(Box::new(parse_condition(n, &format!("{loc}/Not"), depth + 1)?)));
+        return Ok(Condition::Not(Box::new(parse_condition(
+            n,
+            &format!("{loc}/Not"),
+            depth + 1,
+        )?)));
     }
     let variable = path_field(
-        o.get("Variable").ok_or_else(|| format!("{loc}/Variable is required"))?,
+        o.get("Variable")
+            .ok_or_else(|| format!("{loc}/Variable is required"))?,
         &format!("{loc}/Variable"),
     )?;
     let (op, is_path, operand) =
         CompareOp::find(o).ok_or_else(|| format!("{loc}: the rule has no comparison operator"))?;
-    let operand = if is_path { Operand::Path(path_field(operand, loc)?) } else { Operand::Literal(operand.clone()) };
-    Ok(Condition::Compare { variable, op, operand })
+    let operand = if is_path {
+        Operand::Path(path_field(operand, loc)?)
+    } else {
+        Operand::Literal(operand.clone())
+    };
+    Ok(Condition::Compare {
+        variable,
+        op,
+        operand,
+    })
 }

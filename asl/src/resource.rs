@@ -22,7 +22,11 @@ pub enum Target {
     Activity { arn: String },
     /// Any other integration, `arn:aws:states:::SERVICE:ACTION[.pattern]`, including
     /// `aws-sdk:SERVICE:ACTION`.
-    Service { service: String, action: String, pattern: Pattern },
+    Service {
+        service: String,
+        action: String,
+        pattern: Pattern,
+    },
 }
 
 impl Target {
@@ -32,8 +36,12 @@ impl Target {
             return Err(format!("'{resource}' is not a valid resource ARN"));
         }
         match parts[2] {
-            "lambda" if parts[5].starts_with("function:") => Ok(Target::LambdaFunction { arn: resource.to_string() }),
-            "states" if parts[5].starts_with("activity:") => Ok(Target::Activity { arn: resource.to_string() }),
+            "lambda" if parts[5].starts_with("function:") => Ok(Target::LambdaFunction {
+                arn: resource.to_string(),
+            }),
+            "states" if parts[5].starts_with("activity:") => Ok(Target::Activity {
+                arn: resource.to_string(),
+            }),
             "states" if parts[3].is_empty() && parts[4].is_empty() => {
                 let rest = parts[5];
                 let (integration, pattern) = split_pattern(rest);
@@ -50,10 +58,16 @@ impl Target {
                 if service == "lambda" && action == "invoke" {
                     Ok(Target::LambdaInvoke { pattern })
                 } else {
-                    Ok(Target::Service { service, action, pattern })
+                    Ok(Target::Service {
+                        service,
+                        action,
+                        pattern,
+                    })
                 }
             }
-            _ => Err(format!("'{resource}' is not a resource Step Functions can call")),
+            _ => Err(format!(
+                "'{resource}' is not a resource Step Functions can call"
+            )),
         }
     }
 
@@ -68,7 +82,10 @@ impl Target {
 fn split_pattern(s: &str) -> (&str, Pattern) {
     if let Some(base) = s.strip_suffix(".waitForTaskToken") {
         (base, Pattern::WaitForTaskToken)
-    } else if let Some(base) = s.strip_suffix(".sync:2").or_else(|| s.strip_suffix(".sync")) {
+    } else if let Some(base) = s
+        .strip_suffix(".sync:2")
+        .or_else(|| s.strip_suffix(".sync"))
+    {
         (base, Pattern::Sync)
     } else {
         (s, Pattern::RequestResponse)
@@ -87,9 +104,14 @@ mod tests {
         ));
         assert_eq!(
             Target::parse("arn:aws:states:::lambda:invoke.waitForTaskToken").unwrap(),
-            Target::LambdaInvoke { pattern: Pattern::WaitForTaskToken }
+            Target::LambdaInvoke {
+                pattern: Pattern::WaitForTaskToken
+            }
         );
-        assert!(matches!(Target::parse("arn:aws:states:us-east-1:1:activity:a").unwrap(), Target::Activity { .. }));
+        assert!(matches!(
+            Target::parse("arn:aws:states:us-east-1:1:activity:a").unwrap(),
+            Target::Activity { .. }
+        ));
         assert_eq!(
             Target::parse("arn:aws:states:::aws-sdk:s3:listBuckets").unwrap(),
             Target::Service {

@@ -23,10 +23,16 @@ pub struct TaskOutcome {
 
 impl TaskOutcome {
     pub fn ok(v: Value) -> Self {
-        TaskOutcome { result: Ok(v), took: None }
+        TaskOutcome {
+            result: Ok(v),
+            took: None,
+        }
     }
     pub fn err(f: Failure) -> Self {
-        TaskOutcome { result: Err(f), took: None }
+        TaskOutcome {
+            result: Err(f),
+            took: None,
+        }
     }
 }
 
@@ -130,8 +136,12 @@ pub fn run<C: Clock>(
     opts: RunOptions,
 ) -> Outcome {
     let start = host.clock.now();
-    let info = opts.info.unwrap_or_else(|| ExecutionInfo::local("local", "local-execution", start));
-    let deadline = machine.timeout_seconds.map(|s| info.start_time + Duration::seconds(s as i64));
+    let info = opts
+        .info
+        .unwrap_or_else(|| ExecutionInfo::local("local", "local-execution", start));
+    let deadline = machine
+        .timeout_seconds
+        .map(|s| info.start_time + Duration::seconds(s as i64));
     let mut exec = Execution::start(machine, input, info, opts.record_history, host);
     while exec.status() == Status::Running {
         let pending: Vec<(u64, Effect)> = exec.pending().map(|(id, e)| (id, e.clone())).collect();
@@ -156,14 +166,21 @@ pub fn run<C: Clock>(
             exec.deliver(id, Delivery::TimerFired, host);
             continue;
         };
-        let (id, Effect::Invoke(call)) = invoke else { unreachable!("filtered to invokes") };
+        let (id, Effect::Invoke(call)) = invoke else {
+            unreachable!("filtered to invokes")
+        };
         let outcome = handler.call(call);
-        let timeout = call.timeout_seconds.map(|s| std::time::Duration::from_secs_f64(s.max(0.0)));
+        let timeout = call
+            .timeout_seconds
+            .map(|s| std::time::Duration::from_secs_f64(s.max(0.0)));
         let delivery = match (outcome.took, timeout) {
             (Some(took), Some(limit)) if took > limit => {
                 let t = host.clock.now() + Duration::from_std(limit).unwrap_or_default();
                 host.clock.sleep_until(t);
-                Delivery::TaskFailed(Failure { error: names::TIMEOUT.into(), cause: None })
+                Delivery::TaskFailed(Failure {
+                    error: names::TIMEOUT.into(),
+                    cause: None,
+                })
             }
             (took, _) => {
                 if let Some(t) = took {

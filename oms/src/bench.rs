@@ -19,9 +19,17 @@ fn input_for(i: usize, fixed: Option<&Value>) -> Value {
 }
 
 /// Runs `count` executions on one thread, returning each one's latency in nanoseconds.
-fn run_batch(machine: &Arc<Machine>, first: usize, count: usize, fixed: Option<&Value>) -> Result<Vec<u64>, String> {
+fn run_batch(
+    machine: &Arc<Machine>,
+    first: usize,
+    count: usize,
+    fixed: Option<&Value>,
+) -> Result<Vec<u64>, String> {
     let start = Utc::now();
-    let mut host = RunHost { clock: VirtualClock(start), random: SeededRandom::new(first as u64) };
+    let mut host = RunHost {
+        clock: VirtualClock(start),
+        random: SeededRandom::new(first as u64),
+    };
     let info = ExecutionInfo::local("bench", "bench", start);
     let mut handler = |_: &asl::TaskCall| TaskOutcome::ok(Value::Null);
     let mut latencies = Vec::with_capacity(count);
@@ -33,7 +41,10 @@ fn run_batch(machine: &Arc<Machine>, first: usize, count: usize, fixed: Option<&
             input,
             &mut handler,
             &mut host,
-            RunOptions { info: Some(info.clone()), record_history: false },
+            RunOptions {
+                info: Some(info.clone()),
+                record_history: false,
+            },
         );
         latencies.push(t0.elapsed().as_nanos() as u64);
         if outcome.status == Status::Running {
@@ -43,11 +54,19 @@ fn run_batch(machine: &Arc<Machine>, first: usize, count: usize, fixed: Option<&
     Ok(latencies)
 }
 
-pub fn bench(definition: &Path, executions: usize, concurrency: usize, input: Option<&str>) -> Result<ExitCode, String> {
-    let text = std::fs::read_to_string(definition).map_err(|e| format!("cannot read {}: {e}", definition.display()))?;
+pub fn bench(
+    definition: &Path,
+    executions: usize,
+    concurrency: usize,
+    input: Option<&str>,
+) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(definition)
+        .map_err(|e| format!("cannot read {}: {e}", definition.display()))?;
     let machine = Arc::new(load_machine(&text).map_err(|r| format!("invalid definition: {r}"))?);
     let fixed: Option<Value> = match input {
-        Some(s) => Some(serde_json::from_str(s).map_err(|e| format!("the input is not valid JSON: {e}"))?),
+        Some(s) => {
+            Some(serde_json::from_str(s).map_err(|e| format!("the input is not valid JSON: {e}"))?)
+        }
         None => None,
     };
     let concurrency = concurrency.max(1);
@@ -67,7 +86,10 @@ pub fn bench(definition: &Path, executions: usize, concurrency: usize, input: Op
             .collect();
         let mut all = Vec::with_capacity(executions);
         for h in handles {
-            all.extend(h.join().map_err(|_| "a bench thread panicked".to_string())??);
+            all.extend(
+                h.join()
+                    .map_err(|_| "a bench thread panicked".to_string())??,
+            );
         }
         Ok::<_, String>(all)
     })?;
@@ -75,7 +97,9 @@ pub fn bench(definition: &Path, executions: usize, concurrency: usize, input: Op
     latencies.sort_unstable();
     let q = |p: f64| -> f64 {
         let i = ((p * latencies.len() as f64) as usize).min(latencies.len().saturating_sub(1));
-        latencies.get(i).map_or(0.0, |ns| (*ns as f64 / 1e6 * 1e4).round() / 1e4)
+        latencies
+            .get(i)
+            .map_or(0.0, |ns| (*ns as f64 / 1e6 * 1e4).round() / 1e4)
     };
     println!(
         "{}",

@@ -31,7 +31,12 @@ fn read(path: &Path) -> Result<String, String> {
 
 /// Parses and validates a definition; on failure, the JSON object `oms exec` prints.
 pub fn load_machine(text: &str) -> Result<Machine, Value> {
-    let diagnostics = validate::validate_str(text, Options { machine_type: MachineType::Standard });
+    let diagnostics = validate::validate_str(
+        text,
+        Options {
+            machine_type: MachineType::Standard,
+        },
+    );
     if diagnostics.iter().any(|d| d.severity == Severity::Error) {
         return Err(json!({
             "status": "INVALID_DEFINITION",
@@ -68,8 +73,8 @@ pub fn exec(
         (None, Some(f)) => read(f)?,
         (None, None) => "{}".to_string(),
     };
-    let input: Value =
-        serde_json::from_str(&input_text).map_err(|e| format!("the input is not valid JSON: {e}"))?;
+    let input: Value = serde_json::from_str(&input_text)
+        .map_err(|e| format!("the input is not valid JSON: {e}"))?;
     let machine = match load_machine(&text) {
         Ok(m) => Arc::new(m),
         Err(report) => {
@@ -77,21 +82,34 @@ pub fn exec(
             return Ok(ExitCode::from(2));
         }
     };
-    let name = definition.file_stem().and_then(|s| s.to_str()).unwrap_or("machine");
+    let name = definition
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("machine");
     let seed = Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64;
     let opts = |start| RunOptions {
-        info: Some(asl::ExecutionInfo::local(name, &format!("exec-{seed:x}"), start)),
+        info: Some(asl::ExecutionInfo::local(
+            name,
+            &format!("exec-{seed:x}"),
+            start,
+        )),
         record_history: history,
     };
     let mut handler = no_such_resource;
     let outcome = match clock {
         ClockKind::Real => {
-            let mut host = RunHost { clock: WallClock, random: SeededRandom::new(seed) };
+            let mut host = RunHost {
+                clock: WallClock,
+                random: SeededRandom::new(seed),
+            };
             runner::run(machine, input, &mut handler, &mut host, opts(Utc::now()))
         }
         ClockKind::Virtual => {
             let start = Utc::now();
-            let mut host = RunHost { clock: VirtualClock(start), random: SeededRandom::new(seed) };
+            let mut host = RunHost {
+                clock: VirtualClock(start),
+                random: SeededRandom::new(seed),
+            };
             runner::run(machine, input, &mut handler, &mut host, opts(start))
         }
     };
@@ -123,7 +141,13 @@ pub fn validate(files: &[PathBuf], as_json: bool, express: bool) -> Result<ExitC
     if files.is_empty() {
         return Err("name at least one definition file".into());
     }
-    let opts = Options { machine_type: if express { MachineType::Express } else { MachineType::Standard } };
+    let opts = Options {
+        machine_type: if express {
+            MachineType::Express
+        } else {
+            MachineType::Standard
+        },
+    };
     let mut any_error = false;
     let mut report = Vec::new();
     for f in files {
@@ -135,8 +159,16 @@ pub fn validate(files: &[PathBuf], as_json: bool, express: bool) -> Result<ExitC
             println!("{}: ok", f.display());
         } else {
             for d in &diagnostics {
-                let sev = if d.severity == Severity::Error { "error" } else { "warning" };
-                let at = d.location.as_deref().map(|l| format!(" at {l}")).unwrap_or_default();
+                let sev = if d.severity == Severity::Error {
+                    "error"
+                } else {
+                    "warning"
+                };
+                let at = d
+                    .location
+                    .as_deref()
+                    .map(|l| format!(" at {l}"))
+                    .unwrap_or_default();
                 println!("{}: {sev}: {}: {}{at}", f.display(), d.code, d.message);
             }
         }
@@ -144,5 +176,9 @@ pub fn validate(files: &[PathBuf], as_json: bool, express: bool) -> Result<ExitC
     if as_json {
         println!("{}", Value::Array(report));
     }
-    Ok(if any_error { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if any_error {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "oms", version, about = "Order management on Amazon States Language sagas")]
+#[command(
+    name = "oms",
+    version,
+    about = "Order management on Amazon States Language sagas"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,13 +74,30 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Exec { definition, input, input_file, clock, history } => {
-            exec::exec(&definition, input.as_deref(), input_file.as_deref(), clock, history)
-        }
-        Command::Validate { files, json, express } => exec::validate(&files, json, express),
-        Command::Bench { definition, executions, concurrency, input } => {
-            bench::bench(&definition, executions, concurrency, input.as_deref())
-        }
+        Command::Exec {
+            definition,
+            input,
+            input_file,
+            clock,
+            history,
+        } => exec::exec(
+            &definition,
+            input.as_deref(),
+            input_file.as_deref(),
+            clock,
+            history,
+        ),
+        Command::Validate {
+            files,
+            json,
+            express,
+        } => exec::validate(&files, json, express),
+        Command::Bench {
+            definition,
+            executions,
+            concurrency,
+            input,
+        } => bench::bench(&definition, executions, concurrency, input.as_deref()),
     };
     match result {
         Ok(code) => code,
