@@ -1,8 +1,9 @@
 //! Project tasks: `cargo xtask test | conformance | bench`.
 
+mod bench;
 mod conformance;
+mod test;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -16,7 +17,9 @@ fn root() -> PathBuf {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("test") => test::run(&root()),
         Some("conformance") => conformance_cmd(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
         _ => Err("usage: cargo xtask <test|conformance|bench>".to_string()),
     };
     match result {
@@ -43,8 +46,23 @@ fn conformance_cmd(args: &[String]) -> Result<(), String> {
             }
         }
     }
-    let reasons: BTreeMap<String, String> = BTreeMap::new();
+    let reasons = load_reasons(&root)?;
     let md = conformance::report(&results, &summary, &reasons);
     std::fs::write(root.join("docs/conformance.md"), md).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Known failures' reasons, keyed by a substring of the case name.
+fn load_reasons(root: &Path) -> Result<Vec<(String, String)>, String> {
+    let path = root.join("xtask/conformance-reasons.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(v.as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !k.starts_with("//"))
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
+        .unwrap_or_default())
 }
