@@ -212,7 +212,13 @@ impl Execution {
             machine: machine.clone(),
             ident: Ident {
                 info,
-                input: input.clone(),
+                // $$.Execution.Input needs the original input; copy it only for
+                // machines that can read the context object.
+                input: if machine.reads_context {
+                    input.clone()
+                } else {
+                    Value::Null
+                },
             },
             log: EventLog::new(record_history),
             pending: BTreeMap::new(),
@@ -262,6 +268,17 @@ impl Execution {
     pub fn history(&self) -> &[HistoryEvent] {
         self.core.log.events()
     }
+    /// Ends the borrow of a finished (or abandoned) execution, handing over its
+    /// outcome and history without copying them.
+    pub fn into_outcome(self) -> (Status, Option<Value>, Option<Failure>, Vec<HistoryEvent>) {
+        (
+            self.status,
+            self.output,
+            self.failure,
+            self.core.log.into_events(),
+        )
+    }
+
     pub fn machine(&self) -> &Arc<Machine> {
         &self.machine
     }
@@ -1379,12 +1396,49 @@ fn amount(scope: &Scope, a: &Amount, input: &Value, field: &str) -> Result<f64, 
 }
 
 fn json_size_exceeds(v: &Value) -> bool {
-    // Small scalars and shallow values cannot approach the limit; skip the walk.
+    // Serialising every state's output to measure it dominated the cost of a Pass
+    // state. An upper bound computed by a walk decides almost every case; only values
+    // whose bound crosses the limit are measured exactly.
+    json_size_bound(v, 0) > MAX_PAYLOAD_BYTES && json_size(v) > MAX_PAYLOAD_BYTES
+}
+
+/// An upper bound on a value's compact JSON size, cut short once past the limit.
+fn json_size_bound(v: &Value, depth: usize) -> usize {
     match v {
-        Value::Null | Value::Bool(_) | Value::Number(_) => false,
-        Value::String(s) => s.len() > MAX_PAYLOAD_BYTES / 2 && json_size(v) > MAX_PAYLOAD_BYTES,
-        _ => json_size(v) > MAX_PAYLOAD_BYTES,
+        Value::Null | Value::Bool(_) => 5,
+        // Finite f64s and 64-bit integers print in at most 24 bytes.
+        Value::Number(_) => 24,
+        Value::String(s) => string_bound(s),
+        Value::Array(items) => {
+            let mut n = 2;
+            for i in items {
+                n += 1 + json_size_bound(i, depth + 1);
+                if n > MAX_PAYLOAD_BYTES {
+                    break;
+                }
+            }
+            n
+        }
+        Value::Object(map) => {
+            let mut n = 2;
+            for (k, i) in map {
+                n += 2 + string_bound(k) + json_size_bound(i, depth + 1);
+                if n > MAX_PAYLOAD_BYTES {
+                    break;
+                }
+            }
+            n
+        }
     }
+}
+
+fn string_bound(s: &str) -> usize {
+    // A control character becomes at most six bytes (\u00XX); quotes and backslashes two.
+    2 + s.len()
+        + s.bytes()
+            .filter(|b| *b < 0x20 || *b == b'"' || *b == b'\\')
+            .count()
+            * 5
 }
 
 /// RFC 3339 with a mandatory offset, as Wait's Timestamp requires.

@@ -61,6 +61,10 @@ impl EventLog {
         self.count += n;
     }
 
+    pub fn into_events(self) -> Vec<HistoryEvent> {
+        self.events.unwrap_or_default()
+    }
+
     pub fn events(&self) -> &[HistoryEvent] {
         self.events.as_deref().unwrap_or(&[])
     }

@@ -339,6 +339,9 @@ pub struct Machine {
     pub lists: Vec<StateList>,
     pub timeout_seconds: Option<u64>,
     pub query_language: QueryLanguage,
+    /// Whether anything in the definition may read the context object (`$$`). A
+    /// conservative test on the text: a literal "$$" also counts.
+    pub reads_context: bool,
 }
 
 impl Machine {
@@ -367,10 +370,13 @@ impl Machine {
                     .ok_or("/TimeoutSeconds must be a non-negative integer")?,
             ),
         };
+        let text = def.to_string();
+        let reads_context = text.contains("$$") || text.contains("JSONata");
         let mut m = Machine {
             lists: Vec::new(),
             timeout_seconds,
             query_language,
+            reads_context,
         };
         m.parse_list(def, "", query_language, 0)?;
         Ok(m)

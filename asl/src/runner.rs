@@ -200,12 +200,16 @@ pub fn run<C: Clock>(
         }
         exec.deliver(*id, delivery, host);
     }
-    let failure = exec.failure().cloned();
+    let (status, output, failure, history) = exec.into_outcome();
+    let (error, cause) = match failure {
+        Some(f) => (Some(f.error), f.cause),
+        None => (None, None),
+    };
     Outcome {
-        status: exec.status(),
-        output: exec.output().cloned(),
-        error: failure.as_ref().map(|f| f.error.clone()),
-        cause: failure.and_then(|f| f.cause),
-        history: exec.history().to_vec(),
+        status,
+        output,
+        error,
+        cause,
+        history,
     }
 }
