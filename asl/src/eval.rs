@@ -24,6 +24,10 @@ use std::sync::Arc;
 /// The largest payload Step Functions accepts between states: 256 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
+/// Step Functions' quota on one execution's history; an execution that reaches it
+/// fails. It also bounds a definition that loops forever without waiting.
+pub const MAX_HISTORY_EVENTS: u64 = 25_000;
+
 /// What the evaluator asks of the world: the current time, random numbers and ids.
 pub trait Host {
     fn now(&mut self) -> DateTime<Utc>;
@@ -702,6 +706,13 @@ const MAX_WAIT_SECONDS: i64 = i32::MAX as i64;
 impl Core {
     /// Enters state `idx` of `frame` with `input`.
     fn enter(&mut self, frame: &mut Frame, idx: usize, input: Value, host: &mut dyn Host) {
+        if self.log.count() >= MAX_HISTORY_EVENTS {
+            frame.cursor = None;
+            frame.result = Some(Err(Failure::runtime(format!(
+                "The execution reached the maximum number of history events ({MAX_HISTORY_EVENTS})."
+            ))));
+            return;
+        }
         let machine = self.machine.clone();
         let state = &machine.lists[frame.list].states[idx];
         let entered_time = host.now();

@@ -56,6 +56,11 @@ impl EventLog {
         id
     }
 
+    /// How many events there have been, kept or not.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
     /// Counts events that are not kept.
     pub fn skip(&mut self, n: u64) {
         self.count += n;

@@ -1,0 +1,179 @@
+//! The `oms` binary as users run it: exit codes and the JSON it prints.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn oms(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_oms"))
+        .args(args)
+        .output()
+        .expect("oms runs")
+}
+
+fn repo(path: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn temp_file(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("oms-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON value ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn exec_runs_the_sample_to_success() {
+    let def = repo("statemachines/examples/order-pipeline.asl.json");
+    let out = oms(&[
+        "exec",
+        "--definition",
+        &def,
+        "--clock",
+        "virtual",
+        "--input",
+        r#"{"orderId":"o-7","amount":20,"lines":[{"sku":"A","quantity":3}]}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["status"], "SUCCEEDED");
+    assert_eq!(v["output"]["tier"], "standard");
+    assert_eq!(v["output"]["labels"][0], "3 x A");
+}
+
+#[test]
+fn exec_reports_a_failed_execution_with_exit_zero() {
+    let def = temp_file(
+        "fail.json",
+        r#"{"StartAt":"F","States":{"F":{"Type":"Fail","Error":"Order.Cancelled","Cause":"customer asked"}}}"#,
+    );
+    let out = oms(&["exec", "--definition", &def]);
+    assert_eq!(out.status.code(), Some(0));
+    let v = json(&out);
+    assert_eq!(v["status"], "FAILED");
+    assert_eq!(v["error"], "Order.Cancelled");
+    assert_eq!(v["cause"], "customer asked");
+}
+
+#[test]
+fn exec_rejects_an_invalid_definition_with_exit_two() {
+    let def = temp_file(
+        "bad.json",
+        r#"{"StartAt":"A","States":{"A":{"Type":"Pass","Next":"Nowhere"}}}"#,
+    );
+    let out = oms(&["exec", "--definition", &def]);
+    assert_eq!(out.status.code(), Some(2));
+    let v = json(&out);
+    assert_eq!(v["status"], "INVALID_DEFINITION");
+    assert_eq!(v["error"], "InvalidDefinition");
+    assert!(
+        v["cause"].as_str().unwrap().contains("/States/A/Next"),
+        "{v}"
+    );
+}
+
+#[test]
+fn exec_history_lists_events_in_order() {
+    let def = temp_file(
+        "pass.json",
+        r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}"#,
+    );
+    let out = oms(&[
+        "exec",
+        "--definition",
+        &def,
+        "--history",
+        "--input",
+        "{\"a\":1}",
+    ]);
+    let v = json(&out);
+    let kinds: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ExecutionStarted",
+            "PassStateEntered",
+            "PassStateExited",
+            "ExecutionSucceeded"
+        ]
+    );
+    assert_eq!(v["history"][3]["id"], 4);
+    assert_eq!(v["history"][3]["previousEventId"], 3);
+}
+
+#[test]
+fn exec_rejects_malformed_input_without_panicking() {
+    let def = repo("statemachines/examples/order-pipeline.asl.json");
+    let out = oms(&["exec", "--definition", &def, "--input", "{not json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
+}
+
+#[test]
+fn validate_exit_codes_follow_errors() {
+    let good = repo("statemachines/examples/order-pipeline.asl.json");
+    let bad = temp_file("bad2.json", r#"{"States":{}}"#);
+    assert_eq!(oms(&["validate", &good]).status.code(), Some(0));
+    let out = oms(&["validate", "--json", &good, &bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v[0]["diagnostics"].as_array().unwrap().len(), 0);
+    assert_eq!(v[1]["diagnostics"][0]["code"], "SCHEMA_VALIDATION_FAILED");
+}
+
+#[test]
+fn bench_prints_the_figures_it_promises() {
+    let def = repo("statemachines/examples/order-pipeline.asl.json");
+    let input = r#"{"orderId":"o-1","amount":5,"lines":[]}"#;
+    let out = oms(&[
+        "bench",
+        "--definition",
+        &def,
+        "--executions",
+        "50",
+        "--concurrency",
+        "2",
+        "--input",
+        input,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    for k in [
+        "executions",
+        "concurrency",
+        "seconds",
+        "exec_per_s",
+        "p50_ms",
+        "p99_ms",
+    ] {
+        assert!(v.get(k).is_some(), "missing {k} in {v}");
+    }
+    assert_eq!(v["executions"], 50);
+}
