@@ -55,8 +55,10 @@ fn conformance_cmd(args: &[String]) -> Result<(), String> {
 /// Known failures' reasons, keyed by a substring of the case name.
 fn load_reasons(root: &Path) -> Result<Vec<(String, String)>, String> {
     let path = root.join("xtask/conformance-reasons.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(v.as_object()
         .map(|m| {
             m.iter()

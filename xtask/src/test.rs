@@ -27,7 +27,15 @@ pub fn run(root: &Path) -> Result<(), String> {
     let mut passed = 0;
     let steps: &[&[&str]] = &[
         &["fmt", "--all", "--", "--check"],
-        &["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ],
         &["test", "--workspace", "--quiet"],
     ];
     for step in steps {
@@ -73,7 +81,9 @@ fn ratchet(root: &Path) -> Result<(), String> {
     conformance::print_summary(&summary);
     let now = summary.all.passed;
     if now < floor {
-        return Err(format!("conformance fell to {now} passing cases, below the ratchet of {floor}"));
+        return Err(format!(
+            "conformance fell to {now} passing cases, below the ratchet of {floor}"
+        ));
     }
     if now > floor {
         println!("{now} cases pass, above the ratchet of {floor}: raise {RATCHET_FILE} to {now}");
