@@ -202,7 +202,8 @@ pub fn run<C: Clock>(
     }
     let (status, output, failure, history) = exec.into_outcome();
     let (error, cause) = match failure {
-        Some(f) => (Some(f.error), f.cause),
+        // A Fail state without Error reports none, as AWS's ExecutionFailed does.
+        Some(f) => (Some(f.error).filter(|e| !e.is_empty()), f.cause),
         None => (None, None),
     };
     Outcome {
