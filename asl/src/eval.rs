@@ -753,15 +753,21 @@ impl Core {
         match step {
             Step::Blocked => {}
             Step::Done(output, assigned, next) => {
-                if json_size_exceeds(&output) {
-                    let f = Failure::new(
-                        names::DATA_LIMIT_EXCEEDED,
-                        format!(
-                            "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
-                            state.name
-                        ),
-                    );
-                    return self.fail(frame, state, f, host);
+                match payload_problem(&output) {
+                    None => {}
+                    Some(PayloadProblem::TooLarge) => {
+                        let f = Failure::new(
+                            names::DATA_LIMIT_EXCEEDED,
+                            format!(
+                                "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
+                                state.name
+                            ),
+                        );
+                        return self.fail(frame, state, f, host);
+                    }
+                    Some(PayloadProblem::TooDeep) => {
+                        return self.conclude(frame, state, Step::Error(too_deep()), host);
+                    }
                 }
                 if let Some(vars) = assigned {
                     frame.vars.extend(vars);
@@ -1407,35 +1413,69 @@ fn amount(scope: &Scope, a: &Amount, input: &Value, field: &str) -> Result<f64, 
 }
 
 fn json_size_exceeds(v: &Value) -> bool {
+    matches!(payload_problem(v), Some(PayloadProblem::TooLarge))
+}
+
+fn too_deep() -> Failure {
+    Failure::runtime(format!(
+        "The state's result is nested more than {MAX_NESTING_DEPTH} levels deep, more than oms accepts."
+    ))
+}
+
+/// What is wrong with a value that may not pass between states.
+enum PayloadProblem {
+    TooLarge,
+    TooDeep,
+}
+
+/// Checks a value against the 256 KiB limit and the nesting limit.
+fn payload_problem(v: &Value) -> Option<PayloadProblem> {
     // Serialising every state's output to measure it dominated the cost of a Pass
     // state. An upper bound computed by a walk decides almost every case; only values
     // whose bound crosses the limit are measured exactly.
-    json_size_bound(v, 0) > MAX_PAYLOAD_BYTES && json_size(v) > MAX_PAYLOAD_BYTES
+    match json_size_bound(v, 1) {
+        usize::MAX => Some(PayloadProblem::TooDeep),
+        n if n > MAX_PAYLOAD_BYTES && json_size(v) > MAX_PAYLOAD_BYTES => {
+            Some(PayloadProblem::TooLarge)
+        }
+        _ => None,
+    }
 }
 
-/// An upper bound on a value's compact JSON size, cut short once past the limit.
+/// The deepest nesting a value may have. Values are cloned and dropped recursively;
+/// a machine that nests its output one level per loop would otherwise exhaust the
+/// stack long before the history cap stops it. 256 is twice what serde_json accepts
+/// when parsing, so no input can reach it, and shallow enough that a debug build on a
+/// 2 MiB thread stack clones and drops such values safely.
+pub const MAX_NESTING_DEPTH: usize = 256;
+
+/// An upper bound on a value's compact JSON size, or usize::MAX if it is nested
+/// deeper than [`MAX_NESTING_DEPTH`].
 fn json_size_bound(v: &Value, depth: usize) -> usize {
+    if depth > MAX_NESTING_DEPTH {
+        return usize::MAX;
+    }
     match v {
         Value::Null | Value::Bool(_) => 5,
         // Finite f64s and 64-bit integers print in at most 24 bytes.
         Value::Number(_) => 24,
         Value::String(s) => string_bound(s),
         Value::Array(items) => {
-            let mut n = 2;
+            let mut n: usize = 2;
             for i in items {
-                n += 1 + json_size_bound(i, depth + 1);
-                if n > MAX_PAYLOAD_BYTES {
-                    break;
+                match json_size_bound(i, depth + 1) {
+                    usize::MAX => return usize::MAX,
+                    m => n = n.saturating_add(1 + m),
                 }
             }
             n
         }
         Value::Object(map) => {
-            let mut n = 2;
+            let mut n: usize = 2;
             for (k, i) in map {
-                n += 2 + string_bound(k) + json_size_bound(i, depth + 1);
-                if n > MAX_PAYLOAD_BYTES {
-                    break;
+                match json_size_bound(i, depth + 1) {
+                    usize::MAX => return usize::MAX,
+                    m => n = n.saturating_add(2 + string_bound(k) + m),
                 }
             }
             n
@@ -1563,6 +1603,11 @@ impl Core {
             } => lambda_invoke_response(raw, host),
             _ => raw,
         };
+        if let Some(PayloadProblem::TooDeep) = payload_problem(&result) {
+            let f = too_deep();
+            self.log_task_end(call, Err(&f), host);
+            return Step::Error(f);
+        }
         if json_size_exceeds(&result) {
             let who = match &call.target {
                 Target::LambdaInvoke { .. } => "lambda".to_string(),
