@@ -35,10 +35,7 @@ pub fn evaluate(cond: &Condition, input: &Value, select: Select) -> Result<bool,
             op,
             operand,
         } => {
-            let value = match select(variable, input) {
-                Ok(v) => Some(v),
-                Err(_) => None,
-            };
+            let value = select(variable, input).ok();
             if *op == CompareOp::IsPresent {
                 return Ok(
                     value.is_some() == (operand_literal(operand) == Some(&Value::Bool(true)))

@@ -117,7 +117,7 @@ pub struct TaskCall {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    Invoke(TaskCall),
+    Invoke(Box<TaskCall>),
     /// Deliver [`Delivery::TimerFired`] at or after this time.
     Timer {
         until: DateTime<Utc>,
@@ -787,7 +787,7 @@ impl Core {
             }
             Step::Error(f) | Step::Failed(f) => self.fail(frame, state, f, host),
             Step::Invoke(call) => {
-                let id = self.effect(Effect::Invoke((*call).clone()));
+                let id = self.effect(Effect::Invoke(call.clone()));
                 self.log_scheduled(&call, host);
                 if let Some(c) = frame.cursor.as_mut() {
                     c.phase = Phase::Task { effect: id, call };

@@ -349,7 +349,7 @@ impl Machine {
         &self.lists[0]
     }
 
-    pub fn from_str(text: &str) -> Result<Machine, String> {
+    pub fn parse(text: &str) -> Result<Machine, String> {
         let v: Value =
             serde_json::from_str(text).map_err(|e| format!("definition is not valid JSON: {e}"))?;
         Machine::from_value(&v)

@@ -136,13 +136,11 @@ fn check(case: &Value) -> Result<(), String> {
         problems.push(format!("expected status {want_status}"));
     }
     match want_status {
-        "SUCCEEDED" => {
-            if outcome.output.as_ref() != Some(&expected["output"]) {
-                problems.push(format!(
-                    "expected output {}",
-                    abbreviate(&expected["output"].to_string())
-                ));
-            }
+        "SUCCEEDED" if outcome.output.as_ref() != Some(&expected["output"]) => {
+            problems.push(format!(
+                "expected output {}",
+                abbreviate(&expected["output"].to_string())
+            ));
         }
         "FAILED" => {
             let want_error = expected.get("error").and_then(Value::as_str);

@@ -45,7 +45,7 @@ pub fn load_machine(text: &str) -> Result<Machine, Value> {
             "diagnostics": diagnostics,
         }));
     }
-    Machine::from_str(text).map_err(|e| {
+    Machine::parse(text).map_err(|e| {
         json!({"status": "INVALID_DEFINITION", "error": "InvalidDefinition", "cause": e, "diagnostics": []})
     })
 }

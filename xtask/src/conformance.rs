@@ -142,7 +142,7 @@ fn run_execution(case: &Value, def_text: &str, opts: Options, express: bool) -> 
     if want == "INVALID_DEFINITION" {
         return Verdict::Fail("accepted a definition AWS rejected".into());
     }
-    let machine = match Machine::from_str(def_text) {
+    let machine = match Machine::parse(def_text) {
         Ok(m) => Arc::new(m),
         Err(e) => return Verdict::Fail(format!("model: {e}")),
     };
