@@ -1286,6 +1286,12 @@ impl Core {
                 }))
             }
             Kind::Map(spec) => {
+                if let Some(field) = spec.needs_s3 {
+                    return Step::Error(Failure::runtime(format!(
+                        "The Map state's {field} works on Amazon S3, which this engine cannot reach; \
+                         pass the items in the state input (ItemsPath) instead."
+                    )));
+                }
                 let effective = tryf!(scope.io_path(&state.input_path, cursor.input.clone()));
                 let items = tryf!(scope.io_path(&spec.items_path, effective.clone()));
                 let Value::Array(items) = items else {
@@ -1374,6 +1380,37 @@ impl Core {
                     };
                     inputs.push(input);
                 }
+                let (inputs, children) = match &spec.batcher {
+                    None => (inputs, children),
+                    Some(b) => {
+                        let max_items = match &b.max_items {
+                            Some(a) => tryf!(amount(&scope, a, &effective, "MaxItemsPerBatchPath")),
+                            None => f64::INFINITY,
+                        };
+                        let max_bytes = match &b.max_bytes {
+                            Some(a) => {
+                                tryf!(amount(&scope, a, &effective, "MaxInputBytesPerBatchPath"))
+                            }
+                            None => MAX_PAYLOAD_BYTES as f64,
+                        };
+                        let batch_input = match &b.batch_input {
+                            Some(t) => Some(tryf!(scope.render(t, &effective))),
+                            None => None,
+                        };
+                        let batches = batch_items(inputs, max_items, max_bytes, batch_input);
+                        let frames = batches
+                            .iter()
+                            .map(|_| Frame {
+                                list: spec.processor,
+                                vars: scope.vars.clone(),
+                                map_item: None,
+                                cursor: None,
+                                result: None,
+                            })
+                            .collect();
+                        (batches, frames)
+                    }
+                };
                 let n = inputs.len();
                 Step::Fanout(Box::new(Fanout {
                     is_map: true,
@@ -1394,6 +1431,47 @@ impl Core {
             }
         }
     }
+}
+
+/// ItemBatcher: consecutive items grouped up to a count and a size, each batch the
+/// child's input as `{"BatchInput": ..., "Items": [...]}`.
+fn batch_items(
+    items: Vec<Value>,
+    max_items: f64,
+    max_bytes: f64,
+    batch_input: Option<Value>,
+) -> Vec<Value> {
+    let max_items = if max_items >= 1.0 {
+        max_items as usize
+    } else {
+        1
+    };
+    let mut batches = Vec::new();
+    let mut current: Vec<Value> = Vec::new();
+    let mut bytes = 0usize;
+    let flush = |current: &mut Vec<Value>, batches: &mut Vec<Value>| {
+        if current.is_empty() {
+            return;
+        }
+        let mut batch = Map::new();
+        if let Some(b) = &batch_input {
+            batch.insert("BatchInput".into(), b.clone());
+        }
+        batch.insert("Items".into(), Value::Array(std::mem::take(current)));
+        batches.push(Value::Object(batch));
+    };
+    for item in items {
+        let size = json_size(&item) + 1;
+        if !current.is_empty() && (current.len() >= max_items || (bytes + size) as f64 > max_bytes)
+        {
+            flush(&mut current, &mut batches);
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(item);
+    }
+    flush(&mut current, &mut batches);
+    batches
 }
 
 fn amount(scope: &Scope, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {

@@ -178,6 +178,18 @@ pub struct MapSpec {
     pub tolerated_failure_count: Option<Amount>,
     pub tolerated_failure_percentage: Option<Amount>,
     pub distributed: bool,
+    /// Groups items into batches, each child getting `{"Items": [...], "BatchInput"}`.
+    pub batcher: Option<Batcher>,
+    /// A field that needs Amazon S3 (ItemReader, ResultWriter), which the engine cannot
+    /// reach: the state fails saying so rather than running on the wrong items.
+    pub needs_s3: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batcher {
+    pub max_items: Option<Amount>,
+    pub max_bytes: Option<Amount>,
+    pub batch_input: Option<Template>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -653,6 +665,13 @@ impl Machine {
                     tolerated_failure_count: amount("ToleratedFailureCount")?,
                     tolerated_failure_percentage: amount("ToleratedFailurePercentage")?,
                     distributed,
+                    batcher: match o.get("ItemBatcher") {
+                        None => None,
+                        Some(b) => Some(parse_batcher(b, &format!("{loc}/ItemBatcher"))?),
+                    },
+                    needs_s3: ["ItemReader", "ResultWriter"]
+                        .into_iter()
+                        .find(|f| o.contains_key(*f)),
                 };
                 (Kind::Map(Box::new(spec)), "Map")
             }
@@ -716,6 +735,33 @@ impl Machine {
             catch,
         })
     }
+}
+
+fn parse_batcher(v: &Value, loc: &str) -> Result<Batcher, String> {
+    let o = v
+        .as_object()
+        .ok_or_else(|| format!("{loc} must be an object"))?;
+    let amount = |lit: &str| -> Result<Option<Amount>, String> {
+        if let Some(v) = o.get(lit) {
+            return Ok(Some(Amount::Fixed(
+                v.as_f64()
+                    .ok_or_else(|| format!("{loc}/{lit} must be a number"))?,
+            )));
+        }
+        let p = format!("{lit}Path");
+        match o.get(&p) {
+            Some(v) => Ok(Some(Amount::Path(path_field(v, &format!("{loc}/{p}"))?))),
+            None => Ok(None),
+        }
+    };
+    Ok(Batcher {
+        max_items: amount("MaxItemsPerBatch")?,
+        max_bytes: amount("MaxInputBytesPerBatch")?,
+        batch_input: match o.get("BatchInput") {
+            None => None,
+            Some(b) => Some(Template::compile(b).map_err(|e| format!("{e} at {loc}/BatchInput"))?),
+        },
+    })
 }
 
 fn parse_query_language(v: &Value, loc: &str) -> Result<QueryLanguage, String> {
