@@ -41,7 +41,7 @@ pub mod names {
 }
 
 /// An error as a state machine sees it: the `Error` and `Cause` of a failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Failure {
     pub error: String,
     pub cause: Option<String>,

@@ -36,7 +36,7 @@ pub trait Host {
 }
 
 /// Who an execution is, as the context object (`$$`) reports it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExecutionInfo {
     pub execution_arn: String,
     pub name: String,
@@ -98,7 +98,7 @@ impl ExecutionInfo {
 }
 
 /// A task the driver must run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskCall {
     pub state_name: String,
     pub resource: String,
@@ -115,7 +115,7 @@ pub struct TaskCall {
     pub task_token: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Effect {
     Invoke(Box<TaskCall>),
     /// Deliver [`Delivery::TimerFired`] at or after this time.
@@ -125,14 +125,14 @@ pub enum Effect {
 }
 
 /// The driver's answer to an effect.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Delivery {
     TaskSucceeded(Value),
     TaskFailed(Failure),
     TimerFired,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Status {
     Running,
     Succeeded,
@@ -154,6 +154,20 @@ impl Status {
 }
 
 pub type EffectId = u64;
+
+/// An execution between steps, as a value a durable driver stores. Restoring it with
+/// the same machine continues exactly where it stopped.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    ident: Ident,
+    root: Frame,
+    pending: BTreeMap<EffectId, (Vec<u32>, Effect)>,
+    next_effect: EffectId,
+    event_count: u64,
+    status: Status,
+    output: Option<Value>,
+    failure: Option<Failure>,
+}
 
 /// One running execution.
 pub struct Execution {
@@ -178,12 +192,14 @@ struct Core {
 }
 
 /// The execution's identity and input, as `$$.Execution` shows them.
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Ident {
     info: ExecutionInfo,
     input: Value,
 }
 
 /// A list of states being run: the machine, a Parallel branch or a Map iteration.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Frame {
     list: usize,
     vars: Map<String, Value>,
@@ -192,6 +208,7 @@ struct Frame {
     result: Option<Result<Value, Failure>>,
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Cursor {
     state: usize,
     input: Value,
@@ -272,6 +289,60 @@ impl Execution {
     pub fn history(&self) -> &[HistoryEvent] {
         self.core.log.events()
     }
+    /// The execution's state between steps, for a durable driver to store.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            ident: Ident {
+                info: self.core.ident.info.clone(),
+                input: self.core.ident.input.clone(),
+            },
+            root: self.root.clone(),
+            pending: self.core.pending.clone(),
+            next_effect: self.core.next_effect,
+            event_count: self.core.log.count(),
+            status: self.status,
+            output: self.output.clone(),
+            failure: self.failure.clone(),
+        }
+    }
+
+    /// Continues a stored execution. `machine` must be the definition it started with.
+    pub fn restore(machine: Arc<Machine>, snapshot: Snapshot, record_history: bool) -> Execution {
+        let Snapshot {
+            ident,
+            root,
+            pending,
+            next_effect,
+            event_count,
+            status,
+            output,
+            failure,
+        } = snapshot;
+        let mut log = EventLog::new(record_history);
+        log.skip(event_count);
+        Execution {
+            machine: machine.clone(),
+            core: Core {
+                machine,
+                ident,
+                log,
+                pending,
+                next_effect,
+                path: Vec::new(),
+            },
+            root,
+            status,
+            output,
+            failure,
+        }
+    }
+
+    /// Hands over the history events recorded since the last call, for a driver that
+    /// persists them as it goes.
+    pub fn take_new_events(&mut self) -> Vec<HistoryEvent> {
+        self.core.log.take_events()
+    }
+
     /// Ends the borrow of a finished (or abandoned) execution, handing over its
     /// outcome and history without copying them.
     pub fn into_outcome(self) -> (Status, Option<Value>, Option<Failure>, Vec<HistoryEvent>) {
@@ -564,6 +635,7 @@ fn matches_error(error_equals: &[String], error: &str) -> bool {
     })
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 enum Phase {
     Enter,
     Task {
@@ -582,6 +654,7 @@ enum Phase {
 }
 
 /// The children of a Parallel or Map state and how far they have got.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Fanout {
     is_map: bool,
     inputs: Vec<Value>,

@@ -4,13 +4,13 @@ use crate::eval::Host;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HistoryEvent {
     pub id: u64,
     pub previous_event_id: u64,
     pub timestamp: DateTime<Utc>,
     /// `ExecutionStarted`, `PassStateEntered`, ...
-    pub kind: &'static str,
+    pub kind: std::borrow::Cow<'static, str>,
     /// The event's details object (`null` for events that have none).
     pub details: Value,
 }
@@ -49,7 +49,7 @@ impl EventLog {
                 id,
                 previous_event_id: id - 1,
                 timestamp: host.now(),
-                kind,
+                kind: kind.into(),
                 details: details(),
             });
         }
@@ -64,6 +64,14 @@ impl EventLog {
     /// Counts events that are not kept.
     pub fn skip(&mut self, n: u64) {
         self.count += n;
+    }
+
+    /// Takes the kept events, leaving the numbering as it is.
+    pub fn take_events(&mut self) -> Vec<HistoryEvent> {
+        match &mut self.events {
+            Some(e) => std::mem::take(e),
+            None => Vec::new(),
+        }
     }
 
     pub fn into_events(self) -> Vec<HistoryEvent> {

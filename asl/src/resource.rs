@@ -1,7 +1,7 @@
 //! Task `Resource` ARNs: what a Task state calls and how its result is shaped.
 
 /// How Step Functions waits for a service integration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Pattern {
     RequestResponse,
     /// `.sync` / `.sync:2`: run a job to completion.
@@ -10,7 +10,7 @@ pub enum Pattern {
     WaitForTaskToken,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Target {
     /// `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`: the effective input is
     /// the payload and the function's return value is the result.
