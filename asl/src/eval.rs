@@ -377,6 +377,21 @@ impl Execution {
         self.settle(host);
     }
 
+    /// A worker took the activity task of effect `id`: records ActivityStarted.
+    pub fn activity_started(&mut self, id: EffectId, worker_name: &str, host: &mut dyn Host) {
+        let is_activity = matches!(
+            self.core.pending.get(&id),
+            Some((_, Effect::Invoke(call))) if matches!(call.target, Target::Activity { .. })
+        );
+        if is_activity && self.status == Status::Running {
+            self.core.log.record(
+                host,
+                "ActivityStarted",
+                || json!({ "workerName": worker_name }),
+            );
+        }
+    }
+
     /// StopExecution: the execution ends ABORTED and its effects are abandoned.
     pub fn stop(&mut self, error: Option<String>, cause: Option<String>, host: &mut dyn Host) {
         if self.status != Status::Running {
@@ -1006,10 +1021,26 @@ impl Core {
 
     fn log_scheduled(&mut self, call: &TaskCall, host: &mut dyn Host) {
         if !self.log.recording() {
-            self.log.skip(2);
+            // An activity's start is recorded when a worker takes it.
+            self.log
+                .skip(if matches!(call.target, Target::Activity { .. }) {
+                    1
+                } else {
+                    2
+                });
             return;
         }
         match &call.target {
+            Target::Activity { arn } => {
+                let mut d = json!({"input": call.payload, "inputDetails": {"truncated": false}, "resource": arn});
+                if let Some(t) = call.timeout_seconds {
+                    d["timeoutInSeconds"] = json!(t as i64);
+                }
+                if let Some(t) = call.heartbeat_seconds {
+                    d["heartbeatInSeconds"] = json!(t as i64);
+                }
+                self.log.record(host, "ActivityScheduled", || d);
+            }
             Target::LambdaFunction { arn } => {
                 let d = json!({"input": call.payload, "inputDetails": {"truncated": false}, "resource": arn});
                 self.log.record(host, "LambdaFunctionScheduled", || d);
@@ -1042,17 +1073,23 @@ impl Core {
         host: &mut dyn Host,
     ) {
         let lambda = matches!(call.target, Target::LambdaFunction { .. });
+        let activity = matches!(call.target, Target::Activity { .. });
+        // Lambda functions and activities report in their own event types, without
+        // the resource fields that service integrations carry.
+        let plain = lambda || activity;
         let (rtype, res) = resource_parts(&call.resource, &call.target);
         match outcome {
             Ok(out) => {
                 let t = if lambda {
                     "LambdaFunctionSucceeded"
+                } else if activity {
+                    "ActivitySucceeded"
                 } else {
                     "TaskSucceeded"
                 };
                 self.log.record(host, t, || {
                     let mut d = json!({"output": out, "outputDetails": {"truncated": false}});
-                    if !lambda {
+                    if !plain {
                         d["resource"] = json!(res);
                         d["resourceType"] = json!(rtype);
                     }
@@ -1061,11 +1098,13 @@ impl Core {
             }
             Err(f) => {
                 let timed_out = f.error == names::TIMEOUT || f.error == names::HEARTBEAT_TIMEOUT;
-                let t = match (lambda, timed_out) {
-                    (true, true) => "LambdaFunctionTimedOut",
-                    (true, false) => "LambdaFunctionFailed",
-                    (false, true) => "TaskTimedOut",
-                    (false, false) => "TaskFailed",
+                let t = match (lambda, activity, timed_out) {
+                    (true, _, true) => "LambdaFunctionTimedOut",
+                    (true, _, false) => "LambdaFunctionFailed",
+                    (_, true, true) => "ActivityTimedOut",
+                    (_, true, false) => "ActivityFailed",
+                    (_, _, true) => "TaskTimedOut",
+                    (_, _, false) => "TaskFailed",
                 };
                 self.log.record(host, t, || {
                     let mut d = Map::new();
@@ -1073,7 +1112,7 @@ impl Core {
                         d.insert("cause".into(), json!(c));
                     }
                     d.insert("error".into(), json!(f.error));
-                    if !lambda {
+                    if !plain {
                         d.insert("resource".into(), json!(res));
                         d.insert("resourceType".into(), json!(rtype));
                     }

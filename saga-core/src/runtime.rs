@@ -1,0 +1,976 @@
+//! The durable runtime: drives executions through the `asl` evaluator and commits
+//! every step before acting on it.
+//!
+//! Each running execution lives in memory as an [`Execution`] behind its own lock.
+//! A step (start, a task's result, a timer) advances it; the snapshot, the new history
+//! events and the task tokens it hands out are written in one group commit; only after
+//! the commit are the new effects performed (tasks invoked, timers set). After a crash,
+//! [`Runtime::recover`] restores every RUNNING execution from its last snapshot and
+//! performs its outstanding effects again: timers keep their deadlines, tasks that were
+//! in flight are invoked again (at least once, as Lambda is), tokens stay valid.
+
+use crate::store::{Store, StoreError};
+use asl::eval::{Delivery, Effect, EffectId, Execution, ExecutionInfo, Snapshot, TaskCall};
+use asl::history::HistoryEvent;
+use asl::resource::{Pattern, Target};
+use asl::{Failure, Host, Machine, Status};
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{params, OptionalExtension};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Performs tasks: in-process handlers, a Lambda endpoint, or any other integration.
+/// The runtime calls it after the step that scheduled the task is committed.
+#[async_trait::async_trait]
+pub trait Invoker: Send + Sync {
+    /// How the runtime should treat `call`.
+    fn route(&self, call: &TaskCall) -> Route;
+    /// Runs a task routed [`Route::Invoke`] (or the request half of a callback).
+    async fn invoke(&self, call: &TaskCall) -> Result<Value, Failure>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Call [`Invoker::invoke`] and deliver its result.
+    Invoke,
+    /// Call [`Invoker::invoke`], then wait for SendTaskSuccess/Failure with the token.
+    InvokeThenAwaitToken,
+    /// Nothing to call locally: the token (visible in the history's TaskScheduled) is
+    /// all a client needs to answer with SendTaskSuccess/Failure.
+    AwaitToken,
+    /// Wait for an activity worker (GetActivityTask).
+    Activity,
+}
+
+/// The default routing: activities wait for workers, `.waitForTaskToken` waits for a
+/// callback after the request half, everything else is invoked.
+pub fn default_route(call: &TaskCall) -> Route {
+    match (&call.target, call.target.pattern()) {
+        (Target::Activity { .. }, _) => Route::Activity,
+        (_, Pattern::WaitForTaskToken) => Route::InvokeThenAwaitToken,
+        _ => Route::Invoke,
+    }
+}
+
+/// Real time and randomness for the evaluator.
+pub struct SystemHost;
+
+impl Host for SystemHost {
+    fn now(&mut self) -> DateTime<Utc> {
+        Utc::now()
+    }
+    fn random_u64(&mut self) -> u64 {
+        let b = uuid::Uuid::new_v4().into_bytes();
+        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    }
+    fn uuid_v4(&mut self) -> String {
+        uuid::Uuid::new_v4().to_string()
+    }
+}
+
+pub fn epoch(t: DateTime<Utc>) -> f64 {
+    t.timestamp_micros() as f64 / 1e6
+}
+
+pub fn from_epoch(s: f64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros((s * 1e6) as i64).unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("execution already exists: {0}")]
+    AlreadyExists(String),
+    #[error("no such execution: {0}")]
+    NoSuchExecution(String),
+    #[error("no such task token")]
+    NoSuchToken,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What the store knows of an execution.
+#[derive(Debug, Clone)]
+pub struct ExecutionRecord {
+    pub arn: String,
+    pub state_machine_arn: String,
+    pub name: String,
+    pub status: String,
+    pub input: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub start_date: f64,
+    pub stop_date: Option<f64>,
+    pub redrive_count: i64,
+    pub redrive_date: Option<f64>,
+    pub definition: String,
+    pub role_arn: String,
+    pub machine_type: String,
+}
+
+impl ExecutionRecord {
+    pub const COLUMNS: &'static str =
+        "arn, state_machine_arn, name, status, input, output, error, cause, \
+         start_date, stop_date, redrive_count, redrive_date, definition, role_arn, machine_type";
+
+    pub fn from_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRecord> {
+        Ok(ExecutionRecord {
+            arn: r.get(0)?,
+            state_machine_arn: r.get(1)?,
+            name: r.get(2)?,
+            status: r.get(3)?,
+            input: r.get(4)?,
+            output: r.get(5)?,
+            error: r.get(6)?,
+            cause: r.get(7)?,
+            start_date: r.get(8)?,
+            stop_date: r.get(9)?,
+            redrive_count: r.get(10)?,
+            redrive_date: r.get(11)?,
+            definition: r.get(12)?,
+            role_arn: r.get(13)?,
+            machine_type: r.get(14)?,
+        })
+    }
+}
+
+struct Live {
+    exec: Execution,
+    /// Effects already being performed, so a later step does not perform them again.
+    dispatched: HashSet<EffectId>,
+    /// Effects that have a row in `tasks` (a token), to add and remove rows as they come and go.
+    task_rows: HashMap<EffectId, String>,
+}
+
+/// The parameters of a new execution.
+pub struct NewExecution {
+    pub state_machine_arn: String,
+    pub name: String,
+    pub role_arn: String,
+    pub express: bool,
+    pub definition: String,
+    pub machine: Arc<Machine>,
+    pub input: Value,
+    pub input_text: String,
+}
+
+pub struct Runtime {
+    store: Store,
+    invoker: Arc<dyn Invoker>,
+    live: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Live>>>>,
+    /// Wakes GetActivityTask long polls when a task for that activity is scheduled.
+    activity_signals: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Wakes waiters on an execution's end (StartSyncExecution).
+    finished: Mutex<HashMap<String, Arc<Notify>>>,
+    heartbeats: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+impl Runtime {
+    pub fn new(store: Store, invoker: Arc<dyn Invoker>) -> Arc<Runtime> {
+        Arc::new(Runtime {
+            store,
+            invoker,
+            live: Mutex::new(HashMap::new()),
+            activity_signals: Mutex::new(HashMap::new()),
+            finished: Mutex::new(HashMap::new()),
+            heartbeats: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn live(&self, arn: &str) -> Option<Arc<tokio::sync::Mutex<Live>>> {
+        self.live.lock().expect("live lock").get(arn).cloned()
+    }
+
+    pub fn activity_signal(&self, activity_arn: &str) -> Arc<Notify> {
+        self.activity_signals
+            .lock()
+            .expect("signal lock")
+            .entry(activity_arn.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn finished_signal(&self, arn: &str) -> Arc<Notify> {
+        self.finished
+            .lock()
+            .expect("signal lock")
+            .entry(arn.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Starts an execution; returns once its first step is committed.
+    pub async fn start(
+        self: &Arc<Self>,
+        new: NewExecution,
+    ) -> Result<(String, DateTime<Utc>), RuntimeError> {
+        let mut host = SystemHost;
+        let start = Utc::now();
+        let info = ExecutionInfo::new(
+            &new.state_machine_arn,
+            &new.name,
+            &new.role_arn,
+            new.express,
+            start,
+        );
+        let arn = info.execution_arn.clone();
+        let mut exec = Execution::start(new.machine.clone(), new.input, info, true, &mut host);
+        let events = exec.take_new_events();
+        let snapshot = serde_json::to_string(&exec.snapshot())
+            .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        let tasks = new_task_rows(&exec, &HashMap::new());
+        let row = ExecutionRecord {
+            arn: arn.clone(),
+            state_machine_arn: new.state_machine_arn.clone(),
+            name: new.name.clone(),
+            status: exec.status().as_str().to_string(),
+            input: new.input_text,
+            output: None,
+            error: None,
+            cause: None,
+            start_date: epoch(start),
+            stop_date: None,
+            redrive_count: 0,
+            redrive_date: None,
+            definition: new.definition,
+            role_arn: new.role_arn,
+            machine_type: if new.express { "EXPRESS" } else { "STANDARD" }.to_string(),
+        };
+        let (status, output, failure) = outcome(&exec);
+        let task_rows_written = tasks
+            .iter()
+            .map(|t| (t.effect_id, t.token.clone()))
+            .collect::<HashMap<_, _>>();
+        let arn_for_write = arn.clone();
+        self.store
+            .write(move |c| {
+                c.execute(
+                    &format!(
+                        "INSERT INTO executions ({}, snapshot) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+                        ExecutionRecord::COLUMNS
+                    ),
+                    params![
+                        row.arn,
+                        row.state_machine_arn,
+                        row.name,
+                        status,
+                        row.input,
+                        output,
+                        failure.as_ref().map(|f| f.error.clone()),
+                        failure.as_ref().and_then(|f| f.cause.clone()),
+                        row.start_date,
+                        stop_date_if_done(&status),
+                        0,
+                        Option::<f64>::None,
+                        row.definition,
+                        row.role_arn,
+                        row.machine_type,
+                        snapshot
+                    ],
+                )
+                .map_err(|e| match StoreError::from(e) {
+                    StoreError::Conflict(_) => StoreError::Conflict(arn_for_write.clone()),
+                    other => other,
+                })?;
+                insert_events(c, &row.arn, &events)?;
+                insert_tasks(c, &row.arn, &tasks)?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(a) => RuntimeError::AlreadyExists(a),
+                other => RuntimeError::Store(other),
+            })?;
+        let live = Live {
+            exec,
+            dispatched: HashSet::new(),
+            task_rows: task_rows_written,
+        };
+        self.adopt(
+            arn.clone(),
+            live,
+            new.machine
+                .timeout_seconds
+                .map(|s| start + Duration::seconds(s as i64)),
+        );
+        Ok((arn, start))
+    }
+
+    /// Takes a live execution under management and performs its outstanding effects.
+    fn adopt(self: &Arc<Self>, arn: String, live: Live, deadline: Option<DateTime<Utc>>) {
+        let running = live.exec.status() == Status::Running;
+        let cell = Arc::new(tokio::sync::Mutex::new(live));
+        if running {
+            self.live
+                .lock()
+                .expect("live lock")
+                .insert(arn.clone(), cell.clone());
+            if let Some(deadline) = deadline {
+                let rt = self.clone();
+                let arn = arn.clone();
+                tokio::spawn(async move {
+                    sleep_until(deadline).await;
+                    rt.time_out(&arn).await;
+                });
+            }
+            let rt = self.clone();
+            tokio::spawn(async move {
+                let mut guard = cell.lock().await;
+                rt.perform_effects(&arn, &mut guard);
+            });
+        } else {
+            self.finished_signal(&arn).notify_waiters();
+        }
+    }
+
+    /// Performs effects not yet performed. Called with the execution locked, after the
+    /// step that created them was committed.
+    fn perform_effects(self: &Arc<Self>, arn: &str, live: &mut Live) {
+        let pending: Vec<(EffectId, Effect)> = live
+            .exec
+            .pending()
+            .filter(|(id, _)| !live.dispatched.contains(id))
+            .map(|(id, e)| (id, e.clone()))
+            .collect();
+        for (id, effect) in pending {
+            live.dispatched.insert(id);
+            let rt = self.clone();
+            let arn = arn.to_string();
+            match effect {
+                Effect::Timer { until } => {
+                    tokio::spawn(async move {
+                        sleep_until(until).await;
+                        rt.deliver(&arn, id, Delivery::TimerFired).await;
+                    });
+                }
+                Effect::Invoke(call) => {
+                    let token = live.task_rows.get(&id).cloned();
+                    self.perform_task(arn, id, *call, token);
+                }
+            }
+        }
+    }
+
+    fn perform_task(
+        self: &Arc<Self>,
+        arn: String,
+        id: EffectId,
+        call: TaskCall,
+        token: Option<String>,
+    ) {
+        let route = self.invoker.route(&call);
+        if let Some(secs) = call.timeout_seconds {
+            let rt = self.clone();
+            let arn = arn.clone();
+            let token = token.clone();
+            tokio::spawn(async move {
+                // A recovered task keeps the deadline it was given when first scheduled.
+                let deadline = match &token {
+                    Some(t) => rt
+                        .task_deadline(t)
+                        .unwrap_or_else(|| Utc::now() + secs_duration(secs)),
+                    None => Utc::now() + secs_duration(secs),
+                };
+                sleep_until(deadline).await;
+                rt.deliver(
+                    &arn,
+                    id,
+                    Delivery::TaskFailed(Failure {
+                        error: asl::error::names::TIMEOUT.into(),
+                        cause: None,
+                    }),
+                )
+                .await;
+            });
+        }
+        if let (Some(secs), Some(token)) = (call.heartbeat_seconds, token.clone()) {
+            self.watch_heartbeat(arn.clone(), id, token, secs);
+        }
+        match route {
+            Route::Activity => {
+                if let Target::Activity { arn: activity } = &call.target {
+                    self.activity_signal(activity).notify_waiters();
+                }
+            }
+            Route::AwaitToken => {}
+            Route::Invoke | Route::InvokeThenAwaitToken => {
+                let rt = self.clone();
+                tokio::spawn(async move {
+                    let result = rt.invoker.invoke(&call).await;
+                    match (route, result) {
+                        (Route::Invoke, Ok(v)) => {
+                            rt.deliver(&arn, id, Delivery::TaskSucceeded(v)).await
+                        }
+                        (_, Err(f)) => rt.deliver(&arn, id, Delivery::TaskFailed(f)).await,
+                        // The request was sent; the result comes with the token.
+                        (_, Ok(_)) => {}
+                    }
+                });
+            }
+        }
+    }
+
+    fn task_deadline(&self, token: &str) -> Option<DateTime<Utc>> {
+        self.store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT timeout_deadline FROM tasks WHERE token = ?1",
+                    [token],
+                    |r| r.get::<_, Option<f64>>(0),
+                )
+                .optional()?
+                .flatten())
+            })
+            .ok()
+            .flatten()
+            .map(from_epoch)
+    }
+
+    fn watch_heartbeat(self: &Arc<Self>, arn: String, id: EffectId, token: String, secs: f64) {
+        let initial = self
+            .store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT heartbeat_deadline FROM tasks WHERE token = ?1",
+                    [&token],
+                    |r| r.get::<_, Option<f64>>(0),
+                )
+                .optional()?
+                .flatten())
+            })
+            .ok()
+            .flatten()
+            .map(from_epoch)
+            .unwrap_or_else(|| Utc::now() + secs_duration(secs));
+        self.heartbeats
+            .lock()
+            .expect("heartbeat lock")
+            .insert(token.clone(), initial);
+        let rt = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let Some(deadline) = rt
+                    .heartbeats
+                    .lock()
+                    .expect("heartbeat lock")
+                    .get(&token)
+                    .copied()
+                else {
+                    return;
+                };
+                if Utc::now() >= deadline {
+                    rt.heartbeats.lock().expect("heartbeat lock").remove(&token);
+                    let f = Failure {
+                        error: asl::error::names::HEARTBEAT_TIMEOUT.into(),
+                        cause: None,
+                    };
+                    rt.deliver(&arn, id, Delivery::TaskFailed(f)).await;
+                    return;
+                }
+                sleep_until(deadline).await;
+            }
+        });
+    }
+
+    /// Delivers an effect's outcome, commits the step, then performs what it started.
+    pub async fn deliver(self: &Arc<Self>, arn: &str, id: EffectId, delivery: Delivery) {
+        let Some(cell) = self.live(arn) else { return };
+        let mut live = cell.lock().await;
+        if live.exec.status() != Status::Running || !live.exec.pending().any(|(i, _)| i == id) {
+            return;
+        }
+        let mut host = SystemHost;
+        live.exec.deliver(id, delivery, &mut host);
+        if let Err(e) = self.commit_step(arn, &mut live).await {
+            // The step is not durable: forget it so that recovery (or a retry of the
+            // same delivery) starts from the last committed snapshot.
+            eprintln!("oms: could not commit a step of {arn}: {e}");
+            self.live.lock().expect("live lock").remove(arn);
+            return;
+        }
+        self.after_step(arn, &mut live);
+    }
+
+    fn after_step(self: &Arc<Self>, arn: &str, live: &mut Live) {
+        if live.exec.status() == Status::Running {
+            self.perform_effects(arn, live);
+        } else {
+            self.live.lock().expect("live lock").remove(arn);
+            self.finished_signal(arn).notify_waiters();
+        }
+    }
+
+    /// Writes the execution's snapshot, its new events and task rows in one commit.
+    async fn commit_step(&self, arn: &str, live: &mut Live) -> Result<(), StoreError> {
+        let events = live.exec.take_new_events();
+        let snapshot = serde_json::to_string(&live.exec.snapshot())
+            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        let new_tasks = new_task_rows(&live.exec, &live.task_rows);
+        let pending: HashSet<EffectId> = live.exec.pending().map(|(i, _)| i).collect();
+        let gone: Vec<String> = live
+            .task_rows
+            .iter()
+            .filter(|(id, _)| !pending.contains(id))
+            .map(|(_, t)| t.clone())
+            .collect();
+        for t in &new_tasks {
+            live.task_rows.insert(t.effect_id, t.token.clone());
+        }
+        live.task_rows.retain(|id, _| pending.contains(id));
+        let (status, output, failure) = outcome(&live.exec);
+        let arn = arn.to_string();
+        self.store
+            .write(move |c| {
+                c.execute(
+                    "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, stop_date = ?6, snapshot = ?7 WHERE arn = ?1",
+                    params![
+                        arn,
+                        status,
+                        output,
+                        failure.as_ref().map(|f| f.error.clone()),
+                        failure.as_ref().and_then(|f| f.cause.clone()),
+                        stop_date_if_done(&status),
+                        snapshot
+                    ],
+                )?;
+                insert_events(c, &arn, &events)?;
+                insert_tasks(c, &arn, &new_tasks)?;
+                for t in &gone {
+                    c.execute("DELETE FROM tasks WHERE token = ?1", [t])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// StopExecution.
+    pub async fn stop(
+        self: &Arc<Self>,
+        arn: &str,
+        error: Option<String>,
+        cause: Option<String>,
+    ) -> Result<DateTime<Utc>, RuntimeError> {
+        let Some(cell) = self.live(arn) else {
+            return Err(RuntimeError::NoSuchExecution(arn.to_string()));
+        };
+        let mut live = cell.lock().await;
+        live.exec.stop(error, cause, &mut SystemHost);
+        self.commit_step(arn, &mut live).await?;
+        self.after_step(arn, &mut live);
+        Ok(Utc::now())
+    }
+
+    async fn time_out(self: &Arc<Self>, arn: &str) {
+        let Some(cell) = self.live(arn) else { return };
+        let mut live = cell.lock().await;
+        live.exec.time_out(&mut SystemHost);
+        if self.commit_step(arn, &mut live).await.is_ok() {
+            self.after_step(arn, &mut live);
+        }
+    }
+
+    /// SendTaskSuccess / SendTaskFailure.
+    pub async fn complete_task(
+        self: &Arc<Self>,
+        token: &str,
+        result: Result<Value, Failure>,
+    ) -> Result<(), RuntimeError> {
+        let (arn, id) = self.token_owner(token)?;
+        let delivery = match result {
+            Ok(v) => Delivery::TaskSucceeded(v),
+            Err(f) => Delivery::TaskFailed(f),
+        };
+        self.heartbeats
+            .lock()
+            .expect("heartbeat lock")
+            .remove(token);
+        self.deliver(&arn, id, delivery).await;
+        Ok(())
+    }
+
+    /// SendTaskHeartbeat: pushes the task's heartbeat deadline out.
+    pub async fn heartbeat(&self, token: &str) -> Result<(), RuntimeError> {
+        let token_s = token.to_string();
+        let secs: Option<f64> = self
+            .store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT heartbeat_seconds FROM tasks WHERE token = ?1",
+                    [&token_s],
+                    |r| r.get::<_, Option<f64>>(0),
+                )
+                .optional()?)
+            })?
+            .ok_or(RuntimeError::NoSuchToken)?;
+        if let Some(secs) = secs {
+            let deadline = Utc::now() + secs_duration(secs);
+            self.heartbeats
+                .lock()
+                .expect("heartbeat lock")
+                .insert(token.to_string(), deadline);
+            let d = epoch(deadline);
+            self.store
+                .write(move |c| {
+                    c.execute(
+                        "UPDATE tasks SET heartbeat_deadline = ?2 WHERE token = ?1",
+                        params![token_s, d],
+                    )?;
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn token_owner(&self, token: &str) -> Result<(String, EffectId), RuntimeError> {
+        self.store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT execution_arn, effect_id FROM tasks WHERE token = ?1",
+                    [token],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as EffectId)),
+                )
+                .optional()?)
+            })?
+            .ok_or(RuntimeError::NoSuchToken)
+    }
+
+    /// GetActivityTask's claim: the oldest waiting task of the activity, if any.
+    pub async fn claim_activity_task(
+        self: &Arc<Self>,
+        activity_arn: &str,
+        worker: Option<String>,
+    ) -> Result<Option<(String, String)>, RuntimeError> {
+        let activity = activity_arn.to_string();
+        let w = worker.clone();
+        let claimed: Option<(String, String, String, i64)> = self
+            .store
+            .write(move |c| {
+                let row = c
+                    .query_row(
+                        "SELECT token, input, execution_arn, effect_id FROM tasks WHERE activity_arn = ?1 AND state = 'WAITING' ORDER BY created LIMIT 1",
+                        [&activity],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()?;
+                if let Some((token, _, _, _)) = &row {
+                    c.execute("UPDATE tasks SET state = 'STARTED', worker = ?2 WHERE token = ?1", params![token, w])?;
+                }
+                Ok(row)
+            })
+            .await?;
+        let Some((token, input, arn, id)) = claimed else {
+            return Ok(None);
+        };
+        if let Some(cell) = self.live(&arn) {
+            let mut live = cell.lock().await;
+            live.exec.activity_started(
+                id as EffectId,
+                worker.as_deref().unwrap_or(""),
+                &mut SystemHost,
+            );
+            self.commit_step(&arn, &mut live).await?;
+        }
+        Ok(Some((token, input)))
+    }
+
+    /// Waits until the execution is no longer running (StartSyncExecution).
+    pub async fn wait_finished(&self, arn: &str) {
+        loop {
+            let signal = self.finished_signal(arn);
+            let notified = signal.notified();
+            if self.live(arn).is_none() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Restores every RUNNING execution from its last committed snapshot and performs
+    /// its outstanding effects. Returns how many were resumed.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, RuntimeError> {
+        let rows: Vec<(String, String, String, f64)> = self.store.read(|c| {
+            let mut st = c.prepare("SELECT arn, definition, snapshot, start_date FROM executions WHERE status = 'RUNNING'")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })?;
+        let mut resumed = 0;
+        for (arn, definition, snapshot, start) in rows {
+            let machine = match Machine::parse(&definition) {
+                Ok(m) => Arc::new(m),
+                Err(e) => {
+                    eprintln!("oms: cannot resume {arn}: its definition no longer parses: {e}");
+                    continue;
+                }
+            };
+            let snap: Snapshot = match serde_json::from_str(&snapshot) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("oms: cannot resume {arn}: its snapshot is unreadable: {e}");
+                    continue;
+                }
+            };
+            let exec = Execution::restore(machine.clone(), snap, true);
+            let task_rows: HashMap<EffectId, String> = self.store.read(|c| {
+                let mut st =
+                    c.prepare("SELECT effect_id, token FROM tasks WHERE execution_arn = ?1")?;
+                let rows =
+                    st.query_map([&arn], |r| Ok((r.get::<_, i64>(0)? as EffectId, r.get(1)?)))?;
+                Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
+            })?;
+            let deadline = machine
+                .timeout_seconds
+                .map(|s| from_epoch(start) + Duration::seconds(s as i64));
+            self.adopt(
+                arn,
+                Live {
+                    exec,
+                    dispatched: HashSet::new(),
+                    task_rows,
+                },
+                deadline,
+            );
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+}
+
+fn outcome(exec: &Execution) -> (String, Option<String>, Option<Failure>) {
+    (
+        exec.status().as_str().to_string(),
+        exec.output().map(|o| o.to_string()),
+        exec.failure().cloned().map(|f| Failure {
+            error: f.error,
+            cause: f.cause,
+        }),
+    )
+}
+
+fn stop_date_if_done(status: &str) -> Option<f64> {
+    (status != "RUNNING").then(|| epoch(Utc::now()))
+}
+
+fn secs_duration(secs: f64) -> Duration {
+    Duration::milliseconds((secs * 1000.0) as i64)
+}
+
+async fn sleep_until(t: DateTime<Utc>) {
+    if let Ok(d) = (t - Utc::now()).to_std() {
+        tokio::time::sleep(d).await;
+    }
+}
+
+struct TaskRow {
+    token: String,
+    effect_id: EffectId,
+    kind: &'static str,
+    activity_arn: Option<String>,
+    input: String,
+    timeout_deadline: Option<f64>,
+    heartbeat_seconds: Option<f64>,
+}
+
+/// Rows for task effects that need a token (activities, callbacks) or a durable
+/// deadline (timeouts), not yet written.
+fn new_task_rows(exec: &Execution, existing: &HashMap<EffectId, String>) -> Vec<TaskRow> {
+    let now = Utc::now();
+    exec.pending()
+        .filter(|(id, _)| !existing.contains_key(id))
+        .filter_map(|(id, e)| match e {
+            Effect::Invoke(call) => {
+                let (kind, activity_arn) = match &call.target {
+                    Target::Activity { arn } => ("activity", Some(arn.clone())),
+                    t if t.pattern() == Pattern::WaitForTaskToken => ("callback", None),
+                    _ if call.timeout_seconds.is_some() || call.heartbeat_seconds.is_some() => {
+                        ("invoke", None)
+                    }
+                    _ => return None,
+                };
+                Some(TaskRow {
+                    token: call
+                        .task_token
+                        .clone()
+                        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                    effect_id: id,
+                    kind,
+                    activity_arn,
+                    input: call.payload.to_string(),
+                    timeout_deadline: call.timeout_seconds.map(|s| epoch(now + secs_duration(s))),
+                    heartbeat_seconds: call.heartbeat_seconds,
+                })
+            }
+            Effect::Timer { .. } => None,
+        })
+        .collect()
+}
+
+fn insert_tasks(c: &rusqlite::Connection, arn: &str, tasks: &[TaskRow]) -> Result<(), StoreError> {
+    let now = epoch(Utc::now());
+    for t in tasks {
+        c.execute(
+            "INSERT INTO tasks (token, execution_arn, effect_id, kind, activity_arn, input, state, created, timeout_deadline, heartbeat_seconds, heartbeat_deadline)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'WAITING', ?7, ?8, ?9, ?10)",
+            params![
+                t.token,
+                arn,
+                t.effect_id as i64,
+                t.kind,
+                t.activity_arn,
+                t.input,
+                now,
+                t.timeout_deadline,
+                t.heartbeat_seconds,
+                t.heartbeat_seconds.map(|s| now + s)
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn insert_events(
+    c: &rusqlite::Connection,
+    arn: &str,
+    events: &[HistoryEvent],
+) -> Result<(), StoreError> {
+    let mut st = c.prepare_cached(
+        "INSERT INTO events (execution_arn, id, previous_id, timestamp, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for e in events {
+        st.execute(params![
+            arn,
+            e.id as i64,
+            e.previous_event_id as i64,
+            epoch(e.timestamp),
+            e.kind.as_ref(),
+            if e.details.is_null() {
+                None
+            } else {
+                Some(e.details.to_string())
+            }
+        ])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    struct Echo;
+
+    #[async_trait::async_trait]
+    impl Invoker for Echo {
+        fn route(&self, call: &TaskCall) -> Route {
+            default_route(call)
+        }
+        async fn invoke(&self, call: &TaskCall) -> Result<Value, Failure> {
+            if call.payload.get("fail").is_some() {
+                return Err(Failure::new("Step.Failed", "asked to fail"));
+            }
+            Ok(json!({"echo": call.payload}))
+        }
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("oms-rt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn new_execution(definition: &str, name: &str, input: Value) -> NewExecution {
+        NewExecution {
+            state_machine_arn: "arn:aws:states:us-east-1:000000000000:stateMachine:m".into(),
+            name: name.into(),
+            role_arn: "arn:aws:iam::000000000000:role/r".into(),
+            express: false,
+            definition: definition.into(),
+            machine: Arc::new(Machine::parse(definition).unwrap()),
+            input_text: input.to_string(),
+            input,
+        }
+    }
+
+    fn status(store: &Store, arn: &str) -> (String, Option<String>) {
+        store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT status, output FROM executions WHERE arn = ?1",
+                    [arn],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .unwrap()
+    }
+
+    const TASK_THEN_WAIT: &str = r#"{"StartAt":"T","States":{
+        "T":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:0:function:f","ResultPath":"$.t","Next":"W"},
+        "W":{"Type":"Wait","Seconds":1,"End":true}}}"#;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_execution_runs_to_the_end_and_its_history_is_stored() {
+        let store = Store::open(&temp_dir("run")).unwrap();
+        let rt = Runtime::new(store.clone(), Arc::new(Echo));
+        let (arn, _) = rt
+            .start(new_execution(TASK_THEN_WAIT, "e1", json!({"a": 1})))
+            .await
+            .unwrap();
+        rt.wait_finished(&arn).await;
+        let (st, out) = status(&store, &arn);
+        assert_eq!(st, "SUCCEEDED");
+        assert_eq!(
+            serde_json::from_str::<Value>(&out.unwrap()).unwrap(),
+            json!({"a": 1, "t": {"echo": {"a": 1}}})
+        );
+        let kinds: Vec<String> = store
+            .read(|c| {
+                let mut s =
+                    c.prepare("SELECT type FROM events WHERE execution_arn = ?1 ORDER BY id")?;
+                let r = s.query_map([&arn], |r| r.get(0))?;
+                Ok(r.collect::<Result<_, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(kinds.first().map(String::as_str), Some("ExecutionStarted"));
+        assert_eq!(kinds.last().map(String::as_str), Some("ExecutionSucceeded"));
+        assert!(kinds.contains(&"WaitStateExited".to_string()));
+        // The same name again is refused while it exists.
+        let again = rt
+            .start(new_execution(TASK_THEN_WAIT, "e1", json!({})))
+            .await;
+        assert!(matches!(again, Err(RuntimeError::AlreadyExists(_))));
+        store.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_runtime_resumes_a_waiting_execution() {
+        let dir = temp_dir("recover");
+        let store = Store::open(&dir).unwrap();
+        let def = r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":1,"Next":"P"},"P":{"Type":"Pass","Result":"done","End":true}}}"#;
+        let arn = {
+            let rt = Runtime::new(store.clone(), Arc::new(Echo));
+            let (arn, _) = rt.start(new_execution(def, "e2", json!({}))).await.unwrap();
+            arn
+            // The runtime is dropped with the timer pending, as a crash would leave it.
+        };
+        store.close();
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(status(&store, &arn).0, "RUNNING");
+        let rt = Runtime::new(store.clone(), Arc::new(Echo));
+        assert_eq!(rt.recover().await.unwrap(), 1);
+        rt.wait_finished(&arn).await;
+        assert_eq!(
+            status(&store, &arn),
+            ("SUCCEEDED".into(), Some("\"done\"".into()))
+        );
+        store.close();
+    }
+}

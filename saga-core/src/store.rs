@@ -1,0 +1,335 @@
+//! SQLite storage with group commit.
+//!
+//! One writer thread owns the write connection. Callers hand it closures; it runs every
+//! closure waiting at that moment inside one transaction (each in its own savepoint, so
+//! one failing write does not undo the others), commits once with `synchronous=FULL`,
+//! and only then answers each caller. Many executions' transitions therefore share one
+//! fsync, and nothing is acknowledged before it is durable.
+
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (the caller maps it to AlreadyExists).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("storage failed: {0}")]
+    Failed(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+            if f.code == rusqlite::ErrorCode::ConstraintViolation {
+                return StoreError::Conflict(msg.clone().unwrap_or_else(|| e.to_string()));
+            }
+        }
+        StoreError::Failed(e.to_string())
+    }
+}
+
+type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+
+/// Most jobs one transaction takes; bounds the latency a large backlog adds.
+const MAX_BATCH: usize = 1024;
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    readers: Mutex<Vec<Connection>>,
+    path: PathBuf,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS state_machines (
+    arn TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    role_arn TEXT NOT NULL,
+    description TEXT,
+    revision_id TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL,
+    logging TEXT,
+    tracing TEXT
+);
+CREATE TABLE IF NOT EXISTS executions (
+    arn TEXT PRIMARY KEY,
+    state_machine_arn TEXT NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    input TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    cause TEXT,
+    start_date REAL NOT NULL,
+    stop_date REAL,
+    redrive_count INTEGER NOT NULL DEFAULT 0,
+    redrive_date REAL,
+    definition TEXT NOT NULL,
+    role_arn TEXT NOT NULL,
+    machine_type TEXT NOT NULL,
+    snapshot TEXT,
+    UNIQUE (state_machine_arn, name)
+);
+CREATE INDEX IF NOT EXISTS executions_by_machine ON executions (state_machine_arn, start_date);
+CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status);
+CREATE TABLE IF NOT EXISTS events (
+    execution_arn TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    previous_id INTEGER NOT NULL,
+    timestamp REAL NOT NULL,
+    type TEXT NOT NULL,
+    details TEXT,
+    PRIMARY KEY (execution_arn, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS activities (
+    arn TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    token TEXT PRIMARY KEY,
+    execution_arn TEXT NOT NULL,
+    effect_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    activity_arn TEXT,
+    input TEXT NOT NULL,
+    state TEXT NOT NULL,
+    worker TEXT,
+    created REAL NOT NULL,
+    timeout_deadline REAL,
+    heartbeat_seconds REAL,
+    heartbeat_deadline REAL
+);
+CREATE INDEX IF NOT EXISTS tasks_by_activity ON tasks (activity_arn, state, created);
+CREATE INDEX IF NOT EXISTS tasks_by_execution ON tasks (execution_arn);
+"#;
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Failed(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `dir`. A directory that cannot be
+    /// written, a file that is not a database, or a database another process holds
+    /// open for writing is reported here, clearly, rather than at the first request.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Failed(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let path = dir.join("oms.sqlite3");
+        let conn = open_connection(&path, false)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| {
+                StoreError::Failed(format!(
+                    "{} is not a usable SQLite database: {e}",
+                    path.display()
+                ))
+            })?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Two servers writing the same data dir would each believe they own its
+        // executions: hold the write lock for as long as this process runs.
+        conn.execute_batch(SCHEMA).map_err(|e| {
+            StoreError::Failed(format!("cannot initialise {}: {e}", path.display()))
+        })?;
+        lock_data_dir(dir)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer = std::thread::Builder::new()
+            .name("oms-store-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Failed(format!("cannot start the store writer: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                jobs: Mutex::new(Some(tx)),
+                readers: Mutex::new(Vec::new()),
+                path,
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    /// Runs `f` in the next group commit and returns its result once committed.
+    pub async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn: &Connection| {
+            let result = run_in_savepoint(conn, f);
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = tx.send(commit.and(result));
+            })
+        });
+        let sender = self.inner.jobs.lock().expect("store lock").clone();
+        match sender {
+            Some(s) => s
+                .send(job)
+                .map_err(|_| StoreError::Failed("the store is closed".into()))?,
+            None => return Err(StoreError::Failed("the store is closed".into())),
+        }
+        rx.await
+            .map_err(|_| StoreError::Failed("the store writer stopped".into()))?
+    }
+
+    /// Runs a read on a pooled read-only connection (WAL lets reads run beside the writer).
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let conn = match self.inner.readers.lock().expect("store lock").pop() {
+            Some(c) => c,
+            None => open_connection(&self.inner.path, true)?,
+        };
+        let result = f(&conn);
+        self.inner.readers.lock().expect("store lock").push(conn);
+        result
+    }
+
+    /// Stops the writer after the jobs already queued are committed.
+    pub fn close(&self) {
+        self.inner.jobs.lock().expect("store lock").take();
+        if let Some(h) = self.inner.writer.lock().expect("store lock").take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn run_in_savepoint<R>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+) -> Result<R, StoreError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let result = f(conn);
+    match &result {
+        Ok(_) => conn.execute_batch("RELEASE job")?,
+        Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job")?,
+    }
+    result
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        if conn.execute_batch("BEGIN IMMEDIATE").is_err() {
+            // Nothing ran. Dropping the jobs drops their reply channels, so each caller
+            // gets an error instead of waiting for an acknowledgement.
+            drop(batch);
+            continue;
+        }
+        let replies: Vec<Reply> = batch.into_iter().map(|job| job(&conn)).collect();
+        let committed = conn.execute_batch("COMMIT").map_err(StoreError::from);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for reply in replies {
+            reply(committed.clone());
+        }
+    }
+}
+
+/// An advisory lock file beside the database, held for the process's life.
+fn lock_data_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::io::Write;
+    let path = dir.join("oms.lock");
+    let pid = std::process::id();
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(other) = text.trim().parse::<u32>() {
+            if other != pid && Path::new(&format!("/proc/{other}")).exists() {
+                return Err(StoreError::Failed(format!(
+                    "the data dir {} is in use by another oms process (pid {other}); stop it or choose another --data-dir",
+                    dir.display()
+                )));
+            }
+        }
+    }
+    let mut f = std::fs::File::create(&path)
+        .map_err(|e| StoreError::Failed(format!("cannot write {}: {e}", path.display())))?;
+    let _ = write!(f, "{pid}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("oms-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_commit_and_one_failure_spares_the_rest() {
+        let store = Store::open(&temp_dir("group")).unwrap();
+        let mut handles = Vec::new();
+        for i in 0..200 {
+            let s = store.clone();
+            handles.push(tokio::spawn(async move {
+                s.write(move |c| {
+                    c.execute(
+                        "INSERT INTO activities (arn, name, created) VALUES (?1, ?2, 0)",
+                        (format!("arn:a:{}", i % 150), format!("n{}", i % 150)),
+                    )?;
+                    Ok(i)
+                })
+                .await
+            }));
+        }
+        let mut ok = 0;
+        let mut conflicts = 0;
+        for h in handles {
+            match h.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(StoreError::Conflict(_)) => conflicts += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!((ok, conflicts), (150, 50));
+        let n: i64 = store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM activities", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(n, 150);
+        store.close();
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_reported_at_open() {
+        let dir = temp_dir("corrupt");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("oms.sqlite3"),
+            b"this is not a database, just text that is long enough",
+        )
+        .unwrap();
+        let err = Store::open(&dir).err().expect("open must fail");
+        assert!(err.to_string().contains("oms.sqlite3"), "{err}");
+    }
+}
