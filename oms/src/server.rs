@@ -1,0 +1,453 @@
+//! The HTTP front of `oms up`: the Step Functions API over the awsJson 1.0 protocol,
+//! as boto3, aws-sdk-sfn and the AWS CLI speak it, in front of any [`StepFunctions`].
+//!
+//! `POST /` with `X-Amz-Target: AWSStepFunctions.<Operation>` and a JSON body answers
+//! 200 with the operation's JSON output, or an error: HTTP 400 (5xx for server faults)
+//! with `{"__type": "<Code>", "message": "..."}` and `x-amzn-ErrorType: <Code>`.
+//! botocore reads the code from `__type` (parsers.py, `BaseJSONParser._do_error_parse`);
+//! smithy-rs reads `x-amzn-ErrorType` first, then `code`/`__type`. `GET /health`
+//! answers `ok`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use saga_core::api::{ApiError, StepFunctions};
+use saga_core::dispatch::{dispatch, error_body, operation_from_target};
+use std::future::Future;
+use std::sync::Arc;
+
+/// The awsJson 1.0 content type, of requests and responses.
+pub const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
+
+/// The largest request body accepted; a larger one is a ValidationException.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Serves the API on `listener` until `shutdown` completes, then lets requests in
+/// flight finish and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    sfn: Arc<dyn StepFunctions>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(sfn))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The routes, for callers that serve them some other way.
+pub fn router(sfn: Arc<dyn StepFunctions>) -> Router {
+    Router::new()
+        .route("/", post(api))
+        .route("/health", get(|| async { "ok" }))
+        .fallback(|| async {
+            let e = ApiError::unknown_operation("No such resource; the API is served at POST /");
+            let mut response = error_response(&e);
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            response
+        })
+        .with_state(sfn)
+}
+
+async fn api(
+    State(sfn): State<Arc<dyn StepFunctions>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
+    let result = match operation_from_target(target) {
+        Err(e) => Err(e),
+        Ok(op) => match read_body(body).await {
+            Err(e) => Err(e),
+            Ok(bytes) => run(sfn, op.to_string(), bytes).await,
+        },
+    };
+    let mut response = match result {
+        Ok(output) => json_response(StatusCode::OK, &output),
+        Err(e) => error_response(&e),
+    };
+    let request_id = uuid::Uuid::new_v4().to_string();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    response
+}
+
+/// Runs the operation on its own task, so that a backend that panics answers 500
+/// InternalFailure instead of dropping the connection.
+async fn run(
+    sfn: Arc<dyn StepFunctions>,
+    op: String,
+    body: Bytes,
+) -> Result<serde_json::Value, ApiError> {
+    let task = tokio::spawn(async move { dispatch(sfn.as_ref(), &op, &body).await });
+    match task.await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => Err(ApiError::internal_failure(
+            "Internal failure while handling the request",
+        )),
+        Err(_) => Err(ApiError::service_unavailable("The request was cancelled")),
+    }
+}
+
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Err(ApiError::validation(format!(
+                    "Request body exceeds the maximum size of {MAX_REQUEST_BYTES} bytes"
+                )))
+            } else {
+                Err(ApiError::serialization(format!(
+                    "Could not read the request body: {e}"
+                )))
+            }
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let text = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}
+
+fn error_response(e: &ApiError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = json_response(status, &error_body(e));
+    response.headers_mut().insert(
+        "x-amzn-ErrorType",
+        HeaderValue::from_static(e.code.as_str()),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+    use saga_core::api::*;
+    use serde_json::{json, Value};
+
+    /// Starts executions, panics on DescribeExecution, and fails everything else.
+    struct Fake;
+
+    fn nope<T>() -> Result<T, ApiError> {
+        Err(ApiError::service_unavailable("not in this fake"))
+    }
+
+    #[async_trait::async_trait]
+    impl StepFunctions for Fake {
+        async fn create_state_machine(
+            &self,
+            _: CreateStateMachineInput,
+        ) -> Result<CreateStateMachineOutput, ApiError> {
+            nope()
+        }
+        async fn update_state_machine(
+            &self,
+            _: UpdateStateMachineInput,
+        ) -> Result<UpdateStateMachineOutput, ApiError> {
+            nope()
+        }
+        async fn describe_state_machine(
+            &self,
+            _: DescribeStateMachineInput,
+        ) -> Result<DescribeStateMachineOutput, ApiError> {
+            nope()
+        }
+        async fn list_state_machines(
+            &self,
+            _: ListStateMachinesInput,
+        ) -> Result<ListStateMachinesOutput, ApiError> {
+            nope()
+        }
+        async fn delete_state_machine(
+            &self,
+            _: DeleteStateMachineInput,
+        ) -> Result<DeleteStateMachineOutput, ApiError> {
+            nope()
+        }
+        async fn validate_state_machine_definition(
+            &self,
+            _: ValidateStateMachineDefinitionInput,
+        ) -> Result<ValidateStateMachineDefinitionOutput, ApiError> {
+            nope()
+        }
+        async fn start_execution(
+            &self,
+            input: StartExecutionInput,
+        ) -> Result<StartExecutionOutput, ApiError> {
+            if !input.state_machine_arn.starts_with("arn:") {
+                return Err(ApiError::invalid_arn(format!(
+                    "Invalid Arn: '{}'",
+                    input.state_machine_arn
+                )));
+            }
+            Ok(StartExecutionOutput {
+                execution_arn: format!("{}:e1", input.state_machine_arn),
+                start_date: DateTime::from_timestamp_millis(1_700_000_000_250).unwrap(),
+            })
+        }
+        async fn start_sync_execution(
+            &self,
+            _: StartSyncExecutionInput,
+        ) -> Result<StartSyncExecutionOutput, ApiError> {
+            nope()
+        }
+        async fn describe_execution(
+            &self,
+            _: DescribeExecutionInput,
+        ) -> Result<DescribeExecutionOutput, ApiError> {
+            panic!("the backend fell over")
+        }
+        async fn describe_state_machine_for_execution(
+            &self,
+            _: DescribeStateMachineForExecutionInput,
+        ) -> Result<DescribeStateMachineForExecutionOutput, ApiError> {
+            nope()
+        }
+        async fn list_executions(
+            &self,
+            _: ListExecutionsInput,
+        ) -> Result<ListExecutionsOutput, ApiError> {
+            nope()
+        }
+        async fn get_execution_history(
+            &self,
+            _: GetExecutionHistoryInput,
+        ) -> Result<GetExecutionHistoryOutput, ApiError> {
+            nope()
+        }
+        async fn stop_execution(
+            &self,
+            _: StopExecutionInput,
+        ) -> Result<StopExecutionOutput, ApiError> {
+            nope()
+        }
+        async fn redrive_execution(
+            &self,
+            _: RedriveExecutionInput,
+        ) -> Result<RedriveExecutionOutput, ApiError> {
+            nope()
+        }
+        async fn send_task_success(
+            &self,
+            _: SendTaskSuccessInput,
+        ) -> Result<SendTaskSuccessOutput, ApiError> {
+            nope()
+        }
+        async fn send_task_failure(
+            &self,
+            _: SendTaskFailureInput,
+        ) -> Result<SendTaskFailureOutput, ApiError> {
+            nope()
+        }
+        async fn send_task_heartbeat(
+            &self,
+            _: SendTaskHeartbeatInput,
+        ) -> Result<SendTaskHeartbeatOutput, ApiError> {
+            nope()
+        }
+        async fn create_activity(
+            &self,
+            _: CreateActivityInput,
+        ) -> Result<CreateActivityOutput, ApiError> {
+            nope()
+        }
+        async fn delete_activity(
+            &self,
+            _: DeleteActivityInput,
+        ) -> Result<DeleteActivityOutput, ApiError> {
+            nope()
+        }
+        async fn describe_activity(
+            &self,
+            _: DescribeActivityInput,
+        ) -> Result<DescribeActivityOutput, ApiError> {
+            nope()
+        }
+        async fn list_activities(
+            &self,
+            _: ListActivitiesInput,
+        ) -> Result<ListActivitiesOutput, ApiError> {
+            nope()
+        }
+        async fn get_activity_task(
+            &self,
+            _: GetActivityTaskInput,
+        ) -> Result<GetActivityTaskOutput, ApiError> {
+            nope()
+        }
+        async fn test_state(&self, _: TestStateInput) -> Result<TestStateOutput, ApiError> {
+            nope()
+        }
+    }
+
+    struct Reply {
+        status: u16,
+        content_type: Option<String>,
+        error_type: Option<String>,
+        request_id: bool,
+        body: Value,
+    }
+
+    async fn call(
+        client: &reqwest::Client,
+        base: &str,
+        target: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let mut req = client
+            .post(format!("{base}/"))
+            .header("content-type", CONTENT_TYPE)
+            .body(body);
+        if let Some(t) = target {
+            req = req.header("X-Amz-Target", t);
+        }
+        let resp = req.send().await.unwrap();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+        };
+        let (content_type, error_type) = (header("content-type"), header("x-amzn-errortype"));
+        let request_id = resp.headers().contains_key("x-amzn-requestid");
+        let status = resp.status().as_u16();
+        let body = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        Reply {
+            status,
+            content_type,
+            error_type,
+            request_id,
+            body,
+        }
+    }
+
+    fn assert_error(r: &Reply, status: u16, code: &str) {
+        assert_eq!(r.status, status, "{}", r.body);
+        assert_eq!(r.body["__type"], code, "{}", r.body);
+        assert!(r.body["message"].is_string(), "{}", r.body);
+        assert_eq!(r.error_type.as_deref(), Some(code));
+        assert_eq!(r.content_type.as_deref(), Some(CONTENT_TYPE));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serves_the_api() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Arc::new(Fake), async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        let start = Some("AWSStepFunctions.StartExecution");
+
+        let health = client.get(format!("{base}/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        assert_eq!(health.text().await.unwrap(), "ok");
+
+        // Happy path.
+        let r = call(
+            &client,
+            &base,
+            start,
+            r#"{"stateMachineArn": "arn:sm", "input": "{}"}"#,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.content_type.as_deref(), Some(CONTENT_TYPE));
+        assert!(r.request_id);
+        assert_eq!(r.error_type, None);
+        assert_eq!(
+            r.body,
+            json!({"executionArn": "arn:sm:e1", "startDate": 1_700_000_000.25})
+        );
+
+        // The backend's error.
+        let r = call(&client, &base, start, r#"{"stateMachineArn": "sm"}"#).await;
+        assert_error(&r, 400, "InvalidArn");
+        assert_eq!(r.body["message"], "Invalid Arn: 'sm'");
+        assert!(r.request_id);
+
+        // Missing, foreign and unknown targets.
+        for target in [
+            None,
+            Some("AWSStepFunctions.Frobnicate"),
+            Some("DynamoDB_20120810.GetItem"),
+        ] {
+            let r = call(&client, &base, target, "{}").await;
+            assert_error(&r, 400, "UnknownOperationException");
+        }
+
+        // Bad bodies.
+        assert_error(
+            &call(&client, &base, start, "{not json").await,
+            400,
+            "SerializationException",
+        );
+        let r = call(&client, &base, start, "{}").await;
+        assert_error(&r, 400, "ValidationException");
+        assert_eq!(
+            r.body["message"],
+            "1 validation error detected: Value null at 'stateMachineArn' failed to satisfy constraint: \
+             Member must not be null"
+        );
+        let big = format!(
+            r#"{{"stateMachineArn": "arn:sm", "input": "{}"}}"#,
+            "x".repeat(MAX_REQUEST_BYTES)
+        );
+        assert_error(
+            &call(&client, &base, start, big).await,
+            400,
+            "ValidationException",
+        );
+        // Just under the limit is served.
+        let fits = format!(
+            r#"{{"stateMachineArn": "arn:sm", "input": "{}"}}"#,
+            "x".repeat(MAX_REQUEST_BYTES - 64)
+        );
+        assert_eq!(call(&client, &base, start, fits).await.status, 200);
+
+        // Server faults.
+        let r = call(
+            &client,
+            &base,
+            Some("AWSStepFunctions.DescribeExecution"),
+            r#"{"executionArn": "e"}"#,
+        )
+        .await;
+        assert_error(&r, 500, "InternalFailure");
+        let r = call(
+            &client,
+            &base,
+            Some("AWSStepFunctions.ListExecutions"),
+            "{}",
+        )
+        .await;
+        assert_error(&r, 503, "ServiceUnavailable");
+
+        // Other paths.
+        let r = client.get(format!("{base}/nope")).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+
+        // Still serving after all that; then shuts down when told.
+        assert_eq!(
+            call(&client, &base, start, r#"{"stateMachineArn": "arn:sm"}"#)
+                .await
+                .status,
+            200
+        );
+        stop.send(()).unwrap();
+        drop(client);
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .expect("server did not shut down")
+            .unwrap()
+            .unwrap();
+    }
+}
