@@ -377,6 +377,42 @@ impl Execution {
         self.settle(host);
     }
 
+    /// RedriveExecution: a FAILED, ABORTED or TIMED_OUT execution continues from the
+    /// states that did not succeed (failed ones, or those in progress when it was
+    /// stopped), keeping every result that was reached. Map iterations and Parallel
+    /// branches that succeeded are not run again.
+    pub fn redrive(&mut self, host: &mut dyn Host) -> Result<u32, String> {
+        if !matches!(
+            self.status,
+            Status::Failed | Status::Aborted | Status::TimedOut
+        ) {
+            return Err(format!(
+                "Execution is {} and cannot be redriven",
+                self.status.as_str()
+            ));
+        }
+        let Some(count) = self.core.ident.info.redrive_count else {
+            return Err("Express executions cannot be redriven".into());
+        };
+        if !redrivable(&self.root) {
+            return Err("The execution has no state to redrive from".into());
+        }
+        let count = count + 1;
+        self.core.ident.info.redrive_count = Some(count);
+        self.status = Status::Running;
+        self.failure = None;
+        self.output = None;
+        self.core.log.record(
+            host,
+            "ExecutionRedriven",
+            || json!({ "redriveCount": count }),
+        );
+        Core::reset_for_redrive(&mut self.root);
+        self.core.resume(&mut self.root, host);
+        self.settle(host);
+        Ok(count)
+    }
+
     /// A worker took the activity task of effect `id`: records ActivityStarted.
     pub fn activity_started(&mut self, id: EffectId, worker_name: &str, host: &mut dyn Host) {
         let is_activity = matches!(
@@ -458,6 +494,20 @@ impl Execution {
                 self.core.pending.clear();
             }
         }
+    }
+}
+
+/// Whether a frame that did not succeed can be started again where it stopped.
+fn redrivable(frame: &Frame) -> bool {
+    match (&frame.result, &frame.cursor) {
+        (Some(Ok(_)), _) => true,
+        (_, None) => false,
+        (_, Some(c)) => match &c.phase {
+            Phase::Fanout(fan) => fan.children.iter().zip(&fan.status).all(|(child, s)| {
+                !matches!(s, ChildStatus::Running | ChildStatus::Failed) || redrivable(child)
+            }),
+            _ => true,
+        },
     }
 }
 
@@ -672,6 +722,7 @@ enum Phase {
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Fanout {
     is_map: bool,
+    status: Vec<ChildStatus>,
     inputs: Vec<Value>,
     children: Vec<Frame>,
     max_concurrency: usize,
@@ -681,6 +732,15 @@ struct Fanout {
     failures: usize,
     tolerated_failures: Option<f64>,
     tolerated_percentage: Option<f64>,
+}
+
+/// Where a Parallel branch or Map iteration stands.
+#[derive(Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum ChildStatus {
+    NotStarted,
+    Running,
+    Succeeded,
+    Failed,
 }
 
 /// How a state action ended.
@@ -824,6 +884,9 @@ impl Core {
     fn run(&mut self, frame: &mut Frame, host: &mut dyn Host) {
         let machine = self.machine.clone();
         loop {
+            if frame.result.is_some() {
+                return;
+            }
             let Some(cursor) = frame.cursor.as_ref() else {
                 return;
             };
@@ -870,7 +933,7 @@ impl Core {
                     entered,
                     f.cause.as_deref().unwrap_or("")
                 ));
-                frame.cursor = None;
+                // The cursor stays: a redrive restarts the frame at this state.
                 frame.result = Some(Err(f));
             }
             Step::Error(f) | Step::Failed(f) => self.fail(frame, state, f, host),
@@ -966,7 +1029,7 @@ impl Core {
                 return self.caught(frame, state, c, f, host);
             }
         }
-        frame.cursor = None;
+        // The cursor stays: a redrive restarts the frame at this state.
         frame.result = Some(Err(f));
     }
 
@@ -1389,6 +1452,7 @@ impl Core {
                     inputs: vec![effective; n],
                     children,
                     max_concurrency: n.max(1),
+                    status: vec![ChildStatus::NotStarted; n],
                     running: 0,
                     finished: 0,
                     results: vec![Value::Null; n],
@@ -1533,6 +1597,7 @@ impl Core {
                     } else {
                         max_concurrency as usize
                     },
+                    status: vec![ChildStatus::NotStarted; n],
                     running: 0,
                     finished: 0,
                     results: vec![Value::Null; n],
@@ -1716,6 +1781,9 @@ impl Core {
         host: &mut dyn Host,
     ) {
         let machine = self.machine.clone();
+        if frame.result.is_some() {
+            return;
+        }
         let Some(cursor) = frame.cursor.as_mut() else {
             return;
         };
@@ -1730,7 +1798,7 @@ impl Core {
             self.path.push(i);
             self.deliver(child, rest, id, delivery, host);
             self.path.pop();
-            if child.cursor.is_none() && child.result.is_some() {
+            if child.result.is_some() {
                 fan.running -= 1;
                 if let Some(step) = self.child_finished(fan, i as usize, state, host) {
                     self.conclude_fanout(frame, state, step, host);
@@ -1841,6 +1909,80 @@ impl Core {
         Step::Done(output, assigned, state.transition)
     }
 
+    /// Clears a frame's failure so that it runs again from where it stopped: the state
+    /// it was in starts over (its retries counted afresh), and inside a Map or Parallel
+    /// only the children that had not succeeded run again.
+    fn reset_for_redrive(frame: &mut Frame) {
+        if matches!(frame.result, Some(Ok(_))) {
+            return;
+        }
+        frame.result = None;
+        let Some(cursor) = frame.cursor.as_mut() else {
+            return;
+        };
+        cursor.attempts.iter_mut().for_each(|a| *a = 0);
+        cursor.retry_count = 0;
+        match &mut cursor.phase {
+            Phase::Fanout(fan) => {
+                for (child, status) in fan.children.iter_mut().zip(fan.status.iter_mut()) {
+                    if matches!(status, ChildStatus::Running | ChildStatus::Failed) {
+                        Self::reset_for_redrive(child);
+                        *status = ChildStatus::Running;
+                    }
+                }
+                fan.finished = fan
+                    .status
+                    .iter()
+                    .filter(|s| **s == ChildStatus::Succeeded)
+                    .count();
+                fan.running = fan
+                    .status
+                    .iter()
+                    .filter(|s| **s == ChildStatus::Running)
+                    .count();
+                fan.failures = 0;
+            }
+            phase => *phase = Phase::Enter,
+        }
+    }
+
+    /// Runs a frame reset by [`Core::reset_for_redrive`]: its redriven children first,
+    /// then whatever they unblock.
+    fn resume(&mut self, frame: &mut Frame, host: &mut dyn Host) {
+        let machine = self.machine.clone();
+        let Some(cursor) = frame.cursor.as_mut() else {
+            return;
+        };
+        let state = &machine.lists[frame.list].states[cursor.state];
+        if let Phase::Fanout(fan) = &mut cursor.phase {
+            let n = fan.children.len();
+            for i in 0..n {
+                let Some(cursor) = frame.cursor.as_mut() else {
+                    return;
+                };
+                let Phase::Fanout(fan) = &mut cursor.phase else {
+                    return;
+                };
+                if fan.status[i] != ChildStatus::Running || fan.children[i].result.is_some() {
+                    continue;
+                }
+                let child = &mut fan.children[i];
+                self.path.push(i as u32);
+                self.resume(child, host);
+                self.path.pop();
+                if child.result.is_some() {
+                    fan.running -= 1;
+                    if let Some(step) = self.child_finished(fan, i, state, host) {
+                        self.conclude_fanout(frame, state, step, host);
+                        return self.run(frame, host);
+                    }
+                }
+            }
+            self.pump(frame, state, host);
+        }
+        self.run(frame, host);
+    }
+
     /// Starts children while the concurrency limit allows; finishes the state when all
     /// are done or one failure too many has happened.
     fn pump(&mut self, frame: &mut Frame, state: &State, host: &mut dyn Host) {
@@ -1857,11 +1999,14 @@ impl Core {
                 let step = self.fanout_complete(fan, state, host);
                 return self.conclude_fanout(frame, state, step, host);
             }
-            let started = fan.finished + fan.running;
-            if fan.running >= fan.max_concurrency || started >= n {
+            let next = fan
+                .status
+                .iter()
+                .position(|s| *s == ChildStatus::NotStarted);
+            let Some(i) = next.filter(|_| fan.running < fan.max_concurrency) else {
                 return;
-            }
-            let i = started;
+            };
+            fan.status[i] = ChildStatus::Running;
             if fan.is_map {
                 self.log.record(
                     host,
@@ -1877,7 +2022,7 @@ impl Core {
             self.enter(child, start, input, host);
             self.run(child, host);
             self.path.pop();
-            if child.cursor.is_none() && child.result.is_some() {
+            if child.result.is_some() {
                 fan.running -= 1;
                 if let Some(step) = self.child_finished(fan, i, state, host) {
                     return self.conclude_fanout(frame, state, step, host);
@@ -1897,10 +2042,11 @@ impl Core {
     ) -> Option<Step> {
         fan.finished += 1;
         let result = fan.children[i].result.take().unwrap_or(Ok(Value::Null));
-        // The child's frame is done; free its variables and input now.
-        fan.children[i].vars = Map::new();
         match result {
             Ok(v) => {
+                fan.status[i] = ChildStatus::Succeeded;
+                // The child is done for good; free its variables now.
+                fan.children[i].vars = Map::new();
                 if fan.is_map {
                     self.log.record(
                         host,
@@ -1912,6 +2058,9 @@ impl Core {
                 None
             }
             Err(f) => {
+                fan.status[i] = ChildStatus::Failed;
+                // Keep the failure on the child so a redrive knows to run it again.
+                fan.children[i].result = Some(Err(f.clone()));
                 if fan.is_map {
                     self.log.record(
                         host,
@@ -1975,11 +2124,11 @@ impl Core {
         let here = self.path.clone();
         self.pending
             .retain(|_, (p, _)| !(p.len() > depth && p.starts_with(&here)));
-        if let Some(c) = frame.cursor.as_mut() {
-            c.phase = Phase::Enter;
-        }
         match step {
             Step::Done(results, _, _) => {
+                if let Some(c) = frame.cursor.as_mut() {
+                    c.phase = Phase::Enter;
+                }
                 if is_map {
                     self.log.record(host, "MapStateSucceeded", || Value::Null);
                 }

@@ -1,8 +1,11 @@
-//! `oms`: the one binary users run. For now it runs, validates and benchmarks state
-//! machines in memory; the server (`oms up`) and the order CLI come later.
+//! `oms`: the one binary users run: `oms up` (the durable local Step Functions API),
+//! and tools that run, validate and benchmark state machines in memory.
 
 mod bench;
 mod exec;
+mod invoker;
+mod server;
+mod up;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -29,6 +32,18 @@ pub enum ClockKind {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the Step Functions API, durably, from a local data dir.
+    Up {
+        /// Address to listen on.
+        #[arg(long, env = "OMS_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Where the SQLite database lives.
+        #[arg(long, env = "OMS_DATA_DIR", default_value = ".oms")]
+        data_dir: std::path::PathBuf,
+        /// The configuration file (task routing); ./oms.toml when present.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+    },
     /// Run a state machine in memory and print how it ended, as one JSON object.
     Exec {
         /// The state machine definition (ASL JSON).
@@ -74,6 +89,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Up {
+            listen,
+            data_dir,
+            config,
+        } => up::up(up::UpArgs {
+            listen,
+            data_dir,
+            config,
+        }),
         Command::Exec {
             definition,
             input,

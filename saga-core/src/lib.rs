@@ -1,10 +1,13 @@
 //! The durable runtime behind `oms up`: Step Functions on one machine.
 //!
 //! `api` holds the Step Functions API's shapes and the [`api::StepFunctions`] trait;
-//! `store` keeps state machines, executions, history and task tokens in SQLite with
-//! group commit; `runtime` drives executions through the `asl` evaluator, committing
-//! every transition before acting on it.
+//! `dispatch` serves that trait over the awsJson 1.0 protocol; `store` keeps state
+//! machines, executions, history and task tokens in SQLite with group commit;
+//! `runtime` drives executions through the `asl` evaluator, committing every
+//! transition before acting on it; `service` implements the API on top of both.
 
 pub mod api;
+pub mod dispatch;
 pub mod runtime;
+pub mod service;
 pub mod store;

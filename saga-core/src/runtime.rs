@@ -89,6 +89,8 @@ pub enum RuntimeError {
     #[error("no such task token")]
     NoSuchToken,
     #[error("{0}")]
+    NotRedrivable(String),
+    #[error("{0}")]
     Invalid(String),
 }
 
@@ -167,6 +169,8 @@ pub struct Runtime {
     /// Wakes waiters on an execution's end (StartSyncExecution).
     finished: Mutex<HashMap<String, Arc<Notify>>>,
     heartbeats: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Serialises redrives, so two requests cannot bring back one execution twice.
+    redriving: tokio::sync::Mutex<()>,
 }
 
 impl Runtime {
@@ -178,6 +182,7 @@ impl Runtime {
             activity_signals: Mutex::new(HashMap::new()),
             finished: Mutex::new(HashMap::new()),
             heartbeats: Mutex::new(HashMap::new()),
+            redriving: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -510,6 +515,17 @@ impl Runtime {
 
     /// Writes the execution's snapshot, its new events and task rows in one commit.
     async fn commit_step(&self, arn: &str, live: &mut Live) -> Result<(), StoreError> {
+        self.commit(arn, live, None).await
+    }
+
+    /// [`Runtime::commit_step`], also counting a redrive at `redrive_date` in the same
+    /// transaction, so a crash cannot count a redrive that did not happen.
+    async fn commit(
+        &self,
+        arn: &str,
+        live: &mut Live,
+        redrive_date: Option<f64>,
+    ) -> Result<(), StoreError> {
         let events = live.exec.take_new_events();
         let snapshot = serde_json::to_string(&live.exec.snapshot())
             .map_err(|e| StoreError::Failed(e.to_string()))?;
@@ -541,6 +557,12 @@ impl Runtime {
                         snapshot
                     ],
                 )?;
+                if let Some(at) = redrive_date {
+                    c.execute(
+                        "UPDATE executions SET redrive_count = redrive_count + 1, redrive_date = ?2 WHERE arn = ?1",
+                        params![arn, at],
+                    )?;
+                }
                 insert_events(c, &arn, &events)?;
                 insert_tasks(c, &arn, &new_tasks)?;
                 for t in &gone {
@@ -680,6 +702,86 @@ impl Runtime {
             self.commit_step(&arn, &mut live).await?;
         }
         Ok(Some((token, input)))
+    }
+
+    /// RedriveExecution: restores a FAILED, ABORTED or TIMED_OUT Standard execution
+    /// stopped within the last 14 days and continues it from the states that did not
+    /// succeed. Returns the redrive date.
+    pub async fn redrive(self: &Arc<Self>, arn: &str) -> Result<DateTime<Utc>, RuntimeError> {
+        let _one_at_a_time = self.redriving.lock().await;
+        let a = arn.to_string();
+        let row: Option<ExecutionRecord> = self.store.read(|c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT {} FROM executions WHERE arn = ?1",
+                    ExecutionRecord::COLUMNS
+                ),
+                [&a],
+                ExecutionRecord::from_row,
+            )
+            .optional()?)
+        })?;
+        let snapshot: Option<String> = self.store.read(|c| {
+            Ok(c.query_row(
+                "SELECT snapshot FROM executions WHERE arn = ?1",
+                [&a],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+        })?;
+        let Some(ExecutionRecord {
+            status,
+            definition,
+            machine_type,
+            stop_date,
+            ..
+        }) = row
+        else {
+            return Err(RuntimeError::NoSuchExecution(arn.to_string()));
+        };
+        if machine_type == "EXPRESS" {
+            return Err(RuntimeError::NotRedrivable(
+                "Express executions cannot be redriven".into(),
+            ));
+        }
+        if !matches!(status.as_str(), "FAILED" | "ABORTED" | "TIMED_OUT")
+            || self.live(arn).is_some()
+        {
+            return Err(RuntimeError::NotRedrivable(format!(
+                "Execution is {status} and cannot be redriven"
+            )));
+        }
+        if stop_date.is_some_and(|s| Utc::now() - from_epoch(s) > Duration::days(14)) {
+            return Err(RuntimeError::NotRedrivable(
+                "Execution stopped more than 14 days ago and can no longer be redriven".into(),
+            ));
+        }
+        let machine = Arc::new(Machine::parse(&definition).map_err(RuntimeError::Invalid)?);
+        let snapshot: Snapshot = snapshot
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .ok_or_else(|| {
+                RuntimeError::NotRedrivable("The execution's state was not kept".into())
+            })?;
+        let mut exec = Execution::restore(machine.clone(), snapshot, true);
+        exec.redrive(&mut SystemHost)
+            .map_err(RuntimeError::NotRedrivable)?;
+        let now = Utc::now();
+        let mut live = Live {
+            exec,
+            dispatched: HashSet::new(),
+            task_rows: HashMap::new(),
+        };
+        self.commit(arn, &mut live, Some(epoch(now))).await?;
+        self.adopt(
+            arn.to_string(),
+            live,
+            machine
+                .timeout_seconds
+                .map(|s| now + Duration::seconds(s as i64)),
+        );
+        Ok(now)
     }
 
     /// Waits until the execution is no longer running (StartSyncExecution).

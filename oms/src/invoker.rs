@@ -1,0 +1,233 @@
+//! How `oms up` performs Task states: the resource ARN is matched against `oms.toml`'s
+//! `[[tasks]]` rules, in order, to an in-process handler, a Lambda Invoke API endpoint
+//! (such as `cargo lambda watch`), or nothing (activities and callbacks wait for
+//! workers and SendTask* calls).
+
+use asl::choice::wildcard_match;
+use asl::resource::{Pattern, Target};
+use asl::{Failure, TaskCall};
+use saga_core::runtime::{default_route, Invoker, Route};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// A rule of `oms.toml`: which resources it covers and where they go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRule {
+    /// A resource ARN, or for Lambda the function ARN or name; `*` matches any run.
+    pub resource: String,
+    /// An in-process handler registered by name (see [`builtin`]).
+    pub builtin: Option<String>,
+    /// The base URL of a server speaking the Lambda Invoke API.
+    pub lambda_endpoint: Option<String>,
+}
+
+/// An in-process task handler.
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync {
+    async fn call(&self, call: &TaskCall) -> Result<Value, Failure>;
+}
+
+/// The in-process handlers this binary registers.
+pub fn builtin(name: &str) -> Option<Arc<dyn Handler>> {
+    match name {
+        "bench" => Some(Arc::new(BenchStep)),
+        _ => None,
+    }
+}
+
+/// The benchmark saga's steps (../shared/bench/README.md): return
+/// `{"step": NAME, "ok": true}`, or fail with `Step.Failed` when the input's `failAt`
+/// names the step. NAME is the function name without its `bench-` prefix.
+struct BenchStep;
+
+#[async_trait::async_trait]
+impl Handler for BenchStep {
+    async fn call(&self, call: &TaskCall) -> Result<Value, Failure> {
+        let function = call.function.as_deref().unwrap_or(&call.resource);
+        let name = function.rsplit(':').next().unwrap_or(function);
+        let step = name.strip_prefix("bench-").unwrap_or(name);
+        if call.payload.get("failAt").and_then(Value::as_str) == Some(step) {
+            return Err(Failure::new(
+                "Step.Failed",
+                format!("{step} failed as the input asked"),
+            ));
+        }
+        Ok(json!({"step": step, "ok": true}))
+    }
+}
+
+enum Destination {
+    Builtin(Arc<dyn Handler>),
+    Lambda(String),
+}
+
+pub struct ConfiguredInvoker {
+    rules: Vec<(String, Destination)>,
+    http: reqwest::Client,
+}
+
+impl ConfiguredInvoker {
+    pub fn new(rules: &[TaskRule]) -> Result<ConfiguredInvoker, String> {
+        let mut out = Vec::with_capacity(rules.len());
+        for r in rules {
+            let dest = match (&r.builtin, &r.lambda_endpoint) {
+                (Some(b), None) => Destination::Builtin(builtin(b).ok_or_else(|| {
+                    format!(
+                        "tasks rule for {}: no builtin handler named '{b}'",
+                        r.resource
+                    )
+                })?),
+                (None, Some(e)) => Destination::Lambda(e.trim_end_matches('/').to_string()),
+                _ => {
+                    return Err(format!(
+                        "tasks rule for {}: give exactly one of builtin or lambda_endpoint",
+                        r.resource
+                    ))
+                }
+            };
+            out.push((r.resource.clone(), dest));
+        }
+        Ok(ConfiguredInvoker {
+            rules: out,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    fn destination(&self, call: &TaskCall) -> Option<&Destination> {
+        let keys: Vec<&str> = [call.function.as_deref(), Some(call.resource.as_str())]
+            .into_iter()
+            .flatten()
+            .collect();
+        self.rules
+            .iter()
+            .find(|(pattern, _)| keys.iter().any(|k| wildcard_match(pattern, k)))
+            .map(|(_, d)| d)
+    }
+
+    async fn invoke_lambda(&self, endpoint: &str, call: &TaskCall) -> Result<Value, Failure> {
+        let function = call.function.as_deref().unwrap_or(&call.resource);
+        let name = function.rsplit(':').next().unwrap_or(function);
+        let url = format!("{endpoint}/2015-03-31/functions/{name}/invocations");
+        let response = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(call.payload.to_string())
+            .send()
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    "Lambda.ServiceException",
+                    format!("cannot reach the Lambda endpoint {url}: {e}"),
+                )
+            })?;
+        let status = response.status();
+        let function_error = response.headers().get("x-amz-function-error").is_some();
+        let body = response.text().await.map_err(|e| {
+            Failure::new(
+                "Lambda.ServiceException",
+                format!("reading the response of {url}: {e}"),
+            )
+        })?;
+        if status.as_u16() == 404 {
+            return Err(Failure::new(
+                "Lambda.ResourceNotFoundException",
+                format!("Function not found: {function}"),
+            ));
+        }
+        if !status.is_success() {
+            return Err(Failure::new(
+                "Lambda.ServiceException",
+                format!("{url} answered {status}: {body}"),
+            ));
+        }
+        if function_error {
+            // The body is the function's error payload; its errorType names the error.
+            let error = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| {
+                    v.get("errorType")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| "Lambda.Unknown".to_string());
+            return Err(Failure::new(error, body));
+        }
+        serde_json::from_str(&body).or_else(|_| Ok(Value::String(body)))
+    }
+}
+
+#[async_trait::async_trait]
+impl Invoker for ConfiguredInvoker {
+    fn route(&self, call: &TaskCall) -> Route {
+        match (default_route(call), self.destination(call)) {
+            (Route::InvokeThenAwaitToken, None) => Route::AwaitToken,
+            (route, _) => route,
+        }
+    }
+
+    async fn invoke(&self, call: &TaskCall) -> Result<Value, Failure> {
+        match self.destination(call) {
+            Some(Destination::Builtin(h)) => h.call(call).await,
+            Some(Destination::Lambda(endpoint)) => self.invoke_lambda(endpoint, call).await,
+            None => {
+                let what = call.function.as_deref().unwrap_or(&call.resource);
+                let error = match (&call.target, call.target.pattern()) {
+                    (Target::LambdaFunction { .. } | Target::LambdaInvoke { .. }, _) => {
+                        "Lambda.ResourceNotFoundException"
+                    }
+                    (_, Pattern::Sync) | (_, _) => "States.TaskFailed",
+                };
+                Err(Failure::new(
+                    error,
+                    format!("No handler for {what}: add a [[tasks]] rule for it to oms.toml"),
+                ))
+            }
+        }
+    }
+}
+
+/// `oms.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub tasks: Vec<TaskRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default = "default_account")]
+    pub account: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            region: default_region(),
+            account: default_account(),
+        }
+    }
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_account() -> String {
+    "000000000000".into()
+}
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}

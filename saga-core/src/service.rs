@@ -1,0 +1,1015 @@
+//! The Step Functions API served by the durable runtime: [`LocalStepFunctions`]
+//! implements [`StepFunctions`] over the SQLite store and [`Runtime`].
+
+use crate::api::*;
+use crate::runtime::{epoch, from_epoch, ExecutionRecord, NewExecution, Runtime, RuntimeError};
+use crate::store::StoreError;
+use asl::validate::{self, MachineType, Options, Severity};
+use asl::{Failure, Machine};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, OptionalExtension};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The largest execution input, task output or definition AWS accepts.
+const MAX_PAYLOAD: usize = 256 * 1024;
+const MAX_DEFINITION: usize = 1024 * 1024;
+/// How long GetActivityTask waits for work before answering with no task.
+const ACTIVITY_POLL: std::time::Duration = std::time::Duration::from_secs(60);
+
+pub struct LocalStepFunctions {
+    runtime: Arc<Runtime>,
+    region: String,
+    account: String,
+}
+
+impl LocalStepFunctions {
+    pub fn new(runtime: Arc<Runtime>, region: &str, account: &str) -> Self {
+        LocalStepFunctions {
+            runtime,
+            region: region.into(),
+            account: account.into(),
+        }
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    fn machine_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:states:{}:{}:stateMachine:{}",
+            self.region, self.account, name
+        )
+    }
+
+    fn activity_arn(&self, name: &str) -> String {
+        format!(
+            "arn:aws:states:{}:{}:activity:{}",
+            self.region, self.account, name
+        )
+    }
+
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<R, StoreError>,
+    ) -> Result<R, ApiError> {
+        self.runtime.store().read(f).map_err(internal)
+    }
+
+    fn machine_row(&self, arn: &str) -> Result<MachineRow, ApiError> {
+        check_arn(arn, "stateMachine")?;
+        self.read(|c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT {} FROM state_machines WHERE arn = ?1",
+                    MachineRow::COLUMNS
+                ),
+                [arn],
+                MachineRow::from_row,
+            )
+            .optional()?)
+        })?
+        .ok_or_else(|| {
+            ApiError::state_machine_does_not_exist(format!("State Machine Does Not Exist: '{arn}'"))
+        })
+    }
+
+    fn execution_row(&self, arn: &str) -> Result<ExecutionRecord, ApiError> {
+        check_execution_arn(arn)?;
+        self.read(|c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT {} FROM executions WHERE arn = ?1",
+                    ExecutionRecord::COLUMNS
+                ),
+                [arn],
+                ExecutionRecord::from_row,
+            )
+            .optional()?)
+        })?
+        .ok_or_else(|| {
+            ApiError::execution_does_not_exist(format!("Execution Does Not Exist: '{arn}'"))
+        })
+    }
+
+    async fn start(
+        &self,
+        machine_arn: &str,
+        name: Option<String>,
+        input: Option<String>,
+    ) -> Result<(String, DateTime<Utc>, bool), ApiError> {
+        let machine = self.machine_row(machine_arn)?;
+        let name = match name {
+            Some(n) => {
+                check_name(&n)?;
+                n
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let input_text = input.unwrap_or_else(|| "{}".into());
+        if input_text.len() > MAX_PAYLOAD {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value at 'input' failed to satisfy constraint: Member must have length less than or equal to {MAX_PAYLOAD}"
+            )));
+        }
+        let input_value: Value = serde_json::from_str(&input_text).map_err(|e| {
+            ApiError::invalid_execution_input(format!(
+                "Invalid State Machine Execution Input: '{e}'"
+            ))
+        })?;
+        let parsed = Machine::parse(&machine.definition).map_err(internal)?;
+        let express = machine.r#type == "EXPRESS";
+        let new = NewExecution {
+            state_machine_arn: machine.arn.clone(),
+            name: name.clone(),
+            role_arn: machine.role_arn.clone(),
+            express,
+            definition: machine.definition.clone(),
+            machine: Arc::new(parsed),
+            input: input_value,
+            input_text: input_text.clone(),
+        };
+        match self.runtime.start(new).await {
+            Ok((arn, start)) => Ok((arn, start, express)),
+            Err(RuntimeError::AlreadyExists(_)) => {
+                // StartExecution is idempotent for the same name and input while the
+                // first execution runs; otherwise the name is taken.
+                let arn = match express {
+                    true => {
+                        return Err(ApiError::execution_already_exists(format!(
+                            "Execution Already Exists: '{name}'"
+                        )))
+                    }
+                    false => format!(
+                        "{}:{}",
+                        machine.arn.replacen(":stateMachine:", ":execution:", 1),
+                        name
+                    ),
+                };
+                let existing = self.execution_row(&arn)?;
+                if existing.status == "RUNNING" && existing.input == input_text {
+                    Ok((arn, from_epoch(existing.start_date), express))
+                } else {
+                    Err(ApiError::execution_already_exists(format!(
+                        "Execution Already Exists: '{arn}'"
+                    )))
+                }
+            }
+            Err(e) => Err(runtime_error(e)),
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal_failure(e.to_string())
+}
+
+fn runtime_error(e: RuntimeError) -> ApiError {
+    match e {
+        RuntimeError::NoSuchExecution(a) => {
+            ApiError::execution_does_not_exist(format!("Execution Does Not Exist: '{a}'"))
+        }
+        RuntimeError::NoSuchToken => ApiError::task_does_not_exist("Task Does Not Exist"),
+        RuntimeError::AlreadyExists(a) => {
+            ApiError::execution_already_exists(format!("Execution Already Exists: '{a}'"))
+        }
+        RuntimeError::Invalid(m) => ApiError::validation(m),
+        RuntimeError::NotRedrivable(m) => ApiError::execution_not_redrivable(m),
+        RuntimeError::Store(e) => internal(e),
+    }
+}
+
+/// Names of state machines, executions and activities: 1 to 80 characters, none of
+/// whitespace, brackets, wildcards, `"#%\^|~`$&,;:/` or control characters.
+fn check_name(name: &str) -> Result<(), ApiError> {
+    const FORBIDDEN: &str = " <>{}[]?*\"#%\\^|~`$&,;:/";
+    let ok = !name.is_empty()
+        && name.chars().count() <= 80
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || FORBIDDEN.contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_name(format!("Invalid Name: '{name}'")))
+    }
+}
+
+fn check_arn(arn: &str, kind: &str) -> Result<(), ApiError> {
+    let parts: Vec<&str> = arn.splitn(7, ':').collect();
+    if parts.len() < 7 || parts[0] != "arn" || parts[2] != "states" {
+        return Err(ApiError::invalid_arn(format!(
+            "Invalid Arn: 'Invalid ARN prefix: {arn}'"
+        )));
+    }
+    if parts[5] != kind {
+        return Err(ApiError::invalid_arn(format!(
+            "Invalid Arn: 'Resource type not valid in this context: {}'",
+            parts[5]
+        )));
+    }
+    Ok(())
+}
+
+fn check_execution_arn(arn: &str) -> Result<(), ApiError> {
+    let parts: Vec<&str> = arn.splitn(7, ':').collect();
+    if parts.len() < 7 || parts[0] != "arn" || parts[2] != "states" {
+        return Err(ApiError::invalid_arn(format!(
+            "Invalid Arn: 'Invalid ARN prefix: {arn}'"
+        )));
+    }
+    if parts[5] != "execution" && parts[5] != "express" {
+        return Err(ApiError::invalid_arn(format!(
+            "Invalid Arn: 'Resource type not valid in this context: {}'",
+            parts[5]
+        )));
+    }
+    Ok(())
+}
+
+fn check_token(token: &str) -> Result<(), ApiError> {
+    if token.is_empty() || token.len() > 2048 {
+        return Err(ApiError::invalid_token("Invalid Token: 'Invalid token'"));
+    }
+    Ok(())
+}
+
+/// `nextToken` is an offset into the ordered result, written so it can be checked.
+fn page(
+    next_token: &Option<String>,
+    max_results: Option<i32>,
+    default_max: i64,
+) -> Result<(i64, i64), ApiError> {
+    let offset = match next_token {
+        None => 0,
+        Some(t) => t
+            .strip_prefix("oms-page:")
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| ApiError::invalid_token(format!("Invalid Token: '{t}'")))?,
+    };
+    let limit = match max_results {
+        None | Some(0) => default_max,
+        Some(n) if !(0..=1000).contains(&n) => {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 1000"
+            )))
+        }
+        Some(n) => n as i64,
+    };
+    Ok((offset, limit))
+}
+
+fn next_page(offset: i64, limit: i64, got: usize) -> Option<String> {
+    (got as i64 > limit).then(|| format!("oms-page:{}", offset + limit))
+}
+
+struct MachineRow {
+    arn: String,
+    name: String,
+    r#type: String,
+    definition: String,
+    role_arn: String,
+    description: Option<String>,
+    revision_id: String,
+    created: f64,
+}
+
+impl MachineRow {
+    const COLUMNS: &'static str =
+        "arn, name, type, definition, role_arn, description, revision_id, created";
+    fn from_row(r: &rusqlite::Row) -> rusqlite::Result<MachineRow> {
+        Ok(MachineRow {
+            arn: r.get(0)?,
+            name: r.get(1)?,
+            r#type: r.get(2)?,
+            definition: r.get(3)?,
+            role_arn: r.get(4)?,
+            description: r.get(5)?,
+            revision_id: r.get(6)?,
+            created: r.get(7)?,
+        })
+    }
+    fn machine_type(&self) -> StateMachineType {
+        StateMachineType::parse(&self.r#type).unwrap_or_default()
+    }
+}
+
+fn validate_definition(definition: &str, t: StateMachineType) -> Result<(), ApiError> {
+    if definition.len() > MAX_DEFINITION {
+        return Err(ApiError::invalid_definition(
+            "Invalid State Machine Definition: 'The definition is larger than 1 MB'",
+        ));
+    }
+    let opts = Options {
+        machine_type: if t == StateMachineType::Express {
+            MachineType::Express
+        } else {
+            MachineType::Standard
+        },
+    };
+    let diags = validate::validate_str(definition, opts);
+    if diags.iter().any(|d| d.severity == Severity::Error) {
+        return Err(ApiError::invalid_definition(
+            validate::invalid_definition_message(&diags),
+        ));
+    }
+    Machine::parse(definition).map(|_| ()).map_err(|e| {
+        ApiError::invalid_definition(format!("Invalid State Machine Definition: '{e}'"))
+    })
+}
+
+fn check_role(role: &str) -> Result<(), ApiError> {
+    if role.starts_with("arn:") && role.contains(":iam::") {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_arn(format!(
+            "Invalid Arn: 'Invalid ARN prefix: {role}'"
+        )))
+    }
+}
+
+fn execution_status(s: &str) -> ExecutionStatus {
+    ExecutionStatus::parse(s).unwrap_or_default()
+}
+
+/// The history as GetExecutionHistory shows it: details under the type's own key, and
+/// inputs, outputs and parameters as JSON text.
+fn api_event(
+    id: i64,
+    previous: i64,
+    ts: f64,
+    kind: &str,
+    details: Option<String>,
+    include_data: bool,
+) -> HistoryEvent {
+    let mut details: Value = details
+        .and_then(|d| serde_json::from_str(&d).ok())
+        .unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut details {
+        for key in ["input", "output", "parameters"] {
+            if let Some(v) = map.get_mut(key) {
+                if include_data {
+                    *v = Value::String(v.to_string());
+                } else {
+                    map.remove(key);
+                }
+            }
+        }
+        if let Some(Value::Object(vars)) = map.get_mut("assignedVariables") {
+            for v in vars.values_mut() {
+                *v = Value::String(v.to_string());
+            }
+        }
+    }
+    HistoryEvent::new(
+        id,
+        (previous > 0).then_some(previous),
+        from_epoch(ts),
+        kind,
+        details,
+    )
+}
+
+#[async_trait::async_trait]
+impl StepFunctions for LocalStepFunctions {
+    async fn create_state_machine(
+        &self,
+        input: CreateStateMachineInput,
+    ) -> Result<CreateStateMachineOutput, ApiError> {
+        check_name(&input.name)?;
+        check_role(&input.role_arn)?;
+        let t = input.r#type.unwrap_or_default();
+        validate_definition(&input.definition, t)?;
+        let arn = self.machine_arn(&input.name);
+        if let Ok(existing) = self.machine_row(&arn) {
+            // Creating the same machine again is idempotent; a different one conflicts.
+            if existing.definition == input.definition
+                && existing.role_arn == input.role_arn
+                && existing.r#type == t.as_str()
+            {
+                return Ok(CreateStateMachineOutput {
+                    state_machine_arn: arn,
+                    creation_date: from_epoch(existing.created),
+                    ..Default::default()
+                });
+            }
+            return Err(ApiError::state_machine_already_exists(format!(
+                "State Machine Already Exists: '{arn}'"
+            )));
+        }
+        let now = Utc::now();
+        let (a, name, def, role) = (
+            arn.clone(),
+            input.name.clone(),
+            input.definition.clone(),
+            input.role_arn.clone(),
+        );
+        let revision = uuid::Uuid::new_v4().to_string();
+        self.runtime
+            .store()
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO state_machines (arn, name, type, definition, role_arn, revision_id, created) VALUES (?1,?2,?3,?4,?5,?6,?7)",
+                    params![a, name, t.as_str(), def, role, revision, epoch(now)],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => ApiError::state_machine_already_exists(format!("State Machine Already Exists: '{arn}'")),
+                other => internal(other),
+            })?;
+        Ok(CreateStateMachineOutput {
+            state_machine_arn: arn,
+            creation_date: now,
+            ..Default::default()
+        })
+    }
+
+    async fn update_state_machine(
+        &self,
+        input: UpdateStateMachineInput,
+    ) -> Result<UpdateStateMachineOutput, ApiError> {
+        let row = self.machine_row(&input.state_machine_arn)?;
+        if input.definition.is_none()
+            && input.role_arn.is_none()
+            && input.logging_configuration.is_none()
+            && input.tracing_configuration.is_none()
+        {
+            return Err(ApiError::missing_required_parameter("Either the definition, the role ARN, the LoggingConfiguration, or the TracingConfiguration must be specified"));
+        }
+        if let Some(d) = &input.definition {
+            validate_definition(d, row.machine_type())?;
+        }
+        if let Some(r) = &input.role_arn {
+            check_role(r)?;
+        }
+        let now = Utc::now();
+        let revision = uuid::Uuid::new_v4().to_string();
+        let rev = revision.clone();
+        let (arn, def, role) = (
+            row.arn.clone(),
+            input.definition.unwrap_or(row.definition),
+            input.role_arn.unwrap_or(row.role_arn),
+        );
+        self.runtime
+            .store()
+            .write(move |c| {
+                c.execute(
+                    "UPDATE state_machines SET definition = ?2, role_arn = ?3, revision_id = ?4, updated = ?5 WHERE arn = ?1",
+                    params![arn, def, role, rev, epoch(now)],
+                )?;
+                Ok(())
+            })
+            .await
+            .map_err(internal)?;
+        Ok(UpdateStateMachineOutput {
+            update_date: now,
+            revision_id: Some(revision),
+            state_machine_version_arn: None,
+        })
+    }
+
+    async fn describe_state_machine(
+        &self,
+        input: DescribeStateMachineInput,
+    ) -> Result<DescribeStateMachineOutput, ApiError> {
+        let row = self.machine_row(&input.state_machine_arn)?;
+        Ok(DescribeStateMachineOutput {
+            r#type: row.machine_type(),
+            state_machine_arn: row.arn,
+            name: row.name,
+            status: Some(StateMachineStatus::Active),
+            definition: row.definition,
+            role_arn: row.role_arn,
+            creation_date: from_epoch(row.created),
+            revision_id: Some(row.revision_id),
+            description: row.description,
+            logging_configuration: Some(LoggingConfiguration {
+                level: Some(LogLevel::Off),
+                include_execution_data: Some(false),
+                ..Default::default()
+            }),
+            tracing_configuration: Some(TracingConfiguration {
+                enabled: Some(false),
+            }),
+            ..Default::default()
+        })
+    }
+
+    async fn list_state_machines(
+        &self,
+        input: ListStateMachinesInput,
+    ) -> Result<ListStateMachinesOutput, ApiError> {
+        let (offset, limit) = page(&input.next_token, input.max_results, 100)?;
+        let rows: Vec<MachineRow> = self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {} FROM state_machines ORDER BY name LIMIT ?1 OFFSET ?2",
+                MachineRow::COLUMNS
+            ))?;
+            let rows = st.query_map([limit + 1, offset], MachineRow::from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })?;
+        let next_token = next_page(offset, limit, rows.len());
+        Ok(ListStateMachinesOutput {
+            state_machines: rows
+                .into_iter()
+                .take(limit as usize)
+                .map(|r| StateMachineListItem {
+                    r#type: r.machine_type(),
+                    state_machine_arn: r.arn,
+                    name: r.name,
+                    creation_date: from_epoch(r.created),
+                })
+                .collect(),
+            next_token,
+        })
+    }
+
+    async fn delete_state_machine(
+        &self,
+        input: DeleteStateMachineInput,
+    ) -> Result<DeleteStateMachineOutput, ApiError> {
+        check_arn(&input.state_machine_arn, "stateMachine")?;
+        let arn = input.state_machine_arn.clone();
+        // Executions keep a copy of the definition they started with, so they run on.
+        self.runtime
+            .store()
+            .write(move |c| {
+                c.execute("DELETE FROM state_machines WHERE arn = ?1", [arn])?;
+                Ok(())
+            })
+            .await
+            .map_err(internal)?;
+        Ok(DeleteStateMachineOutput {})
+    }
+
+    async fn validate_state_machine_definition(
+        &self,
+        input: ValidateStateMachineDefinitionInput,
+    ) -> Result<ValidateStateMachineDefinitionOutput, ApiError> {
+        let t = input.r#type.unwrap_or_default();
+        let opts = Options {
+            machine_type: if t == StateMachineType::Express {
+                MachineType::Express
+            } else {
+                MachineType::Standard
+            },
+        };
+        let want_warnings = input.severity == Some(ValidateStateMachineDefinitionSeverity::Warning);
+        let mut diagnostics: Vec<ValidateStateMachineDefinitionDiagnostic> =
+            validate::validate_str(&input.definition, opts)
+                .into_iter()
+                .filter(|d| want_warnings || d.severity == Severity::Error)
+                .map(|d| ValidateStateMachineDefinitionDiagnostic {
+                    severity: if d.severity == Severity::Error {
+                        ValidateStateMachineDefinitionSeverity::Error
+                    } else {
+                        ValidateStateMachineDefinitionSeverity::Warning
+                    },
+                    code: d.code,
+                    message: d.message,
+                    location: d.location,
+                })
+                .collect();
+        let failed = diagnostics
+            .iter()
+            .any(|d| d.severity == ValidateStateMachineDefinitionSeverity::Error);
+        let max = input.max_results.filter(|m| *m > 0).unwrap_or(100) as usize;
+        let truncated = diagnostics.len() > max;
+        diagnostics.truncate(max);
+        Ok(ValidateStateMachineDefinitionOutput {
+            result: if failed {
+                ValidateStateMachineDefinitionResultCode::Fail
+            } else {
+                ValidateStateMachineDefinitionResultCode::Ok
+            },
+            diagnostics,
+            truncated: Some(truncated),
+        })
+    }
+
+    async fn start_execution(
+        &self,
+        input: StartExecutionInput,
+    ) -> Result<StartExecutionOutput, ApiError> {
+        let (arn, start, _) = self
+            .start(&input.state_machine_arn, input.name, input.input)
+            .await?;
+        Ok(StartExecutionOutput {
+            execution_arn: arn,
+            start_date: start,
+        })
+    }
+
+    async fn start_sync_execution(
+        &self,
+        input: StartSyncExecutionInput,
+    ) -> Result<StartSyncExecutionOutput, ApiError> {
+        let machine = self.machine_row(&input.state_machine_arn)?;
+        if machine.r#type != "EXPRESS" {
+            return Err(ApiError::state_machine_type_not_supported(
+                "This operation is not supported by this type of state machine",
+            ));
+        }
+        let (arn, start, _) = self
+            .start(&input.state_machine_arn, input.name, input.input)
+            .await?;
+        self.runtime.wait_finished(&arn).await;
+        let row = self.execution_row(&arn)?;
+        let status = match row.status.as_str() {
+            "SUCCEEDED" => SyncExecutionStatus::Succeeded,
+            "TIMED_OUT" => SyncExecutionStatus::TimedOut,
+            _ => SyncExecutionStatus::Failed,
+        };
+        let include = input.included_data != Some(IncludedData::MetadataOnly);
+        Ok(StartSyncExecutionOutput {
+            execution_arn: arn,
+            state_machine_arn: Some(row.state_machine_arn),
+            name: Some(row.name),
+            start_date: start,
+            stop_date: row.stop_date.map(from_epoch).unwrap_or_else(Utc::now),
+            status,
+            error: row.error,
+            cause: row.cause,
+            input: include.then_some(row.input),
+            input_details: Some(CloudWatchEventsExecutionDataDetails {
+                included: Some(include),
+            }),
+            output: if include { row.output } else { None },
+            output_details: Some(CloudWatchEventsExecutionDataDetails {
+                included: Some(include),
+            }),
+            ..Default::default()
+        })
+    }
+
+    async fn describe_execution(
+        &self,
+        input: DescribeExecutionInput,
+    ) -> Result<DescribeExecutionOutput, ApiError> {
+        let r = self.execution_row(&input.execution_arn)?;
+        let include = input.included_data != Some(IncludedData::MetadataOnly);
+        let redrivable = matches!(r.status.as_str(), "FAILED" | "ABORTED" | "TIMED_OUT")
+            && r.machine_type == "STANDARD";
+        Ok(DescribeExecutionOutput {
+            execution_arn: r.arn,
+            state_machine_arn: r.state_machine_arn,
+            name: Some(r.name),
+            status: execution_status(&r.status),
+            start_date: from_epoch(r.start_date),
+            stop_date: r.stop_date.map(from_epoch),
+            input: include.then_some(r.input),
+            input_details: Some(CloudWatchEventsExecutionDataDetails {
+                included: Some(include),
+            }),
+            output: if include { r.output } else { None },
+            output_details: Some(CloudWatchEventsExecutionDataDetails {
+                included: Some(include),
+            }),
+            error: r.error,
+            cause: r.cause,
+            redrive_count: Some(r.redrive_count as i32),
+            redrive_date: r.redrive_date.map(from_epoch),
+            redrive_status: Some(if redrivable {
+                ExecutionRedriveStatus::Redrivable
+            } else {
+                ExecutionRedriveStatus::NotRedrivable
+            }),
+            redrive_status_reason: (!redrivable).then(|| match r.status.as_str() {
+                "RUNNING" => "Execution is RUNNING and cannot be redriven".to_string(),
+                "SUCCEEDED" => "Execution is SUCCEEDED and cannot be redriven".to_string(),
+                _ => "Express executions cannot be redriven".to_string(),
+            }),
+            ..Default::default()
+        })
+    }
+
+    async fn describe_state_machine_for_execution(
+        &self,
+        input: DescribeStateMachineForExecutionInput,
+    ) -> Result<DescribeStateMachineForExecutionOutput, ApiError> {
+        let r = self.execution_row(&input.execution_arn)?;
+        let name = r
+            .state_machine_arn
+            .rsplit(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        Ok(DescribeStateMachineForExecutionOutput {
+            state_machine_arn: r.state_machine_arn,
+            name,
+            definition: r.definition,
+            role_arn: r.role_arn,
+            update_date: from_epoch(r.start_date),
+            ..Default::default()
+        })
+    }
+
+    async fn list_executions(
+        &self,
+        input: ListExecutionsInput,
+    ) -> Result<ListExecutionsOutput, ApiError> {
+        let Some(machine_arn) = input.state_machine_arn.clone() else {
+            return Err(ApiError::validation(
+                "Must provide a StateMachine ARN or MapRun ARN",
+            ));
+        };
+        self.machine_row(&machine_arn)?;
+        let (offset, limit) = page(&input.next_token, input.max_results, 100)?;
+        let status = input.status_filter.map(|s| s.as_str().to_string());
+        let redriven = input
+            .redrive_filter
+            .map(|f| f == ExecutionRedriveFilter::Redriven);
+        let rows: Vec<ExecutionRecord> = self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {} FROM executions WHERE state_machine_arn = ?1 AND (?2 IS NULL OR status = ?2)
+                 AND (?3 IS NULL OR (?3 = 1 AND redrive_count > 0) OR (?3 = 0 AND redrive_count = 0))
+                 ORDER BY start_date DESC, arn LIMIT ?4 OFFSET ?5",
+                ExecutionRecord::COLUMNS
+            ))?;
+            let rows = st.query_map(params![machine_arn, status, redriven, limit + 1, offset], ExecutionRecord::from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })?;
+        let next_token = next_page(offset, limit, rows.len());
+        Ok(ListExecutionsOutput {
+            executions: rows
+                .into_iter()
+                .take(limit as usize)
+                .map(|r| ExecutionListItem {
+                    execution_arn: r.arn,
+                    state_machine_arn: r.state_machine_arn,
+                    name: r.name,
+                    status: execution_status(&r.status),
+                    start_date: from_epoch(r.start_date),
+                    stop_date: r.stop_date.map(from_epoch),
+                    redrive_count: Some(r.redrive_count as i32),
+                    redrive_date: r.redrive_date.map(from_epoch),
+                    ..Default::default()
+                })
+                .collect(),
+            next_token,
+        })
+    }
+
+    async fn get_execution_history(
+        &self,
+        input: GetExecutionHistoryInput,
+    ) -> Result<GetExecutionHistoryOutput, ApiError> {
+        self.execution_row(&input.execution_arn)?;
+        let (offset, limit) = page(&input.next_token, input.max_results, 100)?;
+        let order = if input.reverse_order == Some(true) {
+            "DESC"
+        } else {
+            "ASC"
+        };
+        let include = input.include_execution_data != Some(false);
+        let arn = input.execution_arn.clone();
+        let rows: Vec<(i64, i64, f64, String, Option<String>)> = self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT id, previous_id, timestamp, type, details FROM events WHERE execution_arn = ?1 ORDER BY id {order} LIMIT ?2 OFFSET ?3"
+            ))?;
+            let rows = st.query_map(params![arn, limit + 1, offset], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })?;
+        let next_token = next_page(offset, limit, rows.len());
+        Ok(GetExecutionHistoryOutput {
+            events: rows
+                .into_iter()
+                .take(limit as usize)
+                .map(|(id, prev, ts, kind, d)| api_event(id, prev, ts, &kind, d, include))
+                .collect(),
+            next_token,
+        })
+    }
+
+    async fn stop_execution(
+        &self,
+        input: StopExecutionInput,
+    ) -> Result<StopExecutionOutput, ApiError> {
+        let row = self.execution_row(&input.execution_arn)?;
+        if row.status != "RUNNING" {
+            return Ok(StopExecutionOutput {
+                stop_date: row.stop_date.map(from_epoch).unwrap_or_else(Utc::now),
+            });
+        }
+        let stop_date = self
+            .runtime
+            .stop(&input.execution_arn, input.error, input.cause)
+            .await
+            .map_err(runtime_error)?;
+        Ok(StopExecutionOutput { stop_date })
+    }
+
+    async fn redrive_execution(
+        &self,
+        input: RedriveExecutionInput,
+    ) -> Result<RedriveExecutionOutput, ApiError> {
+        self.execution_row(&input.execution_arn)?;
+        let redrive_date = self
+            .runtime
+            .redrive(&input.execution_arn)
+            .await
+            .map_err(runtime_error)?;
+        Ok(RedriveExecutionOutput { redrive_date })
+    }
+
+    async fn send_task_success(
+        &self,
+        input: SendTaskSuccessInput,
+    ) -> Result<SendTaskSuccessOutput, ApiError> {
+        check_token(&input.task_token)?;
+        if input.output.len() > MAX_PAYLOAD {
+            return Err(ApiError::validation("1 validation error detected: Value at 'output' failed to satisfy constraint: Member must have length less than or equal to 262144"));
+        }
+        let output: Value = serde_json::from_str(&input.output)
+            .map_err(|e| ApiError::invalid_output(format!("Invalid Output: '{e}'")))?;
+        self.runtime
+            .complete_task(&input.task_token, Ok(output))
+            .await
+            .map_err(runtime_error)?;
+        Ok(SendTaskSuccessOutput {})
+    }
+
+    async fn send_task_failure(
+        &self,
+        input: SendTaskFailureInput,
+    ) -> Result<SendTaskFailureOutput, ApiError> {
+        check_token(&input.task_token)?;
+        let f = Failure {
+            error: input.error.unwrap_or_default(),
+            cause: input.cause,
+        };
+        self.runtime
+            .complete_task(&input.task_token, Err(f))
+            .await
+            .map_err(runtime_error)?;
+        Ok(SendTaskFailureOutput {})
+    }
+
+    async fn send_task_heartbeat(
+        &self,
+        input: SendTaskHeartbeatInput,
+    ) -> Result<SendTaskHeartbeatOutput, ApiError> {
+        check_token(&input.task_token)?;
+        self.runtime
+            .heartbeat(&input.task_token)
+            .await
+            .map_err(runtime_error)?;
+        Ok(SendTaskHeartbeatOutput {})
+    }
+
+    async fn create_activity(
+        &self,
+        input: CreateActivityInput,
+    ) -> Result<CreateActivityOutput, ApiError> {
+        check_name(&input.name)?;
+        let arn = self.activity_arn(&input.name);
+        let now = Utc::now();
+        let (a, n) = (arn.clone(), input.name.clone());
+        // Creating an existing activity returns it, as AWS does.
+        let created: f64 = self
+            .runtime
+            .store()
+            .write(move |c| {
+                c.execute(
+                    "INSERT OR IGNORE INTO activities (arn, name, created) VALUES (?1, ?2, ?3)",
+                    params![a, n, epoch(now)],
+                )?;
+                Ok(
+                    c.query_row("SELECT created FROM activities WHERE arn = ?1", [&a], |r| {
+                        r.get(0)
+                    })?,
+                )
+            })
+            .await
+            .map_err(internal)?;
+        Ok(CreateActivityOutput {
+            activity_arn: arn,
+            creation_date: from_epoch(created),
+        })
+    }
+
+    async fn delete_activity(
+        &self,
+        input: DeleteActivityInput,
+    ) -> Result<DeleteActivityOutput, ApiError> {
+        check_arn(&input.activity_arn, "activity")?;
+        let arn = input.activity_arn.clone();
+        self.runtime
+            .store()
+            .write(move |c| {
+                c.execute("DELETE FROM activities WHERE arn = ?1", [arn])?;
+                Ok(())
+            })
+            .await
+            .map_err(internal)?;
+        Ok(DeleteActivityOutput {})
+    }
+
+    async fn describe_activity(
+        &self,
+        input: DescribeActivityInput,
+    ) -> Result<DescribeActivityOutput, ApiError> {
+        check_arn(&input.activity_arn, "activity")?;
+        let arn = input.activity_arn.clone();
+        let row: Option<(String, f64)> = self.read(|c| {
+            Ok(c.query_row(
+                "SELECT name, created FROM activities WHERE arn = ?1",
+                [&arn],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })?;
+        let (name, created) = row.ok_or_else(|| {
+            ApiError::activity_does_not_exist(format!("Activity Does Not Exist: '{arn}'"))
+        })?;
+        Ok(DescribeActivityOutput {
+            activity_arn: arn,
+            name,
+            creation_date: from_epoch(created),
+            encryption_configuration: None,
+        })
+    }
+
+    async fn list_activities(
+        &self,
+        input: ListActivitiesInput,
+    ) -> Result<ListActivitiesOutput, ApiError> {
+        let (offset, limit) = page(&input.next_token, input.max_results, 100)?;
+        let rows: Vec<(String, String, f64)> = self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT arn, name, created FROM activities ORDER BY name LIMIT ?1 OFFSET ?2",
+            )?;
+            let rows = st.query_map([limit + 1, offset], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })?;
+        let next_token = next_page(offset, limit, rows.len());
+        Ok(ListActivitiesOutput {
+            activities: rows
+                .into_iter()
+                .take(limit as usize)
+                .map(|(activity_arn, name, created)| ActivityListItem {
+                    activity_arn,
+                    name,
+                    creation_date: from_epoch(created),
+                })
+                .collect(),
+            next_token,
+        })
+    }
+
+    async fn get_activity_task(
+        &self,
+        input: GetActivityTaskInput,
+    ) -> Result<GetActivityTaskOutput, ApiError> {
+        check_arn(&input.activity_arn, "activity")?;
+        let arn = input.activity_arn.clone();
+        let exists: bool = self.read(|c| {
+            Ok(c.query_row(
+                "SELECT 1 FROM activities WHERE arn = ?1",
+                [&arn],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+        })?;
+        if !exists {
+            return Err(ApiError::activity_does_not_exist(format!(
+                "Activity Does Not Exist: '{arn}'"
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + ACTIVITY_POLL;
+        loop {
+            let signal = self.runtime.activity_signal(&arn);
+            let notified = signal.notified();
+            if let Some((token, input)) = self
+                .runtime
+                .claim_activity_task(&arn, input.worker_name.clone())
+                .await
+                .map_err(runtime_error)?
+            {
+                return Ok(GetActivityTaskOutput {
+                    task_token: Some(token),
+                    input: Some(input),
+                });
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(GetActivityTaskOutput {
+                    task_token: None,
+                    input: None,
+                });
+            }
+        }
+    }
+
+    async fn test_state(&self, _input: TestStateInput) -> Result<TestStateOutput, ApiError> {
+        Err(ApiError::validation(
+            "TestState is not available on this server yet",
+        ))
+    }
+}
