@@ -413,6 +413,19 @@ impl Execution {
         Ok(count)
     }
 
+    /// The driver is invoking effect `id`'s task again (after a restart lost the first
+    /// attempt's outcome): records the scheduling again, so the history shows the
+    /// second invocation as AWS shows a Lambda retried by the service.
+    pub fn reinvoking(&mut self, id: EffectId, host: &mut dyn Host) {
+        if self.status != Status::Running {
+            return;
+        }
+        if let Some((_, Effect::Invoke(call))) = self.core.pending.get(&id) {
+            let call = call.clone();
+            self.core.log_scheduled(&call, host);
+        }
+    }
+
     /// A worker took the activity task of effect `id`: records ActivityStarted.
     pub fn activity_started(&mut self, id: EffectId, worker_name: &str, host: &mut dyn Host) {
         let is_activity = matches!(

@@ -820,7 +820,17 @@ impl Runtime {
                     continue;
                 }
             };
-            let exec = Execution::restore(machine.clone(), snap, true);
+            let mut exec = Execution::restore(machine.clone(), snap, true);
+            // Tasks that were being invoked when the process died are invoked again (at
+            // least once, as Lambda is); the history records the new attempt.
+            let reinvoked: Vec<EffectId> = exec
+                .pending()
+                .filter(|(_, e)| matches!(e, Effect::Invoke(call) if self.invoker.route(call) == Route::Invoke))
+                .map(|(id, _)| id)
+                .collect();
+            for id in &reinvoked {
+                exec.reinvoking(*id, &mut SystemHost);
+            }
             let task_rows: HashMap<EffectId, String> = self.store.read(|c| {
                 let mut st =
                     c.prepare("SELECT effect_id, token FROM tasks WHERE execution_arn = ?1")?;
@@ -831,15 +841,15 @@ impl Runtime {
             let deadline = machine
                 .timeout_seconds
                 .map(|s| from_epoch(start) + Duration::seconds(s as i64));
-            self.adopt(
-                arn,
-                Live {
-                    exec,
-                    dispatched: HashSet::new(),
-                    task_rows,
-                },
-                deadline,
-            );
+            let mut live = Live {
+                exec,
+                dispatched: HashSet::new(),
+                task_rows,
+            };
+            if !reinvoked.is_empty() {
+                self.commit_step(&arn, &mut live).await?;
+            }
+            self.adopt(arn, live, deadline);
             resumed += 1;
         }
         Ok(resumed)
@@ -1049,6 +1059,52 @@ mod tests {
             .start(new_execution(TASK_THEN_WAIT, "e1", json!({})))
             .await;
         assert!(matches!(again, Err(RuntimeError::AlreadyExists(_))));
+        store.close();
+    }
+
+    /// An invoker whose calls never return, as if the process died mid-call.
+    struct Hangs;
+
+    #[async_trait::async_trait]
+    impl Invoker for Hangs {
+        fn route(&self, call: &TaskCall) -> Route {
+            default_route(call)
+        }
+        async fn invoke(&self, _call: &TaskCall) -> Result<Value, Failure> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_in_flight_at_a_crash_is_invoked_again_and_the_history_shows_it() {
+        let dir = temp_dir("reinvoke");
+        let store = Store::open(&dir).unwrap();
+        let arn = {
+            let rt = Runtime::new(store.clone(), Arc::new(Hangs));
+            rt.start(new_execution(TASK_THEN_WAIT, "e3", json!({"a": 2})))
+                .await
+                .unwrap()
+                .0
+        };
+        store.close();
+        let store = Store::open(&dir).unwrap();
+        let rt = Runtime::new(store.clone(), Arc::new(Echo));
+        assert_eq!(rt.recover().await.unwrap(), 1);
+        rt.wait_finished(&arn).await;
+        assert_eq!(status(&store, &arn).0, "SUCCEEDED");
+        let scheduled: i64 = store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM events WHERE execution_arn = ?1 AND type = 'LambdaFunctionScheduled'",
+                    [&arn],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(
+            scheduled, 2,
+            "the first attempt and the one after the restart"
+        );
         store.close();
     }
 
