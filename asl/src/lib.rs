@@ -14,6 +14,7 @@ pub mod jsonpath;
 pub mod model;
 pub mod resource;
 pub mod runner;
+pub mod teststate;
 pub mod validate;
 
 pub use error::Failure;

@@ -1,0 +1,1063 @@
+//! TestState: one state run on its own, as the Step Functions `TestState` API runs it.
+//!
+//! The state is parsed with the ordinary model (wrapped in a machine of its own, with a
+//! stand-in for every state it can transition to), then its stages are evaluated one by
+//! one, so that each stage's value can be reported in `inspectionData`: InputPath,
+//! Parameters, the result (a mock, the task's real answer, or the branches run by the
+//! evaluator), ResultSelector, ResultPath, OutputPath. The context object (`$$`) and
+//! the variables in scope are the caller's, as TestState's `context` and `variables`
+//! arguments give them.
+//!
+//! Retry and Catch are reported, not carried out: a failure a retrier would retry ends
+//! `RETRIABLE` (with the retrier's index and backoff), a failure a catcher takes ends
+//! `CAUGHT_ERROR` with the catcher's `Next` and the ResultPath-applied error as output.
+//!
+//! Tasks without a mock, and Parallel or Map states without one, are run by the
+//! evaluator ([`crate::runner`]) on a virtual clock, so task calls, Lambda's response
+//! shape and branch failures are the evaluator's.
+
+use crate::choice;
+use crate::error::{names, Failure};
+use crate::eval::{timestamp, ExecutionInfo};
+use crate::intrinsics::{self, IntrinsicHost};
+use crate::jsonpath::{JsonPath, Root};
+use crate::model::{
+    Amount, IoPath, Kind, Machine, QueryLanguage, ResultPath, Retrier, State, Template, Transition,
+};
+use crate::resource::Pattern;
+use crate::runner::{self, RunHost, RunOptions, SeededRandom, TaskHandler, VirtualClock};
+use crate::validate;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// How much TestState reports besides the outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InspectionLevel {
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+/// TestState's `mock`: the task's (or Map's, or Parallel's) result, or its error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mock {
+    /// The result as JSON text, as the API takes it.
+    Result(String),
+    Error(Failure),
+}
+
+/// One TestState call, with its JSON arguments already parsed.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The state's definition, or a whole state machine with `state_name` naming the
+    /// state to test.
+    pub definition: Value,
+    pub state_name: Option<String>,
+    pub input: Value,
+    pub inspection_level: InspectionLevel,
+    /// The variables in scope (`variables`).
+    pub variables: Map<String, Value>,
+    /// The context object as given (`context`); `None` builds one from `info`.
+    pub context: Option<Value>,
+    pub mock: Option<Mock>,
+    /// `stateConfiguration.retrierRetryCount`: retries already made by the retrier
+    /// matching the error.
+    pub retrier_retry_count: u32,
+    /// Who the (pretend) execution is, for a context object built here and for the
+    /// evaluator runs of unmocked tasks and branches.
+    pub info: ExecutionInfo,
+    /// Seeds the random source of those evaluator runs.
+    pub seed: u64,
+}
+
+impl Request {
+    /// A request for `definition` on `input`, with defaults for everything else.
+    pub fn new(definition: Value, input: Value, start_time: DateTime<Utc>) -> Request {
+        Request {
+            definition,
+            state_name: None,
+            input,
+            inspection_level: InspectionLevel::Info,
+            variables: Map::new(),
+            context: None,
+            mock: None,
+            retrier_retry_count: 0,
+            info: ExecutionInfo::new(
+                "arn:aws:states:us-east-1:000000000000:stateMachine:TestStateMachine",
+                "test-state",
+                "arn:aws:iam::000000000000:role/oms-local",
+                true,
+                start_time,
+            ),
+            seed: 42,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestStatus {
+    Succeeded,
+    Failed,
+    Retriable,
+    CaughtError,
+}
+
+impl TestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestStatus::Succeeded => "SUCCEEDED",
+            TestStatus::Failed => "FAILED",
+            TestStatus::Retriable => "RETRIABLE",
+            TestStatus::CaughtError => "CAUGHT_ERROR",
+        }
+    }
+}
+
+/// Which retrier or catcher handled an error (`inspectionData.errorDetails`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ErrorDetails {
+    pub catch_index: Option<u32>,
+    pub retry_index: Option<u32>,
+    pub retry_backoff_interval_seconds: Option<u32>,
+}
+
+/// `inspectionData`: the value after each stage that ran. The API sends the values as
+/// JSON text; [`InspectionData::to_json`] gives the JSON object with values in place.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct InspectionData {
+    pub input: Option<Value>,
+    pub after_input_path: Option<Value>,
+    pub after_parameters: Option<Value>,
+    pub after_items_path: Option<Value>,
+    pub after_item_selector: Option<Value>,
+    pub result: Option<Value>,
+    pub after_result_selector: Option<Value>,
+    pub after_result_path: Option<Value>,
+    pub variables: Option<Value>,
+    pub max_concurrency: Option<i64>,
+    pub tolerated_failure_count: Option<i64>,
+    pub tolerated_failure_percentage: Option<f64>,
+    pub error_details: Option<ErrorDetails>,
+}
+
+impl InspectionData {
+    /// As the API's JSON shows it, values in place of their JSON text.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: &Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.into(), v.clone());
+            }
+        };
+        put("input", &self.input);
+        put("afterInputPath", &self.after_input_path);
+        put("afterParameters", &self.after_parameters);
+        put("afterItemsPath", &self.after_items_path);
+        put("afterItemSelector", &self.after_item_selector);
+        put("result", &self.result);
+        put("afterResultSelector", &self.after_result_selector);
+        put("afterResultPath", &self.after_result_path);
+        put("variables", &self.variables);
+        if let Some(n) = self.max_concurrency {
+            m.insert("maxConcurrency".into(), json!(n));
+        }
+        if let Some(n) = self.tolerated_failure_count {
+            m.insert("toleratedFailureCount".into(), json!(n));
+        }
+        if let Some(n) = self.tolerated_failure_percentage {
+            m.insert("toleratedFailurePercentage".into(), json!(n));
+        }
+        if let Some(d) = &self.error_details {
+            let mut e = Map::new();
+            if let Some(i) = d.catch_index {
+                e.insert("catchIndex".into(), json!(i));
+            }
+            if let Some(i) = d.retry_index {
+                e.insert("retryIndex".into(), json!(i));
+            }
+            if let Some(s) = d.retry_backoff_interval_seconds {
+                e.insert("retryBackoffIntervalSeconds".into(), json!(s));
+            }
+            m.insert("errorDetails".into(), Value::Object(e));
+        }
+        Value::Object(m)
+    }
+}
+
+/// What TestState answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestStateResult {
+    pub status: TestStatus,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+    pub next_state: Option<String>,
+    /// `None` at inspection level INFO.
+    pub inspection_data: Option<InspectionData>,
+}
+
+impl TestStateResult {
+    /// The API's response as JSON, values in place of JSON text (as the conformance
+    /// corpus records it).
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("status".into(), json!(self.status.as_str()));
+        if let Some(o) = &self.output {
+            m.insert("output".into(), o.clone());
+        }
+        if let Some(e) = &self.error {
+            m.insert("error".into(), json!(e));
+        }
+        if let Some(c) = &self.cause {
+            m.insert("cause".into(), json!(c));
+        }
+        if let Some(n) = &self.next_state {
+            m.insert("nextState".into(), json!(n));
+        }
+        if let Some(d) = &self.inspection_data {
+            m.insert("inspectionData".into(), d.to_json());
+        }
+        Value::Object(m)
+    }
+}
+
+/// Why a TestState call is refused before anything runs (the API's
+/// ValidationException or InvalidDefinition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    InvalidDefinition(String),
+    Validation(String),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::InvalidDefinition(m) | RequestError::Validation(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The name a lone state is tested under when no `stateName` is given.
+pub const DEFAULT_STATE_NAME: &str = "TestState";
+
+/// Runs `req`. Tasks without a mock are performed by `tasks`, through the evaluator.
+pub fn test_state(
+    req: &Request,
+    tasks: &mut dyn TaskHandler,
+) -> Result<TestStateResult, RequestError> {
+    let (machine, name) = wrap(req)?;
+    let list = machine.root();
+    let idx = list.by_name[&name];
+    let state = &list.states[idx];
+    if req.mock.is_some()
+        && !matches!(
+            state.kind,
+            Kind::Task(_) | Kind::Map(_) | Kind::Parallel { .. }
+        )
+    {
+        return Err(RequestError::Validation(format!(
+            "A mock can only be given for a Task, Map or Parallel state, not for a {} state.",
+            state.type_name
+        )));
+    }
+    let names: Vec<String> = list.states.iter().map(|s| s.name.clone()).collect();
+    let mut run = Run {
+        req,
+        state,
+        names: &names,
+        vars: req.variables.clone(),
+        insp: InspectionData::default(),
+        tasks,
+    };
+    let outcome = run.state();
+    let insp = std::mem::take(&mut run.insp);
+    Ok(run.finish(outcome, insp))
+}
+
+/// Parses the state into a machine of its own: its transitions lead to stand-in Pass
+/// states, and it ends where it would have moved on (the name is kept as nextState).
+fn wrap(req: &Request) -> Result<(Machine, String), RequestError> {
+    let def = &req.definition;
+    let invalid = |m: String| RequestError::InvalidDefinition(m);
+    let obj = def
+        .as_object()
+        .ok_or_else(|| invalid("The definition must be a JSON object.".into()))?;
+    if obj.contains_key("States") {
+        // A whole machine: test the named state in place.
+        let name = req.state_name.clone().ok_or_else(|| {
+            RequestError::Validation(
+                "stateName is required when the definition is a state machine.".into(),
+            )
+        })?;
+        validated(def)?;
+        let machine = Machine::from_value(def).map_err(invalid)?;
+        if !machine.root().by_name.contains_key(&name) {
+            return Err(RequestError::Validation(format!(
+                "State '{name}' is not found in the definition."
+            )));
+        }
+        return Ok((machine, name));
+    }
+    let name = req
+        .state_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_STATE_NAME.to_string());
+    let mut targets: Vec<String> = Vec::new();
+    let mut note = |v: Option<&Value>| {
+        if let Some(Value::String(s)) = v {
+            if !targets.contains(s) {
+                targets.push(s.clone());
+            }
+        }
+    };
+    note(obj.get("Next"));
+    note(obj.get("Default"));
+    for key in ["Choices", "Catch"] {
+        if let Some(Value::Array(items)) = obj.get(key) {
+            for i in items {
+                note(i.get("Next"));
+            }
+        }
+    }
+    let mut states = Map::new();
+    states.insert(name.clone(), def.clone());
+    for t in targets {
+        if t != name {
+            states.insert(t, json!({"Type": "Pass", "End": true}));
+        }
+    }
+    let wrapper = json!({"StartAt": name, "States": states});
+    validated(&wrapper)?;
+    let machine = Machine::from_value(&wrapper).map_err(invalid)?;
+    Ok((machine, name))
+}
+
+/// The validator's verdict on the machine the state is tested in, as CreateStateMachine
+/// would give it for a Standard machine (TestState accepts the patterns Express lacks).
+fn validated(def: &Value) -> Result<(), RequestError> {
+    let opts = validate::Options {
+        machine_type: validate::MachineType::Standard,
+    };
+    let diags = validate::validate_str(&def.to_string(), opts);
+    if diags
+        .iter()
+        .any(|d| d.severity == validate::Severity::Error)
+    {
+        return Err(RequestError::InvalidDefinition(
+            validate::invalid_definition_message(&diags),
+        ));
+    }
+    Ok(())
+}
+
+/// How the state's own evaluation ended, before Retry and Catch are considered.
+enum Outcome {
+    Done {
+        output: Value,
+        next: Option<usize>,
+    },
+    /// A failure Retry and Catch may handle.
+    Failed(Failure),
+    /// A failure nothing handles (States.Runtime, a Fail state's error).
+    Fatal(Failure),
+}
+
+struct Run<'a> {
+    req: &'a Request,
+    state: &'a State,
+    names: &'a [String],
+    vars: Map<String, Value>,
+    insp: InspectionData,
+    tasks: &'a mut dyn TaskHandler,
+}
+
+impl Run<'_> {
+    fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// The context object: as given, or built as an execution's would be.
+    fn context(&self, task_token: Option<&str>) -> Value {
+        if let Some(c) = &self.req.context {
+            return c.clone();
+        }
+        let info = &self.req.info;
+        let mut state = Map::new();
+        state.insert("Name".into(), json!(self.name()));
+        state.insert("EnteredTime".into(), json!(timestamp(info.start_time)));
+        if matches!(self.state.kind, Kind::Task(_)) {
+            state.insert("RetryCount".into(), json!(self.req.retrier_retry_count));
+        }
+        let mut ctx = Map::new();
+        ctx.insert(
+            "Execution".into(),
+            json!({
+                "Id": info.execution_arn,
+                "Input": self.req.input,
+                "Name": info.name,
+                "RoleArn": info.role_arn,
+                "StartTime": timestamp(info.start_time),
+            }),
+        );
+        ctx.insert(
+            "StateMachine".into(),
+            json!({"Id": info.state_machine_arn, "Name": info.state_machine_name}),
+        );
+        ctx.insert("State".into(), Value::Object(state));
+        if let Some(t) = task_token {
+            ctx.insert("Task".into(), json!({ "Token": t }));
+        }
+        Value::Object(ctx)
+    }
+
+    fn scope<'s>(&'s self, context: &'s Value) -> Scope<'s> {
+        Scope {
+            context,
+            vars: &self.vars,
+            random: SeededRandom::new(self.req.seed),
+        }
+    }
+
+    fn state(&mut self) -> Outcome {
+        let state = self.state;
+        let debug = self.req.inspection_level != InspectionLevel::Info;
+        let raw = self.req.input.clone();
+        if debug {
+            self.insp.input = Some(raw.clone());
+            if !self.vars.is_empty() {
+                self.insp.variables = Some(Value::Object(self.vars.clone()));
+            }
+        }
+        if state.query_language == QueryLanguage::Jsonata {
+            return Outcome::Fatal(Failure::runtime(
+                "This state uses QueryLanguage JSONata, which this engine does not evaluate yet.",
+            ));
+        }
+        let task_token = match &state.kind {
+            Kind::Task(t) if t.target.pattern() == Pattern::WaitForTaskToken => {
+                Some(SeededRandom::new(self.req.seed ^ 0x5eed).uuid_v4())
+            }
+            _ => None,
+        };
+        let ctx = self.context(task_token.as_deref());
+        macro_rules! fatal {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(f) => return Outcome::Fatal(f),
+                }
+            };
+        }
+        let next = match state.transition {
+            Transition::Next(n) => Some(n),
+            Transition::End => None,
+        };
+        match &state.kind {
+            Kind::Pass { result } => {
+                let (result, effective) = match result {
+                    Some(r) => (r.clone(), None),
+                    None => {
+                        let e = fatal!(self.scope(&ctx).io_path(&state.input_path, raw.clone()));
+                        let p = match &state.parameters {
+                            Some(p) => fatal!(self.scope(&ctx).render(p, &e)),
+                            None => e.clone(),
+                        };
+                        (p, Some(e))
+                    }
+                };
+                if debug {
+                    match effective {
+                        Some(e) => {
+                            self.insp.after_input_path = Some(e);
+                            self.insp.after_parameters = Some(result.clone());
+                        }
+                        None => self.insp.result = Some(result.clone()),
+                    }
+                }
+                self.finish_result(&ctx, raw, result, next, false)
+            }
+            Kind::Succeed | Kind::Choice { .. } | Kind::Wait(_) => {
+                let effective = fatal!(self.scope(&ctx).io_path(&state.input_path, raw));
+                if debug {
+                    self.insp.after_input_path = Some(effective.clone());
+                }
+                let next = match &state.kind {
+                    Kind::Choice { rules, default } => {
+                        let scope = self.scope(&ctx);
+                        let mut chosen = None;
+                        for rule in rules {
+                            let hit = fatal!(choice::evaluate(
+                                &rule.condition,
+                                &effective,
+                                &|p: &JsonPath, v: &Value| scope.select(p, v)
+                            ));
+                            if hit {
+                                chosen = Some(rule.next);
+                                break;
+                            }
+                        }
+                        match chosen.or(*default) {
+                            Some(n) => Some(n),
+                            None => {
+                                return Outcome::Fatal(Failure::new(
+                                    names::NO_CHOICE_MATCHED,
+                                    format!("No Matches! State: {}", state.name),
+                                ))
+                            }
+                        }
+                    }
+                    Kind::Succeed => None,
+                    _ => next,
+                };
+                let output = fatal!(self.scope(&ctx).io_path(&state.output_path, effective));
+                Outcome::Done { output, next }
+            }
+            Kind::Fail { error, cause } => {
+                let effective = fatal!(self.scope(&ctx).io_path(&state.input_path, raw.clone()));
+                if debug {
+                    self.insp.after_input_path = Some(effective);
+                }
+                let mut scope = self.scope(&ctx);
+                let error = match error {
+                    Some(e) => fatal!(scope.text(e, &raw, "ErrorPath")),
+                    None => String::new(),
+                };
+                let cause = match cause {
+                    Some(c) => Some(fatal!(scope.text(c, &raw, "CausePath"))),
+                    None => None,
+                };
+                Outcome::Fatal(Failure { error, cause })
+            }
+            Kind::Task(spec) => {
+                let effective = fatal!(self.scope(&ctx).io_path(&state.input_path, raw.clone()));
+                let params = match &state.parameters {
+                    Some(p) => fatal!(self.scope(&ctx).render(p, &effective)),
+                    None => effective.clone(),
+                };
+                if debug {
+                    self.insp.after_input_path = Some(effective.clone());
+                    self.insp.after_parameters = Some(params.clone());
+                }
+                let result = match &self.req.mock {
+                    Some(m) => mock_result(m),
+                    None => {
+                        // The evaluator performs the call: a Task state with only the
+                        // Resource (and limits), given the rendered parameters as input.
+                        let mut t = Map::new();
+                        t.insert("Type".into(), json!("Task"));
+                        t.insert("Resource".into(), json!(spec.resource));
+                        let scope = self.scope(&ctx);
+                        for (field, amount) in [
+                            ("TimeoutSeconds", &spec.timeout),
+                            ("HeartbeatSeconds", &spec.heartbeat),
+                        ] {
+                            if let Some(a) = amount {
+                                let n = fatal!(scope.amount(a, &effective, field));
+                                t.insert(field.into(), json!(n));
+                            }
+                        }
+                        t.insert("End".into(), json!(true));
+                        self.run_machine(Value::Object(t), params)
+                    }
+                };
+                match result {
+                    Ok(r) => self.finish_result(&ctx, raw, r, next, true),
+                    Err(f) => Outcome::Failed(f),
+                }
+            }
+            Kind::Parallel { .. } => {
+                let effective = fatal!(self.scope(&ctx).io_path(&state.input_path, raw.clone()));
+                let params = match &state.parameters {
+                    Some(p) => fatal!(self.scope(&ctx).render(p, &effective)),
+                    None => effective,
+                };
+                let result = match &self.req.mock {
+                    Some(m) => mock_result(m),
+                    None => {
+                        let branches = self.field("Branches");
+                        self.run_machine(
+                            json!({"Type": "Parallel", "Branches": branches, "End": true}),
+                            params,
+                        )
+                    }
+                };
+                match result {
+                    Ok(r) => self.finish_result(&ctx, raw, r, next, false),
+                    Err(f) => Outcome::Failed(f),
+                }
+            }
+            Kind::Map(spec) => {
+                let effective = fatal!(self.scope(&ctx).io_path(&state.input_path, raw.clone()));
+                if debug {
+                    self.insp.after_input_path = Some(effective.clone());
+                }
+                let scope = self.scope(&ctx);
+                let items = match &spec.items_path {
+                    IoPath::At(p) if matches!(p.root(), Root::Context) => {
+                        // TestState's wording for a context path, which names the path
+                        // inside the context object.
+                        let shown = &p.text()[1..];
+                        match scope.select(p, &effective) {
+                            Ok(v @ Value::Array(_)) => v,
+                            _ => {
+                                return Outcome::Fatal(Failure::runtime(format!(
+                                    "Reference path \"{shown}\" must point to array."
+                                )))
+                            }
+                        }
+                    }
+                    other => {
+                        let v = fatal!(scope.io_path(other, effective.clone()));
+                        if !v.is_array() {
+                            let p = match other {
+                                IoPath::At(p) => p.text().to_string(),
+                                _ => "$".into(),
+                            };
+                            return Outcome::Fatal(Failure::runtime(format!(
+                                "Invalid path '{p}' : The ItemsPath field must reference an array, but it references {}",
+                                compact(&v)
+                            )));
+                        }
+                        v
+                    }
+                };
+                let max_concurrency = match &spec.max_concurrency {
+                    Some(a) => {
+                        Some(fatal!(scope.amount(a, &effective, "MaxConcurrencyPath")) as i64)
+                    }
+                    None => None,
+                };
+                let tolerated_count = match &spec.tolerated_failure_count {
+                    Some(a) => Some(
+                        fatal!(scope.amount(a, &effective, "ToleratedFailureCountPath")) as i64,
+                    ),
+                    None => None,
+                };
+                let tolerated_pct = match &spec.tolerated_failure_percentage {
+                    Some(a) => Some(fatal!(scope.amount(
+                        a,
+                        &effective,
+                        "ToleratedFailurePercentagePath"
+                    ))),
+                    None => None,
+                };
+                let Value::Array(items) = items else {
+                    unreachable!("checked to be an array")
+                };
+                let selected = match &spec.item_selector {
+                    None => items.clone(),
+                    Some(sel) => {
+                        let mut out = Vec::with_capacity(items.len());
+                        for (i, item) in items.iter().enumerate() {
+                            let mut c = ctx.clone();
+                            if let Value::Object(m) = &mut c {
+                                m.insert(
+                                    "Map".into(),
+                                    json!({"Item": {"Index": i, "Value": item}}),
+                                );
+                            }
+                            out.push(fatal!(self.scope(&c).render(sel, &effective)));
+                        }
+                        out
+                    }
+                };
+                if debug {
+                    self.insp.after_items_path = Some(Value::Array(items));
+                    if spec.item_selector.is_some() {
+                        self.insp.after_item_selector = Some(Value::Array(selected.clone()));
+                    }
+                    self.insp.max_concurrency = max_concurrency;
+                    self.insp.tolerated_failure_count = tolerated_count;
+                    self.insp.tolerated_failure_percentage = tolerated_pct;
+                }
+                let result = match &self.req.mock {
+                    Some(m) => mock_result(m),
+                    None => {
+                        // The evaluator runs the iterations on the selected items.
+                        let mut m = Map::new();
+                        m.insert("Type".into(), json!("Map"));
+                        for f in ["ItemProcessor", "Iterator", "ItemBatcher"] {
+                            let v = self.field(f);
+                            if !v.is_null() {
+                                m.insert(f.into(), v);
+                            }
+                        }
+                        if let Some(n) = max_concurrency {
+                            m.insert("MaxConcurrency".into(), json!(n));
+                        }
+                        if let Some(n) = tolerated_count {
+                            m.insert("ToleratedFailureCount".into(), json!(n));
+                        }
+                        if let Some(n) = tolerated_pct {
+                            m.insert("ToleratedFailurePercentage".into(), json!(n));
+                        }
+                        m.insert("End".into(), json!(true));
+                        self.run_machine(Value::Object(m), Value::Array(selected))
+                    }
+                };
+                match result {
+                    Ok(r) => self.finish_result(&ctx, raw, r, next, false),
+                    Err(f) => Outcome::Failed(f),
+                }
+            }
+        }
+    }
+
+    /// A field of the state's definition as written.
+    fn field(&self, f: &str) -> Value {
+        let def = &self.req.definition;
+        let state = match def.get("States") {
+            Some(states) => &states[self.name()],
+            None => def,
+        };
+        state.get(f).cloned().unwrap_or(Value::Null)
+    }
+
+    /// Runs a one-state machine made of `state` on `input` with the evaluator, on a
+    /// virtual clock; its output or failure is the stage's result.
+    fn run_machine(&mut self, state: Value, input: Value) -> Result<Value, Failure> {
+        let def = json!({"StartAt": self.name(), "States": {self.name(): state}});
+        let machine = Machine::from_value(&def).map_err(Failure::runtime)?;
+        let mut host = RunHost {
+            clock: VirtualClock(self.req.info.start_time),
+            random: SeededRandom::new(self.req.seed),
+        };
+        let out = runner::run(
+            Arc::new(machine),
+            input,
+            &mut *self.tasks,
+            &mut host,
+            RunOptions {
+                info: Some(self.req.info.clone()),
+                record_history: false,
+            },
+        );
+        match out.status {
+            crate::Status::Succeeded => Ok(out.output.unwrap_or(Value::Null)),
+            _ => Err(Failure {
+                error: out.error.unwrap_or_default(),
+                cause: out.cause,
+            }),
+        }
+    }
+
+    /// ResultSelector, ResultPath and OutputPath applied to a result.
+    fn finish_result(
+        &mut self,
+        ctx: &Value,
+        raw: Value,
+        result: Value,
+        next: Option<usize>,
+        show_result: bool,
+    ) -> Outcome {
+        let debug = self.req.inspection_level != InspectionLevel::Info;
+        let state = self.state;
+        if debug && show_result {
+            self.insp.result = Some(result.clone());
+        }
+        let mut scope = self.scope(ctx);
+        let selected = match &state.result_selector {
+            Some(sel) => match scope.render(sel, &result) {
+                Ok(v) => v,
+                Err(f) => return Outcome::Fatal(f),
+            },
+            None => result,
+        };
+        let assigned = match &state.assign {
+            Some(a) => match scope.render(a, &selected) {
+                Ok(Value::Object(m)) => Some(m),
+                Ok(_) => None,
+                Err(f) => return Outcome::Fatal(f),
+            },
+            None => None,
+        };
+        let after_rp = match apply_result_path(&state.result_path, raw, selected.clone()) {
+            Ok(v) => v,
+            Err(f) => return Outcome::Fatal(f),
+        };
+        let output = match scope.io_path(&state.output_path, after_rp.clone()) {
+            Ok(v) => v,
+            Err(f) => return Outcome::Fatal(f),
+        };
+        if let Some(a) = assigned {
+            self.vars.extend(a);
+            if debug {
+                self.insp.variables = Some(Value::Object(self.vars.clone()));
+            }
+        }
+        if debug {
+            self.insp.after_result_selector = Some(selected);
+            self.insp.after_result_path = Some(after_rp);
+        }
+        Outcome::Done { output, next }
+    }
+
+    /// Turns the state's outcome into TestState's answer, Retry and Catch considered.
+    fn finish(&mut self, outcome: Outcome, mut insp: InspectionData) -> TestStateResult {
+        let debug = self.req.inspection_level != InspectionLevel::Info;
+        let state = self.state;
+        let mut result = TestStateResult {
+            status: TestStatus::Succeeded,
+            output: None,
+            error: None,
+            cause: None,
+            next_state: None,
+            inspection_data: None,
+        };
+        match outcome {
+            Outcome::Done { output, next } => {
+                result.output = Some(output);
+                result.next_state = next.map(|n| self.names[n].clone());
+            }
+            Outcome::Fatal(f) => {
+                result.status = TestStatus::Failed;
+                result.error = Some(f.error).filter(|e| !e.is_empty());
+                result.cause = f.cause;
+            }
+            Outcome::Failed(f) => {
+                result.status = TestStatus::Failed;
+                let retrier = state
+                    .retry
+                    .iter()
+                    .position(|r| matches_error(&r.error_equals, &f.error));
+                let retry =
+                    retrier.filter(|&i| self.req.retrier_retry_count < state.retry[i].max_attempts);
+                if let Some(i) = retry {
+                    result.status = TestStatus::Retriable;
+                    insp.error_details = Some(ErrorDetails {
+                        retry_index: Some(i as u32),
+                        retry_backoff_interval_seconds: Some(backoff_seconds(
+                            &state.retry[i],
+                            self.req.retrier_retry_count,
+                        )),
+                        catch_index: None,
+                    });
+                } else if let Some((i, c)) = state
+                    .catch
+                    .iter()
+                    .enumerate()
+                    .find(|(_, c)| matches_error(&c.error_equals, &f.error))
+                {
+                    let err =
+                        json!({"Error": f.error, "Cause": f.cause.clone().unwrap_or_default()});
+                    match apply_result_path(&c.result_path, self.req.input.clone(), err) {
+                        Ok(out) => {
+                            result.status = TestStatus::CaughtError;
+                            result.next_state = Some(self.names[c.next].clone());
+                            if debug {
+                                insp.after_result_path = Some(out.clone());
+                            }
+                            result.output = Some(out);
+                            insp.error_details = Some(ErrorDetails {
+                                catch_index: Some(i as u32),
+                                ..ErrorDetails::default()
+                            });
+                        }
+                        Err(e) => {
+                            result.error = Some(e.error);
+                            result.cause = e.cause;
+                            return self.with_inspection(result, insp);
+                        }
+                    }
+                }
+                result.error = Some(f.error).filter(|e| !e.is_empty());
+                result.cause = f.cause;
+            }
+        }
+        self.with_inspection(result, insp)
+    }
+
+    fn with_inspection(
+        &self,
+        mut result: TestStateResult,
+        mut insp: InspectionData,
+    ) -> TestStateResult {
+        if self.req.inspection_level != InspectionLevel::Info {
+            if matches!(self.state.kind, Kind::Parallel { .. }) {
+                // AWS reports neither the InputPath nor the Parameters stage of a Parallel.
+                insp.after_input_path = None;
+                insp.after_parameters = None;
+            }
+            result.inspection_data = Some(insp);
+        } else if let Some(d) = insp.error_details {
+            // Which retrier or catcher handled the error is told at every level.
+            result.inspection_data = Some(InspectionData {
+                error_details: Some(d),
+                ..InspectionData::default()
+            });
+        }
+        result
+    }
+}
+
+fn mock_result(m: &Mock) -> Result<Value, Failure> {
+    match m {
+        Mock::Result(text) => serde_json::from_str(text)
+            .map_err(|e| Failure::runtime(format!("The mocked result is not valid JSON: {e}"))),
+        Mock::Error(f) => Err(f.clone()),
+    }
+}
+
+/// The retrier's backoff before its next attempt, whole seconds as TestState shows it.
+fn backoff_seconds(r: &Retrier, attempt: u32) -> u32 {
+    let mut secs = r.interval_seconds * r.backoff_rate.powi(attempt as i32);
+    if let Some(max) = r.max_delay_seconds {
+        secs = secs.min(max);
+    }
+    secs.clamp(0.0, u32::MAX as f64) as u32
+}
+
+/// Whether an ErrorEquals list takes `error`, as the evaluator decides it: States.ALL
+/// and States.TaskFailed are wildcards, but nothing takes States.Runtime, and
+/// TaskFailed spares Timeout.
+fn matches_error(error_equals: &[String], error: &str) -> bool {
+    if error == names::RUNTIME {
+        return false;
+    }
+    error_equals.iter().any(|e| {
+        e == error || e == names::ALL || (e == names::TASK_FAILED && error != names::TIMEOUT)
+    })
+}
+
+fn apply_result_path(rp: &ResultPath, input: Value, result: Value) -> Result<Value, Failure> {
+    match rp {
+        ResultPath::Replace => Ok(result),
+        ResultPath::Discard => Ok(input),
+        ResultPath::At(p) => {
+            let mut target = input;
+            p.set(&mut target, result)
+                .map_err(|e| Failure::runtime(format!("Invalid path '{}' : {}", p.text(), e)))?;
+            Ok(target)
+        }
+    }
+}
+
+fn compact(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+/// Resolves paths and intrinsics against the input, the given context and variables;
+/// the wording of its errors is the evaluator's.
+struct Scope<'a> {
+    context: &'a Value,
+    vars: &'a Map<String, Value>,
+    random: SeededRandom,
+}
+
+impl Scope<'_> {
+    fn select(&self, path: &JsonPath, input: &Value) -> Result<Value, String> {
+        let found = match path.root() {
+            Root::Input => path.select(input),
+            Root::Context => path.select(self.context),
+            Root::Variable(name) => match self.vars.get(name) {
+                Some(v) => path.select(v),
+                None => return Err(format!("The variable '{name}' is not defined")),
+            },
+        };
+        found.map_err(|nf| nf.detail)
+    }
+
+    fn io_path(&self, p: &IoPath, value: Value) -> Result<Value, Failure> {
+        match p {
+            IoPath::Whole => Ok(value),
+            IoPath::Empty => Ok(Value::Object(Map::new())),
+            IoPath::At(path) => self.select(path, &value).map_err(|detail| {
+                Failure::runtime(format!("Invalid path '{}' : {}", path.text(), detail))
+            }),
+        }
+    }
+
+    fn amount(&self, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
+        match a {
+            Amount::Fixed(n) => Ok(*n),
+            Amount::Path(p) => {
+                let v = self.select(p, input).map_err(|d| {
+                    Failure::runtime(format!("Invalid path '{}' : {}", p.text(), d))
+                })?;
+                v.as_f64().ok_or_else(|| {
+                    Failure::runtime(format!(
+                        "The {field} field references a value that is not a number: {}",
+                        compact(&v)
+                    ))
+                })
+            }
+        }
+    }
+
+    fn render(&mut self, t: &Template, input: &Value) -> Result<Value, Failure> {
+        self.render_field(t, input, "$")
+    }
+
+    fn render_field(&mut self, t: &Template, input: &Value, field: &str) -> Result<Value, Failure> {
+        match t {
+            Template::Literal(v) => Ok(v.clone()),
+            Template::Path(p) => self.select(p, input).map_err(|_| {
+                Failure::runtime(format!(
+                    "The JSONPath '{}' specified for the field '{}' could not be found in the input '{}'",
+                    p.text(),
+                    field,
+                    compact(input)
+                ))
+            }),
+            Template::Intrinsic(call) => {
+                let mut bridge = Bridge { scope: self, input };
+                intrinsics::eval(call, &mut bridge)
+            }
+            Template::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    out.push(self.render_field(i, input, field)?);
+                }
+                Ok(Value::Array(out))
+            }
+            Template::Object(fields) => {
+                let mut out = Map::with_capacity(fields.len());
+                for (name, t, key) in fields {
+                    let v = self.render_field(t, input, &key.0)?;
+                    out.insert(name.clone(), v);
+                }
+                Ok(Value::Object(out))
+            }
+        }
+    }
+
+    fn text(
+        &mut self,
+        t: &crate::model::Text,
+        input: &Value,
+        field: &str,
+    ) -> Result<String, Failure> {
+        match t {
+            crate::model::Text::Fixed(s) => Ok(s.clone()),
+            crate::model::Text::Dynamic(tmpl) => match self.render_field(tmpl, input, field)? {
+                Value::String(s) => Ok(s),
+                other => Ok(compact(&other)),
+            },
+        }
+    }
+}
+
+struct Bridge<'s, 'a> {
+    scope: &'s mut Scope<'a>,
+    input: &'s Value,
+}
+
+impl IntrinsicHost for Bridge<'_, '_> {
+    fn resolve_path(&mut self, path: &str) -> Result<Value, Failure> {
+        let p = JsonPath::parse(path).map_err(Failure::runtime)?;
+        self.scope.select(&p, self.input).map_err(|_| {
+            Failure::runtime(format!(
+                "The JSONPath '{path}' could not be found in the input '{}'",
+                compact(self.input)
+            ))
+        })
+    }
+    fn random_u64(&mut self) -> u64 {
+        self.scope.random.next_u64()
+    }
+    fn uuid_v4(&mut self) -> String {
+        self.scope.random.uuid_v4()
+    }
+}
