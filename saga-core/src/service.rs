@@ -1007,9 +1007,139 @@ impl StepFunctions for LocalStepFunctions {
         }
     }
 
-    async fn test_state(&self, _input: TestStateInput) -> Result<TestStateOutput, ApiError> {
-        Err(ApiError::validation(
-            "TestState is not available on this server yet",
-        ))
+    async fn test_state(&self, input: TestStateInput) -> Result<TestStateOutput, ApiError> {
+        // The state runs in asl::teststate, on a virtual clock. Tasks are not called for
+        // real here (the runtime's invoker is asynchronous and owned by the durable
+        // runtime): a task without a mock is refused with a ValidationException.
+        use asl::teststate::{self, InspectionLevel as Level, Mock, Request, RequestError};
+        if input.definition.len() > MAX_DEFINITION {
+            return Err(ApiError::invalid_definition(
+                "Invalid State Machine Definition: 'The definition is larger than 1 MB'",
+            ));
+        }
+        let definition: Value = serde_json::from_str(&input.definition).map_err(|e| {
+            ApiError::invalid_definition(format!("Invalid State Machine Definition: '{e}'"))
+        })?;
+        let json_arg = |name: &str, text: &Option<String>| -> Result<Option<Value>, ApiError> {
+            match text {
+                None => Ok(None),
+                Some(t) if t.len() > MAX_PAYLOAD => Err(ApiError::validation(format!(
+                    "1 validation error detected: Value at '{name}' failed to satisfy constraint: Member must have length less than or equal to {MAX_PAYLOAD}"
+                ))),
+                Some(t) => serde_json::from_str(t).map(Some).map_err(|e| {
+                    ApiError::validation(format!("Invalid {name}: the value is not JSON: {e}"))
+                }),
+            }
+        };
+        let state_input = json_arg("input", &input.input)?.unwrap_or_else(|| serde_json::json!({}));
+        let now = Utc::now();
+        let mut req = Request::new(definition, state_input, now);
+        let role = match &input.role_arn {
+            Some(r) => {
+                check_role(r)?;
+                r.clone()
+            }
+            None => format!("arn:aws:iam::{}:role/oms-local", self.account),
+        };
+        req.info = asl::ExecutionInfo::new(
+            &self.machine_arn("TestState"),
+            &format!("test-state-{}", now.timestamp_millis()),
+            &role,
+            true,
+            now,
+        );
+        req.seed = now.timestamp_nanos_opt().unwrap_or_default() as u64;
+        req.state_name = input.state_name.clone();
+        req.inspection_level = match input.inspection_level.unwrap_or_default() {
+            InspectionLevel::Info => Level::Info,
+            InspectionLevel::Debug => Level::Debug,
+            InspectionLevel::Trace => Level::Trace,
+        };
+        match json_arg("variables", &input.variables)? {
+            None => {}
+            Some(Value::Object(m)) => req.variables = m,
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "Invalid variables: the value must be a JSON object",
+                ))
+            }
+        }
+        req.context = json_arg("context", &input.context)?;
+        if let Some(mock) = &input.mock {
+            req.mock = match (&mock.result, &mock.error_output) {
+                (Some(r), None) => Some(Mock::Result(r.clone())),
+                (None, Some(e)) => Some(Mock::Error(Failure {
+                    error: e.error.clone().unwrap_or_default(),
+                    cause: e.cause.clone(),
+                })),
+                _ => {
+                    return Err(ApiError::validation(
+                        "A mock must have exactly one of result and errorOutput",
+                    ))
+                }
+            };
+        }
+        if let Some(n) = input
+            .state_configuration
+            .as_ref()
+            .and_then(|c| c.retrier_retry_count)
+        {
+            req.retrier_retry_count = u32::try_from(n)
+                .map_err(|_| ApiError::validation("retrierRetryCount must not be negative"))?;
+        }
+        let mut called: Option<String> = None;
+        let outcome = {
+            let mut refuse = |call: &asl::TaskCall| {
+                called.get_or_insert_with(|| call.resource.clone());
+                asl::runner::TaskOutcome::err(Failure::new(
+                    "States.Runtime",
+                    "TestState cannot call tasks on this server",
+                ))
+            };
+            teststate::test_state(&req, &mut refuse)
+        };
+        if let Some(resource) = called {
+            return Err(ApiError::validation(format!(
+                "TestState on this server does not call '{resource}': give a mock (result or errorOutput) for the state"
+            )));
+        }
+        let r = outcome.map_err(|e| match e {
+            RequestError::InvalidDefinition(m) => ApiError::invalid_definition(m),
+            RequestError::Validation(m) => ApiError::validation(m),
+        })?;
+        let text = |v: &Option<Value>| v.as_ref().map(Value::to_string);
+        let inspection_data = r.inspection_data.as_ref().map(|d| InspectionData {
+            input: text(&d.input),
+            after_input_path: text(&d.after_input_path),
+            after_parameters: text(&d.after_parameters),
+            result: text(&d.result),
+            after_result_selector: text(&d.after_result_selector),
+            after_result_path: text(&d.after_result_path),
+            variables: text(&d.variables),
+            after_items_path: text(&d.after_items_path),
+            after_item_selector: text(&d.after_item_selector),
+            max_concurrency: d.max_concurrency.map(|n| n as i32),
+            tolerated_failure_count: d.tolerated_failure_count.map(|n| n as i32),
+            tolerated_failure_percentage: d.tolerated_failure_percentage.map(|n| n as f32),
+            error_details: d.error_details.as_ref().map(|e| InspectionErrorDetails {
+                catch_index: e.catch_index.map(|n| n as i32),
+                retry_index: e.retry_index.map(|n| n as i32),
+                retry_backoff_interval_seconds: e.retry_backoff_interval_seconds.map(|n| n as i32),
+            }),
+            ..InspectionData::default()
+        });
+        Ok(TestStateOutput {
+            output: r.output.as_ref().map(Value::to_string),
+            error: r.error,
+            cause: r.cause,
+            inspection_data,
+            next_state: r.next_state,
+            status: Some(match r.status {
+                teststate::TestStatus::Succeeded => TestExecutionStatus::Succeeded,
+                teststate::TestStatus::Failed => TestExecutionStatus::Failed,
+                teststate::TestStatus::Retriable => TestExecutionStatus::Retriable,
+                teststate::TestStatus::CaughtError => TestExecutionStatus::CaughtError,
+            }),
+        })
     }
 }

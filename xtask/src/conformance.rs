@@ -109,7 +109,7 @@ fn run_case(case: &Value) -> Verdict {
     };
     let expected = &case["expected"];
     match case["api"].as_str() {
-        Some("TestState") => Verdict::NotRun("TestState comes with the API server (issue 3)"),
+        Some("TestState") => run_test_state(case),
         Some("ValidateStateMachineDefinition") => {
             let diags = validate::validate_str(&def_text, opts);
             let status = if diags.iter().any(|d| d.severity == Severity::Error) {
@@ -236,6 +236,99 @@ fn run_execution(case: &Value, def_text: &str, opts: Options, express: bool) -> 
             }
         }
     }
+}
+
+/// A TestState case: `definition` is the state (or a machine and `stateName`),
+/// `test_state_args` the call's other arguments; the whole response is compared.
+fn run_test_state(case: &Value) -> Verdict {
+    use asl::teststate::{self, InspectionLevel, Mock, Request};
+    let jsonata = case["features"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == "jsonata"));
+    if jsonata {
+        return Verdict::NotRun(
+            "TestState of a JSONata state: JSONata evaluation is a later issue",
+        );
+    }
+    let args = &case["test_state_args"];
+    let json_arg = |v: &Value| -> Result<Option<Value>, String> {
+        match v {
+            Value::Null => Ok(None),
+            Value::String(s) => serde_json::from_str(s)
+                .map(Some)
+                .map_err(|e| format!("argument is not JSON: {e}")),
+            other => Ok(Some(other.clone())),
+        }
+    };
+    let input = match &case["input"] {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+        Value::Null => json!({}),
+        other => other.clone(),
+    };
+    let start: DateTime<Utc> = case["validated_date"]
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(Utc::now);
+    let mut req = Request::new(case["definition"].clone(), input, start);
+    req.info = ExecutionInfo::new(
+        "arn:aws:states:us-east-1:111111111111:stateMachine:conformance-machine",
+        "conformance-execution",
+        "arn:aws:iam::111111111111:role/conformance",
+        true,
+        start,
+    );
+    // LocalStack records the enum as `<stub:...InspectionLevel.TRACE>`.
+    let level = args["inspectionLevel"].as_str().unwrap_or("INFO");
+    req.inspection_level = if level.contains("TRACE") {
+        InspectionLevel::Trace
+    } else if level.contains("DEBUG") {
+        InspectionLevel::Debug
+    } else {
+        InspectionLevel::Info
+    };
+    req.state_name = args["stateName"].as_str().map(str::to_string);
+    match json_arg(&args["variables"]) {
+        Ok(Some(Value::Object(m))) => req.variables = m,
+        Ok(_) => {}
+        Err(e) => return Verdict::Fail(format!("variables: {e}")),
+    }
+    match json_arg(&args["context"]) {
+        Ok(c) => req.context = c,
+        Err(e) => return Verdict::Fail(format!("context: {e}")),
+    }
+    let mock = &args["mock"];
+    if let Some(r) = mock["result"].as_str() {
+        req.mock = Some(Mock::Result(r.to_string()));
+    } else if mock["errorOutput"].is_object() {
+        let e = &mock["errorOutput"];
+        req.mock = Some(Mock::Error(Failure {
+            error: e["error"].as_str().unwrap_or_default().to_string(),
+            cause: e["cause"].as_str().map(str::to_string),
+        }));
+    }
+    if let Some(n) = args["stateConfiguration"]["retrierRetryCount"].as_u64() {
+        req.retrier_retry_count = n as u32;
+    }
+    let mut lambda = StubLambda {
+        stubs: &case["stubs"],
+        random: SeededRandom::new(7),
+    };
+    let mut handler = |call: &TaskCall| lambda.call(call);
+    let got = match teststate::test_state(&req, &mut handler) {
+        Ok(r) => r.to_json(),
+        Err(e) => return Verdict::Fail(format!("request refused: {e}")),
+    };
+    let expected = &case["expected"];
+    if expected["status"] != got["status"] {
+        return Verdict::Fail(format!(
+            "status {} (expected {}); {}",
+            got["status"],
+            expected["status"],
+            trunc(&got.to_string())
+        ));
+    }
+    compare_json(expected, &got).map_or(Verdict::Pass, Verdict::Fail)
 }
 
 fn stopped_while_waiting(
