@@ -254,8 +254,21 @@ impl Runtime {
             .iter()
             .map(|t| (t.effect_id, t.token.clone()))
             .collect::<HashMap<_, _>>();
+        // Registered (and locked) before the commit: a worker or client that sees the
+        // committed task before this function returns waits for the lock instead of
+        // finding no live execution to deliver to.
+        let cell = Arc::new(tokio::sync::Mutex::new(Live {
+            exec,
+            dispatched: HashSet::new(),
+            task_rows: task_rows_written,
+        }));
+        let guard = cell.clone().lock_owned().await;
+        if !self.register(&arn, &cell) {
+            return Err(RuntimeError::AlreadyExists(arn));
+        }
         let arn_for_write = arn.clone();
-        self.store
+        let written = self
+            .store
             .write(move |c| {
                 c.execute(
                     &format!(
@@ -293,47 +306,55 @@ impl Runtime {
             .map_err(|e| match e {
                 StoreError::Conflict(a) => RuntimeError::AlreadyExists(a),
                 other => RuntimeError::Store(other),
-            })?;
-        let live = Live {
-            exec,
-            dispatched: HashSet::new(),
-            task_rows: task_rows_written,
-        };
-        self.adopt(
-            arn.clone(),
-            live,
-            new.machine
-                .timeout_seconds
-                .map(|s| start + Duration::seconds(s as i64)),
-        );
+            });
+        if let Err(e) = written {
+            self.unregister(&arn, &cell);
+            return Err(e);
+        }
+        let deadline = new
+            .machine
+            .timeout_seconds
+            .map(|s| start + Duration::seconds(s as i64));
+        self.activate(&arn, guard, deadline);
         Ok((arn, start))
     }
 
-    /// Takes a live execution under management and performs its outstanding effects.
-    fn adopt(self: &Arc<Self>, arn: String, live: Live, deadline: Option<DateTime<Utc>>) {
-        let running = live.exec.status() == Status::Running;
-        let cell = Arc::new(tokio::sync::Mutex::new(live));
-        if running {
-            self.live
-                .lock()
-                .expect("live lock")
-                .insert(arn.clone(), cell.clone());
+    /// Puts an execution under management unless one with that ARN already is.
+    fn register(&self, arn: &str, cell: &Arc<tokio::sync::Mutex<Live>>) -> bool {
+        let mut live = self.live.lock().expect("live lock");
+        if live.contains_key(arn) {
+            return false;
+        }
+        live.insert(arn.to_string(), cell.clone());
+        true
+    }
+
+    fn unregister(&self, arn: &str, cell: &Arc<tokio::sync::Mutex<Live>>) {
+        let mut live = self.live.lock().expect("live lock");
+        if live.get(arn).is_some_and(|c| Arc::ptr_eq(c, cell)) {
+            live.remove(arn);
+        }
+    }
+
+    /// After a registered execution's step is committed: arms its timeout and performs
+    /// its outstanding effects, or lets it go if it has ended.
+    fn activate(
+        self: &Arc<Self>,
+        arn: &str,
+        mut guard: tokio::sync::OwnedMutexGuard<Live>,
+        deadline: Option<DateTime<Utc>>,
+    ) {
+        if guard.exec.status() == Status::Running {
             if let Some(deadline) = deadline {
                 let rt = self.clone();
-                let arn = arn.clone();
+                let arn = arn.to_string();
                 tokio::spawn(async move {
                     sleep_until(deadline).await;
                     rt.time_out(&arn).await;
                 });
             }
-            let rt = self.clone();
-            tokio::spawn(async move {
-                let mut guard = cell.lock().await;
-                rt.perform_effects(&arn, &mut guard);
-            });
-        } else {
-            self.finished_signal(&arn).notify_waiters();
         }
+        self.after_step(arn, &mut guard);
     }
 
     /// Performs effects not yet performed. Called with the execution locked, after the
@@ -768,19 +789,25 @@ impl Runtime {
         exec.redrive(&mut SystemHost)
             .map_err(RuntimeError::NotRedrivable)?;
         let now = Utc::now();
-        let mut live = Live {
+        let cell = Arc::new(tokio::sync::Mutex::new(Live {
             exec,
             dispatched: HashSet::new(),
             task_rows: HashMap::new(),
-        };
-        self.commit(arn, &mut live, Some(epoch(now))).await?;
-        self.adopt(
-            arn.to_string(),
-            live,
-            machine
-                .timeout_seconds
-                .map(|s| now + Duration::seconds(s as i64)),
-        );
+        }));
+        let mut guard = cell.clone().lock_owned().await;
+        if !self.register(arn, &cell) {
+            return Err(RuntimeError::NotRedrivable(
+                "Execution is RUNNING and cannot be redriven".into(),
+            ));
+        }
+        if let Err(e) = self.commit(arn, &mut guard, Some(epoch(now))).await {
+            self.unregister(arn, &cell);
+            return Err(e.into());
+        }
+        let deadline = machine
+            .timeout_seconds
+            .map(|s| now + Duration::seconds(s as i64));
+        self.activate(arn, guard, deadline);
         Ok(now)
     }
 
@@ -841,15 +868,22 @@ impl Runtime {
             let deadline = machine
                 .timeout_seconds
                 .map(|s| from_epoch(start) + Duration::seconds(s as i64));
-            let mut live = Live {
+            let cell = Arc::new(tokio::sync::Mutex::new(Live {
                 exec,
                 dispatched: HashSet::new(),
                 task_rows,
-            };
-            if !reinvoked.is_empty() {
-                self.commit_step(&arn, &mut live).await?;
+            }));
+            let mut guard = cell.clone().lock_owned().await;
+            if !self.register(&arn, &cell) {
+                continue;
             }
-            self.adopt(arn, live, deadline);
+            if !reinvoked.is_empty() {
+                if let Err(e) = self.commit_step(&arn, &mut guard).await {
+                    self.unregister(&arn, &cell);
+                    return Err(e.into());
+                }
+            }
+            self.activate(&arn, guard, deadline);
             resumed += 1;
         }
         Ok(resumed)
