@@ -510,6 +510,16 @@ impl Execution {
     }
 }
 
+/// Whether `fail` will retry the state for this failure rather than catch or end.
+fn will_retry(state: &State, cursor: &Cursor, f: &Failure) -> bool {
+    f.error != names::RUNTIME
+        && state
+            .retry
+            .iter()
+            .position(|r| matches_error(&r.error_equals, &f.error))
+            .is_some_and(|i| cursor.attempts[i] < state.retry[i].max_attempts)
+}
+
 /// Whether a frame that did not succeed can be started again where it stopped.
 fn redrivable(frame: &Frame) -> bool {
     match (&frame.result, &frame.cursor) {
@@ -735,6 +745,10 @@ enum Phase {
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Fanout {
     is_map: bool,
+    /// A distributed Map runs its iterations as child executions: their events are
+    /// not part of this execution's history, which shows MapRun events instead.
+    #[serde(default)]
+    distributed: bool,
     status: Vec<ChildStatus>,
     inputs: Vec<Value>,
     children: Vec<Frame>,
@@ -772,7 +786,19 @@ enum Step {
         assigned: Option<Map<String, Value>>,
     },
     Fanout(Box<Fanout>),
+    /// A Map failed after it started (MapStateStarted with this many items).
+    MapStartedError(usize, Failure),
     Blocked,
+}
+
+/// [`tryf!`] for a Map whose MapStateStarted (with `$len` items) precedes the error.
+macro_rules! started_tryf {
+    ($len:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(f) => return Step::MapStartedError($len, f),
+        }
+    };
 }
 
 macro_rules! tryf {
@@ -916,6 +942,11 @@ impl Core {
     fn conclude(&mut self, frame: &mut Frame, state: &State, step: Step, host: &mut dyn Host) {
         match step {
             Step::Blocked => {}
+            Step::MapStartedError(n, f) => {
+                self.log
+                    .record(host, "MapStateStarted", || json!({ "length": n }));
+                self.conclude(frame, state, Step::Error(f), host)
+            }
             Step::Done(output, assigned, next) => {
                 match payload_problem(&output) {
                     None => {}
@@ -976,6 +1007,11 @@ impl Core {
                     let n = fan.inputs.len();
                     self.log
                         .record(host, "MapStateStarted", || json!({ "length": n }));
+                    if fan.distributed {
+                        let arn = map_run_arn(&self.ident.info, &state.name, host);
+                        self.log
+                            .record(host, "MapRunStarted", || json!({ "mapRunArn": arn }));
+                    }
                 } else {
                     self.log
                         .record(host, "ParallelStateStarted", || Value::Null);
@@ -1462,6 +1498,7 @@ impl Core {
                     .collect();
                 Step::Fanout(Box::new(Fanout {
                     is_map: false,
+                    distributed: false,
                     inputs: vec![effective; n],
                     children,
                     max_concurrency: n.max(1),
@@ -1493,9 +1530,14 @@ impl Core {
                         compact(&items)
                     )));
                 };
+                // AWS reads these after recording MapStateStarted, so a bad value
+                // fails the state with that event already in the history.
+                let n_items = items.len();
                 let max_concurrency = match &spec.max_concurrency {
                     None => 0,
                     Some(Amount::Fixed(n)) => *n as i64,
+                    // Unlike the tolerated-failure fields, MaxConcurrencyPath is read
+                    // before the Map starts.
                     Some(Amount::Path(p)) => {
                         let v = tryf!(scope.path_value(p, &effective));
                         tryf!(path_integer(&v, "MaxConcurrencyPath", p))
@@ -1505,12 +1547,16 @@ impl Core {
                     None => None,
                     Some(Amount::Fixed(n)) => Some(*n),
                     Some(Amount::Path(p)) => {
-                        let v = tryf!(scope.path_value(p, &effective));
-                        let n = tryf!(path_integer(&v, "ToleratedFailureCountPath", p));
+                        let v = started_tryf!(n_items, scope.path_value(p, &effective));
+                        let n = started_tryf!(
+                            n_items,
+                            path_integer(&v, "ToleratedFailureCountPath", p)
+                        );
                         if n < 0 {
-                            return Step::Error(Failure::runtime(
-                                "ToleratedFailureCount cannot be negative.",
-                            ));
+                            return Step::MapStartedError(
+                                n_items,
+                                Failure::runtime("ToleratedFailureCount cannot be negative."),
+                            );
                         }
                         Some(n as f64)
                     }
@@ -1519,12 +1565,18 @@ impl Core {
                     None => None,
                     Some(Amount::Fixed(n)) => Some(*n),
                     Some(Amount::Path(p)) => {
-                        let v = tryf!(scope.path_value(p, &effective));
-                        let n = tryf!(path_float(&v, "ToleratedFailurePercentagePath", p));
+                        let v = started_tryf!(n_items, scope.path_value(p, &effective));
+                        let n = started_tryf!(
+                            n_items,
+                            path_float(&v, "ToleratedFailurePercentagePath", p)
+                        );
                         if !(0.0..=100.0).contains(&n) {
-                            return Step::Error(Failure::runtime(
-                                "ToleratedFailurePercentage must be between 0 and 100.",
-                            ));
+                            return Step::MapStartedError(
+                                n_items,
+                                Failure::runtime(
+                                    "ToleratedFailurePercentage must be between 0 and 100.",
+                                ),
+                            );
                         }
                         Some(n)
                     }
@@ -1603,6 +1655,7 @@ impl Core {
                 let n = inputs.len();
                 Step::Fanout(Box::new(Fanout {
                     is_map: true,
+                    distributed: spec.distributed,
                     inputs,
                     children,
                     max_concurrency: if max_concurrency <= 0 {
@@ -1809,7 +1862,9 @@ impl Core {
                 return;
             };
             self.path.push(i);
+            self.log.mute(fan.distributed);
             self.deliver(child, rest, id, delivery, host);
+            self.log.unmute(fan.distributed);
             self.path.pop();
             if child.result.is_some() {
                 fan.running -= 1;
@@ -1981,7 +2036,9 @@ impl Core {
                 }
                 let child = &mut fan.children[i];
                 self.path.push(i as u32);
+                self.log.mute(fan.distributed);
                 self.resume(child, host);
+                self.log.unmute(fan.distributed);
                 self.path.pop();
                 if child.result.is_some() {
                     fan.running -= 1;
@@ -2012,33 +2069,50 @@ impl Core {
                 let step = self.fanout_complete(fan, state, host);
                 return self.conclude_fanout(frame, state, step, host);
             }
-            let next = fan
-                .status
-                .iter()
-                .position(|s| *s == ChildStatus::NotStarted);
-            let Some(i) = next.filter(|_| fan.running < fan.max_concurrency) else {
+            let room = fan.max_concurrency.saturating_sub(fan.running);
+            let batch: Vec<usize> = (0..n)
+                .filter(|i| fan.status[*i] == ChildStatus::NotStarted)
+                .take(room)
+                .collect();
+            if batch.is_empty() {
                 return;
-            };
-            fan.status[i] = ChildStatus::Running;
-            if fan.is_map {
-                self.log.record(
-                    host,
-                    "MapIterationStarted",
-                    || json!({"index": i, "name": state.name}),
-                );
             }
-            let input = std::mem::take(&mut fan.inputs[i]);
-            let child = &mut fan.children[i];
-            let start = machine.lists[child.list].start_at;
-            fan.running += 1;
-            self.path.push(i as u32);
-            self.enter(child, start, input, host);
-            self.run(child, host);
-            self.path.pop();
-            if child.result.is_some() {
-                fan.running -= 1;
-                if let Some(step) = self.child_finished(fan, i, state, host) {
-                    return self.conclude_fanout(frame, state, step, host);
+            // Children start together, as AWS runs them concurrently: every iteration
+            // is started, then every first state entered, then each runs. The history
+            // then reads as AWS's does (all branches entered before any exits).
+            for &i in &batch {
+                fan.status[i] = ChildStatus::Running;
+                fan.running += 1;
+                if fan.is_map && !fan.distributed {
+                    self.log.record(
+                        host,
+                        "MapIterationStarted",
+                        || json!({"index": i, "name": state.name}),
+                    );
+                }
+            }
+            for &i in &batch {
+                let input = std::mem::take(&mut fan.inputs[i]);
+                let child = &mut fan.children[i];
+                let start = machine.lists[child.list].start_at;
+                self.path.push(i as u32);
+                self.log.mute(fan.distributed);
+                self.enter(child, start, input, host);
+                self.log.unmute(fan.distributed);
+                self.path.pop();
+            }
+            for &i in &batch {
+                let child = &mut fan.children[i];
+                self.path.push(i as u32);
+                self.log.mute(fan.distributed);
+                self.run(child, host);
+                self.log.unmute(fan.distributed);
+                self.path.pop();
+                if child.result.is_some() {
+                    fan.running -= 1;
+                    if let Some(step) = self.child_finished(fan, i, state, host) {
+                        return self.conclude_fanout(frame, state, step, host);
+                    }
                 }
             }
         }
@@ -2060,7 +2134,7 @@ impl Core {
                 fan.status[i] = ChildStatus::Succeeded;
                 // The child is done for good; free its variables now.
                 fan.children[i].vars = Map::new();
-                if fan.is_map {
+                if fan.is_map && !fan.distributed {
                     self.log.record(
                         host,
                         "MapIterationSucceeded",
@@ -2074,7 +2148,7 @@ impl Core {
                 fan.status[i] = ChildStatus::Failed;
                 // Keep the failure on the child so a redrive knows to run it again.
                 fan.children[i].result = Some(Err(f.clone()));
-                if fan.is_map {
+                if fan.is_map && !fan.distributed {
                     self.log.record(
                         host,
                         "MapIterationFailed",
@@ -2133,6 +2207,7 @@ impl Core {
         host: &mut dyn Host,
     ) {
         let is_map = matches!(state.kind, Kind::Map(_));
+        let distributed = matches!(&state.kind, Kind::Map(spec) if spec.distributed);
         let depth = self.path.len();
         let here = self.path.clone();
         self.pending
@@ -2143,6 +2218,9 @@ impl Core {
                     c.phase = Phase::Enter;
                 }
                 if is_map {
+                    if distributed {
+                        self.log.record(host, "MapRunSucceeded", || Value::Null);
+                    }
                     self.log.record(host, "MapStateSucceeded", || Value::Null);
                 }
                 let Frame {
@@ -2178,20 +2256,35 @@ impl Core {
                 self.conclude(frame, state, step, host);
             }
             Step::Failed(f) => {
-                self.log.record(
-                    host,
-                    if is_map {
+                // AWS records the state as failed only when no retrier takes it again.
+                let retried = frame
+                    .cursor
+                    .as_ref()
+                    .is_some_and(|c| will_retry(state, c, &f));
+                if distributed {
+                    self.log.record(host, "MapRunFailed", || Value::Null);
+                }
+                if !retried {
+                    let kind = if is_map {
                         "MapStateFailed"
                     } else {
                         "ParallelStateFailed"
-                    },
-                    || Value::Null,
-                );
+                    };
+                    self.log.record(host, kind, || Value::Null);
+                }
                 self.conclude(frame, state, Step::Failed(f), host);
             }
             other => self.conclude(frame, state, other, host),
         }
     }
+}
+
+/// The ARN of a distributed Map's run: `...:mapRun:MACHINE/STATE:ID`.
+fn map_run_arn(info: &ExecutionInfo, state: &str, host: &mut dyn Host) -> String {
+    let prefix = info
+        .state_machine_arn
+        .replacen(":stateMachine:", ":mapRun:", 1);
+    format!("{prefix}/{state}:{}", host.uuid_v4())
 }
 
 /// Lambda's Invoke response, as `arn:aws:states:::lambda:invoke` returns it.

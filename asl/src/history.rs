@@ -21,6 +21,9 @@ pub struct HistoryEvent {
 pub struct EventLog {
     count: u64,
     events: Option<Vec<HistoryEvent>>,
+    /// While above zero, events are neither numbered nor kept: they belong to a child
+    /// execution (a distributed Map's iteration), not to this history.
+    muted: u32,
 }
 
 impl EventLog {
@@ -28,6 +31,7 @@ impl EventLog {
         EventLog {
             count: 0,
             events: record.then(Vec::new),
+            muted: 0,
         }
     }
 
@@ -42,6 +46,9 @@ impl EventLog {
         kind: &'static str,
         details: impl FnOnce() -> Value,
     ) -> u64 {
+        if self.muted > 0 {
+            return self.count;
+        }
         self.count += 1;
         let id = self.count;
         if let Some(events) = &mut self.events {
@@ -56,6 +63,19 @@ impl EventLog {
         id
     }
 
+    /// Starts (when `yes`) a stretch of events that belong to a child execution.
+    pub fn mute(&mut self, yes: bool) {
+        if yes {
+            self.muted += 1;
+        }
+    }
+
+    pub fn unmute(&mut self, yes: bool) {
+        if yes {
+            self.muted = self.muted.saturating_sub(1);
+        }
+    }
+
     /// How many events there have been, kept or not.
     pub fn count(&self) -> u64 {
         self.count
@@ -63,7 +83,9 @@ impl EventLog {
 
     /// Counts events that are not kept.
     pub fn skip(&mut self, n: u64) {
-        self.count += n;
+        if self.muted == 0 {
+            self.count += n;
+        }
     }
 
     /// Takes the kept events, leaving the numbering as it is.

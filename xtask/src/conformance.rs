@@ -25,6 +25,13 @@ pub struct CaseResult {
     pub category: String,
     pub jsonata: bool,
     pub verdict: Verdict,
+    /// For executions with a recorded history: whether the engine's events have the
+    /// same types in the same order (a measure, not part of the verdict).
+    pub history_match: Option<bool>,
+}
+
+thread_local! {
+    static HISTORY_MATCH: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
 }
 
 pub fn corpus_path(root: &Path) -> PathBuf {
@@ -48,6 +55,7 @@ pub fn run_corpus(path: &Path) -> Result<Vec<CaseResult>, String> {
         let jsonata = case["features"]
             .as_array()
             .is_some_and(|f| f.iter().any(|x| x == "jsonata"));
+        HISTORY_MATCH.with(|h| h.set(None));
         // A panic in the engine is a failure of that case, not of the harness.
         let verdict = std::panic::catch_unwind(|| run_case(&case))
             .unwrap_or_else(|_| Verdict::Fail("the engine panicked".into()));
@@ -56,6 +64,7 @@ pub fn run_corpus(path: &Path) -> Result<Vec<CaseResult>, String> {
             category,
             jsonata,
             verdict,
+            history_match: HISTORY_MATCH.with(|h| h.get()),
         });
     }
     Ok(results)
@@ -186,10 +195,28 @@ fn run_execution(case: &Value, def_text: &str, opts: Options, express: bool) -> 
             &mut host,
             RunOptions {
                 info: Some(info),
-                record_history: false,
+                record_history: true,
             },
         )
     };
+    if let Some(recorded) = case["history"].as_array().filter(|h| !h.is_empty()) {
+        let want: Vec<&str> = recorded.iter().filter_map(|e| e["type"].as_str()).collect();
+        let got: Vec<&str> = outcome.history.iter().map(|e| e.kind.as_ref()).collect();
+        HISTORY_MATCH.with(|h| h.set(Some(want == got)));
+        if want != got && std::env::var_os("OMS_HISTORY_DIFFS").is_some() {
+            let at = want
+                .iter()
+                .zip(&got)
+                .position(|(a, b)| a != b)
+                .unwrap_or(want.len().min(got.len()));
+            eprintln!(
+                "HISTORY {}\n  at {at}: want {:?}\n         got  {:?}",
+                case["name"].as_str().unwrap_or_default(),
+                &want[at.saturating_sub(1)..want.len().min(at + 4)],
+                &got[at.saturating_sub(1)..got.len().min(at + 4)]
+            );
+        }
+    }
     if outcome.status.as_str() != want {
         let detail = match outcome.status {
             Status::Succeeded => format!(
@@ -657,6 +684,29 @@ pub fn report(results: &[CaseResult], s: &Summary, reasons: &[(String, String)])
                 detail.replace('\n', " ")
             );
         }
+    }
+    let with_history: Vec<&CaseResult> = results
+        .iter()
+        .filter(|r| r.history_match.is_some())
+        .collect();
+    let same = with_history
+        .iter()
+        .filter(|r| r.history_match == Some(true))
+        .count();
+    let jp: Vec<&&CaseResult> = with_history.iter().filter(|r| !r.jsonata).collect();
+    let jp_same = jp.iter().filter(|r| r.history_match == Some(true)).count();
+    let _ = writeln!(
+        md,
+        "\n## History events\n\nOf the {} executions whose history AWS recorded, {} produce the same \
+         event types in the same order (ids follow from that); without JSONata, {} of {}. This is \
+         measured, not part of the pass count. JSONPath cases that differ:\n",
+        with_history.len(),
+        same,
+        jp_same,
+        jp.len()
+    );
+    for r in jp.iter().filter(|r| r.history_match == Some(false)) {
+        let _ = writeln!(md, "- `{}`", r.name);
     }
     let _ = writeln!(md, "\n## Cases not run\n");
     let mut not_run: BTreeMap<&str, usize> = BTreeMap::new();
