@@ -71,18 +71,38 @@ enum Command {
         #[arg(long)]
         express: bool,
     },
-    /// Measure in-memory executions per second and latency of one machine.
+    /// Measure executions per second and latency of one machine: in memory, or with
+    /// --durable through the durable runtime (SQLite, fsync on every commit).
     Bench {
         #[arg(long)]
         definition: PathBuf,
-        #[arg(long, default_value_t = 20_000)]
-        executions: usize,
+        /// How many executions to measure [default: 20000 in memory, 2000 durable].
+        #[arg(long)]
+        executions: Option<usize>,
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
         /// A fixed input for every execution. Without it, execution i gets
         /// {"orderId": "o-i", "amount": i % 200}, as the peer benchmark does.
         #[arg(long)]
         input: Option<String>,
+        /// Run executions through the durable runtime, as `oms up` does; `bench-*`
+        /// Lambda functions go to the built-in bench handlers (see shared/bench).
+        #[arg(long)]
+        durable: bool,
+        /// Where the durable bench keeps its database [default: a fresh temporary
+        /// folder, deleted afterwards].
+        #[arg(long, requires = "durable")]
+        data_dir: Option<PathBuf>,
+        /// oms.toml whose [[tasks]] rules route the durable bench's tasks.
+        #[arg(long, requires = "durable")]
+        config: Option<PathBuf>,
+        /// Durable executions run before the measured ones, 8 at a time.
+        #[arg(long, requires = "durable", default_value_t = 200)]
+        warmup: usize,
+        /// How every measured durable execution must end: STATUS or STATUS:ERROR
+        /// (e.g. FAILED:Saga.Compensated); exit 2 otherwise.
+        #[arg(long, requires = "durable")]
+        expect: Option<String>,
     },
 }
 
@@ -121,7 +141,33 @@ fn main() -> ExitCode {
             executions,
             concurrency,
             input,
-        } => bench::bench(&definition, executions, concurrency, input.as_deref()),
+            durable: true,
+            data_dir,
+            config,
+            warmup,
+            expect,
+        } => bench::bench_durable(bench::DurableArgs {
+            definition: &definition,
+            executions: executions.unwrap_or(2_000),
+            concurrency,
+            input: input.as_deref(),
+            data_dir: data_dir.as_deref(),
+            config: config.as_deref(),
+            warmup,
+            expect: expect.as_deref(),
+        }),
+        Command::Bench {
+            definition,
+            executions,
+            concurrency,
+            input,
+            ..
+        } => bench::bench(
+            &definition,
+            executions.unwrap_or(20_000),
+            concurrency,
+            input.as_deref(),
+        ),
     };
     match result {
         Ok(code) => code,

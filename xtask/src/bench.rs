@@ -21,6 +21,11 @@ struct Options {
     rounds: usize,
     executions: usize,
     write_docs: bool,
+    machine10: bool,
+    saga4: bool,
+    saga_rounds: usize,
+    sagas: usize,
+    saga_concurrency: Vec<usize>,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -28,6 +33,11 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         rounds: 5,
         executions: 20_000,
         write_docs: true,
+        machine10: true,
+        saga4: true,
+        saga_rounds: 3,
+        sagas: 2_000,
+        saga_concurrency: vec![1, 32, 128],
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -35,24 +45,42 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             Some((f, v)) => (f, Some(v.to_string())),
             None => (a.as_str(), None),
         };
-        let mut value = |name: &str| -> Result<usize, String> {
-            let v = match &inline {
-                Some(v) => v.clone(),
-                None => it.next().cloned().ok_or(format!("{name} needs a number"))?,
-            };
-            v.parse::<usize>()
+        let mut text = |name: &str| -> Result<String, String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => it.next().cloned().ok_or(format!("{name} needs a value")),
+            }
+        };
+        let positive = |name: &str, v: &str| -> Result<usize, String> {
+            v.trim()
+                .parse::<usize>()
                 .ok()
                 .filter(|n| *n > 0)
                 .ok_or(format!("{name} needs a positive number, got {v:?}"))
         };
         match flag {
-            "--rounds" => o.rounds = value("--rounds")?,
-            "--executions" => o.executions = value("--executions")?,
+            "--rounds" => o.rounds = positive(flag, &text(flag)?)?,
+            "--executions" => o.executions = positive(flag, &text(flag)?)?,
+            "--saga-rounds" => o.saga_rounds = positive(flag, &text(flag)?)?,
+            "--sagas" => o.sagas = positive(flag, &text(flag)?)?,
+            "--saga-concurrency" => {
+                o.saga_concurrency = text(flag)?
+                    .split(',')
+                    .map(|c| positive(flag, c))
+                    .collect::<Result<_, _>>()?
+            }
+            "--no-machine10" => o.machine10 = false,
+            "--no-saga4" => o.saga4 = false,
             "--no-docs" => o.write_docs = false,
-            "-h" | "--help" => return Err(
-                "usage: cargo xtask bench [--rounds R (5)] [--executions N (20000)] [--no-docs]"
-                    .to_string(),
-            ),
+            "-h" | "--help" => {
+                return Err(
+                    "usage: cargo xtask bench [--rounds R (5)] [--executions N (20000)] \
+                 [--saga-rounds R (3)] [--sagas N (2000)] [--saga-concurrency 1,32,128] \
+                 [--no-machine10] [--no-saga4] [--no-docs]\n\
+                 docs/benchmarks.md is written only when both parts run."
+                        .to_string(),
+                )
+            }
             other => return Err(format!("bench: unknown argument {other:?}")),
         }
     }
@@ -198,6 +226,15 @@ fn copy_kit(from: &Path, to: &Path) -> Result<(), String> {
             let _ = std::fs::remove_file(&dst);
             std::fs::write(&dst, bytes)
                 .map_err(|e| format!("cannot write {}: {e}", dst.display()))?;
+            // Keep scripts executable (run.sh), and make everything writable.
+            use std::os::unix::fs::PermissionsExt;
+            let mode = entry
+                .metadata()
+                .map_err(|e| e.to_string())?
+                .permissions()
+                .mode();
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode | 0o200))
+                .map_err(|e| format!("cannot chmod {}: {e}", dst.display()))?;
         }
     }
     Ok(())
@@ -269,6 +306,7 @@ fn git_head(root: &Path) -> String {
             "--",
             "asl",
             "oms",
+            "saga-core",
             "Cargo.toml",
             "Cargo.lock",
         ])
@@ -277,7 +315,7 @@ fn git_head(root: &Path) -> String {
         .ok()
         .is_some_and(|o| !o.stdout.is_empty());
     if dirty {
-        format!("{head} (with uncommitted changes to asl/ or oms/)")
+        format!("{head} (with uncommitted changes to asl/, saga-core/ or oms/)")
     } else {
         head
     }
@@ -291,6 +329,7 @@ struct Report {
     commit: String,
     executions: usize,
     rounds: Vec<(Sample, Sample)>, // (peer, oms)
+    saga: Option<SagaReport>,
 }
 
 impl Report {
@@ -330,27 +369,38 @@ impl Report {
         t
     }
 
-    /// (description, met) for each target of the issue.
-    fn targets(&self) -> Vec<(String, String, bool)> {
-        let (peer, oms) = (self.peer_median(), self.oms_median());
-        let r = ratios(&oms, &peer);
-        vec![
-            (
-                format!("executions/s at concurrency 1: at least {TARGET_RATIO:.0}x the peer"),
+    /// (target, measured, met) for each target of the issues; met is None when the
+    /// target could not be measured.
+    fn targets(&self) -> Vec<(String, String, Option<bool>)> {
+        let mut out = Vec::new();
+        if !self.rounds.is_empty() {
+            let (peer, oms) = (self.peer_median(), self.oms_median());
+            let r = ratios(&oms, &peer);
+            out.push((
+                format!(
+                    "machine10 executions/s at concurrency 1: at least {TARGET_RATIO:.0}x the peer"
+                ),
                 format!(
                     "{} ({:.0} vs {:.0})",
                     fmt_ratio(r.exec_per_s),
                     oms.exec_per_s,
                     peer.exec_per_s
                 ),
-                r.exec_per_s >= TARGET_RATIO,
-            ),
-            (
-                format!("p99 latency under {:.0} µs", TARGET_P99_MS * 1000.0),
+                Some(r.exec_per_s >= TARGET_RATIO),
+            ));
+            out.push((
+                format!(
+                    "machine10 p99 latency under {:.0} µs",
+                    TARGET_P99_MS * 1000.0
+                ),
                 format!("{:.1} µs", oms.p99_ms * 1000.0),
-                oms.p99_ms < TARGET_P99_MS,
-            ),
-        ]
+                Some(oms.p99_ms < TARGET_P99_MS),
+            ));
+        }
+        if let Some(s) = &self.saga {
+            out.extend(s.targets());
+        }
+        out
     }
 
     fn markdown(&self) -> String {
@@ -390,12 +440,18 @@ impl Report {
             100.0 * peer.exec_per_s / PEER_REFERENCE_EXEC_PER_S,
             fmt_ratio(oms.exec_per_s / PEER_REFERENCE_EXEC_PER_S)
         ));
+        if let Some(saga) = &self.saga {
+            md.push('\n');
+            md.push_str(&saga.markdown());
+        }
         md.push_str("\n## Targets\n\n| target | measured (medians) | met |\n|---|---|---|\n");
         for (what, measured, met) in self.targets() {
-            md.push_str(&format!(
-                "| {what} | {measured} | {} |\n",
-                if met { "yes" } else { "no" }
-            ));
+            let verdict = match met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "not measured",
+            };
+            md.push_str(&format!("| {what} | {measured} | {verdict} |\n"));
         }
         md
     }
@@ -412,16 +468,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
             dir.display()
         ));
     }
-    let machine = dir.join("machine10.json");
-    if !machine.is_file() {
-        return Err(format!("{} is missing", machine.display()));
-    }
-    let machine = machine.canonicalize().map_err(|e| e.to_string())?;
-    let kit = dir.join("peers").join(PEER);
-    if !kit.is_dir() {
-        return Err(format!("the peer kit {} is missing", kit.display()));
-    }
-
     eprintln!("bench: cargo build --release -p oms");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     run_status(
@@ -432,6 +478,118 @@ pub fn run(args: &[String]) -> Result<(), String> {
     )?;
     let target = target_dir(&root);
     let oms = target.join("release/oms");
+    let rounds = if opts.machine10 {
+        run_machine10(&opts, &dir, &target, &oms)?
+    } else {
+        Vec::new()
+    };
+    let saga = if opts.saga4 {
+        Some(run_saga4(&opts, &dir, &target, &oms)?)
+    } else {
+        None
+    };
+
+    let report = Report {
+        command: {
+            let mut c = "cargo xtask bench".to_string();
+            for a in args {
+                c.push(' ');
+                c.push_str(a);
+            }
+            c
+        },
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        machine: format!("{}, nproc {}", cpu_model(), nproc()),
+        toolchain: format!(
+            "{}; node {}",
+            version_of("rustc", "--version"),
+            version_of("node", "--version")
+        ),
+        commit: git_head(&root),
+        executions: opts.executions,
+        rounds,
+        saga,
+    };
+    if opts.machine10 {
+        let (peer, ours) = (report.peer_median(), report.oms_median());
+        println!();
+        let r = ratios(&ours, &peer);
+        println!(
+            "machine10 medians: {PEER} {:.0} exec/s, oms {:.0} exec/s; ratio {} (exec/s), {} (p50), {} (p99)",
+            peer.exec_per_s,
+            ours.exec_per_s,
+            fmt_ratio(r.exec_per_s),
+            fmt_ratio(r.p50_ms),
+            fmt_ratio(r.p99_ms)
+        );
+    }
+    if let Some(s) = &report.saga {
+        println!();
+        for case in &s.cases {
+            let o = saga_medians(&case.oms);
+            let line = match case.ratios() {
+                Some((thr, lat)) => {
+                    let r = saga_medians(&case.restate);
+                    format!(
+                        "Restate {:.0}/s p50 {:.2} ms run-cpu {} ms/saga; oms {:.0}/s p50 {:.2} ms cpu {} ms/saga; sagas/s {} p50 {}",
+                        r.per_s, r.p50_ms, fmt_opt_ms(r.run_cpu_ms_per_saga),
+                        o.per_s, o.p50_ms, fmt_opt_ms(o.cpu_ms_per_saga),
+                        fmt_ratio(thr), fmt_ratio(lat)
+                    )
+                }
+                None => format!(
+                    "oms {:.0}/s p50 {:.2} ms cpu {} ms/saga (no Restate figures)",
+                    o.per_s,
+                    o.p50_ms,
+                    fmt_opt_ms(o.cpu_ms_per_saga)
+                ),
+            };
+            println!(
+                "saga4 {} C={} medians: {line}",
+                case.input(),
+                case.concurrency
+            );
+        }
+        if let Some(why) = &s.restate_unavailable {
+            println!("Restate did not run: {why}");
+        }
+    }
+    for (what, measured, met) in report.targets() {
+        let verdict = match met {
+            Some(true) => "met",
+            Some(false) => "NOT met",
+            None => "not measured",
+        };
+        println!("target: {what}: {measured}: {verdict}");
+    }
+    if opts.write_docs && opts.machine10 && opts.saga4 {
+        let path = root.join("docs/benchmarks.md");
+        std::fs::write(&path, report.markdown())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        eprintln!("bench: wrote {}", path.display());
+    } else if opts.write_docs {
+        eprintln!(
+            "bench: docs/benchmarks.md left as it was (it is written only when both parts run)"
+        );
+    }
+    Ok(())
+}
+
+fn run_machine10(
+    opts: &Options,
+    dir: &Path,
+    target: &Path,
+    oms: &Path,
+) -> Result<Vec<(Sample, Sample)>, String> {
+    let machine = dir.join("machine10.json");
+    if !machine.is_file() {
+        return Err(format!("{} is missing", machine.display()));
+    }
+    let machine = machine.canonicalize().map_err(|e| e.to_string())?;
+    let kit = dir.join("peers").join(PEER);
+    if !kit.is_dir() {
+        return Err(format!("the peer kit {} is missing", kit.display()));
+    }
     let peer_dir = target.join("bench/peers").join(PEER);
     prepare_peer(&kit, &peer_dir)?;
 
@@ -460,7 +618,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         )?)?;
         print(&round.to_string(), PEER, &peer);
         let ours = parse_sample(&run_capture(
-            Command::new(&oms)
+            Command::new(oms)
                 .args(["bench", "--definition"])
                 .arg(&machine)
                 .args(["--executions", n.as_str(), "--concurrency", "1"]),
@@ -469,52 +627,406 @@ pub fn run(args: &[String]) -> Result<(), String> {
         print(&round.to_string(), "oms", &ours);
         rounds.push((peer, ours));
     }
+    Ok(rounds)
+}
 
-    let report = Report {
-        command: {
-            let mut c = "cargo xtask bench".to_string();
-            for a in args {
-                c.push(' ');
-                c.push_str(a);
-            }
-            c
-        },
-        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-        machine: format!("{}, nproc {}", cpu_model(), nproc()),
-        toolchain: format!(
-            "{}; node {}",
-            version_of("rustc", "--version"),
-            version_of("node", "--version")
-        ),
-        commit: git_head(&root),
-        executions: opts.executions,
-        rounds,
+// ---------------------------------------------------------------------------------
+// saga4, durable: oms bench --durable beside Restate (shared/bench/peers/restate).
+
+const RESTATE: &str = "Restate";
+/// At concurrency 128, oms's sagas/s must be at least this many times Restate's ...
+const TARGET_SAGA_THROUGHPUT: f64 = 5.0;
+/// ... and at concurrency 1, oms's p50 at most 1/this of Restate's.
+const TARGET_SAGA_P50: f64 = 2.0;
+
+/// One saga4 run's figures.
+#[derive(Clone, Debug, PartialEq)]
+struct SagaSample {
+    per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    /// CPU of the measured sagas only (oms measures it in-process); None for Restate.
+    cpu_ms_per_saga: Option<f64>,
+    /// CPU of the whole run (every process the command started, start-up and warm-up
+    /// included) divided by the measured sagas: the same yardstick for both sides.
+    run_cpu_ms_per_saga: Option<f64>,
+}
+
+/// The CPU time of this process's waited-for children (cutime + cstime), in ms.
+fn children_cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // cutime and cstime are fields 16 and 17 of the line, 14 and 15 after the name.
+    let ticks = f.get(13)?.parse::<f64>().ok()? + f.get(14)?.parse::<f64>().ok()?;
+    Some(ticks * 10.0) // USER_HZ is 100 on Linux
+}
+
+/// Runs `cmd` and returns its stdout and the CPU its whole process tree used.
+fn run_measured(cmd: &mut Command, what: &str) -> Result<(String, Option<f64>), String> {
+    let before = children_cpu_ms();
+    let out = run_capture(cmd, what)?;
+    let cpu = before.zip(children_cpu_ms()).map(|(a, b)| b - a);
+    Ok((out, cpu))
+}
+
+fn last_json(stdout: &str) -> Result<Value, String> {
+    let line = stdout
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| format!("no JSON line in the output: {stdout:?}"))?;
+    serde_json::from_str(line).map_err(|e| format!("bad JSON line {line:?}: {e}"))
+}
+
+fn num(v: &Value, k: &str) -> Result<f64, String> {
+    v.get(k)
+        .and_then(Value::as_f64)
+        .ok_or_else(|| format!("{k} missing from {v}"))
+}
+
+/// `oms bench --durable`'s line.
+fn parse_oms_saga(stdout: &str, total: usize, cpu: Option<f64>) -> Result<SagaSample, String> {
+    let v = last_json(stdout)?;
+    Ok(SagaSample {
+        per_s: num(&v, "sagas_per_s")?,
+        p50_ms: num(&v, "p50_ms")?,
+        p99_ms: num(&v, "p99_ms")?,
+        cpu_ms_per_saga: v.get("cpu_ms_per_saga").and_then(Value::as_f64),
+        run_cpu_ms_per_saga: cpu.map(|c| c / total as f64),
+    })
+}
+
+/// The Restate kit's loadgen line; every saga must have answered 200.
+fn parse_restate(stdout: &str, total: usize, cpu: Option<f64>) -> Result<SagaSample, String> {
+    let v = last_json(stdout)?;
+    let (ok, errors) = (num(&v, "ok")?, num(&v, "errors")?);
+    if ok as usize != total || errors > 0.0 {
+        return Err(format!(
+            "Restate answered {ok} of {total} sagas ({errors} errors): {v}"
+        ));
+    }
+    Ok(SagaSample {
+        per_s: num(&v, "per_sec")?,
+        p50_ms: num(&v, "p50_ms")?,
+        p99_ms: num(&v, "p99_ms")?,
+        cpu_ms_per_saga: None,
+        run_cpu_ms_per_saga: cpu.map(|c| c / total as f64),
+    })
+}
+
+fn saga_medians(xs: &[SagaSample]) -> SagaSample {
+    let col = |f: fn(&SagaSample) -> f64| median(&xs.iter().map(f).collect::<Vec<_>>());
+    let opt = |f: fn(&SagaSample) -> Option<f64>| {
+        let v: Vec<f64> = xs.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| median(&v))
     };
-    let (peer, ours) = (report.peer_median(), report.oms_median());
-    print("median", PEER, &peer);
-    print("median", "oms", &ours);
-    let r = ratios(&ours, &peer);
-    println!(
-        "{:>6}  {:<24} {:>10} {:>9} {:>9}",
-        "ratio",
-        "oms vs peer",
-        fmt_ratio(r.exec_per_s),
-        fmt_ratio(r.p50_ms),
-        fmt_ratio(r.p99_ms)
-    );
-    for (what, measured, met) in report.targets() {
-        println!(
-            "target: {what}: {measured}: {}",
-            if met { "met" } else { "NOT met" }
+    SagaSample {
+        per_s: col(|s| s.per_s),
+        p50_ms: col(|s| s.p50_ms),
+        p99_ms: col(|s| s.p99_ms),
+        cpu_ms_per_saga: opt(|s| s.cpu_ms_per_saga),
+        run_cpu_ms_per_saga: opt(|s| s.run_cpu_ms_per_saga),
+    }
+}
+
+/// One workload: a concurrency and an input.
+#[derive(Clone, Debug)]
+struct SagaCase {
+    concurrency: usize,
+    fail_at_ship: bool,
+    restate: Vec<SagaSample>,
+    oms: Vec<SagaSample>,
+}
+
+impl SagaCase {
+    fn input(&self) -> &'static str {
+        if self.fail_at_ship {
+            r#"{"failAt": "ship"}"#
+        } else {
+            "{}"
+        }
+    }
+    /// (sagas/s oms/Restate, p50 Restate/oms), when Restate ran.
+    fn ratios(&self) -> Option<(f64, f64)> {
+        if self.restate.is_empty() || self.oms.is_empty() {
+            return None;
+        }
+        let (r, o) = (saga_medians(&self.restate), saga_medians(&self.oms));
+        Some((o.per_s / r.per_s, r.p50_ms / o.p50_ms))
+    }
+}
+
+struct SagaReport {
+    sagas: usize,
+    rounds: usize,
+    cases: Vec<SagaCase>,
+    /// Why Restate did not run (or stopped running), if it did not.
+    restate_unavailable: Option<String>,
+}
+
+fn fmt_opt_ms(v: Option<f64>) -> String {
+    v.map_or("n/a".to_string(), |v| format!("{v:.2}"))
+}
+
+impl SagaReport {
+    /// (target, measured, met) for each case the targets speak of; None when unmeasured.
+    fn targets(&self) -> Vec<(String, String, Option<bool>)> {
+        let mut out = Vec::new();
+        for case in &self.cases {
+            let what = match case.concurrency {
+                128 => format!(
+                    "saga4 input {} at concurrency 128: sagas/s at least {TARGET_SAGA_THROUGHPUT:.0}x Restate's",
+                    case.input()
+                ),
+                1 => format!(
+                    "saga4 input {} at concurrency 1: p50 at most 1/{TARGET_SAGA_P50:.0} of Restate's",
+                    case.input()
+                ),
+                _ => continue,
+            };
+            let o = saga_medians(&case.oms);
+            let (measured, met) = match case.ratios() {
+                Some((thr, _)) if case.concurrency == 128 => (
+                    format!(
+                        "{} ({:.0} vs {:.0} sagas/s)",
+                        fmt_ratio(thr),
+                        o.per_s,
+                        saga_medians(&case.restate).per_s
+                    ),
+                    Some(thr >= TARGET_SAGA_THROUGHPUT),
+                ),
+                Some((_, lat)) => (
+                    format!(
+                        "Restate/oms {} (p50 {:.2} ms vs {:.2} ms)",
+                        fmt_ratio(lat),
+                        o.p50_ms,
+                        saga_medians(&case.restate).p50_ms
+                    ),
+                    Some(lat >= TARGET_SAGA_P50),
+                ),
+                None => (
+                    format!(
+                        "not measured: Restate did not run (oms alone: {:.0} sagas/s, p50 {:.2} ms)",
+                        o.per_s, o.p50_ms
+                    ),
+                    None,
+                ),
+            };
+            out.push((what, measured, met));
+        }
+        out
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = format!(
+            "## saga4, durable, beside Restate\n\n`saga4.asl.json` (four Task steps, each undone \
+             in reverse on failure; the tasks are the trivial handlers shared/bench/README.md \
+             describes), {} sagas per run, {} rounds. oms: `oms bench --durable` (the durable \
+             runtime in process: SQLite WAL, `synchronous=FULL`, every transition committed \
+             before it is acted on, group commit across executions; the built-in `bench` \
+             handlers; 200 warm-up sagas first). Restate: the kit's `run.sh` (Restate 1.7.12, \
+             the saga as a TypeScript service, fsync on, 200 warm-up sagas, a closed-loop \
+             HTTP load on loopback). In each round every workload runs Restate then oms, back \
+             to back. Latency is from submission to completion. Ratios: sagas/s oms/Restate, \
+             p50 Restate/oms (above 1x, oms is ahead). Note the two measure slightly different \
+             paths: Restate's sagas come in over HTTP and call their steps over HTTP/2, oms's \
+             are started in process, as `oms up` starts them behind its API.\n\n\
+             CPU: *oms CPU/saga* is oms's process CPU over the measured sagas only. *run CPU/saga* \
+             is the CPU of every process the run started (server, service, load generator; \
+             start-up and warm-up included), divided by the measured sagas: an upper bound, \
+             the same yardstick for both.\n\n",
+            self.sagas, self.rounds
+        );
+        if let Some(why) = &self.restate_unavailable {
+            md.push_str(&format!(
+                "**Restate did not run here**, so there are no ratios: {why}\n\n"
+            ));
+        }
+        md.push_str(
+            "| input | C | impl | sagas/s (per round) | sagas/s | p50 ms | p99 ms | oms CPU/saga ms | run CPU/saga ms |\n\
+             |---|---:|---|---|---:|---:|---:|---:|---:|\n",
+        );
+        for case in &self.cases {
+            let mut row = |name: &str, xs: &[SagaSample]| {
+                if xs.is_empty() {
+                    return;
+                }
+                let m = saga_medians(xs);
+                let per_round = xs
+                    .iter()
+                    .map(|s| format!("{:.0}", s.per_s))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                md.push_str(&format!(
+                    "| `{}` | {} | {name} | {per_round} | {:.0} | {:.2} | {:.2} | {} | {} |\n",
+                    case.input(),
+                    case.concurrency,
+                    m.per_s,
+                    m.p50_ms,
+                    m.p99_ms,
+                    fmt_opt_ms(m.cpu_ms_per_saga),
+                    fmt_opt_ms(m.run_cpu_ms_per_saga)
+                ));
+            };
+            row(RESTATE, &case.restate);
+            row("oms", &case.oms);
+            if let Some((thr, lat)) = case.ratios() {
+                md.push_str(&format!(
+                    "| `{}` | {} | **oms vs Restate** | | **{}** | **{}** | | | |\n",
+                    case.input(),
+                    case.concurrency,
+                    fmt_ratio(thr),
+                    fmt_ratio(lat)
+                ));
+            }
+        }
+        md.push_str("\nThe sagas/s, p50, p99 and CPU columns are medians over the rounds.\n");
+        md
+    }
+}
+
+/// Copies the Restate kit under target/bench/peers/restate; None if it cannot run here.
+fn restate_unavailable_reason(kit: &Path) -> Option<String> {
+    if !kit.join("run.sh").is_file() {
+        return Some(format!("the kit {} is missing", kit.display()));
+    }
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if uid.as_deref() != Some("0") {
+        return Some(
+            "its run.sh needs root (it runs Restate under `unshare -n`, since Restate checks \
+             for a new release at every start and cannot be told not to)"
+                .to_string(),
         );
     }
-    if opts.write_docs {
-        let path = root.join("docs/benchmarks.md");
-        std::fs::write(&path, report.markdown())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        eprintln!("bench: wrote {}", path.display());
+    for tool in ["unshare", "curl", "node", "npm", "ip"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some(format!("its run.sh needs `{tool}`, which is not installed"));
+        }
     }
-    Ok(())
+    None
+}
+
+fn run_saga4(opts: &Options, dir: &Path, target: &Path, oms: &Path) -> Result<SagaReport, String> {
+    let saga = dir.join("saga4.asl.json");
+    if !saga.is_file() {
+        return Err(format!("{} is missing", saga.display()));
+    }
+    let saga = saga.canonicalize().map_err(|e| e.to_string())?;
+    let kit = dir.join("peers/restate");
+    let peer_dir = target.join("bench/peers/restate");
+    let mut unavailable = restate_unavailable_reason(&kit);
+    if unavailable.is_none() {
+        copy_kit(&kit, &peer_dir)?;
+    }
+    // run.sh installs into PEER_WORK (npm install, tsc) on its first run.
+    let peer_work = peer_dir.join("work");
+    let total = opts.sagas.to_string();
+    let mut cases: Vec<SagaCase> = [false, true]
+        .into_iter()
+        .flat_map(|ship| {
+            opts.saga_concurrency.iter().map(move |&c| SagaCase {
+                concurrency: c,
+                fail_at_ship: ship,
+                restate: Vec::new(),
+                oms: Vec::new(),
+            })
+        })
+        .collect();
+    println!(
+        "\n{:>5}  {:<18} {:>5}  {:<9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "round", "input", "C", "impl", "sagas/s", "p50 ms", "p99 ms", "cpu/saga", "run cpu"
+    );
+    let print = |round: &str, case: &SagaCase, name: &str, s: &SagaSample| {
+        println!(
+            "{round:>5}  {:<18} {:>5}  {name:<9} {:>9.0} {:>9.2} {:>9.2} {:>9} {:>9}",
+            case.input(),
+            case.concurrency,
+            s.per_s,
+            s.p50_ms,
+            s.p99_ms,
+            fmt_opt_ms(s.cpu_ms_per_saga),
+            fmt_opt_ms(s.run_cpu_ms_per_saga)
+        );
+    };
+    let mut restate_ran = false;
+    for round in 1..=opts.saga_rounds {
+        for case in cases.iter_mut() {
+            let c = case.concurrency.to_string();
+            if unavailable.is_none() {
+                let mut cmd = Command::new(peer_dir.join("run.sh"));
+                cmd.args([total.as_str(), c.as_str()])
+                    .args(case.fail_at_ship.then_some("ship"))
+                    .env("PEER_WORK", &peer_work)
+                    .current_dir(&peer_dir);
+                match run_measured(&mut cmd, "Restate's run.sh")
+                    .and_then(|(out, cpu)| parse_restate(&out, opts.sagas, cpu))
+                {
+                    Ok(s) => {
+                        print(&round.to_string(), case, RESTATE, &s);
+                        case.restate.push(s);
+                        restate_ran = true;
+                    }
+                    Err(e) => {
+                        // No ratio from a peer that ran only part of the time.
+                        let ran = restate_ran;
+                        let why = format!(
+                            "{}{}",
+                            if ran {
+                                "it failed part-way through the run: "
+                            } else {
+                                ""
+                            },
+                            first_lines(&e, 12)
+                        );
+                        eprintln!("bench: Restate cannot run here, continuing with oms alone: {e}");
+                        unavailable = Some(why);
+                    }
+                }
+            }
+            let mut cmd = Command::new(oms);
+            cmd.args(["bench", "--durable", "--definition"])
+                .arg(&saga)
+                .args(["--executions", total.as_str(), "--concurrency", c.as_str()])
+                .args(["--input", case.input()])
+                .args([
+                    "--expect",
+                    if case.fail_at_ship {
+                        "FAILED:Saga.Compensated"
+                    } else {
+                        "SUCCEEDED"
+                    },
+                ]);
+            let (out, cpu) = run_measured(&mut cmd, "oms bench --durable")?;
+            let s = parse_oms_saga(&out, opts.sagas, cpu)?;
+            print(&round.to_string(), case, "oms", &s);
+            case.oms.push(s);
+        }
+    }
+    if unavailable.is_some() {
+        for case in cases.iter_mut() {
+            case.restate.clear();
+        }
+    }
+    Ok(SagaReport {
+        sagas: opts.sagas,
+        rounds: opts.saga_rounds,
+        cases,
+        restate_unavailable: unavailable,
+    })
+}
+
+fn first_lines(s: &str, n: usize) -> String {
+    s.lines().take(n).collect::<Vec<_>>().join(" / ")
 }
 
 #[cfg(test)]
