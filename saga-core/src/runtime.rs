@@ -142,6 +142,8 @@ impl ExecutionRecord {
 
 struct Live {
     exec: Execution,
+    /// The stop date last written, once the execution has ended.
+    stop_date: Option<f64>,
     /// Effects already being performed, so a later step does not perform them again.
     dispatched: HashSet<EffectId>,
     /// Effects that have a row in `tasks` (a token), to add and remove rows as they come and go.
@@ -260,6 +262,7 @@ impl Runtime {
         let cell = Arc::new(tokio::sync::Mutex::new(Live {
             exec,
             dispatched: HashSet::new(),
+            stop_date: None,
             task_rows: task_rows_written,
         }));
         let guard = cell.clone().lock_owned().await;
@@ -563,6 +566,9 @@ impl Runtime {
         }
         live.task_rows.retain(|id, _| pending.contains(id));
         let (status, output, failure) = outcome(&live.exec);
+        // One instant for the row, so StopExecution can answer with what is stored.
+        let stop_date = stop_date_if_done(&status);
+        live.stop_date = stop_date;
         let arn = arn.to_string();
         self.store
             .write(move |c| {
@@ -574,7 +580,7 @@ impl Runtime {
                         output,
                         failure.as_ref().map(|f| f.error.clone()),
                         failure.as_ref().and_then(|f| f.cause.clone()),
-                        stop_date_if_done(&status),
+                        stop_date,
                         snapshot
                     ],
                 )?;
@@ -608,7 +614,7 @@ impl Runtime {
         live.exec.stop(error, cause, &mut SystemHost);
         self.commit_step(arn, &mut live).await?;
         self.after_step(arn, &mut live);
-        Ok(Utc::now())
+        Ok(live.stop_date.map(from_epoch).unwrap_or_else(Utc::now))
     }
 
     async fn time_out(self: &Arc<Self>, arn: &str) {
@@ -792,6 +798,7 @@ impl Runtime {
         let cell = Arc::new(tokio::sync::Mutex::new(Live {
             exec,
             dispatched: HashSet::new(),
+            stop_date: None,
             task_rows: HashMap::new(),
         }));
         let mut guard = cell.clone().lock_owned().await;
@@ -871,6 +878,7 @@ impl Runtime {
             let cell = Arc::new(tokio::sync::Mutex::new(Live {
                 exec,
                 dispatched: HashSet::new(),
+                stop_date: None,
                 task_rows,
             }));
             let mut guard = cell.clone().lock_owned().await;
