@@ -66,6 +66,9 @@ enum Destination {
 pub struct ConfiguredInvoker {
     rules: Vec<(String, Destination)>,
     http: reqwest::Client,
+    /// Completes a bare function name (lambda:invoke's FunctionName may be one) into
+    /// the ARN rules are written against.
+    function_arn_prefix: String,
 }
 
 impl ConfiguredInvoker {
@@ -92,14 +95,27 @@ impl ConfiguredInvoker {
         Ok(ConfiguredInvoker {
             rules: out,
             http: reqwest::Client::new(),
+            function_arn_prefix: "arn:aws:lambda:us-east-1:000000000000:function:".into(),
         })
     }
 
+    /// The region and account bare function names belong to.
+    pub fn in_account(mut self, server: &ServerConfig) -> Self {
+        self.function_arn_prefix = format!(
+            "arn:aws:lambda:{}:{}:function:",
+            server.region, server.account
+        );
+        self
+    }
+
     fn destination(&self, call: &TaskCall) -> Option<&Destination> {
-        let keys: Vec<&str> = [call.function.as_deref(), Some(call.resource.as_str())]
-            .into_iter()
-            .flatten()
-            .collect();
+        let mut keys: Vec<String> = vec![call.resource.clone()];
+        if let Some(f) = &call.function {
+            keys.push(f.clone());
+            if !f.starts_with("arn:") {
+                keys.push(format!("{}{f}", self.function_arn_prefix));
+            }
+        }
         self.rules
             .iter()
             .find(|(pattern, _)| keys.iter().any(|k| wildcard_match(pattern, k)))

@@ -20,7 +20,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         None if Path::new("oms.toml").exists() => Config::load(Path::new("oms.toml"))?,
         None => Config::default(),
     };
-    let invoker = ConfiguredInvoker::new(&config.tasks)?;
+    let invoker = ConfiguredInvoker::new(&config.tasks)?.in_account(&config.server);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
