@@ -236,15 +236,19 @@ pub fn bench_durable(args: DurableArgs) -> Result<ExitCode, String> {
         Some((s, err)) => (s.to_ascii_uppercase(), Some(err.to_string())),
         None => (e.to_ascii_uppercase(), None),
     });
-    let rules = match args.config {
-        Some(p) => Config::load(p)?.tasks,
-        None => vec![TaskRule {
-            resource: "arn:aws:lambda:*:*:function:bench-*".into(),
-            builtin: Some("bench".into()),
-            lambda_endpoint: None,
-        }],
+    // As `oms up` routes tasks: the given oms.toml, or bench-* to the bench handlers.
+    let config = match args.config {
+        Some(p) => Config::load(p)?,
+        None => Config {
+            tasks: vec![TaskRule {
+                resource: "arn:aws:lambda:*:*:function:bench-*".into(),
+                builtin: Some("bench".into()),
+                lambda_endpoint: None,
+            }],
+            ..Config::default()
+        },
     };
-    let invoker = Arc::new(ConfiguredInvoker::new(&rules)?);
+    let invoker = Arc::new(ConfiguredInvoker::new(&config.tasks)?.in_account(&config.server));
     let run_id = format!(
         "{}-{}",
         std::process::id(),
