@@ -106,3 +106,39 @@ def test_kill_9_and_restart(fresh_server, tmp_path):
     # Nothing runs twice: the finished execution's history is unchanged by the restart.
     assert [e["type"] for e in history(sfn, ex_quick)] == [
         "ExecutionStarted", "PassStateEntered", "PassStateExited", "ExecutionSucceeded"]
+
+
+def test_kill_9_during_a_redrive(fresh_server, tmp_path):
+    """A redriven execution waiting on its activity survives kill -9: after the
+    restart a worker gets the task again, and the execution completes as redriven."""
+    server = fresh_server(tmp_path / "redrive-crash").start()
+    sfn = server.client()
+    act = sfn.create_activity(name=unique("redrive-crash"))["activityArn"]
+    machine = create_machine(sfn, {"StartAt": "Prepare", "States": {
+        "Prepare": {"Type": "Pass", "Result": "ready", "ResultPath": "$.prepared", "Next": "Work"},
+        "Work": {"Type": "Task", "Resource": act, "ResultPath": "$.work", "End": True}}})
+    ex = sfn.start_execution(stateMachineArn=machine, input='{"order": "o-9"}')["executionArn"]
+    first = sfn.get_activity_task(activityArn=act, workerName="flaky")
+    sfn.send_task_failure(taskToken=first["taskToken"], error="Worker.Flaky", cause="try later")
+    assert wait_status(sfn, ex)["status"] == "FAILED"
+
+    sfn.redrive_execution(executionArn=ex)
+    wait_event(sfn, ex, "ExecutionRedriven")
+    server.kill()
+    assert server.proc.returncode == -9
+    server.start()
+    sfn = server.client()
+
+    assert sfn.describe_execution(executionArn=ex)["status"] == "RUNNING"
+    again = sfn.get_activity_task(activityArn=act, workerName="steady")
+    assert again.get("taskToken") and again["taskToken"] != first["taskToken"]
+    assert json.loads(again["input"]) == {"order": "o-9", "prepared": "ready"}
+    sfn.send_task_success(taskToken=again["taskToken"], output='{"done": true}')
+    d = wait_status(sfn, ex)
+    assert d["status"] == "SUCCEEDED", d
+    assert d["redriveCount"] == 1
+    assert json.loads(d["output"]) == {"order": "o-9", "prepared": "ready", "work": {"done": True}}
+    types = [e["type"] for e in history(sfn, ex)]
+    assert types.count("PassStateEntered") == 1, "the state that succeeded before does not run again"
+    assert types.count("ExecutionRedriven") == 1
+    assert types[-1] == "ExecutionSucceeded"
