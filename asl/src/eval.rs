@@ -289,6 +289,33 @@ impl Execution {
     pub fn history(&self) -> &[HistoryEvent] {
         self.core.log.events()
     }
+    /// The snapshot as JSON, written straight from the execution without copying it
+    /// first (the durable runtime stores one at every step).
+    pub fn snapshot_json(&self) -> Result<String, String> {
+        #[derive(serde::Serialize)]
+        struct SnapshotRef<'a> {
+            ident: &'a Ident,
+            root: &'a Frame,
+            pending: &'a BTreeMap<EffectId, (Vec<u32>, Effect)>,
+            next_effect: EffectId,
+            event_count: u64,
+            status: Status,
+            output: &'a Option<Value>,
+            failure: &'a Option<Failure>,
+        }
+        serde_json::to_string(&SnapshotRef {
+            ident: &self.core.ident,
+            root: &self.root,
+            pending: &self.core.pending,
+            next_effect: self.core.next_effect,
+            event_count: self.core.log.count(),
+            status: self.status,
+            output: &self.output,
+            failure: &self.failure,
+        })
+        .map_err(|e| e.to_string())
+    }
+
     /// The execution's state between steps, for a durable driver to store.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {

@@ -115,9 +115,10 @@ pub struct ExecutionRecord {
 }
 
 impl ExecutionRecord {
-    pub const COLUMNS: &'static str =
-        "arn, state_machine_arn, name, status, input, output, error, cause, \
-         start_date, stop_date, redrive_count, redrive_date, definition, role_arn, machine_type";
+    /// The query that reads records; add a WHERE clause on `e.` columns.
+    pub const SELECT: &'static str = "SELECT e.arn, e.state_machine_arn, e.name, e.status, e.input, \
+         e.output, e.error, e.cause, e.start_date, e.stop_date, e.redrive_count, e.redrive_date, d.text, \
+         e.role_arn, e.machine_type FROM executions e JOIN definitions d ON d.id = e.definition_id";
 
     pub fn from_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRecord> {
         Ok(ExecutionRecord {
@@ -230,8 +231,9 @@ impl Runtime {
         );
         let arn = info.execution_arn.clone();
         let mut exec = Execution::start(new.machine.clone(), new.input, info, true, &mut host);
-        let events = exec.take_new_events();
-        let snapshot = serde_json::to_string(&exec.snapshot())
+        let events = event_rows(exec.take_new_events());
+        let snapshot = exec
+            .snapshot_json()
             .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
         let tasks = new_task_rows(&exec, &HashMap::new());
         let row = ExecutionRecord {
@@ -273,11 +275,15 @@ impl Runtime {
         let written = self
             .store
             .write(move |c| {
+                let definition_id = definition_id(&row.definition);
                 c.execute(
-                    &format!(
-                        "INSERT INTO executions ({}, snapshot) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
-                        ExecutionRecord::COLUMNS
-                    ),
+                    "INSERT OR IGNORE INTO definitions (id, text) VALUES (?1, ?2)",
+                    params![definition_id, row.definition],
+                )?;
+                c.execute(
+                    "INSERT INTO executions (arn, state_machine_arn, name, status, input, output, error, cause, \
+                     start_date, stop_date, redrive_count, redrive_date, definition_id, role_arn, machine_type) \
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
                     params![
                         row.arn,
                         row.state_machine_arn,
@@ -291,16 +297,19 @@ impl Runtime {
                         stop_date_if_done(&status),
                         0,
                         Option::<f64>::None,
-                        row.definition,
+                        definition_id,
                         row.role_arn,
-                        row.machine_type,
-                        snapshot
+                        row.machine_type
                     ],
                 )
                 .map_err(|e| match StoreError::from(e) {
                     StoreError::Conflict(_) => StoreError::Conflict(arn_for_write.clone()),
                     other => other,
                 })?;
+                c.execute(
+                    "INSERT INTO snapshots (arn, data) VALUES (?1, ?2)",
+                    params![row.arn, snapshot],
+                )?;
                 insert_events(c, &row.arn, &events)?;
                 insert_tasks(c, &row.arn, &tasks)?;
                 Ok(())
@@ -533,7 +542,10 @@ impl Runtime {
             self.perform_effects(arn, live);
         } else {
             self.live.lock().expect("live lock").remove(arn);
-            self.finished_signal(arn).notify_waiters();
+            let signal = self.finished.lock().expect("signal lock").remove(arn);
+            if let Some(signal) = signal {
+                signal.notify_waiters();
+            }
         }
     }
 
@@ -550,8 +562,10 @@ impl Runtime {
         live: &mut Live,
         redrive_date: Option<f64>,
     ) -> Result<(), StoreError> {
-        let events = live.exec.take_new_events();
-        let snapshot = serde_json::to_string(&live.exec.snapshot())
+        let events = event_rows(live.exec.take_new_events());
+        let snapshot = live
+            .exec
+            .snapshot_json()
             .map_err(|e| StoreError::Failed(e.to_string()))?;
         let new_tasks = new_task_rows(&live.exec, &live.task_rows);
         let pending: HashSet<EffectId> = live.exec.pending().map(|(i, _)| i).collect();
@@ -572,28 +586,32 @@ impl Runtime {
         let arn = arn.to_string();
         self.store
             .write(move |c| {
-                c.execute(
-                    "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, stop_date = ?6, snapshot = ?7 WHERE arn = ?1",
-                    params![
+                c.prepare_cached(
+                    "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, stop_date = ?6 WHERE arn = ?1")?.execute(params![
                         arn,
                         status,
                         output,
                         failure.as_ref().map(|f| f.error.clone()),
                         failure.as_ref().and_then(|f| f.cause.clone()),
-                        stop_date,
-                        snapshot
-                    ],
-                )?;
+                        stop_date
+                    ])?;
+                // A succeeded execution can never be redriven: its state is not needed.
+                if status == "SUCCEEDED" {
+                    c.prepare_cached("DELETE FROM snapshots WHERE arn = ?1")?.execute([&arn])?;
+                } else {
+                    c.prepare_cached("UPDATE snapshots SET data = ?2 WHERE arn = ?1")?
+                        .execute(params![arn, snapshot])?;
+                }
                 if let Some(at) = redrive_date {
-                    c.execute(
+                    c.prepare_cached(
                         "UPDATE executions SET redrive_count = redrive_count + 1, redrive_date = ?2 WHERE arn = ?1",
-                        params![arn, at],
-                    )?;
+                    )?
+                    .execute(params![arn, at])?;
                 }
                 insert_events(c, &arn, &events)?;
                 insert_tasks(c, &arn, &new_tasks)?;
                 for t in &gone {
-                    c.execute("DELETE FROM tasks WHERE token = ?1", [t])?;
+                    c.prepare_cached("DELETE FROM tasks WHERE token = ?1")?.execute([t])?;
                 }
                 Ok(())
             })
@@ -739,23 +757,19 @@ impl Runtime {
         let a = arn.to_string();
         let row: Option<ExecutionRecord> = self.store.read(|c| {
             Ok(c.query_row(
-                &format!(
-                    "SELECT {} FROM executions WHERE arn = ?1",
-                    ExecutionRecord::COLUMNS
-                ),
+                &format!("{} WHERE e.arn = ?1", ExecutionRecord::SELECT),
                 [&a],
                 ExecutionRecord::from_row,
             )
             .optional()?)
         })?;
         let snapshot: Option<String> = self.store.read(|c| {
-            Ok(c.query_row(
-                "SELECT snapshot FROM executions WHERE arn = ?1",
-                [&a],
-                |r| r.get(0),
+            Ok(
+                c.query_row("SELECT data FROM snapshots WHERE arn = ?1", [&a], |r| {
+                    r.get(0)
+                })
+                .optional()?,
             )
-            .optional()?
-            .flatten())
         })?;
         let Some(ExecutionRecord {
             status,
@@ -824,6 +838,8 @@ impl Runtime {
             let signal = self.finished_signal(arn);
             let notified = signal.notified();
             if self.live(arn).is_none() {
+                // The signal served its waiters; drop it so signals don't pile up.
+                self.finished.lock().expect("signal lock").remove(arn);
                 return;
             }
             notified.await;
@@ -834,7 +850,11 @@ impl Runtime {
     /// its outstanding effects. Returns how many were resumed.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, RuntimeError> {
         let rows: Vec<(String, String, String, f64)> = self.store.read(|c| {
-            let mut st = c.prepare("SELECT arn, definition, snapshot, start_date FROM executions WHERE status = 'RUNNING'")?;
+            let mut st = c.prepare(
+                "SELECT e.arn, d.text, s.data, e.start_date FROM executions e \
+                 JOIN definitions d ON d.id = e.definition_id JOIN snapshots s ON s.arn = e.arn \
+                 WHERE e.status = 'RUNNING'",
+            )?;
             let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })?;
@@ -970,10 +990,11 @@ fn new_task_rows(exec: &Execution, existing: &HashMap<EffectId, String>) -> Vec<
 fn insert_tasks(c: &rusqlite::Connection, arn: &str, tasks: &[TaskRow]) -> Result<(), StoreError> {
     let now = epoch(Utc::now());
     for t in tasks {
-        c.execute(
+        c.prepare_cached(
             "INSERT INTO tasks (token, execution_arn, effect_id, kind, activity_arn, input, state, created, timeout_deadline, heartbeat_seconds, heartbeat_deadline)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'WAITING', ?7, ?8, ?9, ?10)",
-            params![
+        )?
+        .execute(params![
                 t.token,
                 arn,
                 t.effect_id as i64,
@@ -984,16 +1005,47 @@ fn insert_tasks(c: &rusqlite::Connection, arn: &str, tasks: &[TaskRow]) -> Resul
                 t.timeout_deadline,
                 t.heartbeat_seconds,
                 t.heartbeat_seconds.map(|s| now + s)
-            ],
-        )?;
+            ])?;
     }
     Ok(())
+}
+
+/// A history event ready to store. Its details are serialised by the caller: the
+/// store's single writer thread is the throughput limit, so it does no more than write.
+struct EventRow {
+    id: i64,
+    previous_id: i64,
+    timestamp: f64,
+    kind: std::borrow::Cow<'static, str>,
+    details: Option<String>,
+}
+
+fn event_rows(events: Vec<HistoryEvent>) -> Vec<EventRow> {
+    events
+        .into_iter()
+        .map(|e| EventRow {
+            id: e.id as i64,
+            previous_id: e.previous_event_id as i64,
+            timestamp: epoch(e.timestamp),
+            details: (!e.details.is_null()).then(|| e.details.to_string()),
+            kind: e.kind,
+        })
+        .collect()
+}
+
+/// Definitions are stored once, under a digest of their text.
+fn definition_id(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn insert_events(
     c: &rusqlite::Connection,
     arn: &str,
-    events: &[HistoryEvent],
+    events: &[EventRow],
 ) -> Result<(), StoreError> {
     let mut st = c.prepare_cached(
         "INSERT INTO events (execution_arn, id, previous_id, timestamp, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -1001,15 +1053,11 @@ fn insert_events(
     for e in events {
         st.execute(params![
             arn,
-            e.id as i64,
-            e.previous_event_id as i64,
-            epoch(e.timestamp),
+            e.id,
+            e.previous_id,
+            e.timestamp,
             e.kind.as_ref(),
-            if e.details.is_null() {
-                None
-            } else {
-                Some(e.details.to_string())
-            }
+            e.details
         ])?;
     }
     Ok(())

@@ -79,10 +79,7 @@ impl LocalStepFunctions {
         check_execution_arn(arn)?;
         self.read(|c| {
             Ok(c.query_row(
-                &format!(
-                    "SELECT {} FROM executions WHERE arn = ?1",
-                    ExecutionRecord::COLUMNS
-                ),
+                &format!("{} WHERE e.arn = ?1", ExecutionRecord::SELECT),
                 [arn],
                 ExecutionRecord::from_row,
             )
@@ -725,10 +722,10 @@ impl StepFunctions for LocalStepFunctions {
             .map(|f| f == ExecutionRedriveFilter::Redriven);
         let rows: Vec<ExecutionRecord> = self.read(|c| {
             let mut st = c.prepare(&format!(
-                "SELECT {} FROM executions WHERE state_machine_arn = ?1 AND (?2 IS NULL OR status = ?2)
-                 AND (?3 IS NULL OR (?3 = 1 AND redrive_count > 0) OR (?3 = 0 AND redrive_count = 0))
-                 ORDER BY start_date DESC, arn LIMIT ?4 OFFSET ?5",
-                ExecutionRecord::COLUMNS
+                "{} WHERE e.state_machine_arn = ?1 AND (?2 IS NULL OR e.status = ?2)
+                 AND (?3 IS NULL OR (?3 = 1 AND e.redrive_count > 0) OR (?3 = 0 AND e.redrive_count = 0))
+                 ORDER BY e.start_date DESC, e.arn LIMIT ?4 OFFSET ?5",
+                ExecutionRecord::SELECT
             ))?;
             let rows = st.query_map(params![machine_arn, status, redriven, limit + 1, offset], ExecutionRecord::from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
