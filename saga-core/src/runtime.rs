@@ -1047,12 +1047,18 @@ fn insert_events(
     arn: &str,
     events: &[EventRow],
 ) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let execution_id: i64 = c
+        .prepare_cached("SELECT rowid FROM executions WHERE arn = ?1")?
+        .query_row([arn], |r| r.get(0))?;
     let mut st = c.prepare_cached(
-        "INSERT INTO events (execution_arn, id, previous_id, timestamp, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO events (execution_id, id, previous_id, timestamp, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for e in events {
         st.execute(params![
-            arn,
+            execution_id,
             e.id,
             e.previous_id,
             e.timestamp,
@@ -1136,7 +1142,7 @@ mod tests {
         let kinds: Vec<String> = store
             .read(|c| {
                 let mut s =
-                    c.prepare("SELECT type FROM events WHERE execution_arn = ?1 ORDER BY id")?;
+                    c.prepare("SELECT type FROM events WHERE execution_id = (SELECT rowid FROM executions WHERE arn = ?1) ORDER BY id")?;
                 let r = s.query_map([&arn], |r| r.get(0))?;
                 Ok(r.collect::<Result<_, _>>()?)
             })
@@ -1185,7 +1191,7 @@ mod tests {
         let scheduled: i64 = store
             .read(|c| {
                 Ok(c.query_row(
-                    "SELECT count(*) FROM events WHERE execution_arn = ?1 AND type = 'LambdaFunctionScheduled'",
+                    "SELECT count(*) FROM events WHERE execution_id = (SELECT rowid FROM executions WHERE arn = ?1) AND type = 'LambdaFunctionScheduled'",
                     [&arn],
                     |r| r.get(0),
                 )?)

@@ -766,7 +766,7 @@ impl StepFunctions for LocalStepFunctions {
         let arn = input.execution_arn.clone();
         let rows: Vec<(i64, i64, f64, String, Option<String>)> = self.read(|c| {
             let mut st = c.prepare(&format!(
-                "SELECT id, previous_id, timestamp, type, details FROM events WHERE execution_arn = ?1 ORDER BY id {order} LIMIT ?2 OFFSET ?3"
+                "SELECT id, previous_id, timestamp, type, details FROM events WHERE execution_id = (SELECT rowid FROM executions WHERE arn = ?1) ORDER BY id {order} LIMIT ?2 OFFSET ?3"
             ))?;
             let rows = st.query_map(params![arn, limit + 1, offset], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)

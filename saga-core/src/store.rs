@@ -47,6 +47,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Tells the checkpointer thread to stop.
+    stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
 }
 
 const SCHEMA: &str = r#"
@@ -94,14 +96,16 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 CREATE INDEX IF NOT EXISTS executions_by_machine ON executions (state_machine_arn, start_date);
 CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status);
+-- Keyed by the execution's rowid, not its ARN: history is most of what is written,
+-- and a long text key in every row made each insert costlier.
 CREATE TABLE IF NOT EXISTS events (
-    execution_arn TEXT NOT NULL,
+    execution_id INTEGER NOT NULL,
     id INTEGER NOT NULL,
     previous_id INTEGER NOT NULL,
     timestamp REAL NOT NULL,
     type TEXT NOT NULL,
     details TEXT,
-    PRIMARY KEY (execution_arn, id)
+    PRIMARY KEY (execution_id, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS activities (
     arn TEXT PRIMARY KEY,
@@ -160,6 +164,10 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         // Each job runs in a savepoint; its sub-journal need not touch the disk.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Checkpoints copy the WAL into the database and fsync it. Left to the writer,
+        // they stall every commit queued behind them; a thread of their own runs them
+        // (PASSIVE: never blocking the writer) while the writer keeps committing.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // Two servers writing the same data dir would each believe they own its
         // executions: hold the write lock for as long as this process runs.
@@ -167,10 +175,15 @@ impl Store {
             StoreError::Failed(format!("cannot initialise {}: {e}", path.display()))
         })?;
         lock_data_dir(dir)?;
+        let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        spawn_checkpointer(&path, stop_checkpoints.clone())?;
         let (tx, rx) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("oms-store-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .spawn({
+                let wal = dir.join("oms.sqlite3-wal");
+                move || writer_loop(conn, rx, wal)
+            })
             .map_err(|e| StoreError::Failed(format!("cannot start the store writer: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -178,6 +191,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 path,
                 writer: Mutex::new(Some(writer)),
+                stop_checkpoints,
             }),
         })
     }
@@ -221,11 +235,35 @@ impl Store {
 
     /// Stops the writer after the jobs already queued are committed.
     pub fn close(&self) {
+        self.inner
+            .stop_checkpoints
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.inner.jobs.lock().expect("store lock").take();
         if let Some(h) = self.inner.writer.lock().expect("store lock").take() {
             let _ = h.join();
         }
     }
+}
+
+/// Checkpoints the WAL every quarter second while there is any: often enough that
+/// the WAL stays small, on its own connection so the writer never waits for it.
+fn spawn_checkpointer(
+    path: &Path,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), StoreError> {
+    let conn = open_connection(path, false)?;
+    std::thread::Builder::new()
+        .name("oms-store-checkpoint".into())
+        .spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                // A busy database answers SQLITE_BUSY; the next round tries again.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        })
+        .map_err(|e| StoreError::Failed(format!("cannot start the checkpointer: {e}")))?;
+    Ok(())
 }
 
 fn run_in_savepoint<R>(
@@ -242,8 +280,22 @@ fn run_in_savepoint<R>(
     result
 }
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+/// Past this size the writer truncates the WAL itself (see `writer_loop`).
+const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, wal: PathBuf) {
+    let mut batches = 0u32;
     while let Ok(first) = rx.recv() {
+        // Under constant load the checkpointer's PASSIVE checkpoints never catch the
+        // writer up, and the WAL would only grow. Now and then the writer looks, and
+        // past the limit it truncates the WAL: quick, as the checkpointer has already
+        // copied almost every frame.
+        batches += 1;
+        if batches.is_multiple_of(64)
+            && std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES)
+        {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
