@@ -586,8 +586,13 @@ impl Runtime {
         let arn = arn.to_string();
         self.store
             .write(move |c| {
-                c.prepare_cached(
-                    "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, stop_date = ?6 WHERE arn = ?1")?.execute(params![
+                // A step that leaves the execution running changes nothing in its row
+                // (a redrive, which brings it back to RUNNING, does): skip the update.
+                if status != "RUNNING" || redrive_date.is_some() {
+                    c.prepare_cached(
+                        "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, stop_date = ?6 WHERE arn = ?1",
+                    )?
+                    .execute(params![
                         arn,
                         status,
                         output,
@@ -595,6 +600,7 @@ impl Runtime {
                         failure.as_ref().and_then(|f| f.cause.clone()),
                         stop_date
                     ])?;
+                }
                 // A succeeded execution can never be redriven: its state is not needed.
                 if status == "SUCCEEDED" {
                     c.prepare_cached("DELETE FROM snapshots WHERE arn = ?1")?.execute([&arn])?;
