@@ -555,12 +555,7 @@ impl Machine {
                             .ok_or_else(|| format!("{rloc}/Next is required"))?,
                         &format!("{rloc}/Next"),
                     )?;
-                    let assign = match ro.get("Assign") {
-                        None => None,
-                        Some(a) => Some(
-                            Template::compile(a).map_err(|e| format!("{e} at {rloc}/Assign"))?,
-                        ),
-                    };
+                    let assign = assign_field(ro, &rloc)?;
                     parsed.push(ChoiceRule {
                         condition: parse_condition(r, &rloc, 0)?,
                         next,
@@ -586,19 +581,7 @@ impl Machine {
                     .ok_or_else(|| format!("{loc}/Resource is required and must be a string"))?;
                 let target = crate::resource::Target::parse(resource)
                     .map_err(|e| format!("{e} at {loc}/Resource"))?;
-                let amount = |lit: &str| -> Result<Option<Amount>, String> {
-                    if let Some(v) = o.get(lit) {
-                        return Ok(Some(Amount::Fixed(
-                            v.as_f64()
-                                .ok_or_else(|| format!("{loc}/{lit} must be a number"))?,
-                        )));
-                    }
-                    let p = format!("{lit}Path");
-                    match o.get(&p) {
-                        Some(v) => Ok(Some(Amount::Path(path_field(v, &format!("{loc}/{p}"))?))),
-                        None => Ok(None),
-                    }
-                };
+                let amount = |lit: &str| amount_field(o, lit, loc);
                 let spec = TaskSpec {
                     resource: resource.to_string(),
                     target,
@@ -637,19 +620,7 @@ impl Machine {
                     .is_some_and(|m| m == "DISTRIBUTED");
                 let processor =
                     self.parse_list(proc_v, &format!("{loc}/{proc_field}"), ql, depth + 1)?;
-                let amount = |lit: &str| -> Result<Option<Amount>, String> {
-                    if let Some(v) = o.get(lit) {
-                        return Ok(Some(Amount::Fixed(
-                            v.as_f64()
-                                .ok_or_else(|| format!("{loc}/{lit} must be a number"))?,
-                        )));
-                    }
-                    let p = format!("{lit}Path");
-                    match o.get(&p) {
-                        Some(v) => Ok(Some(Amount::Path(path_field(v, &format!("{loc}/{p}"))?))),
-                        None => Ok(None),
-                    }
-                };
+                let amount = |lit: &str| amount_field(o, lit, loc);
                 // The legacy Parameters field of Map plays ItemSelector's role.
                 let item_selector = match (o.get("ItemSelector"), o.get("Parameters")) {
                     (Some(s), _) | (None, Some(s)) => Some(
@@ -699,12 +670,7 @@ impl Machine {
                             .ok_or_else(|| format!("{cloc}/Next is required"))?,
                         &format!("{cloc}/Next"),
                     )?;
-                    let assign = match co.get("Assign") {
-                        None => None,
-                        Some(a) => Some(
-                            Template::compile(a).map_err(|e| format!("{e} at {cloc}/Assign"))?,
-                        ),
-                    };
+                    let assign = assign_field(co, &cloc)?;
                     out.push(Catcher {
                         error_equals: error_equals(co.get("ErrorEquals"), &cloc)?,
                         result_path: result_path(
@@ -741,19 +707,7 @@ fn parse_batcher(v: &Value, loc: &str) -> Result<Batcher, String> {
     let o = v
         .as_object()
         .ok_or_else(|| format!("{loc} must be an object"))?;
-    let amount = |lit: &str| -> Result<Option<Amount>, String> {
-        if let Some(v) = o.get(lit) {
-            return Ok(Some(Amount::Fixed(
-                v.as_f64()
-                    .ok_or_else(|| format!("{loc}/{lit} must be a number"))?,
-            )));
-        }
-        let p = format!("{lit}Path");
-        match o.get(&p) {
-            Some(v) => Ok(Some(Amount::Path(path_field(v, &format!("{loc}/{p}"))?))),
-            None => Ok(None),
-        }
-    };
+    let amount = |lit: &str| amount_field(o, lit, loc);
     Ok(Batcher {
         max_items: amount("MaxItemsPerBatch")?,
         max_bytes: amount("MaxInputBytesPerBatch")?,
@@ -762,6 +716,31 @@ fn parse_batcher(v: &Value, loc: &str) -> Result<Batcher, String> {
             Some(b) => Some(Template::compile(b).map_err(|e| format!("{e} at {loc}/BatchInput"))?),
         },
     })
+}
+
+/// A number given as `NAME` or by a path as `NAMEPath` (TimeoutSeconds, MaxConcurrency...).
+fn amount_field(o: &Map<String, Value>, lit: &str, loc: &str) -> Result<Option<Amount>, String> {
+    if let Some(v) = o.get(lit) {
+        let n = v
+            .as_f64()
+            .ok_or_else(|| format!("{loc}/{lit} must be a number"))?;
+        return Ok(Some(Amount::Fixed(n)));
+    }
+    let p = format!("{lit}Path");
+    match o.get(&p) {
+        Some(v) => Ok(Some(Amount::Path(path_field(v, &format!("{loc}/{p}"))?))),
+        None => Ok(None),
+    }
+}
+
+/// The `Assign` of a state, Choice rule or catcher.
+fn assign_field(o: &Map<String, Value>, loc: &str) -> Result<Option<Template>, String> {
+    match o.get("Assign") {
+        None => Ok(None),
+        Some(a) => Template::compile(a)
+            .map(Some)
+            .map_err(|e| format!("{e} at {loc}/Assign")),
+    }
 }
 
 fn parse_query_language(v: &Value, loc: &str) -> Result<QueryLanguage, String> {
