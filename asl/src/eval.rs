@@ -713,7 +713,7 @@ impl Scope<'_> {
     }
 }
 
-fn compact(v: &Value) -> String {
+pub(crate) fn compact(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
@@ -741,7 +741,7 @@ pub fn json_size(v: &Value) -> usize {
 
 /// Whether an ErrorEquals list catches `error`. States.ALL and States.TaskFailed are
 /// wildcards, but nothing catches States.Runtime, and TaskFailed spares Timeout.
-fn matches_error(error_equals: &[String], error: &str) -> bool {
+pub(crate) fn matches_error(error_equals: &[String], error: &str) -> bool {
     if error == names::RUNTIME {
         return false;
     }
@@ -852,7 +852,11 @@ fn assign(
 }
 
 /// Writes `result` into `input` at ResultPath.
-fn apply_result_path(rp: &ResultPath, input: Value, result: Value) -> Result<Value, Failure> {
+pub(crate) fn apply_result_path(
+    rp: &ResultPath,
+    input: Value,
+    result: Value,
+) -> Result<Value, Failure> {
     match rp {
         ResultPath::Replace => Ok(result),
         ResultPath::Discard => Ok(input),

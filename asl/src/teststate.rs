@@ -22,7 +22,7 @@ use crate::eval::{timestamp, ExecutionInfo};
 use crate::intrinsics::{self, IntrinsicHost};
 use crate::jsonpath::{JsonPath, Root};
 use crate::model::{
-    Amount, IoPath, Kind, Machine, QueryLanguage, ResultPath, Retrier, State, Template, Transition,
+    Amount, IoPath, Kind, Machine, QueryLanguage, Retrier, State, Template, Transition,
 };
 use crate::resource::Pattern;
 use crate::runner::{self, RunHost, RunOptions, SeededRandom, TaskHandler, VirtualClock};
@@ -909,34 +909,9 @@ fn backoff_seconds(r: &Retrier, attempt: u32) -> u32 {
     secs.clamp(0.0, u32::MAX as f64) as u32
 }
 
-/// Whether an ErrorEquals list takes `error`, as the evaluator decides it: States.ALL
-/// and States.TaskFailed are wildcards, but nothing takes States.Runtime, and
-/// TaskFailed spares Timeout.
-fn matches_error(error_equals: &[String], error: &str) -> bool {
-    if error == names::RUNTIME {
-        return false;
-    }
-    error_equals.iter().any(|e| {
-        e == error || e == names::ALL || (e == names::TASK_FAILED && error != names::TIMEOUT)
-    })
-}
-
-fn apply_result_path(rp: &ResultPath, input: Value, result: Value) -> Result<Value, Failure> {
-    match rp {
-        ResultPath::Replace => Ok(result),
-        ResultPath::Discard => Ok(input),
-        ResultPath::At(p) => {
-            let mut target = input;
-            p.set(&mut target, result)
-                .map_err(|e| Failure::runtime(format!("Invalid path '{}' : {}", p.text(), e)))?;
-            Ok(target)
-        }
-    }
-}
-
-fn compact(v: &Value) -> String {
-    serde_json::to_string(v).unwrap_or_default()
-}
+// Error matching, ResultPath and compact JSON are the evaluator's own, so TestState
+// cannot drift from what an execution does.
+use crate::eval::{apply_result_path, compact, matches_error};
 
 /// Resolves paths and intrinsics against the input, the given context and variables;
 /// the wording of its errors is the evaluator's.
