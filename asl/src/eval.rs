@@ -881,11 +881,18 @@ fn backoff(r: &Retrier, attempt: u32, host: &mut dyn Host) -> Duration {
     Duration::milliseconds((secs * 1000.0).clamp(0.0, 1e12) as i64)
 }
 
-/// A `*Path` count such as MaxConcurrencyPath: an integer, or a string holding one.
-fn path_integer(v: &Value, field: &str, path: &JsonPath) -> Result<i64, Failure> {
+/// A `*Path` number such as MaxConcurrencyPath: a JSON number, or a string holding
+/// one; `kind` names what was expected ("integer", "float") in the error.
+fn path_number<T: std::str::FromStr>(
+    v: &Value,
+    field: &str,
+    path: &JsonPath,
+    kind: &str,
+    from_json: fn(&serde_json::Number) -> Option<T>,
+) -> Result<T, Failure> {
     let n = match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse::<i64>().ok(),
+        Value::Number(n) => from_json(n),
+        Value::String(s) => s.trim().parse::<T>().ok(),
         _ => None,
     };
     n.ok_or_else(|| {
@@ -894,28 +901,18 @@ fn path_integer(v: &Value, field: &str, path: &JsonPath) -> Result<i64, Failure>
             other => compact(other),
         };
         Failure::runtime(format!(
-            "The {field} field refers to value \"{shown}\" which is not a valid integer: {}",
+            "The {field} field refers to value \"{shown}\" which is not a valid {kind}: {}",
             path.text()
         ))
     })
 }
 
+fn path_integer(v: &Value, field: &str, path: &JsonPath) -> Result<i64, Failure> {
+    path_number(v, field, path, "integer", serde_json::Number::as_i64)
+}
+
 fn path_float(v: &Value, field: &str, path: &JsonPath) -> Result<f64, Failure> {
-    let n = match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    };
-    n.ok_or_else(|| {
-        let shown = match v {
-            Value::String(s) => s.clone(),
-            other => compact(other),
-        };
-        Failure::runtime(format!(
-            "The {field} field refers to value \"{shown}\" which is not a valid float: {}",
-            path.text()
-        ))
-    })
+    path_number(v, field, path, "float", serde_json::Number::as_f64)
 }
 
 /// The longest Wait Step Functions accepts; beyond it the delay is "too long".
@@ -2409,28 +2406,24 @@ fn write_spaced(v: &Value, out: &mut String) {
     }
 }
 
-fn entered_event_type(t: &str) -> &'static str {
+/// The history's event types for entering and leaving a state of type `t`.
+fn state_event_types(t: &str) -> (&'static str, &'static str) {
     match t {
-        "Pass" => "PassStateEntered",
-        "Task" => "TaskStateEntered",
-        "Choice" => "ChoiceStateEntered",
-        "Wait" => "WaitStateEntered",
-        "Succeed" => "SucceedStateEntered",
-        "Fail" => "FailStateEntered",
-        "Parallel" => "ParallelStateEntered",
-        _ => "MapStateEntered",
+        "Pass" => ("PassStateEntered", "PassStateExited"),
+        "Task" => ("TaskStateEntered", "TaskStateExited"),
+        "Choice" => ("ChoiceStateEntered", "ChoiceStateExited"),
+        "Wait" => ("WaitStateEntered", "WaitStateExited"),
+        "Succeed" => ("SucceedStateEntered", "SucceedStateExited"),
+        "Fail" => ("FailStateEntered", "FailStateExited"),
+        "Parallel" => ("ParallelStateEntered", "ParallelStateExited"),
+        _ => ("MapStateEntered", "MapStateExited"),
     }
 }
 
+fn entered_event_type(t: &str) -> &'static str {
+    state_event_types(t).0
+}
+
 fn exited_event_type(t: &str) -> &'static str {
-    match t {
-        "Pass" => "PassStateExited",
-        "Task" => "TaskStateExited",
-        "Choice" => "ChoiceStateExited",
-        "Wait" => "WaitStateExited",
-        "Succeed" => "SucceedStateExited",
-        "Fail" => "FailStateExited",
-        "Parallel" => "ParallelStateExited",
-        _ => "MapStateExited",
-    }
+    state_event_types(t).1
 }
