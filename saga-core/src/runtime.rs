@@ -413,7 +413,7 @@ impl Runtime {
                 // A recovered task keeps the deadline it was given when first scheduled.
                 let deadline = match &token {
                     Some(t) => rt
-                        .task_deadline(t)
+                        .stored_deadline(t, "timeout_deadline")
                         .unwrap_or_else(|| Utc::now() + secs_duration(secs)),
                     None => Utc::now() + secs_duration(secs),
                 };
@@ -456,16 +456,18 @@ impl Runtime {
         }
     }
 
-    fn task_deadline(&self, token: &str) -> Option<DateTime<Utc>> {
+    /// A deadline stored with a task (`timeout_deadline` or `heartbeat_deadline`), so
+    /// that a recovered task keeps the one it was given when first scheduled.
+    fn stored_deadline(&self, token: &str, column: &'static str) -> Option<DateTime<Utc>> {
+        let sql = match column {
+            "timeout_deadline" => "SELECT timeout_deadline FROM tasks WHERE token = ?1",
+            _ => "SELECT heartbeat_deadline FROM tasks WHERE token = ?1",
+        };
         self.store
             .read(|c| {
-                Ok(c.query_row(
-                    "SELECT timeout_deadline FROM tasks WHERE token = ?1",
-                    [token],
-                    |r| r.get::<_, Option<f64>>(0),
-                )
-                .optional()?
-                .flatten())
+                Ok(c.query_row(sql, [token], |r| r.get::<_, Option<f64>>(0))
+                    .optional()?
+                    .flatten())
             })
             .ok()
             .flatten()
@@ -474,19 +476,7 @@ impl Runtime {
 
     fn watch_heartbeat(self: &Arc<Self>, arn: String, id: EffectId, token: String, secs: f64) {
         let initial = self
-            .store
-            .read(|c| {
-                Ok(c.query_row(
-                    "SELECT heartbeat_deadline FROM tasks WHERE token = ?1",
-                    [&token],
-                    |r| r.get::<_, Option<f64>>(0),
-                )
-                .optional()?
-                .flatten())
-            })
-            .ok()
-            .flatten()
-            .map(from_epoch)
+            .stored_deadline(&token, "heartbeat_deadline")
             .unwrap_or_else(|| Utc::now() + secs_duration(secs));
         self.heartbeats
             .lock()
