@@ -2062,18 +2062,9 @@ impl Core {
                 if fan.status[i] != ChildStatus::Running || fan.children[i].result.is_some() {
                     continue;
                 }
-                let child = &mut fan.children[i];
-                self.path.push(i as u32);
-                self.log.mute(fan.distributed);
-                self.resume(child, host);
-                self.log.unmute(fan.distributed);
-                self.path.pop();
-                if child.result.is_some() {
-                    fan.running -= 1;
-                    if let Some(step) = self.child_finished(fan, i, state, host) {
-                        self.conclude_fanout(frame, state, step, host);
-                        return self.run(frame, host);
-                    }
+                if let Some(step) = self.advance_child(fan, i, state, true, host) {
+                    self.conclude_fanout(frame, state, step, host);
+                    return self.run(frame, host);
                 }
             }
             self.pump(frame, state, host);
@@ -2130,20 +2121,36 @@ impl Core {
                 self.path.pop();
             }
             for &i in &batch {
-                let child = &mut fan.children[i];
-                self.path.push(i as u32);
-                self.log.mute(fan.distributed);
-                self.run(child, host);
-                self.log.unmute(fan.distributed);
-                self.path.pop();
-                if child.result.is_some() {
-                    fan.running -= 1;
-                    if let Some(step) = self.child_finished(fan, i, state, host) {
-                        return self.conclude_fanout(frame, state, step, host);
-                    }
+                if let Some(step) = self.advance_child(fan, i, state, false, host) {
+                    return self.conclude_fanout(frame, state, step, host);
                 }
             }
         }
+    }
+
+    /// Runs child `i` (resuming it after a redrive when `resumed`) as far as it goes;
+    /// if it finishes, records it and returns the state's outcome when that is decided.
+    fn advance_child(
+        &mut self,
+        fan: &mut Fanout,
+        i: usize,
+        state: &State,
+        resumed: bool,
+        host: &mut dyn Host,
+    ) -> Option<Step> {
+        let child = &mut fan.children[i];
+        self.path.push(i as u32);
+        self.log.mute(fan.distributed);
+        if resumed {
+            self.resume(child, host);
+        } else {
+            self.run(child, host);
+        }
+        self.log.unmute(fan.distributed);
+        self.path.pop();
+        child.result.as_ref()?;
+        fan.running -= 1;
+        self.child_finished(fan, i, state, host)
     }
 
     /// Records a finished child; returns the state's outcome if it is now decided by a

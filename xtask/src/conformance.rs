@@ -155,18 +155,8 @@ fn run_execution(case: &Value, def_text: &str, opts: Options, express: bool) -> 
         Ok(m) => Arc::new(m),
         Err(e) => return Verdict::Fail(format!("model: {e}")),
     };
-    let input: Value = match &case["input"] {
-        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
-        Value::Null => json!({}),
-        other => other.clone(),
-    };
-    // The clock starts when AWS recorded the case, so delays computed from recorded
-    // timestamps come out as they did then.
-    let start: DateTime<Utc> = case["validated_date"]
-        .as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(Utc::now);
+    let input = case_input(case);
+    let start = recorded_start(case);
     // The account the cases were recorded in; the rest of each ARN is a placeholder.
     let info = ExecutionInfo::new(
         "arn:aws:states:us-east-1:111111111111:stateMachine:conformance-machine",
@@ -287,16 +277,8 @@ fn run_test_state(case: &Value) -> Verdict {
             other => Ok(Some(other.clone())),
         }
     };
-    let input = match &case["input"] {
-        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
-        Value::Null => json!({}),
-        other => other.clone(),
-    };
-    let start: DateTime<Utc> = case["validated_date"]
-        .as_str()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(Utc::now);
+    let input = case_input(case);
+    let start = recorded_start(case);
     let mut req = Request::new(case["definition"].clone(), input, start);
     req.info = ExecutionInfo::new(
         "arn:aws:states:us-east-1:111111111111:stateMachine:conformance-machine",
@@ -378,6 +360,25 @@ fn stopped_while_waiting(
         cause: exec.failure().and_then(|f| f.cause.clone()),
         history: Vec::new(),
     }
+}
+
+/// The case's execution input (a JSON string in the corpus; none means `{}`).
+fn case_input(case: &Value) -> Value {
+    match &case["input"] {
+        Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
+        Value::Null => json!({}),
+        other => other.clone(),
+    }
+}
+
+/// The clock starts when AWS recorded the case, so delays computed from recorded
+/// timestamps come out as they did then.
+fn recorded_start(case: &Value) -> DateTime<Utc> {
+    case["validated_date"]
+        .as_str()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(Utc::now)
 }
 
 fn trunc(s: &str) -> String {
