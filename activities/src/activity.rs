@@ -1,0 +1,923 @@
+//! The activities: each takes typed input to typed output or a typed error, is
+//! idempotent by (order, step, shipment), and knows nothing of the orchestrator. The
+//! same functions run in-process under `oms up` and as Lambda functions.
+//!
+//! Every handler follows one pattern: read the step's ledger record and everything the
+//! decision needs, decide, then apply all its writes in one conditional batch whose
+//! conditions are exactly what was read (versions, stock guards). If anything changed
+//! in between the batch fails whole and the handler reads and decides again, so a
+//! duplicate call racing the first one returns the first one's result.
+
+use crate::errors::{ActivityError, ErrorKind};
+use crate::faults::{Faults, Point};
+use crate::gateway::{GatewayError, GatewayRefund, LedgerGateway, PaymentGateway};
+use crate::ledger::*;
+use crate::model::*;
+use crate::sourcing::{self, Site};
+use crate::store::{Cond, Store, StoreError, Write};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Ctx {
+    pub store: Arc<dyn Store>,
+    pub gateway: Arc<dyn PaymentGateway>,
+    pub faults: Faults,
+}
+
+impl Ctx {
+    /// Activities over `store`, paying through the built-in ledger gateway.
+    pub fn new(store: Arc<dyn Store>) -> Ctx {
+        Ctx {
+            gateway: Arc::new(LedgerGateway::new(store.clone())),
+            faults: Faults::new(store.clone()),
+            store,
+        }
+    }
+}
+
+/// How often a handler reads and decides again when its batch lost a race.
+const MAX_ATTEMPTS: u32 = 25;
+
+enum Attempt<T> {
+    Done(T),
+    Again,
+}
+
+async fn contended<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, ActivityError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Attempt<T>, ActivityError>>,
+{
+    for n in 1..=MAX_ATTEMPTS {
+        match attempt().await? {
+            Attempt::Done(v) => return Ok(v),
+            Attempt::Again => {
+                let spread = 2 * u64::from(n.min(10));
+                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(0..=spread)))
+                    .await;
+            }
+        }
+    }
+    Err(ActivityError::new(
+        ErrorKind::StoreContention,
+        format!("{what}: lost {MAX_ATTEMPTS} races in a row for the same items"),
+    ))
+}
+
+/// Applies a batch: a failed condition means "read again", anything else is an error.
+async fn commit(store: &dyn Store, writes: Vec<Write>) -> Result<bool, ActivityError> {
+    match store.transact(writes).await {
+        Ok(()) => Ok(true),
+        Err(StoreError::ConditionFailed { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).expect("results serialize")
+}
+
+fn cancelled(order_id: &str, why: &str) -> ActivityError {
+    ActivityError::new(
+        ErrorKind::OrderCancelled,
+        format!("order '{order_id}' {why}"),
+    )
+}
+
+/// The check that makes a forward step and a cancellation request exclusive: the batch
+/// only applies if the order is as read (not cancelled since).
+fn order_unchanged(order_id: &str, version: u64) -> Write {
+    Write::Check {
+        key: order_key(order_id),
+        cond: Cond::Version(version),
+    }
+}
+
+// ---- PlaceOrder ------------------------------------------------------------------
+
+pub async fn place_order(ctx: &Ctx, order: Order) -> Result<PlacedOrder, ActivityError> {
+    let mut errors = order.check();
+    let mut lines = Vec::new();
+    for (i, line) in order.lines.iter().enumerate() {
+        if errors.iter().any(|e| e.field == format!("lines[{i}].sku")) {
+            continue;
+        }
+        match ctx.store.get(&sku_key(&line.sku)).await? {
+            None => errors.push(FieldError {
+                field: format!("lines[{i}].sku"),
+                rule: format!("a SKU in the catalog ('{}' is not)", line.sku),
+            }),
+            Some(item) => {
+                let sku: SkuRecord = from_item(&item)?;
+                lines.push(PricedLine {
+                    sku: line.sku.clone(),
+                    quantity: line.quantity,
+                    unit_price_cents: sku.price_cents,
+                    line_total_cents: sku.price_cents * line.quantity,
+                });
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(invalid(&errors));
+    }
+    ctx.faults.inject("place", Point::Before).await?;
+    let total_cents = lines.iter().map(|l| l.line_total_cents).sum();
+    let placed = contended("PlaceOrder", || async {
+        if let Some(item) = ctx.store.get(&order_key(&order.order_id)).await? {
+            let existing: OrderRecord = from_item(&item)?;
+            let same = existing.customer_id == order.customer_id
+                && existing.payment_token == order.payment.token
+                && existing.ship_to == order.ship_to
+                && existing.lines.len() == order.lines.len()
+                && existing
+                    .lines
+                    .iter()
+                    .zip(&order.lines)
+                    .all(|(a, b)| a.sku == b.sku && a.quantity == b.quantity);
+            if !same {
+                return Err(ActivityError::new(
+                    ErrorKind::OrderConflict,
+                    format!(
+                        "order_id: '{}' is already an order with other contents",
+                        order.order_id
+                    ),
+                ));
+            }
+            return Ok(Attempt::Done(placed_from(&existing)));
+        }
+        let now = now();
+        let record = OrderRecord {
+            order_id: order.order_id.clone(),
+            customer_id: order.customer_id.clone(),
+            lines: lines.clone(),
+            total_cents,
+            currency: "USD".into(),
+            payment_token: order.payment.token.clone(),
+            ship_to: order.ship_to.clone(),
+            status: OrderStatus::Pending,
+            charged_cents: 0,
+            refunded_cents: 0,
+            cancel_requested: false,
+            execution_arn: None,
+            failure: None,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let write = put(order_key(&order.order_id), to_doc(&record), None);
+        Ok(if commit(&*ctx.store, vec![write]).await? {
+            Attempt::Done(placed_from(&record))
+        } else {
+            Attempt::Again
+        })
+    })
+    .await?;
+    ctx.faults.inject("place", Point::After).await?;
+    Ok(placed)
+}
+
+fn placed_from(r: &OrderRecord) -> PlacedOrder {
+    PlacedOrder {
+        order_id: r.order_id.clone(),
+        customer_id: r.customer_id.clone(),
+        lines: r.lines.clone(),
+        total_cents: r.total_cents,
+        currency: r.currency.clone(),
+    }
+}
+
+// ---- ReserveInventory / ReleaseInventory -----------------------------------------
+
+async fn sites(store: &dyn Store, skus: &[&str]) -> Result<Vec<Site>, ActivityError> {
+    let mut sites: BTreeMap<String, Site> = BTreeMap::new();
+    for item in store.query(CATALOG, "WH#").await? {
+        let w: WarehouseRecord = from_item(&item)?;
+        sites.insert(
+            w.warehouse_id.clone(),
+            Site {
+                warehouse_id: w.warehouse_id,
+                country: w.country,
+                lat: w.lat,
+                lon: w.lon,
+                available: BTreeMap::new(),
+            },
+        );
+    }
+    for sku in skus {
+        for item in store.query(&stock_pk(sku), "").await? {
+            let s: StockRecord = from_item(&item)?;
+            if let Some(site) = sites.get_mut(&s.warehouse_id) {
+                site.available.insert(s.sku, s.available);
+            }
+        }
+    }
+    Ok(sites.into_values().collect())
+}
+
+pub async fn reserve_inventory(ctx: &Ctx, input: OrderRef) -> Result<Reservation, ActivityError> {
+    ctx.faults.inject("reserve", Point::Before).await?;
+    let id = input.order_id.as_str();
+    let out = contended("ReserveInventory", || async {
+        let order = load_order(&*ctx.store, id).await?;
+        let step = Step::load(&*ctx.store, id, "reserve", None).await?;
+        match step.status() {
+            Some(StepStatus::Done) => {
+                if let Some(r) = step.result() {
+                    return Ok(Attempt::Done(r));
+                }
+            }
+            Some(StepStatus::Compensated | StepStatus::CompensationFailed) => {
+                return Err(cancelled(id, "had its reservation released"))
+            }
+            _ => {}
+        }
+        if order.value.cancel_requested {
+            return Err(cancelled(id, "was cancelled"));
+        }
+        let lines: Vec<OrderLine> = order
+            .value
+            .lines
+            .iter()
+            .map(|l| OrderLine {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+            })
+            .collect();
+        let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+        let sites = sites(&*ctx.store, &skus).await?;
+        let shipments = match sourcing::plan(id, &lines, &order.value.ship_to.country, &sites) {
+            Ok(s) => s,
+            Err(short) => {
+                let err = ActivityError::new(
+                    ErrorKind::InventoryOutOfStock,
+                    format!(
+                        "{}: {} requested, {} available in all warehouses",
+                        short.sku, short.requested, short.available
+                    ),
+                );
+                let write = step.write(StepStatus::Failed, None, None, Some(&err));
+                return if commit(&*ctx.store, vec![write, order_unchanged(id, order.version)])
+                    .await?
+                {
+                    Err(err)
+                } else {
+                    Ok(Attempt::Again)
+                };
+            }
+        };
+        let reservation = Reservation {
+            order_id: id.to_string(),
+            shipments: shipments.clone(),
+        };
+        let mut writes = Vec::new();
+        for s in &shipments {
+            for l in &s.lines {
+                writes.push(stock_move(
+                    &l.sku,
+                    &s.warehouse_id,
+                    &[("available", -l.quantity), ("reserved", l.quantity)],
+                ));
+            }
+            let record = ShipmentRecord {
+                shipment_id: s.shipment_id.clone(),
+                warehouse_id: s.warehouse_id.clone(),
+                lines: s.lines.clone(),
+                status: ShipmentStatus::Reserved,
+                tracking_number: None,
+                updated_at: now(),
+            };
+            writes.push(put(shipment_key(id, &s.shipment_id), to_doc(&record), None));
+        }
+        writes.push(step.write(StepStatus::Done, Some(value(&reservation)), None, None));
+        let mut record = order.value.clone();
+        if record.status == OrderStatus::Pending {
+            record.status = OrderStatus::Reserved;
+            record.updated_at = now();
+        }
+        writes.push(put(order_key(id), to_doc(&record), Some(order.version)));
+        Ok(if commit(&*ctx.store, writes).await? {
+            Attempt::Done(reservation)
+        } else {
+            Attempt::Again
+        })
+    })
+    .await?;
+    ctx.faults.inject("reserve", Point::After).await?;
+    Ok(out)
+}
+
+pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, ActivityError> {
+    ctx.faults.inject("release", Point::Before).await?;
+    let id = input.order_id.as_str();
+    let out = contended("ReleaseInventory", || async {
+        let step = Step::load(&*ctx.store, id, "reserve", None).await?;
+        if step.status() == Some(StepStatus::Compensated) {
+            if let Some(r) = step.compensation() {
+                return Ok(Attempt::Done(r));
+            }
+        }
+        let mut release = Release {
+            order_id: id.to_string(),
+            released_shipments: Vec::new(),
+        };
+        let mut writes = Vec::new();
+        if step.status() == Some(StepStatus::Done) {
+            for s in load_shipments(&*ctx.store, id).await? {
+                if !matches!(
+                    s.value.status,
+                    ShipmentStatus::Reserved | ShipmentStatus::Picked
+                ) {
+                    continue;
+                }
+                for l in &s.value.lines {
+                    writes.push(stock_move(
+                        &l.sku,
+                        &s.value.warehouse_id,
+                        &[("available", l.quantity), ("reserved", -l.quantity)],
+                    ));
+                }
+                let mut record = s.value.clone();
+                record.status = ShipmentStatus::Released;
+                record.updated_at = now();
+                writes.push(put(
+                    shipment_key(id, &record.shipment_id),
+                    to_doc(&record),
+                    Some(s.version),
+                ));
+                release.released_shipments.push(record.shipment_id);
+            }
+        }
+        // A release with nothing reserved still records itself, so that a reservation
+        // arriving late (a duplicate Lambda call) finds the step compensated and stops.
+        writes.push(step.write(StepStatus::Compensated, None, Some(value(&release)), None));
+        Ok(if commit(&*ctx.store, writes).await? {
+            Attempt::Done(release)
+        } else {
+            Attempt::Again
+        })
+    })
+    .await?;
+    ctx.faults.inject("release", Point::After).await?;
+    Ok(out)
+}
+
+// ---- ChargePayment / RefundPayment -----------------------------------------------
+
+fn charge_key(order_id: &str) -> String {
+    format!("{order_id}/charge")
+}
+
+fn gateway_error(e: GatewayError, order_id: &str) -> ActivityError {
+    match e {
+        GatewayError::Declined(m) => ActivityError::new(ErrorKind::PaymentDeclined, m),
+        GatewayError::Timeout(m) => ActivityError::new(ErrorKind::PaymentGatewayTimeout, m),
+        GatewayError::RefundRejected(m) => ActivityError::new(ErrorKind::PaymentRefundRejected, m),
+        GatewayError::Voided => cancelled(order_id, "had its payment voided"),
+        GatewayError::Unavailable(m) => ActivityError::new(ErrorKind::PaymentGatewayTimeout, m),
+    }
+}
+
+pub async fn charge_payment(ctx: &Ctx, input: OrderRef) -> Result<Charge, ActivityError> {
+    ctx.faults.inject("charge", Point::Before).await?;
+    let id = input.order_id.as_str();
+    let out = contended("ChargePayment", || async {
+        let order = load_order(&*ctx.store, id).await?;
+        let step = Step::load(&*ctx.store, id, "charge", None).await?;
+        match step.status() {
+            Some(StepStatus::Done) => {
+                if let Some(r) = step.result() {
+                    return Ok(Attempt::Done(r));
+                }
+            }
+            Some(StepStatus::Compensated | StepStatus::CompensationFailed) => {
+                return Err(cancelled(id, "had its payment refunded or voided"))
+            }
+            None => {
+                // Recorded before the gateway is called, so the ledger shows a charge
+                // may exist even if this call dies before it learns the outcome.
+                let pending = step.write(StepStatus::Pending, None, None, None);
+                commit(&*ctx.store, vec![pending]).await?;
+                return Ok(Attempt::Again);
+            }
+            _ => {}
+        }
+        if order.value.cancel_requested {
+            return Err(cancelled(id, "was cancelled"));
+        }
+        let total = order.value.total_cents;
+        let charged = match ctx
+            .gateway
+            .charge(&charge_key(id), &order.value.payment_token, total)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                let err = gateway_error(e, id);
+                if err.kind == ErrorKind::PaymentDeclined {
+                    let write = step.write(StepStatus::Failed, None, None, Some(&err));
+                    if !commit(&*ctx.store, vec![write]).await? {
+                        return Ok(Attempt::Again);
+                    }
+                }
+                return Err(err);
+            }
+        };
+        let charge = Charge {
+            order_id: id.to_string(),
+            charge_id: charged.charge_id,
+            amount_cents: charged.amount_cents,
+        };
+        let mut record = order.value.clone();
+        record.charged_cents = charge.amount_cents;
+        if matches!(record.status, OrderStatus::Pending | OrderStatus::Reserved) {
+            record.status = OrderStatus::Charged;
+        }
+        record.updated_at = now();
+        let writes = vec![
+            step.write(StepStatus::Done, Some(value(&charge)), None, None),
+            put(order_key(id), to_doc(&record), Some(order.version)),
+        ];
+        if commit(&*ctx.store, writes).await? {
+            return Ok(Attempt::Done(charge));
+        }
+        // A refund that came first wins: give the money back and stop.
+        let now_step = Step::load(&*ctx.store, id, "charge", None).await?;
+        if now_step.status() == Some(StepStatus::Compensated) {
+            ctx.gateway
+                .refund(&charge_key(id))
+                .await
+                .map_err(|e| gateway_error(e, id))?;
+            return Err(cancelled(id, "had its payment refunded"));
+        }
+        Ok(Attempt::Again)
+    })
+    .await?;
+    ctx.faults.inject("charge", Point::After).await?;
+    Ok(out)
+}
+
+pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, ActivityError> {
+    ctx.faults.inject("refund", Point::Before).await?;
+    let id = input.order_id.as_str();
+    let out = contended("RefundPayment", || async {
+        let step = Step::load(&*ctx.store, id, "charge", None).await?;
+        if step.status() == Some(StepStatus::Compensated) {
+            if let Some(r) = step.compensation() {
+                return Ok(Attempt::Done(r));
+            }
+        }
+        // The gateway is asked even when the ledger shows no charge: a charge call may
+        // have gone through and died before recording it.
+        let refund = match ctx.gateway.refund(&charge_key(id)).await {
+            Ok(GatewayRefund::Refunded {
+                refund_id,
+                amount_cents,
+            }) => Refund {
+                order_id: id.to_string(),
+                refund_id: Some(refund_id),
+                amount_cents,
+            },
+            Ok(GatewayRefund::Voided) => Refund {
+                order_id: id.to_string(),
+                refund_id: None,
+                amount_cents: 0,
+            },
+            Err(e) => {
+                let err = gateway_error(e, id);
+                if err.kind == ErrorKind::PaymentRefundRejected {
+                    let write = step.write(StepStatus::CompensationFailed, None, None, Some(&err));
+                    if !commit(&*ctx.store, vec![write]).await? {
+                        return Ok(Attempt::Again);
+                    }
+                }
+                return Err(err);
+            }
+        };
+        let mut writes =
+            vec![step.write(StepStatus::Compensated, None, Some(value(&refund)), None)];
+        if let Some(item) = ctx.store.get(&order_key(id)).await? {
+            let mut record: OrderRecord = from_item(&item)?;
+            record.refunded_cents = refund.amount_cents;
+            record.updated_at = now();
+            writes.push(put(order_key(id), to_doc(&record), Some(item.version)));
+        }
+        Ok(if commit(&*ctx.store, writes).await? {
+            Attempt::Done(refund)
+        } else {
+            Attempt::Again
+        })
+    })
+    .await?;
+    ctx.faults.inject("refund", Point::After).await?;
+    Ok(out)
+}
+
+// ---- PickShipment / RestockShipment ----------------------------------------------
+
+fn shipment_state(r: &ShipmentRecord, order_id: &str) -> ShipmentState {
+    ShipmentState {
+        order_id: order_id.to_string(),
+        shipment_id: r.shipment_id.clone(),
+        status: r.status,
+        tracking_number: r.tracking_number.clone(),
+    }
+}
+
+/// The forward per-shipment steps share their shape: check the ledger and the order,
+/// then move the shipment (and stock) in one batch with the step record.
+async fn forward_shipment_step(
+    ctx: &Ctx,
+    input: &ShipmentRef,
+    step_name: &str,
+    decide: impl Fn(
+        &OrderRecord,
+        &ShipmentRecord,
+    ) -> Result<(ShipmentRecord, Vec<Write>), ActivityError>,
+) -> Result<ShipmentState, ActivityError> {
+    let (id, sid) = (input.order_id.as_str(), input.shipment_id.as_str());
+    contended(step_name, || async {
+        let order = load_order(&*ctx.store, id).await?;
+        let step = Step::load(&*ctx.store, id, step_name, Some(sid)).await?;
+        match step.status() {
+            Some(StepStatus::Done) => {
+                if let Some(r) = step.result() {
+                    return Ok(Attempt::Done(r));
+                }
+            }
+            Some(StepStatus::Compensated | StepStatus::CompensationFailed) => {
+                return Err(cancelled(
+                    id,
+                    &format!("had {step_name} of {sid} compensated"),
+                ))
+            }
+            _ => {}
+        }
+        if order.value.cancel_requested {
+            return Err(cancelled(id, "was cancelled"));
+        }
+        let shipment = load_shipment(&*ctx.store, id, sid).await?;
+        let (record, mut writes) = match decide(&order.value, &shipment.value) {
+            Ok(next) => next,
+            Err(err) => {
+                if err.kind.retryable() {
+                    return Err(err);
+                }
+                let write = step.write(StepStatus::Failed, None, None, Some(&err));
+                return if commit(&*ctx.store, vec![write, order_unchanged(id, order.version)])
+                    .await?
+                {
+                    Err(err)
+                } else {
+                    Ok(Attempt::Again)
+                };
+            }
+        };
+        let state = shipment_state(&record, id);
+        writes.push(put(
+            shipment_key(id, sid),
+            to_doc(&record),
+            Some(shipment.version),
+        ));
+        writes.push(step.write(StepStatus::Done, Some(value(&state)), None, None));
+        writes.push(order_unchanged(id, order.version));
+        Ok(if commit(&*ctx.store, writes).await? {
+            Attempt::Done(state)
+        } else {
+            Attempt::Again
+        })
+    })
+    .await
+}
+
+/// The compensating per-shipment steps: a step that never happened is recorded as
+/// compensated and nothing moves; a step already compensated returns what it did.
+async fn compensate_shipment_step(
+    ctx: &Ctx,
+    input: &ShipmentRef,
+    step_name: &str,
+    undo: impl Fn(&ShipmentRecord) -> Result<Option<(ShipmentRecord, Vec<Write>)>, ActivityError>,
+) -> Result<ShipmentState, ActivityError> {
+    let (id, sid) = (input.order_id.as_str(), input.shipment_id.as_str());
+    contended(step_name, || async {
+        let step = Step::load(&*ctx.store, id, step_name, Some(sid)).await?;
+        if step.status() == Some(StepStatus::Compensated) {
+            if let Some(r) = step.compensation() {
+                return Ok(Attempt::Done(r));
+            }
+        }
+        let shipment = match ctx.store.get(&shipment_key(id, sid)).await? {
+            Some(item) => Some((from_item::<ShipmentRecord>(&item)?, item.version)),
+            None => None,
+        };
+        let mut writes = Vec::new();
+        let state = match (&shipment, step.status()) {
+            (Some((current, version)), Some(StepStatus::Done)) => match undo(current)? {
+                Some((record, moves)) => {
+                    writes.extend(moves);
+                    writes.push(put(shipment_key(id, sid), to_doc(&record), Some(*version)));
+                    shipment_state(&record, id)
+                }
+                None => shipment_state(current, id),
+            },
+            (Some((current, _)), _) => shipment_state(current, id),
+            (None, _) => ShipmentState {
+                order_id: id.to_string(),
+                shipment_id: sid.to_string(),
+                status: ShipmentStatus::Released,
+                tracking_number: None,
+            },
+        };
+        writes.push(step.write(StepStatus::Compensated, None, Some(value(&state)), None));
+        Ok(if commit(&*ctx.store, writes).await? {
+            Attempt::Done(state)
+        } else {
+            Attempt::Again
+        })
+    })
+    .await
+}
+
+pub async fn pick_shipment(ctx: &Ctx, input: ShipmentRef) -> Result<ShipmentState, ActivityError> {
+    ctx.faults.inject("pick", Point::Before).await?;
+    let out = forward_shipment_step(ctx, &input, "pick", |_, s| match s.status {
+        ShipmentStatus::Reserved => {
+            let mut next = s.clone();
+            next.status = ShipmentStatus::Picked;
+            next.updated_at = now();
+            Ok((next, vec![]))
+        }
+        ShipmentStatus::Picked | ShipmentStatus::Shipped => Ok((s.clone(), vec![])),
+        ShipmentStatus::Released => Err(cancelled(&input.order_id, "had its stock released")),
+    })
+    .await?;
+    ctx.faults.inject("pick", Point::After).await?;
+    Ok(out)
+}
+
+pub async fn restock_shipment(
+    ctx: &Ctx,
+    input: ShipmentRef,
+) -> Result<ShipmentState, ActivityError> {
+    ctx.faults.inject("restock", Point::Before).await?;
+    let out = compensate_shipment_step(ctx, &input, "pick", |s| match s.status {
+        ShipmentStatus::Picked => {
+            let mut next = s.clone();
+            next.status = ShipmentStatus::Reserved;
+            next.updated_at = now();
+            Ok(Some((next, vec![])))
+        }
+        ShipmentStatus::Shipped => Err(ActivityError::new(
+            ErrorKind::ShipmentInTransit,
+            format!("shipment {} has shipped: cancel it first", s.shipment_id),
+        )),
+        ShipmentStatus::Reserved | ShipmentStatus::Released => Ok(None),
+    })
+    .await?;
+    ctx.faults.inject("restock", Point::After).await?;
+    Ok(out)
+}
+
+// ---- ShipShipment / CancelShipment -----------------------------------------------
+
+/// The postal code carriers refuse, so a test can make shipping fail without faults.
+pub const UNDELIVERABLE_POSTAL_CODE: &str = "00000";
+
+fn tracking_number(shipment_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(shipment_id.as_bytes());
+    let digits: String = d[..6].iter().map(|b| format!("{b:02X}")).collect();
+    format!("1Z{digits}")
+}
+
+pub async fn ship_shipment(ctx: &Ctx, input: ShipmentRef) -> Result<ShipmentState, ActivityError> {
+    ctx.faults.inject("ship", Point::Before).await?;
+    let out = forward_shipment_step(ctx, &input, "ship", |order, s| match s.status {
+        ShipmentStatus::Picked => {
+            if order.ship_to.postal_code.trim() == UNDELIVERABLE_POSTAL_CODE {
+                return Err(ActivityError::new(
+                    ErrorKind::ShipAddressRejected,
+                    format!(
+                        "ship_to.postal_code: the carrier does not deliver to {}",
+                        order.ship_to.postal_code
+                    ),
+                ));
+            }
+            let mut next = s.clone();
+            next.status = ShipmentStatus::Shipped;
+            next.tracking_number = Some(tracking_number(&s.shipment_id));
+            next.updated_at = now();
+            let moves = s
+                .lines
+                .iter()
+                .map(|l| {
+                    stock_move(
+                        &l.sku,
+                        &s.warehouse_id,
+                        &[
+                            ("on_hand", -l.quantity),
+                            ("reserved", -l.quantity),
+                            ("shipped", l.quantity),
+                        ],
+                    )
+                })
+                .collect();
+            Ok((next, moves))
+        }
+        ShipmentStatus::Shipped => Ok((s.clone(), vec![])),
+        ShipmentStatus::Reserved => Err(ActivityError::new(
+            ErrorKind::ShipmentNotPicked,
+            format!("shipment {} is not picked yet", s.shipment_id),
+        )),
+        ShipmentStatus::Released => Err(cancelled(&input.order_id, "had its stock released")),
+    })
+    .await?;
+    ctx.faults.inject("ship", Point::After).await?;
+    Ok(out)
+}
+
+pub async fn cancel_shipment(
+    ctx: &Ctx,
+    input: ShipmentRef,
+) -> Result<ShipmentState, ActivityError> {
+    ctx.faults.inject("cancel_shipment", Point::Before).await?;
+    let out = compensate_shipment_step(ctx, &input, "ship", |s| match s.status {
+        ShipmentStatus::Shipped => {
+            // The parcel comes back to the warehouse, packed and still the order's.
+            let mut next = s.clone();
+            next.status = ShipmentStatus::Picked;
+            next.tracking_number = None;
+            next.updated_at = now();
+            let moves = s
+                .lines
+                .iter()
+                .map(|l| {
+                    stock_move(
+                        &l.sku,
+                        &s.warehouse_id,
+                        &[
+                            ("on_hand", l.quantity),
+                            ("reserved", l.quantity),
+                            ("shipped", -l.quantity),
+                        ],
+                    )
+                })
+                .collect();
+            Ok(Some((next, moves)))
+        }
+        _ => Ok(None),
+    })
+    .await?;
+    ctx.faults.inject("cancel_shipment", Point::After).await?;
+    Ok(out)
+}
+
+// ---- RecordOrderStatus and cancellation ------------------------------------------
+
+pub async fn record_order_status(
+    ctx: &Ctx,
+    update: StatusUpdate,
+) -> Result<StatusRecorded, ActivityError> {
+    ctx.faults.inject("record_status", Point::Before).await?;
+    let id = update.order_id.as_str();
+    let out = contended("RecordOrderStatus", || async {
+        let order = load_order(&*ctx.store, id).await?;
+        let mut record = order.value.clone();
+        let from = record.status;
+        if from.is_final() && from != update.status {
+            return Err(ActivityError::new(
+                ErrorKind::OrderConflict,
+                format!(
+                    "status: order '{id}' is {} and cannot become {}",
+                    json!(from).as_str().unwrap_or_default(),
+                    json!(update.status).as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        record.status = update.status;
+        if update.failure.is_some() {
+            record.failure = update.failure.clone();
+        }
+        if update.execution_arn.is_some() {
+            record.execution_arn = update.execution_arn.clone();
+        }
+        let done = StatusRecorded {
+            order_id: id.to_string(),
+            status: record.status,
+        };
+        if record == order.value {
+            return Ok(Attempt::Done(done));
+        }
+        record.updated_at = now();
+        let write = put(order_key(id), to_doc(&record), Some(order.version));
+        Ok(if commit(&*ctx.store, vec![write]).await? {
+            Attempt::Done(done)
+        } else {
+            Attempt::Again
+        })
+    })
+    .await?;
+    ctx.faults.inject("record_status", Point::After).await?;
+    Ok(out)
+}
+
+/// Asks a running order to stop: its next forward step fails with Order.Cancelled, so
+/// the saga compensates what was done. A finished order is returned unchanged.
+pub async fn request_cancel(
+    store: &dyn Store,
+    order_id: &str,
+) -> Result<OrderRecord, ActivityError> {
+    contended("CancelOrder", || async {
+        let order = load_order(store, order_id).await?;
+        if order.value.status.is_final() || order.value.cancel_requested {
+            return Ok(Attempt::Done(order.value));
+        }
+        let mut record = order.value.clone();
+        record.cancel_requested = true;
+        record.updated_at = now();
+        let write = put(order_key(order_id), to_doc(&record), Some(order.version));
+        Ok(if commit(store, vec![write]).await? {
+            Attempt::Done(record)
+        } else {
+            Attempt::Again
+        })
+    })
+    .await
+}
+
+// ---- The registry ----------------------------------------------------------------
+
+/// An activity as the outside sees it: its name (the Lambda function's), its key (in
+/// fault plans and the ledger), what it compensates, and the errors it raises (beyond
+/// the retryable Activity.Unavailable, Store.Unavailable and Store.Contention that any
+/// activity may raise).
+pub struct ActivityDef {
+    pub name: &'static str,
+    pub key: &'static str,
+    pub compensates: Option<&'static str>,
+    pub errors: &'static [ErrorKind],
+    pub input_schema: fn() -> schemars::Schema,
+    pub output_schema: fn() -> schemars::Schema,
+}
+
+macro_rules! activities {
+    ($( $name:literal, $key:literal, $comp:expr, $f:ident, $in:ty => $out:ty, [$($err:ident),*] );* $(;)?) => {
+        pub const ACTIVITIES: &[ActivityDef] = &[
+            $( ActivityDef {
+                name: $name,
+                key: $key,
+                compensates: $comp,
+                errors: &[$(ErrorKind::$err),*],
+                input_schema: || schemars::schema_for!($in),
+                output_schema: || schemars::schema_for!($out),
+            } ),*
+        ];
+
+        /// Runs the activity named `name` (its name or its key) on JSON input.
+        pub async fn invoke(ctx: &Ctx, name: &str, input: &Value) -> Result<Value, ActivityError> {
+            let def = by_key(name).or_else(|| by_name(name)).ok_or_else(|| {
+                ActivityError::new(ErrorKind::OrderInvalid, format!("no activity named '{name}'"))
+            })?;
+            match def.key {
+                $( $key => {
+                    let input: $in = decode(input)?;
+                    $f(ctx, input).await.map(|o| value(&o))
+                } )*
+                _ => unreachable!("every key has a handler"),
+            }
+        }
+    };
+}
+
+activities! {
+    "PlaceOrder", "place", None, place_order, Order => PlacedOrder, [OrderInvalid, OrderConflict];
+    "ReserveInventory", "reserve", None, reserve_inventory, OrderRef => Reservation,
+        [OrderInvalid, OrderNotFound, OrderCancelled, InventoryOutOfStock];
+    "ChargePayment", "charge", None, charge_payment, OrderRef => Charge,
+        [OrderInvalid, OrderNotFound, OrderCancelled, PaymentDeclined, PaymentGatewayTimeout];
+    "PickShipment", "pick", None, pick_shipment, ShipmentRef => ShipmentState,
+        [OrderInvalid, OrderNotFound, OrderCancelled, ShipmentNotFound, PickItemDamaged];
+    "ShipShipment", "ship", None, ship_shipment, ShipmentRef => ShipmentState,
+        [OrderInvalid, OrderNotFound, OrderCancelled, ShipmentNotFound, ShipmentNotPicked, ShipAddressRejected];
+    "CancelShipment", "cancel_shipment", Some("ship"), cancel_shipment, ShipmentRef => ShipmentState,
+        [OrderInvalid];
+    "RestockShipment", "restock", Some("pick"), restock_shipment, ShipmentRef => ShipmentState,
+        [OrderInvalid, ShipmentInTransit];
+    "RefundPayment", "refund", Some("charge"), refund_payment, OrderRef => Refund,
+        [OrderInvalid, PaymentRefundRejected, PaymentGatewayTimeout];
+    "ReleaseInventory", "release", Some("reserve"), release_inventory, OrderRef => Release,
+        [OrderInvalid];
+    "RecordOrderStatus", "record_status", None, record_order_status, StatusUpdate => StatusRecorded,
+        [OrderInvalid, OrderNotFound, OrderConflict];
+}
+
+pub fn by_key(key: &str) -> Option<&'static ActivityDef> {
+    ACTIVITIES.iter().find(|a| a.key == key)
+}
+
+pub fn by_name(name: &str) -> Option<&'static ActivityDef> {
+    ACTIVITIES.iter().find(|a| a.name == name)
+}

@@ -1,0 +1,196 @@
+//! The proof that nothing was lost, oversold or charged twice: every invariant the
+//! order domain promises, checked against what the store holds.
+
+use crate::gateway;
+use crate::ledger::*;
+use crate::model::{OrderStatus, ShipmentStatus};
+use crate::store::{Store, StoreError};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Audit {
+    /// Every broken invariant, in words. Empty means all hold.
+    pub problems: Vec<String>,
+    pub orders: usize,
+    pub by_status: BTreeMap<String, usize>,
+    pub charged_cents: i64,
+    pub refunded_cents: i64,
+    pub completed_total_cents: i64,
+    pub received_units: i64,
+    pub on_hand_units: i64,
+    pub reserved_units: i64,
+    pub shipped_units: i64,
+}
+
+pub async fn audit(store: &dyn Store) -> Result<Audit, StoreError> {
+    let mut a = Audit::default();
+    let totals = gateway::totals(store).await?;
+    a.charged_cents = totals.charged_cents;
+    a.refunded_cents = totals.refunded_cents;
+    let gateway_items = store.query(gateway::PARTITION, "").await?;
+    let gateway_amount = |kind: &str, order_id: &str| -> i64 {
+        let sk = format!("{kind}#{order_id}/charge");
+        gateway_items
+            .iter()
+            .find(|i| i.key.sk == sk)
+            .map_or(0, |i| i.i64("amount_cents"))
+    };
+
+    // (sku, warehouse) -> units the shipments say are reserved / shipped
+    let mut expected_reserved: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut expected_shipped: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut in_flight = 0;
+    let mut orders: BTreeMap<String, (Option<OrderRecord>, Vec<ShipmentRecord>)> = BTreeMap::new();
+    for item in store.scan("ORDER#").await? {
+        let entry = orders.entry(item.key.pk.clone()).or_default();
+        if item.key.sk == "ORDER" {
+            entry.0 = serde_json::from_value(serde_json::Value::Object(item.doc)).ok();
+        } else if item.key.sk.starts_with("SHIPMENT#") {
+            if let Ok(s) = serde_json::from_value(serde_json::Value::Object(item.doc)) {
+                entry.1.push(s);
+            }
+        }
+    }
+    for (pk, (order, shipments)) in &orders {
+        let Some(order) = order else {
+            a.problems
+                .push(format!("{pk}: shipments without an order record"));
+            continue;
+        };
+        a.orders += 1;
+        let status = serde_json::to_value(order.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        *a.by_status.entry(status.clone()).or_default() += 1;
+        let id = &order.order_id;
+        for s in shipments {
+            for l in &s.lines {
+                let k = (l.sku.clone(), s.warehouse_id.clone());
+                match s.status {
+                    ShipmentStatus::Reserved | ShipmentStatus::Picked => {
+                        *expected_reserved.entry(k).or_default() += l.quantity
+                    }
+                    ShipmentStatus::Shipped => {
+                        *expected_shipped.entry(k).or_default() += l.quantity
+                    }
+                    ShipmentStatus::Released => {}
+                }
+            }
+        }
+        let charged = gateway_amount("CHARGE", id);
+        let refunded = gateway_amount("REFUND", id);
+        match order.status {
+            OrderStatus::Completed => {
+                a.completed_total_cents += order.total_cents;
+                if charged != order.total_cents || refunded != 0 {
+                    a.problems.push(format!(
+                        "order {id} COMPLETED: gateway charged {charged} and refunded {refunded}, total is {}",
+                        order.total_cents
+                    ));
+                }
+                if let Some(s) = shipments
+                    .iter()
+                    .find(|s| s.status != ShipmentStatus::Shipped)
+                {
+                    a.problems.push(format!(
+                        "order {id} COMPLETED: shipment {} is {:?}, not shipped",
+                        s.shipment_id, s.status
+                    ));
+                }
+                if shipments
+                    .iter()
+                    .map(|s| s.lines.iter().map(|l| l.quantity).sum::<i64>())
+                    .sum::<i64>()
+                    != order.lines.iter().map(|l| l.quantity).sum::<i64>()
+                {
+                    a.problems.push(format!(
+                        "order {id} COMPLETED: shipments do not add up to its lines"
+                    ));
+                }
+            }
+            OrderStatus::Cancelled => {
+                if charged != refunded {
+                    a.problems.push(format!(
+                        "order {id} CANCELLED: gateway charged {charged} but refunded {refunded}"
+                    ));
+                }
+                if let Some(s) = shipments
+                    .iter()
+                    .find(|s| s.status != ShipmentStatus::Released)
+                {
+                    a.problems.push(format!(
+                        "order {id} CANCELLED: shipment {} is {:?}, not released",
+                        s.shipment_id, s.status
+                    ));
+                }
+            }
+            _ => in_flight += 1,
+        }
+        if order.status.is_final()
+            && (order.charged_cents != charged || order.refunded_cents != refunded)
+        {
+            a.problems.push(format!(
+                "order {id}: its record says charged {} refunded {}, the gateway {charged} and {refunded}",
+                order.charged_cents, order.refunded_cents
+            ));
+        }
+    }
+    if totals.charges > a.orders {
+        a.problems.push(format!(
+            "{} charges for {} orders",
+            totals.charges, a.orders
+        ));
+    }
+    if in_flight == 0 && a.charged_cents - a.refunded_cents != a.completed_total_cents {
+        a.problems.push(format!(
+            "charged {} - refunded {} != {} the total of completed orders",
+            a.charged_cents, a.refunded_cents, a.completed_total_cents
+        ));
+    }
+    for item in store.scan("STOCK#").await? {
+        let Ok(s) = serde_json::from_value::<StockRecord>(serde_json::Value::Object(item.doc))
+        else {
+            a.problems.push(format!("{}: not a stock record", item.key));
+            continue;
+        };
+        a.received_units += s.received;
+        a.on_hand_units += s.on_hand;
+        a.reserved_units += s.reserved;
+        a.shipped_units += s.shipped;
+        let at = format!("{} at {}", s.sku, s.warehouse_id);
+        if s.available != s.on_hand - s.reserved {
+            a.problems.push(format!(
+                "{at}: available {} != on hand {} - reserved {}",
+                s.available, s.on_hand, s.reserved
+            ));
+        }
+        if s.available < 0 || s.reserved < 0 || s.on_hand < 0 || s.shipped < 0 {
+            a.problems
+                .push(format!("{at}: a negative count (oversold): {s:?}"));
+        }
+        if s.on_hand + s.shipped != s.received {
+            a.problems.push(format!(
+                "{at}: on hand {} + shipped {} != received {}",
+                s.on_hand, s.shipped, s.received
+            ));
+        }
+        let k = (s.sku.clone(), s.warehouse_id.clone());
+        let want_reserved = expected_reserved.get(&k).copied().unwrap_or(0);
+        if s.reserved != want_reserved {
+            a.problems.push(format!(
+                "{at}: reserved {} but the shipments hold {want_reserved}",
+                s.reserved
+            ));
+        }
+        let want_shipped = expected_shipped.get(&k).copied().unwrap_or(0);
+        if s.shipped != want_shipped {
+            a.problems.push(format!(
+                "{at}: shipped {} but the shipments say {want_shipped}",
+                s.shipped
+            ));
+        }
+    }
+    Ok(a)
+}

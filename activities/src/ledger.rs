@@ -1,0 +1,295 @@
+//! Where the domain keeps things in the store (the table design of docs/store.md), and
+//! the records it keeps there: orders, their saga ledger (one record per step), their
+//! shipments, the catalog and the stock.
+
+use crate::errors::{ActivityError, ErrorKind};
+use crate::model::{Address, Failure, OrderStatus, PricedLine, ShipmentLine, ShipmentStatus};
+use crate::store::{Cond, Item, Key, Store, Write};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+pub const CATALOG: &str = "CATALOG";
+
+pub fn order_pk(order_id: &str) -> String {
+    format!("ORDER#{order_id}")
+}
+pub fn order_key(order_id: &str) -> Key {
+    Key::new(order_pk(order_id), "ORDER")
+}
+pub fn step_key(order_id: &str, step: &str, shipment_id: Option<&str>) -> Key {
+    match shipment_id {
+        Some(s) => Key::new(order_pk(order_id), format!("STEP#{step}#{s}")),
+        None => Key::new(order_pk(order_id), format!("STEP#{step}")),
+    }
+}
+pub fn shipment_key(order_id: &str, shipment_id: &str) -> Key {
+    Key::new(order_pk(order_id), format!("SHIPMENT#{shipment_id}"))
+}
+pub fn stock_pk(sku: &str) -> String {
+    format!("STOCK#{sku}")
+}
+pub fn stock_key(sku: &str, warehouse_id: &str) -> Key {
+    Key::new(stock_pk(sku), warehouse_id)
+}
+pub fn sku_key(sku: &str) -> Key {
+    Key::new(CATALOG, format!("SKU#{sku}"))
+}
+pub fn warehouse_key(id: &str) -> Key {
+    Key::new(CATALOG, format!("WH#{id}"))
+}
+
+pub fn to_doc<T: Serialize>(value: &T) -> Map<String, Value> {
+    match serde_json::to_value(value).expect("domain records serialize") {
+        Value::Object(m) => m,
+        other => Map::from_iter([("value".to_string(), other)]),
+    }
+}
+
+pub fn from_item<T: DeserializeOwned>(item: &Item) -> Result<T, ActivityError> {
+    serde_json::from_value(Value::Object(item.doc.clone())).map_err(|e| {
+        ActivityError::new(
+            ErrorKind::StoreUnavailable,
+            format!("stored record {} does not decode: {e}", item.key),
+        )
+    })
+}
+
+/// The write of a record read at `version` (None: it did not exist).
+pub fn put(key: Key, doc: Map<String, Value>, version: Option<u64>) -> Write {
+    Write::Put {
+        key,
+        doc,
+        cond: version.map_or(Cond::NotExists, Cond::Version),
+    }
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderRecord {
+    pub order_id: String,
+    pub customer_id: String,
+    pub lines: Vec<PricedLine>,
+    pub total_cents: i64,
+    pub currency: String,
+    pub payment_token: String,
+    pub ship_to: Address,
+    pub status: OrderStatus,
+    pub charged_cents: i64,
+    pub refunded_cents: i64,
+    pub cancel_requested: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+pub async fn load_order(
+    store: &dyn Store,
+    order_id: &str,
+) -> Result<Versioned<OrderRecord>, ActivityError> {
+    let item = store.get(&order_key(order_id)).await?.ok_or_else(|| {
+        ActivityError::new(
+            ErrorKind::OrderNotFound,
+            format!("order_id: no order '{order_id}'"),
+        )
+    })?;
+    Ok(Versioned {
+        value: from_item(&item)?,
+        version: item.version,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StepStatus {
+    Pending,
+    Done,
+    Failed,
+    Compensated,
+    CompensationFailed,
+}
+
+/// One step of an order's saga ledger, as last read.
+pub struct Step {
+    pub key: Key,
+    pub step: String,
+    pub shipment_id: Option<String>,
+    pub item: Option<Item>,
+}
+
+impl Step {
+    pub async fn load(
+        store: &dyn Store,
+        order_id: &str,
+        step: &str,
+        shipment_id: Option<&str>,
+    ) -> Result<Step, ActivityError> {
+        let key = step_key(order_id, step, shipment_id);
+        let item = store.get(&key).await?;
+        Ok(Step {
+            key,
+            step: step.to_string(),
+            shipment_id: shipment_id.map(str::to_string),
+            item,
+        })
+    }
+
+    pub fn status(&self) -> Option<StepStatus> {
+        self.item
+            .as_ref()
+            .and_then(|i| i.doc.get("status"))
+            .and_then(|s| serde_json::from_value(s.clone()).ok())
+    }
+
+    fn field<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
+        self.item
+            .as_ref()
+            .and_then(|i| i.doc.get(name))
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    /// The forward step's result, stored when it was done.
+    pub fn result<T: DeserializeOwned>(&self) -> Option<T> {
+        self.field("result")
+    }
+
+    /// The compensation's result, stored when it was done.
+    pub fn compensation<T: DeserializeOwned>(&self) -> Option<T> {
+        self.field("compensation")
+    }
+
+    /// The write that moves this step to `status`, keeping what it recorded before.
+    pub fn write(
+        &self,
+        status: StepStatus,
+        result: Option<Value>,
+        compensation: Option<Value>,
+        error: Option<&ActivityError>,
+    ) -> Write {
+        let mut doc = self
+            .item
+            .as_ref()
+            .map(|i| i.doc.clone())
+            .unwrap_or_else(|| {
+                to_doc(&json!({"step": self.step, "shipment_id": self.shipment_id}))
+            });
+        doc.insert("status".into(), json!(status));
+        doc.insert("updated_at".into(), json!(now()));
+        if let Some(r) = result {
+            doc.insert("result".into(), r);
+        }
+        if let Some(c) = compensation {
+            doc.insert("compensation".into(), c);
+        }
+        match error {
+            Some(e) => {
+                doc.insert(
+                    "error".into(),
+                    json!({"name": e.name(), "message": e.message}),
+                );
+            }
+            None => {
+                doc.remove("error");
+            }
+        }
+        put(self.key.clone(), doc, self.item.as_ref().map(|i| i.version))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShipmentRecord {
+    pub shipment_id: String,
+    pub warehouse_id: String,
+    pub lines: Vec<ShipmentLine>,
+    pub status: ShipmentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_number: Option<String>,
+    pub updated_at: String,
+}
+
+pub async fn load_shipment(
+    store: &dyn Store,
+    order_id: &str,
+    shipment_id: &str,
+) -> Result<Versioned<ShipmentRecord>, ActivityError> {
+    let item = store
+        .get(&shipment_key(order_id, shipment_id))
+        .await?
+        .ok_or_else(|| {
+            ActivityError::new(
+                ErrorKind::ShipmentNotFound,
+                format!("shipment_id: order '{order_id}' has no shipment '{shipment_id}'"),
+            )
+        })?;
+    Ok(Versioned {
+        value: from_item(&item)?,
+        version: item.version,
+    })
+}
+
+pub async fn load_shipments(
+    store: &dyn Store,
+    order_id: &str,
+) -> Result<Vec<Versioned<ShipmentRecord>>, ActivityError> {
+    store
+        .query(&order_pk(order_id), "SHIPMENT#")
+        .await?
+        .iter()
+        .map(|i| {
+            Ok(Versioned {
+                value: from_item(i)?,
+                version: i.version,
+            })
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SkuRecord {
+    pub sku: String,
+    pub name: String,
+    pub price_cents: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarehouseRecord {
+    pub warehouse_id: String,
+    pub name: String,
+    pub country: String,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// A SKU's stock at one warehouse. `available` is kept equal to `on_hand - reserved`
+/// because DynamoDB conditions cannot subtract; `received` is every unit ever put in,
+/// so `on_hand + shipped == received` can be audited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StockRecord {
+    pub sku: String,
+    pub warehouse_id: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub available: i64,
+    pub shipped: i64,
+    pub received: i64,
+}
+
+/// Stock moves as signed deltas of the counters, guarded so none goes negative.
+pub fn stock_move(sku: &str, warehouse_id: &str, deltas: &[(&str, i64)]) -> Write {
+    Write::Add {
+        key: stock_key(sku, warehouse_id),
+        deltas: deltas.iter().map(|(f, d)| (f.to_string(), *d)).collect(),
+        min_after: deltas.iter().map(|(f, _)| (f.to_string(), 0)).collect(),
+    }
+}

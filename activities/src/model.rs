@@ -1,0 +1,384 @@
+//! The domain's data: what activities take and return (their JSON Schemas are written to
+//! statemachines/schemas/), and the rules an order must pass before anything is written.
+
+use crate::errors::{ActivityError, ErrorKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The most lines an order may have. It keeps the reservation (one stock write per line
+/// and warehouse, plus shipments) inside one 100-write transaction.
+pub const MAX_LINES: usize = 20;
+pub const MAX_QUANTITY: i64 = 1000;
+
+/// A country we ship to, with the point distances to it are measured from (its
+/// centroid; sourcing needs only a rough "nearest").
+pub struct Country {
+    pub code: &'static str,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+pub const COUNTRIES: &[Country] = &[
+    Country {
+        code: "US",
+        lat: 39.8,
+        lon: -98.6,
+    },
+    Country {
+        code: "CA",
+        lat: 56.1,
+        lon: -106.3,
+    },
+    Country {
+        code: "MX",
+        lat: 23.6,
+        lon: -102.5,
+    },
+    Country {
+        code: "GB",
+        lat: 54.0,
+        lon: -2.0,
+    },
+    Country {
+        code: "IE",
+        lat: 53.4,
+        lon: -8.2,
+    },
+    Country {
+        code: "FR",
+        lat: 46.2,
+        lon: 2.2,
+    },
+    Country {
+        code: "DE",
+        lat: 51.2,
+        lon: 10.4,
+    },
+    Country {
+        code: "NL",
+        lat: 52.1,
+        lon: 5.3,
+    },
+    Country {
+        code: "ES",
+        lat: 40.5,
+        lon: -3.7,
+    },
+    Country {
+        code: "IT",
+        lat: 41.9,
+        lon: 12.6,
+    },
+    Country {
+        code: "JP",
+        lat: 36.2,
+        lon: 138.3,
+    },
+    Country {
+        code: "AU",
+        lat: -25.3,
+        lon: 133.8,
+    },
+];
+
+pub fn country(code: &str) -> Option<&'static Country> {
+    COUNTRIES.iter().find(|c| c.code == code)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLine {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Payment {
+    /// A gateway token: `tok_` then lower-case letters, digits and `_`.
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    pub name: String,
+    pub line1: String,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2, one of the countries oms ships to.
+    pub country: String,
+}
+
+/// An order as a customer submits it. Prices are not part of it: they come from the
+/// catalog when the order is placed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Order {
+    pub order_id: String,
+    pub customer_id: String,
+    pub lines: Vec<OrderLine>,
+    pub payment: Payment,
+    pub ship_to: Address,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PricedLine {
+    pub sku: String,
+    pub quantity: i64,
+    pub unit_price_cents: i64,
+    pub line_total_cents: i64,
+}
+
+/// PlaceOrder's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlacedOrder {
+    pub order_id: String,
+    pub customer_id: String,
+    pub lines: Vec<PricedLine>,
+    pub total_cents: i64,
+    pub currency: String,
+}
+
+/// The input of the order-level steps (reserve, charge, and their compensations).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRef {
+    pub order_id: String,
+}
+
+/// The input of the per-shipment steps (pick, ship, and their compensations).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentRef {
+    pub order_id: String,
+    pub shipment_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ShipmentLine {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Shipment {
+    pub shipment_id: String,
+    pub warehouse_id: String,
+    pub lines: Vec<ShipmentLine>,
+}
+
+/// ReserveInventory's result: where each unit comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Reservation {
+    pub order_id: String,
+    pub shipments: Vec<Shipment>,
+}
+
+/// ReleaseInventory's result: the shipments whose stock went back (none when nothing
+/// was reserved, or when a shipment had already shipped and was not cancelled).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Release {
+    pub order_id: String,
+    pub released_shipments: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Charge {
+    pub order_id: String,
+    pub charge_id: String,
+    pub amount_cents: i64,
+}
+
+/// RefundPayment's result; `amount_cents` is 0 when nothing had been charged (the
+/// charge is then voided, so a late charge attempt cannot go through).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Refund {
+    pub order_id: String,
+    pub refund_id: Option<String>,
+    pub amount_cents: i64,
+}
+
+/// The result of the per-shipment steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ShipmentState {
+    pub order_id: String,
+    pub shipment_id: String,
+    pub status: ShipmentStatus,
+    pub tracking_number: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ShipmentStatus {
+    Reserved,
+    Picked,
+    Shipped,
+    Released,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OrderStatus {
+    Pending,
+    Reserved,
+    Charged,
+    Fulfilling,
+    Completed,
+    Compensating,
+    Cancelled,
+    CompensationFailed,
+}
+
+impl OrderStatus {
+    /// Statuses after which the saga will not move the order again (a redrive may
+    /// still take COMPENSATION_FAILED back to COMPENSATING).
+    pub fn is_final(self) -> bool {
+        matches!(self, OrderStatus::Completed | OrderStatus::Cancelled)
+    }
+}
+
+/// Where a saga stopped and why, as the saga records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    pub step: Option<String>,
+    pub error: String,
+    pub cause: Option<String>,
+}
+
+/// RecordOrderStatus's input: the status moves the saga makes (COMPENSATING when a step
+/// failed, CANCELLED or COMPLETED at the end, COMPENSATION_FAILED when a compensation
+/// gave up) and, once, the execution that runs the order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusUpdate {
+    pub order_id: String,
+    pub status: OrderStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StatusRecorded {
+    pub order_id: String,
+    pub status: OrderStatus,
+}
+
+/// Decodes an activity's input, naming the field that is wrong.
+pub fn decode<T: serde::de::DeserializeOwned>(
+    input: &serde_json::Value,
+) -> Result<T, ActivityError> {
+    let mut path_holder = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(input, &mut path_holder);
+    T::deserialize(de).map_err(|e| {
+        let path = path_holder.path().to_string();
+        let field = if path == "." {
+            "input".to_string()
+        } else {
+            path
+        };
+        ActivityError::new(ErrorKind::OrderInvalid, format!("{field}: {e}"))
+    })
+}
+
+/// One broken rule: the field (as a JSON path) and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub rule: String,
+}
+
+fn id_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn text_ok(s: &str, max: usize) -> bool {
+    !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
+}
+
+impl Order {
+    /// The rules an order must pass before anything is written, except that its SKUs
+    /// exist (which needs the catalog: see `crate::domain::place_order`).
+    pub fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        let mut bad = |field: &str, rule: &str| {
+            errors.push(FieldError {
+                field: field.to_string(),
+                rule: rule.to_string(),
+            })
+        };
+        if !id_ok(&self.order_id) {
+            bad("order_id", "1 to 64 letters, digits, '-' or '_'");
+        }
+        if !id_ok(&self.customer_id) {
+            bad("customer_id", "1 to 64 letters, digits, '-' or '_'");
+        }
+        if self.lines.is_empty() || self.lines.len() > MAX_LINES {
+            bad("lines", &format!("1 to {MAX_LINES} lines"));
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            if !id_ok(&line.sku) {
+                bad(
+                    &format!("lines[{i}].sku"),
+                    "1 to 64 letters, digits, '-' or '_'",
+                );
+            }
+            if line.quantity < 1 || line.quantity > MAX_QUANTITY {
+                bad(
+                    &format!("lines[{i}].quantity"),
+                    &format!("an integer from 1 to {MAX_QUANTITY}"),
+                );
+            }
+            if self.lines[..i].iter().any(|l| l.sku == line.sku) {
+                bad(&format!("lines[{i}].sku"), "each SKU on one line only");
+            }
+        }
+        let token = &self.payment.token;
+        let token_ok = token.strip_prefix("tok_").is_some_and(|rest| {
+            !rest.is_empty()
+                && rest.len() <= 60
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        });
+        if !token_ok {
+            bad(
+                "payment.token",
+                "'tok_' then 1 to 60 lower-case letters, digits or '_'",
+            );
+        }
+        let a = &self.ship_to;
+        for (field, value, max) in [
+            ("ship_to.name", &a.name, 100),
+            ("ship_to.line1", &a.line1, 200),
+            ("ship_to.city", &a.city, 100),
+            ("ship_to.postal_code", &a.postal_code, 16),
+        ] {
+            if !text_ok(value, max) {
+                bad(field, &format!("1 to {max} characters, not blank"));
+            }
+        }
+        if country(&a.country).is_none() {
+            let codes: Vec<&str> = COUNTRIES.iter().map(|c| c.code).collect();
+            bad(
+                "ship_to.country",
+                &format!("a country oms ships to: {}", codes.join(", ")),
+            );
+        }
+        errors
+    }
+}
+
+pub fn invalid(errors: &[FieldError]) -> ActivityError {
+    let text: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.field, e.rule))
+        .collect();
+    ActivityError::new(ErrorKind::OrderInvalid, text.join("; "))
+}

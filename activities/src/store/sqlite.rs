@@ -1,0 +1,244 @@
+//! The embedded backend: one SQLite table of items, each batch one IMMEDIATE
+//! transaction. The write lock is taken before any condition is read, so a condition
+//! checked is a condition that holds when the batch commits, across processes too (a
+//! Lambda under `cargo lambda watch` and `oms up` may share the file).
+
+use super::{check_batch, Cond, Item, Key, Store, StoreError, Write};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::{Map, Value};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("open {}: {e}", path.display())))?;
+        Self::init(conn)
+    }
+
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(unavailable)?)
+    }
+
+    fn init(conn: Connection) -> Result<SqliteStore, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(unavailable)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS items (
+                 pk TEXT NOT NULL,
+                 sk TEXT NOT NULL,
+                 version INTEGER NOT NULL,
+                 doc TEXT NOT NULL,
+                 PRIMARY KEY (pk, sk)
+             ) WITHOUT ROWID;",
+        )
+        .map_err(unavailable)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Unavailable("connection lock poisoned".into()))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task: {e}")))?
+    }
+}
+
+fn unavailable(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn row_to_item(pk: String, sk: String, version: i64, doc: String) -> Result<Item, StoreError> {
+    let doc: Map<String, Value> = serde_json::from_str(&doc)
+        .map_err(|e| StoreError::Unavailable(format!("stored item {pk}/{sk} is not JSON: {e}")))?;
+    Ok(Item {
+        key: Key { pk, sk },
+        version: version as u64,
+        doc,
+    })
+}
+
+fn read(conn: &Connection, key: &Key) -> Result<Option<(u64, Map<String, Value>)>, StoreError> {
+    let row: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT version, doc FROM items WHERE pk = ?1 AND sk = ?2",
+            params![key.pk, key.sk],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(unavailable)?;
+    row.map(|(v, d)| {
+        serde_json::from_str(&d)
+            .map(|doc| (v as u64, doc))
+            .map_err(|e| StoreError::Unavailable(format!("stored item {key} is not JSON: {e}")))
+    })
+    .transpose()
+}
+
+fn holds(cond: Cond, current: Option<u64>) -> bool {
+    match cond {
+        Cond::Always => true,
+        Cond::NotExists => current.is_none(),
+        Cond::Exists => current.is_some(),
+        Cond::Version(v) => current == Some(v),
+    }
+}
+
+fn apply(conn: &Connection, index: usize, w: &Write) -> Result<(), StoreError> {
+    let failed = || StoreError::ConditionFailed {
+        index,
+        key: w.key().clone(),
+    };
+    let key = w.key();
+    let current = read(conn, key)?;
+    let version = current.as_ref().map(|(v, _)| *v);
+    let put = |version: u64, doc: &Map<String, Value>| {
+        conn.execute(
+            "INSERT INTO items (pk, sk, version, doc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (pk, sk) DO UPDATE SET version = excluded.version, doc = excluded.doc",
+            params![
+                key.pk,
+                key.sk,
+                version as i64,
+                Value::Object(doc.clone()).to_string()
+            ],
+        )
+        .map_err(unavailable)
+    };
+    match w {
+        Write::Put { doc, cond, .. } => {
+            if !holds(*cond, version) {
+                return Err(failed());
+            }
+            let next = match cond {
+                Cond::Version(v) => v + 1,
+                _ => 1,
+            };
+            put(next, doc)?;
+        }
+        Write::Add {
+            deltas, min_after, ..
+        } => {
+            let Some((v, mut doc)) = current else {
+                return Err(failed());
+            };
+            for (field, delta) in deltas {
+                let now = doc.get(field).and_then(Value::as_i64).unwrap_or(0);
+                doc.insert(field.clone(), Value::from(now + delta));
+            }
+            for (field, min) in min_after {
+                if doc.get(field).and_then(Value::as_i64).unwrap_or(0) < *min {
+                    return Err(failed());
+                }
+            }
+            put(v + 1, &doc)?;
+        }
+        Write::Check { cond, .. } => {
+            if !holds(*cond, version) {
+                return Err(failed());
+            }
+        }
+        Write::Delete { cond, .. } => {
+            if !holds(*cond, version) {
+                return Err(failed());
+            }
+            conn.execute(
+                "DELETE FROM items WHERE pk = ?1 AND sk = ?2",
+                params![key.pk, key.sk],
+            )
+            .map_err(unavailable)?;
+        }
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        let key = key.clone();
+        self.with_conn(move |conn| {
+            Ok(read(conn, &key)?.map(|(version, doc)| Item { key, version, doc }))
+        })
+        .await
+    }
+
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let (pk, prefix) = (pk.to_string(), sk_prefix.to_string());
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT pk, sk, version, doc FROM items
+                     WHERE pk = ?1 AND substr(sk, 1, length(?2)) = ?2 ORDER BY sk",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![pk, prefix], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(unavailable)?;
+            rows.map(|r| {
+                let (pk, sk, v, d) = r.map_err(unavailable)?;
+                row_to_item(pk, sk, v, d)
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn scan(&self, pk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let prefix = pk_prefix.to_string();
+        self.with_conn(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT pk, sk, version, doc FROM items
+                     WHERE substr(pk, 1, length(?1)) = ?1 ORDER BY pk, sk",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![prefix], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(unavailable)?;
+            rows.map(|r| {
+                let (pk, sk, v, d) = r.map_err(unavailable)?;
+                row_to_item(pk, sk, v, d)
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        check_batch(&writes)?;
+        self.with_conn(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            for (i, w) in writes.iter().enumerate() {
+                apply(&tx, i, w)?;
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}

@@ -1,0 +1,966 @@
+//! One contract, two backends: every case here runs against SQLite and against AWS's
+//! DynamoDB Local, each on a fresh store. The store cases pin the conditional-write
+//! semantics; the domain cases pin what the activities promise (idempotency,
+//! compensation of what never happened, typed errors, nothing half-written); the last
+//! drives many concurrent sagas with faults injected everywhere and audits the result.
+
+mod common;
+#[path = "saga_driver.rs"]
+mod saga_driver;
+
+use activities::activity::{self, request_cancel, Ctx};
+use activities::audit::audit;
+use activities::faults::FaultPlan;
+use activities::ledger::{load_order, Step, StepStatus};
+use activities::model::*;
+use activities::seed::{self, CatalogSeed};
+use activities::store::{Cond, Key, Store, StoreError, Write};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+type Case = fn(Arc<dyn Store>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        const CASES: &[(&str, Case)] = &[$((stringify!($name), |s| Box::pin($name(s)))),*];
+    };
+}
+
+cases![
+    put_conditions,
+    batch_is_all_or_nothing,
+    add_guards_counters,
+    check_and_delete,
+    query_and_scan_by_prefix,
+    batch_rules,
+    documents_round_trip,
+    happy_path_ships_and_audits,
+    every_activity_is_idempotent,
+    compensating_what_never_happened,
+    compensations_run_twice_change_nothing,
+    sourcing_fewest_shipments_then_nearest,
+    out_of_stock_reserves_nothing,
+    bad_orders_write_nothing,
+    payment_test_tokens,
+    cancel_request_stops_forward_steps,
+    fault_injection,
+    concurrent_sagas_keep_every_invariant,
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite() {
+    for (name, case) in CASES {
+        eprintln!("sqlite: {name}");
+        case(common::sqlite()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb() {
+    let local = common::DynamoLocal::start();
+    for (name, case) in CASES {
+        eprintln!("dynamodb: {name}");
+        case(local.store().await).await;
+    }
+}
+
+fn doc(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap()
+}
+
+fn put(pk: &str, sk: &str, v: Value, cond: Cond) -> Write {
+    Write::Put {
+        key: Key::new(pk, sk),
+        doc: doc(v),
+        cond,
+    }
+}
+
+// ---- the store contract ----------------------------------------------------------
+
+async fn put_conditions(s: Arc<dyn Store>) {
+    let k = Key::new("P", "a");
+    s.transact(vec![put("P", "a", json!({"n": 1}), Cond::NotExists)])
+        .await
+        .unwrap();
+    let item = s.get(&k).await.unwrap().unwrap();
+    assert_eq!((item.version, item.doc["n"].clone()), (1, json!(1)));
+    let again = s
+        .transact(vec![put("P", "a", json!({"n": 2}), Cond::NotExists)])
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::ConditionFailed { index: 0, .. })),
+        "{again:?}"
+    );
+    s.transact(vec![put("P", "a", json!({"n": 2}), Cond::Version(1))])
+        .await
+        .unwrap();
+    let stale = s
+        .transact(vec![put("P", "a", json!({"n": 3}), Cond::Version(1))])
+        .await;
+    assert!(matches!(stale, Err(StoreError::ConditionFailed { .. })));
+    let item = s.get(&k).await.unwrap().unwrap();
+    assert_eq!((item.version, item.doc["n"].clone()), (2, json!(2)));
+    // A Put replaces the whole document.
+    s.transact(vec![put("P", "a", json!({"m": true}), Cond::Version(2))])
+        .await
+        .unwrap();
+    let item = s.get(&k).await.unwrap().unwrap();
+    assert_eq!(item.doc, doc(json!({"m": true})));
+    assert!(s.get(&Key::new("P", "zz")).await.unwrap().is_none());
+}
+
+async fn batch_is_all_or_nothing(s: Arc<dyn Store>) {
+    s.transact(vec![put("B", "taken", json!({"v": 0}), Cond::NotExists)])
+        .await
+        .unwrap();
+    let r = s
+        .transact(vec![
+            put("B", "new", json!({"v": 1}), Cond::NotExists),
+            Write::Add {
+                key: Key::new("B", "taken"),
+                deltas: vec![("v".into(), 5)],
+                min_after: vec![],
+            },
+            put("B", "taken2", json!({}), Cond::Version(7)),
+        ])
+        .await;
+    assert!(
+        matches!(r, Err(StoreError::ConditionFailed { index: 2, .. })),
+        "{r:?}"
+    );
+    assert!(s.get(&Key::new("B", "new")).await.unwrap().is_none());
+    assert_eq!(
+        s.get(&Key::new("B", "taken"))
+            .await
+            .unwrap()
+            .unwrap()
+            .i64("v"),
+        0
+    );
+}
+
+async fn add_guards_counters(s: Arc<dyn Store>) {
+    s.transact(vec![put(
+        "S",
+        "x",
+        json!({"available": 10, "reserved": 0}),
+        Cond::NotExists,
+    )])
+    .await
+    .unwrap();
+    let add = |d: i64| Write::Add {
+        key: Key::new("S", "x"),
+        deltas: vec![("available".into(), -d), ("reserved".into(), d)],
+        min_after: vec![("available".into(), 0)],
+    };
+    assert!(matches!(
+        s.transact(vec![add(11)]).await,
+        Err(StoreError::ConditionFailed { index: 0, .. })
+    ));
+    s.transact(vec![add(10)]).await.unwrap();
+    let item = s.get(&Key::new("S", "x")).await.unwrap().unwrap();
+    assert_eq!(
+        (item.i64("available"), item.i64("reserved"), item.version),
+        (0, 10, 2)
+    );
+    assert!(s.transact(vec![add(1)]).await.is_err());
+    // A missing counter counts from zero; Add on a missing item fails.
+    s.transact(vec![Write::Add {
+        key: Key::new("S", "x"),
+        deltas: vec![("fresh".into(), 3)],
+        min_after: vec![],
+    }])
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get(&Key::new("S", "x"))
+            .await
+            .unwrap()
+            .unwrap()
+            .i64("fresh"),
+        3
+    );
+    let missing = s
+        .transact(vec![Write::Add {
+            key: Key::new("S", "nope"),
+            deltas: vec![("n".into(), 1)],
+            min_after: vec![],
+        }])
+        .await;
+    assert!(matches!(missing, Err(StoreError::ConditionFailed { .. })));
+}
+
+async fn check_and_delete(s: Arc<dyn Store>) {
+    s.transact(vec![put("C", "a", json!({}), Cond::NotExists)])
+        .await
+        .unwrap();
+    let guarded = |cond| {
+        vec![
+            Write::Check {
+                key: Key::new("C", "a"),
+                cond,
+            },
+            put("C", "b", json!({}), Cond::Always),
+        ]
+    };
+    assert!(s.transact(guarded(Cond::Version(2))).await.is_err());
+    assert!(s.transact(guarded(Cond::NotExists)).await.is_err());
+    assert!(s.get(&Key::new("C", "b")).await.unwrap().is_none());
+    s.transact(guarded(Cond::Version(1))).await.unwrap();
+    assert!(s.get(&Key::new("C", "b")).await.unwrap().is_some());
+    assert!(s
+        .transact(vec![Write::Delete {
+            key: Key::new("C", "a"),
+            cond: Cond::Version(9)
+        }])
+        .await
+        .is_err());
+    s.transact(vec![Write::Delete {
+        key: Key::new("C", "a"),
+        cond: Cond::Exists,
+    }])
+    .await
+    .unwrap();
+    assert!(s.get(&Key::new("C", "a")).await.unwrap().is_none());
+}
+
+async fn query_and_scan_by_prefix(s: Arc<dyn Store>) {
+    let mut writes = Vec::new();
+    for (pk, sk) in [
+        ("Q#1", "b#2"),
+        ("Q#1", "a#1"),
+        ("Q#1", "b#1"),
+        ("Q#2", "a"),
+        ("R", "a"),
+    ] {
+        writes.push(put(
+            pk,
+            sk,
+            json!({"at": format!("{pk}/{sk}")}),
+            Cond::NotExists,
+        ));
+    }
+    s.transact(writes).await.unwrap();
+    let sks = |items: Vec<activities::store::Item>| -> Vec<String> {
+        items.into_iter().map(|i| i.key.to_string()).collect()
+    };
+    assert_eq!(
+        sks(s.query("Q#1", "b#").await.unwrap()),
+        ["Q#1/b#1", "Q#1/b#2"]
+    );
+    assert_eq!(
+        sks(s.query("Q#1", "").await.unwrap()),
+        ["Q#1/a#1", "Q#1/b#1", "Q#1/b#2"]
+    );
+    assert_eq!(
+        sks(s.scan("Q#").await.unwrap()),
+        ["Q#1/a#1", "Q#1/b#1", "Q#1/b#2", "Q#2/a"]
+    );
+    assert!(s.query("Q#3", "").await.unwrap().is_empty());
+}
+
+async fn batch_rules(s: Arc<dyn Store>) {
+    let dup = s
+        .transact(vec![
+            put("D", "a", json!({}), Cond::Always),
+            put("D", "a", json!({}), Cond::Always),
+        ])
+        .await;
+    assert!(matches!(dup, Err(StoreError::Invalid(m)) if m.contains("only once")));
+    let many: Vec<Write> = (0..101)
+        .map(|i| put("D", &i.to_string(), json!({}), Cond::Always))
+        .collect();
+    assert!(
+        matches!(s.transact(many).await, Err(StoreError::Invalid(m)) if m.contains("at most 100"))
+    );
+    let reserved = s
+        .transact(vec![put("D", "a", json!({"version": 1}), Cond::Always)])
+        .await;
+    assert!(matches!(reserved, Err(StoreError::Invalid(m)) if m.contains("reserved")));
+    assert!(s.transact(vec![]).await.is_err());
+    assert!(s.query("D", "").await.unwrap().is_empty());
+}
+
+async fn documents_round_trip(s: Arc<dyn Store>) {
+    let value = json!({
+        "a_string": "x ü \"quoted\"", "empty": "", "int": -42, "big": 9007199254740993i64,
+        "float": 12.5, "yes": true, "no": false, "nothing": null,
+        "list": [1, "two", {"three": 3}, []], "map": {"inner": {"deep": [null]}}
+    });
+    s.transact(vec![put("J", "doc", value.clone(), Cond::NotExists)])
+        .await
+        .unwrap();
+    let got = Value::Object(s.get(&Key::new("J", "doc")).await.unwrap().unwrap().doc);
+    assert_eq!(got, value);
+}
+
+// ---- the domain contract ---------------------------------------------------------
+
+/// A small world: two US warehouses and one in Ireland.
+fn world() -> CatalogSeed {
+    let mut demo = seed::demo();
+    demo.warehouses.retain(|w| w.warehouse_id != "WH-DE");
+    demo.stock = vec![
+        ("TSHIRT-BLK-M".into(), "WH-NJ".into(), 5),
+        ("TSHIRT-BLK-M".into(), "WH-NV".into(), 5),
+        ("TSHIRT-BLK-M".into(), "WH-IE".into(), 20),
+        ("MUG-WHITE".into(), "WH-NV".into(), 3),
+        ("SOCKS-3PK".into(), "WH-NJ".into(), 10),
+    ];
+    demo
+}
+
+async fn ctx_with(store: Arc<dyn Store>, world: &CatalogSeed) -> Ctx {
+    seed::seed(&*store, world).await.unwrap();
+    Ctx::new(store)
+}
+
+pub fn order(id: &str, lines: &[(&str, i64)]) -> Order {
+    Order {
+        order_id: id.into(),
+        customer_id: "cust-1".into(),
+        lines: lines
+            .iter()
+            .map(|(s, q)| OrderLine {
+                sku: s.to_string(),
+                quantity: *q,
+            })
+            .collect(),
+        payment: Payment {
+            token: "tok_visa".into(),
+        },
+        ship_to: Address {
+            name: "Ada".into(),
+            line1: "1 Main St".into(),
+            city: "Boston".into(),
+            postal_code: "02101".into(),
+            country: "US".into(),
+        },
+    }
+}
+
+fn r(id: &str) -> OrderRef {
+    OrderRef {
+        order_id: id.into(),
+    }
+}
+
+fn sr(id: &str, sid: &str) -> ShipmentRef {
+    ShipmentRef {
+        order_id: id.into(),
+        shipment_id: sid.into(),
+    }
+}
+
+async fn stock(store: &dyn Store) -> BTreeMap<(String, String), (i64, i64, i64)> {
+    seed::inventory(store)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| ((s.sku, s.warehouse_id), (s.on_hand, s.reserved, s.shipped)))
+        .collect()
+}
+
+async fn clean_audit(store: &dyn Store) -> activities::audit::Audit {
+    let a = audit(store).await.unwrap();
+    assert!(a.problems.is_empty(), "audit: {:#?}", a.problems);
+    a
+}
+
+fn status(s: OrderStatus) -> StatusUpdate {
+    StatusUpdate {
+        order_id: String::new(),
+        status: s,
+        failure: None,
+        execution_arn: None,
+    }
+}
+
+async fn record(ctx: &Ctx, id: &str, s: OrderStatus) {
+    let mut u = status(s);
+    u.order_id = id.into();
+    activity::record_order_status(ctx, u).await.unwrap();
+}
+
+async fn happy_path_ships_and_audits(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    let placed = activity::place_order(&ctx, order("o1", &[("TSHIRT-BLK-M", 2), ("SOCKS-3PK", 1)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        placed.total_cents,
+        2 * 1999 + 899,
+        "prices come from the catalog"
+    );
+    let res = activity::reserve_inventory(&ctx, r("o1")).await.unwrap();
+    assert_eq!(res.shipments.len(), 1);
+    assert_eq!(
+        res.shipments[0].warehouse_id, "WH-NJ",
+        "one US warehouse holds both"
+    );
+    let charge = activity::charge_payment(&ctx, r("o1")).await.unwrap();
+    assert_eq!(charge.amount_cents, placed.total_cents);
+    record(&ctx, "o1", OrderStatus::Fulfilling).await;
+    let sid = &res.shipments[0].shipment_id;
+    let picked = activity::pick_shipment(&ctx, sr("o1", sid)).await.unwrap();
+    assert_eq!(picked.status, ShipmentStatus::Picked);
+    let shipped = activity::ship_shipment(&ctx, sr("o1", sid)).await.unwrap();
+    assert_eq!(shipped.status, ShipmentStatus::Shipped);
+    assert!(shipped
+        .tracking_number
+        .as_deref()
+        .is_some_and(|t| t.starts_with("1Z")));
+    record(&ctx, "o1", OrderStatus::Completed).await;
+    let st = stock(&*store).await;
+    assert_eq!(st[&("TSHIRT-BLK-M".into(), "WH-NJ".into())], (3, 0, 2));
+    assert_eq!(st[&("SOCKS-3PK".into(), "WH-NJ".into())], (9, 0, 1));
+    let a = clean_audit(&*store).await;
+    assert_eq!(
+        (a.charged_cents, a.completed_total_cents),
+        (placed.total_cents, placed.total_cents)
+    );
+    let o = load_order(&*store, "o1").await.unwrap().value;
+    assert_eq!(
+        (o.status, o.charged_cents),
+        (OrderStatus::Completed, placed.total_cents)
+    );
+    for step in ["reserve", "charge"] {
+        let s = Step::load(&*store, "o1", step, None).await.unwrap();
+        assert_eq!(s.status(), Some(StepStatus::Done), "{step}");
+    }
+    // A finished order cannot be moved back.
+    let mut back = status(OrderStatus::Compensating);
+    back.order_id = "o1".into();
+    let err = activity::record_order_status(&ctx, back).await.unwrap_err();
+    assert_eq!(err.name(), "Order.Conflict");
+}
+
+/// Runs every forward activity twice, and then every compensation twice: the second
+/// call returns the first result and changes nothing.
+async fn every_activity_is_idempotent(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    let o = order("o2", &[("TSHIRT-BLK-M", 8)]);
+    let a = activity::place_order(&ctx, o.clone()).await.unwrap();
+    assert_eq!(activity::place_order(&ctx, o.clone()).await.unwrap(), a);
+    let mut other = o.clone();
+    other.lines[0].quantity = 1;
+    assert_eq!(
+        activity::place_order(&ctx, other).await.unwrap_err().name(),
+        "Order.Conflict"
+    );
+    let res = activity::reserve_inventory(&ctx, r("o2")).await.unwrap();
+    let before = stock(&*store).await;
+    assert_eq!(
+        activity::reserve_inventory(&ctx, r("o2")).await.unwrap(),
+        res
+    );
+    assert_eq!(
+        stock(&*store).await,
+        before,
+        "a repeated reservation reserves nothing more"
+    );
+    let c = activity::charge_payment(&ctx, r("o2")).await.unwrap();
+    assert_eq!(activity::charge_payment(&ctx, r("o2")).await.unwrap(), c);
+    for s in &res.shipments {
+        let p = activity::pick_shipment(&ctx, sr("o2", &s.shipment_id))
+            .await
+            .unwrap();
+        assert_eq!(
+            activity::pick_shipment(&ctx, sr("o2", &s.shipment_id))
+                .await
+                .unwrap(),
+            p
+        );
+        let sh = activity::ship_shipment(&ctx, sr("o2", &s.shipment_id))
+            .await
+            .unwrap();
+        let after_ship = stock(&*store).await;
+        assert_eq!(
+            activity::ship_shipment(&ctx, sr("o2", &s.shipment_id))
+                .await
+                .unwrap(),
+            sh
+        );
+        assert_eq!(
+            stock(&*store).await,
+            after_ship,
+            "a repeated ship moves nothing"
+        );
+    }
+    let totals = activities::gateway::totals(&*store).await.unwrap();
+    assert_eq!(
+        (totals.charges, totals.charged_cents),
+        (1, a.total_cents),
+        "one charge"
+    );
+    // Now undo it all, each compensation twice.
+    for s in &res.shipments {
+        let c1 = activity::cancel_shipment(&ctx, sr("o2", &s.shipment_id))
+            .await
+            .unwrap();
+        assert_eq!(
+            activity::cancel_shipment(&ctx, sr("o2", &s.shipment_id))
+                .await
+                .unwrap(),
+            c1
+        );
+        let r1 = activity::restock_shipment(&ctx, sr("o2", &s.shipment_id))
+            .await
+            .unwrap();
+        assert_eq!(
+            activity::restock_shipment(&ctx, sr("o2", &s.shipment_id))
+                .await
+                .unwrap(),
+            r1
+        );
+    }
+    let f1 = activity::refund_payment(&ctx, r("o2")).await.unwrap();
+    assert_eq!(f1.amount_cents, a.total_cents);
+    assert_eq!(activity::refund_payment(&ctx, r("o2")).await.unwrap(), f1);
+    let l1 = activity::release_inventory(&ctx, r("o2")).await.unwrap();
+    assert_eq!(l1.released_shipments.len(), res.shipments.len());
+    assert_eq!(
+        activity::release_inventory(&ctx, r("o2")).await.unwrap(),
+        l1
+    );
+    record(&ctx, "o2", OrderStatus::Cancelled).await;
+    let audit = clean_audit(&*store).await;
+    assert_eq!((audit.reserved_units, audit.shipped_units), (0, 0));
+    assert_eq!(audit.charged_cents, audit.refunded_cents);
+    // After compensation, a late forward call (a duplicate delivery) does nothing.
+    for e in [
+        activity::reserve_inventory(&ctx, r("o2"))
+            .await
+            .unwrap_err(),
+        activity::charge_payment(&ctx, r("o2")).await.unwrap_err(),
+        activity::ship_shipment(&ctx, sr("o2", &res.shipments[0].shipment_id))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(e.name(), "Order.Cancelled", "{e}");
+    }
+    clean_audit(&*store).await;
+}
+
+async fn compensating_what_never_happened(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    activity::place_order(&ctx, order("o3", &[("MUG-WHITE", 1)]))
+        .await
+        .unwrap();
+    let before = stock(&*store).await;
+    assert_eq!(
+        activity::cancel_shipment(&ctx, sr("o3", "o3-1"))
+            .await
+            .unwrap()
+            .status,
+        ShipmentStatus::Released
+    );
+    activity::restock_shipment(&ctx, sr("o3", "o3-1"))
+        .await
+        .unwrap();
+    let refund = activity::refund_payment(&ctx, r("o3")).await.unwrap();
+    assert_eq!((refund.amount_cents, refund.refund_id), (0, None));
+    let release = activity::release_inventory(&ctx, r("o3")).await.unwrap();
+    assert!(release.released_shipments.is_empty());
+    assert_eq!(stock(&*store).await, before);
+    // The tombstones stop a forward call that arrives late, and the voided charge key
+    // stops the gateway too.
+    assert_eq!(
+        activity::reserve_inventory(&ctx, r("o3"))
+            .await
+            .unwrap_err()
+            .name(),
+        "Order.Cancelled"
+    );
+    assert_eq!(
+        activity::charge_payment(&ctx, r("o3"))
+            .await
+            .unwrap_err()
+            .name(),
+        "Order.Cancelled"
+    );
+    assert_eq!(stock(&*store).await, before);
+    record(&ctx, "o3", OrderStatus::Cancelled).await;
+    let a = clean_audit(&*store).await;
+    assert_eq!(a.charged_cents, 0);
+}
+
+async fn compensations_run_twice_change_nothing(store: Arc<dyn Store>) {
+    // Partway: reserved and charged, picked but not shipped.
+    let ctx = ctx_with(store.clone(), &world()).await;
+    activity::place_order(&ctx, order("o4", &[("TSHIRT-BLK-M", 12)]))
+        .await
+        .unwrap();
+    let res = activity::reserve_inventory(&ctx, r("o4")).await.unwrap();
+    activity::charge_payment(&ctx, r("o4")).await.unwrap();
+    for s in &res.shipments {
+        activity::pick_shipment(&ctx, sr("o4", &s.shipment_id))
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        for s in &res.shipments {
+            activity::cancel_shipment(&ctx, sr("o4", &s.shipment_id))
+                .await
+                .unwrap();
+            activity::restock_shipment(&ctx, sr("o4", &s.shipment_id))
+                .await
+                .unwrap();
+        }
+        activity::refund_payment(&ctx, r("o4")).await.unwrap();
+        activity::release_inventory(&ctx, r("o4")).await.unwrap();
+    }
+    record(&ctx, "o4", OrderStatus::Cancelled).await;
+    let a = clean_audit(&*store).await;
+    assert_eq!(a.reserved_units, 0);
+    assert_eq!(a.on_hand_units, a.received_units);
+    assert_eq!(a.refunded_cents, a.charged_cents);
+    assert!(a.charged_cents > 0);
+}
+
+async fn sourcing_fewest_shipments_then_nearest(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    let mut ireland = order("o5", &[("TSHIRT-BLK-M", 3)]);
+    ireland.ship_to.country = "IE".into();
+    activity::place_order(&ctx, ireland).await.unwrap();
+    let res = activity::reserve_inventory(&ctx, r("o5")).await.unwrap();
+    let at: Vec<&str> = res
+        .shipments
+        .iter()
+        .map(|s| s.warehouse_id.as_str())
+        .collect();
+    assert_eq!(at, ["WH-IE"], "the Irish warehouse is nearest to Ireland");
+    // 8 shirts to the US: neither US warehouse has 8 (5 and 5) but Ireland has 17 left,
+    // so the fewest shipments (one) beats nearness.
+    activity::place_order(&ctx, order("o6", &[("TSHIRT-BLK-M", 8)]))
+        .await
+        .unwrap();
+    let res = activity::reserve_inventory(&ctx, r("o6")).await.unwrap();
+    let at: Vec<&str> = res
+        .shipments
+        .iter()
+        .map(|s| s.warehouse_id.as_str())
+        .collect();
+    assert_eq!(at, ["WH-IE"]);
+    // Shirts and mugs: only Reno has mugs and it has 5 shirts, one shipment.
+    activity::place_order(&ctx, order("o7", &[("TSHIRT-BLK-M", 4), ("MUG-WHITE", 2)]))
+        .await
+        .unwrap();
+    let res = activity::reserve_inventory(&ctx, r("o7")).await.unwrap();
+    assert_eq!(res.shipments.len(), 1);
+    assert_eq!(res.shipments[0].warehouse_id, "WH-NV");
+    // 15 shirts, the last 15 (NJ 5, NV 1, IE 9): the line is split over all three.
+    activity::place_order(&ctx, order("o8", &[("TSHIRT-BLK-M", 15)]))
+        .await
+        .unwrap();
+    let res = activity::reserve_inventory(&ctx, r("o8")).await.unwrap();
+    let units: i64 = res
+        .shipments
+        .iter()
+        .flat_map(|s| &s.lines)
+        .map(|l| l.quantity)
+        .sum();
+    assert_eq!(units, 15);
+    assert_eq!(res.shipments.len(), 3, "{res:?}");
+    assert_eq!(res.shipments[0].shipment_id, "o8-1");
+    clean_audit(&*store).await;
+}
+
+async fn out_of_stock_reserves_nothing(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    activity::place_order(&ctx, order("o9", &[("SOCKS-3PK", 2), ("MUG-WHITE", 4)]))
+        .await
+        .unwrap();
+    let before = stock(&*store).await;
+    let err = activity::reserve_inventory(&ctx, r("o9"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "Inventory.OutOfStock");
+    assert!(
+        err.message.contains("MUG-WHITE: 4 requested, 3 available"),
+        "{err}"
+    );
+    assert_eq!(stock(&*store).await, before);
+    let step = Step::load(&*store, "o9", "reserve", None).await.unwrap();
+    assert_eq!(step.status(), Some(StepStatus::Failed));
+    activity::release_inventory(&ctx, r("o9")).await.unwrap();
+    record(&ctx, "o9", OrderStatus::Cancelled).await;
+    clean_audit(&*store).await;
+}
+
+async fn bad_orders_write_nothing(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    let before = store.scan("").await.unwrap();
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"order_id": "b1"}), "customer_id"),
+        (
+            {
+                let mut v = serde_json::to_value(order("b2", &[("SOCKS-3PK", -1)])).unwrap();
+                v["lines"][0]["quantity"] = json!(-1);
+                v
+            },
+            "lines[0].quantity",
+        ),
+        (
+            serde_json::to_value(order("b3", &[("NOPE", 1)])).unwrap(),
+            "lines[0].sku",
+        ),
+        (
+            {
+                let mut v = serde_json::to_value(order("b4", &[("SOCKS-3PK", 1)])).unwrap();
+                v["ship_to"]["country"] = json!("ZZ");
+                v
+            },
+            "ship_to.country",
+        ),
+        (
+            {
+                let mut v = serde_json::to_value(order("b5", &[("SOCKS-3PK", 1)])).unwrap();
+                v["payment"]["token"] = json!("4111111111111111");
+                v
+            },
+            "payment.token",
+        ),
+        (
+            {
+                let mut v = serde_json::to_value(order("b6", &[("SOCKS-3PK", 1)])).unwrap();
+                v["lines"][0]["quantity"] = json!("two");
+                v
+            },
+            "lines[0].quantity",
+        ),
+        (
+            {
+                let mut v = serde_json::to_value(order("b7", &[("SOCKS-3PK", 1)])).unwrap();
+                v["extra"] = json!(1);
+                v
+            },
+            "extra",
+        ),
+        (serde_json::to_value(order("b8", &[])).unwrap(), "lines"),
+        (
+            serde_json::to_value(order("b9", &[("SOCKS-3PK", 1), ("SOCKS-3PK", 2)])).unwrap(),
+            "lines[1].sku",
+        ),
+        (
+            serde_json::to_value(order("bad id!", &[("SOCKS-3PK", 1)])).unwrap(),
+            "order_id",
+        ),
+    ];
+    for (input, field) in cases {
+        let err = activity::invoke(&ctx, "PlaceOrder", &input)
+            .await
+            .unwrap_err();
+        assert_eq!(err.name(), "Order.Invalid", "{input}");
+        assert!(err.message.contains(field), "{field} not named in: {err}");
+    }
+    for (name, input) in [
+        ("ReserveInventory", json!({})),
+        ("PickShipment", json!({"order_id": "x"})),
+        ("ChargePayment", json!({"order_id": 7})),
+    ] {
+        let err = activity::invoke(&ctx, name, &input).await.unwrap_err();
+        assert_eq!(err.name(), "Order.Invalid", "{name} {input}");
+    }
+    assert_eq!(
+        activity::invoke(&ctx, "ReserveInventory", &json!({"order_id": "ghost"}))
+            .await
+            .unwrap_err()
+            .name(),
+        "Order.NotFound"
+    );
+    assert_eq!(store.scan("").await.unwrap(), before, "nothing was written");
+}
+
+async fn payment_test_tokens(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    let with_token = |id: &str, token: &str| {
+        let mut o = order(id, &[("SOCKS-3PK", 1)]);
+        o.payment.token = token.into();
+        o
+    };
+    for (id, token) in [
+        ("p1", "tok_declined"),
+        ("p2", "tok_gateway_timeout"),
+        ("p3", "tok_refund_rejected"),
+    ] {
+        activity::place_order(&ctx, with_token(id, token))
+            .await
+            .unwrap();
+        activity::reserve_inventory(&ctx, r(id)).await.unwrap();
+    }
+    let declined = activity::charge_payment(&ctx, r("p1")).await.unwrap_err();
+    assert_eq!(
+        (declined.name(), declined.retryable()),
+        ("Payment.Declined", false)
+    );
+    let timeout = activity::charge_payment(&ctx, r("p2")).await.unwrap_err();
+    assert_eq!(
+        (timeout.name(), timeout.retryable()),
+        ("Payment.GatewayTimeout", true)
+    );
+    activity::charge_payment(&ctx, r("p3")).await.unwrap();
+    let rejected = activity::refund_payment(&ctx, r("p3")).await.unwrap_err();
+    assert_eq!(
+        (rejected.name(), rejected.retryable()),
+        ("Payment.RefundRejected", false)
+    );
+    let step = Step::load(&*store, "p3", "charge", None).await.unwrap();
+    assert_eq!(step.status(), Some(StepStatus::CompensationFailed));
+    assert_eq!(
+        activities::gateway::totals(&*store).await.unwrap().charges,
+        1
+    );
+    for id in ["p1", "p2"] {
+        activity::refund_payment(&ctx, r(id)).await.unwrap();
+        activity::release_inventory(&ctx, r(id)).await.unwrap();
+        record(&ctx, id, OrderStatus::Cancelled).await;
+    }
+    let mut failed = status(OrderStatus::CompensationFailed);
+    failed.order_id = "p3".into();
+    failed.failure = Some(Failure {
+        step: Some("RefundPayment".into()),
+        error: rejected.name().into(),
+        cause: Some(rejected.message.clone()),
+    });
+    activity::record_order_status(&ctx, failed).await.unwrap();
+    let o = load_order(&*store, "p3").await.unwrap().value;
+    assert_eq!(o.status, OrderStatus::CompensationFailed);
+    assert_eq!(o.failure.unwrap().error, "Payment.RefundRejected");
+    assert!(audit(&*store).await.unwrap().problems.is_empty());
+}
+
+async fn cancel_request_stops_forward_steps(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    activity::place_order(&ctx, order("c1", &[("SOCKS-3PK", 1)]))
+        .await
+        .unwrap();
+    let res = activity::reserve_inventory(&ctx, r("c1")).await.unwrap();
+    let o = request_cancel(&*store, "c1").await.unwrap();
+    assert!(o.cancel_requested);
+    let err = activity::charge_payment(&ctx, r("c1")).await.unwrap_err();
+    assert_eq!(err.name(), "Order.Cancelled");
+    let err = activity::pick_shipment(&ctx, sr("c1", &res.shipments[0].shipment_id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "Order.Cancelled");
+    // Work already done stays done (the saga compensates it); a repeat still answers.
+    assert_eq!(
+        activity::reserve_inventory(&ctx, r("c1")).await.unwrap(),
+        res
+    );
+    activity::refund_payment(&ctx, r("c1")).await.unwrap();
+    activity::release_inventory(&ctx, r("c1")).await.unwrap();
+    record(&ctx, "c1", OrderStatus::Cancelled).await;
+    let a = clean_audit(&*store).await;
+    assert_eq!((a.reserved_units, a.charged_cents), (0, 0));
+}
+
+async fn fault_injection(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    let plans = |v: Value| -> BTreeMap<String, FaultPlan> { serde_json::from_value(v).unwrap() };
+    assert!(ctx
+        .faults
+        .set(&plans(
+            json!({"teleport": {"fail_next": 1, "error": "Pick.ItemDamaged"}})
+        ))
+        .await
+        .unwrap_err()
+        .contains("teleport"));
+    assert!(ctx
+        .faults
+        .set(&plans(
+            json!({"pick": {"fail_next": 1, "error": "Nope.Nope"}})
+        ))
+        .await
+        .unwrap_err()
+        .contains("pick.error"));
+    assert!(ctx
+        .faults
+        .set(&plans(json!({"pick": {"transient_rate": 2.0}})))
+        .await
+        .unwrap_err()
+        .contains("transient_rate"));
+    ctx.faults
+        .set(&plans(json!({
+            "pick": {"fail_next": 2, "error": "Pick.ItemDamaged"},
+            "reserve": {"fail_next": 1, "error": "Activity.Unavailable", "after_effect": true},
+            "charge": {"transient_rate": 1.0}
+        })))
+        .await
+        .unwrap();
+    assert_eq!(ctx.faults.get().await.unwrap().len(), 3);
+    activity::place_order(&ctx, order("f1", &[("SOCKS-3PK", 2)]))
+        .await
+        .unwrap();
+    // After the effect: the reservation happened, the answer was lost...
+    let lost = activity::reserve_inventory(&ctx, r("f1"))
+        .await
+        .unwrap_err();
+    assert_eq!(lost.name(), "Activity.Unavailable");
+    let reserved = clean_audit(&*store).await.reserved_units;
+    assert_eq!(reserved, 2);
+    // ...and the retry returns it without reserving again.
+    let res = activity::reserve_inventory(&ctx, r("f1")).await.unwrap();
+    assert_eq!(clean_audit(&*store).await.reserved_units, 2);
+    let e = activity::charge_payment(&ctx, r("f1")).await.unwrap_err();
+    assert_eq!((e.name(), e.retryable()), ("Payment.GatewayTimeout", true));
+    let sid = &res.shipments[0].shipment_id;
+    for _ in 0..2 {
+        let e = activity::pick_shipment(&ctx, sr("f1", sid))
+            .await
+            .unwrap_err();
+        assert_eq!(e.name(), "Pick.ItemDamaged");
+    }
+    activity::pick_shipment(&ctx, sr("f1", sid)).await.unwrap();
+    ctx.faults.clear().await.unwrap();
+    assert!(ctx.faults.get().await.unwrap().is_empty());
+    activity::charge_payment(&ctx, r("f1")).await.unwrap();
+    // Latency is added before the call.
+    ctx.faults
+        .set(&plans(json!({"ship": {"latency_ms": 300}})))
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    activity::ship_shipment(&ctx, sr("f1", sid)).await.unwrap();
+    assert!(t.elapsed() >= std::time::Duration::from_millis(300));
+    record(&ctx, "f1", OrderStatus::Completed).await;
+    clean_audit(&*store).await;
+}
+
+async fn concurrent_sagas_keep_every_invariant(store: Arc<dyn Store>) {
+    let mut w = world();
+    w.stock = vec![
+        ("CAP-NAVY".into(), "WH-NJ".into(), 6),
+        ("CAP-NAVY".into(), "WH-IE".into(), 4),
+    ];
+    let ctx = ctx_with(store.clone(), &w).await;
+    let report = saga_driver::run_many(&ctx, 64, "CAP-NAVY").await;
+    let a = clean_audit(&*store).await;
+    eprintln!("  {report:?}; audit {:?}", a.by_status);
+    assert_eq!(a.orders, 64);
+    let finished = a.by_status.get("COMPLETED").copied().unwrap_or(0)
+        + a.by_status.get("CANCELLED").copied().unwrap_or(0);
+    assert_eq!(finished, 64, "every order ended: {:?}", a.by_status);
+    assert_eq!(a.reserved_units, 0, "no stock left reserved");
+    assert_eq!(a.on_hand_units + a.shipped_units, 10);
+    assert!(a.shipped_units <= 10);
+    assert_eq!(
+        a.shipped_units,
+        a.by_status.get("COMPLETED").copied().unwrap_or(0) as i64,
+        "one cap per completed order"
+    );
+    assert!(
+        a.shipped_units >= 5,
+        "with 10 caps and 64 orders most stock ships: {a:?}"
+    );
+    assert_eq!(a.charged_cents - a.refunded_cents, a.completed_total_cents);
+    assert!(
+        report.duplicate_calls > 0 && report.injected_failures > 0,
+        "{report:?}"
+    );
+}
