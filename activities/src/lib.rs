@@ -6,6 +6,7 @@ pub mod audit;
 pub mod errors;
 pub mod faults;
 pub mod gateway;
+pub mod lambda;
 pub mod ledger;
 pub mod model;
 pub mod seed;

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 /// and warehouse, plus shipments) inside one 100-write transaction.
 pub const MAX_LINES: usize = 20;
 pub const MAX_QUANTITY: i64 = 1000;
+/// Ids (orders, customers, SKUs), as the published schema states them for API Gateway;
+/// `Order::check` applies the same rules with messages that name the field.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+pub const TOKEN_PATTERN: &str = "^tok_[a-z0-9_]{1,60}$";
 
 /// A country we ship to, with the point distances to it are measured from (its
 /// centroid; sourcing needs only a rough "nearest").
@@ -88,7 +92,9 @@ pub fn country(code: &str) -> Option<&'static Country> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLine {
+    #[schemars(regex(pattern = ID_PATTERN))]
     pub sku: String,
+    #[schemars(range(min = 1, max = MAX_QUANTITY))]
     pub quantity: i64,
 }
 
@@ -96,6 +102,7 @@ pub struct OrderLine {
 #[serde(deny_unknown_fields)]
 pub struct Payment {
     /// A gateway token: `tok_` then lower-case letters, digits and `_`.
+    #[schemars(regex(pattern = TOKEN_PATTERN))]
     pub token: String,
 }
 
@@ -115,8 +122,11 @@ pub struct Address {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Order {
+    #[schemars(regex(pattern = ID_PATTERN))]
     pub order_id: String,
+    #[schemars(regex(pattern = ID_PATTERN))]
     pub customer_id: String,
+    #[schemars(length(min = 1, max = MAX_LINES))]
     pub lines: Vec<OrderLine>,
     pub payment: Payment,
     pub ship_to: Address,

@@ -87,6 +87,29 @@ pub async fn seed(store: &dyn Store, seed: &CatalogSeed) -> Result<(), StoreErro
     Ok(())
 }
 
+/// Seeds `seed` unless a seed named `name` was applied before: the first caller claims
+/// the name with a conditional write, so processes starting together (several Lambda
+/// functions' cold starts) do not receive the stock twice. Returns whether it seeded.
+pub async fn seed_once(
+    store: &dyn Store,
+    name: &str,
+    seed: &CatalogSeed,
+) -> Result<bool, StoreError> {
+    let claim = Write::Put {
+        key: crate::store::Key::new(CATALOG, format!("SEED#{name}")),
+        doc: to_doc(&serde_json::json!({"seeded_at": now()})),
+        cond: Cond::NotExists,
+    };
+    match store.transact(vec![claim]).await {
+        Ok(()) => {
+            self::seed(store, seed).await?;
+            Ok(true)
+        }
+        Err(StoreError::ConditionFailed { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Whether the store holds a catalog (so `oms up` seeds only a new store).
 pub async fn is_seeded(store: &dyn Store) -> Result<bool, StoreError> {
     Ok(!store.query(CATALOG, "SKU#").await?.is_empty())

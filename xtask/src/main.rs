@@ -1,8 +1,10 @@
-//! Project tasks: `cargo xtask test | conformance | bench`.
+//! Project tasks: `cargo xtask test | conformance | bench | lambda`.
 
 mod bench;
 mod conformance;
+mod lambda;
 mod test;
+mod tools;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,7 +22,8 @@ fn main() -> ExitCode {
         Some("test") => test::run(&root()),
         Some("conformance") => conformance_cmd(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
-        _ => Err("usage: cargo xtask <test|conformance|bench>".to_string()),
+        Some("lambda") => lambda::run(&root()),
+        _ => Err("usage: cargo xtask <test|conformance|bench|lambda>".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

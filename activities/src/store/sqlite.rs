@@ -74,7 +74,10 @@ fn row_to_item(pk: String, sk: String, version: i64, doc: String) -> Result<Item
     })
 }
 
-fn read(conn: &Connection, key: &Key) -> Result<Option<(u64, Map<String, Value>)>, StoreError> {
+/// A stored item's version and document.
+type Stored = (u64, Map<String, Value>);
+
+fn read(conn: &Connection, key: &Key) -> Result<Option<Stored>, StoreError> {
     let row: Option<(i64, String)> = conn
         .query_row(
             "SELECT version, doc FROM items WHERE pk = ?1 AND sk = ?2",

@@ -1,0 +1,68 @@
+//! The activities as Lambda functions: one binary per activity (src/bin/), each the
+//! same handler `oms up` calls in-process, behind `lambda_runtime`. The error's name
+//! becomes the Lambda errorType, so the state machine's Retry and Catch see
+//! `Payment.Declined`, not a Rust type name.
+//!
+//! The store comes from `OMS_STORE`: `dynamodb:TABLE` (the default on AWS, with the
+//! standard credential chain; `OMS_DYNAMODB_ENDPOINT` points it elsewhere) or
+//! `sqlite:PATH` (local runs under `cargo lambda watch`). `OMS_SEED_DEMO=1` seeds the demo
+//! catalog into an empty store.
+
+use crate::activity::{invoke, Ctx};
+use crate::errors::ActivityError;
+use crate::store::Store;
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::Value;
+use std::sync::Arc;
+
+impl From<ActivityError> for Diagnostic {
+    fn from(e: ActivityError) -> Diagnostic {
+        Diagnostic {
+            error_type: e.name().to_string(),
+            error_message: e.message,
+        }
+    }
+}
+
+/// Opens the store `spec` names (`sqlite:PATH` or `dynamodb:TABLE`).
+pub async fn open_store(spec: &str) -> Result<Arc<dyn Store>, String> {
+    if let Some(path) = spec.strip_prefix("sqlite:") {
+        let store = crate::store::sqlite::SqliteStore::open(std::path::Path::new(path))
+            .map_err(|e| e.to_string())?;
+        return Ok(Arc::new(store));
+    }
+    if let Some(table) = spec.strip_prefix("dynamodb:") {
+        let endpoint = std::env::var("OMS_DYNAMODB_ENDPOINT").ok();
+        let store = crate::store::dynamo::DynamoStore::connect(endpoint.as_deref(), table).await;
+        return Ok(Arc::new(store));
+    }
+    Err(format!(
+        "OMS_STORE: '{spec}' is neither sqlite:PATH nor dynamodb:TABLE"
+    ))
+}
+
+/// Serves activity `name` (e.g. "ReserveInventory") as a Lambda function.
+pub async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
+    if crate::activity::by_name(name).is_none() {
+        return Err(format!("no activity named {name}").into());
+    }
+    let spec = std::env::var("OMS_STORE")
+        .map_err(|_| "OMS_STORE is not set (sqlite:PATH or dynamodb:TABLE)".to_string())?;
+    let store = open_store(&spec).await?;
+    // For local runs (`cargo lambda watch`) on an empty store: nothing to sell otherwise.
+    if std::env::var_os("OMS_SEED_DEMO").is_some() {
+        crate::seed::seed_once(&*store, "demo", &crate::seed::demo())
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let ctx = Ctx::new(store);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let ctx = ctx.clone();
+        async move {
+            invoke(&ctx, name, &event.payload)
+                .await
+                .map_err(Diagnostic::from)
+        }
+    }))
+    .await
+}

