@@ -249,7 +249,7 @@ pub async fn reserve_inventory(ctx: &Ctx, input: OrderRef) -> Result<Reservation
             .collect();
         let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
         let sites = sites(&*ctx.store, &skus).await?;
-        let shipments = match sourcing::plan(id, &lines, &order.value.ship_to.country, &sites) {
+        let shipments = match sourcing::plan(id, &lines, &order.value.ship_to, &sites) {
             Ok(s) => s,
             Err(short) => {
                 let err = ActivityError::new(

@@ -41,8 +41,17 @@ pub async fn open_store(spec: &str) -> Result<Arc<dyn Store>, String> {
     ))
 }
 
-/// Serves activity `name` (e.g. "ReserveInventory") as a Lambda function.
-pub async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
+/// A Lambda binary's whole `main`: serves activity `name` (e.g. "ReserveInventory").
+/// It is a plain function that builds its own runtime so that each binary compiles in
+/// moments: an async entry point would be instantiated again in every binary.
+pub fn main(name: &'static str) -> Result<(), lambda_runtime::Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(name))
+}
+
+async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
     if crate::activity::by_name(name).is_none() {
         return Err(format!("no activity named {name}").into());
     }

@@ -89,6 +89,40 @@ pub fn country(code: &str) -> Option<&'static Country> {
     COUNTRIES.iter().find(|c| c.code == code)
 }
 
+/// The centre of each US ZIP code zone (the code's first digit): 0 New England and New
+/// Jersey, 1 New York and Pennsylvania, 2 the Mid-Atlantic and Carolinas, 3 the
+/// Southeast, 4 the Ohio valley, 5 the northern plains, 6 the central states, 7 the
+/// south central states, 8 the mountain states, 9 the Pacific coast.
+const US_ZIP_ZONES: [(f64, f64); 10] = [
+    (42.0, -72.0),
+    (41.5, -76.0),
+    (37.0, -78.5),
+    (32.5, -84.0),
+    (40.0, -84.5),
+    (45.0, -93.0),
+    (40.0, -92.0),
+    (32.0, -96.5),
+    (39.0, -109.0),
+    (38.0, -121.0),
+];
+
+/// Where an address is, roughly enough to tell the nearest warehouse: the US ZIP zone
+/// for US addresses, the country's centroid elsewhere.
+pub fn destination_point(address: &Address) -> Option<(f64, f64)> {
+    if address.country == "US" {
+        let zone = address
+            .postal_code
+            .trim()
+            .chars()
+            .next()
+            .and_then(|c| c.to_digit(10));
+        if let Some(z) = zone {
+            return Some(US_ZIP_ZONES[z as usize]);
+        }
+    }
+    country(&address.country).map(|c| (c.lat, c.lon))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderLine {

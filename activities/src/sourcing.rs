@@ -5,7 +5,8 @@
 //!    smaller set can carry it whole.
 //! 2. **Nearest.** Among sets of that size, the one with the most warehouses in the
 //!    destination country, then the least total great-circle distance from the
-//!    warehouses to the destination country's centroid, then the lowest warehouse ids
+//!    warehouses to the destination (its US ZIP zone, or elsewhere its country's
+//!    centroid: `model::destination_point`), then the lowest warehouse ids
 //!    (so the choice never depends on the order rows were read in).
 //!
 //! Within the chosen set each line takes from the nearest warehouse first. With more
@@ -13,7 +14,7 @@
 //! the warehouse that covers the most missing units), which may use one shipment more
 //! than the minimum.
 
-use crate::model::{country, OrderLine, Shipment, ShipmentLine};
+use crate::model::{destination_point, Address, OrderLine, Shipment, ShipmentLine};
 use std::collections::BTreeMap;
 
 pub const EXHAUSTIVE_LIMIT: usize = 12;
@@ -43,14 +44,15 @@ fn km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     6371.0 * 2.0 * a.sqrt().asin()
 }
 
-/// Plans the shipments of an order: `lines` to `destination` (a country code) from
-/// `sites`. Shipment ids are `{order_id}-{n}`, numbered nearest first.
+/// Plans the shipments of an order: `lines` to `address` from `sites`. Shipment ids
+/// are `{order_id}-{n}`, numbered nearest first.
 pub fn plan(
     order_id: &str,
     lines: &[OrderLine],
-    destination: &str,
+    address: &Address,
     sites: &[Site],
 ) -> Result<Vec<Shipment>, Shortage> {
+    let destination = address.country.as_str();
     for line in lines {
         let total: i64 = sites
             .iter()
@@ -64,8 +66,8 @@ pub fn plan(
             });
         }
     }
-    let dest = country(destination);
-    let distance = |s: &Site| dest.map_or(0.0, |c| km(s.lat, s.lon, c.lat, c.lon));
+    let dest = destination_point(address);
+    let distance = |s: &Site| dest.map_or(0.0, |(lat, lon)| km(s.lat, s.lon, lat, lon));
     // Only warehouses holding something the order needs can be part of the answer.
     let mut candidates: Vec<&Site> = sites
         .iter()

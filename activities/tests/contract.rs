@@ -48,6 +48,7 @@ cases![
     cancel_request_stops_forward_steps,
     fault_injection,
     concurrent_sagas_keep_every_invariant,
+    store_failures_leave_nothing_half_written,
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -939,7 +940,7 @@ async fn concurrent_sagas_keep_every_invariant(store: Arc<dyn Store>) {
         ("CAP-NAVY".into(), "WH-IE".into(), 4),
     ];
     let ctx = ctx_with(store.clone(), &w).await;
-    let report = saga_driver::run_many(&ctx, 64, "CAP-NAVY").await;
+    let report = saga_driver::run_many(&ctx, 64, "CAP-NAVY", true).await;
     let a = clean_audit(&*store).await;
     eprintln!("  {report:?}; audit {:?}", a.by_status);
     assert_eq!(a.orders, 64);
@@ -963,4 +964,75 @@ async fn concurrent_sagas_keep_every_invariant(store: Arc<dyn Store>) {
         report.duplicate_calls > 0 && report.injected_failures > 0,
         "{report:?}"
     );
+}
+
+/// A store that fails some batches before applying them and, worse, some after (the
+/// write happened, the answer was lost), and fails some reads.
+struct Flaky {
+    inner: Arc<dyn Store>,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for Flaky {
+    async fn get(&self, key: &Key) -> Result<Option<activities::store::Item>, StoreError> {
+        if fastrand::f64() < 0.03 {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(StoreError::Unavailable("injected read failure".into()));
+        }
+        self.inner.get(key).await
+    }
+    async fn query(&self, pk: &str, p: &str) -> Result<Vec<activities::store::Item>, StoreError> {
+        self.inner.query(pk, p).await
+    }
+    async fn scan(&self, p: &str) -> Result<Vec<activities::store::Item>, StoreError> {
+        self.inner.scan(p).await
+    }
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let roll = fastrand::f64();
+        if roll < 0.08 {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(StoreError::Unavailable("injected: nothing applied".into()));
+        }
+        let result = self.inner.transact(writes).await;
+        if roll < 0.16 && result.is_ok() {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(StoreError::Unavailable(
+                "injected: applied, answer lost".into(),
+            ));
+        }
+        result
+    }
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+}
+
+async fn store_failures_leave_nothing_half_written(store: Arc<dyn Store>) {
+    let mut w = world();
+    w.stock = vec![
+        ("CAP-NAVY".into(), "WH-NJ".into(), 5),
+        ("CAP-NAVY".into(), "WH-IE".into(), 5),
+    ];
+    seed::seed(&*store, &w).await.unwrap();
+    let flaky = Arc::new(Flaky {
+        inner: store.clone(),
+        failures: Default::default(),
+    });
+    let ctx = Ctx::new(flaky.clone());
+    let report = saga_driver::run_many(&ctx, 24, "CAP-NAVY", false).await;
+    let failures = flaky.failures.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(failures > 10, "the store failed only {failures} times");
+    let a = clean_audit(&*store).await;
+    eprintln!(
+        "  {report:?}; {failures} store failures; audit {:?}",
+        a.by_status
+    );
+    assert_eq!(a.orders, 24);
+    assert_eq!(a.reserved_units, 0);
+    assert_eq!(a.on_hand_units + a.shipped_units, 10);
+    assert_eq!(a.charged_cents - a.refunded_cents, a.completed_total_cents);
 }

@@ -150,7 +150,7 @@ async fn futures_join_all<F: std::future::Future>(
 /// Runs `n` one-unit orders of `sku` at once with faults on every activity: transient
 /// failures before and after effects, some permanent pick and ship failures, declined
 /// cards and undeliverable addresses.
-pub async fn run_many(ctx: &Ctx, n: usize, sku: &str) -> Report {
+pub async fn run_many(ctx: &Ctx, n: usize, sku: &str, with_faults: bool) -> Report {
     let mut plans: BTreeMap<String, FaultPlan> = BTreeMap::new();
     for a in activities::ACTIVITIES {
         let after = matches!(
@@ -170,7 +170,9 @@ pub async fn run_many(ctx: &Ctx, n: usize, sku: &str) -> Report {
     plans.get_mut("pick").unwrap().error = Some("Pick.ItemDamaged".into());
     plans.get_mut("ship").unwrap().fail_next = 2;
     plans.get_mut("ship").unwrap().error = Some("Ship.AddressRejected".into());
-    ctx.faults.set(&plans).await.unwrap();
+    if with_faults {
+        ctx.faults.set(&plans).await.unwrap();
+    }
 
     let counters = Arc::new(Counters::default());
     let mut tasks = Vec::new();
@@ -214,7 +216,9 @@ pub async fn run_many(ctx: &Ctx, n: usize, sku: &str) -> Report {
             _ => report.cancelled += 1,
         }
     }
-    ctx.faults.clear().await.unwrap();
+    if with_faults {
+        ctx.faults.clear().await.unwrap();
+    }
     report.duplicate_calls = counters.duplicates.load(Ordering::Relaxed);
     report.injected_failures = counters.retried.load(Ordering::Relaxed);
     report

@@ -153,13 +153,18 @@ impl ConfiguredInvoker {
                 format!("Function not found: {function}"),
             ));
         }
-        if !status.is_success() {
+        // `cargo lambda watch` answers a function error with 500 and the error payload,
+        // where AWS answers 200 with X-Amz-Function-Error: both are the function's error.
+        let error_payload = status.as_u16() == 500
+            && serde_json::from_str::<Value>(&body)
+                .is_ok_and(|v| v.get("errorType").and_then(Value::as_str).is_some());
+        if !status.is_success() && !error_payload {
             return Err(Failure::new(
                 "Lambda.ServiceException",
                 format!("{url} answered {status}: {body}"),
             ));
         }
-        if function_error {
+        if function_error || error_payload {
             // The body is the function's error payload; its errorType names the error.
             let error = serde_json::from_str::<Value>(&body)
                 .ok()

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A fake function host: `charge` answers with the payload priced; `ship` fails with
-/// a typed error as a Rust Lambda does (X-Amz-Function-Error and an error payload).
+/// a typed error as AWS answers it (200, X-Amz-Function-Error and an error payload);
+/// `pick` fails as `cargo lambda watch` answers it (500 and the error payload).
 async fn fake_lambda() -> String {
     async fn invoke(Path(name): Path<String>, body: String) -> (StatusCode, HeaderMap, String) {
         let payload: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
@@ -31,6 +32,10 @@ async fn fake_lambda() -> String {
                 let err =
                     json!({"errorType": "Ship.AddressRejected", "errorMessage": "no such street"});
                 (StatusCode::OK, headers, err.to_string())
+            }
+            "pick" => {
+                let err = json!({"errorType": "Pick.ItemDamaged", "errorMessage": "torn box"});
+                (StatusCode::INTERNAL_SERVER_ERROR, headers, err.to_string())
             }
             _ => (StatusCode::NOT_FOUND, headers, "{}".into()),
         }
@@ -112,7 +117,10 @@ async fn lambda_tasks_reach_the_configured_endpoint() {
     let client = reqwest::Client::new();
     let definition = json!({"StartAt": "Charge", "States": {
         "Charge": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:000000000000:function:charge",
-                   "ResultPath": "$.payment", "Next": "Ship"},
+                   "ResultPath": "$.payment", "Next": "Pick"},
+        "Pick": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:000000000000:function:pick",
+                 "Catch": [{"ErrorEquals": ["Pick.ItemDamaged"], "ResultPath": "$.picking", "Next": "Ship"}],
+                 "Next": "Ship"},
         "Ship": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
                  "Parameters": {"FunctionName": "ship", "Payload.$": "$"},
                  "Catch": [{"ErrorEquals": ["Ship.AddressRejected"], "ResultPath": "$.shipping", "Next": "Rejected"}],
@@ -148,6 +156,7 @@ async fn lambda_tasks_reach_the_configured_endpoint() {
     assert_eq!(described["status"], "SUCCEEDED", "{described}");
     let output: Value = serde_json::from_str(described["output"].as_str().unwrap()).unwrap();
     assert_eq!(output["payment"], json!({"charged_cents": 1000}));
+    assert_eq!(output["picking"]["Error"], "Pick.ItemDamaged", "{output}");
     assert_eq!(output["shipping"]["Error"], "Ship.AddressRejected");
     let cause: Value = serde_json::from_str(output["shipping"]["Cause"].as_str().unwrap()).unwrap();
     assert_eq!(cause["errorMessage"], "no such street");

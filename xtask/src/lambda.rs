@@ -16,12 +16,15 @@ pub fn run(root: &Path) -> Result<(), String> {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))
     .map_err(|e| e.to_string())?;
-    println!("\n==> cargo lambda build --release (x86_64, zips in target/lambda/)");
+    println!("\n==> cargo lambda build --profile lambda-zip (x86_64, zips in target/lambda/)");
     let status = Command::new(&cargo_lambda)
         .args([
             "lambda",
             "build",
-            "--release",
+            // Cargo.toml's lambda-zip profile: release without the cross-crate LTO that
+            // `--release` adds, which costs minutes per function on two cores.
+            "--profile",
+            "lambda-zip",
             "--target",
             "x86_64-unknown-linux-gnu",
             "-p",

@@ -1,6 +1,5 @@
 //! The ChargePayment activity as a Lambda function (see `activities::lambda`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    activities::lambda::serve("ChargePayment").await
+fn main() -> Result<(), lambda_runtime::Error> {
+    activities::lambda::main("ChargePayment")
 }

@@ -1,6 +1,5 @@
 //! The PickShipment activity as a Lambda function (see `activities::lambda`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    activities::lambda::serve("PickShipment").await
+fn main() -> Result<(), lambda_runtime::Error> {
+    activities::lambda::main("PickShipment")
 }

@@ -1,6 +1,5 @@
 //! The PlaceOrder activity as a Lambda function (see `activities::lambda`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    activities::lambda::serve("PlaceOrder").await
+fn main() -> Result<(), lambda_runtime::Error> {
+    activities::lambda::main("PlaceOrder")
 }

@@ -1,6 +1,5 @@
 //! The RecordOrderStatus activity as a Lambda function (see `activities::lambda`).
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    activities::lambda::serve("RecordOrderStatus").await
+fn main() -> Result<(), lambda_runtime::Error> {
+    activities::lambda::main("RecordOrderStatus")
 }
