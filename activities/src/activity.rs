@@ -288,6 +288,7 @@ pub async fn reserve_inventory(ctx: &Ctx, input: OrderRef) -> Result<Reservation
                 lines: s.lines.clone(),
                 status: ShipmentStatus::Reserved,
                 tracking_number: None,
+                pick_token: None,
                 updated_at: now(),
             };
             writes.push(put(shipment_key(id, &s.shipment_id), to_doc(&record), None));
@@ -641,21 +642,109 @@ async fn compensate_shipment_step(
     .await
 }
 
-pub async fn pick_shipment(ctx: &Ctx, input: ShipmentRef) -> Result<ShipmentState, ActivityError> {
+pub async fn pick_shipment(ctx: &Ctx, input: PickRequest) -> Result<ShipmentState, ActivityError> {
     ctx.faults.inject("pick", Point::Before).await?;
-    let out = forward_shipment_step(ctx, &input, "pick", |_, s| match s.status {
-        ShipmentStatus::Reserved => {
-            let mut next = s.clone();
-            next.status = ShipmentStatus::Picked;
-            next.updated_at = now();
-            Ok((next, vec![]))
-        }
-        ShipmentStatus::Picked | ShipmentStatus::Shipped => Ok((s.clone(), vec![])),
-        ShipmentStatus::Released => Err(cancelled(&input.order_id, "had its stock released")),
-    })
-    .await?;
+    let target = ShipmentRef {
+        order_id: input.order_id.clone(),
+        shipment_id: input.shipment_id.clone(),
+    };
+    let out = match &input.task_token {
+        None => pick_now(ctx, &target, None).await?,
+        Some(token) => request_pick(ctx, &target, token).await?,
+    };
     ctx.faults.inject("pick", Point::After).await?;
     Ok(out)
+}
+
+async fn pick_now(
+    ctx: &Ctx,
+    target: &ShipmentRef,
+    damaged: Option<&str>,
+) -> Result<ShipmentState, ActivityError> {
+    forward_shipment_step(ctx, target, "pick", |_, s| {
+        if let Some(why) = damaged {
+            return Err(ActivityError::new(
+                ErrorKind::PickItemDamaged,
+                format!("shipment {}: {why}", s.shipment_id),
+            ));
+        }
+        match s.status {
+            ShipmentStatus::Reserved => {
+                let mut next = s.clone();
+                next.status = ShipmentStatus::Picked;
+                next.pick_token = None;
+                next.updated_at = now();
+                Ok((next, vec![]))
+            }
+            ShipmentStatus::Picked | ShipmentStatus::Shipped => Ok((s.clone(), vec![])),
+            ShipmentStatus::Released => Err(cancelled(&target.order_id, "had its stock released")),
+        }
+    })
+    .await
+}
+
+/// Records that the warehouse was asked to pick, with the token its answer must carry.
+/// A repeat (a retried or redriven request) replaces the token with the newest one.
+async fn request_pick(
+    ctx: &Ctx,
+    target: &ShipmentRef,
+    token: &str,
+) -> Result<ShipmentState, ActivityError> {
+    let (id, sid) = (target.order_id.as_str(), target.shipment_id.as_str());
+    contended("PickShipment", || async {
+        let order = load_order(&*ctx.store, id).await?;
+        let step = Step::load(&*ctx.store, id, "pick", Some(sid)).await?;
+        if matches!(
+            step.status(),
+            Some(StepStatus::Compensated | StepStatus::CompensationFailed)
+        ) {
+            return Err(cancelled(id, &format!("had pick of {sid} compensated")));
+        }
+        if order.value.cancel_requested {
+            return Err(cancelled(id, "was cancelled"));
+        }
+        let shipment = load_shipment(&*ctx.store, id, sid).await?;
+        if shipment.value.status == ShipmentStatus::Released {
+            return Err(cancelled(id, "had its stock released"));
+        }
+        let mut record = shipment.value.clone();
+        record.pick_token = Some(token.to_string());
+        record.updated_at = now();
+        let writes = vec![
+            put(
+                shipment_key(id, sid),
+                to_doc(&record),
+                Some(shipment.version),
+            ),
+            order_unchanged(id, order.version),
+        ];
+        Ok(if commit(&*ctx.store, writes).await? {
+            Attempt::Done(shipment_state(&record, id))
+        } else {
+            Attempt::Again
+        })
+    })
+    .await
+}
+
+/// The warehouse's answer to a pick request: the shipment is picked (or, if `damaged`
+/// says why, the pick fails with Pick.ItemDamaged). Returns the task token the waiting
+/// state machine is to be answered with (None if no request was waiting) and the
+/// outcome to answer with. A repeated answer gives the same outcome.
+pub async fn confirm_pick(
+    ctx: &Ctx,
+    target: &ShipmentRef,
+    damaged: Option<&str>,
+) -> Result<(Option<String>, Result<ShipmentState, ActivityError>), ActivityError> {
+    let shipment = load_shipment(&*ctx.store, &target.order_id, &target.shipment_id).await?;
+    let token = shipment.value.pick_token.clone();
+    let outcome = pick_now(ctx, target, damaged).await;
+    if let Err(e) = &outcome {
+        if e.retryable() {
+            return Err(e.clone());
+        }
+    }
+    Ok((token, outcome))
 }
 
 pub async fn restock_shipment(
@@ -898,7 +987,7 @@ activities! {
         [OrderInvalid, OrderNotFound, OrderCancelled, InventoryOutOfStock];
     "ChargePayment", "charge", None, charge_payment, OrderRef => Charge,
         [OrderInvalid, OrderNotFound, OrderCancelled, PaymentDeclined, PaymentGatewayTimeout];
-    "PickShipment", "pick", None, pick_shipment, ShipmentRef => ShipmentState,
+    "PickShipment", "pick", None, pick_shipment, PickRequest => ShipmentState,
         [OrderInvalid, OrderNotFound, OrderCancelled, ShipmentNotFound, PickItemDamaged];
     "ShipShipment", "ship", None, ship_shipment, ShipmentRef => ShipmentState,
         [OrderInvalid, OrderNotFound, OrderCancelled, ShipmentNotFound, ShipmentNotPicked, ShipAddressRejected];

@@ -215,6 +215,9 @@ pub struct ShipmentRecord {
     pub status: ShipmentStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking_number: Option<String>,
+    /// The task token of the warehouse's pending pick request, if one is waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick_token: Option<String>,
     pub updated_at: String,
 }
 

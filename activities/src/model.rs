@@ -199,6 +199,26 @@ pub struct ShipmentRef {
     pub shipment_id: String,
 }
 
+/// PickShipment's input. With a task token the warehouse is asked to pick, and the
+/// state machine waits for its answer (`activity::confirm_pick` returns the token to
+/// answer with); without one the shipment is picked at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PickRequest {
+    pub order_id: String,
+    pub shipment_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_token: Option<String>,
+}
+
+/// A shipment id is `{order_id}-{n}`: the order it belongs to.
+pub fn order_of_shipment(shipment_id: &str) -> Option<&str> {
+    shipment_id
+        .rsplit_once('-')
+        .filter(|(_, n)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        .map(|(order, _)| order)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ShipmentLine {
     pub sku: String,

@@ -47,6 +47,7 @@ cases![
     payment_test_tokens,
     cancel_request_stops_forward_steps,
     fault_injection,
+    picks_wait_for_the_warehouse,
     concurrent_sagas_keep_every_invariant,
     store_failures_leave_nothing_half_written,
 ];
@@ -350,6 +351,14 @@ fn r(id: &str) -> OrderRef {
     }
 }
 
+fn pr(id: &str, sid: &str) -> PickRequest {
+    PickRequest {
+        order_id: id.into(),
+        shipment_id: sid.into(),
+        task_token: None,
+    }
+}
+
 fn sr(id: &str, sid: &str) -> ShipmentRef {
     ShipmentRef {
         order_id: id.into(),
@@ -407,7 +416,7 @@ async fn happy_path_ships_and_audits(store: Arc<dyn Store>) {
     assert_eq!(charge.amount_cents, placed.total_cents);
     record(&ctx, "o1", OrderStatus::Fulfilling).await;
     let sid = &res.shipments[0].shipment_id;
-    let picked = activity::pick_shipment(&ctx, sr("o1", sid)).await.unwrap();
+    let picked = activity::pick_shipment(&ctx, pr("o1", sid)).await.unwrap();
     assert_eq!(picked.status, ShipmentStatus::Picked);
     let shipped = activity::ship_shipment(&ctx, sr("o1", sid)).await.unwrap();
     assert_eq!(shipped.status, ShipmentStatus::Shipped);
@@ -467,11 +476,11 @@ async fn every_activity_is_idempotent(store: Arc<dyn Store>) {
     let c = activity::charge_payment(&ctx, r("o2")).await.unwrap();
     assert_eq!(activity::charge_payment(&ctx, r("o2")).await.unwrap(), c);
     for s in &res.shipments {
-        let p = activity::pick_shipment(&ctx, sr("o2", &s.shipment_id))
+        let p = activity::pick_shipment(&ctx, pr("o2", &s.shipment_id))
             .await
             .unwrap();
         assert_eq!(
-            activity::pick_shipment(&ctx, sr("o2", &s.shipment_id))
+            activity::pick_shipment(&ctx, pr("o2", &s.shipment_id))
                 .await
                 .unwrap(),
             p
@@ -599,7 +608,7 @@ async fn compensations_run_twice_change_nothing(store: Arc<dyn Store>) {
     let res = activity::reserve_inventory(&ctx, r("o4")).await.unwrap();
     activity::charge_payment(&ctx, r("o4")).await.unwrap();
     for s in &res.shipments {
-        activity::pick_shipment(&ctx, sr("o4", &s.shipment_id))
+        activity::pick_shipment(&ctx, pr("o4", &s.shipment_id))
             .await
             .unwrap();
     }
@@ -845,7 +854,7 @@ async fn cancel_request_stops_forward_steps(store: Arc<dyn Store>) {
     assert!(o.cancel_requested);
     let err = activity::charge_payment(&ctx, r("c1")).await.unwrap_err();
     assert_eq!(err.name(), "Order.Cancelled");
-    let err = activity::pick_shipment(&ctx, sr("c1", &res.shipments[0].shipment_id))
+    let err = activity::pick_shipment(&ctx, pr("c1", &res.shipments[0].shipment_id))
         .await
         .unwrap_err();
     assert_eq!(err.name(), "Order.Cancelled");
@@ -912,12 +921,12 @@ async fn fault_injection(store: Arc<dyn Store>) {
     assert_eq!((e.name(), e.retryable()), ("Payment.GatewayTimeout", true));
     let sid = &res.shipments[0].shipment_id;
     for _ in 0..2 {
-        let e = activity::pick_shipment(&ctx, sr("f1", sid))
+        let e = activity::pick_shipment(&ctx, pr("f1", sid))
             .await
             .unwrap_err();
         assert_eq!(e.name(), "Pick.ItemDamaged");
     }
-    activity::pick_shipment(&ctx, sr("f1", sid)).await.unwrap();
+    activity::pick_shipment(&ctx, pr("f1", sid)).await.unwrap();
     ctx.faults.clear().await.unwrap();
     assert!(ctx.faults.get().await.unwrap().is_empty());
     activity::charge_payment(&ctx, r("f1")).await.unwrap();
@@ -1035,4 +1044,63 @@ async fn store_failures_leave_nothing_half_written(store: Arc<dyn Store>) {
     assert_eq!(a.reserved_units, 0);
     assert_eq!(a.on_hand_units + a.shipped_units, 10);
     assert_eq!(a.charged_cents - a.refunded_cents, a.completed_total_cents);
+}
+
+async fn picks_wait_for_the_warehouse(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    activity::place_order(&ctx, order("w1", &[("SOCKS-3PK", 1)]))
+        .await
+        .unwrap();
+    activity::place_order(&ctx, order("w2", &[("TSHIRT-BLK-M", 1)]))
+        .await
+        .unwrap();
+    for id in ["w1", "w2"] {
+        activity::reserve_inventory(&ctx, r(id)).await.unwrap();
+        activity::charge_payment(&ctx, r(id)).await.unwrap();
+    }
+    let request = |id: &str, token: &str| PickRequest {
+        order_id: id.into(),
+        shipment_id: format!("{id}-1"),
+        task_token: Some(token.into()),
+    };
+    let asked = activity::pick_shipment(&ctx, request("w1", "token-a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        asked.status,
+        ShipmentStatus::Reserved,
+        "asking is not picking"
+    );
+    // A retried request replaces the token: the newest one is answered.
+    activity::pick_shipment(&ctx, request("w1", "token-b"))
+        .await
+        .unwrap();
+    let (token, outcome) = activity::confirm_pick(&ctx, &sr("w1", "w1-1"), None)
+        .await
+        .unwrap();
+    assert_eq!(token.as_deref(), Some("token-b"));
+    let picked = outcome.unwrap();
+    assert_eq!(picked.status, ShipmentStatus::Picked);
+    // The warehouse answering twice gets the same outcome and changes nothing.
+    let (_, again) = activity::confirm_pick(&ctx, &sr("w1", "w1-1"), None)
+        .await
+        .unwrap();
+    assert_eq!(again.unwrap(), picked);
+    assert_eq!(order_of_shipment("w1-1"), Some("w1"));
+    assert_eq!(order_of_shipment("a-b-12"), Some("a-b"));
+    assert_eq!(order_of_shipment("nodash"), None);
+    // A damaged pick fails the step with its typed error.
+    activity::pick_shipment(&ctx, request("w2", "token-c"))
+        .await
+        .unwrap();
+    let (token, outcome) = activity::confirm_pick(&ctx, &sr("w2", "w2-1"), Some("torn box"))
+        .await
+        .unwrap();
+    assert_eq!(token.as_deref(), Some("token-c"));
+    assert_eq!(outcome.unwrap_err().name(), "Pick.ItemDamaged");
+    let step = Step::load(&*store, "w2", "pick", Some("w2-1"))
+        .await
+        .unwrap();
+    assert_eq!(step.status(), Some(StepStatus::Failed));
+    clean_audit(&*store).await;
 }
