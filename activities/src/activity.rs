@@ -99,7 +99,12 @@ fn order_unchanged(order_id: &str, version: u64) -> Write {
 
 // ---- PlaceOrder ------------------------------------------------------------------
 
-pub async fn place_order(ctx: &Ctx, order: Order) -> Result<PlacedOrder, ActivityError> {
+/// Every rule the order breaks, with its SKUs checked against the catalog, and its
+/// lines priced when it breaks none. Writes nothing.
+pub async fn check_order(
+    ctx: &Ctx,
+    order: &Order,
+) -> Result<Result<Vec<PricedLine>, Vec<FieldError>>, ActivityError> {
     let mut errors = order.check();
     let mut lines = Vec::new();
     for (i, line) in order.lines.iter().enumerate() {
@@ -122,9 +127,15 @@ pub async fn place_order(ctx: &Ctx, order: Order) -> Result<PlacedOrder, Activit
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(invalid(&errors));
-    }
+    Ok(if errors.is_empty() {
+        Ok(lines)
+    } else {
+        Err(errors)
+    })
+}
+
+pub async fn place_order(ctx: &Ctx, order: Order) -> Result<PlacedOrder, ActivityError> {
+    let lines = check_order(ctx, &order).await?.map_err(|e| invalid(&e))?;
     ctx.faults.inject("place", Point::Before).await?;
     let total_cents = lines.iter().map(|l| l.line_total_cents).sum();
     let placed = contended("PlaceOrder", || async {
@@ -1001,6 +1012,29 @@ activities! {
         [OrderInvalid];
     "RecordOrderStatus", "record_status", None, record_order_status, StatusUpdate => StatusRecorded,
         [OrderInvalid, OrderNotFound, OrderConflict];
+}
+
+impl ActivityDef {
+    /// The Lambda function's (and binary's) name: the activity's name in kebab case,
+    /// `ReserveInventory` -> `reserve-inventory`.
+    pub fn function(&self) -> String {
+        let mut out = String::new();
+        for (i, c) in self.name.chars().enumerate() {
+            if c.is_ascii_uppercase() {
+                if i > 0 {
+                    out.push('-');
+                }
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+}
+
+pub fn by_function(function: &str) -> Option<&'static ActivityDef> {
+    ACTIVITIES.iter().find(|a| a.function() == function)
 }
 
 pub fn by_key(key: &str) -> Option<&'static ActivityDef> {

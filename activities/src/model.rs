@@ -331,21 +331,36 @@ pub struct StatusRecorded {
     pub status: OrderStatus,
 }
 
+/// Decodes JSON into `T`, or says which field is wrong and why. A missing or unknown
+/// field is named itself, not its parent object.
+pub fn decode_fields<T: serde::de::DeserializeOwned>(
+    input: &serde_json::Value,
+) -> Result<T, FieldError> {
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(input, &mut track);
+    T::deserialize(de).map_err(|e: serde_json::Error| {
+        let path = track.path().to_string();
+        let text = e.to_string();
+        let named = ["missing field `", "unknown field `"]
+            .iter()
+            .find_map(|p| text.strip_prefix(p))
+            .and_then(|rest| rest.split('`').next());
+        let field = match (path.as_str(), named) {
+            (".", Some(n)) => n.to_string(),
+            (p, Some(n)) if text.starts_with("missing") => format!("{p}.{n}"),
+            (".", None) => "input".to_string(),
+            (p, _) => p.to_string(),
+        };
+        let rule = text.split(" at line ").next().unwrap_or(&text).to_string();
+        FieldError { field, rule }
+    })
+}
+
 /// Decodes an activity's input, naming the field that is wrong.
 pub fn decode<T: serde::de::DeserializeOwned>(
     input: &serde_json::Value,
 ) -> Result<T, ActivityError> {
-    let mut path_holder = serde_path_to_error::Track::new();
-    let de = serde_path_to_error::Deserializer::new(input, &mut path_holder);
-    T::deserialize(de).map_err(|e| {
-        let path = path_holder.path().to_string();
-        let field = if path == "." {
-            "input".to_string()
-        } else {
-            path
-        };
-        ActivityError::new(ErrorKind::OrderInvalid, format!("{field}: {e}"))
-    })
+    decode_fields(input).map_err(|f| invalid(&[f]))
 }
 
 /// One broken rule: the field (as a JSON path) and the rule.

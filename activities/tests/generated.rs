@@ -103,3 +103,17 @@ fn error_names_are_unique_and_well_formed() {
         );
     }
 }
+
+#[test]
+fn every_activity_has_its_lambda_binary() {
+    for a in ACTIVITIES {
+        let bin = root().join(format!("activities/src/bin/{}.rs", a.function()));
+        let text = std::fs::read_to_string(&bin)
+            .unwrap_or_else(|_| panic!("{} has no Lambda binary at {}", a.name, bin.display()));
+        assert!(
+            text.contains(&format!("main(\"{}\")", a.name)),
+            "{} serves another activity",
+            bin.display()
+        );
+    }
+}

@@ -73,10 +73,26 @@ pub struct ConfiguredInvoker {
 
 impl ConfiguredInvoker {
     pub fn new(rules: &[TaskRule]) -> Result<ConfiguredInvoker, String> {
+        Self::with_handlers(rules, &[])
+    }
+
+    /// Like `new`, with more named in-process handlers than [`builtin`] has (handlers
+    /// that need state, such as the order activities with their store).
+    pub fn with_handlers(
+        rules: &[TaskRule],
+        handlers: &[(&str, Arc<dyn Handler>)],
+    ) -> Result<ConfiguredInvoker, String> {
+        let named = |name: &str| {
+            handlers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, h)| h.clone())
+                .or_else(|| builtin(name))
+        };
         let mut out = Vec::with_capacity(rules.len());
         for r in rules {
             let dest = match (&r.builtin, &r.lambda_endpoint) {
-                (Some(b), None) => Destination::Builtin(builtin(b).ok_or_else(|| {
+                (Some(b), None) => Destination::Builtin(named(b).ok_or_else(|| {
                     format!(
                         "tasks rule for {}: no builtin handler named '{b}'",
                         r.resource

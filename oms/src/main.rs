@@ -4,6 +4,8 @@
 mod bench;
 mod exec;
 mod invoker;
+mod orders;
+mod orders_http;
 mod server;
 mod up;
 
@@ -48,6 +50,13 @@ enum Command {
         /// The configuration file (task routing); ./oms.toml when present.
         #[arg(long)]
         config: Option<std::path::PathBuf>,
+        /// Leave pick requests to the warehouses' callbacks (POST /shipments/{id}/picked)
+        /// instead of simulating a warehouse that picks every shipment.
+        #[arg(long, env = "OMS_MANUAL_PICKING")]
+        manual_picking: bool,
+        /// How long the simulated warehouse takes to pick a shipment.
+        #[arg(long, env = "OMS_PICK_DELAY_MS", default_value_t = 200)]
+        pick_delay_ms: u64,
     },
     /// Run a state machine in memory and print how it ended, as one JSON object.
     Exec {
@@ -118,10 +127,14 @@ fn main() -> ExitCode {
             listen,
             data_dir,
             config,
+            manual_picking,
+            pick_delay_ms,
         } => up::up(up::UpArgs {
             listen,
             data_dir,
             config,
+            simulate_warehouse: !manual_picking,
+            pick_delay: std::time::Duration::from_millis(pick_delay_ms),
         }),
         Command::Exec {
             definition,

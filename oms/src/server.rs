@@ -25,14 +25,15 @@ pub const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 /// The largest request body accepted; a larger one is a ValidationException.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
-/// Serves the API on `listener` until `shutdown` completes, then lets requests in
-/// flight finish and returns.
-pub async fn serve(
+/// Serves the API and `extra` routes (the Orders API) on `listener` until `shutdown`
+/// completes, then lets requests in flight finish and returns.
+pub async fn serve_with(
     listener: tokio::net::TcpListener,
     sfn: Arc<dyn StepFunctions>,
+    extra: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(sfn))
+    axum::serve(listener, extra.merge(router(sfn)))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -341,7 +342,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, Arc::new(Fake), async {
+        let server = tokio::spawn(serve_with(listener, Arc::new(Fake), Router::new(), async {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::new();

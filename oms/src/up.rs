@@ -1,6 +1,9 @@
 //! `oms up`: the durable local Step Functions, serving the Step Functions API.
 
-use crate::invoker::{Config, ConfiguredInvoker};
+use crate::invoker::{Config, ConfiguredInvoker, TaskRule};
+use crate::orders::{ActivitiesHandler, Orders, Warehouse};
+use activities::activity::Ctx;
+use activities::store::sqlite::SqliteStore;
 use saga_core::runtime::Runtime;
 use saga_core::service::LocalStepFunctions;
 use saga_core::store::Store;
@@ -12,6 +15,8 @@ pub struct UpArgs {
     pub listen: String,
     pub data_dir: PathBuf,
     pub config: Option<PathBuf>,
+    pub simulate_warehouse: bool,
+    pub pick_delay: std::time::Duration,
 }
 
 pub fn up(args: UpArgs) -> Result<ExitCode, String> {
@@ -20,23 +25,56 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         None if Path::new("oms.toml").exists() => Config::load(Path::new("oms.toml"))?,
         None => Config::default(),
     };
-    let invoker = ConfiguredInvoker::new(&config.tasks)?.in_account(&config.server);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async move {
         let store = Store::open(&args.data_dir).map_err(|e| e.to_string())?;
+        // The order activities' own store, beside the runtime's.
+        let orders_db = args.data_dir.join("orders.db");
+        let order_store = SqliteStore::open(&orders_db).map_err(|e| e.to_string())?;
+        let ctx = Ctx::new(Arc::new(order_store));
+        let seeded = activities::seed::seed_once(&*ctx.store, "demo", &activities::seed::demo())
+            .await
+            .map_err(|e| format!("cannot seed the demo catalog: {e}"))?;
+        let warehouse = Arc::new(Warehouse::new(
+            ctx.clone(),
+            args.simulate_warehouse,
+            args.pick_delay,
+        ));
+        let handler = Arc::new(ActivitiesHandler::new(ctx.clone(), warehouse.clone()));
+        // oms.toml's rules first, so a user can send the activities elsewhere (say, to
+        // `cargo lambda watch`); then the in-process activities.
+        let mut rules = config.tasks.clone();
+        rules.push(TaskRule {
+            resource: format!("arn:aws:lambda:*:*:function:{}*", crate::orders::FUNCTION_PREFIX),
+            builtin: Some("activities".into()),
+            lambda_endpoint: None,
+        });
+        let invoker = ConfiguredInvoker::with_handlers(&rules, &[("activities", handler)])?
+            .in_account(&config.server);
         let rt = Runtime::new(store.clone(), Arc::new(invoker));
         let resumed = rt
             .recover()
             .await
             .map_err(|e| format!("cannot resume executions: {e}"))?;
-        let sfn = Arc::new(LocalStepFunctions::new(
+        let sfn: Arc<dyn saga_core::api::StepFunctions> = Arc::new(LocalStepFunctions::new(
             rt,
             &config.server.region,
             &config.server.account,
         ));
+        warehouse.connect(sfn.clone());
+        let orders = Orders::start(
+            ctx,
+            sfn.clone(),
+            warehouse.clone(),
+            &config.server.region,
+            &config.server.account,
+        )
+        .await?;
+        let machine_arn = orders.machine_arn.clone();
+        let waiting_picks = warehouse.resume().await?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -48,8 +86,21 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         if resumed > 0 {
             println!("oms: resumed {resumed} running execution(s)");
         }
+        if seeded {
+            println!("oms: seeded the demo catalog (GET http://{addr}/inventory)");
+        }
+        if waiting_picks > 0 {
+            println!("oms: the simulated warehouse resumes {waiting_picks} pick request(s)");
+        }
+        println!("oms: order saga {machine_arn}");
+        println!("oms: console http://{addr}/console");
+        println!(
+            "oms: try  curl -s -X POST http://{addr}/orders -H 'content-type: application/json' -d '{}'",
+            crate::orders::DEMO_ORDER
+        );
         println!("oms: try  aws stepfunctions list-state-machines --endpoint-url http://{addr}");
-        crate::server::serve(listener, sfn, shutdown_signal())
+        let extra = crate::orders_http::routes(Arc::new(orders));
+        crate::server::serve_with(listener, sfn, extra, shutdown_signal())
             .await
             .map_err(|e| format!("the server failed: {e}"))?;
         // Work in flight resumes at the next start; what was acknowledged is committed.

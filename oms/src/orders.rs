@@ -1,0 +1,811 @@
+//! The order system inside `oms up`: the order saga registered with the local Step
+//! Functions, its activities run in-process, the simulated warehouse that answers pick
+//! requests, and the operations the Orders API serves. It sees executions only through
+//! the `StepFunctions` trait and orders only through the activities' store.
+
+use crate::invoker::Handler;
+use activities::activity::{self, Ctx};
+use activities::errors::{ActivityError, ErrorKind};
+use activities::ledger::{self, from_item, OrderRecord, ShipmentRecord};
+use activities::model::{FieldError, Order, OrderStatus, ShipmentRef, ShipmentStatus};
+use asl::{Failure, TaskCall};
+use saga_core::api::{
+    ApiError, CreateStateMachineInput, DescribeExecutionInput, GetExecutionHistoryInput,
+    ListStateMachinesInput, RedriveExecutionInput, SendTaskFailureInput, SendTaskSuccessInput,
+    StartExecutionInput, StepFunctions, UpdateStateMachineInput,
+};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+pub const MACHINE_NAME: &str = "order-saga";
+/// The saga, as kept in statemachines/ and deployed by the CDK app.
+pub const DEFINITION: &str = include_str!("../../statemachines/order-saga.asl.json");
+/// The order `oms up` suggests on its first screen.
+pub const DEMO_ORDER: &str = r#"{"customer_id":"c-1","lines":[{"sku":"TSHIRT-BLK-M","quantity":2}],"payment":{"token":"tok_visa"},"ship_to":{"name":"Ada Lovelace","line1":"1 Main St","city":"Boston","postal_code":"02101","country":"US"}}"#;
+
+/// Local function names: `oms-` and the activity's function name.
+pub const FUNCTION_PREFIX: &str = "oms-";
+
+/// The definition with its `${...}` substitutions filled in for local functions.
+pub fn local_definition(region: &str, account: &str) -> Result<String, String> {
+    let mut text = DEFINITION.to_string();
+    for a in activities::ACTIVITIES {
+        let arn = format!(
+            "arn:aws:lambda:{region}:{account}:function:{FUNCTION_PREFIX}{}",
+            a.function()
+        );
+        text = text.replace(&format!("${{{}FunctionArn}}", a.name), &arn);
+    }
+    if let Some(at) = text.find("${") {
+        let name: String = text[at..].chars().take_while(|c| *c != '}').collect();
+        return Err(format!(
+            "statemachines/order-saga.asl.json: no value for the substitution {name}}}"
+        ));
+    }
+    Ok(text)
+}
+
+/// The activities as the in-process handler of Task states whose function is
+/// `oms-<function>`.
+pub struct ActivitiesHandler {
+    ctx: Ctx,
+    warehouse: Arc<Warehouse>,
+}
+
+impl ActivitiesHandler {
+    pub fn new(ctx: Ctx, warehouse: Arc<Warehouse>) -> ActivitiesHandler {
+        ActivitiesHandler { ctx, warehouse }
+    }
+}
+
+/// An activity's error as a Lambda function's error reaches Step Functions: the name
+/// as the error, and AWS's JSON error payload as the cause.
+fn lambda_failure(e: &ActivityError) -> Failure {
+    Failure::new(
+        e.name(),
+        json!({"errorType": e.name(), "errorMessage": e.message}).to_string(),
+    )
+}
+
+#[async_trait::async_trait]
+impl Handler for ActivitiesHandler {
+    async fn call(&self, call: &TaskCall) -> Result<Value, Failure> {
+        let function = call.function.as_deref().unwrap_or(&call.resource);
+        let name = function.rsplit(':').next().unwrap_or(function);
+        let def = name
+            .strip_prefix(FUNCTION_PREFIX)
+            .and_then(activity::by_function)
+            .ok_or_else(|| {
+                Failure::new(
+                    "Lambda.ResourceNotFoundException",
+                    format!("Function not found: {function}"),
+                )
+            })?;
+        let out = activity::invoke(&self.ctx, def.key, &call.payload)
+            .await
+            .map_err(|e| lambda_failure(&e))?;
+        if def.key == "pick" {
+            if let Some(token) = call.payload.get("task_token").and_then(Value::as_str) {
+                let target = ShipmentRef {
+                    order_id: call.payload["order_id"].as_str().unwrap_or_default().into(),
+                    shipment_id: call.payload["shipment_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .into(),
+                };
+                self.warehouse.requested(target, token.to_string());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The warehouses' side of picking. `oms up` simulates them by default: each pick
+/// request is answered as picked after `delay`. With the simulation off, picks wait for
+/// `POST /shipments/{id}/picked`.
+pub struct Warehouse {
+    ctx: Ctx,
+    sfn: OnceLock<Arc<dyn StepFunctions>>,
+    pub simulate: bool,
+    pub delay: Duration,
+}
+
+impl Warehouse {
+    pub fn new(ctx: Ctx, simulate: bool, delay: Duration) -> Warehouse {
+        Warehouse {
+            ctx,
+            sfn: OnceLock::new(),
+            simulate,
+            delay,
+        }
+    }
+
+    /// The Step Functions the answers go to (set once it exists: it needs the
+    /// invoker, which needs this).
+    pub fn connect(&self, sfn: Arc<dyn StepFunctions>) {
+        let _ = self.sfn.set(sfn);
+    }
+
+    fn requested(self: &Arc<Self>, target: ShipmentRef, _token: String) {
+        if !self.simulate {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(me.delay).await;
+            if let Err(e) = me.answer(&target, None).await {
+                eprintln!(
+                    "oms: simulated warehouse could not answer the pick of {}: {e}",
+                    target.shipment_id
+                );
+            }
+        });
+    }
+
+    /// Answers a pick request: picks the shipment (or records `damaged`) and answers
+    /// the waiting execution. Returns the shipment's state or the pick's error.
+    pub async fn answer(
+        &self,
+        target: &ShipmentRef,
+        damaged: Option<&str>,
+    ) -> Result<Result<Value, ActivityError>, ActivityError> {
+        let (token, outcome) = activity::confirm_pick(&self.ctx, target, damaged).await?;
+        if let (Some(token), Some(sfn)) = (token, self.sfn.get()) {
+            let sent = match &outcome {
+                Ok(state) => sfn
+                    .send_task_success(SendTaskSuccessInput {
+                        task_token: token,
+                        output: serde_json::to_string(state).unwrap_or_default(),
+                    })
+                    .await
+                    .map(|_| ()),
+                Err(e) => sfn
+                    .send_task_failure(SendTaskFailureInput {
+                        task_token: token,
+                        error: Some(e.name().to_string()),
+                        cause: Some(e.message.clone()),
+                    })
+                    .await
+                    .map(|_| ()),
+            };
+            // A token that no longer waits (the task timed out, the execution ended)
+            // is not an error of the warehouse's answer.
+            if let Err(e) = sent {
+                eprintln!(
+                    "oms: pick answer for {} not delivered: {}",
+                    target.shipment_id, e.message
+                );
+            }
+        }
+        Ok(outcome.map(|s| serde_json::to_value(s).unwrap_or_default()))
+    }
+
+    /// Answers the pick requests left waiting by a previous run (they are stored with
+    /// their tokens, the simulation's timers are not).
+    pub async fn resume(self: &Arc<Self>) -> Result<usize, String> {
+        if !self.simulate {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for item in self
+            .ctx
+            .store
+            .scan("ORDER#")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            if !item.key.sk.starts_with("SHIPMENT#") {
+                continue;
+            }
+            let Ok(s) = from_item::<ShipmentRecord>(&item) else {
+                continue;
+            };
+            if let (Some(token), ShipmentStatus::Reserved) = (s.pick_token, s.status) {
+                let order_id = item.key.pk.trim_start_matches("ORDER#").to_string();
+                self.requested(
+                    ShipmentRef {
+                        order_id,
+                        shipment_id: s.shipment_id,
+                    },
+                    token,
+                );
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// An Orders API error: an HTTP status, a code and a message, and for bad input the
+/// fields and the rules they break.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub fields: Vec<FieldError>,
+}
+
+impl Problem {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            status,
+            code: code.into(),
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+    pub fn body(&self) -> Value {
+        let mut v = json!({"code": self.code, "message": self.message});
+        if !self.fields.is_empty() {
+            v["fields"] = serde_json::to_value(&self.fields).unwrap_or_default();
+        }
+        v
+    }
+}
+
+impl From<ActivityError> for Problem {
+    fn from(e: ActivityError) -> Problem {
+        let status = match e.kind {
+            ErrorKind::OrderInvalid => 400,
+            ErrorKind::OrderNotFound | ErrorKind::ShipmentNotFound => 404,
+            ErrorKind::OrderConflict | ErrorKind::OrderCancelled => 409,
+            k if k.retryable() => 503,
+            _ => 422,
+        };
+        Problem::new(status, e.name(), e.message)
+    }
+}
+
+impl From<ApiError> for Problem {
+    fn from(e: ApiError) -> Problem {
+        Problem::new(502, e.code.as_str(), e.message)
+    }
+}
+
+pub struct Orders {
+    pub ctx: Ctx,
+    pub sfn: Arc<dyn StepFunctions>,
+    pub machine_arn: String,
+    pub warehouse: Arc<Warehouse>,
+    region: String,
+    account: String,
+}
+
+/// Execution statuses a redrive can restart.
+const REDRIVABLE: [&str; 3] = ["FAILED", "TIMED_OUT", "ABORTED"];
+
+impl Orders {
+    /// Registers the order saga (created, or updated when its definition changed).
+    pub async fn start(
+        ctx: Ctx,
+        sfn: Arc<dyn StepFunctions>,
+        warehouse: Arc<Warehouse>,
+        region: &str,
+        account: &str,
+    ) -> Result<Orders, String> {
+        let definition = local_definition(region, account)?;
+        let machines = sfn
+            .list_state_machines(ListStateMachinesInput::default())
+            .await
+            .map_err(|e| e.message)?;
+        let existing = machines
+            .state_machines
+            .iter()
+            .find(|m| m.name == MACHINE_NAME)
+            .map(|m| m.state_machine_arn.clone());
+        let machine_arn = match existing {
+            Some(arn) => {
+                sfn.update_state_machine(UpdateStateMachineInput {
+                    state_machine_arn: arn.clone(),
+                    definition: Some(definition),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("cannot update {MACHINE_NAME}: {}", e.message))?;
+                arn
+            }
+            None => {
+                sfn.create_state_machine(CreateStateMachineInput {
+                    name: MACHINE_NAME.into(),
+                    definition,
+                    role_arn: format!("arn:aws:iam::{account}:role/oms-order-saga"),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| format!("cannot create {MACHINE_NAME}: {}", e.message))?
+                .state_machine_arn
+            }
+        };
+        Ok(Orders {
+            ctx,
+            sfn,
+            machine_arn,
+            warehouse,
+            region: region.into(),
+            account: account.into(),
+        })
+    }
+
+    fn execution_arn(&self, order_id: &str) -> String {
+        format!(
+            "arn:aws:states:{}:{}:execution:{MACHINE_NAME}:{order_id}",
+            self.region, self.account
+        )
+    }
+
+    /// `POST /orders`: checks the order, places it, and starts its saga. The same order
+    /// id (or Idempotency-Key) again starts nothing new.
+    pub async fn submit(
+        &self,
+        mut body: Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Value, Problem> {
+        let Some(obj) = body.as_object_mut() else {
+            return Err(Problem::new(
+                400,
+                "Order.Invalid",
+                "the body must be a JSON object",
+            ));
+        };
+        let options = obj.remove("options");
+        if !obj.contains_key("order_id") {
+            let id = match idempotency_key {
+                Some(k) => {
+                    use sha2::{Digest, Sha256};
+                    let d = Sha256::digest(k.as_bytes());
+                    let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+                    format!("ord-{hex}")
+                }
+                None => format!("ord-{}", &uuid::Uuid::new_v4().simple().to_string()[..16]),
+            };
+            obj.insert("order_id".into(), Value::String(id));
+        }
+        let order: Order = decode_order(&body)?;
+        match activity::check_order(&self.ctx, &order).await? {
+            Ok(_) => {}
+            Err(fields) => {
+                let mut p = Problem::new(400, "Order.Invalid", "the order breaks these rules");
+                p.fields = fields;
+                return Err(p);
+            }
+        }
+        // Placing here, not only in the saga, means the order can be read as soon as
+        // this answers. A transient failure is retried a few times before giving up.
+        let mut attempt = 0;
+        loop {
+            match activity::place_order(&self.ctx, order.clone()).await {
+                Ok(_) => break,
+                Err(e) if e.retryable() && attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut input = serde_json::to_value(&order).unwrap_or_default();
+        if let Some(o) = options {
+            input["options"] = o;
+        }
+        let arn = match self
+            .sfn
+            .start_execution(StartExecutionInput {
+                state_machine_arn: self.machine_arn.clone(),
+                name: Some(order.order_id.clone()),
+                input: Some(input.to_string()),
+                trace_header: None,
+            })
+            .await
+        {
+            Ok(out) => out.execution_arn,
+            // The saga of this order was started before and has ended: same order.
+            Err(e) if e.code.as_str() == "ExecutionAlreadyExists" => {
+                self.execution_arn(&order.order_id)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let status = self.view(&order.order_id).await?["status"].clone();
+        Ok(json!({"order_id": order.order_id, "execution_arn": arn, "status": status}))
+    }
+
+    /// `GET /orders/{id}`: the order, its ledger, its shipments and where it stopped.
+    pub async fn view(&self, order_id: &str) -> Result<Value, Problem> {
+        let items = self
+            .ctx
+            .store
+            .query(&ledger::order_pk(order_id), "")
+            .await
+            .map_err(ActivityError::from)?;
+        let Some(order_item) = items.iter().find(|i| i.key.sk == "ORDER") else {
+            return Err(Problem::new(
+                404,
+                "Order.NotFound",
+                format!("no order '{order_id}'"),
+            ));
+        };
+        let order: OrderRecord = from_item(order_item)?;
+        let mut steps = Vec::new();
+        let mut shipments = Vec::new();
+        for i in &items {
+            if i.key.sk.starts_with("STEP#") {
+                let mut d = i.doc.clone();
+                d.remove("result");
+                d.remove("compensation");
+                steps.push(Value::Object(d));
+            } else if i.key.sk.starts_with("SHIPMENT#") {
+                let mut d = i.doc.clone();
+                d.remove("pick_token");
+                shipments.push(Value::Object(d));
+            }
+        }
+        let arn = order
+            .execution_arn
+            .clone()
+            .unwrap_or_else(|| self.execution_arn(order_id));
+        let execution = self
+            .sfn
+            .describe_execution(DescribeExecutionInput {
+                execution_arn: arn.clone(),
+                included_data: None,
+            })
+            .await
+            .ok();
+        let execution_status = execution.as_ref().map(|e| e.status.as_str().to_string());
+        let mut status = order.status;
+        let mut failure = order
+            .failure
+            .clone()
+            .map(|f| serde_json::to_value(f).unwrap_or_default());
+        // The saga records COMPENSATING before it compensates; an execution that then
+        // ends failed stopped in a compensation.
+        if status == OrderStatus::Compensating
+            && execution_status
+                .as_deref()
+                .is_some_and(|s| REDRIVABLE.contains(&s))
+        {
+            status = OrderStatus::CompensationFailed;
+            if let Some(e) = &execution {
+                failure = Some(json!({
+                    "step": self.failed_state(&arn).await,
+                    "error": e.error, "cause": e.cause,
+                    "compensating": order.failure,
+                }));
+            }
+        }
+        Ok(json!({
+            "order_id": order.order_id,
+            "customer_id": order.customer_id,
+            "status": status,
+            "cancel_requested": order.cancel_requested,
+            "lines": order.lines,
+            "total_cents": order.total_cents,
+            "currency": order.currency,
+            "charged_cents": order.charged_cents,
+            "refunded_cents": order.refunded_cents,
+            "ship_to": order.ship_to,
+            "shipments": shipments,
+            "steps": steps,
+            "failure": failure,
+            "execution_arn": arn,
+            "execution_status": execution_status,
+            "created_at": order.created_at,
+            "updated_at": order.updated_at,
+        }))
+    }
+
+    /// The name of the innermost state that failed in an execution's history.
+    async fn failed_state(&self, arn: &str) -> Option<String> {
+        let history = self.history(arn).await.ok()?;
+        let mut open: Vec<String> = Vec::new();
+        let mut failed = None;
+        for e in &history {
+            let name = e["stateEnteredEventDetails"]["name"]
+                .as_str()
+                .or_else(|| e["stateExitedEventDetails"]["name"].as_str());
+            let kind = e["type"].as_str().unwrap_or_default();
+            if kind.ends_with("StateEntered") {
+                open.push(name.unwrap_or_default().to_string());
+            } else if kind.ends_with("StateExited") {
+                if let Some(n) = name {
+                    if let Some(pos) = open.iter().rposition(|o| o == n) {
+                        open.truncate(pos);
+                    }
+                }
+            } else if kind.ends_with("Failed") && kind != "ExecutionFailed" {
+                failed = open.last().cloned();
+            }
+        }
+        failed.or_else(|| open.last().cloned())
+    }
+
+    async fn history(&self, arn: &str) -> Result<Vec<Value>, Problem> {
+        let mut events = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .sfn
+                .get_execution_history(GetExecutionHistoryInput {
+                    execution_arn: arn.to_string(),
+                    max_results: Some(1000),
+                    next_token: token.take(),
+                    ..Default::default()
+                })
+                .await?;
+            for e in page.events {
+                events.push(serde_json::to_value(e).unwrap_or_default());
+            }
+            match page.next_token {
+                Some(t) => token = Some(t),
+                None => return Ok(events),
+            }
+        }
+    }
+
+    /// `GET /orders`: orders by status, customer or SKU, newest first, a page at a time.
+    pub async fn list(&self, filter: &BTreeMap<String, String>) -> Result<Value, Problem> {
+        let limit: usize = match filter.get("limit") {
+            None => 50,
+            Some(l) => l
+                .parse()
+                .ok()
+                .filter(|n| (1..=500).contains(n))
+                .ok_or_else(|| {
+                    Problem::new(400, "Order.Invalid", "limit: an integer from 1 to 500")
+                })?,
+        };
+        let mut orders: Vec<OrderRecord> = Vec::new();
+        for item in self
+            .ctx
+            .store
+            .scan("ORDER#")
+            .await
+            .map_err(ActivityError::from)?
+        {
+            if item.key.sk == "ORDER" {
+                if let Ok(o) = from_item::<OrderRecord>(&item) {
+                    orders.push(o);
+                }
+            }
+        }
+        orders.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.order_id.cmp(&b.order_id))
+        });
+        let status_filter = match filter.get("status") {
+            Some(s) => Some(
+                serde_json::from_value::<OrderStatus>(Value::String(s.clone())).map_err(|_| {
+                    Problem::new(
+                        400,
+                        "Order.Invalid",
+                        format!("status: '{s}' is not an order status"),
+                    )
+                })?,
+            ),
+            None => None,
+        };
+        let mut out = Vec::new();
+        let mut past_cursor = filter.get("cursor").is_none();
+        let mut next = None;
+        for o in orders {
+            if !past_cursor {
+                past_cursor = filter.get("cursor") == Some(&o.order_id);
+                continue;
+            }
+            if filter
+                .get("customer_id")
+                .is_some_and(|c| *c != o.customer_id)
+            {
+                continue;
+            }
+            if filter
+                .get("sku")
+                .is_some_and(|s| !o.lines.iter().any(|l| l.sku == *s))
+            {
+                continue;
+            }
+            let shown = self.summary(&o).await;
+            if let Some(want) = status_filter {
+                if serde_json::to_value(want).ok().as_ref() != Some(&shown["status"]) {
+                    continue;
+                }
+            }
+            if out.len() == limit {
+                next = out
+                    .last()
+                    .and_then(|v: &Value| v["order_id"].as_str().map(str::to_string));
+                break;
+            }
+            out.push(shown);
+        }
+        Ok(json!({"orders": out, "next_cursor": next}))
+    }
+
+    async fn summary(&self, o: &OrderRecord) -> Value {
+        let status = if o.status == OrderStatus::Compensating {
+            match self.view(&o.order_id).await {
+                Ok(v) => v["status"].clone(),
+                Err(_) => json!(o.status),
+            }
+        } else {
+            json!(o.status)
+        };
+        json!({
+            "order_id": o.order_id, "customer_id": o.customer_id, "status": status,
+            "total_cents": o.total_cents, "skus": o.lines.iter().map(|l| &l.sku).collect::<Vec<_>>(),
+            "created_at": o.created_at, "execution_arn": o.execution_arn,
+        })
+    }
+
+    /// `POST /orders/{id}/cancel`.
+    pub async fn cancel(&self, order_id: &str) -> Result<Value, Problem> {
+        let order = activity::request_cancel(&*self.ctx.store, order_id).await?;
+        if order.status.is_final() {
+            return Err(Problem::new(
+                409,
+                "Order.Conflict",
+                format!(
+                    "order '{order_id}' is {} and cannot be cancelled",
+                    json!(order.status).as_str().unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(json!({"order_id": order_id, "cancel_requested": true, "status": order.status}))
+    }
+
+    /// `GET /orders/{id}/retry`: what a redrive would do, from the execution's history:
+    /// the states that did not finish run again; the results of those that did are
+    /// kept. (Step Functions restarts from the state that failed.)
+    pub async fn retry_preview(&self, order_id: &str) -> Result<Value, Problem> {
+        let view = self.view(order_id).await?;
+        let arn = view["execution_arn"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let status = view["execution_status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let history = self.history(&arn).await?;
+        let mut kept: Vec<String> = Vec::new();
+        let mut open: Vec<String> = Vec::new();
+        for e in &history {
+            let kind = e["type"].as_str().unwrap_or_default();
+            if kind.ends_with("StateEntered") {
+                if let Some(n) = e["stateEnteredEventDetails"]["name"].as_str() {
+                    open.push(n.to_string());
+                }
+            } else if kind.ends_with("StateExited") {
+                if let Some(n) = e["stateExitedEventDetails"]["name"].as_str() {
+                    // A Map or Parallel that exited takes its children with it: their
+                    // failures were caught or are behind it.
+                    if let Some(pos) = open.iter().rposition(|o| o == n) {
+                        open.truncate(pos);
+                    }
+                    if !kept.contains(&n.to_string()) {
+                        kept.push(n.to_string());
+                    }
+                }
+            }
+        }
+        open.dedup();
+        let order_final = matches!(view["status"].as_str(), Some("COMPLETED" | "CANCELLED"));
+        let retryable = REDRIVABLE.contains(&status.as_str()) && !order_final;
+        Ok(json!({
+            "order_id": order_id,
+            "execution_arn": arn,
+            "execution_status": status,
+            "retryable": retryable,
+            "reason": if retryable {
+                Value::Null
+            } else if order_final {
+                json!(format!("the order is {}: nothing is left to retry", view["status"].as_str().unwrap_or_default()))
+            } else {
+                json!(format!("the execution is {status}; only FAILED, TIMED_OUT or ABORTED executions can be redriven"))
+            },
+            "will_run_again": if retryable { json!(open) } else { json!([]) },
+            "kept": kept.into_iter().filter(|k| !open.contains(k)).collect::<Vec<_>>(),
+            "order_status": view["status"],
+        }))
+    }
+
+    /// `POST /orders/{id}/retry`: redrives the order's execution.
+    pub async fn retry(&self, order_id: &str) -> Result<Value, Problem> {
+        let preview = self.retry_preview(order_id).await?;
+        if preview["retryable"] != true {
+            return Err(Problem::new(
+                409,
+                "Order.NotRetryable",
+                preview["reason"]
+                    .as_str()
+                    .unwrap_or("not retryable")
+                    .to_string(),
+            ));
+        }
+        let arn = preview["execution_arn"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.sfn
+            .redrive_execution(RedriveExecutionInput {
+                execution_arn: arn.clone(),
+                client_token: None,
+            })
+            .await?;
+        Ok(
+            json!({"order_id": order_id, "execution_arn": arn, "will_run_again": preview["will_run_again"]}),
+        )
+    }
+
+    /// `POST /shipments/{id}/picked`: the warehouse's answer to a pick request.
+    pub async fn picked(&self, shipment_id: &str, body: &Value) -> Result<Value, Problem> {
+        let order_id = activities::model::order_of_shipment(shipment_id).ok_or_else(|| {
+            Problem::new(
+                404,
+                "Shipment.NotFound",
+                format!("no shipment '{shipment_id}'"),
+            )
+        })?;
+        let damaged = match body.get("damaged") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(_) => {
+                return Err(Problem::new(
+                    400,
+                    "Order.Invalid",
+                    "damaged: a text saying what is damaged, or absent",
+                ))
+            }
+        };
+        let target = ShipmentRef {
+            order_id: order_id.into(),
+            shipment_id: shipment_id.into(),
+        };
+        match self.warehouse.answer(&target, damaged).await? {
+            Ok(state) => Ok(state),
+            Err(e) => {
+                Ok(json!({"shipment_id": shipment_id, "error": e.name(), "message": e.message}))
+            }
+        }
+    }
+
+    /// `GET /inventory`.
+    pub async fn inventory(&self) -> Result<Value, Problem> {
+        let mut prices: Map<String, Value> = Map::new();
+        for item in self
+            .ctx
+            .store
+            .query(ledger::CATALOG, "SKU#")
+            .await
+            .map_err(ActivityError::from)?
+        {
+            prices.insert(
+                item.str("sku").unwrap_or_default().to_string(),
+                json!(item.i64("price_cents")),
+            );
+        }
+        let rows: Vec<Value> = activities::seed::inventory(&*self.ctx.store)
+            .await
+            .map_err(ActivityError::from)?
+            .into_iter()
+            .map(|s| {
+                json!({
+                    "sku": s.sku, "warehouse_id": s.warehouse_id, "on_hand": s.on_hand,
+                    "reserved": s.reserved, "available": s.available, "shipped": s.shipped,
+                    "price_cents": prices.get(&s.sku),
+                })
+            })
+            .collect();
+        Ok(json!({"inventory": rows}))
+    }
+}
+
+fn decode_order(body: &Value) -> Result<Order, Problem> {
+    activities::model::decode_fields(body).map_err(|f| {
+        let mut p = Problem::new(400, "Order.Invalid", "the order breaks these rules");
+        p.fields = vec![f];
+        p
+    })
+}
