@@ -1,7 +1,9 @@
-//! `oms`: the one binary users run: `oms up` (the durable local Step Functions API),
-//! and tools that run, validate and benchmark state machines in memory.
+//! `oms`: the one binary users run: `oms up` (the Step Functions API and the Orders
+//! API), the order CLI that talks to it, and tools that run, validate and benchmark
+//! state machines in memory.
 
 mod bench;
+mod cli;
 mod exec;
 mod invoker;
 mod orders;
@@ -27,6 +29,17 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The server the order commands talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "OMS_ENDPOINT",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    endpoint: String,
+    /// How the order commands print: tables for people, or JSON.
+    #[arg(long, global = true, value_enum, default_value = "table")]
+    output: cli::Output,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -57,6 +70,27 @@ enum Command {
         /// How long the simulated warehouse takes to pick a shipment.
         #[arg(long, env = "OMS_PICK_DELAY_MS", default_value_t = 200)]
         pick_delay_ms: u64,
+    },
+    /// Submit an order (a JSON file, `-` for stdin, or the JSON itself).
+    Submit { order: String },
+    /// Orders: list, show, cancel, retry.
+    #[command(subcommand)]
+    Orders(cli::OrdersCmd),
+    /// The order saga's executions: list, show (the history).
+    #[command(subcommand)]
+    Executions(cli::ExecutionsCmd),
+    /// Fault injection of the activities: set, clear, show.
+    #[command(subcommand)]
+    Faults(cli::FaultsCmd),
+    /// Submit many orders and report how they ended and how long they took.
+    Load {
+        #[arg(long, default_value_t = 100)]
+        orders: usize,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Fail this fraction of every activity's calls transiently while loading.
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
     },
     /// Run a state machine in memory and print how it ended, as one JSON object.
     Exec {
@@ -122,7 +156,22 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (endpoint, output) = (cli.endpoint.clone(), cli.output);
+    let order_cmd = |request| cli::run(&endpoint, output, request);
     let result = match cli.command {
+        Command::Submit { order } => order_cmd(cli::Request::Submit(order)),
+        Command::Orders(c) => order_cmd(cli::Request::Orders(c)),
+        Command::Executions(c) => order_cmd(cli::Request::Executions(c)),
+        Command::Faults(c) => order_cmd(cli::Request::Faults(c)),
+        Command::Load {
+            orders,
+            concurrency,
+            fault_rate,
+        } => order_cmd(cli::Request::Load {
+            orders,
+            concurrency,
+            fault_rate,
+        }),
         Command::Up {
             listen,
             data_dir,

@@ -440,6 +440,19 @@ impl Orders {
                 shipments.push(Value::Object(d));
             }
         }
+        // The ledger in saga order (the store keeps it by key).
+        let rank = |v: &Value| {
+            let step = v["step"].as_str().unwrap_or_default();
+            let at = ["reserve", "charge", "pick", "ship"]
+                .iter()
+                .position(|s| *s == step)
+                .unwrap_or(9);
+            (
+                at,
+                v["shipment_id"].as_str().unwrap_or_default().to_string(),
+            )
+        };
+        steps.sort_by_key(|v| rank(v));
         let arn = order
             .execution_arn
             .clone()

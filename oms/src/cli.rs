@@ -1,0 +1,587 @@
+//! The order CLI: a client of a running `oms up` (or any server with the same APIs),
+//! through the Orders API and, for executions, the Step Functions API.
+
+use clap::{Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum OrdersCmd {
+    /// Orders, newest first.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        customer: Option<String>,
+        #[arg(long)]
+        sku: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// One order: status, amounts, shipments, its ledger and where it stopped.
+    Show { order_id: String },
+    /// Cancel a running order (its saga compensates what was done).
+    Cancel { order_id: String },
+    /// Retry a failed order (redrive); --preview shows what would run again.
+    Retry {
+        order_id: String,
+        #[arg(long)]
+        preview: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ExecutionsCmd {
+    /// The order saga's executions.
+    List {
+        /// RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED or PENDING_REDRIVE.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// One execution's history, event by event.
+    Show { execution_arn: String },
+}
+
+#[derive(Subcommand)]
+pub enum FaultsCmd {
+    /// Replace the fault plans: JSON text, or a file holding it.
+    Set { plans: String },
+    /// Clear every fault plan.
+    Clear,
+    /// The fault plans in force.
+    Show,
+}
+
+pub enum Request {
+    Submit(String),
+    Orders(OrdersCmd),
+    Executions(ExecutionsCmd),
+    Faults(FaultsCmd),
+    Load {
+        orders: usize,
+        concurrency: usize,
+        fault_rate: f64,
+    },
+}
+
+struct Client {
+    http: reqwest::Client,
+    endpoint: String,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, Value), String> {
+        let url = format!("{}{path}", self.endpoint);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut req = self.http.request(method, &url);
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {url}: {e} (is `oms up` running? --endpoint)"))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Ok((status, v))
+    }
+
+    /// A call that must succeed; an API error becomes the message to print.
+    async fn ok(&self, method: &str, path: &str, body: Option<String>) -> Result<Value, String> {
+        let (status, v) = self.call(method, path, body).await?;
+        if (200..300).contains(&status) {
+            return Ok(v);
+        }
+        let mut msg = format!(
+            "{} ({status}): {}",
+            v["code"].as_str().unwrap_or("error"),
+            v["message"].as_str().unwrap_or(&v.to_string())
+        );
+        if let Some(fields) = v["fields"].as_array() {
+            for f in fields {
+                msg.push_str(&format!(
+                    "\n  {}: {}",
+                    f["field"].as_str().unwrap_or_default(),
+                    f["rule"].as_str().unwrap_or_default()
+                ));
+            }
+        }
+        Err(msg)
+    }
+
+    async fn sfn(&self, op: &str, body: Value) -> Result<Value, String> {
+        let resp = self
+            .http
+            .post(format!("{}/", self.endpoint))
+            .header("x-amz-target", format!("AWSStepFunctions.{op}"))
+            .header("content-type", "application/x-amz-json-1.0")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach {}: {e}", self.endpoint))?;
+        let ok = resp.status().is_success();
+        let v: Value = serde_json::from_str(&resp.text().await.map_err(|e| e.to_string())?)
+            .map_err(|e| format!("{op}: the answer is not JSON: {e}"))?;
+        if ok {
+            Ok(v)
+        } else {
+            Err(format!(
+                "{op}: {}: {}",
+                v["__type"].as_str().unwrap_or("error"),
+                v["message"].as_str().unwrap_or_default()
+            ))
+        }
+    }
+}
+
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.iter().map(|r| line(r.clone())));
+    out.join("\n")
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn money(cents: &Value) -> String {
+    cents
+        .as_i64()
+        .map(|c| format!("{}.{:02}", c / 100, c % 100))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn read_input(source: &str) -> Result<String, String> {
+    if source == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("reading stdin: {e}"))?;
+        return Ok(s);
+    }
+    if source.trim_start().starts_with('{') {
+        return Ok(source.to_string());
+    }
+    std::fs::read_to_string(source).map_err(|e| format!("cannot read {source}: {e}"))
+}
+
+pub fn run(endpoint: &str, output: Output, request: Request) -> Result<ExitCode, String> {
+    let client = Client {
+        http: reqwest::Client::new(),
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let print = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        match request {
+            Request::Submit(source) => {
+                let body = read_input(&source)?;
+                serde_json::from_str::<Value>(&body)
+                    .map_err(|e| format!("{source}: not JSON: {e}"))?;
+                print(&client.ok("POST", "/orders", Some(body)).await?);
+            }
+            Request::Orders(OrdersCmd::List {
+                status,
+                customer,
+                sku,
+                limit,
+            }) => {
+                let mut q = vec![format!("limit={limit}")];
+                for (k, v) in [("status", status), ("customer_id", customer), ("sku", sku)] {
+                    if let Some(v) = v {
+                        q.push(format!("{k}={v}"));
+                    }
+                }
+                let v = client
+                    .ok("GET", &format!("/orders?{}", q.join("&")), None)
+                    .await?;
+                if output == Output::Json {
+                    print(&v);
+                } else {
+                    let rows: Vec<Vec<String>> = v["orders"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|o| {
+                            vec![
+                                text(&o["order_id"]),
+                                text(&o["status"]),
+                                text(&o["customer_id"]),
+                                money(&o["total_cents"]),
+                                text(&o["created_at"]),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "{}",
+                        table(&["ORDER", "STATUS", "CUSTOMER", "TOTAL", "CREATED"], &rows)
+                    );
+                }
+            }
+            Request::Orders(OrdersCmd::Show { order_id }) => {
+                let v = client
+                    .ok("GET", &format!("/orders/{order_id}"), None)
+                    .await?;
+                if output == Output::Json {
+                    print(&v);
+                } else {
+                    println!("order     {}  {}", text(&v["order_id"]), text(&v["status"]));
+                    println!(
+                        "amounts   total {}  charged {}  refunded {}",
+                        money(&v["total_cents"]),
+                        money(&v["charged_cents"]),
+                        money(&v["refunded_cents"])
+                    );
+                    println!(
+                        "execution {} ({})",
+                        text(&v["execution_arn"]),
+                        text(&v["execution_status"])
+                    );
+                    if !v["failure"].is_null() {
+                        println!(
+                            "failure   at {}: {} {}",
+                            text(&v["failure"]["step"]),
+                            text(&v["failure"]["error"]),
+                            text(&v["failure"]["cause"])
+                        );
+                    }
+                    let rows: Vec<Vec<String>> = v["shipments"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|s| {
+                            vec![
+                                text(&s["shipment_id"]),
+                                text(&s["warehouse_id"]),
+                                text(&s["status"]),
+                                text(&s["tracking_number"]),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "\n{}",
+                        table(&["SHIPMENT", "WAREHOUSE", "STATUS", "TRACKING"], &rows)
+                    );
+                    let rows: Vec<Vec<String>> = v["steps"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|s| {
+                            vec![
+                                text(&s["step"]),
+                                text(&s["shipment_id"]),
+                                text(&s["status"]),
+                                text(&s["error"]["name"]),
+                                text(&s["updated_at"]),
+                            ]
+                        })
+                        .collect();
+                    println!(
+                        "\n{}",
+                        table(&["STEP", "SHIPMENT", "STATUS", "ERROR", "AT"], &rows)
+                    );
+                }
+            }
+            Request::Orders(OrdersCmd::Cancel { order_id }) => {
+                print(
+                    &client
+                        .ok("POST", &format!("/orders/{order_id}/cancel"), None)
+                        .await?,
+                );
+            }
+            Request::Orders(OrdersCmd::Retry { order_id, preview }) => {
+                let method = if preview { "GET" } else { "POST" };
+                print(
+                    &client
+                        .ok(method, &format!("/orders/{order_id}/retry"), None)
+                        .await?,
+                );
+            }
+            Request::Executions(ExecutionsCmd::List { status }) => {
+                let machines = client.sfn("ListStateMachines", json!({})).await?;
+                let arn = machines["stateMachines"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|m| m["name"] == "order-saga")
+                    .and_then(|m| m["stateMachineArn"].as_str())
+                    .ok_or("the server has no order-saga state machine")?
+                    .to_string();
+                let mut body = json!({"stateMachineArn": arn, "maxResults": 1000});
+                if let Some(s) = status {
+                    body["statusFilter"] = json!(s);
+                }
+                let v = client.sfn("ListExecutions", body).await?;
+                if output == Output::Json {
+                    print(&v);
+                } else {
+                    let rows: Vec<Vec<String>> = v["executions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|e| {
+                            vec![
+                                text(&e["name"]),
+                                text(&e["status"]),
+                                text(&e["executionArn"]),
+                            ]
+                        })
+                        .collect();
+                    println!("{}", table(&["NAME", "STATUS", "ARN"], &rows));
+                }
+            }
+            Request::Executions(ExecutionsCmd::Show { execution_arn }) => {
+                let mut events = Vec::new();
+                let mut token: Option<String> = None;
+                loop {
+                    let mut body = json!({"executionArn": execution_arn, "maxResults": 1000});
+                    if let Some(t) = token.take() {
+                        body["nextToken"] = json!(t);
+                    }
+                    let page = client.sfn("GetExecutionHistory", body).await?;
+                    events.extend(page["events"].as_array().cloned().unwrap_or_default());
+                    match page["nextToken"].as_str() {
+                        Some(t) => token = Some(t.to_string()),
+                        None => break,
+                    }
+                }
+                if output == Output::Json {
+                    print(&json!({"events": events}));
+                } else {
+                    let rows: Vec<Vec<String>> = events
+                        .iter()
+                        .map(|e| {
+                            let details = e
+                                .as_object()
+                                .and_then(|o| o.iter().find(|(k, _)| k.ends_with("EventDetails")))
+                                .map(|(_, d)| d.clone())
+                                .unwrap_or(Value::Null);
+                            let what = details["name"]
+                                .as_str()
+                                .or(details["resource"].as_str())
+                                .or(details["error"].as_str())
+                                .unwrap_or("")
+                                .to_string();
+                            vec![text(&e["id"]), text(&e["type"]), what]
+                        })
+                        .collect();
+                    println!("{}", table(&["ID", "TYPE", "STATE / DETAIL"], &rows));
+                }
+            }
+            Request::Faults(FaultsCmd::Set { plans }) => {
+                print(
+                    &client
+                        .ok("PUT", "/admin/faults", Some(read_input(&plans)?))
+                        .await?,
+                );
+            }
+            Request::Faults(FaultsCmd::Clear) => {
+                client.ok("DELETE", "/admin/faults", None).await?;
+                println!("fault plans cleared");
+            }
+            Request::Faults(FaultsCmd::Show) => {
+                print(&client.ok("GET", "/admin/faults", None).await?)
+            }
+            Request::Load {
+                orders,
+                concurrency,
+                fault_rate,
+            } => return load(client, orders, concurrency, fault_rate, output).await,
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `oms load`: submits N orders, C at a time, follows each to its end, and summarises
+/// how they ended and how long they took.
+async fn load(
+    client: Client,
+    orders: usize,
+    concurrency: usize,
+    fault_rate: f64,
+    output: Output,
+) -> Result<ExitCode, String> {
+    if concurrency == 0 || orders == 0 {
+        return Err("--orders and --concurrency must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&fault_rate) {
+        return Err("--fault-rate: a fraction from 0 to 1".into());
+    }
+    let inventory = client.ok("GET", "/inventory", None).await?;
+    let skus: Vec<String> = {
+        let mut s: Vec<String> = inventory["inventory"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["sku"].as_str().map(str::to_string))
+            .collect();
+        s.sort();
+        s.dedup();
+        s
+    };
+    if skus.is_empty() {
+        return Err("the server has no SKUs to order".into());
+    }
+    if fault_rate > 0.0 {
+        let plans: serde_json::Map<String, Value> = [
+            "reserve",
+            "charge",
+            "pick",
+            "ship",
+            "release",
+            "refund",
+            "restock",
+            "cancel_shipment",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), json!({"transient_rate": fault_rate})))
+        .collect();
+        client
+            .ok(
+                "PUT",
+                "/admin/faults",
+                Some(Value::Object(plans).to_string()),
+            )
+            .await?;
+    }
+    let bar = indicatif::ProgressBar::new(orders as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} orders {msg}")
+            .map_err(|e| e.to_string())?,
+    );
+    let client = Arc::new(client);
+    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for i in 0..orders {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let client = client.clone();
+        let bar = bar.clone();
+        let sku = skus[i % skus.len()].clone();
+        let id = format!("load-{run_id}-{i}");
+        tasks.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let body = json!({
+                "order_id": id, "customer_id": format!("load-{}", i % 10),
+                "lines": [{"sku": sku, "quantity": 1}],
+                "payment": {"token": "tok_visa"},
+                "ship_to": {"name": "Load", "line1": "1 Main St", "city": "Boston", "postal_code": "02101", "country": "US"},
+            });
+            let outcome = match client.ok("POST", "/orders", Some(body.to_string())).await {
+                Err(e) => format!("REFUSED: {}", e.lines().next().unwrap_or_default()),
+                Ok(_) => loop {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    match client.ok("GET", &format!("/orders/{id}"), None).await {
+                        Ok(v) if v["execution_status"] != "RUNNING" && !v["execution_status"].is_null() => {
+                            break text(&v["status"]);
+                        }
+                        Ok(_) => {}
+                        Err(e) => break format!("ERROR: {e}"),
+                    }
+                },
+            };
+            drop(permit);
+            bar.inc(1);
+            (outcome, t.elapsed())
+        }));
+    }
+    let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        let (outcome, latency) = t.await.map_err(|e| e.to_string())?;
+        *outcomes.entry(outcome).or_default() += 1;
+        latencies.push(latency);
+    }
+    bar.finish_and_clear();
+    if fault_rate > 0.0 {
+        client.ok("DELETE", "/admin/faults", None).await?;
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    let summary = json!({
+        "orders": orders,
+        "concurrency": concurrency,
+        "fault_rate": fault_rate,
+        "outcomes": outcomes,
+        "seconds": elapsed.as_secs_f64(),
+        "orders_per_second": orders as f64 / elapsed.as_secs_f64(),
+        "latency_ms": {
+            "p50": pct(0.5).as_secs_f64() * 1000.0,
+            "p99": pct(0.99).as_secs_f64() * 1000.0,
+            "max": pct(1.0).as_secs_f64() * 1000.0,
+        },
+    });
+    if output == Output::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "{orders} orders in {:.1} s ({:.1} orders/s), {concurrency} at a time, fault rate {fault_rate}",
+            elapsed.as_secs_f64(),
+            summary["orders_per_second"].as_f64().unwrap_or(0.0)
+        );
+        for (outcome, n) in &outcomes {
+            println!("  {outcome:<24} {n}");
+        }
+        println!(
+            "  submit-to-end latency: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+            summary["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+            summary["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
+            summary["latency_ms"]["max"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let failed = outcomes
+        .keys()
+        .any(|k| k.starts_with("REFUSED") || k.starts_with("ERROR"));
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,109 @@
+"""The order CLI against a running `oms up`: submit, orders list/show/cancel/retry,
+executions list/show, faults set/clear, and load with its summary."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import Server, oms_bin
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory):
+    data = tmp_path_factory.mktemp("cli") / "data"
+    data.mkdir()
+    s = Server(data, extra_args=["--pick-delay-ms", "20"])
+    s.start()
+    yield s.endpoint
+    s.kill()
+
+
+def oms(endpoint, *args, stdin=None, ok=True):
+    p = subprocess.run([oms_bin(), "--endpoint", endpoint, *args], input=stdin,
+                       capture_output=True, text=True, timeout=120)
+    if ok:
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
+    return p
+
+
+ORDER = {"customer_id": "cli-cust", "lines": [{"sku": "SOCKS-3PK", "quantity": 1}],
+         "payment": {"token": "tok_visa"},
+         "ship_to": {"name": "A", "line1": "1 St", "city": "Boston", "postal_code": "02101", "country": "US"}}
+
+
+def wait_done(endpoint, order_id):
+    for _ in range(200):
+        v = json.loads(oms(endpoint, "--output", "json", "orders", "show", order_id).stdout)
+        if v["execution_status"] not in (None, "RUNNING"):
+            return v
+        time.sleep(0.1)
+    pytest.fail(f"{order_id} did not finish")
+
+
+def test_submit_list_show(endpoint, tmp_path):
+    f = tmp_path / "order.json"
+    f.write_text(json.dumps(dict(ORDER, order_id="cli-file")))
+    out = json.loads(oms(endpoint, "submit", str(f)).stdout)
+    assert out["order_id"] == "cli-file"
+    out = json.loads(oms(endpoint, "submit", "-", stdin=json.dumps(dict(ORDER, order_id="cli-stdin"))).stdout)
+    assert out["execution_arn"].endswith(":cli-stdin")
+    assert wait_done(endpoint, "cli-file")["status"] == "COMPLETED"
+    wait_done(endpoint, "cli-stdin")
+    table = oms(endpoint, "orders", "list", "--customer", "cli-cust").stdout
+    assert table.splitlines()[0].split() == ["ORDER", "STATUS", "CUSTOMER", "TOTAL", "CREATED"]
+    assert "cli-file" in table and "cli-stdin" in table and "COMPLETED" in table
+    shown = oms(endpoint, "orders", "show", "cli-file").stdout
+    assert "SHIPPED" in shown and "8.99" in shown
+    lines = [l.split()[0] for l in shown.splitlines() if l.split() and l.split()[0] in ("reserve", "charge", "pick", "ship")]
+    assert lines == ["reserve", "charge", "pick", "ship"]
+
+
+def test_bad_input_and_errors_exit_nonzero_with_the_reason(endpoint):
+    p = oms(endpoint, "submit", json.dumps(dict(ORDER, lines=[{"sku": "SOCKS-3PK", "quantity": 0}])), ok=False)
+    assert p.returncode != 0 and "lines[0].quantity" in p.stderr
+    p = oms(endpoint, "orders", "show", "no-such-order", ok=False)
+    assert p.returncode != 0 and "Order.NotFound" in p.stderr
+    p = oms("http://127.0.0.1:9", "orders", "list", ok=False)
+    assert p.returncode != 0 and "cannot reach" in p.stderr
+
+
+def test_faults_retry_and_executions(endpoint):
+    oms(endpoint, "faults", "set", json.dumps({"ship": {"fail_next": 1, "error": "Ship.AddressRejected"},
+                                               "refund": {"fail_next": 1, "error": "Payment.RefundRejected"}}))
+    shown = json.loads(oms(endpoint, "--output", "json", "faults", "show").stdout)
+    assert shown["refund"]["error"] == "Payment.RefundRejected"
+    oms(endpoint, "submit", json.dumps(dict(ORDER, order_id="cli-retry")))
+    v = wait_done(endpoint, "cli-retry")
+    assert v["status"] == "COMPENSATION_FAILED"
+    oms(endpoint, "faults", "clear")
+    preview = json.loads(oms(endpoint, "orders", "retry", "cli-retry", "--preview").stdout)
+    assert preview["will_run_again"] == ["RefundPayment"]
+    failed = oms(endpoint, "executions", "list", "--status", "FAILED").stdout
+    assert "cli-retry" in failed
+    oms(endpoint, "orders", "retry", "cli-retry")
+    for _ in range(200):
+        v = json.loads(oms(endpoint, "--output", "json", "orders", "show", "cli-retry").stdout)
+        if v["status"] == "CANCELLED":
+            break
+        time.sleep(0.1)
+    assert v["status"] == "CANCELLED" and v["refunded_cents"] == v["charged_cents"]
+    history = json.loads(oms(endpoint, "--output", "json", "executions", "show", v["execution_arn"]).stdout)
+    types = [e["type"] for e in history["events"]]
+    assert "ExecutionRedriven" in types and types[-1] == "ExecutionFailed"
+    table = oms(endpoint, "executions", "show", v["execution_arn"]).stdout
+    assert "RefundPayment" in table
+    p = oms(endpoint, "orders", "cancel", "cli-retry", ok=False)
+    assert p.returncode != 0 and "CANCELLED" in p.stderr
+
+
+def test_load_reports_outcomes_and_latency(endpoint):
+    out = json.loads(oms(endpoint, "--output", "json", "load", "--orders", "24", "--concurrency", "6",
+                         "--fault-rate", "0.1").stdout)
+    assert out["orders"] == 24
+    assert sum(out["outcomes"].values()) == 24
+    assert set(out["outcomes"]) <= {"COMPLETED", "CANCELLED"}, out
+    assert out["latency_ms"]["p50"] > 0 and out["latency_ms"]["p99"] >= out["latency_ms"]["p50"]
+    assert json.loads(oms(endpoint, "--output", "json", "faults", "show").stdout) == {}
