@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
+/// The web console: one page, served by the binary (no separate dev server).
+pub const CONSOLE: &str = include_str!("console.html");
 
 pub fn routes(orders: Arc<Orders>) -> Router {
     Router::new()
@@ -27,6 +29,8 @@ pub fn routes(orders: Arc<Orders>) -> Router {
             "/admin/faults",
             get(faults_get).put(faults_put).delete(faults_clear),
         )
+        .route("/console", get(|| async { axum::response::Html(CONSOLE) }))
+        .route("/console/", get(|| async { axum::response::Html(CONSOLE) }))
         .route(
             "/openapi.json",
             get(|| async {

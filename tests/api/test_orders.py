@@ -314,3 +314,47 @@ def test_the_warehouse_callback_answers_a_waiting_pick(tmp_path):
         assert view["status"] == "CANCELLED" and view["failure"]["error"] == "Pick.ItemDamaged"
     finally:
         s.kill()
+
+
+@pytest.mark.parametrize("activity,error,stops_at", [
+    ("cancel_shipment", "Shipment.InTransit", "CancelShipment"),
+    ("restock", "Shipment.InTransit", "RestockShipment"),
+    ("refund", "Payment.RefundRejected", "RefundPayment"),
+    ("release", "Order.NotFound", "ReleaseInventory"),
+])
+def test_a_permanent_failure_of_any_compensation_is_finished_by_a_retry(api, activity, error, stops_at):
+    before = api.stock()
+    api.ok("PUT", "/admin/faults", {
+        "ship": {"fail_next": 1, "error": "Ship.AddressRejected"},
+        activity: {"fail_next": 1, "error": error},
+    })
+    body = order_body()
+    api.ok("POST", "/orders", body, want=(202,))
+    view = api.finish(body["order_id"])
+    assert view["status"] == "COMPENSATION_FAILED", view
+    assert view["failure"]["step"] == stops_at and view["failure"]["error"] == error
+    preview = api.ok("GET", f"/orders/{body['order_id']}/retry")
+    assert stops_at in preview["will_run_again"], preview
+    assert not {"ReserveInventory", "ChargePayment", "ShipShipment"} & set(preview["will_run_again"])
+    api.ok("DELETE", "/admin/faults")
+    api.ok("POST", f"/orders/{body['order_id']}/retry", want=(202,))
+    view = api.wait(body["order_id"], lambda v: v["status"] == "CANCELLED")
+    balanced(api, view, before)
+
+
+def test_a_pick_the_warehouse_never_answers_times_out_and_compensates(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    s = Server(data, extra_args=["--manual-picking"])
+    s.start()
+    try:
+        api = Api(s.endpoint)
+        before = api.stock()
+        body = order_body(options={"pick_timeout_seconds": 1, "pick_heartbeat_seconds": 60})
+        api.ok("POST", "/orders", body, want=(202,))
+        view = api.finish(body["order_id"], timeout=30)
+        assert view["status"] == "CANCELLED", view
+        assert view["failure"]["error"] == "States.Timeout"
+        balanced(api, view, before)
+    finally:
+        s.kill()

