@@ -467,10 +467,23 @@ impl Orders {
             .ok();
         let execution_status = execution.as_ref().map(|e| e.status.as_str().to_string());
         let mut status = order.status;
-        let mut failure = order
-            .failure
-            .clone()
-            .map(|f| serde_json::to_value(f).unwrap_or_default());
+        let (first_failed, last_failed) = if order.failure.is_some() {
+            self.failed_states(&arn).await
+        } else {
+            (None, None)
+        };
+        // The saga records the state that caught the failure (for a shipment, the Map
+        // around it); the history says which step inside it failed.
+        let mut failure = order.failure.clone().map(|f| {
+            let mut v = serde_json::to_value(&f).unwrap_or_default();
+            if let Some(inner) = first_failed.clone() {
+                if f.step.as_deref() != Some(inner.as_str()) {
+                    v["caught_by"] = json!(f.step);
+                    v["step"] = json!(inner);
+                }
+            }
+            v
+        });
         // The saga records COMPENSATING before it compensates; an execution that then
         // ends failed stopped in a compensation.
         if status == OrderStatus::Compensating
@@ -481,9 +494,9 @@ impl Orders {
             status = OrderStatus::CompensationFailed;
             if let Some(e) = &execution {
                 failure = Some(json!({
-                    "step": self.failed_state(&arn).await,
+                    "step": last_failed,
                     "error": e.error, "cause": e.cause,
-                    "compensating": order.failure,
+                    "compensating": failure,
                 }));
             }
         }
@@ -508,11 +521,14 @@ impl Orders {
         }))
     }
 
-    /// The name of the innermost state that failed in an execution's history.
-    async fn failed_state(&self, arn: &str) -> Option<String> {
-        let history = self.history(arn).await.ok()?;
+    /// The innermost states that failed in an execution's history: the first failure
+    /// and the last one.
+    async fn failed_states(&self, arn: &str) -> (Option<String>, Option<String>) {
+        let Ok(history) = self.history(arn).await else {
+            return (None, None);
+        };
         let mut open: Vec<String> = Vec::new();
-        let mut failed = None;
+        let (mut first, mut last) = (None, None);
         for e in &history {
             let name = e["stateEnteredEventDetails"]["name"]
                 .as_str()
@@ -526,11 +542,18 @@ impl Orders {
                         open.truncate(pos);
                     }
                 }
-            } else if kind.ends_with("Failed") && kind != "ExecutionFailed" {
-                failed = open.last().cloned();
+            } else if kind == "ExecutionRedriven" {
+                open.clear();
+            } else if (kind.starts_with("Task") || kind.starts_with("Lambda"))
+                && (kind.ends_with("Failed") || kind.ends_with("TimedOut"))
+            {
+                if first.is_none() {
+                    first = open.last().cloned();
+                }
+                last = open.last().cloned();
             }
         }
-        failed.or_else(|| open.last().cloned())
+        (first, last)
     }
 
     async fn history(&self, arn: &str) -> Result<Vec<Value>, Problem> {

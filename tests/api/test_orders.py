@@ -154,8 +154,8 @@ def balanced(api, view, before):
 @pytest.mark.parametrize("fault,token,failed_at", [
     ({"reserve": {"fail_next": 1, "error": "Inventory.OutOfStock"}}, "tok_visa", "ReserveInventory"),
     ({}, "tok_declined", "ChargePayment"),
-    ({"pick": {"fail_next": 1, "error": "Pick.ItemDamaged"}}, "tok_visa", "FulfilShipments"),
-    ({"ship": {"fail_next": 1, "error": "Ship.AddressRejected"}}, "tok_visa", "FulfilShipments"),
+    ({"pick": {"fail_next": 1, "error": "Pick.ItemDamaged"}}, "tok_visa", "PickShipment"),
+    ({"ship": {"fail_next": 1, "error": "Ship.AddressRejected"}}, "tok_visa", "ShipShipment"),
 ])
 def test_a_business_error_compensates_what_was_done(api, fault, token, failed_at):
     before = api.stock()
@@ -166,6 +166,8 @@ def test_a_business_error_compensates_what_was_done(api, fault, token, failed_at
     view = api.finish(body["order_id"])
     assert view["status"] == "CANCELLED", view
     assert view["failure"]["step"] == failed_at
+    if failed_at in ("PickShipment", "ShipShipment"):
+        assert view["failure"]["caught_by"] == "FulfilShipments"
     balanced(api, view, before)
     for (step, _), status in steps(view).items():
         assert status in ("COMPENSATED", "FAILED"), (step, status)
