@@ -10,6 +10,7 @@ mod orders;
 mod orders_http;
 mod server;
 mod up;
+mod worker;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -82,6 +83,27 @@ enum Command {
     /// Fault injection of the activities: set, clear, show.
     #[command(subcommand)]
     Faults(cli::FaultsCmd),
+    /// Run the activities as a Step Functions Activity worker (GetActivityTask).
+    Worker {
+        /// Activity ARNs are this and the activity's function name.
+        #[arg(
+            long,
+            default_value = "arn:aws:states:us-east-1:000000000000:activity:oms-"
+        )]
+        activity_arn_prefix: String,
+        /// The activities' store: sqlite:PATH or dynamodb:TABLE.
+        #[arg(long, env = "OMS_STORE")]
+        store: String,
+        /// A Step Functions API other than AWS's (e.g. `oms up`'s).
+        #[arg(long, env = "OMS_SFN_ENDPOINT")]
+        sfn_endpoint: Option<String>,
+        /// The worker name GetActivityTask records.
+        #[arg(long, default_value = "oms-worker")]
+        name: String,
+        /// Seconds between heartbeats while a task runs.
+        #[arg(long, default_value_t = 20)]
+        heartbeat_seconds: u64,
+    },
     /// Submit many orders and report how they ended and how long they took.
     Load {
         #[arg(long, default_value_t = 100)]
@@ -163,6 +185,19 @@ fn main() -> ExitCode {
         Command::Orders(c) => order_cmd(cli::Request::Orders(c)),
         Command::Executions(c) => order_cmd(cli::Request::Executions(c)),
         Command::Faults(c) => order_cmd(cli::Request::Faults(c)),
+        Command::Worker {
+            activity_arn_prefix,
+            store,
+            sfn_endpoint,
+            name,
+            heartbeat_seconds,
+        } => worker::worker(worker::WorkerArgs {
+            activity_arn_prefix,
+            store,
+            sfn_endpoint,
+            name,
+            heartbeat: std::time::Duration::from_secs(heartbeat_seconds),
+        }),
         Command::Load {
             orders,
             concurrency,

@@ -1,0 +1,153 @@
+//! `oms worker`: the activities as a Step Functions Activity worker, for teams that run
+//! workers instead of Lambda functions. For each activity it long-polls
+//! GetActivityTask on `<prefix><function>` (e.g. `...:activity:oms-reserve-inventory`),
+//! runs the same handler the Lambda functions and `oms up` run, heartbeats while it
+//! works, and answers with SendTaskSuccess, or SendTaskFailure carrying the activity's
+//! error name. It talks to AWS (the standard credential chain and region) or, with
+//! `--sfn-endpoint`, to any Step Functions API such as `oms up`.
+
+use activities::activity::{self, Ctx};
+use aws_sdk_sfn::error::DisplayErrorContext;
+use aws_sdk_sfn::Client;
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub struct WorkerArgs {
+    pub activity_arn_prefix: String,
+    pub store: String,
+    pub sfn_endpoint: Option<String>,
+    pub name: String,
+    pub heartbeat: Duration,
+}
+
+pub fn worker(args: WorkerArgs) -> Result<ExitCode, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let store = activities::lambda::open_store(&args.store).await?;
+        if std::env::var_os("OMS_SEED_DEMO").is_some() {
+            activities::seed::seed_once(&*store, "demo", &activities::seed::demo())
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let ctx = Ctx::new(store);
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(url) = &args.sfn_endpoint {
+            loader = loader.endpoint_url(url);
+        }
+        let client = Client::new(&loader.load().await);
+        println!(
+            "oms worker: polling {} activities at {}<function>",
+            activities::ACTIVITIES.len(),
+            args.activity_arn_prefix
+        );
+        let mut tasks = Vec::new();
+        for def in activities::ACTIVITIES {
+            let arn = format!("{}{}", args.activity_arn_prefix, def.function());
+            let (client, ctx, name, heartbeat) = (
+                client.clone(),
+                ctx.clone(),
+                args.name.clone(),
+                args.heartbeat,
+            );
+            tasks.push(tokio::spawn(async move {
+                poll(client, ctx, arn, def.key, name, heartbeat).await
+            }));
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+            r = futures_first(tasks) => r,
+        }
+    })
+}
+
+async fn futures_first(
+    tasks: Vec<tokio::task::JoinHandle<Result<(), String>>>,
+) -> Result<ExitCode, String> {
+    // The pollers run until the process stops; one ending means it failed for good.
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn poll(
+    client: Client,
+    ctx: Ctx,
+    arn: String,
+    key: &'static str,
+    worker_name: String,
+    heartbeat: Duration,
+) -> Result<(), String> {
+    let mut failures = 0u32;
+    loop {
+        let task = match client
+            .get_activity_task()
+            .activity_arn(&arn)
+            .worker_name(&worker_name)
+            .send()
+            .await
+        {
+            Ok(t) => {
+                failures = 0;
+                t
+            }
+            Err(e) => {
+                failures += 1;
+                let text = DisplayErrorContext(&e).to_string();
+                if text.contains("ActivityDoesNotExist") {
+                    return Err(format!("{arn}: no such activity (create it first): {text}"));
+                }
+                eprintln!("oms worker: GetActivityTask {arn}: {text}");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
+                continue;
+            }
+        };
+        let Some(token) = task
+            .task_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+        else {
+            continue; // the long poll ended with no work
+        };
+        let input: serde_json::Value =
+            serde_json::from_str(task.input().unwrap_or("{}")).unwrap_or_default();
+        let beat = {
+            let (client, token) = (client.clone(), token.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(heartbeat).await;
+                    let _ = client.send_task_heartbeat().task_token(&token).send().await;
+                }
+            })
+        };
+        let result = activity::invoke(&ctx, key, &input).await;
+        beat.abort();
+        // An answer that fails to send means the task timed out or its execution
+        // ended: it has nowhere to go.
+        let unsent = match result {
+            Ok(output) => client
+                .send_task_success()
+                .task_token(&token)
+                .output(output.to_string())
+                .send()
+                .await
+                .err()
+                .map(|e| DisplayErrorContext(&e).to_string()),
+            Err(e) => client
+                .send_task_failure()
+                .task_token(&token)
+                .error(e.name())
+                .cause(e.message.clone())
+                .send()
+                .await
+                .err()
+                .map(|e| DisplayErrorContext(&e).to_string()),
+        };
+        if let Some(e) = unsent {
+            eprintln!("oms worker: answering a {key} task: {e}");
+        }
+    }
+}
