@@ -88,6 +88,22 @@ fn cancelled(order_id: &str, why: &str) -> ActivityError {
     )
 }
 
+/// A forward step already settled: its stored result if it is done, Order.Cancelled
+/// (saying `undone`) if it was compensated, nothing if it is still to be done.
+fn settled<T: serde::de::DeserializeOwned>(
+    step: &Step,
+    order_id: &str,
+    undone: &str,
+) -> Result<Option<T>, ActivityError> {
+    match step.status() {
+        Some(StepStatus::Done) => Ok(step.result()),
+        Some(StepStatus::Compensated | StepStatus::CompensationFailed) => {
+            Err(cancelled(order_id, undone))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// The check that makes a forward step and a cancellation request exclusive: the batch
 /// only applies if the order is as read (not cancelled since).
 fn order_unchanged(order_id: &str, version: u64) -> Write {
@@ -235,16 +251,8 @@ pub async fn reserve_inventory(ctx: &Ctx, input: OrderRef) -> Result<Reservation
     let out = contended("ReserveInventory", || async {
         let order = load_order(&*ctx.store, id).await?;
         let step = Step::load(&*ctx.store, id, "reserve", None).await?;
-        match step.status() {
-            Some(StepStatus::Done) => {
-                if let Some(r) = step.result() {
-                    return Ok(Attempt::Done(r));
-                }
-            }
-            Some(StepStatus::Compensated | StepStatus::CompensationFailed) => {
-                return Err(cancelled(id, "had its reservation released"))
-            }
-            _ => {}
+        if let Some(r) = settled(&step, id, "had its reservation released")? {
+            return Ok(Attempt::Done(r));
         }
         if order.value.cancel_requested {
             return Err(cancelled(id, "was cancelled"));
@@ -327,10 +335,8 @@ pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, Ac
     let id = input.order_id.as_str();
     let out = contended("ReleaseInventory", || async {
         let step = Step::load(&*ctx.store, id, "reserve", None).await?;
-        if step.status() == Some(StepStatus::Compensated) {
-            if let Some(r) = step.compensation() {
-                return Ok(Attempt::Done(r));
-            }
+        if let Some(r) = step.compensated() {
+            return Ok(Attempt::Done(r));
         }
         let mut release = Release {
             order_id: id.to_string(),
@@ -399,23 +405,15 @@ pub async fn charge_payment(ctx: &Ctx, input: OrderRef) -> Result<Charge, Activi
     let out = contended("ChargePayment", || async {
         let order = load_order(&*ctx.store, id).await?;
         let step = Step::load(&*ctx.store, id, "charge", None).await?;
-        match step.status() {
-            Some(StepStatus::Done) => {
-                if let Some(r) = step.result() {
-                    return Ok(Attempt::Done(r));
-                }
-            }
-            Some(StepStatus::Compensated | StepStatus::CompensationFailed) => {
-                return Err(cancelled(id, "had its payment refunded or voided"))
-            }
-            None => {
-                // Recorded before the gateway is called, so the ledger shows a charge
-                // may exist even if this call dies before it learns the outcome.
-                let pending = step.write(StepStatus::Pending, None, None, None);
-                commit(&*ctx.store, vec![pending]).await?;
-                return Ok(Attempt::Again);
-            }
-            _ => {}
+        if let Some(r) = settled(&step, id, "had its payment refunded or voided")? {
+            return Ok(Attempt::Done(r));
+        }
+        if step.status().is_none() {
+            // Recorded before the gateway is called, so the ledger shows a charge may
+            // exist even if this call dies before it learns the outcome.
+            let pending = step.write(StepStatus::Pending, None, None, None);
+            commit(&*ctx.store, vec![pending]).await?;
+            return Ok(Attempt::Again);
         }
         if order.value.cancel_requested {
             return Err(cancelled(id, "was cancelled"));
@@ -477,10 +475,8 @@ pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, Activi
     let id = input.order_id.as_str();
     let out = contended("RefundPayment", || async {
         let step = Step::load(&*ctx.store, id, "charge", None).await?;
-        if step.status() == Some(StepStatus::Compensated) {
-            if let Some(r) = step.compensation() {
-                return Ok(Attempt::Done(r));
-            }
+        if let Some(r) = step.compensated() {
+            return Ok(Attempt::Done(r));
         }
         // The gateway is asked even when the ledger shows no charge: a charge call may
         // have gone through and died before recording it.
@@ -554,19 +550,9 @@ async fn forward_shipment_step(
     contended(step_name, || async {
         let order = load_order(&*ctx.store, id).await?;
         let step = Step::load(&*ctx.store, id, step_name, Some(sid)).await?;
-        match step.status() {
-            Some(StepStatus::Done) => {
-                if let Some(r) = step.result() {
-                    return Ok(Attempt::Done(r));
-                }
-            }
-            Some(StepStatus::Compensated | StepStatus::CompensationFailed) => {
-                return Err(cancelled(
-                    id,
-                    &format!("had {step_name} of {sid} compensated"),
-                ))
-            }
-            _ => {}
+        let undone = format!("had {step_name} of {sid} compensated");
+        if let Some(r) = settled(&step, id, &undone)? {
+            return Ok(Attempt::Done(r));
         }
         if order.value.cancel_requested {
             return Err(cancelled(id, "was cancelled"));
@@ -616,10 +602,8 @@ async fn compensate_shipment_step(
     let (id, sid) = (input.order_id.as_str(), input.shipment_id.as_str());
     contended(step_name, || async {
         let step = Step::load(&*ctx.store, id, step_name, Some(sid)).await?;
-        if step.status() == Some(StepStatus::Compensated) {
-            if let Some(r) = step.compensation() {
-                return Ok(Attempt::Done(r));
-            }
+        if let Some(r) = step.compensated() {
+            return Ok(Attempt::Done(r));
         }
         let shipment = match ctx.store.get(&shipment_key(id, sid)).await? {
             Some(item) => Some((from_item::<ShipmentRecord>(&item)?, item.version)),

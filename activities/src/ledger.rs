@@ -164,8 +164,12 @@ impl Step {
         self.field("result")
     }
 
-    /// The compensation's result, stored when it was done.
-    pub fn compensation<T: DeserializeOwned>(&self) -> Option<T> {
+    /// The compensation's result, if the step was compensated: a compensation run
+    /// again returns it and does nothing else.
+    pub fn compensated<T: DeserializeOwned>(&self) -> Option<T> {
+        if self.status() != Some(StepStatus::Compensated) {
+            return None;
+        }
         self.field("compensation")
     }
 

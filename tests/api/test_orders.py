@@ -115,10 +115,16 @@ def test_an_order_completes_and_a_repeat_starts_nothing(api):
 def test_idempotency_key_names_the_order(api):
     body = order_body()
     del body["order_id"]
-    a = api.ok("POST", "/orders", body, want=(202,)) if False else None
-    status, a = api.call("POST", "/orders", body, headers={"Idempotency-Key": "key-" + str(time.time())})
+    key = {"Idempotency-Key": "key-" + str(time.time())}
+    status, first = api.call("POST", "/orders", body, headers=key)
     assert status == 202
-    api.finish(a["order_id"])
+    status, again = api.call("POST", "/orders", body, headers=key)
+    assert status == 202 and again["order_id"] == first["order_id"]
+    assert again["execution_arn"] == first["execution_arn"]
+    status, other = api.call("POST", "/orders", body)
+    assert status == 202 and other["order_id"] != first["order_id"], "no key, a new order"
+    api.finish(first["order_id"])
+    api.finish(other["order_id"])
 
 
 @pytest.mark.parametrize("mutate,field", [
@@ -289,33 +295,37 @@ def test_a_bad_fault_plan_is_refused(api):
     assert status == 400 and "pick.fail_next" in out["message"]
 
 
-def test_the_warehouse_callback_answers_a_waiting_pick(tmp_path):
+@pytest.fixture
+def manual_api(tmp_path):
+    """A server of its own whose warehouse does not pick by itself."""
     data = tmp_path / "data"
     data.mkdir()
     s = Server(data, extra_args=["--manual-picking"])
     s.start()
-    try:
-        api = Api(s.endpoint)
-        picked = order_body()
-        api.ok("POST", "/orders", picked, want=(202,))
-        view = api.wait(picked["order_id"], lambda v: v["status"] == "FULFILLING")
-        time.sleep(0.3)
-        assert api.ok("GET", f"/orders/{picked['order_id']}")["execution_status"] == "RUNNING"
-        sid = view["shipments"][0]["shipment_id"]
-        out = api.ok("POST", f"/shipments/{sid}/picked", {})
-        assert out["status"] == "PICKED"
-        assert api.finish(picked["order_id"])["status"] == "COMPLETED"
+    yield Api(s.endpoint)
+    s.kill()
 
-        damaged = order_body()
-        api.ok("POST", "/orders", damaged, want=(202,))
-        view = api.wait(damaged["order_id"], lambda v: v["status"] == "FULFILLING" and v["shipments"])
-        sid = view["shipments"][0]["shipment_id"]
-        out = api.ok("POST", f"/shipments/{sid}/picked", {"damaged": "torn box"})
-        assert out["error"] == "Pick.ItemDamaged"
-        view = api.finish(damaged["order_id"])
-        assert view["status"] == "CANCELLED" and view["failure"]["error"] == "Pick.ItemDamaged"
-    finally:
-        s.kill()
+
+def test_the_warehouse_callback_answers_a_waiting_pick(manual_api):
+    api = manual_api
+    picked = order_body()
+    api.ok("POST", "/orders", picked, want=(202,))
+    view = api.wait(picked["order_id"], lambda v: v["status"] == "FULFILLING")
+    time.sleep(0.3)
+    assert api.ok("GET", f"/orders/{picked['order_id']}")["execution_status"] == "RUNNING"
+    sid = view["shipments"][0]["shipment_id"]
+    out = api.ok("POST", f"/shipments/{sid}/picked", {})
+    assert out["status"] == "PICKED"
+    assert api.finish(picked["order_id"])["status"] == "COMPLETED"
+
+    damaged = order_body()
+    api.ok("POST", "/orders", damaged, want=(202,))
+    view = api.wait(damaged["order_id"], lambda v: v["status"] == "FULFILLING" and v["shipments"])
+    sid = view["shipments"][0]["shipment_id"]
+    out = api.ok("POST", f"/shipments/{sid}/picked", {"damaged": "torn box"})
+    assert out["error"] == "Pick.ItemDamaged"
+    view = api.finish(damaged["order_id"])
+    assert view["status"] == "CANCELLED" and view["failure"]["error"] == "Pick.ItemDamaged"
 
 
 @pytest.mark.parametrize("activity,error,stops_at", [
@@ -344,19 +354,13 @@ def test_a_permanent_failure_of_any_compensation_is_finished_by_a_retry(api, act
     balanced(api, view, before)
 
 
-def test_a_pick_the_warehouse_never_answers_times_out_and_compensates(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    s = Server(data, extra_args=["--manual-picking"])
-    s.start()
-    try:
-        api = Api(s.endpoint)
-        before = api.stock()
-        body = order_body(options={"pick_timeout_seconds": 1, "pick_heartbeat_seconds": 60})
-        api.ok("POST", "/orders", body, want=(202,))
-        view = api.finish(body["order_id"], timeout=30)
-        assert view["status"] == "CANCELLED", view
-        assert view["failure"]["error"] == "States.Timeout"
-        balanced(api, view, before)
-    finally:
-        s.kill()
+def test_a_pick_the_warehouse_never_answers_times_out_and_compensates(manual_api):
+    api = manual_api
+    before = api.stock()
+    body = order_body(options={"pick_timeout_seconds": 1, "pick_heartbeat_seconds": 60})
+    api.ok("POST", "/orders", body, want=(202,))
+    view = api.finish(body["order_id"], timeout=30)
+    assert view["status"] == "CANCELLED", view
+    assert view["failure"]["error"] == "States.Timeout"
+    balanced(api, view, before)
+

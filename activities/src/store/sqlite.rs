@@ -77,6 +77,23 @@ fn row_to_item(pk: String, sk: String, version: i64, doc: String) -> Result<Item
 /// A stored item's version and document.
 type Stored = (u64, Map<String, Value>);
 
+/// The items a `SELECT pk, sk, version, doc` returns.
+fn select(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Item>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(unavailable)?;
+    let rows = stmt
+        .query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .map_err(unavailable)?;
+    rows.map(|r| {
+        let (pk, sk, v, d) = r.map_err(unavailable)?;
+        row_to_item(pk, sk, v, d)
+    })
+    .collect()
+}
+
 fn read(conn: &Connection, key: &Key) -> Result<Option<Stored>, StoreError> {
     let row: Option<(i64, String)> = conn
         .query_row(
@@ -184,22 +201,12 @@ impl Store for SqliteStore {
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
         let (pk, prefix) = (pk.to_string(), sk_prefix.to_string());
         self.with_conn(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT pk, sk, version, doc FROM items
-                     WHERE pk = ?1 AND substr(sk, 1, length(?2)) = ?2 ORDER BY sk",
-                )
-                .map_err(unavailable)?;
-            let rows = stmt
-                .query_map(params![pk, prefix], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .map_err(unavailable)?;
-            rows.map(|r| {
-                let (pk, sk, v, d) = r.map_err(unavailable)?;
-                row_to_item(pk, sk, v, d)
-            })
-            .collect()
+            select(
+                conn,
+                "SELECT pk, sk, version, doc FROM items
+                 WHERE pk = ?1 AND substr(sk, 1, length(?2)) = ?2 ORDER BY sk",
+                params![pk, prefix],
+            )
         })
         .await
     }
@@ -207,22 +214,12 @@ impl Store for SqliteStore {
     async fn scan(&self, pk_prefix: &str) -> Result<Vec<Item>, StoreError> {
         let prefix = pk_prefix.to_string();
         self.with_conn(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT pk, sk, version, doc FROM items
-                     WHERE substr(pk, 1, length(?1)) = ?1 ORDER BY pk, sk",
-                )
-                .map_err(unavailable)?;
-            let rows = stmt
-                .query_map(params![prefix], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .map_err(unavailable)?;
-            rows.map(|r| {
-                let (pk, sk, v, d) = r.map_err(unavailable)?;
-                row_to_item(pk, sk, v, d)
-            })
-            .collect()
+            select(
+                conn,
+                "SELECT pk, sk, version, doc FROM items
+                 WHERE substr(pk, 1, length(?1)) = ?1 ORDER BY pk, sk",
+                params![prefix],
+            )
         })
         .await
     }
