@@ -77,6 +77,20 @@ async fn commit(store: &dyn Store, writes: Vec<Write>) -> Result<bool, ActivityE
     }
 }
 
+/// Applies a batch and answers with `done` if it applied, or "read and decide again"
+/// if a condition failed.
+async fn done_or_again<T>(
+    store: &dyn Store,
+    writes: Vec<Write>,
+    done: T,
+) -> Result<Attempt<T>, ActivityError> {
+    Ok(if commit(store, writes).await? {
+        Attempt::Done(done)
+    } else {
+        Attempt::Again
+    })
+}
+
 fn value<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).expect("results serialize")
 }
@@ -319,11 +333,7 @@ pub async fn reserve_inventory(ctx: &Ctx, input: OrderRef) -> Result<Reservation
             record.updated_at = now();
         }
         writes.push(put(order_key(id), to_doc(&record), Some(order.version)));
-        Ok(if commit(&*ctx.store, writes).await? {
-            Attempt::Done(reservation)
-        } else {
-            Attempt::Again
-        })
+        done_or_again(&*ctx.store, writes, reservation).await
     })
     .await?;
     ctx.faults.inject("reserve", Point::After).await?;
@@ -372,11 +382,7 @@ pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, Ac
         // A release with nothing reserved still records itself, so that a reservation
         // arriving late (a duplicate Lambda call) finds the step compensated and stops.
         writes.push(step.write(StepStatus::Compensated, None, Some(value(&release)), None));
-        Ok(if commit(&*ctx.store, writes).await? {
-            Attempt::Done(release)
-        } else {
-            Attempt::Again
-        })
+        done_or_again(&*ctx.store, writes, release).await
     })
     .await?;
     ctx.faults.inject("release", Point::After).await?;
@@ -513,11 +519,7 @@ pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, Activi
             record.updated_at = now();
             writes.push(put(order_key(id), to_doc(&record), Some(item.version)));
         }
-        Ok(if commit(&*ctx.store, writes).await? {
-            Attempt::Done(refund)
-        } else {
-            Attempt::Again
-        })
+        done_or_again(&*ctx.store, writes, refund).await
     })
     .await?;
     ctx.faults.inject("refund", Point::After).await?;
@@ -582,11 +584,7 @@ async fn forward_shipment_step(
         ));
         writes.push(step.write(StepStatus::Done, Some(value(&state)), None, None));
         writes.push(order_unchanged(id, order.version));
-        Ok(if commit(&*ctx.store, writes).await? {
-            Attempt::Done(state)
-        } else {
-            Attempt::Again
-        })
+        done_or_again(&*ctx.store, writes, state).await
     })
     .await
 }
@@ -628,11 +626,7 @@ async fn compensate_shipment_step(
             },
         };
         writes.push(step.write(StepStatus::Compensated, None, Some(value(&state)), None));
-        Ok(if commit(&*ctx.store, writes).await? {
-            Attempt::Done(state)
-        } else {
-            Attempt::Again
-        })
+        done_or_again(&*ctx.store, writes, state).await
     })
     .await
 }
@@ -897,11 +891,7 @@ pub async fn record_order_status(
         }
         record.updated_at = now();
         let write = put(order_key(id), to_doc(&record), Some(order.version));
-        Ok(if commit(&*ctx.store, vec![write]).await? {
-            Attempt::Done(done)
-        } else {
-            Attempt::Again
-        })
+        done_or_again(&*ctx.store, vec![write], done).await
     })
     .await?;
     ctx.faults.inject("record_status", Point::After).await?;
@@ -923,11 +913,7 @@ pub async fn request_cancel(
         record.cancel_requested = true;
         record.updated_at = now();
         let write = put(order_key(order_id), to_doc(&record), Some(order.version));
-        Ok(if commit(store, vec![write]).await? {
-            Attempt::Done(record)
-        } else {
-            Attempt::Again
-        })
+        done_or_again(store, vec![write], record).await
     })
     .await
 }

@@ -60,16 +60,20 @@ pub fn chromium() -> Result<(), String> {
     if std::path::Path::new(CHROMIUM).exists() {
         return Ok(());
     }
+    apt_install("chromium", "the console test")
+        .map_err(|e| format!("the console test needs Debian's chromium at {CHROMIUM}: {e}"))
+}
+
+/// Installs a Debian package with apt-get (as root; anyone else is told what to run).
+pub fn apt_install(package: &str, why: &str) -> Result<(), String> {
     let root_user = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
     if !root_user {
-        return Err(format!(
-            "the console test needs Debian's chromium at {CHROMIUM}: apt-get install chromium"
-        ));
+        return Err(format!("not root: run apt-get install {package}"));
     }
-    println!("installing Debian's chromium (apt-get) for the console test");
+    println!("installing Debian's {package} (apt-get) for {why}");
     let ok = |args: &[&str]| {
         Command::new("apt-get")
             .args(args)
@@ -77,12 +81,12 @@ pub fn chromium() -> Result<(), String> {
             .status()
             .is_ok_and(|s| s.success())
     };
-    if ok(&["install", "-y", "-q", "chromium"])
-        || (ok(&["update", "-q"]) && ok(&["install", "-y", "-q", "chromium"]))
+    if ok(&["install", "-y", "-q", package])
+        || (ok(&["update", "-q"]) && ok(&["install", "-y", "-q", package]))
     {
         Ok(())
     } else {
-        Err("apt-get install chromium failed; the console test needs it".into())
+        Err(format!("apt-get install {package} failed"))
     }
 }
 
@@ -177,33 +181,10 @@ fn venv(root: &Path) -> Result<std::path::PathBuf, String> {
             .is_ok_and(|s| s.success())
     };
     if !has_venv("python3") {
-        let root_user = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-        if !root_user {
-            return Err(
-                "API tests: python3's venv module is missing; install Debian's python3-venv \
-                        (apt-get install python3-venv) and run again"
-                    .into(),
-            );
-        }
-        println!("python3's venv module is missing: installing Debian's python3-venv with apt-get (as root)");
-        let ok = |args: &[&str]| {
-            Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        let installed = ok(&["update", "-q"])
-            && ok(&["install", "-y", "-q", "python3-venv"])
-            && has_venv("python3");
-        if !installed {
-            return Err(
-                "API tests: could not install python3-venv with apt-get; install it and run again"
-                    .into(),
-            );
+        apt_install("python3-venv", "python3's missing venv module")
+            .map_err(|e| format!("python3's venv module is missing: {e}"))?;
+        if !has_venv("python3") {
+            return Err("python3-venv is installed but python3 still has no venv module".into());
         }
     }
     // A half-made venv (say, from an interrupted run) is made again.
