@@ -24,16 +24,19 @@ impl From<ActivityError> for Diagnostic {
     }
 }
 
-/// Opens the store `spec` names (`sqlite:PATH` or `dynamodb:TABLE`).
-pub async fn open_store(spec: &str) -> Result<Arc<dyn Store>, String> {
+/// Opens the store `spec` names (`sqlite:PATH` or `dynamodb:TABLE`); a DynamoDB table
+/// is reached at `dynamodb_endpoint` when given, else where the SDK's chain says.
+pub async fn open_store(
+    spec: &str,
+    dynamodb_endpoint: Option<&str>,
+) -> Result<Arc<dyn Store>, String> {
     if let Some(path) = spec.strip_prefix("sqlite:") {
         let store = crate::store::sqlite::SqliteStore::open(std::path::Path::new(path))
             .map_err(|e| e.to_string())?;
         return Ok(Arc::new(store));
     }
     if let Some(table) = spec.strip_prefix("dynamodb:") {
-        let endpoint = std::env::var("OMS_DYNAMODB_ENDPOINT").ok();
-        let store = crate::store::dynamo::DynamoStore::connect(endpoint.as_deref(), table).await;
+        let store = crate::store::dynamo::DynamoStore::connect(dynamodb_endpoint, table).await;
         return Ok(Arc::new(store));
     }
     Err(format!(
@@ -57,7 +60,8 @@ async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
     }
     let spec = std::env::var("OMS_STORE")
         .map_err(|_| "OMS_STORE is not set (sqlite:PATH or dynamodb:TABLE)".to_string())?;
-    let store = open_store(&spec).await?;
+    let endpoint = std::env::var("OMS_DYNAMODB_ENDPOINT").ok();
+    let store = open_store(&spec, endpoint.as_deref()).await?;
     // For local runs (`cargo lambda watch`) on an empty store: nothing to sell otherwise.
     if std::env::var_os("OMS_SEED_DEMO").is_some() {
         crate::seed::seed_once(&*store, "demo", &crate::seed::demo())

@@ -73,30 +73,103 @@ pub enum Request {
     },
 }
 
+/// How the CLI reaches the APIs: over HTTP to a running `oms up`, or in this process
+/// to the same routes built over a deployed stack (`--backend aws`), so that both
+/// backends run the same client and the same server code.
+pub enum Target {
+    Http(String),
+    Aws(crate::aws::AwsTarget),
+}
+
+#[derive(Clone)]
+enum Transport {
+    Http {
+        http: reqwest::Client,
+        endpoint: String,
+    },
+    InProcess(axum::Router),
+}
+
+#[derive(Clone)]
 struct Client {
-    http: reqwest::Client,
-    endpoint: String,
+    transport: Transport,
 }
 
 impl Client {
+    async fn connect(target: Target) -> Result<Client, String> {
+        let transport = match target {
+            Target::Http(endpoint) => Transport::Http {
+                http: reqwest::Client::new(),
+                endpoint: endpoint.trim_end_matches('/').to_string(),
+            },
+            Target::Aws(aws) => {
+                let (sfn, orders) = crate::aws::orders(&aws).await?;
+                Transport::InProcess(crate::server::app(sfn, Arc::new(orders)))
+            }
+        };
+        Ok(Client { transport })
+    }
+
+    /// One request: its status and body.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<String>,
+    ) -> Result<(u16, String), String> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        match &self.transport {
+            Transport::Http { http, endpoint } => {
+                let url = format!("{endpoint}{path}");
+                let mut req = http.request(method, &url);
+                for (k, v) in headers {
+                    req = req.header(*k, v);
+                }
+                if let Some(b) = body {
+                    req = req.body(b);
+                }
+                let resp = req.send().await.map_err(|e| {
+                    format!("cannot reach {url}: {e} (is `oms up` running? --endpoint)")
+                })?;
+                let status = resp.status().as_u16();
+                Ok((status, resp.text().await.map_err(|e| e.to_string())?))
+            }
+            Transport::InProcess(router) => {
+                use tower::ServiceExt;
+                let mut req = axum::http::Request::builder().method(method).uri(path);
+                for (k, v) in headers {
+                    req = req.header(*k, v);
+                }
+                let req = req
+                    .body(axum::body::Body::from(body.unwrap_or_default()))
+                    .map_err(|e| e.to_string())?;
+                let resp = router
+                    .clone()
+                    .oneshot(req)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = resp.status().as_u16();
+                let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .to_bytes();
+                Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+            }
+        }
+    }
+
     async fn call(
         &self,
         method: &str,
         path: &str,
         body: Option<String>,
     ) -> Result<(u16, Value), String> {
-        let url = format!("{}{path}", self.endpoint);
-        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut req = self.http.request(method, &url);
-        if let Some(b) = body {
-            req = req.header("content-type", "application/json").body(b);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {url}: {e} (is `oms up` running? --endpoint)"))?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let headers = match body {
+            Some(_) => vec![("content-type", "application/json".to_string())],
+            None => vec![],
+        };
+        let (status, text) = self.send(method, path, &headers, body).await?;
         let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Ok((status, v))
     }
@@ -125,17 +198,15 @@ impl Client {
     }
 
     async fn sfn(&self, op: &str, body: Value) -> Result<Value, String> {
-        let resp = self
-            .http
-            .post(format!("{}/", self.endpoint))
-            .header("x-amz-target", format!("AWSStepFunctions.{op}"))
-            .header("content-type", "application/x-amz-json-1.0")
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| format!("cannot reach {}: {e}", self.endpoint))?;
-        let ok = resp.status().is_success();
-        let v: Value = serde_json::from_str(&resp.text().await.map_err(|e| e.to_string())?)
+        let headers = [
+            ("x-amz-target", format!("AWSStepFunctions.{op}")),
+            ("content-type", "application/x-amz-json-1.0".to_string()),
+        ];
+        let (status, text) = self
+            .send("POST", "/", &headers, Some(body.to_string()))
+            .await?;
+        let ok = (200..300).contains(&status);
+        let v: Value = serde_json::from_str(&text)
             .map_err(|e| format!("{op}: the answer is not JSON: {e}"))?;
         if ok {
             Ok(v)
@@ -200,16 +271,13 @@ fn read_input(source: &str) -> Result<String, String> {
     std::fs::read_to_string(source).map_err(|e| format!("cannot read {source}: {e}"))
 }
 
-pub fn run(endpoint: &str, output: Output, request: Request) -> Result<ExitCode, String> {
-    let client = Client {
-        http: reqwest::Client::new(),
-        endpoint: endpoint.trim_end_matches('/').to_string(),
-    };
+pub fn run(target: Target, output: Output, request: Request) -> Result<ExitCode, String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
+        let client = Client::connect(target).await?;
         let print = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
         match request {
             Request::Submit(source) => {

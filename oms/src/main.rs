@@ -2,6 +2,7 @@
 //! API), the order CLI that talks to it, and tools that run, validate and benchmark
 //! state machines in memory.
 
+mod aws;
 mod bench;
 mod cli;
 mod exec;
@@ -41,6 +42,54 @@ struct Cli {
     /// How the order commands print: tables for people, or JSON.
     #[arg(long, global = true, value_enum, default_value = "table")]
     output: cli::Output,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Backend {
+    /// This machine: `oms up`'s own runtime and SQLite store.
+    Local,
+    /// A deployed stack (infra-cdk): AWS Step Functions and DynamoDB.
+    Aws,
+}
+
+/// Where `oms up` and the order commands find executions and orders.
+#[derive(clap::Args)]
+#[command(next_help_heading = "Backend")]
+struct BackendArgs {
+    /// `aws`: serve (`oms up`) or run (the order commands) the Orders API over a
+    /// deployed stack, with the standard AWS credential chain and region.
+    #[arg(long, global = true, value_enum, env = "OMS_BACKEND", default_value = "local")]
+    backend: Backend,
+    /// The outputs of the deployed stack (`cdk deploy --outputs-file FILE`).
+    #[arg(long, global = true, env = "OMS_STACK_OUTPUTS")]
+    stack_outputs: Option<PathBuf>,
+    /// The DynamoDB table [default: OrdersTableName in --stack-outputs].
+    #[arg(long, global = true, env = "OMS_TABLE")]
+    table: Option<String>,
+    /// The order saga [default: StateMachineArn in --stack-outputs].
+    #[arg(long, global = true, env = "OMS_STATE_MACHINE_ARN")]
+    state_machine_arn: Option<String>,
+    /// A Step Functions API other than AWS's (e.g. `oms up`'s).
+    #[arg(long, global = true, env = "OMS_SFN_ENDPOINT")]
+    sfn_endpoint: Option<String>,
+    /// A DynamoDB API other than AWS's (e.g. DynamoDB Local).
+    #[arg(long, global = true, env = "OMS_DYNAMODB_ENDPOINT")]
+    dynamodb_endpoint: Option<String>,
+}
+
+impl BackendArgs {
+    /// The deployed stack, when the backend is AWS.
+    fn aws(&self) -> Option<aws::AwsTarget> {
+        (self.backend == Backend::Aws).then(|| aws::AwsTarget {
+            stack_outputs: self.stack_outputs.clone(),
+            table: self.table.clone(),
+            state_machine_arn: self.state_machine_arn.clone(),
+            sfn_endpoint: self.sfn_endpoint.clone(),
+            dynamodb_endpoint: self.dynamodb_endpoint.clone(),
+        })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -71,6 +120,10 @@ enum Command {
         /// How long the simulated warehouse takes to pick a shipment.
         #[arg(long, env = "OMS_PICK_DELAY_MS", default_value_t = 200)]
         pick_delay_ms: u64,
+        /// The activities' store: sqlite:PATH or dynamodb:TABLE [default: orders.db
+        /// in the data dir].
+        #[arg(long, env = "OMS_STORE")]
+        store: Option<String>,
     },
     /// Submit an order (a JSON file, `-` for stdin, or the JSON itself).
     Submit { order: String },
@@ -94,9 +147,6 @@ enum Command {
         /// The activities' store: sqlite:PATH or dynamodb:TABLE.
         #[arg(long, env = "OMS_STORE")]
         store: String,
-        /// A Step Functions API other than AWS's (e.g. `oms up`'s).
-        #[arg(long, env = "OMS_SFN_ENDPOINT")]
-        sfn_endpoint: Option<String>,
         /// The worker name GetActivityTask records.
         #[arg(long, default_value = "oms-worker")]
         name: String,
@@ -178,8 +228,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (endpoint, output) = (cli.endpoint.clone(), cli.output);
-    let order_cmd = |request| cli::run(&endpoint, output, request);
+    let output = cli.output;
+    let aws = cli.backend.aws();
+    let sfn_endpoint = cli.backend.sfn_endpoint.clone();
+    let dynamodb_endpoint = cli.backend.dynamodb_endpoint.clone();
+    let target = match &aws {
+        Some(stack) => cli::Target::Aws(stack.clone()),
+        None => cli::Target::Http(cli.endpoint.clone()),
+    };
+    let order_cmd = |request| cli::run(target, output, request);
     let result = match cli.command {
         Command::Submit { order } => order_cmd(cli::Request::Submit(order)),
         Command::Orders(c) => order_cmd(cli::Request::Orders(c)),
@@ -188,13 +245,13 @@ fn main() -> ExitCode {
         Command::Worker {
             activity_arn_prefix,
             store,
-            sfn_endpoint,
             name,
             heartbeat_seconds,
         } => worker::worker(worker::WorkerArgs {
             activity_arn_prefix,
             store,
             sfn_endpoint,
+            dynamodb_endpoint: dynamodb_endpoint.clone(),
             name,
             heartbeat: std::time::Duration::from_secs(heartbeat_seconds),
         }),
@@ -213,11 +270,15 @@ fn main() -> ExitCode {
             config,
             manual_picking,
             pick_delay_ms,
+            store,
         } => up::up(up::UpArgs {
             listen,
             data_dir,
             config,
             simulate_warehouse: !manual_picking,
+            store,
+            dynamodb_endpoint,
+            aws,
             pick_delay: std::time::Duration::from_millis(pick_delay_ms),
         }),
         Command::Exec {

@@ -270,8 +270,6 @@ pub struct Orders {
     pub sfn: Arc<dyn StepFunctions>,
     pub machine_arn: String,
     pub warehouse: Arc<Warehouse>,
-    region: String,
-    account: String,
 }
 
 /// Execution statuses a redrive can restart.
@@ -319,20 +317,31 @@ impl Orders {
                 .state_machine_arn
             }
         };
-        Ok(Orders {
+        Ok(Orders::attach(ctx, sfn, warehouse, machine_arn))
+    }
+
+    /// The Orders service over a saga that already exists (on AWS, the stack's).
+    pub fn attach(
+        ctx: Ctx,
+        sfn: Arc<dyn StepFunctions>,
+        warehouse: Arc<Warehouse>,
+        machine_arn: String,
+    ) -> Orders {
+        Orders {
             ctx,
             sfn,
             machine_arn,
             warehouse,
-            region: region.into(),
-            account: account.into(),
-        })
+        }
     }
 
+    /// An order's execution is named after the order, so its ARN follows from the
+    /// machine's: `...:stateMachine:NAME` becomes `...:execution:NAME:ORDER`.
     fn execution_arn(&self, order_id: &str) -> String {
         format!(
-            "arn:aws:states:{}:{}:execution:{MACHINE_NAME}:{order_id}",
-            self.region, self.account
+            "{}:{order_id}",
+            self.machine_arn
+                .replacen(":stateMachine:", ":execution:", 1)
         )
     }
 

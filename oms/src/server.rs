@@ -38,6 +38,12 @@ pub async fn serve_with(
         .await
 }
 
+/// Everything `oms up` serves: the Orders API and console over `orders`, and the Step
+/// Functions API over `sfn`.
+pub fn app(sfn: Arc<dyn StepFunctions>, orders: Arc<crate::orders::Orders>) -> Router {
+    crate::orders_http::routes(orders).merge(router(sfn))
+}
+
 /// The routes, for callers that serve them some other way.
 pub fn router(sfn: Arc<dyn StepFunctions>) -> Router {
     Router::new()

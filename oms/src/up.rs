@@ -17,6 +17,11 @@ pub struct UpArgs {
     pub config: Option<PathBuf>,
     pub simulate_warehouse: bool,
     pub pick_delay: std::time::Duration,
+    /// The activities' store (`sqlite:PATH`, `dynamodb:TABLE`); orders.db by default.
+    pub store: Option<String>,
+    pub dynamodb_endpoint: Option<String>,
+    /// Serve over a deployed stack instead of this machine's runtime and store.
+    pub aws: Option<crate::aws::AwsTarget>,
 }
 
 pub fn up(args: UpArgs) -> Result<ExitCode, String> {
@@ -29,12 +34,21 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    if let Some(stack) = &args.aws {
+        return runtime.block_on(up_aws(&args.listen, stack));
+    }
     runtime.block_on(async move {
         let store = Store::open(&args.data_dir).map_err(|e| e.to_string())?;
-        // The order activities' own store, beside the runtime's.
-        let orders_db = args.data_dir.join("orders.db");
-        let order_store = SqliteStore::open(&orders_db).map_err(|e| e.to_string())?;
-        let ctx = Ctx::new(Arc::new(order_store));
+        // The order activities' own store: beside the runtime's unless named.
+        let order_store: Arc<dyn activities::store::Store> = match &args.store {
+            Some(spec) => {
+                activities::lambda::open_store(spec, args.dynamodb_endpoint.as_deref()).await?
+            }
+            None => Arc::new(
+                SqliteStore::open(&args.data_dir.join("orders.db")).map_err(|e| e.to_string())?,
+            ),
+        };
+        let ctx = Ctx::new(order_store);
         let seeded = activities::seed::seed_once(&*ctx.store, "demo", &activities::seed::demo())
             .await
             .map_err(|e| format!("cannot seed the demo catalog: {e}"))?;
@@ -108,6 +122,26 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         println!("oms: stopped");
         Ok::<_, String>(())
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `oms up --backend aws`: the Orders API, the console and a Step Functions API that
+/// passes calls on to the deployed stack. No runtime, no activities: Step Functions
+/// and Lambda run the saga.
+async fn up_aws(listen: &str, stack: &crate::aws::AwsTarget) -> Result<ExitCode, String> {
+    let (sfn, orders) = crate::aws::orders(stack).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!("oms: backend aws, order saga {}", orders.machine_arn);
+    println!("oms: console http://{addr}/console");
+    println!("oms: picks wait for the warehouses: POST http://{addr}/shipments/{{id}}/picked");
+    let extra = crate::orders_http::routes(Arc::new(orders));
+    crate::server::serve_with(listener, sfn, extra, shutdown_signal())
+        .await
+        .map_err(|e| format!("the server failed: {e}"))?;
+    println!("oms: stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -16,6 +16,7 @@ pub struct WorkerArgs {
     pub activity_arn_prefix: String,
     pub store: String,
     pub sfn_endpoint: Option<String>,
+    pub dynamodb_endpoint: Option<String>,
     pub name: String,
     pub heartbeat: Duration,
 }
@@ -26,7 +27,8 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let store = activities::lambda::open_store(&args.store).await?;
+        let store =
+            activities::lambda::open_store(&args.store, args.dynamodb_endpoint.as_deref()).await?;
         if std::env::var_os("OMS_SEED_DEMO").is_some() {
             activities::seed::seed_once(&*store, "demo", &activities::seed::demo())
                 .await

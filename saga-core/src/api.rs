@@ -1223,6 +1223,11 @@ error_codes! {
     TaskTimedOut => task_timed_out, 400;
     TooManyTags => too_many_tags, 400;
     ValidationException => validation, 400;
+    /// Not Step Functions' own: AWS's common errors, which the AWS backend of oms
+    /// passes on as AWS answered them.
+    AccessDeniedException => access_denied, 400;
+    ThrottlingException => throttling, 400;
+    UnrecognizedClientException => unrecognized_client, 400;
     /// The `X-Amz-Target` names no operation of this service (or is missing).
     UnknownOperationException => unknown_operation, 400;
     /// The body is not JSON, or a member has the wrong JSON type.

@@ -74,8 +74,9 @@ def oms_bin():
 class Server:
     """One `oms up` process. `start` may be called again after `kill` (same data dir)."""
 
-    def __init__(self, data_dir, config=None, extra_args=()):
+    def __init__(self, data_dir, config=None, extra_args=(), env=None):
         self.bin = oms_bin()
+        self.env = None if env is None else {**os.environ, **env}
         self.extra_args = list(extra_args)
         self.data_dir = str(data_dir)
         self.config = str(config) if config else None
@@ -109,6 +110,7 @@ class Server:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.data_dir,
+                env=self.env,
                 preexec_fn=_die_with_parent,
             )
         except OSError as e:

