@@ -229,3 +229,74 @@ def test_without_the_stack_oms_says_what_is_missing(tmp_path, account, dynamodb_
               "arn:aws:states:us-east-1:000000000000:stateMachine:nope", "--sfn-endpoint", account.endpoint,
               "--dynamodb-endpoint", dynamodb_local, "orders", "list")
     assert out.returncode == 2 and "stateMachine:nope" in out.stderr and "StateMachineDoesNotExist" in out.stderr
+
+
+# ---- moto's server as a second Step Functions peer ---------------------------------
+# moto does not run definitions (its executions stay RUNNING with a canned history),
+# but it answers the operations in AWS's shapes: the adapter must pass them through
+# unchanged, including members oms itself never sends.
+
+@pytest.fixture(scope="module")
+def moto():
+    server = ROOT / "target/venv/bin/moto_server"
+    if not server.exists():
+        pytest.fail(f"{server} is missing: `cargo xtask test` installs moto[server] from "
+                    "tests/api/requirements.txt", pytrace=False)
+    port = _free_port()
+    proc = subprocess.Popen([str(server), "-p", str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            make_client(endpoint).list_state_machines()
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("moto_server did not start", pytrace=False)
+            time.sleep(0.2)
+    yield endpoint
+    proc.kill()
+    proc.wait()
+
+
+def test_moto_as_the_account(tmp_path, moto, dynamodb_local):
+    direct = make_client(moto)
+    definition = (ROOT / "statemachines/order-saga.asl.json").read_text()
+    machine = direct.create_state_machine(
+        name="oms-order-saga", definition=definition, roleArn="arn:aws:iam::123456789012:role/saga",
+        loggingConfiguration={"level": "ALL", "includeExecutionData": True, "destinations": [
+            {"cloudWatchLogsLogGroup": {"logGroupArn": "arn:aws:logs:us-east-1:123456789012:log-group:saga:*"}}]},
+        tracingConfiguration={"enabled": True})["stateMachineArn"]
+    data = tmp_path / "data"
+    data.mkdir()
+    s = Server(data, extra_args=["--backend", "aws", "--table", TABLE, "--state-machine-arn", machine,
+                                 "--sfn-endpoint", moto, "--dynamodb-endpoint", dynamodb_local], env=CREDENTIALS)
+    s.start()
+    try:
+        api, via_oms = Api(s.endpoint), make_client(s.endpoint)
+        body = order_body()
+        started = api.ok("POST", "/orders", body, want=(202,))
+        assert started["execution_arn"].endswith(":execution:oms-order-saga:" + body["order_id"])
+        view = api.ok("GET", f"/orders/{body['order_id']}")
+        assert view["execution_status"] == "RUNNING" and view["status"] == "PENDING"
+        arn = started["execution_arn"]
+        strip = lambda r: {k: v for k, v in r.items() if k != "ResponseMetadata"}  # noqa: E731
+        for call in [
+            lambda c: c.describe_state_machine(stateMachineArn=machine),
+            lambda c: c.list_state_machines(),
+            lambda c: c.describe_execution(executionArn=arn),
+            lambda c: c.list_executions(stateMachineArn=machine),
+            lambda c: c.list_executions(stateMachineArn=machine, statusFilter="RUNNING"),
+            lambda c: c.get_execution_history(executionArn=arn),
+        ]:
+            assert strip(call(via_oms)) == strip(call(direct))
+        assert via_oms.describe_state_machine(stateMachineArn=machine)["loggingConfiguration"]["level"] == "ALL"
+        via_oms.stop_execution(executionArn=arn, error="Operator.Stopped", cause="test")
+        assert direct.describe_execution(executionArn=arn)["status"] == "ABORTED"
+        with pytest.raises(ClientError) as e:
+            via_oms.describe_execution(executionArn=machine.replace(":stateMachine:", ":execution:") + ":nope")
+        assert e.value.response["Error"]["Code"] == "ExecutionDoesNotExist"
+    finally:
+        s.kill()
