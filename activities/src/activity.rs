@@ -209,8 +209,9 @@ pub async fn place_order(ctx: &Ctx, order: Order) -> Result<PlacedOrder, Activit
             created_at: now.clone(),
             updated_at: now,
         };
-        let write = put(order_key(&order.order_id), to_doc(&record), None);
-        Ok(if commit(&*ctx.store, vec![write]).await? {
+        let mut writes = vec![put(order_key(&order.order_id), to_doc(&record), None)];
+        writes.extend(index_writes(&record));
+        Ok(if commit(&*ctx.store, writes).await? {
             Attempt::Done(placed_from(&record))
         } else {
             Attempt::Again

@@ -39,6 +39,104 @@ pub fn warehouse_key(id: &str) -> Key {
     Key::new(CATALOG, format!("WH#{id}"))
 }
 
+/// The search index: for each business key an order can be found by (its customer,
+/// each SKU it orders, the month it was placed), a partition of small items pointing at
+/// the order, written in the batch that places it. Their sort key starts with the
+/// order's creation time, so one Query reads a partition newest first: search costs
+/// reads proportional to the page, not to the table, on DynamoDB as on SQLite, with no
+/// secondary index to keep in step.
+pub fn index_pk(by: IndexBy, value: &str) -> String {
+    format!("INDEX#{}#{value}", by.as_str())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexBy {
+    Customer,
+    Sku,
+    /// `YYYY-MM` of the order's creation: the partitions of the unfiltered listing.
+    Month,
+}
+
+impl IndexBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            IndexBy::Customer => "customer",
+            IndexBy::Sku => "sku",
+            IndexBy::Month => "month",
+        }
+    }
+}
+
+/// `created_at#order_id`: newest first when read backwards, unique per order.
+pub fn index_sk(created_at: &str, order_id: &str) -> String {
+    format!("{created_at}#{order_id}")
+}
+
+/// The order an index item points at.
+pub fn indexed_order_id(item: &Item) -> Option<&str> {
+    item.doc.get("order_id").and_then(Value::as_str)
+}
+
+/// The index items of an order (to write with it).
+pub fn index_writes(order: &OrderRecord) -> Vec<Write> {
+    let sk = index_sk(&order.created_at, &order.order_id);
+    let mut pks = vec![
+        index_pk(IndexBy::Customer, &order.customer_id),
+        index_pk(
+            IndexBy::Month,
+            order.created_at.get(..7).unwrap_or_default(),
+        ),
+    ];
+    for line in &order.lines {
+        let pk = index_pk(IndexBy::Sku, &line.sku);
+        if !pks.contains(&pk) {
+            pks.push(pk);
+        }
+    }
+    pks.into_iter()
+        .map(|pk| Write::Put {
+            key: Key::new(pk, sk.clone()),
+            doc: to_doc(&json!({"order_id": order.order_id})),
+            cond: Cond::NotExists,
+        })
+        .collect()
+}
+
+/// Writes the index items of orders placed before the index existed (a data dir of an
+/// earlier oms). Returns how many orders it indexed.
+pub async fn backfill_index(store: &dyn Store) -> Result<usize, ActivityError> {
+    // Done once per store: every order placed since is indexed as it is placed.
+    let done = Key::new(CATALOG, "INDEXED#1");
+    if store.get(&done).await?.is_some() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    for item in store.scan("ORDER#").await? {
+        if item.key.sk != "ORDER" {
+            continue;
+        }
+        let order: OrderRecord = from_item(&item)?;
+        let writes = index_writes(&order);
+        let probe = writes[0].key().clone();
+        if store.get(&probe).await?.is_some() {
+            continue;
+        }
+        match store.transact(writes).await {
+            Ok(()) => n += 1,
+            // Another writer indexed it first.
+            Err(crate::store::StoreError::ConditionFailed { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mark = Write::Put {
+        key: done,
+        doc: Map::new(),
+        cond: Cond::Always,
+    };
+    store.transact(vec![mark]).await?;
+    Ok(n)
+}
+
 pub fn to_doc<T: Serialize>(value: &T) -> Map<String, Value> {
     match serde_json::to_value(value).expect("domain records serialize") {
         Value::Object(m) => m,

@@ -35,6 +35,7 @@ cases![
     add_guards_counters,
     check_and_delete,
     query_and_scan_by_prefix,
+    query_back_pages_newest_first,
     batch_rules,
     documents_round_trip,
     happy_path_ships_and_audits,
@@ -263,6 +264,55 @@ async fn query_and_scan_by_prefix(s: Arc<dyn Store>) {
         ["Q#1/a#1", "Q#1/b#1", "Q#1/b#2", "Q#2/a"]
     );
     assert!(s.query("Q#3", "").await.unwrap().is_empty());
+}
+
+async fn query_back_pages_newest_first(s: Arc<dyn Store>) {
+    for chunk in (0..250).collect::<Vec<_>>().chunks(100) {
+        let writes = chunk
+            .iter()
+            .map(|i| {
+                put(
+                    "BACK",
+                    &format!("t{i:04}"),
+                    json!({"i": i}),
+                    Cond::NotExists,
+                )
+            })
+            .collect();
+        s.transact(writes).await.unwrap();
+    }
+    s.transact(vec![put("BACK2", "t9999", json!({}), Cond::NotExists)])
+        .await
+        .unwrap();
+    let sks = |items: Vec<activities::store::Item>| -> Vec<String> {
+        items.into_iter().map(|i| i.key.sk).collect()
+    };
+    assert_eq!(
+        sks(s.query_back("BACK", None, 3).await.unwrap()),
+        ["t0249", "t0248", "t0247"]
+    );
+    assert_eq!(
+        sks(s.query_back("BACK", Some("t0247"), 2).await.unwrap()),
+        ["t0246", "t0245"]
+    );
+    // Paging to the end reads every item once, in order.
+    let (mut seen, mut before) = (Vec::new(), None::<String>);
+    loop {
+        let page = sks(s.query_back("BACK", before.as_deref(), 70).await.unwrap());
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().cloned();
+        seen.extend(page);
+    }
+    let want: Vec<String> = (0..250).rev().map(|i| format!("t{i:04}")).collect();
+    assert_eq!(seen, want);
+    assert!(s
+        .query_back("BACK", Some("t0000"), 5)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s.query_back("NONE", None, 5).await.unwrap().is_empty());
 }
 
 async fn batch_rules(s: Arc<dyn Store>) {

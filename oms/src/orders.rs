@@ -6,7 +6,7 @@
 use crate::invoker::Handler;
 use activities::activity::{self, Ctx};
 use activities::errors::{ActivityError, ErrorKind};
-use activities::ledger::{self, from_item, OrderRecord, ShipmentRecord};
+use activities::ledger::{self, from_item, IndexBy, OrderRecord, ShipmentRecord};
 use activities::model::{FieldError, Order, OrderStatus, ShipmentRef, ShipmentStatus};
 use asl::{Failure, TaskCall};
 use saga_core::api::{
@@ -270,6 +270,48 @@ pub struct Orders {
     pub sfn: Arc<dyn StepFunctions>,
     pub machine_arn: String,
     pub warehouse: Arc<Warehouse>,
+}
+
+/// How far back the unfiltered listing goes, in months; a search by customer or SKU
+/// has no such bound.
+const MONTHS_LISTED: usize = 24;
+/// Index entries read per Query.
+const INDEX_PAGE: usize = 100;
+/// Index entries one listing request may look at before it answers with what it found
+/// and a cursor (a rare status filter would otherwise read everything).
+const MAX_EXAMINED: usize = 2_000;
+
+/// `YYYY-MM` of `now`'s month and the `n - 1` months before it, newest first.
+fn recent_months(now: chrono::DateTime<chrono::Utc>, n: usize) -> Vec<String> {
+    use chrono::Datelike;
+    let (mut year, mut month) = (now.year(), now.month());
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(format!("{year:04}-{month:02}"));
+        (year, month) = if month == 1 {
+            (year - 1, 12)
+        } else {
+            (year, month - 1)
+        };
+    }
+    out
+}
+
+/// A cursor is the index sort key it resumes below, hex-encoded so that it travels in
+/// a query string as it is.
+fn encode_cursor(sk: &str) -> String {
+    sk.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_cursor(cursor: &str) -> Option<String> {
+    if cursor.len() % 2 != 0 {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
 }
 
 /// Execution statuses a redrive can restart.
@@ -600,25 +642,6 @@ impl Orders {
                     Problem::new(400, "Order.Invalid", "limit: an integer from 1 to 500")
                 })?,
         };
-        let mut orders: Vec<OrderRecord> = Vec::new();
-        for item in self
-            .ctx
-            .store
-            .scan("ORDER#")
-            .await
-            .map_err(ActivityError::from)?
-        {
-            if item.key.sk == "ORDER" {
-                if let Ok(o) = from_item::<OrderRecord>(&item) {
-                    orders.push(o);
-                }
-            }
-        }
-        orders.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| a.order_id.cmp(&b.order_id))
-        });
         let status_filter = match filter.get("status") {
             Some(s) => Some(
                 serde_json::from_value::<OrderStatus>(Value::String(s.clone())).map_err(|_| {
@@ -631,41 +654,85 @@ impl Orders {
             ),
             None => None,
         };
+        let mut before = match filter.get("cursor") {
+            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+                Problem::new(
+                    400,
+                    "Order.Invalid",
+                    "cursor: not a next_cursor this API returned",
+                )
+            })?),
+            None => None,
+        };
+        let (customer, sku) = (filter.get("customer_id"), filter.get("sku"));
+        // The narrowest index partition that holds every match; newest first.
+        let partitions: Vec<String> = match (customer, sku) {
+            (Some(c), _) => vec![ledger::index_pk(IndexBy::Customer, c)],
+            (None, Some(k)) => vec![ledger::index_pk(IndexBy::Sku, k)],
+            (None, None) => recent_months(chrono::Utc::now(), MONTHS_LISTED)
+                .iter()
+                .map(|m| ledger::index_pk(IndexBy::Month, m))
+                .collect(),
+        };
         let mut out = Vec::new();
-        let mut past_cursor = filter.get("cursor").is_none();
         let mut next = None;
-        for o in orders {
-            if !past_cursor {
-                past_cursor = filter.get("cursor") == Some(&o.order_id);
-                continue;
-            }
-            if filter
-                .get("customer_id")
-                .is_some_and(|c| *c != o.customer_id)
-            {
-                continue;
-            }
-            if filter
-                .get("sku")
-                .is_some_and(|s| !o.lines.iter().any(|l| l.sku == *s))
-            {
-                continue;
-            }
-            let shown = self.summary(&o).await;
-            if let Some(want) = status_filter {
-                if serde_json::to_value(want).ok().as_ref() != Some(&shown["status"]) {
-                    continue;
+        let mut examined = 0;
+        'partitions: for pk in partitions {
+            loop {
+                let page = self
+                    .ctx
+                    .store
+                    .query_back(&pk, before.as_deref(), INDEX_PAGE)
+                    .await
+                    .map_err(ActivityError::from)?;
+                for entry in &page {
+                    // A filter that matches rarely must not read the whole history in
+                    // one request: stop and hand back where to go on.
+                    if examined == MAX_EXAMINED {
+                        next = before.clone();
+                        break 'partitions;
+                    }
+                    examined += 1;
+                    let Some(order_id) = ledger::indexed_order_id(entry) else {
+                        continue;
+                    };
+                    let Some(item) = self
+                        .ctx
+                        .store
+                        .get(&ledger::order_key(order_id))
+                        .await
+                        .map_err(ActivityError::from)?
+                    else {
+                        continue;
+                    };
+                    let Ok(o) = from_item::<OrderRecord>(&item) else {
+                        continue;
+                    };
+                    if customer.is_some_and(|c| *c != o.customer_id)
+                        || sku.is_some_and(|s| !o.lines.iter().any(|l| l.sku == *s))
+                    {
+                        before = Some(entry.key.sk.clone());
+                        continue;
+                    }
+                    let shown = self.summary(&o).await;
+                    let wanted = status_filter.is_none_or(|want| {
+                        serde_json::to_value(want).ok().as_ref() == Some(&shown["status"])
+                    });
+                    if wanted {
+                        if out.len() == limit {
+                            next = before.clone();
+                            break 'partitions;
+                        }
+                        out.push(shown);
+                    }
+                    before = Some(entry.key.sk.clone());
+                }
+                if page.len() < INDEX_PAGE {
+                    break;
                 }
             }
-            if out.len() == limit {
-                next = out
-                    .last()
-                    .and_then(|v: &Value| v["order_id"].as_str().map(str::to_string));
-                break;
-            }
-            out.push(shown);
         }
-        Ok(json!({"orders": out, "next_cursor": next}))
+        Ok(json!({"orders": out, "next_cursor": next.map(|sk| encode_cursor(&sk))}))
     }
 
     async fn summary(&self, o: &OrderRecord) -> Value {
@@ -853,4 +920,31 @@ fn decode_order(body: &Value) -> Result<Order, Problem> {
         p.fields = vec![f];
         p
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_months_cross_the_year() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-02-10T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            recent_months(at, 4),
+            ["2026-02", "2026-01", "2025-12", "2025-11"]
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let sk = "2026-11-26T16:00:00.000Z#ord-1 ü";
+        let c = encode_cursor(sk);
+        assert!(c.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(decode_cursor(&c).as_deref(), Some(sk));
+        for bad in ["abc", "zz", "ff"] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
 }

@@ -52,6 +52,10 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         let seeded = activities::seed::seed_once(&*ctx.store, "demo", &activities::seed::demo())
             .await
             .map_err(|e| format!("cannot seed the demo catalog: {e}"))?;
+        // Orders placed by an oms from before the search index: index them once.
+        let indexed = activities::ledger::backfill_index(&*ctx.store)
+            .await
+            .map_err(|e| format!("cannot index the existing orders: {e}"))?;
         let warehouse = Arc::new(Warehouse::new(
             ctx.clone(),
             args.simulate_warehouse,
@@ -99,6 +103,9 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         );
         if resumed > 0 {
             println!("oms: resumed {resumed} running execution(s)");
+        }
+        if indexed > 0 {
+            println!("oms: indexed {indexed} order(s) for search");
         }
         if seeded {
             println!("oms: seeded the demo catalog (GET http://{addr}/inventory)");

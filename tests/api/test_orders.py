@@ -230,6 +230,30 @@ def test_search_by_customer_sku_and_status(api):
     assert status == 400 and "status" in out["message"]
 
 
+def test_paging_reads_every_order_once_newest_first(api):
+    two_skus = order_body(customer_id="cust-paging", lines=[{"sku": "SOCKS-3PK", "quantity": 1},
+                                                             {"sku": "MUG-WHITE", "quantity": 1}])
+    api.ok("POST", "/orders", two_skus, want=(202,))
+    api.finish(two_skus["order_id"])
+    for sku in ("SOCKS-3PK", "MUG-WHITE"):
+        found = api.ok("GET", f"/orders?sku={sku}&limit=500")["orders"]
+        assert two_skus["order_id"] in [o["order_id"] for o in found], sku
+    everything = api.ok("GET", "/orders?limit=500")["orders"]
+    assert len(everything) > 5
+    created = [o["created_at"] for o in everything]
+    assert created == sorted(created, reverse=True)
+    paged, cursor = [], None
+    while True:
+        page = api.ok("GET", "/orders?limit=3" + (f"&cursor={cursor}" if cursor else ""))
+        paged += [o["order_id"] for o in page["orders"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert paged == [o["order_id"] for o in everything]
+    status, out = api.call("GET", "/orders?cursor=not-a-cursor")
+    assert status == 400 and "cursor" in out["message"]
+
+
 def test_openapi_describes_the_routes(api):
     doc = api.ok("GET", "/openapi.json")
     assert {"/orders", "/orders/{id}", "/orders/{id}/retry", "/admin/faults", "/inventory",

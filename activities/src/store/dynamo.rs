@@ -366,6 +366,44 @@ impl Store for DynamoStore {
         }
     }
 
+    async fn query_back(
+        &self,
+        pk: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Attrs> = None;
+        while items.len() < limit {
+            let want = i32::try_from(limit - items.len()).unwrap_or(i32::MAX);
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .scan_index_forward(false)
+                .limit(want)
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+                .set_exclusive_start_key(start.take());
+            q = match before {
+                None => q.key_condition_expression("pk = :pk"),
+                Some(b) => q
+                    .key_condition_expression("pk = :pk AND sk < :before")
+                    .expression_attribute_values(":before", AttributeValue::S(b.to_string())),
+            };
+            let out = q.send().await.map_err(|e| unavailable("Query", e))?;
+            for attrs in out.items() {
+                items.push(item_from(attrs)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        items.truncate(limit);
+        Ok(items)
+    }
+
     async fn scan(&self, pk_prefix: &str) -> Result<Vec<Item>, StoreError> {
         let mut items = Vec::new();
         let mut start: Option<Attrs> = None;

@@ -126,6 +126,22 @@ pub trait Store: Send + Sync {
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError>;
     /// The items of partition `pk` whose sort key starts with `sk_prefix`, by sort key.
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError>;
+    /// At most `limit` items of partition `pk` whose sort key is below `before` (the
+    /// whole partition when None), greatest sort key first: a page of a partition read
+    /// backwards, costing reads for the page only. (The default reads the partition;
+    /// both backends override it.)
+    async fn query_back(
+        &self,
+        pk: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = self.query(pk, "").await?;
+        items.retain(|i| before.is_none_or(|b| i.key.sk.as_str() < b));
+        items.reverse();
+        items.truncate(limit);
+        Ok(items)
+    }
     /// Every item whose partition key starts with `pk_prefix` (reports and invariant
     /// checks; on DynamoDB this is a Scan, so keep it off hot paths).
     async fn scan(&self, pk_prefix: &str) -> Result<Vec<Item>, StoreError>;

@@ -211,6 +211,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn query_back(
+        &self,
+        pk: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        let (pk, before) = (pk.to_string(), before.map(str::to_string));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_conn(move |conn| {
+            select(
+                conn,
+                "SELECT pk, sk, version, doc FROM items
+                 WHERE pk = ?1 AND (?2 IS NULL OR sk < ?2) ORDER BY sk DESC LIMIT ?3",
+                params![pk, before, limit],
+            )
+        })
+        .await
+    }
+
     async fn scan(&self, pk_prefix: &str) -> Result<Vec<Item>, StoreError> {
         let prefix = pk_prefix.to_string();
         self.with_conn(move |conn| {
