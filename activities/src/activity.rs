@@ -37,6 +37,15 @@ impl Ctx {
             store,
         }
     }
+
+    /// As `new`, with fault injection only if `OMS_FAULT_INJECTION` turns it on: for
+    /// the processes that run activities in production (Lambda, `oms worker`).
+    pub fn for_production(store: Arc<dyn Store>) -> Ctx {
+        Ctx {
+            faults: Faults::from_env(store.clone()),
+            ..Ctx::new(store)
+        }
+    }
 }
 
 /// How often a handler reads and decides again when its batch lost a race.

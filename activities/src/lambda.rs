@@ -6,7 +6,7 @@
 //! The store comes from `OMS_STORE`: `dynamodb:TABLE` (the default on AWS, with the
 //! standard credential chain; `OMS_DYNAMODB_ENDPOINT` points it elsewhere) or
 //! `sqlite:PATH` (local runs under `cargo lambda watch`). `OMS_SEED_DEMO=1` seeds the demo
-//! catalog into an empty store.
+//! catalog into an empty store. Fault plans are read only with `OMS_FAULT_INJECTION=1`.
 
 use crate::activity::{invoke, Ctx};
 use crate::errors::ActivityError;
@@ -68,7 +68,7 @@ async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
             .await
             .map_err(|e| e.to_string())?;
     }
-    let ctx = Ctx::new(store);
+    let ctx = Ctx::for_production(store);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let ctx = ctx.clone();
         async move {

@@ -34,7 +34,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode, String> {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let ctx = Ctx::new(store);
+        let ctx = Ctx::for_production(store);
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
         if let Some(url) = &args.sfn_endpoint {
             loader = loader.endpoint_url(url);
