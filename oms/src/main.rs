@@ -5,6 +5,7 @@
 mod aws;
 mod bench;
 mod cli;
+mod cost;
 mod exec;
 mod invoker;
 mod orders;
@@ -164,6 +165,28 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         fault_rate: f64,
     },
+    /// Estimate the monthly AWS bill of the order saga (Step Functions, Lambda,
+    /// DynamoDB, logs, tracing, API Gateway, KMS) from a simulation of each of its paths
+    /// with the real activities.
+    Cost {
+        /// Orders a day.
+        #[arg(long)]
+        orders_per_day: u64,
+        /// The share of orders that fail a forward step (reserve, charge, pick or ship)
+        /// and compensate, spread evenly over those four paths.
+        #[arg(long, default_value_t = 0.02)]
+        compensation_rate: f64,
+        /// The share of orders the saga rejects at PlaceOrder (the Orders API checks
+        /// orders before starting the saga, so this is rare).
+        #[arg(long, default_value_t = 0.0)]
+        rejection_rate: f64,
+        /// Assumed billed duration of one Lambda invocation, in milliseconds.
+        #[arg(long, default_value_t = cost::DEFAULT_LAMBDA_MS)]
+        lambda_ms: u64,
+        /// Shipments per order (the demo order split over this many warehouses).
+        #[arg(long, default_value_t = 1)]
+        shipments: usize,
+    },
     /// Run a state machine in memory and print how it ended, as one JSON object.
     Exec {
         /// The state machine definition (ASL JSON).
@@ -280,6 +303,20 @@ fn main() -> ExitCode {
             dynamodb_endpoint,
             aws,
             pick_delay: std::time::Duration::from_millis(pick_delay_ms),
+        }),
+        Command::Cost {
+            orders_per_day,
+            compensation_rate,
+            rejection_rate,
+            lambda_ms,
+            shipments,
+        } => cost::cost(cost::CostArgs {
+            orders_per_day,
+            compensation_rate,
+            rejection_rate,
+            lambda_ms,
+            shipments,
+            output,
         }),
         Command::Exec {
             definition,
