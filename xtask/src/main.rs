@@ -1,6 +1,7 @@
-//! Project tasks: `cargo xtask test | conformance | bench | lambda`.
+//! Project tasks: `cargo xtask test | conformance | bench | lambda | cdk`.
 
 mod bench;
+mod cdk;
 mod conformance;
 mod lambda;
 mod test;
@@ -23,7 +24,8 @@ fn main() -> ExitCode {
         Some("conformance") => conformance_cmd(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("lambda") => lambda::run(&root()),
-        _ => Err("usage: cargo xtask <test|conformance|bench|lambda>".to_string()),
+        Some("cdk") => cdk::run(&root()),
+        _ => Err("usage: cargo xtask <test|conformance|bench|lambda|cdk>".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! `cargo xtask test`: the whole suite, as CI runs it.
 
+use crate::cdk;
 use crate::conformance;
 use crate::tools;
 use std::path::Path;
@@ -54,6 +55,11 @@ pub fn run(root: &Path) -> Result<(), String> {
     match tools::asl_validator(root) {
         Ok(()) => passed += 1,
         Err(e) => failures.push(e),
+    }
+    println!("\n==> infra-cdk: the AWS deployment (synth, tests, cdk-nag, cfn-lint)");
+    match cdk::run(root) {
+        Ok(()) => passed += 1,
+        Err(e) => failures.push(format!("infra-cdk: {e}")),
     }
     match ratchet(root) {
         Ok(()) => passed += 1,

@@ -1,0 +1,102 @@
+// What the stack reads from the repository: the activities (one Lambda binary each in
+// activities/src/bin/), which of them are compensations (statemachines/schemas/
+// activities.json), and the order saga's definition with its `${...}` placeholders.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** The repository's root (infra-cdk/..). */
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+
+export interface Activity {
+  /** The binary's name, as cargo-lambda names the zip's folder: `place-order`. */
+  readonly binary: string;
+  /** The activity's name, as the saga and activities.json name it: `PlaceOrder`. */
+  readonly name: string;
+  /** The placeholder the definition uses for its function: `PlaceOrderFunctionArn`. */
+  readonly placeholder: string;
+  /** The forward step it undoes (activities.json `compensates`), if it is a compensation. */
+  readonly compensates: string | null;
+}
+
+/** `place-order` → `PlaceOrder`. */
+export function activityName(binary: string): string {
+  if (!/^[a-z][a-z0-9]*(-[a-z0-9]+)*$/.test(binary)) {
+    throw new Error(`activity binary name "${binary}" is not kebab-case`);
+  }
+  return binary
+    .split('-')
+    .map((w) => w[0].toUpperCase() + w.slice(1))
+    .join('');
+}
+
+/** The activities, one per activities/src/bin/*.rs, sorted by binary name. */
+export function readActivities(root: string = REPO_ROOT): Activity[] {
+  const binDir = path.join(root, 'activities', 'src', 'bin');
+  const binaries = fs
+    .readdirSync(binDir)
+    .filter((f) => f.endsWith('.rs'))
+    .map((f) => f.slice(0, -'.rs'.length))
+    .sort();
+  if (binaries.length === 0) {
+    throw new Error(`no activity binaries in ${binDir}`);
+  }
+  const manifestPath = path.join(root, 'statemachines', 'schemas', 'activities.json');
+  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as {
+    activities: { name: string; compensates: string | null }[];
+  };
+  const compensates = new Map(manifest.activities.map((a) => [a.name, a.compensates]));
+  return binaries.map((binary) => {
+    const name = activityName(binary);
+    if (!compensates.has(name)) {
+      throw new Error(`activities/src/bin/${binary}.rs: ${manifestPath} has no activity ${name}`);
+    }
+    return { binary, name, placeholder: `${name}FunctionArn`, compensates: compensates.get(name) ?? null };
+  });
+}
+
+/** The order saga's definition, as the repository holds it. */
+export function readSagaDefinition(root: string = REPO_ROOT): string {
+  return fs.readFileSync(path.join(root, 'statemachines', 'order-saga.asl.json'), 'utf8');
+}
+
+/** Every `${Name}` placeholder in a definition, once each, in order of appearance. */
+export function placeholders(definition: string): string[] {
+  const names: string[] = [];
+  for (const m of definition.matchAll(/\$\{([^}]*)\}/g)) {
+    if (!names.includes(m[1])) {
+      names.push(m[1]);
+    }
+  }
+  return names;
+}
+
+/**
+ * The definitionSubstitutions for `definition`: each placeholder mapped to its
+ * activity's function ARN. Throws, naming them, if a placeholder has no function: the
+ * machine would otherwise be created with a literal `${...}` where a function ARN
+ * belongs and fail only when an order reaches that state.
+ */
+export function substitutions(
+  definition: string,
+  functionArns: ReadonlyMap<string, string>,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  const missing: string[] = [];
+  for (const name of placeholders(definition)) {
+    const arn = functionArns.get(name);
+    if (arn === undefined) {
+      missing.push('${' + name + '}');
+    } else {
+      out[name] = arn;
+    }
+  }
+  if (missing.length > 0) {
+    throw new Error(
+      `statemachines/order-saga.asl.json has ${missing.join(', ')} but no activity function for ` +
+        `${missing.length === 1 ? 'it' : 'them'} (the functions are ${[...functionArns.keys()].join(', ')}; ` +
+        'each comes from a binary in activities/src/bin/: place-order gives ${PlaceOrderFunctionArn})',
+    );
+  }
+  return out;
+}

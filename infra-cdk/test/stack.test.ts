@@ -1,0 +1,565 @@
+// Assertions on the synthesised `Oms` stack: every resource the deployment relies on,
+// and the permissions between them.
+
+import { test } from 'node:test';
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Match } from 'aws-cdk-lib/assertions';
+import { buildApp } from '../lib/app';
+import { OPERATOR_EXECUTION_ACTIONS, OPERATOR_MACHINE_ACTIONS } from '../lib/oms-stack';
+import { REPO_ROOT, activityName, placeholders, readSagaDefinition, substitutions } from '../lib/saga';
+import {
+  COMPENSATIONS,
+  EXPECTED_BINARIES,
+  actions,
+  build,
+  logicalId,
+  resources,
+  resourcesOf,
+  roleStatements,
+  standInZipDir,
+  synth,
+} from './helpers';
+
+const { stack, template } = synth();
+const keyId = logicalId(stack, stack.key);
+const tableId = logicalId(stack, stack.table);
+const machineId = logicalId(stack, stack.stateMachine);
+const keyArn = { 'Fn::GetAtt': [keyId, 'Arn'] };
+
+/** The execution ARN pattern of this machine, as the template writes it. */
+const executionsArn = {
+  'Fn::Join': [
+    '',
+    [
+      'arn:',
+      { Ref: 'AWS::Partition' },
+      ':states:',
+      { Ref: 'AWS::Region' },
+      ':',
+      { Ref: 'AWS::AccountId' },
+      ':execution:',
+      { 'Fn::GetAtt': [machineId, 'Name'] },
+      ':*',
+    ],
+  ],
+};
+
+/** The function resource of each activity, by activity name (PlaceOrder). */
+function functionsByActivity(): Map<string, { id: string; props: any }> {
+  const out = new Map<string, { id: string; props: any }>();
+  for (const [placeholder, fn] of stack.functions) {
+    const id = logicalId(stack, fn);
+    out.set(placeholder.replace(/FunctionArn$/, ''), { id, props: resources(template, 'AWS::Lambda::Function')[id].Properties });
+  }
+  return out;
+}
+
+test('the stack is environment-agnostic: synth needs no account, region or credentials', () => {
+  assert.equal(stack.environment, 'aws://unknown-account/unknown-region');
+  assert.equal(stack.stackName, 'Oms');
+  assert.ok(!/\b\d{12}\b/.test(JSON.stringify(template.toJSON())), 'an account id is written into the template');
+});
+
+test('one customer-managed KMS key, rotated, that CloudWatch Logs and alarms may use', () => {
+  template.resourceCountIs('AWS::KMS::Key', 1);
+  template.hasResource('AWS::KMS::Key', { DeletionPolicy: 'Retain' });
+  const key = Object.values(resources(template, 'AWS::KMS::Key'))[0].Properties;
+  assert.equal(key.EnableKeyRotation, true);
+  const statements = key.KeyPolicy.Statement as any[];
+  const logs = statements.find((s) => s.Sid === 'CloudWatchLogsUseOfTheKey');
+  assert.ok(logs, 'no key policy statement for CloudWatch Logs');
+  assert.deepEqual(logs.Principal.Service, { 'Fn::Join': ['', ['logs.', { Ref: 'AWS::Region' }, '.amazonaws.com']] });
+  assert.ok(actions(logs).includes('kms:GenerateDataKey*') && actions(logs).includes('kms:Decrypt*'));
+  assert.ok(logs.Condition.ArnLike['kms:EncryptionContext:aws:logs:arn'], 'the logs statement is not scoped by log group ARN');
+  const alarms = statements.find((s) => s.Principal?.Service === 'cloudwatch.amazonaws.com');
+  assert.ok(alarms, 'CloudWatch alarms cannot publish to the encrypted topic');
+  assert.deepEqual(actions(alarms), ['kms:Decrypt', 'kms:GenerateDataKey*']);
+  assert.equal(alarms.Condition, undefined, 'a condition here can silently stop alarm notifications');
+});
+
+test('one DynamoDB table: pk/sk strings, on demand, PITR, the key, deletion protection, retained', () => {
+  template.resourceCountIs('AWS::DynamoDB::Table', 1);
+  const table = resources(template, 'AWS::DynamoDB::Table')[tableId];
+  assert.equal(table.DeletionPolicy, 'Retain');
+  assert.equal(table.UpdateReplacePolicy, 'Retain');
+  const p = table.Properties;
+  assert.deepEqual(p.KeySchema, [
+    { AttributeName: 'pk', KeyType: 'HASH' },
+    { AttributeName: 'sk', KeyType: 'RANGE' },
+  ]);
+  assert.deepEqual(p.AttributeDefinitions, [
+    { AttributeName: 'pk', AttributeType: 'S' },
+    { AttributeName: 'sk', AttributeType: 'S' },
+  ]);
+  assert.equal(p.BillingMode, 'PAY_PER_REQUEST');
+  assert.deepEqual(p.PointInTimeRecoverySpecification, { PointInTimeRecoveryEnabled: true });
+  assert.deepEqual(p.SSESpecification, { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: keyArn });
+  assert.equal(p.DeletionProtectionEnabled, true);
+  assert.equal(p.GlobalSecondaryIndexes, undefined);
+  assert.equal(p.LocalSecondaryIndexes, undefined);
+  assert.equal(p.ProvisionedThroughput, undefined);
+});
+
+test('the activities are the ten binaries of activities/src/bin', () => {
+  assert.deepEqual(stack.activities.map((a) => a.binary), EXPECTED_BINARIES);
+  assert.equal(activityName('record-order-status'), 'RecordOrderStatus');
+  assert.deepEqual(
+    stack.activities.filter((a) => a.compensates !== null).map((a) => a.name).sort(),
+    COMPENSATIONS,
+  );
+});
+
+test('ten Lambda functions: provided.al2023, x86_64, bootstrap, 256 MB, 30 s, active tracing, OMS_STORE', () => {
+  template.resourceCountIs('AWS::Lambda::Function', 10);
+  for (const [name, { props }] of functionsByActivity()) {
+    assert.equal(props.Runtime, 'provided.al2023', name);
+    assert.deepEqual(props.Architectures, ['x86_64'], name);
+    assert.equal(props.Handler, 'bootstrap', name);
+    assert.equal(props.MemorySize, 256, name);
+    assert.equal(props.Timeout, 30, name);
+    assert.deepEqual(props.TracingConfig, { Mode: 'Active' }, name);
+    assert.deepEqual(
+      props.Environment.Variables,
+      { OMS_STORE: { 'Fn::Join': ['', ['dynamodb:', { Ref: tableId }]] } },
+      name,
+    );
+  }
+});
+
+test('each function\'s code is <lambdaZipDir>/<binary>/bootstrap.zip', () => {
+  const outdir = (stack.node.root as any).outdir as string;
+  const manifest = JSON.parse(fs.readFileSync(path.join(outdir, `${stack.artifactId}.assets.json`), 'utf8'));
+  const keys = new Set<string>();
+  for (const [name, { props }] of functionsByActivity()) {
+    const binary = stack.activities.find((a) => a.name === name)!.binary;
+    const key: string = props.Code.S3Key;
+    keys.add(key);
+    const asset = manifest.files[key.replace(/\.zip$/, '')];
+    assert.equal(asset.source.packaging, 'file', name);
+    assert.deepEqual(
+      fs.readFileSync(path.join(outdir, asset.source.path)),
+      fs.readFileSync(path.join(standInZipDir(), binary, 'bootstrap.zip')),
+      name,
+    );
+  }
+  assert.equal(keys.size, 10, 'two functions share one zip');
+});
+
+test('seedDemo=true sets OMS_SEED_DEMO=1 on every function', () => {
+  const seeded = synth({ seedDemo: 'true' }).template;
+  const fns = Object.values(resources(seeded, 'AWS::Lambda::Function'));
+  assert.equal(fns.length, 10);
+  for (const fn of fns) {
+    assert.equal(fn.Properties.Environment.Variables.OMS_SEED_DEMO, '1');
+  }
+});
+
+test('each function has its own role, granted only the table, the key, its log group and X-Ray', () => {
+  const roles = new Set<string>();
+  for (const [name, { props }] of functionsByActivity()) {
+    const roleId = props.Role['Fn::GetAtt'][0];
+    assert.ok(!roles.has(roleId), `${name} shares a role`);
+    roles.add(roleId);
+    const role = resources(template, 'AWS::IAM::Role')[roleId].Properties;
+    assert.equal(role.AssumeRolePolicyDocument.Statement.length, 1);
+    assert.deepEqual(role.AssumeRolePolicyDocument.Statement[0].Principal, { Service: 'lambda.amazonaws.com' });
+    assert.equal(role.ManagedPolicyArns, undefined, `${name} has managed policies`);
+    assert.equal(role.Policies, undefined, `${name} has inline policies`);
+
+    const logGroupId = props.LoggingConfig.LogGroup.Ref;
+    const logGroup = resources(template, 'AWS::Logs::LogGroup')[logGroupId].Properties;
+    assert.deepEqual(logGroup.KmsKeyId, keyArn, `${name}'s log group is not encrypted with the key`);
+    assert.ok(logGroup.RetentionInDays > 0, `${name}'s log group keeps events forever`);
+
+    const statements = roleStatements(template, roleId);
+    const rest = [...statements];
+    const take = (pred: (s: any) => boolean, what: string) => {
+      const i = rest.findIndex(pred);
+      assert.ok(i >= 0, `${name}: no statement for ${what}`);
+      return rest.splice(i, 1)[0];
+    };
+    const dynamo = take((s) => actions(s).some((a) => a.startsWith('dynamodb:')), 'DynamoDB');
+    assert.deepEqual(actions(dynamo), [
+      // What activities/src/store/dynamo.rs calls: GetItem, Query, Scan, and
+      // TransactWriteItems, which IAM authorises per write as Put/Update/Delete/ConditionCheck.
+      'dynamodb:ConditionCheckItem',
+      'dynamodb:DeleteItem',
+      'dynamodb:GetItem',
+      'dynamodb:PutItem',
+      'dynamodb:Query',
+      'dynamodb:Scan',
+      'dynamodb:UpdateItem',
+    ]);
+    assert.deepEqual(resourcesOf(dynamo), [{ 'Fn::GetAtt': [tableId, 'Arn'] }]);
+    const kms = take((s) => actions(s).some((a) => a.startsWith('kms:')), 'KMS');
+    assert.deepEqual(actions(kms), ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey']);
+    assert.deepEqual(resourcesOf(kms), [keyArn]);
+    const logs = take((s) => actions(s).some((a) => a.startsWith('logs:')), 'logs');
+    assert.deepEqual(actions(logs), ['logs:CreateLogStream', 'logs:PutLogEvents']);
+    assert.deepEqual(resourcesOf(logs), [{ 'Fn::GetAtt': [logGroupId, 'Arn'] }]);
+    const xray = take((s) => actions(s).some((a) => a.startsWith('xray:')), 'X-Ray');
+    assert.deepEqual(actions(xray), ['xray:PutTelemetryRecords', 'xray:PutTraceSegments']);
+    assert.deepEqual(rest, [], `${name}: unexpected statements`);
+    for (const s of statements) {
+      assert.equal(s.Effect, 'Allow');
+      assert.ok(!actions(s).some((a) => a.endsWith(':*')), `${name}: a service-wide wildcard action`);
+    }
+  }
+  assert.equal(roles.size, 10);
+});
+
+test('the state machine: STANDARD, logs ALL with execution data to an encrypted group, tracing', () => {
+  template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
+  const sm = resources(template, 'AWS::StepFunctions::StateMachine')[machineId].Properties;
+  assert.equal(sm.StateMachineType, 'STANDARD');
+  assert.equal(sm.StateMachineName, 'oms-order-saga');
+  assert.equal(sm.LoggingConfiguration.Level, 'ALL');
+  assert.equal(sm.LoggingConfiguration.IncludeExecutionData, true);
+  const groupId = sm.LoggingConfiguration.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn['Fn::GetAtt'][0];
+  const group = resources(template, 'AWS::Logs::LogGroup')[groupId].Properties;
+  assert.deepEqual(group.KmsKeyId, keyArn);
+  assert.ok(group.RetentionInDays > 0);
+  // Under /aws/vendedlogs/, and unique per stack (the group outlives its stack).
+  assert.deepEqual(group.LogGroupName['Fn::Join'][1][0], '/aws/vendedlogs/states/oms-order-saga-');
+  assert.match(JSON.stringify(group.LogGroupName), /"Ref":"AWS::StackId"/);
+  assert.deepEqual(sm.TracingConfiguration, { Enabled: true });
+});
+
+test('the definition is the repository\'s, every placeholder filled with its activity\'s function', () => {
+  const sm = resources(template, 'AWS::StepFunctions::StateMachine')[machineId].Properties;
+  const definition = readSagaDefinition();
+  // Not moved to S3: cfn-lint and these assertions see it.
+  assert.equal(sm.DefinitionString, definition);
+  assert.equal(sm.DefinitionS3Location, undefined);
+  const fns = functionsByActivity();
+  const names = placeholders(definition);
+  assert.deepEqual(Object.keys(sm.DefinitionSubstitutions).sort(), [...names].sort());
+  for (const name of names) {
+    const activity = name.replace(/FunctionArn$/, '');
+    assert.deepEqual(sm.DefinitionSubstitutions[name], { 'Fn::GetAtt': [fns.get(activity)!.id, 'Arn'] }, name);
+  }
+  // Every function is used, and once substituted no placeholder is left.
+  const used = new Set(Object.values(sm.DefinitionSubstitutions).map((v: any) => v['Fn::GetAtt'][0]));
+  assert.deepEqual([...used].sort(), [...fns.values()].map((f) => f.id).sort());
+  let substituted = definition;
+  for (const [name, value] of Object.entries(sm.DefinitionSubstitutions)) {
+    substituted = substituted.split('${' + name + '}').join(`arn:aws:lambda:r:1:function:${(value as any)['Fn::GetAtt'][0]}`);
+  }
+  assert.ok(!substituted.includes('${'), 'a ${...} is left in the definition');
+  JSON.parse(substituted);
+});
+
+test('a ${...} without a function fails synth, naming it', () => {
+  const definition = readSagaDefinition().replace('${ChargePaymentFunctionArn}', '${ChargeCardFunctionArn}');
+  const arns = new Map([...stack.functions.keys()].map((k) => [k, `arn:${k}`]));
+  assert.throws(() => substitutions(definition, arns), /\$\{ChargeCardFunctionArn\} but no activity function/);
+  // And through the stack: a repository whose definition names an unknown function.
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'oms-cdk-root-'));
+  try {
+    fs.cpSync(path.join(REPO_ROOT, 'activities', 'src', 'bin'), path.join(root, 'activities', 'src', 'bin'), { recursive: true });
+    fs.cpSync(path.join(REPO_ROOT, 'statemachines', 'schemas'), path.join(root, 'statemachines', 'schemas'), { recursive: true });
+    fs.writeFileSync(path.join(root, 'statemachines', 'order-saga.asl.json'), definition);
+    const { App } = require('aws-cdk-lib') as typeof import('aws-cdk-lib');
+    const { OmsStack } = require('../lib/oms-stack') as typeof import('../lib/oms-stack');
+    assert.throws(
+      () => new OmsStack(new App(), 'Oms', { lambdaZipDir: standInZipDir(), repoRoot: root }),
+      /order-saga\.asl\.json has \$\{ChargeCardFunctionArn\} but no activity function/,
+    );
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a missing Lambda zip fails synth, saying how to build it', () => {
+  const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'oms-cdk-nozips-'));
+  try {
+    assert.throws(() => buildApp({ context: { lambdaZipDir: empty }, nag: false }), /cargo xtask lambda/);
+  } finally {
+    fs.rmSync(empty, { recursive: true, force: true });
+  }
+});
+
+test('the state machine\'s role may invoke exactly the ten functions, and trusts Step Functions of this account', () => {
+  const sm = resources(template, 'AWS::StepFunctions::StateMachine')[machineId].Properties;
+  const roleId = sm.RoleArn['Fn::GetAtt'][0];
+  const role = resources(template, 'AWS::IAM::Role')[roleId].Properties;
+  assert.deepEqual(role.AssumeRolePolicyDocument.Statement[0].Principal, { Service: 'states.amazonaws.com' });
+  assert.deepEqual(role.AssumeRolePolicyDocument.Statement[0].Condition, {
+    StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+  });
+  const statements = roleStatements(template, roleId);
+  const invoke = statements.filter((s) => actions(s).some((a) => a.startsWith('lambda:')));
+  assert.equal(invoke.length, 1);
+  assert.deepEqual(actions(invoke[0]), ['lambda:InvokeFunction']);
+  const fnIds = [...functionsByActivity().values()].map((f) => f.id).sort();
+  assert.deepEqual(resourcesOf(invoke[0]).map((r: any) => r['Fn::GetAtt'][0]).sort(), fnIds);
+  assert.ok(resourcesOf(invoke[0]).every((r: any) => r['Fn::GetAtt'][1] === 'Arn'), 'only unqualified function ARNs');
+  // The rest is what logging and tracing need, nothing on data.
+  for (const s of statements.filter((s) => s !== invoke[0])) {
+    for (const a of actions(s)) {
+      assert.match(a, /^(logs|xray):/);
+    }
+  }
+});
+
+function method(httpMethod: string, resourcePath: string): any {
+  const apiResources = resources(template, 'AWS::ApiGateway::Resource');
+  const pathOf = (id: string | undefined): string => {
+    if (!id) return '';
+    const r = apiResources[id].Properties;
+    return `${pathOf(r.ParentId.Ref)}/${r.PathPart}`;
+  };
+  const found = Object.values(resources(template, 'AWS::ApiGateway::Method')).filter(
+    (m) => m.Properties.HttpMethod === httpMethod && pathOf(m.Properties.ResourceId.Ref) === resourcePath,
+  );
+  assert.equal(found.length, 1, `${httpMethod} ${resourcePath}`);
+  return found[0].Properties;
+}
+
+function template1(m: any): string {
+  return JSON.stringify(m.Integration.RequestTemplates['application/json']);
+}
+
+test('the API has exactly POST /orders and GET /orders/{id}, both IAM-authorised and validated', () => {
+  template.resourceCountIs('AWS::ApiGateway::RestApi', 1);
+  template.resourceCountIs('AWS::ApiGateway::Method', 2);
+  const validators = resources(template, 'AWS::ApiGateway::RequestValidator');
+  assert.equal(Object.keys(validators).length, 1);
+  const [validatorId, validator] = Object.entries(validators)[0];
+  assert.equal(validator.Properties.ValidateRequestBody, true);
+  assert.equal(validator.Properties.ValidateRequestParameters, true);
+
+  const post = method('POST', '/orders');
+  assert.equal(post.AuthorizationType, 'AWS_IAM');
+  assert.deepEqual(post.RequestValidatorId, { Ref: validatorId });
+  const modelId = Object.keys(resources(template, 'AWS::ApiGateway::Model'))[0];
+  assert.deepEqual(post.RequestModels, { 'application/json': { Ref: modelId } });
+
+  const get = method('GET', '/orders/{id}');
+  assert.equal(get.AuthorizationType, 'AWS_IAM');
+  assert.deepEqual(get.RequestValidatorId, { Ref: validatorId });
+  assert.deepEqual(get.RequestParameters, { 'method.request.path.id': true });
+});
+
+test('POST /orders starts the saga named by order_id; GET /orders/{id} describes that execution', () => {
+  const apiRoleArn = { 'Fn::GetAtt': [logicalId(stack, stack.apiRole), 'Arn'] };
+  const post = method('POST', '/orders');
+  assert.equal(post.Integration.Type, 'AWS');
+  assert.equal(post.Integration.IntegrationHttpMethod, 'POST');
+  assert.match(JSON.stringify(post.Integration.Uri), /:states:action\/StartExecution/);
+  assert.deepEqual(post.Integration.Credentials, apiRoleArn);
+  assert.equal(post.Integration.PassthroughBehavior, 'NEVER');
+  const postTemplate = template1(post);
+  assert.ok(postTemplate.includes(JSON.stringify({ Ref: machineId })), 'the template does not name the machine');
+  assert.ok(postTemplate.includes(`\\"name\\": \\"$input.path('$.order_id')\\"`), 'the execution is not named by order_id');
+  assert.ok(postTemplate.includes("$util.escapeJavaScript($input.json('$'))"), 'the input is not the body');
+  // escapeJavaScript turns ' into \', which JSON does not allow: it must be put back.
+  assert.ok(postTemplate.includes(`.replaceAll(\\"\\\\\\\\'\\",\\"'\\")`), 'apostrophes would break the input');
+  const statuses = (m: any) => m.Integration.IntegrationResponses.map((r: any) => r.StatusCode).sort();
+  assert.deepEqual(statuses(post), ['202', '400', '502']);
+  assert.ok(JSON.stringify(post.Integration.IntegrationResponses).includes('ExecutionAlreadyExists'));
+
+  const get = method('GET', '/orders/{id}');
+  assert.equal(get.Integration.Type, 'AWS');
+  assert.match(JSON.stringify(get.Integration.Uri), /:states:action\/DescribeExecution/);
+  assert.deepEqual(get.Integration.Credentials, apiRoleArn);
+  const getTemplate = template1(get);
+  assert.ok(getTemplate.includes(':execution:'), getTemplate);
+  assert.ok(getTemplate.includes(JSON.stringify({ 'Fn::GetAtt': [machineId, 'Name'] })), 'not this machine\'s executions');
+  assert.ok(getTemplate.includes("$input.params('id')"));
+  assert.deepEqual(statuses(get), ['200', '400', '502']);
+});
+
+test('the API role may StartExecution on the machine and DescribeExecution on its executions, nothing else', () => {
+  const roleId = logicalId(stack, stack.apiRole);
+  const role = resources(template, 'AWS::IAM::Role')[roleId].Properties;
+  assert.deepEqual(role.AssumeRolePolicyDocument.Statement[0].Principal, { Service: 'apigateway.amazonaws.com' });
+  assert.equal(role.ManagedPolicyArns, undefined);
+  const statements = roleStatements(template, roleId);
+  assert.equal(statements.length, 2);
+  const start = statements.find((s) => actions(s).includes('states:StartExecution'));
+  assert.deepEqual(actions(start), ['states:StartExecution']);
+  assert.deepEqual(resourcesOf(start), [{ Ref: machineId }]);
+  const describe = statements.find((s) => actions(s).includes('states:DescribeExecution'));
+  assert.deepEqual(actions(describe), ['states:DescribeExecution']);
+  assert.deepEqual(resourcesOf(describe), [executionsArn]);
+});
+
+test('the stage: access logs to an encrypted group, tracing, throttling, method logging without bodies', () => {
+  template.resourceCountIs('AWS::ApiGateway::Stage', 1);
+  const stage = Object.values(resources(template, 'AWS::ApiGateway::Stage'))[0].Properties;
+  assert.equal(stage.StageName, 'v1');
+  assert.equal(stage.TracingEnabled, true);
+  const destination = stage.AccessLogSetting.DestinationArn['Fn::Join'][1];
+  const groupId = destination[destination.length - 1].Ref;
+  assert.deepEqual(destination.slice(-2, -1), [':log-group:']);
+  assert.deepEqual(resources(template, 'AWS::Logs::LogGroup')[groupId].Properties.KmsKeyId, keyArn);
+  const format = JSON.parse(stage.AccessLogSetting.Format);
+  assert.equal(format.requestId, '$context.requestId');
+  assert.equal(format.userArn, '$context.identity.userArn');
+  assert.equal(format.integrationError, '$context.integration.error');
+  assert.deepEqual(stage.MethodSettings, [
+    {
+      DataTraceEnabled: false,
+      HttpMethod: '*',
+      LoggingLevel: 'INFO',
+      MetricsEnabled: true,
+      ResourcePath: '/*',
+      ThrottlingBurstLimit: 100,
+      ThrottlingRateLimit: 50,
+    },
+  ]);
+  // API Gateway's execution log group, made by the stack so that it is encrypted too.
+  template.hasResourceProperties('AWS::Logs::LogGroup', {
+    LogGroupName: { 'Fn::Join': ['', ['API-Gateway-Execution-Logs_', { Ref: logicalId(stack, stack.api) }, '/v1']] },
+    KmsKeyId: keyArn,
+    RetentionInDays: Match.anyValue(),
+  });
+});
+
+test('every log group is encrypted with the key and expires its events', () => {
+  const groups = Object.values(resources(template, 'AWS::Logs::LogGroup'));
+  assert.equal(groups.length, 13); // 10 functions, the saga, API access and execution logs
+  for (const g of groups) {
+    assert.deepEqual(g.Properties.KmsKeyId, keyArn);
+    assert.equal(g.Properties.RetentionInDays, 90);
+    assert.equal(g.DeletionPolicy, 'Retain');
+  }
+});
+
+test('the operator role: assumable by the account, exactly the operator actions, on this machine only', () => {
+  const roleId = logicalId(stack, stack.operatorRole);
+  const role = resources(template, 'AWS::IAM::Role')[roleId].Properties;
+  const trust = role.AssumeRolePolicyDocument.Statement;
+  assert.equal(trust.length, 1);
+  assert.deepEqual(trust[0].Principal, {
+    AWS: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::', { Ref: 'AWS::AccountId' }, ':root']] },
+  });
+  assert.equal(role.ManagedPolicyArns, undefined);
+  const statements = roleStatements(template, roleId);
+  const all = statements.flatMap(actions).sort();
+  assert.deepEqual(all, [
+    'states:DescribeExecution',
+    'states:DescribeStateMachine',
+    'states:DescribeStateMachineForExecution',
+    'states:GetExecutionHistory',
+    'states:ListExecutions',
+    'states:RedriveExecution',
+    'states:StopExecution',
+  ]);
+  for (const s of statements) {
+    const isMachine = actions(s).every((a) => OPERATOR_MACHINE_ACTIONS.includes(a));
+    const isExecution = actions(s).every((a) => OPERATOR_EXECUTION_ACTIONS.includes(a));
+    assert.ok(isMachine !== isExecution, 'a statement mixes machine and execution actions');
+    assert.deepEqual(resourcesOf(s), [isMachine ? { Ref: machineId } : executionsArn]);
+  }
+});
+
+test('the alarm topic is encrypted with the key, refuses non-TLS publishing, lets this account\'s alarms publish', () => {
+  template.resourceCountIs('AWS::SNS::Topic', 1);
+  const topicId = logicalId(stack, stack.alarmTopic);
+  const topic = resources(template, 'AWS::SNS::Topic')[topicId].Properties;
+  assert.deepEqual(topic.KmsMasterKeyId, keyArn);
+  const policies = Object.values(resources(template, 'AWS::SNS::TopicPolicy'));
+  assert.equal(policies.length, 1);
+  assert.deepEqual(policies[0].Properties.Topics, [{ Ref: topicId }]);
+  const statements = policies[0].Properties.PolicyDocument.Statement as any[];
+  assert.ok(
+    statements.some((s) => s.Effect === 'Deny' && s.Condition?.Bool?.['aws:SecureTransport'] === 'false'),
+    'non-TLS publishing is not refused',
+  );
+  // A topic policy replaces SNS's default one: without this Allow, alarms cannot publish.
+  const allow = statements.find((s) => s.Effect === 'Allow');
+  assert.deepEqual(allow.Principal, { Service: 'cloudwatch.amazonaws.com' });
+  assert.deepEqual(actions(allow), ['sns:Publish']);
+  assert.deepEqual(resourcesOf(allow), [{ Ref: topicId }]);
+  assert.deepEqual(allow.Condition, {
+    ArnLike: {
+      'aws:SourceArn': {
+        'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':cloudwatch:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, ':alarm:*']],
+      },
+    },
+  });
+});
+
+test('alarms: failed executions and compensation-function errors, and their AND as "compensation failed"', () => {
+  const topicRef = { Ref: logicalId(stack, stack.alarmTopic) };
+  const alarms = resources(template, 'AWS::CloudWatch::Alarm');
+  assert.equal(Object.keys(alarms).length, 2);
+  const failed = Object.entries(alarms).find(([, a]) => a.Properties.MetricName === 'ExecutionsFailed');
+  assert.ok(failed, 'no ExecutionsFailed alarm');
+  const [failedId, { Properties: f }] = failed;
+  assert.equal(f.Namespace, 'AWS/States');
+  assert.deepEqual(f.Dimensions, [{ Name: 'StateMachineArn', Value: { Ref: machineId } }]);
+  assert.equal(f.Statistic, 'Sum');
+  assert.equal(f.Period, 300);
+  assert.equal(f.Threshold, 1);
+  assert.equal(f.EvaluationPeriods, 1);
+  assert.equal(f.ComparisonOperator, 'GreaterThanOrEqualToThreshold');
+  assert.equal(f.TreatMissingData, 'notBreaching');
+  assert.deepEqual(f.AlarmActions, [topicRef]);
+  assert.match(f.AlarmDescription, /redrive/);
+
+  const [compId, { Properties: c }] = Object.entries(alarms).find(([id]) => id !== failedId)!;
+  assert.equal(c.Threshold, 1);
+  assert.equal(c.ComparisonOperator, 'GreaterThanOrEqualToThreshold');
+  const expr = c.Metrics.find((m: any) => m.Expression);
+  assert.equal(expr.ReturnData, true);
+  const stats = c.Metrics.filter((m: any) => m.MetricStat);
+  const fns = functionsByActivity();
+  const watched = stats.map((m: any) => `${m.MetricStat.Metric.Namespace}/${m.MetricStat.Metric.MetricName}/${m.MetricStat.Metric.Dimensions[0].Value.Ref}`).sort();
+  const expected = COMPENSATIONS.flatMap((name) => [
+    `AWS/Lambda/Errors/${fns.get(name)!.id}`,
+    `AWS/Lambda/Throttles/${fns.get(name)!.id}`,
+  ]).sort();
+  assert.deepEqual(watched, expected);
+  for (const m of stats) {
+    assert.equal(m.MetricStat.Period, 300);
+    assert.equal(m.MetricStat.Stat, 'Sum');
+    assert.ok(expr.Expression.includes(`FILL(${m.Id}, 0)`), `${m.Id} is not summed`);
+  }
+  assert.equal(expr.Expression.split('+').length, stats.length);
+  assert.equal(c.AlarmActions, undefined, 'the compensation-errors alarm alone would page on retried transient errors');
+
+  template.resourceCountIs('AWS::CloudWatch::CompositeAlarm', 1);
+  const composite = Object.values(resources(template, 'AWS::CloudWatch::CompositeAlarm'))[0].Properties;
+  assert.deepEqual(composite.AlarmRule, {
+    'Fn::Join': [
+      '',
+      ['(ALARM("', { 'Fn::GetAtt': [failedId, 'Arn'] }, '") AND ALARM("', { 'Fn::GetAtt': [compId, 'Arn'] }, '"))'],
+    ],
+  });
+  assert.deepEqual(composite.AlarmActions, [topicRef]);
+  assert.match(composite.AlarmDescription, /[Cc]ompensation failed/);
+  assert.match(composite.AlarmDescription, /redrive/);
+  for (const d of [f.AlarmDescription, c.AlarmDescription, composite.AlarmDescription]) {
+    assert.ok(d.length <= 1024, 'CloudWatch cuts descriptions at 1024 characters');
+  }
+});
+
+test('the outputs are exactly those oms and operators read', () => {
+  const outputs = template.toJSON().Outputs;
+  assert.deepEqual(Object.keys(outputs).sort(), [
+    'AlarmTopicArn',
+    'OperatorRoleArn',
+    'OrdersApiUrl',
+    'OrdersTableName',
+    'StateMachineArn',
+    'StateMachineName',
+  ]);
+  assert.deepEqual(outputs.OrdersTableName.Value, { Ref: tableId });
+  assert.deepEqual(outputs.StateMachineArn.Value, { Ref: machineId });
+  assert.deepEqual(outputs.StateMachineName.Value, { 'Fn::GetAtt': [machineId, 'Name'] });
+  assert.deepEqual(outputs.OperatorRoleArn.Value, { 'Fn::GetAtt': [logicalId(stack, stack.operatorRole), 'Arn'] });
+  assert.deepEqual(outputs.AlarmTopicArn.Value, { Ref: logicalId(stack, stack.alarmTopic) });
+  assert.match(JSON.stringify(outputs.OrdersApiUrl.Value), /execute-api/);
+});
+
+test('the app reads lambdaZipDir and stateMachineName from the context', () => {
+  const { stack: renamed } = build({ stateMachineName: 'oms-saga-test' });
+  const sm = renamed.node.findChild('OrderSaga').node.defaultChild as any;
+  assert.equal(sm.stateMachineName, 'oms-saga-test');
+});
