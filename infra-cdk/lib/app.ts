@@ -38,6 +38,7 @@ export function buildApp(options: BuildOptions = {}): { app: App; stack: OmsStac
   });
   const zipDir = app.node.tryGetContext('lambdaZipDir');
   const seedDemo = app.node.tryGetContext('seedDemo');
+  const faultInjection = app.node.tryGetContext('faultInjection');
   const machineName = app.node.tryGetContext('stateMachineName');
   const stack = new OmsStack(app, STACK_NAME, {
     stackName: STACK_NAME,
@@ -46,6 +47,7 @@ export function buildApp(options: BuildOptions = {}): { app: App; stack: OmsStac
     // are CloudFormation's pseudo parameters, deploy takes them from the profile.
     lambdaZipDir: zipDir ? path.resolve(String(zipDir)) : DEFAULT_LAMBDA_ZIP_DIR,
     seedDemo: seedDemo === true || seedDemo === 'true',
+    faultInjection: faultInjection === true || faultInjection === 'true',
     stateMachineName: machineName ? String(machineName) : DEFAULT_STATE_MACHINE_NAME,
   });
   if (options.nag ?? true) {

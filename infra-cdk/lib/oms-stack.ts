@@ -49,6 +49,19 @@ export const STORE_ACTIONS = [
   'dynamodb:ConditionCheckItem',
 ];
 
+/** What oms's Orders service (`oms up --backend aws`, the CLI's `--backend aws`) does
+ * to the machine and its executions, beside the store: it starts sagas, reads them,
+ * answers the warehouse's picks, cancels nothing (cancelling is a flag in the store)
+ * and redrives. */
+export const SERVICE_MACHINE_ACTIONS = ['states:DescribeStateMachine', 'states:ListExecutions', 'states:StartExecution'];
+export const SERVICE_EXECUTION_ACTIONS = [
+  'states:DescribeExecution',
+  'states:DescribeStateMachineForExecution',
+  'states:GetExecutionHistory',
+  'states:RedriveExecution',
+  'states:StopExecution',
+];
+
 /** What a caller of a table encrypted with a customer managed key needs of the key. */
 export const STORE_KEY_ACTIONS = ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey'];
 
@@ -67,6 +80,9 @@ export interface OmsStackProps extends StackProps {
   readonly lambdaZipDir: string;
   /** Sets OMS_SEED_DEMO=1 on the functions: the demo catalog is seeded into an empty table. */
   readonly seedDemo?: boolean;
+  /** Sets OMS_FAULT_INJECTION=1 on the functions: they obey the fault plans set through
+   * `/admin/faults` (game days). Off, they never read them. */
+  readonly faultInjection?: boolean;
   /** @default DEFAULT_STATE_MACHINE_NAME */
   readonly stateMachineName?: string;
   /** @default the repository holding this app */
@@ -82,6 +98,7 @@ export class OmsStack extends Stack {
   readonly api: apigateway.RestApi;
   readonly apiRole: iam.Role;
   readonly operatorRole: iam.Role;
+  readonly serviceRole: iam.Role;
   readonly alarmTopic: sns.Topic;
 
   constructor(scope: Construct, id: string, props: OmsStackProps) {
@@ -140,6 +157,9 @@ export class OmsStack extends Stack {
     const environment: Record<string, string> = { OMS_STORE: `dynamodb:${this.table.tableName}` };
     if (props.seedDemo) {
       environment.OMS_SEED_DEMO = '1';
+    }
+    if (props.faultInjection) {
+      environment.OMS_FAULT_INJECTION = '1';
     }
     for (const activity of this.activities) {
       const zip = path.resolve(props.lambdaZipDir, activity.binary, 'bootstrap.zip');
@@ -466,6 +486,27 @@ export class OmsStack extends Stack {
       reason: executionsReason,
     });
 
+    // --- oms's Orders service over the stack: what `--backend aws` needs, and no more.
+    this.serviceRole = new iam.Role(this, 'OrdersServiceRole', {
+      assumedBy: new iam.AccountRootPrincipal(),
+      description:
+        'oms --backend aws (oms up, the CLI): place and search orders, start, read and redrive the saga, answer picks (docs/deploy.md). Assumable by principals of this account that IAM allows to.',
+    });
+    this.serviceRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ sid: 'TheMachine', actions: SERVICE_MACHINE_ACTIONS, resources: [machineArn] }),
+    );
+    this.serviceRole.addToPrincipalPolicy(
+      new iam.PolicyStatement({ sid: 'ItsExecutions', actions: SERVICE_EXECUTION_ACTIONS, resources: [executionsArn] }),
+    );
+    // The warehouse's answers to the picks the saga waits for.
+    this.stateMachine.grantTaskResponse(this.serviceRole);
+    this.table.grant(this.serviceRole, ...STORE_ACTIONS);
+    this.key.grant(this.serviceRole, ...STORE_KEY_ACTIONS);
+    Validations.of(this.serviceRole).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${this.getLogicalId(this.stateMachine.node.defaultChild as sfn.CfnStateMachine)}.Name>:*]`,
+      reason: executionsReason,
+    });
+
     // --- Alarms, to one encrypted topic.
     this.alarmTopic = new sns.Topic(this, 'AlarmTopic', {
       displayName: 'oms alarms',
@@ -565,6 +606,7 @@ export class OmsStack extends Stack {
     new CfnOutput(this, 'StateMachineName', { value: this.stateMachine.stateMachineName, description: 'The order saga\'s name' });
     new CfnOutput(this, 'OrdersApiUrl', { value: this.api.url, description: 'The Orders API (SigV4, service execute-api): POST orders, GET orders/{id}' });
     new CfnOutput(this, 'OperatorRoleArn', { value: this.operatorRole.roleArn, description: 'Assume to inspect, stop and redrive executions' });
+    new CfnOutput(this, 'OrdersServiceRoleArn', { value: this.serviceRole.roleArn, description: 'Assume to run oms --backend aws (oms up, the CLI)' });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn, description: 'Subscribe to receive the alarms' });
   }
 }

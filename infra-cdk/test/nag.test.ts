@@ -79,7 +79,7 @@ test('the acknowledged findings are exactly these', () => {
   assert.deepEqual(Object.fromEntries([...byId].map(([id, paths]) => [id, paths.sort()])), {
     'AwsSolutions-IAM5[Resource::*]': [...fnRoles, 'OrderSagaRole'].sort(),
     [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${machine}.Name>:*]`]:
-      ['OperatorRole', 'OrdersApiRole'],
+      ['OperatorRole', 'OrdersApiRole', 'OrdersServiceRole'],
     'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]': ['OrdersApi'],
     'AwsSolutions-APIG3': ['OrdersApi'],
     'AwsSolutions-COG4': ['OrdersApi'],

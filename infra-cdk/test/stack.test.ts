@@ -157,6 +157,18 @@ test('seedDemo=true sets OMS_SEED_DEMO=1 on every function', () => {
   }
 });
 
+test('fault injection is off unless faultInjection=true turns it on', () => {
+  const fns = (t: any) => Object.values(resources(t, 'AWS::Lambda::Function')) as any[];
+  for (const fn of fns(template)) {
+    assert.equal(fn.Properties.Environment.Variables.OMS_FAULT_INJECTION, undefined);
+  }
+  const on = fns(synth({ faultInjection: 'true' }).template);
+  assert.equal(on.length, 10);
+  for (const fn of on) {
+    assert.equal(fn.Properties.Environment.Variables.OMS_FAULT_INJECTION, '1');
+  }
+});
+
 test('each function has its own role, granted only the table, the key, its log group and X-Ray', () => {
   const roles = new Set<string>();
   for (const [name, { props }] of functionsByActivity()) {
@@ -458,6 +470,48 @@ test('the operator role: assumable by the account, exactly the operator actions,
   }
 });
 
+test('the Orders service role: the saga, its executions, task answers, the table and key; no more', () => {
+  const roleId = logicalId(stack, stack.serviceRole);
+  const role = resources(template, 'AWS::IAM::Role')[roleId].Properties;
+  assert.equal(role.AssumeRolePolicyDocument.Statement.length, 1);
+  assert.equal(role.ManagedPolicyArns, undefined);
+  const statements = roleStatements(template, roleId);
+  const byResource = new Map<string, string[]>();
+  for (const s of statements) {
+    for (const r of resourcesOf(s)) {
+      const k = JSON.stringify(r);
+      byResource.set(k, [...(byResource.get(k) ?? []), ...actions(s)].sort());
+    }
+  }
+  assert.deepEqual(byResource.get(JSON.stringify({ Ref: machineId })), [
+    'states:DescribeStateMachine',
+    'states:ListExecutions',
+    'states:SendTaskFailure',
+    'states:SendTaskHeartbeat',
+    'states:SendTaskSuccess',
+    'states:StartExecution',
+  ]);
+  assert.deepEqual(byResource.get(JSON.stringify(executionsArn)), [
+    'states:DescribeExecution',
+    'states:DescribeStateMachineForExecution',
+    'states:GetExecutionHistory',
+    'states:RedriveExecution',
+    'states:StopExecution',
+  ]);
+  const table = { 'Fn::GetAtt': [tableId, 'Arn'] };
+  assert.deepEqual(byResource.get(JSON.stringify(table)), [
+    'dynamodb:ConditionCheckItem',
+    'dynamodb:DeleteItem',
+    'dynamodb:GetItem',
+    'dynamodb:PutItem',
+    'dynamodb:Query',
+    'dynamodb:Scan',
+    'dynamodb:UpdateItem',
+  ]);
+  assert.deepEqual(byResource.get(JSON.stringify(keyArn)), ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey']);
+  assert.equal(byResource.size, 4, [...byResource.keys()].join(' '));
+});
+
 test('the alarm topic is encrypted with the key, refuses non-TLS publishing, lets this account\'s alarms publish', () => {
   template.resourceCountIs('AWS::SNS::Topic', 1);
   const topicId = logicalId(stack, stack.alarmTopic);
@@ -546,6 +600,7 @@ test('the outputs are exactly those oms and operators read', () => {
     'AlarmTopicArn',
     'OperatorRoleArn',
     'OrdersApiUrl',
+    'OrdersServiceRoleArn',
     'OrdersTableName',
     'StateMachineArn',
     'StateMachineName',
