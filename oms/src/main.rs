@@ -61,7 +61,13 @@ enum Backend {
 struct BackendArgs {
     /// `aws`: serve (`oms up`) or run (the order commands) the Orders API over a
     /// deployed stack, with the standard AWS credential chain and region.
-    #[arg(long, global = true, value_enum, env = "OMS_BACKEND", default_value = "local")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "OMS_BACKEND",
+        default_value = "local"
+    )]
     backend: Backend,
     /// The outputs of the deployed stack (`cdk deploy --outputs-file FILE`).
     #[arg(long, global = true, env = "OMS_STACK_OUTPUTS")]
