@@ -199,6 +199,17 @@ pub struct ShipmentRef {
     pub shipment_id: String,
 }
 
+impl ShipmentRef {
+    /// The shipment a per-shipment step's payload names (missing fields are empty).
+    pub fn of_payload(payload: &serde_json::Value) -> ShipmentRef {
+        let field = |name: &str| payload[name].as_str().unwrap_or_default().to_string();
+        ShipmentRef {
+            order_id: field("order_id"),
+            shipment_id: field("shipment_id"),
+        }
+    }
+}
+
 /// PickShipment's input. With a task token the warehouse is asked to pick, and the
 /// state machine waits for its answer (`activity::confirm_pick` returns the token to
 /// answer with); without one the shipment is picked at once.

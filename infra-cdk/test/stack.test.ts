@@ -30,6 +30,18 @@ const machineId = logicalId(stack, stack.stateMachine);
 const keyArn = { 'Fn::GetAtt': [keyId, 'Arn'] };
 
 /** The execution ARN pattern of this machine, as the template writes it. */
+// What activities/src/store/dynamo.rs calls: GetItem, Query, Scan, and
+// TransactWriteItems, which IAM authorises per write as Put/Update/Delete/ConditionCheck.
+// (A literal, not the stack's constant: the test must see a change to either.)
+const TABLE_ACTIONS = [
+  'dynamodb:ConditionCheckItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:GetItem',
+  'dynamodb:PutItem',
+  'dynamodb:Query',
+  'dynamodb:Scan',
+  'dynamodb:UpdateItem',
+];
 const executionsArn = {
   'Fn::Join': [
     '',
@@ -194,17 +206,7 @@ test('each function has its own role, granted only the table, the key, its log g
       return rest.splice(i, 1)[0];
     };
     const dynamo = take((s) => actions(s).some((a) => a.startsWith('dynamodb:')), 'DynamoDB');
-    assert.deepEqual(actions(dynamo), [
-      // What activities/src/store/dynamo.rs calls: GetItem, Query, Scan, and
-      // TransactWriteItems, which IAM authorises per write as Put/Update/Delete/ConditionCheck.
-      'dynamodb:ConditionCheckItem',
-      'dynamodb:DeleteItem',
-      'dynamodb:GetItem',
-      'dynamodb:PutItem',
-      'dynamodb:Query',
-      'dynamodb:Scan',
-      'dynamodb:UpdateItem',
-    ]);
+    assert.deepEqual(actions(dynamo), TABLE_ACTIONS);
     assert.deepEqual(resourcesOf(dynamo), [{ 'Fn::GetAtt': [tableId, 'Arn'] }]);
     const kms = take((s) => actions(s).some((a) => a.startsWith('kms:')), 'KMS');
     assert.deepEqual(actions(kms), ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey']);
@@ -499,15 +501,7 @@ test('the Orders service role: the saga, its executions, task answers, the table
     'states:StopExecution',
   ]);
   const table = { 'Fn::GetAtt': [tableId, 'Arn'] };
-  assert.deepEqual(byResource.get(JSON.stringify(table)), [
-    'dynamodb:ConditionCheckItem',
-    'dynamodb:DeleteItem',
-    'dynamodb:GetItem',
-    'dynamodb:PutItem',
-    'dynamodb:Query',
-    'dynamodb:Scan',
-    'dynamodb:UpdateItem',
-  ]);
+  assert.deepEqual(byResource.get(JSON.stringify(table)), TABLE_ACTIONS);
   assert.deepEqual(byResource.get(JSON.stringify(keyArn)), ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey']);
   assert.equal(byResource.size, 4, [...byResource.keys()].join(' '));
 });

@@ -652,13 +652,7 @@ impl TaskHandler for Simulation<'_> {
         // SendTaskSuccess (the shipment) or SendTaskFailure (the error).
         self.callbacks += 1;
         self.caller(WAREHOUSE_ANSWER);
-        let target = ShipmentRef {
-            order_id: call.payload["order_id"].as_str().unwrap_or_default().into(),
-            shipment_id: call.payload["shipment_id"]
-                .as_str()
-                .unwrap_or_default()
-                .into(),
-        };
+        let target = ShipmentRef::of_payload(&call.payload);
         let damaged = (self.damage_first_pick && target.shipment_id.ends_with("-1"))
             .then_some("the item was damaged when picked");
         match self

@@ -88,13 +88,7 @@ impl Handler for ActivitiesHandler {
             .map_err(|e| lambda_failure(&e))?;
         if def.key == "pick" {
             if let Some(token) = call.payload.get("task_token").and_then(Value::as_str) {
-                let target = ShipmentRef {
-                    order_id: call.payload["order_id"].as_str().unwrap_or_default().into(),
-                    shipment_id: call.payload["shipment_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .into(),
-                };
+                let target = ShipmentRef::of_payload(&call.payload);
                 self.warehouse.requested(target, token.to_string());
             }
         }

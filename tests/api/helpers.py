@@ -1,6 +1,7 @@
 """Helpers shared by the API tests (imported by the test modules and conftest)."""
 
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -12,6 +13,20 @@ from botocore.config import Config
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/oms-tests"
+
+
+def wait_listening(proc, port, timeout):
+    """Waits until something listens on loopback `port`; False if `proc` exits first or
+    `timeout` seconds pass (the caller fails the test, saying what did not start)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
 
 
 def make_client(endpoint):

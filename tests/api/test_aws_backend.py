@@ -12,7 +12,6 @@ in meaning: the console and the CLI read executions through it."""
 import glob
 import json
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,18 +20,12 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Server, _die_with_parent, oms_bin
-from helpers import REGION, Api, make_client, order_body
+from conftest import Server, _die_with_parent, _free_port, oms_bin
+from helpers import REGION, Api, make_client, order_body, wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = "oms-orders"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": REGION}
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +41,9 @@ def dynamodb_local():
          "-inMemory", "-port", str(port)],
         cwd=jar.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("DynamoDB Local did not start (java -jar DynamoDBLocal.jar)", pytrace=False)
-            time.sleep(0.1)
+    if not wait_listening(proc, port, 60):
+        proc.kill()
+        pytest.fail("DynamoDB Local did not start (java -jar DynamoDBLocal.jar)", pytrace=False)
     # The table as infra-cdk declares it: pk and sk, on demand.
     ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION,
                        aws_access_key_id="test", aws_secret_access_key="test")

@@ -13,10 +13,8 @@ catalog by the first function to start (OMS_SEED_DEMO).
 
 import json
 import os
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import urllib.error
@@ -25,6 +23,7 @@ import urllib.request
 import pytest
 
 from conftest import _die_with_parent, _free_port
+from helpers import wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,17 +55,10 @@ def functions():
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         preexec_fn=_die_with_parent,
     )
-    deadline = time.time() + 120
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                log.close()
-                pytest.fail("cargo lambda watch did not start:\n" + (Path(data) / "watch.log").read_text()[-3000:])
-            time.sleep(0.2)
+    if not wait_listening(proc, port, 120):
+        proc.kill()
+        log.close()
+        pytest.fail("cargo lambda watch did not start:\n" + (Path(data) / "watch.log").read_text()[-3000:])
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     try:

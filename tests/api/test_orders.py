@@ -5,10 +5,8 @@ there and a retry (redrive) finishes it; bad input is refused before anything is
 written. After every order the books balance: what was charged minus what was refunded
 is what completed orders cost, and no stock is left reserved."""
 
-import json
 import time
 import urllib.error
-import urllib.request
 
 import pytest
 
