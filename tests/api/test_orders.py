@@ -6,7 +6,6 @@ written. After every order the books balance: what was charged minus what was re
 is what completed orders cost, and no stock is left reserved."""
 
 import time
-import urllib.error
 
 import pytest
 
