@@ -247,6 +247,21 @@ export class OmsStack extends Stack {
     const executionsArn = `arn:${Aws.PARTITION}:states:${Aws.REGION}:${Aws.ACCOUNT_ID}:execution:${this.stateMachine.stateMachineName}:*`;
     const executionsReason =
       'execution:<machine>:* names the executions of this one state machine (an execution ARN ends with its name, the order id, known only at run time); no other machine\'s executions match.';
+    const acknowledgeExecutions = (role: iam.Role) =>
+      Validations.of(role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${this.getLogicalId(this.stateMachine.node.defaultChild as sfn.CfnStateMachine)}.Name>:*]`,
+        reason: executionsReason,
+      });
+    // A role people assume, for this machine and its executions.
+    const machineRole = (id: string, description: string, machineActions: string[], executionActions: string[]) => {
+      const role = new iam.Role(this, id, { assumedBy: new iam.AccountRootPrincipal(), description });
+      role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'TheMachine', actions: machineActions, resources: [machineArn] }));
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({ sid: 'ItsExecutions', actions: executionActions, resources: [executionsArn] }),
+      );
+      acknowledgeExecutions(role);
+      return role;
+    };
 
     // --- The Orders API: POST /orders starts the saga, GET /orders/{id} describes it.
     this.apiRole = new iam.Role(this, 'OrdersApiRole', {
@@ -259,10 +274,7 @@ export class OmsStack extends Stack {
     this.apiRole.addToPrincipalPolicy(
       new iam.PolicyStatement({ sid: 'ReadOrders', actions: ['states:DescribeExecution'], resources: [executionsArn] }),
     );
-    Validations.of(this.apiRole).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${this.getLogicalId(this.stateMachine.node.defaultChild as sfn.CfnStateMachine)}.Name>:*]`,
-      reason: executionsReason,
-    });
+    acknowledgeExecutions(this.apiRole);
 
     const accessLogs = new logs.LogGroup(this, 'OrdersApiAccessLogs', {
       retention: LOG_RETENTION,
@@ -470,42 +482,24 @@ export class OmsStack extends Stack {
     );
 
     // --- The operator: reads, stops and redrives this machine's executions, nothing else.
-    this.operatorRole = new iam.Role(this, 'OperatorRole', {
-      assumedBy: new iam.AccountRootPrincipal(),
-      description:
-        'oms operator: inspect, stop and redrive the order saga\'s executions (runbook: docs/deploy.md). Assumable by principals of this account that IAM allows to.',
-    });
-    this.operatorRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({ sid: 'TheMachine', actions: OPERATOR_MACHINE_ACTIONS, resources: [machineArn] }),
+    this.operatorRole = machineRole(
+      'OperatorRole',
+      'oms operator: inspect, stop and redrive the order saga\'s executions (runbook: docs/deploy.md). Assumable by principals of this account that IAM allows to.',
+      OPERATOR_MACHINE_ACTIONS,
+      OPERATOR_EXECUTION_ACTIONS,
     );
-    this.operatorRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({ sid: 'ItsExecutions', actions: OPERATOR_EXECUTION_ACTIONS, resources: [executionsArn] }),
-    );
-    Validations.of(this.operatorRole).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${this.getLogicalId(this.stateMachine.node.defaultChild as sfn.CfnStateMachine)}.Name>:*]`,
-      reason: executionsReason,
-    });
 
     // --- oms's Orders service over the stack: what `--backend aws` needs, and no more.
-    this.serviceRole = new iam.Role(this, 'OrdersServiceRole', {
-      assumedBy: new iam.AccountRootPrincipal(),
-      description:
-        'oms --backend aws (oms up, the CLI): place and search orders, start, read and redrive the saga, answer picks (docs/deploy.md). Assumable by principals of this account that IAM allows to.',
-    });
-    this.serviceRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({ sid: 'TheMachine', actions: SERVICE_MACHINE_ACTIONS, resources: [machineArn] }),
-    );
-    this.serviceRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({ sid: 'ItsExecutions', actions: SERVICE_EXECUTION_ACTIONS, resources: [executionsArn] }),
+    this.serviceRole = machineRole(
+      'OrdersServiceRole',
+      'oms --backend aws (oms up, the CLI): place and search orders, start, read and redrive the saga, answer picks (docs/deploy.md). Assumable by principals of this account that IAM allows to.',
+      SERVICE_MACHINE_ACTIONS,
+      SERVICE_EXECUTION_ACTIONS,
     );
     // The warehouse's answers to the picks the saga waits for.
     this.stateMachine.grantTaskResponse(this.serviceRole);
     this.table.grant(this.serviceRole, ...STORE_ACTIONS);
     this.key.grant(this.serviceRole, ...STORE_KEY_ACTIONS);
-    Validations.of(this.serviceRole).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${this.getLogicalId(this.stateMachine.node.defaultChild as sfn.CfnStateMachine)}.Name>:*]`,
-      reason: executionsReason,
-    });
 
     // --- Alarms, to one encrypted topic.
     this.alarmTopic = new sns.Topic(this, 'AlarmTopic', {

@@ -519,6 +519,10 @@ impl StepFunctions for AwsStepFunctions {
     }
 
     async fn test_state(&self, _: TestStateInput) -> Result<TestStateOutput, ApiError> {
-        Err(not_served("TestState"))
+        // TestState needs an IAM role to assume in the account: call it with the AWS
+        // tools, or run it locally against `oms up`.
+        Err(ApiError::unknown_operation(
+            "TestState is not served by oms's AWS backend: use the AWS CLI, or `oms up`",
+        ))
     }
 }
