@@ -737,6 +737,18 @@ pub async fn confirm_pick(
 ) -> Result<(Option<String>, Result<ShipmentState, ActivityError>), ActivityError> {
     let shipment = load_shipment(&*ctx.store, &target.order_id, &target.shipment_id).await?;
     let token = shipment.value.pick_token.clone();
+    // An answer to no request would pick the shipment with no one to tell: the saga's
+    // request, arriving after, would find the step done and wait for an answer that
+    // already came. (A repeated answer, after the pick, stays idempotent.)
+    if token.is_none() && shipment.value.status == ShipmentStatus::Reserved {
+        return Err(ActivityError::new(
+            ErrorKind::OrderConflict,
+            format!(
+                "shipment {}: no pick was requested yet; answer the warehouse's request",
+                target.shipment_id
+            ),
+        ));
+    }
     let outcome = pick_now(ctx, target, damaged).await;
     if let Err(e) = &outcome {
         if e.retryable() {

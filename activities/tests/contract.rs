@@ -1112,6 +1112,12 @@ async fn picks_wait_for_the_warehouse(store: Arc<dyn Store>) {
         shipment_id: format!("{id}-1"),
         task_token: Some(token.into()),
     };
+    // An answer before the request picks nothing: no one would hear of it.
+    let early = activity::confirm_pick(&ctx, &sr("w1", "w1-1"), None).await;
+    assert_eq!(
+        early.map(|_| ()).unwrap_err().kind,
+        activities::errors::ErrorKind::OrderConflict
+    );
     let asked = activity::pick_shipment(&ctx, request("w1", "token-a"))
         .await
         .unwrap();
