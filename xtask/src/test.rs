@@ -161,14 +161,17 @@ fn console_tests(root: &Path) -> Result<(), String> {
     }
 }
 
-/// Builds the oms binary and returns its path, as cargo reports it.
+/// The oms binary that `cargo test --workspace` built for oms's integration tests, and
+/// its path as cargo reports it. `cargo build -p oms` would resolve features for oms
+/// alone and so rebuild the whole AWS SDK a second time: minutes, and gigabytes of disk.
 fn build_oms(root: &Path) -> Result<std::path::PathBuf, String> {
-    println!("cargo build -p oms");
+    println!("cargo test --workspace --no-run (the oms binary the tests built)");
     let out = Command::new(env!("CARGO"))
         .args([
-            "build",
-            "-p",
-            "oms",
+            "test",
+            "--workspace",
+            "--no-run",
+            "--quiet",
             "--message-format=json-render-diagnostics",
         ])
         .current_dir(root)
@@ -177,15 +180,20 @@ fn build_oms(root: &Path) -> Result<std::path::PathBuf, String> {
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "API tests: cargo build -p oms failed ({})",
+            "cargo test --workspace --no-run failed ({})",
             out.status
         ));
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "oms")
+        .filter(|m| {
+            m["reason"] == "compiler-artifact"
+                && m["target"]["name"] == "oms"
+                && m["target"]["kind"] == serde_json::json!(["bin"])
+                && m["profile"]["test"] == false
+        })
         .filter_map(|m| m["executable"].as_str().map(std::path::PathBuf::from))
         .next_back()
-        .ok_or_else(|| "API tests: cargo build -p oms reported no oms executable".to_string())
+        .ok_or_else(|| "cargo test --workspace --no-run reported no oms executable".to_string())
 }
