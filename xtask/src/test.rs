@@ -24,7 +24,12 @@ fn cargo(root: &Path, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// What a clean clone's run leaves under target/ (debug build, venv, node tools), with
+/// room for the servers' data: measured at 4.3 GB on 2026-11-26.
+const DISK_NEEDED_MB: u64 = 6 * 1024;
+
 pub fn run(root: &Path) -> Result<(), String> {
+    disk_space(root);
     // What the suite needs beyond cargo, installed first so that no test finds it
     // missing: DynamoDB Local and asl-validator (npm), and the Python tools.
     println!("\n==> test tools");
@@ -82,6 +87,33 @@ pub fn run(root: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{} step(s) failed", failures.len()))
+    }
+}
+
+/// Says how much disk is free before the build starts: a full disk surfaces much later,
+/// as a store's "database or disk is full" in some unrelated test.
+fn disk_space(root: &Path) {
+    let free_mb = Command::new("df")
+        .args(["-Pm", "."])
+        .current_dir(root)
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines()
+                .nth(1)?
+                .split_whitespace()
+                .nth(3)?
+                .parse::<u64>()
+                .ok()
+        });
+    match free_mb {
+        Some(mb) if mb < DISK_NEEDED_MB => println!(
+            "WARNING: {mb} MB free on this disk; the suite needs about {DISK_NEEDED_MB} MB \
+             (target/ grows to about 4.3 GB): expect \"disk is full\" failures"
+        ),
+        Some(mb) => println!("disk: {mb} MB free (the suite needs about {DISK_NEEDED_MB} MB)"),
+        None => println!("disk: could not read free space with df"),
     }
 }
 
