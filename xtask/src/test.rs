@@ -25,7 +25,7 @@ fn cargo(root: &Path, args: &[&str]) -> Result<(), String> {
 }
 
 /// What a clean clone's run leaves under target/ (debug build, venv, node tools), with
-/// room for the servers' data: measured at 4.3 GB on 2026-11-26.
+/// room for the servers' data: measured at 3.8 GB on 2026-11-26.
 const DISK_NEEDED_MB: u64 = 6 * 1024;
 
 pub fn run(root: &Path) -> Result<(), String> {
@@ -110,7 +110,7 @@ fn disk_space(root: &Path) {
     match free_mb {
         Some(mb) if mb < DISK_NEEDED_MB => println!(
             "WARNING: {mb} MB free on this disk; the suite needs about {DISK_NEEDED_MB} MB \
-             (target/ grows to about 4.3 GB): expect \"disk is full\" failures"
+             (target/ grows to about 3.8 GB): expect \"disk is full\" failures"
         ),
         Some(mb) => println!("disk: {mb} MB free (the suite needs about {DISK_NEEDED_MB} MB)"),
         None => println!("disk: could not read free space with df"),
