@@ -4,6 +4,7 @@
 //! Figures on the shared machines are noisy, so each round runs the peer then oms back to
 //! back, and what counts is the ratio of the medians over the rounds.
 
+use crate::tools::run_status;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -192,17 +193,6 @@ fn run_capture(cmd: &mut Command, what: &str) -> Result<String, String> {
         ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn run_status(cmd: &mut Command, what: &str) -> Result<(), String> {
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot start {what}: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status})"))
-    }
 }
 
 /// Copies a kit folder (files and subfolders, not node_modules) into `to`, writable:

@@ -264,14 +264,7 @@ fn run_in(dir: &Path, mut cmd: Command, what: &str) -> Result<(), String> {
         .env("CDK_DISABLE_CLI_TELEMETRY", "true")
         .env("CDK_DISABLE_VERSION_CHECK", "true")
         .current_dir(dir);
-    let status = cmd
-        .status()
-        .map_err(|e| format!("{what}: cannot run it (Node.js and npm are needed): {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{what} failed ({status})"))
-    }
+    tools::run_status(&mut cmd, &format!("{what} (Node.js and npm are needed)"))
 }
 
 #[cfg(test)]

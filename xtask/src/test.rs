@@ -12,16 +12,10 @@ const RATCHET_FILE: &str = "xtask/conformance-ratchet";
 
 fn cargo(root: &Path, args: &[&str]) -> Result<(), String> {
     println!("\n==> cargo {}", args.join(" "));
-    let status = Command::new(env!("CARGO"))
-        .args(args)
-        .current_dir(root)
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("cargo {} failed ({status})", args.join(" ")))
-    }
+    tools::run_status(
+        Command::new(env!("CARGO")).args(args).current_dir(root),
+        &format!("cargo {}", args.join(" ")),
+    )
 }
 
 /// What a clean clone's run leaves under target/ (debug build, venv, node tools), with
@@ -156,19 +150,15 @@ fn api_tests(root: &Path) -> Result<(), String> {
     println!("\n==> API tests (boto3)");
     let oms = build_oms(root)?;
     let python = tools::python_tools(root)?;
-    let status = Command::new(&python)
-        .args(["-m", "pytest", "tests/api", "-q"])
-        .env("OMS_BIN", &oms)
-        .env("OMS_CARGO_LAMBDA", tools::cargo_lambda(root))
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .current_dir(root)
-        .status()
-        .map_err(|e| format!("API tests: cannot run pytest: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("API tests (boto3) failed ({status})"))
-    }
+    tools::run_status(
+        Command::new(&python)
+            .args(["-m", "pytest", "tests/api", "-q"])
+            .env("OMS_BIN", &oms)
+            .env("OMS_CARGO_LAMBDA", tools::cargo_lambda(root))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .current_dir(root),
+        "API tests (boto3, pytest)",
+    )
 }
 
 /// The web console in headless Chromium (`tests/console`, node's test runner with
@@ -177,20 +167,17 @@ fn console_tests(root: &Path) -> Result<(), String> {
     println!("\n==> console tests (headless Chromium)");
     tools::chromium()?;
     let oms = build_oms(root)?;
-    let status = Command::new("node")
-        .args(["--test", "tests/console/"])
-        .env("OMS_BIN", &oms)
-        .env("OMS_TOOLS", root.join("target/tools"))
-        .env("OMS_SCREENSHOTS", root.join("target/console"))
-        .current_dir(root)
-        .status()
-        .map_err(|e| format!("console tests: cannot run node: {e}"))?;
-    if status.success() {
-        println!("screenshots in target/console/");
-        Ok(())
-    } else {
-        Err(format!("console tests failed ({status})"))
-    }
+    tools::run_status(
+        Command::new("node")
+            .args(["--test", "tests/console/"])
+            .env("OMS_BIN", &oms)
+            .env("OMS_TOOLS", root.join("target/tools"))
+            .env("OMS_SCREENSHOTS", root.join("target/console"))
+            .current_dir(root),
+        "console tests (node)",
+    )?;
+    println!("screenshots in target/console/");
+    Ok(())
 }
 
 /// The oms binary that `cargo test --workspace` built for oms's integration tests, and

@@ -202,3 +202,15 @@ fn venv(root: &Path) -> Result<std::path::PathBuf, String> {
     }
     Ok(python)
 }
+
+/// Runs `cmd` to the end; `what` names it in the error when it cannot start or fails.
+pub fn run_status(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{what} failed ({status})"))
+    }
+}
