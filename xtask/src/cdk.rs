@@ -83,23 +83,21 @@ pub fn run(root: &Path) -> Result<(), String> {
 /// `npm ci` in infra-cdk when node_modules is missing or was installed from another
 /// package-lock.json (a stamp in node_modules holds the lockfile it came from).
 fn npm_ci(app: &Path) -> Result<(), String> {
-    let lock_path = app.join("package-lock.json");
-    let lock = std::fs::read_to_string(&lock_path)
-        .map_err(|e| format!("cannot read {}: {e}", lock_path.display()))?;
-    let stamp = app.join("node_modules/.oms-package-lock.json");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(lock.as_str()) {
-        println!("infra-cdk/node_modules already installed from package-lock.json");
-        return Ok(());
-    }
-    println!("\n==> infra-cdk: npm ci");
-    // No install scripts: the one package that has any (esbuild's postinstall) only
-    // re-checks the platform binary that npm already installed as a dependency.
-    run_in(
-        app,
-        npm(&["ci", "--no-audit", "--no-fund", "--ignore-scripts"]),
-        "npm ci in infra-cdk",
-    )?;
-    std::fs::write(&stamp, &lock).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
+    tools::install_once(
+        &app.join("package-lock.json"),
+        &app.join("node_modules/.oms-package-lock.json"),
+        "infra-cdk/node_modules",
+        || {
+            println!("\n==> infra-cdk: npm ci");
+            // No install scripts: the one package that has any (esbuild's postinstall)
+            // only re-checks the platform binary that npm already installed.
+            run_in(
+                app,
+                npm(&["ci", "--no-audit", "--no-fund", "--ignore-scripts"]),
+                "npm ci in infra-cdk",
+            )
+        },
+    )
 }
 
 /// The folder of `<function>/bootstrap.zip` to synthesise with: target/lambda when it

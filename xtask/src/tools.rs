@@ -128,35 +128,42 @@ pub fn asl_validator(root: &Path) -> Result<(), String> {
 pub fn python_tools(root: &Path) -> Result<PathBuf, String> {
     let python = venv(root)?;
     let requirements = root.join("tests/api/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements)
-        .map_err(|e| format!("cannot read {}: {e}", requirements.display()))?;
-    let stamp = root.join("target/venv/.oms-requirements");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
-        println!("tests/api/requirements.txt already installed in target/venv");
-        return Ok(python);
-    }
-    println!("installing tests/api/requirements.txt into target/venv");
-    let status = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-        ])
-        .arg(&requirements)
-        .current_dir(root)
-        .status()
-        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    if !status.success() {
-        return Err(format!(
-            "pip install -r tests/api/requirements.txt into target/venv failed ({status})"
-        ));
-    }
-    std::fs::write(&stamp, &wanted)
-        .map_err(|e| format!("cannot write {}: {e}", stamp.display()))?;
+    install_once(
+        &requirements,
+        &root.join("target/venv/.oms-requirements"),
+        "target/venv",
+        || {
+            println!("installing tests/api/requirements.txt into target/venv");
+            run_status(
+                Command::new(&python)
+                    .args(["-m", "pip", "install", "--quiet"])
+                    .args(["--disable-pip-version-check", "-r"])
+                    .arg(&requirements)
+                    .current_dir(root),
+                "pip install -r tests/api/requirements.txt into target/venv",
+            )
+        },
+    )?;
     Ok(python)
+}
+
+/// Runs `install` unless `stamp` holds exactly what `source` (a lockfile or
+/// requirements list) holds now, and then records it there: an install is redone when
+/// its list changes, and never otherwise.
+pub fn install_once(
+    source: &Path,
+    stamp: &Path,
+    into: &str,
+    install: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    let wanted = std::fs::read_to_string(source)
+        .map_err(|e| format!("cannot read {}: {e}", source.display()))?;
+    if std::fs::read_to_string(stamp).ok().as_deref() == Some(wanted.as_str()) {
+        println!("{into} already installed from {}", source.display());
+        return Ok(());
+    }
+    install()?;
+    std::fs::write(stamp, &wanted).map_err(|e| format!("cannot write {}: {e}", stamp.display()))
 }
 
 /// cargo-lambda as installed in target/venv by [`python_tools`].
