@@ -336,34 +336,24 @@ impl Store for DynamoStore {
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()));
+        let q = if sk_prefix.is_empty() {
+            q.key_condition_expression("pk = :pk")
+        } else {
+            q.key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S(sk_prefix.to_string()))
+        };
+        let mut pages = q.into_paginator().items().send();
         let mut items = Vec::new();
-        let mut start: Option<Attrs> = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
-                .set_exclusive_start_key(start.take());
-            q = if sk_prefix.is_empty() {
-                q.key_condition_expression("pk = :pk")
-            } else {
-                q.key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(
-                        ":prefix",
-                        AttributeValue::S(sk_prefix.to_string()),
-                    )
-            };
-            let out = q.send().await.map_err(|e| unavailable("Query", e))?;
-            for attrs in out.items() {
-                items.push(item_from(attrs)?);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(items),
-            }
+        while let Some(attrs) = pages.next().await {
+            items.push(item_from(&attrs.map_err(|e| unavailable("Query", e))?)?);
         }
+        Ok(items)
     }
 
     async fn query_back(
@@ -372,64 +362,52 @@ impl Store for DynamoStore {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .scan_index_forward(false)
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()));
+        let q = match before {
+            None => q.key_condition_expression("pk = :pk"),
+            Some(b) => q
+                .key_condition_expression("pk = :pk AND sk < :before")
+                .expression_attribute_values(":before", AttributeValue::S(b.to_string())),
+        };
+        // A page of `limit` items: DynamoDB bills the items a Query reads, so reading
+        // past the page would cost reads nobody asked for.
+        let page_size = i32::try_from(limit).unwrap_or(i32::MAX);
+        let mut pages = q.into_paginator().page_size(page_size).items().send();
         let mut items = Vec::new();
-        let mut start: Option<Attrs> = None;
         while items.len() < limit {
-            let want = i32::try_from(limit - items.len()).unwrap_or(i32::MAX);
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .scan_index_forward(false)
-                .limit(want)
-                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
-                .set_exclusive_start_key(start.take());
-            q = match before {
-                None => q.key_condition_expression("pk = :pk"),
-                Some(b) => q
-                    .key_condition_expression("pk = :pk AND sk < :before")
-                    .expression_attribute_values(":before", AttributeValue::S(b.to_string())),
-            };
-            let out = q.send().await.map_err(|e| unavailable("Query", e))?;
-            for attrs in out.items() {
-                items.push(item_from(attrs)?);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
+            match pages.next().await {
+                Some(attrs) => items.push(item_from(&attrs.map_err(|e| unavailable("Query", e))?)?),
+                None => break,
             }
         }
-        items.truncate(limit);
         Ok(items)
     }
 
     async fn scan(&self, pk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+        let s = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true);
+        let s = if pk_prefix.is_empty() {
+            s
+        } else {
+            s.filter_expression("begins_with(pk, :prefix)")
+                .expression_attribute_values(":prefix", AttributeValue::S(pk_prefix.to_string()))
+        };
+        let mut pages = s.into_paginator().items().send();
         let mut items = Vec::new();
-        let mut start: Option<Attrs> = None;
-        loop {
-            let mut s = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            if !pk_prefix.is_empty() {
-                s = s
-                    .filter_expression("begins_with(pk, :prefix)")
-                    .expression_attribute_values(
-                        ":prefix",
-                        AttributeValue::S(pk_prefix.to_string()),
-                    );
-            }
-            let out = s.send().await.map_err(|e| unavailable("Scan", e))?;
-            for attrs in out.items() {
-                items.push(item_from(attrs)?);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
+        while let Some(attrs) = pages.next().await {
+            items.push(item_from(&attrs.map_err(|e| unavailable("Scan", e))?)?);
         }
         items.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(items)
