@@ -6,7 +6,7 @@ use asl::eval::ExecutionInfo;
 use asl::runner::{self, RunHost, RunOptions, SeededRandom, TaskOutcome, VirtualClock};
 use asl::validate::{self, MachineType, Options, Severity};
 use asl::{Machine, Status, TaskCall};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use regex::Regex;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -372,14 +372,26 @@ fn case_input(case: &Value) -> Value {
 }
 
 /// The clock starts when AWS recorded the case, so delays computed from recorded
-/// timestamps come out as they did then.
+/// timestamps come out as they did then. A case without a validation date carries the
+/// date its snapshot was recorded (`13-12-2023, 07:09:17`); one with neither starts at
+/// a fixed moment. Never now: a Wait on a recorded timestamp would change outcome as
+/// the calendar moves (test_timestamp_too_far_in_future_boundary did, on 2026-12-02).
 fn recorded_start(case: &Value) -> DateTime<Utc> {
-    case["validated_date"]
+    let validated = case["validated_date"]
         .as_str()
         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_else(Utc::now)
+        .map(|t| t.with_timezone(&Utc));
+    let recorded = || {
+        case["source"]["recorded_date"]
+            .as_str()
+            .and_then(|s| NaiveDateTime::parse_from_str(s, "%d-%m-%Y, %H:%M:%S").ok())
+            .map(|t| t.and_utc())
+    };
+    validated.or_else(recorded).unwrap_or(CORPUS_EPOCH)
 }
+
+/// The moment for a case that records no date: the corpus's source commit is of 2024.
+const CORPUS_EPOCH: DateTime<Utc> = DateTime::from_timestamp(1_704_067_200, 0).unwrap();
 
 fn trunc(s: &str) -> String {
     if s.len() > 300 {
