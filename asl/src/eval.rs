@@ -435,6 +435,7 @@ impl Execution {
             || json!({ "redriveCount": count }),
         );
         Core::reset_for_redrive(&mut self.root);
+        self.core.reenter(&mut self.root, host);
         self.core.resume(&mut self.root, host);
         self.settle(host);
         Ok(count)
@@ -1089,7 +1090,10 @@ impl Core {
                         let delay = backoff(r, cursor.attempts[i], host);
                         cursor.attempts[i] += 1;
                         cursor.retry_count += 1;
-                        let until = host.now() + delay;
+                        let now = host.now();
+                        let until = now
+                            .checked_add_signed(delay)
+                            .unwrap_or(DateTime::<Utc>::MAX_UTC);
                         let id = self.effect(Effect::Timer { until });
                         if let Some(cursor) = frame.cursor.as_mut() {
                             cursor.phase = Phase::Backoff { effect: id };
@@ -1371,11 +1375,14 @@ impl Core {
                 Step::Done(output, assigned, Transition::Next(next))
             }
             Kind::Wait(w) => {
-                let raw = std::mem::take(&mut cursor.input);
+                // Kept: a Wait interrupted by StopExecution or the machine's timeout is
+                // redriven, and enters again with the input it had.
+                let raw = cursor.input.clone();
                 let effective = tryf!(scope.io_path(&state.input_path, raw));
                 let now = cursor.entered_time;
                 let until = match w {
-                    WaitFor::Seconds(s) => now + Duration::milliseconds((s * 1000.0) as i64),
+                    // A wait too long to hold saturates, and is refused as too long below.
+                    WaitFor::Seconds(s) => seconds_after(now, *s),
                     WaitFor::SecondsPath(p) => {
                         let v = tryf!(scope.path_value(p, &effective));
                         let secs = match &v {
@@ -1393,7 +1400,7 @@ impl Core {
                             Some(s) if s > MAX_WAIT_SECONDS => {
                                 return Step::Error(Failure::runtime("Wait state delay is too long."))
                             }
-                            Some(s) => now + Duration::seconds(s),
+                            Some(s) => seconds_after(now, s as f64),
                             None => {
                                 return Step::Error(Failure::runtime(format!(
                                     "The SecondsPath parameter cannot be parsed as a long value: {} == {}",
@@ -1447,11 +1454,16 @@ impl Core {
                     None => effective.clone(),
                 };
                 let timeout = match &spec.timeout {
-                    Some(a) => Some(tryf!(amount(&scope, a, &effective, "TimeoutSecondsPath"))),
+                    Some(a) => Some(tryf!(task_seconds(&scope, a, &effective, "TimeoutSeconds"))),
                     None => None,
                 };
                 let heartbeat = match &spec.heartbeat {
-                    Some(a) => Some(tryf!(amount(&scope, a, &effective, "HeartbeatSecondsPath"))),
+                    Some(a) => Some(tryf!(task_seconds(
+                        &scope,
+                        a,
+                        &effective,
+                        "HeartbeatSeconds"
+                    ))),
                     None => None,
                 };
                 let (function, payload) = match &spec.target {
@@ -1743,6 +1755,70 @@ fn batch_items(
     }
     flush(&mut current, &mut batches);
     batches
+}
+
+/// The most seconds a Task's TimeoutSeconds or HeartbeatSeconds may be (the bound the
+/// validator puts on the literal fields).
+pub const MAX_TASK_SECONDS: i64 = 99_999_999;
+
+/// A Task's TimeoutSeconds or HeartbeatSeconds (`lit` names the literal field). The
+/// validator bounds the literal; a value read by the `*Path` field comes from the
+/// input, and is held to the same bound here so that no deadline is built from it
+/// that a clock cannot hold.
+fn task_seconds(scope: &Scope, a: &Amount, input: &Value, lit: &str) -> Result<f64, Failure> {
+    match a {
+        Amount::Fixed(n) if (1.0..=MAX_TASK_SECONDS as f64).contains(n) && n.fract() == 0.0 => {
+            Ok(*n)
+        }
+        // Only a definition that skipped validation gets here.
+        Amount::Fixed(_) => Err(Failure::runtime(format!(
+            "The value for the field '{lit}' must be between 1 and {MAX_TASK_SECONDS}"
+        ))),
+        Amount::Path(p) => {
+            let v = scope.path_value(p, input)?;
+            task_seconds_value(&v, &format!("{lit}Path"), p.text())
+        }
+    }
+}
+
+/// Checks a TimeoutSecondsPath / HeartbeatSecondsPath value: a whole number of seconds
+/// from 1 to [`MAX_TASK_SECONDS`], else States.Runtime naming the field and the value.
+pub fn task_seconds_value(v: &Value, field: &str, path: &str) -> Result<f64, Failure> {
+    let shown = match v {
+        Value::String(s) => s.clone(),
+        other => compact(other),
+    };
+    let Some(n) = v.as_f64().filter(|n| n.fract() == 0.0) else {
+        return Err(Failure::runtime(format!(
+            "The {field} field refers to value \"{shown}\" which is not a valid integer: {path}"
+        )));
+    };
+    if !(1.0..=MAX_TASK_SECONDS as f64).contains(&n) {
+        return Err(Failure::runtime(format!(
+            "The {field} field refers to value \"{shown}\" which is not between 1 and {MAX_TASK_SECONDS}: {path}"
+        )));
+    }
+    Ok(n)
+}
+
+/// The instant `secs` seconds after `t`. One past the last instant a timestamp can
+/// hold is that last instant: a deadline so far off never comes, and adding to a
+/// timestamp must not panic on a number a client chose.
+pub fn seconds_after(t: DateTime<Utc>, secs: f64) -> DateTime<Utc> {
+    let ms = secs * 1000.0;
+    let d = if ms.is_nan() {
+        Some(Duration::zero())
+    } else if ms.abs() < i64::MAX as f64 {
+        Duration::try_milliseconds(ms as i64)
+    } else {
+        None
+    };
+    let end = if secs < 0.0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    };
+    d.and_then(|d| t.checked_add_signed(d)).unwrap_or(end)
 }
 
 fn amount(scope: &Scope, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
@@ -2039,6 +2115,48 @@ impl Core {
                 fan.failures = 0;
             }
             phase => *phase = Phase::Enter,
+        }
+    }
+
+    /// Records the states a redrive runs again as entered anew, outermost first (and a
+    /// Map's redriven iterations as started again): AWS redrives the states that have
+    /// no Exited event, and its history shows each of them entered again, so a reader
+    /// of the history finds the states that are open. The new entered event and time
+    /// are the ones a later runtime error and `$$.State.EnteredTime` report.
+    fn reenter(&mut self, frame: &mut Frame, host: &mut dyn Host) {
+        let machine = self.machine.clone();
+        if frame.result.is_some() {
+            return;
+        }
+        let Some(cursor) = frame.cursor.as_mut() else {
+            return;
+        };
+        let state = &machine.lists[frame.list].states[cursor.state];
+        cursor.entered_time = host.now();
+        cursor.entered_event = self.log.record(
+            host,
+            entered_event_type(state.type_name),
+            || json!({"input": cursor.input, "inputDetails": {"truncated": false}, "name": state.name}),
+        );
+        let Phase::Fanout(fan) = &mut cursor.phase else {
+            return;
+        };
+        let again: Vec<usize> = (0..fan.children.len())
+            .filter(|&i| fan.status[i] == ChildStatus::Running && fan.children[i].result.is_none())
+            .collect();
+        if fan.is_map && !fan.distributed {
+            for &i in &again {
+                self.log.record(
+                    host,
+                    "MapIterationStarted",
+                    || json!({"index": i, "name": state.name}),
+                );
+            }
+        }
+        for &i in &again {
+            self.log.mute(fan.distributed);
+            self.reenter(&mut fan.children[i], host);
+            self.log.unmute(fan.distributed);
         }
     }
 

@@ -2,7 +2,9 @@
 //! at once, calling task handlers in-process and letting time pass on a [`Clock`].
 
 use crate::error::{names, Failure};
-use crate::eval::{Delivery, Effect, Execution, ExecutionInfo, Host, Status, TaskCall};
+use crate::eval::{
+    seconds_after, Delivery, Effect, Execution, ExecutionInfo, Host, Status, TaskCall,
+};
 use crate::history::HistoryEvent;
 use crate::model::Machine;
 use chrono::{DateTime, Duration, Utc};
@@ -117,6 +119,15 @@ pub struct RunOptions {
     pub record_history: bool,
 }
 
+/// `t` plus a duration a handler reported, saturating rather than panicking when the
+/// sum is past the last instant a timestamp can hold.
+fn later(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
+    Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// How an execution ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -141,7 +152,7 @@ pub fn run<C: Clock>(
         .unwrap_or_else(|| ExecutionInfo::local("local", "local-execution", start));
     let deadline = machine
         .timeout_seconds
-        .map(|s| info.start_time + Duration::seconds(s as i64));
+        .map(|s| seconds_after(info.start_time, s as f64));
     let mut exec = Execution::start(machine, input, info, opts.record_history, host);
     while exec.status() == Status::Running {
         let pending: Vec<(u64, Effect)> = exec.pending().map(|(id, e)| (id, e.clone())).collect();
@@ -170,12 +181,13 @@ pub fn run<C: Clock>(
             unreachable!("filtered to invokes")
         };
         let outcome = handler.call(call);
+        // A limit too large for a Duration is no limit: no task runs that long.
         let timeout = call
             .timeout_seconds
-            .map(|s| std::time::Duration::from_secs_f64(s.max(0.0)));
+            .and_then(|s| std::time::Duration::try_from_secs_f64(s.max(0.0)).ok());
         let delivery = match (outcome.took, timeout) {
             (Some(took), Some(limit)) if took > limit => {
-                let t = host.clock.now() + Duration::from_std(limit).unwrap_or_default();
+                let t = later(host.clock.now(), limit);
                 host.clock.sleep_until(t);
                 Delivery::TaskFailed(Failure {
                     error: names::TIMEOUT.into(),
@@ -184,7 +196,7 @@ pub fn run<C: Clock>(
             }
             (took, _) => {
                 if let Some(t) = took {
-                    let t = host.clock.now() + Duration::from_std(t).unwrap_or_default();
+                    let t = later(host.clock.now(), t);
                     host.clock.sleep_until(t);
                 }
                 match outcome.result {

@@ -554,7 +554,7 @@ impl Run<'_> {
                             ("HeartbeatSeconds", &spec.heartbeat),
                         ] {
                             if let Some(a) = amount {
-                                let n = fatal!(scope.amount(a, &effective, field));
+                                let n = fatal!(scope.task_seconds(a, &effective, field));
                                 t.insert(field.into(), json!(n));
                             }
                         }
@@ -911,7 +911,7 @@ fn backoff_seconds(r: &Retrier, attempt: u32) -> u32 {
 
 // Error matching, ResultPath and compact JSON are the evaluator's own, so TestState
 // cannot drift from what an execution does.
-use crate::eval::{apply_result_path, compact, matches_error};
+use crate::eval::{apply_result_path, compact, matches_error, task_seconds_value};
 
 /// Resolves paths and intrinsics against the input, the given context and variables;
 /// the wording of its errors is the evaluator's.
@@ -941,6 +941,20 @@ impl Scope<'_> {
             IoPath::At(path) => self.select(path, &value).map_err(|detail| {
                 Failure::runtime(format!("Invalid path '{}' : {}", path.text(), detail))
             }),
+        }
+    }
+
+    /// A Task's TimeoutSeconds / HeartbeatSeconds, a value read from the input held to
+    /// the bound the validator puts on the literal, as the evaluator holds it.
+    fn task_seconds(&self, a: &Amount, input: &Value, lit: &str) -> Result<f64, Failure> {
+        match a {
+            Amount::Fixed(n) => Ok(*n),
+            Amount::Path(p) => {
+                let v = self.select(p, input).map_err(|d| {
+                    Failure::runtime(format!("Invalid path '{}' : {}", p.text(), d))
+                })?;
+                task_seconds_value(&v, &format!("{lit}Path"), p.text())
+            }
         }
     }
 

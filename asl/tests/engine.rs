@@ -211,3 +211,61 @@ fn engine_cases() {
         failures.join("\n")
     );
 }
+
+/// Runs a definition as given, without the validator (as the in-memory runner allows),
+/// with tasks that return at once.
+fn run_unvalidated(definition: Value) -> asl::runner::Outcome {
+    let machine = Machine::from_value(&definition).expect("the definition parses");
+    let mut handler = |_: &TaskCall| TaskOutcome::ok(Value::Null);
+    let mut host = RunHost {
+        clock: VirtualClock(start_time()),
+        random: SeededRandom::new(7),
+    };
+    let opts = RunOptions {
+        info: None,
+        record_history: false,
+    };
+    run(
+        Arc::new(machine),
+        Value::Null,
+        &mut handler,
+        &mut host,
+        opts,
+    )
+}
+
+#[test]
+fn a_wait_past_the_end_of_time_is_too_long_not_a_panic() {
+    let out = run_unvalidated(serde_json::json!({"StartAt": "W", "States": {
+        "W": {"Type": "Wait", "Seconds": 1e300, "End": true}}}));
+    assert_eq!(out.status.as_str(), "FAILED");
+    assert_eq!(out.error.as_deref(), Some("States.Runtime"));
+    assert!(
+        out.cause
+            .as_deref()
+            .is_some_and(|c| c.ends_with("Wait state delay is too long.")),
+        "{:?}",
+        out.cause
+    );
+}
+
+#[test]
+fn a_machine_timeout_past_the_end_of_time_never_fires() {
+    let out = run_unvalidated(
+        serde_json::json!({"TimeoutSeconds": 1_000_000_000_000_000_000u64,
+        "StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 1, "End": true}}}),
+    );
+    assert_eq!(out.status.as_str(), "SUCCEEDED", "{:?}", out.cause);
+}
+
+#[test]
+fn a_task_timeout_literal_out_of_range_is_a_runtime_error() {
+    let out = run_unvalidated(serde_json::json!({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:123456789012:function:f",
+              "TimeoutSeconds": 1e30, "End": true}}}));
+    assert_eq!(out.status.as_str(), "FAILED");
+    assert_eq!(
+        out.cause.as_deref(),
+        Some("An error occurred while executing the state 'T' (entered at the event id #2). The value for the field 'TimeoutSeconds' must be between 1 and 99999999")
+    );
+}

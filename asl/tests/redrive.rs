@@ -137,3 +137,109 @@ fn an_aborted_execution_redrives_from_the_state_it_was_in() {
     drive(&mut exec, &mut h, &|_| Ok(Value::Null));
     assert_eq!(exec.output(), Some(&json!("ok")));
 }
+
+/// The events after the last ExecutionRedriven, as (type, details).
+fn after_redrive(exec: &Execution) -> Vec<(String, Value)> {
+    let h = exec.history();
+    let at = h
+        .iter()
+        .rposition(|e| e.kind == "ExecutionRedriven")
+        .expect("an ExecutionRedriven event");
+    h[at + 1..]
+        .iter()
+        .map(|e| (e.kind.to_string(), e.details.clone()))
+        .collect()
+}
+
+#[test]
+fn a_redriven_task_is_entered_again_before_it_fails_again() {
+    let mut h = host();
+    let def = json!({"StartAt": "Reserve", "States": {
+        "Reserve": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:reserve", "ResultPath": "$.reserved", "Next": "Charge"},
+        "Charge": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:charge", "End": true}}});
+    let mut exec = start(def, json!({"order": "o-1"}), &mut h);
+    let decline = |p: &Value| {
+        if p.get("reserved").is_some() {
+            Err(Failure::new("Payment.Declined", "no funds"))
+        } else {
+            Ok(json!("r"))
+        }
+    };
+    drive(&mut exec, &mut h, &decline);
+    assert_eq!(exec.status(), Status::Failed);
+    exec.redrive(&mut h).unwrap();
+    drive(&mut exec, &mut h, &decline);
+    assert_eq!(exec.status(), Status::Failed);
+    let after = after_redrive(&exec);
+    let kinds: Vec<&str> = after.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "TaskStateEntered",
+            "LambdaFunctionScheduled",
+            "LambdaFunctionStarted",
+            "LambdaFunctionFailed",
+            "ExecutionFailed"
+        ]
+    );
+    assert_eq!(after[0].1["name"], "Charge");
+    assert_eq!(
+        after[0].1["input"],
+        json!({"order": "o-1", "reserved": "r"})
+    );
+}
+
+#[test]
+fn a_redriven_map_is_entered_again_and_so_are_its_failed_iterations() {
+    let mut h = host();
+    let def = json!({"StartAt": "Ship", "States": {"Ship": {"Type": "Map", "ItemsPath": "$.shipments",
+        "ItemProcessor": {"StartAt": "Send", "States": {"Send": {"Type": "Task",
+            "Resource": "arn:aws:lambda:us-east-1:1:function:ship", "End": true}}}, "End": true}}});
+    let input = json!({"shipments": ["a", "b", "c"]});
+    let mut exec = start(def, input.clone(), &mut h);
+    drive(&mut exec, &mut h, &|p| {
+        if p == "b" {
+            Err(Failure::new("Ship.AddressRejected", "no such street"))
+        } else {
+            Ok(p.clone())
+        }
+    });
+    assert_eq!(exec.status(), Status::Failed);
+    exec.redrive(&mut h).unwrap();
+    let after = after_redrive(&exec);
+    let opened: Vec<(&str, Value)> = after
+        .iter()
+        .take(5)
+        .map(|(k, d)| (k.as_str(), d.clone()))
+        .collect();
+    let entered = |input: Value, name: &str| json!({"input": input, "inputDetails": {"truncated": false}, "name": name});
+    // Iteration 0 succeeded; 1 failed, and 2 was still running, so was aborted. The Map
+    // is entered again, then 1 and 2 start again and enter Send, as a Map first starts.
+    assert_eq!(
+        opened,
+        [
+            ("MapStateEntered", entered(input, "Ship")),
+            ("MapIterationStarted", json!({"index": 1, "name": "Ship"})),
+            ("MapIterationStarted", json!({"index": 2, "name": "Ship"})),
+            ("TaskStateEntered", entered(json!("b"), "Send")),
+            ("TaskStateEntered", entered(json!("c"), "Send")),
+        ]
+    );
+    drive(&mut exec, &mut h, &|p| Ok(p.clone()));
+    assert_eq!(exec.output(), Some(&json!(["a", "b", "c"])));
+}
+
+#[test]
+fn a_wait_stopped_midway_is_entered_again_with_its_input() {
+    let mut h = host();
+    let def = json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "Next": "Done"},
+                     "Done": {"Type": "Pass", "Result": "ok", "ResultPath": "$.done", "End": true}}});
+    let mut exec = start(def, json!({"order": "o-2"}), &mut h);
+    exec.stop(None, None, &mut h);
+    exec.redrive(&mut h).unwrap();
+    let after = after_redrive(&exec);
+    assert_eq!(after[0].0, "WaitStateEntered");
+    assert_eq!(after[0].1["input"], json!({"order": "o-2"}));
+    drive(&mut exec, &mut h, &|_| Ok(Value::Null));
+    assert_eq!(exec.output(), Some(&json!({"order": "o-2", "done": "ok"})));
+}

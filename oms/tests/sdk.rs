@@ -12,7 +12,7 @@ use aws_sdk_sfn::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_sfn::config::{
     BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
 };
-use aws_sdk_sfn::error::SdkError;
+use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::operation::create_state_machine::CreateStateMachineError;
 use aws_sdk_sfn::operation::describe_execution::{DescribeExecutionError, DescribeExecutionOutput};
 use aws_sdk_sfn::operation::describe_state_machine::DescribeStateMachineError;
@@ -720,6 +720,119 @@ async fn callback_token_from_history_completes_the_task() {
                 | SendTaskSuccessError::InvalidToken(_)
         ),
         "a spent token"
+    );
+}
+
+#[tokio::test]
+async fn a_redriven_task_that_fails_again_is_entered_again_in_the_history() {
+    let server = Server::start();
+    let (client, _) = server.client();
+    let activity = client
+        .create_activity()
+        .name("pack-box")
+        .send()
+        .await
+        .unwrap()
+        .activity_arn;
+    let machine = create_machine(
+        &client,
+        "pack",
+        &json!({
+            "StartAt": "Prepare",
+            "States": {
+                "Prepare": {"Type": "Pass", "Result": "ready", "ResultPath": "$.step", "Next": "Pack"},
+                "Pack": {"Type": "Task", "Resource": activity, "End": true}
+            }
+        }),
+    )
+    .await;
+    let exec = start(&client, &machine, "pack-o-1", &json!({"order": "o-1"})).await;
+    work_once(&client, &activity, Err("Packer.Jammed")).await;
+    wait_for(&client, &exec, ExecutionStatus::Failed).await;
+    client
+        .redrive_execution()
+        .execution_arn(&exec)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("RedriveExecution: {e:?}"));
+    work_once(&client, &activity, Err("Packer.Jammed")).await;
+    let failed = wait_for(&client, &exec, ExecutionStatus::Failed).await;
+    assert_eq!(failed.redrive_count(), Some(1));
+
+    let events = history(&client, &exec).await;
+    let at = events
+        .iter()
+        .position(|e| e.r#type == HistoryEventType::ExecutionRedriven)
+        .expect("an ExecutionRedriven event");
+    let after: Vec<HistoryEventType> = events[at + 1..].iter().map(|e| e.r#type.clone()).collect();
+    assert_eq!(
+        after,
+        [
+            HistoryEventType::TaskStateEntered,
+            HistoryEventType::ActivityScheduled,
+            HistoryEventType::ActivityStarted,
+            HistoryEventType::ActivityFailed,
+            HistoryEventType::ExecutionFailed
+        ]
+    );
+    let entered = events[at + 1]
+        .state_entered_event_details()
+        .expect("the entered event's details");
+    assert_eq!(entered.name, "Pack");
+    assert_eq!(
+        parse(entered.input()),
+        json!({"order": "o-1", "step": "ready"})
+    );
+}
+
+/// The error code each of SendTaskSuccess, SendTaskFailure and SendTaskHeartbeat
+/// answers for `token`.
+async fn task_token_error_codes(client: &Client, token: &str) -> Vec<Option<String>> {
+    let code = |e: Option<&str>| e.map(str::to_string);
+    let success = client
+        .send_task_success()
+        .task_token(token)
+        .output("{}")
+        .send()
+        .await
+        .expect_err("SendTaskSuccess with a token no task has")
+        .into_service_error();
+    let failure = client
+        .send_task_failure()
+        .task_token(token)
+        .error("E")
+        .send()
+        .await
+        .expect_err("SendTaskFailure with a token no task has")
+        .into_service_error();
+    let heartbeat = client
+        .send_task_heartbeat()
+        .task_token(token)
+        .send()
+        .await
+        .expect_err("SendTaskHeartbeat with a token no task has")
+        .into_service_error();
+    vec![
+        code(success.code()),
+        code(failure.code()),
+        code(heartbeat.code()),
+    ]
+}
+
+#[tokio::test]
+async fn a_malformed_task_token_is_invalid_and_an_unknown_one_does_not_exist() {
+    let server = Server::start();
+    let (client, _) = server.client();
+    let invalid = Some("InvalidToken".to_string());
+    assert_eq!(
+        task_token_error_codes(&client, "bogus").await,
+        [invalid.clone(), invalid.clone(), invalid]
+    );
+    // The shape oms mints tokens in, but no task has this one.
+    let missing = Some("TaskDoesNotExist".to_string());
+    assert_eq!(
+        task_token_error_codes(&client, "0b7c9d4e-3f2a-4c1b-8e5d-6a7f8b9c0d1e").await,
+        [missing.clone(), missing.clone(), missing]
     );
 }
 

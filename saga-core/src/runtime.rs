@@ -10,7 +10,9 @@
 //! in flight are invoked again (at least once, as Lambda is), tokens stay valid.
 
 use crate::store::{Store, StoreError};
-use asl::eval::{Delivery, Effect, EffectId, Execution, ExecutionInfo, Snapshot, TaskCall};
+use asl::eval::{
+    seconds_after, Delivery, Effect, EffectId, Execution, ExecutionInfo, Snapshot, TaskCall,
+};
 use asl::history::HistoryEvent;
 use asl::resource::{Pattern, Target};
 use asl::{Failure, Host, Machine, Status};
@@ -27,8 +29,9 @@ use tokio::sync::Notify;
 pub trait Invoker: Send + Sync {
     /// How the runtime should treat `call`.
     fn route(&self, call: &TaskCall) -> Route;
-    /// Runs a task routed [`Route::Invoke`] (or the request half of a callback).
-    async fn invoke(&self, call: &TaskCall) -> Result<Value, Failure>;
+    /// Runs a task routed [`Route::Invoke`] (or the request half of a callback) for
+    /// the execution `execution_arn`: an invoker may serve some state machines only.
+    async fn invoke(&self, execution_arn: &str, call: &TaskCall) -> Result<Value, Failure>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +78,13 @@ pub fn epoch(t: DateTime<Utc>) -> f64 {
 }
 
 pub fn from_epoch(s: f64) -> DateTime<Utc> {
-    DateTime::from_timestamp_micros((s * 1e6) as i64).unwrap_or_default()
+    // A stored deadline past the last instant a timestamp holds is that instant: read
+    // as the epoch instead, it would fire at once.
+    DateTime::from_timestamp_micros((s * 1e6) as i64).unwrap_or(if s > 0.0 {
+        DateTime::<Utc>::MAX_UTC
+    } else {
+        DateTime::<Utc>::UNIX_EPOCH
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -326,7 +335,7 @@ impl Runtime {
         let deadline = new
             .machine
             .timeout_seconds
-            .map(|s| start + Duration::seconds(s as i64));
+            .map(|s| seconds_after(start, s as f64));
         self.activate(&arn, guard, deadline);
         Ok((arn, start))
     }
@@ -414,8 +423,8 @@ impl Runtime {
                 let deadline = match &token {
                     Some(t) => rt
                         .stored_deadline(t, "timeout_deadline")
-                        .unwrap_or_else(|| Utc::now() + secs_duration(secs)),
-                    None => Utc::now() + secs_duration(secs),
+                        .unwrap_or_else(|| seconds_after(Utc::now(), secs)),
+                    None => seconds_after(Utc::now(), secs),
                 };
                 sleep_until(deadline).await;
                 rt.deliver(
@@ -442,7 +451,7 @@ impl Runtime {
             Route::Invoke | Route::InvokeThenAwaitToken => {
                 let rt = self.clone();
                 tokio::spawn(async move {
-                    let result = rt.invoker.invoke(&call).await;
+                    let result = rt.invoker.invoke(&arn, &call).await;
                     match (route, result) {
                         (Route::Invoke, Ok(v)) => {
                             rt.deliver(&arn, id, Delivery::TaskSucceeded(v)).await
@@ -477,7 +486,7 @@ impl Runtime {
     fn watch_heartbeat(self: &Arc<Self>, arn: String, id: EffectId, token: String, secs: f64) {
         let initial = self
             .stored_deadline(&token, "heartbeat_deadline")
-            .unwrap_or_else(|| Utc::now() + secs_duration(secs));
+            .unwrap_or_else(|| seconds_after(Utc::now(), secs));
         self.heartbeats
             .lock()
             .expect("heartbeat lock")
@@ -674,7 +683,7 @@ impl Runtime {
             })?
             .ok_or(RuntimeError::NoSuchToken)?;
         if let Some(secs) = secs {
-            let deadline = Utc::now() + secs_duration(secs);
+            let deadline = seconds_after(Utc::now(), secs);
             self.heartbeats
                 .lock()
                 .expect("heartbeat lock")
@@ -823,7 +832,7 @@ impl Runtime {
         }
         let deadline = machine
             .timeout_seconds
-            .map(|s| now + Duration::seconds(s as i64));
+            .map(|s| seconds_after(now, s as f64));
         self.activate(arn, guard, deadline);
         Ok(now)
     }
@@ -890,7 +899,7 @@ impl Runtime {
             })?;
             let deadline = machine
                 .timeout_seconds
-                .map(|s| from_epoch(start) + Duration::seconds(s as i64));
+                .map(|s| seconds_after(from_epoch(start), s as f64));
             let cell = Arc::new(tokio::sync::Mutex::new(Live {
                 exec,
                 dispatched: HashSet::new(),
@@ -927,10 +936,6 @@ fn outcome(exec: &Execution) -> (String, Option<String>, Option<Failure>) {
 
 fn stop_date_if_done(status: &str) -> Option<f64> {
     (status != "RUNNING").then(|| epoch(Utc::now()))
-}
-
-fn secs_duration(secs: f64) -> Duration {
-    Duration::milliseconds((secs * 1000.0) as i64)
 }
 
 async fn sleep_until(t: DateTime<Utc>) {
@@ -974,7 +979,7 @@ fn new_task_rows(exec: &Execution, existing: &HashMap<EffectId, String>) -> Vec<
                     kind,
                     activity_arn,
                     input: call.payload.to_string(),
-                    timeout_deadline: call.timeout_seconds.map(|s| epoch(now + secs_duration(s))),
+                    timeout_deadline: call.timeout_seconds.map(|s| epoch(seconds_after(now, s))),
                     heartbeat_seconds: call.heartbeat_seconds,
                 })
             }
@@ -1077,7 +1082,7 @@ mod tests {
         fn route(&self, call: &TaskCall) -> Route {
             default_route(call)
         }
-        async fn invoke(&self, call: &TaskCall) -> Result<Value, Failure> {
+        async fn invoke(&self, _: &str, call: &TaskCall) -> Result<Value, Failure> {
             if call.payload.get("fail").is_some() {
                 return Err(Failure::new("Step.Failed", "asked to fail"));
             }
@@ -1162,7 +1167,7 @@ mod tests {
         fn route(&self, call: &TaskCall) -> Route {
             default_route(call)
         }
-        async fn invoke(&self, _call: &TaskCall) -> Result<Value, Failure> {
+        async fn invoke(&self, _: &str, _call: &TaskCall) -> Result<Value, Failure> {
             std::future::pending().await
         }
     }
@@ -1198,6 +1203,67 @@ mod tests {
             "the first attempt and the one after the restart"
         );
         store.close();
+    }
+
+    /// A callback task whose `field` (TimeoutSecondsPath or HeartbeatSecondsPath) reads `$.t`.
+    fn callback_task_with(field: &str) -> String {
+        format!(
+            r#"{{"StartAt":"T","States":{{"T":{{"Type":"Task",
+            "Resource":"arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "{field}":"$.t",
+            "Parameters":{{"QueueUrl":"q","MessageBody":{{"token.$":"$$.Task.Token"}}}},
+            "End":true}}}}}}"#
+        )
+    }
+
+    /// Runs a callback task whose `field` reads 1e13 from the input: the execution must
+    /// fail as AWS fails it, not panic the runtime or time out at once.
+    async fn out_of_range_seconds_fail_the_execution(field: &str, name: &str) {
+        let store = Store::open(&temp_dir(name)).unwrap();
+        let rt = Runtime::new(store.clone(), Arc::new(Echo));
+        let def = callback_task_with(field);
+        let (arn, _) = rt
+            .start(new_execution(&def, name, json!({"t": 1e13})))
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), rt.wait_finished(&arn))
+            .await
+            .expect("the execution ends");
+        let (status, error, cause): (String, Option<String>, Option<String>) = store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT status, error, cause FROM executions WHERE arn = ?1",
+                    [&arn],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(status, "FAILED");
+        assert_eq!(error.as_deref(), Some("States.Runtime"));
+        let want = format!(
+            "An error occurred while executing the state 'T' (entered at the event id #2). \
+             The {field} field refers to value \"10000000000000.0\" which is not between 1 and 99999999: $.t"
+        );
+        assert_eq!(cause.as_deref(), Some(want.as_str()));
+        store.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_timeout_seconds_path_past_the_limit_fails_the_execution() {
+        out_of_range_seconds_fail_the_execution("TimeoutSecondsPath", "timeout-path").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_heartbeat_seconds_path_past_the_limit_fails_the_execution() {
+        out_of_range_seconds_fail_the_execution("HeartbeatSecondsPath", "heartbeat-path").await;
+    }
+
+    #[test]
+    fn a_stored_deadline_past_the_end_of_time_is_not_the_epoch() {
+        assert_eq!(from_epoch(1e300), DateTime::<Utc>::MAX_UTC);
+        assert_eq!(from_epoch(-1e300), DateTime::<Utc>::UNIX_EPOCH);
+        let t = from_epoch(1_700_000_000.5);
+        assert_eq!(epoch(t), 1_700_000_000.5);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,7 +64,15 @@ def test_invalid_execution_input(sfn):
 
 
 def test_invalid_output(sfn):
-    expect("InvalidOutput", sfn.send_task_success, taskToken="whatever", output="{not json")
+    # A well-formed token (a malformed one is InvalidToken before the output is read).
+    token = "00000000-0000-4000-8000-000000000000"
+    expect("InvalidOutput", sfn.send_task_success, taskToken=token, output="{not json")
+
+
+def test_a_malformed_token_is_invalid_and_an_unknown_one_does_not_exist(sfn):
+    expect("InvalidToken", sfn.send_task_success, taskToken="bogus", output="{}")
+    expect("TaskDoesNotExist", sfn.send_task_success, taskToken="00000000-0000-4000-8000-000000000000",
+           output="{}")
 
 
 def test_invalid_name(sfn):
