@@ -14,7 +14,7 @@ use crate::gateway::{GatewayError, GatewayRefund, LedgerGateway, PaymentGateway}
 use crate::ledger::*;
 use crate::model::*;
 use crate::sourcing::{self, Site};
-use crate::store::{Cond, Store, StoreError, Write};
+use crate::store::{Cond, Item, Store, StoreError, Write};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -173,15 +173,57 @@ pub async fn check_order(
     })
 }
 
+/// The payment-method reference an order pays with. A token is vaulted at the gateway,
+/// which keeps it; a reference must be one the gateway gave for this very order, or a
+/// reference seen in one order's history could pay for another.
+pub async fn payment_method(ctx: &Ctx, order: &Order) -> Result<String, ActivityError> {
+    let id = &order.order_id;
+    match (&order.payment.token, &order.payment.method) {
+        (Some(token), None) => vault(ctx, id, token).await,
+        (None, Some(method)) => {
+            let owner = ctx
+                .gateway
+                .vaulted_for(method)
+                .await
+                .map_err(|e| gateway_error(e, id))?;
+            if owner.as_deref() != Some(id.as_str()) {
+                return Err(invalid(&[FieldError {
+                    field: "payment.method".into(),
+                    rule: format!("a payment method the gateway gave for order '{id}'"),
+                }]));
+            }
+            Ok(method.clone())
+        }
+        _ => Err(invalid(&order.check())),
+    }
+}
+
+async fn vault(ctx: &Ctx, order_id: &str, token: &str) -> Result<String, ActivityError> {
+    ctx.gateway
+        .vault(order_id, token)
+        .await
+        .map_err(|e| gateway_error(e, order_id))
+}
+
+/// The reference an order record pays with. Records written before the gateway kept
+/// tokens hold the token itself: it is vaulted now, so old data dirs keep working.
+pub async fn recorded_method(ctx: &Ctx, record: &OrderRecord) -> Result<String, ActivityError> {
+    if is_token(&record.payment_method) {
+        return vault(ctx, &record.order_id, &record.payment_method).await;
+    }
+    Ok(record.payment_method.clone())
+}
+
 pub async fn place_order(ctx: &Ctx, order: Order) -> Result<PlacedOrder, ActivityError> {
     let lines = check_order(ctx, &order).await?.map_err(|e| invalid(&e))?;
     ctx.faults.inject("place", Point::Before).await?;
+    let method = payment_method(ctx, &order).await?;
     let total_cents = lines.iter().map(|l| l.line_total_cents).sum();
     let placed = contended("PlaceOrder", || async {
         if let Some(item) = ctx.store.get(&order_key(&order.order_id)).await? {
             let existing: OrderRecord = from_item(&item)?;
             let same = existing.customer_id == order.customer_id
-                && existing.payment_token == order.payment.token
+                && recorded_method(ctx, &existing).await? == method
                 && existing.ship_to == order.ship_to
                 && existing.lines.len() == order.lines.len()
                 && existing
@@ -207,7 +249,7 @@ pub async fn place_order(ctx: &Ctx, order: Order) -> Result<PlacedOrder, Activit
             lines: lines.clone(),
             total_cents,
             currency: "USD".into(),
-            payment_token: order.payment.token.clone(),
+            payment_method: method.clone(),
             ship_to: order.ship_to.clone(),
             status: OrderStatus::Pending,
             charged_cents: 0,
@@ -401,7 +443,7 @@ pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, Ac
 
 // ---- ChargePayment / RefundPayment -----------------------------------------------
 
-fn charge_key(order_id: &str) -> String {
+pub fn charge_key(order_id: &str) -> String {
     format!("{order_id}/charge")
 }
 
@@ -435,11 +477,8 @@ pub async fn charge_payment(ctx: &Ctx, input: OrderRef) -> Result<Charge, Activi
             return Err(cancelled(id, "was cancelled"));
         }
         let total = order.value.total_cents;
-        let charged = match ctx
-            .gateway
-            .charge(&charge_key(id), &order.value.payment_token, total)
-            .await
-        {
+        let method = recorded_method(ctx, &order.value).await?;
+        let charged = match ctx.gateway.charge(&charge_key(id), &method, total).await {
             Ok(c) => c,
             Err(e) => {
                 let err = gateway_error(e, id);
@@ -458,6 +497,8 @@ pub async fn charge_payment(ctx: &Ctx, input: OrderRef) -> Result<Charge, Activi
             amount_cents: charged.amount_cents,
         };
         let mut record = order.value.clone();
+        // An old record's token goes: the gateway has it now.
+        record.payment_method = method;
         record.charged_cents = charge.amount_cents;
         if matches!(record.status, OrderStatus::Pending | OrderStatus::Reserved) {
             record.status = OrderStatus::Charged;
@@ -494,6 +535,8 @@ pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, Activi
         if let Some(r) = step.compensated() {
             return Ok(Attempt::Done(r));
         }
+        let order = ctx.store.get(&order_key(id)).await?;
+        refuse_if_completed(order.as_ref(), id)?;
         // The gateway is asked even when the ledger shows no charge: a charge call may
         // have gone through and died before recording it.
         let refund = match ctx.gateway.refund(&charge_key(id)).await {
@@ -523,7 +566,9 @@ pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, Activi
         };
         let mut writes =
             vec![step.write(StepStatus::Compensated, None, Some(value(&refund)), None)];
-        if let Some(item) = ctx.store.get(&order_key(id)).await? {
+        // Written against the version read before the refund: an order that completed
+        // in between loses the batch and is read again.
+        if let Some(item) = order {
             let mut record: OrderRecord = from_item(&item)?;
             record.refunded_cents = refund.amount_cents;
             record.updated_at = now();
@@ -534,6 +579,20 @@ pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, Activi
     .await?;
     ctx.faults.inject("refund", Point::After).await?;
     Ok(out)
+}
+
+/// A compensation never undoes a completed order: a state machine that calls one (oms
+/// allows only the saga to, but a deployed function has other callers) changes nothing.
+fn refuse_if_completed(order: Option<&Item>, id: &str) -> Result<(), ActivityError> {
+    let Some(item) = order else { return Ok(()) };
+    let record: OrderRecord = from_item(item)?;
+    if record.status == OrderStatus::Completed {
+        return Err(ActivityError::new(
+            ErrorKind::OrderCompleted,
+            format!("order '{id}' is COMPLETED: its payment is not refunded"),
+        ));
+    }
+    Ok(())
 }
 
 // ---- PickShipment / RestockShipment ----------------------------------------------
@@ -729,7 +788,8 @@ async fn request_pick(
 /// The warehouse's answer to a pick request: the shipment is picked (or, if `damaged`
 /// says why, the pick fails with Pick.ItemDamaged). Returns the task token the waiting
 /// state machine is to be answered with (None if no request was waiting) and the
-/// outcome to answer with. A repeated answer gives the same outcome.
+/// outcome to answer with. A repeated "picked" answers the shipment as it is; any
+/// answer once the shipment is past picking is an Order.Conflict naming its status.
 pub async fn confirm_pick(
     ctx: &Ctx,
     target: &ShipmentRef,
@@ -737,17 +797,28 @@ pub async fn confirm_pick(
 ) -> Result<(Option<String>, Result<ShipmentState, ActivityError>), ActivityError> {
     let shipment = load_shipment(&*ctx.store, &target.order_id, &target.shipment_id).await?;
     let token = shipment.value.pick_token.clone();
-    // An answer to no request would pick the shipment with no one to tell: the saga's
-    // request, arriving after, would find the step done and wait for an answer that
-    // already came. (A repeated answer, after the pick, stays idempotent.)
-    if token.is_none() && shipment.value.status == ShipmentStatus::Reserved {
-        return Err(ActivityError::new(
-            ErrorKind::OrderConflict,
-            format!(
-                "shipment {}: no pick was requested yet; answer the warehouse's request",
-                target.shipment_id
-            ),
-        ));
+    match (shipment.value.status, &token, damaged) {
+        (ShipmentStatus::Reserved, Some(_), _) => {}
+        // An answer to no request would pick the shipment with no one to tell: the
+        // saga's request, arriving after, would find the step done and wait for an
+        // answer that already came.
+        (ShipmentStatus::Reserved, None, _) => {
+            return Err(ActivityError::new(
+                ErrorKind::OrderConflict,
+                format!(
+                    "shipment {}: no pick was requested yet; answer the warehouse's request",
+                    target.shipment_id
+                ),
+            ))
+        }
+        // A repeated answer changes nothing and tells how the shipment is now. (The
+        // token, if a redriven pick asked again, is answered with it.)
+        (ShipmentStatus::Picked, _, None) => {
+            return Ok((token, Ok(shipment_state(&shipment.value, &target.order_id))))
+        }
+        // Past picking (or damaged after the pick was confirmed): the answer comes too
+        // late to change anything, and the step's old result would not be the truth.
+        (status, _, _) => return Err(too_late_to_pick(&target.shipment_id, status)),
     }
     let outcome = pick_now(ctx, target, damaged).await;
     if let Err(e) = &outcome {
@@ -756,6 +827,18 @@ pub async fn confirm_pick(
         }
     }
     Ok((token, outcome))
+}
+
+fn too_late_to_pick(shipment_id: &str, status: ShipmentStatus) -> ActivityError {
+    let status = serde_json::to_value(status).unwrap_or_default();
+    ActivityError::new(
+        ErrorKind::OrderConflict,
+        format!(
+            "shipment {shipment_id} is {}: a pick answer changes only a RESERVED shipment \
+             whose pick was requested",
+            status.as_str().unwrap_or_default()
+        ),
+    )
 }
 
 pub async fn restock_shipment(
@@ -985,7 +1068,8 @@ macro_rules! activities {
 }
 
 activities! {
-    "PlaceOrder", "place", None, place_order, Order => PlacedOrder, [OrderInvalid, OrderConflict];
+    "PlaceOrder", "place", None, place_order, Order => PlacedOrder,
+        [OrderInvalid, OrderConflict, PaymentGatewayTimeout];
     "ReserveInventory", "reserve", None, reserve_inventory, OrderRef => Reservation,
         [OrderInvalid, OrderNotFound, OrderCancelled, InventoryOutOfStock];
     "ChargePayment", "charge", None, charge_payment, OrderRef => Charge,
@@ -999,7 +1083,7 @@ activities! {
     "RestockShipment", "restock", Some("pick"), restock_shipment, ShipmentRef => ShipmentState,
         [OrderInvalid, ShipmentInTransit];
     "RefundPayment", "refund", Some("charge"), refund_payment, OrderRef => Refund,
-        [OrderInvalid, PaymentRefundRejected, PaymentGatewayTimeout];
+        [OrderInvalid, OrderCompleted, PaymentRefundRejected, PaymentGatewayTimeout];
     "ReleaseInventory", "release", Some("reserve"), release_inventory, OrderRef => Release,
         [OrderInvalid];
     "RecordOrderStatus", "record_status", None, record_order_status, StatusUpdate => StatusRecorded,

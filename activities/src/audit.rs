@@ -4,7 +4,7 @@
 use crate::gateway;
 use crate::ledger::*;
 use crate::model::{OrderStatus, ShipmentStatus};
-use crate::store::{Store, StoreError};
+use crate::store::{Key, Store, StoreError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -29,11 +29,10 @@ pub async fn audit(store: &dyn Store) -> Result<Audit, StoreError> {
     a.charged_cents = totals.charged_cents;
     a.refunded_cents = totals.refunded_cents;
     let gateway_items = store.query(gateway::PARTITION, "").await?;
-    let gateway_amount = |kind: &str, order_id: &str| -> i64 {
-        let sk = format!("{kind}#{order_id}/charge");
+    let gateway_amount = |key: Key| -> i64 {
         gateway_items
             .iter()
-            .find(|i| i.key.sk == sk)
+            .find(|i| i.key == key)
             .map_or(0, |i| i.i64("amount_cents"))
     };
 
@@ -79,8 +78,9 @@ pub async fn audit(store: &dyn Store) -> Result<Audit, StoreError> {
                 }
             }
         }
-        let charged = gateway_amount("CHARGE", id);
-        let refunded = gateway_amount("REFUND", id);
+        let charge = crate::activity::charge_key(id);
+        let charged = gateway_amount(gateway::charge_key(&charge));
+        let refunded = gateway_amount(gateway::refund_key(&charge));
         match order.status {
             OrderStatus::Completed => {
                 a.completed_total_cents += order.total_cents;

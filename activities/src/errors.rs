@@ -12,6 +12,7 @@ pub enum ErrorKind {
     OrderNotFound,
     OrderConflict,
     OrderCancelled,
+    OrderCompleted,
     InventoryOutOfStock,
     PaymentDeclined,
     PaymentGatewayTimeout,
@@ -57,6 +58,12 @@ pub const ERRORS: &[ErrorSpec] = &[
         name: "Order.Cancelled",
         retryable: false,
         meaning: "The order was cancelled, or this step was already compensated; the forward step did nothing.",
+    },
+    ErrorSpec {
+        kind: ErrorKind::OrderCompleted,
+        name: "Order.Completed",
+        retryable: false,
+        meaning: "The order completed: a compensation does not undo it (its payment stays charged); nothing was changed.",
     },
     ErrorSpec {
         kind: ErrorKind::InventoryOutOfStock,

@@ -1,11 +1,14 @@
 //! The payment gateway seen by ChargePayment and RefundPayment, and the built-in one:
-//! a ledger in the store that behaves like a card gateway with idempotency keys.
+//! a ledger in the store that behaves like a card gateway with idempotency keys and a
+//! vault: a token is exchanged for a payment-method reference once, and only the
+//! gateway can tell which token a reference stands for.
 //!
 //! Test tokens: `tok_visa` and any other well-formed token approve; `tok_declined`
 //! declines; `tok_gateway_timeout` never answers; `tok_refund_rejected` charges but
-//! refuses refunds.
+//! refuses refunds. A reference behaves as the token it was vaulted for.
 
-use crate::store::{Cond, Key, Store, StoreError, Write};
+use crate::model::{METHOD_HEX_DIGITS, METHOD_PREFIX};
+use crate::store::{Cond, Item, Key, Store, StoreError, Write};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -37,11 +40,18 @@ pub enum GatewayRefund {
 
 #[async_trait::async_trait]
 pub trait PaymentGateway: Send + Sync {
-    /// Charges once per `key`: a second call with the same key returns the first charge.
+    /// Exchanges an order's card token for a payment-method reference (`pm_` and 32
+    /// hex digits, `model::METHOD_PATTERN`) and keeps the token, so that nothing else
+    /// need hold it. The same order and token give the same reference.
+    async fn vault(&self, order_id: &str, token: &str) -> Result<String, GatewayError>;
+    /// The order a reference was vaulted for; None if this gateway never gave it out.
+    async fn vaulted_for(&self, method: &str) -> Result<Option<String>, GatewayError>;
+    /// Charges the payment method `method` (a reference from `vault`) once per `key`: a
+    /// second call with the same key returns the first charge.
     async fn charge(
         &self,
         key: &str,
-        token: &str,
+        method: &str,
         amount_cents: i64,
     ) -> Result<GatewayCharge, GatewayError>;
     /// Refunds the whole charge made under `charge_key`, once per `charge_key`. With no
@@ -61,14 +71,37 @@ impl LedgerGateway {
     }
 }
 
-fn charge_key(key: &str) -> Key {
-    Key::new(PARTITION, format!("CHARGE#{key}"))
+const CHARGE: &str = "CHARGE#";
+const REFUND: &str = "REFUND#";
+const VOID: &str = "VOID#";
+/// A vaulted token, under its reference: the one item that holds it.
+const METHOD: &str = "METHOD#";
+
+pub fn charge_key(key: &str) -> Key {
+    Key::new(PARTITION, format!("{CHARGE}{key}"))
 }
-fn refund_key(key: &str) -> Key {
-    Key::new(PARTITION, format!("REFUND#{key}"))
+pub fn refund_key(key: &str) -> Key {
+    Key::new(PARTITION, format!("{REFUND}{key}"))
 }
 fn void_key(key: &str) -> Key {
-    Key::new(PARTITION, format!("VOID#{key}"))
+    Key::new(PARTITION, format!("{VOID}{key}"))
+}
+fn method_key(method: &str) -> Key {
+    Key::new(PARTITION, format!("{METHOD}{method}"))
+}
+
+/// The reference of an order's token: derived, not drawn, so that vaulting again (a
+/// resubmitted order, a retried PlaceOrder) gives the same one without a lookup by
+/// token. The order id's length comes first so that no two pairs hash the same text.
+fn method_for(order_id: &str, token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let text = format!("{}:{order_id}:{token}", order_id.len());
+    let digest = Sha256::digest(text.as_bytes());
+    let hex: String = digest[..METHOD_HEX_DIGITS / 2]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{METHOD_PREFIX}{hex}")
 }
 
 fn id_for(prefix: &str, key: &str) -> String {
@@ -89,12 +122,60 @@ fn doc(v: Value) -> Map<String, Value> {
     }
 }
 
+impl LedgerGateway {
+    async fn vaulted(&self, method: &str) -> Result<Option<Item>, GatewayError> {
+        self.store
+            .get(&method_key(method))
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The token a charge was made with: charges recorded before the vault hold it
+    /// themselves.
+    async fn charged_token(&self, charge: &Item) -> Result<Option<String>, GatewayError> {
+        if let Some(token) = charge.str("token") {
+            return Ok(Some(token.to_string()));
+        }
+        let Some(method) = charge.str("method") else {
+            return Ok(None);
+        };
+        Ok(self
+            .vaulted(method)
+            .await?
+            .and_then(|m| m.str("token").map(str::to_string)))
+    }
+}
+
 #[async_trait::async_trait]
 impl PaymentGateway for LedgerGateway {
+    async fn vault(&self, order_id: &str, token: &str) -> Result<String, GatewayError> {
+        let method = method_for(order_id, token);
+        if self.vaulted(&method).await?.is_some() {
+            return Ok(method);
+        }
+        let write = Write::Put {
+            key: method_key(&method),
+            doc: doc(json!({"order_id": order_id, "token": token})),
+            cond: Cond::NotExists,
+        };
+        match self.store.transact(vec![write]).await {
+            // A concurrent call vaulted the same order and token: the same item.
+            Ok(()) | Err(StoreError::ConditionFailed { .. }) => Ok(method),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn vaulted_for(&self, method: &str) -> Result<Option<String>, GatewayError> {
+        Ok(self
+            .vaulted(method)
+            .await?
+            .and_then(|m| m.str("order_id").map(str::to_string)))
+    }
+
     async fn charge(
         &self,
         key: &str,
-        token: &str,
+        method: &str,
         amount_cents: i64,
     ) -> Result<GatewayCharge, GatewayError> {
         if let Some(existing) = self
@@ -108,6 +189,12 @@ impl PaymentGateway for LedgerGateway {
                 amount_cents: existing.i64("amount_cents"),
             });
         }
+        let vaulted = self.vaulted(method).await?;
+        let Some(token) = vaulted.as_ref().and_then(|m| m.str("token")) else {
+            return Err(GatewayError::Declined(format!(
+                "no payment method {method}"
+            )));
+        };
         match token {
             "tok_declined" => return Err(GatewayError::Declined("card declined".into())),
             "tok_gateway_timeout" => {
@@ -126,7 +213,7 @@ impl PaymentGateway for LedgerGateway {
             Write::Put {
                 key: charge_key(key),
                 doc: doc(json!({
-                    "charge_id": charge_id, "token": token, "amount_cents": amount_cents
+                    "charge_id": charge_id, "method": method, "amount_cents": amount_cents
                 })),
                 cond: Cond::NotExists,
             },
@@ -194,7 +281,8 @@ impl PaymentGateway for LedgerGateway {
                     },
                 ],
                 Some(charge) => {
-                    if charge.str("token") == Some("tok_refund_rejected") {
+                    let token = self.charged_token(&charge).await?;
+                    if token.as_deref() == Some("tok_refund_rejected") {
                         return Err(GatewayError::RefundRejected(
                             "the issuer refused the refund".into(),
                         ));
@@ -236,13 +324,30 @@ pub struct GatewayTotals {
 pub async fn totals(store: &dyn Store) -> Result<GatewayTotals, StoreError> {
     let mut t = GatewayTotals::default();
     for item in store.query(PARTITION, "").await? {
-        if item.key.sk.starts_with("CHARGE#") {
+        if item.key.sk.starts_with(CHARGE) {
             t.charges += 1;
             t.charged_cents += item.i64("amount_cents");
-        } else if item.key.sk.starts_with("REFUND#") {
+        } else if item.key.sk.starts_with(REFUND) {
             t.refunds += 1;
             t.refunded_cents += item.i64("amount_cents");
         }
     }
     Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::is_method;
+
+    #[test]
+    fn references_are_well_formed_and_tell_orders_and_tokens_apart() {
+        let a = method_for("o1", "tok_visa");
+        assert!(is_method(&a), "{a}");
+        assert_eq!(a, method_for("o1", "tok_visa"));
+        assert_ne!(a, method_for("o2", "tok_visa"));
+        assert_ne!(a, method_for("o1", "tok_visa2"));
+        // The same text once the two are joined: only the length prefix tells them apart.
+        assert_ne!(method_for("a:b", "c"), method_for("a", "b:c"));
+    }
 }

@@ -173,7 +173,11 @@ pub struct OrderRecord {
     pub lines: Vec<PricedLine>,
     pub total_cents: i64,
     pub currency: String,
-    pub payment_token: String,
+    /// The payment-method reference the gateway gave for the order's token (never the
+    /// token). Records written before the vault call it `payment_token` and hold the
+    /// token itself, which the activities exchange when they read it.
+    #[serde(alias = "payment_token")]
+    pub payment_method: String,
     pub ship_to: Address,
     pub status: OrderStatus,
     pub charged_cents: i64,

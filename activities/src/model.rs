@@ -9,10 +9,19 @@ use serde::{Deserialize, Serialize};
 /// and warehouse, plus shipments) inside one 100-write transaction.
 pub const MAX_LINES: usize = 20;
 pub const MAX_QUANTITY: i64 = 1000;
+/// The longest a warehouse may be given to pick, or between its heartbeats: a year, the
+/// longest a Standard execution can run. It also keeps every deadline the runtime
+/// computes from these far inside what a timestamp can hold.
+pub const MAX_PICK_SECONDS: u64 = 31_536_000;
 /// Ids (orders, customers, SKUs), as the published schema states them for API Gateway;
 /// `Order::check` applies the same rules with messages that name the field.
 pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 pub const TOKEN_PATTERN: &str = "^tok_[a-z0-9_]{1,60}$";
+/// A payment-method reference, as `PaymentGateway::vault` gives it for a token: what
+/// the saga carries instead of the token. `is_method` applies the same rule.
+pub const METHOD_PATTERN: &str = "^pm_[0-9a-f]{32}$";
+pub const METHOD_PREFIX: &str = "pm_";
+pub const METHOD_HEX_DIGITS: usize = 32;
 
 /// A country we ship to, with the point distances to it are measured from (its
 /// centroid; sourcing needs only a rough "nearest").
@@ -132,12 +141,75 @@ pub struct OrderLine {
     pub quantity: i64,
 }
 
+/// How an order pays: exactly one of a gateway token or the payment-method reference
+/// the gateway gave for it. The Orders API exchanges a token for a reference before the
+/// saga starts, so the token is in no execution's input or history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+// Exactly one: with no other field allowed, one property and only one (a draft 4
+// model can say this; `oneOf` of `required` breaks strict validators).
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
 pub struct Payment {
     /// A gateway token: `tok_` then lower-case letters, digits and `_`.
-    #[schemars(regex(pattern = TOKEN_PATTERN))]
-    pub token: String,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "String", regex(pattern = TOKEN_PATTERN))]
+    pub token: Option<String>,
+    /// A payment-method reference the gateway gave for this order's token: `pm_` then
+    /// 32 lower-case hex digits.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "String", regex(pattern = METHOD_PATTERN))]
+    pub method: Option<String>,
+}
+
+impl Payment {
+    pub fn token(token: &str) -> Payment {
+        Payment {
+            token: Some(token.to_string()),
+            method: None,
+        }
+    }
+
+    pub fn method(method: &str) -> Payment {
+        Payment {
+            token: None,
+            method: Some(method.to_string()),
+        }
+    }
+}
+
+/// An optional field that, when given, is a string: `null` is refused as the published
+/// schema refuses it, rather than read as absent.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
+/// A well-formed gateway token (TOKEN_PATTERN).
+pub fn is_token(s: &str) -> bool {
+    s.strip_prefix("tok_").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.len() <= 60
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    })
+}
+
+/// A well-formed payment-method reference (METHOD_PATTERN).
+pub fn is_method(s: &str) -> bool {
+    s.strip_prefix(METHOD_PREFIX).is_some_and(|hex| {
+        hex.len() == METHOD_HEX_DIGITS
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -164,6 +236,39 @@ pub struct Order {
     pub lines: Vec<OrderLine>,
     pub payment: Payment,
     pub ship_to: Address,
+}
+
+/// How long a warehouse may take to pick each shipment, and how often it must say it is
+/// still working. An order gives both or neither: the saga's ApplyDefaults state fills
+/// in the whole object when it is absent (Step Functions can only merge shallowly).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderOptions {
+    #[schemars(range(min = 1, max = MAX_PICK_SECONDS))]
+    pub pick_timeout_seconds: u64,
+    #[schemars(range(min = 1, max = MAX_PICK_SECONDS))]
+    pub pick_heartbeat_seconds: u64,
+}
+
+impl OrderOptions {
+    /// The rules beyond the types: both durations within 1 to MAX_PICK_SECONDS.
+    pub fn check(&self) -> Vec<FieldError> {
+        let rule = format!("an integer number of seconds from 1 to {MAX_PICK_SECONDS}");
+        [
+            ("options.pick_timeout_seconds", self.pick_timeout_seconds),
+            (
+                "options.pick_heartbeat_seconds",
+                self.pick_heartbeat_seconds,
+            ),
+        ]
+        .into_iter()
+        .filter(|(_, seconds)| !(1..=MAX_PICK_SECONDS).contains(seconds))
+        .map(|(field, _)| FieldError {
+            field: field.to_string(),
+            rule: rule.clone(),
+        })
+        .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -388,8 +493,17 @@ fn id_ok(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn text_ok(s: &str, max: usize) -> bool {
-    !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
+/// The rule a free text breaks, if any: 1 to `max` characters, not blank, and no
+/// control characters (they would corrupt a shipping label or a log line). The rules
+/// are told apart so that the message says which one the text broke.
+pub fn text_rule(s: &str, max: usize) -> Option<String> {
+    if s.chars().any(char::is_control) {
+        Some("control characters (such as newline, tab or bell) are not allowed".into())
+    } else if s.trim().is_empty() || s.chars().count() > max {
+        Some(format!("1 to {max} characters, not blank"))
+    } else {
+        None
+    }
 }
 
 impl Order {
@@ -429,19 +543,20 @@ impl Order {
                 bad(&format!("lines[{i}].sku"), "each SKU on one line only");
             }
         }
-        let token = &self.payment.token;
-        let token_ok = token.strip_prefix("tok_").is_some_and(|rest| {
-            !rest.is_empty()
-                && rest.len() <= 60
-                && rest
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        });
-        if !token_ok {
-            bad(
+        match (&self.payment.token, &self.payment.method) {
+            (Some(token), None) if !is_token(token) => bad(
                 "payment.token",
                 "'tok_' then 1 to 60 lower-case letters, digits or '_'",
-            );
+            ),
+            (None, Some(method)) if !is_method(method) => bad(
+                "payment.method",
+                &format!("'{METHOD_PREFIX}' then {METHOD_HEX_DIGITS} lower-case hex digits"),
+            ),
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => bad(
+                "payment",
+                "exactly one of token (a gateway token) or method (a payment-method reference)",
+            ),
         }
         let a = &self.ship_to;
         for (field, value, max) in [
@@ -450,8 +565,8 @@ impl Order {
             ("ship_to.city", &a.city, 100),
             ("ship_to.postal_code", &a.postal_code, 16),
         ] {
-            if !text_ok(value, max) {
-                bad(field, &format!("1 to {max} characters, not blank"));
+            if let Some(rule) = text_rule(value, max) {
+                bad(field, &rule);
             }
         }
         if country(&a.country).is_none() {
@@ -471,4 +586,37 @@ pub fn invalid(errors: &[FieldError]) -> ActivityError {
         .map(|e| format!("{}: {}", e.field, e.rule))
         .collect();
     ActivityError::new(ErrorKind::OrderInvalid, text.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The published pattern and the checker state one rule.
+    #[test]
+    fn method_pattern_is_the_rule_is_method_applies() {
+        let built = format!("^{METHOD_PREFIX}[0-9a-f]{{{METHOD_HEX_DIGITS}}}$");
+        assert_eq!(METHOD_PATTERN, built);
+        let good = format!("{METHOD_PREFIX}{}", "0a".repeat(METHOD_HEX_DIGITS / 2));
+        assert!(is_method(&good));
+        for bad in [
+            format!("{METHOD_PREFIX}{}", "0A".repeat(METHOD_HEX_DIGITS / 2)),
+            format!("{METHOD_PREFIX}{}", "0".repeat(METHOD_HEX_DIGITS - 1)),
+            format!("{METHOD_PREFIX}{}", "0".repeat(METHOD_HEX_DIGITS + 1)),
+            "tok_visa".to_string(),
+        ] {
+            assert!(!is_method(&bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn payment_is_a_token_or_a_method_never_both_never_null() {
+        let method = format!("{METHOD_PREFIX}{}", "1".repeat(METHOD_HEX_DIGITS));
+        let decoded: Payment = decode_fields(&serde_json::json!({"method": method})).unwrap();
+        assert_eq!(decoded, Payment::method(&method));
+        let null = decode_fields::<Payment>(&serde_json::json!({"token": null})).unwrap_err();
+        assert_eq!(null.field, "token");
+        let wire = serde_json::to_value(Payment::token("tok_visa")).unwrap();
+        assert_eq!(wire, serde_json::json!({"token": "tok_visa"}));
+    }
 }

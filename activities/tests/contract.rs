@@ -46,6 +46,7 @@ cases![
     out_of_stock_reserves_nothing,
     bad_orders_write_nothing,
     payment_test_tokens,
+    payment_tokens_stay_with_the_gateway,
     cancel_request_stops_forward_steps,
     fault_injection,
     picks_wait_for_the_warehouse,
@@ -382,9 +383,7 @@ pub fn order(id: &str, lines: &[(&str, i64)]) -> Order {
                 quantity: *q,
             })
             .collect(),
-        payment: Payment {
-            token: "tok_visa".into(),
-        },
+        payment: Payment::token("tok_visa"),
         ship_to: Address {
             name: "Ada".into(),
             line1: "1 Main St".into(),
@@ -801,6 +800,38 @@ async fn bad_orders_write_nothing(store: Arc<dyn Store>) {
             },
             "extra",
         ),
+        (
+            {
+                let mut v = serde_json::to_value(order("b10", &[("SOCKS-3PK", 1)])).unwrap();
+                v["payment"]["method"] = json!(format!("pm_{}", "0".repeat(32)));
+                v
+            },
+            "payment: exactly one of token",
+        ),
+        (
+            {
+                let mut v = serde_json::to_value(order("b11", &[("SOCKS-3PK", 1)])).unwrap();
+                v["payment"] = json!({});
+                v
+            },
+            "payment: exactly one of token",
+        ),
+        (
+            {
+                let mut v = serde_json::to_value(order("b12", &[("SOCKS-3PK", 1)])).unwrap();
+                v["payment"] = json!({"method": "pm_visa"});
+                v
+            },
+            "payment.method: 'pm_' then 32 lower-case hex digits",
+        ),
+        (
+            {
+                let mut v = serde_json::to_value(order("b13", &[("SOCKS-3PK", 1)])).unwrap();
+                v["payment"] = json!({"token": null});
+                v
+            },
+            "payment.token",
+        ),
         (serde_json::to_value(order("b8", &[])).unwrap(), "lines"),
         (
             serde_json::to_value(order("b9", &[("SOCKS-3PK", 1), ("SOCKS-3PK", 2)])).unwrap(),
@@ -840,7 +871,7 @@ async fn payment_test_tokens(store: Arc<dyn Store>) {
     let ctx = ctx_with(store.clone(), &world()).await;
     let with_token = |id: &str, token: &str| {
         let mut o = order(id, &[("SOCKS-3PK", 1)]);
-        o.payment.token = token.into();
+        o.payment = Payment::token(token);
         o
     };
     for (id, token) in [
@@ -892,6 +923,119 @@ async fn payment_test_tokens(store: Arc<dyn Store>) {
     assert_eq!(o.status, OrderStatus::CompensationFailed);
     assert_eq!(o.failure.unwrap().error, "Payment.RefundRejected");
     assert!(audit(&*store).await.unwrap().problems.is_empty());
+}
+
+/// The items of the whole store whose document holds `needle`, as `pk sk`.
+async fn items_holding(store: &dyn Store, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for item in store.scan("").await.unwrap() {
+        if serde_json::to_string(&item.doc).unwrap().contains(needle) {
+            found.push(format!("{} {}", item.key.pk, item.key.sk));
+        }
+    }
+    found
+}
+
+/// The order record as stored, for what an old oms wrote: its payment as the token.
+async fn make_legacy(store: &dyn Store, id: &str, token: &str) {
+    let key = Key::new(format!("ORDER#{id}"), "ORDER");
+    let item = store.get(&key).await.unwrap().unwrap();
+    let mut doc = item.doc.clone();
+    doc.remove("payment_method");
+    doc.insert("payment_token".into(), json!(token));
+    let cond = Cond::Version(item.version);
+    store
+        .transact(vec![Write::Put { key, doc, cond }])
+        .await
+        .unwrap();
+}
+
+/// The order record and every step's result hold a payment-method reference, never
+/// the token, which only the gateway's vault item holds; a reference behaves as its
+/// token at the gateway, and old records that hold the token still work.
+async fn payment_tokens_stay_with_the_gateway(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    let paid_with = |id: &str, payment: Payment| {
+        let mut o = order(id, &[("SOCKS-3PK", 1)]);
+        o.payment = payment;
+        o
+    };
+    let secret = "tok_contract_secret_v1";
+    let placed = activity::invoke(
+        &ctx,
+        "PlaceOrder",
+        &json!(paid_with("v1", Payment::token(secret))),
+    )
+    .await
+    .unwrap();
+    assert!(!placed.to_string().contains("tok_"), "{placed}");
+    let record = load_order(&*store, "v1").await.unwrap().value;
+    assert!(
+        is_method(&record.payment_method),
+        "{}",
+        record.payment_method
+    );
+    // The same order again, by token or by its reference, is the same order.
+    let method = Payment::method(&record.payment_method);
+    for again in [Payment::token(secret), method.clone()] {
+        let input = json!(paid_with("v1", again));
+        let out = activity::invoke(&ctx, "PlaceOrder", &input).await;
+        assert_eq!(out.unwrap(), placed);
+    }
+    let other = paid_with("v1", Payment::token("tok_visa"));
+    let err = activity::place_order(&ctx, other).await.unwrap_err();
+    assert_eq!(err.name(), "Order.Conflict");
+    // A reference seen in one order's history cannot pay for another order.
+    let err = activity::place_order(&ctx, paid_with("v9", method))
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "Order.Invalid");
+    assert!(err.message.contains("payment.method"), "{err}");
+    activity::reserve_inventory(&ctx, r("v1")).await.unwrap();
+    let charged = activity::invoke(&ctx, "ChargePayment", &json!(r("v1"))).await;
+    assert!(!charged.unwrap().to_string().contains("tok_"));
+
+    // The test tokens still decide, through their references.
+    activity::place_order(&ctx, paid_with("v2", Payment::token("tok_declined")))
+        .await
+        .unwrap();
+    activity::reserve_inventory(&ctx, r("v2")).await.unwrap();
+    let declined = activity::charge_payment(&ctx, r("v2")).await.unwrap_err();
+    assert_eq!(declined.name(), "Payment.Declined");
+    activity::place_order(&ctx, paid_with("v3", Payment::token("tok_refund_rejected")))
+        .await
+        .unwrap();
+    activity::reserve_inventory(&ctx, r("v3")).await.unwrap();
+    activity::charge_payment(&ctx, r("v3")).await.unwrap();
+    let rejected = activity::refund_payment(&ctx, r("v3")).await.unwrap_err();
+    assert_eq!(rejected.name(), "Payment.RefundRejected");
+    let vaulted = items_holding(&*store, secret).await;
+    assert_eq!(vaulted.len(), 1, "{vaulted:?}");
+    for held in items_holding(&*store, "tok_").await {
+        assert!(
+            held.starts_with("GATEWAY METHOD#pm_"),
+            "{held} holds a token"
+        );
+    }
+
+    // Records an older oms wrote hold the token; they are placed again, charged and
+    // declined as before, and charging leaves the reference in the token's place.
+    for (id, token) in [("v4", "tok_visa"), ("v5", "tok_declined")] {
+        let o = paid_with(id, Payment::token(token));
+        activity::place_order(&ctx, o.clone()).await.unwrap();
+        activity::reserve_inventory(&ctx, r(id)).await.unwrap();
+        make_legacy(&*store, id, token).await;
+        activity::place_order(&ctx, o).await.unwrap();
+    }
+    activity::charge_payment(&ctx, r("v4")).await.unwrap();
+    let record = load_order(&*store, "v4").await.unwrap().value;
+    assert!(
+        is_method(&record.payment_method),
+        "{}",
+        record.payment_method
+    );
+    let declined = activity::charge_payment(&ctx, r("v5")).await.unwrap_err();
+    assert_eq!(declined.name(), "Payment.Declined");
 }
 
 async fn cancel_request_stops_forward_steps(store: Arc<dyn Store>) {

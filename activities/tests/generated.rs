@@ -33,6 +33,13 @@ fn expected_files() -> Vec<(PathBuf, String)> {
         })).collect::<Vec<_>>(),
     });
     files.push((dir.join("activities.json"), pretty(&table)));
+    // The order's options are not an activity's input (the saga reads them), but the
+    // Orders API and the deployed API's request model publish the same rules.
+    let options = schemars::schema_for!(activities::model::OrderOptions);
+    files.push((
+        dir.join("OrderOptions.json"),
+        pretty(&serde_json::to_value(options).unwrap()),
+    ));
     files.push((root().join("docs/errors.md"), markdown()));
     files
 }

@@ -186,14 +186,11 @@ pub async fn run_many(ctx: &Ctx, n: usize, sku: &str, with_faults: bool) -> Repo
                 sku: sku.to_string(),
                 quantity: 1,
             }],
-            payment: Payment {
-                token: if i % 9 == 4 {
-                    "tok_declined"
-                } else {
-                    "tok_visa"
-                }
-                .into(),
-            },
+            payment: Payment::token(if i % 9 == 4 {
+                "tok_declined"
+            } else {
+                "tok_visa"
+            }),
             ship_to: Address {
                 name: "Load Test".into(),
                 line1: "1 Main St".into(),

@@ -607,7 +607,7 @@ export class OmsStack extends Stack {
 
 /**
  * The Orders API's request model: PlaceOrder's input schema in draft 4, plus the
- * `options` the saga's ApplyDefaults state merges defaults into (as oms up's
+ * `options` the saga's ApplyDefaults state fills in when absent (as oms up's
  * OrderSubmission allows). `order_id` stays required: it names the execution.
  */
 export function orderModelSchema(root: string = REPO_ROOT): apigateway.JsonSchema {
@@ -618,14 +618,15 @@ export function orderModelSchema(root: string = REPO_ROOT): apigateway.JsonSchem
     throw new Error(`${file}: order_id must be required (it names the saga's execution)`);
   }
   const properties = schema.properties as Record<string, Json>;
+  // The options' rules are the Orders API's (statemachines/schemas/OrderOptions.json,
+  // generated from activities::model::OrderOptions): both fields or neither.
+  const optionsFile = path.join(root, 'statemachines', 'schemas', 'OrderOptions.json');
+  const options = toDraft4(JSON.parse(fs.readFileSync(optionsFile, 'utf8')) as Json);
+  delete options.$schema;
+  delete options.title;
   properties.options = {
-    type: 'object',
-    description: 'How long a warehouse may take to pick; the saga fills in what is left out.',
-    properties: {
-      pick_timeout_seconds: { type: 'integer', minimum: 1 },
-      pick_heartbeat_seconds: { type: 'integer', minimum: 1 },
-    },
-    additionalProperties: false,
+    ...options,
+    description: 'How long a warehouse may take to pick; the saga fills in the whole object when it is absent.',
   };
   return { schema: apigateway.JsonSchemaVersion.DRAFT4, ...(schema as object) } as apigateway.JsonSchema;
 }

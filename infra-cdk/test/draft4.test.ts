@@ -75,6 +75,8 @@ const ORDER = {
   ship_to: { name: "Ada O'Lovelace", line1: '1 Main St', city: 'Boston', postal_code: '02101', country: 'US' },
 };
 
+const METHOD = `pm_${'0a'.repeat(16)}`;
+
 test('the request model is valid draft 4 (ajv-draft-04, strict) and has no $ref left', () => {
   const schema = modelSchema();
   assert.equal(schema.$schema, 'http://json-schema.org/draft-04/schema#');
@@ -86,7 +88,10 @@ test('the request model is valid draft 4 (ajv-draft-04, strict) and has no $ref 
 test('the request model accepts an order, with or without the saga options', () => {
   const validate = validator();
   assert.ok(validate(ORDER), JSON.stringify(validate.errors));
-  assert.ok(validate({ ...ORDER, options: { pick_timeout_seconds: 600 } }), JSON.stringify(validate.errors));
+  const options = { pick_timeout_seconds: 600, pick_heartbeat_seconds: 60 };
+  assert.ok(validate({ ...ORDER, options }), JSON.stringify(validate.errors));
+  // Or paid with the payment-method reference the gateway gave for the token.
+  assert.ok(validate({ ...ORDER, payment: { method: METHOD } }), JSON.stringify(validate.errors));
 });
 
 test('the request model requires order_id: it becomes the execution name', () => {
@@ -107,10 +112,17 @@ test('the request model rejects known-bad orders', () => {
     ['no lines', { ...ORDER, lines: [] }],
     ['21 lines', { ...ORDER, lines: Array.from({ length: 21 }, () => ({ sku: 'A', quantity: 1 })) }],
     ['bad token', { ...ORDER, payment: { token: 'visa' } }],
+    ['token and method', { ...ORDER, payment: { token: 'tok_visa', method: METHOD } }],
+    ['neither token nor method', { ...ORDER, payment: {} }],
+    ['bad method', { ...ORDER, payment: { method: 'pm_visa' } }],
     ['address without city', { ...ORDER, ship_to: { ...ORDER.ship_to, city: undefined } }],
     ['unknown field', { ...ORDER, price_cents: 1 }],
     ['unknown option', { ...ORDER, options: { pick_timeout: 5 } }],
-    ['zero timeout', { ...ORDER, options: { pick_timeout_seconds: 0 } }],
+    ['zero timeout', { ...ORDER, options: { pick_timeout_seconds: 0, pick_heartbeat_seconds: 1 } }],
+    // ApplyDefaults merges shallowly: a partial object would leave the saga without one.
+    ['partial options', { ...ORDER, options: { pick_timeout_seconds: 5 } }],
+    ['timeout past a year', { ...ORDER, options: { pick_timeout_seconds: 1e30, pick_heartbeat_seconds: 1 } }],
+    ['options not an object', { ...ORDER, options: 'x' }],
   ];
   for (const [why, order] of bad) {
     assert.equal(validate(JSON.parse(JSON.stringify(order))), false, `accepted: ${why}`);

@@ -244,6 +244,7 @@ pub fn bench_durable(args: DurableArgs) -> Result<ExitCode, String> {
                 resource: "arn:aws:lambda:*:*:function:bench-*".into(),
                 builtin: Some("bench".into()),
                 lambda_endpoint: None,
+                state_machines: None,
             }],
             ..Config::default()
         },

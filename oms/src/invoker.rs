@@ -21,6 +21,10 @@ pub struct TaskRule {
     pub builtin: Option<String>,
     /// The base URL of a server speaking the Lambda Invoke API.
     pub lambda_endpoint: Option<String>,
+    /// The state machines (ARNs, `*` allowed) whose executions may call these
+    /// resources, as a function's resource policy would say; absent, any may.
+    #[serde(default)]
+    pub state_machines: Option<Vec<String>>,
 }
 
 /// An in-process task handler.
@@ -63,8 +67,38 @@ enum Destination {
     Lambda(String),
 }
 
+/// A rule ready to match: the resource pattern, who may call it, where it goes.
+struct Rule {
+    resource: String,
+    state_machines: Option<Vec<String>>,
+    destination: Destination,
+}
+
+impl Rule {
+    /// Whether an execution of this ARN may call the rule's resources.
+    fn admits(&self, execution_arn: &str) -> bool {
+        let Some(allowed) = &self.state_machines else {
+            return true;
+        };
+        let machine = state_machine_of(execution_arn);
+        allowed.iter().any(|p| wildcard_match(p, &machine))
+    }
+}
+
+/// The state machine an execution belongs to: `arn:aws:states:R:A:execution:M:NAME`
+/// (or `express:M:NAME:ID`) is of `arn:aws:states:R:A:stateMachine:M`.
+pub fn state_machine_of(execution_arn: &str) -> String {
+    let parts: Vec<&str> = execution_arn.splitn(8, ':').collect();
+    match parts.as_slice() {
+        [arn, aws, states, region, account, _kind, machine, ..] => {
+            format!("{arn}:{aws}:{states}:{region}:{account}:stateMachine:{machine}")
+        }
+        _ => execution_arn.to_string(),
+    }
+}
+
 pub struct ConfiguredInvoker {
-    rules: Vec<(String, Destination)>,
+    rules: Vec<Rule>,
     http: reqwest::Client,
     /// Completes a bare function name (lambda:invoke's FunctionName may be one) into
     /// the ARN rules are written against.
@@ -106,7 +140,11 @@ impl ConfiguredInvoker {
                     ))
                 }
             };
-            out.push((r.resource.clone(), dest));
+            out.push(Rule {
+                resource: r.resource.clone(),
+                state_machines: r.state_machines.clone(),
+                destination: dest,
+            });
         }
         Ok(ConfiguredInvoker {
             rules: out,
@@ -124,7 +162,7 @@ impl ConfiguredInvoker {
         self
     }
 
-    fn destination(&self, call: &TaskCall) -> Option<&Destination> {
+    fn rule(&self, call: &TaskCall) -> Option<&Rule> {
         let mut keys: Vec<String> = vec![call.resource.clone()];
         if let Some(f) = &call.function {
             keys.push(f.clone());
@@ -134,8 +172,7 @@ impl ConfiguredInvoker {
         }
         self.rules
             .iter()
-            .find(|(pattern, _)| keys.iter().any(|k| wildcard_match(pattern, k)))
-            .map(|(_, d)| d)
+            .find(|r| keys.iter().any(|k| wildcard_match(&r.resource, k)))
     }
 
     async fn invoke_lambda(&self, endpoint: &str, call: &TaskCall) -> Result<Value, Failure> {
@@ -199,14 +236,18 @@ impl ConfiguredInvoker {
 #[async_trait::async_trait]
 impl Invoker for ConfiguredInvoker {
     fn route(&self, call: &TaskCall) -> Route {
-        match (default_route(call), self.destination(call)) {
+        match (default_route(call), self.rule(call)) {
             (Route::InvokeThenAwaitToken, None) => Route::AwaitToken,
             (route, _) => route,
         }
     }
 
-    async fn invoke(&self, call: &TaskCall) -> Result<Value, Failure> {
-        match self.destination(call) {
+    async fn invoke(&self, execution_arn: &str, call: &TaskCall) -> Result<Value, Failure> {
+        let rule = self.rule(call);
+        if let Some(r) = rule.filter(|r| !r.admits(execution_arn)) {
+            return Err(not_allowed(execution_arn, call, r));
+        }
+        match rule.map(|r| &r.destination) {
             Some(Destination::Builtin(h)) => h.call(call).await,
             Some(Destination::Lambda(endpoint)) => self.invoke_lambda(endpoint, call).await,
             None => {
@@ -226,6 +267,23 @@ impl Invoker for ConfiguredInvoker {
     }
 }
 
+/// What AWS answers when a state machine's role may not invoke a function (Lambda's
+/// AccessDeniedException, surfaced as Lambda.AWSLambdaException), naming the rule.
+fn not_allowed(execution_arn: &str, call: &TaskCall, rule: &Rule) -> Failure {
+    let what = call.function.as_deref().unwrap_or(&call.resource);
+    Failure::new(
+        "Lambda.AWSLambdaException",
+        format!(
+            "{} is not authorized to invoke {what}: oms.toml's tasks rule for '{}' admits only \
+             the state machines {:?} (Service: AWSLambda; Status Code: 403; Error Code: \
+             AccessDeniedException)",
+            state_machine_of(execution_arn),
+            rule.resource,
+            rule.state_machines.as_deref().unwrap_or_default(),
+        ),
+    )
+}
+
 /// `oms.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,6 +292,10 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub tasks: Vec<TaskRule>,
+    /// The credentials `oms up` requires off loopback (docs/security.md); without
+    /// them, it generates its own into the data dir.
+    #[serde(default)]
+    pub auth: Option<crate::auth::Credentials>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

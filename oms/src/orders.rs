@@ -7,7 +7,9 @@ use crate::invoker::Handler;
 use activities::activity::{self, Ctx};
 use activities::errors::{ActivityError, ErrorKind};
 use activities::ledger::{self, from_item, IndexBy, OrderRecord, ShipmentRecord};
-use activities::model::{FieldError, Order, OrderStatus, ShipmentRef, ShipmentStatus};
+use activities::model::{
+    FieldError, Order, OrderOptions, OrderStatus, ShipmentRef, ShipmentStatus,
+};
 use asl::{Failure, TaskCall};
 use saga_core::api::{
     ApiError, CreateStateMachineInput, DescribeExecutionInput, GetExecutionHistoryInput,
@@ -212,6 +214,49 @@ impl Warehouse {
     }
 }
 
+/// The Orders API's own error codes: what is wrong with a request as HTTP (its
+/// body, type, size, origin or route) rather than with an order. The activities' codes
+/// (`Order.Invalid`, `Shipment.NotFound`, ...) are in `activities::errors`.
+pub mod code {
+    /// The request is malformed: its body is not JSON or not the shape the route takes.
+    pub const REQUEST_INVALID: &str = "Request.Invalid";
+    /// The body is larger than the server accepts.
+    pub const REQUEST_TOO_LARGE: &str = "Request.TooLarge";
+    /// The body is not `application/json`.
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "Request.UnsupportedMediaType";
+    /// A browser sent a state-changing request from a page of another origin.
+    pub const CROSS_ORIGIN: &str = "Request.CrossOrigin";
+    /// No route has this path.
+    pub const ROUTE_NOT_FOUND: &str = "Route.NotFound";
+    /// The route exists, but not with this method.
+    pub const METHOD_NOT_ALLOWED: &str = "Route.MethodNotAllowed";
+    /// The server failed while answering.
+    pub const INTERNAL_FAILURE: &str = "Server.InternalFailure";
+    /// The fault plans of `PUT /admin/faults` are not JSON or break a rule.
+    pub const FAULTS_INVALID: &str = "Faults.Invalid";
+    /// An Idempotency-Key already names an order with other contents.
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "IdempotencyKey.Reused";
+    /// The server requires credentials (off loopback) and the request had none valid.
+    pub const UNAUTHORIZED: &str = "Auth.Required";
+    /// `/admin/faults` on a server started without `--fault-injection`.
+    pub const FAULTS_DISABLED: &str = "Faults.Disabled";
+    /// Every code above, for the test that the OpenAPI document lists them.
+    #[cfg(test)]
+    pub const ALL: &[&str] = &[
+        REQUEST_INVALID,
+        REQUEST_TOO_LARGE,
+        UNSUPPORTED_MEDIA_TYPE,
+        CROSS_ORIGIN,
+        ROUTE_NOT_FOUND,
+        METHOD_NOT_ALLOWED,
+        INTERNAL_FAILURE,
+        FAULTS_INVALID,
+        IDEMPOTENCY_KEY_REUSED,
+        UNAUTHORIZED,
+        FAULTS_DISABLED,
+    ];
+}
+
 /// An Orders API error: an HTTP status, a code and a message, and for bad input the
 /// fields and the rules they break.
 #[derive(Debug, Clone)]
@@ -230,6 +275,15 @@ impl Problem {
             message: message.into(),
             fields: Vec::new(),
         }
+    }
+    /// Bad input in one field: a 400 whose message names the field and the rule.
+    pub fn invalid_field(code: &str, field: &str, rule: &str) -> Problem {
+        let mut p = Problem::new(400, code, format!("{field}: {rule}"));
+        p.fields = vec![FieldError {
+            field: field.to_string(),
+            rule: rule.to_string(),
+        }];
+        p
     }
     pub fn body(&self) -> Value {
         let mut v = json!({"code": self.code, "message": self.message});
@@ -291,21 +345,70 @@ fn recent_months(now: chrono::DateTime<chrono::Utc>, n: usize) -> Vec<String> {
     out
 }
 
-/// A cursor is the index sort key it resumes below, hex-encoded so that it travels in
-/// a query string as it is.
-fn encode_cursor(sk: &str) -> String {
-    sk.bytes().map(|b| format!("{b:02x}")).collect()
+/// What a listing's cursor is bound to: its filters (a cursor resumes only the
+/// listing it came from; the page size may change between pages).
+fn cursor_scope(filter: &BTreeMap<String, String>) -> String {
+    let field = |k: &str| filter.get(k).cloned().unwrap_or_default();
+    json!([field("customer_id"), field("sku"), field("status")]).to_string()
 }
 
-fn decode_cursor(cursor: &str) -> Option<String> {
+/// The check a cursor carries: a digest of its scope and sort key. It is not a secret
+/// (the derivation is in this file), so it stops a mangled cursor or one from another
+/// listing, not a determined forger, who could at most start a listing, with filters
+/// they may use anyway, at an index key of their choosing.
+fn cursor_check(scope: &str, sk: &str) -> [u8; 8] {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("oms-cursor\0{scope}\0{sk}").as_bytes());
+    let mut check = [0; 8];
+    check.copy_from_slice(&d[..8]);
+    check
+}
+
+/// A cursor is its check and then the index sort key it resumes below, hex-encoded so
+/// that it travels in a query string as it is.
+fn encode_cursor(scope: &str, sk: &str) -> String {
+    let check = cursor_check(scope, sk);
+    check
+        .iter()
+        .chain(sk.as_bytes())
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The sort key a cursor resumes below, if this API issued it for a listing with the
+/// same scope and it holds an index sort key (`{created_at}#{order_id}`).
+fn decode_cursor(scope: &str, cursor: &str) -> Option<String> {
     if !cursor.len().is_multiple_of(2) {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..cursor.len())
+    let bytes: Vec<u8> = (0..cursor.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(cursor.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
+        .collect::<Option<_>>()?;
+    let (check, sk) = bytes.split_at_checked(8)?;
+    let sk = String::from_utf8(sk.to_vec()).ok()?;
+    let (created_at, order_id) = sk.split_once('#')?;
+    let well_formed =
+        chrono::DateTime::parse_from_rfc3339(created_at).is_ok() && !order_id.is_empty();
+    (well_formed && check == cursor_check(scope, &sk)).then_some(sk)
+}
+
+/// Where a listing resumes: below the sort key of its `cursor`, which must be a
+/// next_cursor this API returned for the same filters.
+fn resume_point(scope: &str, cursor: Option<&String>) -> Result<Option<String>, Problem> {
+    let invalid =
+        |rule: &str| Problem::invalid_field(ErrorKind::OrderInvalid.name(), "cursor", rule);
+    match cursor.map(String::as_str) {
+        None => Ok(None),
+        Some("") => Err(invalid(
+            "must not be empty: leave it out for the first page",
+        )),
+        Some(c) => decode_cursor(scope, c).map(Some).ok_or_else(|| {
+            invalid(
+                "is not valid: pass the next_cursor of the previous page, with the same filters",
+            )
+        }),
+    }
 }
 
 /// Execution statuses a redrive can restart.
@@ -395,7 +498,7 @@ impl Orders {
                 "the body must be a JSON object",
             ));
         };
-        let options = obj.remove("options");
+        let options_given = obj.remove("options");
         if !obj.contains_key("order_id") {
             let id = match idempotency_key {
                 Some(k) => {
@@ -408,15 +511,20 @@ impl Orders {
             };
             obj.insert("order_id".into(), Value::String(id));
         }
-        let order: Order = decode_order(&body)?;
+        let mut order: Order = decode_order(&body)?;
+        let options = check_options(options_given.as_ref());
         match activity::check_order(&self.ctx, &order).await? {
-            Ok(_) => {}
-            Err(fields) => {
-                let mut p = Problem::new(400, "Order.Invalid", "the order breaks these rules");
-                p.fields = fields;
-                return Err(p);
+            Ok(_) if options.is_empty() => {}
+            Ok(_) => return Err(order_invalid(options)),
+            Err(mut fields) => {
+                fields.extend(options);
+                return Err(order_invalid(fields));
             }
         }
+        // The gateway keeps the token: the saga's input, and so its history, carries
+        // only the reference.
+        let method = activity::payment_method(&self.ctx, &order).await?;
+        order.payment = activities::model::Payment::method(&method);
         // Placing here, not only in the saga, means the order can be read as soon as
         // this answers. A transient failure is retried a few times before giving up.
         let mut attempt = 0;
@@ -431,46 +539,104 @@ impl Orders {
             }
         }
         let mut input = serde_json::to_value(&order).unwrap_or_default();
-        if let Some(o) = options {
+        if let Some(o) = options_given {
             input["options"] = o;
         }
-        let arn = match self
-            .sfn
-            .start_execution(StartExecutionInput {
-                state_machine_arn: self.machine_arn.clone(),
-                name: Some(order.order_id.clone()),
-                input: Some(input.to_string()),
-                trace_header: None,
-            })
-            .await
-        {
-            Ok(out) => out.execution_arn,
-            // The saga of this order was started before and has ended: same order.
-            Err(e) if e.code.as_str() == "ExecutionAlreadyExists" => {
-                self.execution_arn(&order.order_id)
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let arn = self.start_saga(&order.order_id, input).await?;
         let status = self.view(&order.order_id).await?["status"].clone();
         Ok(json!({"order_id": order.order_id, "execution_arn": arn, "status": status}))
     }
 
+    /// Starts the saga of a placed order, named after it: starting it again is a no-op.
+    /// If this fails, the order stays PENDING with no execution; submitting it again,
+    /// retrying or cancelling it starts the saga (`start_placed`).
+    async fn start_saga(&self, order_id: &str, input: Value) -> Result<String, Problem> {
+        let started = self
+            .sfn
+            .start_execution(StartExecutionInput {
+                state_machine_arn: self.machine_arn.clone(),
+                name: Some(order_id.to_string()),
+                input: Some(input.to_string()),
+                trace_header: None,
+            })
+            .await;
+        match started {
+            Ok(out) => Ok(out.execution_arn),
+            // The saga of this order was started before and has ended: same order.
+            Err(e) if e.code.as_str() == "ExecutionAlreadyExists" => {
+                Ok(self.execution_arn(order_id))
+            }
+            Err(e) => {
+                let mut p = Problem::from(e);
+                p.message = format!(
+                    "order '{order_id}' was placed but its saga did not start ({}); submit it \
+                     again or POST /orders/{order_id}/retry to start it",
+                    p.message
+                );
+                Err(p)
+            }
+        }
+    }
+
+    /// Starts the saga of an order that was placed but whose saga never started, from
+    /// the order as it was placed (the saga's default options: the submission's options
+    /// are not stored). Returns None when the order has an execution already.
+    async fn start_placed(&self, order_id: &str) -> Result<Option<String>, Problem> {
+        let placed = ledger::load_order(&*self.ctx.store, order_id).await?.value;
+        let arn = placed
+            .execution_arn
+            .clone()
+            .unwrap_or_else(|| self.execution_arn(order_id));
+        let described = self
+            .sfn
+            .describe_execution(DescribeExecutionInput {
+                execution_arn: arn,
+                included_data: None,
+            })
+            .await;
+        match described {
+            Ok(_) => return Ok(None),
+            Err(e) if e.code.as_str() == "ExecutionDoesNotExist" => {}
+            Err(e) => return Err(e.into()),
+        }
+        let method = activity::recorded_method(&self.ctx, &placed).await?;
+        let input = json!({
+            "order_id": placed.order_id,
+            "customer_id": placed.customer_id,
+            "lines": placed.lines.iter()
+                .map(|l| json!({"sku": l.sku, "quantity": l.quantity}))
+                .collect::<Vec<_>>(),
+            "payment": activities::model::Payment::method(&method),
+            "ship_to": placed.ship_to,
+        });
+        self.start_saga(order_id, input).await.map(Some)
+    }
+
     /// `GET /orders/{id}`: the order, its ledger, its shipments and where it stopped.
     pub async fn view(&self, order_id: &str) -> Result<Value, Problem> {
-        let items = self
-            .ctx
-            .store
-            .query(&ledger::order_pk(order_id), "")
+        let (mut items, mut order) = self.ledger(order_id).await?;
+        let arn = order
+            .execution_arn
+            .clone()
+            .unwrap_or_else(|| self.execution_arn(order_id));
+        let execution = self
+            .sfn
+            .describe_execution(DescribeExecutionInput {
+                execution_arn: arn.clone(),
+                included_data: None,
+            })
             .await
-            .map_err(ActivityError::from)?;
-        let Some(order_item) = items.iter().find(|i| i.key.sk == "ORDER") else {
-            return Err(Problem::new(
-                404,
-                "Order.NotFound",
-                format!("no order '{order_id}'"),
-            ));
-        };
-        let order: OrderRecord = from_item(order_item)?;
+            .ok();
+        // The ledger was read before the execution: a saga that ended in between wrote
+        // its last status after our read. Read the ledger again so that the two agree,
+        // or a finished order would show a status it never had (COMPENSATING read, then
+        // FAILED: "compensation failed" for an order that was being cancelled).
+        let ended = execution
+            .as_ref()
+            .is_some_and(|e| e.status.as_str() != "RUNNING");
+        if ended && !order.status.is_final() {
+            (items, order) = self.ledger(order_id).await?;
+        }
         let mut steps = Vec::new();
         let mut shipments = Vec::new();
         for i in &items {
@@ -498,18 +664,6 @@ impl Orders {
             )
         };
         steps.sort_by_key(|v| rank(v));
-        let arn = order
-            .execution_arn
-            .clone()
-            .unwrap_or_else(|| self.execution_arn(order_id));
-        let execution = self
-            .sfn
-            .describe_execution(DescribeExecutionInput {
-                execution_arn: arn.clone(),
-                included_data: None,
-            })
-            .await
-            .ok();
         let execution_status = execution.as_ref().map(|e| e.status.as_str().to_string());
         let mut status = order.status;
         let (first_failed, last_failed) = if order.failure.is_some() {
@@ -564,6 +718,28 @@ impl Orders {
             "created_at": order.created_at,
             "updated_at": order.updated_at,
         }))
+    }
+
+    /// An order's ledger items and its order record, read together.
+    async fn ledger(
+        &self,
+        order_id: &str,
+    ) -> Result<(Vec<activities::store::Item>, OrderRecord), Problem> {
+        let items = self
+            .ctx
+            .store
+            .query(&ledger::order_pk(order_id), "")
+            .await
+            .map_err(ActivityError::from)?;
+        let Some(order_item) = items.iter().find(|i| i.key.sk == "ORDER") else {
+            return Err(Problem::new(
+                404,
+                "Order.NotFound",
+                format!("no order '{order_id}'"),
+            ));
+        };
+        let order: OrderRecord = from_item(order_item)?;
+        Ok((items, order))
     }
 
     /// The innermost states that failed in an execution's history: the first failure
@@ -648,16 +824,8 @@ impl Orders {
             ),
             None => None,
         };
-        let mut before = match filter.get("cursor") {
-            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
-                Problem::new(
-                    400,
-                    "Order.Invalid",
-                    "cursor: not a next_cursor this API returned",
-                )
-            })?),
-            None => None,
-        };
+        let scope = cursor_scope(filter);
+        let mut before = resume_point(&scope, filter.get("cursor"))?;
         let (customer, sku) = (filter.get("customer_id"), filter.get("sku"));
         // The narrowest index partition that holds every match; newest first.
         let partitions: Vec<String> = match (customer, sku) {
@@ -726,7 +894,8 @@ impl Orders {
                 }
             }
         }
-        Ok(json!({"orders": out, "next_cursor": next.map(|sk| encode_cursor(&sk))}))
+        let next_cursor = next.map(|sk| encode_cursor(&scope, &sk));
+        Ok(json!({"orders": out, "next_cursor": next_cursor}))
     }
 
     async fn summary(&self, o: &OrderRecord) -> Value {
@@ -748,6 +917,11 @@ impl Orders {
     /// `POST /orders/{id}/cancel`.
     pub async fn cancel(&self, order_id: &str) -> Result<Value, Problem> {
         let order = activity::request_cancel(&*self.ctx.store, order_id).await?;
+        // An order whose saga never started is cancelled by starting it: its first step
+        // sees the request and the saga ends CANCELLED, having taken nothing.
+        if !order.status.is_final() {
+            self.start_placed(order_id).await?;
+        }
         if order.status.is_final() {
             return Err(Problem::new(
                 409,
@@ -819,6 +993,9 @@ impl Orders {
 
     /// `POST /orders/{id}/retry`: redrives the order's execution.
     pub async fn retry(&self, order_id: &str) -> Result<Value, Problem> {
+        if let Some(arn) = self.start_placed(order_id).await? {
+            return Ok(json!({"order_id": order_id, "execution_arn": arn, "started": true}));
+        }
         let preview = self.retry_preview(order_id).await?;
         if preview["retryable"] != true {
             return Err(Problem::new(
@@ -845,36 +1022,46 @@ impl Orders {
         )
     }
 
-    /// `POST /shipments/{id}/picked`: the warehouse's answer to a pick request.
+    /// `POST /shipments/{id}/picked`: the warehouse's answer to a pick request. Answers
+    /// the shipment as it is after the answer, with the pick's error if it failed.
     pub async fn picked(&self, shipment_id: &str, body: &Value) -> Result<Value, Problem> {
+        let damaged = damage_note(body)?;
         let order_id = activities::model::order_of_shipment(shipment_id).ok_or_else(|| {
             Problem::new(
                 404,
-                "Shipment.NotFound",
+                ErrorKind::ShipmentNotFound.name(),
                 format!("no shipment '{shipment_id}'"),
             )
         })?;
-        let damaged = match body.get("damaged") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.as_str()),
-            Some(_) => {
-                return Err(Problem::new(
-                    400,
-                    "Order.Invalid",
-                    "damaged: a text saying what is damaged, or absent",
-                ))
-            }
-        };
         let target = ShipmentRef {
             order_id: order_id.into(),
             shipment_id: shipment_id.into(),
         };
         match self.warehouse.answer(&target, damaged).await? {
             Ok(state) => Ok(state),
+            // The answer reached the saga, whose pick fails with it; the shipment is
+            // as the failed step left it.
             Err(e) => {
-                Ok(json!({"shipment_id": shipment_id, "error": e.name(), "message": e.message}))
+                let mut shown = self.shipment(&target).await?;
+                shown["error"] = json!(e.name());
+                shown["message"] = json!(e.message);
+                Ok(shown)
             }
         }
+    }
+
+    /// A shipment as the per-shipment steps return it (without its pick token).
+    async fn shipment(&self, target: &ShipmentRef) -> Result<Value, Problem> {
+        let record = ledger::load_shipment(&*self.ctx.store, &target.order_id, &target.shipment_id)
+            .await?
+            .value;
+        let state = activities::model::ShipmentState {
+            order_id: target.order_id.clone(),
+            shipment_id: record.shipment_id,
+            status: record.status,
+            tracking_number: record.tracking_number,
+        };
+        Ok(serde_json::to_value(state).unwrap_or_default())
     }
 
     /// `GET /inventory`.
@@ -908,17 +1095,139 @@ impl Orders {
     }
 }
 
+/// The longest note a warehouse may give for a damaged pick (it is kept in the
+/// order's ledger and shown with the order).
+const MAX_DAMAGE_NOTE: usize = 500;
+
+/// The warehouse's answer, as the OpenAPI schema states it: an object with no field
+/// but an optional `damaged` note. Returns the note.
+fn damage_note(body: &Value) -> Result<Option<&str>, Problem> {
+    let invalid =
+        |field: &str, rule: &str| Problem::invalid_field(code::REQUEST_INVALID, field, rule);
+    let Some(answer) = body.as_object() else {
+        return Err(invalid(
+            "body",
+            "must be a JSON object: {} when picked, {\"damaged\": \"why\"} when not",
+        ));
+    };
+    if let Some(other) = answer.keys().find(|k| *k != "damaged") {
+        return Err(invalid(
+            other,
+            "is not a field of a pick answer (the only one is damaged)",
+        ));
+    }
+    match answer.get("damaged") {
+        None => Ok(None),
+        Some(Value::String(note)) => match activities::model::text_rule(note, MAX_DAMAGE_NOTE) {
+            None => Ok(Some(note)),
+            Some(rule) => Err(invalid("damaged", &rule)),
+        },
+        Some(_) => Err(invalid(
+            "damaged",
+            "must be a string saying what is damaged, or absent",
+        )),
+    }
+}
+
 fn decode_order(body: &Value) -> Result<Order, Problem> {
-    activities::model::decode_fields(body).map_err(|f| {
-        let mut p = Problem::new(400, "Order.Invalid", "the order breaks these rules");
-        p.fields = vec![f];
-        p
-    })
+    activities::model::decode_fields(body).map_err(|f| order_invalid(vec![f]))
+}
+
+fn order_invalid(fields: Vec<FieldError>) -> Problem {
+    let mut p = Problem::new(400, "Order.Invalid", "the order breaks these rules");
+    p.fields = fields;
+    p
+}
+
+/// The order's options (how long a warehouse may take), checked at the door: the saga
+/// reads both and cannot run on a partial object, a string or a year-long heartbeat.
+fn check_options(options: Option<&Value>) -> Vec<FieldError> {
+    let Some(options) = options else {
+        return Vec::new();
+    };
+    match activities::model::decode_fields::<OrderOptions>(options) {
+        Ok(o) => o.check(),
+        Err(mut f) => {
+            f.field = match f.field.as_str() {
+                "input" => "options".to_string(),
+                inner => format!("options.{}", inner.trim_start_matches('.')),
+            };
+            vec![f]
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn option_fields(options: Value) -> Vec<String> {
+        check_options(Some(&options))
+            .into_iter()
+            .map(|f| f.field)
+            .collect()
+    }
+
+    #[test]
+    fn options_the_saga_cannot_run_are_refused_naming_the_field() {
+        let both = json!({"pick_timeout_seconds": 600, "pick_heartbeat_seconds": 60});
+        assert!(option_fields(both).is_empty());
+        assert!(check_options(None).is_empty());
+        let cases = [
+            (
+                json!({"pick_timeout_seconds": 5}),
+                "options.pick_heartbeat_seconds",
+            ),
+            (json!("x"), "options"),
+            (json!([]), "options"),
+            (
+                json!({"pick_timeout_seconds": 1e30, "pick_heartbeat_seconds": 3600}),
+                "options.pick_timeout_seconds",
+            ),
+            (
+                json!({"pick_timeout_seconds": 31_536_001u64, "pick_heartbeat_seconds": 1}),
+                "options.pick_timeout_seconds",
+            ),
+            (
+                json!({"pick_timeout_seconds": 5, "pick_heartbeat_seconds": 0}),
+                "options.pick_heartbeat_seconds",
+            ),
+            (
+                json!({"pick_timeout_seconds": 5, "pick_heartbeat_seconds": -1}),
+                "options.pick_heartbeat_seconds",
+            ),
+            (
+                json!({"pick_timeout_seconds": 5, "pick_heartbeat_seconds": 1, "x": 1}),
+                "options.x",
+            ),
+        ];
+        for (options, field) in cases {
+            assert_eq!(option_fields(options.clone()), [field], "{options}");
+        }
+    }
+
+    /// The OpenAPI document is written by hand; the door's rules are the generated
+    /// schema's. They must say the same.
+    #[test]
+    fn openapi_publishes_the_options_rules_the_door_checks() {
+        let doc: Value = serde_json::from_str(crate::orders_http::OPENAPI).unwrap();
+        let published = &doc["components"]["schemas"]["OrderSubmission"]["properties"]["options"];
+        let generated: Value = serde_json::from_str(include_str!(
+            "../../statemachines/schemas/OrderOptions.json"
+        ))
+        .unwrap();
+        assert_eq!(published["required"], generated["required"]);
+        assert_eq!(published["additionalProperties"], json!(false));
+        assert_eq!(generated["additionalProperties"], json!(false));
+        for field in ["pick_timeout_seconds", "pick_heartbeat_seconds"] {
+            for rule in ["type", "minimum", "maximum"] {
+                assert_eq!(
+                    published["properties"][field][rule], generated["properties"][field][rule],
+                    "{field}.{rule}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn recent_months_cross_the_year() {
@@ -933,12 +1242,26 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_refuse_garbage() {
-        let sk = "2026-11-26T16:00:00.000Z#ord-1 ü";
-        let c = encode_cursor(sk);
+        let scope = cursor_scope(&BTreeMap::from([(
+            "sku".to_string(),
+            "SOCKS-3PK".to_string(),
+        )]));
+        let sk = "2026-11-26T16:00:00.000Z#ord-1";
+        let c = encode_cursor(&scope, sk);
         assert!(c.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(decode_cursor(&c).as_deref(), Some(sk));
-        for bad in ["abc", "zz", "ff"] {
-            assert_eq!(decode_cursor(bad), None, "{bad}");
+        assert_eq!(decode_cursor(&scope, &c).as_deref(), Some(sk));
+        // Another listing's cursor, a forged one and garbage are all refused.
+        let other = cursor_scope(&BTreeMap::new());
+        assert_eq!(decode_cursor(&other, &c), None, "another listing's cursor");
+        let bare: String = sk.bytes().map(|b| format!("{b:02x}")).collect();
+        let mut flipped = c.clone();
+        flipped.replace_range(c.len() - 2.., "33");
+        for bad in ["", "abc", "zz", "ff", bare.as_str(), flipped.as_str()] {
+            assert_eq!(decode_cursor(&scope, bad), None, "{bad}");
         }
+        // Even a correct check does not make a sort key of something else.
+        let not_a_key = encode_cursor(&scope, "ORDER");
+        assert_eq!(decode_cursor(&scope, &not_a_key), None);
+        assert!(resume_point(&scope, Some(&String::new())).is_err());
     }
 }

@@ -10,7 +10,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -27,13 +27,22 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// Serves the API and `extra` routes (the Orders API) on `listener` until `shutdown`
 /// completes, then lets requests in flight finish and returns.
+/// With `auth`, every request but the public ones must carry those credentials.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     sfn: Arc<dyn StepFunctions>,
     extra: Router,
+    auth: Option<Arc<crate::auth::Credentials>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, extra.merge(router(sfn)))
+    let mut app = extra.merge(router(sfn));
+    if let Some(creds) = auth {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            creds,
+            crate::auth::guard,
+        ));
+    }
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -49,13 +58,28 @@ pub fn router(sfn: Arc<dyn StepFunctions>) -> Router {
     Router::new()
         .route("/", post(api))
         .route("/health", get(|| async { "ok" }))
-        .fallback(|| async {
-            let e = ApiError::unknown_operation("No such resource; the API is served at POST /");
-            let mut response = error_response(&e);
-            *response.status_mut() = StatusCode::NOT_FOUND;
-            response
-        })
+        .fallback(not_found)
         .with_state(sfn)
+}
+
+/// A path no route has. An AWS SDK's request (it names an operation) is answered in
+/// AWS's shape, anyone else's in the Orders API's.
+async fn not_found(headers: HeaderMap, method: Method, uri: Uri) -> Response {
+    if headers.contains_key("x-amz-target") {
+        let e = ApiError::unknown_operation("No such resource; the API is served at POST /");
+        let mut response = error_response(&e);
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        return response;
+    }
+    crate::orders_http::problem_response(&crate::orders::Problem::new(
+        404,
+        crate::orders::code::ROUTE_NOT_FOUND,
+        format!(
+            "{method} {}: no such route (the Orders API's are listed at GET /openapi.json; \
+             the Step Functions API is served at POST /)",
+            uri.path()
+        ),
+    ))
 }
 
 async fn api(
@@ -103,9 +127,7 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
         Ok(bytes) => Ok(bytes),
         Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_large {
+            if body_too_large(&e) {
                 Err(ApiError::validation(format!(
                     "Request body exceeds the maximum size of {MAX_REQUEST_BYTES} bytes"
                 )))
@@ -118,12 +140,17 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     }
 }
 
+/// Whether reading a body failed because it was longer than the limit.
+pub fn body_too_large(e: &axum::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+}
+
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     let text = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
 
-fn error_response(e: &ApiError) -> Response {
+pub fn error_response(e: &ApiError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = json_response(status, &error_body(e));
     response.headers_mut().insert(
@@ -348,9 +375,15 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_with(listener, Arc::new(Fake), Router::new(), async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(serve_with(
+            listener,
+            Arc::new(Fake),
+            Router::new(),
+            None,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let client = reqwest::Client::new();
         let start = Some("AWSStepFunctions.StartExecution");
 
@@ -438,9 +471,31 @@ mod tests {
         .await;
         assert_error(&r, 503, "ServiceUnavailable");
 
-        // Other paths.
+        // Other paths: an SDK's request is answered in AWS's shape, anyone else's in
+        // the Orders API's.
         let r = client.get(format!("{base}/nope")).send().await.unwrap();
         assert_eq!(r.status(), 404);
+        assert_eq!(
+            r.headers()["content-type"].to_str().unwrap(),
+            "application/json"
+        );
+        let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["code"], crate::orders::code::ROUTE_NOT_FOUND, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("GET /nope"),
+            "{body}"
+        );
+        let r = client
+            .post(format!("{base}/nope"))
+            .header("X-Amz-Target", "AWSStepFunctions.ListStateMachines")
+            .header("content-type", CONTENT_TYPE)
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["__type"], "UnknownOperationException", "{body}");
 
         // Still serving after all that; then shuts down when told.
         assert_eq!(

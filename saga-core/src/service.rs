@@ -9,6 +9,7 @@ use asl::{Failure, Machine};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The largest execution input, task output or definition AWS accepts.
@@ -21,6 +22,9 @@ pub struct LocalStepFunctions {
     runtime: Arc<Runtime>,
     region: String,
     account: String,
+    /// State machines an application in this process owns (ARN to owner): the API
+    /// refuses to update or delete them, as an IAM policy would on AWS.
+    owned: std::sync::RwLock<HashMap<String, String>>,
 }
 
 impl LocalStepFunctions {
@@ -29,6 +33,26 @@ impl LocalStepFunctions {
             runtime,
             region: region.into(),
             account: account.into(),
+            owned: Default::default(),
+        }
+    }
+
+    /// From now on, UpdateStateMachine and DeleteStateMachine on `arn` are refused
+    /// with AccessDeniedException naming `owner`.
+    pub fn reserve(&self, arn: &str, owner: &str) {
+        self.owned
+            .write()
+            .expect("owned lock")
+            .insert(arn.to_string(), owner.to_string());
+    }
+
+    fn refuse_if_owned(&self, action: &str, arn: &str) -> Result<(), ApiError> {
+        match self.owned.read().expect("owned lock").get(arn) {
+            None => Ok(()),
+            Some(owner) => Err(ApiError::access_denied(format!(
+                "User is not authorized to perform: states:{action} on resource: {arn}: \
+                 the state machine is owned by {owner}"
+            ))),
         }
     }
 
@@ -225,8 +249,13 @@ fn check_execution_arn(arn: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// oms mints every task token as a hyphenated UUID (the evaluator for
+/// `.waitForTaskToken`, the runtime for activities). AWS answers InvalidToken for a
+/// token it cannot decode and TaskDoesNotExist only for a well-formed one it does not
+/// know, so a token of any other shape is InvalidToken here.
 fn check_token(token: &str) -> Result<(), ApiError> {
-    if token.is_empty() || token.len() > 2048 {
+    let well_formed = token.len() == 36 && uuid::Uuid::try_parse(token).is_ok();
+    if !well_formed {
         return Err(ApiError::invalid_token("Invalid Token: 'Invalid token'"));
     }
     Ok(())
@@ -246,12 +275,18 @@ fn page(
             .filter(|n| *n >= 0)
             .ok_or_else(|| ApiError::invalid_token(format!("Invalid Token: '{t}'")))?,
     };
+    // AWS's range is 0 to 1000 (0 means the default); its message names the bound broken.
     let limit = match max_results {
         None | Some(0) => default_max,
         Some(n) if !(0..=1000).contains(&n) => {
+            let bound = if n < 0 {
+                "greater than or equal to 0"
+            } else {
+                "less than or equal to 1000"
+            };
             return Err(ApiError::validation(format!(
-                "1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to 1000"
-            )))
+                "1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value {bound}"
+            )));
         }
         Some(n) => n as i64,
     };
@@ -429,6 +464,7 @@ impl StepFunctions for LocalStepFunctions {
         &self,
         input: UpdateStateMachineInput,
     ) -> Result<UpdateStateMachineOutput, ApiError> {
+        self.refuse_if_owned("UpdateStateMachine", &input.state_machine_arn)?;
         let row = self.machine_row(&input.state_machine_arn)?;
         if input.definition.is_none()
             && input.role_arn.is_none()
@@ -530,6 +566,7 @@ impl StepFunctions for LocalStepFunctions {
         input: DeleteStateMachineInput,
     ) -> Result<DeleteStateMachineOutput, ApiError> {
         check_arn(&input.state_machine_arn, "stateMachine")?;
+        self.refuse_if_owned("DeleteStateMachine", &input.state_machine_arn)?;
         let arn = input.state_machine_arn.clone();
         // Executions keep a copy of the definition they started with, so they run on.
         self.runtime

@@ -18,7 +18,7 @@ from helpers import Api, order_body
 def api(tmp_path_factory):
     data = tmp_path_factory.mktemp("orders") / "data"
     data.mkdir()
-    s = Server(data, extra_args=["--pick-delay-ms", "20"])
+    s = Server(data, extra_args=["--pick-delay-ms", "20", "--fault-injection"])
     s.start()
     yield Api(s.endpoint)
     s.kill()
@@ -269,7 +269,7 @@ def manual_api(tmp_path):
     """A server of its own whose warehouse does not pick by itself."""
     data = tmp_path / "data"
     data.mkdir()
-    s = Server(data, extra_args=["--manual-picking"])
+    s = Server(data, extra_args=["--manual-picking", "--fault-injection"])
     s.start()
     yield Api(s.endpoint)
     s.kill()

@@ -9,59 +9,12 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createRequire } from "node:module";
-import { mkdtempSync, mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
-import net from "node:net";
 import path from "node:path";
-
-const tools = process.env.OMS_TOOLS;
-const bin = process.env.OMS_BIN && path.resolve(process.env.OMS_BIN);
-if (!tools || !bin) throw new Error("run with OMS_BIN and OMS_TOOLS set (cargo xtask test sets them)");
-const { chromium } = createRequire(path.resolve(tools, "package.json"))("playwright-core");
-const shots = path.resolve(process.env.OMS_SCREENSHOTS || "target/console");
-mkdirSync(shots, { recursive: true });
-
-const freePort = () => new Promise((resolve) => {
-  const s = net.createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
-});
-
-async function startServer() {
-  const port = await freePort();
-  const data = mkdtempSync(path.join(tmpdir(), "oms-console-"));
-  const proc = spawn(bin, ["up", "--listen", `127.0.0.1:${port}`, "--data-dir", data, "--pick-delay-ms", "20"],
-    { cwd: data, stdio: ["ignore", "pipe", "inherit"] });
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 200; i++) {
-    try { if ((await fetch(base + "/health")).ok) return { proc, base }; } catch {}
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  proc.kill("SIGKILL");
-  throw new Error("oms up did not start");
-}
-
-const json = async (base, method, p, body) => {
-  const r = await fetch(base + p, { method, headers: { "content-type": "application/json" }, body: body && JSON.stringify(body) });
-  return { status: r.status, body: await r.json() };
-};
-
-async function waitFor(base, id, pred) {
-  for (let i = 0; i < 300; i++) {
-    const { body } = await json(base, "GET", `/orders/${id}`);
-    if (pred(body)) return body;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`order ${id} never got there`);
-}
+import { json, launchBrowser, shots, startServer, waitFor } from "./oms.mjs";
 
 test("a failed saga is shown, previewed, retried and finished in the console", async () => {
   const { proc, base } = await startServer();
-  const browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
-  });
+  const browser = await launchBrowser();
   try {
     await json(base, "PUT", "/admin/faults", {
       ship: { fail_next: 1, error: "Ship.AddressRejected" },
