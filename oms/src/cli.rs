@@ -77,7 +77,8 @@ pub enum Request {
 /// to the same routes built over a deployed stack (`--backend aws`), so that both
 /// backends run the same client and the same server code.
 pub enum Target {
-    Http(String),
+    /// A server's endpoint, and its bearer token if it requires one.
+    Http(String, Option<String>),
     Aws(crate::aws::AwsTarget),
 }
 
@@ -95,11 +96,26 @@ struct Client {
     transport: Transport,
 }
 
+/// An HTTP client that sends `token` as a bearer token with every request.
+fn http_client(token: Option<&str>) -> Result<reqwest::Client, String> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+            .map_err(|_| "--token: not a valid header value".to_string())?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 impl Client {
     async fn connect(target: Target) -> Result<Client, String> {
         let transport = match target {
-            Target::Http(endpoint) => Transport::Http {
-                http: reqwest::Client::new(),
+            Target::Http(endpoint, token) => Transport::Http {
+                http: http_client(token.as_deref())?,
                 endpoint: endpoint.trim_end_matches('/').to_string(),
             },
             Target::Aws(aws) => {

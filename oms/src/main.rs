@@ -2,6 +2,7 @@
 //! API), the order CLI that talks to it, and tools that run, validate and benchmark
 //! state machines in memory.
 
+mod auth;
 mod aws;
 mod bench;
 mod cli;
@@ -40,6 +41,9 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     endpoint: String,
+    /// The server's bearer token, where it requires one (off loopback).
+    #[arg(long, global = true, env = "OMS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// How the order commands print: tables for people, or JSON.
     #[arg(long, global = true, value_enum, default_value = "table")]
     output: cli::Output,
@@ -131,6 +135,13 @@ enum Command {
         /// in the data dir].
         #[arg(long, env = "OMS_STORE")]
         store: Option<String>,
+        /// Require credentials on loopback too (they are always required off it):
+        /// docs/security.md.
+        #[arg(long, env = "OMS_REQUIRE_AUTH")]
+        require_auth: bool,
+        /// Serve /admin/faults and inject the faults it sets (tests, game days).
+        #[arg(long, env = "OMS_FAULT_INJECTION")]
+        fault_injection: bool,
     },
     /// Submit an order (a JSON file, `-` for stdin, or the JSON itself).
     Submit { order: String },
@@ -263,7 +274,7 @@ fn main() -> ExitCode {
     let dynamodb_endpoint = cli.backend.dynamodb_endpoint.clone();
     let target = match &aws {
         Some(stack) => cli::Target::Aws(stack.clone()),
-        None => cli::Target::Http(cli.endpoint.clone()),
+        None => cli::Target::Http(cli.endpoint.clone(), cli.token.clone()),
     };
     let order_cmd = |request| cli::run(target, output, request);
     let result = match cli.command {
@@ -300,10 +311,14 @@ fn main() -> ExitCode {
             manual_picking,
             pick_delay_ms,
             store,
+            require_auth,
+            fault_injection,
         } => up::up(up::UpArgs {
             listen,
             data_dir,
             config,
+            require_auth,
+            fault_injection,
             simulate_warehouse: !manual_picking,
             store,
             dynamodb_endpoint,

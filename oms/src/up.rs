@@ -15,6 +15,10 @@ pub struct UpArgs {
     pub listen: String,
     pub data_dir: PathBuf,
     pub config: Option<PathBuf>,
+    /// Require credentials on loopback too (off loopback they always are).
+    pub require_auth: bool,
+    /// Serve /admin/faults and inject its faults; off, the activities read no plans.
+    pub fault_injection: bool,
     pub simulate_warehouse: bool,
     pub pick_delay: std::time::Duration,
     /// The activities' store (`sqlite:PATH`, `dynamodb:TABLE`); orders.db by default.
@@ -35,9 +39,10 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     if let Some(stack) = &args.aws {
-        return runtime.block_on(up_aws(&args.listen, stack));
+        return runtime.block_on(up_aws(&args, &config, stack));
     }
     runtime.block_on(async move {
+        private_dir(&args.data_dir)?;
         let store = Store::open(&args.data_dir).map_err(|e| e.to_string())?;
         // The order activities' own store: beside the runtime's unless named.
         let order_store: Arc<dyn activities::store::Store> = match &args.store {
@@ -48,7 +53,17 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
                 SqliteStore::open(&args.data_dir.join("orders.db")).map_err(|e| e.to_string())?,
             ),
         };
-        let ctx = Ctx::new(order_store);
+        // SQLite creates its files 0644 and gives its WAL and shm files the database's
+        // mode: tighten the databases once they exist.
+        private_files(&args.data_dir)?;
+        let ctx = if args.fault_injection {
+            Ctx::new(order_store)
+        } else {
+            Ctx {
+                faults: activities::faults::Faults::disabled(order_store.clone()),
+                ..Ctx::new(order_store)
+            }
+        };
         let seeded = activities::seed::seed_once(&*ctx.store, "demo", &activities::seed::demo())
             .await
             .map_err(|e| format!("cannot seed the demo catalog: {e}"))?;
@@ -65,10 +80,18 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         // oms.toml's rules first, so a user can send the activities elsewhere (say, to
         // `cargo lambda watch`); then the in-process activities.
         let mut rules = config.tasks.clone();
+        // Only the order saga may call the order functions: another state machine
+        // could refund a completed order. oms.toml may admit more (docs/oms-toml.md).
         rules.push(TaskRule {
             resource: format!("arn:aws:lambda:*:*:function:{}*", crate::orders::FUNCTION_PREFIX),
             builtin: Some("activities".into()),
             lambda_endpoint: None,
+            state_machines: Some(vec![format!(
+                "arn:aws:states:{}:{}:stateMachine:{}",
+                config.server.region,
+                config.server.account,
+                crate::orders::MACHINE_NAME
+            )]),
         });
         let invoker = ConfiguredInvoker::with_handlers(&rules, &[("activities", handler)])?
             .in_account(&config.server);
@@ -77,11 +100,12 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
             .recover()
             .await
             .map_err(|e| format!("cannot resume executions: {e}"))?;
-        let sfn: Arc<dyn saga_core::api::StepFunctions> = Arc::new(LocalStepFunctions::new(
+        let local = Arc::new(LocalStepFunctions::new(
             rt,
             &config.server.region,
             &config.server.account,
         ));
+        let sfn: Arc<dyn saga_core::api::StepFunctions> = local.clone();
         warehouse.connect(sfn.clone());
         let orders = Orders::start(
             ctx,
@@ -92,6 +116,9 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         )
         .await?;
         let machine_arn = orders.machine_arn.clone();
+        // The Orders API depends on its saga: changed or deleted through the API, new
+        // orders would stay PENDING. Its definition changes with oms itself.
+        local.reserve(&machine_arn, "the Orders API (oms up registers it at start)");
         let waiting_picks = warehouse.resume().await?;
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
@@ -120,8 +147,9 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
             crate::orders::DEMO_ORDER
         );
         println!("oms: try  aws stepfunctions list-state-machines --endpoint-url http://{addr}");
+        let auth = credentials(&args, &config, addr, Some(&args.data_dir))?;
         let extra = crate::orders_http::routes(Arc::new(orders));
-        crate::server::serve_with(listener, sfn, extra, shutdown_signal())
+        crate::server::serve_with(listener, sfn, extra, auth, shutdown_signal())
             .await
             .map_err(|e| format!("the server failed: {e}"))?;
         // Work in flight resumes at the next start; what was acknowledged is committed.
@@ -135,8 +163,16 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
 /// `oms up --backend aws`: the Orders API, the console and a Step Functions API that
 /// passes calls on to the deployed stack. No runtime, no activities: Step Functions
 /// and Lambda run the saga.
-async fn up_aws(listen: &str, stack: &crate::aws::AwsTarget) -> Result<ExitCode, String> {
-    let (sfn, orders) = crate::aws::orders(stack).await?;
+async fn up_aws(
+    args: &UpArgs,
+    config: &Config,
+    stack: &crate::aws::AwsTarget,
+) -> Result<ExitCode, String> {
+    let listen = &args.listen;
+    let (sfn, mut orders) = crate::aws::orders(stack).await?;
+    if !args.fault_injection {
+        orders.ctx.faults = activities::faults::Faults::disabled(orders.ctx.store.clone());
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -144,8 +180,9 @@ async fn up_aws(listen: &str, stack: &crate::aws::AwsTarget) -> Result<ExitCode,
     println!("oms: backend aws, order saga {}", orders.machine_arn);
     println!("oms: console http://{addr}/console");
     println!("oms: picks wait for the warehouses: POST http://{addr}/shipments/{{id}}/picked");
+    let auth = credentials(args, config, addr, None)?;
     let extra = crate::orders_http::routes(Arc::new(orders));
-    crate::server::serve_with(listener, sfn, extra, shutdown_signal())
+    crate::server::serve_with(listener, sfn, extra, auth, shutdown_signal())
         .await
         .map_err(|e| format!("the server failed: {e}"))?;
     println!("oms: stopped");
@@ -162,4 +199,65 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// The data dir holds orders, addresses and payment references: only the user who runs
+/// oms may enter it (0700), whether it is new or was made by an older oms.
+fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot make data dir {} private: {e}", dir.display()))
+}
+
+/// Every file in the data dir readable and writable by its owner alone (0600).
+fn private_files(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_file() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("cannot make {} private: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The credentials this server requires, if any: off loopback always, on loopback with
+/// `--require-auth`. oms.toml's `[auth]`, else the data dir's (made and printed once).
+fn credentials(
+    args: &UpArgs,
+    config: &Config,
+    addr: std::net::SocketAddr,
+    data_dir: Option<&Path>,
+) -> Result<Option<Arc<crate::auth::Credentials>>, String> {
+    if !args.require_auth && addr.ip().is_loopback() {
+        return Ok(None);
+    }
+    let (creds, fresh) = match (config.auth.as_ref(), data_dir) {
+        (Some(c), _) => (c.clone(), false),
+        (None, Some(dir)) => crate::auth::Credentials::load_or_create(dir)?,
+        (None, None) => {
+            return Err(format!(
+                "listening on {addr} needs credentials: give [auth] in oms.toml (docs/security.md)"
+            ))
+        }
+    };
+    println!("oms: credentials required on {addr} (docs/security.md)");
+    if fresh {
+        println!(
+            "oms: generated, shown this once (kept in {}):",
+            crate::auth::CREDENTIALS_FILE
+        );
+        println!("oms:   AWS_ACCESS_KEY_ID={}", creds.access_key_id);
+        println!("oms:   AWS_SECRET_ACCESS_KEY={}", creds.secret_access_key);
+        println!("oms:   OMS_TOKEN={}", creds.token);
+    }
+    Ok(Some(Arc::new(creds)))
 }

@@ -1228,6 +1228,12 @@ error_codes! {
     AccessDeniedException => access_denied, 400;
     ThrottlingException => throttling, 400;
     UnrecognizedClientException => unrecognized_client, 400;
+    /// AWS's front end, on a request with no Authorization header.
+    MissingAuthenticationTokenException => missing_authentication_token, 403;
+    /// The Authorization header lacks a part SigV4 requires.
+    IncompleteSignatureException => incomplete_signature, 400;
+    /// The signature does not match the request, or is too old.
+    InvalidSignatureException => invalid_signature, 400;
     /// The `X-Amz-Target` names no operation of this service (or is missing).
     UnknownOperationException => unknown_operation, 400;
     /// The body is not JSON, or a member has the wrong JSON type.

@@ -63,7 +63,7 @@ def account(tmp_path_factory, dynamodb_local):
     activities write the stack's table. Picks wait for the warehouse, as on AWS."""
     data = tmp_path_factory.mktemp("account") / "data"
     data.mkdir()
-    s = Server(data, extra_args=["--manual-picking", "--store", f"dynamodb:{TABLE}",
+    s = Server(data, extra_args=["--manual-picking", "--fault-injection", "--store", f"dynamodb:{TABLE}",
                                  "--dynamodb-endpoint", dynamodb_local], env=CREDENTIALS)
     s.start()
     yield s
@@ -90,7 +90,8 @@ def aws_args(outputs, account, dynamodb_local):
 def oms_aws(tmp_path_factory, outputs, account, dynamodb_local):
     data = tmp_path_factory.mktemp("oms-aws") / "data"
     data.mkdir()
-    s = Server(data, extra_args=aws_args(outputs, account, dynamodb_local), env=CREDENTIALS)
+    s = Server(data, extra_args=[*aws_args(outputs, account, dynamodb_local), "--fault-injection"],
+               env=CREDENTIALS)
     s.start()
     yield s
     s.kill()

@@ -15,7 +15,7 @@ from conftest import Server, oms_bin
 def endpoint(tmp_path_factory):
     data = tmp_path_factory.mktemp("cli") / "data"
     data.mkdir()
-    s = Server(data, extra_args=["--pick-delay-ms", "20"])
+    s = Server(data, extra_args=["--pick-delay-ms", "20", "--fault-injection"])
     s.start()
     yield s.endpoint
     s.kill()
