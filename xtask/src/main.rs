@@ -1,7 +1,8 @@
-//! Project tasks: `cargo xtask test | conformance | bench | lambda | cdk`.
+//! Project tasks: `cargo xtask test | conformance | bench | chaos | lambda | cdk`.
 
 mod bench;
 mod cdk;
+mod chaos;
 mod conformance;
 mod lambda;
 mod test;
@@ -23,9 +24,10 @@ fn main() -> ExitCode {
         Some("test") => test::run(&root()),
         Some("conformance") => conformance_cmd(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
+        Some("chaos") => chaos::run(&root(), &args[1..]),
         Some("lambda") => lambda::run(&root()),
         Some("cdk") => cdk::run(&root()),
-        _ => Err("usage: cargo xtask <test|conformance|bench|lambda|cdk>".to_string()),
+        _ => Err("usage: cargo xtask <test|conformance|bench|chaos|lambda|cdk>".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,31 @@
+//! `cargo xtask chaos [ARGS]`: the long chaos campaign (tests/api/chaos.py) against a
+//! release build of `oms up`: by default 2,000 orders, 20 kill -9 and 3 SIGSTOP pauses,
+//! transient faults at every activity and compensation. ARGS go to chaos.py
+//! (`--orders`, `--kills`, `--pauses`, `--fault-rate`, `--rate`, `--seed`). It fails
+//! when the campaign finds a violation. The suite runs a short campaign
+//! (tests/api/test_chaos.py).
+
+use crate::tools;
+use std::path::Path;
+use std::process::Command;
+
+pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
+    let python = tools::python_tools(root)?;
+    println!("chaos: cargo build --release -p oms");
+    tools::run_status(
+        Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "oms"])
+            .current_dir(root),
+        "cargo build --release -p oms",
+    )?;
+    let oms = root.join("target/release/oms");
+    tools::run_status(
+        Command::new(&python)
+            .arg("tests/api/chaos.py")
+            .args(args)
+            .env("OMS_BIN", &oms)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .current_dir(root),
+        "the chaos campaign (tests/api/chaos.py)",
+    )
+}
