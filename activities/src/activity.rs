@@ -453,7 +453,9 @@ fn gateway_error(e: GatewayError, order_id: &str) -> ActivityError {
         GatewayError::Timeout(m) => ActivityError::new(ErrorKind::PaymentGatewayTimeout, m),
         GatewayError::RefundRejected(m) => ActivityError::new(ErrorKind::PaymentRefundRejected, m),
         GatewayError::Voided => cancelled(order_id, "had its payment voided"),
-        GatewayError::Unavailable(m) => ActivityError::new(ErrorKind::PaymentGatewayTimeout, m),
+        // The gateway's own records could not be read or written (the built-in gateway
+        // keeps them in the store): a full disk is Store.Unavailable, not a timeout.
+        GatewayError::Unavailable(m) => ActivityError::new(ErrorKind::StoreUnavailable, m),
     }
 }
 

@@ -19,6 +19,7 @@ pub enum GatewayError {
     RefundRejected(String),
     /// The charge's key was voided by a refund that came first.
     Voided,
+    /// The gateway's own records could not be read or written: retry later.
     Unavailable(String),
 }
 

@@ -131,11 +131,24 @@ impl Warehouse {
         let me = self.clone();
         tokio::spawn(async move {
             tokio::time::sleep(me.delay).await;
-            if let Err(e) = me.answer(&target, None).await {
-                eprintln!(
-                    "oms: simulated warehouse could not answer the pick of {}: {e}",
-                    target.shipment_id
-                );
+            // A warehouse answers again until its answer is taken: a full disk or a
+            // busy store must not leave the saga waiting for the pick's timeout.
+            let mut wait = Duration::from_millis(100);
+            loop {
+                match me.answer(&target, None).await {
+                    Ok(_) => return,
+                    Err(e) if e.retryable() => {
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "oms: simulated warehouse could not answer the pick of {}: {e}",
+                            target.shipment_id
+                        );
+                        return;
+                    }
+                }
             }
         });
     }
@@ -167,12 +180,17 @@ impl Warehouse {
                     .map(|_| ()),
             };
             // A token that no longer waits (the task timed out, the execution ended)
-            // is not an error of the warehouse's answer.
-            if let Err(e) = sent {
-                eprintln!(
+            // is not an error of the warehouse's answer; a store that cannot take the
+            // answer now is, and the warehouse answers again (it is idempotent).
+            match sent {
+                Err(e) if e.code.as_str() == "ServiceUnavailable" => {
+                    return Err(ActivityError::new(ErrorKind::StoreUnavailable, e.message));
+                }
+                Err(e) => eprintln!(
                     "oms: pick answer for {} not delivered: {}",
                     target.shipment_id, e.message
-                );
+                ),
+                Ok(()) => {}
             }
         }
         Ok(outcome.map(|s| serde_json::to_value(s).unwrap_or_default()))

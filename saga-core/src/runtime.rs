@@ -395,7 +395,9 @@ impl Runtime {
                 Effect::Timer { until } => {
                     tokio::spawn(async move {
                         sleep_until(until).await;
-                        rt.deliver(&arn, id, Delivery::TimerFired).await;
+                        // A step that cannot be committed reloads the execution,
+                        // which arms this timer again.
+                        let _ = rt.deliver(&arn, id, Delivery::TimerFired).await;
                     });
                 }
                 Effect::Invoke(call) => {
@@ -427,15 +429,17 @@ impl Runtime {
                     None => seconds_after(Utc::now(), secs),
                 };
                 sleep_until(deadline).await;
-                rt.deliver(
-                    &arn,
-                    id,
-                    Delivery::TaskFailed(Failure {
-                        error: asl::error::names::TIMEOUT.into(),
-                        cause: None,
-                    }),
-                )
-                .await;
+                // Not committed: the reload arms the timeout again from its stored deadline.
+                let _ = rt
+                    .deliver(
+                        &arn,
+                        id,
+                        Delivery::TaskFailed(Failure {
+                            error: asl::error::names::TIMEOUT.into(),
+                            cause: None,
+                        }),
+                    )
+                    .await;
             });
         }
         if let (Some(secs), Some(token)) = (call.heartbeat_seconds, token.clone()) {
@@ -454,9 +458,12 @@ impl Runtime {
                     let result = rt.invoker.invoke(&arn, &call).await;
                     match (route, result) {
                         (Route::Invoke, Ok(v)) => {
-                            rt.deliver(&arn, id, Delivery::TaskSucceeded(v)).await
+                            // Not committed: the reload invokes the task again.
+                            let _ = rt.deliver(&arn, id, Delivery::TaskSucceeded(v)).await;
                         }
-                        (_, Err(f)) => rt.deliver(&arn, id, Delivery::TaskFailed(f)).await,
+                        (_, Err(f)) => {
+                            let _ = rt.deliver(&arn, id, Delivery::TaskFailed(f)).await;
+                        }
                         // The request was sent; the result comes with the token.
                         (_, Ok(_)) => {}
                     }
@@ -509,7 +516,7 @@ impl Runtime {
                         error: asl::error::names::HEARTBEAT_TIMEOUT.into(),
                         cause: None,
                     };
-                    rt.deliver(&arn, id, Delivery::TaskFailed(f)).await;
+                    let _ = rt.deliver(&arn, id, Delivery::TaskFailed(f)).await;
                     return;
                 }
                 sleep_until(deadline).await;
@@ -518,22 +525,71 @@ impl Runtime {
     }
 
     /// Delivers an effect's outcome, commits the step, then performs what it started.
-    pub async fn deliver(self: &Arc<Self>, arn: &str, id: EffectId, delivery: Delivery) {
-        let Some(cell) = self.live(arn) else { return };
+    /// An outcome that comes too late (the execution ended, the effect is gone) is
+    /// dropped; one whose step cannot be committed is an error, and the execution is
+    /// reloaded from its last committed step as soon as the store takes writes again.
+    pub async fn deliver(
+        self: &Arc<Self>,
+        arn: &str,
+        id: EffectId,
+        delivery: Delivery,
+    ) -> Result<(), StoreError> {
+        let Some(cell) = self.live(arn) else {
+            return Ok(());
+        };
         let mut live = cell.lock().await;
         if live.exec.status() != Status::Running || !live.exec.pending().any(|(i, _)| i == id) {
-            return;
+            return Ok(());
         }
         let mut host = SystemHost;
         live.exec.deliver(id, delivery, &mut host);
         if let Err(e) = self.commit_step(arn, &mut live).await {
-            // The step is not durable: forget it so that recovery (or a retry of the
-            // same delivery) starts from the last committed snapshot.
+            // The step is not durable: forget it, and start again from the last
+            // committed snapshot (its pending tasks invoked again, its timers armed).
             eprintln!("oms: could not commit a step of {arn}: {e}");
             self.live.lock().expect("live lock").remove(arn);
-            return;
+            drop(live);
+            self.reload_later(arn.to_string());
+            return Err(e);
         }
         self.after_step(arn, &mut live);
+        Ok(())
+    }
+
+    /// Reloads an execution whose step could not be committed, retrying (100 ms,
+    /// doubling to 5 s) until the store takes writes again: a full disk must not leave
+    /// an execution stopped in memory until the next restart.
+    fn reload_later(self: &Arc<Self>, arn: String) {
+        let rt = self.clone();
+        tokio::spawn(async move {
+            let mut wait = Duration::milliseconds(100);
+            loop {
+                tokio::time::sleep(wait.to_std().unwrap_or_default()).await;
+                match rt.reload(&arn).await {
+                    Ok(()) => return,
+                    Err(e) => eprintln!("oms: cannot reload {arn} yet: {e}"),
+                }
+                wait = (wait * 2).min(Duration::seconds(5));
+            }
+        });
+    }
+
+    /// Loads one RUNNING execution from the store and runs it on, as `recover` does at
+    /// start. Nothing to do if it is live already or no longer running.
+    async fn reload(self: &Arc<Self>, arn: &str) -> Result<(), RuntimeError> {
+        let arn_owned = arn.to_string();
+        let row: Option<RecoverRow> = self.store.read(move |c| {
+            Ok(c.query_row(
+                &format!("{RECOVER_SELECT} AND e.arn = ?1"),
+                [&arn_owned],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?)
+        })?;
+        match row {
+            Some(row) => self.resume(row).await.map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     fn after_step(self: &Arc<Self>, arn: &str, live: &mut Live) {
@@ -664,7 +720,9 @@ impl Runtime {
             .lock()
             .expect("heartbeat lock")
             .remove(token);
-        self.deliver(&arn, id, delivery).await;
+        // The answer is acknowledged only once it is committed: a client whose answer
+        // found the disk full is told so (503) and sends it again.
+        self.deliver(&arn, id, delivery).await?;
         Ok(())
     }
 
@@ -854,74 +912,90 @@ impl Runtime {
     /// Restores every RUNNING execution from its last committed snapshot and performs
     /// its outstanding effects. Returns how many were resumed.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, RuntimeError> {
-        let rows: Vec<(String, String, String, f64)> = self.store.read(|c| {
-            let mut st = c.prepare(
-                "SELECT e.arn, d.text, s.data, e.start_date FROM executions e \
-                 JOIN definitions d ON d.id = e.definition_id JOIN snapshots s ON s.arn = e.arn \
-                 WHERE e.status = 'RUNNING'",
-            )?;
+        let rows: Vec<RecoverRow> = self.store.read(|c| {
+            let mut st = c.prepare(RECOVER_SELECT)?;
             let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })?;
         let mut resumed = 0;
-        for (arn, definition, snapshot, start) in rows {
-            let machine = match Machine::parse(&definition) {
-                Ok(m) => Arc::new(m),
-                Err(e) => {
-                    eprintln!("oms: cannot resume {arn}: its definition no longer parses: {e}");
-                    continue;
-                }
-            };
-            let snap: Snapshot = match serde_json::from_str(&snapshot) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("oms: cannot resume {arn}: its snapshot is unreadable: {e}");
-                    continue;
-                }
-            };
-            let mut exec = Execution::restore(machine.clone(), snap, true);
-            // Tasks that were being invoked when the process died are invoked again (at
-            // least once, as Lambda is); the history records the new attempt.
-            let reinvoked: Vec<EffectId> = exec
-                .pending()
-                .filter(|(_, e)| matches!(e, Effect::Invoke(call) if self.invoker.route(call) == Route::Invoke))
-                .map(|(id, _)| id)
-                .collect();
-            for id in &reinvoked {
-                exec.reinvoking(*id, &mut SystemHost);
+        for row in rows {
+            if self.resume(row).await? {
+                resumed += 1;
             }
-            let task_rows: HashMap<EffectId, String> = self.store.read(|c| {
-                let mut st =
-                    c.prepare("SELECT effect_id, token FROM tasks WHERE execution_arn = ?1")?;
-                let rows =
-                    st.query_map([&arn], |r| Ok((r.get::<_, i64>(0)? as EffectId, r.get(1)?)))?;
-                Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
-            })?;
-            let deadline = machine
-                .timeout_seconds
-                .map(|s| seconds_after(from_epoch(start), s as f64));
-            let cell = Arc::new(tokio::sync::Mutex::new(Live {
-                exec,
-                dispatched: HashSet::new(),
-                stop_date: None,
-                task_rows,
-            }));
-            let mut guard = cell.clone().lock_owned().await;
-            if !self.register(&arn, &cell) {
-                continue;
-            }
-            if !reinvoked.is_empty() {
-                if let Err(e) = self.commit_step(&arn, &mut guard).await {
-                    self.unregister(&arn, &cell);
-                    return Err(e.into());
-                }
-            }
-            self.activate(&arn, guard, deadline);
-            resumed += 1;
         }
         Ok(resumed)
     }
+
+    /// Runs on a RUNNING execution from its stored definition and snapshot. False when
+    /// it cannot be resumed (said why) or is live already.
+    async fn resume(
+        self: &Arc<Self>,
+        (arn, definition, snapshot, start): RecoverRow,
+    ) -> Result<bool, RuntimeError> {
+        let machine = match Machine::parse(&definition) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                eprintln!("oms: cannot resume {arn}: its definition no longer parses: {e}");
+                return Ok(false);
+            }
+        };
+        let snap: Snapshot = match serde_json::from_str(&snapshot) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("oms: cannot resume {arn}: its snapshot is unreadable: {e}");
+                return Ok(false);
+            }
+        };
+        let mut exec = Execution::restore(machine.clone(), snap, true);
+        // Tasks that were being invoked when the process died are invoked again (at
+        // least once, as Lambda is); the history records the new attempt.
+        let reinvoked: Vec<EffectId> = exec
+            .pending()
+            .filter(|(_, e)| matches!(e, Effect::Invoke(call) if self.invoker.route(call) == Route::Invoke))
+            .map(|(id, _)| id)
+            .collect();
+        for id in &reinvoked {
+            exec.reinvoking(*id, &mut SystemHost);
+        }
+        let arn_owned = arn.clone();
+        let task_rows: HashMap<EffectId, String> = self.store.read(move |c| {
+            let mut st =
+                c.prepare("SELECT effect_id, token FROM tasks WHERE execution_arn = ?1")?;
+            let rows = st.query_map([&arn_owned], |r| {
+                Ok((r.get::<_, i64>(0)? as EffectId, r.get(1)?))
+            })?;
+            Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
+        })?;
+        let deadline = machine
+            .timeout_seconds
+            .map(|s| seconds_after(from_epoch(start), s as f64));
+        let cell = Arc::new(tokio::sync::Mutex::new(Live {
+            exec,
+            dispatched: HashSet::new(),
+            stop_date: None,
+            task_rows,
+        }));
+        let mut guard = cell.clone().lock_owned().await;
+        if !self.register(&arn, &cell) {
+            return Ok(false);
+        }
+        if !reinvoked.is_empty() {
+            if let Err(e) = self.commit_step(&arn, &mut guard).await {
+                self.unregister(&arn, &cell);
+                return Err(e.into());
+            }
+        }
+        self.activate(&arn, guard, deadline);
+        Ok(true)
+    }
 }
+
+/// An execution to resume: its ARN, definition, snapshot and start (epoch seconds).
+type RecoverRow = (String, String, String, f64);
+
+const RECOVER_SELECT: &str = "SELECT e.arn, d.text, s.data, e.start_date FROM executions e \
+     JOIN definitions d ON d.id = e.definition_id JOIN snapshots s ON s.arn = e.arn \
+     WHERE e.status = 'RUNNING'";
 
 fn outcome(exec: &Execution) -> (String, Option<String>, Option<Failure>) {
     (

@@ -78,7 +78,7 @@ impl LocalStepFunctions {
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> Result<R, StoreError>,
     ) -> Result<R, ApiError> {
-        self.runtime.store().read(f).map_err(internal)
+        self.runtime.store().read(f).map_err(store_error)
     }
 
     fn machine_row(&self, arn: &str) -> Result<MachineRow, ApiError> {
@@ -186,6 +186,15 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal_failure(e.to_string())
 }
 
+/// A store error as the API answers it: a full disk is 503 ServiceUnavailable (retry
+/// later; nothing was written), anything else an internal failure.
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(m) => ApiError::service_unavailable(m),
+        other => internal(other),
+    }
+}
+
 fn runtime_error(e: RuntimeError) -> ApiError {
     match e {
         RuntimeError::NoSuchExecution(a) => {
@@ -197,7 +206,7 @@ fn runtime_error(e: RuntimeError) -> ApiError {
         }
         RuntimeError::Invalid(m) => ApiError::validation(m),
         RuntimeError::NotRedrivable(m) => ApiError::execution_not_redrivable(m),
-        RuntimeError::Store(e) => internal(e),
+        RuntimeError::Store(e) => store_error(e),
     }
 }
 
@@ -497,7 +506,7 @@ impl StepFunctions for LocalStepFunctions {
                 Ok(())
             })
             .await
-            .map_err(internal)?;
+            .map_err(store_error)?;
         Ok(UpdateStateMachineOutput {
             update_date: now,
             revision_id: Some(revision),
@@ -576,7 +585,7 @@ impl StepFunctions for LocalStepFunctions {
                 Ok(())
             })
             .await
-            .map_err(internal)?;
+            .map_err(store_error)?;
         Ok(DeleteStateMachineOutput {})
     }
 
@@ -919,7 +928,7 @@ impl StepFunctions for LocalStepFunctions {
                 )
             })
             .await
-            .map_err(internal)?;
+            .map_err(store_error)?;
         Ok(CreateActivityOutput {
             activity_arn: arn,
             creation_date: from_epoch(created),
@@ -939,7 +948,7 @@ impl StepFunctions for LocalStepFunctions {
                 Ok(())
             })
             .await
-            .map_err(internal)?;
+            .map_err(store_error)?;
         Ok(DeleteActivityOutput {})
     }
 

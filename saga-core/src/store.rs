@@ -18,6 +18,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("storage failed: {0}")]
     Failed(String),
+    /// The disk is full (or the database busy past its timeout): nothing was written,
+    /// and the same write can succeed later. The API answers 503, not 500.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -25,6 +29,12 @@ impl From<rusqlite::Error> for StoreError {
         if let rusqlite::Error::SqliteFailure(f, msg) = &e {
             if f.code == rusqlite::ErrorCode::ConstraintViolation {
                 return StoreError::Conflict(msg.clone().unwrap_or_else(|| e.to_string()));
+            }
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::DatabaseBusy
+            ) {
+                return StoreError::Unavailable(e.to_string());
             }
         }
         StoreError::Failed(e.to_string())
