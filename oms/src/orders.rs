@@ -502,6 +502,14 @@ impl Orders {
         )
     }
 
+    /// The execution of a placed order: the one it recorded, or the one named after it.
+    fn arn_of(&self, order: &OrderRecord) -> String {
+        order
+            .execution_arn
+            .clone()
+            .unwrap_or_else(|| self.execution_arn(&order.order_id))
+    }
+
     /// `POST /orders`: checks the order, places it, and starts its saga. The same order
     /// id (or Idempotency-Key) again starts nothing new.
     pub async fn submit(
@@ -601,10 +609,7 @@ impl Orders {
     /// are not stored). Returns None when the order has an execution already.
     async fn start_placed(&self, order_id: &str) -> Result<Option<String>, Problem> {
         let placed = ledger::load_order(&*self.ctx.store, order_id).await?.value;
-        let arn = placed
-            .execution_arn
-            .clone()
-            .unwrap_or_else(|| self.execution_arn(order_id));
+        let arn = self.arn_of(&placed);
         let described = self
             .sfn
             .describe_execution(DescribeExecutionInput {
@@ -633,10 +638,7 @@ impl Orders {
     /// `GET /orders/{id}`: the order, its ledger, its shipments and where it stopped.
     pub async fn view(&self, order_id: &str) -> Result<Value, Problem> {
         let (mut items, mut order) = self.ledger(order_id).await?;
-        let arn = order
-            .execution_arn
-            .clone()
-            .unwrap_or_else(|| self.execution_arn(order_id));
+        let arn = self.arn_of(&order);
         let execution = self
             .sfn
             .describe_execution(DescribeExecutionInput {
