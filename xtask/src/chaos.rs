@@ -1,9 +1,10 @@
 //! `cargo xtask chaos [ARGS]`: the long chaos campaign (tests/api/chaos.py) against a
 //! release build of `oms up`: by default 2,000 orders, 20 kill -9 and 3 SIGSTOP pauses,
-//! transient faults at every activity and compensation. ARGS go to chaos.py
-//! (`--orders`, `--kills`, `--pauses`, `--fault-rate`, `--rate`, `--seed`). It fails
-//! when the campaign finds a violation. The suite runs a short campaign
-//! (tests/api/test_chaos.py).
+//! transient faults at every activity and compensation, kills aimed at compensations,
+//! Maps of shipments and redrives. ARGS go to chaos.py (`--orders`, `--kills`,
+//! `--pauses`, `--fault-rate`, `--rate`, `--seed`, `--store dynamodb` with
+//! `--throttle-rate` and `--drop-rate`). It fails when the campaign finds a violation.
+//! The suite runs a short campaign of each store (tests/api/test_chaos.py).
 
 use crate::tools;
 use std::path::Path;
@@ -11,6 +12,8 @@ use std::process::Command;
 
 pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let python = tools::python_tools(root)?;
+    // DynamoDB Local, for `--store dynamodb`.
+    tools::node_tools(root)?;
     println!("chaos: cargo build --release -p oms");
     tools::run_status(
         Command::new(env!("CARGO"))
