@@ -5,6 +5,7 @@ mod cdk;
 mod chaos;
 mod conformance;
 mod lambda;
+mod ratchet;
 mod test;
 mod tools;
 
@@ -40,6 +41,13 @@ fn main() -> ExitCode {
 
 fn conformance_cmd(args: &[String]) -> Result<(), String> {
     let root = root();
+    if args.iter().any(|a| a == "--check") {
+        // The suite's step alone: does any listed case fail?
+        return match ratchet::check(&root)? {
+            ratchet::Checked::Ran => Ok(()),
+            ratchet::Checked::NotRun(why) => Err(format!("not run: {why}")),
+        };
+    }
     let path = conformance::corpus_path(&root);
     let results = conformance::run_corpus(&path)?;
     let summary = conformance::summarize(&results);
@@ -52,6 +60,10 @@ fn conformance_cmd(args: &[String]) -> Result<(), String> {
                 }
             }
         }
+    }
+    if args.iter().any(|a| a == "--raise") {
+        let added = ratchet::raise(&root, &results)?;
+        println!("{added} cases added to {}", ratchet::PASSING_FILE);
     }
     let reasons = load_reasons(&root)?;
     let md = conformance::report(&results, &summary, &reasons);
