@@ -43,18 +43,28 @@ pub async fn audit(store: &dyn Store) -> Result<Audit, StoreError> {
     let mut orders: BTreeMap<String, (Option<OrderRecord>, Vec<ShipmentRecord>)> = BTreeMap::new();
     for item in store.scan("ORDER#").await? {
         let entry = orders.entry(item.key.pk.clone()).or_default();
-        if item.key.sk == "ORDER" {
-            entry.0 = serde_json::from_value(serde_json::Value::Object(item.doc)).ok();
-        } else if item.key.sk.starts_with("SHIPMENT#") {
-            if let Ok(s) = serde_json::from_value(serde_json::Value::Object(item.doc)) {
-                entry.1.push(s);
+        let key = item.key.clone();
+        let doc = serde_json::Value::Object(item.doc);
+        // A record that does not parse is exactly what an audit is for: say so.
+        let unreadable = |e: serde_json::Error| format!("{key}: the record does not parse: {e}");
+        if key.sk == "ORDER" {
+            match serde_json::from_value(doc) {
+                Ok(order) => entry.0 = Some(order),
+                Err(e) => a.problems.push(unreadable(e)),
+            }
+        } else if key.sk.starts_with("SHIPMENT#") {
+            match serde_json::from_value(doc) {
+                Ok(shipment) => entry.1.push(shipment),
+                Err(e) => a.problems.push(unreadable(e)),
             }
         }
     }
     for (pk, (order, shipments)) in &orders {
         let Some(order) = order else {
-            a.problems
-                .push(format!("{pk}: shipments without an order record"));
+            if !shipments.is_empty() {
+                a.problems
+                    .push(format!("{pk}: shipments without an order record"));
+            }
             continue;
         };
         a.orders += 1;
@@ -193,4 +203,33 @@ pub async fn audit(store: &dyn Store) -> Result<Audit, StoreError> {
         }
     }
     Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{sqlite::SqliteStore, Cond, Write};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_record_that_does_not_parse_is_a_problem() {
+        let store = SqliteStore::in_memory().unwrap();
+        let bad = |key: Key| Write::Put {
+            key,
+            doc: to_doc(&json!({"order_id": 7})),
+            cond: Cond::Always,
+        };
+        store
+            .transact(vec![bad(order_key("o1")), bad(shipment_key("o2", "s1"))])
+            .await
+            .unwrap();
+        let a = audit(&store).await.unwrap();
+        assert_eq!(a.orders, 0);
+        assert_eq!(a.problems.len(), 2, "{:?}", a.problems);
+        assert!(
+            a.problems.iter().all(|p| p.contains("does not parse")),
+            "{:?}",
+            a.problems
+        );
+    }
 }
