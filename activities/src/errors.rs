@@ -162,6 +162,9 @@ impl ErrorKind {
 pub struct ActivityError {
     pub kind: ErrorKind,
     pub message: String,
+    /// Made by a fault plan, not by the activity: one delivery of a call may get it
+    /// while another delivery of the same call succeeds.
+    pub injected: bool,
 }
 
 impl ActivityError {
@@ -169,6 +172,14 @@ impl ActivityError {
         ActivityError {
             kind,
             message: message.into(),
+            injected: false,
+        }
+    }
+    /// A failure a fault plan injected into `activity`'s call.
+    pub fn injected(kind: ErrorKind, activity: &str) -> ActivityError {
+        ActivityError {
+            injected: true,
+            ..ActivityError::new(kind, format!("injected by fault plan for {activity}"))
         }
     }
     pub fn name(&self) -> &'static str {

@@ -193,10 +193,7 @@ impl Faults {
             if took.is_ok() {
                 let name = plan.error.as_deref().unwrap_or("Activity.Unavailable");
                 let kind = ErrorKind::from_name(name).unwrap_or(ErrorKind::ActivityUnavailable);
-                return Err(ActivityError::new(
-                    kind,
-                    format!("injected by fault plan for {activity}"),
-                ));
+                return Err(ActivityError::injected(kind, activity));
             }
         }
         if plan.transient_rate > 0.0 && fastrand::f64() < plan.transient_rate {
@@ -204,10 +201,7 @@ impl Faults {
                 "charge" | "refund" => ErrorKind::PaymentGatewayTimeout,
                 _ => ErrorKind::ActivityUnavailable,
             };
-            return Err(ActivityError::new(
-                kind,
-                format!("transient failure injected for {activity}"),
-            ));
+            return Err(ActivityError::injected(kind, activity));
         }
         Ok(())
     }

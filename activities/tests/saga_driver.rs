@@ -27,6 +27,36 @@ struct Counters {
     retried: AtomicUsize,
 }
 
+/// Two deliveries of one call at once must tell the same story: equal successes, or
+/// the same business error; a success beside an error is allowed only when the error
+/// is retryable (the two met in the store, and the retry will see the success) or a
+/// fault plan injected it into that one delivery.
+fn agree(
+    name: &str,
+    input: &Value,
+    a: &Result<Value, ActivityError>,
+    b: &Result<Value, ActivityError>,
+) {
+    match (a, b) {
+        (Ok(x), Ok(y)) => assert_eq!(
+            x, y,
+            "two deliveries of {name} {input} answered differently"
+        ),
+        (Ok(_), Err(e)) | (Err(e), Ok(_)) => assert!(
+            e.retryable() || e.injected,
+            "one delivery of {name} {input} succeeded, the other failed with {} ({})",
+            e.name(),
+            e.message
+        ),
+        (Err(x), Err(y)) => assert!(
+            x.retryable() || y.retryable() || x.injected || y.injected || x.name() == y.name(),
+            "two deliveries of {name} {input} failed differently: {} and {}",
+            x.name(),
+            y.name()
+        ),
+    }
+}
+
 async fn call(
     ctx: &Ctx,
     counters: &Counters,
@@ -40,17 +70,11 @@ async fn call(
                 activity::invoke(ctx, name, &input),
                 activity::invoke(ctx, name, &input)
             );
-            // Both deliveries must agree when both succeed.
-            if let (Ok(x), Ok(y)) = (&a, &b) {
-                assert_eq!(
-                    x, y,
-                    "two deliveries of {name} {input} answered differently"
-                );
-            }
-            if a.is_ok() {
-                a
-            } else {
-                b
+            agree(name, &input, &a, &b);
+            match (a, b) {
+                (Ok(x), _) | (_, Ok(x)) => Ok(x),
+                // The business error, if either gave one, is the answer.
+                (Err(x), Err(y)) => Err(if x.retryable() { y } else { x }),
             }
         } else {
             activity::invoke(ctx, name, &input).await
