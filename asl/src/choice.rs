@@ -30,6 +30,9 @@ pub fn evaluate(cond: &Condition, input: &Value, select: Select) -> Result<bool,
             Ok(false)
         }
         Condition::Not(c) => Ok(!evaluate(c, input, select)?),
+        Condition::Jsonata(_) => Err(Failure::runtime(
+            "JSONata Choice conditions are not evaluated by this engine yet.",
+        )),
         Condition::Compare {
             variable,
             op,

@@ -257,6 +257,9 @@ pub enum Condition {
         op: CompareOp,
         operand: Operand,
     },
+    /// A JSONata rule's `Condition`, kept as written: the evaluator fails a JSONata
+    /// state before it reaches its rules, so a definition that validates also loads.
+    Jsonata(Value),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -361,9 +364,15 @@ impl Machine {
         &self.lists[0]
     }
 
+    /// Reads the first JSON value of `text` and ignores what follows, as validation
+    /// does (`validate::validate_str`, after AWS's Jackson): a definition that validates
+    /// must load.
     pub fn parse(text: &str) -> Result<Machine, String> {
-        let v: Value =
-            serde_json::from_str(text).map_err(|e| format!("definition is not valid JSON: {e}"))?;
+        let first = serde_json::Deserializer::from_str(text)
+            .into_iter::<Value>()
+            .next()
+            .unwrap_or_else(|| serde_json::from_str(text));
+        let v = first.map_err(|e| format!("definition is not valid JSON: {e}"))?;
         Machine::from_value(&v)
     }
 
@@ -556,8 +565,13 @@ impl Machine {
                         &format!("{rloc}/Next"),
                     )?;
                     let assign = assign_field(ro, &rloc)?;
+                    let condition = if ql == QueryLanguage::Jsonata {
+                        Condition::Jsonata(ro.get("Condition").cloned().unwrap_or(Value::Null))
+                    } else {
+                        parse_condition(r, &rloc, 0)?
+                    };
                     parsed.push(ChoiceRule {
-                        condition: parse_condition(r, &rloc, 0)?,
+                        condition,
                         next,
                         assign,
                     });

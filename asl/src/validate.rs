@@ -793,7 +793,9 @@ impl Checker {
                 ));
             }
         }
-        for out in edges.values() {
+        // In the order the states are written: the diagnostics, and so CreateStateMachine's
+        // message, are the same on every call (a HashMap's order is not).
+        for out in states.keys().filter_map(|name| edges.get(name.as_str())) {
             for e in out {
                 if !states.contains_key(&e.target) {
                     self.out.push(error(

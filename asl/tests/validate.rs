@@ -176,3 +176,43 @@ mod never_panics {
         }
     }
 }
+
+/// Found by fuzzing (fuzz/, the definition target): validation reads the first JSON value
+/// and ignores what follows, as AWS does, but loading refused the trailing text, so
+/// ValidateStateMachineDefinition said OK to a definition CreateStateMachine rejected.
+#[test]
+fn a_definition_that_validates_loads_even_with_trailing_text() {
+    let text = r#"{"StartAt":"P","States":{"P":{"Type":"Pass","End":true}}}{"StartAt":"#;
+    let diags = validate_str(text, Options::default());
+    assert!(
+        !diags.iter().any(|d| d.severity == Severity::Error),
+        "{diags:?}"
+    );
+    asl::Machine::parse(text).expect("what validates, loads");
+    assert!(asl::Machine::parse("").is_err());
+    assert!(asl::Machine::parse("{").is_err());
+}
+
+/// Found by fuzzing (fuzz/, the definition target): missing targets were reported in a
+/// HashMap's order, so the same definition gave its diagnostics (and CreateStateMachine
+/// its message) in a different order from one call to the next.
+#[test]
+fn missing_targets_are_reported_in_the_order_the_states_are_written() {
+    let names = ["S0", "S1", "S2", "S3", "S4", "S5", "S6", "S7"];
+    let mut states = serde_json::Map::new();
+    for n in names {
+        states.insert(
+            n.into(),
+            json!({"Type": "Pass", "Next": format!("Gone{n}")}),
+        );
+    }
+    states.insert("End".into(), json!({"Type": "Succeed"}));
+    let def = json!({"StartAt": "S0", "States": states});
+    let missing: Vec<String> = validate(&def, Options::default())
+        .into_iter()
+        .filter(|d| d.message.starts_with("Missing 'Next' target"))
+        .filter_map(|d| d.location)
+        .collect();
+    let expected: Vec<String> = names.iter().map(|n| format!("/States/{n}/Next")).collect();
+    assert_eq!(missing, expected);
+}
