@@ -25,14 +25,17 @@ impl From<ActivityError> for Diagnostic {
 }
 
 /// Opens the store `spec` names (`sqlite:PATH` or `dynamodb:TABLE`); a DynamoDB table
-/// is reached at `dynamodb_endpoint` when given, else where the SDK's chain says.
+/// is reached at `dynamodb_endpoint` when given, else where the SDK's chain says. An
+/// SQLite file is encrypted with `key` (DynamoDB encrypts with its own KMS key).
 pub async fn open_store(
     spec: &str,
     dynamodb_endpoint: Option<&str>,
+    key: Option<&dbkey::DbKey>,
 ) -> Result<Arc<dyn Store>, String> {
     if let Some(path) = spec.strip_prefix("sqlite:") {
-        let store = crate::store::sqlite::SqliteStore::open(std::path::Path::new(path))
-            .map_err(|e| e.to_string())?;
+        let store =
+            crate::store::sqlite::SqliteStore::open_with_key(std::path::Path::new(path), key)
+                .map_err(|e| e.to_string())?;
         return Ok(Arc::new(store));
     }
     if let Some(table) = spec.strip_prefix("dynamodb:") {
@@ -61,7 +64,8 @@ async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
     let spec = std::env::var("OMS_STORE")
         .map_err(|_| "OMS_STORE is not set (sqlite:PATH or dynamodb:TABLE)".to_string())?;
     let endpoint = std::env::var("OMS_DYNAMODB_ENDPOINT").ok();
-    let store = open_store(&spec, endpoint.as_deref()).await?;
+    let key = dbkey::from_env()?;
+    let store = open_store(&spec, endpoint.as_deref(), key.as_ref()).await?;
     // For local runs (`cargo lambda watch`) on an empty store: nothing to sell otherwise.
     if std::env::var_os("OMS_SEED_DEMO").is_some() {
         crate::seed::seed_once(&*store, "demo", &crate::seed::demo())

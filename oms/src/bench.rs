@@ -277,7 +277,8 @@ pub fn bench_durable(args: DurableArgs) -> Result<ExitCode, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let store = Store::open(&dir).map_err(|e| e.to_string())?;
+    // With OMS_DB_KEY set, the bench measures an encrypted store.
+    let store = Store::open_with_key(&dir, dbkey::from_env()?).map_err(|e| e.to_string())?;
     let rt = Runtime::new(store.clone(), invoker);
     let measured = tokio_rt.block_on(async {
         if args.warmup > 0 {

@@ -6,7 +6,6 @@ use serde_json::{json, Value};
 use std::io::Read;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Output {
@@ -66,11 +65,7 @@ pub enum Request {
     Orders(OrdersCmd),
     Executions(ExecutionsCmd),
     Faults(FaultsCmd),
-    Load {
-        orders: usize,
-        concurrency: usize,
-        fault_rate: f64,
-    },
+    Load(crate::load::LoadArgs),
 }
 
 /// How the CLI reaches the APIs: over HTTP to a running `oms up`, or in this process
@@ -92,7 +87,7 @@ enum Transport {
 }
 
 #[derive(Clone)]
-struct Client {
+pub(crate) struct Client {
     transport: Transport,
 }
 
@@ -191,7 +186,12 @@ impl Client {
     }
 
     /// A call that must succeed; an API error becomes the message to print.
-    async fn ok(&self, method: &str, path: &str, body: Option<String>) -> Result<Value, String> {
+    pub(crate) async fn ok(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Value, String> {
         let (status, v) = self.call(method, path, body).await?;
         if (200..300).contains(&status) {
             return Ok(v);
@@ -258,7 +258,7 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -504,168 +504,8 @@ pub fn run(target: Target, output: Output, request: Request) -> Result<ExitCode,
             Request::Faults(FaultsCmd::Show) => {
                 print(&client.ok("GET", "/admin/faults", None).await?)
             }
-            Request::Load {
-                orders,
-                concurrency,
-                fault_rate,
-            } => return load(client, orders, concurrency, fault_rate, output).await,
+            Request::Load(args) => return crate::load::load(client, args, output).await,
         }
         Ok(ExitCode::SUCCESS)
-    })
-}
-
-/// `oms load`: submits N orders, C at a time, follows each to its end, and summarises
-/// how they ended and how long they took.
-async fn load(
-    client: Client,
-    orders: usize,
-    concurrency: usize,
-    fault_rate: f64,
-    output: Output,
-) -> Result<ExitCode, String> {
-    if concurrency == 0 || orders == 0 {
-        return Err("--orders and --concurrency must be at least 1".into());
-    }
-    if !(0.0..=1.0).contains(&fault_rate) {
-        return Err("--fault-rate: a fraction from 0 to 1".into());
-    }
-    let inventory = client.ok("GET", "/inventory", None).await?;
-    let skus: Vec<String> = {
-        let mut s: Vec<String> = inventory["inventory"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r["sku"].as_str().map(str::to_string))
-            .collect();
-        s.sort();
-        s.dedup();
-        s
-    };
-    if skus.is_empty() {
-        return Err("the server has no SKUs to order".into());
-    }
-    if fault_rate > 0.0 {
-        let plans: serde_json::Map<String, Value> = [
-            "reserve",
-            "charge",
-            "pick",
-            "ship",
-            "release",
-            "refund",
-            "restock",
-            "cancel_shipment",
-        ]
-        .iter()
-        .map(|k| (k.to_string(), json!({"transient_rate": fault_rate})))
-        .collect();
-        client
-            .ok(
-                "PUT",
-                "/admin/faults",
-                Some(Value::Object(plans).to_string()),
-            )
-            .await?;
-    }
-    let bar = indicatif::ProgressBar::new(orders as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} orders {msg}")
-            .map_err(|e| e.to_string())?,
-    );
-    let client = Arc::new(client);
-    let run_id = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks = Vec::new();
-    let started = Instant::now();
-    for i in 0..orders {
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| e.to_string())?;
-        let client = client.clone();
-        let bar = bar.clone();
-        let sku = skus[i % skus.len()].clone();
-        let id = format!("load-{run_id}-{i}");
-        tasks.push(tokio::spawn(async move {
-            let t = Instant::now();
-            let body = json!({
-                "order_id": id, "customer_id": format!("load-{}", i % 10),
-                "lines": [{"sku": sku, "quantity": 1}],
-                "payment": {"token": "tok_visa"},
-                "ship_to": {"name": "Load", "line1": "1 Main St", "city": "Boston", "postal_code": "02101", "country": "US"},
-            });
-            let outcome = match client.ok("POST", "/orders", Some(body.to_string())).await {
-                Err(e) => format!("REFUSED: {}", e.lines().next().unwrap_or_default()),
-                Ok(_) => loop {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    match client.ok("GET", &format!("/orders/{id}"), None).await {
-                        Ok(v) if v["execution_status"] != "RUNNING" && !v["execution_status"].is_null() => {
-                            break text(&v["status"]);
-                        }
-                        Ok(_) => {}
-                        Err(e) => break format!("ERROR: {e}"),
-                    }
-                },
-            };
-            drop(permit);
-            bar.inc(1);
-            (outcome, t.elapsed())
-        }));
-    }
-    let mut outcomes: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut latencies = Vec::new();
-    for t in tasks {
-        let (outcome, latency) = t.await.map_err(|e| e.to_string())?;
-        *outcomes.entry(outcome).or_default() += 1;
-        latencies.push(latency);
-    }
-    bar.finish_and_clear();
-    if fault_rate > 0.0 {
-        client.ok("DELETE", "/admin/faults", None).await?;
-    }
-    let elapsed = started.elapsed();
-    latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
-    let summary = json!({
-        "orders": orders,
-        "concurrency": concurrency,
-        "fault_rate": fault_rate,
-        "outcomes": outcomes,
-        "seconds": elapsed.as_secs_f64(),
-        "orders_per_second": orders as f64 / elapsed.as_secs_f64(),
-        "latency_ms": {
-            "p50": pct(0.5).as_secs_f64() * 1000.0,
-            "p99": pct(0.99).as_secs_f64() * 1000.0,
-            "max": pct(1.0).as_secs_f64() * 1000.0,
-        },
-    });
-    if output == Output::Json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).unwrap_or_default()
-        );
-    } else {
-        println!(
-            "{orders} orders in {:.1} s ({:.1} orders/s), {concurrency} at a time, fault rate {fault_rate}",
-            elapsed.as_secs_f64(),
-            summary["orders_per_second"].as_f64().unwrap_or(0.0)
-        );
-        for (outcome, n) in &outcomes {
-            println!("  {outcome:<24} {n}");
-        }
-        println!(
-            "  submit-to-end latency: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-            summary["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
-            summary["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
-            summary["latency_ms"]["max"].as_f64().unwrap_or(0.0)
-        );
-    }
-    let failed = outcomes
-        .keys()
-        .any(|k| k.starts_with("REFUSED") || k.starts_with("ERROR"));
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
     })
 }

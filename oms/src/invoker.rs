@@ -296,6 +296,28 @@ pub struct Config {
     /// them, it generates its own into the data dir.
     #[serde(default)]
     pub auth: Option<crate::auth::Credentials>,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: the embedded databases.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// A file holding the databases' key (docs/security.md, encryption at rest).
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+/// `[http]`: how the HTTP front answers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Host names a loopback server answers besides localhost, 127.0.0.1 and [::1]
+    /// (`name` for any port, `name:port` for one): docs/security.md, DNS rebinding.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -305,6 +327,9 @@ pub struct ServerConfig {
     pub region: String,
     #[serde(default = "default_account")]
     pub account: String,
+    /// Closed executions are deleted this many days after they stop (AWS: 90).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
 }
 
 impl Default for ServerConfig {
@@ -312,8 +337,38 @@ impl Default for ServerConfig {
         ServerConfig {
             region: default_region(),
             account: default_account(),
+            retention_days: default_retention_days(),
         }
     }
+}
+
+/// The longest retention accepted: past it, dates before the period overflow.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+impl ServerConfig {
+    /// `retention_days` as a period, checked.
+    pub fn retention(&self) -> Result<chrono::Duration, String> {
+        retention_from_seconds(u64::from(self.retention_days) * 86_400).map_err(|_| {
+            format!(
+                "[server] retention_days = {}: give a whole number of days from 1 to {MAX_RETENTION_DAYS}",
+                self.retention_days
+            )
+        })
+    }
+}
+
+/// A retention of `seconds` (at least 1, at most [`MAX_RETENTION_DAYS`]).
+pub fn retention_from_seconds(seconds: u64) -> Result<chrono::Duration, String> {
+    let max_s = u64::from(MAX_RETENTION_DAYS) * 86_400;
+    if !(1..=max_s).contains(&seconds) {
+        return Err(format!("a retention from 1 to {max_s} seconds"));
+    }
+    // In range, so the conversion cannot fail.
+    Ok(chrono::Duration::seconds(seconds as i64))
+}
+
+fn default_retention_days() -> u32 {
+    saga_core::retention::DEFAULT_RETENTION_DAYS
 }
 
 fn default_region() -> String {

@@ -8,7 +8,9 @@ mod bench;
 mod cli;
 mod cost;
 mod exec;
+mod hosts;
 mod invoker;
+mod load;
 mod orders;
 mod orders_http;
 mod server;
@@ -142,6 +144,39 @@ enum Command {
         /// Serve /admin/faults and inject the faults it sets (tests, game days).
         #[arg(long, env = "OMS_FAULT_INJECTION")]
         fault_injection: bool,
+        /// Encrypt the data dir's databases with the key in this file (64 hex
+        /// characters; or the key itself in OMS_DB_KEY): docs/security.md.
+        #[arg(long, env = "OMS_DB_KEY_FILE")]
+        db_key_file: Option<std::path::PathBuf>,
+        /// Run the SQLite stores on the power-loss VFS and cut the power at this sync of
+        /// a database or WAL, losing what was not synced (tests: docs/store.md); 0
+        /// only counts syncs.
+        #[arg(long, hide = true, env = "OMS_POWER_LOSS_AT_SYNC")]
+        power_loss_at_sync: Option<u64>,
+        /// With --power-loss-at-sync: a part of the unsynced writes chosen by this seed
+        /// lands on the disk at the cut, one of them torn.
+        #[arg(long, hide = true, requires = "power_loss_at_sync")]
+        power_loss_seed: Option<u64>,
+        /// On loopback, a Host name to answer besides localhost, 127.0.0.1 and [::1]
+        /// (`name` for any port, `name:port` for one); repeatable. Others get 403
+        /// Request.HostNotAllowed (DNS rebinding): docs/security.md.
+        #[arg(
+            long = "allowed-host",
+            env = "OMS_ALLOWED_HOSTS",
+            value_delimiter = ','
+        )]
+        allowed_hosts: Vec<String>,
+        /// Retention of closed executions in seconds, instead of oms.toml's
+        /// retention_days (tests).
+        #[arg(long, hide = true)]
+        retention_seconds: Option<u64>,
+        /// Seconds between retention prunes; one also runs at start.
+        #[arg(long, hide = true, default_value_t = 3600)]
+        prune_every_seconds: u64,
+        /// Receive this many more units of every demo SKU at each demo warehouse, once
+        /// per data dir (the soak benchmark's stock).
+        #[arg(long, hide = true)]
+        bench_stock: Option<u32>,
     },
     /// Submit an order (a JSON file, `-` for stdin, or the JSON itself).
     Submit { order: String },
@@ -181,6 +216,15 @@ enum Command {
         /// Fail this fraction of every activity's calls transiently while loading.
         #[arg(long, default_value_t = 0.0)]
         fault_rate: f64,
+        /// Then audit the books through the Orders API: every order COMPLETED or
+        /// CANCELLED (those left COMPENSATION_FAILED retried once faults are cleared),
+        /// paid for exactly, stock balanced. The server must have no other orders in
+        /// flight.
+        #[arg(long)]
+        check: bool,
+        /// Also report latency for this many equal slices of the run.
+        #[arg(long, default_value_t = 1)]
+        windows: usize,
     },
     /// Estimate the monthly AWS bill of the order saga (Step Functions, Lambda,
     /// DynamoDB, logs, tracing, API Gateway, KMS) from a simulation of each of its paths
@@ -299,11 +343,15 @@ fn main() -> ExitCode {
             orders,
             concurrency,
             fault_rate,
-        } => order_cmd(cli::Request::Load {
+            check,
+            windows,
+        } => order_cmd(cli::Request::Load(load::LoadArgs {
             orders,
             concurrency,
             fault_rate,
-        }),
+            check,
+            windows,
+        })),
         Command::Up {
             listen,
             data_dir,
@@ -313,12 +361,28 @@ fn main() -> ExitCode {
             store,
             require_auth,
             fault_injection,
+            db_key_file,
+            power_loss_at_sync,
+            power_loss_seed,
+            allowed_hosts,
+            retention_seconds,
+            prune_every_seconds,
+            bench_stock,
         } => up::up(up::UpArgs {
             listen,
             data_dir,
             config,
             require_auth,
             fault_injection,
+            db_key_file,
+            power_loss: power_loss_at_sync.map(|at| powerloss::Plan {
+                cut_at_sync: (at > 0).then_some(at),
+                landed_seed: power_loss_seed,
+            }),
+            allowed_hosts,
+            retention_seconds,
+            prune_every: std::time::Duration::from_secs(prune_every_seconds),
+            bench_stock,
             simulate_warehouse: !manual_picking,
             store,
             dynamodb_endpoint,

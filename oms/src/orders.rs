@@ -216,7 +216,13 @@ impl Warehouse {
             let Ok(s) = from_item::<ShipmentRecord>(&item) else {
                 continue;
             };
-            if let (Some(token), ShipmentStatus::Reserved) = (s.pick_token, s.status) {
+            // Picked too: a crash after the pick was recorded but before the saga took
+            // the answer would leave the saga waiting for the pick's timeout (found by
+            // the power-loss campaign). Answering again is idempotent; a token that no
+            // longer waits is refused and logged.
+            if let (Some(token), ShipmentStatus::Reserved | ShipmentStatus::Picked) =
+                (s.pick_token, s.status)
+            {
                 let order_id = item.key.pk.trim_start_matches("ORDER#").to_string();
                 self.requested(
                     ShipmentRef {
@@ -258,6 +264,8 @@ pub mod code {
     pub const UNAUTHORIZED: &str = "Auth.Required";
     /// `/admin/faults` on a server started without `--fault-injection`.
     pub const FAULTS_DISABLED: &str = "Faults.Disabled";
+    /// A loopback server was called by a name that is not its own (DNS rebinding).
+    pub const HOST_NOT_ALLOWED: &str = "Request.HostNotAllowed";
     /// Every code above, for the test that the OpenAPI document lists them.
     #[cfg(test)]
     pub const ALL: &[&str] = &[
@@ -272,6 +280,7 @@ pub mod code {
         IDEMPOTENCY_KEY_REUSED,
         UNAUTHORIZED,
         FAULTS_DISABLED,
+        HOST_NOT_ALLOWED,
     ];
 }
 
@@ -609,6 +618,11 @@ impl Orders {
     /// are not stored). Returns None when the order has an execution already.
     async fn start_placed(&self, order_id: &str) -> Result<Option<String>, Problem> {
         let placed = ledger::load_order(&*self.ctx.store, order_id).await?.value;
+        // A final order's saga ran; its execution may since have been deleted by
+        // retention, which must not start the saga again.
+        if placed.status.is_final() {
+            return Ok(None);
+        }
         let arn = self.arn_of(&placed);
         let described = self
             .sfn
@@ -968,7 +982,13 @@ impl Orders {
             .as_str()
             .unwrap_or_default()
             .to_string();
-        let history = self.history(&arn).await?;
+        // No execution: the saga has not started, or retention deleted the execution
+        // (oms.toml's retention_days; AWS forgets executions after 90 days).
+        let history = if view["execution_status"].is_null() {
+            Vec::new()
+        } else {
+            self.history(&arn).await?
+        };
         let mut kept: Vec<String> = Vec::new();
         let mut open: Vec<String> = Vec::new();
         for e in &history {
@@ -1002,6 +1022,8 @@ impl Orders {
                 Value::Null
             } else if order_final {
                 json!(format!("the order is {}: nothing is left to retry", view["status"].as_str().unwrap_or_default()))
+            } else if view["execution_status"].is_null() {
+                json!("the order has no execution: its saga has not started, or its execution was deleted by retention")
             } else {
                 json!(format!("the execution is {status}; only FAILED, TIMED_OUT or ABORTED executions can be redriven"))
             },

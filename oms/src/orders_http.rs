@@ -155,6 +155,17 @@ fn code_of(status: StatusCode) -> &'static str {
 /// A request's JSON body: at most MAX_REQUEST_BYTES (413), `application/json` (415)
 /// and JSON (400 with `invalid`, the code of the route's bad input). No body is `{}`.
 async fn json_body(headers: &HeaderMap, body: Body, invalid: &str) -> Result<Value, Problem> {
+    Ok(optional_json_body(headers, body, invalid)
+        .await?
+        .unwrap_or_else(|| json!({})))
+}
+
+/// Like [`json_body`], with no body as `None`, for the routes that require one.
+async fn optional_json_body(
+    headers: &HeaderMap,
+    body: Body,
+    invalid: &str,
+) -> Result<Option<Value>, Problem> {
     let bytes = axum::body::to_bytes(body, MAX_REQUEST_BYTES)
         .await
         .map_err(|e| {
@@ -169,10 +180,11 @@ async fn json_body(headers: &HeaderMap, body: Body, invalid: &str) -> Result<Val
             }
         })?;
     if bytes.is_empty() {
-        return Ok(json!({}));
+        return Ok(None);
     }
     check_json_type(headers)?;
     serde_json::from_slice(&bytes)
+        .map(Some)
         .map_err(|e| Problem::new(400, invalid, format!("body: not JSON: {e}")))
 }
 
@@ -297,8 +309,19 @@ async fn faults_put(State(o): State<Arc<Orders>>, headers: HeaderMap, body: Body
     if let Err(p) = faults_on(&o) {
         return problem_response(&p);
     }
-    let plans = json_body(&headers, body, code::FAULTS_INVALID)
+    // Replacing every plan with nothing by leaving the body out is more likely a
+    // mistake than a wish: `{}` (or DELETE) clears them.
+    let plans = optional_json_body(&headers, body, code::FAULTS_INVALID)
         .await
+        .and_then(|v| {
+            v.ok_or_else(|| {
+                Problem::new(
+                    400,
+                    code::FAULTS_INVALID,
+                    "body: required: the fault plans by activity ({} or DELETE clears them)",
+                )
+            })
+        })
         .and_then(|v| decode_plans(&v));
     let result = match plans {
         Err(p) => Err(p),
@@ -379,6 +402,20 @@ mod tests {
             );
         }
         assert!(check_json_type(&HeaderMap::new()).is_err());
+    }
+
+    /// The document describes the orders the server takes: its countries are the
+    /// ones oms ships to (schemathesis would find a mismatch only by luck).
+    #[test]
+    fn openapi_countries_are_the_ones_oms_ships_to() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let listed = &doc["components"]["schemas"]["OrderSubmission"]["properties"]["ship_to"]
+            ["properties"]["country"]["enum"];
+        let ships_to: Vec<&str> = activities::model::COUNTRIES
+            .iter()
+            .map(|c| c.code)
+            .collect();
+        assert_eq!(listed, &json!(ships_to));
     }
 
     /// The OpenAPI document is written by hand: it must name every code of the API's own.

@@ -27,12 +27,14 @@ pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// Serves the API and `extra` routes (the Orders API) on `listener` until `shutdown`
 /// completes, then lets requests in flight finish and returns.
-/// With `auth`, every request but the public ones must carry those credentials.
+/// With `auth`, every request but the public ones must carry those credentials; with
+/// `hosts`, every request must be addressed to one of those names (checked first).
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     sfn: Arc<dyn StepFunctions>,
     extra: Router,
     auth: Option<Arc<crate::auth::Credentials>>,
+    hosts: Option<Arc<crate::hosts::AllowedHosts>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut app = extra.merge(router(sfn));
@@ -40,6 +42,13 @@ pub async fn serve_with(
         app = app.layer(axum::middleware::from_fn_with_state(
             creds,
             crate::auth::guard,
+        ));
+    }
+    // The last layer added runs first.
+    if let Some(hosts) = hosts {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            hosts,
+            crate::hosts::guard,
         ));
     }
     axum::serve(listener, app)
@@ -379,6 +388,7 @@ mod tests {
             listener,
             Arc::new(Fake),
             Router::new(),
+            None,
             None,
             async {
                 let _ = stopped.await;

@@ -19,6 +19,12 @@ pub struct UpArgs {
     pub require_auth: bool,
     /// Serve /admin/faults and inject its faults; off, the activities read no plans.
     pub fault_injection: bool,
+    /// The file holding the databases' key (`--db-key-file`); beats oms.toml's.
+    pub db_key_file: Option<PathBuf>,
+    /// Run the SQLite stores on the power-loss VFS (tests; docs/store.md).
+    pub power_loss: Option<powerloss::Plan>,
+    /// Host names a loopback server answers besides the loopback ones (with oms.toml's).
+    pub allowed_hosts: Vec<String>,
     pub simulate_warehouse: bool,
     pub pick_delay: std::time::Duration,
     /// The activities' store (`sqlite:PATH`, `dynamodb:TABLE`); orders.db by default.
@@ -26,6 +32,12 @@ pub struct UpArgs {
     pub dynamodb_endpoint: Option<String>,
     /// Serve over a deployed stack instead of this machine's runtime and store.
     pub aws: Option<crate::aws::AwsTarget>,
+    /// Overrides oms.toml's `retention_days` (tests use seconds).
+    pub retention_seconds: Option<u64>,
+    /// Time between retention prunes; one runs at start.
+    pub prune_every: std::time::Duration,
+    /// More stock for every demo SKU at each demo warehouse (`seed_bench_stock`).
+    pub bench_stock: Option<u32>,
 }
 
 pub fn up(args: UpArgs) -> Result<ExitCode, String> {
@@ -34,23 +46,42 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         None if Path::new("oms.toml").exists() => Config::load(Path::new("oms.toml"))?,
         None => Config::default(),
     };
+    let retention = match args.retention_seconds {
+        Some(s) => crate::invoker::retention_from_seconds(s)
+            .map_err(|e| format!("--retention-seconds {s}: {e}"))?,
+        None => config.server.retention()?,
+    };
+    if args.prune_every.is_zero() {
+        return Err("--prune-every-seconds: at least 1".into());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     if let Some(stack) = &args.aws {
+        if args.power_loss.is_some() {
+            return Err("--power-loss-at-sync: the aws backend has no SQLite store".into());
+        }
         return runtime.block_on(up_aws(&args, &config, stack));
+    }
+    // Before any store opens: connections opened earlier would keep the unix VFS.
+    if let Some(plan) = args.power_loss {
+        powerloss::install(plan).map_err(|e| format!("--power-loss-at-sync: {e}"))?;
     }
     runtime.block_on(async move {
         private_dir(&args.data_dir)?;
-        let store = Store::open(&args.data_dir).map_err(|e| e.to_string())?;
+        let key_file = args.db_key_file.as_ref().or(config.storage.key_file.as_ref());
+        let key = dbkey::configured(key_file.map(PathBuf::as_path))?;
+        let store = Store::open_with_key(&args.data_dir, key.clone()).map_err(|e| e.to_string())?;
         // The order activities' own store: beside the runtime's unless named.
         let order_store: Arc<dyn activities::store::Store> = match &args.store {
             Some(spec) => {
-                activities::lambda::open_store(spec, args.dynamodb_endpoint.as_deref()).await?
+                activities::lambda::open_store(spec, args.dynamodb_endpoint.as_deref(), key.as_ref())
+                    .await?
             }
             None => Arc::new(
-                SqliteStore::open(&args.data_dir.join("orders.db")).map_err(|e| e.to_string())?,
+                SqliteStore::open_with_key(&args.data_dir.join("orders.db"), key.as_ref())
+                    .map_err(|e| e.to_string())?,
             ),
         };
         // SQLite creates its files 0644 and gives its WAL and shm files the database's
@@ -67,6 +98,9 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         let seeded = activities::seed::seed_once(&*ctx.store, "demo", &activities::seed::demo())
             .await
             .map_err(|e| format!("cannot seed the demo catalog: {e}"))?;
+        if let Some(units) = args.bench_stock {
+            seed_bench_stock(&*ctx.store, units).await?;
+        }
         // Orders placed by an oms from before the search index: index them once.
         let indexed = activities::ledger::backfill_index(&*ctx.store)
             .await
@@ -100,6 +134,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
             .recover()
             .await
             .map_err(|e| format!("cannot resume executions: {e}"))?;
+        tokio::spawn(prune_forever(rt.clone(), retention, args.prune_every));
         let local = Arc::new(LocalStepFunctions::new(
             rt,
             &config.server.region,
@@ -128,6 +163,16 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
             "oms: Step Functions API on http://{addr} (data in {})",
             args.data_dir.display()
         );
+        if let Some(plan) = args.power_loss {
+            // The power-loss campaign reads these to spread its cuts over a run.
+            println!(
+                "oms: power-loss VFS: {} syncs at start, {}",
+                powerloss::syncs(),
+                plan.cut_at_sync.map_or("no power cut".into(), |n| format!(
+                    "the power is cut at sync {n}"
+                ))
+            );
+        }
         if resumed > 0 {
             println!("oms: resumed {resumed} running execution(s)");
         }
@@ -148,16 +193,55 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
         );
         println!("oms: try  aws stepfunctions list-state-machines --endpoint-url http://{addr}");
         let auth = credentials(&args, &config, addr, Some(&args.data_dir))?;
+        let hosts = allowed_hosts(&args, &config, addr);
         let extra = crate::orders_http::routes(Arc::new(orders));
-        crate::server::serve_with(listener, sfn, extra, auth, shutdown_signal())
+        crate::server::serve_with(listener, sfn, extra, auth, hosts, shutdown_signal())
             .await
             .map_err(|e| format!("the server failed: {e}"))?;
         // Work in flight resumes at the next start; what was acknowledged is committed.
         store.close();
+        if args.power_loss.is_some() {
+            println!("oms: power-loss VFS: {} syncs", powerloss::syncs());
+        }
         println!("oms: stopped");
         Ok::<_, String>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Deletes closed executions past `retention` now and every `every` (saga-core's
+/// `retention.rs`: batches, the redrive window, RUNNING executions kept). The orders
+/// themselves are business records and stay; their view shows a null execution_status.
+async fn prune_forever(rt: Arc<Runtime>, retention: chrono::Duration, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        let batch = saga_core::retention::DEFAULT_BATCH;
+        match rt.prune(chrono::Utc::now(), retention, batch).await {
+            Ok(p) if p.executions > 0 => println!(
+                "oms: retention: deleted {} execution(s) closed more than {} s ago",
+                p.executions,
+                retention.num_seconds()
+            ),
+            Ok(_) => {}
+            // A full or busy disk: the next round tries again.
+            Err(e) => eprintln!("oms: retention: prune failed, will retry: {e}"),
+        }
+    }
+}
+
+/// `--bench-stock UNITS`: the demo catalog's stock rows, each receiving `units` more,
+/// once per data dir (a seed of its own name), so a soak of 100,000 orders never runs
+/// out.
+async fn seed_bench_stock(store: &dyn activities::store::Store, units: u32) -> Result<(), String> {
+    let mut bench = activities::seed::demo();
+    for row in &mut bench.stock {
+        row.2 = i64::from(units);
+    }
+    activities::seed::seed_once(store, "bench", &bench)
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot seed the bench stock: {e}"))
 }
 
 /// `oms up --backend aws`: the Orders API, the console and a Step Functions API that
@@ -181,8 +265,9 @@ async fn up_aws(
     println!("oms: console http://{addr}/console");
     println!("oms: picks wait for the warehouses: POST http://{addr}/shipments/{{id}}/picked");
     let auth = credentials(args, config, addr, None)?;
+    let hosts = allowed_hosts(args, config, addr);
     let extra = crate::orders_http::routes(Arc::new(orders));
-    crate::server::serve_with(listener, sfn, extra, auth, shutdown_signal())
+    crate::server::serve_with(listener, sfn, extra, auth, hosts, shutdown_signal())
         .await
         .map_err(|e| format!("the server failed: {e}"))?;
     println!("oms: stopped");
@@ -227,6 +312,20 @@ fn private_files(dir: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The Host names a server bound to `addr` answers: on loopback, its own and those of
+/// `--allowed-host` and oms.toml's `[http] allowed_hosts`; off loopback, any.
+fn allowed_hosts(
+    args: &UpArgs,
+    config: &Config,
+    addr: std::net::SocketAddr,
+) -> Option<Arc<crate::hosts::AllowedHosts>> {
+    let names: Vec<String> = (config.http.allowed_hosts.iter())
+        .chain(&args.allowed_hosts)
+        .cloned()
+        .collect();
+    crate::hosts::AllowedHosts::for_bound(addr, &names).map(Arc::new)
 }
 
 /// The credentials this server requires, if any: off loopback always, on loopback with

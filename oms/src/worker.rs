@@ -27,8 +27,12 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let store =
-            activities::lambda::open_store(&args.store, args.dynamodb_endpoint.as_deref()).await?;
+        let store = activities::lambda::open_store(
+            &args.store,
+            args.dynamodb_endpoint.as_deref(),
+            dbkey::from_env()?.as_ref(),
+        )
+        .await?;
         if std::env::var_os("OMS_SEED_DEMO").is_some() {
             activities::seed::seed_once(&*store, "demo", &activities::seed::demo())
                 .await

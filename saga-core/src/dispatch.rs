@@ -57,6 +57,19 @@ macro_rules! operations {
                 ))),
             }
         }
+
+        /// Decodes `body` as `operation`'s input, exactly as [`dispatch`] does, and
+        /// writes it out again: the request as the service understands it. The fuzz
+        /// target (fuzz/fuzz_targets/aws_json.rs) checks that this form decodes to
+        /// itself.
+        pub fn canonical_input(operation: &str, body: &[u8]) -> Result<Value, ApiError> {
+            match operation {
+                $($name => to_json(parse::<$input>(body)?),)+
+                _ => Err(ApiError::unknown_operation(format!(
+                    "Unknown operation: {TARGET_PREFIX}.{operation}"
+                ))),
+            }
+        }
     };
 }
 

@@ -4,10 +4,12 @@
 //! `dispatch` serves that trait over the awsJson 1.0 protocol; `store` keeps state
 //! machines, executions, history and task tokens in SQLite with group commit;
 //! `runtime` drives executions through the `asl` evaluator, committing every
-//! transition before acting on it; `service` implements the API on top of both.
+//! transition before acting on it; `retention` deletes closed executions past their
+//! retention period; `service` implements the API on top of both.
 
 pub mod api;
 pub mod dispatch;
+pub mod retention;
 pub mod runtime;
 pub mod service;
 pub mod store;

@@ -73,6 +73,14 @@ impl Host for SystemHost {
     }
 }
 
+/// How long after it stops a FAILED, ABORTED or TIMED_OUT execution may be redriven
+/// (AWS: 14 days). Retention never prunes an execution inside this window.
+pub const REDRIVE_WINDOW_DAYS: i64 = 14;
+
+pub fn redrive_window() -> Duration {
+    Duration::days(REDRIVE_WINDOW_DAYS)
+}
+
 pub fn epoch(t: DateTime<Utc>) -> f64 {
     t.timestamp_micros() as f64 / 1e6
 }
@@ -181,8 +189,9 @@ pub struct Runtime {
     /// Wakes waiters on an execution's end (StartSyncExecution).
     finished: Mutex<HashMap<String, Arc<Notify>>>,
     heartbeats: Mutex<HashMap<String, DateTime<Utc>>>,
-    /// Serialises redrives, so two requests cannot bring back one execution twice.
-    redriving: tokio::sync::Mutex<()>,
+    /// Serialises redrives, so two requests cannot bring back one execution twice, and
+    /// a redrive with a retention prune (`retention.rs`), so neither undoes the other.
+    pub(crate) redriving: tokio::sync::Mutex<()>,
 }
 
 impl Runtime {
@@ -856,7 +865,7 @@ impl Runtime {
                 "Execution is {status} and cannot be redriven"
             )));
         }
-        if stop_date.is_some_and(|s| Utc::now() - from_epoch(s) > Duration::days(14)) {
+        if stop_date.is_some_and(|s| Utc::now() - from_epoch(s) > redrive_window()) {
             return Err(RuntimeError::NotRedrivable(
                 "Execution stopped more than 14 days ago and can no longer be redriven".into(),
             ));

@@ -6,6 +6,7 @@
 //! and only then answers each caller. Many executions' transitions therefore share one
 //! fsync, and nothing is acknowledged before it is durable.
 
+use dbkey::DbKey;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -56,6 +57,8 @@ struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
+    /// For the read connections opened later (every connection needs the key).
+    key: Option<DbKey>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Tells the checkpointer thread to stop.
     stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
@@ -106,6 +109,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
 );
 CREATE INDEX IF NOT EXISTS executions_by_machine ON executions (state_machine_arn, start_date);
 CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status);
+-- Retention prunes the oldest closed executions first (retention.rs).
+CREATE INDEX IF NOT EXISTS executions_by_stop ON executions (stop_date) WHERE stop_date IS NOT NULL;
 -- Keyed by the execution's rowid, not its ARN: history is most of what is written,
 -- and a long text key in every row made each insert costlier.
 CREATE TABLE IF NOT EXISTS events (
@@ -140,7 +145,11 @@ CREATE INDEX IF NOT EXISTS tasks_by_activity ON tasks (activity_arn, state, crea
 CREATE INDEX IF NOT EXISTS tasks_by_execution ON tasks (execution_arn);
 "#;
 
-fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+fn open_connection(
+    path: &Path,
+    read_only: bool,
+    key: Option<&DbKey>,
+) -> Result<Connection, StoreError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -151,6 +160,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| StoreError::Failed(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    dbkey::unlock(&conn, path, key).map_err(StoreError::Failed)?;
     Ok(conn)
 }
 
@@ -159,11 +169,16 @@ impl Store {
     /// written, a file that is not a database, or a database another process holds
     /// open for writing is reported here, clearly, rather than at the first request.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with_key(dir, None)
+    }
+
+    /// `open`, the database encrypted with `key` (SQLCipher; see the dbkey crate).
+    pub fn open_with_key(dir: &Path, key: Option<DbKey>) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Failed(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
         let path = dir.join("oms.sqlite3");
-        let conn = open_connection(&path, false)?;
+        let conn = open_connection(&path, false, key.as_ref())?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| {
                 StoreError::Failed(format!(
@@ -186,7 +201,7 @@ impl Store {
         })?;
         lock_data_dir(dir)?;
         let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        spawn_checkpointer(&path, stop_checkpoints.clone())?;
+        spawn_checkpointer(&path, key.as_ref(), stop_checkpoints.clone())?;
         let (tx, rx) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("oms-store-writer".into())
@@ -200,6 +215,7 @@ impl Store {
                 jobs: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
                 path,
+                key,
                 writer: Mutex::new(Some(writer)),
                 stop_checkpoints,
             }),
@@ -236,7 +252,7 @@ impl Store {
     ) -> Result<R, StoreError> {
         let conn = match self.inner.readers.lock().expect("store lock").pop() {
             Some(c) => c,
-            None => open_connection(&self.inner.path, true)?,
+            None => open_connection(&self.inner.path, true, self.inner.key.as_ref())?,
         };
         let result = f(&conn);
         self.inner.readers.lock().expect("store lock").push(conn);
@@ -259,9 +275,10 @@ impl Store {
 /// the WAL stays small, on its own connection so the writer never waits for it.
 fn spawn_checkpointer(
     path: &Path,
+    key: Option<&DbKey>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Result<(), StoreError> {
-    let conn = open_connection(path, false)?;
+    let conn = open_connection(path, false, key)?;
     std::thread::Builder::new()
         .name("oms-store-checkpoint".into())
         .spawn(move || {
@@ -400,6 +417,42 @@ mod tests {
             .read(|c| Ok(c.query_row("SELECT count(*) FROM activities", [], |r| r.get(0))?))
             .unwrap();
         assert_eq!(n, 150);
+        store.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_encrypted_store_keeps_no_plaintext_and_refuses_another_key() {
+        let dir = temp_dir("keyed");
+        let key = |hex: &str| Some(DbKey::parse(&hex.repeat(64), "OMS_DB_KEY").unwrap());
+        let store = Store::open_with_key(&dir, key("a")).unwrap();
+        store
+            .write(|c| {
+                c.execute(
+                    "INSERT INTO activities (arn, name, created) VALUES ('arn:x', 'Ada Lovelace', 0)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        store.close();
+        for file in ["oms.sqlite3", "oms.sqlite3-wal"] {
+            let bytes = std::fs::read(dir.join(file)).unwrap_or_default();
+            assert!(!bytes.windows(12).any(|w| w == b"Ada Lovelace"), "{file}");
+        }
+        let err = Store::open_with_key(&dir, key("b"))
+            .err()
+            .expect("a wrong key must fail");
+        assert!(
+            err.to_string()
+                .contains("the key from OMS_DB_KEY does not open it"),
+            "{err}"
+        );
+        let store = Store::open_with_key(&dir, key("a")).unwrap();
+        let name: String = store
+            .read(|c| Ok(c.query_row("SELECT name FROM activities", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(name, "Ada Lovelace");
         store.close();
     }
 

@@ -74,8 +74,10 @@ def oms_bin():
 class Server:
     """One `oms up` process. `start` may be called again after `kill` (same data dir)."""
 
-    def __init__(self, data_dir, config=None, extra_args=(), env=None):
+    def __init__(self, data_dir, config=None, extra_args=(), env=None, listen_host="127.0.0.1"):
         self.bin = oms_bin()
+        # The address bound (0.0.0.0 for off loopback); clients still call 127.0.0.1.
+        self.listen_host = listen_host
         self.env = None if env is None else {**os.environ, **env}
         self.extra_args = list(extra_args)
         self.data_dir = str(data_dir)
@@ -97,7 +99,7 @@ class Server:
 
     def start(self, timeout=20.0):
         self.port = _free_port()
-        args = [self.bin, "up", "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data_dir]
+        args = [self.bin, "up", "--listen", f"{self.listen_host}:{self.port}", "--data-dir", self.data_dir]
         if self.config:
             args += ["--config", self.config]
         args += self.extra_args

@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: oms against its fastest local peer (aws-local-stepfunctions) on
 //! `machine10.json`, interleaved in the same run, and `docs/benchmarks.md` from the result.
+//! `cargo xtask bench soak`: the long run of orders through `oms up` (soak.rs).
 //!
 //! Figures on the shared machines are noisy, so each round runs the peer then oms back to
 //! back, and what counts is the ratio of the medians over the rounds.
@@ -165,7 +166,7 @@ pub fn bench_dir(root: &Path) -> PathBuf {
     }
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(p) => {
             let p = PathBuf::from(p);
@@ -448,6 +449,9 @@ impl Report {
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some("soak") {
+        return crate::soak::run(&args[1..]);
+    }
     let opts = parse_args(args)?;
     let root = crate::root();
     let dir = bench_dir(&root);
@@ -554,7 +558,21 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     if opts.write_docs && opts.machine10 && opts.saga4 {
         let path = root.join("docs/benchmarks.md");
-        std::fs::write(&path, report.markdown())
+        // The soak's section (`cargo xtask bench soak`) is kept as it was.
+        let soak = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|old| crate::soak::section(&old).map(str::to_string));
+        let markdown = match soak {
+            Some(section) => format!(
+                "{}
+
+{section}
+",
+                report.markdown().trim_end()
+            ),
+            None => report.markdown(),
+        };
+        std::fs::write(&path, markdown)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         eprintln!("bench: wrote {}", path.display());
     } else if opts.write_docs {

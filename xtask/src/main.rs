@@ -1,11 +1,13 @@
-//! Project tasks: `cargo xtask test | conformance | bench | chaos | lambda | cdk`.
+//! Project tasks: `cargo xtask test | conformance | bench | chaos | lambda | cdk | fuzz`.
 
 mod bench;
 mod cdk;
 mod chaos;
 mod conformance;
+mod fuzz;
 mod lambda;
 mod ratchet;
+mod soak;
 mod test;
 mod tools;
 
@@ -28,7 +30,8 @@ fn main() -> ExitCode {
         Some("chaos") => chaos::run(&root(), &args[1..]),
         Some("lambda") => lambda::run(&root()),
         Some("cdk") => cdk::run(&root()),
-        _ => Err("usage: cargo xtask <test|conformance|bench|chaos|lambda|cdk>".to_string()),
+        Some("fuzz") => fuzz::run(&root(), &args[1..]),
+        _ => Err("usage: cargo xtask <test|conformance|bench|chaos|lambda|cdk|fuzz>".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the whole suite, as CI runs it.
 
 use crate::cdk;
+use crate::fuzz;
 use crate::ratchet;
 use crate::tools;
 use std::path::Path;
@@ -45,6 +46,14 @@ pub fn run(root: &Path) -> Result<(), String> {
             Ok(()) => passed += 1,
             Err(e) => failures.push(e),
         }
+    }
+    println!(
+        "\n==> the engine's fuzz targets, {} s each",
+        fuzz::TEST_SECONDS
+    );
+    match fuzz::run_targets(root, &fuzz::ENGINE_TARGETS, fuzz::TEST_SECONDS) {
+        Ok(()) => passed += 1,
+        Err(e) => failures.push(e),
     }
     println!("\n==> asl-validator (npm) on statemachines/");
     match tools::asl_validator(root) {

@@ -15,8 +15,17 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with_key(path, None)
+    }
+
+    /// `open`, the database encrypted with `key` (SQLCipher; see the dbkey crate).
+    pub fn open_with_key(
+        path: &Path,
+        key: Option<&dbkey::DbKey>,
+    ) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Unavailable(format!("open {}: {e}", path.display())))?;
+        dbkey::unlock(&conn, path, key).map_err(StoreError::Unavailable)?;
         Self::init(conn)
     }
 
