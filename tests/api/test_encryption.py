@@ -15,11 +15,13 @@ WRONG_KEY = "3c" * 32
 CUSTOMER_NAME = "Zenobia Quartermaine-Encrypted"
 
 
-def start_refused(data_dir, env=None, args=()):
-    """Runs `oms up` expecting it to refuse to start; returns (exit code, output)."""
+def start_refused(data_dir, env=None, args=(), unset=()):
+    """Runs `oms up` expecting it to refuse to start, with `env` added to this process's
+    environment and the variables in `unset` removed; returns (exit code, output)."""
+    base = {k: v for k, v in os.environ.items() if k not in unset}
     run = subprocess.run(
         [oms_bin(), "up", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), *args],
-        env={**os.environ, **(env or {})},
+        env={**base, **(env or {})},
         cwd=data_dir,
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -27,6 +29,19 @@ def start_refused(data_dir, env=None, args=()):
         timeout=60,
     )
     return run.returncode, run.stdout + run.stderr
+
+
+def completed_order(data_dir, env=None):
+    """Starts `oms up` on `data_dir`, runs one order to COMPLETED, and kills the server
+    (killed, not stopped: the WAL files are left as a crash leaves them)."""
+    server = Server(data_dir, extra_args=["--pick-delay-ms", "20"], env=env)
+    server.start()
+    body = order_body(ship_to={**ADDRESS, "name": CUSTOMER_NAME})
+    api = Api(server.endpoint)
+    api.ok("POST", "/orders", body, want=(202,))
+    assert api.finish(body["order_id"])["status"] == "COMPLETED"
+    server.kill()
+    return body
 
 
 def files_containing(data_dir, text):
@@ -37,14 +52,7 @@ def files_containing(data_dir, text):
 def test_a_keyed_data_dir_holds_no_plaintext_and_opens_with_its_key_only(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    server = Server(data, extra_args=["--pick-delay-ms", "20"], env={"OMS_DB_KEY": KEY})
-    server.start()
-    body = order_body(ship_to={**ADDRESS, "name": CUSTOMER_NAME})
-    api = Api(server.endpoint)
-    api.ok("POST", "/orders", body, want=(202,))
-    assert api.finish(body["order_id"])["status"] == "COMPLETED"
-    # Killed, not stopped: the WAL files are left as a crash leaves them.
-    server.kill()
+    body = completed_order(data, env={"OMS_DB_KEY": KEY})
     databases = sorted(p.name for p in data.iterdir() if ".sqlite3" in p.name or "orders.db" in p.name)
     assert "oms.sqlite3" in databases and "orders.db" in databases, databases
     assert files_containing(data, CUSTOMER_NAME) == []
@@ -56,13 +64,9 @@ def test_a_keyed_data_dir_holds_no_plaintext_and_opens_with_its_key_only(tmp_pat
     assert "is encrypted and the key from OMS_DB_KEY does not open it" in out, out
     assert WRONG_KEY not in out and KEY not in out
 
-    env = {k: v for k, v in os.environ.items() if k != "OMS_DB_KEY"}
-    run = subprocess.run(
-        [oms_bin(), "up", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
-        env=env, cwd=data, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-    )
-    assert run.returncode == 2, run.stdout + run.stderr
-    assert "is encrypted or is not a database" in run.stderr, run.stderr
+    code, out = start_refused(data, unset=["OMS_DB_KEY"])
+    assert code == 2, out
+    assert "is encrypted or is not a database" in out, out
 
     key_file = tmp_path / "db.key"
     key_file.write_text(KEY + "\n")
@@ -77,13 +81,7 @@ def test_a_keyed_data_dir_holds_no_plaintext_and_opens_with_its_key_only(tmp_pat
 def test_a_key_for_an_unencrypted_data_dir_is_refused(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    server = Server(data, extra_args=["--pick-delay-ms", "20"])
-    server.start()
-    body = order_body(ship_to={**ADDRESS, "name": CUSTOMER_NAME})
-    api = Api(server.endpoint)
-    api.ok("POST", "/orders", body, want=(202,))
-    assert api.finish(body["order_id"])["status"] == "COMPLETED"
-    server.kill()
+    completed_order(data)
     # Without a key the name is on disk: the search above would find it.
     assert files_containing(data, CUSTOMER_NAME) != []
     code, out = start_refused(data, env={"OMS_DB_KEY": KEY})

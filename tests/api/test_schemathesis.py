@@ -79,7 +79,6 @@ def test_loopback_server_answers_as_documented(tmp_path):
     try:
         s.start()
         code, report = schemathesis(s, tmp_path)
-        # The links were followed: orders were placed and then read.
         assert_clean(code, report)
         # The document's example order and its links were used: orders were placed.
         with urllib.request.urlopen(s.endpoint + "/orders?limit=1", timeout=30) as r:
