@@ -1386,6 +1386,9 @@ impl Checker {
                 }
             }
         }
+        if let Some(Value::Object(b)) = s.get("ItemBatcher") {
+            self.item_batcher(b, lang, &at(loc, "ItemBatcher"), depth + 1);
+        }
         if let Some(label) = self.expect_string(s, "Label", loc) {
             if label.chars().count() > 40 {
                 self.schema(
@@ -1393,6 +1396,20 @@ impl Checker {
                     &at(loc, "Label"),
                 );
             }
+        }
+    }
+
+    /// A Map's `ItemBatcher`: its limits are counts, given or read by a path, and its
+    /// `BatchInput` is a payload template like `Parameters` (what the model compiles).
+    fn item_batcher(&mut self, b: &Map<String, Value>, lang: Lang, loc: &str, depth: usize) {
+        for field in ["MaxItemsPerBatch", "MaxInputBytesPerBatch"] {
+            self.integer(b, field, 0, i64::MAX, lang, loc);
+            if lang == Lang::JsonPath {
+                self.path_field(b, &format!("{field}Path"), false, loc);
+            }
+        }
+        if let (Some(v), Lang::JsonPath) = (b.get("BatchInput"), lang) {
+            self.template(v, &at(loc, "BatchInput"), depth);
         }
     }
 

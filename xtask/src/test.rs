@@ -48,10 +48,10 @@ pub fn run(root: &Path) -> Result<(), String> {
         }
     }
     println!(
-        "\n==> the engine's fuzz targets, {} s each",
-        fuzz::TEST_SECONDS
+        "\n==> the engine's fuzz targets, {} each",
+        fuzz::TEST_BUDGET
     );
-    match fuzz::run_targets(root, &fuzz::ENGINE_TARGETS, fuzz::TEST_SECONDS) {
+    match fuzz::run_targets(root, &fuzz::ENGINE_TARGETS, fuzz::TEST_BUDGET) {
         Ok(()) => passed += 1,
         Err(e) => failures.push(e),
     }
