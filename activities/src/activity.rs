@@ -1038,6 +1038,36 @@ pub struct ActivityDef {
     pub errors: &'static [ErrorKind],
     pub input_schema: fn() -> schemars::Schema,
     pub output_schema: fn() -> schemars::Schema,
+    /// Whether an input passes the activity's decoder and the rules it checks before it
+    /// touches the store (the published input schema must say the same).
+    pub accepts: fn(&Value) -> Result<(), ActivityError>,
+}
+
+/// An activity's input type: the rules it must pass beyond its shape (only an order
+/// has any; its SKUs are checked against the catalog later, by `check_order`).
+pub trait Input: serde::de::DeserializeOwned {
+    fn rules(&self) -> Vec<FieldError> {
+        Vec::new()
+    }
+}
+
+impl Input for Order {
+    fn rules(&self) -> Vec<FieldError> {
+        self.check()
+    }
+}
+impl Input for OrderRef {}
+impl Input for ShipmentRef {}
+impl Input for PickRequest {}
+impl Input for StatusUpdate {}
+
+fn accepts<T: Input>(input: &Value) -> Result<(), ActivityError> {
+    let broken = decode::<T>(input)?.rules();
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(&broken))
+    }
 }
 
 macro_rules! activities {
@@ -1050,6 +1080,7 @@ macro_rules! activities {
                 errors: &[$(ErrorKind::$err),*],
                 input_schema: || schemars::schema_for!($in),
                 output_schema: || schemars::schema_for!($out),
+                accepts: accepts::<$in>,
             } ),*
         ];
 

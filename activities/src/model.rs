@@ -212,15 +212,47 @@ pub fn is_method(s: &str) -> bool {
     })
 }
 
+/// The longest each free-text field of an address may be, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_LINE1_CHARS: usize = 200;
+pub const MAX_CITY_CHARS: usize = 100;
+pub const MAX_POSTAL_CODE_CHARS: usize = 16;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Address {
+    #[schemars(schema_with = "text_schema::<MAX_NAME_CHARS>")]
     pub name: String,
+    #[schemars(schema_with = "text_schema::<MAX_LINE1_CHARS>")]
     pub line1: String,
+    #[schemars(schema_with = "text_schema::<MAX_CITY_CHARS>")]
     pub city: String,
+    #[schemars(schema_with = "text_schema::<MAX_POSTAL_CODE_CHARS>")]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2, one of the countries oms ships to.
+    #[schemars(schema_with = "country_schema")]
     pub country: String,
+}
+
+/// Control characters, as `char::is_control` knows them (Unicode's Cc), in a JSON
+/// Schema (ECMA-262) character class.
+const CONTROL_CLASS: &str = "\\u0000-\\u001f\\u007f-\\u009f";
+
+/// `text_rule` as a JSON Schema: at most `MAX` characters, none a control character,
+/// one at least not white space.
+fn text_schema<const MAX: usize>(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let c = CONTROL_CLASS;
+    schemars::json_schema!({
+        "type": "string",
+        "maxLength": MAX,
+        "pattern": format!("^[^{c}]*[^\\s{c}][^{c}]*$"),
+    })
+}
+
+/// The countries oms ships to, from `COUNTRIES`.
+fn country_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let codes: Vec<&str> = COUNTRIES.iter().map(|c| c.code).collect();
+    schemars::json_schema!({ "type": "string", "enum": codes })
 }
 
 /// An order as a customer submits it. Prices are not part of it: they come from the
@@ -560,10 +592,10 @@ impl Order {
         }
         let a = &self.ship_to;
         for (field, value, max) in [
-            ("ship_to.name", &a.name, 100),
-            ("ship_to.line1", &a.line1, 200),
-            ("ship_to.city", &a.city, 100),
-            ("ship_to.postal_code", &a.postal_code, 16),
+            ("ship_to.name", &a.name, MAX_NAME_CHARS),
+            ("ship_to.line1", &a.line1, MAX_LINE1_CHARS),
+            ("ship_to.city", &a.city, MAX_CITY_CHARS),
+            ("ship_to.postal_code", &a.postal_code, MAX_POSTAL_CODE_CHARS),
         ] {
             if let Some(rule) = text_rule(value, max) {
                 bad(field, &rule);

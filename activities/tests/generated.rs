@@ -66,34 +66,156 @@ fn generated_files_are_current() {
     );
 }
 
-/// An input that passes an activity's decoder passes its published schema, and the
-/// schema refuses what the decoder refuses, for the order (the richest input).
+/// What an activity's decoder and its published input schema must agree on: every
+/// variant of a valid sample (tests/input_samples.json) that one accepts, the other
+/// accepts too.
 #[test]
-fn published_schemas_are_objects_with_required_fields() {
+fn decoders_and_published_schemas_accept_the_same_inputs() {
+    let samples: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("activities/tests/input_samples.json")).unwrap(),
+    )
+    .unwrap();
+    let mut disagreements = Vec::new();
+    let mut checked = 0;
     for a in ACTIVITIES {
-        let schema = serde_json::to_value((a.input_schema)()).unwrap();
-        assert_eq!(schema["type"], "object", "{}", a.name);
+        let sample = &samples[a.name];
         assert!(
-            schema["required"].as_array().is_some_and(|r| !r.is_empty()),
-            "{} input has required fields",
+            sample.is_object(),
+            "tests/input_samples.json has no {}",
             a.name
         );
+        let schema = serde_json::to_value((a.input_schema)()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        assert!(
+            (a.accepts)(sample).is_ok(),
+            "{}'s sample is refused",
+            a.name
+        );
+        for (what, input) in variants(sample) {
+            checked += 1;
+            let decoder = (a.accepts)(&input).is_ok();
+            let published = validator.is_valid(&input);
+            if decoder != published {
+                disagreements.push(format!(
+                    "{} {what}: decoder {}, schema {}: {input}",
+                    a.name,
+                    verdict(decoder),
+                    verdict(published)
+                ));
+            }
+        }
     }
-    let order = serde_json::to_value((activities::activity::by_key("place")
-        .unwrap()
-        .input_schema)())
-    .unwrap();
-    let required: Vec<&str> = order["required"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert_eq!(
-        required,
-        ["order_id", "customer_id", "lines", "payment", "ship_to"]
+    assert!(checked > 500, "only {checked} variants");
+    assert!(
+        disagreements.is_empty(),
+        "{} of {checked} inputs are judged differently:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
     );
-    assert_eq!(order["additionalProperties"], false);
+}
+
+fn verdict(accepts: bool) -> &'static str {
+    if accepts {
+        "accepts"
+    } else {
+        "refuses"
+    }
+}
+
+/// Values that break a field in the ways clients do.
+fn replacements() -> Vec<(&'static str, Value)> {
+    vec![
+        ("null", Value::Null),
+        ("true", json!(true)),
+        ("0", json!(0)),
+        ("-1", json!(-1)),
+        ("1.5", json!(1.5)),
+        ("1e30", json!(1e30)),
+        ("1001", json!(1001)),
+        ("an empty string", json!("")),
+        ("a blank string", json!("   ")),
+        ("a short string", json!("x")),
+        ("a 65-character id", json!("a".repeat(65))),
+        ("a 300-character string", json!("b".repeat(300))),
+        ("a newline", json!("two\nlines")),
+        ("a status name", json!("COMPLETED")),
+        ("an empty array", json!([])),
+        ("an empty object", json!({})),
+    ]
+}
+
+/// The sample itself, then, at every path in it: the field removed, replaced by each
+/// of `replacements`, and (for objects) an unknown field added.
+fn variants(sample: &Value) -> Vec<(String, Value)> {
+    let mut out = vec![("as given".to_string(), sample.clone())];
+    let mut paths = Vec::new();
+    collect_paths(sample, &mut Vec::new(), &mut paths);
+    for path in paths {
+        let at = path.join(".");
+        if !path.is_empty() {
+            out.push((format!("without {at}"), edit(sample, &path, None)));
+        }
+        for (name, v) in replacements() {
+            if !path.is_empty() {
+                out.push((format!("{at} = {name}"), edit(sample, &path, Some(v))));
+            }
+        }
+        if sample
+            .pointer(&pointer(&path))
+            .is_some_and(Value::is_object)
+        {
+            let mut extra = path.clone();
+            extra.push("unexpected".into());
+            out.push((
+                format!("{at} with an unknown field"),
+                edit(sample, &extra, Some(json!(1))),
+            ));
+        }
+    }
+    out
+}
+
+fn collect_paths(v: &Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    out.push(at.clone());
+    let children: Vec<(String, &Value)> = match v {
+        Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i.to_string(), v))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (k, child) in children {
+        at.push(k);
+        collect_paths(child, at, out);
+        at.pop();
+    }
+}
+
+/// The JSON pointer of `path` ("" for the root).
+fn pointer(path: &[String]) -> String {
+    path.iter().map(|p| format!("/{p}")).collect()
+}
+
+/// `sample` with the value at `path` replaced (or removed when `with` is None).
+fn edit(sample: &Value, path: &[String], with: Option<Value>) -> Value {
+    let mut out = sample.clone();
+    let (last, parent) = path.split_last().expect("a path below the root");
+    match (out.pointer_mut(&pointer(parent)), with) {
+        (Some(Value::Object(m)), Some(v)) => {
+            m.insert(last.clone(), v);
+        }
+        (Some(Value::Object(m)), None) => {
+            m.remove(last);
+        }
+        (Some(Value::Array(a)), Some(v)) => a[last.parse::<usize>().unwrap()] = v,
+        (Some(Value::Array(a)), None) => {
+            a.remove(last.parse::<usize>().unwrap());
+        }
+        _ => unreachable!("a path's parent is an object or an array"),
+    }
+    out
 }
 
 #[test]
