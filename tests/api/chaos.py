@@ -67,8 +67,11 @@ class Down(Exception):
 class Campaign:
     def __init__(self, data_dir, orders, kills, pauses, fault_rate, rate_per_s, seed, extra_args=(), env=None):
         self.rng = random.Random(seed)
-        # Picks take long enough that a pause finds some outstanding.
-        self.server = Server(data_dir, extra_args=["--pick-delay-ms", "300", "--fault-injection", *extra_args],
+        # Picks take long enough that a pause finds some outstanding. Stock for every
+        # order (at most 4 units each), so that a long campaign tests the saga under
+        # faults, not the demo catalog running dry.
+        self.server = Server(data_dir, extra_args=["--pick-delay-ms", "300", "--fault-injection",
+                                                   "--bench-stock", str(4 * orders), *extra_args],
                              env=env)
         self.n_orders = orders
         self.kills_wanted = kills
