@@ -41,22 +41,22 @@ pub async fn audit(store: &dyn Store) -> Result<Audit, StoreError> {
     let mut expected_shipped: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut in_flight = 0;
     let mut orders: BTreeMap<String, (Option<OrderRecord>, Vec<ShipmentRecord>)> = BTreeMap::new();
-    for item in store.scan("ORDER#").await? {
+    for item in scan_orders(store).await? {
         let entry = orders.entry(item.key.pk.clone()).or_default();
         let key = item.key.clone();
         let doc = serde_json::Value::Object(item.doc);
         // A record that does not parse is exactly what an audit is for: say so.
         let unreadable = |e: serde_json::Error| format!("{key}: the record does not parse: {e}");
-        if key.sk == "ORDER" {
-            match serde_json::from_value(doc) {
+        match OrderItem::of(&key) {
+            Some(OrderItem::Order) => match serde_json::from_value(doc) {
                 Ok(order) => entry.0 = Some(order),
                 Err(e) => a.problems.push(unreadable(e)),
-            }
-        } else if key.sk.starts_with("SHIPMENT#") {
-            match serde_json::from_value(doc) {
+            },
+            Some(OrderItem::Shipment) => match serde_json::from_value(doc) {
                 Ok(shipment) => entry.1.push(shipment),
                 Err(e) => a.problems.push(unreadable(e)),
-            }
+            },
+            Some(OrderItem::Step) | None => {}
         }
     }
     for (pk, (order, shipments)) in &orders {

@@ -11,20 +11,66 @@ use serde_json::{json, Map, Value};
 
 pub const CATALOG: &str = "CATALOG";
 
+// An order's partition: `ORDER#<id>`, holding its record (sort key `ORDER`), one record
+// per saga step (`STEP#<step>[#<shipment>]`) and one per shipment (`SHIPMENT#<id>`).
+// These prefixes are spelled here only; other code builds keys with the functions below
+// and tells records apart with `OrderItem::of`.
+const ORDER_PK_PREFIX: &str = "ORDER#";
+const ORDER_SK: &str = "ORDER";
+const STEP_SK_PREFIX: &str = "STEP#";
+const SHIPMENT_SK_PREFIX: &str = "SHIPMENT#";
+
 pub fn order_pk(order_id: &str) -> String {
-    format!("ORDER#{order_id}")
+    format!("{ORDER_PK_PREFIX}{order_id}")
 }
 pub fn order_key(order_id: &str) -> Key {
-    Key::new(order_pk(order_id), "ORDER")
+    Key::new(order_pk(order_id), ORDER_SK)
 }
 pub fn step_key(order_id: &str, step: &str, shipment_id: Option<&str>) -> Key {
     match shipment_id {
-        Some(s) => Key::new(order_pk(order_id), format!("STEP#{step}#{s}")),
-        None => Key::new(order_pk(order_id), format!("STEP#{step}")),
+        Some(s) => Key::new(order_pk(order_id), format!("{STEP_SK_PREFIX}{step}#{s}")),
+        None => Key::new(order_pk(order_id), format!("{STEP_SK_PREFIX}{step}")),
     }
 }
 pub fn shipment_key(order_id: &str, shipment_id: &str) -> Key {
-    Key::new(order_pk(order_id), format!("SHIPMENT#{shipment_id}"))
+    Key::new(
+        order_pk(order_id),
+        format!("{SHIPMENT_SK_PREFIX}{shipment_id}"),
+    )
+}
+
+/// Which record of an order's partition a key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderItem {
+    Order,
+    Step,
+    Shipment,
+}
+
+impl OrderItem {
+    /// The kind of `key`, or None for a key outside every order's partition.
+    pub fn of(key: &Key) -> Option<OrderItem> {
+        order_id_of(key)?;
+        if key.sk == ORDER_SK {
+            Some(OrderItem::Order)
+        } else if key.sk.starts_with(STEP_SK_PREFIX) {
+            Some(OrderItem::Step)
+        } else if key.sk.starts_with(SHIPMENT_SK_PREFIX) {
+            Some(OrderItem::Shipment)
+        } else {
+            None
+        }
+    }
+}
+
+/// The order whose partition `key` is in.
+pub fn order_id_of(key: &Key) -> Option<&str> {
+    key.pk.strip_prefix(ORDER_PK_PREFIX)
+}
+
+/// Every item of every order's partition (a full scan: audits and one-off migrations).
+pub async fn scan_orders(store: &dyn Store) -> Result<Vec<Item>, crate::store::StoreError> {
+    store.scan(ORDER_PK_PREFIX).await
 }
 pub fn stock_pk(sku: &str) -> String {
     format!("STOCK#{sku}")
@@ -111,8 +157,8 @@ pub async fn backfill_index(store: &dyn Store) -> Result<usize, ActivityError> {
         return Ok(0);
     }
     let mut n = 0;
-    for item in store.scan("ORDER#").await? {
-        if item.key.sk != "ORDER" {
+    for item in scan_orders(store).await? {
+        if OrderItem::of(&item.key) != Some(OrderItem::Order) {
             continue;
         }
         let order: OrderRecord = from_item(&item)?;
@@ -352,7 +398,7 @@ pub async fn load_shipments(
     order_id: &str,
 ) -> Result<Vec<Versioned<ShipmentRecord>>, ActivityError> {
     store
-        .query(&order_pk(order_id), "SHIPMENT#")
+        .query(&order_pk(order_id), SHIPMENT_SK_PREFIX)
         .await?
         .iter()
         .map(|i| {

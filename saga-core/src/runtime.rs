@@ -166,6 +166,47 @@ struct Live {
     dispatched: HashSet<EffectId>,
     /// Effects that have a row in `tasks` (a token), to add and remove rows as they come and go.
     task_rows: HashMap<EffectId, String>,
+    /// The sleeping tasks that watch this execution's deadlines.
+    watchers: Watchers,
+}
+
+/// The tasks that sleep until a deadline of a live execution (a task's timeout or
+/// heartbeat, the execution's own timeout). Each is aborted once what it watches is
+/// gone (the task answered, the execution ended), not left asleep until its deadline:
+/// the order saga's pick timeout is a day away, and 100,000 orders' sleeping watchers
+/// were most of the server's memory growth in the soak.
+#[derive(Default)]
+struct Watchers {
+    by_effect: HashMap<EffectId, Vec<tokio::task::AbortHandle>>,
+    execution: Option<tokio::task::AbortHandle>,
+}
+
+impl Watchers {
+    fn watch(&mut self, id: EffectId, handles: Vec<tokio::task::AbortHandle>) {
+        if !handles.is_empty() {
+            self.by_effect.entry(id).or_default().extend(handles);
+        }
+    }
+
+    /// Aborts the watchers of effects that are no longer pending.
+    fn keep_only(&mut self, pending: &HashSet<EffectId>) {
+        self.by_effect.retain(|id, handles| {
+            let keep = pending.contains(id);
+            if !keep {
+                handles.iter().for_each(tokio::task::AbortHandle::abort);
+            }
+            keep
+        });
+    }
+}
+
+impl Drop for Watchers {
+    /// A live execution dropped (ended, or reloaded after a failed commit, which arms
+    /// its deadlines again) takes its watchers with it.
+    fn drop(&mut self) {
+        let handles = self.by_effect.values().flatten().chain(&self.execution);
+        handles.for_each(tokio::task::AbortHandle::abort);
+    }
 }
 
 /// The parameters of a new execution.
@@ -284,6 +325,7 @@ impl Runtime {
             dispatched: HashSet::new(),
             stop_date: None,
             task_rows: task_rows_written,
+            watchers: Watchers::default(),
         }));
         let guard = cell.clone().lock_owned().await;
         if !self.register(&arn, &cell) {
@@ -378,10 +420,13 @@ impl Runtime {
             if let Some(deadline) = deadline {
                 let rt = self.clone();
                 let arn = arn.to_string();
-                tokio::spawn(async move {
+                let watcher = tokio::spawn(async move {
                     sleep_until(deadline).await;
-                    rt.time_out(&arn).await;
+                    // Detached: the time-out ends the execution, which aborts this
+                    // watcher; the step it commits must not be cut short by that.
+                    tokio::spawn(async move { rt.time_out(&arn).await });
                 });
+                guard.watchers.execution = Some(watcher.abort_handle());
             }
         }
         self.after_step(arn, &mut guard);
@@ -402,34 +447,41 @@ impl Runtime {
             let arn = arn.to_string();
             match effect {
                 Effect::Timer { until } => {
-                    tokio::spawn(async move {
+                    let watcher = tokio::spawn(async move {
                         sleep_until(until).await;
                         // A step that cannot be committed reloads the execution,
-                        // which arms this timer again.
-                        let _ = rt.deliver(&arn, id, Delivery::TimerFired).await;
+                        // which arms this timer again. Detached, as the delivery
+                        // aborts this watcher.
+                        tokio::spawn(
+                            async move { rt.deliver(&arn, id, Delivery::TimerFired).await },
+                        );
                     });
+                    live.watchers.watch(id, vec![watcher.abort_handle()]);
                 }
                 Effect::Invoke(call) => {
                     let token = live.task_rows.get(&id).cloned();
-                    self.perform_task(arn, id, *call, token);
+                    let watchers = self.perform_task(arn, id, *call, token);
+                    live.watchers.watch(id, watchers);
                 }
             }
         }
     }
 
+    /// Starts a task; returns the watchers of its deadlines.
     fn perform_task(
         self: &Arc<Self>,
         arn: String,
         id: EffectId,
         call: TaskCall,
         token: Option<String>,
-    ) {
+    ) -> Vec<tokio::task::AbortHandle> {
         let route = self.invoker.route(&call);
+        let mut watchers = Vec::new();
         if let Some(secs) = call.timeout_seconds {
             let rt = self.clone();
             let arn = arn.clone();
             let token = token.clone();
-            tokio::spawn(async move {
+            let watcher = tokio::spawn(async move {
                 // A recovered task keeps the deadline it was given when first scheduled.
                 let deadline = match &token {
                     Some(t) => rt
@@ -438,9 +490,10 @@ impl Runtime {
                     None => seconds_after(Utc::now(), secs),
                 };
                 sleep_until(deadline).await;
-                // Not committed: the reload arms the timeout again from its stored deadline.
-                let _ = rt
-                    .deliver(
+                // Not committed: the reload arms the timeout again from its stored
+                // deadline. Detached, as the delivery aborts this watcher.
+                tokio::spawn(async move {
+                    rt.deliver(
                         &arn,
                         id,
                         Delivery::TaskFailed(Failure {
@@ -448,11 +501,13 @@ impl Runtime {
                             cause: None,
                         }),
                     )
-                    .await;
+                    .await
+                });
             });
+            watchers.push(watcher.abort_handle());
         }
         if let (Some(secs), Some(token)) = (call.heartbeat_seconds, token.clone()) {
-            self.watch_heartbeat(arn.clone(), id, token, secs);
+            watchers.push(self.watch_heartbeat(arn.clone(), id, token, secs));
         }
         match route {
             Route::Activity => {
@@ -479,6 +534,7 @@ impl Runtime {
                 });
             }
         }
+        watchers
     }
 
     /// A deadline stored with a task (`timeout_deadline` or `heartbeat_deadline`), so
@@ -499,7 +555,14 @@ impl Runtime {
             .map(from_epoch)
     }
 
-    fn watch_heartbeat(self: &Arc<Self>, arn: String, id: EffectId, token: String, secs: f64) {
+    /// Arms a task's heartbeat deadline; returns the watcher.
+    fn watch_heartbeat(
+        self: &Arc<Self>,
+        arn: String,
+        id: EffectId,
+        token: String,
+        secs: f64,
+    ) -> tokio::task::AbortHandle {
         let initial = self
             .stored_deadline(&token, "heartbeat_deadline")
             .unwrap_or_else(|| seconds_after(Utc::now(), secs));
@@ -508,7 +571,7 @@ impl Runtime {
             .expect("heartbeat lock")
             .insert(token.clone(), initial);
         let rt = self.clone();
-        tokio::spawn(async move {
+        let watcher = tokio::spawn(async move {
             loop {
                 let Some(deadline) = rt
                     .heartbeats
@@ -525,12 +588,16 @@ impl Runtime {
                         error: asl::error::names::HEARTBEAT_TIMEOUT.into(),
                         cause: None,
                     };
-                    let _ = rt.deliver(&arn, id, Delivery::TaskFailed(f)).await;
+                    // Detached, as the delivery aborts this watcher.
+                    tokio::spawn(
+                        async move { rt.deliver(&arn, id, Delivery::TaskFailed(f)).await },
+                    );
                     return;
                 }
                 sleep_until(deadline).await;
             }
         });
+        watcher.abort_handle()
     }
 
     /// Delivers an effect's outcome, commits the step, then performs what it started.
@@ -643,6 +710,15 @@ impl Runtime {
             live.task_rows.insert(t.effect_id, t.token.clone());
         }
         live.task_rows.retain(|id, _| pending.contains(id));
+        // Deadlines of tasks that have answered are no longer watched. (If the commit
+        // fails, the reload arms the pending ones again from their stored deadlines.)
+        live.watchers.keep_only(&pending);
+        {
+            let mut heartbeats = self.heartbeats.lock().expect("heartbeat lock");
+            gone.iter().for_each(|t| {
+                heartbeats.remove(t);
+            });
+        }
         let (status, output, failure) = outcome(&live.exec);
         // One instant for the row, so StopExecution can answer with what is stored.
         let stop_date = stop_date_if_done(&status);
@@ -886,6 +962,7 @@ impl Runtime {
             dispatched: HashSet::new(),
             stop_date: None,
             task_rows: HashMap::new(),
+            watchers: Watchers::default(),
         }));
         let mut guard = cell.clone().lock_owned().await;
         if !self.register(arn, &cell) {
@@ -983,6 +1060,7 @@ impl Runtime {
             dispatched: HashSet::new(),
             stop_date: None,
             task_rows,
+            watchers: Watchers::default(),
         }));
         let mut guard = cell.clone().lock_owned().await;
         if !self.register(&arn, &cell) {
@@ -1239,6 +1317,61 @@ mod tests {
             .start(new_execution(TASK_THEN_WAIT, "e1", json!({})))
             .await;
         assert!(matches!(again, Err(RuntimeError::AlreadyExists(_))));
+        store.close();
+    }
+
+    const WAITS_FOR_TOKEN: &str = r#"{"StartAt":"T","States":{
+        "T":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke.waitForTaskToken",
+             "Parameters":{"FunctionName":"f","Payload":{"token.$":"$$.Task.Token"}},
+             "TimeoutSeconds":86400,"HeartbeatSeconds":3600,"End":true}}}"#;
+
+    /// A task that has answered takes the watchers of its deadlines with it: they do not
+    /// sleep on until a deadline a day away (the soak's memory growth).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_that_has_answered_leaves_no_watcher_asleep() {
+        let store = Store::open(&temp_dir("watchers")).unwrap();
+        let rt = Runtime::new(store.clone(), Arc::new(Echo));
+        let alive = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        let before = alive();
+        let mut arns = Vec::new();
+        for i in 0..20 {
+            let (arn, _) = rt
+                .start(new_execution(WAITS_FOR_TOKEN, &format!("w{i}"), json!({})))
+                .await
+                .unwrap();
+            arns.push(arn);
+        }
+        // Each waits with a timeout and a heartbeat watcher.
+        assert!(alive() >= before + 40, "{} tasks, {before} before", alive());
+        for arn in &arns {
+            let a = arn.clone();
+            let token: String = store
+                .read(move |c| {
+                    Ok(c.query_row(
+                        "SELECT token FROM tasks WHERE execution_arn = ?1",
+                        [&a],
+                        |r| r.get(0),
+                    )?)
+                })
+                .unwrap();
+            rt.complete_task(&token, Ok(json!({}))).await.unwrap();
+            rt.wait_finished(arn).await;
+            assert_eq!(status(&store, arn).0, "SUCCEEDED");
+        }
+        // Aborted tasks go once the scheduler has seen the abort: wait for that, boundedly.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while alive() > before {
+            assert!(
+                std::time::Instant::now() < until,
+                "{} tasks still alive, {before} before the executions",
+                alive()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         store.close();
     }
 

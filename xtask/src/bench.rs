@@ -280,7 +280,7 @@ fn version_of(cmd: &str, arg: &str) -> String {
         .unwrap_or_else(|| "unknown".to_string())
 }
 
-fn git_head(root: &Path) -> String {
+pub fn git_head(root: &Path) -> String {
     let head = Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .current_dir(root)

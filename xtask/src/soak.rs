@@ -25,6 +25,9 @@ struct Options {
     windows: usize,
     retention_s: Option<u64>,
     write_docs: bool,
+    /// A release `oms` to measure instead of building one (say, a build kept while the
+    /// tree changes under a long run).
+    oms: Option<std::path::PathBuf>,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -36,6 +39,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         windows: 10,
         retention_s: None,
         write_docs: true,
+        oms: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -63,6 +67,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     ))?
             }
             "--no-docs" => o.write_docs = false,
+            "--oms" => o.oms = Some(value()?.into()),
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("bench soak: unknown argument {other:?}\n{USAGE}")),
         }
@@ -72,19 +77,27 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
 
 const USAGE: &str = "usage: cargo xtask bench soak [--orders N (100000)] [--concurrency C (32)] \
     [--fault-rate F (0.02)] [--windows W (10)] [--sample-seconds S (5)] \
-    [--retention-seconds S (none: oms's 90 days)] [--no-docs]";
+    [--retention-seconds S (none: oms's 90 days)] [--no-docs] [--oms PATH (a release build \
+    to measure; default: build one)]";
 
-pub fn run(args: &[String]) -> Result<(), String> {
-    let opts = parse_args(args)?;
-    let root = crate::root();
+fn build_release(root: &Path) -> Result<std::path::PathBuf, String> {
     eprintln!("soak: cargo build --release -p oms");
     crate::tools::run_status(
         Command::new(env!("CARGO"))
             .args(["build", "--release", "-p", "oms"])
-            .current_dir(&root),
+            .current_dir(root),
         "cargo build --release -p oms",
     )?;
-    let oms = crate::bench::target_dir(&root).join("release/oms");
+    Ok(crate::bench::target_dir(root).join("release/oms"))
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let opts = parse_args(args)?;
+    let root = crate::root();
+    let oms = match &opts.oms {
+        Some(path) => path.clone(),
+        None => build_release(&root)?,
+    };
     let work = crate::bench::target_dir(&root).join("soak");
     let _ = std::fs::remove_dir_all(&work);
     let data = work.join("data");
@@ -397,6 +410,7 @@ impl Report {
             "{SECTION_START}\n## Soak: orders through `oms up` with transient faults\n\n\
              - Command: `cargo xtask bench soak {args}`\n\
              - Date: {date}\n\
+             - Build: {build}\n\
              - Machine: nproc {nproc}; release build; {retention}\n\n\
              `oms load --check` submits every order and follows it to its end through the \
              Orders API, then audits the books as the chaos campaign does (every order \
@@ -406,6 +420,14 @@ impl Report {
              sizes are the data dir's files after a clean stop.\n\n{table}\n{SECTION_END}\n",
             args = self.args(),
             date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+            build = match &self.opts.oms {
+                Some(path) => format!(
+                    "`{}`, given with --oms (the tree was at commit {})",
+                    path.display(),
+                    crate::bench::git_head(&crate::root())
+                ),
+                None => format!("commit {}", crate::bench::git_head(&crate::root())),
+            },
             nproc = std::thread::available_parallelism().map_or(1, |n| n.get()),
             table = self.table(),
         )
