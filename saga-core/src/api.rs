@@ -138,6 +138,16 @@ api_enum!(ExecutionStatus {
     Aborted = "ABORTED",
     PendingRedrive = "PENDING_REDRIVE",
 });
+impl ExecutionStatus {
+    /// The statuses RedriveExecution takes an execution from (a Standard one).
+    pub fn is_redrivable(self) -> bool {
+        matches!(
+            self,
+            ExecutionStatus::Failed | ExecutionStatus::Aborted | ExecutionStatus::TimedOut
+        )
+    }
+}
+
 api_enum!(SyncExecutionStatus { #[default] Succeeded = "SUCCEEDED", Failed = "FAILED", TimedOut = "TIMED_OUT" });
 api_enum!(ExecutionRedriveStatus {
     #[default] Redrivable = "REDRIVABLE",

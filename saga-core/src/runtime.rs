@@ -9,6 +9,7 @@
 //! performs its outstanding effects again: timers keep their deadlines, tasks that were
 //! in flight are invoked again (at least once, as Lambda is), tokens stay valid.
 
+use crate::api::{ExecutionStatus, StateMachineType};
 use crate::store::{Store, StoreError};
 use asl::eval::{
     seconds_after, Delivery, Effect, EffectId, Execution, ExecutionInfo, Snapshot, TaskCall,
@@ -117,7 +118,7 @@ pub struct ExecutionRecord {
     pub arn: String,
     pub state_machine_arn: String,
     pub name: String,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub input: String,
     pub output: Option<String>,
     pub error: Option<String>,
@@ -128,7 +129,30 @@ pub struct ExecutionRecord {
     pub redrive_date: Option<f64>,
     pub definition: String,
     pub role_arn: String,
-    pub machine_type: String,
+    pub machine_type: StateMachineType,
+}
+
+/// A column holding one of an API enum's wire values.
+fn wire<T>(r: &rusqlite::Row, column: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+    let text: String = r.get(column)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            format!("'{text}' is not a known value").into(),
+        )
+    })
+}
+
+/// The API's status of an execution the evaluator holds.
+fn api_status(exec: &Execution) -> ExecutionStatus {
+    match exec.status() {
+        Status::Running => ExecutionStatus::Running,
+        Status::Succeeded => ExecutionStatus::Succeeded,
+        Status::Failed => ExecutionStatus::Failed,
+        Status::TimedOut => ExecutionStatus::TimedOut,
+        Status::Aborted => ExecutionStatus::Aborted,
+    }
 }
 
 impl ExecutionRecord {
@@ -142,7 +166,7 @@ impl ExecutionRecord {
             arn: r.get(0)?,
             state_machine_arn: r.get(1)?,
             name: r.get(2)?,
-            status: r.get(3)?,
+            status: wire(r, 3, ExecutionStatus::parse)?,
             input: r.get(4)?,
             output: r.get(5)?,
             error: r.get(6)?,
@@ -153,7 +177,7 @@ impl ExecutionRecord {
             redrive_date: r.get(11)?,
             definition: r.get(12)?,
             role_arn: r.get(13)?,
-            machine_type: r.get(14)?,
+            machine_type: wire(r, 14, StateMachineType::parse)?,
         })
     }
 }
@@ -299,7 +323,7 @@ impl Runtime {
             arn: arn.clone(),
             state_machine_arn: new.state_machine_arn.clone(),
             name: new.name.clone(),
-            status: exec.status().as_str().to_string(),
+            status: api_status(&exec),
             input: new.input_text,
             output: None,
             error: None,
@@ -310,7 +334,11 @@ impl Runtime {
             redrive_date: None,
             definition: new.definition,
             role_arn: new.role_arn,
-            machine_type: if new.express { "EXPRESS" } else { "STANDARD" }.to_string(),
+            machine_type: if new.express {
+                StateMachineType::Express
+            } else {
+                StateMachineType::Standard
+            },
         };
         let (status, output, failure) = outcome(&exec);
         let task_rows_written = tasks
@@ -348,18 +376,18 @@ impl Runtime {
                         row.arn,
                         row.state_machine_arn,
                         row.name,
-                        status,
+                        status.as_str(),
                         row.input,
                         output,
                         failure.as_ref().map(|f| f.error.clone()),
                         failure.as_ref().and_then(|f| f.cause.clone()),
                         row.start_date,
-                        stop_date_if_done(&status),
+                        stop_date_if_done(status),
                         0,
                         Option::<f64>::None,
                         definition_id,
                         row.role_arn,
-                        row.machine_type
+                        row.machine_type.as_str()
                     ],
                 )
                 .map_err(|e| match StoreError::from(e) {
@@ -721,20 +749,20 @@ impl Runtime {
         }
         let (status, output, failure) = outcome(&live.exec);
         // One instant for the row, so StopExecution can answer with what is stored.
-        let stop_date = stop_date_if_done(&status);
+        let stop_date = stop_date_if_done(status);
         live.stop_date = stop_date;
         let arn = arn.to_string();
         self.store
             .write(move |c| {
                 // A step that leaves the execution running changes nothing in its row
                 // (a redrive, which brings it back to RUNNING, does): skip the update.
-                if status != "RUNNING" || redrive_date.is_some() {
+                if status != ExecutionStatus::Running || redrive_date.is_some() {
                     c.prepare_cached(
                         "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, stop_date = ?6 WHERE arn = ?1",
                     )?
                     .execute(params![
                         arn,
-                        status,
+                        status.as_str(),
                         output,
                         failure.as_ref().map(|f| f.error.clone()),
                         failure.as_ref().and_then(|f| f.cause.clone()),
@@ -742,7 +770,7 @@ impl Runtime {
                     ])?;
                 }
                 // A succeeded execution can never be redriven: its state is not needed.
-                if status == "SUCCEEDED" {
+                if status == ExecutionStatus::Succeeded {
                     c.prepare_cached("DELETE FROM snapshots WHERE arn = ?1")?.execute([&arn])?;
                 } else {
                     c.prepare_cached("UPDATE snapshots SET data = ?2 WHERE arn = ?1")?
@@ -929,14 +957,12 @@ impl Runtime {
         else {
             return Err(RuntimeError::NoSuchExecution(arn.to_string()));
         };
-        if machine_type == "EXPRESS" {
+        if machine_type == StateMachineType::Express {
             return Err(RuntimeError::NotRedrivable(
                 "Express executions cannot be redriven".into(),
             ));
         }
-        if !matches!(status.as_str(), "FAILED" | "ABORTED" | "TIMED_OUT")
-            || self.live(arn).is_some()
-        {
+        if !status.is_redrivable() || self.live(arn).is_some() {
             return Err(RuntimeError::NotRedrivable(format!(
                 "Execution is {status} and cannot be redriven"
             )));
@@ -1084,9 +1110,9 @@ const RECOVER_SELECT: &str = "SELECT e.arn, d.text, s.data, e.start_date FROM ex
      JOIN definitions d ON d.id = e.definition_id JOIN snapshots s ON s.arn = e.arn \
      WHERE e.status = 'RUNNING'";
 
-fn outcome(exec: &Execution) -> (String, Option<String>, Option<Failure>) {
+fn outcome(exec: &Execution) -> (ExecutionStatus, Option<String>, Option<Failure>) {
     (
-        exec.status().as_str().to_string(),
+        api_status(exec),
         exec.output().map(|o| o.to_string()),
         exec.failure().cloned().map(|f| Failure {
             error: f.error,
@@ -1095,8 +1121,8 @@ fn outcome(exec: &Execution) -> (String, Option<String>, Option<Failure>) {
     )
 }
 
-fn stop_date_if_done(status: &str) -> Option<f64> {
-    (status != "RUNNING").then(|| epoch(Utc::now()))
+fn stop_date_if_done(status: ExecutionStatus) -> Option<f64> {
+    (status != ExecutionStatus::Running).then(|| epoch(Utc::now()))
 }
 
 async fn sleep_until(t: DateTime<Utc>) {

@@ -169,7 +169,7 @@ impl LocalStepFunctions {
                     ),
                 };
                 let existing = self.execution_row(&arn)?;
-                if existing.status == "RUNNING" && existing.input == input_text {
+                if existing.status == ExecutionStatus::Running && existing.input == input_text {
                     Ok((arn, from_epoch(existing.start_date), express))
                 } else {
                     Err(ApiError::execution_already_exists(format!(
@@ -369,10 +369,6 @@ fn check_role(role: &str) -> Result<(), ApiError> {
             "Invalid Arn: 'Invalid ARN prefix: {role}'"
         )))
     }
-}
-
-fn execution_status(s: &str) -> ExecutionStatus {
-    ExecutionStatus::parse(s).unwrap_or_default()
 }
 
 /// The history as GetExecutionHistory shows it: details under the type's own key, and
@@ -662,9 +658,9 @@ impl StepFunctions for LocalStepFunctions {
             .await?;
         self.runtime.wait_finished(&arn).await;
         let row = self.execution_row(&arn)?;
-        let status = match row.status.as_str() {
-            "SUCCEEDED" => SyncExecutionStatus::Succeeded,
-            "TIMED_OUT" => SyncExecutionStatus::TimedOut,
+        let status = match row.status {
+            ExecutionStatus::Succeeded => SyncExecutionStatus::Succeeded,
+            ExecutionStatus::TimedOut => SyncExecutionStatus::TimedOut,
             _ => SyncExecutionStatus::Failed,
         };
         let include = input.included_data != Some(IncludedData::MetadataOnly);
@@ -695,13 +691,12 @@ impl StepFunctions for LocalStepFunctions {
     ) -> Result<DescribeExecutionOutput, ApiError> {
         let r = self.execution_row(&input.execution_arn)?;
         let include = input.included_data != Some(IncludedData::MetadataOnly);
-        let redrivable = matches!(r.status.as_str(), "FAILED" | "ABORTED" | "TIMED_OUT")
-            && r.machine_type == "STANDARD";
+        let redrivable = r.status.is_redrivable() && r.machine_type == StateMachineType::Standard;
         Ok(DescribeExecutionOutput {
             execution_arn: r.arn,
             state_machine_arn: r.state_machine_arn,
             name: Some(r.name),
-            status: execution_status(&r.status),
+            status: r.status,
             start_date: from_epoch(r.start_date),
             stop_date: r.stop_date.map(from_epoch),
             input: include.then_some(r.input),
@@ -721,9 +716,10 @@ impl StepFunctions for LocalStepFunctions {
             } else {
                 ExecutionRedriveStatus::NotRedrivable
             }),
-            redrive_status_reason: (!redrivable).then(|| match r.status.as_str() {
-                "RUNNING" => "Execution is RUNNING and cannot be redriven".to_string(),
-                "SUCCEEDED" => "Execution is SUCCEEDED and cannot be redriven".to_string(),
+            redrive_status_reason: (!redrivable).then(|| match r.status {
+                ExecutionStatus::Running | ExecutionStatus::Succeeded => {
+                    format!("Execution is {} and cannot be redriven", r.status)
+                }
                 _ => "Express executions cannot be redriven".to_string(),
             }),
             ..Default::default()
@@ -785,7 +781,7 @@ impl StepFunctions for LocalStepFunctions {
                     execution_arn: r.arn,
                     state_machine_arn: r.state_machine_arn,
                     name: r.name,
-                    status: execution_status(&r.status),
+                    status: r.status,
                     start_date: from_epoch(r.start_date),
                     stop_date: r.stop_date.map(from_epoch),
                     redrive_count: Some(r.redrive_count as i32),
@@ -833,7 +829,7 @@ impl StepFunctions for LocalStepFunctions {
         input: StopExecutionInput,
     ) -> Result<StopExecutionOutput, ApiError> {
         let row = self.execution_row(&input.execution_arn)?;
-        if row.status != "RUNNING" {
+        if row.status != ExecutionStatus::Running {
             return Ok(StopExecutionOutput {
                 stop_date: row.stop_date.map(from_epoch).unwrap_or_else(Utc::now),
             });
