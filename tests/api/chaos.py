@@ -42,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import Server  # noqa: E402
+from helpers import make_client  # noqa: E402
 from dynamodb_local import CREDENTIALS, TABLE, DynamoDbLocal, ThrottlingProxy  # noqa: E402
 
 ACTIVITIES = ["reserve", "charge", "pick", "ship", "release", "refund", "restock", "cancel_shipment"]
@@ -276,8 +277,26 @@ class Campaign:
         self.retry_all(views)
         views = self.wait_all_ended(ids, timeout_s=300)
         self.check(views, stock_before)
+        self.counts["task_failures"] = self.task_failures(views)
         self.server.kill()
         return self.report()
+
+    def task_failures(self, views):
+        """The task failures the executions' histories record, by error: the faults
+        injected (and heartbeats missed) that the saga retried past or compensated for.
+        Faults injected into place are retried at the door and are not among them."""
+        sfn = make_client(self.endpoint)
+        by_error = {}
+        for view in views.values():
+            pages = sfn.get_paginator("get_execution_history").paginate(executionArn=view["execution_arn"])
+            for page in pages:
+                for e in page["events"]:
+                    for key in ("taskFailedEventDetails", "lambdaFunctionFailedEventDetails",
+                                "taskTimedOutEventDetails"):
+                        if key in e:
+                            error = e[key].get("error", "?")
+                            by_error[error] = by_error.get(error, 0) + 1
+        return dict(sorted(by_error.items()))
 
     def retry_all(self, views):
         """Retries (redrives) every order that did not end final, and kills the server

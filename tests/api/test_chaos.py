@@ -17,6 +17,10 @@ def test_a_short_campaign_ends_with_every_order_final_and_the_books_balanced(tmp
     assert [m.split(":")[0] for m in report["kill_moments"]].count("redrive") == 1, report
     # The hard compensation failures were redriven, and the redrives survived a kill.
     assert report["retries"] >= HARD_COMPENSATION_FAILURES, report
+    # Faults were injected and ridden out: the transient ones and the hard ones.
+    failures = report["task_failures"]
+    assert failures.get("Activity.Unavailable", 0) > 0, report
+    assert failures.get("Order.Conflict", 0) >= HARD_COMPENSATION_FAILURES, report
     assert sum(report["outcomes"].values()) == 120, report
     assert report["violations"] == [], report
 
