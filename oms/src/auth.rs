@@ -146,7 +146,7 @@ fn bearer_ok(creds: &Credentials, headers: &HeaderMap) -> Result<(), &'static st
 }
 
 fn unauthorized(message: &str) -> Response {
-    let problem = crate::orders::Problem::new(401, crate::orders::code::UNAUTHORIZED, message);
+    let problem = oms_orders::Problem::new(401, oms_orders::code::UNAUTHORIZED, message);
     let mut response = crate::orders_http::problem_response(&problem);
     response.headers_mut().insert(
         "www-authenticate",

@@ -11,7 +11,6 @@
 //! the SDK's ~60 history-event detail structs by hand into a second copy of the
 //! model that could drift from the first.
 
-use crate::orders::{Orders, Warehouse};
 use activities::activity::Ctx;
 use activities::store::dynamo::DynamoStore;
 use async_trait::async_trait;
@@ -19,6 +18,7 @@ use aws_sdk_sfn::config::interceptors::AfterDeserializationInterceptorContextRef
 use aws_sdk_sfn::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_sfn::types as sdk;
+use oms_orders::{Orders, Warehouse};
 use saga_core::api::*;
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};

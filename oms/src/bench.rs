@@ -6,10 +6,61 @@ use asl::runner::{self, RunHost, RunOptions, SeededRandom, TaskOutcome, VirtualC
 use asl::{ExecutionInfo, Machine, Status};
 use chrono::Utc;
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
+
+// The flags of `oms bench` (its help is the `Bench` subcommand's doc comment).
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[arg(long)]
+    definition: PathBuf,
+    /// How many executions to measure [default: 20000 in memory, 2000 durable].
+    #[arg(long)]
+    executions: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// A fixed input for every execution. Without it, execution i gets
+    /// {"orderId": "o-i", "amount": i % 200}, as the peer benchmark does.
+    #[arg(long)]
+    input: Option<String>,
+    /// Run executions through the durable runtime, as `oms up` does; `bench-*`
+    /// Lambda functions go to the built-in bench handlers (see shared/bench).
+    #[arg(long)]
+    durable: bool,
+    /// Where the durable bench keeps its database [default: a fresh temporary
+    /// folder, deleted afterwards].
+    #[arg(long, requires = "durable")]
+    data_dir: Option<PathBuf>,
+    /// oms.toml whose [[tasks]] rules route the durable bench's tasks.
+    #[arg(long, requires = "durable")]
+    config: Option<PathBuf>,
+    /// Durable executions run before the measured ones, 8 at a time.
+    #[arg(long, requires = "durable", default_value_t = 200)]
+    warmup: usize,
+    /// How every measured durable execution must end: STATUS or STATUS:ERROR
+    /// (e.g. FAILED:Saga.Compensated); exit 2 otherwise.
+    #[arg(long, requires = "durable")]
+    expect: Option<String>,
+}
+
+/// Executions measured when `--executions` is not given: in memory, and durable.
+const IN_MEMORY_EXECUTIONS: usize = 20_000;
+const DURABLE_EXECUTIONS: usize = 2_000;
+
+/// `oms bench`: in memory, or with `--durable` through the durable runtime.
+pub fn bench_command(args: BenchArgs) -> Result<ExitCode, String> {
+    if args.durable {
+        return bench_durable(&args);
+    }
+    bench(
+        &args.definition,
+        args.executions.unwrap_or(IN_MEMORY_EXECUTIONS),
+        args.concurrency,
+        args.input.as_deref(),
+    )
+}
 
 fn input_for(i: usize, fixed: Option<&Value>) -> Value {
     match fixed {
@@ -54,7 +105,7 @@ fn run_batch(
     Ok(latencies)
 }
 
-pub fn bench(
+fn bench(
     definition: &Path,
     executions: usize,
     concurrency: usize,
@@ -114,24 +165,6 @@ pub fn bench(
         })
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// `oms bench --durable`: executions through the durable runtime (SQLite, fsync on
-/// every commit, group commit across executions), as `oms up` runs them.
-pub struct DurableArgs<'a> {
-    pub definition: &'a Path,
-    pub executions: usize,
-    pub concurrency: usize,
-    pub input: Option<&'a str>,
-    /// Where the database goes; a fresh temporary folder (deleted afterwards) if None.
-    pub data_dir: Option<&'a Path>,
-    /// `oms.toml` for task routing; without it, `bench-*` Lambda functions go to the
-    /// built-in bench handlers.
-    pub config: Option<&'a Path>,
-    /// Executions run (and not counted) before the measured ones.
-    pub warmup: usize,
-    /// `STATUS` or `STATUS:ERROR` every measured execution must end with.
-    pub expect: Option<&'a str>,
 }
 
 /// The CPU time this process has used (all threads, user and system), in milliseconds.
@@ -218,26 +251,29 @@ async fn run_durable(
     Ok(all)
 }
 
-pub fn bench_durable(args: DurableArgs) -> Result<ExitCode, String> {
+/// `oms bench --durable`: executions through the durable runtime (SQLite, fsync on
+/// every commit, group commit across executions), as `oms up` runs them.
+fn bench_durable(args: &BenchArgs) -> Result<ExitCode, String> {
     use crate::invoker::{Config, ConfiguredInvoker, TaskRule};
     use saga_core::runtime::Runtime;
     use saga_core::store::Store;
 
-    let text = std::fs::read_to_string(args.definition)
+    let text = std::fs::read_to_string(&args.definition)
         .map_err(|e| format!("cannot read {}: {e}", args.definition.display()))?;
     let machine = Arc::new(load_machine(&text).map_err(|r| format!("invalid definition: {r}"))?);
-    let fixed: Option<Value> = match args.input {
+    let fixed: Option<Value> = match args.input.as_deref() {
         Some(s) => {
             Some(serde_json::from_str(s).map_err(|e| format!("the input is not valid JSON: {e}"))?)
         }
         None => None,
     };
-    let expect: Option<(String, Option<String>)> = args.expect.map(|e| match e.split_once(':') {
-        Some((s, err)) => (s.to_ascii_uppercase(), Some(err.to_string())),
-        None => (e.to_ascii_uppercase(), None),
-    });
+    let expect: Option<(String, Option<String>)> =
+        args.expect.as_deref().map(|e| match e.split_once(':') {
+            Some((s, err)) => (s.to_ascii_uppercase(), Some(err.to_string())),
+            None => (e.to_ascii_uppercase(), None),
+        });
     // As `oms up` routes tasks: the given oms.toml, or bench-* to the bench handlers.
-    let config = match args.config {
+    let config = match args.config.as_deref() {
         Some(p) => Config::load(p)?,
         None => Config {
             tasks: vec![TaskRule {
@@ -255,7 +291,7 @@ pub fn bench_durable(args: DurableArgs) -> Result<ExitCode, String> {
         std::process::id(),
         Utc::now().timestamp_micros() % 1_000_000_000
     );
-    let (dir, _cleanup) = match args.data_dir {
+    let (dir, _cleanup) = match args.data_dir.as_deref() {
         Some(d) => (d.to_path_buf(), None),
         None => {
             let d = std::env::temp_dir().join(format!("oms-bench-{run_id}"));
@@ -271,7 +307,7 @@ pub fn bench_durable(args: DurableArgs) -> Result<ExitCode, String> {
     let machine_arn = format!("arn:aws:states:us-east-1:000000000000:stateMachine:{machine_name}");
     let template = Arc::new((machine_arn.clone(), text, machine));
     let concurrency = args.concurrency.max(1);
-    let n = args.executions;
+    let n = args.executions.unwrap_or(DURABLE_EXECUTIONS);
 
     let tokio_rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -60,12 +60,21 @@ pub enum FaultsCmd {
     Show,
 }
 
+/// The order commands: requests to a running server's Orders and Step Functions APIs
+/// (flattened into `oms`'s subcommands).
+#[derive(Subcommand)]
 pub enum Request {
-    Submit(String),
+    /// Submit an order (a JSON file, `-` for stdin, or the JSON itself).
+    Submit { order: String },
+    /// Orders: list, show, cancel, retry.
+    #[command(subcommand)]
     Orders(OrdersCmd),
+    /// The order saga's executions: list, show (the history).
+    #[command(subcommand)]
     Executions(ExecutionsCmd),
+    /// Fault injection of the activities: set, clear, show.
+    #[command(subcommand)]
     Faults(FaultsCmd),
-    Load(crate::load::LoadArgs),
 }
 
 /// How the CLI reaches the APIs: over HTTP to a running `oms up`, or in this process
@@ -287,122 +296,41 @@ fn read_input(source: &str) -> Result<String, String> {
     std::fs::read_to_string(source).map_err(|e| format!("cannot read {source}: {e}"))
 }
 
-pub fn run(target: Target, output: Output, request: Request) -> Result<ExitCode, String> {
+/// Runs `f` with a client of `target` on a runtime of its own.
+fn with_client<F, Fut>(target: Target, f: F) -> Result<ExitCode, String>
+where
+    F: FnOnce(Client) -> Fut,
+    Fut: std::future::Future<Output = Result<ExitCode, String>>,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    rt.block_on(async move {
-        let client = Client::connect(target).await?;
-        let print = |v: &Value| println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    rt.block_on(async move { f(Client::connect(target).await?).await })
+}
+
+/// `oms load`, through the same client as the order commands.
+pub fn load(
+    target: Target,
+    output: Output,
+    args: crate::load::LoadArgs,
+) -> Result<ExitCode, String> {
+    with_client(target, |client| crate::load::load(client, args, output))
+}
+
+/// An order command: one request (or a few), printed as a table or as JSON.
+pub fn run(target: Target, output: Output, request: Request) -> Result<ExitCode, String> {
+    with_client(target, |client| async move {
         match request {
-            Request::Submit(source) => {
-                let body = read_input(&source)?;
-                serde_json::from_str::<Value>(&body)
-                    .map_err(|e| format!("{source}: not JSON: {e}"))?;
-                print(&client.ok("POST", "/orders", Some(body)).await?);
-            }
+            Request::Submit { order } => submit(&client, &order).await?,
             Request::Orders(OrdersCmd::List {
                 status,
                 customer,
                 sku,
                 limit,
-            }) => {
-                let mut q = vec![format!("limit={limit}")];
-                for (k, v) in [("status", status), ("customer_id", customer), ("sku", sku)] {
-                    if let Some(v) = v {
-                        q.push(format!("{k}={v}"));
-                    }
-                }
-                let v = client
-                    .ok("GET", &format!("/orders?{}", q.join("&")), None)
-                    .await?;
-                if output == Output::Json {
-                    print(&v);
-                } else {
-                    let rows: Vec<Vec<String>> = v["orders"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|o| {
-                            vec![
-                                text(&o["order_id"]),
-                                text(&o["status"]),
-                                text(&o["customer_id"]),
-                                money(&o["total_cents"]),
-                                text(&o["created_at"]),
-                            ]
-                        })
-                        .collect();
-                    println!(
-                        "{}",
-                        table(&["ORDER", "STATUS", "CUSTOMER", "TOTAL", "CREATED"], &rows)
-                    );
-                }
-            }
+            }) => list_orders(&client, output, status, customer, sku, limit).await?,
             Request::Orders(OrdersCmd::Show { order_id }) => {
-                let v = client
-                    .ok("GET", &format!("/orders/{order_id}"), None)
-                    .await?;
-                if output == Output::Json {
-                    print(&v);
-                } else {
-                    println!("order     {}  {}", text(&v["order_id"]), text(&v["status"]));
-                    println!(
-                        "amounts   total {}  charged {}  refunded {}",
-                        money(&v["total_cents"]),
-                        money(&v["charged_cents"]),
-                        money(&v["refunded_cents"])
-                    );
-                    println!(
-                        "execution {} ({})",
-                        text(&v["execution_arn"]),
-                        text(&v["execution_status"])
-                    );
-                    if !v["failure"].is_null() {
-                        println!(
-                            "failure   at {}: {} {}",
-                            text(&v["failure"]["step"]),
-                            text(&v["failure"]["error"]),
-                            text(&v["failure"]["cause"])
-                        );
-                    }
-                    let rows: Vec<Vec<String>> = v["shipments"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|s| {
-                            vec![
-                                text(&s["shipment_id"]),
-                                text(&s["warehouse_id"]),
-                                text(&s["status"]),
-                                text(&s["tracking_number"]),
-                            ]
-                        })
-                        .collect();
-                    println!(
-                        "\n{}",
-                        table(&["SHIPMENT", "WAREHOUSE", "STATUS", "TRACKING"], &rows)
-                    );
-                    let rows: Vec<Vec<String>> = v["steps"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|s| {
-                            vec![
-                                text(&s["step"]),
-                                text(&s["shipment_id"]),
-                                text(&s["status"]),
-                                text(&s["error"]["name"]),
-                                text(&s["updated_at"]),
-                            ]
-                        })
-                        .collect();
-                    println!(
-                        "\n{}",
-                        table(&["STEP", "SHIPMENT", "STATUS", "ERROR", "AT"], &rows)
-                    );
-                }
+                show_order(&client, output, &order_id).await?
             }
             Request::Orders(OrdersCmd::Cancel { order_id }) => {
                 print(
@@ -420,75 +348,10 @@ pub fn run(target: Target, output: Output, request: Request) -> Result<ExitCode,
                 );
             }
             Request::Executions(ExecutionsCmd::List { status }) => {
-                let machines = client.sfn("ListStateMachines", json!({})).await?;
-                let arn = machines["stateMachines"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|m| m["name"] == "order-saga")
-                    .and_then(|m| m["stateMachineArn"].as_str())
-                    .ok_or("the server has no order-saga state machine")?
-                    .to_string();
-                let mut body = json!({"stateMachineArn": arn, "maxResults": 1000});
-                if let Some(s) = status {
-                    body["statusFilter"] = json!(s);
-                }
-                let v = client.sfn("ListExecutions", body).await?;
-                if output == Output::Json {
-                    print(&v);
-                } else {
-                    let rows: Vec<Vec<String>> = v["executions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|e| {
-                            vec![
-                                text(&e["name"]),
-                                text(&e["status"]),
-                                text(&e["executionArn"]),
-                            ]
-                        })
-                        .collect();
-                    println!("{}", table(&["NAME", "STATUS", "ARN"], &rows));
-                }
+                list_executions(&client, output, status).await?
             }
             Request::Executions(ExecutionsCmd::Show { execution_arn }) => {
-                let mut events = Vec::new();
-                let mut token: Option<String> = None;
-                loop {
-                    let mut body = json!({"executionArn": execution_arn, "maxResults": 1000});
-                    if let Some(t) = token.take() {
-                        body["nextToken"] = json!(t);
-                    }
-                    let page = client.sfn("GetExecutionHistory", body).await?;
-                    events.extend(page["events"].as_array().cloned().unwrap_or_default());
-                    match page["nextToken"].as_str() {
-                        Some(t) => token = Some(t.to_string()),
-                        None => break,
-                    }
-                }
-                if output == Output::Json {
-                    print(&json!({"events": events}));
-                } else {
-                    let rows: Vec<Vec<String>> = events
-                        .iter()
-                        .map(|e| {
-                            let details = e
-                                .as_object()
-                                .and_then(|o| o.iter().find(|(k, _)| k.ends_with("EventDetails")))
-                                .map(|(_, d)| d.clone())
-                                .unwrap_or(Value::Null);
-                            let what = details["name"]
-                                .as_str()
-                                .or(details["resource"].as_str())
-                                .or(details["error"].as_str())
-                                .unwrap_or("")
-                                .to_string();
-                            vec![text(&e["id"]), text(&e["type"]), what]
-                        })
-                        .collect();
-                    println!("{}", table(&["ID", "TYPE", "STATE / DETAIL"], &rows));
-                }
+                show_execution(&client, output, &execution_arn).await?
             }
             Request::Faults(FaultsCmd::Set { plans }) => {
                 print(
@@ -504,8 +367,209 @@ pub fn run(target: Target, output: Output, request: Request) -> Result<ExitCode,
             Request::Faults(FaultsCmd::Show) => {
                 print(&client.ok("GET", "/admin/faults", None).await?)
             }
-            Request::Load(args) => return crate::load::load(client, args, output).await,
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn print(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+async fn submit(client: &Client, source: &str) -> Result<(), String> {
+    let body = read_input(source)?;
+    serde_json::from_str::<Value>(&body).map_err(|e| format!("{source}: not JSON: {e}"))?;
+    print(&client.ok("POST", "/orders", Some(body)).await?);
+    Ok(())
+}
+
+async fn list_orders(
+    client: &Client,
+    output: Output,
+    status: Option<String>,
+    customer: Option<String>,
+    sku: Option<String>,
+    limit: usize,
+) -> Result<(), String> {
+    let mut q = vec![format!("limit={limit}")];
+    for (k, v) in [("status", status), ("customer_id", customer), ("sku", sku)] {
+        if let Some(v) = v {
+            q.push(format!("{k}={v}"));
+        }
+    }
+    let v = client
+        .ok("GET", &format!("/orders?{}", q.join("&")), None)
+        .await?;
+    if output == Output::Json {
+        print(&v);
+    } else {
+        let rows: Vec<Vec<String>> = v["orders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| {
+                vec![
+                    text(&o["order_id"]),
+                    text(&o["status"]),
+                    text(&o["customer_id"]),
+                    money(&o["total_cents"]),
+                    text(&o["created_at"]),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            table(&["ORDER", "STATUS", "CUSTOMER", "TOTAL", "CREATED"], &rows)
+        );
+    }
+    Ok(())
+}
+
+async fn show_order(client: &Client, output: Output, order_id: &str) -> Result<(), String> {
+    let v = client
+        .ok("GET", &format!("/orders/{order_id}"), None)
+        .await?;
+    if output == Output::Json {
+        print(&v);
+    } else {
+        println!("order     {}  {}", text(&v["order_id"]), text(&v["status"]));
+        println!(
+            "amounts   total {}  charged {}  refunded {}",
+            money(&v["total_cents"]),
+            money(&v["charged_cents"]),
+            money(&v["refunded_cents"])
+        );
+        println!(
+            "execution {} ({})",
+            text(&v["execution_arn"]),
+            text(&v["execution_status"])
+        );
+        if !v["failure"].is_null() {
+            println!(
+                "failure   at {}: {} {}",
+                text(&v["failure"]["step"]),
+                text(&v["failure"]["error"]),
+                text(&v["failure"]["cause"])
+            );
+        }
+        let rows: Vec<Vec<String>> = v["shipments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                vec![
+                    text(&s["shipment_id"]),
+                    text(&s["warehouse_id"]),
+                    text(&s["status"]),
+                    text(&s["tracking_number"]),
+                ]
+            })
+            .collect();
+        println!(
+            "\n{}",
+            table(&["SHIPMENT", "WAREHOUSE", "STATUS", "TRACKING"], &rows)
+        );
+        let rows: Vec<Vec<String>> = v["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                vec![
+                    text(&s["step"]),
+                    text(&s["shipment_id"]),
+                    text(&s["status"]),
+                    text(&s["error"]["name"]),
+                    text(&s["updated_at"]),
+                ]
+            })
+            .collect();
+        println!(
+            "\n{}",
+            table(&["STEP", "SHIPMENT", "STATUS", "ERROR", "AT"], &rows)
+        );
+    }
+    Ok(())
+}
+
+async fn list_executions(
+    client: &Client,
+    output: Output,
+    status: Option<String>,
+) -> Result<(), String> {
+    let machines = client.sfn("ListStateMachines", json!({})).await?;
+    let arn = machines["stateMachines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["name"] == "order-saga")
+        .and_then(|m| m["stateMachineArn"].as_str())
+        .ok_or("the server has no order-saga state machine")?
+        .to_string();
+    let mut body = json!({"stateMachineArn": arn, "maxResults": 1000});
+    if let Some(s) = status {
+        body["statusFilter"] = json!(s);
+    }
+    let v = client.sfn("ListExecutions", body).await?;
+    if output == Output::Json {
+        print(&v);
+    } else {
+        let rows: Vec<Vec<String>> = v["executions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                vec![
+                    text(&e["name"]),
+                    text(&e["status"]),
+                    text(&e["executionArn"]),
+                ]
+            })
+            .collect();
+        println!("{}", table(&["NAME", "STATUS", "ARN"], &rows));
+    }
+    Ok(())
+}
+
+async fn show_execution(
+    client: &Client,
+    output: Output,
+    execution_arn: &str,
+) -> Result<(), String> {
+    let mut events = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut body = json!({"executionArn": execution_arn, "maxResults": 1000});
+        if let Some(t) = token.take() {
+            body["nextToken"] = json!(t);
+        }
+        let page = client.sfn("GetExecutionHistory", body).await?;
+        events.extend(page["events"].as_array().cloned().unwrap_or_default());
+        match page["nextToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    if output == Output::Json {
+        print(&json!({"events": events}));
+    } else {
+        let rows: Vec<Vec<String>> = events
+            .iter()
+            .map(|e| {
+                let details = e
+                    .as_object()
+                    .and_then(|o| o.iter().find(|(k, _)| k.ends_with("EventDetails")))
+                    .map(|(_, d)| d.clone())
+                    .unwrap_or(Value::Null);
+                let what = details["name"]
+                    .as_str()
+                    .or(details["resource"].as_str())
+                    .or(details["error"].as_str())
+                    .unwrap_or("")
+                    .to_string();
+                vec![text(&e["id"]), text(&e["type"]), what]
+            })
+            .collect();
+        println!("{}", table(&["ID", "TYPE", "STATE / DETAIL"], &rows));
+    }
+    Ok(())
 }

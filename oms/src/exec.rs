@@ -1,6 +1,5 @@
 //! `oms exec` and `oms validate`.
 
-use crate::ClockKind;
 use asl::error::Failure;
 use asl::runner::{self, Clock, RunHost, RunOptions, SeededRandom, TaskOutcome, VirtualClock};
 use asl::validate::{self, Diagnostic, MachineType, Options, Severity};
@@ -10,6 +9,45 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum ClockKind {
+    /// Wall-clock time: Wait states really wait.
+    Real,
+    /// Virtual time: Waits, backoffs and timeouts pass at once.
+    Virtual,
+}
+
+// The flags of `oms exec` (its help is the `Exec` subcommand's doc comment).
+#[derive(clap::Args)]
+pub struct ExecArgs {
+    /// The state machine definition (ASL JSON).
+    #[arg(long)]
+    definition: PathBuf,
+    /// The execution input, as JSON text.
+    #[arg(long, conflicts_with = "input_file")]
+    input: Option<String>,
+    /// A file holding the execution input.
+    #[arg(long)]
+    input_file: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "real")]
+    clock: ClockKind,
+    /// Also print the execution history (events as GetExecutionHistory shapes them).
+    #[arg(long)]
+    history: bool,
+}
+
+// The flags of `oms validate` (its help is the `Validate` subcommand's doc comment).
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    files: Vec<PathBuf>,
+    /// Print the diagnostics as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Validate as an Express state machine.
+    #[arg(long)]
+    express: bool,
+}
 
 /// Real time for `--clock real`: the in-memory runner sleeps through Waits.
 pub struct WallClock;
@@ -60,16 +98,10 @@ fn no_such_resource(call: &TaskCall) -> TaskOutcome {
     ))
 }
 
-pub fn exec(
-    definition: &Path,
-    input: Option<&str>,
-    input_file: Option<&Path>,
-    clock: ClockKind,
-    history: bool,
-) -> Result<ExitCode, String> {
-    let text = read(definition)?;
-    let input_text = match (input, input_file) {
-        (Some(s), _) => s.to_string(),
+pub fn exec(args: ExecArgs) -> Result<ExitCode, String> {
+    let text = read(&args.definition)?;
+    let input_text = match (args.input, &args.input_file) {
+        (Some(s), _) => s,
         (None, Some(f)) => read(f)?,
         (None, None) => "{}".to_string(),
     };
@@ -82,7 +114,8 @@ pub fn exec(
             return Ok(ExitCode::from(2));
         }
     };
-    let name = definition
+    let name = args
+        .definition
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("machine");
@@ -93,10 +126,10 @@ pub fn exec(
             &format!("exec-{seed:x}"),
             start,
         )),
-        record_history: history,
+        record_history: args.history,
     };
     let mut handler = no_such_resource;
-    let outcome = match clock {
+    let outcome = match args.clock {
         ClockKind::Real => {
             let mut host = RunHost {
                 clock: WallClock,
@@ -122,7 +155,7 @@ pub fn exec(
         out.insert("error".into(), json!(outcome.error));
         out.insert("cause".into(), json!(outcome.cause));
     }
-    if history {
+    if args.history {
         let events: Vec<Value> = outcome
             .history
             .iter()
@@ -137,7 +170,12 @@ pub fn exec(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn validate(files: &[PathBuf], as_json: bool, express: bool) -> Result<ExitCode, String> {
+pub fn validate(args: ValidateArgs) -> Result<ExitCode, String> {
+    let ValidateArgs {
+        files,
+        json: as_json,
+        express,
+    } = args;
     if files.is_empty() {
         return Err("name at least one definition file".into());
     }
@@ -150,7 +188,7 @@ pub fn validate(files: &[PathBuf], as_json: bool, express: bool) -> Result<ExitC
     };
     let mut any_error = false;
     let mut report = Vec::new();
-    for f in files {
+    for f in &files {
         let diagnostics: Vec<Diagnostic> = validate::validate_str(&read(f)?, opts);
         any_error |= diagnostics.iter().any(|d| d.severity == Severity::Error);
         if as_json {

@@ -85,7 +85,7 @@ pub async fn guard(State(hosts): State<Arc<AllowedHosts>>, req: Request, next: N
 /// The refusal, in the shape the caller reads: AWS's (`__type`, `x-amzn-ErrorType`)
 /// for a Step Functions API request, the Orders API's (`code`) for anything else.
 fn refused(hosts: &AllowedHosts, host: &str, req: &Request) -> Response {
-    use crate::orders::code::HOST_NOT_ALLOWED;
+    use oms_orders::code::HOST_NOT_ALLOWED;
     let port = hosts.port;
     let message = format!(
         "Host: {host} is not a name of this server: on loopback it answers only \
@@ -94,7 +94,7 @@ fn refused(hosts: &AllowedHosts, host: &str, req: &Request) -> Response {
          127.0.0.1 cannot call it (DNS rebinding, docs/security.md)"
     );
     if !req.headers().contains_key("x-amz-target") {
-        let problem = crate::orders::Problem::new(403, HOST_NOT_ALLOWED, message);
+        let problem = oms_orders::Problem::new(403, HOST_NOT_ALLOWED, message);
         return crate::orders_http::problem_response(&problem);
     }
     let body = serde_json::json!({"__type": HOST_NOT_ALLOWED, "message": message});

@@ -49,8 +49,7 @@ struct BenchStep;
 #[async_trait::async_trait]
 impl Handler for BenchStep {
     async fn call(&self, call: &TaskCall) -> Result<Value, Failure> {
-        let function = call.function.as_deref().unwrap_or(&call.resource);
-        let name = function.rsplit(':').next().unwrap_or(function);
+        let name = oms_orders::function_name(oms_orders::function_of(call));
         let step = name.strip_prefix("bench-").unwrap_or(name);
         if call.payload.get("failAt").and_then(Value::as_str) == Some(step) {
             return Err(Failure::new(
@@ -59,6 +58,14 @@ impl Handler for BenchStep {
             ));
         }
         Ok(json!({"step": step, "ok": true}))
+    }
+}
+
+/// The order activities (oms-orders), registered by `oms up` as `activities`.
+#[async_trait::async_trait]
+impl Handler for oms_orders::ActivitiesHandler {
+    async fn call(&self, call: &TaskCall) -> Result<Value, Failure> {
+        self.invoke(call).await
     }
 }
 
@@ -176,8 +183,8 @@ impl ConfiguredInvoker {
     }
 
     async fn invoke_lambda(&self, endpoint: &str, call: &TaskCall) -> Result<Value, Failure> {
-        let function = call.function.as_deref().unwrap_or(&call.resource);
-        let name = function.rsplit(':').next().unwrap_or(function);
+        let function = oms_orders::function_of(call);
+        let name = oms_orders::function_name(function);
         let url = format!("{endpoint}/2015-03-31/functions/{name}/invocations");
         let response = self
             .http
@@ -201,10 +208,7 @@ impl ConfiguredInvoker {
             )
         })?;
         if status.as_u16() == 404 {
-            return Err(Failure::new(
-                "Lambda.ResourceNotFoundException",
-                format!("Function not found: {function}"),
-            ));
+            return Err(oms_orders::function_not_found(function));
         }
         // `cargo lambda watch` answers a function error with 500 and the error payload,
         // where AWS answers 200 with X-Amz-Function-Error: both are the function's error.
@@ -251,7 +255,7 @@ impl Invoker for ConfiguredInvoker {
             Some(Destination::Builtin(h)) => h.call(call).await,
             Some(Destination::Lambda(endpoint)) => self.invoke_lambda(endpoint, call).await,
             None => {
-                let what = call.function.as_deref().unwrap_or(&call.resource);
+                let what = oms_orders::function_of(call);
                 let error = match (&call.target, call.target.pattern()) {
                     (Target::LambdaFunction { .. } | Target::LambdaInvoke { .. }, _) => {
                         "Lambda.ResourceNotFoundException"
@@ -270,7 +274,7 @@ impl Invoker for ConfiguredInvoker {
 /// What AWS answers when a state machine's role may not invoke a function (Lambda's
 /// AccessDeniedException, surfaced as Lambda.AWSLambdaException), naming the rule.
 fn not_allowed(execution_arn: &str, call: &TaskCall, rule: &Rule) -> Failure {
-    let what = call.function.as_deref().unwrap_or(&call.resource);
+    let what = oms_orders::function_of(call);
     Failure::new(
         "Lambda.AWSLambdaException",
         format!(

@@ -12,13 +12,24 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// The flags of `oms load` (its help is the `Load` subcommand's doc comment).
+#[derive(clap::Args)]
 pub struct LoadArgs {
+    #[arg(long, default_value_t = 100)]
     pub orders: usize,
+    #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Fail this fraction of every activity's calls transiently while loading.
+    #[arg(long, default_value_t = 0.0)]
     pub fault_rate: f64,
-    /// Audit the books afterwards (the server must have no other orders in flight).
+    /// Then audit the books through the Orders API: every order COMPLETED or
+    /// CANCELLED (those left COMPENSATION_FAILED retried once faults are cleared),
+    /// paid for exactly, stock balanced. The server must have no other orders in
+    /// flight.
+    #[arg(long)]
     pub check: bool,
-    /// Latency is also reported for this many equal slices of the run.
+    /// Also report latency for this many equal slices of the run.
+    #[arg(long, default_value_t = 1)]
     pub windows: usize,
 }
 

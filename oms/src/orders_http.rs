@@ -7,7 +7,6 @@
 //! browser sends cross-site only after a CORS preflight, which this API refuses), and a
 //! state-changing request that a browser says comes from another origin is refused.
 
-use crate::orders::{code, Orders, Problem};
 use crate::server::{body_too_large, MAX_REQUEST_BYTES};
 use activities::errors::ErrorKind;
 use activities::faults::FaultPlan;
@@ -18,6 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use oms_orders::{code, Orders, Problem};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -430,6 +430,29 @@ mod tests {
                 listed.contains(c),
                 "{c} is not in the Error schema's description"
             );
+        }
+    }
+
+    /// The OpenAPI document is written by hand; the door's rules are the generated
+    /// schema's. They must say the same.
+    #[test]
+    fn openapi_publishes_the_options_rules_the_door_checks() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let published = &doc["components"]["schemas"]["OrderSubmission"]["properties"]["options"];
+        let generated: Value = serde_json::from_str(include_str!(
+            "../../statemachines/schemas/OrderOptions.json"
+        ))
+        .unwrap();
+        assert_eq!(published["required"], generated["required"]);
+        assert_eq!(published["additionalProperties"], json!(false));
+        assert_eq!(generated["additionalProperties"], json!(false));
+        for field in ["pick_timeout_seconds", "pick_heartbeat_seconds"] {
+            for rule in ["type", "minimum", "maximum"] {
+                assert_eq!(
+                    published["properties"][field][rule], generated["properties"][field][rule],
+                    "{field}.{rule}"
+                );
+            }
         }
     }
 }

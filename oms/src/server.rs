@@ -58,7 +58,7 @@ pub async fn serve_with(
 
 /// Everything `oms up` serves: the Orders API and console over `orders`, and the Step
 /// Functions API over `sfn`.
-pub fn app(sfn: Arc<dyn StepFunctions>, orders: Arc<crate::orders::Orders>) -> Router {
+pub fn app(sfn: Arc<dyn StepFunctions>, orders: Arc<oms_orders::Orders>) -> Router {
     crate::orders_http::routes(orders).merge(router(sfn))
 }
 
@@ -80,9 +80,9 @@ async fn not_found(headers: HeaderMap, method: Method, uri: Uri) -> Response {
         *response.status_mut() = StatusCode::NOT_FOUND;
         return response;
     }
-    crate::orders_http::problem_response(&crate::orders::Problem::new(
+    crate::orders_http::problem_response(&oms_orders::Problem::new(
         404,
-        crate::orders::code::ROUTE_NOT_FOUND,
+        oms_orders::code::ROUTE_NOT_FOUND,
         format!(
             "{method} {}: no such route (the Orders API's are listed at GET /openapi.json; \
              the Step Functions API is served at POST /)",
@@ -490,7 +490,7 @@ mod tests {
             "application/json"
         );
         let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-        assert_eq!(body["code"], crate::orders::code::ROUTE_NOT_FOUND, "{body}");
+        assert_eq!(body["code"], oms_orders::code::ROUTE_NOT_FOUND, "{body}");
         assert!(
             body["message"].as_str().unwrap().contains("GET /nope"),
             "{body}"

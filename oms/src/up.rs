@@ -1,9 +1,9 @@
 //! `oms up`: the durable local Step Functions, serving the Step Functions API.
 
 use crate::invoker::{Config, ConfiguredInvoker, TaskRule};
-use crate::orders::{ActivitiesHandler, Orders, Warehouse};
 use activities::activity::Ctx;
 use activities::store::sqlite::SqliteStore;
+use oms_orders::{ActivitiesHandler, Orders, Warehouse};
 use saga_core::runtime::Runtime;
 use saga_core::service::LocalStepFunctions;
 use saga_core::store::Store;
@@ -11,36 +11,88 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+// The flags of `oms up` (its help is the `Up` subcommand's doc comment).
+#[derive(clap::Args)]
 pub struct UpArgs {
+    /// Address to listen on.
+    #[arg(long, env = "OMS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Where the SQLite database lives.
+    #[arg(long, env = "OMS_DATA_DIR", default_value = ".oms")]
     pub data_dir: PathBuf,
+    /// The configuration file (task routing); ./oms.toml when present.
+    #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Require credentials on loopback too (off loopback they always are).
-    pub require_auth: bool,
-    /// Serve /admin/faults and inject its faults; off, the activities read no plans.
-    pub fault_injection: bool,
-    /// The file holding the databases' key (`--db-key-file`); beats oms.toml's.
-    pub db_key_file: Option<PathBuf>,
-    /// Run the SQLite stores on the power-loss VFS (tests; docs/store.md).
-    pub power_loss: Option<powerloss::Plan>,
-    /// Host names a loopback server answers besides the loopback ones (with oms.toml's).
-    pub allowed_hosts: Vec<String>,
-    pub simulate_warehouse: bool,
-    pub pick_delay: std::time::Duration,
-    /// The activities' store (`sqlite:PATH`, `dynamodb:TABLE`); orders.db by default.
+    /// Leave pick requests to the warehouses' callbacks (POST /shipments/{id}/picked)
+    /// instead of simulating a warehouse that picks every shipment.
+    #[arg(long, env = "OMS_MANUAL_PICKING")]
+    pub manual_picking: bool,
+    /// How long the simulated warehouse takes to pick a shipment.
+    #[arg(long, env = "OMS_PICK_DELAY_MS", default_value_t = 200)]
+    pub pick_delay_ms: u64,
+    /// The activities' store: sqlite:PATH or dynamodb:TABLE [default: orders.db
+    /// in the data dir].
+    #[arg(long, env = "OMS_STORE")]
     pub store: Option<String>,
-    pub dynamodb_endpoint: Option<String>,
-    /// Serve over a deployed stack instead of this machine's runtime and store.
-    pub aws: Option<crate::aws::AwsTarget>,
-    /// Overrides oms.toml's `retention_days` (tests use seconds).
+    /// Require credentials on loopback too (they are always required off it):
+    /// docs/security.md.
+    #[arg(long, env = "OMS_REQUIRE_AUTH")]
+    pub require_auth: bool,
+    /// Serve /admin/faults and inject the faults it sets (tests, game days).
+    #[arg(long, env = "OMS_FAULT_INJECTION")]
+    pub fault_injection: bool,
+    /// Encrypt the data dir's databases with the key in this file (64 hex
+    /// characters; or the key itself in OMS_DB_KEY): docs/security.md.
+    #[arg(long, env = "OMS_DB_KEY_FILE")]
+    pub db_key_file: Option<PathBuf>,
+    /// Run the SQLite stores on the power-loss VFS and cut the power at this sync of
+    /// a database or WAL, losing what was not synced (tests: docs/store.md); 0
+    /// only counts syncs.
+    #[arg(long, hide = true, env = "OMS_POWER_LOSS_AT_SYNC")]
+    pub power_loss_at_sync: Option<u64>,
+    /// With --power-loss-at-sync: a part of the unsynced writes chosen by this seed
+    /// lands on the disk at the cut, one of them torn.
+    #[arg(long, hide = true, requires = "power_loss_at_sync")]
+    pub power_loss_seed: Option<u64>,
+    /// On loopback, a Host name to answer besides localhost, 127.0.0.1 and [::1]
+    /// (`name` for any port, `name:port` for one); repeatable. Others get 403
+    /// Request.HostNotAllowed (DNS rebinding): docs/security.md.
+    #[arg(
+        long = "allowed-host",
+        env = "OMS_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Retention of closed executions in seconds, instead of oms.toml's
+    /// retention_days (tests).
+    #[arg(long, hide = true)]
     pub retention_seconds: Option<u64>,
-    /// Time between retention prunes; one runs at start.
-    pub prune_every: std::time::Duration,
-    /// More stock for every demo SKU at each demo warehouse (`seed_bench_stock`).
+    /// Seconds between retention prunes; one also runs at start.
+    #[arg(long, hide = true, default_value_t = 3600)]
+    pub prune_every_seconds: u64,
+    /// Receive this many more units of every demo SKU at each demo warehouse, once
+    /// per data dir (the soak benchmark's stock).
+    #[arg(long, hide = true)]
     pub bench_stock: Option<u32>,
 }
 
-pub fn up(args: UpArgs) -> Result<ExitCode, String> {
+impl UpArgs {
+    /// `--power-loss-at-sync` and its seed as the VFS's plan.
+    fn power_loss(&self) -> Option<powerloss::Plan> {
+        self.power_loss_at_sync.map(|at| powerloss::Plan {
+            cut_at_sync: (at > 0).then_some(at),
+            landed_seed: self.power_loss_seed,
+        })
+    }
+}
+
+/// `oms up`: on this machine, or over the deployed stack `aws`; `dynamodb_endpoint`
+/// replaces AWS's for a `dynamodb:TABLE` store.
+pub fn up(
+    args: UpArgs,
+    aws: Option<crate::aws::AwsTarget>,
+    dynamodb_endpoint: Option<String>,
+) -> Result<ExitCode, String> {
     let config = match &args.config {
         Some(p) => Config::load(p)?,
         None if Path::new("oms.toml").exists() => Config::load(Path::new("oms.toml"))?,
@@ -51,162 +103,223 @@ pub fn up(args: UpArgs) -> Result<ExitCode, String> {
             .map_err(|e| format!("--retention-seconds {s}: {e}"))?,
         None => config.server.retention()?,
     };
-    if args.prune_every.is_zero() {
+    if args.prune_every_seconds == 0 {
         return Err("--prune-every-seconds: at least 1".into());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    if let Some(stack) = &args.aws {
-        if args.power_loss.is_some() {
+    if let Some(stack) = &aws {
+        if args.power_loss().is_some() {
             return Err("--power-loss-at-sync: the aws backend has no SQLite store".into());
         }
         return runtime.block_on(up_aws(&args, &config, stack));
     }
     // Before any store opens: connections opened earlier would keep the unix VFS.
-    if let Some(plan) = args.power_loss {
+    if let Some(plan) = args.power_loss() {
         powerloss::install(plan).map_err(|e| format!("--power-loss-at-sync: {e}"))?;
     }
-    runtime.block_on(async move {
-        private_dir(&args.data_dir)?;
-        let key_file = args.db_key_file.as_ref().or(config.storage.key_file.as_ref());
-        let key = dbkey::configured(key_file.map(PathBuf::as_path))?;
-        let store = Store::open_with_key(&args.data_dir, key.clone()).map_err(|e| e.to_string())?;
-        // The order activities' own store: beside the runtime's unless named.
-        let order_store: Arc<dyn activities::store::Store> = match &args.store {
-            Some(spec) => {
-                activities::lambda::open_store(spec, args.dynamodb_endpoint.as_deref(), key.as_ref())
-                    .await?
-            }
-            None => Arc::new(
-                SqliteStore::open_with_key(&args.data_dir.join("orders.db"), key.as_ref())
-                    .map_err(|e| e.to_string())?,
-            ),
-        };
-        // SQLite creates its files 0644 and gives its WAL and shm files the database's
-        // mode: tighten the databases once they exist.
-        private_files(&args.data_dir)?;
-        let ctx = if args.fault_injection {
-            Ctx::new(order_store)
-        } else {
-            Ctx {
-                faults: activities::faults::Faults::disabled(order_store.clone()),
-                ..Ctx::new(order_store)
-            }
-        };
-        let seeded = activities::seed::seed_once(&*ctx.store, "demo", &activities::seed::demo())
-            .await
-            .map_err(|e| format!("cannot seed the demo catalog: {e}"))?;
-        if let Some(units) = args.bench_stock {
-            seed_bench_stock(&*ctx.store, units).await?;
-        }
-        // Orders placed by an oms from before the search index: index them once.
-        let indexed = activities::ledger::backfill_index(&*ctx.store)
-            .await
-            .map_err(|e| format!("cannot index the existing orders: {e}"))?;
-        let warehouse = Arc::new(Warehouse::new(
-            ctx.clone(),
-            args.simulate_warehouse,
-            args.pick_delay,
-        ));
-        let handler = Arc::new(ActivitiesHandler::new(ctx.clone(), warehouse.clone()));
-        // oms.toml's rules first, so a user can send the activities elsewhere (say, to
-        // `cargo lambda watch`); then the in-process activities.
-        let mut rules = config.tasks.clone();
-        // Only the order saga may call the order functions: another state machine
-        // could refund a completed order. oms.toml may admit more (docs/oms-toml.md).
-        rules.push(TaskRule {
-            resource: format!("arn:aws:lambda:*:*:function:{}*", crate::orders::FUNCTION_PREFIX),
-            builtin: Some("activities".into()),
-            lambda_endpoint: None,
-            state_machines: Some(vec![format!(
-                "arn:aws:states:{}:{}:stateMachine:{}",
-                config.server.region,
-                config.server.account,
-                crate::orders::MACHINE_NAME
-            )]),
-        });
-        let invoker = ConfiguredInvoker::with_handlers(&rules, &[("activities", handler)])?
-            .in_account(&config.server);
-        let rt = Runtime::new(store.clone(), Arc::new(invoker));
-        let resumed = rt
-            .recover()
-            .await
-            .map_err(|e| format!("cannot resume executions: {e}"))?;
-        tokio::spawn(prune_forever(rt.clone(), retention, args.prune_every));
-        let local = Arc::new(LocalStepFunctions::new(
-            rt,
-            &config.server.region,
-            &config.server.account,
-        ));
-        let sfn: Arc<dyn saga_core::api::StepFunctions> = local.clone();
-        warehouse.connect(sfn.clone());
-        let orders = Orders::start(
-            ctx,
-            sfn.clone(),
-            warehouse.clone(),
-            &config.server.region,
-            &config.server.account,
-        )
-        .await?;
-        let machine_arn = orders.machine_arn.clone();
-        // The Orders API depends on its saga: changed or deleted through the API, new
-        // orders would stay PENDING. Its definition changes with oms itself.
-        local.reserve(&machine_arn, "the Orders API (oms up registers it at start)");
-        let waiting_picks = warehouse.resume().await?;
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        println!(
-            "oms: Step Functions API on http://{addr} (data in {})",
-            args.data_dir.display()
-        );
-        if let Some(plan) = args.power_loss {
-            // The power-loss campaign reads these to spread its cuts over a run.
-            println!(
-                "oms: power-loss VFS: {} syncs at start, {}",
-                powerloss::syncs(),
-                plan.cut_at_sync.map_or("no power cut".into(), |n| format!(
-                    "the power is cut at sync {n}"
-                ))
-            );
-        }
-        if resumed > 0 {
-            println!("oms: resumed {resumed} running execution(s)");
-        }
-        if indexed > 0 {
-            println!("oms: indexed {indexed} order(s) for search");
-        }
-        if seeded {
-            println!("oms: seeded the demo catalog (GET http://{addr}/inventory)");
-        }
-        if waiting_picks > 0 {
-            println!("oms: the simulated warehouse resumes {waiting_picks} pick request(s)");
-        }
-        println!("oms: order saga {machine_arn}");
-        println!("oms: console http://{addr}/console");
-        println!(
-            "oms: try  curl -s -X POST http://{addr}/orders -H 'content-type: application/json' -d '{}'",
-            crate::orders::DEMO_ORDER
-        );
-        println!("oms: try  aws stepfunctions list-state-machines --endpoint-url http://{addr}");
-        let auth = credentials(&args, &config, addr, Some(&args.data_dir))?;
-        let hosts = allowed_hosts(&args, &config, addr);
-        let extra = crate::orders_http::routes(Arc::new(orders));
-        crate::server::serve_with(listener, sfn, extra, auth, hosts, shutdown_signal())
-            .await
-            .map_err(|e| format!("the server failed: {e}"))?;
-        // Work in flight resumes at the next start; what was acknowledged is committed.
-        store.close();
-        if args.power_loss.is_some() {
-            println!("oms: power-loss VFS: {} syncs", powerloss::syncs());
-        }
-        println!("oms: stopped");
-        Ok::<_, String>(())
-    })?;
+    runtime.block_on(up_local(&args, &config, retention, dynamodb_endpoint))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `oms up` on this machine: the durable runtime, the order activities in-process and
+/// the simulated warehouse, until a signal stops it.
+async fn up_local(
+    args: &UpArgs,
+    config: &Config,
+    retention: chrono::Duration,
+    dynamodb_endpoint: Option<String>,
+) -> Result<(), String> {
+    private_dir(&args.data_dir)?;
+    let key_file = args
+        .db_key_file
+        .as_ref()
+        .or(config.storage.key_file.as_ref());
+    let key = dbkey::configured(key_file.map(PathBuf::as_path))?;
+    let store = Store::open_with_key(&args.data_dir, key.clone()).map_err(|e| e.to_string())?;
+    let (ctx, ready) = order_context(args, dynamodb_endpoint.as_deref(), key.as_ref()).await?;
+    let warehouse = Arc::new(Warehouse::new(
+        ctx.clone(),
+        !args.manual_picking,
+        std::time::Duration::from_millis(args.pick_delay_ms),
+    ));
+    let handler = Arc::new(ActivitiesHandler::new(ctx.clone(), warehouse.clone()));
+    let invoker = activities_invoker(config, handler)?;
+    let rt = Runtime::new(store.clone(), Arc::new(invoker));
+    let resumed = rt
+        .recover()
+        .await
+        .map_err(|e| format!("cannot resume executions: {e}"))?;
+    let prune_every = std::time::Duration::from_secs(args.prune_every_seconds);
+    tokio::spawn(prune_forever(rt.clone(), retention, prune_every));
+    let local = Arc::new(LocalStepFunctions::new(
+        rt,
+        &config.server.region,
+        &config.server.account,
+    ));
+    let sfn: Arc<dyn saga_core::api::StepFunctions> = local.clone();
+    warehouse.connect(sfn.clone());
+    let orders = Orders::start(
+        ctx,
+        sfn.clone(),
+        warehouse.clone(),
+        &config.server.region,
+        &config.server.account,
+    )
+    .await?;
+    let machine_arn = orders.machine_arn.clone();
+    // The Orders API depends on its saga: changed or deleted through the API, new
+    // orders would stay PENDING. Its definition changes with oms itself.
+    local.reserve(
+        &machine_arn,
+        "the Orders API (oms up registers it at start)",
+    );
+    let waiting_picks = warehouse.resume().await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let started = Started {
+        resumed,
+        waiting_picks,
+        machine_arn,
+        ..ready
+    };
+    print_started(args, addr, &started);
+    serve(args, config, listener, sfn, orders, Some(&args.data_dir)).await?;
+    // Work in flight resumes at the next start; what was acknowledged is committed.
+    store.close();
+    if args.power_loss().is_some() {
+        println!("oms: power-loss VFS: {} syncs", powerloss::syncs());
+    }
+    println!("oms: stopped");
+    Ok(())
+}
+
+/// What `oms up` found and did at start, for its first screen.
+#[derive(Default)]
+struct Started {
+    seeded: bool,
+    indexed: usize,
+    resumed: usize,
+    waiting_picks: usize,
+    machine_arn: String,
+}
+
+/// The order activities' context: their store (beside the runtime's unless named),
+/// private, seeded with the demo catalog and indexed for search; fault plans read only
+/// with `--fault-injection`.
+async fn order_context(
+    args: &UpArgs,
+    dynamodb_endpoint: Option<&str>,
+    key: Option<&dbkey::DbKey>,
+) -> Result<(Ctx, Started), String> {
+    let order_store: Arc<dyn activities::store::Store> = match &args.store {
+        Some(spec) => activities::lambda::open_store(spec, dynamodb_endpoint, key).await?,
+        None => Arc::new(
+            SqliteStore::open_with_key(&args.data_dir.join("orders.db"), key)
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    // SQLite creates its files 0644 and gives its WAL and shm files the database's
+    // mode: tighten the databases once they exist.
+    private_files(&args.data_dir)?;
+    let ctx = if args.fault_injection {
+        Ctx::new(order_store)
+    } else {
+        Ctx {
+            faults: activities::faults::Faults::disabled(order_store.clone()),
+            ..Ctx::new(order_store)
+        }
+    };
+    let seeded = activities::seed::seed_once(&*ctx.store, "demo", &activities::seed::demo())
+        .await
+        .map_err(|e| format!("cannot seed the demo catalog: {e}"))?;
+    if let Some(units) = args.bench_stock {
+        seed_bench_stock(&*ctx.store, units).await?;
+    }
+    // Orders placed by an oms from before the search index: index them once.
+    let indexed = activities::ledger::backfill_index(&*ctx.store)
+        .await
+        .map_err(|e| format!("cannot index the existing orders: {e}"))?;
+    let started = Started {
+        seeded,
+        indexed,
+        ..Started::default()
+    };
+    Ok((ctx, started))
+}
+
+/// oms.toml's rules first, so a user can send the activities elsewhere (say, to
+/// `cargo lambda watch`); then the in-process activities.
+fn activities_invoker(
+    config: &Config,
+    handler: Arc<ActivitiesHandler>,
+) -> Result<ConfiguredInvoker, String> {
+    let mut rules = config.tasks.clone();
+    // Only the order saga may call the order functions: another state machine
+    // could refund a completed order. oms.toml may admit more (docs/oms-toml.md).
+    rules.push(TaskRule {
+        resource: format!(
+            "arn:aws:lambda:*:*:function:{}*",
+            oms_orders::FUNCTION_PREFIX
+        ),
+        builtin: Some("activities".into()),
+        lambda_endpoint: None,
+        state_machines: Some(vec![format!(
+            "arn:aws:states:{}:{}:stateMachine:{}",
+            config.server.region,
+            config.server.account,
+            oms_orders::MACHINE_NAME
+        )]),
+    });
+    let handler: Arc<dyn crate::invoker::Handler> = handler;
+    Ok(
+        ConfiguredInvoker::with_handlers(&rules, &[("activities", handler)])?
+            .in_account(&config.server),
+    )
+}
+
+/// The first screen: where the APIs are, what start found, what to try.
+fn print_started(args: &UpArgs, addr: std::net::SocketAddr, s: &Started) {
+    println!(
+        "oms: Step Functions API on http://{addr} (data in {})",
+        args.data_dir.display()
+    );
+    if let Some(plan) = args.power_loss() {
+        // The power-loss campaign reads these to spread its cuts over a run.
+        println!(
+            "oms: power-loss VFS: {} syncs at start, {}",
+            powerloss::syncs(),
+            plan.cut_at_sync.map_or("no power cut".into(), |n| format!(
+                "the power is cut at sync {n}"
+            ))
+        );
+    }
+    if s.resumed > 0 {
+        println!("oms: resumed {} running execution(s)", s.resumed);
+    }
+    if s.indexed > 0 {
+        println!("oms: indexed {} order(s) for search", s.indexed);
+    }
+    if s.seeded {
+        println!("oms: seeded the demo catalog (GET http://{addr}/inventory)");
+    }
+    if s.waiting_picks > 0 {
+        println!(
+            "oms: the simulated warehouse resumes {} pick request(s)",
+            s.waiting_picks
+        );
+    }
+    println!("oms: order saga {}", s.machine_arn);
+    println!("oms: console http://{addr}/console");
+    println!(
+        "oms: try  curl -s -X POST http://{addr}/orders -H 'content-type: application/json' -d '{}'",
+        oms_orders::DEMO_ORDER
+    );
+    println!("oms: try  aws stepfunctions list-state-machines --endpoint-url http://{addr}");
 }
 
 /// Deletes closed executions past `retention` now and every `every` (saga-core's
@@ -264,14 +377,29 @@ async fn up_aws(
     println!("oms: backend aws, order saga {}", orders.machine_arn);
     println!("oms: console http://{addr}/console");
     println!("oms: picks wait for the warehouses: POST http://{addr}/shipments/{{id}}/picked");
-    let auth = credentials(args, config, addr, None)?;
+    serve(args, config, listener, sfn, orders, None).await?;
+    println!("oms: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the Step Functions API and the Orders API until a signal stops it, with the
+/// credentials and Host names `args` and oms.toml require (credentials made into
+/// `data_dir` if none are configured).
+async fn serve(
+    args: &UpArgs,
+    config: &Config,
+    listener: tokio::net::TcpListener,
+    sfn: Arc<dyn saga_core::api::StepFunctions>,
+    orders: Orders,
+    data_dir: Option<&Path>,
+) -> Result<(), String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let auth = credentials(args, config, addr, data_dir)?;
     let hosts = allowed_hosts(args, config, addr);
     let extra = crate::orders_http::routes(Arc::new(orders));
     crate::server::serve_with(listener, sfn, extra, auth, hosts, shutdown_signal())
         .await
-        .map_err(|e| format!("the server failed: {e}"))?;
-    println!("oms: stopped");
-    Ok(ExitCode::SUCCESS)
+        .map_err(|e| format!("the server failed: {e}"))
 }
 
 async fn shutdown_signal() {

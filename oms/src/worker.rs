@@ -12,16 +12,33 @@ use aws_sdk_sfn::Client;
 use std::process::ExitCode;
 use std::time::Duration;
 
+// The flags of `oms worker` (its help is the `Worker` subcommand's doc comment).
+#[derive(clap::Args)]
 pub struct WorkerArgs {
+    /// Activity ARNs are this and the activity's function name.
+    #[arg(
+        long,
+        default_value = "arn:aws:states:us-east-1:000000000000:activity:oms-"
+    )]
     pub activity_arn_prefix: String,
+    /// The activities' store: sqlite:PATH or dynamodb:TABLE.
+    #[arg(long, env = "OMS_STORE")]
     pub store: String,
-    pub sfn_endpoint: Option<String>,
-    pub dynamodb_endpoint: Option<String>,
+    /// The worker name GetActivityTask records.
+    #[arg(long, default_value = "oms-worker")]
     pub name: String,
-    pub heartbeat: Duration,
+    /// Seconds between heartbeats while a task runs.
+    #[arg(long, default_value_t = 20)]
+    pub heartbeat_seconds: u64,
 }
 
-pub fn worker(args: WorkerArgs) -> Result<ExitCode, String> {
+/// Polls every activity until a signal stops it or a poller fails for good;
+/// `sfn_endpoint` and `dynamodb_endpoint` replace AWS's endpoints.
+pub fn worker(
+    args: WorkerArgs,
+    sfn_endpoint: Option<String>,
+    dynamodb_endpoint: Option<String>,
+) -> Result<ExitCode, String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,7 +46,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode, String> {
     rt.block_on(async move {
         let store = activities::lambda::open_store(
             &args.store,
-            args.dynamodb_endpoint.as_deref(),
+            dynamodb_endpoint.as_deref(),
             dbkey::from_env()?.as_ref(),
         )
         .await?;
@@ -40,7 +57,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode, String> {
         }
         let ctx = Ctx::for_production(store);
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(url) = &args.sfn_endpoint {
+        if let Some(url) = &sfn_endpoint {
             loader = loader.endpoint_url(url);
         }
         let client = Client::new(&loader.load().await);
@@ -56,7 +73,7 @@ pub fn worker(args: WorkerArgs) -> Result<ExitCode, String> {
                 client.clone(),
                 ctx.clone(),
                 args.name.clone(),
-                args.heartbeat,
+                Duration::from_secs(args.heartbeat_seconds),
             );
             tasks.push(tokio::spawn(async move {
                 poll(client, ctx, arn, def.key, name, heartbeat).await

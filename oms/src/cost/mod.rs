@@ -1,0 +1,61 @@
+//! `oms cost`: the monthly AWS bill of running the order saga, computed from the state
+//! machine rather than guessed.
+//!
+//! Each path an order can take (the happy path, each business failure of a forward step
+//! and its compensations, an order rejected at PlaceOrder) is simulated once: the saga
+//! (`statemachines/order-saga.asl.json`, with the substitutions `oms up` fills) runs on
+//! the in-memory runner, its tasks call the real activities, and the activities' store
+//! is an in-memory SQLite behind [`MeteredStore`], which bills every call as the
+//! DynamoDB store (`activities::store::dynamo`) would make it. From the run come the
+//! state transitions (the history's StateEntered events, plus retries), the Lambda
+//! invocations, DynamoDB's read and write request units and the size of the history that
+//! logging level ALL ships to CloudWatch Logs. The paths are then mixed
+//! (`--compensation-rate`, `--rejection-rate`) and priced with [`PRICES`].
+//!
+//! The parts: `prices.rs` (the price table and the assumptions), `metering.rs` (the
+//! store that bills every call as DynamoDB would), `simulate.rs` (the paths and their
+//! runs), `bill.rs` (the mix and the monthly bill) and `report.rs` (table or JSON).
+
+mod bill;
+mod metering;
+mod prices;
+mod report;
+mod simulate;
+
+use crate::cli::Output;
+use std::process::ExitCode;
+
+// The flags of `oms cost` (its help is the `Cost` subcommand's doc comment).
+#[derive(clap::Args)]
+pub struct CostArgs {
+    /// Orders a day.
+    #[arg(long)]
+    pub orders_per_day: u64,
+    /// The share of orders that fail a forward step (reserve, charge, pick or ship)
+    /// and compensate, spread evenly over those four paths.
+    #[arg(long, default_value_t = 0.02)]
+    pub compensation_rate: f64,
+    /// The share of orders the saga rejects at PlaceOrder (the Orders API checks
+    /// orders before starting the saga, so this is rare).
+    #[arg(long, default_value_t = 0.0)]
+    pub rejection_rate: f64,
+    /// Assumed billed duration of one Lambda invocation, in milliseconds.
+    #[arg(long, default_value_t = prices::DEFAULT_LAMBDA_MS)]
+    pub lambda_ms: u64,
+    /// Shipments per order (the demo order split over this many warehouses).
+    #[arg(long, default_value_t = 1)]
+    pub shipments: usize,
+}
+
+/// `oms cost`: simulates every path, mixes and prices them, prints the report.
+pub fn cost(args: CostArgs, output: Output) -> Result<ExitCode, String> {
+    let shares = bill::mix(args.compensation_rate, args.rejection_rate)?;
+    let definition = simulate::saga_definition()?;
+    let runs = simulate::simulate_all(&definition, args.shipments)?;
+    let bill = bill::bill(&runs, &shares, args.orders_per_day, args.lambda_ms);
+    match output {
+        Output::Json => println!("{}", report::report_json(&args, &shares, &runs, &bill)),
+        Output::Table => print!("{}", report::report_table(&args, &shares, &runs, &bill)),
+    }
+    Ok(ExitCode::SUCCESS)
+}

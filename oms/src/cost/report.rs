@@ -1,0 +1,246 @@
+//! The report of `oms cost`: a table for people, or one JSON object.
+
+use super::bill::{mean, Bill};
+use super::prices::{Price, ASSUMPTIONS, DAYS_PER_MONTH, LAMBDA_MEMORY_MB, PRICES, REGION};
+use super::simulate::{Path, PathRun};
+use super::CostArgs;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+
+pub(super) fn report_json(
+    args: &CostArgs,
+    shares: &[(Path, f64)],
+    runs: &[PathRun],
+    bill: &Bill,
+) -> Value {
+    let paths: Vec<Value> = runs
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).unwrap_or_default();
+            v["label"] = json!(r.path.label());
+            v["share"] = json!(shares.iter().find(|(p, _)| *p == r.path).map(|s| s.1));
+            v["gb_seconds"] = json!(r.gb_seconds(args.lambda_ms));
+            v
+        })
+        .collect();
+    json!({
+        "region": REGION,
+        "orders_per_day": args.orders_per_day,
+        "days_per_month": DAYS_PER_MONTH,
+        "compensation_rate": args.compensation_rate,
+        "rejection_rate": args.rejection_rate,
+        "lambda_ms": args.lambda_ms,
+        "lambda_memory_mb": LAMBDA_MEMORY_MB,
+        "shipments_per_order": args.shipments,
+        "paths": paths,
+        "bill": bill,
+        "prices": PRICES,
+        "assumptions": ASSUMPTIONS,
+    })
+}
+
+/// "$0.025 per 1,000 state transitions", "$0.50 per GB ingested".
+pub(super) fn price_text(p: &Price) -> String {
+    let mut usd = format!("{}", p.usd);
+    match usd.find('.') {
+        None => usd.push_str(".00"),
+        Some(dot) if usd.len() - dot == 2 => usd.push('0'),
+        _ => {}
+    }
+    if p.per == 1.0 {
+        format!("${usd} per {}", p.unit)
+    } else {
+        format!("${usd} per {} {}", thousands(p.per as u64), p.unit)
+    }
+}
+
+/// 1234567 -> "1,234,567".
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn quantity(q: f64) -> String {
+    if q >= 100.0 {
+        thousands(q.round() as u64)
+    } else {
+        format!("{q:.2}")
+    }
+}
+
+fn money(usd: f64) -> String {
+    let cents = (usd * 100.0).round() as u64;
+    format!("${}.{:02}", thousands(cents / 100), cents % 100)
+}
+
+/// The report for people: the header, then each part in turn.
+pub(super) fn report_table(
+    args: &CostArgs,
+    shares: &[(Path, f64)],
+    runs: &[PathRun],
+    bill: &Bill,
+) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "oms cost: {} orders a day ({} a month of {DAYS_PER_MONTH} days), {} shipment(s) an order, {REGION}",
+        thousands(args.orders_per_day),
+        quantity(bill.orders_per_month),
+        args.shipments,
+    );
+    paths_table(&mut o, args, shares, runs);
+    bill_table(&mut o, bill);
+    dynamodb_table(&mut o, runs);
+    notes(&mut o, args, runs);
+    o
+}
+
+/// Per order, by path, and the mean order.
+fn paths_table(o: &mut String, args: &CostArgs, shares: &[(Path, f64)], runs: &[PathRun]) {
+    let _ = writeln!(
+        o,
+        "\nPer order, by path (the saga simulated with the real activities; log KB approximate):"
+    );
+    let _ = writeln!(
+        o,
+        "{:<24} {:>7}  {:<31} {:>11} {:>6} {:>6} {:>5} {:>5} {:>4} {:>7}",
+        "path", "share", "ends", "transitions", "Lambda", "GB-s", "RRU", "WRU", "API", "log KB"
+    );
+    let row = |o: &mut String, label: &str, share: f64, ends: &str, v: [f64; 7]| {
+        let _ = writeln!(
+            o,
+            "{:<24} {:>6.2}%  {:<31} {:>11} {:>6} {:>6.3} {:>5} {:>5} {:>4} {:>7.1}",
+            label,
+            share * 100.0,
+            ends,
+            fmt_count(v[0]),
+            fmt_count(v[1]),
+            v[2],
+            fmt_count(v[3]),
+            fmt_count(v[4]),
+            fmt_count(v[5]),
+            v[6] / 1024.0
+        );
+    };
+    let values = |r: &PathRun| {
+        [
+            r.transitions as f64,
+            r.lambda_invocations as f64,
+            r.gb_seconds(args.lambda_ms),
+            r.dynamodb.rru as f64,
+            r.dynamodb.wru as f64,
+            r.api_requests as f64,
+            r.log_bytes() as f64,
+        ]
+    };
+    for r in runs {
+        let share = shares
+            .iter()
+            .find(|(p, _)| *p == r.path)
+            .map_or(0.0, |s| s.1);
+        let ends = format!("{} {}", r.status, r.error.as_deref().unwrap_or(""));
+        row(o, r.path.label(), share, ends.trim(), values(r));
+    }
+    let mut weighted = [0.0; 7];
+    for (i, w) in weighted.iter_mut().enumerate() {
+        *w = mean(runs, shares, |r| values(r)[i]);
+    }
+    row(o, "mean order", 1.0, "", weighted);
+}
+
+/// The monthly bill, line by line.
+fn bill_table(o: &mut String, bill: &Bill) {
+    let _ = writeln!(
+        o,
+        "\nMonthly bill ({} orders; list prices, no free tier):",
+        quantity(bill.orders_per_month)
+    );
+    let _ = writeln!(
+        o,
+        "{:<28} {:>16}  {:<52} {:>11}",
+        "service", "quantity", "price", "USD/month"
+    );
+    for l in &bill.lines {
+        let _ = writeln!(
+            o,
+            "{:<28} {:>16}  {:<52} {:>11}",
+            l.service,
+            quantity(l.quantity),
+            l.price,
+            money(l.usd)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "{:<28} {:>16}  {:<52} {:>11}",
+        "total",
+        "",
+        "",
+        money(bill.total_usd)
+    );
+    let _ = writeln!(
+        o,
+        "\nNot in the total: the table grows by {:.2} GB a month of orders kept (DynamoDB \
+         storage, $0.25 per GB-month after 25 GB free).",
+        bill.storage_growth_gb_per_month
+    );
+}
+
+/// DynamoDB per happy order, by caller and by partition.
+fn dynamodb_table(o: &mut String, runs: &[PathRun]) {
+    let happy = runs.iter().find(|r| r.path == Path::Happy);
+    if let Some(h) = happy {
+        let _ = writeln!(
+            o,
+            "\nDynamoDB per happy order, by caller (requests; RRU/WRU):"
+        );
+        for (caller, u) in &h.dynamodb_by_caller {
+            let _ = writeln!(
+                o,
+                "  {:<34} {} GetItem, {} Query, {} TransactWriteItems ({} items): {} RRU, {} WRU",
+                caller, u.get_item, u.query, u.transact_write_items, u.items_written, u.rru, u.wru
+            );
+        }
+        let _ = writeln!(o, "  by partition:");
+        for (class, u) in &h.dynamodb_by_partition {
+            let _ = writeln!(o, "  {:<34} {} RRU, {} WRU", class, u.rru, u.wru);
+        }
+    }
+}
+
+/// How each failure is made, the assumptions and the prices with their sources.
+fn notes(o: &mut String, args: &CostArgs, runs: &[PathRun]) {
+    let _ = writeln!(o, "\nHow each failure is made to happen:");
+    for r in runs {
+        let _ = writeln!(o, "  {:<24} {}", r.path.label(), r.trigger);
+    }
+    let _ = writeln!(o, "\nAssumptions:");
+    let _ = writeln!(
+        o,
+        "  - Lambda duration: {} ms per invocation (--lambda-ms), {LAMBDA_MEMORY_MB} MB.",
+        args.lambda_ms
+    );
+    for a in ASSUMPTIONS {
+        let _ = writeln!(o, "  - {a}");
+    }
+    let _ = writeln!(o, "\nPrices:");
+    for p in &PRICES {
+        let _ = writeln!(o, "  - {}: {}; {}", p.service, price_text(p), p.source);
+    }
+}
+
+/// A per-order count, shown whole when it is (a weighted mean may not be).
+fn fmt_count(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{}", v.round() as i64)
+    } else {
+        format!("{v:.2}")
+    }
+}

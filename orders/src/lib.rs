@@ -1,0 +1,23 @@
+//! The order system behind the Orders API, as a library without HTTP: the order saga
+//! (its definition and name), the activities run in-process as its Lambda functions
+//! (one resolver from function ARN to activity, one mapping of an activity's error to
+//! a Lambda failure), the warehouses' side of picking, and the operations the Orders
+//! API serves. It sees executions only through saga-core's `StepFunctions` trait and
+//! orders only through the activities' store, so the same service runs on `oms up`'s
+//! runtime and on a deployed stack. The oms binary serves it over HTTP
+//! (`oms/src/orders_http.rs`), mapping each [`Problem`]'s status to a response.
+
+mod lambda;
+mod listing;
+mod problem;
+mod saga;
+mod service;
+mod warehouse;
+
+pub use lambda::{
+    function_name, function_not_found, function_of, lambda_failure, resolve, ActivitiesHandler,
+};
+pub use problem::{code, Problem};
+pub use saga::{local_definition, DEMO_ORDER, FUNCTION_PREFIX, MACHINE_NAME};
+pub use service::Orders;
+pub use warehouse::Warehouse;

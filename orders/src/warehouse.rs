@@ -1,0 +1,151 @@
+//! The warehouses' side of picking: answers to pick requests, simulated or sent by a
+//! warehouse, delivered to the waiting execution.
+
+use activities::activity::{self, Ctx};
+use activities::errors::{ActivityError, ErrorKind};
+use activities::ledger::{from_item, ShipmentRecord};
+use activities::model::{ShipmentRef, ShipmentStatus};
+use saga_core::api::{SendTaskFailureInput, SendTaskSuccessInput, StepFunctions};
+use serde_json::Value;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The warehouses' side of picking. `oms up` simulates them by default: each pick
+/// request is answered as picked after `delay`. With the simulation off, picks wait for
+/// `POST /shipments/{id}/picked`.
+pub struct Warehouse {
+    ctx: Ctx,
+    sfn: OnceLock<Arc<dyn StepFunctions>>,
+    simulate: bool,
+    delay: Duration,
+}
+
+impl Warehouse {
+    pub fn new(ctx: Ctx, simulate: bool, delay: Duration) -> Warehouse {
+        Warehouse {
+            ctx,
+            sfn: OnceLock::new(),
+            simulate,
+            delay,
+        }
+    }
+
+    /// The Step Functions the answers go to (set once it exists: it needs the
+    /// invoker, which needs this).
+    pub fn connect(&self, sfn: Arc<dyn StepFunctions>) {
+        let _ = self.sfn.set(sfn);
+    }
+
+    pub(crate) fn requested(self: &Arc<Self>, target: ShipmentRef, _token: String) {
+        if !self.simulate {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(me.delay).await;
+            // A warehouse answers again until its answer is taken: a full disk or a
+            // busy store must not leave the saga waiting for the pick's timeout.
+            let mut wait = Duration::from_millis(100);
+            loop {
+                match me.answer(&target, None).await {
+                    Ok(_) => return,
+                    Err(e) if e.retryable() => {
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => {
+                        eprintln!(
+                            "oms: simulated warehouse could not answer the pick of {}: {e}",
+                            target.shipment_id
+                        );
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Answers a pick request: picks the shipment (or records `damaged`) and answers
+    /// the waiting execution. Returns the shipment's state or the pick's error.
+    pub async fn answer(
+        &self,
+        target: &ShipmentRef,
+        damaged: Option<&str>,
+    ) -> Result<Result<Value, ActivityError>, ActivityError> {
+        let (token, outcome) = activity::confirm_pick(&self.ctx, target, damaged).await?;
+        if let (Some(token), Some(sfn)) = (token, self.sfn.get()) {
+            let sent = match &outcome {
+                Ok(state) => sfn
+                    .send_task_success(SendTaskSuccessInput {
+                        task_token: token,
+                        output: serde_json::to_string(state).unwrap_or_default(),
+                    })
+                    .await
+                    .map(|_| ()),
+                Err(e) => sfn
+                    .send_task_failure(SendTaskFailureInput {
+                        task_token: token,
+                        error: Some(e.name().to_string()),
+                        cause: Some(e.message.clone()),
+                    })
+                    .await
+                    .map(|_| ()),
+            };
+            // A token that no longer waits (the task timed out, the execution ended)
+            // is not an error of the warehouse's answer; a store that cannot take the
+            // answer now is, and the warehouse answers again (it is idempotent).
+            match sent {
+                Err(e) if e.code.as_str() == "ServiceUnavailable" => {
+                    return Err(ActivityError::new(ErrorKind::StoreUnavailable, e.message));
+                }
+                Err(e) => eprintln!(
+                    "oms: pick answer for {} not delivered: {}",
+                    target.shipment_id, e.message
+                ),
+                Ok(()) => {}
+            }
+        }
+        Ok(outcome.map(|s| serde_json::to_value(s).unwrap_or_default()))
+    }
+
+    /// Answers the pick requests left waiting by a previous run (they are stored with
+    /// their tokens, the simulation's timers are not).
+    pub async fn resume(self: &Arc<Self>) -> Result<usize, String> {
+        if !self.simulate {
+            return Ok(0);
+        }
+        let mut n = 0;
+        for item in self
+            .ctx
+            .store
+            .scan("ORDER#")
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            if !item.key.sk.starts_with("SHIPMENT#") {
+                continue;
+            }
+            let Ok(s) = from_item::<ShipmentRecord>(&item) else {
+                continue;
+            };
+            // Picked too: a crash after the pick was recorded but before the saga took
+            // the answer would leave the saga waiting for the pick's timeout (found by
+            // the power-loss campaign). Answering again is idempotent; a token that no
+            // longer waits is refused and logged.
+            if let (Some(token), ShipmentStatus::Reserved | ShipmentStatus::Picked) =
+                (s.pick_token, s.status)
+            {
+                let order_id = item.key.pk.trim_start_matches("ORDER#").to_string();
+                self.requested(
+                    ShipmentRef {
+                        order_id,
+                        shipment_id: s.shipment_id,
+                    },
+                    token,
+                );
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
