@@ -3,7 +3,7 @@
 //! nothing is an error except for IsPresent.
 
 use crate::error::Failure;
-use crate::eval::parse_timestamp;
+use crate::time::parse_timestamp;
 use crate::jsonpath::JsonPath;
 use crate::model::{CompareOp, Condition, Operand};
 use serde_json::Value;

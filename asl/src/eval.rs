@@ -8,7 +8,7 @@
 
 use crate::choice;
 use crate::error::{names, Failure};
-use crate::history::{EventLog, HistoryEvent};
+use crate::history::{EventLog, HistoryEvent, HistoryEventKind};
 use crate::intrinsics::{self, IntrinsicHost};
 use crate::jsonpath::{JsonPath, Root};
 use crate::model::{
@@ -16,10 +16,14 @@ use crate::model::{
     Text, Transition, WaitFor,
 };
 use crate::resource::{Pattern, Target};
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+// Their old home: other crates name them `asl::eval::...`.
+pub use crate::host::Host;
+pub use crate::time::{parse_timestamp, seconds_after, timestamp};
 
 /// The largest payload Step Functions accepts between states: 256 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
@@ -27,13 +31,6 @@ pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 /// Step Functions' quota on one execution's history; an execution that reaches it
 /// fails. It also bounds a definition that loops forever without waiting.
 pub const MAX_HISTORY_EVENTS: u64 = 25_000;
-
-/// What the evaluator asks of the world: the current time, random numbers and ids.
-pub trait Host {
-    fn now(&mut self) -> DateTime<Utc>;
-    fn random_u64(&mut self) -> u64;
-    fn uuid_v4(&mut self) -> String;
-}
 
 /// Who an execution is, as the context object (`$$`) reports it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -249,7 +246,7 @@ impl Execution {
         let role = core.ident.info.role_arn.clone();
         core.log.record(
             host,
-            "ExecutionStarted",
+            HistoryEventKind::ExecutionStarted,
             || json!({"input": input, "inputDetails": {"truncated": false}, "roleArn": role}),
         );
         let root = Frame {
@@ -431,7 +428,7 @@ impl Execution {
         self.output = None;
         self.core.log.record(
             host,
-            "ExecutionRedriven",
+            HistoryEventKind::ExecutionRedriven,
             || json!({ "redriveCount": count }),
         );
         Core::reset_for_redrive(&mut self.root);
@@ -463,7 +460,7 @@ impl Execution {
         if is_activity && self.status == Status::Running {
             self.core.log.record(
                 host,
-                "ActivityStarted",
+                HistoryEventKind::ActivityStarted,
                 || json!({ "workerName": worker_name }),
             );
         }
@@ -480,7 +477,7 @@ impl Execution {
             error: e,
             cause: cause.clone(),
         });
-        self.core.log.record(host, "ExecutionAborted", || {
+        self.core.log.record(host, HistoryEventKind::ExecutionAborted, || {
             let mut d = Map::new();
             if let Some(e) = &error {
                 d.insert("error".into(), json!(e));
@@ -503,7 +500,7 @@ impl Execution {
         self.failure = None;
         self.core.log.record(
             host,
-            "ExecutionTimedOut",
+            HistoryEventKind::ExecutionTimedOut,
             || json!({"error": names::TIMEOUT}),
         );
     }
@@ -515,7 +512,7 @@ impl Execution {
                 self.status = Status::Succeeded;
                 self.core.log.record(
                     host,
-                    "ExecutionSucceeded",
+                    HistoryEventKind::ExecutionSucceeded,
                     || json!({"output": out, "outputDetails": {"truncated": false}}),
                 );
                 self.output = Some(out);
@@ -523,7 +520,7 @@ impl Execution {
             }
             Some(Err(f)) => {
                 self.status = Status::Failed;
-                self.core.log.record(host, "ExecutionFailed", || {
+                self.core.log.record(host, HistoryEventKind::ExecutionFailed, || {
                     let mut d = Map::new();
                     d.insert("error".into(), json!(f.error));
                     if let Some(c) = &f.cause {
@@ -716,11 +713,6 @@ impl Scope<'_> {
 
 pub(crate) fn compact(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
-}
-
-/// ISO 8601 with milliseconds, as Step Functions prints times.
-pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// The size of a value as compact JSON, without building the string.
@@ -934,7 +926,7 @@ impl Core {
         let entered_time = host.now();
         let entered_event = self.log.record(
             host,
-            entered_event_type(state.type_name),
+            HistoryEventKind::state_entered(&state.kind),
             || json!({"input": input, "inputDetails": {"truncated": false}, "name": state.name}),
         );
         frame.cursor = Some(Cursor {
@@ -973,7 +965,7 @@ impl Core {
             Step::Blocked => {}
             Step::MapStartedError(n, f) => {
                 self.log
-                    .record(host, "MapStateStarted", || json!({ "length": n }));
+                    .record(host, HistoryEventKind::MapStateStarted, || json!({ "length": n }));
                 self.conclude(frame, state, Step::Error(f), host)
             }
             Step::Done(output, assigned, next) => {
@@ -1035,15 +1027,15 @@ impl Core {
                 if fan.is_map {
                     let n = fan.inputs.len();
                     self.log
-                        .record(host, "MapStateStarted", || json!({ "length": n }));
+                        .record(host, HistoryEventKind::MapStateStarted, || json!({ "length": n }));
                     if fan.distributed {
                         let arn = map_run_arn(&self.ident.info, &state.name, host);
                         self.log
-                            .record(host, "MapRunStarted", || json!({ "mapRunArn": arn }));
+                            .record(host, HistoryEventKind::MapRunStarted, || json!({ "mapRunArn": arn }));
                     }
                 } else {
                     self.log
-                        .record(host, "ParallelStateStarted", || Value::Null);
+                        .record(host, HistoryEventKind::ParallelStateStarted, || Value::Null);
                 }
                 if let Some(c) = frame.cursor.as_mut() {
                     c.phase = Phase::Fanout(fan);
@@ -1063,7 +1055,7 @@ impl Core {
     ) {
         self.log.record(
             host,
-            exited_event_type(state.type_name),
+            HistoryEventKind::state_exited(&state.kind),
             || json!({"name": state.name, "output": output, "outputDetails": {"truncated": false}}),
         );
         match next {
@@ -1183,13 +1175,13 @@ impl Core {
                 if let Some(t) = call.heartbeat_seconds {
                     d["heartbeatInSeconds"] = json!(t as i64);
                 }
-                self.log.record(host, "ActivityScheduled", || d);
+                self.log.record(host, HistoryEventKind::ActivityScheduled, || d);
             }
             Target::LambdaFunction { arn } => {
                 let d = json!({"input": call.payload, "inputDetails": {"truncated": false}, "resource": arn});
-                self.log.record(host, "LambdaFunctionScheduled", || d);
+                self.log.record(host, HistoryEventKind::LambdaFunctionScheduled, || d);
                 self.log
-                    .record(host, "LambdaFunctionStarted", || Value::Null);
+                    .record(host, HistoryEventKind::LambdaFunctionStarted, || Value::Null);
             }
             target => {
                 let (rtype, res) = resource_parts(&call.resource, target);
@@ -1200,10 +1192,10 @@ impl Core {
                 if let Some(t) = call.heartbeat_seconds {
                     d["heartbeatInSeconds"] = json!(t as i64);
                 }
-                self.log.record(host, "TaskScheduled", || d);
+                self.log.record(host, HistoryEventKind::TaskScheduled, || d);
                 self.log.record(
                     host,
-                    "TaskStarted",
+                    HistoryEventKind::TaskStarted,
                     || json!({"resource": res, "resourceType": rtype}),
                 );
             }
@@ -1225,11 +1217,11 @@ impl Core {
         match outcome {
             Ok(out) => {
                 let t = if lambda {
-                    "LambdaFunctionSucceeded"
+                    HistoryEventKind::LambdaFunctionSucceeded
                 } else if activity {
-                    "ActivitySucceeded"
+                    HistoryEventKind::ActivitySucceeded
                 } else {
-                    "TaskSucceeded"
+                    HistoryEventKind::TaskSucceeded
                 };
                 self.log.record(host, t, || {
                     let mut d = json!({"output": out, "outputDetails": {"truncated": false}});
@@ -1243,12 +1235,12 @@ impl Core {
             Err(f) => {
                 let timed_out = f.error == names::TIMEOUT || f.error == names::HEARTBEAT_TIMEOUT;
                 let t = match (lambda, activity, timed_out) {
-                    (true, _, true) => "LambdaFunctionTimedOut",
-                    (true, _, false) => "LambdaFunctionFailed",
-                    (_, true, true) => "ActivityTimedOut",
-                    (_, true, false) => "ActivityFailed",
-                    (_, _, true) => "TaskTimedOut",
-                    (_, _, false) => "TaskFailed",
+                    (true, _, true) => HistoryEventKind::LambdaFunctionTimedOut,
+                    (true, _, false) => HistoryEventKind::LambdaFunctionFailed,
+                    (_, true, true) => HistoryEventKind::ActivityTimedOut,
+                    (_, true, false) => HistoryEventKind::ActivityFailed,
+                    (_, _, true) => HistoryEventKind::TaskTimedOut,
+                    (_, _, false) => HistoryEventKind::TaskFailed,
                 };
                 self.log.record(host, t, || {
                     let mut d = Map::new();
@@ -1801,26 +1793,6 @@ pub fn task_seconds_value(v: &Value, field: &str, path: &str) -> Result<f64, Fai
     Ok(n)
 }
 
-/// The instant `secs` seconds after `t`. One past the last instant a timestamp can
-/// hold is that last instant: a deadline so far off never comes, and adding to a
-/// timestamp must not panic on a number a client chose.
-pub fn seconds_after(t: DateTime<Utc>, secs: f64) -> DateTime<Utc> {
-    let ms = secs * 1000.0;
-    let d = if ms.is_nan() {
-        Some(Duration::zero())
-    } else if ms.abs() < i64::MAX as f64 {
-        Duration::try_milliseconds(ms as i64)
-    } else {
-        None
-    };
-    let end = if secs < 0.0 {
-        DateTime::<Utc>::MIN_UTC
-    } else {
-        DateTime::<Utc>::MAX_UTC
-    };
-    d.and_then(|d| t.checked_add_signed(d)).unwrap_or(end)
-}
-
 fn amount(scope: &Scope, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
     match a {
         Amount::Fixed(n) => Ok(*n),
@@ -1915,14 +1887,6 @@ fn string_bound(s: &str) -> usize {
             .filter(|b| *b < 0x20 || *b == b'"' || *b == b'\\')
             .count()
             * 5
-}
-
-/// RFC 3339 with a mandatory offset, as Wait's Timestamp requires.
-pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .filter(|_| s.contains('T'))
-        .map(|t| t.with_timezone(&Utc))
 }
 
 fn resource_parts(resource: &str, target: &Target) -> (String, String) {
@@ -2135,7 +2099,7 @@ impl Core {
         cursor.entered_time = host.now();
         cursor.entered_event = self.log.record(
             host,
-            entered_event_type(state.type_name),
+            HistoryEventKind::state_entered(&state.kind),
             || json!({"input": cursor.input, "inputDetails": {"truncated": false}, "name": state.name}),
         );
         let Phase::Fanout(fan) = &mut cursor.phase else {
@@ -2148,7 +2112,7 @@ impl Core {
             for &i in &again {
                 self.log.record(
                     host,
-                    "MapIterationStarted",
+                    HistoryEventKind::MapIterationStarted,
                     || json!({"index": i, "name": state.name}),
                 );
             }
@@ -2223,7 +2187,7 @@ impl Core {
                 if fan.is_map && !fan.distributed {
                     self.log.record(
                         host,
-                        "MapIterationStarted",
+                        HistoryEventKind::MapIterationStarted,
                         || json!({"index": i, "name": state.name}),
                     );
                 }
@@ -2290,7 +2254,7 @@ impl Core {
                 if fan.is_map && !fan.distributed {
                     self.log.record(
                         host,
-                        "MapIterationSucceeded",
+                        HistoryEventKind::MapIterationSucceeded,
                         || json!({"index": i, "name": state.name}),
                     );
                 }
@@ -2304,7 +2268,7 @@ impl Core {
                 if fan.is_map && !fan.distributed {
                     self.log.record(
                         host,
-                        "MapIterationFailed",
+                        HistoryEventKind::MapIterationFailed,
                         || json!({"index": i, "name": state.name}),
                     );
                 }
@@ -2372,9 +2336,9 @@ impl Core {
                 }
                 if is_map {
                     if distributed {
-                        self.log.record(host, "MapRunSucceeded", || Value::Null);
+                        self.log.record(host, HistoryEventKind::MapRunSucceeded, || Value::Null);
                     }
-                    self.log.record(host, "MapStateSucceeded", || Value::Null);
+                    self.log.record(host, HistoryEventKind::MapStateSucceeded, || Value::Null);
                 }
                 let Frame {
                     vars,
@@ -2415,13 +2379,13 @@ impl Core {
                     .as_ref()
                     .is_some_and(|c| will_retry(state, c, &f));
                 if distributed {
-                    self.log.record(host, "MapRunFailed", || Value::Null);
+                    self.log.record(host, HistoryEventKind::MapRunFailed, || Value::Null);
                 }
                 if !retried {
                     let kind = if is_map {
-                        "MapStateFailed"
+                        HistoryEventKind::MapStateFailed
                     } else {
-                        "ParallelStateFailed"
+                        HistoryEventKind::ParallelStateFailed
                     };
                     self.log.record(host, kind, || Value::Null);
                 }
@@ -2529,26 +2493,4 @@ fn write_spaced(v: &Value, out: &mut String) {
         }
         other => out.push_str(&compact(other)),
     }
-}
-
-/// The history's event types for entering and leaving a state of type `t`.
-fn state_event_types(t: &str) -> (&'static str, &'static str) {
-    match t {
-        "Pass" => ("PassStateEntered", "PassStateExited"),
-        "Task" => ("TaskStateEntered", "TaskStateExited"),
-        "Choice" => ("ChoiceStateEntered", "ChoiceStateExited"),
-        "Wait" => ("WaitStateEntered", "WaitStateExited"),
-        "Succeed" => ("SucceedStateEntered", "SucceedStateExited"),
-        "Fail" => ("FailStateEntered", "FailStateExited"),
-        "Parallel" => ("ParallelStateEntered", "ParallelStateExited"),
-        _ => ("MapStateEntered", "MapStateExited"),
-    }
-}
-
-fn entered_event_type(t: &str) -> &'static str {
-    state_event_types(t).0
-}
-
-fn exited_event_type(t: &str) -> &'static str {
-    state_event_types(t).1
 }

@@ -2,10 +2,10 @@
 //! at once, calling task handlers in-process and letting time pass on a [`Clock`].
 
 use crate::error::{names, Failure};
-use crate::eval::{
-    seconds_after, Delivery, Effect, Execution, ExecutionInfo, Host, Status, TaskCall,
-};
+use crate::eval::{Delivery, Effect, Execution, ExecutionInfo, Status, TaskCall};
 use crate::history::HistoryEvent;
+use crate::host::Host;
+use crate::time::seconds_after;
 use crate::model::Machine;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;

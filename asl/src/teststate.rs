@@ -18,7 +18,8 @@
 
 use crate::choice;
 use crate::error::{names, Failure};
-use crate::eval::{timestamp, ExecutionInfo};
+use crate::eval::ExecutionInfo;
+use crate::time::timestamp;
 use crate::intrinsics::{self, IntrinsicHost};
 use crate::jsonpath::{JsonPath, Root};
 use crate::model::{
