@@ -477,16 +477,18 @@ impl Execution {
             error: e,
             cause: cause.clone(),
         });
-        self.core.log.record(host, HistoryEventKind::ExecutionAborted, || {
-            let mut d = Map::new();
-            if let Some(e) = &error {
-                d.insert("error".into(), json!(e));
-            }
-            if let Some(c) = &cause {
-                d.insert("cause".into(), json!(c));
-            }
-            Value::Object(d)
-        });
+        self.core
+            .log
+            .record(host, HistoryEventKind::ExecutionAborted, || {
+                let mut d = Map::new();
+                if let Some(e) = &error {
+                    d.insert("error".into(), json!(e));
+                }
+                if let Some(c) = &cause {
+                    d.insert("cause".into(), json!(c));
+                }
+                Value::Object(d)
+            });
     }
 
     /// The machine's TimeoutSeconds (or the caller's deadline) passed.
@@ -520,14 +522,16 @@ impl Execution {
             }
             Some(Err(f)) => {
                 self.status = Status::Failed;
-                self.core.log.record(host, HistoryEventKind::ExecutionFailed, || {
-                    let mut d = Map::new();
-                    d.insert("error".into(), json!(f.error));
-                    if let Some(c) = &f.cause {
-                        d.insert("cause".into(), json!(c));
-                    }
-                    Value::Object(d)
-                });
+                self.core
+                    .log
+                    .record(host, HistoryEventKind::ExecutionFailed, || {
+                        let mut d = Map::new();
+                        d.insert("error".into(), json!(f.error));
+                        if let Some(c) = &f.cause {
+                            d.insert("cause".into(), json!(c));
+                        }
+                        Value::Object(d)
+                    });
                 self.failure = Some(f);
                 self.core.pending.clear();
             }
@@ -604,9 +608,9 @@ impl Scope<'_> {
         }
         Value::Object(ctx)
     }
+}
 
-    /// Selects a path from the input, the context object or a variable; the error is
-    /// the detail AWS quotes (Jayway's wording for a miss).
+impl Resolve for Scope<'_> {
     fn select(&self, path: &JsonPath, input: &Value) -> Result<Value, String> {
         let found = match path.root() {
             Root::Input => path.select(input),
@@ -619,26 +623,38 @@ impl Scope<'_> {
         found.map_err(|nf| nf.detail)
     }
 
-    fn field_miss(path: &JsonPath, field: &str, input: &Value) -> Failure {
-        Failure::runtime(format!(
-            "The JSONPath '{}' specified for the field '{}' could not be found in the input '{}'",
-            path.text(),
-            field,
-            compact(input)
-        ))
+    fn random_u64(&mut self) -> u64 {
+        self.host.random_u64()
     }
+
+    fn uuid_v4(&mut self) -> String {
+        self.host.uuid_v4()
+    }
+}
+
+/// Resolves paths, templates and intrinsics as an execution does. An execution's
+/// [`Scope`] and TestState's scope differ only in where the context object and random
+/// numbers come from (the required methods); every other method is shared, so TestState
+/// cannot drift from what an execution does.
+pub(crate) trait Resolve {
+    /// Selects a path from the input, the context object or a variable; the error is
+    /// the detail AWS quotes (Jayway's wording for a miss).
+    fn select(&self, path: &JsonPath, input: &Value) -> Result<Value, String>;
+    fn random_u64(&mut self) -> u64;
+    fn uuid_v4(&mut self) -> String;
 
     /// Renders a Parameters-like template against `input`.
     fn render(&mut self, t: &Template, input: &Value) -> Result<Value, Failure> {
         self.render_field(t, input, "$")
     }
 
+    /// Renders a template; `field` is the key a missing path is reported under.
     fn render_field(&mut self, t: &Template, input: &Value, field: &str) -> Result<Value, Failure> {
         match t {
             Template::Literal(v) => Ok(v.clone()),
             Template::Path(p) => self
                 .select(p, input)
-                .map_err(|_| Self::field_miss(p, field, input)),
+                .map_err(|_| field_miss(p, field, input)),
             Template::Intrinsic(call) => self.intrinsic(call, input),
             Template::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
@@ -659,27 +675,6 @@ impl Scope<'_> {
     }
 
     fn intrinsic(&mut self, call: &intrinsics::Call, input: &Value) -> Result<Value, Failure> {
-        struct Bridge<'s, 'a> {
-            scope: &'s mut Scope<'a>,
-            input: &'s Value,
-        }
-        impl IntrinsicHost for Bridge<'_, '_> {
-            fn resolve_path(&mut self, path: &str) -> Result<Value, Failure> {
-                let p = JsonPath::parse(path).map_err(Failure::runtime)?;
-                self.scope.select(&p, self.input).map_err(|_| {
-                    Failure::runtime(format!(
-                        "The JSONPath '{path}' could not be found in the input '{}'",
-                        compact(self.input)
-                    ))
-                })
-            }
-            fn random_u64(&mut self) -> u64 {
-                self.scope.host.random_u64()
-            }
-            fn uuid_v4(&mut self) -> String {
-                self.scope.host.uuid_v4()
-            }
-        }
         intrinsics::eval(call, &mut Bridge { scope: self, input })
     }
 
@@ -700,6 +695,7 @@ impl Scope<'_> {
             .map_err(|d| Failure::runtime(format!("Invalid path '{}' : {}", p.text(), d)))
     }
 
+    /// A Fail state's Error or Cause.
     fn text(&mut self, t: &Text, input: &Value, field: &str) -> Result<String, Failure> {
         match t {
             Text::Fixed(s) => Ok(s.clone()),
@@ -708,6 +704,67 @@ impl Scope<'_> {
                 other => Ok(compact(&other)),
             },
         }
+    }
+
+    /// A number given in the definition or read by its `*Path` field (`field`).
+    fn amount(&self, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
+        self.amount_or(a, input, |v, p| {
+            Failure::runtime(format!(
+                "The {field} field refers to value \"{}\" which is not a valid number: {}",
+                compact(v),
+                p.text()
+            ))
+        })
+    }
+
+    /// [`Resolve::amount`] with the error for a value that is not a number worded by
+    /// `not_number` (TestState words it differently from an execution).
+    fn amount_or(
+        &self,
+        a: &Amount,
+        input: &Value,
+        not_number: impl FnOnce(&Value, &JsonPath) -> Failure,
+    ) -> Result<f64, Failure> {
+        match a {
+            Amount::Fixed(n) => Ok(*n),
+            Amount::Path(p) => {
+                let v = self.path_value(p, input)?;
+                v.as_f64().ok_or_else(|| not_number(&v, p))
+            }
+        }
+    }
+}
+
+fn field_miss(path: &JsonPath, field: &str, input: &Value) -> Failure {
+    Failure::runtime(format!(
+        "The JSONPath '{}' specified for the field '{}' could not be found in the input '{}'",
+        path.text(),
+        field,
+        compact(input)
+    ))
+}
+
+/// Lets intrinsic functions resolve paths and draw random numbers through a scope.
+struct Bridge<'s, S: ?Sized> {
+    scope: &'s mut S,
+    input: &'s Value,
+}
+
+impl<S: Resolve + ?Sized> IntrinsicHost for Bridge<'_, S> {
+    fn resolve_path(&mut self, path: &str) -> Result<Value, Failure> {
+        let p = JsonPath::parse(path).map_err(Failure::runtime)?;
+        self.scope.select(&p, self.input).map_err(|_| {
+            Failure::runtime(format!(
+                "The JSONPath '{path}' could not be found in the input '{}'",
+                compact(self.input)
+            ))
+        })
+    }
+    fn random_u64(&mut self) -> u64 {
+        self.scope.random_u64()
+    }
+    fn uuid_v4(&mut self) -> String {
+        self.scope.uuid_v4()
     }
 }
 
@@ -964,8 +1021,11 @@ impl Core {
         match step {
             Step::Blocked => {}
             Step::MapStartedError(n, f) => {
-                self.log
-                    .record(host, HistoryEventKind::MapStateStarted, || json!({ "length": n }));
+                self.log.record(
+                    host,
+                    HistoryEventKind::MapStateStarted,
+                    || json!({ "length": n }),
+                );
                 self.conclude(frame, state, Step::Error(f), host)
             }
             Step::Done(output, assigned, next) => {
@@ -1026,12 +1086,18 @@ impl Core {
             Step::Fanout(fan) => {
                 if fan.is_map {
                     let n = fan.inputs.len();
-                    self.log
-                        .record(host, HistoryEventKind::MapStateStarted, || json!({ "length": n }));
+                    self.log.record(
+                        host,
+                        HistoryEventKind::MapStateStarted,
+                        || json!({ "length": n }),
+                    );
                     if fan.distributed {
                         let arn = map_run_arn(&self.ident.info, &state.name, host);
-                        self.log
-                            .record(host, HistoryEventKind::MapRunStarted, || json!({ "mapRunArn": arn }));
+                        self.log.record(
+                            host,
+                            HistoryEventKind::MapRunStarted,
+                            || json!({ "mapRunArn": arn }),
+                        );
                     }
                 } else {
                     self.log
@@ -1175,13 +1241,17 @@ impl Core {
                 if let Some(t) = call.heartbeat_seconds {
                     d["heartbeatInSeconds"] = json!(t as i64);
                 }
-                self.log.record(host, HistoryEventKind::ActivityScheduled, || d);
+                self.log
+                    .record(host, HistoryEventKind::ActivityScheduled, || d);
             }
             Target::LambdaFunction { arn } => {
                 let d = json!({"input": call.payload, "inputDetails": {"truncated": false}, "resource": arn});
-                self.log.record(host, HistoryEventKind::LambdaFunctionScheduled, || d);
                 self.log
-                    .record(host, HistoryEventKind::LambdaFunctionStarted, || Value::Null);
+                    .record(host, HistoryEventKind::LambdaFunctionScheduled, || d);
+                self.log
+                    .record(host, HistoryEventKind::LambdaFunctionStarted, || {
+                        Value::Null
+                    });
             }
             target => {
                 let (rtype, res) = resource_parts(&call.resource, target);
@@ -1657,12 +1727,12 @@ impl Core {
                     None => (inputs, children),
                     Some(b) => {
                         let max_items = match &b.max_items {
-                            Some(a) => tryf!(amount(&scope, a, &effective, "MaxItemsPerBatchPath")),
+                            Some(a) => tryf!(scope.amount(a, &effective, "MaxItemsPerBatchPath")),
                             None => f64::INFINITY,
                         };
                         let max_bytes = match &b.max_bytes {
                             Some(a) => {
-                                tryf!(amount(&scope, a, &effective, "MaxInputBytesPerBatchPath"))
+                                tryf!(scope.amount(a, &effective, "MaxInputBytesPerBatchPath"))
                             }
                             None => MAX_PAYLOAD_BYTES as f64,
                         };
@@ -1757,7 +1827,12 @@ pub const MAX_TASK_SECONDS: i64 = 99_999_999;
 /// validator bounds the literal; a value read by the `*Path` field comes from the
 /// input, and is held to the same bound here so that no deadline is built from it
 /// that a clock cannot hold.
-fn task_seconds(scope: &Scope, a: &Amount, input: &Value, lit: &str) -> Result<f64, Failure> {
+fn task_seconds(
+    scope: &impl Resolve,
+    a: &Amount,
+    input: &Value,
+    lit: &str,
+) -> Result<f64, Failure> {
     match a {
         Amount::Fixed(n) if (1.0..=MAX_TASK_SECONDS as f64).contains(n) && n.fract() == 0.0 => {
             Ok(*n)
@@ -1791,22 +1866,6 @@ pub fn task_seconds_value(v: &Value, field: &str, path: &str) -> Result<f64, Fai
         )));
     }
     Ok(n)
-}
-
-fn amount(scope: &Scope, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
-    match a {
-        Amount::Fixed(n) => Ok(*n),
-        Amount::Path(p) => {
-            let v = scope.path_value(p, input)?;
-            v.as_f64().ok_or_else(|| {
-                Failure::runtime(format!(
-                    "The {field} field refers to value \"{}\" which is not a valid number: {}",
-                    compact(&v),
-                    p.text()
-                ))
-            })
-        }
-    }
 }
 
 fn json_size_exceeds(v: &Value) -> bool {
@@ -2336,9 +2395,11 @@ impl Core {
                 }
                 if is_map {
                     if distributed {
-                        self.log.record(host, HistoryEventKind::MapRunSucceeded, || Value::Null);
+                        self.log
+                            .record(host, HistoryEventKind::MapRunSucceeded, || Value::Null);
                     }
-                    self.log.record(host, HistoryEventKind::MapStateSucceeded, || Value::Null);
+                    self.log
+                        .record(host, HistoryEventKind::MapStateSucceeded, || Value::Null);
                 }
                 let Frame {
                     vars,
@@ -2379,7 +2440,8 @@ impl Core {
                     .as_ref()
                     .is_some_and(|c| will_retry(state, c, &f));
                 if distributed {
-                    self.log.record(host, HistoryEventKind::MapRunFailed, || Value::Null);
+                    self.log
+                        .record(host, HistoryEventKind::MapRunFailed, || Value::Null);
                 }
                 if !retried {
                     let kind = if is_map {

@@ -19,14 +19,11 @@
 use crate::choice;
 use crate::error::{names, Failure};
 use crate::eval::ExecutionInfo;
-use crate::time::timestamp;
-use crate::intrinsics::{self, IntrinsicHost};
 use crate::jsonpath::{JsonPath, Root};
-use crate::model::{
-    Amount, IoPath, Kind, Machine, QueryLanguage, Retrier, State, Template, Transition,
-};
+use crate::model::{Amount, IoPath, Kind, Machine, QueryLanguage, Retrier, State, Transition};
 use crate::resource::Pattern;
 use crate::runner::{self, RunHost, RunOptions, SeededRandom, TaskHandler, VirtualClock};
+use crate::time::timestamp;
 use crate::validate;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -626,18 +623,20 @@ impl Run<'_> {
                 };
                 let max_concurrency = match &spec.max_concurrency {
                     Some(a) => {
-                        Some(fatal!(scope.amount(a, &effective, "MaxConcurrencyPath")) as i64)
+                        Some(fatal!(scope.test_amount(a, &effective, "MaxConcurrencyPath")) as i64)
                     }
                     None => None,
                 };
                 let tolerated_count = match &spec.tolerated_failure_count {
-                    Some(a) => Some(
-                        fatal!(scope.amount(a, &effective, "ToleratedFailureCountPath")) as i64,
-                    ),
+                    Some(a) => Some(fatal!(scope.test_amount(
+                        a,
+                        &effective,
+                        "ToleratedFailureCountPath"
+                    )) as i64),
                     None => None,
                 };
                 let tolerated_pct = match &spec.tolerated_failure_percentage {
-                    Some(a) => Some(fatal!(scope.amount(
+                    Some(a) => Some(fatal!(scope.test_amount(
                         a,
                         &effective,
                         "ToleratedFailurePercentagePath"
@@ -910,9 +909,9 @@ fn backoff_seconds(r: &Retrier, attempt: u32) -> u32 {
     secs.clamp(0.0, u32::MAX as f64) as u32
 }
 
-// Error matching, ResultPath and compact JSON are the evaluator's own, so TestState
-// cannot drift from what an execution does.
-use crate::eval::{apply_result_path, compact, matches_error, task_seconds_value};
+// Error matching, ResultPath, compact JSON and the scope functions are the evaluator's
+// own, so TestState cannot drift from what an execution does.
+use crate::eval::{apply_result_path, compact, matches_error, task_seconds_value, Resolve};
 
 /// Resolves paths and intrinsics against the input, the given context and variables;
 /// the wording of its errors is the evaluator's.
@@ -922,7 +921,7 @@ struct Scope<'a> {
     random: SeededRandom,
 }
 
-impl Scope<'_> {
+impl Resolve for Scope<'_> {
     fn select(&self, path: &JsonPath, input: &Value) -> Result<Value, String> {
         let found = match path.root() {
             Root::Input => path.select(input),
@@ -935,119 +934,36 @@ impl Scope<'_> {
         found.map_err(|nf| nf.detail)
     }
 
-    fn io_path(&self, p: &IoPath, value: Value) -> Result<Value, Failure> {
-        match p {
-            IoPath::Whole => Ok(value),
-            IoPath::Empty => Ok(Value::Object(Map::new())),
-            IoPath::At(path) => self.select(path, &value).map_err(|detail| {
-                Failure::runtime(format!("Invalid path '{}' : {}", path.text(), detail))
-            }),
-        }
+    fn random_u64(&mut self) -> u64 {
+        self.random.next_u64()
     }
 
+    fn uuid_v4(&mut self) -> String {
+        self.random.uuid_v4()
+    }
+}
+
+impl Scope<'_> {
     /// A Task's TimeoutSeconds / HeartbeatSeconds, a value read from the input held to
     /// the bound the validator puts on the literal, as the evaluator holds it.
     fn task_seconds(&self, a: &Amount, input: &Value, lit: &str) -> Result<f64, Failure> {
         match a {
             Amount::Fixed(n) => Ok(*n),
             Amount::Path(p) => {
-                let v = self.select(p, input).map_err(|d| {
-                    Failure::runtime(format!("Invalid path '{}' : {}", p.text(), d))
-                })?;
+                let v = self.path_value(p, input)?;
                 task_seconds_value(&v, &format!("{lit}Path"), p.text())
             }
         }
     }
 
-    fn amount(&self, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
-        match a {
-            Amount::Fixed(n) => Ok(*n),
-            Amount::Path(p) => {
-                let v = self.select(p, input).map_err(|d| {
-                    Failure::runtime(format!("Invalid path '{}' : {}", p.text(), d))
-                })?;
-                v.as_f64().ok_or_else(|| {
-                    Failure::runtime(format!(
-                        "The {field} field references a value that is not a number: {}",
-                        compact(&v)
-                    ))
-                })
-            }
-        }
-    }
-
-    fn render(&mut self, t: &Template, input: &Value) -> Result<Value, Failure> {
-        self.render_field(t, input, "$")
-    }
-
-    fn render_field(&mut self, t: &Template, input: &Value, field: &str) -> Result<Value, Failure> {
-        match t {
-            Template::Literal(v) => Ok(v.clone()),
-            Template::Path(p) => self.select(p, input).map_err(|_| {
-                Failure::runtime(format!(
-                    "The JSONPath '{}' specified for the field '{}' could not be found in the input '{}'",
-                    p.text(),
-                    field,
-                    compact(input)
-                ))
-            }),
-            Template::Intrinsic(call) => {
-                let mut bridge = Bridge { scope: self, input };
-                intrinsics::eval(call, &mut bridge)
-            }
-            Template::Array(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                for i in items {
-                    out.push(self.render_field(i, input, field)?);
-                }
-                Ok(Value::Array(out))
-            }
-            Template::Object(fields) => {
-                let mut out = Map::with_capacity(fields.len());
-                for (name, t, key) in fields {
-                    let v = self.render_field(t, input, &key.0)?;
-                    out.insert(name.clone(), v);
-                }
-                Ok(Value::Object(out))
-            }
-        }
-    }
-
-    fn text(
-        &mut self,
-        t: &crate::model::Text,
-        input: &Value,
-        field: &str,
-    ) -> Result<String, Failure> {
-        match t {
-            crate::model::Text::Fixed(s) => Ok(s.clone()),
-            crate::model::Text::Dynamic(tmpl) => match self.render_field(tmpl, input, field)? {
-                Value::String(s) => Ok(s),
-                other => Ok(compact(&other)),
-            },
-        }
-    }
-}
-
-struct Bridge<'s, 'a> {
-    scope: &'s mut Scope<'a>,
-    input: &'s Value,
-}
-
-impl IntrinsicHost for Bridge<'_, '_> {
-    fn resolve_path(&mut self, path: &str) -> Result<Value, Failure> {
-        let p = JsonPath::parse(path).map_err(Failure::runtime)?;
-        self.scope.select(&p, self.input).map_err(|_| {
+    /// A Map's number fields; TestState's wording for a value that is not a number
+    /// differs from an execution's.
+    fn test_amount(&self, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
+        self.amount_or(a, input, |v, _| {
             Failure::runtime(format!(
-                "The JSONPath '{path}' could not be found in the input '{}'",
-                compact(self.input)
+                "The {field} field references a value that is not a number: {}",
+                compact(v)
             ))
         })
-    }
-    fn random_u64(&mut self) -> u64 {
-        self.scope.random.next_u64()
-    }
-    fn uuid_v4(&mut self) -> String {
-        self.scope.random.uuid_v4()
     }
 }
