@@ -12,8 +12,8 @@ use crate::history::{EventLog, HistoryEvent, HistoryEventKind};
 use crate::intrinsics::{self, IntrinsicHost};
 use crate::jsonpath::{JsonPath, Root};
 use crate::model::{
-    Amount, Catcher, IoPath, Kind, Machine, QueryLanguage, ResultPath, Retrier, State, Template,
-    Text, Transition, WaitFor,
+    Amount, Batcher, Catcher, ChoiceRule, IoPath, Kind, Machine, MapSpec, QueryLanguage,
+    ResultPath, Retrier, State, TaskSpec, Template, Text, Transition, WaitFor,
 };
 use crate::resource::{Pattern, Target};
 use chrono::{DateTime, Duration, Utc};
@@ -203,6 +203,20 @@ struct Frame {
     map_item: Option<(usize, Value)>,
     cursor: Option<Cursor>,
     result: Option<Result<Value, Failure>>,
+}
+
+impl Frame {
+    /// A Parallel branch or Map iteration not yet started, seeing the parent's
+    /// variables.
+    fn child(list: usize, vars: Map<String, Value>, map_item: Option<(usize, Value)>) -> Frame {
+        Frame {
+            list,
+            vars,
+            map_item,
+            cursor: None,
+            result: None,
+        }
+    }
 }
 
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -838,6 +852,28 @@ struct Fanout {
     tolerated_percentage: Option<f64>,
 }
 
+impl Fanout {
+    /// A Parallel's fanout of `children`, none started; `inputs[i]` is child i's input.
+    /// A Map sets its own fields over it.
+    fn new(inputs: Vec<Value>, children: Vec<Frame>, max_concurrency: usize) -> Fanout {
+        let n = inputs.len();
+        Fanout {
+            is_map: false,
+            distributed: false,
+            status: vec![ChildStatus::NotStarted; n],
+            inputs,
+            children,
+            max_concurrency,
+            running: 0,
+            finished: 0,
+            results: vec![Value::Null; n],
+            failures: 0,
+            tolerated_failures: None,
+            tolerated_percentage: None,
+        }
+    }
+}
+
 /// Where a Parallel branch or Map iteration stands.
 #[derive(Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum ChildStatus {
@@ -1345,6 +1381,8 @@ impl Core {
         let Some(cursor) = cursor.as_mut() else {
             return Step::Blocked;
         };
+        // Drawn before anything else the state does, so that the host's random
+        // numbers are used in the same order on every run.
         let task_token = match &state.kind {
             Kind::Task(t) if t.target.pattern() == Pattern::WaitForTaskToken => {
                 Some(host.uuid_v4())
@@ -1361,421 +1399,455 @@ impl Core {
             task_token: task_token.as_deref(),
             host,
         };
+        let input = &mut cursor.input;
         match &state.kind {
-            Kind::Pass { result } => {
-                let keep_raw = !matches!(state.result_path, ResultPath::Replace);
-                let raw = std::mem::take(&mut cursor.input);
-                // Cloning the input is the costliest step of a Pass; do it only when both
-                // the effective input and the raw input (for ResultPath) are needed.
-                let needs_effective =
-                    result.is_none() || !matches!(state.input_path, IoPath::Whole);
-                let (raw, effective) = if !needs_effective {
-                    (raw, Value::Null)
-                } else if keep_raw {
-                    let e = tryf!(scope.io_path(&state.input_path, raw.clone()));
-                    (raw, e)
-                } else {
-                    (Value::Null, tryf!(scope.io_path(&state.input_path, raw)))
-                };
-                let result = match (result, &state.parameters) {
-                    (Some(r), _) => r.clone(),
-                    (None, Some(p)) => tryf!(scope.render(p, &effective)),
-                    (None, None) => effective,
-                };
-                let assigned = tryf!(assign(&mut scope, state.assign.as_ref(), &result));
-                let output = tryf!(apply_result_path(&state.result_path, raw, result));
-                let output = tryf!(scope.io_path(&state.output_path, output));
-                Step::Done(output, assigned, state.transition)
-            }
-            Kind::Succeed => {
-                let raw = std::mem::take(&mut cursor.input);
-                let effective = tryf!(scope.io_path(&state.input_path, raw));
-                let output = tryf!(scope.io_path(&state.output_path, effective));
-                Step::Done(output, None, Transition::End)
-            }
-            Kind::Fail { error, cause } => {
-                let raw = &cursor.input;
-                let error = match error {
-                    Some(e) => tryf!(scope.text(e, raw, "ErrorPath")),
-                    None => String::new(),
-                };
-                let cause = match cause {
-                    Some(c) => Some(tryf!(scope.text(c, raw, "CausePath"))),
-                    None => None,
-                };
-                Step::Failed(Failure { error, cause })
-            }
-            Kind::Choice { rules, default } => {
-                let raw = std::mem::take(&mut cursor.input);
-                let effective = tryf!(scope.io_path(&state.input_path, raw));
-                let mut chosen = None;
-                for rule in rules {
-                    let hit = tryf!(choice::evaluate(
-                        &rule.condition,
-                        &effective,
-                        &|p: &JsonPath, v: &Value| scope.select(p, v)
-                    ));
-                    if hit {
-                        chosen = Some((rule.next, rule.assign.as_ref()));
-                        break;
-                    }
-                }
-                let (next, assign_t) = match chosen {
-                    Some(c) => c,
-                    None => match default {
-                        Some(d) => (*d, state.assign.as_ref()),
-                        None => {
-                            return Step::Failed(Failure::new(
-                                names::NO_CHOICE_MATCHED,
-                                format!("No Matches! State: {}", state.name),
-                            ))
-                        }
-                    },
-                };
-                let assigned = tryf!(assign(&mut scope, assign_t, &effective));
-                let output = tryf!(scope.io_path(&state.output_path, effective));
-                Step::Done(output, assigned, Transition::Next(next))
-            }
-            Kind::Wait(w) => {
-                // Kept: a Wait interrupted by StopExecution or the machine's timeout is
-                // redriven, and enters again with the input it had.
-                let raw = cursor.input.clone();
-                let effective = tryf!(scope.io_path(&state.input_path, raw));
-                let now = cursor.entered_time;
-                let until = match w {
-                    // A wait too long to hold saturates, and is refused as too long below.
-                    WaitFor::Seconds(s) => seconds_after(now, *s),
-                    WaitFor::SecondsPath(p) => {
-                        let v = tryf!(scope.path_value(p, &effective));
-                        let secs = match &v {
-                            Value::Number(n) if n.is_i64() || n.is_u64() => n.as_i64(),
-                            _ => None,
-                        };
-                        match secs {
-                            Some(s) if s < 0 => {
-                                return Step::Error(Failure::runtime(format!(
-                                    "The SecondsPath parameter references a negative value: {} == {}",
-                                    p.text(),
-                                    compact(&v)
-                                )))
-                            }
-                            Some(s) if s > MAX_WAIT_SECONDS => {
-                                return Step::Error(Failure::runtime("Wait state delay is too long."))
-                            }
-                            Some(s) => seconds_after(now, s as f64),
-                            None => {
-                                return Step::Error(Failure::runtime(format!(
-                                    "The SecondsPath parameter cannot be parsed as a long value: {} == {}",
-                                    p.text(),
-                                    compact(&v)
-                                )))
-                            }
-                        }
-                    }
-                    WaitFor::Timestamp(t) => match parse_timestamp(t) {
-                        Some(t) => t,
-                        None => {
-                            return Step::Error(Failure::runtime(format!(
-                                "The Timestamp '{t}' is not valid"
-                            )))
-                        }
-                    },
-                    WaitFor::TimestampPath(p) => {
-                        let v = tryf!(scope.path_value(p, &effective));
-                        match v.as_str().and_then(parse_timestamp) {
-                            Some(t) => t,
-                            None => {
-                                let shown = v
-                                    .as_str()
-                                    .map(str::to_string)
-                                    .unwrap_or_else(|| compact(&v));
-                                return Step::Error(Failure::runtime(format!(
-                                    "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
-                                    p.text(),
-                                    shown
-                                )));
-                            }
-                        }
-                    }
-                };
-                if (until - now).num_seconds() > MAX_WAIT_SECONDS {
-                    return Step::Error(Failure::runtime("Wait state delay is too long."));
-                }
-                let assigned = tryf!(assign(&mut scope, state.assign.as_ref(), &effective));
-                let output = tryf!(scope.io_path(&state.output_path, effective));
-                Step::Sleep {
-                    until,
-                    output,
-                    assigned,
-                }
-            }
-            Kind::Task(spec) => {
-                let effective = tryf!(scope.io_path(&state.input_path, cursor.input.clone()));
-                let params = match &state.parameters {
-                    Some(p) => tryf!(scope.render(p, &effective)),
-                    None => effective.clone(),
-                };
-                let timeout = match &spec.timeout {
-                    Some(a) => Some(tryf!(task_seconds(&scope, a, &effective, "TimeoutSeconds"))),
-                    None => None,
-                };
-                let heartbeat = match &spec.heartbeat {
-                    Some(a) => Some(tryf!(task_seconds(
-                        &scope,
-                        a,
-                        &effective,
-                        "HeartbeatSeconds"
-                    ))),
-                    None => None,
-                };
-                let (function, payload) = match &spec.target {
-                    Target::LambdaFunction { arn } => (Some(arn.clone()), params),
-                    Target::LambdaInvoke { .. } => {
-                        let function = match params.get("FunctionName") {
-                            Some(Value::String(f)) => f.clone(),
-                            _ => {
-                                return Step::Error(Failure::runtime(
-                                    "The field 'FunctionName' is required by lambda:invoke and must be a string",
-                                ))
-                            }
-                        };
-                        // Lambda receives Payload as bytes: a string is sent as it is, so
-                        // it reaches the function as the JSON it spells.
-                        let payload = match params.get("Payload") {
-                            None | Some(Value::Null) => Value::Object(Map::new()),
-                            Some(Value::String(s)) => match serde_json::from_str(s) {
-                                Ok(v) => v,
-                                Err(e) => {
-                                    return Step::Failed(Failure::new(
-                                        "Lambda.InvalidRequestContentException",
-                                        format!("Could not parse request body into json: {e}"),
-                                    ))
-                                }
-                            },
-                            Some(p) => p.clone(),
-                        };
-                        // The history shows the whole Parameters; the function gets Payload.
-                        return Step::Invoke(Box::new(TaskCall {
-                            state_name: state.name.clone(),
-                            resource: spec.resource.clone(),
-                            target: spec.target.clone(),
-                            function: Some(function),
-                            payload,
-                            parameters: params,
-                            timeout_seconds: timeout,
-                            heartbeat_seconds: heartbeat,
-                            task_token,
-                        }));
-                    }
-                    _ => (None, params),
-                };
-                Step::Invoke(Box::new(TaskCall {
-                    state_name: state.name.clone(),
-                    resource: spec.resource.clone(),
-                    target: spec.target.clone(),
-                    function,
-                    parameters: payload.clone(),
-                    payload,
-                    timeout_seconds: timeout,
-                    heartbeat_seconds: heartbeat,
-                    task_token,
-                }))
-            }
-            Kind::Parallel { branches } => {
-                let effective = tryf!(scope.io_path(&state.input_path, cursor.input.clone()));
-                let effective = match &state.parameters {
-                    Some(p) => tryf!(scope.render(p, &effective)),
-                    None => effective,
-                };
-                let n = branches.len();
-                let children = branches
-                    .iter()
-                    .map(|&list| Frame {
-                        list,
-                        vars: scope.vars.clone(),
-                        map_item: None,
-                        cursor: None,
-                        result: None,
-                    })
-                    .collect();
-                Step::Fanout(Box::new(Fanout {
-                    is_map: false,
-                    distributed: false,
-                    inputs: vec![effective; n],
-                    children,
-                    max_concurrency: n.max(1),
-                    status: vec![ChildStatus::NotStarted; n],
-                    running: 0,
-                    finished: 0,
-                    results: vec![Value::Null; n],
-                    failures: 0,
-                    tolerated_failures: None,
-                    tolerated_percentage: None,
-                }))
-            }
-            Kind::Map(spec) => {
-                if let Some(field) = spec.needs_s3 {
-                    return Step::Error(Failure::runtime(format!(
-                        "The Map state's {field} works on Amazon S3, which this engine cannot reach; \
-                         pass the items in the state input (ItemsPath) instead."
-                    )));
-                }
-                let effective = tryf!(scope.io_path(&state.input_path, cursor.input.clone()));
-                let items = tryf!(scope.io_path(&spec.items_path, effective.clone()));
-                let Value::Array(items) = items else {
-                    let p = match &spec.items_path {
-                        IoPath::At(p) => p.text().to_string(),
-                        _ => "$".into(),
-                    };
-                    return Step::Error(Failure::runtime(format!(
-                        "Invalid path '{p}' : The ItemsPath field must reference an array, but it references {}",
-                        compact(&items)
-                    )));
-                };
-                // AWS reads these after recording MapStateStarted, so a bad value
-                // fails the state with that event already in the history.
-                let n_items = items.len();
-                let max_concurrency = match &spec.max_concurrency {
-                    None => 0,
-                    Some(Amount::Fixed(n)) => *n as i64,
-                    // Unlike the tolerated-failure fields, MaxConcurrencyPath is read
-                    // before the Map starts.
-                    Some(Amount::Path(p)) => {
-                        let v = tryf!(scope.path_value(p, &effective));
-                        tryf!(path_integer(&v, "MaxConcurrencyPath", p))
-                    }
-                };
-                let tolerated_failures = match &spec.tolerated_failure_count {
-                    None => None,
-                    Some(Amount::Fixed(n)) => Some(*n),
-                    Some(Amount::Path(p)) => {
-                        let v = started_tryf!(n_items, scope.path_value(p, &effective));
-                        let n = started_tryf!(
-                            n_items,
-                            path_integer(&v, "ToleratedFailureCountPath", p)
-                        );
-                        if n < 0 {
-                            return Step::MapStartedError(
-                                n_items,
-                                Failure::runtime("ToleratedFailureCount cannot be negative."),
-                            );
-                        }
-                        Some(n as f64)
-                    }
-                };
-                let tolerated_percentage = match &spec.tolerated_failure_percentage {
-                    None => None,
-                    Some(Amount::Fixed(n)) => Some(*n),
-                    Some(Amount::Path(p)) => {
-                        let v = started_tryf!(n_items, scope.path_value(p, &effective));
-                        let n = started_tryf!(
-                            n_items,
-                            path_float(&v, "ToleratedFailurePercentagePath", p)
-                        );
-                        if !(0.0..=100.0).contains(&n) {
-                            return Step::MapStartedError(
-                                n_items,
-                                Failure::runtime(
-                                    "ToleratedFailurePercentage must be between 0 and 100.",
-                                ),
-                            );
-                        }
-                        Some(n)
-                    }
-                };
-                let mut inputs = Vec::with_capacity(items.len());
-                let mut children = Vec::with_capacity(items.len());
-                for (i, item) in items.into_iter().enumerate() {
-                    let input = match &spec.item_selector {
-                        Some(sel) => {
-                            let entry = (i, item);
-                            let mut item_scope = Scope {
-                                ident: scope.ident,
-                                vars: scope.vars,
-                                map_item: Some(&entry),
-                                state,
-                                entered_time: scope.entered_time,
-                                retry_count: scope.retry_count,
-                                task_token: None,
-                                host: &mut *scope.host,
-                            };
-                            let v = tryf!(item_scope.render(sel, &effective));
-                            let (_, item) = entry;
-                            children.push(Frame {
-                                list: spec.processor,
-                                vars: scope.vars.clone(),
-                                map_item: Some((i, item)),
-                                cursor: None,
-                                result: None,
-                            });
-                            v
-                        }
-                        None => {
-                            children.push(Frame {
-                                list: spec.processor,
-                                vars: scope.vars.clone(),
-                                map_item: Some((i, item.clone())),
-                                cursor: None,
-                                result: None,
-                            });
-                            item
-                        }
-                    };
-                    inputs.push(input);
-                }
-                let (inputs, children) = match &spec.batcher {
-                    None => (inputs, children),
-                    Some(b) => {
-                        let max_items = match &b.max_items {
-                            Some(a) => tryf!(scope.amount(a, &effective, "MaxItemsPerBatchPath")),
-                            None => f64::INFINITY,
-                        };
-                        let max_bytes = match &b.max_bytes {
-                            Some(a) => {
-                                tryf!(scope.amount(a, &effective, "MaxInputBytesPerBatchPath"))
-                            }
-                            None => MAX_PAYLOAD_BYTES as f64,
-                        };
-                        let batch_input = match &b.batch_input {
-                            Some(t) => Some(tryf!(scope.render(t, &effective))),
-                            None => None,
-                        };
-                        let batches = batch_items(inputs, max_items, max_bytes, batch_input);
-                        let frames = batches
-                            .iter()
-                            .map(|_| Frame {
-                                list: spec.processor,
-                                vars: scope.vars.clone(),
-                                map_item: None,
-                                cursor: None,
-                                result: None,
-                            })
-                            .collect();
-                        (batches, frames)
-                    }
-                };
-                let n = inputs.len();
-                Step::Fanout(Box::new(Fanout {
-                    is_map: true,
-                    distributed: spec.distributed,
-                    inputs,
-                    children,
-                    max_concurrency: if max_concurrency <= 0 {
-                        n.max(1)
-                    } else {
-                        max_concurrency as usize
-                    },
-                    status: vec![ChildStatus::NotStarted; n],
-                    running: 0,
-                    finished: 0,
-                    results: vec![Value::Null; n],
-                    failures: 0,
-                    tolerated_failures,
-                    tolerated_percentage,
-                }))
-            }
+            Kind::Pass { result } => act_pass(&mut scope, input, result.as_ref()),
+            Kind::Succeed => act_succeed(&mut scope, input),
+            Kind::Fail { error, cause } => act_fail(&mut scope, input, error, cause),
+            Kind::Choice { rules, default } => act_choice(&mut scope, input, rules, *default),
+            Kind::Wait(wait) => act_wait(&mut scope, input, wait),
+            Kind::Task(spec) => act_task(&mut scope, input, spec),
+            Kind::Parallel { branches } => act_parallel(&mut scope, input, branches),
+            Kind::Map(spec) => act_map(&mut scope, input, spec),
         }
     }
+}
+
+// One function per state kind, each deciding the state's [`Step`] from its scope and
+// the input it entered with. `Core::act` picks the one for the state's kind.
+
+fn act_pass(scope: &mut Scope, input: &mut Value, result: Option<&Value>) -> Step {
+    let state = scope.state;
+    let keep_raw = !matches!(state.result_path, ResultPath::Replace);
+    let raw = std::mem::take(input);
+    // Cloning the input is the costliest step of a Pass; do it only when both the
+    // effective input and the raw input (for ResultPath) are needed.
+    let needs_effective = result.is_none() || !matches!(state.input_path, IoPath::Whole);
+    let (raw, effective) = if !needs_effective {
+        (raw, Value::Null)
+    } else if keep_raw {
+        let e = tryf!(scope.io_path(&state.input_path, raw.clone()));
+        (raw, e)
+    } else {
+        (Value::Null, tryf!(scope.io_path(&state.input_path, raw)))
+    };
+    let result = match (result, &state.parameters) {
+        (Some(r), _) => r.clone(),
+        (None, Some(p)) => tryf!(scope.render(p, &effective)),
+        (None, None) => effective,
+    };
+    let assigned = tryf!(assign(scope, state.assign.as_ref(), &result));
+    let output = tryf!(apply_result_path(&state.result_path, raw, result));
+    let output = tryf!(scope.io_path(&state.output_path, output));
+    Step::Done(output, assigned, state.transition)
+}
+
+fn act_succeed(scope: &mut Scope, input: &mut Value) -> Step {
+    let state = scope.state;
+    let raw = std::mem::take(input);
+    let effective = tryf!(scope.io_path(&state.input_path, raw));
+    let output = tryf!(scope.io_path(&state.output_path, effective));
+    Step::Done(output, None, Transition::End)
+}
+
+fn act_fail(scope: &mut Scope, input: &Value, error: &Option<Text>, cause: &Option<Text>) -> Step {
+    let error = match error {
+        Some(e) => tryf!(scope.text(e, input, "ErrorPath")),
+        None => String::new(),
+    };
+    let cause = match cause {
+        Some(c) => Some(tryf!(scope.text(c, input, "CausePath"))),
+        None => None,
+    };
+    Step::Failed(Failure { error, cause })
+}
+
+fn act_choice(
+    scope: &mut Scope,
+    input: &mut Value,
+    rules: &[ChoiceRule],
+    default: Option<usize>,
+) -> Step {
+    let state = scope.state;
+    let raw = std::mem::take(input);
+    let effective = tryf!(scope.io_path(&state.input_path, raw));
+    let mut chosen = None;
+    for rule in rules {
+        let hit = tryf!(choice::evaluate(
+            &rule.condition,
+            &effective,
+            &|p: &JsonPath, v: &Value| scope.select(p, v)
+        ));
+        if hit {
+            chosen = Some((rule.next, rule.assign.as_ref()));
+            break;
+        }
+    }
+    let (next, assign_t) = match (chosen, default) {
+        (Some(c), _) => c,
+        (None, Some(d)) => (d, state.assign.as_ref()),
+        (None, None) => {
+            return Step::Failed(Failure::new(
+                names::NO_CHOICE_MATCHED,
+                format!("No Matches! State: {}", state.name),
+            ))
+        }
+    };
+    let assigned = tryf!(assign(scope, assign_t, &effective));
+    let output = tryf!(scope.io_path(&state.output_path, effective));
+    Step::Done(output, assigned, Transition::Next(next))
+}
+
+fn act_wait(scope: &mut Scope, input: &Value, wait: &WaitFor) -> Step {
+    let state = scope.state;
+    // Cloned, not taken: a Wait interrupted by StopExecution or the machine's timeout
+    // is redriven, and enters again with the input it had.
+    let effective = tryf!(scope.io_path(&state.input_path, input.clone()));
+    let entered = scope.entered_time;
+    let until = tryf!(wait_until(scope, wait, &effective, entered));
+    if (until - entered).num_seconds() > MAX_WAIT_SECONDS {
+        return Step::Error(Failure::runtime("Wait state delay is too long."));
+    }
+    let assigned = tryf!(assign(scope, state.assign.as_ref(), &effective));
+    let output = tryf!(scope.io_path(&state.output_path, effective));
+    Step::Sleep {
+        until,
+        output,
+        assigned,
+    }
+}
+
+/// When a Wait entered at `entered` ends, from whichever of its four fields it has.
+fn wait_until(
+    scope: &Scope,
+    wait: &WaitFor,
+    effective: &Value,
+    entered: DateTime<Utc>,
+) -> Result<DateTime<Utc>, Failure> {
+    match wait {
+        // A wait too long to hold saturates, and is refused as too long by the caller.
+        WaitFor::Seconds(s) => Ok(seconds_after(entered, *s)),
+        WaitFor::SecondsPath(p) => {
+            let v = scope.path_value(p, effective)?;
+            wait_seconds_path(&v, p).map(|s| seconds_after(entered, s as f64))
+        }
+        WaitFor::Timestamp(t) => parse_timestamp(t)
+            .ok_or_else(|| Failure::runtime(format!("The Timestamp '{t}' is not valid"))),
+        WaitFor::TimestampPath(p) => {
+            let v = scope.path_value(p, effective)?;
+            v.as_str().and_then(parse_timestamp).ok_or_else(|| {
+                let shown = v.as_str().map(str::to_string).unwrap_or_else(|| compact(&v));
+                Failure::runtime(format!(
+                    "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
+                    p.text(),
+                    shown
+                ))
+            })
+        }
+    }
+}
+
+/// The whole seconds a Wait's SecondsPath selected (`v`), from 0 to [`MAX_WAIT_SECONDS`].
+fn wait_seconds_path(v: &Value, p: &JsonPath) -> Result<i64, Failure> {
+    let secs = match v {
+        Value::Number(n) if n.is_i64() || n.is_u64() => n.as_i64(),
+        _ => None,
+    };
+    match secs {
+        Some(s) if s < 0 => Err(Failure::runtime(format!(
+            "The SecondsPath parameter references a negative value: {} == {}",
+            p.text(),
+            compact(v)
+        ))),
+        Some(s) if s > MAX_WAIT_SECONDS => Err(Failure::runtime("Wait state delay is too long.")),
+        Some(s) => Ok(s),
+        None => Err(Failure::runtime(format!(
+            "The SecondsPath parameter cannot be parsed as a long value: {} == {}",
+            p.text(),
+            compact(v)
+        ))),
+    }
+}
+
+fn act_task(scope: &mut Scope, input: &Value, spec: &TaskSpec) -> Step {
+    let state = scope.state;
+    let effective = tryf!(scope.io_path(&state.input_path, input.clone()));
+    let params = match &state.parameters {
+        Some(p) => tryf!(scope.render(p, &effective)),
+        None => effective.clone(),
+    };
+    let timeout_seconds = match &spec.timeout {
+        Some(a) => Some(tryf!(task_seconds(scope, a, &effective, "TimeoutSeconds"))),
+        None => None,
+    };
+    let heartbeat_seconds = match &spec.heartbeat {
+        Some(a) => Some(tryf!(task_seconds(
+            scope,
+            a,
+            &effective,
+            "HeartbeatSeconds"
+        ))),
+        None => None,
+    };
+    let call = TaskCall {
+        state_name: state.name.clone(),
+        resource: spec.resource.clone(),
+        target: spec.target.clone(),
+        function: None,
+        payload: Value::Null,
+        parameters: Value::Null,
+        timeout_seconds,
+        heartbeat_seconds,
+        task_token: scope.task_token.map(str::to_string),
+    };
+    let call = match &spec.target {
+        Target::LambdaFunction { arn } => TaskCall {
+            function: Some(arn.clone()),
+            parameters: params.clone(),
+            payload: params,
+            ..call
+        },
+        Target::LambdaInvoke { .. } => return lambda_invoke(call, params),
+        _ => TaskCall {
+            parameters: params.clone(),
+            payload: params,
+            ..call
+        },
+    };
+    Step::Invoke(Box::new(call))
+}
+
+/// Invokes `lambda:invoke`: the function is Parameters' FunctionName and gets Payload,
+/// while the history shows the whole Parameters.
+fn lambda_invoke(call: TaskCall, params: Value) -> Step {
+    let function = match params.get("FunctionName") {
+        Some(Value::String(f)) => f.clone(),
+        _ => {
+            return Step::Error(Failure::runtime(
+                "The field 'FunctionName' is required by lambda:invoke and must be a string",
+            ))
+        }
+    };
+    // Lambda receives Payload as bytes: a string is sent as it is, so it reaches the
+    // function as the JSON it spells.
+    let payload = match params.get("Payload") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::String(s)) => match serde_json::from_str(s) {
+            Ok(v) => v,
+            Err(e) => {
+                return Step::Failed(Failure::new(
+                    "Lambda.InvalidRequestContentException",
+                    format!("Could not parse request body into json: {e}"),
+                ))
+            }
+        },
+        Some(p) => p.clone(),
+    };
+    Step::Invoke(Box::new(TaskCall {
+        function: Some(function),
+        payload,
+        parameters: params,
+        ..call
+    }))
+}
+
+fn act_parallel(scope: &mut Scope, input: &Value, branches: &[usize]) -> Step {
+    let state = scope.state;
+    let effective = tryf!(scope.io_path(&state.input_path, input.clone()));
+    let effective = match &state.parameters {
+        Some(p) => tryf!(scope.render(p, &effective)),
+        None => effective,
+    };
+    let n = branches.len();
+    let children = branches
+        .iter()
+        .map(|&list| Frame::child(list, scope.vars.clone(), None))
+        .collect();
+    Step::Fanout(Box::new(Fanout::new(
+        vec![effective; n],
+        children,
+        n.max(1),
+    )))
+}
+
+/// A Map state starts its iterations (or batches).
+fn act_map(scope: &mut Scope, input: &Value, spec: &MapSpec) -> Step {
+    let state = scope.state;
+    if let Some(field) = spec.needs_s3 {
+        return Step::Error(Failure::runtime(format!(
+            "The Map state's {field} works on Amazon S3, which this engine cannot reach; \
+             pass the items in the state input (ItemsPath) instead."
+        )));
+    }
+    let effective = tryf!(scope.io_path(&state.input_path, input.clone()));
+    let items = tryf!(map_items(scope, spec, &effective));
+    // Unlike the tolerated-failure fields, MaxConcurrencyPath is read before the Map
+    // starts.
+    let max_concurrency = tryf!(map_max_concurrency(scope, spec, &effective));
+    // AWS reads these after recording MapStateStarted, so a bad value fails the
+    // state with that event already in the history.
+    let n_items = items.len();
+    let tolerated_failures =
+        started_tryf!(n_items, tolerated_failure_count(scope, spec, &effective));
+    let tolerated_percentage = started_tryf!(
+        n_items,
+        tolerated_failure_percentage(scope, spec, &effective)
+    );
+    let (inputs, children) = tryf!(map_children(scope, spec, items, &effective));
+    let (inputs, children) = match &spec.batcher {
+        None => (inputs, children),
+        Some(b) => tryf!(map_batches(scope, spec, b, inputs, &effective)),
+    };
+    let n = inputs.len();
+    let max_concurrency = if max_concurrency <= 0 {
+        n.max(1)
+    } else {
+        max_concurrency as usize
+    };
+    Step::Fanout(Box::new(Fanout {
+        is_map: true,
+        distributed: spec.distributed,
+        tolerated_failures,
+        tolerated_percentage,
+        ..Fanout::new(inputs, children, max_concurrency)
+    }))
+}
+
+/// The array ItemsPath selects from the Map's effective input.
+fn map_items(scope: &Scope, spec: &MapSpec, effective: &Value) -> Result<Vec<Value>, Failure> {
+    match scope.io_path(&spec.items_path, effective.clone())? {
+        Value::Array(items) => Ok(items),
+        other => {
+            let p = match &spec.items_path {
+                IoPath::At(p) => p.text().to_string(),
+                _ => "$".into(),
+            };
+            Err(Failure::runtime(format!(
+                "Invalid path '{p}' : The ItemsPath field must reference an array, but it references {}",
+                compact(&other)
+            )))
+        }
+    }
+}
+
+/// MaxConcurrency, or the integer MaxConcurrencyPath selects; 0 when unset.
+fn map_max_concurrency(scope: &Scope, spec: &MapSpec, effective: &Value) -> Result<i64, Failure> {
+    match &spec.max_concurrency {
+        None => Ok(0),
+        Some(Amount::Fixed(n)) => Ok(*n as i64),
+        Some(Amount::Path(p)) => {
+            let v = scope.path_value(p, effective)?;
+            path_integer(&v, "MaxConcurrencyPath", p)
+        }
+    }
+}
+
+fn tolerated_failure_count(
+    scope: &Scope,
+    spec: &MapSpec,
+    effective: &Value,
+) -> Result<Option<f64>, Failure> {
+    match &spec.tolerated_failure_count {
+        None => Ok(None),
+        Some(Amount::Fixed(n)) => Ok(Some(*n)),
+        Some(Amount::Path(p)) => {
+            let v = scope.path_value(p, effective)?;
+            let n = path_integer(&v, "ToleratedFailureCountPath", p)?;
+            if n < 0 {
+                return Err(Failure::runtime(
+                    "ToleratedFailureCount cannot be negative.",
+                ));
+            }
+            Ok(Some(n as f64))
+        }
+    }
+}
+
+fn tolerated_failure_percentage(
+    scope: &Scope,
+    spec: &MapSpec,
+    effective: &Value,
+) -> Result<Option<f64>, Failure> {
+    match &spec.tolerated_failure_percentage {
+        None => Ok(None),
+        Some(Amount::Fixed(n)) => Ok(Some(*n)),
+        Some(Amount::Path(p)) => {
+            let v = scope.path_value(p, effective)?;
+            let n = path_float(&v, "ToleratedFailurePercentagePath", p)?;
+            if !(0.0..=100.0).contains(&n) {
+                return Err(Failure::runtime(
+                    "ToleratedFailurePercentage must be between 0 and 100.",
+                ));
+            }
+            Ok(Some(n))
+        }
+    }
+}
+
+/// Each item's input (the item, or ItemSelector rendered with `$$.Map.Item`) and the
+/// frame that runs it.
+fn map_children(
+    scope: &mut Scope,
+    spec: &MapSpec,
+    items: Vec<Value>,
+    effective: &Value,
+) -> Result<(Vec<Value>, Vec<Frame>), Failure> {
+    let mut inputs = Vec::with_capacity(items.len());
+    let mut children = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let entry = (i, item);
+        let input = match &spec.item_selector {
+            Some(sel) => {
+                let mut item_scope = Scope {
+                    ident: scope.ident,
+                    vars: scope.vars,
+                    map_item: Some(&entry),
+                    state: scope.state,
+                    entered_time: scope.entered_time,
+                    retry_count: scope.retry_count,
+                    task_token: None,
+                    host: &mut *scope.host,
+                };
+                item_scope.render(sel, effective)?
+            }
+            None => entry.1.clone(),
+        };
+        children.push(Frame::child(
+            spec.processor,
+            scope.vars.clone(),
+            Some(entry),
+        ));
+        inputs.push(input);
+    }
+    Ok((inputs, children))
+}
+
+/// ItemBatcher: the items grouped into batches, and a frame for each batch.
+fn map_batches(
+    scope: &mut Scope,
+    spec: &MapSpec,
+    b: &Batcher,
+    inputs: Vec<Value>,
+    effective: &Value,
+) -> Result<(Vec<Value>, Vec<Frame>), Failure> {
+    let max_items = match &b.max_items {
+        Some(a) => scope.amount(a, effective, "MaxItemsPerBatchPath")?,
+        None => f64::INFINITY,
+    };
+    let max_bytes = match &b.max_bytes {
+        Some(a) => scope.amount(a, effective, "MaxInputBytesPerBatchPath")?,
+        None => MAX_PAYLOAD_BYTES as f64,
+    };
+    let batch_input = match &b.batch_input {
+        Some(t) => Some(scope.render(t, effective)?),
+        None => None,
+    };
+    let batches = batch_items(inputs, max_items, max_bytes, batch_input);
+    let frames = batches
+        .iter()
+        .map(|_| Frame::child(spec.processor, scope.vars.clone(), None))
+        .collect();
+    Ok((batches, frames))
 }
 
 /// ItemBatcher: consecutive items grouped up to a count and a size, each batch the
