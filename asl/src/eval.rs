@@ -1065,26 +1065,7 @@ impl Core {
                 self.conclude(frame, state, Step::Error(f), host)
             }
             Step::Done(output, assigned, next) => {
-                match payload_problem(&output) {
-                    None => {}
-                    Some(PayloadProblem::TooLarge) => {
-                        let f = Failure::new(
-                            names::DATA_LIMIT_EXCEEDED,
-                            format!(
-                                "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
-                                state.name
-                            ),
-                        );
-                        return self.fail(frame, state, f, host);
-                    }
-                    Some(PayloadProblem::TooDeep) => {
-                        return self.conclude(frame, state, Step::Error(too_deep()), host);
-                    }
-                }
-                if let Some(vars) = assigned {
-                    frame.vars.extend(vars);
-                }
-                self.exit(frame, state, output, next, host)
+                self.done(frame, state, output, assigned, next, host)
             }
             Step::Error(f) if f.error == names::RUNTIME => {
                 let entered = frame.cursor.as_ref().map_or(0, |c| c.entered_event);
@@ -1119,32 +1100,73 @@ impl Core {
                     };
                 }
             }
-            Step::Fanout(fan) => {
-                if fan.is_map {
-                    let n = fan.inputs.len();
-                    self.log.record(
-                        host,
-                        HistoryEventKind::MapStateStarted,
-                        || json!({ "length": n }),
-                    );
-                    if fan.distributed {
-                        let arn = map_run_arn(&self.ident.info, &state.name, host);
-                        self.log.record(
-                            host,
-                            HistoryEventKind::MapRunStarted,
-                            || json!({ "mapRunArn": arn }),
-                        );
-                    }
-                } else {
-                    self.log
-                        .record(host, HistoryEventKind::ParallelStateStarted, || Value::Null);
-                }
-                if let Some(c) = frame.cursor.as_mut() {
-                    c.phase = Phase::Fanout(fan);
-                }
-                self.pump(frame, state, host);
+            Step::Fanout(fan) => self.start_fanout(frame, state, fan, host),
+        }
+    }
+
+    /// A state completed: its output must fit between states before it is passed on.
+    fn done(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        output: Value,
+        assigned: Option<Map<String, Value>>,
+        next: Transition,
+        host: &mut dyn Host,
+    ) {
+        match payload_problem(&output) {
+            None => {}
+            Some(PayloadProblem::TooLarge) => {
+                let f = Failure::new(
+                    names::DATA_LIMIT_EXCEEDED,
+                    format!(
+                        "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
+                        state.name
+                    ),
+                );
+                return self.fail(frame, state, f, host);
+            }
+            Some(PayloadProblem::TooDeep) => {
+                return self.conclude(frame, state, Step::Error(too_deep()), host);
             }
         }
+        if let Some(vars) = assigned {
+            frame.vars.extend(vars);
+        }
+        self.exit(frame, state, output, next, host)
+    }
+
+    /// A Parallel or Map records its start and starts as many children as it may.
+    fn start_fanout(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        fan: Box<Fanout>,
+        host: &mut dyn Host,
+    ) {
+        if fan.is_map {
+            let n = fan.inputs.len();
+            self.log.record(
+                host,
+                HistoryEventKind::MapStateStarted,
+                || json!({ "length": n }),
+            );
+            if fan.distributed {
+                let arn = map_run_arn(&self.ident.info, &state.name, host);
+                self.log.record(
+                    host,
+                    HistoryEventKind::MapRunStarted,
+                    || json!({ "mapRunArn": arn }),
+                );
+            }
+        } else {
+            self.log
+                .record(host, HistoryEventKind::ParallelStateStarted, || Value::Null);
+        }
+        if let Some(c) = frame.cursor.as_mut() {
+            c.phase = Phase::Fanout(fan);
+        }
+        self.pump(frame, state, host);
     }
 
     fn exit(
@@ -2045,37 +2067,17 @@ impl Core {
         delivery: Delivery,
         host: &mut dyn Host,
     ) {
-        let machine = self.machine.clone();
-        if frame.result.is_some() {
+        if frame.result.is_some() || frame.cursor.is_none() {
             return;
         }
+        if let Some((&i, rest)) = path.split_first() {
+            return self.deliver_to_child(frame, i, rest, id, delivery, host);
+        }
+        let machine = self.machine.clone();
         let Some(cursor) = frame.cursor.as_mut() else {
             return;
         };
         let state = &machine.lists[frame.list].states[cursor.state];
-        if let Some((&i, rest)) = path.split_first() {
-            let Phase::Fanout(fan) = &mut cursor.phase else {
-                return;
-            };
-            let Some(child) = fan.children.get_mut(i as usize) else {
-                return;
-            };
-            self.path.push(i);
-            self.log.mute(fan.distributed);
-            self.deliver(child, rest, id, delivery, host);
-            self.log.unmute(fan.distributed);
-            self.path.pop();
-            if child.result.is_some() {
-                fan.running -= 1;
-                if let Some(step) = self.child_finished(fan, i as usize, state, host) {
-                    self.conclude_fanout(frame, state, step, host);
-                } else {
-                    self.pump(frame, state, host);
-                }
-            }
-            self.run(frame, host);
-            return;
-        }
         let phase = std::mem::replace(&mut cursor.phase, Phase::Enter);
         match (phase, delivery) {
             (Phase::Task { effect, call }, Delivery::TaskSucceeded(v)) if effect == id => {
@@ -2109,6 +2111,44 @@ impl Core {
                     c.phase = phase;
                 }
                 return;
+            }
+        }
+        self.run(frame, host);
+    }
+
+    /// Delivers an effect's outcome below child `i` of the fanout `frame` is in, then
+    /// lets the fanout react if the child finished.
+    fn deliver_to_child(
+        &mut self,
+        frame: &mut Frame,
+        i: u32,
+        rest: &[u32],
+        id: EffectId,
+        delivery: Delivery,
+        host: &mut dyn Host,
+    ) {
+        let machine = self.machine.clone();
+        let Some(cursor) = frame.cursor.as_mut() else {
+            return;
+        };
+        let state = &machine.lists[frame.list].states[cursor.state];
+        let Phase::Fanout(fan) = &mut cursor.phase else {
+            return;
+        };
+        let Some(child) = fan.children.get_mut(i as usize) else {
+            return;
+        };
+        self.path.push(i);
+        self.log.mute(fan.distributed);
+        self.deliver(child, rest, id, delivery, host);
+        self.log.unmute(fan.distributed);
+        self.path.pop();
+        if child.result.is_some() {
+            fan.running -= 1;
+            if let Some(step) = self.child_finished(fan, i as usize, state, host) {
+                self.conclude_fanout(frame, state, step, host);
+            } else {
+                self.pump(frame, state, host);
             }
         }
         self.run(frame, host);
@@ -2165,15 +2205,8 @@ impl Core {
             task_token: call.task_token.as_deref(),
             host,
         };
-        let selected = match &state.result_selector {
-            Some(sel) => tryf!(scope.render(sel, &result)),
-            None => result,
-        };
-        let assigned = tryf!(assign(&mut scope, state.assign.as_ref(), &selected));
         let raw_input = std::mem::take(&mut cursor.input);
-        let output = tryf!(apply_result_path(&state.result_path, raw_input, selected));
-        let output = tryf!(scope.io_path(&state.output_path, output));
-        Step::Done(output, assigned, state.transition)
+        shape_result(&mut scope, raw_input, result)
     }
 
     /// Clears a frame's failure so that it runs again from where it stopped: the state
@@ -2444,6 +2477,49 @@ impl Core {
         )
     }
 
+    /// Every child succeeded: the results, in child order, become the state's result.
+    fn fanout_succeeded(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        results: Value,
+        host: &mut dyn Host,
+    ) {
+        if let Some(c) = frame.cursor.as_mut() {
+            c.phase = Phase::Enter;
+        }
+        if let Kind::Map(spec) = &state.kind {
+            if spec.distributed {
+                self.log
+                    .record(host, HistoryEventKind::MapRunSucceeded, || Value::Null);
+            }
+            self.log
+                .record(host, HistoryEventKind::MapStateSucceeded, || Value::Null);
+        }
+        let Frame {
+            vars,
+            map_item,
+            cursor,
+            ..
+        } = frame;
+        let Some(cursor) = cursor.as_mut() else {
+            return;
+        };
+        let mut scope = Scope {
+            ident: &self.ident,
+            vars,
+            map_item: map_item.as_ref(),
+            state,
+            entered_time: cursor.entered_time,
+            retry_count: cursor.retry_count,
+            task_token: None,
+            host,
+        };
+        let raw_input = std::mem::take(&mut cursor.input);
+        let step = shape_result(&mut scope, raw_input, results);
+        self.conclude(frame, state, step, host);
+    }
+
     /// Turns a decided fanout into the state's outcome: on success the results go
     /// through ResultSelector, ResultPath and OutputPath; on failure the children's
     /// outstanding effects are abandoned.
@@ -2461,50 +2537,7 @@ impl Core {
         self.pending
             .retain(|_, (p, _)| !(p.len() > depth && p.starts_with(&here)));
         match step {
-            Step::Done(results, _, _) => {
-                if let Some(c) = frame.cursor.as_mut() {
-                    c.phase = Phase::Enter;
-                }
-                if is_map {
-                    if distributed {
-                        self.log
-                            .record(host, HistoryEventKind::MapRunSucceeded, || Value::Null);
-                    }
-                    self.log
-                        .record(host, HistoryEventKind::MapStateSucceeded, || Value::Null);
-                }
-                let Frame {
-                    vars,
-                    map_item,
-                    cursor,
-                    ..
-                } = frame;
-                let Some(cursor) = cursor.as_mut() else {
-                    return;
-                };
-                let mut scope = Scope {
-                    ident: &self.ident,
-                    vars,
-                    map_item: map_item.as_ref(),
-                    state,
-                    entered_time: cursor.entered_time,
-                    retry_count: cursor.retry_count,
-                    task_token: None,
-                    host,
-                };
-                let raw = std::mem::take(&mut cursor.input);
-                let step = (|| {
-                    let selected = match &state.result_selector {
-                        Some(sel) => tryf!(scope.render(sel, &results)),
-                        None => results,
-                    };
-                    let assigned = tryf!(assign(&mut scope, state.assign.as_ref(), &selected));
-                    let output = tryf!(apply_result_path(&state.result_path, raw, selected));
-                    let output = tryf!(scope.io_path(&state.output_path, output));
-                    Step::Done(output, assigned, state.transition)
-                })();
-                self.conclude(frame, state, step, host);
-            }
+            Step::Done(results, _, _) => self.fanout_succeeded(frame, state, results, host),
             Step::Failed(f) => {
                 // AWS records the state as failed only when no retrier takes it again.
                 let retried = frame
@@ -2528,6 +2561,20 @@ impl Core {
             other => self.conclude(frame, state, other, host),
         }
     }
+}
+
+/// ResultSelector, Assign, ResultPath and OutputPath: the way from a Task's, Parallel's
+/// or Map's result (and the input the state entered with) to the state's output.
+fn shape_result(scope: &mut Scope, raw_input: Value, result: Value) -> Step {
+    let state = scope.state;
+    let selected = match &state.result_selector {
+        Some(sel) => tryf!(scope.render(sel, &result)),
+        None => result,
+    };
+    let assigned = tryf!(assign(scope, state.assign.as_ref(), &selected));
+    let output = tryf!(apply_result_path(&state.result_path, raw_input, selected));
+    let output = tryf!(scope.io_path(&state.output_path, output));
+    Step::Done(output, assigned, state.transition)
 }
 
 /// The ARN of a distributed Map's run: `...:mapRun:MACHINE/STATE:ID`.
