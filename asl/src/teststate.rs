@@ -812,8 +812,6 @@ impl Run<'_> {
 
     /// Turns the state's outcome into TestState's answer, Retry and Catch considered.
     fn finish(&mut self, outcome: Outcome, mut insp: InspectionData) -> TestStateResult {
-        let debug = self.req.inspection_level != InspectionLevel::Info;
-        let state = self.state;
         let mut result = TestStateResult {
             status: TestStatus::Succeeded,
             output: None,
@@ -832,57 +830,60 @@ impl Run<'_> {
                 result.error = Some(f.error).filter(|e| !e.is_empty());
                 result.cause = f.cause;
             }
-            Outcome::Failed(f) => {
-                result.status = TestStatus::Failed;
-                let retrier = state
-                    .retry
-                    .iter()
-                    .position(|r| matches_error(&r.error_equals, &f.error));
-                let retry =
-                    retrier.filter(|&i| self.req.retrier_retry_count < state.retry[i].max_attempts);
-                if let Some(i) = retry {
-                    result.status = TestStatus::Retriable;
-                    insp.error_details = Some(ErrorDetails {
-                        retry_index: Some(i as u32),
-                        retry_backoff_interval_seconds: Some(backoff_seconds(
-                            &state.retry[i],
-                            self.req.retrier_retry_count,
-                        )),
-                        catch_index: None,
-                    });
-                } else if let Some((i, c)) = state
-                    .catch
-                    .iter()
-                    .enumerate()
-                    .find(|(_, c)| matches_error(&c.error_equals, &f.error))
-                {
-                    let err =
-                        json!({"Error": f.error, "Cause": f.cause.clone().unwrap_or_default()});
-                    match apply_result_path(&c.result_path, self.req.input.clone(), err) {
-                        Ok(out) => {
-                            result.status = TestStatus::CaughtError;
-                            result.next_state = Some(self.names[c.next].clone());
-                            if debug {
-                                insp.after_result_path = Some(out.clone());
-                            }
-                            result.output = Some(out);
-                            insp.error_details = Some(ErrorDetails {
-                                catch_index: Some(i as u32),
-                                ..ErrorDetails::default()
-                            });
-                        }
-                        Err(e) => {
-                            result.error = Some(e.error);
-                            result.cause = e.cause;
-                            return self.with_inspection(result, insp);
-                        }
-                    }
-                }
-                result.error = Some(f.error).filter(|e| !e.is_empty());
-                result.cause = f.cause;
-            }
+            Outcome::Failed(f) => self.failed(f, &mut result, &mut insp),
         }
         self.with_inspection(result, insp)
+    }
+
+    /// A failure Retry and Catch may handle: retriable while the matching retrier has
+    /// attempts left, else caught by the first matching catcher, else failed.
+    fn failed(&self, f: Failure, result: &mut TestStateResult, insp: &mut InspectionData) {
+        let state = self.state;
+        result.status = TestStatus::Failed;
+        let retrier = state
+            .retry
+            .iter()
+            .position(|r| matches_error(&r.error_equals, &f.error));
+        let retry = retrier.filter(|&i| self.req.retrier_retry_count < state.retry[i].max_attempts);
+        if let Some(i) = retry {
+            result.status = TestStatus::Retriable;
+            insp.error_details = Some(ErrorDetails {
+                retry_index: Some(i as u32),
+                retry_backoff_interval_seconds: Some(backoff_seconds(
+                    &state.retry[i],
+                    self.req.retrier_retry_count,
+                )),
+                catch_index: None,
+            });
+        } else if let Some((i, c)) = state
+            .catch
+            .iter()
+            .enumerate()
+            .find(|(_, c)| matches_error(&c.error_equals, &f.error))
+        {
+            let err = json!({"Error": f.error, "Cause": f.cause.clone().unwrap_or_default()});
+            match apply_result_path(&c.result_path, self.req.input.clone(), err) {
+                Ok(out) => {
+                    result.status = TestStatus::CaughtError;
+                    result.next_state = Some(self.names[c.next].clone());
+                    if self.debug() {
+                        insp.after_result_path = Some(out.clone());
+                    }
+                    result.output = Some(out);
+                    insp.error_details = Some(ErrorDetails {
+                        catch_index: Some(i as u32),
+                        ..ErrorDetails::default()
+                    });
+                }
+                Err(e) => {
+                    result.error = Some(e.error);
+                    result.cause = e.cause;
+                    return;
+                }
+            }
+        }
+        result.error = Some(f.error).filter(|e| !e.is_empty());
+        result.cause = f.cause;
     }
 
     fn with_inspection(
