@@ -3,9 +3,9 @@
 //! nothing is an error except for IsPresent.
 
 use crate::error::Failure;
-use crate::eval::parse_timestamp;
 use crate::jsonpath::JsonPath;
 use crate::model::{CompareOp, Condition, Operand};
+use crate::time::parse_timestamp;
 use serde_json::Value;
 use std::cmp::Ordering;
 

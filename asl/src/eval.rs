@@ -8,18 +8,22 @@
 
 use crate::choice;
 use crate::error::{names, Failure};
-use crate::history::{EventLog, HistoryEvent};
+use crate::history::{EventLog, HistoryEvent, HistoryEventKind};
 use crate::intrinsics::{self, IntrinsicHost};
 use crate::jsonpath::{JsonPath, Root};
 use crate::model::{
-    Amount, Catcher, IoPath, Kind, Machine, QueryLanguage, ResultPath, Retrier, State, Template,
-    Text, Transition, WaitFor,
+    Amount, Batcher, Catcher, ChoiceRule, IoPath, Kind, Machine, MapSpec, QueryLanguage,
+    ResultPath, Retrier, State, TaskSpec, Template, Text, Transition, WaitFor,
 };
 use crate::resource::{Pattern, Target};
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+// Their old home: other crates name them `asl::eval::...`.
+pub use crate::host::Host;
+pub use crate::time::{parse_timestamp, seconds_after, timestamp};
 
 /// The largest payload Step Functions accepts between states: 256 KiB.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
@@ -27,13 +31,6 @@ pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 /// Step Functions' quota on one execution's history; an execution that reaches it
 /// fails. It also bounds a definition that loops forever without waiting.
 pub const MAX_HISTORY_EVENTS: u64 = 25_000;
-
-/// What the evaluator asks of the world: the current time, random numbers and ids.
-pub trait Host {
-    fn now(&mut self) -> DateTime<Utc>;
-    fn random_u64(&mut self) -> u64;
-    fn uuid_v4(&mut self) -> String;
-}
 
 /// Who an execution is, as the context object (`$$`) reports it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -208,6 +205,20 @@ struct Frame {
     result: Option<Result<Value, Failure>>,
 }
 
+impl Frame {
+    /// A Parallel branch or Map iteration not yet started, seeing the parent's
+    /// variables.
+    fn child(list: usize, vars: Map<String, Value>, map_item: Option<(usize, Value)>) -> Frame {
+        Frame {
+            list,
+            vars,
+            map_item,
+            cursor: None,
+            result: None,
+        }
+    }
+}
+
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Cursor {
     state: usize,
@@ -249,7 +260,7 @@ impl Execution {
         let role = core.ident.info.role_arn.clone();
         core.log.record(
             host,
-            "ExecutionStarted",
+            HistoryEventKind::ExecutionStarted,
             || json!({"input": input, "inputDetails": {"truncated": false}, "roleArn": role}),
         );
         let root = Frame {
@@ -431,7 +442,7 @@ impl Execution {
         self.output = None;
         self.core.log.record(
             host,
-            "ExecutionRedriven",
+            HistoryEventKind::ExecutionRedriven,
             || json!({ "redriveCount": count }),
         );
         Core::reset_for_redrive(&mut self.root);
@@ -463,7 +474,7 @@ impl Execution {
         if is_activity && self.status == Status::Running {
             self.core.log.record(
                 host,
-                "ActivityStarted",
+                HistoryEventKind::ActivityStarted,
                 || json!({ "workerName": worker_name }),
             );
         }
@@ -480,16 +491,18 @@ impl Execution {
             error: e,
             cause: cause.clone(),
         });
-        self.core.log.record(host, "ExecutionAborted", || {
-            let mut d = Map::new();
-            if let Some(e) = &error {
-                d.insert("error".into(), json!(e));
-            }
-            if let Some(c) = &cause {
-                d.insert("cause".into(), json!(c));
-            }
-            Value::Object(d)
-        });
+        self.core
+            .log
+            .record(host, HistoryEventKind::ExecutionAborted, || {
+                let mut d = Map::new();
+                if let Some(e) = &error {
+                    d.insert("error".into(), json!(e));
+                }
+                if let Some(c) = &cause {
+                    d.insert("cause".into(), json!(c));
+                }
+                Value::Object(d)
+            });
     }
 
     /// The machine's TimeoutSeconds (or the caller's deadline) passed.
@@ -503,7 +516,7 @@ impl Execution {
         self.failure = None;
         self.core.log.record(
             host,
-            "ExecutionTimedOut",
+            HistoryEventKind::ExecutionTimedOut,
             || json!({"error": names::TIMEOUT}),
         );
     }
@@ -515,7 +528,7 @@ impl Execution {
                 self.status = Status::Succeeded;
                 self.core.log.record(
                     host,
-                    "ExecutionSucceeded",
+                    HistoryEventKind::ExecutionSucceeded,
                     || json!({"output": out, "outputDetails": {"truncated": false}}),
                 );
                 self.output = Some(out);
@@ -523,14 +536,16 @@ impl Execution {
             }
             Some(Err(f)) => {
                 self.status = Status::Failed;
-                self.core.log.record(host, "ExecutionFailed", || {
-                    let mut d = Map::new();
-                    d.insert("error".into(), json!(f.error));
-                    if let Some(c) = &f.cause {
-                        d.insert("cause".into(), json!(c));
-                    }
-                    Value::Object(d)
-                });
+                self.core
+                    .log
+                    .record(host, HistoryEventKind::ExecutionFailed, || {
+                        let mut d = Map::new();
+                        d.insert("error".into(), json!(f.error));
+                        if let Some(c) = &f.cause {
+                            d.insert("cause".into(), json!(c));
+                        }
+                        Value::Object(d)
+                    });
                 self.failure = Some(f);
                 self.core.pending.clear();
             }
@@ -607,9 +622,9 @@ impl Scope<'_> {
         }
         Value::Object(ctx)
     }
+}
 
-    /// Selects a path from the input, the context object or a variable; the error is
-    /// the detail AWS quotes (Jayway's wording for a miss).
+impl Resolve for Scope<'_> {
     fn select(&self, path: &JsonPath, input: &Value) -> Result<Value, String> {
         let found = match path.root() {
             Root::Input => path.select(input),
@@ -622,26 +637,38 @@ impl Scope<'_> {
         found.map_err(|nf| nf.detail)
     }
 
-    fn field_miss(path: &JsonPath, field: &str, input: &Value) -> Failure {
-        Failure::runtime(format!(
-            "The JSONPath '{}' specified for the field '{}' could not be found in the input '{}'",
-            path.text(),
-            field,
-            compact(input)
-        ))
+    fn random_u64(&mut self) -> u64 {
+        self.host.random_u64()
     }
+
+    fn uuid_v4(&mut self) -> String {
+        self.host.uuid_v4()
+    }
+}
+
+/// Resolves paths, templates and intrinsics as an execution does. An execution's
+/// [`Scope`] and TestState's scope differ only in where the context object and random
+/// numbers come from (the required methods); every other method is shared, so TestState
+/// cannot drift from what an execution does.
+pub(crate) trait Resolve {
+    /// Selects a path from the input, the context object or a variable; the error is
+    /// the detail AWS quotes (Jayway's wording for a miss).
+    fn select(&self, path: &JsonPath, input: &Value) -> Result<Value, String>;
+    fn random_u64(&mut self) -> u64;
+    fn uuid_v4(&mut self) -> String;
 
     /// Renders a Parameters-like template against `input`.
     fn render(&mut self, t: &Template, input: &Value) -> Result<Value, Failure> {
         self.render_field(t, input, "$")
     }
 
+    /// Renders a template; `field` is the key a missing path is reported under.
     fn render_field(&mut self, t: &Template, input: &Value, field: &str) -> Result<Value, Failure> {
         match t {
             Template::Literal(v) => Ok(v.clone()),
             Template::Path(p) => self
                 .select(p, input)
-                .map_err(|_| Self::field_miss(p, field, input)),
+                .map_err(|_| field_miss(p, field, input)),
             Template::Intrinsic(call) => self.intrinsic(call, input),
             Template::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
@@ -662,27 +689,6 @@ impl Scope<'_> {
     }
 
     fn intrinsic(&mut self, call: &intrinsics::Call, input: &Value) -> Result<Value, Failure> {
-        struct Bridge<'s, 'a> {
-            scope: &'s mut Scope<'a>,
-            input: &'s Value,
-        }
-        impl IntrinsicHost for Bridge<'_, '_> {
-            fn resolve_path(&mut self, path: &str) -> Result<Value, Failure> {
-                let p = JsonPath::parse(path).map_err(Failure::runtime)?;
-                self.scope.select(&p, self.input).map_err(|_| {
-                    Failure::runtime(format!(
-                        "The JSONPath '{path}' could not be found in the input '{}'",
-                        compact(self.input)
-                    ))
-                })
-            }
-            fn random_u64(&mut self) -> u64 {
-                self.scope.host.random_u64()
-            }
-            fn uuid_v4(&mut self) -> String {
-                self.scope.host.uuid_v4()
-            }
-        }
         intrinsics::eval(call, &mut Bridge { scope: self, input })
     }
 
@@ -703,6 +709,7 @@ impl Scope<'_> {
             .map_err(|d| Failure::runtime(format!("Invalid path '{}' : {}", p.text(), d)))
     }
 
+    /// A Fail state's Error or Cause.
     fn text(&mut self, t: &Text, input: &Value, field: &str) -> Result<String, Failure> {
         match t {
             Text::Fixed(s) => Ok(s.clone()),
@@ -712,15 +719,71 @@ impl Scope<'_> {
             },
         }
     }
+
+    /// A number given in the definition or read by its `*Path` field (`field`).
+    fn amount(&self, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
+        self.amount_or(a, input, |v, p| {
+            Failure::runtime(format!(
+                "The {field} field refers to value \"{}\" which is not a valid number: {}",
+                compact(v),
+                p.text()
+            ))
+        })
+    }
+
+    /// [`Resolve::amount`] with the error for a value that is not a number worded by
+    /// `not_number` (TestState words it differently from an execution).
+    fn amount_or(
+        &self,
+        a: &Amount,
+        input: &Value,
+        not_number: impl FnOnce(&Value, &JsonPath) -> Failure,
+    ) -> Result<f64, Failure> {
+        match a {
+            Amount::Fixed(n) => Ok(*n),
+            Amount::Path(p) => {
+                let v = self.path_value(p, input)?;
+                v.as_f64().ok_or_else(|| not_number(&v, p))
+            }
+        }
+    }
+}
+
+fn field_miss(path: &JsonPath, field: &str, input: &Value) -> Failure {
+    Failure::runtime(format!(
+        "The JSONPath '{}' specified for the field '{}' could not be found in the input '{}'",
+        path.text(),
+        field,
+        compact(input)
+    ))
+}
+
+/// Lets intrinsic functions resolve paths and draw random numbers through a scope.
+struct Bridge<'s, S: ?Sized> {
+    scope: &'s mut S,
+    input: &'s Value,
+}
+
+impl<S: Resolve + ?Sized> IntrinsicHost for Bridge<'_, S> {
+    fn resolve_path(&mut self, path: &str) -> Result<Value, Failure> {
+        let p = JsonPath::parse(path).map_err(Failure::runtime)?;
+        self.scope.select(&p, self.input).map_err(|_| {
+            Failure::runtime(format!(
+                "The JSONPath '{path}' could not be found in the input '{}'",
+                compact(self.input)
+            ))
+        })
+    }
+    fn random_u64(&mut self) -> u64 {
+        self.scope.random_u64()
+    }
+    fn uuid_v4(&mut self) -> String {
+        self.scope.uuid_v4()
+    }
 }
 
 pub(crate) fn compact(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
-}
-
-/// ISO 8601 with milliseconds, as Step Functions prints times.
-pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// The size of a value as compact JSON, without building the string.
@@ -787,6 +850,28 @@ struct Fanout {
     failures: usize,
     tolerated_failures: Option<f64>,
     tolerated_percentage: Option<f64>,
+}
+
+impl Fanout {
+    /// A Parallel's fanout of `children`, none started; `inputs[i]` is child i's input.
+    /// A Map sets its own fields over it.
+    fn new(inputs: Vec<Value>, children: Vec<Frame>, max_concurrency: usize) -> Fanout {
+        let n = inputs.len();
+        Fanout {
+            is_map: false,
+            distributed: false,
+            status: vec![ChildStatus::NotStarted; n],
+            inputs,
+            children,
+            max_concurrency,
+            running: 0,
+            finished: 0,
+            results: vec![Value::Null; n],
+            failures: 0,
+            tolerated_failures: None,
+            tolerated_percentage: None,
+        }
+    }
 }
 
 /// Where a Parallel branch or Map iteration stands.
@@ -934,7 +1019,7 @@ impl Core {
         let entered_time = host.now();
         let entered_event = self.log.record(
             host,
-            entered_event_type(state.type_name),
+            HistoryEventKind::state_entered(&state.kind),
             || json!({"input": input, "inputDetails": {"truncated": false}, "name": state.name}),
         );
         frame.cursor = Some(Cursor {
@@ -972,31 +1057,15 @@ impl Core {
         match step {
             Step::Blocked => {}
             Step::MapStartedError(n, f) => {
-                self.log
-                    .record(host, "MapStateStarted", || json!({ "length": n }));
+                self.log.record(
+                    host,
+                    HistoryEventKind::MapStateStarted,
+                    || json!({ "length": n }),
+                );
                 self.conclude(frame, state, Step::Error(f), host)
             }
             Step::Done(output, assigned, next) => {
-                match payload_problem(&output) {
-                    None => {}
-                    Some(PayloadProblem::TooLarge) => {
-                        let f = Failure::new(
-                            names::DATA_LIMIT_EXCEEDED,
-                            format!(
-                                "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
-                                state.name
-                            ),
-                        );
-                        return self.fail(frame, state, f, host);
-                    }
-                    Some(PayloadProblem::TooDeep) => {
-                        return self.conclude(frame, state, Step::Error(too_deep()), host);
-                    }
-                }
-                if let Some(vars) = assigned {
-                    frame.vars.extend(vars);
-                }
-                self.exit(frame, state, output, next, host)
+                self.done(frame, state, output, assigned, next, host)
             }
             Step::Error(f) if f.error == names::RUNTIME => {
                 let entered = frame.cursor.as_ref().map_or(0, |c| c.entered_event);
@@ -1031,26 +1100,73 @@ impl Core {
                     };
                 }
             }
-            Step::Fanout(fan) => {
-                if fan.is_map {
-                    let n = fan.inputs.len();
-                    self.log
-                        .record(host, "MapStateStarted", || json!({ "length": n }));
-                    if fan.distributed {
-                        let arn = map_run_arn(&self.ident.info, &state.name, host);
-                        self.log
-                            .record(host, "MapRunStarted", || json!({ "mapRunArn": arn }));
-                    }
-                } else {
-                    self.log
-                        .record(host, "ParallelStateStarted", || Value::Null);
-                }
-                if let Some(c) = frame.cursor.as_mut() {
-                    c.phase = Phase::Fanout(fan);
-                }
-                self.pump(frame, state, host);
+            Step::Fanout(fan) => self.start_fanout(frame, state, fan, host),
+        }
+    }
+
+    /// A state completed: its output must fit between states before it is passed on.
+    fn done(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        output: Value,
+        assigned: Option<Map<String, Value>>,
+        next: Transition,
+        host: &mut dyn Host,
+    ) {
+        match payload_problem(&output) {
+            None => {}
+            Some(PayloadProblem::TooLarge) => {
+                let f = Failure::new(
+                    names::DATA_LIMIT_EXCEEDED,
+                    format!(
+                        "The state/task '{}' returned a result with a size exceeding the maximum number of bytes service limit.",
+                        state.name
+                    ),
+                );
+                return self.fail(frame, state, f, host);
+            }
+            Some(PayloadProblem::TooDeep) => {
+                return self.conclude(frame, state, Step::Error(too_deep()), host);
             }
         }
+        if let Some(vars) = assigned {
+            frame.vars.extend(vars);
+        }
+        self.exit(frame, state, output, next, host)
+    }
+
+    /// A Parallel or Map records its start and starts as many children as it may.
+    fn start_fanout(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        fan: Box<Fanout>,
+        host: &mut dyn Host,
+    ) {
+        if fan.is_map {
+            let n = fan.inputs.len();
+            self.log.record(
+                host,
+                HistoryEventKind::MapStateStarted,
+                || json!({ "length": n }),
+            );
+            if fan.distributed {
+                let arn = map_run_arn(&self.ident.info, &state.name, host);
+                self.log.record(
+                    host,
+                    HistoryEventKind::MapRunStarted,
+                    || json!({ "mapRunArn": arn }),
+                );
+            }
+        } else {
+            self.log
+                .record(host, HistoryEventKind::ParallelStateStarted, || Value::Null);
+        }
+        if let Some(c) = frame.cursor.as_mut() {
+            c.phase = Phase::Fanout(fan);
+        }
+        self.pump(frame, state, host);
     }
 
     fn exit(
@@ -1063,7 +1179,7 @@ impl Core {
     ) {
         self.log.record(
             host,
-            exited_event_type(state.type_name),
+            HistoryEventKind::state_exited(&state.kind),
             || json!({"name": state.name, "output": output, "outputDetails": {"truncated": false}}),
         );
         match next {
@@ -1183,13 +1299,17 @@ impl Core {
                 if let Some(t) = call.heartbeat_seconds {
                     d["heartbeatInSeconds"] = json!(t as i64);
                 }
-                self.log.record(host, "ActivityScheduled", || d);
+                self.log
+                    .record(host, HistoryEventKind::ActivityScheduled, || d);
             }
             Target::LambdaFunction { arn } => {
                 let d = json!({"input": call.payload, "inputDetails": {"truncated": false}, "resource": arn});
-                self.log.record(host, "LambdaFunctionScheduled", || d);
                 self.log
-                    .record(host, "LambdaFunctionStarted", || Value::Null);
+                    .record(host, HistoryEventKind::LambdaFunctionScheduled, || d);
+                self.log
+                    .record(host, HistoryEventKind::LambdaFunctionStarted, || {
+                        Value::Null
+                    });
             }
             target => {
                 let (rtype, res) = resource_parts(&call.resource, target);
@@ -1200,10 +1320,10 @@ impl Core {
                 if let Some(t) = call.heartbeat_seconds {
                     d["heartbeatInSeconds"] = json!(t as i64);
                 }
-                self.log.record(host, "TaskScheduled", || d);
+                self.log.record(host, HistoryEventKind::TaskScheduled, || d);
                 self.log.record(
                     host,
-                    "TaskStarted",
+                    HistoryEventKind::TaskStarted,
                     || json!({"resource": res, "resourceType": rtype}),
                 );
             }
@@ -1225,11 +1345,11 @@ impl Core {
         match outcome {
             Ok(out) => {
                 let t = if lambda {
-                    "LambdaFunctionSucceeded"
+                    HistoryEventKind::LambdaFunctionSucceeded
                 } else if activity {
-                    "ActivitySucceeded"
+                    HistoryEventKind::ActivitySucceeded
                 } else {
-                    "TaskSucceeded"
+                    HistoryEventKind::TaskSucceeded
                 };
                 self.log.record(host, t, || {
                     let mut d = json!({"output": out, "outputDetails": {"truncated": false}});
@@ -1243,12 +1363,12 @@ impl Core {
             Err(f) => {
                 let timed_out = f.error == names::TIMEOUT || f.error == names::HEARTBEAT_TIMEOUT;
                 let t = match (lambda, activity, timed_out) {
-                    (true, _, true) => "LambdaFunctionTimedOut",
-                    (true, _, false) => "LambdaFunctionFailed",
-                    (_, true, true) => "ActivityTimedOut",
-                    (_, true, false) => "ActivityFailed",
-                    (_, _, true) => "TaskTimedOut",
-                    (_, _, false) => "TaskFailed",
+                    (true, _, true) => HistoryEventKind::LambdaFunctionTimedOut,
+                    (true, _, false) => HistoryEventKind::LambdaFunctionFailed,
+                    (_, true, true) => HistoryEventKind::ActivityTimedOut,
+                    (_, true, false) => HistoryEventKind::ActivityFailed,
+                    (_, _, true) => HistoryEventKind::TaskTimedOut,
+                    (_, _, false) => HistoryEventKind::TaskFailed,
                 };
                 self.log.record(host, t, || {
                     let mut d = Map::new();
@@ -1283,6 +1403,8 @@ impl Core {
         let Some(cursor) = cursor.as_mut() else {
             return Step::Blocked;
         };
+        // Drawn before anything else the state does, so that the host's random
+        // numbers are used in the same order on every run.
         let task_token = match &state.kind {
             Kind::Task(t) if t.target.pattern() == Pattern::WaitForTaskToken => {
                 Some(host.uuid_v4())
@@ -1299,421 +1421,455 @@ impl Core {
             task_token: task_token.as_deref(),
             host,
         };
+        let input = &mut cursor.input;
         match &state.kind {
-            Kind::Pass { result } => {
-                let keep_raw = !matches!(state.result_path, ResultPath::Replace);
-                let raw = std::mem::take(&mut cursor.input);
-                // Cloning the input is the costliest step of a Pass; do it only when both
-                // the effective input and the raw input (for ResultPath) are needed.
-                let needs_effective =
-                    result.is_none() || !matches!(state.input_path, IoPath::Whole);
-                let (raw, effective) = if !needs_effective {
-                    (raw, Value::Null)
-                } else if keep_raw {
-                    let e = tryf!(scope.io_path(&state.input_path, raw.clone()));
-                    (raw, e)
-                } else {
-                    (Value::Null, tryf!(scope.io_path(&state.input_path, raw)))
-                };
-                let result = match (result, &state.parameters) {
-                    (Some(r), _) => r.clone(),
-                    (None, Some(p)) => tryf!(scope.render(p, &effective)),
-                    (None, None) => effective,
-                };
-                let assigned = tryf!(assign(&mut scope, state.assign.as_ref(), &result));
-                let output = tryf!(apply_result_path(&state.result_path, raw, result));
-                let output = tryf!(scope.io_path(&state.output_path, output));
-                Step::Done(output, assigned, state.transition)
-            }
-            Kind::Succeed => {
-                let raw = std::mem::take(&mut cursor.input);
-                let effective = tryf!(scope.io_path(&state.input_path, raw));
-                let output = tryf!(scope.io_path(&state.output_path, effective));
-                Step::Done(output, None, Transition::End)
-            }
-            Kind::Fail { error, cause } => {
-                let raw = &cursor.input;
-                let error = match error {
-                    Some(e) => tryf!(scope.text(e, raw, "ErrorPath")),
-                    None => String::new(),
-                };
-                let cause = match cause {
-                    Some(c) => Some(tryf!(scope.text(c, raw, "CausePath"))),
-                    None => None,
-                };
-                Step::Failed(Failure { error, cause })
-            }
-            Kind::Choice { rules, default } => {
-                let raw = std::mem::take(&mut cursor.input);
-                let effective = tryf!(scope.io_path(&state.input_path, raw));
-                let mut chosen = None;
-                for rule in rules {
-                    let hit = tryf!(choice::evaluate(
-                        &rule.condition,
-                        &effective,
-                        &|p: &JsonPath, v: &Value| scope.select(p, v)
-                    ));
-                    if hit {
-                        chosen = Some((rule.next, rule.assign.as_ref()));
-                        break;
-                    }
-                }
-                let (next, assign_t) = match chosen {
-                    Some(c) => c,
-                    None => match default {
-                        Some(d) => (*d, state.assign.as_ref()),
-                        None => {
-                            return Step::Failed(Failure::new(
-                                names::NO_CHOICE_MATCHED,
-                                format!("No Matches! State: {}", state.name),
-                            ))
-                        }
-                    },
-                };
-                let assigned = tryf!(assign(&mut scope, assign_t, &effective));
-                let output = tryf!(scope.io_path(&state.output_path, effective));
-                Step::Done(output, assigned, Transition::Next(next))
-            }
-            Kind::Wait(w) => {
-                // Kept: a Wait interrupted by StopExecution or the machine's timeout is
-                // redriven, and enters again with the input it had.
-                let raw = cursor.input.clone();
-                let effective = tryf!(scope.io_path(&state.input_path, raw));
-                let now = cursor.entered_time;
-                let until = match w {
-                    // A wait too long to hold saturates, and is refused as too long below.
-                    WaitFor::Seconds(s) => seconds_after(now, *s),
-                    WaitFor::SecondsPath(p) => {
-                        let v = tryf!(scope.path_value(p, &effective));
-                        let secs = match &v {
-                            Value::Number(n) if n.is_i64() || n.is_u64() => n.as_i64(),
-                            _ => None,
-                        };
-                        match secs {
-                            Some(s) if s < 0 => {
-                                return Step::Error(Failure::runtime(format!(
-                                    "The SecondsPath parameter references a negative value: {} == {}",
-                                    p.text(),
-                                    compact(&v)
-                                )))
-                            }
-                            Some(s) if s > MAX_WAIT_SECONDS => {
-                                return Step::Error(Failure::runtime("Wait state delay is too long."))
-                            }
-                            Some(s) => seconds_after(now, s as f64),
-                            None => {
-                                return Step::Error(Failure::runtime(format!(
-                                    "The SecondsPath parameter cannot be parsed as a long value: {} == {}",
-                                    p.text(),
-                                    compact(&v)
-                                )))
-                            }
-                        }
-                    }
-                    WaitFor::Timestamp(t) => match parse_timestamp(t) {
-                        Some(t) => t,
-                        None => {
-                            return Step::Error(Failure::runtime(format!(
-                                "The Timestamp '{t}' is not valid"
-                            )))
-                        }
-                    },
-                    WaitFor::TimestampPath(p) => {
-                        let v = tryf!(scope.path_value(p, &effective));
-                        match v.as_str().and_then(parse_timestamp) {
-                            Some(t) => t,
-                            None => {
-                                let shown = v
-                                    .as_str()
-                                    .map(str::to_string)
-                                    .unwrap_or_else(|| compact(&v));
-                                return Step::Error(Failure::runtime(format!(
-                                    "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
-                                    p.text(),
-                                    shown
-                                )));
-                            }
-                        }
-                    }
-                };
-                if (until - now).num_seconds() > MAX_WAIT_SECONDS {
-                    return Step::Error(Failure::runtime("Wait state delay is too long."));
-                }
-                let assigned = tryf!(assign(&mut scope, state.assign.as_ref(), &effective));
-                let output = tryf!(scope.io_path(&state.output_path, effective));
-                Step::Sleep {
-                    until,
-                    output,
-                    assigned,
-                }
-            }
-            Kind::Task(spec) => {
-                let effective = tryf!(scope.io_path(&state.input_path, cursor.input.clone()));
-                let params = match &state.parameters {
-                    Some(p) => tryf!(scope.render(p, &effective)),
-                    None => effective.clone(),
-                };
-                let timeout = match &spec.timeout {
-                    Some(a) => Some(tryf!(task_seconds(&scope, a, &effective, "TimeoutSeconds"))),
-                    None => None,
-                };
-                let heartbeat = match &spec.heartbeat {
-                    Some(a) => Some(tryf!(task_seconds(
-                        &scope,
-                        a,
-                        &effective,
-                        "HeartbeatSeconds"
-                    ))),
-                    None => None,
-                };
-                let (function, payload) = match &spec.target {
-                    Target::LambdaFunction { arn } => (Some(arn.clone()), params),
-                    Target::LambdaInvoke { .. } => {
-                        let function = match params.get("FunctionName") {
-                            Some(Value::String(f)) => f.clone(),
-                            _ => {
-                                return Step::Error(Failure::runtime(
-                                    "The field 'FunctionName' is required by lambda:invoke and must be a string",
-                                ))
-                            }
-                        };
-                        // Lambda receives Payload as bytes: a string is sent as it is, so
-                        // it reaches the function as the JSON it spells.
-                        let payload = match params.get("Payload") {
-                            None | Some(Value::Null) => Value::Object(Map::new()),
-                            Some(Value::String(s)) => match serde_json::from_str(s) {
-                                Ok(v) => v,
-                                Err(e) => {
-                                    return Step::Failed(Failure::new(
-                                        "Lambda.InvalidRequestContentException",
-                                        format!("Could not parse request body into json: {e}"),
-                                    ))
-                                }
-                            },
-                            Some(p) => p.clone(),
-                        };
-                        // The history shows the whole Parameters; the function gets Payload.
-                        return Step::Invoke(Box::new(TaskCall {
-                            state_name: state.name.clone(),
-                            resource: spec.resource.clone(),
-                            target: spec.target.clone(),
-                            function: Some(function),
-                            payload,
-                            parameters: params,
-                            timeout_seconds: timeout,
-                            heartbeat_seconds: heartbeat,
-                            task_token,
-                        }));
-                    }
-                    _ => (None, params),
-                };
-                Step::Invoke(Box::new(TaskCall {
-                    state_name: state.name.clone(),
-                    resource: spec.resource.clone(),
-                    target: spec.target.clone(),
-                    function,
-                    parameters: payload.clone(),
-                    payload,
-                    timeout_seconds: timeout,
-                    heartbeat_seconds: heartbeat,
-                    task_token,
-                }))
-            }
-            Kind::Parallel { branches } => {
-                let effective = tryf!(scope.io_path(&state.input_path, cursor.input.clone()));
-                let effective = match &state.parameters {
-                    Some(p) => tryf!(scope.render(p, &effective)),
-                    None => effective,
-                };
-                let n = branches.len();
-                let children = branches
-                    .iter()
-                    .map(|&list| Frame {
-                        list,
-                        vars: scope.vars.clone(),
-                        map_item: None,
-                        cursor: None,
-                        result: None,
-                    })
-                    .collect();
-                Step::Fanout(Box::new(Fanout {
-                    is_map: false,
-                    distributed: false,
-                    inputs: vec![effective; n],
-                    children,
-                    max_concurrency: n.max(1),
-                    status: vec![ChildStatus::NotStarted; n],
-                    running: 0,
-                    finished: 0,
-                    results: vec![Value::Null; n],
-                    failures: 0,
-                    tolerated_failures: None,
-                    tolerated_percentage: None,
-                }))
-            }
-            Kind::Map(spec) => {
-                if let Some(field) = spec.needs_s3 {
-                    return Step::Error(Failure::runtime(format!(
-                        "The Map state's {field} works on Amazon S3, which this engine cannot reach; \
-                         pass the items in the state input (ItemsPath) instead."
-                    )));
-                }
-                let effective = tryf!(scope.io_path(&state.input_path, cursor.input.clone()));
-                let items = tryf!(scope.io_path(&spec.items_path, effective.clone()));
-                let Value::Array(items) = items else {
-                    let p = match &spec.items_path {
-                        IoPath::At(p) => p.text().to_string(),
-                        _ => "$".into(),
-                    };
-                    return Step::Error(Failure::runtime(format!(
-                        "Invalid path '{p}' : The ItemsPath field must reference an array, but it references {}",
-                        compact(&items)
-                    )));
-                };
-                // AWS reads these after recording MapStateStarted, so a bad value
-                // fails the state with that event already in the history.
-                let n_items = items.len();
-                let max_concurrency = match &spec.max_concurrency {
-                    None => 0,
-                    Some(Amount::Fixed(n)) => *n as i64,
-                    // Unlike the tolerated-failure fields, MaxConcurrencyPath is read
-                    // before the Map starts.
-                    Some(Amount::Path(p)) => {
-                        let v = tryf!(scope.path_value(p, &effective));
-                        tryf!(path_integer(&v, "MaxConcurrencyPath", p))
-                    }
-                };
-                let tolerated_failures = match &spec.tolerated_failure_count {
-                    None => None,
-                    Some(Amount::Fixed(n)) => Some(*n),
-                    Some(Amount::Path(p)) => {
-                        let v = started_tryf!(n_items, scope.path_value(p, &effective));
-                        let n = started_tryf!(
-                            n_items,
-                            path_integer(&v, "ToleratedFailureCountPath", p)
-                        );
-                        if n < 0 {
-                            return Step::MapStartedError(
-                                n_items,
-                                Failure::runtime("ToleratedFailureCount cannot be negative."),
-                            );
-                        }
-                        Some(n as f64)
-                    }
-                };
-                let tolerated_percentage = match &spec.tolerated_failure_percentage {
-                    None => None,
-                    Some(Amount::Fixed(n)) => Some(*n),
-                    Some(Amount::Path(p)) => {
-                        let v = started_tryf!(n_items, scope.path_value(p, &effective));
-                        let n = started_tryf!(
-                            n_items,
-                            path_float(&v, "ToleratedFailurePercentagePath", p)
-                        );
-                        if !(0.0..=100.0).contains(&n) {
-                            return Step::MapStartedError(
-                                n_items,
-                                Failure::runtime(
-                                    "ToleratedFailurePercentage must be between 0 and 100.",
-                                ),
-                            );
-                        }
-                        Some(n)
-                    }
-                };
-                let mut inputs = Vec::with_capacity(items.len());
-                let mut children = Vec::with_capacity(items.len());
-                for (i, item) in items.into_iter().enumerate() {
-                    let input = match &spec.item_selector {
-                        Some(sel) => {
-                            let entry = (i, item);
-                            let mut item_scope = Scope {
-                                ident: scope.ident,
-                                vars: scope.vars,
-                                map_item: Some(&entry),
-                                state,
-                                entered_time: scope.entered_time,
-                                retry_count: scope.retry_count,
-                                task_token: None,
-                                host: &mut *scope.host,
-                            };
-                            let v = tryf!(item_scope.render(sel, &effective));
-                            let (_, item) = entry;
-                            children.push(Frame {
-                                list: spec.processor,
-                                vars: scope.vars.clone(),
-                                map_item: Some((i, item)),
-                                cursor: None,
-                                result: None,
-                            });
-                            v
-                        }
-                        None => {
-                            children.push(Frame {
-                                list: spec.processor,
-                                vars: scope.vars.clone(),
-                                map_item: Some((i, item.clone())),
-                                cursor: None,
-                                result: None,
-                            });
-                            item
-                        }
-                    };
-                    inputs.push(input);
-                }
-                let (inputs, children) = match &spec.batcher {
-                    None => (inputs, children),
-                    Some(b) => {
-                        let max_items = match &b.max_items {
-                            Some(a) => tryf!(amount(&scope, a, &effective, "MaxItemsPerBatchPath")),
-                            None => f64::INFINITY,
-                        };
-                        let max_bytes = match &b.max_bytes {
-                            Some(a) => {
-                                tryf!(amount(&scope, a, &effective, "MaxInputBytesPerBatchPath"))
-                            }
-                            None => MAX_PAYLOAD_BYTES as f64,
-                        };
-                        let batch_input = match &b.batch_input {
-                            Some(t) => Some(tryf!(scope.render(t, &effective))),
-                            None => None,
-                        };
-                        let batches = batch_items(inputs, max_items, max_bytes, batch_input);
-                        let frames = batches
-                            .iter()
-                            .map(|_| Frame {
-                                list: spec.processor,
-                                vars: scope.vars.clone(),
-                                map_item: None,
-                                cursor: None,
-                                result: None,
-                            })
-                            .collect();
-                        (batches, frames)
-                    }
-                };
-                let n = inputs.len();
-                Step::Fanout(Box::new(Fanout {
-                    is_map: true,
-                    distributed: spec.distributed,
-                    inputs,
-                    children,
-                    max_concurrency: if max_concurrency <= 0 {
-                        n.max(1)
-                    } else {
-                        max_concurrency as usize
-                    },
-                    status: vec![ChildStatus::NotStarted; n],
-                    running: 0,
-                    finished: 0,
-                    results: vec![Value::Null; n],
-                    failures: 0,
-                    tolerated_failures,
-                    tolerated_percentage,
-                }))
-            }
+            Kind::Pass { result } => act_pass(&mut scope, input, result.as_ref()),
+            Kind::Succeed => act_succeed(&mut scope, input),
+            Kind::Fail { error, cause } => act_fail(&mut scope, input, error, cause),
+            Kind::Choice { rules, default } => act_choice(&mut scope, input, rules, *default),
+            Kind::Wait(wait) => act_wait(&mut scope, input, wait),
+            Kind::Task(spec) => act_task(&mut scope, input, spec),
+            Kind::Parallel { branches } => act_parallel(&mut scope, input, branches),
+            Kind::Map(spec) => act_map(&mut scope, input, spec),
         }
     }
+}
+
+// One function per state kind, each deciding the state's [`Step`] from its scope and
+// the input it entered with. `Core::act` picks the one for the state's kind.
+
+fn act_pass(scope: &mut Scope, input: &mut Value, result: Option<&Value>) -> Step {
+    let state = scope.state;
+    let keep_raw = !matches!(state.result_path, ResultPath::Replace);
+    let raw = std::mem::take(input);
+    // Cloning the input is the costliest step of a Pass; do it only when both the
+    // effective input and the raw input (for ResultPath) are needed.
+    let needs_effective = result.is_none() || !matches!(state.input_path, IoPath::Whole);
+    let (raw, effective) = if !needs_effective {
+        (raw, Value::Null)
+    } else if keep_raw {
+        let e = tryf!(scope.io_path(&state.input_path, raw.clone()));
+        (raw, e)
+    } else {
+        (Value::Null, tryf!(scope.io_path(&state.input_path, raw)))
+    };
+    let result = match (result, &state.parameters) {
+        (Some(r), _) => r.clone(),
+        (None, Some(p)) => tryf!(scope.render(p, &effective)),
+        (None, None) => effective,
+    };
+    let assigned = tryf!(assign(scope, state.assign.as_ref(), &result));
+    let output = tryf!(apply_result_path(&state.result_path, raw, result));
+    let output = tryf!(scope.io_path(&state.output_path, output));
+    Step::Done(output, assigned, state.transition)
+}
+
+fn act_succeed(scope: &mut Scope, input: &mut Value) -> Step {
+    let state = scope.state;
+    let raw = std::mem::take(input);
+    let effective = tryf!(scope.io_path(&state.input_path, raw));
+    let output = tryf!(scope.io_path(&state.output_path, effective));
+    Step::Done(output, None, Transition::End)
+}
+
+fn act_fail(scope: &mut Scope, input: &Value, error: &Option<Text>, cause: &Option<Text>) -> Step {
+    let error = match error {
+        Some(e) => tryf!(scope.text(e, input, "ErrorPath")),
+        None => String::new(),
+    };
+    let cause = match cause {
+        Some(c) => Some(tryf!(scope.text(c, input, "CausePath"))),
+        None => None,
+    };
+    Step::Failed(Failure { error, cause })
+}
+
+fn act_choice(
+    scope: &mut Scope,
+    input: &mut Value,
+    rules: &[ChoiceRule],
+    default: Option<usize>,
+) -> Step {
+    let state = scope.state;
+    let raw = std::mem::take(input);
+    let effective = tryf!(scope.io_path(&state.input_path, raw));
+    let mut chosen = None;
+    for rule in rules {
+        let hit = tryf!(choice::evaluate(
+            &rule.condition,
+            &effective,
+            &|p: &JsonPath, v: &Value| scope.select(p, v)
+        ));
+        if hit {
+            chosen = Some((rule.next, rule.assign.as_ref()));
+            break;
+        }
+    }
+    let (next, assign_t) = match (chosen, default) {
+        (Some(c), _) => c,
+        (None, Some(d)) => (d, state.assign.as_ref()),
+        (None, None) => {
+            return Step::Failed(Failure::new(
+                names::NO_CHOICE_MATCHED,
+                format!("No Matches! State: {}", state.name),
+            ))
+        }
+    };
+    let assigned = tryf!(assign(scope, assign_t, &effective));
+    let output = tryf!(scope.io_path(&state.output_path, effective));
+    Step::Done(output, assigned, Transition::Next(next))
+}
+
+fn act_wait(scope: &mut Scope, input: &Value, wait: &WaitFor) -> Step {
+    let state = scope.state;
+    // Cloned, not taken: a Wait interrupted by StopExecution or the machine's timeout
+    // is redriven, and enters again with the input it had.
+    let effective = tryf!(scope.io_path(&state.input_path, input.clone()));
+    let entered = scope.entered_time;
+    let until = tryf!(wait_until(scope, wait, &effective, entered));
+    if (until - entered).num_seconds() > MAX_WAIT_SECONDS {
+        return Step::Error(Failure::runtime("Wait state delay is too long."));
+    }
+    let assigned = tryf!(assign(scope, state.assign.as_ref(), &effective));
+    let output = tryf!(scope.io_path(&state.output_path, effective));
+    Step::Sleep {
+        until,
+        output,
+        assigned,
+    }
+}
+
+/// When a Wait entered at `entered` ends, from whichever of its four fields it has.
+fn wait_until(
+    scope: &Scope,
+    wait: &WaitFor,
+    effective: &Value,
+    entered: DateTime<Utc>,
+) -> Result<DateTime<Utc>, Failure> {
+    match wait {
+        // A wait too long to hold saturates, and is refused as too long by the caller.
+        WaitFor::Seconds(s) => Ok(seconds_after(entered, *s)),
+        WaitFor::SecondsPath(p) => {
+            let v = scope.path_value(p, effective)?;
+            wait_seconds_path(&v, p).map(|s| seconds_after(entered, s as f64))
+        }
+        WaitFor::Timestamp(t) => parse_timestamp(t)
+            .ok_or_else(|| Failure::runtime(format!("The Timestamp '{t}' is not valid"))),
+        WaitFor::TimestampPath(p) => {
+            let v = scope.path_value(p, effective)?;
+            v.as_str().and_then(parse_timestamp).ok_or_else(|| {
+                let shown = v.as_str().map(str::to_string).unwrap_or_else(|| compact(&v));
+                Failure::runtime(format!(
+                    "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time format string: {} == {}",
+                    p.text(),
+                    shown
+                ))
+            })
+        }
+    }
+}
+
+/// The whole seconds a Wait's SecondsPath selected (`v`), from 0 to [`MAX_WAIT_SECONDS`].
+fn wait_seconds_path(v: &Value, p: &JsonPath) -> Result<i64, Failure> {
+    let secs = match v {
+        Value::Number(n) if n.is_i64() || n.is_u64() => n.as_i64(),
+        _ => None,
+    };
+    match secs {
+        Some(s) if s < 0 => Err(Failure::runtime(format!(
+            "The SecondsPath parameter references a negative value: {} == {}",
+            p.text(),
+            compact(v)
+        ))),
+        Some(s) if s > MAX_WAIT_SECONDS => Err(Failure::runtime("Wait state delay is too long.")),
+        Some(s) => Ok(s),
+        None => Err(Failure::runtime(format!(
+            "The SecondsPath parameter cannot be parsed as a long value: {} == {}",
+            p.text(),
+            compact(v)
+        ))),
+    }
+}
+
+fn act_task(scope: &mut Scope, input: &Value, spec: &TaskSpec) -> Step {
+    let state = scope.state;
+    let effective = tryf!(scope.io_path(&state.input_path, input.clone()));
+    let params = match &state.parameters {
+        Some(p) => tryf!(scope.render(p, &effective)),
+        None => effective.clone(),
+    };
+    let timeout_seconds = match &spec.timeout {
+        Some(a) => Some(tryf!(task_seconds(scope, a, &effective, "TimeoutSeconds"))),
+        None => None,
+    };
+    let heartbeat_seconds = match &spec.heartbeat {
+        Some(a) => Some(tryf!(task_seconds(
+            scope,
+            a,
+            &effective,
+            "HeartbeatSeconds"
+        ))),
+        None => None,
+    };
+    let call = TaskCall {
+        state_name: state.name.clone(),
+        resource: spec.resource.clone(),
+        target: spec.target.clone(),
+        function: None,
+        payload: Value::Null,
+        parameters: Value::Null,
+        timeout_seconds,
+        heartbeat_seconds,
+        task_token: scope.task_token.map(str::to_string),
+    };
+    let call = match &spec.target {
+        Target::LambdaFunction { arn } => TaskCall {
+            function: Some(arn.clone()),
+            parameters: params.clone(),
+            payload: params,
+            ..call
+        },
+        Target::LambdaInvoke { .. } => return lambda_invoke(call, params),
+        _ => TaskCall {
+            parameters: params.clone(),
+            payload: params,
+            ..call
+        },
+    };
+    Step::Invoke(Box::new(call))
+}
+
+/// Invokes `lambda:invoke`: the function is Parameters' FunctionName and gets Payload,
+/// while the history shows the whole Parameters.
+fn lambda_invoke(call: TaskCall, params: Value) -> Step {
+    let function = match params.get("FunctionName") {
+        Some(Value::String(f)) => f.clone(),
+        _ => {
+            return Step::Error(Failure::runtime(
+                "The field 'FunctionName' is required by lambda:invoke and must be a string",
+            ))
+        }
+    };
+    // Lambda receives Payload as bytes: a string is sent as it is, so it reaches the
+    // function as the JSON it spells.
+    let payload = match params.get("Payload") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::String(s)) => match serde_json::from_str(s) {
+            Ok(v) => v,
+            Err(e) => {
+                return Step::Failed(Failure::new(
+                    "Lambda.InvalidRequestContentException",
+                    format!("Could not parse request body into json: {e}"),
+                ))
+            }
+        },
+        Some(p) => p.clone(),
+    };
+    Step::Invoke(Box::new(TaskCall {
+        function: Some(function),
+        payload,
+        parameters: params,
+        ..call
+    }))
+}
+
+fn act_parallel(scope: &mut Scope, input: &Value, branches: &[usize]) -> Step {
+    let state = scope.state;
+    let effective = tryf!(scope.io_path(&state.input_path, input.clone()));
+    let effective = match &state.parameters {
+        Some(p) => tryf!(scope.render(p, &effective)),
+        None => effective,
+    };
+    let n = branches.len();
+    let children = branches
+        .iter()
+        .map(|&list| Frame::child(list, scope.vars.clone(), None))
+        .collect();
+    Step::Fanout(Box::new(Fanout::new(
+        vec![effective; n],
+        children,
+        n.max(1),
+    )))
+}
+
+/// A Map state starts its iterations (or batches).
+fn act_map(scope: &mut Scope, input: &Value, spec: &MapSpec) -> Step {
+    let state = scope.state;
+    if let Some(field) = spec.needs_s3 {
+        return Step::Error(Failure::runtime(format!(
+            "The Map state's {field} works on Amazon S3, which this engine cannot reach; \
+             pass the items in the state input (ItemsPath) instead."
+        )));
+    }
+    let effective = tryf!(scope.io_path(&state.input_path, input.clone()));
+    let items = tryf!(map_items(scope, spec, &effective));
+    // Unlike the tolerated-failure fields, MaxConcurrencyPath is read before the Map
+    // starts.
+    let max_concurrency = tryf!(map_max_concurrency(scope, spec, &effective));
+    // AWS reads these after recording MapStateStarted, so a bad value fails the
+    // state with that event already in the history.
+    let n_items = items.len();
+    let tolerated_failures =
+        started_tryf!(n_items, tolerated_failure_count(scope, spec, &effective));
+    let tolerated_percentage = started_tryf!(
+        n_items,
+        tolerated_failure_percentage(scope, spec, &effective)
+    );
+    let (inputs, children) = tryf!(map_children(scope, spec, items, &effective));
+    let (inputs, children) = match &spec.batcher {
+        None => (inputs, children),
+        Some(b) => tryf!(map_batches(scope, spec, b, inputs, &effective)),
+    };
+    let n = inputs.len();
+    let max_concurrency = if max_concurrency <= 0 {
+        n.max(1)
+    } else {
+        max_concurrency as usize
+    };
+    Step::Fanout(Box::new(Fanout {
+        is_map: true,
+        distributed: spec.distributed,
+        tolerated_failures,
+        tolerated_percentage,
+        ..Fanout::new(inputs, children, max_concurrency)
+    }))
+}
+
+/// The array ItemsPath selects from the Map's effective input.
+fn map_items(scope: &Scope, spec: &MapSpec, effective: &Value) -> Result<Vec<Value>, Failure> {
+    match scope.io_path(&spec.items_path, effective.clone())? {
+        Value::Array(items) => Ok(items),
+        other => {
+            let p = match &spec.items_path {
+                IoPath::At(p) => p.text().to_string(),
+                _ => "$".into(),
+            };
+            Err(Failure::runtime(format!(
+                "Invalid path '{p}' : The ItemsPath field must reference an array, but it references {}",
+                compact(&other)
+            )))
+        }
+    }
+}
+
+/// MaxConcurrency, or the integer MaxConcurrencyPath selects; 0 when unset.
+fn map_max_concurrency(scope: &Scope, spec: &MapSpec, effective: &Value) -> Result<i64, Failure> {
+    match &spec.max_concurrency {
+        None => Ok(0),
+        Some(Amount::Fixed(n)) => Ok(*n as i64),
+        Some(Amount::Path(p)) => {
+            let v = scope.path_value(p, effective)?;
+            path_integer(&v, "MaxConcurrencyPath", p)
+        }
+    }
+}
+
+fn tolerated_failure_count(
+    scope: &Scope,
+    spec: &MapSpec,
+    effective: &Value,
+) -> Result<Option<f64>, Failure> {
+    match &spec.tolerated_failure_count {
+        None => Ok(None),
+        Some(Amount::Fixed(n)) => Ok(Some(*n)),
+        Some(Amount::Path(p)) => {
+            let v = scope.path_value(p, effective)?;
+            let n = path_integer(&v, "ToleratedFailureCountPath", p)?;
+            if n < 0 {
+                return Err(Failure::runtime(
+                    "ToleratedFailureCount cannot be negative.",
+                ));
+            }
+            Ok(Some(n as f64))
+        }
+    }
+}
+
+fn tolerated_failure_percentage(
+    scope: &Scope,
+    spec: &MapSpec,
+    effective: &Value,
+) -> Result<Option<f64>, Failure> {
+    match &spec.tolerated_failure_percentage {
+        None => Ok(None),
+        Some(Amount::Fixed(n)) => Ok(Some(*n)),
+        Some(Amount::Path(p)) => {
+            let v = scope.path_value(p, effective)?;
+            let n = path_float(&v, "ToleratedFailurePercentagePath", p)?;
+            if !(0.0..=100.0).contains(&n) {
+                return Err(Failure::runtime(
+                    "ToleratedFailurePercentage must be between 0 and 100.",
+                ));
+            }
+            Ok(Some(n))
+        }
+    }
+}
+
+/// Each item's input (the item, or ItemSelector rendered with `$$.Map.Item`) and the
+/// frame that runs it.
+fn map_children(
+    scope: &mut Scope,
+    spec: &MapSpec,
+    items: Vec<Value>,
+    effective: &Value,
+) -> Result<(Vec<Value>, Vec<Frame>), Failure> {
+    let mut inputs = Vec::with_capacity(items.len());
+    let mut children = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let entry = (i, item);
+        let input = match &spec.item_selector {
+            Some(sel) => {
+                let mut item_scope = Scope {
+                    ident: scope.ident,
+                    vars: scope.vars,
+                    map_item: Some(&entry),
+                    state: scope.state,
+                    entered_time: scope.entered_time,
+                    retry_count: scope.retry_count,
+                    task_token: None,
+                    host: &mut *scope.host,
+                };
+                item_scope.render(sel, effective)?
+            }
+            None => entry.1.clone(),
+        };
+        children.push(Frame::child(
+            spec.processor,
+            scope.vars.clone(),
+            Some(entry),
+        ));
+        inputs.push(input);
+    }
+    Ok((inputs, children))
+}
+
+/// ItemBatcher: the items grouped into batches, and a frame for each batch.
+fn map_batches(
+    scope: &mut Scope,
+    spec: &MapSpec,
+    b: &Batcher,
+    inputs: Vec<Value>,
+    effective: &Value,
+) -> Result<(Vec<Value>, Vec<Frame>), Failure> {
+    let max_items = match &b.max_items {
+        Some(a) => scope.amount(a, effective, "MaxItemsPerBatchPath")?,
+        None => f64::INFINITY,
+    };
+    let max_bytes = match &b.max_bytes {
+        Some(a) => scope.amount(a, effective, "MaxInputBytesPerBatchPath")?,
+        None => MAX_PAYLOAD_BYTES as f64,
+    };
+    let batch_input = match &b.batch_input {
+        Some(t) => Some(scope.render(t, effective)?),
+        None => None,
+    };
+    let batches = batch_items(inputs, max_items, max_bytes, batch_input);
+    let frames = batches
+        .iter()
+        .map(|_| Frame::child(spec.processor, scope.vars.clone(), None))
+        .collect();
+    Ok((batches, frames))
 }
 
 /// ItemBatcher: consecutive items grouped up to a count and a size, each batch the
@@ -1765,7 +1921,12 @@ pub const MAX_TASK_SECONDS: i64 = 99_999_999;
 /// validator bounds the literal; a value read by the `*Path` field comes from the
 /// input, and is held to the same bound here so that no deadline is built from it
 /// that a clock cannot hold.
-fn task_seconds(scope: &Scope, a: &Amount, input: &Value, lit: &str) -> Result<f64, Failure> {
+fn task_seconds(
+    scope: &impl Resolve,
+    a: &Amount,
+    input: &Value,
+    lit: &str,
+) -> Result<f64, Failure> {
     match a {
         Amount::Fixed(n) if (1.0..=MAX_TASK_SECONDS as f64).contains(n) && n.fract() == 0.0 => {
             Ok(*n)
@@ -1799,42 +1960,6 @@ pub fn task_seconds_value(v: &Value, field: &str, path: &str) -> Result<f64, Fai
         )));
     }
     Ok(n)
-}
-
-/// The instant `secs` seconds after `t`. One past the last instant a timestamp can
-/// hold is that last instant: a deadline so far off never comes, and adding to a
-/// timestamp must not panic on a number a client chose.
-pub fn seconds_after(t: DateTime<Utc>, secs: f64) -> DateTime<Utc> {
-    let ms = secs * 1000.0;
-    let d = if ms.is_nan() {
-        Some(Duration::zero())
-    } else if ms.abs() < i64::MAX as f64 {
-        Duration::try_milliseconds(ms as i64)
-    } else {
-        None
-    };
-    let end = if secs < 0.0 {
-        DateTime::<Utc>::MIN_UTC
-    } else {
-        DateTime::<Utc>::MAX_UTC
-    };
-    d.and_then(|d| t.checked_add_signed(d)).unwrap_or(end)
-}
-
-fn amount(scope: &Scope, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
-    match a {
-        Amount::Fixed(n) => Ok(*n),
-        Amount::Path(p) => {
-            let v = scope.path_value(p, input)?;
-            v.as_f64().ok_or_else(|| {
-                Failure::runtime(format!(
-                    "The {field} field refers to value \"{}\" which is not a valid number: {}",
-                    compact(&v),
-                    p.text()
-                ))
-            })
-        }
-    }
 }
 
 fn json_size_exceeds(v: &Value) -> bool {
@@ -1917,14 +2042,6 @@ fn string_bound(s: &str) -> usize {
             * 5
 }
 
-/// RFC 3339 with a mandatory offset, as Wait's Timestamp requires.
-pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .filter(|_| s.contains('T'))
-        .map(|t| t.with_timezone(&Utc))
-}
-
 fn resource_parts(resource: &str, target: &Target) -> (String, String) {
     match target {
         Target::Activity { .. } => ("activity".into(), resource.to_string()),
@@ -1950,37 +2067,17 @@ impl Core {
         delivery: Delivery,
         host: &mut dyn Host,
     ) {
-        let machine = self.machine.clone();
-        if frame.result.is_some() {
+        if frame.result.is_some() || frame.cursor.is_none() {
             return;
         }
+        if let Some((&i, rest)) = path.split_first() {
+            return self.deliver_to_child(frame, i, rest, id, delivery, host);
+        }
+        let machine = self.machine.clone();
         let Some(cursor) = frame.cursor.as_mut() else {
             return;
         };
         let state = &machine.lists[frame.list].states[cursor.state];
-        if let Some((&i, rest)) = path.split_first() {
-            let Phase::Fanout(fan) = &mut cursor.phase else {
-                return;
-            };
-            let Some(child) = fan.children.get_mut(i as usize) else {
-                return;
-            };
-            self.path.push(i);
-            self.log.mute(fan.distributed);
-            self.deliver(child, rest, id, delivery, host);
-            self.log.unmute(fan.distributed);
-            self.path.pop();
-            if child.result.is_some() {
-                fan.running -= 1;
-                if let Some(step) = self.child_finished(fan, i as usize, state, host) {
-                    self.conclude_fanout(frame, state, step, host);
-                } else {
-                    self.pump(frame, state, host);
-                }
-            }
-            self.run(frame, host);
-            return;
-        }
         let phase = std::mem::replace(&mut cursor.phase, Phase::Enter);
         match (phase, delivery) {
             (Phase::Task { effect, call }, Delivery::TaskSucceeded(v)) if effect == id => {
@@ -2014,6 +2111,44 @@ impl Core {
                     c.phase = phase;
                 }
                 return;
+            }
+        }
+        self.run(frame, host);
+    }
+
+    /// Delivers an effect's outcome below child `i` of the fanout `frame` is in, then
+    /// lets the fanout react if the child finished.
+    fn deliver_to_child(
+        &mut self,
+        frame: &mut Frame,
+        i: u32,
+        rest: &[u32],
+        id: EffectId,
+        delivery: Delivery,
+        host: &mut dyn Host,
+    ) {
+        let machine = self.machine.clone();
+        let Some(cursor) = frame.cursor.as_mut() else {
+            return;
+        };
+        let state = &machine.lists[frame.list].states[cursor.state];
+        let Phase::Fanout(fan) = &mut cursor.phase else {
+            return;
+        };
+        let Some(child) = fan.children.get_mut(i as usize) else {
+            return;
+        };
+        self.path.push(i);
+        self.log.mute(fan.distributed);
+        self.deliver(child, rest, id, delivery, host);
+        self.log.unmute(fan.distributed);
+        self.path.pop();
+        if child.result.is_some() {
+            fan.running -= 1;
+            if let Some(step) = self.child_finished(fan, i as usize, state, host) {
+                self.conclude_fanout(frame, state, step, host);
+            } else {
+                self.pump(frame, state, host);
             }
         }
         self.run(frame, host);
@@ -2070,15 +2205,8 @@ impl Core {
             task_token: call.task_token.as_deref(),
             host,
         };
-        let selected = match &state.result_selector {
-            Some(sel) => tryf!(scope.render(sel, &result)),
-            None => result,
-        };
-        let assigned = tryf!(assign(&mut scope, state.assign.as_ref(), &selected));
         let raw_input = std::mem::take(&mut cursor.input);
-        let output = tryf!(apply_result_path(&state.result_path, raw_input, selected));
-        let output = tryf!(scope.io_path(&state.output_path, output));
-        Step::Done(output, assigned, state.transition)
+        shape_result(&mut scope, raw_input, result)
     }
 
     /// Clears a frame's failure so that it runs again from where it stopped: the state
@@ -2135,7 +2263,7 @@ impl Core {
         cursor.entered_time = host.now();
         cursor.entered_event = self.log.record(
             host,
-            entered_event_type(state.type_name),
+            HistoryEventKind::state_entered(&state.kind),
             || json!({"input": cursor.input, "inputDetails": {"truncated": false}, "name": state.name}),
         );
         let Phase::Fanout(fan) = &mut cursor.phase else {
@@ -2148,7 +2276,7 @@ impl Core {
             for &i in &again {
                 self.log.record(
                     host,
-                    "MapIterationStarted",
+                    HistoryEventKind::MapIterationStarted,
                     || json!({"index": i, "name": state.name}),
                 );
             }
@@ -2223,7 +2351,7 @@ impl Core {
                 if fan.is_map && !fan.distributed {
                     self.log.record(
                         host,
-                        "MapIterationStarted",
+                        HistoryEventKind::MapIterationStarted,
                         || json!({"index": i, "name": state.name}),
                     );
                 }
@@ -2290,7 +2418,7 @@ impl Core {
                 if fan.is_map && !fan.distributed {
                     self.log.record(
                         host,
-                        "MapIterationSucceeded",
+                        HistoryEventKind::MapIterationSucceeded,
                         || json!({"index": i, "name": state.name}),
                     );
                 }
@@ -2304,7 +2432,7 @@ impl Core {
                 if fan.is_map && !fan.distributed {
                     self.log.record(
                         host,
-                        "MapIterationFailed",
+                        HistoryEventKind::MapIterationFailed,
                         || json!({"index": i, "name": state.name}),
                     );
                 }
@@ -2349,6 +2477,49 @@ impl Core {
         )
     }
 
+    /// Every child succeeded: the results, in child order, become the state's result.
+    fn fanout_succeeded(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        results: Value,
+        host: &mut dyn Host,
+    ) {
+        if let Some(c) = frame.cursor.as_mut() {
+            c.phase = Phase::Enter;
+        }
+        if let Kind::Map(spec) = &state.kind {
+            if spec.distributed {
+                self.log
+                    .record(host, HistoryEventKind::MapRunSucceeded, || Value::Null);
+            }
+            self.log
+                .record(host, HistoryEventKind::MapStateSucceeded, || Value::Null);
+        }
+        let Frame {
+            vars,
+            map_item,
+            cursor,
+            ..
+        } = frame;
+        let Some(cursor) = cursor.as_mut() else {
+            return;
+        };
+        let mut scope = Scope {
+            ident: &self.ident,
+            vars,
+            map_item: map_item.as_ref(),
+            state,
+            entered_time: cursor.entered_time,
+            retry_count: cursor.retry_count,
+            task_token: None,
+            host,
+        };
+        let raw_input = std::mem::take(&mut cursor.input);
+        let step = shape_result(&mut scope, raw_input, results);
+        self.conclude(frame, state, step, host);
+    }
+
     /// Turns a decided fanout into the state's outcome: on success the results go
     /// through ResultSelector, ResultPath and OutputPath; on failure the children's
     /// outstanding effects are abandoned.
@@ -2366,48 +2537,7 @@ impl Core {
         self.pending
             .retain(|_, (p, _)| !(p.len() > depth && p.starts_with(&here)));
         match step {
-            Step::Done(results, _, _) => {
-                if let Some(c) = frame.cursor.as_mut() {
-                    c.phase = Phase::Enter;
-                }
-                if is_map {
-                    if distributed {
-                        self.log.record(host, "MapRunSucceeded", || Value::Null);
-                    }
-                    self.log.record(host, "MapStateSucceeded", || Value::Null);
-                }
-                let Frame {
-                    vars,
-                    map_item,
-                    cursor,
-                    ..
-                } = frame;
-                let Some(cursor) = cursor.as_mut() else {
-                    return;
-                };
-                let mut scope = Scope {
-                    ident: &self.ident,
-                    vars,
-                    map_item: map_item.as_ref(),
-                    state,
-                    entered_time: cursor.entered_time,
-                    retry_count: cursor.retry_count,
-                    task_token: None,
-                    host,
-                };
-                let raw = std::mem::take(&mut cursor.input);
-                let step = (|| {
-                    let selected = match &state.result_selector {
-                        Some(sel) => tryf!(scope.render(sel, &results)),
-                        None => results,
-                    };
-                    let assigned = tryf!(assign(&mut scope, state.assign.as_ref(), &selected));
-                    let output = tryf!(apply_result_path(&state.result_path, raw, selected));
-                    let output = tryf!(scope.io_path(&state.output_path, output));
-                    Step::Done(output, assigned, state.transition)
-                })();
-                self.conclude(frame, state, step, host);
-            }
+            Step::Done(results, _, _) => self.fanout_succeeded(frame, state, results, host),
             Step::Failed(f) => {
                 // AWS records the state as failed only when no retrier takes it again.
                 let retried = frame
@@ -2415,13 +2545,14 @@ impl Core {
                     .as_ref()
                     .is_some_and(|c| will_retry(state, c, &f));
                 if distributed {
-                    self.log.record(host, "MapRunFailed", || Value::Null);
+                    self.log
+                        .record(host, HistoryEventKind::MapRunFailed, || Value::Null);
                 }
                 if !retried {
                     let kind = if is_map {
-                        "MapStateFailed"
+                        HistoryEventKind::MapStateFailed
                     } else {
-                        "ParallelStateFailed"
+                        HistoryEventKind::ParallelStateFailed
                     };
                     self.log.record(host, kind, || Value::Null);
                 }
@@ -2430,6 +2561,20 @@ impl Core {
             other => self.conclude(frame, state, other, host),
         }
     }
+}
+
+/// ResultSelector, Assign, ResultPath and OutputPath: the way from a Task's, Parallel's
+/// or Map's result (and the input the state entered with) to the state's output.
+fn shape_result(scope: &mut Scope, raw_input: Value, result: Value) -> Step {
+    let state = scope.state;
+    let selected = match &state.result_selector {
+        Some(sel) => tryf!(scope.render(sel, &result)),
+        None => result,
+    };
+    let assigned = tryf!(assign(scope, state.assign.as_ref(), &selected));
+    let output = tryf!(apply_result_path(&state.result_path, raw_input, selected));
+    let output = tryf!(scope.io_path(&state.output_path, output));
+    Step::Done(output, assigned, state.transition)
 }
 
 /// The ARN of a distributed Map's run: `...:mapRun:MACHINE/STATE:ID`.
@@ -2529,26 +2674,4 @@ fn write_spaced(v: &Value, out: &mut String) {
         }
         other => out.push_str(&compact(other)),
     }
-}
-
-/// The history's event types for entering and leaving a state of type `t`.
-fn state_event_types(t: &str) -> (&'static str, &'static str) {
-    match t {
-        "Pass" => ("PassStateEntered", "PassStateExited"),
-        "Task" => ("TaskStateEntered", "TaskStateExited"),
-        "Choice" => ("ChoiceStateEntered", "ChoiceStateExited"),
-        "Wait" => ("WaitStateEntered", "WaitStateExited"),
-        "Succeed" => ("SucceedStateEntered", "SucceedStateExited"),
-        "Fail" => ("FailStateEntered", "FailStateExited"),
-        "Parallel" => ("ParallelStateEntered", "ParallelStateExited"),
-        _ => ("MapStateEntered", "MapStateExited"),
-    }
-}
-
-fn entered_event_type(t: &str) -> &'static str {
-    state_event_types(t).0
-}
-
-fn exited_event_type(t: &str) -> &'static str {
-    state_event_types(t).1
 }

@@ -1,15 +1,91 @@
 //! The execution history, in the shapes GetExecutionHistory returns.
 
-use crate::eval::Host;
+use crate::host::Host;
+use crate::model::Kind;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+
+/// Declares the event types with each variant named exactly as AWS names the type, so
+/// the name written once is both the variant and the string the history shows.
+macro_rules! event_kinds {
+    ($($kind:ident),* $(,)?) => {
+        /// The type of a history event, as GetExecutionHistory names it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+        pub enum HistoryEventKind {
+            $($kind),*
+        }
+
+        impl HistoryEventKind {
+            /// Every event type, for tests that check the names.
+            pub const ALL: &'static [HistoryEventKind] = &[$(HistoryEventKind::$kind),*];
+
+            /// The name AWS uses: `TaskStateEntered`, `ExecutionRedriven`, ...
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(HistoryEventKind::$kind => stringify!($kind)),*
+                }
+            }
+        }
+    };
+}
+
+event_kinds! {
+    ExecutionStarted, ExecutionSucceeded, ExecutionFailed, ExecutionAborted, ExecutionTimedOut, ExecutionRedriven,
+    PassStateEntered, PassStateExited, TaskStateEntered, TaskStateExited, ChoiceStateEntered, ChoiceStateExited,
+    WaitStateEntered, WaitStateExited, SucceedStateEntered, SucceedStateExited, FailStateEntered, FailStateExited,
+    ParallelStateEntered, ParallelStateExited, ParallelStateStarted, ParallelStateFailed,
+    MapStateEntered, MapStateExited, MapStateStarted, MapStateSucceeded, MapStateFailed,
+    MapIterationStarted, MapIterationSucceeded, MapIterationFailed, MapRunStarted, MapRunSucceeded, MapRunFailed,
+    TaskScheduled, TaskStarted, TaskSucceeded, TaskFailed, TaskTimedOut,
+    ActivityScheduled, ActivityStarted, ActivitySucceeded, ActivityFailed, ActivityTimedOut,
+    LambdaFunctionScheduled, LambdaFunctionStarted, LambdaFunctionSucceeded, LambdaFunctionFailed, LambdaFunctionTimedOut,
+}
+
+impl HistoryEventKind {
+    /// The event that records entering a state of this kind.
+    pub fn state_entered(kind: &Kind) -> HistoryEventKind {
+        use HistoryEventKind as E;
+        match kind {
+            Kind::Pass { .. } => E::PassStateEntered,
+            Kind::Task(_) => E::TaskStateEntered,
+            Kind::Choice { .. } => E::ChoiceStateEntered,
+            Kind::Wait(_) => E::WaitStateEntered,
+            Kind::Succeed => E::SucceedStateEntered,
+            Kind::Fail { .. } => E::FailStateEntered,
+            Kind::Parallel { .. } => E::ParallelStateEntered,
+            Kind::Map(_) => E::MapStateEntered,
+        }
+    }
+
+    /// The event that records leaving a state of this kind.
+    pub fn state_exited(kind: &Kind) -> HistoryEventKind {
+        use HistoryEventKind as E;
+        match kind {
+            Kind::Pass { .. } => E::PassStateExited,
+            Kind::Task(_) => E::TaskStateExited,
+            Kind::Choice { .. } => E::ChoiceStateExited,
+            Kind::Wait(_) => E::WaitStateExited,
+            Kind::Succeed => E::SucceedStateExited,
+            Kind::Fail { .. } => E::FailStateExited,
+            Kind::Parallel { .. } => E::ParallelStateExited,
+            Kind::Map(_) => E::MapStateExited,
+        }
+    }
+}
+
+impl std::fmt::Display for HistoryEventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HistoryEvent {
     pub id: u64,
     pub previous_event_id: u64,
     pub timestamp: DateTime<Utc>,
-    /// `ExecutionStarted`, `PassStateEntered`, ...
+    /// `ExecutionStarted`, `PassStateEntered`, ...: a [`HistoryEventKind`]'s name. A
+    /// string, not the enum, because stored histories are read back as strings.
     pub kind: std::borrow::Cow<'static, str>,
     /// The event's details object (`null` for events that have none).
     pub details: Value,
@@ -43,7 +119,7 @@ impl EventLog {
     pub fn record(
         &mut self,
         host: &mut dyn Host,
-        kind: &'static str,
+        kind: HistoryEventKind,
         details: impl FnOnce() -> Value,
     ) -> u64 {
         if self.muted > 0 {
@@ -56,7 +132,7 @@ impl EventLog {
                 id,
                 previous_event_id: id - 1,
                 timestamp: host.now(),
-                kind: kind.into(),
+                kind: kind.as_str().into(),
                 details: details(),
             });
         }
@@ -102,5 +178,20 @@ impl EventLog {
 
     pub fn events(&self) -> &[HistoryEvent] {
         self.events.as_deref().unwrap_or(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HistoryEventKind;
+
+    #[test]
+    fn kinds_serialise_as_their_aws_names() {
+        for kind in HistoryEventKind::ALL {
+            let json = serde_json::to_value(kind).unwrap();
+            assert_eq!(json, serde_json::Value::String(kind.as_str().into()));
+            assert_eq!(kind.to_string(), kind.as_str());
+            assert_eq!(format!("{kind:?}"), kind.as_str());
+        }
     }
 }

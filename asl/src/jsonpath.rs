@@ -754,144 +754,151 @@ impl Parser {
         self.skip_ws();
         let start = self.pos;
         match self.peek() {
-            Some(q @ ('\'' | '"')) => {
-                self.pos += 1;
-                let mut s = String::new();
-                loop {
-                    match self.peek() {
-                        None => {
-                            return Err(format!("unterminated string starting at position {start}"))
+            Some(q @ ('\'' | '"')) => self.literal_string(q, start),
+            Some('[') => self.literal_array(start, depth),
+            Some('{') => self.literal_object(start, depth),
+            Some(c) if c == '-' || c.is_ascii_digit() => self.literal_number(start),
+            Some(c) if c.is_ascii_alphabetic() => self.literal_word(start),
+            Some(c) => Err(format!("unexpected character '{c}' at position {start}")),
+            None => Err(format!("expected a value at position {start}")),
+        }
+    }
+
+    /// A string quoted by `q`, with JSON's escapes.
+    fn literal_string(&mut self, q: char, start: usize) -> Result<Value, String> {
+        self.pos += 1;
+        let mut s = String::new();
+        loop {
+            match self.peek() {
+                None => return Err(format!("unterminated string starting at position {start}")),
+                Some('\\') => {
+                    let Some(e) = self.peek_at(1) else {
+                        return Err(format!("unterminated string starting at position {start}"));
+                    };
+                    self.pos += 2;
+                    match e {
+                        'n' => s.push('\n'),
+                        't' => s.push('\t'),
+                        'r' => s.push('\r'),
+                        'b' => s.push('\u{8}'),
+                        'f' => s.push('\u{c}'),
+                        'u' => {
+                            let hex: String = (0..4).filter_map(|i| self.peek_at(i)).collect();
+                            let code = u32::from_str_radix(&hex, 16)
+                                .ok()
+                                .filter(|_| hex.len() == 4)
+                                .ok_or_else(|| {
+                                    format!("invalid \\u escape at position {}", self.pos)
+                                })?;
+                            s.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                            self.pos += 4;
                         }
-                        Some('\\') => {
-                            let Some(e) = self.peek_at(1) else {
-                                return Err(format!(
-                                    "unterminated string starting at position {start}"
-                                ));
-                            };
-                            self.pos += 2;
-                            match e {
-                                'n' => s.push('\n'),
-                                't' => s.push('\t'),
-                                'r' => s.push('\r'),
-                                'b' => s.push('\u{8}'),
-                                'f' => s.push('\u{c}'),
-                                'u' => {
-                                    let hex: String =
-                                        (0..4).filter_map(|i| self.peek_at(i)).collect();
-                                    let code = u32::from_str_radix(&hex, 16)
-                                        .ok()
-                                        .filter(|_| hex.len() == 4)
-                                        .ok_or_else(|| {
-                                            format!("invalid \\u escape at position {}", self.pos)
-                                        })?;
-                                    s.push(char::from_u32(code).unwrap_or('\u{fffd}'));
-                                    self.pos += 4;
-                                }
-                                other => s.push(other),
-                            }
-                        }
-                        Some(c) if c == q => {
-                            self.pos += 1;
-                            return Ok(Value::String(s));
-                        }
-                        Some(c) => {
-                            s.push(c);
-                            self.pos += 1;
-                        }
+                        other => s.push(other),
                     }
                 }
+                Some(c) if c == q => {
+                    self.pos += 1;
+                    return Ok(Value::String(s));
+                }
+                Some(c) => {
+                    s.push(c);
+                    self.pos += 1;
+                }
             }
-            Some('[') => {
-                self.pos += 1;
-                let mut items = Vec::new();
-                self.skip_ws();
-                if self.peek() == Some(']') {
+        }
+    }
+
+    fn literal_array(&mut self, start: usize, depth: usize) -> Result<Value, String> {
+        self.pos += 1;
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(']') {
+            self.pos += 1;
+            return Ok(Value::Array(items));
+        }
+        loop {
+            items.push(self.literal(depth + 1)?);
+            self.skip_ws();
+            match self.peek() {
+                Some(',') => self.pos += 1,
+                Some(']') => {
                     self.pos += 1;
                     return Ok(Value::Array(items));
                 }
-                loop {
-                    items.push(self.literal(depth + 1)?);
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(',') => self.pos += 1,
-                        Some(']') => {
-                            self.pos += 1;
-                            return Ok(Value::Array(items));
-                        }
-                        _ => {
-                            return Err(format!(
-                                "expected ',' or ']' in the array starting at position {start}{}",
-                                self.found()
-                            ))
-                        }
-                    }
+                _ => {
+                    return Err(format!(
+                        "expected ',' or ']' in the array starting at position {start}{}",
+                        self.found()
+                    ))
                 }
             }
-            Some('{') => {
-                self.pos += 1;
-                let mut map = Map::new();
-                self.skip_ws();
-                if self.peek() == Some('}') {
+        }
+    }
+
+    fn literal_object(&mut self, start: usize, depth: usize) -> Result<Value, String> {
+        self.pos += 1;
+        let mut map = Map::new();
+        self.skip_ws();
+        if self.peek() == Some('}') {
+            self.pos += 1;
+            return Ok(Value::Object(map));
+        }
+        loop {
+            let Value::String(k) = self.literal(depth + 1)? else {
+                return Err(format!(
+                    "object keys must be strings (object at position {start})"
+                ));
+            };
+            self.skip_ws();
+            if self.peek() != Some(':') {
+                return Err(format!(
+                    "expected ':' in the object starting at position {start}{}",
+                    self.found()
+                ));
+            }
+            self.pos += 1;
+            let v = self.literal(depth + 1)?;
+            map.insert(k, v);
+            self.skip_ws();
+            match self.peek() {
+                Some(',') => self.pos += 1,
+                Some('}') => {
                     self.pos += 1;
                     return Ok(Value::Object(map));
                 }
-                loop {
-                    let Value::String(k) = self.literal(depth + 1)? else {
-                        return Err(format!(
-                            "object keys must be strings (object at position {start})"
-                        ));
-                    };
-                    self.skip_ws();
-                    if self.peek() != Some(':') {
-                        return Err(format!(
-                            "expected ':' in the object starting at position {start}{}",
-                            self.found()
-                        ));
-                    }
-                    self.pos += 1;
-                    let v = self.literal(depth + 1)?;
-                    map.insert(k, v);
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(',') => self.pos += 1,
-                        Some('}') => {
-                            self.pos += 1;
-                            return Ok(Value::Object(map));
-                        }
-                        _ => {
-                            return Err(format!(
-                                "expected ',' or '}}' in the object starting at position {start}{}",
-                                self.found()
-                            ))
-                        }
-                    }
+                _ => {
+                    return Err(format!(
+                        "expected ',' or '}}' in the object starting at position {start}{}",
+                        self.found()
+                    ))
                 }
             }
-            Some(c) if c == '-' || c.is_ascii_digit() => {
-                while self
-                    .peek()
-                    .is_some_and(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'))
-                {
-                    self.pos += 1;
-                }
-                let s = self.slice(start, self.pos);
-                serde_json::from_str::<Number>(&s)
-                    .map(Value::Number)
-                    .map_err(|_| format!("invalid number '{s}' at position {start}"))
-            }
-            Some(c) if c.is_ascii_alphabetic() => {
-                while self.peek().is_some_and(|c| c.is_ascii_alphanumeric()) {
-                    self.pos += 1;
-                }
-                match self.slice(start, self.pos).as_str() {
-                    "true" => Ok(Value::Bool(true)),
-                    "false" => Ok(Value::Bool(false)),
-                    "null" => Ok(Value::Null),
-                    w => Err(format!("unexpected word '{w}' at position {start}")),
-                }
-            }
-            Some(c) => Err(format!("unexpected character '{c}' at position {start}")),
-            None => Err(format!("expected a value at position {start}")),
+        }
+    }
+
+    fn literal_number(&mut self, start: usize) -> Result<Value, String> {
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_digit() || matches!(c, '-' | '+' | '.' | 'e' | 'E'))
+        {
+            self.pos += 1;
+        }
+        let s = self.slice(start, self.pos);
+        serde_json::from_str::<Number>(&s)
+            .map(Value::Number)
+            .map_err(|_| format!("invalid number '{s}' at position {start}"))
+    }
+
+    /// `true`, `false` or `null`.
+    fn literal_word(&mut self, start: usize) -> Result<Value, String> {
+        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric()) {
+            self.pos += 1;
+        }
+        match self.slice(start, self.pos).as_str() {
+            "true" => Ok(Value::Bool(true)),
+            "false" => Ok(Value::Bool(false)),
+            "null" => Ok(Value::Null),
+            w => Err(format!("unexpected word '{w}' at position {start}")),
         }
     }
 }
@@ -1026,83 +1033,103 @@ fn not_found(detail: String) -> NotFound {
 /// Jayway's rules for a definite path, with its messages.
 fn select_definite(tokens: &[Token], root: &Value) -> Result<Value, NotFound> {
     let mut cur = root;
+    // The path walked so far, as Jayway quotes it in its errors.
     let mut path = String::from("$");
     for (i, t) in tokens.iter().enumerate() {
-        let leaf = i + 1 == tokens.len();
-        match t {
+        cur = match t {
             Token::Property { names, .. } => {
-                let Value::Object(m) = cur else {
-                    let mut frag = String::new();
-                    fragment(&mut frag, t);
-                    return Err(not_found(format!(
-                        "Expected to find an object with property {frag} in path {path} but found '{}'. This is not a json object according to the JsonProvider: '{JSON_PROVIDER}'.",
-                        java_class(cur)
-                    )));
-                };
-                if names.len() > 1 {
-                    let merged: Map<String, Value> = names
-                        .iter()
-                        .filter_map(|n| m.get(n).map(|v| (n.clone(), v.clone())))
-                        .collect();
-                    return Ok(Value::Object(merged));
-                }
-                let name = &names[0];
-                match m.get(name) {
-                    Some(v) => {
-                        let _ = write!(path, "['{name}']");
-                        cur = v;
-                    }
-                    None if leaf => {
-                        return Err(not_found(format!(
-                            "No results for path: {}",
-                            display(tokens)
-                        )))
-                    }
-                    None => {
-                        return Err(not_found(format!(
-                            "Missing property in path {path}['{name}']"
-                        )))
-                    }
+                match property_step(tokens, i, names, cur, &mut path)? {
+                    Stepped::Into(v) => v,
+                    Stepped::Merged(m) => return Ok(m),
                 }
             }
-            Token::Index(ix) => {
-                let rest = {
-                    let mut s = String::new();
-                    for t in &tokens[i..] {
-                        fragment(&mut s, t);
-                    }
-                    s
-                };
-                match cur {
-                    Value::Null => {
-                        return Err(not_found(format!("The path {path} is null")));
-                    }
-                    Value::Array(a) => match wrap_index(ix[0], a.len()) {
-                        Some(k) => {
-                            let _ = write!(path, "[{}]", ix[0]);
-                            cur = &a[k];
-                        }
-                        None => {
-                            return Err(not_found(format!(
-                                "No results for path: {}",
-                                display(tokens)
-                            )))
-                        }
-                    },
-                    other => {
-                        let mut ctx = String::new();
-                        java_string(other, &mut ctx);
-                        return Err(not_found(format!(
-                            "Filter: {rest} can only be applied to arrays. Current context is: {ctx}"
-                        )));
-                    }
-                }
-            }
+            Token::Index(ix) => index_step(tokens, i, ix[0], cur, &mut path)?,
             // `select` routes only definite token lists here.
-            _ => {}
-        }
+            _ => cur,
+        };
     }
     Ok(cur.clone())
+}
+
+/// Where one token of a definite path leads: into the document, or to a value built
+/// from it that ends the selection (several names merged into one object).
+enum Stepped<'a> {
+    Into(&'a Value),
+    Merged(Value),
+}
+
+/// Token `i` of `tokens`, a property (or properties, `names`), applied to `cur`.
+fn property_step<'a>(
+    tokens: &[Token],
+    i: usize,
+    names: &[String],
+    cur: &'a Value,
+    path: &mut String,
+) -> Result<Stepped<'a>, NotFound> {
+    let Value::Object(m) = cur else {
+        let mut frag = String::new();
+        fragment(&mut frag, &tokens[i]);
+        return Err(not_found(format!(
+            "Expected to find an object with property {frag} in path {path} but found '{}'. This is not a json object according to the JsonProvider: '{JSON_PROVIDER}'.",
+            java_class(cur)
+        )));
+    };
+    if names.len() > 1 {
+        let merged: Map<String, Value> = names
+            .iter()
+            .filter_map(|n| m.get(n).map(|v| (n.clone(), v.clone())))
+            .collect();
+        return Ok(Stepped::Merged(Value::Object(merged)));
+    }
+    let name = &names[0];
+    let leaf = i + 1 == tokens.len();
+    match m.get(name) {
+        Some(v) => {
+            let _ = write!(path, "['{name}']");
+            Ok(Stepped::Into(v))
+        }
+        None if leaf => Err(not_found(format!(
+            "No results for path: {}",
+            display(tokens)
+        ))),
+        None => Err(not_found(format!(
+            "Missing property in path {path}['{name}']"
+        ))),
+    }
+}
+
+/// Token `i` of `tokens`, array index `ix`, applied to `cur`.
+fn index_step<'a>(
+    tokens: &[Token],
+    i: usize,
+    ix: i64,
+    cur: &'a Value,
+    path: &mut String,
+) -> Result<&'a Value, NotFound> {
+    match cur {
+        Value::Null => Err(not_found(format!("The path {path} is null"))),
+        Value::Array(a) => match wrap_index(ix, a.len()) {
+            Some(k) => {
+                let _ = write!(path, "[{ix}]");
+                Ok(&a[k])
+            }
+            None => Err(not_found(format!(
+                "No results for path: {}",
+                display(tokens)
+            ))),
+        },
+        other => {
+            let mut rest = String::new();
+            for t in &tokens[i..] {
+                fragment(&mut rest, t);
+            }
+            let mut ctx = String::new();
+            java_string(other, &mut ctx);
+            Err(not_found(format!(
+                "Filter: {rest} can only be applied to arrays. Current context is: {ctx}"
+            )))
+        }
+    }
 }
 
 /// A selected value: borrowed from the document, or built (a merged union).
@@ -1394,34 +1421,18 @@ fn same_kind(l: &Value, r: &Value) -> bool {
 
 fn compare(l: &Node, op: Op, r: &Node) -> bool {
     use std::cmp::Ordering::*;
-    let eq = |l: &Node, r: &Node| match (l, r) {
-        (Node::Json(a), Node::Json(b)) => loose_eq(a, b),
-        (Node::Undefined, Node::Undefined) => true,
-        _ => false,
-    };
-    let ord = |l: &Node, r: &Node| match (l, r) {
-        (Node::Json(Value::Number(a)), Node::Json(Value::Number(b))) => num_cmp(a, b),
-        (Node::Json(Value::String(a)), Node::Json(Value::String(b))) => {
-            Some(a.encode_utf16().cmp(b.encode_utf16()))
-        }
-        _ => None,
-    };
-    let within = |x: &Value, list: &Value| {
-        list.as_array()
-            .is_some_and(|a| a.iter().any(|y| loose_eq(x, y)))
-    };
     match op {
-        Op::Eq => eq(l, r),
-        Op::Ne => !eq(l, r),
+        Op::Eq => node_eq(l, r),
+        Op::Ne => !node_eq(l, r),
         Op::TypedEq => match (l, r) {
             (Node::Json(a), Node::Json(b)) => same_kind(a, b) && loose_eq(a, b),
-            _ => eq(l, r),
+            _ => node_eq(l, r),
         },
         Op::TypedNe => !compare(l, Op::TypedEq, r),
-        Op::Lt => ord(l, r) == Some(Less),
-        Op::Le => matches!(ord(l, r), Some(Less | Equal)),
-        Op::Gt => ord(l, r) == Some(Greater),
-        Op::Ge => matches!(ord(l, r), Some(Greater | Equal)),
+        Op::Lt => node_ord(l, r) == Some(Less),
+        Op::Le => matches!(node_ord(l, r), Some(Less | Equal)),
+        Op::Gt => node_ord(l, r) == Some(Greater),
+        Op::Ge => matches!(node_ord(l, r), Some(Greater | Equal)),
         Op::Matches => match (l, r) {
             (Node::Json(Value::String(s)), Node::Regex(re))
             | (Node::Regex(re), Node::Json(Value::String(s))) => re.is_full_match(s),
@@ -1438,27 +1449,11 @@ fn compare(l: &Node, op: Op, r: &Node) -> bool {
             _ => false,
         },
         Op::Size => match (l, r) {
-            (Node::Json(v), Node::Json(Value::Number(n))) => {
-                let len = match v {
-                    Value::String(s) => s.encode_utf16().count(),
-                    Value::Array(a) => a.len(),
-                    Value::Object(m) => m.len(),
-                    _ => return false,
-                };
-                n.as_f64().is_some_and(|n| n.trunc() == len as f64)
-            }
+            (Node::Json(v), Node::Json(Value::Number(n))) => size_is(v, n),
             _ => false,
         },
         Op::Empty => match (l, r) {
-            (Node::Json(v), Node::Json(Value::Bool(want))) => {
-                let empty = match v {
-                    Value::String(s) => s.is_empty(),
-                    Value::Array(a) => a.is_empty(),
-                    Value::Object(m) => m.is_empty(),
-                    _ => return false,
-                };
-                empty == *want
-            }
+            (Node::Json(v), Node::Json(Value::Bool(want))) => emptiness_is(v, *want),
             _ => false,
         },
         Op::SubsetOf | Op::AnyOf | Op::NoneOf => match (l, r) {
@@ -1473,4 +1468,54 @@ fn compare(l: &Node, op: Op, r: &Node) -> bool {
             _ => false,
         },
     }
+}
+
+/// `==` between filter operands: an undefined operand equals only another.
+fn node_eq(l: &Node, r: &Node) -> bool {
+    match (l, r) {
+        (Node::Json(a), Node::Json(b)) => loose_eq(a, b),
+        (Node::Undefined, Node::Undefined) => true,
+        _ => false,
+    }
+}
+
+/// The order of two numbers, or of two strings by UTF-16 code units as Java orders
+/// them; other operands have none.
+fn node_ord(l: &Node, r: &Node) -> Option<std::cmp::Ordering> {
+    match (l, r) {
+        (Node::Json(Value::Number(a)), Node::Json(Value::Number(b))) => num_cmp(a, b),
+        (Node::Json(Value::String(a)), Node::Json(Value::String(b))) => {
+            Some(a.encode_utf16().cmp(b.encode_utf16()))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `list` is an array holding a value equal to `x`.
+fn within(x: &Value, list: &Value) -> bool {
+    list.as_array()
+        .is_some_and(|a| a.iter().any(|y| loose_eq(x, y)))
+}
+
+/// The `size` operator: a string's length in UTF-16 code units, or an array's or
+/// object's number of entries, against `n`.
+fn size_is(v: &Value, n: &Number) -> bool {
+    let len = match v {
+        Value::String(s) => s.encode_utf16().count(),
+        Value::Array(a) => a.len(),
+        Value::Object(m) => m.len(),
+        _ => return false,
+    };
+    n.as_f64().is_some_and(|n| n.trunc() == len as f64)
+}
+
+/// The `empty` operator: whether a string, array or object's emptiness is `want`.
+fn emptiness_is(v: &Value, want: bool) -> bool {
+    let empty = match v {
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => return false,
+    };
+    empty == want
 }

@@ -491,212 +491,15 @@ impl Machine {
             (Some(n), _) => Transition::Next(self.target(list, n, &format!("{loc}/Next"))?),
             _ => Transition::End,
         };
-        let (kind, type_name): (Kind, &'static str) = match type_name {
-            "Pass" => (
-                Kind::Pass {
-                    result: o.get("Result").cloned(),
-                },
-                "Pass",
-            ),
-            "Succeed" => (Kind::Succeed, "Succeed"),
-            "Fail" => {
-                let text = |lit: &str, path: &str| -> Result<Option<Text>, String> {
-                    if let Some(v) = o.get(lit) {
-                        return Ok(Some(Text::Fixed(
-                            v.as_str()
-                                .ok_or_else(|| format!("{loc}/{lit} must be a string"))?
-                                .to_string(),
-                        )));
-                    }
-                    if let Some(v) = o.get(path) {
-                        let s = v
-                            .as_str()
-                            .ok_or_else(|| format!("{loc}/{path} must be a string"))?;
-                        return Ok(Some(Text::Dynamic(
-                            Template::compile_expr(s).map_err(|e| format!("{loc}/{path}: {e}"))?,
-                        )));
-                    }
-                    Ok(None)
-                };
-                (
-                    Kind::Fail {
-                        error: text("Error", "ErrorPath")?,
-                        cause: text("Cause", "CausePath")?,
-                    },
-                    "Fail",
-                )
-            }
-            "Wait" => {
-                let w = if let Some(v) = o.get("Seconds") {
-                    WaitFor::Seconds(
-                        v.as_f64()
-                            .ok_or_else(|| format!("{loc}/Seconds must be a number"))?,
-                    )
-                } else if let Some(v) = o.get("SecondsPath") {
-                    WaitFor::SecondsPath(path_field(v, &format!("{loc}/SecondsPath"))?)
-                } else if let Some(v) = o.get("Timestamp") {
-                    WaitFor::Timestamp(
-                        v.as_str()
-                            .ok_or_else(|| format!("{loc}/Timestamp must be a string"))?
-                            .into(),
-                    )
-                } else if let Some(v) = o.get("TimestampPath") {
-                    WaitFor::TimestampPath(path_field(v, &format!("{loc}/TimestampPath"))?)
-                } else {
-                    return Err(format!("{loc}: a Wait state needs Seconds, SecondsPath, Timestamp or TimestampPath"));
-                };
-                (Kind::Wait(w), "Wait")
-            }
-            "Choice" => {
-                let rules = o
-                    .get("Choices")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| format!("{loc}/Choices is required and must be an array"))?;
-                let mut parsed = Vec::with_capacity(rules.len());
-                for (i, r) in rules.iter().enumerate() {
-                    let rloc = format!("{loc}/Choices/{i}");
-                    let ro = r
-                        .as_object()
-                        .ok_or_else(|| format!("{rloc} must be an object"))?;
-                    let next = self.target(
-                        list,
-                        ro.get("Next")
-                            .ok_or_else(|| format!("{rloc}/Next is required"))?,
-                        &format!("{rloc}/Next"),
-                    )?;
-                    let assign = assign_field(ro, &rloc)?;
-                    let condition = if ql == QueryLanguage::Jsonata {
-                        Condition::Jsonata(ro.get("Condition").cloned().unwrap_or(Value::Null))
-                    } else {
-                        parse_condition(r, &rloc, 0)?
-                    };
-                    parsed.push(ChoiceRule {
-                        condition,
-                        next,
-                        assign,
-                    });
-                }
-                let default = match o.get("Default") {
-                    None => None,
-                    Some(d) => Some(self.target(list, d, &format!("{loc}/Default"))?),
-                };
-                (
-                    Kind::Choice {
-                        rules: parsed,
-                        default,
-                    },
-                    "Choice",
-                )
-            }
-            "Task" => {
-                let resource = o
-                    .get("Resource")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| format!("{loc}/Resource is required and must be a string"))?;
-                let target = crate::resource::Target::parse(resource)
-                    .map_err(|e| format!("{e} at {loc}/Resource"))?;
-                let amount = |lit: &str| amount_field(o, lit, loc);
-                let spec = TaskSpec {
-                    resource: resource.to_string(),
-                    target,
-                    timeout: amount("TimeoutSeconds")?,
-                    heartbeat: amount("HeartbeatSeconds")?,
-                };
-                (Kind::Task(Box::new(spec)), "Task")
-            }
-            "Parallel" => {
-                let branches = o
-                    .get("Branches")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| format!("{loc}/Branches is required and must be an array"))?;
-                let mut ids = Vec::with_capacity(branches.len());
-                for (i, b) in branches.iter().enumerate() {
-                    let bql = match b.get("QueryLanguage") {
-                        Some(q) => {
-                            parse_query_language(q, &format!("{loc}/Branches/{i}/QueryLanguage"))?
-                        }
-                        None => ql,
-                    };
-                    ids.push(self.parse_list(b, &format!("{loc}/Branches/{i}"), bql, depth + 1)?);
-                }
-                (Kind::Parallel { branches: ids }, "Parallel")
-            }
-            "Map" => {
-                let (proc_v, proc_field) = match (o.get("ItemProcessor"), o.get("Iterator")) {
-                    (Some(p), _) => (p, "ItemProcessor"),
-                    (None, Some(p)) => (p, "Iterator"),
-                    _ => return Err(format!("{loc}: a Map state needs an ItemProcessor")),
-                };
-                let distributed = proc_v
-                    .get("ProcessorConfig")
-                    .and_then(|c| c.get("Mode"))
-                    .and_then(Value::as_str)
-                    .is_some_and(|m| m == "DISTRIBUTED");
-                let processor =
-                    self.parse_list(proc_v, &format!("{loc}/{proc_field}"), ql, depth + 1)?;
-                let amount = |lit: &str| amount_field(o, lit, loc);
-                // The legacy Parameters field of Map plays ItemSelector's role.
-                let item_selector = match (o.get("ItemSelector"), o.get("Parameters")) {
-                    (Some(s), _) | (None, Some(s)) => Some(
-                        Template::compile(s).map_err(|e| format!("{e} at {loc}/ItemSelector"))?,
-                    ),
-                    _ => None,
-                };
-                let spec = MapSpec {
-                    items_path: io_path(o.get("ItemsPath"), &format!("{loc}/ItemsPath"))?,
-                    item_selector,
-                    processor,
-                    max_concurrency: amount("MaxConcurrency")?,
-                    tolerated_failure_count: amount("ToleratedFailureCount")?,
-                    tolerated_failure_percentage: amount("ToleratedFailurePercentage")?,
-                    distributed,
-                    batcher: match o.get("ItemBatcher") {
-                        None => None,
-                        Some(b) => Some(parse_batcher(b, &format!("{loc}/ItemBatcher"))?),
-                    },
-                    needs_s3: ["ItemReader", "ResultWriter"]
-                        .into_iter()
-                        .find(|f| o.contains_key(*f)),
-                };
-                (Kind::Map(Box::new(spec)), "Map")
-            }
-            other => return Err(format!("{loc}/Type: unknown state type '{other}'")),
-        };
+        let kind = self.parse_kind(list, o, type_name, loc, ql, depth)?;
+        let type_name = kind_name(&kind);
         let retry = match o.get("Retry") {
             None => Vec::new(),
             Some(r) => parse_retry(r, &format!("{loc}/Retry"))?,
         };
         let catch = match o.get("Catch") {
             None => Vec::new(),
-            Some(c) => {
-                let arr = c
-                    .as_array()
-                    .ok_or_else(|| format!("{loc}/Catch must be an array"))?;
-                let mut out = Vec::with_capacity(arr.len());
-                for (i, c) in arr.iter().enumerate() {
-                    let cloc = format!("{loc}/Catch/{i}");
-                    let co = c
-                        .as_object()
-                        .ok_or_else(|| format!("{cloc} must be an object"))?;
-                    let next = self.target(
-                        list,
-                        co.get("Next")
-                            .ok_or_else(|| format!("{cloc}/Next is required"))?,
-                        &format!("{cloc}/Next"),
-                    )?;
-                    let assign = assign_field(co, &cloc)?;
-                    out.push(Catcher {
-                        error_equals: error_equals(co.get("ErrorEquals"), &cloc)?,
-                        result_path: result_path(
-                            co.get("ResultPath"),
-                            &format!("{cloc}/ResultPath"),
-                        )?,
-                        next,
-                        assign,
-                    });
-                }
-                out
-            }
+            Some(c) => self.parse_catch(list, c, loc)?,
         };
         let is_map = matches!(kind, Kind::Map(_));
         Ok(State {
@@ -715,6 +518,254 @@ impl Machine {
             catch,
         })
     }
+    /// The part of a state its Type decides.
+    fn parse_kind(
+        &mut self,
+        list: usize,
+        o: &Map<String, Value>,
+        type_name: &str,
+        loc: &str,
+        ql: QueryLanguage,
+        depth: usize,
+    ) -> Result<Kind, String> {
+        match type_name {
+            "Pass" => Ok(Kind::Pass {
+                result: o.get("Result").cloned(),
+            }),
+            "Succeed" => Ok(Kind::Succeed),
+            "Fail" => parse_fail(o, loc),
+            "Wait" => parse_wait(o, loc).map(Kind::Wait),
+            "Choice" => self.parse_choice(list, o, loc, ql),
+            "Task" => parse_task(o, loc).map(|spec| Kind::Task(Box::new(spec))),
+            "Parallel" => self.parse_parallel(o, loc, ql, depth),
+            "Map" => self
+                .parse_map(o, loc, ql, depth)
+                .map(|spec| Kind::Map(Box::new(spec))),
+            other => Err(format!("{loc}/Type: unknown state type '{other}'")),
+        }
+    }
+
+    fn parse_choice(
+        &mut self,
+        list: usize,
+        o: &Map<String, Value>,
+        loc: &str,
+        ql: QueryLanguage,
+    ) -> Result<Kind, String> {
+        let rules = o
+            .get("Choices")
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("{loc}/Choices is required and must be an array"))?;
+        let mut parsed = Vec::with_capacity(rules.len());
+        for (i, r) in rules.iter().enumerate() {
+            let rloc = format!("{loc}/Choices/{i}");
+            let ro = r
+                .as_object()
+                .ok_or_else(|| format!("{rloc} must be an object"))?;
+            let next = self.target(
+                list,
+                ro.get("Next")
+                    .ok_or_else(|| format!("{rloc}/Next is required"))?,
+                &format!("{rloc}/Next"),
+            )?;
+            let assign = assign_field(ro, &rloc)?;
+            let condition = if ql == QueryLanguage::Jsonata {
+                Condition::Jsonata(ro.get("Condition").cloned().unwrap_or(Value::Null))
+            } else {
+                parse_condition(r, &rloc, 0)?
+            };
+            parsed.push(ChoiceRule {
+                condition,
+                next,
+                assign,
+            });
+        }
+        let default = match o.get("Default") {
+            None => None,
+            Some(d) => Some(self.target(list, d, &format!("{loc}/Default"))?),
+        };
+        Ok(Kind::Choice {
+            rules: parsed,
+            default,
+        })
+    }
+
+    fn parse_parallel(
+        &mut self,
+        o: &Map<String, Value>,
+        loc: &str,
+        ql: QueryLanguage,
+        depth: usize,
+    ) -> Result<Kind, String> {
+        let branches = o
+            .get("Branches")
+            .and_then(Value::as_array)
+            .ok_or_else(|| format!("{loc}/Branches is required and must be an array"))?;
+        let mut ids = Vec::with_capacity(branches.len());
+        for (i, b) in branches.iter().enumerate() {
+            let bql = match b.get("QueryLanguage") {
+                Some(q) => parse_query_language(q, &format!("{loc}/Branches/{i}/QueryLanguage"))?,
+                None => ql,
+            };
+            ids.push(self.parse_list(b, &format!("{loc}/Branches/{i}"), bql, depth + 1)?);
+        }
+        Ok(Kind::Parallel { branches: ids })
+    }
+
+    fn parse_map(
+        &mut self,
+        o: &Map<String, Value>,
+        loc: &str,
+        ql: QueryLanguage,
+        depth: usize,
+    ) -> Result<MapSpec, String> {
+        let (proc_v, proc_field) = match (o.get("ItemProcessor"), o.get("Iterator")) {
+            (Some(p), _) => (p, "ItemProcessor"),
+            (None, Some(p)) => (p, "Iterator"),
+            _ => return Err(format!("{loc}: a Map state needs an ItemProcessor")),
+        };
+        let distributed = proc_v
+            .get("ProcessorConfig")
+            .and_then(|c| c.get("Mode"))
+            .and_then(Value::as_str)
+            .is_some_and(|m| m == "DISTRIBUTED");
+        let processor = self.parse_list(proc_v, &format!("{loc}/{proc_field}"), ql, depth + 1)?;
+        let amount = |lit: &str| amount_field(o, lit, loc);
+        // The legacy Parameters field of Map plays ItemSelector's role.
+        let item_selector = match (o.get("ItemSelector"), o.get("Parameters")) {
+            (Some(s), _) | (None, Some(s)) => {
+                Some(Template::compile(s).map_err(|e| format!("{e} at {loc}/ItemSelector"))?)
+            }
+            _ => None,
+        };
+        Ok(MapSpec {
+            items_path: io_path(o.get("ItemsPath"), &format!("{loc}/ItemsPath"))?,
+            item_selector,
+            processor,
+            max_concurrency: amount("MaxConcurrency")?,
+            tolerated_failure_count: amount("ToleratedFailureCount")?,
+            tolerated_failure_percentage: amount("ToleratedFailurePercentage")?,
+            distributed,
+            batcher: match o.get("ItemBatcher") {
+                None => None,
+                Some(b) => Some(parse_batcher(b, &format!("{loc}/ItemBatcher"))?),
+            },
+            needs_s3: ["ItemReader", "ResultWriter"]
+                .into_iter()
+                .find(|f| o.contains_key(*f)),
+        })
+    }
+
+    /// A state's Catch array (`c`).
+    fn parse_catch(&self, list: usize, c: &Value, loc: &str) -> Result<Vec<Catcher>, String> {
+        let arr = c
+            .as_array()
+            .ok_or_else(|| format!("{loc}/Catch must be an array"))?;
+        let mut out = Vec::with_capacity(arr.len());
+        for (i, c) in arr.iter().enumerate() {
+            let cloc = format!("{loc}/Catch/{i}");
+            let co = c
+                .as_object()
+                .ok_or_else(|| format!("{cloc} must be an object"))?;
+            let next = self.target(
+                list,
+                co.get("Next")
+                    .ok_or_else(|| format!("{cloc}/Next is required"))?,
+                &format!("{cloc}/Next"),
+            )?;
+            let assign = assign_field(co, &cloc)?;
+            out.push(Catcher {
+                error_equals: error_equals(co.get("ErrorEquals"), &cloc)?,
+                result_path: result_path(co.get("ResultPath"), &format!("{cloc}/ResultPath"))?,
+                next,
+                assign,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The Type a parsed state was written with.
+fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::Pass { .. } => "Pass",
+        Kind::Succeed => "Succeed",
+        Kind::Fail { .. } => "Fail",
+        Kind::Wait(_) => "Wait",
+        Kind::Choice { .. } => "Choice",
+        Kind::Task(_) => "Task",
+        Kind::Parallel { .. } => "Parallel",
+        Kind::Map(_) => "Map",
+    }
+}
+
+fn parse_fail(o: &Map<String, Value>, loc: &str) -> Result<Kind, String> {
+    let text = |lit: &str, path: &str| -> Result<Option<Text>, String> {
+        if let Some(v) = o.get(lit) {
+            return Ok(Some(Text::Fixed(
+                v.as_str()
+                    .ok_or_else(|| format!("{loc}/{lit} must be a string"))?
+                    .to_string(),
+            )));
+        }
+        if let Some(v) = o.get(path) {
+            let s = v
+                .as_str()
+                .ok_or_else(|| format!("{loc}/{path} must be a string"))?;
+            return Ok(Some(Text::Dynamic(
+                Template::compile_expr(s).map_err(|e| format!("{loc}/{path}: {e}"))?,
+            )));
+        }
+        Ok(None)
+    };
+    Ok(Kind::Fail {
+        error: text("Error", "ErrorPath")?,
+        cause: text("Cause", "CausePath")?,
+    })
+}
+
+fn parse_wait(o: &Map<String, Value>, loc: &str) -> Result<WaitFor, String> {
+    if let Some(v) = o.get("Seconds") {
+        Ok(WaitFor::Seconds(v.as_f64().ok_or_else(|| {
+            format!("{loc}/Seconds must be a number")
+        })?))
+    } else if let Some(v) = o.get("SecondsPath") {
+        Ok(WaitFor::SecondsPath(path_field(
+            v,
+            &format!("{loc}/SecondsPath"),
+        )?))
+    } else if let Some(v) = o.get("Timestamp") {
+        Ok(WaitFor::Timestamp(
+            v.as_str()
+                .ok_or_else(|| format!("{loc}/Timestamp must be a string"))?
+                .into(),
+        ))
+    } else if let Some(v) = o.get("TimestampPath") {
+        Ok(WaitFor::TimestampPath(path_field(
+            v,
+            &format!("{loc}/TimestampPath"),
+        )?))
+    } else {
+        Err(format!(
+            "{loc}: a Wait state needs Seconds, SecondsPath, Timestamp or TimestampPath"
+        ))
+    }
+}
+
+fn parse_task(o: &Map<String, Value>, loc: &str) -> Result<TaskSpec, String> {
+    let resource = o
+        .get("Resource")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{loc}/Resource is required and must be a string"))?;
+    let target =
+        crate::resource::Target::parse(resource).map_err(|e| format!("{e} at {loc}/Resource"))?;
+    let amount = |lit: &str| amount_field(o, lit, loc);
+    Ok(TaskSpec {
+        resource: resource.to_string(),
+        target,
+        timeout: amount("TimeoutSeconds")?,
+        heartbeat: amount("HeartbeatSeconds")?,
+    })
 }
 
 fn parse_batcher(v: &Value, loc: &str) -> Result<Batcher, String> {

@@ -2,11 +2,11 @@
 //! at once, calling task handlers in-process and letting time pass on a [`Clock`].
 
 use crate::error::{names, Failure};
-use crate::eval::{
-    seconds_after, Delivery, Effect, Execution, ExecutionInfo, Host, Status, TaskCall,
-};
+use crate::eval::{Delivery, Effect, Execution, ExecutionInfo, Status, TaskCall};
 use crate::history::HistoryEvent;
+use crate::host::Host;
 use crate::model::Machine;
+use crate::time::seconds_after;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use std::sync::Arc;
@@ -128,6 +128,75 @@ fn later(t: DateTime<Utc>, d: std::time::Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// Only timers are left: lets time pass to the earliest, or ends the execution at its
+/// deadline if that comes first.
+fn fire_next_timer<C: Clock>(
+    exec: &mut Execution,
+    pending: &[(u64, Effect)],
+    host: &mut RunHost<C>,
+    deadline: Option<DateTime<Utc>>,
+) {
+    let next = pending.iter().filter_map(|(id, e)| match e {
+        Effect::Timer { until } => Some((*until, *id)),
+        Effect::Invoke(_) => None,
+    });
+    let Some((until, id)) = next.min() else {
+        // Nothing to wait for and not finished: an evaluator bug, reported as such.
+        let f = Failure::runtime("the execution stalled with no pending work");
+        exec.stop(Some(f.error), f.cause, host);
+        return;
+    };
+    if let Some(d) = deadline.filter(|d| until > *d) {
+        host.clock.sleep_until(d);
+        exec.time_out(host);
+        return;
+    }
+    host.clock.sleep_until(until);
+    exec.deliver(id, Delivery::TimerFired, host);
+}
+
+/// Calls the handler for effect `id`'s task and delivers its outcome, judged against
+/// the task's TimeoutSeconds and the execution's deadline.
+fn invoke<C: Clock>(
+    exec: &mut Execution,
+    id: u64,
+    call: &TaskCall,
+    handler: &mut dyn TaskHandler,
+    host: &mut RunHost<C>,
+    deadline: Option<DateTime<Utc>>,
+) {
+    let outcome = handler.call(call);
+    // A limit too large for a Duration is no limit: no task runs that long.
+    let timeout = call
+        .timeout_seconds
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s.max(0.0)).ok());
+    let delivery = match (outcome.took, timeout) {
+        (Some(took), Some(limit)) if took > limit => {
+            let t = later(host.clock.now(), limit);
+            host.clock.sleep_until(t);
+            Delivery::TaskFailed(Failure {
+                error: names::TIMEOUT.into(),
+                cause: None,
+            })
+        }
+        (took, _) => {
+            if let Some(t) = took {
+                let t = later(host.clock.now(), t);
+                host.clock.sleep_until(t);
+            }
+            match outcome.result {
+                Ok(v) => Delivery::TaskSucceeded(v),
+                Err(f) => Delivery::TaskFailed(f),
+            }
+        }
+    };
+    if deadline.is_some_and(|d| host.clock.now() > d) {
+        exec.time_out(host);
+        return;
+    }
+    exec.deliver(id, delivery, host);
+}
+
 /// How an execution ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -156,61 +225,12 @@ pub fn run<C: Clock>(
     let mut exec = Execution::start(machine, input, info, opts.record_history, host);
     while exec.status() == Status::Running {
         let pending: Vec<(u64, Effect)> = exec.pending().map(|(id, e)| (id, e.clone())).collect();
-        let Some(invoke) = pending.iter().find(|(_, e)| matches!(e, Effect::Invoke(_))) else {
-            // Only timers are left: let time pass to the earliest.
-            let next = pending.iter().filter_map(|(id, e)| match e {
-                Effect::Timer { until } => Some((*until, *id)),
-                Effect::Invoke(_) => None,
-            });
-            let Some((until, id)) = next.min() else {
-                // Nothing to wait for and not finished: an evaluator bug, reported as such.
-                let f = Failure::runtime("the execution stalled with no pending work");
-                exec.stop(Some(f.error), f.cause, host);
-                break;
-            };
-            if let Some(d) = deadline.filter(|d| until > *d) {
-                host.clock.sleep_until(d);
-                exec.time_out(host);
-                break;
+        match pending.iter().find(|(_, e)| matches!(e, Effect::Invoke(_))) {
+            Some((id, Effect::Invoke(call))) => {
+                invoke(&mut exec, *id, call, handler, host, deadline)
             }
-            host.clock.sleep_until(until);
-            exec.deliver(id, Delivery::TimerFired, host);
-            continue;
-        };
-        let (id, Effect::Invoke(call)) = invoke else {
-            unreachable!("filtered to invokes")
-        };
-        let outcome = handler.call(call);
-        // A limit too large for a Duration is no limit: no task runs that long.
-        let timeout = call
-            .timeout_seconds
-            .and_then(|s| std::time::Duration::try_from_secs_f64(s.max(0.0)).ok());
-        let delivery = match (outcome.took, timeout) {
-            (Some(took), Some(limit)) if took > limit => {
-                let t = later(host.clock.now(), limit);
-                host.clock.sleep_until(t);
-                Delivery::TaskFailed(Failure {
-                    error: names::TIMEOUT.into(),
-                    cause: None,
-                })
-            }
-            (took, _) => {
-                if let Some(t) = took {
-                    let t = later(host.clock.now(), t);
-                    host.clock.sleep_until(t);
-                }
-                match outcome.result {
-                    Ok(v) => Delivery::TaskSucceeded(v),
-                    Err(f) => Delivery::TaskFailed(f),
-                }
-            }
-        };
-        if let Some(d) = deadline.filter(|d| host.clock.now() > *d) {
-            let _ = d;
-            exec.time_out(host);
-            break;
+            _ => fire_next_timer(&mut exec, &pending, host, deadline),
         }
-        exec.deliver(*id, delivery, host);
     }
     let (status, output, failure, history) = exec.into_outcome();
     let (error, cause) = match failure {

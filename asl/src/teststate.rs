@@ -18,14 +18,15 @@
 
 use crate::choice;
 use crate::error::{names, Failure};
-use crate::eval::{timestamp, ExecutionInfo};
-use crate::intrinsics::{self, IntrinsicHost};
+use crate::eval::ExecutionInfo;
 use crate::jsonpath::{JsonPath, Root};
 use crate::model::{
-    Amount, IoPath, Kind, Machine, QueryLanguage, Retrier, State, Template, Transition,
+    Amount, ChoiceRule, IoPath, Kind, Machine, MapSpec, QueryLanguage, Retrier, State, TaskSpec,
+    Template, Text, Transition,
 };
 use crate::resource::Pattern;
 use crate::runner::{self, RunHost, RunOptions, SeededRandom, TaskHandler, VirtualClock};
+use crate::time::timestamp;
 use crate::validate;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -364,6 +365,16 @@ enum Outcome {
     Fatal(Failure),
 }
 
+/// `?` for a step of a state whose failure nothing handles.
+macro_rules! fatal {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(f) => return Outcome::Fatal(f),
+        }
+    };
+}
+
 struct Run<'a> {
     req: &'a Request,
     state: &'a State,
@@ -420,11 +431,15 @@ impl Run<'_> {
         }
     }
 
+    /// Whether the inspection data shows more than the result (DEBUG or TRACE).
+    fn debug(&self) -> bool {
+        self.req.inspection_level != InspectionLevel::Info
+    }
+
     fn state(&mut self) -> Outcome {
         let state = self.state;
-        let debug = self.req.inspection_level != InspectionLevel::Info;
         let raw = self.req.input.clone();
-        if debug {
+        if self.debug() {
             self.insp.input = Some(raw.clone());
             if !self.vars.is_empty() {
                 self.insp.variables = Some(Value::Object(self.vars.clone()));
@@ -442,267 +457,268 @@ impl Run<'_> {
             _ => None,
         };
         let ctx = self.context(task_token.as_deref());
-        macro_rules! fatal {
-            ($e:expr) => {
-                match $e {
-                    Ok(v) => v,
-                    Err(f) => return Outcome::Fatal(f),
-                }
-            };
-        }
         let next = match state.transition {
             Transition::Next(n) => Some(n),
             Transition::End => None,
         };
         match &state.kind {
-            Kind::Pass { result } => {
-                let (result, effective) = match result {
-                    Some(r) => (r.clone(), None),
-                    None => {
-                        let e = fatal!(self.scope(&ctx).io_path(&state.input_path, raw.clone()));
-                        let p = match &state.parameters {
-                            Some(p) => fatal!(self.scope(&ctx).render(p, &e)),
-                            None => e.clone(),
-                        };
-                        (p, Some(e))
-                    }
+            Kind::Pass { result } => self.pass(&ctx, raw, result.as_ref(), next),
+            Kind::Succeed | Kind::Choice { .. } | Kind::Wait(_) => self.flow(&ctx, raw, next),
+            Kind::Fail { error, cause } => self.fail(&ctx, raw, error, cause),
+            Kind::Task(spec) => self.task(&ctx, raw, spec, next),
+            Kind::Parallel { .. } => self.parallel(&ctx, raw, next),
+            Kind::Map(spec) => self.map(&ctx, raw, spec, next),
+        }
+    }
+
+    fn pass(
+        &mut self,
+        ctx: &Value,
+        raw: Value,
+        result: Option<&Value>,
+        next: Option<usize>,
+    ) -> Outcome {
+        let state = self.state;
+        let (result, effective) = match result {
+            Some(r) => (r.clone(), None),
+            None => {
+                let e = fatal!(self.scope(ctx).io_path(&state.input_path, raw.clone()));
+                let p = match &state.parameters {
+                    Some(p) => fatal!(self.scope(ctx).render(p, &e)),
+                    None => e.clone(),
                 };
-                if debug {
-                    match effective {
-                        Some(e) => {
-                            self.insp.after_input_path = Some(e);
-                            self.insp.after_parameters = Some(result.clone());
-                        }
-                        None => self.insp.result = Some(result.clone()),
-                    }
-                }
-                self.finish_result(&ctx, raw, result, next, false)
+                (p, Some(e))
             }
-            Kind::Succeed | Kind::Choice { .. } | Kind::Wait(_) => {
-                let effective = fatal!(self.scope(&ctx).io_path(&state.input_path, raw));
-                if debug {
-                    self.insp.after_input_path = Some(effective.clone());
+        };
+        if self.debug() {
+            match effective {
+                Some(e) => {
+                    self.insp.after_input_path = Some(e);
+                    self.insp.after_parameters = Some(result.clone());
                 }
-                let next = match &state.kind {
-                    Kind::Choice { rules, default } => {
-                        let scope = self.scope(&ctx);
-                        let mut chosen = None;
-                        for rule in rules {
-                            let hit = fatal!(choice::evaluate(
-                                &rule.condition,
-                                &effective,
-                                &|p: &JsonPath, v: &Value| scope.select(p, v)
-                            ));
-                            if hit {
-                                chosen = Some(rule.next);
-                                break;
-                            }
-                        }
-                        match chosen.or(*default) {
-                            Some(n) => Some(n),
-                            None => {
-                                return Outcome::Fatal(Failure::new(
-                                    names::NO_CHOICE_MATCHED,
-                                    format!("No Matches! State: {}", state.name),
-                                ))
-                            }
-                        }
-                    }
-                    Kind::Succeed => None,
-                    _ => next,
-                };
-                let output = fatal!(self.scope(&ctx).io_path(&state.output_path, effective));
-                Outcome::Done { output, next }
-            }
-            Kind::Fail { error, cause } => {
-                let effective = fatal!(self.scope(&ctx).io_path(&state.input_path, raw.clone()));
-                if debug {
-                    self.insp.after_input_path = Some(effective);
-                }
-                let mut scope = self.scope(&ctx);
-                let error = match error {
-                    Some(e) => fatal!(scope.text(e, &raw, "ErrorPath")),
-                    None => String::new(),
-                };
-                let cause = match cause {
-                    Some(c) => Some(fatal!(scope.text(c, &raw, "CausePath"))),
-                    None => None,
-                };
-                Outcome::Fatal(Failure { error, cause })
-            }
-            Kind::Task(spec) => {
-                let effective = fatal!(self.scope(&ctx).io_path(&state.input_path, raw.clone()));
-                let params = match &state.parameters {
-                    Some(p) => fatal!(self.scope(&ctx).render(p, &effective)),
-                    None => effective.clone(),
-                };
-                if debug {
-                    self.insp.after_input_path = Some(effective.clone());
-                    self.insp.after_parameters = Some(params.clone());
-                }
-                let result = match &self.req.mock {
-                    Some(m) => mock_result(m),
-                    None => {
-                        // The evaluator performs the call: a Task state with only the
-                        // Resource (and limits), given the rendered parameters as input.
-                        let mut t = Map::new();
-                        t.insert("Type".into(), json!("Task"));
-                        t.insert("Resource".into(), json!(spec.resource));
-                        let scope = self.scope(&ctx);
-                        for (field, amount) in [
-                            ("TimeoutSeconds", &spec.timeout),
-                            ("HeartbeatSeconds", &spec.heartbeat),
-                        ] {
-                            if let Some(a) = amount {
-                                let n = fatal!(scope.task_seconds(a, &effective, field));
-                                t.insert(field.into(), json!(n));
-                            }
-                        }
-                        t.insert("End".into(), json!(true));
-                        self.run_machine(Value::Object(t), params)
-                    }
-                };
-                match result {
-                    Ok(r) => self.finish_result(&ctx, raw, r, next, true),
-                    Err(f) => Outcome::Failed(f),
-                }
-            }
-            Kind::Parallel { .. } => {
-                let effective = fatal!(self.scope(&ctx).io_path(&state.input_path, raw.clone()));
-                let params = match &state.parameters {
-                    Some(p) => fatal!(self.scope(&ctx).render(p, &effective)),
-                    None => effective,
-                };
-                let result = match &self.req.mock {
-                    Some(m) => mock_result(m),
-                    None => {
-                        let branches = self.field("Branches");
-                        self.run_machine(
-                            json!({"Type": "Parallel", "Branches": branches, "End": true}),
-                            params,
-                        )
-                    }
-                };
-                match result {
-                    Ok(r) => self.finish_result(&ctx, raw, r, next, false),
-                    Err(f) => Outcome::Failed(f),
-                }
-            }
-            Kind::Map(spec) => {
-                let effective = fatal!(self.scope(&ctx).io_path(&state.input_path, raw.clone()));
-                if debug {
-                    self.insp.after_input_path = Some(effective.clone());
-                }
-                let scope = self.scope(&ctx);
-                let items = match &spec.items_path {
-                    IoPath::At(p) if matches!(p.root(), Root::Context) => {
-                        // TestState's wording for a context path, which names the path
-                        // inside the context object.
-                        let shown = &p.text()[1..];
-                        match scope.select(p, &effective) {
-                            Ok(v @ Value::Array(_)) => v,
-                            _ => {
-                                return Outcome::Fatal(Failure::runtime(format!(
-                                    "Reference path \"{shown}\" must point to array."
-                                )))
-                            }
-                        }
-                    }
-                    other => {
-                        let v = fatal!(scope.io_path(other, effective.clone()));
-                        if !v.is_array() {
-                            let p = match other {
-                                IoPath::At(p) => p.text().to_string(),
-                                _ => "$".into(),
-                            };
-                            return Outcome::Fatal(Failure::runtime(format!(
-                                "Invalid path '{p}' : The ItemsPath field must reference an array, but it references {}",
-                                compact(&v)
-                            )));
-                        }
-                        v
-                    }
-                };
-                let max_concurrency = match &spec.max_concurrency {
-                    Some(a) => {
-                        Some(fatal!(scope.amount(a, &effective, "MaxConcurrencyPath")) as i64)
-                    }
-                    None => None,
-                };
-                let tolerated_count = match &spec.tolerated_failure_count {
-                    Some(a) => Some(
-                        fatal!(scope.amount(a, &effective, "ToleratedFailureCountPath")) as i64,
-                    ),
-                    None => None,
-                };
-                let tolerated_pct = match &spec.tolerated_failure_percentage {
-                    Some(a) => Some(fatal!(scope.amount(
-                        a,
-                        &effective,
-                        "ToleratedFailurePercentagePath"
-                    ))),
-                    None => None,
-                };
-                let Value::Array(items) = items else {
-                    unreachable!("checked to be an array")
-                };
-                let selected = match &spec.item_selector {
-                    None => items.clone(),
-                    Some(sel) => {
-                        let mut out = Vec::with_capacity(items.len());
-                        for (i, item) in items.iter().enumerate() {
-                            let mut c = ctx.clone();
-                            if let Value::Object(m) = &mut c {
-                                m.insert(
-                                    "Map".into(),
-                                    json!({"Item": {"Index": i, "Value": item}}),
-                                );
-                            }
-                            out.push(fatal!(self.scope(&c).render(sel, &effective)));
-                        }
-                        out
-                    }
-                };
-                if debug {
-                    self.insp.after_items_path = Some(Value::Array(items));
-                    if spec.item_selector.is_some() {
-                        self.insp.after_item_selector = Some(Value::Array(selected.clone()));
-                    }
-                    self.insp.max_concurrency = max_concurrency;
-                    self.insp.tolerated_failure_count = tolerated_count;
-                    self.insp.tolerated_failure_percentage = tolerated_pct;
-                }
-                let result = match &self.req.mock {
-                    Some(m) => mock_result(m),
-                    None => {
-                        // The evaluator runs the iterations on the selected items.
-                        let mut m = Map::new();
-                        m.insert("Type".into(), json!("Map"));
-                        for f in ["ItemProcessor", "Iterator", "ItemBatcher"] {
-                            let v = self.field(f);
-                            if !v.is_null() {
-                                m.insert(f.into(), v);
-                            }
-                        }
-                        if let Some(n) = max_concurrency {
-                            m.insert("MaxConcurrency".into(), json!(n));
-                        }
-                        if let Some(n) = tolerated_count {
-                            m.insert("ToleratedFailureCount".into(), json!(n));
-                        }
-                        if let Some(n) = tolerated_pct {
-                            m.insert("ToleratedFailurePercentage".into(), json!(n));
-                        }
-                        m.insert("End".into(), json!(true));
-                        self.run_machine(Value::Object(m), Value::Array(selected))
-                    }
-                };
-                match result {
-                    Ok(r) => self.finish_result(&ctx, raw, r, next, false),
-                    Err(f) => Outcome::Failed(f),
-                }
+                None => self.insp.result = Some(result.clone()),
             }
         }
+        self.finish_result(ctx, raw, result, next, false)
+    }
+
+    /// Succeed, Choice and Wait: the input goes through InputPath and OutputPath; a
+    /// Choice also picks the next state (TestState does not wait).
+    fn flow(&mut self, ctx: &Value, raw: Value, next: Option<usize>) -> Outcome {
+        let state = self.state;
+        let effective = fatal!(self.scope(ctx).io_path(&state.input_path, raw));
+        if self.debug() {
+            self.insp.after_input_path = Some(effective.clone());
+        }
+        let next = match &state.kind {
+            Kind::Choice { rules, default } => {
+                fatal!(self.choose(ctx, &effective, rules, *default))
+            }
+            Kind::Succeed => None,
+            _ => next,
+        };
+        let output = fatal!(self.scope(ctx).io_path(&state.output_path, effective));
+        Outcome::Done { output, next }
+    }
+
+    /// The state a Choice goes to: its first matching rule's, else its Default.
+    fn choose(
+        &self,
+        ctx: &Value,
+        effective: &Value,
+        rules: &[ChoiceRule],
+        default: Option<usize>,
+    ) -> Result<Option<usize>, Failure> {
+        let scope = self.scope(ctx);
+        for rule in rules {
+            let hit = choice::evaluate(&rule.condition, effective, &|p: &JsonPath, v: &Value| {
+                scope.select(p, v)
+            })?;
+            if hit {
+                return Ok(Some(rule.next));
+            }
+        }
+        match default {
+            Some(n) => Ok(Some(n)),
+            None => Err(Failure::new(
+                names::NO_CHOICE_MATCHED,
+                format!("No Matches! State: {}", self.state.name),
+            )),
+        }
+    }
+
+    fn fail(
+        &mut self,
+        ctx: &Value,
+        raw: Value,
+        error: &Option<Text>,
+        cause: &Option<Text>,
+    ) -> Outcome {
+        let state = self.state;
+        let effective = fatal!(self.scope(ctx).io_path(&state.input_path, raw.clone()));
+        if self.debug() {
+            self.insp.after_input_path = Some(effective);
+        }
+        let mut scope = self.scope(ctx);
+        let error = match error {
+            Some(e) => fatal!(scope.text(e, &raw, "ErrorPath")),
+            None => String::new(),
+        };
+        let cause = match cause {
+            Some(c) => Some(fatal!(scope.text(c, &raw, "CausePath"))),
+            None => None,
+        };
+        Outcome::Fatal(Failure { error, cause })
+    }
+
+    fn task(&mut self, ctx: &Value, raw: Value, spec: &TaskSpec, next: Option<usize>) -> Outcome {
+        let state = self.state;
+        let effective = fatal!(self.scope(ctx).io_path(&state.input_path, raw.clone()));
+        let params = match &state.parameters {
+            Some(p) => fatal!(self.scope(ctx).render(p, &effective)),
+            None => effective.clone(),
+        };
+        if self.debug() {
+            self.insp.after_input_path = Some(effective.clone());
+            self.insp.after_parameters = Some(params.clone());
+        }
+        let result = match &self.req.mock {
+            Some(m) => mock_result(m),
+            None => {
+                let task = fatal!(self.task_machine(ctx, spec, &effective));
+                self.run_machine(task, params)
+            }
+        };
+        match result {
+            Ok(r) => self.finish_result(ctx, raw, r, next, true),
+            Err(f) => Outcome::Failed(f),
+        }
+    }
+
+    /// The evaluator performs the call: a Task state with only the Resource (and
+    /// limits), given the rendered parameters as input.
+    fn task_machine(
+        &self,
+        ctx: &Value,
+        spec: &TaskSpec,
+        effective: &Value,
+    ) -> Result<Value, Failure> {
+        let mut t = Map::new();
+        t.insert("Type".into(), json!("Task"));
+        t.insert("Resource".into(), json!(spec.resource));
+        let scope = self.scope(ctx);
+        for (field, amount) in [
+            ("TimeoutSeconds", &spec.timeout),
+            ("HeartbeatSeconds", &spec.heartbeat),
+        ] {
+            if let Some(a) = amount {
+                let n = scope.task_seconds(a, effective, field)?;
+                t.insert(field.into(), json!(n));
+            }
+        }
+        t.insert("End".into(), json!(true));
+        Ok(Value::Object(t))
+    }
+
+    fn parallel(&mut self, ctx: &Value, raw: Value, next: Option<usize>) -> Outcome {
+        let state = self.state;
+        let effective = fatal!(self.scope(ctx).io_path(&state.input_path, raw.clone()));
+        let params = match &state.parameters {
+            Some(p) => fatal!(self.scope(ctx).render(p, &effective)),
+            None => effective,
+        };
+        let result = match &self.req.mock {
+            Some(m) => mock_result(m),
+            None => {
+                let branches = self.field("Branches");
+                self.run_machine(
+                    json!({"Type": "Parallel", "Branches": branches, "End": true}),
+                    params,
+                )
+            }
+        };
+        match result {
+            Ok(r) => self.finish_result(ctx, raw, r, next, false),
+            Err(f) => Outcome::Failed(f),
+        }
+    }
+
+    fn map(&mut self, ctx: &Value, raw: Value, spec: &MapSpec, next: Option<usize>) -> Outcome {
+        let state = self.state;
+        let effective = fatal!(self.scope(ctx).io_path(&state.input_path, raw.clone()));
+        if self.debug() {
+            self.insp.after_input_path = Some(effective.clone());
+        }
+        let scope = self.scope(ctx);
+        let items = fatal!(map_items(&scope, spec, &effective));
+        let limits = fatal!(MapLimits::read(&scope, spec, &effective));
+        let selected = match &spec.item_selector {
+            None => items.clone(),
+            Some(sel) => fatal!(self.select_items(ctx, sel, &items, &effective)),
+        };
+        if self.debug() {
+            self.insp.after_items_path = Some(Value::Array(items));
+            if spec.item_selector.is_some() {
+                self.insp.after_item_selector = Some(Value::Array(selected.clone()));
+            }
+            self.insp.max_concurrency = limits.max_concurrency;
+            self.insp.tolerated_failure_count = limits.tolerated_count;
+            self.insp.tolerated_failure_percentage = limits.tolerated_pct;
+        }
+        let result = match &self.req.mock {
+            Some(m) => mock_result(m),
+            None => {
+                let map = self.map_machine(&limits);
+                self.run_machine(map, Value::Array(selected))
+            }
+        };
+        match result {
+            Ok(r) => self.finish_result(ctx, raw, r, next, false),
+            Err(f) => Outcome::Failed(f),
+        }
+    }
+
+    /// ItemSelector rendered for each item, with `$$.Map.Item` in the context.
+    fn select_items(
+        &self,
+        ctx: &Value,
+        sel: &Template,
+        items: &[Value],
+        effective: &Value,
+    ) -> Result<Vec<Value>, Failure> {
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let mut c = ctx.clone();
+            if let Value::Object(m) = &mut c {
+                m.insert("Map".into(), json!({"Item": {"Index": i, "Value": item}}));
+            }
+            out.push(self.scope(&c).render(sel, effective)?);
+        }
+        Ok(out)
+    }
+
+    /// The evaluator runs the iterations on the selected items: a Map state with the
+    /// definition's processor and batcher, and the limits as read.
+    fn map_machine(&self, limits: &MapLimits) -> Value {
+        let mut m = Map::new();
+        m.insert("Type".into(), json!("Map"));
+        for f in ["ItemProcessor", "Iterator", "ItemBatcher"] {
+            let v = self.field(f);
+            if !v.is_null() {
+                m.insert(f.into(), v);
+            }
+        }
+        if let Some(n) = limits.max_concurrency {
+            m.insert("MaxConcurrency".into(), json!(n));
+        }
+        if let Some(n) = limits.tolerated_count {
+            m.insert("ToleratedFailureCount".into(), json!(n));
+        }
+        if let Some(n) = limits.tolerated_pct {
+            m.insert("ToleratedFailurePercentage".into(), json!(n));
+        }
+        m.insert("End".into(), json!(true));
+        Value::Object(m)
     }
 
     /// A field of the state's definition as written.
@@ -796,8 +812,6 @@ impl Run<'_> {
 
     /// Turns the state's outcome into TestState's answer, Retry and Catch considered.
     fn finish(&mut self, outcome: Outcome, mut insp: InspectionData) -> TestStateResult {
-        let debug = self.req.inspection_level != InspectionLevel::Info;
-        let state = self.state;
         let mut result = TestStateResult {
             status: TestStatus::Succeeded,
             output: None,
@@ -816,57 +830,60 @@ impl Run<'_> {
                 result.error = Some(f.error).filter(|e| !e.is_empty());
                 result.cause = f.cause;
             }
-            Outcome::Failed(f) => {
-                result.status = TestStatus::Failed;
-                let retrier = state
-                    .retry
-                    .iter()
-                    .position(|r| matches_error(&r.error_equals, &f.error));
-                let retry =
-                    retrier.filter(|&i| self.req.retrier_retry_count < state.retry[i].max_attempts);
-                if let Some(i) = retry {
-                    result.status = TestStatus::Retriable;
-                    insp.error_details = Some(ErrorDetails {
-                        retry_index: Some(i as u32),
-                        retry_backoff_interval_seconds: Some(backoff_seconds(
-                            &state.retry[i],
-                            self.req.retrier_retry_count,
-                        )),
-                        catch_index: None,
-                    });
-                } else if let Some((i, c)) = state
-                    .catch
-                    .iter()
-                    .enumerate()
-                    .find(|(_, c)| matches_error(&c.error_equals, &f.error))
-                {
-                    let err =
-                        json!({"Error": f.error, "Cause": f.cause.clone().unwrap_or_default()});
-                    match apply_result_path(&c.result_path, self.req.input.clone(), err) {
-                        Ok(out) => {
-                            result.status = TestStatus::CaughtError;
-                            result.next_state = Some(self.names[c.next].clone());
-                            if debug {
-                                insp.after_result_path = Some(out.clone());
-                            }
-                            result.output = Some(out);
-                            insp.error_details = Some(ErrorDetails {
-                                catch_index: Some(i as u32),
-                                ..ErrorDetails::default()
-                            });
-                        }
-                        Err(e) => {
-                            result.error = Some(e.error);
-                            result.cause = e.cause;
-                            return self.with_inspection(result, insp);
-                        }
-                    }
-                }
-                result.error = Some(f.error).filter(|e| !e.is_empty());
-                result.cause = f.cause;
-            }
+            Outcome::Failed(f) => self.failed(f, &mut result, &mut insp),
         }
         self.with_inspection(result, insp)
+    }
+
+    /// A failure Retry and Catch may handle: retriable while the matching retrier has
+    /// attempts left, else caught by the first matching catcher, else failed.
+    fn failed(&self, f: Failure, result: &mut TestStateResult, insp: &mut InspectionData) {
+        let state = self.state;
+        result.status = TestStatus::Failed;
+        let retrier = state
+            .retry
+            .iter()
+            .position(|r| matches_error(&r.error_equals, &f.error));
+        let retry = retrier.filter(|&i| self.req.retrier_retry_count < state.retry[i].max_attempts);
+        if let Some(i) = retry {
+            result.status = TestStatus::Retriable;
+            insp.error_details = Some(ErrorDetails {
+                retry_index: Some(i as u32),
+                retry_backoff_interval_seconds: Some(backoff_seconds(
+                    &state.retry[i],
+                    self.req.retrier_retry_count,
+                )),
+                catch_index: None,
+            });
+        } else if let Some((i, c)) = state
+            .catch
+            .iter()
+            .enumerate()
+            .find(|(_, c)| matches_error(&c.error_equals, &f.error))
+        {
+            let err = json!({"Error": f.error, "Cause": f.cause.clone().unwrap_or_default()});
+            match apply_result_path(&c.result_path, self.req.input.clone(), err) {
+                Ok(out) => {
+                    result.status = TestStatus::CaughtError;
+                    result.next_state = Some(self.names[c.next].clone());
+                    if self.debug() {
+                        insp.after_result_path = Some(out.clone());
+                    }
+                    result.output = Some(out);
+                    insp.error_details = Some(ErrorDetails {
+                        catch_index: Some(i as u32),
+                        ..ErrorDetails::default()
+                    });
+                }
+                Err(e) => {
+                    result.error = Some(e.error);
+                    result.cause = e.cause;
+                    return;
+                }
+            }
+        }
+        result.error = Some(f.error).filter(|e| !e.is_empty());
+        result.cause = f.cause;
     }
 
     fn with_inspection(
@@ -900,6 +917,72 @@ fn mock_result(m: &Mock) -> Result<Value, Failure> {
     }
 }
 
+/// The items a Map's ItemsPath selects, which must be an array.
+fn map_items(scope: &Scope, spec: &MapSpec, effective: &Value) -> Result<Vec<Value>, Failure> {
+    let items = match &spec.items_path {
+        IoPath::At(p) if matches!(p.root(), Root::Context) => {
+            // TestState's wording for a context path, which names the path inside the
+            // context object.
+            let shown = &p.text()[1..];
+            match scope.select(p, effective) {
+                Ok(v @ Value::Array(_)) => v,
+                _ => {
+                    return Err(Failure::runtime(format!(
+                        "Reference path \"{shown}\" must point to array."
+                    )))
+                }
+            }
+        }
+        other => {
+            let v = scope.io_path(other, effective.clone())?;
+            if !v.is_array() {
+                let p = match other {
+                    IoPath::At(p) => p.text().to_string(),
+                    _ => "$".into(),
+                };
+                return Err(Failure::runtime(format!(
+                    "Invalid path '{p}' : The ItemsPath field must reference an array, but it references {}",
+                    compact(&v)
+                )));
+            }
+            v
+        }
+    };
+    let Value::Array(items) = items else {
+        unreachable!("checked to be an array")
+    };
+    Ok(items)
+}
+
+/// A Map's concurrency and failure tolerance, read from the definition or the input.
+struct MapLimits {
+    max_concurrency: Option<i64>,
+    tolerated_count: Option<i64>,
+    tolerated_pct: Option<f64>,
+}
+
+impl MapLimits {
+    fn read(scope: &Scope, spec: &MapSpec, effective: &Value) -> Result<MapLimits, Failure> {
+        let max_concurrency = match &spec.max_concurrency {
+            Some(a) => Some(scope.test_amount(a, effective, "MaxConcurrencyPath")? as i64),
+            None => None,
+        };
+        let tolerated_count = match &spec.tolerated_failure_count {
+            Some(a) => Some(scope.test_amount(a, effective, "ToleratedFailureCountPath")? as i64),
+            None => None,
+        };
+        let tolerated_pct = match &spec.tolerated_failure_percentage {
+            Some(a) => Some(scope.test_amount(a, effective, "ToleratedFailurePercentagePath")?),
+            None => None,
+        };
+        Ok(MapLimits {
+            max_concurrency,
+            tolerated_count,
+            tolerated_pct,
+        })
+    }
+}
+
 /// The retrier's backoff before its next attempt, whole seconds as TestState shows it.
 fn backoff_seconds(r: &Retrier, attempt: u32) -> u32 {
     let mut secs = r.interval_seconds * r.backoff_rate.powi(attempt as i32);
@@ -909,9 +992,9 @@ fn backoff_seconds(r: &Retrier, attempt: u32) -> u32 {
     secs.clamp(0.0, u32::MAX as f64) as u32
 }
 
-// Error matching, ResultPath and compact JSON are the evaluator's own, so TestState
-// cannot drift from what an execution does.
-use crate::eval::{apply_result_path, compact, matches_error, task_seconds_value};
+// Error matching, ResultPath, compact JSON and the scope functions are the evaluator's
+// own, so TestState cannot drift from what an execution does.
+use crate::eval::{apply_result_path, compact, matches_error, task_seconds_value, Resolve};
 
 /// Resolves paths and intrinsics against the input, the given context and variables;
 /// the wording of its errors is the evaluator's.
@@ -921,7 +1004,7 @@ struct Scope<'a> {
     random: SeededRandom,
 }
 
-impl Scope<'_> {
+impl Resolve for Scope<'_> {
     fn select(&self, path: &JsonPath, input: &Value) -> Result<Value, String> {
         let found = match path.root() {
             Root::Input => path.select(input),
@@ -934,119 +1017,36 @@ impl Scope<'_> {
         found.map_err(|nf| nf.detail)
     }
 
-    fn io_path(&self, p: &IoPath, value: Value) -> Result<Value, Failure> {
-        match p {
-            IoPath::Whole => Ok(value),
-            IoPath::Empty => Ok(Value::Object(Map::new())),
-            IoPath::At(path) => self.select(path, &value).map_err(|detail| {
-                Failure::runtime(format!("Invalid path '{}' : {}", path.text(), detail))
-            }),
-        }
+    fn random_u64(&mut self) -> u64 {
+        self.random.next_u64()
     }
 
+    fn uuid_v4(&mut self) -> String {
+        self.random.uuid_v4()
+    }
+}
+
+impl Scope<'_> {
     /// A Task's TimeoutSeconds / HeartbeatSeconds, a value read from the input held to
     /// the bound the validator puts on the literal, as the evaluator holds it.
     fn task_seconds(&self, a: &Amount, input: &Value, lit: &str) -> Result<f64, Failure> {
         match a {
             Amount::Fixed(n) => Ok(*n),
             Amount::Path(p) => {
-                let v = self.select(p, input).map_err(|d| {
-                    Failure::runtime(format!("Invalid path '{}' : {}", p.text(), d))
-                })?;
+                let v = self.path_value(p, input)?;
                 task_seconds_value(&v, &format!("{lit}Path"), p.text())
             }
         }
     }
 
-    fn amount(&self, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
-        match a {
-            Amount::Fixed(n) => Ok(*n),
-            Amount::Path(p) => {
-                let v = self.select(p, input).map_err(|d| {
-                    Failure::runtime(format!("Invalid path '{}' : {}", p.text(), d))
-                })?;
-                v.as_f64().ok_or_else(|| {
-                    Failure::runtime(format!(
-                        "The {field} field references a value that is not a number: {}",
-                        compact(&v)
-                    ))
-                })
-            }
-        }
-    }
-
-    fn render(&mut self, t: &Template, input: &Value) -> Result<Value, Failure> {
-        self.render_field(t, input, "$")
-    }
-
-    fn render_field(&mut self, t: &Template, input: &Value, field: &str) -> Result<Value, Failure> {
-        match t {
-            Template::Literal(v) => Ok(v.clone()),
-            Template::Path(p) => self.select(p, input).map_err(|_| {
-                Failure::runtime(format!(
-                    "The JSONPath '{}' specified for the field '{}' could not be found in the input '{}'",
-                    p.text(),
-                    field,
-                    compact(input)
-                ))
-            }),
-            Template::Intrinsic(call) => {
-                let mut bridge = Bridge { scope: self, input };
-                intrinsics::eval(call, &mut bridge)
-            }
-            Template::Array(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                for i in items {
-                    out.push(self.render_field(i, input, field)?);
-                }
-                Ok(Value::Array(out))
-            }
-            Template::Object(fields) => {
-                let mut out = Map::with_capacity(fields.len());
-                for (name, t, key) in fields {
-                    let v = self.render_field(t, input, &key.0)?;
-                    out.insert(name.clone(), v);
-                }
-                Ok(Value::Object(out))
-            }
-        }
-    }
-
-    fn text(
-        &mut self,
-        t: &crate::model::Text,
-        input: &Value,
-        field: &str,
-    ) -> Result<String, Failure> {
-        match t {
-            crate::model::Text::Fixed(s) => Ok(s.clone()),
-            crate::model::Text::Dynamic(tmpl) => match self.render_field(tmpl, input, field)? {
-                Value::String(s) => Ok(s),
-                other => Ok(compact(&other)),
-            },
-        }
-    }
-}
-
-struct Bridge<'s, 'a> {
-    scope: &'s mut Scope<'a>,
-    input: &'s Value,
-}
-
-impl IntrinsicHost for Bridge<'_, '_> {
-    fn resolve_path(&mut self, path: &str) -> Result<Value, Failure> {
-        let p = JsonPath::parse(path).map_err(Failure::runtime)?;
-        self.scope.select(&p, self.input).map_err(|_| {
+    /// A Map's number fields; TestState's wording for a value that is not a number
+    /// differs from an execution's.
+    fn test_amount(&self, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
+        self.amount_or(a, input, |v, _| {
             Failure::runtime(format!(
-                "The JSONPath '{path}' could not be found in the input '{}'",
-                compact(self.input)
+                "The {field} field references a value that is not a number: {}",
+                compact(v)
             ))
         })
-    }
-    fn random_u64(&mut self) -> u64 {
-        self.scope.random.next_u64()
-    }
-    fn uuid_v4(&mut self) -> String {
-        self.scope.random.uuid_v4()
     }
 }

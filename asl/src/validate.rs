@@ -766,20 +766,7 @@ impl Checker {
         let mut terminal = false;
         for (name, state) in states {
             let here = at(&states_loc, name);
-            if name.chars().count() > MAX_STATE_NAME {
-                self.out.push(error(
-                    codes::INVALID_STATE_NAME,
-                    &format!("State name '{name}' exceeds the maximum length of {MAX_STATE_NAME} characters"),
-                    Some(&here),
-                ));
-            }
-            if let Some(first) = self.seen_names.insert(name.clone(), here.clone()) {
-                self.out.push(error(
-                    codes::DUPLICATE_STATE_NAME,
-                    &format!("Duplicate State name: '{name}' is also defined at {first}"),
-                    Some(&here),
-                ));
-            }
+            self.state_name(name, &here);
             let (out, ends) = self.state(state, &here, depth + 1);
             terminal |= ends;
             edges.insert(name.as_str(), out);
@@ -793,6 +780,42 @@ impl Checker {
                 ));
             }
         }
+        self.missing_targets(states, &edges);
+        // Unreachable states are only meaningful once the entry point exists.
+        if let Some(start) = start.filter(|s| states.contains_key(*s)) {
+            self.unreachable(states, &edges, start, &states_loc);
+        }
+        if !states.is_empty() && !terminal {
+            self.out.push(error(
+                codes::MISSING_END_STATE,
+                "Workflow has no terminal state",
+                Some(shown(loc)),
+            ));
+        }
+    }
+
+    /// A state's name: not too long, and not used twice in the whole definition.
+    fn state_name(&mut self, name: &str, here: &str) {
+        if name.chars().count() > MAX_STATE_NAME {
+            self.out.push(error(
+                codes::INVALID_STATE_NAME,
+                &format!(
+                    "State name '{name}' exceeds the maximum length of {MAX_STATE_NAME} characters"
+                ),
+                Some(here),
+            ));
+        }
+        if let Some(first) = self.seen_names.insert(name.to_string(), here.to_string()) {
+            self.out.push(error(
+                codes::DUPLICATE_STATE_NAME,
+                &format!("Duplicate State name: '{name}' is also defined at {first}"),
+                Some(here),
+            ));
+        }
+    }
+
+    /// Transitions to states that do not exist in this scope.
+    fn missing_targets(&mut self, states: &Map<String, Value>, edges: &HashMap<&str, Vec<Edge>>) {
         // In the order the states are written: the diagnostics, and so CreateStateMachine's
         // message, are the same on every call (a HashMap's order is not).
         for out in states.keys().filter_map(|name| edges.get(name.as_str())) {
@@ -806,35 +829,35 @@ impl Checker {
                 }
             }
         }
-        // Unreachable states are only meaningful once the entry point exists.
-        if let Some(start) = start.filter(|s| states.contains_key(*s)) {
-            let mut reached: HashSet<&str> = HashSet::from([start]);
-            let mut queue = VecDeque::from([start]);
-            while let Some(n) = queue.pop_front() {
-                for e in edges.get(n).into_iter().flatten() {
-                    if let Some((k, _)) = states.get_key_value(&e.target) {
-                        if reached.insert(k.as_str()) {
-                            queue.push_back(k.as_str());
-                        }
+    }
+
+    /// States no path of transitions leads to from `start`.
+    fn unreachable(
+        &mut self,
+        states: &Map<String, Value>,
+        edges: &HashMap<&str, Vec<Edge>>,
+        start: &str,
+        states_loc: &str,
+    ) {
+        let mut reached: HashSet<&str> = HashSet::from([start]);
+        let mut queue = VecDeque::from([start]);
+        while let Some(n) = queue.pop_front() {
+            for e in edges.get(n).into_iter().flatten() {
+                if let Some((k, _)) = states.get_key_value(&e.target) {
+                    if reached.insert(k.as_str()) {
+                        queue.push_back(k.as_str());
                     }
                 }
             }
-            for name in states.keys() {
-                if !reached.contains(name.as_str()) {
-                    self.out.push(error(
-                        codes::MISSING_TRANSITION_TARGET,
-                        &format!("State \"{name}\" is not reachable."),
-                        Some(&at(&states_loc, name)),
-                    ));
-                }
-            }
         }
-        if !states.is_empty() && !terminal {
-            self.out.push(error(
-                codes::MISSING_END_STATE,
-                "Workflow has no terminal state",
-                Some(shown(loc)),
-            ));
+        for name in states.keys() {
+            if !reached.contains(name.as_str()) {
+                self.out.push(error(
+                    codes::MISSING_TRANSITION_TARGET,
+                    &format!("State \"{name}\" is not reachable."),
+                    Some(&at(states_loc, name)),
+                ));
+            }
         }
     }
 
@@ -904,6 +927,34 @@ impl Checker {
             );
             return (edges, true);
         };
+        let lang = self.state_lang(s, loc);
+        self.state_fields(s, spec, lang, loc);
+        let ends = match spec.flow {
+            Flow::NextOrEnd => self.next_or_end(s, loc, &mut edges),
+            Flow::Terminal => true,
+            // A Choice ends nowhere; its rules' edges are checked with its fields.
+            Flow::Choice => false,
+        };
+        self.io_fields(s, lang, loc, depth);
+        match spec.name {
+            "Task" => self.task(s, lang, loc),
+            "Wait" => self.wait(s, lang, loc),
+            "Choice" => self.choice(s, lang, loc, depth, &mut edges),
+            "Parallel" => self.parallel(s, loc, depth),
+            "Map" => self.map(s, lang, loc, depth),
+            _ => {}
+        }
+        if s.contains_key("Retry") {
+            self.retriers(s.get("Retry"), loc);
+        }
+        if s.contains_key("Catch") {
+            self.catchers(s.get("Catch"), lang, loc, depth, &mut edges);
+        }
+        (edges, ends)
+    }
+
+    /// The state's query language: its own, else the machine's.
+    fn state_lang(&mut self, s: &Map<String, Value>, loc: &str) -> Lang {
         let own = self.query_language(s, loc);
         if own == Some(Lang::JsonPath) && self.top_lang == Lang::Jsonata {
             self.schema(
@@ -911,7 +962,11 @@ impl Checker {
                 loc,
             );
         }
-        let lang = own.unwrap_or(self.top_lang);
+        own.unwrap_or(self.top_lang)
+    }
+
+    /// Which fields the state's type and language allow, require or exclude together.
+    fn state_fields(&mut self, s: &Map<String, Value>, spec: &TypeSpec, lang: Lang, loc: &str) {
         let forbidden = match lang {
             Lang::JsonPath => JSONATA_ONLY,
             Lang::Jsonata => JSONPATH_ONLY,
@@ -933,55 +988,37 @@ impl Checker {
                 );
             }
         }
+    }
 
-        let mut ends = false;
-        if spec.flow == Flow::NextOrEnd {
-            let end = match s.get("End") {
-                None => false,
-                Some(Value::Bool(b)) => *b,
-                Some(_) => {
-                    self.wrong_type("End", "BOOLEAN", &at(loc, "End"));
-                    true
-                }
-            };
-            let next = self.expect_string(s, "Next", loc);
-            match (next, end) {
-                (Some(_), true) => {
-                    self.schema("Only one of the fields 'Next' and 'End' may be set", loc)
-                }
-                (None, false) if !s.contains_key("Next") => {
-                    self.schema("Exactly one of the fields 'Next' or 'End' must be set", loc)
-                }
-                _ => {}
+    /// Next or End, exactly one; records Next's edge and returns whether the state ends
+    /// its scope.
+    fn next_or_end(&mut self, s: &Map<String, Value>, loc: &str, edges: &mut Vec<Edge>) -> bool {
+        let end = match s.get("End") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                self.wrong_type("End", "BOOLEAN", &at(loc, "End"));
+                true
             }
-            if let Some(n) = next {
-                edges.push(Edge {
-                    target: n.to_string(),
-                    field: "Next",
-                    location: at(loc, "Next"),
-                });
+        };
+        let next = self.expect_string(s, "Next", loc);
+        match (next, end) {
+            (Some(_), true) => {
+                self.schema("Only one of the fields 'Next' and 'End' may be set", loc)
             }
-            ends = end;
-        } else if spec.flow == Flow::Terminal {
-            ends = true;
-        }
-
-        self.io_fields(s, lang, loc, depth);
-        match spec.name {
-            "Task" => self.task(s, lang, loc),
-            "Wait" => self.wait(s, lang, loc),
-            "Choice" => self.choice(s, lang, loc, depth, &mut edges),
-            "Parallel" => self.parallel(s, loc, depth),
-            "Map" => self.map(s, lang, loc, depth),
+            (None, false) if !s.contains_key("Next") => {
+                self.schema("Exactly one of the fields 'Next' or 'End' must be set", loc)
+            }
             _ => {}
         }
-        if s.contains_key("Retry") {
-            self.retriers(s.get("Retry"), loc);
+        if let Some(n) = next {
+            edges.push(Edge {
+                target: n.to_string(),
+                field: "Next",
+                location: at(loc, "Next"),
+            });
         }
-        if s.contains_key("Catch") {
-            self.catchers(s.get("Catch"), lang, loc, depth, &mut edges);
-        }
-        (edges, ends)
+        end
     }
 
     /// Paths, payload templates and `Assign`, common to most state types.
