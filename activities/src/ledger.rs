@@ -50,7 +50,7 @@ pub enum OrderItem {
 impl OrderItem {
     /// The kind of `key`, or None for a key outside every order's partition.
     pub fn of(key: &Key) -> Option<OrderItem> {
-        order_id_of(key)?;
+        order_id_of(&key.pk)?;
         if key.sk == ORDER_SK {
             Some(OrderItem::Order)
         } else if key.sk.starts_with(STEP_SK_PREFIX) {
@@ -63,9 +63,21 @@ impl OrderItem {
     }
 }
 
-/// The order whose partition `key` is in.
-pub fn order_id_of(key: &Key) -> Option<&str> {
-    key.pk.strip_prefix(ORDER_PK_PREFIX)
+/// The order whose partition `pk` is, if it is an order's.
+pub fn order_id_of(pk: &str) -> Option<&str> {
+    pk.strip_prefix(ORDER_PK_PREFIX)
+}
+
+/// The saga's forward steps in the order it runs them (the activities' keys): how an
+/// order's step records are listed.
+const STEP_ORDER: [&str; 4] = ["reserve", "charge", "pick", "ship"];
+
+/// Where `step` comes in the saga (steps it does not know come last).
+pub fn step_rank(step: &str) -> usize {
+    STEP_ORDER
+        .iter()
+        .position(|s| *s == step)
+        .unwrap_or(STEP_ORDER.len())
 }
 
 /// Every item of every order's partition (a full scan: audits and one-off migrations).

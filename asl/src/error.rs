@@ -18,6 +18,10 @@ pub mod names {
     pub const RESULT_WRITER_FAILED: &str = "States.ResultWriterFailed";
     pub const RUNTIME: &str = "States.Runtime";
     pub const DATA_LIMIT_EXCEEDED: &str = "States.DataLimitExceeded";
+    /// What Step Functions reports when a Lambda function it calls does not exist, and
+    /// when Lambda itself (not the function) fails; retriers name them.
+    pub const LAMBDA_RESOURCE_NOT_FOUND: &str = "Lambda.ResourceNotFoundException";
+    pub const LAMBDA_SERVICE_EXCEPTION: &str = "Lambda.ServiceException";
 
     /// Every reserved name; a `States.` name outside this list is rejected in ErrorEquals.
     pub const RESERVED: &[&str] = &[

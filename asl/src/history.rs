@@ -25,6 +25,14 @@ macro_rules! event_kinds {
                     $(HistoryEventKind::$kind => stringify!($kind)),*
                 }
             }
+
+            /// The event type AWS names `name`, if the engine records it.
+            pub fn parse(name: &str) -> Option<HistoryEventKind> {
+                match name {
+                    $(stringify!($kind) => Some(HistoryEventKind::$kind),)*
+                    _ => None,
+                }
+            }
         }
     };
 }
@@ -55,6 +63,53 @@ impl HistoryEventKind {
             Kind::Parallel { .. } => E::ParallelStateEntered,
             Kind::Map(_) => E::MapStateEntered,
         }
+    }
+
+    /// Whether the event records entering a state (of any kind).
+    pub fn is_state_entered(self) -> bool {
+        use HistoryEventKind as E;
+        matches!(
+            self,
+            E::PassStateEntered
+                | E::TaskStateEntered
+                | E::ChoiceStateEntered
+                | E::WaitStateEntered
+                | E::SucceedStateEntered
+                | E::FailStateEntered
+                | E::ParallelStateEntered
+                | E::MapStateEntered
+        )
+    }
+
+    /// Whether the event records leaving a state (of any kind).
+    pub fn is_state_exited(self) -> bool {
+        use HistoryEventKind as E;
+        matches!(
+            self,
+            E::PassStateExited
+                | E::TaskStateExited
+                | E::ChoiceStateExited
+                | E::WaitStateExited
+                | E::SucceedStateExited
+                | E::FailStateExited
+                | E::ParallelStateExited
+                | E::MapStateExited
+        )
+    }
+
+    /// Whether the event records a task's call failing or timing out (a Task state
+    /// may retry or catch it).
+    pub fn is_task_failure(self) -> bool {
+        use HistoryEventKind as E;
+        matches!(
+            self,
+            E::TaskFailed
+                | E::TaskTimedOut
+                | E::ActivityFailed
+                | E::ActivityTimedOut
+                | E::LambdaFunctionFailed
+                | E::LambdaFunctionTimedOut
+        )
     }
 
     /// The event that records leaving a state of this kind.
@@ -192,6 +247,31 @@ mod tests {
             assert_eq!(json, serde_json::Value::String(kind.as_str().into()));
             assert_eq!(kind.to_string(), kind.as_str());
             assert_eq!(format!("{kind:?}"), kind.as_str());
+            assert_eq!(HistoryEventKind::parse(kind.as_str()), Some(*kind));
+        }
+        assert_eq!(HistoryEventKind::parse("NoSuchEvent"), None);
+    }
+
+    /// The predicates agree with the names: every `...StateEntered` and only those.
+    #[test]
+    fn predicates_match_the_names() {
+        for kind in HistoryEventKind::ALL {
+            let name = kind.as_str();
+            assert_eq!(
+                kind.is_state_entered(),
+                name.ends_with("StateEntered"),
+                "{name}"
+            );
+            assert_eq!(
+                kind.is_state_exited(),
+                name.ends_with("StateExited"),
+                "{name}"
+            );
+            let failure = !name.contains("State")
+                && (name.ends_with("Failed") || name.ends_with("TimedOut"))
+                && !name.starts_with("Execution")
+                && !name.starts_with("Map");
+            assert_eq!(kind.is_task_failure(), failure, "{name}");
         }
     }
 }

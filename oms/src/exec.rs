@@ -93,7 +93,7 @@ pub fn load_machine(text: &str) -> Result<Machine, Value> {
 fn no_such_resource(call: &TaskCall) -> TaskOutcome {
     let target = call.function.as_deref().unwrap_or(&call.resource);
     TaskOutcome::err(Failure::new(
-        "Lambda.ResourceNotFoundException",
+        asl::error::names::LAMBDA_RESOURCE_NOT_FOUND,
         format!("Function not found: {target} (no handler is registered for it in oms exec)"),
     ))
 }

@@ -195,7 +195,7 @@ impl ConfiguredInvoker {
             .await
             .map_err(|e| {
                 Failure::new(
-                    "Lambda.ServiceException",
+                    asl::error::names::LAMBDA_SERVICE_EXCEPTION,
                     format!("cannot reach the Lambda endpoint {url}: {e}"),
                 )
             })?;
@@ -203,7 +203,7 @@ impl ConfiguredInvoker {
         let function_error = response.headers().get("x-amz-function-error").is_some();
         let body = response.text().await.map_err(|e| {
             Failure::new(
-                "Lambda.ServiceException",
+                asl::error::names::LAMBDA_SERVICE_EXCEPTION,
                 format!("reading the response of {url}: {e}"),
             )
         })?;
@@ -217,7 +217,7 @@ impl ConfiguredInvoker {
                 .is_ok_and(|v| v.get("errorType").and_then(Value::as_str).is_some());
         if !status.is_success() && !error_payload {
             return Err(Failure::new(
-                "Lambda.ServiceException",
+                asl::error::names::LAMBDA_SERVICE_EXCEPTION,
                 format!("{url} answered {status}: {body}"),
             ));
         }
@@ -258,9 +258,9 @@ impl Invoker for ConfiguredInvoker {
                 let what = oms_orders::function_of(call);
                 let error = match (&call.target, call.target.pattern()) {
                     (Target::LambdaFunction { .. } | Target::LambdaInvoke { .. }, _) => {
-                        "Lambda.ResourceNotFoundException"
+                        asl::error::names::LAMBDA_RESOURCE_NOT_FOUND
                     }
-                    (_, Pattern::Sync) | (_, _) => "States.TaskFailed",
+                    (_, Pattern::Sync) | (_, _) => asl::error::names::TASK_FAILED,
                 };
                 Err(Failure::new(
                     error,

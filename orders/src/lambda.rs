@@ -25,7 +25,7 @@ pub fn function_name(function_arn: &str) -> &str {
 /// What Step Functions reports for a function that does not exist.
 pub fn function_not_found(function_arn: &str) -> Failure {
     Failure::new(
-        "Lambda.ResourceNotFoundException",
+        asl::error::names::LAMBDA_RESOURCE_NOT_FOUND,
         format!("Function not found: {function_arn}"),
     )
 }

@@ -108,7 +108,13 @@ fn page_limit(filter: &BTreeMap<String, String>) -> Result<usize, Problem> {
             .parse()
             .ok()
             .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| Problem::new(400, "Order.Invalid", "limit: an integer from 1 to 500"))?,
+            .ok_or_else(|| {
+                Problem::new(
+                    400,
+                    ErrorKind::OrderInvalid.name(),
+                    "limit: an integer from 1 to 500",
+                )
+            })?,
     })
 }
 
@@ -122,7 +128,7 @@ fn status_wanted(filter: &BTreeMap<String, String>) -> Result<Option<OrderStatus
         .map_err(|_| {
             Problem::new(
                 400,
-                "Order.Invalid",
+                ErrorKind::OrderInvalid.name(),
                 format!("status: '{s}' is not an order status"),
             )
         })

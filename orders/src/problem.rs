@@ -32,6 +32,8 @@ pub mod code {
     pub const UNAUTHORIZED: &str = "Auth.Required";
     /// `/admin/faults` on a server started without `--fault-injection`.
     pub const FAULTS_DISABLED: &str = "Faults.Disabled";
+    /// A retry of an order whose execution cannot be redriven (the message says why).
+    pub const ORDER_NOT_RETRYABLE: &str = "Order.NotRetryable";
     /// A loopback server was called by a name that is not its own (DNS rebinding).
     pub const HOST_NOT_ALLOWED: &str = "Request.HostNotAllowed";
     /// Every code above: the OpenAPI document must list them all (oms's test).
@@ -48,6 +50,7 @@ pub mod code {
         UNAUTHORIZED,
         FAULTS_DISABLED,
         HOST_NOT_ALLOWED,
+        ORDER_NOT_RETRYABLE,
     ];
 }
 

@@ -6,10 +6,11 @@ use crate::saga::{local_definition, MACHINE_NAME};
 use crate::warehouse::Warehouse;
 use activities::activity::{self, Ctx};
 use activities::errors::{ActivityError, ErrorKind};
-use activities::ledger::{self, from_item, OrderRecord};
+use activities::ledger::{self, from_item, OrderItem, OrderRecord};
 use activities::model::{FieldError, Order, OrderOptions, OrderStatus, ShipmentRef};
+use asl::history::HistoryEventKind;
 use saga_core::api::{
-    CreateStateMachineInput, DescribeExecutionInput, GetExecutionHistoryInput,
+    CreateStateMachineInput, DescribeExecutionInput, ExecutionStatus, GetExecutionHistoryInput,
     ListStateMachinesInput, RedriveExecutionInput, StartExecutionInput, StepFunctions,
     UpdateStateMachineInput,
 };
@@ -25,9 +26,6 @@ pub struct Orders {
     pub machine_arn: String,
     warehouse: Arc<Warehouse>,
 }
-
-/// Execution statuses a redrive can restart.
-const REDRIVABLE: [&str; 3] = ["FAILED", "TIMED_OUT", "ABORTED"];
 
 impl Orders {
     /// Registers the order saga (created, or updated when its definition changed).
@@ -117,7 +115,7 @@ impl Orders {
         let Some(obj) = body.as_object_mut() else {
             return Err(Problem::new(
                 400,
-                "Order.Invalid",
+                ErrorKind::OrderInvalid.name(),
                 "the body must be a JSON object",
             ));
         };
@@ -255,7 +253,7 @@ impl Orders {
         // FAILED: "compensation failed" for an order that was being cancelled).
         let ended = execution
             .as_ref()
-            .is_some_and(|e| e.status.as_str() != "RUNNING");
+            .is_some_and(|e| e.status != ExecutionStatus::Running);
         if ended && !order.status.is_final() {
             (items, order) = self.ledger(order_id).await?;
         }
@@ -284,7 +282,8 @@ impl Orders {
         if status == OrderStatus::Compensating
             && execution_status
                 .as_deref()
-                .is_some_and(|s| REDRIVABLE.contains(&s))
+                .and_then(ExecutionStatus::parse)
+                .is_some_and(ExecutionStatus::is_redrivable)
         {
             status = OrderStatus::CompensationFailed;
             if let Some(e) = &execution {
@@ -327,10 +326,12 @@ impl Orders {
             .query(&ledger::order_pk(order_id), "")
             .await
             .map_err(ActivityError::from)?;
-        let Some(order_item) = items.iter().find(|i| i.key.sk == "ORDER") else {
+        let is_order =
+            |i: &&activities::store::Item| OrderItem::of(&i.key) == Some(OrderItem::Order);
+        let Some(order_item) = items.iter().find(is_order) else {
             return Err(Problem::new(
                 404,
-                "Order.NotFound",
+                ErrorKind::OrderNotFound.name(),
                 format!("no order '{order_id}'"),
             ));
         };
@@ -350,20 +351,18 @@ impl Orders {
             let name = e["stateEnteredEventDetails"]["name"]
                 .as_str()
                 .or_else(|| e["stateExitedEventDetails"]["name"].as_str());
-            let kind = e["type"].as_str().unwrap_or_default();
-            if kind.ends_with("StateEntered") {
+            let Some(kind) = event_kind(e) else { continue };
+            if kind.is_state_entered() {
                 open.push(name.unwrap_or_default().to_string());
-            } else if kind.ends_with("StateExited") {
+            } else if kind.is_state_exited() {
                 if let Some(n) = name {
                     if let Some(pos) = open.iter().rposition(|o| o == n) {
                         open.truncate(pos);
                     }
                 }
-            } else if kind == "ExecutionRedriven" {
+            } else if kind == HistoryEventKind::ExecutionRedriven {
                 open.clear();
-            } else if (kind.starts_with("Task") || kind.starts_with("Lambda"))
-                && (kind.ends_with("Failed") || kind.ends_with("TimedOut"))
-            {
+            } else if kind.is_task_failure() {
                 if first.is_none() {
                     first = open.last().cloned();
                 }
@@ -407,7 +406,7 @@ impl Orders {
         if order.status.is_final() {
             return Err(Problem::new(
                 409,
-                "Order.Conflict",
+                ErrorKind::OrderConflict.name(),
                 format!(
                     "order '{order_id}' is {} and cannot be cancelled",
                     json!(order.status).as_str().unwrap_or_default()
@@ -440,12 +439,12 @@ impl Orders {
         let mut kept: Vec<String> = Vec::new();
         let mut open: Vec<String> = Vec::new();
         for e in &history {
-            let kind = e["type"].as_str().unwrap_or_default();
-            if kind.ends_with("StateEntered") {
+            let Some(kind) = event_kind(e) else { continue };
+            if kind.is_state_entered() {
                 if let Some(n) = e["stateEnteredEventDetails"]["name"].as_str() {
                     open.push(n.to_string());
                 }
-            } else if kind.ends_with("StateExited") {
+            } else if kind.is_state_exited() {
                 if let Some(n) = e["stateExitedEventDetails"]["name"].as_str() {
                     // A Map or Parallel that exited takes its children with it: their
                     // failures were caught or are behind it.
@@ -460,7 +459,8 @@ impl Orders {
         }
         open.dedup();
         let order_final = matches!(view["status"].as_str(), Some("COMPLETED" | "CANCELLED"));
-        let retryable = REDRIVABLE.contains(&status.as_str()) && !order_final;
+        let retryable = ExecutionStatus::parse(&status).is_some_and(ExecutionStatus::is_redrivable)
+            && !order_final;
         Ok(json!({
             "order_id": order_id,
             "execution_arn": arn,
@@ -490,7 +490,7 @@ impl Orders {
         if preview["retryable"] != true {
             return Err(Problem::new(
                 409,
-                "Order.NotRetryable",
+                code::ORDER_NOT_RETRYABLE,
                 preview["reason"]
                     .as_str()
                     .unwrap_or("not retryable")
@@ -585,30 +585,37 @@ impl Orders {
     }
 }
 
+/// The type of a history event as GetExecutionHistory gives it (None for a type the
+/// engine does not record).
+fn event_kind(event: &Value) -> Option<HistoryEventKind> {
+    event["type"].as_str().and_then(HistoryEventKind::parse)
+}
+
 /// An order's ledger as the Orders API shows it: its steps in saga order (without their
 /// results) and its shipments (without their pick tokens).
 fn steps_and_shipments(items: &[activities::store::Item]) -> (Vec<Value>, Vec<Value>) {
     let mut steps = Vec::new();
     let mut shipments = Vec::new();
     for i in items {
-        if i.key.sk.starts_with("STEP#") {
-            let mut d = i.doc.clone();
-            d.remove("result");
-            d.remove("compensation");
-            steps.push(Value::Object(d));
-        } else if i.key.sk.starts_with("SHIPMENT#") {
-            let mut d = i.doc.clone();
-            d.remove("pick_token");
-            shipments.push(Value::Object(d));
+        match OrderItem::of(&i.key) {
+            Some(OrderItem::Step) => {
+                let mut d = i.doc.clone();
+                d.remove("result");
+                d.remove("compensation");
+                steps.push(Value::Object(d));
+            }
+            Some(OrderItem::Shipment) => {
+                let mut d = i.doc.clone();
+                d.remove("pick_token");
+                shipments.push(Value::Object(d));
+            }
+            Some(OrderItem::Order) | None => {}
         }
     }
     // The ledger in saga order (the store keeps it by key).
     let rank = |v: &Value| {
         let step = v["step"].as_str().unwrap_or_default();
-        let at = ["reserve", "charge", "pick", "ship"]
-            .iter()
-            .position(|s| *s == step)
-            .unwrap_or(9);
+        let at = ledger::step_rank(step);
         (
             at,
             v["shipment_id"].as_str().unwrap_or_default().to_string(),
@@ -657,7 +664,11 @@ fn decode_order(body: &Value) -> Result<Order, Problem> {
 }
 
 fn order_invalid(fields: Vec<FieldError>) -> Problem {
-    let mut p = Problem::new(400, "Order.Invalid", "the order breaks these rules");
+    let mut p = Problem::new(
+        400,
+        ErrorKind::OrderInvalid.name(),
+        "the order breaks these rules",
+    );
     p.fields = fields;
     p
 }

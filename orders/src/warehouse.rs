@@ -3,7 +3,7 @@
 
 use activities::activity::{self, Ctx};
 use activities::errors::{ActivityError, ErrorKind};
-use activities::ledger::{from_item, ShipmentRecord};
+use activities::ledger::{self, from_item, OrderItem, ShipmentRecord};
 use activities::model::{ShipmentRef, ShipmentStatus};
 use saga_core::api::{SendTaskFailureInput, SendTaskSuccessInput, StepFunctions};
 use serde_json::Value;
@@ -115,14 +115,11 @@ impl Warehouse {
             return Ok(0);
         }
         let mut n = 0;
-        for item in self
-            .ctx
-            .store
-            .scan("ORDER#")
+        for item in ledger::scan_orders(&*self.ctx.store)
             .await
             .map_err(|e| e.to_string())?
         {
-            if !item.key.sk.starts_with("SHIPMENT#") {
+            if OrderItem::of(&item.key) != Some(OrderItem::Shipment) {
                 continue;
             }
             let Ok(s) = from_item::<ShipmentRecord>(&item) else {
@@ -135,7 +132,9 @@ impl Warehouse {
             if let (Some(token), ShipmentStatus::Reserved | ShipmentStatus::Picked) =
                 (s.pick_token, s.status)
             {
-                let order_id = item.key.pk.trim_start_matches("ORDER#").to_string();
+                let order_id = ledger::order_id_of(&item.key.pk)
+                    .unwrap_or_default()
+                    .to_string();
                 self.requested(
                     ShipmentRef {
                         order_id,

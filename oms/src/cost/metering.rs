@@ -103,7 +103,7 @@ fn partition_class(pk: &str) -> &'static str {
         "CATALOG" => "catalog",
         "GATEWAY" => "payment gateway ledger",
         "FAULTS" => "fault plans",
-        _ if pk.starts_with("ORDER#") => "order",
+        _ if activities::ledger::order_id_of(pk).is_some() => "order",
         _ if pk.starts_with("STOCK#") => "stock",
         _ if pk.starts_with("INDEX#") => "search index",
         _ => "other",
@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(value_size(&json!({})), 3);
         assert_eq!(value_size(&json!({"a": "xy"})), 3 + 1 + 1 + 2);
         assert_eq!(value_size(&json!(["x", 1])), 3 + (1 + 1) + (1 + 2));
-        let key = Key::new("ORDER#o", "ORDER");
+        let key = activities::ledger::order_key("o");
         let doc: Map<String, Value> = serde_json::from_value(json!({"status": "PENDING"})).unwrap();
         // pk(2)+7, sk(2)+5, version(7)+2, status(6)+7
         assert_eq!(item_size(&key, 1, &doc), 9 + 7 + 9 + 13);
@@ -270,7 +270,7 @@ mod tests {
             inner: Arc::new(SqliteStore::in_memory().unwrap()),
             metering: metering.clone(),
         };
-        let key = Key::new("ORDER#o", "ORDER");
+        let key = activities::ledger::order_key("o");
         let big: Map<String, Value> =
             serde_json::from_value(json!({"blob": "x".repeat(1500)})).unwrap();
         rt.block_on(async {

@@ -4,10 +4,11 @@
 use super::metering::{stored_size, MeteredStore, Metering, Units, DYNAMO_ITEM_OVERHEAD};
 use super::prices::{ACCOUNT, LAMBDA_LOG_BYTES_PER_INVOCATION, LAMBDA_MEMORY_MB, REGION};
 use activities::activity::{self, Ctx};
+use activities::errors::ErrorKind;
 use activities::model::ShipmentRef;
 use activities::store::sqlite::SqliteStore;
 use activities::store::Store;
-use asl::history::HistoryEvent;
+use asl::history::{HistoryEvent, HistoryEventKind};
 use asl::runner::{
     self, RunHost, RunOptions, SeededRandom, TaskHandler, TaskOutcome, VirtualClock,
 };
@@ -75,11 +76,11 @@ impl Path {
     pub fn error(self) -> Option<&'static str> {
         match self {
             Path::Happy => None,
-            Path::Rejected => Some("Order.Invalid"),
-            Path::ReserveFails => Some("Inventory.OutOfStock"),
-            Path::ChargeFails => Some("Payment.Declined"),
-            Path::PickFails => Some("Pick.ItemDamaged"),
-            Path::ShipFails => Some("Ship.AddressRejected"),
+            Path::Rejected => Some(ErrorKind::OrderInvalid.name()),
+            Path::ReserveFails => Some(ErrorKind::InventoryOutOfStock.name()),
+            Path::ChargeFails => Some(ErrorKind::PaymentDeclined.name()),
+            Path::PickFails => Some(ErrorKind::PickItemDamaged.name()),
+            Path::ShipFails => Some(ErrorKind::ShipAddressRejected.name()),
         }
     }
 
@@ -173,7 +174,7 @@ impl TaskHandler for Simulation<'_> {
         if self.transient == Some(def.name) {
             self.transient = None;
             return TaskOutcome::err(Failure::new(
-                "Activity.Unavailable",
+                ErrorKind::ActivityUnavailable.name(),
                 "transient failure injected by the cost simulation",
             ));
         }
@@ -274,16 +275,21 @@ fn read_history(history: &[HistoryEvent], execution_arn: &str) -> (u64, u64, Vec
     let mut bytes = 0;
     for e in history {
         let kind: &str = &e.kind;
-        if kind.ends_with("StateEntered") {
+        let typed = HistoryEventKind::parse(kind);
+        if typed.is_some_and(HistoryEventKind::is_state_entered) {
             entered += 1;
             states.push(e.details["name"].as_str().unwrap_or_default().to_string());
         }
-        if kind == "TaskStateEntered" {
+        if typed == Some(HistoryEventKind::TaskStateEntered) {
             task_entered += 1;
         }
         if matches!(
-            kind,
-            "TaskScheduled" | "LambdaFunctionScheduled" | "ActivityScheduled"
+            typed,
+            Some(
+                HistoryEventKind::TaskScheduled
+                    | HistoryEventKind::LambdaFunctionScheduled
+                    | HistoryEventKind::ActivityScheduled
+            )
         ) {
             scheduled += 1;
         }
