@@ -33,7 +33,7 @@ impl Ctx {
     pub fn new(store: Arc<dyn Store>) -> Ctx {
         Ctx {
             gateway: Arc::new(LedgerGateway::new(store.clone())),
-            faults: Faults::new(store.clone()),
+            faults: Faults::new(store.clone(), KEYS),
             store,
         }
     }
@@ -42,7 +42,7 @@ impl Ctx {
     /// the processes that run activities in production (Lambda, `oms worker`).
     pub fn for_production(store: Arc<dyn Store>) -> Ctx {
         Ctx {
-            faults: Faults::from_env(store.clone()),
+            faults: Faults::from_env(store.clone(), KEYS),
             ..Ctx::new(store)
         }
     }
@@ -1083,6 +1083,9 @@ macro_rules! activities {
                 accepts: accepts::<$in>,
             } ),*
         ];
+
+        /// Every activity's key, in the table's order.
+        pub const KEYS: &[&str] = &[$($key),*];
 
         /// Runs the activity named `name` (its name or its key) on JSON input.
         pub async fn invoke(ctx: &Ctx, name: &str, input: &Value) -> Result<Value, ActivityError> {
