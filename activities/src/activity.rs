@@ -358,26 +358,7 @@ pub async fn reserve_inventory(ctx: &Ctx, input: OrderRef) -> Result<Reservation
             order_id: id.to_string(),
             shipments: shipments.clone(),
         };
-        let mut writes = Vec::new();
-        for s in &shipments {
-            for l in &s.lines {
-                writes.push(stock_move(
-                    &l.sku,
-                    &s.warehouse_id,
-                    &[("available", -l.quantity), ("reserved", l.quantity)],
-                ));
-            }
-            let record = ShipmentRecord {
-                shipment_id: s.shipment_id.clone(),
-                warehouse_id: s.warehouse_id.clone(),
-                lines: s.lines.clone(),
-                status: ShipmentStatus::Reserved,
-                tracking_number: None,
-                pick_token: None,
-                updated_at: now(),
-            };
-            writes.push(put(shipment_key(id, &s.shipment_id), to_doc(&record), None));
-        }
+        let mut writes = reserve_writes(id, &shipments);
         writes.push(step.write(StepStatus::Done, Some(value(&reservation)), None, None));
         let mut record = order.value.clone();
         if record.status == OrderStatus::Pending {
@@ -390,6 +371,32 @@ pub async fn reserve_inventory(ctx: &Ctx, input: OrderRef) -> Result<Reservation
     .await?;
     ctx.faults.inject("reserve", Point::After).await?;
     Ok(out)
+}
+
+/// The writes that reserve `shipments` of order `id`: each line's units moved from
+/// available to reserved, and each shipment's record, Reserved.
+fn reserve_writes(id: &str, shipments: &[Shipment]) -> Vec<Write> {
+    let mut writes = Vec::new();
+    for s in shipments {
+        for l in &s.lines {
+            writes.push(stock_move(
+                &l.sku,
+                &s.warehouse_id,
+                &[("available", -l.quantity), ("reserved", l.quantity)],
+            ));
+        }
+        let record = ShipmentRecord {
+            shipment_id: s.shipment_id.clone(),
+            warehouse_id: s.warehouse_id.clone(),
+            lines: s.lines.clone(),
+            status: ShipmentStatus::Reserved,
+            tracking_number: None,
+            pick_token: None,
+            updated_at: now(),
+        };
+        writes.push(put(shipment_key(id, &s.shipment_id), to_doc(&record), None));
+    }
+    writes
 }
 
 pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, ActivityError> {

@@ -53,19 +53,7 @@ pub fn plan(
     sites: &[Site],
 ) -> Result<Vec<Shipment>, Shortage> {
     let destination = address.country.as_str();
-    for line in lines {
-        let total: i64 = sites
-            .iter()
-            .map(|s| s.available.get(&line.sku).copied().unwrap_or(0).max(0))
-            .sum();
-        if total < line.quantity {
-            return Err(Shortage {
-                sku: line.sku.clone(),
-                requested: line.quantity,
-                available: total,
-            });
-        }
-    }
+    check_available(lines, sites)?;
     let dest = destination_point(address);
     let distance = |s: &Site| dest.map_or(0.0, |(lat, lon)| km(s.lat, s.lon, lat, lon));
     // Only warehouses holding something the order needs can be part of the answer.
@@ -82,6 +70,40 @@ pub fn plan(
             .total_cmp(&distance(b))
             .then_with(|| a.warehouse_id.cmp(&b.warehouse_id))
     });
+    let chosen: Vec<&Site> = if candidates.len() <= EXHAUSTIVE_LIMIT {
+        exhaustive(&candidates, lines, destination, distance)
+    } else {
+        greedy(&candidates, lines, distance)
+    };
+    Ok(allot(order_id, lines, &chosen))
+}
+
+/// The first line that all of `sites` together cannot carry.
+fn check_available(lines: &[OrderLine], sites: &[Site]) -> Result<(), Shortage> {
+    for line in lines {
+        let total: i64 = sites
+            .iter()
+            .map(|s| s.available.get(&line.sku).copied().unwrap_or(0).max(0))
+            .sum();
+        if total < line.quantity {
+            return Err(Shortage {
+                sku: line.sku.clone(),
+                requested: line.quantity,
+                available: total,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The best set of `candidates` by the module's rule, trying every subset; it keeps
+/// the nearest-first order of `candidates`.
+fn exhaustive<'a>(
+    candidates: &[&'a Site],
+    lines: &[OrderLine],
+    destination: &str,
+    distance: impl Fn(&Site) -> f64,
+) -> Vec<&'a Site> {
     let covers = |set: &[&Site]| {
         lines.iter().all(|l| {
             set.iter()
@@ -90,72 +112,82 @@ pub fn plan(
                 >= l.quantity
         })
     };
-    let chosen: Vec<&Site> = if candidates.len() <= EXHAUSTIVE_LIMIT {
-        let n = candidates.len();
-        type Rank<'a> = (u32, usize, f64, Vec<&'a str>);
-        let better = |a: &Rank, b: &Rank| {
-            a.0.cmp(&b.0)
-                .then(a.1.cmp(&b.1))
-                .then(a.2.total_cmp(&b.2))
-                .then_with(|| a.3.cmp(&b.3))
-                .is_lt()
-        };
-        let mut best: Option<(Rank, u32)> = None;
-        for mask in 1u32..(1 << n) {
-            let size = mask.count_ones();
-            if best.as_ref().is_some_and(|(r, _)| size > r.0) {
-                continue;
-            }
-            let set: Vec<&Site> = (0..n)
-                .filter(|i| mask & (1 << i) != 0)
-                .map(|i| candidates[i])
-                .collect();
-            if !covers(&set) {
-                continue;
-            }
-            let abroad = set.iter().filter(|s| s.country != destination).count();
-            let total_km: f64 = set.iter().map(|s| distance(s)).sum();
-            let mut ids: Vec<&str> = set.iter().map(|s| s.warehouse_id.as_str()).collect();
-            ids.sort();
-            let rank = (size, abroad, total_km, ids);
-            if best.as_ref().is_none_or(|(b, _)| better(&rank, b)) {
-                best = Some((rank, mask));
-            }
+    let n = candidates.len();
+    type Rank<'a> = (u32, usize, f64, Vec<&'a str>);
+    let better = |a: &Rank, b: &Rank| {
+        a.0.cmp(&b.0)
+            .then(a.1.cmp(&b.1))
+            .then(a.2.total_cmp(&b.2))
+            .then_with(|| a.3.cmp(&b.3))
+            .is_lt()
+    };
+    let mut best: Option<(Rank, u32)> = None;
+    for mask in 1u32..(1 << n) {
+        let size = mask.count_ones();
+        if best.as_ref().is_some_and(|(r, _)| size > r.0) {
+            continue;
         }
-        let mask = best.map(|(_, m)| m).unwrap_or(0);
-        (0..n)
+        let set: Vec<&Site> = (0..n)
             .filter(|i| mask & (1 << i) != 0)
             .map(|i| candidates[i])
-            .collect()
-    } else {
-        let mut missing: BTreeMap<&str, i64> =
-            lines.iter().map(|l| (l.sku.as_str(), l.quantity)).collect();
-        let mut set: Vec<&Site> = Vec::new();
-        while missing.values().any(|m| *m > 0) {
-            let gain = |s: &Site| -> i64 {
-                missing
-                    .iter()
-                    .map(|(sku, m)| (*m).min(s.available.get(*sku).copied().unwrap_or(0).max(0)))
-                    .sum()
-            };
-            let next = candidates
-                .iter()
-                .filter(|s| !set.iter().any(|t| t.warehouse_id == s.warehouse_id))
-                .max_by(|a, b| {
-                    gain(a)
-                        .cmp(&gain(b))
-                        .then_with(|| distance(b).total_cmp(&distance(a)))
-                })
-                .copied()
-                .expect("the totals were checked above");
-            for (sku, m) in missing.iter_mut() {
-                *m -= (*m).min(next.available.get(*sku).copied().unwrap_or(0).max(0));
-            }
-            set.push(next);
+            .collect();
+        if !covers(&set) {
+            continue;
         }
-        set
-    };
-    // `chosen` keeps the nearest-first order of `candidates`.
+        let abroad = set.iter().filter(|s| s.country != destination).count();
+        let total_km: f64 = set.iter().map(|s| distance(s)).sum();
+        let mut ids: Vec<&str> = set.iter().map(|s| s.warehouse_id.as_str()).collect();
+        ids.sort();
+        let rank = (size, abroad, total_km, ids);
+        if best.as_ref().is_none_or(|(b, _)| better(&rank, b)) {
+            best = Some((rank, mask));
+        }
+    }
+    let mask = best.map(|(_, m)| m).unwrap_or(0);
+    (0..n)
+        .filter(|i| mask & (1 << i) != 0)
+        .map(|i| candidates[i])
+        .collect()
+}
+
+/// A covering set of `candidates` built greedily: each time the warehouse that covers
+/// the most missing units, the nearest on a tie.
+fn greedy<'a>(
+    candidates: &[&'a Site],
+    lines: &[OrderLine],
+    distance: impl Fn(&Site) -> f64,
+) -> Vec<&'a Site> {
+    let mut missing: BTreeMap<&str, i64> =
+        lines.iter().map(|l| (l.sku.as_str(), l.quantity)).collect();
+    let mut set: Vec<&Site> = Vec::new();
+    while missing.values().any(|m| *m > 0) {
+        let gain = |s: &Site| -> i64 {
+            missing
+                .iter()
+                .map(|(sku, m)| (*m).min(s.available.get(*sku).copied().unwrap_or(0).max(0)))
+                .sum()
+        };
+        let next = candidates
+            .iter()
+            .filter(|s| !set.iter().any(|t| t.warehouse_id == s.warehouse_id))
+            .max_by(|a, b| {
+                gain(a)
+                    .cmp(&gain(b))
+                    .then_with(|| distance(b).total_cmp(&distance(a)))
+            })
+            .copied()
+            .expect("plan checked the totals first");
+        for (sku, m) in missing.iter_mut() {
+            *m -= (*m).min(next.available.get(*sku).copied().unwrap_or(0).max(0));
+        }
+        set.push(next);
+    }
+    set
+}
+
+/// Splits `lines` over `chosen` (nearest first), each line taking from the nearest
+/// warehouse first; a warehouse given nothing gets no shipment.
+fn allot(order_id: &str, lines: &[OrderLine], chosen: &[&Site]) -> Vec<Shipment> {
     let mut shipments: Vec<Shipment> = Vec::new();
     let mut by_site: Vec<Vec<ShipmentLine>> = vec![Vec::new(); chosen.len()];
     for line in lines {
@@ -184,5 +216,5 @@ pub fn plan(
             lines,
         });
     }
-    Ok(shipments)
+    shipments
 }

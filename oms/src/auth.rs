@@ -121,7 +121,7 @@ pub async fn guard(
     if request.headers().contains_key("x-amz-target") {
         return match bearer_ok(&creds, request.headers()) {
             Ok(()) => next.run(request).await,
-            Err(_) => crate::server::error_response(&ApiError::unrecognized_client(
+            Err(_) => crate::respond::error_response(&ApiError::unrecognized_client(
                 "The security token included in the request is invalid.",
             )),
         };
@@ -147,7 +147,7 @@ fn bearer_ok(creds: &Credentials, headers: &HeaderMap) -> Result<(), &'static st
 
 fn unauthorized(message: &str) -> Response {
     let problem = oms_orders::Problem::new(401, oms_orders::code::UNAUTHORIZED, message);
-    let mut response = crate::orders_http::problem_response(&problem);
+    let mut response = crate::respond::problem_response(&problem);
     response.headers_mut().insert(
         "www-authenticate",
         axum::http::HeaderValue::from_static("Bearer realm=\"oms\""),
@@ -157,7 +157,7 @@ fn unauthorized(message: &str) -> Response {
 
 async fn signed(creds: &Credentials, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
-    let bytes = match axum::body::to_bytes(body, crate::server::MAX_REQUEST_BYTES).await {
+    let bytes = match axum::body::to_bytes(body, crate::respond::MAX_REQUEST_BYTES).await {
         Ok(b) => b,
         // Too large or unreadable: the API answers that itself, after the check.
         Err(_) => Bytes::new(),
@@ -171,7 +171,7 @@ async fn signed(creds: &Credentials, request: Request, next: Next) -> Response {
         &bytes,
         now,
     ) {
-        return crate::server::error_response(&e);
+        return crate::respond::error_response(&e);
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
@@ -339,10 +339,9 @@ mod tests {
         }
     }
 
-    /// AWS's own SigV4 test suite case "get-vanilla": its signature must verify, and
-    /// any change to what was signed must not.
-    #[test]
-    fn aws_test_suite_get_vanilla_verifies_and_a_changed_request_does_not() {
+    /// AWS's own SigV4 test suite case "get-vanilla": the signed request's headers, and
+    /// a moment within the allowed clock skew of its date.
+    fn get_vanilla() -> (HeaderMap, DateTime<Utc>) {
         let mut headers = HeaderMap::new();
         headers.insert("host", "example.amazonaws.com".parse().unwrap());
         headers.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
@@ -357,6 +356,14 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2015-08-30T12:40:00Z")
             .unwrap()
             .with_timezone(&Utc);
+        (headers, at)
+    }
+
+    /// AWS's own SigV4 test suite case "get-vanilla": its signature must verify, and
+    /// any change to what was signed must not.
+    #[test]
+    fn aws_test_suite_get_vanilla_verifies_and_a_changed_request_does_not() {
+        let (mut headers, at) = get_vanilla();
         let uri: axum::http::Uri = "/".parse().unwrap();
         assert!(verify_sigv4(&creds(), &Method::GET, &uri, &headers, b"", at).is_ok());
         let code = |r: Result<(), ApiError>| r.unwrap_err().code.as_str();

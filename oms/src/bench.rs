@@ -254,37 +254,15 @@ async fn run_durable(
 /// `oms bench --durable`: executions through the durable runtime (SQLite, fsync on
 /// every commit, group commit across executions), as `oms up` runs them.
 fn bench_durable(args: &BenchArgs) -> Result<ExitCode, String> {
-    use crate::invoker::{Config, ConfiguredInvoker, TaskRule};
+    use crate::invoker::ConfiguredInvoker;
     use saga_core::runtime::Runtime;
     use saga_core::store::Store;
 
     let text = std::fs::read_to_string(&args.definition)
         .map_err(|e| format!("cannot read {}: {e}", args.definition.display()))?;
     let machine = Arc::new(load_machine(&text).map_err(|r| format!("invalid definition: {r}"))?);
-    let fixed: Option<Value> = match args.input.as_deref() {
-        Some(s) => {
-            Some(serde_json::from_str(s).map_err(|e| format!("the input is not valid JSON: {e}"))?)
-        }
-        None => None,
-    };
-    let expect: Option<(String, Option<String>)> =
-        args.expect.as_deref().map(|e| match e.split_once(':') {
-            Some((s, err)) => (s.to_ascii_uppercase(), Some(err.to_string())),
-            None => (e.to_ascii_uppercase(), None),
-        });
-    // As `oms up` routes tasks: the given oms.toml, or bench-* to the bench handlers.
-    let config = match args.config.as_deref() {
-        Some(p) => Config::load(p)?,
-        None => Config {
-            tasks: vec![TaskRule {
-                resource: "arn:aws:lambda:*:*:function:bench-*".into(),
-                builtin: Some("bench".into()),
-                lambda_endpoint: None,
-                state_machines: None,
-            }],
-            ..Config::default()
-        },
-    };
+    let fixed = fixed_input(args)?;
+    let config = bench_config(args)?;
     let invoker = Arc::new(ConfiguredInvoker::new(&config.tasks)?.in_account(&config.server));
     let run_id = format!(
         "{}-{}",
@@ -298,13 +276,7 @@ fn bench_durable(args: &BenchArgs) -> Result<ExitCode, String> {
             (d.clone(), Some(TempDir(d)))
         }
     };
-    let machine_name = args
-        .definition
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .map(|s| s.replace('.', "-"))
-        .unwrap_or_else(|| "bench".into());
-    let machine_arn = format!("arn:aws:states:us-east-1:000000000000:stateMachine:{machine_name}");
+    let machine_arn = machine_arn(&args.definition);
     let template = Arc::new((machine_arn.clone(), text, machine));
     let concurrency = args.concurrency.max(1);
     let n = args.executions.unwrap_or(DURABLE_EXECUTIONS);
@@ -316,26 +288,14 @@ fn bench_durable(args: &BenchArgs) -> Result<ExitCode, String> {
     // With OMS_DB_KEY set, the bench measures an encrypted store.
     let store = Store::open_with_key(&dir, dbkey::from_env()?).map_err(|e| e.to_string())?;
     let rt = Runtime::new(store.clone(), invoker);
-    let measured = tokio_rt.block_on(async {
-        if args.warmup > 0 {
-            let warm = format!("warm-{run_id}");
-            run_durable(&rt, &template, &warm, args.warmup, 8, fixed.as_ref()).await?;
-        }
-        let cpu0 = process_cpu_ms();
-        let t0 = Instant::now();
-        let latencies = run_durable(
-            &rt,
-            &template,
-            &format!("run-{run_id}"),
-            n,
-            concurrency,
-            fixed.as_ref(),
-        )
-        .await?;
-        let seconds = t0.elapsed().as_secs_f64();
-        let cpu = cpu0.zip(process_cpu_ms()).map(|(a, b)| b - a);
-        Ok::<_, String>((latencies, seconds, cpu))
-    });
+    let measured = tokio_rt.block_on(measure(
+        &rt,
+        &template,
+        &run_id,
+        args,
+        (n, concurrency),
+        fixed.as_ref(),
+    ));
     let (mut latencies, seconds, cpu_ms) = match measured {
         Ok(m) => m,
         Err(e) => {
@@ -343,41 +303,154 @@ fn bench_durable(args: &BenchArgs) -> Result<ExitCode, String> {
             return Err(e);
         }
     };
-    // How the measured executions ended, as the store has them.
+    let outcomes = read_outcomes(&store, &machine_arn, &run_id);
+    store.close();
+    drop(rt);
+    let outcomes = outcomes?;
+    let problems = outcome_problems(&outcomes, n, latencies.len(), &expect(args));
+    latencies.sort_unstable();
+    let measured = (latencies, seconds, cpu_ms);
+    println!(
+        "{}",
+        durable_summary(args, n, concurrency, &measured, &outcomes)
+    );
+    if problems.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// How a measured execution ended, as the store has them: status, error, how many.
+type Outcome = (String, Option<String>, i64);
+
+/// Runs the warm-up, then `n` measured executions with `concurrency` in flight:
+/// their latencies (ns), the wall seconds and the process CPU ms they took.
+async fn measure(
+    rt: &Arc<saga_core::runtime::Runtime>,
+    template: &Arc<(String, String, Arc<Machine>)>,
+    run_id: &str,
+    args: &BenchArgs,
+    (n, concurrency): (usize, usize),
+    fixed: Option<&Value>,
+) -> Result<(Vec<u64>, f64, Option<f64>), String> {
+    if args.warmup > 0 {
+        let warm = format!("warm-{run_id}");
+        run_durable(rt, template, &warm, args.warmup, 8, fixed).await?;
+    }
+    let cpu0 = process_cpu_ms();
+    let t0 = Instant::now();
+    let latencies = run_durable(
+        rt,
+        template,
+        &format!("run-{run_id}"),
+        n,
+        concurrency,
+        fixed,
+    )
+    .await?;
+    let seconds = t0.elapsed().as_secs_f64();
+    let cpu = cpu0.zip(process_cpu_ms()).map(|(a, b)| b - a);
+    Ok((latencies, seconds, cpu))
+}
+
+/// `--input`, parsed.
+fn fixed_input(args: &BenchArgs) -> Result<Option<Value>, String> {
+    Ok(match args.input.as_deref() {
+        Some(s) => {
+            Some(serde_json::from_str(s).map_err(|e| format!("the input is not valid JSON: {e}"))?)
+        }
+        None => None,
+    })
+}
+
+/// The benchmarked state machine's ARN, named after its definition's file.
+fn machine_arn(definition: &Path) -> String {
+    let machine_name = definition
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .map(|s| s.replace('.', "-"))
+        .unwrap_or_else(|| "bench".into());
+    format!("arn:aws:states:us-east-1:000000000000:stateMachine:{machine_name}")
+}
+
+/// How the measured executions (`run-{run_id}-*`) ended, as the store has them.
+fn read_outcomes(
+    store: &saga_core::store::Store,
+    machine_arn: &str,
+    run_id: &str,
+) -> Result<Vec<Outcome>, String> {
     let prefix = format!("run-{run_id}-%");
-    let outcomes: Result<Vec<(String, Option<String>, i64)>, _> = store.read(|c| {
+    let outcomes: Result<Vec<Outcome>, _> = store.read(|c| {
         let mut st = c.prepare(
             "SELECT status, error, count(*) FROM executions \
              WHERE state_machine_arn = ?1 AND name LIKE ?2 GROUP BY status, error",
         )?;
-        let rows = st.query_map([machine_arn.as_str(), prefix.as_str()], |r| {
+        let rows = st.query_map([machine_arn, prefix.as_str()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     });
-    store.close();
-    drop(rt);
-    let outcomes = outcomes.map_err(|e| format!("cannot read the executions back: {e}"))?;
-    let count = |status: &str| -> i64 {
-        outcomes
-            .iter()
-            .filter(|(s, _, _)| s == status)
-            .map(|(_, _, n)| n)
-            .sum()
-    };
+    outcomes.map_err(|e| format!("cannot read the executions back: {e}"))
+}
+
+/// `--expect STATUS[:ERROR]`, the status upper-cased.
+fn expect(args: &BenchArgs) -> Option<(String, Option<String>)> {
+    args.expect.as_deref().map(|e| match e.split_once(':') {
+        Some((s, err)) => (s.to_ascii_uppercase(), Some(err.to_string())),
+        None => (e.to_ascii_uppercase(), None),
+    })
+}
+
+/// As `oms up` routes tasks: the given oms.toml, or bench-* to the bench handlers.
+fn bench_config(args: &BenchArgs) -> Result<crate::invoker::Config, String> {
+    use crate::invoker::{Config, TaskRule};
+    Ok(match args.config.as_deref() {
+        Some(p) => Config::load(p)?,
+        None => Config {
+            tasks: vec![TaskRule {
+                resource: "arn:aws:lambda:*:*:function:bench-*".into(),
+                builtin: Some("bench".into()),
+                lambda_endpoint: None,
+                state_machines: None,
+            }],
+            ..Config::default()
+        },
+    })
+}
+
+/// How many of `outcomes` ended with `status`.
+fn count(outcomes: &[Outcome], status: &str) -> i64 {
+    outcomes
+        .iter()
+        .filter(|(s, _, _)| s == status)
+        .map(|(_, _, n)| n)
+        .sum()
+}
+
+/// What is wrong with a run of `n` executions, `finished` of which were seen to end:
+/// lost or unfinished executions, or ends other than `expect`.
+fn outcome_problems(
+    outcomes: &[Outcome],
+    n: usize,
+    finished: usize,
+    expect: &Option<(String, Option<String>)>,
+) -> Vec<String> {
     let total: i64 = outcomes.iter().map(|(_, _, n)| n).sum();
     let mut problems = Vec::new();
-    if total != n as i64 || latencies.len() != n {
+    if total != n as i64 || finished != n {
         problems.push(format!(
-            "{n} executions were asked for, {total} are stored and {} finished",
-            latencies.len()
+            "{n} executions were asked for, {total} are stored and {finished} finished"
         ));
     }
-    if count("RUNNING") > 0 {
-        problems.push(format!("{} executions are still RUNNING", count("RUNNING")));
+    if count(outcomes, "RUNNING") > 0 {
+        problems.push(format!(
+            "{} executions are still RUNNING",
+            count(outcomes, "RUNNING")
+        ));
     }
-    if let Some((status, error)) = &expect {
-        for (s, e, k) in &outcomes {
+    if let Some((status, error)) = expect {
+        for (s, e, k) in outcomes {
             if s != status || (error.is_some() && e != error) {
                 problems.push(format!(
                     "{k} executions ended {s}{} instead of {status}{}",
@@ -390,7 +463,20 @@ fn bench_durable(args: &BenchArgs) -> Result<ExitCode, String> {
             }
         }
     }
-    latencies.sort_unstable();
+    problems
+}
+
+/// The one-line JSON report of a durable run: `measured` is the sorted latencies
+/// (ns), the wall seconds and the process CPU ms.
+fn durable_summary(
+    args: &BenchArgs,
+    n: usize,
+    concurrency: usize,
+    measured: &(Vec<u64>, f64, Option<f64>),
+    outcomes: &[Outcome],
+) -> Value {
+    let (latencies, seconds, cpu_ms) = measured;
+    let total: i64 = outcomes.iter().map(|(_, _, n)| n).sum();
     let q = |p: f64| -> f64 {
         let i = ((p * latencies.len() as f64) as usize).min(latencies.len().saturating_sub(1));
         latencies
@@ -401,27 +487,19 @@ fn bench_durable(args: &BenchArgs) -> Result<ExitCode, String> {
         .iter()
         .filter_map(|(_, e, k)| e.as_ref().map(|e| (e.clone(), json!(k))))
         .collect();
-    println!(
-        "{}",
-        json!({
-            "impl": "oms-durable",
-            "executions": n,
-            "concurrency": concurrency,
-            "seconds": (seconds * 1000.0).round() / 1000.0,
-            "sagas_per_s": (n as f64 / seconds * 10.0).round() / 10.0,
-            "p50_ms": q(0.5),
-            "p99_ms": q(0.99),
-            "cpu_ms_per_saga": cpu_ms.map(|c| (c / n.max(1) as f64 * 1000.0).round() / 1000.0),
-            "succeeded": count("SUCCEEDED"),
-            "failed": count("FAILED"),
-            "other": total - count("SUCCEEDED") - count("FAILED"),
-            "errors": errors,
-            "warmup": args.warmup,
-        })
-    );
-    if problems.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Err(problems.join("; "))
-    }
+    json!({
+        "impl": "oms-durable",
+        "executions": n,
+        "concurrency": concurrency,
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+        "sagas_per_s": (n as f64 / seconds * 10.0).round() / 10.0,
+        "p50_ms": q(0.5),
+        "p99_ms": q(0.99),
+        "cpu_ms_per_saga": cpu_ms.map(|c| (c / n.max(1) as f64 * 1000.0).round() / 1000.0),
+        "succeeded": count(outcomes, "SUCCEEDED"),
+        "failed": count(outcomes, "FAILED"),
+        "other": total - count(outcomes, "SUCCEEDED") - count(outcomes, "FAILED"),
+        "errors": errors,
+        "warmup": args.warmup,
+    })
 }

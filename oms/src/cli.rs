@@ -1,17 +1,11 @@
 //! The order CLI: a client of a running `oms up` (or any server with the same APIs),
 //! through the Orders API and, for executions, the Step Functions API.
 
-use clap::{Subcommand, ValueEnum};
+use crate::client::{text, with_client, Client, Output, Target};
+use clap::Subcommand;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::process::ExitCode;
-use std::sync::Arc;
-
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum Output {
-    Table,
-    Json,
-}
 
 #[derive(Subcommand)]
 pub enum OrdersCmd {
@@ -77,174 +71,6 @@ pub enum Request {
     Faults(FaultsCmd),
 }
 
-/// How the CLI reaches the APIs: over HTTP to a running `oms up`, or in this process
-/// to the same routes built over a deployed stack (`--backend aws`), so that both
-/// backends run the same client and the same server code.
-pub enum Target {
-    /// A server's endpoint, and its bearer token if it requires one.
-    Http(String, Option<String>),
-    Aws(crate::aws::AwsTarget),
-}
-
-#[derive(Clone)]
-enum Transport {
-    Http {
-        http: reqwest::Client,
-        endpoint: String,
-    },
-    InProcess(axum::Router),
-}
-
-#[derive(Clone)]
-pub(crate) struct Client {
-    transport: Transport,
-}
-
-/// An HTTP client that sends `token` as a bearer token with every request.
-fn http_client(token: Option<&str>) -> Result<reqwest::Client, String> {
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(t) = token {
-        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
-            .map_err(|_| "--token: not a valid header value".to_string())?;
-        value.set_sensitive(true);
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-    }
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .map_err(|e| e.to_string())
-}
-
-impl Client {
-    async fn connect(target: Target) -> Result<Client, String> {
-        let transport = match target {
-            Target::Http(endpoint, token) => Transport::Http {
-                http: http_client(token.as_deref())?,
-                endpoint: endpoint.trim_end_matches('/').to_string(),
-            },
-            Target::Aws(aws) => {
-                let (sfn, orders) = crate::aws::orders(&aws).await?;
-                Transport::InProcess(crate::server::app(sfn, Arc::new(orders)))
-            }
-        };
-        Ok(Client { transport })
-    }
-
-    /// One request: its status and body.
-    async fn send(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, String)],
-        body: Option<String>,
-    ) -> Result<(u16, String), String> {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        match &self.transport {
-            Transport::Http { http, endpoint } => {
-                let url = format!("{endpoint}{path}");
-                let mut req = http.request(method, &url);
-                for (k, v) in headers {
-                    req = req.header(*k, v);
-                }
-                if let Some(b) = body {
-                    req = req.body(b);
-                }
-                let resp = req.send().await.map_err(|e| {
-                    format!("cannot reach {url}: {e} (is `oms up` running? --endpoint)")
-                })?;
-                let status = resp.status().as_u16();
-                Ok((status, resp.text().await.map_err(|e| e.to_string())?))
-            }
-            Transport::InProcess(router) => {
-                use tower::ServiceExt;
-                let mut req = axum::http::Request::builder().method(method).uri(path);
-                for (k, v) in headers {
-                    req = req.header(*k, v);
-                }
-                let req = req
-                    .body(axum::body::Body::from(body.unwrap_or_default()))
-                    .map_err(|e| e.to_string())?;
-                let resp = router
-                    .clone()
-                    .oneshot(req)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let status = resp.status().as_u16();
-                let bytes = http_body_util::BodyExt::collect(resp.into_body())
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .to_bytes();
-                Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
-            }
-        }
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<String>,
-    ) -> Result<(u16, Value), String> {
-        let headers = match body {
-            Some(_) => vec![("content-type", "application/json".to_string())],
-            None => vec![],
-        };
-        let (status, text) = self.send(method, path, &headers, body).await?;
-        let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Ok((status, v))
-    }
-
-    /// A call that must succeed; an API error becomes the message to print.
-    pub(crate) async fn ok(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<String>,
-    ) -> Result<Value, String> {
-        let (status, v) = self.call(method, path, body).await?;
-        if (200..300).contains(&status) {
-            return Ok(v);
-        }
-        let mut msg = format!(
-            "{} ({status}): {}",
-            v["code"].as_str().unwrap_or("error"),
-            v["message"].as_str().unwrap_or(&v.to_string())
-        );
-        if let Some(fields) = v["fields"].as_array() {
-            for f in fields {
-                msg.push_str(&format!(
-                    "\n  {}: {}",
-                    f["field"].as_str().unwrap_or_default(),
-                    f["rule"].as_str().unwrap_or_default()
-                ));
-            }
-        }
-        Err(msg)
-    }
-
-    async fn sfn(&self, op: &str, body: Value) -> Result<Value, String> {
-        let headers = [
-            ("x-amz-target", format!("AWSStepFunctions.{op}")),
-            ("content-type", "application/x-amz-json-1.0".to_string()),
-        ];
-        let (status, text) = self
-            .send("POST", "/", &headers, Some(body.to_string()))
-            .await?;
-        let ok = (200..300).contains(&status);
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("{op}: the answer is not JSON: {e}"))?;
-        if ok {
-            Ok(v)
-        } else {
-            Err(format!(
-                "{op}: {}: {}",
-                v["__type"].as_str().unwrap_or("error"),
-                v["message"].as_str().unwrap_or_default()
-            ))
-        }
-    }
-}
-
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
@@ -267,14 +93,6 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
-pub(crate) fn text(v: &Value) -> String {
-    match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 fn money(cents: &Value) -> String {
     cents
         .as_i64()
@@ -294,28 +112,6 @@ fn read_input(source: &str) -> Result<String, String> {
         return Ok(source.to_string());
     }
     std::fs::read_to_string(source).map_err(|e| format!("cannot read {source}: {e}"))
-}
-
-/// Runs `f` with a client of `target` on a runtime of its own.
-fn with_client<F, Fut>(target: Target, f: F) -> Result<ExitCode, String>
-where
-    F: FnOnce(Client) -> Fut,
-    Fut: std::future::Future<Output = Result<ExitCode, String>>,
-{
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(async move { f(Client::connect(target).await?).await })
-}
-
-/// `oms load`, through the same client as the order commands.
-pub fn load(
-    target: Target,
-    output: Output,
-    args: crate::load::LoadArgs,
-) -> Result<ExitCode, String> {
-    with_client(target, |client| crate::load::load(client, args, output))
 }
 
 /// An order command: one request (or a few), printed as a table or as JSON.

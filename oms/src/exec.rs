@@ -146,6 +146,12 @@ pub fn exec(args: ExecArgs) -> Result<ExitCode, String> {
             runner::run(machine, input, &mut handler, &mut host, opts(start))
         }
     };
+    println!("{}", outcome_json(outcome, args.history));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `oms exec` prints: how the run ended, and with `history` its events.
+fn outcome_json(outcome: runner::Outcome, history: bool) -> Value {
     let mut out = serde_json::Map::new();
     out.insert("status".into(), json!(outcome.status.as_str()));
     if let Some(o) = outcome.output {
@@ -155,7 +161,7 @@ pub fn exec(args: ExecArgs) -> Result<ExitCode, String> {
         out.insert("error".into(), json!(outcome.error));
         out.insert("cause".into(), json!(outcome.cause));
     }
-    if args.history {
+    if history {
         let events: Vec<Value> = outcome
             .history
             .iter()
@@ -166,8 +172,7 @@ pub fn exec(args: ExecArgs) -> Result<ExitCode, String> {
             .collect();
         out.insert("history".into(), Value::Array(events));
     }
-    println!("{}", Value::Object(out));
-    Ok(ExitCode::SUCCESS)
+    Value::Object(out)
 }
 
 pub fn validate(args: ValidateArgs) -> Result<ExitCode, String> {

@@ -95,13 +95,13 @@ fn refused(hosts: &AllowedHosts, host: &str, req: &Request) -> Response {
     );
     if !req.headers().contains_key("x-amz-target") {
         let problem = oms_orders::Problem::new(403, HOST_NOT_ALLOWED, message);
-        return crate::orders_http::problem_response(&problem);
+        return crate::respond::problem_response(&problem);
     }
     let body = serde_json::json!({"__type": HOST_NOT_ALLOWED, "message": message});
     (
         StatusCode::FORBIDDEN,
         [
-            (header::CONTENT_TYPE, crate::server::CONTENT_TYPE),
+            (header::CONTENT_TYPE, crate::respond::CONTENT_TYPE),
             (
                 HeaderName::from_static("x-amzn-errortype"),
                 HOST_NOT_ALLOWED,

@@ -5,7 +5,7 @@
 //! once the faults are cleared, then every order must be COMPLETED or CANCELLED, paid
 //! for exactly, and the stock must balance. `cargo xtask bench soak` runs it.
 
-use crate::cli::{text, Client, Output};
+use crate::client::{text, with_client, Client, Output, Target};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -56,6 +56,11 @@ struct Ended {
     view: Option<Value>,
     ended_at: Duration,
     latency: Duration,
+}
+
+/// `oms load`, through the same client as the order commands.
+pub fn run(target: Target, output: Output, args: LoadArgs) -> Result<ExitCode, String> {
+    with_client(target, |client| load(client, args, output))
 }
 
 pub async fn load(client: Client, args: LoadArgs, output: Output) -> Result<ExitCode, String> {

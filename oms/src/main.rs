@@ -6,12 +6,14 @@ mod auth;
 mod aws;
 mod bench;
 mod cli;
+mod client;
 mod cost;
 mod exec;
 mod hosts;
 mod invoker;
 mod load;
 mod orders_http;
+mod respond;
 mod server;
 mod up;
 mod worker;
@@ -47,7 +49,7 @@ struct Cli {
     token: Option<String>,
     /// How the order commands print: tables for people, or JSON.
     #[arg(long, global = true, value_enum, default_value = "table")]
-    output: cli::Output,
+    output: client::Output,
     #[command(flatten)]
     backend: BackendArgs,
 }
@@ -131,8 +133,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let target = match cli.backend.aws() {
-        Some(stack) => cli::Target::Aws(stack),
-        None => cli::Target::Http(cli.endpoint, cli.token),
+        Some(stack) => client::Target::Aws(stack),
+        None => client::Target::Http(cli.endpoint, cli.token),
     };
     let backend = cli.backend;
     let result = match cli.command {
@@ -141,7 +143,7 @@ fn main() -> ExitCode {
         Command::Worker(args) => {
             worker::worker(args, backend.sfn_endpoint, backend.dynamodb_endpoint)
         }
-        Command::Load(args) => cli::load(target, cli.output, args),
+        Command::Load(args) => load::run(target, cli.output, args),
         Command::Cost(args) => cost::cost(args, cli.output),
         Command::Exec(args) => exec::exec(args),
         Command::Validate(args) => exec::validate(args),

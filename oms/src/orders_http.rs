@@ -7,7 +7,7 @@
 //! browser sends cross-site only after a CORS preflight, which this API refuses), and a
 //! state-changing request that a browser says comes from another origin is refused.
 
-use crate::server::{body_too_large, MAX_REQUEST_BYTES};
+use crate::respond::{body_too_large, problem_response, MAX_REQUEST_BYTES};
 use activities::errors::ErrorKind;
 use activities::faults::FaultPlan;
 use axum::body::Body;
@@ -53,12 +53,6 @@ pub fn routes(orders: Arc<Orders>) -> Router {
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(same_origin))
         .with_state(orders)
-}
-
-/// An Orders API error as a response.
-pub fn problem_response(p: &Problem) -> Response {
-    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, Json(p.body())).into_response()
 }
 
 fn answer(result: Result<Value, Problem>, ok: StatusCode) -> Response {

@@ -8,22 +8,19 @@
 //! smithy-rs reads `x-amzn-ErrorType` first, then `code`/`__type`. `GET /health`
 //! answers `ok`.
 
+use crate::respond::{
+    body_too_large, error_response, json_response, problem_response, MAX_REQUEST_BYTES,
+};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use saga_core::api::{ApiError, StepFunctions};
-use saga_core::dispatch::{dispatch, error_body, operation_from_target};
+use saga_core::dispatch::{dispatch, operation_from_target};
 use std::future::Future;
 use std::sync::Arc;
-
-/// The awsJson 1.0 content type, of requests and responses.
-pub const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
-
-/// The largest request body accepted; a larger one is a ValidationException.
-pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// Serves the API and `extra` routes (the Orders API) on `listener` until `shutdown`
 /// completes, then lets requests in flight finish and returns.
@@ -80,7 +77,7 @@ async fn not_found(headers: HeaderMap, method: Method, uri: Uri) -> Response {
         *response.status_mut() = StatusCode::NOT_FOUND;
         return response;
     }
-    crate::orders_http::problem_response(&oms_orders::Problem::new(
+    problem_response(&oms_orders::Problem::new(
         404,
         oms_orders::code::ROUTE_NOT_FOUND,
         format!(
@@ -149,29 +146,10 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     }
 }
 
-/// Whether reading a body failed because it was longer than the limit.
-pub fn body_too_large(e: &axum::Error) -> bool {
-    std::error::Error::source(e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-}
-
-fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
-    let text = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
-}
-
-pub fn error_response(e: &ApiError) -> Response {
-    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let mut response = json_response(status, &error_body(e));
-    response.headers_mut().insert(
-        "x-amzn-ErrorType",
-        HeaderValue::from_static(e.code.as_str()),
-    );
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::respond::CONTENT_TYPE;
     use chrono::DateTime;
     use saga_core::api::*;
     use serde_json::{json, Value};
@@ -379,33 +357,14 @@ mod tests {
         assert_eq!(r.content_type.as_deref(), Some(CONTENT_TYPE));
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn serves_the_api() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_with(
-            listener,
-            Arc::new(Fake),
-            Router::new(),
-            None,
-            None,
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        let client = reqwest::Client::new();
-        let start = Some("AWSStepFunctions.StartExecution");
+    const START: Option<&str> = Some("AWSStepFunctions.StartExecution");
 
-        let health = client.get(format!("{base}/health")).send().await.unwrap();
-        assert_eq!(health.status(), 200);
-        assert_eq!(health.text().await.unwrap(), "ok");
-
-        // Happy path.
+    /// An operation the backend answers, and one whose error it answers.
+    async fn answers(client: &reqwest::Client, base: &str) {
         let r = call(
-            &client,
-            &base,
-            start,
+            client,
+            base,
+            START,
             r#"{"stateMachineArn": "arn:sm", "input": "{}"}"#,
         )
         .await;
@@ -419,28 +378,30 @@ mod tests {
         );
 
         // The backend's error.
-        let r = call(&client, &base, start, r#"{"stateMachineArn": "sm"}"#).await;
+        let r = call(client, base, START, r#"{"stateMachineArn": "sm"}"#).await;
         assert_error(&r, 400, "InvalidArn");
         assert_eq!(r.body["message"], "Invalid Arn: 'sm'");
         assert!(r.request_id);
+    }
 
-        // Missing, foreign and unknown targets.
+    /// Missing, foreign and unknown targets, and bad bodies.
+    async fn refuses_bad_requests(client: &reqwest::Client, base: &str) {
         for target in [
             None,
             Some("AWSStepFunctions.Frobnicate"),
             Some("DynamoDB_20120810.GetItem"),
         ] {
-            let r = call(&client, &base, target, "{}").await;
+            let r = call(client, base, target, "{}").await;
             assert_error(&r, 400, "UnknownOperationException");
         }
 
         // Bad bodies.
         assert_error(
-            &call(&client, &base, start, "{not json").await,
+            &call(client, base, START, "{not json").await,
             400,
             "SerializationException",
         );
-        let r = call(&client, &base, start, "{}").await;
+        let r = call(client, base, START, "{}").await;
         assert_error(&r, 400, "ValidationException");
         assert_eq!(
             r.body["message"],
@@ -452,7 +413,7 @@ mod tests {
             "x".repeat(MAX_REQUEST_BYTES)
         );
         assert_error(
-            &call(&client, &base, start, big).await,
+            &call(client, base, START, big).await,
             400,
             "ValidationException",
         );
@@ -461,28 +422,26 @@ mod tests {
             r#"{{"stateMachineArn": "arn:sm", "input": "{}"}}"#,
             "x".repeat(MAX_REQUEST_BYTES - 64)
         );
-        assert_eq!(call(&client, &base, start, fits).await.status, 200);
+        assert_eq!(call(client, base, START, fits).await.status, 200);
+    }
 
-        // Server faults.
+    /// A backend that panics or is unavailable.
+    async fn reports_server_faults(client: &reqwest::Client, base: &str) {
         let r = call(
-            &client,
-            &base,
+            client,
+            base,
             Some("AWSStepFunctions.DescribeExecution"),
             r#"{"executionArn": "e"}"#,
         )
         .await;
         assert_error(&r, 500, "InternalFailure");
-        let r = call(
-            &client,
-            &base,
-            Some("AWSStepFunctions.ListExecutions"),
-            "{}",
-        )
-        .await;
+        let r = call(client, base, Some("AWSStepFunctions.ListExecutions"), "{}").await;
         assert_error(&r, 503, "ServiceUnavailable");
+    }
 
-        // Other paths: an SDK's request is answered in AWS's shape, anyone else's in
-        // the Orders API's.
+    /// Other paths: an SDK's request is answered in AWS's shape, anyone else's in the
+    /// Orders API's.
+    async fn answers_other_paths(client: &reqwest::Client, base: &str) {
         let r = client.get(format!("{base}/nope")).send().await.unwrap();
         assert_eq!(r.status(), 404);
         assert_eq!(
@@ -506,10 +465,37 @@ mod tests {
         assert_eq!(r.status(), 404);
         let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
         assert_eq!(body["__type"], "UnknownOperationException", "{body}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serves_the_api() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_with(
+            listener,
+            Arc::new(Fake),
+            Router::new(),
+            None,
+            None,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let client = reqwest::Client::new();
+
+        let health = client.get(format!("{base}/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        assert_eq!(health.text().await.unwrap(), "ok");
+
+        answers(&client, &base).await;
+        refuses_bad_requests(&client, &base).await;
+        reports_server_faults(&client, &base).await;
+        answers_other_paths(&client, &base).await;
 
         // Still serving after all that; then shuts down when told.
         assert_eq!(
-            call(&client, &base, start, r#"{"stateMachineArn": "arn:sm"}"#)
+            call(&client, &base, START, r#"{"stateMachineArn": "arn:sm"}"#)
                 .await
                 .status,
             200

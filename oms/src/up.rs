@@ -124,6 +124,15 @@ pub fn up(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The store's encryption key: `--db-key-file`, else oms.toml's `storage.key_file`.
+fn db_key(args: &UpArgs, config: &Config) -> Result<Option<dbkey::DbKey>, String> {
+    let key_file = args
+        .db_key_file
+        .as_ref()
+        .or(config.storage.key_file.as_ref());
+    dbkey::configured(key_file.map(PathBuf::as_path))
+}
+
 /// `oms up` on this machine: the durable runtime, the order activities in-process and
 /// the simulated warehouse, until a signal stops it.
 async fn up_local(
@@ -133,11 +142,7 @@ async fn up_local(
     dynamodb_endpoint: Option<String>,
 ) -> Result<(), String> {
     private_dir(&args.data_dir)?;
-    let key_file = args
-        .db_key_file
-        .as_ref()
-        .or(config.storage.key_file.as_ref());
-    let key = dbkey::configured(key_file.map(PathBuf::as_path))?;
+    let key = db_key(args, config)?;
     let store = Store::open_with_key(&args.data_dir, key.clone()).map_err(|e| e.to_string())?;
     let (ctx, ready) = order_context(args, dynamodb_endpoint.as_deref(), key.as_ref()).await?;
     let warehouse = Arc::new(Warehouse::new(

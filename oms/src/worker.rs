@@ -137,40 +137,52 @@ async fn poll(
         };
         let input: serde_json::Value =
             serde_json::from_str(task.input().unwrap_or("{}")).unwrap_or_default();
-        let beat = {
-            let (client, token) = (client.clone(), token.clone());
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(heartbeat).await;
-                    let _ = client.send_task_heartbeat().task_token(&token).send().await;
-                }
-            })
-        };
+        let beat = heartbeats(client.clone(), token.clone(), heartbeat);
         let result = activity::invoke(&ctx, key, &input).await;
         beat.abort();
-        // An answer that fails to send means the task timed out or its execution
-        // ended: it has nowhere to go.
-        let unsent = match result {
-            Ok(output) => client
-                .send_task_success()
-                .task_token(&token)
-                .output(output.to_string())
-                .send()
-                .await
-                .err()
-                .map(|e| DisplayErrorContext(&e).to_string()),
-            Err(e) => client
-                .send_task_failure()
-                .task_token(&token)
-                .error(e.name())
-                .cause(e.message.clone())
-                .send()
-                .await
-                .err()
-                .map(|e| DisplayErrorContext(&e).to_string()),
-        };
-        if let Some(e) = unsent {
-            eprintln!("oms worker: answering a {key} task: {e}");
+        answer(&client, &token, key, result).await;
+    }
+}
+
+/// Sends the task's heartbeat every `heartbeat` until aborted.
+fn heartbeats(client: Client, token: String, heartbeat: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(heartbeat).await;
+            let _ = client.send_task_heartbeat().task_token(&token).send().await;
         }
+    })
+}
+
+/// Sends a `key` task's result: its output, or its error.
+async fn answer(
+    client: &Client,
+    token: &str,
+    key: &str,
+    result: Result<serde_json::Value, activities::errors::ActivityError>,
+) {
+    // An answer that fails to send means the task timed out or its execution
+    // ended: it has nowhere to go.
+    let unsent = match result {
+        Ok(output) => client
+            .send_task_success()
+            .task_token(token)
+            .output(output.to_string())
+            .send()
+            .await
+            .err()
+            .map(|e| DisplayErrorContext(&e).to_string()),
+        Err(e) => client
+            .send_task_failure()
+            .task_token(token)
+            .error(e.name())
+            .cause(e.message.clone())
+            .send()
+            .await
+            .err()
+            .map(|e| DisplayErrorContext(&e).to_string()),
+    };
+    if let Some(e) = unsent {
+        eprintln!("oms worker: answering a {key} task: {e}");
     }
 }

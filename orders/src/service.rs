@@ -10,9 +10,9 @@ use activities::ledger::{self, from_item, OrderItem, OrderRecord};
 use activities::model::{FieldError, Order, OrderOptions, OrderStatus, ShipmentRef};
 use asl::history::HistoryEventKind;
 use saga_core::api::{
-    CreateStateMachineInput, DescribeExecutionInput, ExecutionStatus, GetExecutionHistoryInput,
-    ListStateMachinesInput, RedriveExecutionInput, StartExecutionInput, StepFunctions,
-    UpdateStateMachineInput,
+    CreateStateMachineInput, DescribeExecutionInput, DescribeExecutionOutput, ExecutionStatus,
+    GetExecutionHistoryInput, ListStateMachinesInput, RedriveExecutionInput, StartExecutionInput,
+    StepFunctions, UpdateStateMachineInput,
 };
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -259,41 +259,18 @@ impl Orders {
         }
         let (steps, shipments) = steps_and_shipments(&items);
         let execution_status = execution.as_ref().map(|e| e.status.as_str().to_string());
-        let mut status = order.status;
         let (first_failed, last_failed) = if order.failure.is_some() {
             self.failed_states(&arn).await
         } else {
             (None, None)
         };
-        // The saga records the state that caught the failure (for a shipment, the Map
-        // around it); the history says which step inside it failed.
-        let mut failure = order.failure.clone().map(|f| {
-            let mut v = serde_json::to_value(&f).unwrap_or_default();
-            if let Some(inner) = first_failed.clone() {
-                if f.step.as_deref() != Some(inner.as_str()) {
-                    v["caught_by"] = json!(f.step);
-                    v["step"] = json!(inner);
-                }
-            }
-            v
-        });
-        // The saga records COMPENSATING before it compensates; an execution that then
-        // ends failed stopped in a compensation.
-        if status == OrderStatus::Compensating
-            && execution_status
-                .as_deref()
-                .and_then(ExecutionStatus::parse)
-                .is_some_and(ExecutionStatus::is_redrivable)
-        {
-            status = OrderStatus::CompensationFailed;
-            if let Some(e) = &execution {
-                failure = Some(json!({
-                    "step": last_failed,
-                    "error": e.error, "cause": e.cause,
-                    "compensating": failure,
-                }));
-            }
-        }
+        let (status, failure) = shown_status(
+            &order,
+            execution.as_ref(),
+            execution_status.as_deref(),
+            first_failed,
+            last_failed,
+        );
         Ok(json!({
             "order_id": order.order_id,
             "customer_id": order.customer_id,
@@ -589,6 +566,47 @@ impl Orders {
 /// engine does not record).
 fn event_kind(event: &Value) -> Option<HistoryEventKind> {
     event["type"].as_str().and_then(HistoryEventKind::parse)
+}
+
+/// The status an order's view shows and where it stopped, from its record, its
+/// execution and the states that failed first and last in its history.
+fn shown_status(
+    order: &OrderRecord,
+    execution: Option<&DescribeExecutionOutput>,
+    execution_status: Option<&str>,
+    first_failed: Option<String>,
+    last_failed: Option<String>,
+) -> (OrderStatus, Option<Value>) {
+    let mut status = order.status;
+    // The saga records the state that caught the failure (for a shipment, the Map
+    // around it); the history says which step inside it failed.
+    let mut failure = order.failure.clone().map(|f| {
+        let mut v = serde_json::to_value(&f).unwrap_or_default();
+        if let Some(inner) = first_failed.clone() {
+            if f.step.as_deref() != Some(inner.as_str()) {
+                v["caught_by"] = json!(f.step);
+                v["step"] = json!(inner);
+            }
+        }
+        v
+    });
+    // The saga records COMPENSATING before it compensates; an execution that then
+    // ends failed stopped in a compensation.
+    if status == OrderStatus::Compensating
+        && execution_status
+            .and_then(ExecutionStatus::parse)
+            .is_some_and(ExecutionStatus::is_redrivable)
+    {
+        status = OrderStatus::CompensationFailed;
+        if let Some(e) = execution {
+            failure = Some(json!({
+                "step": last_failed,
+                "error": e.error, "cause": e.cause,
+                "compensating": failure,
+            }));
+        }
+    }
+    (status, failure)
 }
 
 /// An order's ledger as the Orders API shows it: its steps in saga order (without their

@@ -298,6 +298,7 @@ impl Runtime {
             .clone()
     }
 
+    // Long on purpose: register locked, commit, then activate: that order is durability.
     /// Starts an execution; returns once its first step is committed.
     pub async fn start(
         self: &Arc<Self>,
@@ -713,6 +714,7 @@ impl Runtime {
         self.commit(arn, live, None).await
     }
 
+    // Long on purpose: live state and its one transaction change in the order durability needs.
     /// [`Runtime::commit_step`], also counting a redrive at `redrive_date` in the same
     /// transaction, so a crash cannot count a redrive that did not happen.
     async fn commit(
@@ -925,6 +927,7 @@ impl Runtime {
         Ok(Some((token, input)))
     }
 
+    // Long on purpose: check, restore, register locked, commit, activate: that order is durability.
     /// RedriveExecution: restores a FAILED, ABORTED or TIMED_OUT Standard execution
     /// stopped within the last 14 days and continues it from the states that did not
     /// succeed. Returns the redrive date.

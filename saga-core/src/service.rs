@@ -1050,7 +1050,7 @@ impl StepFunctions for LocalStepFunctions {
         // The state runs in asl::teststate, on a virtual clock. Tasks are not called for
         // real here (the runtime's invoker is asynchronous and owned by the durable
         // runtime): a task without a mock is refused with a ValidationException.
-        use asl::teststate::{self, InspectionLevel as Level, Mock, Request, RequestError};
+        use asl::teststate::{InspectionLevel as Level, Request};
         if input.definition.len() > MAX_DEFINITION {
             return Err(ApiError::invalid_definition(
                 "Invalid State Machine Definition: 'The definition is larger than 1 MB'",
@@ -1059,17 +1059,6 @@ impl StepFunctions for LocalStepFunctions {
         let definition: Value = serde_json::from_str(&input.definition).map_err(|e| {
             ApiError::invalid_definition(format!("Invalid State Machine Definition: '{e}'"))
         })?;
-        let json_arg = |name: &str, text: &Option<String>| -> Result<Option<Value>, ApiError> {
-            match text {
-                None => Ok(None),
-                Some(t) if t.len() > MAX_PAYLOAD => Err(ApiError::validation(format!(
-                    "1 validation error detected: Value at '{name}' failed to satisfy constraint: Member must have length less than or equal to {MAX_PAYLOAD}"
-                ))),
-                Some(t) => serde_json::from_str(t).map(Some).map_err(|e| {
-                    ApiError::validation(format!("Invalid {name}: the value is not JSON: {e}"))
-                }),
-            }
-        };
         let state_input = json_arg("input", &input.input)?.unwrap_or_else(|| serde_json::json!({}));
         let now = Utc::now();
         let mut req = Request::new(definition, state_input, now);
@@ -1105,18 +1094,7 @@ impl StepFunctions for LocalStepFunctions {
         }
         req.context = json_arg("context", &input.context)?;
         if let Some(mock) = &input.mock {
-            req.mock = match (&mock.result, &mock.error_output) {
-                (Some(r), None) => Some(Mock::Result(r.clone())),
-                (None, Some(e)) => Some(Mock::Error(Failure {
-                    error: e.error.clone().unwrap_or_default(),
-                    cause: e.cause.clone(),
-                })),
-                _ => {
-                    return Err(ApiError::validation(
-                        "A mock must have exactly one of result and errorOutput",
-                    ))
-                }
-            };
+            req.mock = Some(test_mock(mock)?);
         }
         if let Some(n) = input
             .state_configuration
@@ -1126,59 +1104,100 @@ impl StepFunctions for LocalStepFunctions {
             req.retrier_retry_count = u32::try_from(n)
                 .map_err(|_| ApiError::validation("retrierRetryCount must not be negative"))?;
         }
-        let mut called: Option<String> = None;
-        let outcome = {
-            let mut refuse = |call: &asl::TaskCall| {
-                called.get_or_insert_with(|| call.resource.clone());
-                asl::runner::TaskOutcome::err(Failure::new(
-                    "States.Runtime",
-                    "TestState cannot call tasks on this server",
-                ))
-            };
-            teststate::test_state(&req, &mut refuse)
+        Ok(test_state_output(run_test_state(&req)?))
+    }
+}
+
+/// A TestState argument holding JSON text (`input`, `variables`, `context`), parsed.
+fn json_arg(name: &str, text: &Option<String>) -> Result<Option<Value>, ApiError> {
+    match text {
+        None => Ok(None),
+        Some(t) if t.len() > MAX_PAYLOAD => Err(ApiError::validation(format!(
+            "1 validation error detected: Value at '{name}' failed to satisfy constraint: Member must have length less than or equal to {MAX_PAYLOAD}"
+        ))),
+        Some(t) => serde_json::from_str(t).map(Some).map_err(|e| {
+            ApiError::validation(format!("Invalid {name}: the value is not JSON: {e}"))
+        }),
+    }
+}
+
+/// TestState's `mock`: exactly one of a result and an error.
+fn test_mock(mock: &MockInput) -> Result<asl::teststate::Mock, ApiError> {
+    use asl::teststate::Mock;
+    match (&mock.result, &mock.error_output) {
+        (Some(r), None) => Ok(Mock::Result(r.clone())),
+        (None, Some(e)) => Ok(Mock::Error(Failure {
+            error: e.error.clone().unwrap_or_default(),
+            cause: e.cause.clone(),
+        })),
+        _ => Err(ApiError::validation(
+            "A mock must have exactly one of result and errorOutput",
+        )),
+    }
+}
+
+/// Runs a TestState request. Its tasks are not called: one without a mock is refused.
+fn run_test_state(
+    req: &asl::teststate::Request,
+) -> Result<asl::teststate::TestStateResult, ApiError> {
+    use asl::teststate::{self, RequestError};
+    let mut called: Option<String> = None;
+    let outcome = {
+        let mut refuse = |call: &asl::TaskCall| {
+            called.get_or_insert_with(|| call.resource.clone());
+            asl::runner::TaskOutcome::err(Failure::new(
+                "States.Runtime",
+                "TestState cannot call tasks on this server",
+            ))
         };
-        if let Some(resource) = called {
-            return Err(ApiError::validation(format!(
-                "TestState on this server does not call '{resource}': give a mock (result or errorOutput) for the state"
-            )));
-        }
-        let r = outcome.map_err(|e| match e {
-            RequestError::InvalidDefinition(m) => ApiError::invalid_definition(m),
-            RequestError::Validation(m) => ApiError::validation(m),
-        })?;
-        let text = |v: &Option<Value>| v.as_ref().map(Value::to_string);
-        let inspection_data = r.inspection_data.as_ref().map(|d| InspectionData {
-            input: text(&d.input),
-            after_input_path: text(&d.after_input_path),
-            after_parameters: text(&d.after_parameters),
-            result: text(&d.result),
-            after_result_selector: text(&d.after_result_selector),
-            after_result_path: text(&d.after_result_path),
-            variables: text(&d.variables),
-            after_items_path: text(&d.after_items_path),
-            after_item_selector: text(&d.after_item_selector),
-            max_concurrency: d.max_concurrency.map(|n| n as i32),
-            tolerated_failure_count: d.tolerated_failure_count.map(|n| n as i32),
-            tolerated_failure_percentage: d.tolerated_failure_percentage.map(|n| n as f32),
-            error_details: d.error_details.as_ref().map(|e| InspectionErrorDetails {
-                catch_index: e.catch_index.map(|n| n as i32),
-                retry_index: e.retry_index.map(|n| n as i32),
-                retry_backoff_interval_seconds: e.retry_backoff_interval_seconds.map(|n| n as i32),
-            }),
-            ..InspectionData::default()
-        });
-        Ok(TestStateOutput {
-            output: r.output.as_ref().map(Value::to_string),
-            error: r.error,
-            cause: r.cause,
-            inspection_data,
-            next_state: r.next_state,
-            status: Some(match r.status {
-                teststate::TestStatus::Succeeded => TestExecutionStatus::Succeeded,
-                teststate::TestStatus::Failed => TestExecutionStatus::Failed,
-                teststate::TestStatus::Retriable => TestExecutionStatus::Retriable,
-                teststate::TestStatus::CaughtError => TestExecutionStatus::CaughtError,
-            }),
-        })
+        teststate::test_state(req, &mut refuse)
+    };
+    if let Some(resource) = called {
+        return Err(ApiError::validation(format!(
+            "TestState on this server does not call '{resource}': give a mock (result or errorOutput) for the state"
+        )));
+    }
+    outcome.map_err(|e| match e {
+        RequestError::InvalidDefinition(m) => ApiError::invalid_definition(m),
+        RequestError::Validation(m) => ApiError::validation(m),
+    })
+}
+
+/// The engine's TestState result in the API's shape.
+fn test_state_output(r: asl::teststate::TestStateResult) -> TestStateOutput {
+    use asl::teststate;
+    let text = |v: &Option<Value>| v.as_ref().map(Value::to_string);
+    let inspection_data = r.inspection_data.as_ref().map(|d| InspectionData {
+        input: text(&d.input),
+        after_input_path: text(&d.after_input_path),
+        after_parameters: text(&d.after_parameters),
+        result: text(&d.result),
+        after_result_selector: text(&d.after_result_selector),
+        after_result_path: text(&d.after_result_path),
+        variables: text(&d.variables),
+        after_items_path: text(&d.after_items_path),
+        after_item_selector: text(&d.after_item_selector),
+        max_concurrency: d.max_concurrency.map(|n| n as i32),
+        tolerated_failure_count: d.tolerated_failure_count.map(|n| n as i32),
+        tolerated_failure_percentage: d.tolerated_failure_percentage.map(|n| n as f32),
+        error_details: d.error_details.as_ref().map(|e| InspectionErrorDetails {
+            catch_index: e.catch_index.map(|n| n as i32),
+            retry_index: e.retry_index.map(|n| n as i32),
+            retry_backoff_interval_seconds: e.retry_backoff_interval_seconds.map(|n| n as i32),
+        }),
+        ..InspectionData::default()
+    });
+    TestStateOutput {
+        output: r.output.as_ref().map(Value::to_string),
+        error: r.error,
+        cause: r.cause,
+        inspection_data,
+        next_state: r.next_state,
+        status: Some(match r.status {
+            teststate::TestStatus::Succeeded => TestExecutionStatus::Succeeded,
+            teststate::TestStatus::Failed => TestExecutionStatus::Failed,
+            teststate::TestStatus::Retriable => TestExecutionStatus::Retriable,
+            teststate::TestStatus::CaughtError => TestExecutionStatus::CaughtError,
+        }),
     }
 }

@@ -208,115 +208,133 @@ fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
     StoreError::Unavailable(format!("{what}: {}", DisplayErrorContext(e)))
 }
 
+/// A transaction item's builder failed: a required field was missing.
+fn built(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Invalid(e.to_string())
+}
+
 impl DynamoStore {
     fn transact_item(&self, w: &Write) -> Result<TransactWriteItem, StoreError> {
-        let built = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Invalid(e.to_string());
         let key = w.key();
-        Ok(match w {
-            Write::Put { doc, cond, .. } => {
-                let next = match cond {
-                    Cond::Version(v) => v + 1,
-                    _ => 1,
-                };
-                let mut item = Self::key_attrs(key);
-                for (k, v) in doc {
-                    item.insert(k.clone(), to_attr(v));
-                }
-                item.insert("version".into(), AttributeValue::N(next.to_string()));
-                let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
-                if let Some((expr, values)) = condition(*cond) {
-                    put = put
-                        .set_expression_attribute_names(Some(names(&[], &[&expr])))
-                        .condition_expression(expr);
-                    if !values.is_empty() {
-                        put = put.set_expression_attribute_values(Some(values));
-                    }
-                }
-                TransactWriteItem::builder()
-                    .put(put.build().map_err(built)?)
-                    .build()
-            }
+        match w {
+            Write::Put { doc, cond, .. } => self.put_item(key, doc, *cond),
             Write::Add {
                 deltas, min_after, ..
-            } => {
-                let mut field_names = Vec::new();
-                let mut values = Attrs::new();
-                values.insert(":zero".into(), AttributeValue::N("0".into()));
-                values.insert(":one".into(), AttributeValue::N("1".into()));
-                let mut sets = vec!["#v = if_not_exists(#v, :zero) + :one".to_string()];
-                for (i, (field, delta)) in deltas.iter().enumerate() {
-                    field_names.push((format!("#d{i}"), field.clone()));
-                    values.insert(format!(":d{i}"), AttributeValue::N(delta.to_string()));
-                    sets.push(format!("#d{i} = if_not_exists(#d{i}, :zero) + :d{i}"));
-                }
-                let mut conds = vec!["attribute_exists(#pk)".to_string()];
-                for (i, (field, min)) in min_after.iter().enumerate() {
-                    // The condition sees the item before the update, so the minimum
-                    // afterwards becomes a minimum before of `min - delta`.
-                    let delta: i64 = deltas
-                        .iter()
-                        .filter(|(f, _)| f == field)
-                        .map(|(_, d)| d)
-                        .sum();
-                    field_names.push((format!("#g{i}"), field.clone()));
-                    values.insert(
-                        format!(":g{i}"),
-                        AttributeValue::N((min - delta).to_string()),
-                    );
-                    conds.push(format!("#g{i} >= :g{i}"));
-                }
-                let (update_expr, cond_expr) =
-                    (format!("SET {}", sets.join(", ")), conds.join(" AND "));
-                let update = Update::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(Self::key_attrs(key)))
-                    .set_expression_attribute_names(Some(names(
-                        &field_names,
-                        &[&update_expr, &cond_expr],
-                    )))
-                    .update_expression(update_expr)
-                    .condition_expression(cond_expr)
-                    .set_expression_attribute_values(Some(values))
-                    .build()
-                    .map_err(built)?;
-                TransactWriteItem::builder().update(update).build()
+            } => self.add_item(key, deltas, min_after),
+            Write::Check { cond, .. } => self.check_item(key, *cond),
+            Write::Delete { cond, .. } => self.delete_item(key, *cond),
+        }
+    }
+
+    fn put_item(
+        &self,
+        key: &Key,
+        doc: &Map<String, Value>,
+        cond: Cond,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let next = match cond {
+            Cond::Version(v) => v + 1,
+            _ => 1,
+        };
+        let mut item = Self::key_attrs(key);
+        for (k, v) in doc {
+            item.insert(k.clone(), to_attr(v));
+        }
+        item.insert("version".into(), AttributeValue::N(next.to_string()));
+        let mut put = Put::builder().table_name(&self.table).set_item(Some(item));
+        if let Some((expr, values)) = condition(cond) {
+            put = put
+                .set_expression_attribute_names(Some(names(&[], &[&expr])))
+                .condition_expression(expr);
+            if !values.is_empty() {
+                put = put.set_expression_attribute_values(Some(values));
             }
-            Write::Check { cond, .. } => {
-                let (expr, values) = condition(*cond).unwrap_or_else(|| {
-                    (
-                        "attribute_exists(#pk) OR attribute_not_exists(#pk)".into(),
-                        Attrs::new(),
-                    )
-                });
-                let mut check = ConditionCheck::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(Self::key_attrs(key)))
-                    .set_expression_attribute_names(Some(names(&[], &[&expr])))
-                    .condition_expression(expr);
-                if !values.is_empty() {
-                    check = check.set_expression_attribute_values(Some(values));
-                }
-                TransactWriteItem::builder()
-                    .condition_check(check.build().map_err(built)?)
-                    .build()
+        }
+        Ok(TransactWriteItem::builder()
+            .put(put.build().map_err(built)?)
+            .build())
+    }
+
+    fn add_item(
+        &self,
+        key: &Key,
+        deltas: &[(String, i64)],
+        min_after: &[(String, i64)],
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut field_names = Vec::new();
+        let mut values = Attrs::new();
+        values.insert(":zero".into(), AttributeValue::N("0".into()));
+        values.insert(":one".into(), AttributeValue::N("1".into()));
+        let mut sets = vec!["#v = if_not_exists(#v, :zero) + :one".to_string()];
+        for (i, (field, delta)) in deltas.iter().enumerate() {
+            field_names.push((format!("#d{i}"), field.clone()));
+            values.insert(format!(":d{i}"), AttributeValue::N(delta.to_string()));
+            sets.push(format!("#d{i} = if_not_exists(#d{i}, :zero) + :d{i}"));
+        }
+        let mut conds = vec!["attribute_exists(#pk)".to_string()];
+        for (i, (field, min)) in min_after.iter().enumerate() {
+            // The condition sees the item before the update, so the minimum
+            // afterwards becomes a minimum before of `min - delta`.
+            let delta: i64 = deltas
+                .iter()
+                .filter(|(f, _)| f == field)
+                .map(|(_, d)| d)
+                .sum();
+            field_names.push((format!("#g{i}"), field.clone()));
+            values.insert(
+                format!(":g{i}"),
+                AttributeValue::N((min - delta).to_string()),
+            );
+            conds.push(format!("#g{i} >= :g{i}"));
+        }
+        let (update_expr, cond_expr) = (format!("SET {}", sets.join(", ")), conds.join(" AND "));
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key_attrs(key)))
+            .set_expression_attribute_names(Some(names(&field_names, &[&update_expr, &cond_expr])))
+            .update_expression(update_expr)
+            .condition_expression(cond_expr)
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(built)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    fn check_item(&self, key: &Key, cond: Cond) -> Result<TransactWriteItem, StoreError> {
+        let (expr, values) = condition(cond).unwrap_or_else(|| {
+            (
+                "attribute_exists(#pk) OR attribute_not_exists(#pk)".into(),
+                Attrs::new(),
+            )
+        });
+        let mut check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key_attrs(key)))
+            .set_expression_attribute_names(Some(names(&[], &[&expr])))
+            .condition_expression(expr);
+        if !values.is_empty() {
+            check = check.set_expression_attribute_values(Some(values));
+        }
+        Ok(TransactWriteItem::builder()
+            .condition_check(check.build().map_err(built)?)
+            .build())
+    }
+
+    fn delete_item(&self, key: &Key, cond: Cond) -> Result<TransactWriteItem, StoreError> {
+        let mut delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key_attrs(key)));
+        if let Some((expr, values)) = condition(cond) {
+            delete = delete
+                .set_expression_attribute_names(Some(names(&[], &[&expr])))
+                .condition_expression(expr);
+            if !values.is_empty() {
+                delete = delete.set_expression_attribute_values(Some(values));
             }
-            Write::Delete { cond, .. } => {
-                let mut delete = Delete::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(Self::key_attrs(key)));
-                if let Some((expr, values)) = condition(*cond) {
-                    delete = delete
-                        .set_expression_attribute_names(Some(names(&[], &[&expr])))
-                        .condition_expression(expr);
-                    if !values.is_empty() {
-                        delete = delete.set_expression_attribute_values(Some(values));
-                    }
-                }
-                TransactWriteItem::builder()
-                    .delete(delete.build().map_err(built)?)
-                    .build()
-            }
-        })
+        }
+        Ok(TransactWriteItem::builder()
+            .delete(delete.build().map_err(built)?)
+            .build())
     }
 }
 

@@ -22,7 +22,7 @@ mod prices;
 mod report;
 mod simulate;
 
-use crate::cli::Output;
+use crate::client::Output;
 use std::process::ExitCode;
 
 // The flags of `oms cost` (its help is the `Cost` subcommand's doc comment).
