@@ -42,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from conftest import Server  # noqa: E402
-from helpers import make_client  # noqa: E402
+from helpers import make_client, task_errors  # noqa: E402
 from dynamodb_local import CREDENTIALS, TABLE, DynamoDbLocal, ThrottlingProxy  # noqa: E402
 
 ACTIVITIES = ["reserve", "charge", "pick", "ship", "release", "refund", "restock", "cancel_shipment"]
@@ -288,14 +288,8 @@ class Campaign:
         sfn = make_client(self.endpoint)
         by_error = {}
         for view in views.values():
-            pages = sfn.get_paginator("get_execution_history").paginate(executionArn=view["execution_arn"])
-            for page in pages:
-                for e in page["events"]:
-                    for key in ("taskFailedEventDetails", "lambdaFunctionFailedEventDetails",
-                                "taskTimedOutEventDetails"):
-                        if key in e:
-                            error = e[key].get("error", "?")
-                            by_error[error] = by_error.get(error, 0) + 1
+            for error in task_errors(sfn, view["execution_arn"]):
+                by_error[error] = by_error.get(error, 0) + 1
         return dict(sorted(by_error.items()))
 
     def retry_all(self, views):

@@ -48,6 +48,14 @@ def make_client(endpoint):
     )
 
 
+def task_errors(sfn, execution_arn):
+    """The errors an execution's tasks failed or timed out with, in history order (every
+    page): the faults injected that the saga retried past or caught."""
+    details = ("taskFailedEventDetails", "lambdaFunctionFailedEventDetails", "taskTimedOutEventDetails")
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
+    return [e[d].get("error", "?") for page in pages for e in page["events"] for d in details if d in e]
+
+
 def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import Server
 
-from helpers import Api, make_client, order_body
+from helpers import Api, make_client, order_body, task_errors
 
 
 @pytest.fixture(scope="module")
@@ -96,15 +96,6 @@ def test_not_json_is_a_400(api):
     assert status == 400 and out["code"] == "Order.Invalid" and "not JSON" in out["message"]
 
 
-def task_errors(api, view):
-    """The errors the order's execution saw from its tasks, in order, from its history:
-    each one a fault injected and then retried past (or caught)."""
-    sfn = make_client(api.endpoint)
-    events = sfn.get_execution_history(executionArn=view["execution_arn"], maxResults=1000)["events"]
-    details = ("taskFailedEventDetails", "lambdaFunctionFailedEventDetails")
-    return [e[d]["error"] for e in events for d in details if d in e]
-
-
 def balanced(api, view, before):
     after = api.stock()
     assert after == before, "stock is back where it was"
@@ -145,7 +136,7 @@ def test_a_transient_error_at_any_step_is_retried(api, activity):
     # The fault was injected and retried past, not skipped: used up, and (but for
     # place, which the Orders API retries before the saga starts) in the history.
     assert api.ok("GET", "/admin/faults")[activity]["fail_next"] == 0
-    assert task_errors(api, view) == ([] if activity == "place" else [error])
+    assert task_errors(make_client(api.endpoint), view["execution_arn"]) == ([] if activity == "place" else [error])
 
 
 @pytest.mark.parametrize("activity", ["cancel_shipment", "restock", "refund", "release"])
@@ -161,7 +152,7 @@ def test_a_transient_error_in_a_compensation_is_retried(api, activity):
     view = api.finish(body["order_id"])
     assert view["status"] == "CANCELLED", view
     balanced(api, view, before)
-    assert task_errors(api, view) == ["Ship.AddressRejected", error]
+    assert task_errors(make_client(api.endpoint), view["execution_arn"]) == ["Ship.AddressRejected", error]
 
 
 def test_a_failed_compensation_stops_there_and_a_retry_finishes_it(api):
