@@ -15,7 +15,6 @@ use crate::ledger::*;
 use crate::model::*;
 use crate::sourcing::{self, Site};
 use crate::store::{Cond, Item, Store, StoreError, Write};
-use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -100,10 +99,6 @@ async fn done_or_again<T>(
     })
 }
 
-fn value<T: Serialize>(v: &T) -> Value {
-    serde_json::to_value(v).expect("results serialize")
-}
-
 fn cancelled(order_id: &str, why: &str) -> ActivityError {
     ActivityError::new(
         ErrorKind::OrderCancelled,
@@ -161,7 +156,7 @@ pub async fn check_order(
                     sku: line.sku.clone(),
                     quantity: line.quantity,
                     unit_price_cents: sku.price_cents,
-                    line_total_cents: sku.price_cents * line.quantity,
+                    line_total_cents: line_total_cents(sku.price_cents, line.quantity, i)?,
                 });
             }
         }
@@ -170,6 +165,16 @@ pub async fn check_order(
         Ok(lines)
     } else {
         Err(errors)
+    })
+}
+
+/// A line's price times its quantity, checked: the quantity is a client's number.
+fn line_total_cents(unit_cents: i64, quantity: i64, line: usize) -> Result<i64, ActivityError> {
+    unit_cents.checked_mul(quantity).ok_or_else(|| {
+        invalid(&[FieldError {
+            field: format!("lines[{line}].quantity"),
+            rule: "a quantity whose total fits in 64-bit cents".into(),
+        }])
     })
 }
 
@@ -214,33 +219,45 @@ pub async fn recorded_method(ctx: &Ctx, record: &OrderRecord) -> Result<String, 
     Ok(record.payment_method.clone())
 }
 
+/// PlaceOrder, the saga's first step. An order the Orders API placed (with
+/// [`place_checked`]) is only read and compared here; an order whose saga was started
+/// directly (StartExecution with an order as input) is checked, priced and written.
 pub async fn place_order(ctx: &Ctx, order: Order) -> Result<PlacedOrder, ActivityError> {
-    let lines = check_order(ctx, &order).await?.map_err(|e| invalid(&e))?;
-    ctx.faults.inject("place", Point::Before).await?;
-    let method = payment_method(ctx, &order).await?;
-    let total_cents = lines.iter().map(|l| l.line_total_cents).sum();
-    let placed = contended("PlaceOrder", || async {
+    let placed = match ctx.store.get(&order_key(&order.order_id)).await? {
+        Some(item) => {
+            ctx.faults.inject("place", Point::Before).await?;
+            let existing: OrderRecord = from_item(&item)?;
+            let method = payment_method(ctx, &order).await?;
+            same_order(ctx, &existing, &order, &method).await?
+        }
+        None => {
+            let lines = check_order(ctx, &order).await?.map_err(|e| invalid(&e))?;
+            ctx.faults.inject("place", Point::Before).await?;
+            let method = payment_method(ctx, &order).await?;
+            place_checked(ctx, &order, lines, &method).await?
+        }
+    };
+    ctx.faults.inject("place", Point::After).await?;
+    Ok(placed)
+}
+
+/// Writes an order that [`check_order`] passed, priced as it said, paying with the
+/// gateway's reference `method`; an order already placed with the same contents is
+/// found instead (placing is idempotent by order id), one with other contents is an
+/// Order.Conflict.
+pub async fn place_checked(
+    ctx: &Ctx,
+    order: &Order,
+    lines: Vec<PricedLine>,
+    method: &str,
+) -> Result<PlacedOrder, ActivityError> {
+    let total_cents = order_total_cents(&lines)?;
+    contended("PlaceOrder", || async {
         if let Some(item) = ctx.store.get(&order_key(&order.order_id)).await? {
             let existing: OrderRecord = from_item(&item)?;
-            let same = existing.customer_id == order.customer_id
-                && recorded_method(ctx, &existing).await? == method
-                && existing.ship_to == order.ship_to
-                && existing.lines.len() == order.lines.len()
-                && existing
-                    .lines
-                    .iter()
-                    .zip(&order.lines)
-                    .all(|(a, b)| a.sku == b.sku && a.quantity == b.quantity);
-            if !same {
-                return Err(ActivityError::new(
-                    ErrorKind::OrderConflict,
-                    format!(
-                        "order_id: '{}' is already an order with other contents",
-                        order.order_id
-                    ),
-                ));
-            }
-            return Ok(Attempt::Done(placed_from(&existing)));
+            return same_order(ctx, &existing, order, method)
+                .await
+                .map(Attempt::Done);
         }
         let now = now();
         let record = OrderRecord {
@@ -249,7 +266,7 @@ pub async fn place_order(ctx: &Ctx, order: Order) -> Result<PlacedOrder, Activit
             lines: lines.clone(),
             total_cents,
             currency: "USD".into(),
-            payment_method: method.clone(),
+            payment_method: method.to_string(),
             ship_to: order.ship_to.clone(),
             status: OrderStatus::Pending,
             charged_cents: 0,
@@ -262,15 +279,53 @@ pub async fn place_order(ctx: &Ctx, order: Order) -> Result<PlacedOrder, Activit
         };
         let mut writes = vec![put(order_key(&order.order_id), to_doc(&record), None)];
         writes.extend(index_writes(&record));
-        Ok(if commit(&*ctx.store, writes).await? {
-            Attempt::Done(placed_from(&record))
-        } else {
-            Attempt::Again
-        })
+        done_or_again(&*ctx.store, writes, placed_from(&record)).await
     })
-    .await?;
-    ctx.faults.inject("place", Point::After).await?;
-    Ok(placed)
+    .await
+}
+
+/// The order placed under this id, if it is this order (same customer, lines, address
+/// and payment method); Order.Conflict if the id was placed with other contents.
+async fn same_order(
+    ctx: &Ctx,
+    existing: &OrderRecord,
+    order: &Order,
+    method: &str,
+) -> Result<PlacedOrder, ActivityError> {
+    let same = existing.customer_id == order.customer_id
+        && recorded_method(ctx, existing).await? == method
+        && existing.ship_to == order.ship_to
+        && existing.lines.len() == order.lines.len()
+        && existing
+            .lines
+            .iter()
+            .zip(&order.lines)
+            .all(|(a, b)| a.sku == b.sku && a.quantity == b.quantity);
+    if !same {
+        return Err(ActivityError::new(
+            ErrorKind::OrderConflict,
+            format!(
+                "order_id: '{}' is already an order with other contents",
+                order.order_id
+            ),
+        ));
+    }
+    Ok(placed_from(existing))
+}
+
+/// The sum of an order's line totals. The checker bounds quantities and the catalog
+/// prices, so this cannot overflow; checked all the same, since quantities come from
+/// clients.
+fn order_total_cents(lines: &[PricedLine]) -> Result<i64, ActivityError> {
+    lines
+        .iter()
+        .try_fold(0i64, |sum, l| sum.checked_add(l.line_total_cents))
+        .ok_or_else(|| {
+            invalid(&[FieldError {
+                field: "lines".into(),
+                rule: "a total that fits in 64-bit cents".into(),
+            }])
+        })
 }
 
 fn placed_from(r: &OrderRecord) -> PlacedOrder {
@@ -359,7 +414,7 @@ pub async fn reserve_inventory(ctx: &Ctx, input: OrderRef) -> Result<Reservation
             shipments: shipments.clone(),
         };
         let mut writes = reserve_writes(id, &shipments);
-        writes.push(step.write(StepStatus::Done, Some(value(&reservation)), None, None));
+        writes.push(step.write(StepStatus::Done, Some(to_json(&reservation)), None, None));
         let mut record = order.value.clone();
         if record.status == OrderStatus::Pending {
             record.status = OrderStatus::Reserved;
@@ -440,7 +495,7 @@ pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, Ac
         }
         // A release with nothing reserved still records itself, so that a reservation
         // arriving late (a duplicate Lambda call) finds the step compensated and stops.
-        writes.push(step.write(StepStatus::Compensated, None, Some(value(&release)), None));
+        writes.push(step.write(StepStatus::Compensated, None, Some(to_json(&release)), None));
         done_or_again(&*ctx.store, writes, release).await
     })
     .await?;
@@ -514,7 +569,7 @@ pub async fn charge_payment(ctx: &Ctx, input: OrderRef) -> Result<Charge, Activi
         }
         record.updated_at = now();
         let writes = vec![
-            step.write(StepStatus::Done, Some(value(&charge)), None, None),
+            step.write(StepStatus::Done, Some(to_json(&charge)), None, None),
             put(order_key(id), to_doc(&record), Some(order.version)),
         ];
         if commit(&*ctx.store, writes).await? {
@@ -574,7 +629,7 @@ pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, Activi
             }
         };
         let mut writes =
-            vec![step.write(StepStatus::Compensated, None, Some(value(&refund)), None)];
+            vec![step.write(StepStatus::Compensated, None, Some(to_json(&refund)), None)];
         // Written against the version read before the refund: an order that completed
         // in between loses the batch and is read again.
         if let Some(item) = order {
@@ -660,7 +715,7 @@ async fn forward_shipment_step(
             to_doc(&record),
             Some(shipment.version),
         ));
-        writes.push(step.write(StepStatus::Done, Some(value(&state)), None, None));
+        writes.push(step.write(StepStatus::Done, Some(to_json(&state)), None, None));
         writes.push(order_unchanged(id, order.version));
         done_or_again(&*ctx.store, writes, state).await
     })
@@ -703,7 +758,7 @@ async fn compensate_shipment_step(
                 tracking_number: None,
             },
         };
-        writes.push(step.write(StepStatus::Compensated, None, Some(value(&state)), None));
+        writes.push(step.write(StepStatus::Compensated, None, Some(to_json(&state)), None));
         done_or_again(&*ctx.store, writes, state).await
     })
     .await
@@ -1102,7 +1157,7 @@ macro_rules! activities {
             match def.key {
                 $( $key => {
                     let input: $in = decode(input)?;
-                    $f(ctx, input).await.map(|o| value(&o))
+                    $f(ctx, input).await.map(|o| to_json(&o))
                 } )*
                 _ => unreachable!("every key has a handler"),
             }

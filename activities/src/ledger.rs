@@ -3,7 +3,10 @@
 //! shipments, the catalog and the stock.
 
 use crate::errors::{ActivityError, ErrorKind};
-use crate::model::{Address, Failure, OrderStatus, PricedLine, ShipmentLine, ShipmentStatus};
+use crate::model::{
+    Address, Failure, Order, OrderLine, OrderStatus, Payment, PricedLine, ShipmentLine,
+    ShipmentStatus,
+};
 use crate::store::{Cond, Item, Key, Store, Write};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -247,6 +250,27 @@ pub struct OrderRecord {
     pub failure: Option<Failure>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+impl OrderRecord {
+    /// The order as it was placed, paying with the gateway's reference `method`: what
+    /// its saga starts from.
+    pub fn as_order(&self, method: &str) -> Order {
+        Order {
+            order_id: self.order_id.clone(),
+            customer_id: self.customer_id.clone(),
+            lines: self
+                .lines
+                .iter()
+                .map(|l| OrderLine {
+                    sku: l.sku.clone(),
+                    quantity: l.quantity,
+                })
+                .collect(),
+            payment: Payment::method(method),
+            ship_to: self.ship_to.clone(),
+        }
+    }
 }
 
 pub struct Versioned<T> {

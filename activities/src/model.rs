@@ -612,6 +612,19 @@ impl Order {
     }
 }
 
+/// Our own data as JSON. Every type passed here is plain data (strings, numbers,
+/// vectors, options, maps with string keys), which serde_json always serializes: a
+/// failure is a bug in the type, so it stops loudly instead of carrying `null` on
+/// (a saga started with `null` input would fail far from the cause).
+pub fn to_json<T: Serialize + ?Sized>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("plain data serializes to JSON")
+}
+
+/// [`to_json`] as text.
+pub fn to_json_text<T: Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serializes to JSON")
+}
+
 pub fn invalid(errors: &[FieldError]) -> ActivityError {
     let text: Vec<String> = errors
         .iter()

@@ -169,7 +169,10 @@ pub fn run(target: Target, output: Output, request: Request) -> Result<ExitCode,
 }
 
 fn print(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON values serialize")
+    );
 }
 
 async fn submit(client: &Client, source: &str) -> Result<(), String> {

@@ -379,7 +379,7 @@ fn print_summary(summary: &Value, output: Output) {
     if output == Output::Json {
         println!(
             "{}",
-            serde_json::to_string_pretty(summary).unwrap_or_default()
+            serde_json::to_string_pretty(summary).expect("JSON values serialize")
         );
         return;
     }

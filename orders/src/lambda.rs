@@ -1,7 +1,7 @@
 //! The activities as Lambda functions named `oms-<function>`: the one place a Task
 //! state's function ARN becomes an activity, and an activity's error becomes the
 //! failure a Lambda function's error is in Step Functions. `oms up` runs them through
-//! [`ActivitiesHandler`]; `oms cost` resolves and fails its simulated calls the same way.
+//! [`ActivityFunctions`]; `oms cost` resolves and fails its simulated calls the same way.
 
 use crate::saga::FUNCTION_PREFIX;
 use crate::warehouse::Warehouse;
@@ -49,14 +49,14 @@ pub fn lambda_failure(e: &ActivityError) -> Failure {
 
 /// The activities as the in-process handler of Task states whose function is
 /// `oms-<function>`; pick requests also go to the warehouse.
-pub struct ActivitiesHandler {
+pub struct ActivityFunctions {
     ctx: Ctx,
     warehouse: Arc<Warehouse>,
 }
 
-impl ActivitiesHandler {
-    pub fn new(ctx: Ctx, warehouse: Arc<Warehouse>) -> ActivitiesHandler {
-        ActivitiesHandler { ctx, warehouse }
+impl ActivityFunctions {
+    pub fn new(ctx: Ctx, warehouse: Arc<Warehouse>) -> ActivityFunctions {
+        ActivityFunctions { ctx, warehouse }
     }
 
     /// Runs the task's activity, as its Lambda function would.

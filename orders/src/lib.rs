@@ -15,7 +15,7 @@ mod service;
 mod warehouse;
 
 pub use lambda::{
-    function_name, function_not_found, function_of, lambda_failure, resolve, ActivitiesHandler,
+    function_name, function_not_found, function_of, lambda_failure, resolve, ActivityFunctions,
 };
 pub use problem::{code, Problem};
 pub use saga::{local_definition, DEMO_ORDER, FUNCTION_PREFIX, MACHINE_NAME};

@@ -219,13 +219,14 @@ impl Orders {
     }
 
     async fn summary(&self, o: &OrderRecord) -> Value {
+        // A compensation that stopped shows as COMPENSATION_FAILED, as in the view.
         let status = if o.status == OrderStatus::Compensating {
-            match self.view(&o.order_id).await {
-                Ok(v) => v["status"].clone(),
-                Err(_) => json!(o.status),
+            match self.order_view(&o.order_id).await {
+                Ok(v) => v.status(),
+                Err(_) => o.status,
             }
         } else {
-            json!(o.status)
+            o.status
         };
         json!({
             "order_id": o.order_id, "customer_id": o.customer_id, "status": status,

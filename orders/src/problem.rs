@@ -85,7 +85,7 @@ impl Problem {
     pub fn body(&self) -> Value {
         let mut v = json!({"code": self.code, "message": self.message});
         if !self.fields.is_empty() {
-            v["fields"] = serde_json::to_value(&self.fields).unwrap_or_default();
+            v["fields"] = activities::model::to_json(&self.fields);
         }
         v
     }

@@ -7,16 +7,17 @@ use crate::warehouse::Warehouse;
 use activities::activity::{self, Ctx};
 use activities::errors::{ActivityError, ErrorKind};
 use activities::ledger::{self, from_item, OrderItem, OrderRecord};
-use activities::model::{FieldError, Order, OrderOptions, OrderStatus, ShipmentRef};
+use activities::model::{
+    Address, FieldError, Order, OrderOptions, OrderStatus, PricedLine, ShipmentRef,
+};
 use asl::history::HistoryEventKind;
 use saga_core::api::{
     CreateStateMachineInput, DescribeExecutionInput, DescribeExecutionOutput, ExecutionStatus,
-    GetExecutionHistoryInput, ListStateMachinesInput, RedriveExecutionInput, StartExecutionInput,
-    StepFunctions, UpdateStateMachineInput,
+    GetExecutionHistoryInput, HistoryEvent, ListStateMachinesInput, RedriveExecutionInput,
+    StartExecutionInput, StepFunctions, UpdateStateMachineInput,
 };
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The operations the Orders API serves, over one saga (`machine_arn`).
 pub struct Orders {
@@ -133,51 +134,43 @@ impl Orders {
             obj.insert("order_id".into(), Value::String(id));
         }
         let mut order: Order = decode_order(&body)?;
-        let options = check_options(options_given.as_ref());
-        match activity::check_order(&self.ctx, &order).await? {
-            Ok(_) if options.is_empty() => {}
-            Ok(_) => return Err(order_invalid(options)),
-            Err(mut fields) => {
-                fields.extend(options);
+        // Every rule the order and its options break, in one answer; the catalog is
+        // read here and nowhere else on the way in.
+        let checked = activity::check_order(&self.ctx, &order).await?;
+        let (lines, options) = match (checked, check_options(options_given.as_ref())) {
+            (Ok(lines), Ok(options)) => (lines, options),
+            (lines, options) => {
+                let mut fields = lines.err().unwrap_or_default();
+                fields.extend(options.err().unwrap_or_default());
                 return Err(order_invalid(fields));
             }
-        }
+        };
         // The gateway keeps the token: the saga's input, and so its history, carries
         // only the reference.
         let method = activity::payment_method(&self.ctx, &order).await?;
         order.payment = activities::model::Payment::method(&method);
-        // Placing here, not only in the saga, means the order can be read as soon as
-        // this answers. A transient failure is retried a few times before giving up.
-        let mut attempt = 0;
-        loop {
-            match activity::place_order(&self.ctx, order.clone()).await {
-                Ok(_) => break,
-                Err(e) if e.retryable() && attempt < 3 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let mut input = serde_json::to_value(&order).unwrap_or_default();
-        if let Some(o) = options_given {
-            input["options"] = o;
-        }
+        // Placed here so that the order can be read as soon as this answers; the saga's
+        // PlaceOrder then finds it. A transient failure is the client's to retry (503).
+        activity::place_checked(&self.ctx, &order, lines, &method).await?;
+        let input = SagaInput {
+            order: &order,
+            options,
+        };
         let arn = self.start_saga(&order.order_id, input).await?;
-        let status = self.view(&order.order_id).await?["status"].clone();
+        let status = self.order_view(&order.order_id).await?.status;
         Ok(json!({"order_id": order.order_id, "execution_arn": arn, "status": status}))
     }
 
     /// Starts the saga of a placed order, named after it: starting it again is a no-op.
     /// If this fails, the order stays PENDING with no execution; submitting it again,
     /// retrying or cancelling it starts the saga (`start_placed`).
-    async fn start_saga(&self, order_id: &str, input: Value) -> Result<String, Problem> {
+    async fn start_saga(&self, order_id: &str, input: SagaInput<'_>) -> Result<String, Problem> {
         let started = self
             .sfn
             .start_execution(StartExecutionInput {
                 state_machine_arn: self.machine_arn.clone(),
                 name: Some(order_id.to_string()),
-                input: Some(input.to_string()),
+                input: Some(activities::model::to_json_text(&input)),
                 trace_header: None,
             })
             .await;
@@ -223,20 +216,23 @@ impl Orders {
             Err(e) => return Err(e.into()),
         }
         let method = activity::recorded_method(&self.ctx, &placed).await?;
-        let input = json!({
-            "order_id": placed.order_id,
-            "customer_id": placed.customer_id,
-            "lines": placed.lines.iter()
-                .map(|l| json!({"sku": l.sku, "quantity": l.quantity}))
-                .collect::<Vec<_>>(),
-            "payment": activities::model::Payment::method(&method),
-            "ship_to": placed.ship_to,
-        });
+        let order = placed.as_order(&method);
+        let input = SagaInput {
+            order: &order,
+            options: None,
+        };
         self.start_saga(order_id, input).await.map(Some)
     }
 
     /// `GET /orders/{id}`: the order, its ledger, its shipments and where it stopped.
     pub async fn view(&self, order_id: &str) -> Result<Value, Problem> {
+        Ok(activities::model::to_json(
+            &self.order_view(order_id).await?,
+        ))
+    }
+
+    /// The order as `GET /orders/{id}` shows it.
+    pub async fn order_view(&self, order_id: &str) -> Result<OrderView, Problem> {
         let (mut items, mut order) = self.ledger(order_id).await?;
         let arn = self.arn_of(&order);
         let execution = self
@@ -258,38 +254,31 @@ impl Orders {
             (items, order) = self.ledger(order_id).await?;
         }
         let (steps, shipments) = steps_and_shipments(&items);
-        let execution_status = execution.as_ref().map(|e| e.status.as_str().to_string());
         let (first_failed, last_failed) = if order.failure.is_some() {
             self.failed_states(&arn).await
         } else {
             (None, None)
         };
-        let (status, failure) = shown_status(
-            &order,
-            execution.as_ref(),
-            execution_status.as_deref(),
-            first_failed,
-            last_failed,
-        );
-        Ok(json!({
-            "order_id": order.order_id,
-            "customer_id": order.customer_id,
-            "status": status,
-            "cancel_requested": order.cancel_requested,
-            "lines": order.lines,
-            "total_cents": order.total_cents,
-            "currency": order.currency,
-            "charged_cents": order.charged_cents,
-            "refunded_cents": order.refunded_cents,
-            "ship_to": order.ship_to,
-            "shipments": shipments,
-            "steps": steps,
-            "failure": failure,
-            "execution_arn": arn,
-            "execution_status": execution_status,
-            "created_at": order.created_at,
-            "updated_at": order.updated_at,
-        }))
+        let (status, failure) = shown_status(&order, execution.as_ref(), first_failed, last_failed);
+        Ok(OrderView {
+            order_id: order.order_id,
+            customer_id: order.customer_id,
+            status,
+            cancel_requested: order.cancel_requested,
+            lines: order.lines,
+            total_cents: order.total_cents,
+            currency: order.currency,
+            charged_cents: order.charged_cents,
+            refunded_cents: order.refunded_cents,
+            ship_to: order.ship_to,
+            shipments,
+            steps,
+            failure,
+            execution_arn: arn,
+            execution_status: execution.map(|e| e.status),
+            created_at: order.created_at,
+            updated_at: order.updated_at,
+        })
     }
 
     /// An order's ledger items and its order record, read together.
@@ -322,18 +311,15 @@ impl Orders {
         let Ok(history) = self.history(arn).await else {
             return (None, None);
         };
-        let mut open: Vec<String> = Vec::new();
+        let mut open: Vec<&str> = Vec::new();
         let (mut first, mut last) = (None, None);
         for e in &history {
-            let name = e["stateEnteredEventDetails"]["name"]
-                .as_str()
-                .or_else(|| e["stateExitedEventDetails"]["name"].as_str());
-            let Some(kind) = event_kind(e) else { continue };
+            let Some(kind) = e.kind() else { continue };
             if kind.is_state_entered() {
-                open.push(name.unwrap_or_default().to_string());
+                open.push(e.state_name().unwrap_or_default());
             } else if kind.is_state_exited() {
-                if let Some(n) = name {
-                    if let Some(pos) = open.iter().rposition(|o| o == n) {
+                if let Some(n) = e.state_name() {
+                    if let Some(pos) = open.iter().rposition(|o| *o == n) {
                         open.truncate(pos);
                     }
                 }
@@ -341,15 +327,15 @@ impl Orders {
                 open.clear();
             } else if kind.is_task_failure() {
                 if first.is_none() {
-                    first = open.last().cloned();
+                    first = open.last().map(|s| s.to_string());
                 }
-                last = open.last().cloned();
+                last = open.last().map(|s| s.to_string());
             }
         }
         (first, last)
     }
 
-    async fn history(&self, arn: &str) -> Result<Vec<Value>, Problem> {
+    async fn history(&self, arn: &str) -> Result<Vec<HistoryEvent>, Problem> {
         let mut events = Vec::new();
         let mut token = None;
         loop {
@@ -362,9 +348,7 @@ impl Orders {
                     ..Default::default()
                 })
                 .await?;
-            for e in page.events {
-                events.push(serde_json::to_value(e).unwrap_or_default());
-            }
+            events.extend(page.events);
             match page.next_token {
                 Some(t) => token = Some(t),
                 None => return Ok(events),
@@ -397,65 +381,33 @@ impl Orders {
     /// the states that did not finish run again; the results of those that did are
     /// kept. (Step Functions restarts from the state that failed.)
     pub async fn retry_preview(&self, order_id: &str) -> Result<Value, Problem> {
-        let view = self.view(order_id).await?;
-        let arn = view["execution_arn"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let status = view["execution_status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        Ok(activities::model::to_json(
+            &self.redrive_plan(order_id).await?,
+        ))
+    }
+
+    /// What a redrive of the order's execution would do, and whether it may.
+    async fn redrive_plan(&self, order_id: &str) -> Result<RetryPreview, Problem> {
+        let view = self.order_view(order_id).await?;
         // No execution: the saga has not started, or retention deleted the execution
         // (oms.toml's retention_days; AWS forgets executions after 90 days).
-        let history = if view["execution_status"].is_null() {
-            Vec::new()
-        } else {
-            self.history(&arn).await?
+        let history = match view.execution_status {
+            Some(_) => self.history(&view.execution_arn).await?,
+            None => Vec::new(),
         };
-        let mut kept: Vec<String> = Vec::new();
-        let mut open: Vec<String> = Vec::new();
-        for e in &history {
-            let Some(kind) = event_kind(e) else { continue };
-            if kind.is_state_entered() {
-                if let Some(n) = e["stateEnteredEventDetails"]["name"].as_str() {
-                    open.push(n.to_string());
-                }
-            } else if kind.is_state_exited() {
-                if let Some(n) = e["stateExitedEventDetails"]["name"].as_str() {
-                    // A Map or Parallel that exited takes its children with it: their
-                    // failures were caught or are behind it.
-                    if let Some(pos) = open.iter().rposition(|o| o == n) {
-                        open.truncate(pos);
-                    }
-                    if !kept.contains(&n.to_string()) {
-                        kept.push(n.to_string());
-                    }
-                }
-            }
-        }
-        open.dedup();
-        let order_final = matches!(view["status"].as_str(), Some("COMPLETED" | "CANCELLED"));
-        let retryable = ExecutionStatus::parse(&status).is_some_and(ExecutionStatus::is_redrivable)
-            && !order_final;
-        Ok(json!({
-            "order_id": order_id,
-            "execution_arn": arn,
-            "execution_status": status,
-            "retryable": retryable,
-            "reason": if retryable {
-                Value::Null
-            } else if order_final {
-                json!(format!("the order is {}: nothing is left to retry", view["status"].as_str().unwrap_or_default()))
-            } else if view["execution_status"].is_null() {
-                json!("the order has no execution: its saga has not started, or its execution was deleted by retention")
-            } else {
-                json!(format!("the execution is {status}; only FAILED, TIMED_OUT or ABORTED executions can be redriven"))
-            },
-            "will_run_again": if retryable { json!(open) } else { json!([]) },
-            "kept": kept.into_iter().filter(|k| !open.contains(k)).collect::<Vec<_>>(),
-            "order_status": view["status"],
-        }))
+        let (open, kept) = open_and_kept_states(&history);
+        let reason = not_retryable_reason(&view);
+        let retryable = reason.is_none();
+        Ok(RetryPreview {
+            order_id: order_id.to_string(),
+            execution_arn: view.execution_arn,
+            execution_status: view.execution_status,
+            retryable,
+            reason,
+            will_run_again: if retryable { open } else { Vec::new() },
+            kept,
+            order_status: view.status,
+        })
     }
 
     /// `POST /orders/{id}/retry`: redrives the order's execution.
@@ -463,30 +415,21 @@ impl Orders {
         if let Some(arn) = self.start_placed(order_id).await? {
             return Ok(json!({"order_id": order_id, "execution_arn": arn, "started": true}));
         }
-        let preview = self.retry_preview(order_id).await?;
-        if preview["retryable"] != true {
-            return Err(Problem::new(
-                409,
-                code::ORDER_NOT_RETRYABLE,
-                preview["reason"]
-                    .as_str()
-                    .unwrap_or("not retryable")
-                    .to_string(),
-            ));
+        let plan = self.redrive_plan(order_id).await?;
+        if let Some(reason) = plan.reason {
+            return Err(Problem::new(409, code::ORDER_NOT_RETRYABLE, reason));
         }
-        let arn = preview["execution_arn"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
         self.sfn
             .redrive_execution(RedriveExecutionInput {
-                execution_arn: arn.clone(),
+                execution_arn: plan.execution_arn.clone(),
                 client_token: None,
             })
             .await?;
-        Ok(
-            json!({"order_id": order_id, "execution_arn": arn, "will_run_again": preview["will_run_again"]}),
-        )
+        Ok(json!({
+            "order_id": order_id,
+            "execution_arn": plan.execution_arn,
+            "will_run_again": plan.will_run_again,
+        }))
     }
 
     /// `POST /shipments/{id}/picked`: the warehouse's answer to a pick request. Answers
@@ -528,7 +471,7 @@ impl Orders {
             status: record.status,
             tracking_number: record.tracking_number,
         };
-        Ok(serde_json::to_value(state).unwrap_or_default())
+        Ok(activities::model::to_json(&state))
     }
 
     /// `GET /inventory`.
@@ -562,18 +505,11 @@ impl Orders {
     }
 }
 
-/// The type of a history event as GetExecutionHistory gives it (None for a type the
-/// engine does not record).
-fn event_kind(event: &Value) -> Option<HistoryEventKind> {
-    event["type"].as_str().and_then(HistoryEventKind::parse)
-}
-
 /// The status an order's view shows and where it stopped, from its record, its
 /// execution and the states that failed first and last in its history.
 fn shown_status(
     order: &OrderRecord,
     execution: Option<&DescribeExecutionOutput>,
-    execution_status: Option<&str>,
     first_failed: Option<String>,
     last_failed: Option<String>,
 ) -> (OrderStatus, Option<Value>) {
@@ -581,7 +517,7 @@ fn shown_status(
     // The saga records the state that caught the failure (for a shipment, the Map
     // around it); the history says which step inside it failed.
     let mut failure = order.failure.clone().map(|f| {
-        let mut v = serde_json::to_value(&f).unwrap_or_default();
+        let mut v = activities::model::to_json(&f);
         if let Some(inner) = first_failed.clone() {
             if f.step.as_deref() != Some(inner.as_str()) {
                 v["caught_by"] = json!(f.step);
@@ -592,11 +528,7 @@ fn shown_status(
     });
     // The saga records COMPENSATING before it compensates; an execution that then
     // ends failed stopped in a compensation.
-    if status == OrderStatus::Compensating
-        && execution_status
-            .and_then(ExecutionStatus::parse)
-            .is_some_and(ExecutionStatus::is_redrivable)
-    {
+    if status == OrderStatus::Compensating && execution.is_some_and(|e| e.status.is_redrivable()) {
         status = OrderStatus::CompensationFailed;
         if let Some(e) = execution {
             failure = Some(json!({
@@ -693,20 +625,129 @@ fn order_invalid(fields: Vec<FieldError>) -> Problem {
 
 /// The order's options (how long a warehouse may take), checked at the door: the saga
 /// reads both and cannot run on a partial object, a string or a year-long heartbeat.
-fn check_options(options: Option<&Value>) -> Vec<FieldError> {
+fn check_options(options: Option<&Value>) -> Result<Option<OrderOptions>, Vec<FieldError>> {
     let Some(options) = options else {
-        return Vec::new();
+        return Ok(None);
     };
     match activities::model::decode_fields::<OrderOptions>(options) {
-        Ok(o) => o.check(),
+        Ok(o) => match o.check() {
+            errors if errors.is_empty() => Ok(Some(o)),
+            errors => Err(errors),
+        },
         Err(mut f) => {
             f.field = match f.field.as_str() {
                 "input" => "options".to_string(),
                 inner => format!("options.{}", inner.trim_start_matches('.')),
             };
-            vec![f]
+            Err(vec![f])
         }
     }
+}
+
+/// An order as the Orders API shows it: its record, the status it really has (a
+/// compensation that stopped shows COMPENSATION_FAILED), its steps and shipments from
+/// the ledger, and its execution.
+#[derive(Debug, serde::Serialize)]
+pub struct OrderView {
+    order_id: String,
+    customer_id: String,
+    /// The record's status, but for a compensation that stopped: see [`shown_status`].
+    status: OrderStatus,
+    cancel_requested: bool,
+    lines: Vec<PricedLine>,
+    total_cents: i64,
+    currency: String,
+    charged_cents: i64,
+    refunded_cents: i64,
+    ship_to: Address,
+    shipments: Vec<Value>,
+    steps: Vec<Value>,
+    failure: Option<Value>,
+    execution_arn: String,
+    execution_status: Option<ExecutionStatus>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl OrderView {
+    pub fn status(&self) -> OrderStatus {
+        self.status
+    }
+}
+
+/// `GET /orders/{id}/retry`'s answer.
+#[derive(Debug, serde::Serialize)]
+struct RetryPreview {
+    order_id: String,
+    execution_arn: String,
+    execution_status: Option<ExecutionStatus>,
+    retryable: bool,
+    /// Why not, when it is not retryable.
+    reason: Option<String>,
+    will_run_again: Vec<String>,
+    kept: Vec<String>,
+    order_status: OrderStatus,
+}
+
+/// Why an order's execution cannot be redriven; None when it can.
+fn not_retryable_reason(view: &OrderView) -> Option<String> {
+    if view.status.is_final() {
+        let status = activities::model::to_json(&view.status);
+        return Some(format!(
+            "the order is {}: nothing is left to retry",
+            status.as_str().unwrap_or_default()
+        ));
+    }
+    match view.execution_status {
+        None => Some(
+            "the order has no execution: its saga has not started, or its execution was \
+             deleted by retention"
+                .to_string(),
+        ),
+        Some(s) if s.is_redrivable() => None,
+        Some(s) => Some(format!(
+            "the execution is {}; only FAILED, TIMED_OUT or ABORTED executions can be \
+             redriven",
+            s.as_str()
+        )),
+    }
+}
+
+/// From an execution's history: the states still open where it stopped (a redrive
+/// runs them again) and the states that exited (their results are kept).
+fn open_and_kept_states(history: &[HistoryEvent]) -> (Vec<String>, Vec<String>) {
+    let mut kept: Vec<String> = Vec::new();
+    let mut open: Vec<String> = Vec::new();
+    for e in history {
+        let (Some(kind), Some(name)) = (e.kind(), e.state_name()) else {
+            continue;
+        };
+        if kind.is_state_entered() {
+            open.push(name.to_string());
+        } else if kind.is_state_exited() {
+            // A Map or Parallel that exited takes its children with it: their
+            // failures were caught or are behind it.
+            if let Some(pos) = open.iter().rposition(|o| o == name) {
+                open.truncate(pos);
+            }
+            if !kept.iter().any(|k| k == name) {
+                kept.push(name.to_string());
+            }
+        }
+    }
+    open.dedup();
+    kept.retain(|k| !open.contains(k));
+    (open, kept)
+}
+
+/// What the order saga starts from: the order (paying by reference) and, when the
+/// submission gave them, its options (ApplyDefaults fills them in otherwise).
+#[derive(serde::Serialize)]
+struct SagaInput<'a> {
+    #[serde(flatten)]
+    order: &'a Order,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<OrderOptions>,
 }
 
 #[cfg(test)]
@@ -715,6 +756,8 @@ mod tests {
 
     fn option_fields(options: Value) -> Vec<String> {
         check_options(Some(&options))
+            .err()
+            .unwrap_or_default()
             .into_iter()
             .map(|f| f.field)
             .collect()
@@ -724,7 +767,7 @@ mod tests {
     fn options_the_saga_cannot_run_are_refused_naming_the_field() {
         let both = json!({"pick_timeout_seconds": 600, "pick_heartbeat_seconds": 60});
         assert!(option_fields(both).is_empty());
-        assert!(check_options(None).is_empty());
+        assert_eq!(check_options(None), Ok(None));
         let cases = [
             (
                 json!({"pick_timeout_seconds": 5}),

@@ -78,7 +78,7 @@ impl Warehouse {
                 Ok(state) => sfn
                     .send_task_success(SendTaskSuccessInput {
                         task_token: token,
-                        output: serde_json::to_string(state).unwrap_or_default(),
+                        output: activities::model::to_json_text(state),
                     })
                     .await
                     .map(|_| ()),
@@ -105,7 +105,7 @@ impl Warehouse {
                 Ok(()) => {}
             }
         }
-        Ok(outcome.map(|s| serde_json::to_value(s).unwrap_or_default()))
+        Ok(outcome.map(|s| activities::model::to_json(&s)))
     }
 
     /// Answers the pick requests left waiting by a previous run (they are stored with

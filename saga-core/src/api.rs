@@ -784,15 +784,30 @@ impl HistoryEvent {
         event
     }
 
+    /// The event's type as the engine names it; None for a type it does not record
+    /// (a deployed backend's history may hold more).
+    pub fn kind(&self) -> Option<asl::history::HistoryEventKind> {
+        asl::history::HistoryEventKind::parse(&self.r#type)
+    }
+
+    /// The state a `*StateEntered` or `*StateExited` event is about.
+    pub fn state_name(&self) -> Option<&str> {
+        self.state_entered_event_details
+            .as_ref()
+            .or(self.state_exited_event_details.as_ref())
+            .and_then(|d| d["name"].as_str())
+    }
+
     /// The details member this event's `type` uses, if it has one.
     pub fn details_slot(&mut self) -> Option<&mut Option<Value>> {
-        let t = self.r#type.as_str();
-        if t.ends_with("StateEntered") {
+        let kind = self.kind();
+        if kind.is_some_and(|k| k.is_state_entered()) {
             return Some(&mut self.state_entered_event_details);
         }
-        if t.ends_with("StateExited") {
+        if kind.is_some_and(|k| k.is_state_exited()) {
             return Some(&mut self.state_exited_event_details);
         }
+        let t = self.r#type.as_str();
         Some(match t {
             "ActivityFailed" => &mut self.activity_failed_event_details,
             "ActivityScheduleFailed" => &mut self.activity_schedule_failed_event_details,

@@ -283,8 +283,7 @@ class Campaign:
 
     def task_failures(self, views):
         """The task failures the executions' histories record, by error: the faults
-        injected (and heartbeats missed) that the saga retried past or compensated for.
-        Faults injected into place are retried at the door and are not among them."""
+        injected (and heartbeats missed) that the saga retried past or compensated for."""
         sfn = make_client(self.endpoint)
         by_error = {}
         for view in views.values():

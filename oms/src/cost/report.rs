@@ -16,7 +16,7 @@ pub(super) fn report_json(
     let paths: Vec<Value> = runs
         .iter()
         .map(|r| {
-            let mut v = serde_json::to_value(r).unwrap_or_default();
+            let mut v = activities::model::to_json(r);
             v["label"] = json!(r.path.label());
             v["share"] = json!(shares.iter().find(|(p, _)| *p == r.path).map(|s| s.1));
             v["gb_seconds"] = json!(r.gb_seconds(args.lambda_ms));

@@ -200,7 +200,7 @@ impl TaskHandler for Simulation<'_> {
             .rt
             .block_on(activity::confirm_pick(&self.ctx, &target, damaged))
         {
-            Ok((_, Ok(state))) => TaskOutcome::ok(serde_json::to_value(state).unwrap_or_default()),
+            Ok((_, Ok(state))) => TaskOutcome::ok(activities::model::to_json(&state)),
             Ok((_, Err(e))) | Err(e) => TaskOutcome::err(Failure::new(e.name(), e.message)),
         }
     }
