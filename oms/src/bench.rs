@@ -256,7 +256,7 @@ async fn run_durable(
 fn bench_durable(args: &BenchArgs) -> Result<ExitCode, String> {
     use crate::invoker::ConfiguredInvoker;
     use saga_core::runtime::Runtime;
-    use saga_core::store::Store;
+    use saga_core::store::ExecutionStore;
 
     let text = std::fs::read_to_string(&args.definition)
         .map_err(|e| format!("cannot read {}: {e}", args.definition.display()))?;
@@ -286,7 +286,8 @@ fn bench_durable(args: &BenchArgs) -> Result<ExitCode, String> {
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     // With OMS_DB_KEY set, the bench measures an encrypted store.
-    let store = Store::open_with_key(&dir, dbkey::from_env()?).map_err(|e| e.to_string())?;
+    let store =
+        ExecutionStore::open_with_key(&dir, dbkey::from_env()?).map_err(|e| e.to_string())?;
     let rt = Runtime::new(store.clone(), invoker);
     let measured = tokio_rt.block_on(measure(
         &rt,
@@ -376,7 +377,7 @@ fn machine_arn(definition: &Path) -> String {
 
 /// How the measured executions (`run-{run_id}-*`) ended, as the store has them.
 fn read_outcomes(
-    store: &saga_core::store::Store,
+    store: &saga_core::store::ExecutionStore,
     machine_arn: &str,
     run_id: &str,
 ) -> Result<Vec<Outcome>, String> {

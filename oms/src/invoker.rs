@@ -27,14 +27,16 @@ pub struct TaskRule {
     pub state_machines: Option<Vec<String>>,
 }
 
-/// An in-process task handler.
+/// A function run in this process in place of a Lambda function: what a `builtin`
+/// rule names. (The runtime's [`Invoker`] routes a task to one; the in-memory runner's
+/// `asl::runner::TaskHandler` is the synchronous kind, for `oms exec` and tests.)
 #[async_trait::async_trait]
-pub trait Handler: Send + Sync {
+pub trait LocalFunction: Send + Sync {
     async fn call(&self, call: &TaskCall) -> Result<Value, Failure>;
 }
 
-/// The in-process handlers this binary registers.
-pub fn builtin(name: &str) -> Option<Arc<dyn Handler>> {
+/// The local functions this binary registers.
+pub fn builtin(name: &str) -> Option<Arc<dyn LocalFunction>> {
     match name {
         "bench" => Some(Arc::new(BenchStep)),
         _ => None,
@@ -47,7 +49,7 @@ pub fn builtin(name: &str) -> Option<Arc<dyn Handler>> {
 struct BenchStep;
 
 #[async_trait::async_trait]
-impl Handler for BenchStep {
+impl LocalFunction for BenchStep {
     async fn call(&self, call: &TaskCall) -> Result<Value, Failure> {
         let name = oms_orders::function_name(oms_orders::function_of(call));
         let step = name.strip_prefix("bench-").unwrap_or(name);
@@ -63,14 +65,14 @@ impl Handler for BenchStep {
 
 /// The order activities (oms-orders), registered by `oms up` as `activities`.
 #[async_trait::async_trait]
-impl Handler for oms_orders::ActivitiesHandler {
+impl LocalFunction for oms_orders::ActivityFunctions {
     async fn call(&self, call: &TaskCall) -> Result<Value, Failure> {
         self.invoke(call).await
     }
 }
 
 enum Destination {
-    Builtin(Arc<dyn Handler>),
+    Builtin(Arc<dyn LocalFunction>),
     Lambda(String),
 }
 
@@ -121,7 +123,7 @@ impl ConfiguredInvoker {
     /// that need state, such as the order activities with their store).
     pub fn with_handlers(
         rules: &[TaskRule],
-        handlers: &[(&str, Arc<dyn Handler>)],
+        handlers: &[(&str, Arc<dyn LocalFunction>)],
     ) -> Result<ConfiguredInvoker, String> {
         let named = |name: &str| {
             handlers

@@ -3,10 +3,10 @@
 use crate::invoker::{Config, ConfiguredInvoker, TaskRule};
 use activities::activity::Ctx;
 use activities::store::sqlite::SqliteStore;
-use oms_orders::{ActivitiesHandler, Orders, Warehouse};
+use oms_orders::{ActivityFunctions, Orders, Warehouse};
 use saga_core::runtime::Runtime;
 use saga_core::service::LocalStepFunctions;
-use saga_core::store::Store;
+use saga_core::store::ExecutionStore;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -143,14 +143,15 @@ async fn up_local(
 ) -> Result<(), String> {
     private_dir(&args.data_dir)?;
     let key = db_key(args, config)?;
-    let store = Store::open_with_key(&args.data_dir, key.clone()).map_err(|e| e.to_string())?;
+    let store =
+        ExecutionStore::open_with_key(&args.data_dir, key.clone()).map_err(|e| e.to_string())?;
     let (ctx, ready) = order_context(args, dynamodb_endpoint.as_deref(), key.as_ref()).await?;
     let warehouse = Arc::new(Warehouse::new(
         ctx.clone(),
         !args.manual_picking,
         std::time::Duration::from_millis(args.pick_delay_ms),
     ));
-    let handler = Arc::new(ActivitiesHandler::new(ctx.clone(), warehouse.clone()));
+    let handler = Arc::new(ActivityFunctions::new(ctx.clone(), warehouse.clone()));
     let invoker = activities_invoker(config, handler)?;
     let rt = Runtime::new(store.clone(), Arc::new(invoker));
     let resumed = rt
@@ -261,7 +262,7 @@ async fn order_context(
 /// `cargo lambda watch`); then the in-process activities.
 fn activities_invoker(
     config: &Config,
-    handler: Arc<ActivitiesHandler>,
+    handler: Arc<ActivityFunctions>,
 ) -> Result<ConfiguredInvoker, String> {
     let mut rules = config.tasks.clone();
     // Only the order saga may call the order functions: another state machine
@@ -280,7 +281,7 @@ fn activities_invoker(
             oms_orders::MACHINE_NAME
         )]),
     });
-    let handler: Arc<dyn crate::invoker::Handler> = handler;
+    let handler: Arc<dyn crate::invoker::LocalFunction> = handler;
     Ok(
         ConfiguredInvoker::with_handlers(&rules, &[("activities", handler)])?
             .in_account(&config.server),

@@ -109,7 +109,7 @@ fn delete(c: &rusqlite::Connection, ids: &[(i64, String)]) -> Result<u64, StoreE
 mod tests {
     use super::*;
     use crate::runtime::{default_route, Invoker, NewExecution, Route};
-    use crate::store::Store;
+    use crate::store::ExecutionStore;
     use asl::{Failure, Machine, TaskCall};
     use serde_json::{json, Value};
     use std::sync::Arc;
@@ -161,7 +161,7 @@ mod tests {
     }
 
     /// (status, history events) of every execution left, by name.
-    fn left(store: &Store) -> Vec<(String, String, i64)> {
+    fn left(store: &ExecutionStore) -> Vec<(String, String, i64)> {
         store
             .read(|c| {
                 let mut q = c.prepare(
@@ -174,7 +174,7 @@ mod tests {
             .unwrap()
     }
 
-    fn count(store: &Store, table: &str) -> i64 {
+    fn count(store: &ExecutionStore, table: &str) -> i64 {
         let sql = format!("SELECT count(*) FROM {table}");
         store
             .read(move |c| Ok(c.query_row(&sql, [], |r| r.get(0))?))
@@ -183,7 +183,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn prunes_closed_executions_past_retention_and_keeps_the_rest() {
-        let store = Store::open(&temp_dir("rules")).unwrap();
+        let store = ExecutionStore::open(&temp_dir("rules")).unwrap();
         let rt = Runtime::new(store.clone(), Arc::new(Echo));
         run(&rt, "ok", json!({})).await;
         let failed = run(&rt, "failed", json!({"fail": 1})).await;
@@ -249,7 +249,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_long_retention_keeps_a_failed_execution_past_the_redrive_window() {
-        let store = Store::open(&temp_dir("long")).unwrap();
+        let store = ExecutionStore::open(&temp_dir("long")).unwrap();
         let rt = Runtime::new(store.clone(), Arc::new(Echo));
         run(&rt, "failed", json!({"fail": 1})).await;
         let later = Utc::now() + Duration::days(30);
@@ -265,7 +265,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn prunes_in_batches_of_the_size_asked() {
-        let store = Store::open(&temp_dir("batches")).unwrap();
+        let store = ExecutionStore::open(&temp_dir("batches")).unwrap();
         let rt = Runtime::new(store.clone(), Arc::new(Echo));
         for i in 0..7 {
             run(&rt, &format!("e{i}"), json!({})).await;

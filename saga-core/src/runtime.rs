@@ -10,7 +10,7 @@
 //! in flight are invoked again (at least once, as Lambda is), tokens stay valid.
 
 use crate::api::{ExecutionStatus, StateMachineType};
-use crate::store::{Store, StoreError};
+use crate::store::{ExecutionStore, StoreError};
 use asl::eval::{
     seconds_after, Delivery, Effect, EffectId, Execution, ExecutionInfo, Snapshot, TaskCall,
 };
@@ -246,7 +246,7 @@ pub struct NewExecution {
 }
 
 pub struct Runtime {
-    store: Store,
+    store: ExecutionStore,
     invoker: Arc<dyn Invoker>,
     live: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Live>>>>,
     /// Wakes GetActivityTask long polls when a task for that activity is scheduled.
@@ -260,7 +260,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(store: Store, invoker: Arc<dyn Invoker>) -> Arc<Runtime> {
+    pub fn new(store: ExecutionStore, invoker: Arc<dyn Invoker>) -> Arc<Runtime> {
         Arc::new(Runtime {
             store,
             invoker,
@@ -272,7 +272,7 @@ impl Runtime {
         })
     }
 
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &ExecutionStore {
         &self.store
     }
 
@@ -1299,7 +1299,7 @@ mod tests {
         }
     }
 
-    fn status(store: &Store, arn: &str) -> (String, Option<String>) {
+    fn status(store: &ExecutionStore, arn: &str) -> (String, Option<String>) {
         store
             .read(|c| {
                 Ok(c.query_row(
@@ -1317,7 +1317,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_execution_runs_to_the_end_and_its_history_is_stored() {
-        let store = Store::open(&temp_dir("run")).unwrap();
+        let store = ExecutionStore::open(&temp_dir("run")).unwrap();
         let rt = Runtime::new(store.clone(), Arc::new(Echo));
         let (arn, _) = rt
             .start(new_execution(TASK_THEN_WAIT, "e1", json!({"a": 1})))
@@ -1358,7 +1358,7 @@ mod tests {
     /// sleep on until a deadline a day away (the soak's memory growth).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_task_that_has_answered_leaves_no_watcher_asleep() {
-        let store = Store::open(&temp_dir("watchers")).unwrap();
+        let store = ExecutionStore::open(&temp_dir("watchers")).unwrap();
         let rt = Runtime::new(store.clone(), Arc::new(Echo));
         let alive = || {
             tokio::runtime::Handle::current()
@@ -1420,7 +1420,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_task_in_flight_at_a_crash_is_invoked_again_and_the_history_shows_it() {
         let dir = temp_dir("reinvoke");
-        let store = Store::open(&dir).unwrap();
+        let store = ExecutionStore::open(&dir).unwrap();
         let arn = {
             let rt = Runtime::new(store.clone(), Arc::new(Hangs));
             rt.start(new_execution(TASK_THEN_WAIT, "e3", json!({"a": 2})))
@@ -1429,7 +1429,7 @@ mod tests {
                 .0
         };
         store.close();
-        let store = Store::open(&dir).unwrap();
+        let store = ExecutionStore::open(&dir).unwrap();
         let rt = Runtime::new(store.clone(), Arc::new(Echo));
         assert_eq!(rt.recover().await.unwrap(), 1);
         rt.wait_finished(&arn).await;
@@ -1464,7 +1464,7 @@ mod tests {
     /// Runs a callback task whose `field` reads 1e13 from the input: the execution must
     /// fail as AWS fails it, not panic the runtime or time out at once.
     async fn out_of_range_seconds_fail_the_execution(field: &str, name: &str) {
-        let store = Store::open(&temp_dir(name)).unwrap();
+        let store = ExecutionStore::open(&temp_dir(name)).unwrap();
         let rt = Runtime::new(store.clone(), Arc::new(Echo));
         let def = callback_task_with(field);
         let (arn, _) = rt
@@ -1514,7 +1514,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restarted_runtime_resumes_a_waiting_execution() {
         let dir = temp_dir("recover");
-        let store = Store::open(&dir).unwrap();
+        let store = ExecutionStore::open(&dir).unwrap();
         let def = r#"{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":1,"Next":"P"},"P":{"Type":"Pass","Result":"done","End":true}}}"#;
         let arn = {
             let rt = Runtime::new(store.clone(), Arc::new(Echo));
@@ -1523,7 +1523,7 @@ mod tests {
             // The runtime is dropped with the timer pending, as a crash would leave it.
         };
         store.close();
-        let store = Store::open(&dir).unwrap();
+        let store = ExecutionStore::open(&dir).unwrap();
         assert_eq!(status(&store, &arn).0, "RUNNING");
         let rt = Runtime::new(store.clone(), Arc::new(Echo));
         assert_eq!(rt.recover().await.unwrap(), 1);

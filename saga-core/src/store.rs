@@ -49,7 +49,7 @@ type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
 const MAX_BATCH: usize = 1024;
 
 #[derive(Clone)]
-pub struct Store {
+pub struct ExecutionStore {
     inner: Arc<Inner>,
 }
 
@@ -164,16 +164,16 @@ fn open_connection(
     Ok(conn)
 }
 
-impl Store {
+impl ExecutionStore {
     /// Opens (creating if needed) the database in `dir`. A directory that cannot be
     /// written, a file that is not a database, or a database another process holds
     /// open for writing is reported here, clearly, rather than at the first request.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        Store::open_with_key(dir, None)
+    pub fn open(dir: &Path) -> Result<ExecutionStore, StoreError> {
+        ExecutionStore::open_with_key(dir, None)
     }
 
     /// `open`, the database encrypted with `key` (SQLCipher; see the dbkey crate).
-    pub fn open_with_key(dir: &Path, key: Option<DbKey>) -> Result<Store, StoreError> {
+    pub fn open_with_key(dir: &Path, key: Option<DbKey>) -> Result<ExecutionStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Failed(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
@@ -210,7 +210,7 @@ impl Store {
                 move || writer_loop(conn, rx, wal)
             })
             .map_err(|e| StoreError::Failed(format!("cannot start the store writer: {e}")))?;
-        Ok(Store {
+        Ok(ExecutionStore {
             inner: Arc::new(Inner {
                 jobs: Mutex::new(Some(tx)),
                 readers: Mutex::new(Vec::new()),
@@ -388,7 +388,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writes_commit_and_one_failure_spares_the_rest() {
-        let store = Store::open(&temp_dir("group")).unwrap();
+        let store = ExecutionStore::open(&temp_dir("group")).unwrap();
         let mut handles = Vec::new();
         for i in 0..200 {
             let s = store.clone();
@@ -424,7 +424,7 @@ mod tests {
     async fn an_encrypted_store_keeps_no_plaintext_and_refuses_another_key() {
         let dir = temp_dir("keyed");
         let key = |hex: &str| Some(DbKey::parse(&hex.repeat(64), "OMS_DB_KEY").unwrap());
-        let store = Store::open_with_key(&dir, key("a")).unwrap();
+        let store = ExecutionStore::open_with_key(&dir, key("a")).unwrap();
         store
             .write(|c| {
                 c.execute(
@@ -440,7 +440,7 @@ mod tests {
             let bytes = std::fs::read(dir.join(file)).unwrap_or_default();
             assert!(!bytes.windows(12).any(|w| w == b"Ada Lovelace"), "{file}");
         }
-        let err = Store::open_with_key(&dir, key("b"))
+        let err = ExecutionStore::open_with_key(&dir, key("b"))
             .err()
             .expect("a wrong key must fail");
         assert!(
@@ -448,7 +448,7 @@ mod tests {
                 .contains("the key from OMS_DB_KEY does not open it"),
             "{err}"
         );
-        let store = Store::open_with_key(&dir, key("a")).unwrap();
+        let store = ExecutionStore::open_with_key(&dir, key("a")).unwrap();
         let name: String = store
             .read(|c| Ok(c.query_row("SELECT name FROM activities", [], |r| r.get(0))?))
             .unwrap();
@@ -465,7 +465,7 @@ mod tests {
             b"this is not a database, just text that is long enough",
         )
         .unwrap();
-        let err = Store::open(&dir).err().expect("open must fail");
+        let err = ExecutionStore::open(&dir).err().expect("open must fail");
         assert!(err.to_string().contains("oms.sqlite3"), "{err}");
     }
 }
