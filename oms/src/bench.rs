@@ -235,6 +235,8 @@ async fn run_durable(
                         definition: definition.clone(),
                         machine: machine.clone(),
                         input_text: input.to_string(),
+                        parent: None,
+                        test_case: None,
                         input,
                     })
                     .await

@@ -41,6 +41,10 @@ pub struct UpArgs {
     /// Serve /admin/faults and inject the faults it sets (tests, game days).
     #[arg(long, env = "OMS_FAULT_INJECTION")]
     pub fault_injection: bool,
+    /// A Step Functions Local mock configuration: executions started on `ARN#TestCase`
+    /// answer the Task states the test case names from it (docs/testing.md).
+    #[arg(long, env = "SFN_MOCK_CONFIG")]
+    pub mock_config: Option<PathBuf>,
     /// Encrypt the data dir's databases with the key in this file (64 hex
     /// characters; or the key itself in OMS_DB_KEY): docs/security.md.
     #[arg(long, env = "OMS_DB_KEY_FILE")]
@@ -154,17 +158,19 @@ async fn up_local(
     let handler = Arc::new(ActivityFunctions::new(ctx.clone(), warehouse.clone()));
     let invoker = activities_invoker(config, handler)?;
     let rt = Runtime::new(store.clone(), Arc::new(invoker));
+    if let Some(path) = &args.mock_config {
+        let mocks = saga_core::mock::MockConfig::load(path)?;
+        rt.set_mocks(Arc::new(mocks));
+    }
+    // The service first: executions resumed below may start nested ones through it.
+    let local =
+        LocalStepFunctions::shared(rt.clone(), &config.server.region, &config.server.account);
     let resumed = rt
         .recover()
         .await
         .map_err(|e| format!("cannot resume executions: {e}"))?;
     let prune_every = std::time::Duration::from_secs(args.prune_every_seconds);
     tokio::spawn(prune_forever(rt.clone(), retention, prune_every));
-    let local = Arc::new(LocalStepFunctions::new(
-        rt,
-        &config.server.region,
-        &config.server.account,
-    ));
     let sfn: Arc<dyn saga_core::api::StepFunctions> = local.clone();
     warehouse.connect(sfn.clone());
     let orders = Orders::start(

@@ -5,10 +5,14 @@
 //! machines, executions, history and task tokens in SQLite with group commit;
 //! `runtime` drives executions through the `asl` evaluator, committing every
 //! transition before acting on it; `retention` deletes closed executions past their
-//! retention period; `service` implements the API on top of both.
+//! retention period; `nested` runs executions started by a Task of another; `mock` answers Tasks from a
+//! Step Functions Local mock configuration;
+//! `service` implements the API on top of both.
 
 pub mod api;
 pub mod dispatch;
+pub mod mock;
+pub mod nested;
 pub mod retention;
 pub mod runtime;
 pub mod service;

@@ -83,7 +83,7 @@ fn expired(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Deletes the executions, their history, snapshots and task tokens; one still closed
+/// Deletes the executions, their history, snapshots, task tokens and nested links; one still closed
 /// only (the status is read again inside the writer's transaction).
 fn delete(c: &rusqlite::Connection, ids: &[(i64, String)]) -> Result<u64, StoreError> {
     let mut deleted = 0;
@@ -99,6 +99,12 @@ fn delete(c: &rusqlite::Connection, ids: &[(i64, String)]) -> Result<u64, StoreE
         c.prepare_cached("DELETE FROM snapshots WHERE arn = ?1")?
             .execute([arn])?;
         c.prepare_cached("DELETE FROM tasks WHERE execution_arn = ?1")?
+            .execute([arn])?;
+        // Its own link to its parent; the links to its children, which are closed or
+        // will not be waited for by a closed parent.
+        c.prepare_cached("DELETE FROM children WHERE child_arn = ?1 OR parent_arn = ?1")?
+            .execute([arn])?;
+        c.prepare_cached("DELETE FROM mocked_executions WHERE arn = ?1")?
             .execute([arn])?;
         deleted += 1;
     }
@@ -150,6 +156,8 @@ mod tests {
             definition: definition.into(),
             machine: Arc::new(Machine::parse(definition).unwrap()),
             input_text: input.to_string(),
+            parent: None,
+            test_case: None,
             input,
         }
     }

@@ -243,6 +243,20 @@ pub struct NewExecution {
     pub machine: Arc<Machine>,
     pub input: Value,
     pub input_text: String,
+    /// The Task that started this execution, for a nested one.
+    pub parent: Option<Parent>,
+    /// The mock configuration's test case it runs (`mock.rs`), if any.
+    pub test_case: Option<String>,
+}
+
+/// The Task of another execution that started an execution (`nested.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parent {
+    pub execution_arn: String,
+    pub effect_id: EffectId,
+    /// Started with `.sync` or `.sync:2`: the parent waits for it, and stopping the
+    /// parent stops it.
+    pub sync: bool,
 }
 
 pub struct Runtime {
@@ -257,6 +271,12 @@ pub struct Runtime {
     /// Serialises redrives, so two requests cannot bring back one execution twice, and
     /// a redrive with a retention prune (`retention.rs`), so neither undoes the other.
     pub(crate) redriving: tokio::sync::Mutex<()>,
+    /// The service, for nested executions (`nested.rs`); set once it exists.
+    executions: std::sync::OnceLock<std::sync::Weak<dyn crate::nested::Executions>>,
+    /// The mock configuration, when `oms up` was given one.
+    mocks: std::sync::OnceLock<Arc<crate::mock::MockConfig>>,
+    /// Executions running a test case: ARN -> (state machine name, test case).
+    test_cases: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl Runtime {
@@ -269,7 +289,81 @@ impl Runtime {
             finished: Mutex::new(HashMap::new()),
             heartbeats: Mutex::new(HashMap::new()),
             redriving: tokio::sync::Mutex::new(()),
+            executions: std::sync::OnceLock::new(),
+            mocks: std::sync::OnceLock::new(),
+            test_cases: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Answers the Task states of executions started as a test case (`ARN#Case`) from
+    /// `mocks` instead of calling their resources.
+    pub fn set_mocks(&self, mocks: Arc<crate::mock::MockConfig>) {
+        let _ = self.mocks.set(mocks);
+    }
+
+    pub fn mocks(&self) -> Option<&Arc<crate::mock::MockConfig>> {
+        self.mocks.get()
+    }
+
+    /// The mocked answer for a task of `arn`, if it runs a test case that mocks the
+    /// task's state.
+    fn mocked(&self, arn: &str, call: &TaskCall) -> Option<Result<Value, Failure>> {
+        let mocks = self.mocks.get()?;
+        let (machine, case) = self
+            .test_cases
+            .lock()
+            .expect("test case lock")
+            .get(arn)
+            .cloned()?;
+        let answer = mocks.answer(arn, &machine, &case, &call.state_name)?;
+        // The engine wraps what `lambda:invoke` delivers in Lambda's Invoke response;
+        // a mocked answer is that response already, so its Payload is delivered.
+        let lambda_invoke = matches!(
+            call.target,
+            Target::LambdaInvoke {
+                pattern: Pattern::RequestResponse
+            }
+        );
+        Some(answer.map(|v| match lambda_invoke {
+            true => v.get("Payload").cloned().unwrap_or(Value::Null),
+            false => v,
+        }))
+    }
+
+    /// After a restart: the test case a resumed execution runs, if any.
+    fn recall_test_case(&self, arn: &str) -> Result<(), StoreError> {
+        let arn_owned = arn.to_string();
+        let found: Option<(String, String)> = self.store.read(move |c| {
+            Ok(c.query_row(
+                "SELECT e.state_machine_arn, m.test_case FROM mocked_executions m \
+                 JOIN executions e ON e.arn = m.arn WHERE m.arn = ?1",
+                [&arn_owned],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })?;
+        if let Some((machine_arn, case)) = found {
+            self.remember_test_case(arn, &machine_arn, &case);
+        }
+        Ok(())
+    }
+
+    fn remember_test_case(&self, arn: &str, machine_arn: &str, case: &str) {
+        let machine = machine_arn.rsplit(':').next().unwrap_or(machine_arn);
+        self.test_cases
+            .lock()
+            .expect("test case lock")
+            .insert(arn.to_string(), (machine.to_string(), case.to_string()));
+    }
+
+    /// Lets tasks start nested executions through `executions` (the service that owns
+    /// this runtime: held weakly, so the two do not keep each other alive).
+    pub fn attach_executions(&self, executions: std::sync::Weak<dyn crate::nested::Executions>) {
+        let _ = self.executions.set(executions);
+    }
+
+    pub(crate) fn executions(&self) -> Option<Arc<dyn crate::nested::Executions>> {
+        self.executions.get().and_then(std::sync::Weak::upgrade)
     }
 
     pub fn store(&self) -> &ExecutionStore {
@@ -361,6 +455,11 @@ impl Runtime {
             return Err(RuntimeError::AlreadyExists(arn));
         }
         let arn_for_write = arn.clone();
+        let parent = new.parent.clone();
+        let test_case = new.test_case.clone();
+        if let Some(case) = &new.test_case {
+            self.remember_test_case(&arn, &new.state_machine_arn, case);
+        }
         let written = self
             .store
             .write(move |c| {
@@ -401,6 +500,19 @@ impl Runtime {
                 )?;
                 insert_events(c, &row.arn, &events)?;
                 insert_tasks(c, &row.arn, &tasks)?;
+                if let Some(case) = &test_case {
+                    c.execute(
+                        "INSERT INTO mocked_executions (arn, test_case) VALUES (?1, ?2)",
+                        params![row.arn, case],
+                    )?;
+                }
+                if let Some(p) = &parent {
+                    c.execute(
+                        "INSERT INTO children (child_arn, parent_arn, effect_id, sync) \
+                         VALUES (?1, ?2, ?3, ?4)",
+                        params![row.arn, p.execution_arn, p.effect_id as i64, p.sync],
+                    )?;
+                }
                 Ok(())
             })
             .await
@@ -504,6 +616,16 @@ impl Runtime {
         call: TaskCall,
         token: Option<String>,
     ) -> Vec<tokio::task::AbortHandle> {
+        // A mocked task answers at once, from the test case (mock.rs).
+        if let Some(answer) = self.mocked(&arn, &call) {
+            let rt = self.clone();
+            let delivery = match answer {
+                Ok(v) => Delivery::TaskSucceeded(v),
+                Err(f) => Delivery::TaskFailed(f),
+            };
+            tokio::spawn(async move { rt.deliver(&arn, id, delivery).await });
+            return Vec::new();
+        }
         let route = self.invoker.route(&call);
         let mut watchers = Vec::new();
         if let Some(secs) = call.timeout_seconds {
@@ -537,6 +659,10 @@ impl Runtime {
         }
         if let (Some(secs), Some(token)) = (call.heartbeat_seconds, token.clone()) {
             watchers.push(self.watch_heartbeat(arn.clone(), id, token, secs));
+        }
+        if crate::nested::is_start_execution(&call) {
+            watchers.push(self.perform_child(arn, id, call));
+            return watchers;
         }
         match route {
             Route::Activity => {
@@ -702,6 +828,17 @@ impl Runtime {
             self.perform_effects(arn, live);
         } else {
             self.live.lock().expect("live lock").remove(arn);
+            if self
+                .test_cases
+                .lock()
+                .expect("test case lock")
+                .remove(arn)
+                .is_some()
+            {
+                if let Some(mocks) = self.mocks.get() {
+                    mocks.forget(arn);
+                }
+            }
             let signal = self.finished.lock().expect("signal lock").remove(arn);
             if let Some(signal) = signal {
                 signal.notify_waiters();
@@ -808,7 +945,22 @@ impl Runtime {
         live.exec.stop(error, cause, &mut SystemHost);
         self.commit_step(arn, &mut live).await?;
         self.after_step(arn, &mut live);
-        Ok(live.stop_date.map(from_epoch).unwrap_or_else(Utc::now))
+        let stopped = live.stop_date.map(from_epoch).unwrap_or_else(Utc::now);
+        drop(live);
+        self.stop_sync_children(arn);
+        Ok(stopped)
+    }
+
+    /// Stops the `.sync` children of a stopped execution (and theirs in turn), as
+    /// Step Functions does: nothing waits for them any more.
+    fn stop_sync_children(self: &Arc<Self>, parent_arn: &str) {
+        for child in self.running_sync_children(parent_arn) {
+            let rt = self.clone();
+            let cause = format!("its parent execution {parent_arn} was stopped");
+            let stop: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
+                Box::pin(async move { rt.stop(&child, None, Some(cause)).await });
+            tokio::spawn(stop);
+        }
     }
 
     async fn time_out(self: &Arc<Self>, arn: &str) {
@@ -1061,12 +1213,17 @@ impl Runtime {
                 return Ok(false);
             }
         };
+        self.recall_test_case(&arn)?;
         let mut exec = Execution::restore(machine.clone(), snap, true);
         // Tasks that were being invoked when the process died are invoked again (at
         // least once, as Lambda is); the history records the new attempt.
         let reinvoked: Vec<EffectId> = exec
             .pending()
-            .filter(|(_, e)| matches!(e, Effect::Invoke(call) if self.invoker.route(call) == Route::Invoke))
+            .filter(|(_, e)| {
+                matches!(e, Effect::Invoke(call)
+                if self.invoker.route(call) == Route::Invoke
+                    && !crate::nested::is_start_execution(call))
+            })
             .map(|(id, _)| id)
             .collect();
         for id in &reinvoked {
@@ -1295,6 +1452,8 @@ mod tests {
             definition: definition.into(),
             machine: Arc::new(Machine::parse(definition).unwrap()),
             input_text: input.to_string(),
+            parent: None,
+            test_case: None,
             input,
         }
     }

@@ -2,7 +2,10 @@
 //! implements [`StepFunctions`] over the SQLite store and [`Runtime`].
 
 use crate::api::*;
-use crate::runtime::{epoch, from_epoch, ExecutionRecord, NewExecution, Runtime, RuntimeError};
+use crate::nested::Executions;
+use crate::runtime::{
+    epoch, from_epoch, ExecutionRecord, NewExecution, Parent, Runtime, RuntimeError,
+};
 use crate::store::StoreError;
 use asl::validate::{self, MachineType, Options, Severity};
 use asl::{Failure, Machine};
@@ -34,6 +37,26 @@ impl LocalStepFunctions {
             region: region.into(),
             account: account.into(),
             owned: Default::default(),
+        }
+    }
+
+    /// The service, shared, with its runtime able to start nested executions through
+    /// it (`states:startExecution` tasks).
+    pub fn shared(runtime: Arc<Runtime>, region: &str, account: &str) -> Arc<Self> {
+        let service = Arc::new(LocalStepFunctions::new(runtime, region, account));
+        let weak = Arc::downgrade(&service);
+        service.runtime.attach_executions(weak);
+        service
+    }
+
+    /// A test case of the mock configuration (StartExecution on `ARN#Case`).
+    fn check_test_case(&self, machine_name: &str, case: &str) -> Result<(), ApiError> {
+        match self.runtime.mocks() {
+            Some(mocks) => mocks.check_case(machine_name, case),
+            None => Err(ApiError::validation(format!(
+                "Invalid test case '{case}': this server has no mock configuration (start \
+                 `oms up` with SFN_MOCK_CONFIG or --mock-config)"
+            ))),
         }
     }
 
@@ -119,8 +142,13 @@ impl LocalStepFunctions {
         machine_arn: &str,
         name: Option<String>,
         input: Option<String>,
+        parent: Option<Parent>,
     ) -> Result<(String, DateTime<Utc>, bool), ApiError> {
+        let (machine_arn, test_case) = crate::mock::split_test_case(machine_arn);
         let machine = self.machine_row(machine_arn)?;
+        if let Some(case) = test_case {
+            self.check_test_case(&machine.name, case)?;
+        }
         let name = match name {
             Some(n) => {
                 check_name(&n)?;
@@ -150,6 +178,8 @@ impl LocalStepFunctions {
             machine: Arc::new(parsed),
             input: input_value,
             input_text: input_text.clone(),
+            parent,
+            test_case: test_case.map(String::from),
         };
         match self.runtime.start(new).await {
             Ok((arn, start)) => Ok((arn, start, express)),
@@ -635,7 +665,7 @@ impl StepFunctions for LocalStepFunctions {
         input: StartExecutionInput,
     ) -> Result<StartExecutionOutput, ApiError> {
         let (arn, start, _) = self
-            .start(&input.state_machine_arn, input.name, input.input)
+            .start(&input.state_machine_arn, input.name, input.input, None)
             .await?;
         Ok(StartExecutionOutput {
             execution_arn: arn,
@@ -654,7 +684,7 @@ impl StepFunctions for LocalStepFunctions {
             ));
         }
         let (arn, start, _) = self
-            .start(&input.state_machine_arn, input.name, input.input)
+            .start(&input.state_machine_arn, input.name, input.input, None)
             .await?;
         self.runtime.wait_finished(&arn).await;
         let row = self.execution_row(&arn)?;
@@ -1199,5 +1229,29 @@ fn test_state_output(r: asl::teststate::TestStateResult) -> TestStateOutput {
             teststate::TestStatus::Retriable => TestExecutionStatus::Retriable,
             teststate::TestStatus::CaughtError => TestExecutionStatus::CaughtError,
         }),
+    }
+}
+
+#[async_trait::async_trait]
+impl Executions for LocalStepFunctions {
+    async fn start_child(
+        &self,
+        machine_arn: &str,
+        name: Option<String>,
+        input: String,
+        parent: Parent,
+    ) -> Result<(String, DateTime<Utc>), ApiError> {
+        let (arn, start, _) = self
+            .start(machine_arn, name, Some(input), Some(parent))
+            .await?;
+        Ok((arn, start))
+    }
+
+    async fn describe(&self, execution_arn: &str) -> Result<DescribeExecutionOutput, ApiError> {
+        self.describe_execution(DescribeExecutionInput {
+            execution_arn: execution_arn.to_string(),
+            included_data: None,
+        })
+        .await
     }
 }

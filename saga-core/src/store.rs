@@ -122,6 +122,21 @@ CREATE TABLE IF NOT EXISTS events (
     details TEXT,
     PRIMARY KEY (execution_id, id)
 ) WITHOUT ROWID;
+-- Executions started by a Task of another execution (nested.rs), written with the
+-- child's first step: a restarted parent finds its child again by (parent, effect)
+-- instead of starting a second one, and a parent stopped stops its .sync children.
+CREATE TABLE IF NOT EXISTS children (
+    child_arn TEXT PRIMARY KEY,
+    parent_arn TEXT NOT NULL,
+    effect_id INTEGER NOT NULL,
+    sync INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS children_by_parent ON children (parent_arn, effect_id);
+-- Executions started as a test case of the mock configuration (mock.rs): `ARN#Case`.
+CREATE TABLE IF NOT EXISTS mocked_executions (
+    arn TEXT PRIMARY KEY,
+    test_case TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS activities (
     arn TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
