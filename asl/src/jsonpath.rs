@@ -127,7 +127,9 @@ impl JsonPath {
                 text.len()
             ));
         }
-        let mut p = Parser::new(text);
+        // Blanks after the path are dropped, as Jayway JsonPath (AWS's) trims them:
+        // AWS's own samples deploy with `"$$.Execution.Name "`.
+        let mut p = Parser::new(text.trim_end());
         if p.peek() != Some('$') {
             return Err("path must start with '$' at position 0".into());
         }
