@@ -18,13 +18,18 @@ pub mod names {
     pub const RESULT_WRITER_FAILED: &str = "States.ResultWriterFailed";
     pub const RUNTIME: &str = "States.Runtime";
     pub const DATA_LIMIT_EXCEEDED: &str = "States.DataLimitExceeded";
+    /// An HTTP Task (`arn:aws:states:::http:invoke`) got no answer.
+    pub const HTTP_SOCKET: &str = "States.Http.Socket";
     /// What Step Functions reports when a Lambda function it calls does not exist, and
     /// when Lambda itself (not the function) fails; retriers name them.
     pub const LAMBDA_RESOURCE_NOT_FOUND: &str = "Lambda.ResourceNotFoundException";
     pub const LAMBDA_SERVICE_EXCEPTION: &str = "Lambda.ServiceException";
 
-    /// Every reserved name; a `States.` name outside this list is rejected in ErrorEquals.
-    pub const RESERVED: &[&str] = &[
+    /// The predefined names AWS documents ("Error names" in the Step Functions guide).
+    /// ErrorEquals is not limited to them: AWS accepts any `States.` name there, as HTTP
+    /// Tasks fail with `States.Http.StatusCode.NNN` and a Fail state may throw any name,
+    /// and definitions deployed on AWS catch both.
+    pub const PREDEFINED: &[&str] = &[
         ALL,
         HEARTBEAT_TIMEOUT,
         TIMEOUT,
@@ -41,6 +46,7 @@ pub mod names {
         RESULT_WRITER_FAILED,
         RUNTIME,
         DATA_LIMIT_EXCEEDED,
+        HTTP_SOCKET,
     ];
 }
 

@@ -1312,7 +1312,7 @@ impl Core {
                     });
             }
             target => {
-                let (rtype, res) = resource_parts(&call.resource, target);
+                let (rtype, res) = target.history_names(&call.resource);
                 let mut d = json!({"parameters": call.parameters, "region": "us-east-1", "resource": res, "resourceType": rtype});
                 if let Some(t) = call.timeout_seconds {
                     d["timeoutInSeconds"] = json!(t as i64);
@@ -1341,7 +1341,7 @@ impl Core {
         // Lambda functions and activities report in their own event types, without
         // the resource fields that service integrations carry.
         let plain = lambda || activity;
-        let (rtype, res) = resource_parts(&call.resource, &call.target);
+        let (rtype, res) = call.target.history_names(&call.resource);
         match outcome {
             Ok(out) => {
                 let t = if lambda {
@@ -2040,20 +2040,6 @@ fn string_bound(s: &str) -> usize {
             .filter(|b| *b < 0x20 || *b == b'"' || *b == b'\\')
             .count()
             * 5
-}
-
-fn resource_parts(resource: &str, target: &Target) -> (String, String) {
-    match target {
-        Target::Activity { .. } => ("activity".into(), resource.to_string()),
-        _ => {
-            // arn:aws:states:::SERVICE:ACTION -> ("SERVICE", "ACTION")
-            let tail = resource.splitn(6, ':').nth(5).unwrap_or(resource);
-            match tail.rsplit_once(':') {
-                Some((svc, act)) => (svc.to_string(), act.to_string()),
-                None => (tail.to_string(), String::new()),
-            }
-        }
-    }
 }
 
 impl Core {

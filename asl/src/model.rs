@@ -8,7 +8,11 @@ use crate::jsonpath::JsonPath;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
-/// Which expression language a state's fields use.
+/// Which expression language a state's fields use: the state's own `QueryLanguage`,
+/// else the machine's (top-level) one, else JSONPath. A state nested in a Map or
+/// Parallel does not take the enclosing state's: AWS documents that a state without the
+/// field "will use the query language specified in the top-level queryLanguage field".
+/// The validator reads states through this same type and rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueryLanguage {
     JsonPath,
@@ -16,6 +20,26 @@ pub enum QueryLanguage {
     /// reports it as unsupported rather than guessing.
     Jsonata,
 }
+
+impl QueryLanguage {
+    /// The language a `QueryLanguage` field names, if it names one.
+    pub fn from_name(v: &Value) -> Option<QueryLanguage> {
+        match v.as_str() {
+            Some("JSONPath") => Some(QueryLanguage::JsonPath),
+            Some("JSONata") => Some(QueryLanguage::Jsonata),
+            _ => None,
+        }
+    }
+
+    /// A state's language: its own if it names one, else the machine's.
+    pub fn of_state(own: Option<QueryLanguage>, machine: QueryLanguage) -> QueryLanguage {
+        own.unwrap_or(machine)
+    }
+}
+
+/// Fields that hold JSONata in a JSONata state, in the order a message names the first
+/// one a state uses (a Choice rule's `Condition` is looked for in its rules).
+const JSONATA_FIELDS: &[&str] = &["Arguments", "Output", "Assign", "Items", "ItemSelector"];
 
 /// A value produced at run time from the definition: literal JSON, a path, an intrinsic
 /// call, or a structure of these. This is the seam where JSONata plugs in.
@@ -229,6 +253,9 @@ pub struct State {
     pub transition: Transition,
     pub retry: Vec<Retrier>,
     pub catch: Vec<Catcher>,
+    /// For a JSONata state, the first field holding JSONata (`Condition`, `Arguments`,
+    /// ...), so that a refusal to run it can name it.
+    pub jsonata_field: Option<&'static str>,
 }
 
 /// One list of states with its own StartAt: the machine itself, a Parallel branch or
@@ -364,6 +391,15 @@ impl Machine {
         &self.lists[0]
     }
 
+    /// The first state (the machine's own first, then each nested list's) that uses
+    /// JSONata, which the evaluator does not run yet.
+    pub fn first_jsonata_state(&self) -> Option<&State> {
+        self.lists
+            .iter()
+            .flat_map(|l| l.states.iter())
+            .find(|s| s.query_language == QueryLanguage::Jsonata)
+    }
+
     /// Reads the first JSON value of `text` and ignores what follows, as validation
     /// does (`validate::validate_str`, after AWS's Jackson): a definition that validates
     /// must load.
@@ -464,16 +500,17 @@ impl Machine {
         name: &str,
         v: &Value,
         loc: &str,
-        parent_ql: QueryLanguage,
+        machine_ql: QueryLanguage,
         depth: usize,
     ) -> Result<State, String> {
         let o = v
             .as_object()
             .ok_or_else(|| format!("{loc} must be an object"))?;
-        let ql = match o.get("QueryLanguage") {
-            None => parent_ql,
-            Some(q) => parse_query_language(q, &format!("{loc}/QueryLanguage"))?,
+        let own = match o.get("QueryLanguage") {
+            None => None,
+            Some(q) => Some(parse_query_language(q, &format!("{loc}/QueryLanguage"))?),
         };
+        let ql = QueryLanguage::of_state(own, machine_ql);
         let type_name = o
             .get("Type")
             .and_then(Value::as_str)
@@ -502,6 +539,10 @@ impl Machine {
             Some(c) => self.parse_catch(list, c, loc)?,
         };
         let is_map = matches!(kind, Kind::Map(_));
+        let jsonata_field = match ql {
+            QueryLanguage::JsonPath => None,
+            QueryLanguage::Jsonata => jsonata_field(o),
+        };
         Ok(State {
             name: name.to_string(),
             type_name,
@@ -516,6 +557,7 @@ impl Machine {
             transition,
             retry,
             catch,
+            jsonata_field,
         })
     }
     /// The part of a state its Type decides.
@@ -534,10 +576,10 @@ impl Machine {
             }),
             "Succeed" => Ok(Kind::Succeed),
             "Fail" => parse_fail(o, loc),
-            "Wait" => parse_wait(o, loc).map(Kind::Wait),
+            "Wait" => parse_wait(o, loc, ql).map(Kind::Wait),
             "Choice" => self.parse_choice(list, o, loc, ql),
-            "Task" => parse_task(o, loc).map(|spec| Kind::Task(Box::new(spec))),
-            "Parallel" => self.parse_parallel(o, loc, ql, depth),
+            "Task" => parse_task(o, loc, ql).map(|spec| Kind::Task(Box::new(spec))),
+            "Parallel" => self.parse_parallel(o, loc, depth),
             "Map" => self
                 .parse_map(o, loc, ql, depth)
                 .map(|spec| Kind::Map(Box::new(spec))),
@@ -594,20 +636,17 @@ impl Machine {
         &mut self,
         o: &Map<String, Value>,
         loc: &str,
-        ql: QueryLanguage,
         depth: usize,
     ) -> Result<Kind, String> {
         let branches = o
             .get("Branches")
             .and_then(Value::as_array)
             .ok_or_else(|| format!("{loc}/Branches is required and must be an array"))?;
+        // Nested states default to the machine's language, not this state's.
+        let machine_ql = self.query_language;
         let mut ids = Vec::with_capacity(branches.len());
         for (i, b) in branches.iter().enumerate() {
-            let bql = match b.get("QueryLanguage") {
-                Some(q) => parse_query_language(q, &format!("{loc}/Branches/{i}/QueryLanguage"))?,
-                None => ql,
-            };
-            ids.push(self.parse_list(b, &format!("{loc}/Branches/{i}"), bql, depth + 1)?);
+            ids.push(self.parse_list(b, &format!("{loc}/Branches/{i}"), machine_ql, depth + 1)?);
         }
         Ok(Kind::Parallel { branches: ids })
     }
@@ -629,8 +668,15 @@ impl Machine {
             .and_then(|c| c.get("Mode"))
             .and_then(Value::as_str)
             .is_some_and(|m| m == "DISTRIBUTED");
-        let processor = self.parse_list(proc_v, &format!("{loc}/{proc_field}"), ql, depth + 1)?;
-        let amount = |lit: &str| amount_field(o, lit, loc);
+        // Nested states default to the machine's language, not this state's.
+        let machine_ql = self.query_language;
+        let processor = self.parse_list(
+            proc_v,
+            &format!("{loc}/{proc_field}"),
+            machine_ql,
+            depth + 1,
+        )?;
+        let amount = |lit: &str| amount_field(o, lit, loc, ql);
         // The legacy Parameters field of Map plays ItemSelector's role.
         let item_selector = match (o.get("ItemSelector"), o.get("Parameters")) {
             (Some(s), _) | (None, Some(s)) => {
@@ -648,7 +694,7 @@ impl Machine {
             distributed,
             batcher: match o.get("ItemBatcher") {
                 None => None,
-                Some(b) => Some(parse_batcher(b, &format!("{loc}/ItemBatcher"))?),
+                Some(b) => Some(parse_batcher(b, &format!("{loc}/ItemBatcher"), ql)?),
             },
             needs_s3: ["ItemReader", "ResultWriter"]
                 .into_iter()
@@ -683,6 +729,18 @@ impl Machine {
         }
         Ok(out)
     }
+}
+
+/// The first field of a JSONata state that holds JSONata, its Choice rules' included.
+fn jsonata_field(o: &Map<String, Value>) -> Option<&'static str> {
+    let in_rules = o
+        .get("Choices")
+        .and_then(Value::as_array)
+        .is_some_and(|rules| rules.iter().any(|r| r.get("Condition").is_some()));
+    if in_rules {
+        return Some("Condition");
+    }
+    JSONATA_FIELDS.iter().copied().find(|f| o.contains_key(*f))
 }
 
 /// The Type a parsed state was written with.
@@ -724,8 +782,12 @@ fn parse_fail(o: &Map<String, Value>, loc: &str) -> Result<Kind, String> {
     })
 }
 
-fn parse_wait(o: &Map<String, Value>, loc: &str) -> Result<WaitFor, String> {
-    if let Some(v) = o.get("Seconds") {
+fn parse_wait(o: &Map<String, Value>, loc: &str, ql: QueryLanguage) -> Result<WaitFor, String> {
+    if o.get("Seconds").is_some_and(|v| jsonata_value(v, ql)) {
+        // Not kept yet: the evaluator refuses JSONata states before reading any field,
+        // and this placeholder goes when JSONata is evaluated (issue 14).
+        Ok(WaitFor::Seconds(0.0))
+    } else if let Some(v) = o.get("Seconds") {
         Ok(WaitFor::Seconds(v.as_f64().ok_or_else(|| {
             format!("{loc}/Seconds must be a number")
         })?))
@@ -752,14 +814,14 @@ fn parse_wait(o: &Map<String, Value>, loc: &str) -> Result<WaitFor, String> {
     }
 }
 
-fn parse_task(o: &Map<String, Value>, loc: &str) -> Result<TaskSpec, String> {
+fn parse_task(o: &Map<String, Value>, loc: &str, ql: QueryLanguage) -> Result<TaskSpec, String> {
     let resource = o
         .get("Resource")
         .and_then(Value::as_str)
         .ok_or_else(|| format!("{loc}/Resource is required and must be a string"))?;
     let target =
         crate::resource::Target::parse(resource).map_err(|e| format!("{e} at {loc}/Resource"))?;
-    let amount = |lit: &str| amount_field(o, lit, loc);
+    let amount = |lit: &str| amount_field(o, lit, loc, ql);
     Ok(TaskSpec {
         resource: resource.to_string(),
         target,
@@ -768,11 +830,11 @@ fn parse_task(o: &Map<String, Value>, loc: &str) -> Result<TaskSpec, String> {
     })
 }
 
-fn parse_batcher(v: &Value, loc: &str) -> Result<Batcher, String> {
+fn parse_batcher(v: &Value, loc: &str, ql: QueryLanguage) -> Result<Batcher, String> {
     let o = v
         .as_object()
         .ok_or_else(|| format!("{loc} must be an object"))?;
-    let amount = |lit: &str| amount_field(o, lit, loc);
+    let amount = |lit: &str| amount_field(o, lit, loc, ql);
     Ok(Batcher {
         max_items: amount("MaxItemsPerBatch")?,
         max_bytes: amount("MaxInputBytesPerBatch")?,
@@ -784,8 +846,18 @@ fn parse_batcher(v: &Value, loc: &str) -> Result<Batcher, String> {
 }
 
 /// A number given as `NAME` or by a path as `NAMEPath` (TimeoutSeconds, MaxConcurrency...).
-fn amount_field(o: &Map<String, Value>, lit: &str, loc: &str) -> Result<Option<Amount>, String> {
+/// A JSONata state may give a JSONata expression instead, which is not kept yet: the
+/// evaluator refuses JSONata states before reading any field (issue 14 evaluates them).
+fn amount_field(
+    o: &Map<String, Value>,
+    lit: &str,
+    loc: &str,
+    ql: QueryLanguage,
+) -> Result<Option<Amount>, String> {
     if let Some(v) = o.get(lit) {
+        if jsonata_value(v, ql) {
+            return Ok(None);
+        }
         let n = v
             .as_f64()
             .ok_or_else(|| format!("{loc}/{lit} must be a number"))?;
@@ -808,12 +880,17 @@ fn assign_field(o: &Map<String, Value>, loc: &str) -> Result<Option<Template>, S
     }
 }
 
+/// `{% ... %}`: a JSONata expression, where a JSONata state's field may hold one.
+pub(crate) fn is_jsonata_expr(s: &str) -> bool {
+    s.starts_with("{%") && s.ends_with("%}") && s.len() >= 4
+}
+
+fn jsonata_value(v: &Value, ql: QueryLanguage) -> bool {
+    ql == QueryLanguage::Jsonata && v.as_str().is_some_and(is_jsonata_expr)
+}
+
 fn parse_query_language(v: &Value, loc: &str) -> Result<QueryLanguage, String> {
-    match v.as_str() {
-        Some("JSONPath") => Ok(QueryLanguage::JsonPath),
-        Some("JSONata") => Ok(QueryLanguage::Jsonata),
-        _ => Err(format!("{loc} must be JSONPath or JSONata")),
-    }
+    QueryLanguage::from_name(v).ok_or_else(|| format!("{loc} must be JSONPath or JSONata"))
 }
 
 fn path_field(v: &Value, loc: &str) -> Result<JsonPath, String> {
@@ -941,4 +1018,52 @@ fn parse_condition(v: &Value, loc: &str, depth: usize) -> Result<Condition, Stri
         op,
         operand,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn state<'m>(m: &'m Machine, name: &str) -> &'m State {
+        m.lists
+            .iter()
+            .flat_map(|l| l.states.iter())
+            .find(|s| s.name == name)
+            .expect("state exists")
+    }
+
+    /// A state inside a JSONata Map takes the machine's language, not the Map's, as the
+    /// validator reads it (and AWS documents it).
+    #[test]
+    fn nested_states_default_to_the_machines_language() {
+        let def = json!({"StartAt": "M", "States": {"M": {
+            "Type": "Map", "QueryLanguage": "JSONata", "End": true,
+            "ItemProcessor": {"StartAt": "C", "States": {
+                "C": {"Type": "Choice", "Default": "Y",
+                      "Choices": [{"Variable": "$.a", "IsPresent": true, "Next": "Y"}]},
+                "Y": {"Type": "Succeed"}}}}}});
+        // validate_cases/ql_jsonata_map_with_jsonpath_choice_ok.json: it validates too.
+        let m = Machine::from_value(&def).expect("loads");
+        assert_eq!(state(&m, "M").query_language, QueryLanguage::Jsonata);
+        assert_eq!(state(&m, "M").jsonata_field, None);
+        assert_eq!(state(&m, "C").query_language, QueryLanguage::JsonPath);
+        assert!(matches!(
+            &state(&m, "C").kind,
+            Kind::Choice { rules, .. } if matches!(rules[0].condition, Condition::Compare { .. })
+        ));
+        assert_eq!(m.first_jsonata_state().map(|s| s.name.as_str()), Some("M"));
+    }
+
+    #[test]
+    fn a_jsonata_state_names_its_first_jsonata_field() {
+        let def = json!({"QueryLanguage": "JSONata", "StartAt": "C", "States": {
+            "C": {"Type": "Choice", "Default": "P",
+                  "Choices": [{"Condition": "{% $states.input.a = 1 %}", "Next": "P"}]},
+            "P": {"Type": "Pass", "Output": "{% 1 %}", "End": true}}});
+        let m = Machine::from_value(&def).expect("loads");
+        assert_eq!(state(&m, "C").jsonata_field, Some("Condition"));
+        assert_eq!(state(&m, "P").jsonata_field, Some("Output"));
+        assert_eq!(m.first_jsonata_state().map(|s| s.name.as_str()), Some("C"));
+    }
 }

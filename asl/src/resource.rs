@@ -4,10 +4,30 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Pattern {
     RequestResponse,
-    /// `.sync` / `.sync:2`: run a job to completion.
+    /// `.sync`: run a job to completion; for `states:startExecution` the child's Input
+    /// and Output come back as JSON text.
     Sync,
+    /// `.sync:2`: as `.sync`, but the child's Input and Output come back as JSON.
+    Sync2,
     /// `.waitForTaskToken`: hand out a token and wait for SendTaskSuccess/Failure.
     WaitForTaskToken,
+}
+
+impl Pattern {
+    /// The suffix the resource ARN carries for this pattern.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Pattern::RequestResponse => "",
+            Pattern::Sync => ".sync",
+            Pattern::Sync2 => ".sync:2",
+            Pattern::WaitForTaskToken => ".waitForTaskToken",
+        }
+    }
+
+    /// Both `.sync` forms: the task waits for the job to end.
+    pub fn is_sync(self) -> bool {
+        matches!(self, Pattern::Sync | Pattern::Sync2)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -21,7 +41,8 @@ pub enum Target {
     /// `arn:aws:states:REGION:ACCOUNT:activity:NAME`, polled by workers.
     Activity { arn: String },
     /// Any other integration, `arn:aws:states:::SERVICE:ACTION[.pattern]`, including
-    /// `aws-sdk:SERVICE:ACTION`.
+    /// `aws-sdk:SERVICE:ACTION`. AWS also accepts (and exports) the region and account
+    /// filled in, `arn:aws:states:REGION:ACCOUNT:SERVICE:ACTION`: the same integration.
     Service {
         service: String,
         action: String,
@@ -42,7 +63,7 @@ impl Target {
             "states" if parts[5].starts_with("activity:") => Ok(Target::Activity {
                 arn: resource.to_string(),
             }),
-            "states" if parts[3].is_empty() && parts[4].is_empty() => {
+            "states" => {
                 let rest = parts[5];
                 let (integration, pattern) = split_pattern(rest);
                 let (service, action) = match integration.strip_prefix("aws-sdk:") {
@@ -77,19 +98,38 @@ impl Target {
             _ => Pattern::RequestResponse,
         }
     }
+
+    /// The `resourceType` and `resource` of the history's Task events, as AWS records
+    /// them: the service, and the action with its pattern suffix (`lambda`,
+    /// `invoke.waitForTaskToken`; `states`, `startExecution.sync:2`; `aws-sdk:s3`,
+    /// `getObject`), whether or not the ARN carries a region and account. An activity
+    /// gives `activity` and its ARN, a Lambda function ARN `lambda` and its ARN (their
+    /// own event types carry the ARN as written).
+    pub fn history_names(&self, resource: &str) -> (String, String) {
+        match self {
+            Target::Activity { .. } => ("activity".into(), resource.to_string()),
+            Target::LambdaFunction { .. } => ("lambda".into(), resource.to_string()),
+            Target::LambdaInvoke { pattern } => {
+                ("lambda".into(), format!("invoke{}", pattern.suffix()))
+            }
+            Target::Service {
+                service,
+                action,
+                pattern,
+            } => (service.clone(), format!("{action}{}", pattern.suffix())),
+        }
+    }
 }
 
-fn split_pattern(s: &str) -> (&str, Pattern) {
-    if let Some(base) = s.strip_suffix(".waitForTaskToken") {
-        (base, Pattern::WaitForTaskToken)
-    } else if let Some(base) = s
-        .strip_suffix(".sync:2")
-        .or_else(|| s.strip_suffix(".sync"))
-    {
-        (base, Pattern::Sync)
-    } else {
-        (s, Pattern::RequestResponse)
+/// Splits the pattern suffix off `SERVICE:ACTION[.pattern]`; `.sync:2` is tried before
+/// `.sync`, whose `:2` would otherwise be read as part of the action.
+pub(crate) fn split_pattern(s: &str) -> (&str, Pattern) {
+    for p in [Pattern::Sync2, Pattern::Sync, Pattern::WaitForTaskToken] {
+        if let Some(base) = s.strip_suffix(p.suffix()) {
+            return (base, p);
+        }
     }
+    (s, Pattern::RequestResponse)
 }
 
 #[cfg(test)]
@@ -120,7 +160,46 @@ mod tests {
                 pattern: Pattern::RequestResponse
             }
         );
+        // As AWS accepts and exports them: the same integrations, region and account given.
+        assert_eq!(
+            Target::parse("arn:aws:states:us-east-1:123456789012:lambda:invoke").unwrap(),
+            Target::LambdaInvoke {
+                pattern: Pattern::RequestResponse
+            }
+        );
+        assert_eq!(
+            Target::parse("arn:aws:states:us-east-1:123456789012:aws-sdk:s3:getObject").unwrap(),
+            Target::Service {
+                service: "aws-sdk:s3".into(),
+                action: "getObject".into(),
+                pattern: Pattern::RequestResponse
+            }
+        );
         assert!(Target::parse("not-an-arn").is_err());
         assert!(Target::parse("arn:aws:states:::lambda").is_err());
+    }
+
+    #[test]
+    fn sync_and_sync2_differ_and_keep_their_suffix_in_history() {
+        let two = "arn:aws:states:::states:startExecution.sync:2";
+        let one = "arn:aws:states:::states:startExecution.sync";
+        let t2 = Target::parse(two).unwrap();
+        let t1 = Target::parse(one).unwrap();
+        assert_eq!(t2.pattern(), Pattern::Sync2);
+        assert_eq!(t1.pattern(), Pattern::Sync);
+        assert!(t1.pattern().is_sync() && t2.pattern().is_sync());
+        assert_eq!(
+            t2.history_names(two),
+            ("states".to_string(), "startExecution.sync:2".to_string())
+        );
+        assert_eq!(
+            t1.history_names(one),
+            ("states".to_string(), "startExecution.sync".to_string())
+        );
+        let wftt = "arn:aws:states:::lambda:invoke.waitForTaskToken";
+        assert_eq!(
+            Target::parse(wftt).unwrap().history_names(wftt),
+            ("lambda".to_string(), "invoke.waitForTaskToken".to_string())
+        );
     }
 }

@@ -18,6 +18,8 @@ use serde_json::{Map, Value};
 use crate::error::names;
 use crate::intrinsics;
 use crate::jsonpath::JsonPath;
+// The query language as the model reads it: one type and one defaulting rule for both.
+use crate::model::{is_jsonata_expr, QueryLanguage as Lang};
 use resources::{Pattern, Resource};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -112,10 +114,10 @@ pub fn validate(def: &Value, opts: Options) -> Vec<Diagnostic> {
     let Value::Object(top) = def else {
         return vec![error(codes::SCHEMA_VALIDATION_FAILED, NOT_AN_OBJECT, None)];
     };
-    let top_lang = match top.get("QueryLanguage").and_then(Value::as_str) {
-        Some("JSONata") => Lang::Jsonata,
-        _ => Lang::JsonPath,
-    };
+    let top_lang = top
+        .get("QueryLanguage")
+        .and_then(Lang::from_name)
+        .unwrap_or(Lang::JsonPath);
     let mut c = Checker {
         opts,
         top_lang,
@@ -150,12 +152,6 @@ fn error(code: &str, message: &str, location: Option<&str>) -> Diagnostic {
         message: message.to_string(),
         location: location.map(str::to_string),
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Lang {
-    JsonPath,
-    Jsonata,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,10 +513,6 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn is_jsonata_expr(s: &str) -> bool {
-    s.starts_with("{%") && s.ends_with("%}") && s.len() >= 4
-}
-
 /// RFC 3339 `date-time`, strictly: `T` separator and a zone (`Z` or `±hh:mm`) are required.
 fn is_rfc3339(s: &str) -> bool {
     let b = s.as_bytes();
@@ -725,14 +717,14 @@ impl Checker {
 
     fn query_language(&mut self, obj: &Map<String, Value>, loc: &str) -> Option<Lang> {
         let v = obj.get("QueryLanguage")?;
-        match v.as_str() {
-            Some("JSONPath") => Some(Lang::JsonPath),
-            Some("JSONata") => Some(Lang::Jsonata),
-            _ => {
-                self.schema("The field 'QueryLanguage' should have one of these values: [JSONPath, JSONata]", &at(loc, "QueryLanguage"));
-                None
-            }
+        let lang = Lang::from_name(v);
+        if lang.is_none() {
+            self.schema(
+                "The field 'QueryLanguage' should have one of these values: [JSONPath, JSONata]",
+                &at(loc, "QueryLanguage"),
+            );
         }
+        lang
     }
 
     fn machine(&mut self, m: &Map<String, Value>, loc: &str, scope: Scope, depth: usize) {
@@ -962,7 +954,7 @@ impl Checker {
                 loc,
             );
         }
-        own.unwrap_or(self.top_lang)
+        Lang::of_state(own, self.top_lang)
     }
 
     /// Which fields the state's type and language allow, require or exclude together.
@@ -1467,12 +1459,7 @@ impl Checker {
         for e in errs {
             match e.as_str() {
                 Some(names::ALL) => has_all = true,
-                Some(n) if n.starts_with("States.") && !names::RESERVED.contains(&n) => {
-                    self.schema(
-                        format!("The error name '{n}' is not a predefined error name"),
-                        &here,
-                    );
-                }
+                // Any other name, `States.` ones included (see `names::PREDEFINED`).
                 Some(_) => {}
                 None => self.schema(
                     "The error names in 'ErrorEquals' must be of type STRING",

@@ -15,6 +15,9 @@
 //! - `{"fail_times": N, "error": E, "cause"?: C, "then": V}`: fails the first N calls;
 //! - `{"sleep_seconds": S, "return": V}`: takes S seconds (for TimeoutSeconds);
 //! - `{"return_string_bytes": N}`: returns a string of N ASCII characters (payload limit).
+//!
+//! `expected` may also hold `task_resources`: the `[resourceType, resource]` of every
+//! TaskScheduled event of the history, in order.
 
 use asl::runner::{run, RunHost, RunOptions, SeededRandom, TaskOutcome, VirtualClock};
 use asl::{Failure, Machine, TaskCall};
@@ -116,7 +119,7 @@ fn check(case: &Value) -> Result<(), String> {
         &mut host,
         RunOptions {
             info: None,
-            record_history: false,
+            record_history: case["expected"].get("task_resources").is_some(),
         },
     );
     let expected = &case["expected"];
@@ -156,11 +159,27 @@ fn check(case: &Value) -> Result<(), String> {
         }
         _ => {}
     }
+    if let Some(want) = expected.get("task_resources") {
+        let got = task_resources(&outcome);
+        if &got != want {
+            problems.push(format!("expected task_resources {want}, got {got}"));
+        }
+    }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(format!("{}; got {got}", problems.join("; ")))
     }
+}
+
+/// `[resourceType, resource]` of every TaskScheduled event, in order.
+fn task_resources(outcome: &asl::runner::Outcome) -> Value {
+    outcome
+        .history
+        .iter()
+        .filter(|e| serde_json::to_value(&e.kind).ok() == Some(Value::from("TaskScheduled")))
+        .map(|e| serde_json::json!([e.details["resourceType"], e.details["resource"]]))
+        .collect()
 }
 
 fn abbreviate(s: &str) -> String {

@@ -1,9 +1,11 @@
 //! Data-driven validator tests: every `validate_cases/*.json` holds a definition (or
 //! raw `definition_text`), an optional `machine_type`, and the diagnostics expected,
 //! compared as an unordered list of {code, message, location}. Cases marked `needs`
-//! depend on the real JSONPath / intrinsic parsers.
+//! depend on the real JSONPath / intrinsic parsers. Every case that validates must also
+//! load with `Machine::parse`, which execution uses.
 
 use asl::validate::{validate, validate_str, MachineType, Options, Severity};
+use asl::Machine;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -52,6 +54,19 @@ fn validate_cases() {
             .iter()
             .map(key)
             .collect();
+        // Validation and execution read one model: what validates must load.
+        if got.is_empty() {
+            let loaded = match case.get("definition_text").and_then(Value::as_str) {
+                Some(t) => Machine::parse(t),
+                None => Machine::from_value(&case["definition"]),
+            };
+            if let Err(e) = loaded {
+                let name = path.file_stem().unwrap_or_default().to_string_lossy();
+                failures.push(format!(
+                    "{name}: validates but Machine::parse refuses it: {e}"
+                ));
+            }
+        }
         got.sort();
         want.sort();
         if got != want {

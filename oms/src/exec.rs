@@ -35,6 +35,11 @@ pub struct ExecArgs {
     /// Also print the execution history (events as GetExecutionHistory shapes them).
     #[arg(long)]
     history: bool,
+    /// Run as an Express state machine: validated with the Express rules (no `.sync`,
+    /// no `.waitForTaskToken`, no activities) and with an Express execution ARN
+    /// (`...:express:MACHINE:NAME:ID`) in `$$.Execution.Id`.
+    #[arg(long)]
+    express: bool,
 }
 
 // The flags of `oms validate` (its help is the `Validate` subcommand's doc comment).
@@ -67,14 +72,15 @@ fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-/// Parses and validates a definition; on failure, the JSON object `oms exec` prints.
+/// Parses and validates a definition as a Standard machine; on failure, the JSON object
+/// `oms exec` prints.
 pub fn load_machine(text: &str) -> Result<Machine, Value> {
-    let diagnostics = validate::validate_str(
-        text,
-        Options {
-            machine_type: MachineType::Standard,
-        },
-    );
+    load_machine_as(text, MachineType::Standard)
+}
+
+/// Parses and validates a definition with the rules of `machine_type`.
+pub fn load_machine_as(text: &str, machine_type: MachineType) -> Result<Machine, Value> {
+    let diagnostics = validate::validate_str(text, Options { machine_type });
     if diagnostics.iter().any(|d| d.severity == Severity::Error) {
         return Err(json!({
             "status": "INVALID_DEFINITION",
@@ -107,23 +113,34 @@ pub fn exec(args: ExecArgs) -> Result<ExitCode, String> {
     };
     let input: Value = serde_json::from_str(&input_text)
         .map_err(|e| format!("the input is not valid JSON: {e}"))?;
-    let machine = match load_machine(&text) {
+    let machine_type = if args.express {
+        MachineType::Express
+    } else {
+        MachineType::Standard
+    };
+    let machine = match load_machine_as(&text, machine_type) {
         Ok(m) => Arc::new(m),
         Err(report) => {
             println!("{report}");
             return Ok(ExitCode::from(2));
         }
     };
+    if let Some(report) = unsupported(&machine) {
+        println!("{report}");
+        return Ok(ExitCode::from(2));
+    }
     let name = args
         .definition
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("machine");
     let seed = Utc::now().timestamp_nanos_opt().unwrap_or_default() as u64;
+    let express = args.express;
     let opts = |start| RunOptions {
-        info: Some(asl::ExecutionInfo::local(
+        info: Some(execution_info(
             name,
             &format!("exec-{seed:x}"),
+            express,
             start,
         )),
         record_history: args.history,
@@ -148,6 +165,42 @@ pub fn exec(args: ExecArgs) -> Result<ExitCode, String> {
     };
     println!("{}", outcome_json(outcome, args.history));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The identifiers `$$.Execution` shows: a local account's, Standard or Express shaped.
+fn execution_info(
+    machine_name: &str,
+    execution_name: &str,
+    express: bool,
+    start: DateTime<Utc>,
+) -> asl::ExecutionInfo {
+    let local = asl::ExecutionInfo::local(machine_name, execution_name, start);
+    asl::ExecutionInfo::new(
+        &local.state_machine_arn,
+        execution_name,
+        &local.role_arn,
+        express,
+        start,
+    )
+}
+
+/// A machine the engine would accept but cannot run yet, refused before it starts
+/// rather than failing midway: JSONata states (evaluating JSONata is issue 14).
+fn unsupported(machine: &Machine) -> Option<Value> {
+    let state = machine.first_jsonata_state()?;
+    let field = state
+        .jsonata_field
+        .map(|f| format!(" (its field '{f}')"))
+        .unwrap_or_default();
+    Some(json!({
+        "status": "NOT_RUN",
+        "error": asl::error::names::QUERY_EVALUATION_ERROR,
+        "cause": format!(
+            "State '{}' uses QueryLanguage JSONata{field}, which oms does not evaluate yet; \
+             oms exec runs JSONPath states only",
+            state.name
+        ),
+    }))
 }
 
 /// What `oms exec` prints: how the run ended, and with `history` its events.

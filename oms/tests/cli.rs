@@ -124,6 +124,91 @@ fn exec_history_lists_events_in_order() {
     assert_eq!(v["history"][3]["previousEventId"], 3);
 }
 
+/// `$$.Execution.Id` split at its colons, as machines that read its shape split it.
+fn execution_id_parts(definition: &str, extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["exec", "--definition", definition, "--clock", "virtual"];
+    args.extend_from_slice(extra);
+    let out = oms(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = json(&out);
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    v["output"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {v}"))
+        .split(':')
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn exec_express_gives_an_express_execution_arn() {
+    let def = temp_file(
+        "express_id.json",
+        r#"{"StartAt":"P","States":{"P":{"Type":"Pass","Parameters":{"id.$":"$$.Execution.Id"},"End":true}}}"#,
+    );
+    // arn:aws:states:REGION:ACCOUNT:express:MACHINE:NAME:ID
+    let express = execution_id_parts(&def, &["--express"]);
+    assert_eq!(express.len(), 9, "{express:?}");
+    assert_eq!(express[5], "express");
+    assert_eq!(express[6], "express_id");
+    assert!(express[7].starts_with("exec-"), "{express:?}");
+    assert!(!express[8].is_empty(), "{express:?}");
+    // arn:aws:states:REGION:ACCOUNT:execution:MACHINE:NAME
+    let standard = execution_id_parts(&def, &[]);
+    assert_eq!(standard.len(), 8, "{standard:?}");
+    assert_eq!(standard[5], "execution");
+}
+
+#[test]
+fn exec_express_applies_the_express_rules() {
+    let def = temp_file(
+        "express_sync.json",
+        r#"{"StartAt":"Child","States":{"Child":{"Type":"Task",
+            "Resource":"arn:aws:states:::states:startExecution.sync:2",
+            "Parameters":{"StateMachineArn":"arn:aws:states:us-east-1:123456789012:stateMachine:c"},
+            "End":true}}}"#,
+    );
+    let out = oms(&["exec", "--definition", &def, "--express"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v = json(&out);
+    assert_eq!(v["status"], "INVALID_DEFINITION");
+    assert!(v["cause"].as_str().unwrap().contains("'.sync:2'"), "{v}");
+    // A Standard machine may use .sync:2: it runs (and fails at the task, which has no
+    // handler in oms exec).
+    let out = oms(&["exec", "--definition", &def]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json(&out)["status"], "FAILED");
+}
+
+#[test]
+fn exec_refuses_a_jsonata_state_naming_it_and_its_field() {
+    let def = temp_file(
+        "jsonata_choice.json",
+        r#"{"QueryLanguage":"JSONata","StartAt":"C","States":{
+            "C":{"Type":"Choice","Default":"Y",
+                 "Choices":[{"Condition":"{% $states.input.a = 1 %}","Next":"Y"}]},
+            "Y":{"Type":"Succeed"}}}"#,
+    );
+    let validated = oms(&["validate", &def]);
+    assert_eq!(validated.status.code(), Some(0));
+    let out = oms(&["exec", "--definition", &def, "--input", "{\"a\":1}"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v = json(&out);
+    assert_eq!(v["status"], "NOT_RUN");
+    assert_eq!(v["error"], "States.QueryEvaluationError");
+    let cause = v["cause"].as_str().unwrap();
+    assert!(
+        cause.contains("State 'C'") && cause.contains("'Condition'"),
+        "{cause}"
+    );
+    assert!(!cause.contains("Variable"), "{cause}");
+}
+
 #[test]
 fn exec_rejects_malformed_input_without_panicking() {
     let def = repo("statemachines/examples/order-pipeline.asl.json");

@@ -4,25 +4,8 @@
 //! unknown optimized-integration action (e.g. `dynamodb:query`, which exists only
 //! through `aws-sdk:dynamodb:query`) is a definition error, not a runtime one.
 
-/// How a Task waits for its resource.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Pattern {
-    RequestResponse,
-    Sync,
-    Sync2,
-    WaitForTaskToken,
-}
-
-impl Pattern {
-    pub(super) fn suffix(self) -> &'static str {
-        match self {
-            Pattern::RequestResponse => "",
-            Pattern::Sync => ".sync",
-            Pattern::Sync2 => ".sync:2",
-            Pattern::WaitForTaskToken => ".waitForTaskToken",
-        }
-    }
-}
+use crate::resource::split_pattern;
+pub(super) use crate::resource::Pattern;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Resource {
@@ -122,15 +105,6 @@ fn is_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
-fn split_pattern(rest: &str) -> (&str, Pattern) {
-    for p in [Pattern::Sync2, Pattern::Sync, Pattern::WaitForTaskToken] {
-        if let Some(head) = rest.strip_suffix(p.suffix()) {
-            return (head, p);
-        }
-    }
-    (rest, Pattern::RequestResponse)
-}
-
 /// Classifies a Task resource, or `None` when AWS would not recognise it.
 pub(super) fn classify(arn: &str) -> Option<Resource> {
     let mut parts = arn.splitn(6, ':');
@@ -161,45 +135,49 @@ pub(super) fn classify(arn: &str) -> Option<Resource> {
                 && fp.next().is_none();
             ok.then_some(Resource::Lambda)
         }
-        "states" if !region.is_empty() || !account.is_empty() => {
-            if !is_region(region) || !is_account(account) {
-                return None;
-            }
+        "states" if rest.starts_with("activity:") => {
             let name = rest.strip_prefix("activity:")?;
-            is_name(name).then_some(Resource::Activity)
+            (is_region(region) && is_account(account) && is_name(name))
+                .then_some(Resource::Activity)
         }
-        "states" => {
-            let (head, pattern) = split_pattern(rest);
-            if let Some(sdk) = head.strip_prefix("aws-sdk:") {
-                // The SDK integrations cover every service API; AWS only refuses `.sync` there.
-                let (svc, action) = sdk.split_once(':')?;
-                let svc_ok = !svc.is_empty()
-                    && svc.bytes().all(|b| {
-                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
-                    });
-                let action_ok = action.starts_with(|c: char| c.is_ascii_lowercase())
-                    && action.bytes().all(|b| b.is_ascii_alphanumeric());
-                let pattern_ok = matches!(
-                    pattern,
-                    Pattern::RequestResponse | Pattern::WaitForTaskToken
-                );
-                return (svc_ok && action_ok && pattern_ok)
-                    .then_some(Resource::Integration { pattern });
-            }
-            let (svc, action) = head.split_once(':')?;
-            let bit = match pattern {
-                Pattern::RequestResponse => RR,
-                Pattern::Sync => SYNC,
-                Pattern::Sync2 => SYNC2,
-                Pattern::WaitForTaskToken => WFTT,
-            };
-            OPTIMIZED
-                .iter()
-                .any(|&(s, a, pats)| s == svc && a == action && pats & bit != 0)
-                .then_some(Resource::Integration { pattern })
-        }
+        // An integration, written `arn:aws:states:::SERVICE:ACTION` or with the region and
+        // account filled in, as AWS also accepts and exports it.
+        "states" if region.is_empty() && account.is_empty() => integration(rest),
+        "states" if is_region(region) && is_account(account) => integration(rest),
         _ => None,
     }
+}
+
+/// `SERVICE:ACTION[.pattern]` of a `states` ARN, or `None` when AWS has no such
+/// integration (or not with that pattern).
+fn integration(rest: &str) -> Option<Resource> {
+    let (head, pattern) = split_pattern(rest);
+    if let Some(sdk) = head.strip_prefix("aws-sdk:") {
+        // The SDK integrations cover every service API; AWS only refuses `.sync` there.
+        let (svc, action) = sdk.split_once(':')?;
+        let svc_ok = !svc.is_empty()
+            && svc
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        let action_ok = action.starts_with(|c: char| c.is_ascii_lowercase())
+            && action.bytes().all(|b| b.is_ascii_alphanumeric());
+        let pattern_ok = matches!(
+            pattern,
+            Pattern::RequestResponse | Pattern::WaitForTaskToken
+        );
+        return (svc_ok && action_ok && pattern_ok).then_some(Resource::Integration { pattern });
+    }
+    let (svc, action) = head.split_once(':')?;
+    let bit = match pattern {
+        Pattern::RequestResponse => RR,
+        Pattern::Sync => SYNC,
+        Pattern::Sync2 => SYNC2,
+        Pattern::WaitForTaskToken => WFTT,
+    };
+    OPTIMIZED
+        .iter()
+        .any(|&(s, a, pats)| s == svc && a == action && pats & bit != 0)
+        .then_some(Resource::Integration { pattern })
 }
 
 #[cfg(test)]
