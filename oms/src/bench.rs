@@ -415,6 +415,8 @@ fn bench_config(args: &BenchArgs) -> Result<crate::invoker::Config, String> {
                 resource: "arn:aws:lambda:*:*:function:bench-*".into(),
                 builtin: Some("bench".into()),
                 lambda_endpoint: None,
+                aws_endpoint: None,
+                aws_region: None,
                 state_machines: None,
             }],
             ..Config::default()

@@ -1,10 +1,10 @@
 //! How `oms up` performs Task states: the resource ARN is matched against `oms.toml`'s
 //! `[[tasks]]` rules, in order, to an in-process handler, a Lambda Invoke API endpoint
-//! (such as `cargo lambda watch`), or nothing (activities and callbacks wait for
-//! workers and SendTask* calls).
+//! (such as `cargo lambda watch`), an AWS service endpoint (crate::integrations), or
+//! nothing (activities and callbacks wait for workers and SendTask* calls).
 
 use asl::choice::wildcard_match;
-use asl::resource::{Pattern, Target};
+use asl::resource::Target;
 use asl::{Failure, TaskCall};
 use saga_core::runtime::{default_route, Invoker, Route};
 use serde::Deserialize;
@@ -21,6 +21,14 @@ pub struct TaskRule {
     pub builtin: Option<String>,
     /// The base URL of a server speaking the Lambda Invoke API.
     pub lambda_endpoint: Option<String>,
+    /// The base URL of the AWS service (or a server speaking its API) that service
+    /// integrations matched by this rule call (docs/integrations.md).
+    #[serde(default)]
+    pub aws_endpoint: Option<String>,
+    /// The region those calls are signed for (default: `[server] region`); alone,
+    /// without `aws_endpoint`, it sends them to AWS's endpoint in that region.
+    #[serde(default)]
+    pub aws_region: Option<String>,
     /// The state machines (ARNs, `*` allowed) whose executions may call these
     /// resources, as a function's resource policy would say; absent, any may.
     #[serde(default)]
@@ -74,6 +82,11 @@ impl LocalFunction for oms_orders::ActivityFunctions {
 enum Destination {
     Builtin(Arc<dyn LocalFunction>),
     Lambda(String),
+    /// AWS service integrations: the endpoint (AWS's own when `None`) and region.
+    Aws {
+        endpoint: Option<String>,
+        region: Option<String>,
+    },
 }
 
 /// A rule ready to match: the resource pattern, who may call it, where it goes.
@@ -89,26 +102,17 @@ impl Rule {
         let Some(allowed) = &self.state_machines else {
             return true;
         };
-        let machine = state_machine_of(execution_arn);
+        let machine = saga_core::api::state_machine_of(execution_arn);
         allowed.iter().any(|p| wildcard_match(p, &machine))
-    }
-}
-
-/// The state machine an execution belongs to: `arn:aws:states:R:A:execution:M:NAME`
-/// (or `express:M:NAME:ID`) is of `arn:aws:states:R:A:stateMachine:M`.
-pub fn state_machine_of(execution_arn: &str) -> String {
-    let parts: Vec<&str> = execution_arn.splitn(8, ':').collect();
-    match parts.as_slice() {
-        [arn, aws, states, region, account, _kind, machine, ..] => {
-            format!("{arn}:{aws}:{states}:{region}:{account}:stateMachine:{machine}")
-        }
-        _ => execution_arn.to_string(),
     }
 }
 
 pub struct ConfiguredInvoker {
     rules: Vec<Rule>,
     http: reqwest::Client,
+    aws: crate::integrations::AwsServices,
+    /// The region AWS service calls are signed for when their rule names none.
+    region: String,
     /// Completes a bare function name (lambda:invoke's FunctionName may be one) into
     /// the ARN rules are written against.
     function_arn_prefix: String,
@@ -134,17 +138,20 @@ impl ConfiguredInvoker {
         };
         let mut out = Vec::with_capacity(rules.len());
         for r in rules {
-            let dest = match (&r.builtin, &r.lambda_endpoint) {
-                (Some(b), None) => Destination::Builtin(named(b).ok_or_else(|| {
+            let aws = r.aws_endpoint.is_some() || r.aws_region.is_some();
+            let dest = match (&r.builtin, &r.lambda_endpoint, aws) {
+                (Some(b), None, false) => Destination::Builtin(named(b).ok_or_else(|| {
                     format!(
                         "tasks rule for {}: no builtin handler named '{b}'",
                         r.resource
                     )
                 })?),
-                (None, Some(e)) => Destination::Lambda(e.trim_end_matches('/').to_string()),
+                (None, Some(e), false) => Destination::Lambda(e.trim_end_matches('/').to_string()),
+                (None, None, true) => aws_destination(r)?,
                 _ => {
                     return Err(format!(
-                        "tasks rule for {}: give exactly one of builtin or lambda_endpoint",
+                        "tasks rule for {}: give exactly one of builtin, lambda_endpoint, or \
+                         aws_endpoint/aws_region",
                         r.resource
                     ))
                 }
@@ -158,6 +165,8 @@ impl ConfiguredInvoker {
         Ok(ConfiguredInvoker {
             rules: out,
             http: reqwest::Client::new(),
+            aws: crate::integrations::AwsServices::default(),
+            region: default_region(),
             function_arn_prefix: "arn:aws:lambda:us-east-1:000000000000:function:".into(),
         })
     }
@@ -168,6 +177,7 @@ impl ConfiguredInvoker {
             "arn:aws:lambda:{}:{}:function:",
             server.region, server.account
         );
+        self.region = server.region.clone();
         self
     }
 
@@ -256,21 +266,71 @@ impl Invoker for ConfiguredInvoker {
         match rule.map(|r| &r.destination) {
             Some(Destination::Builtin(h)) => h.call(call).await,
             Some(Destination::Lambda(endpoint)) => self.invoke_lambda(endpoint, call).await,
-            None => {
-                let what = oms_orders::function_of(call);
-                let error = match (&call.target, call.target.pattern()) {
-                    (Target::LambdaFunction { .. } | Target::LambdaInvoke { .. }, _) => {
-                        asl::error::names::LAMBDA_RESOURCE_NOT_FOUND
-                    }
-                    (_, Pattern::Sync) | (_, _) => asl::error::names::TASK_FAILED,
-                };
-                Err(Failure::new(
-                    error,
-                    format!("No handler for {what}: add a [[tasks]] rule for it to oms.toml"),
-                ))
+            Some(Destination::Aws { endpoint, region }) => {
+                let region = region.as_deref().unwrap_or(&self.region);
+                self.aws
+                    .call(endpoint.as_deref(), region, execution_arn, call)
+                    .await
             }
+            None => Err(no_rule(call)),
         }
     }
+}
+
+/// The failure of a task no rule covers, saying which rule to add.
+fn no_rule(call: &TaskCall) -> Failure {
+    let what = oms_orders::function_of(call);
+    match &call.target {
+        Target::LambdaFunction { .. } | Target::LambdaInvoke { .. } => Failure::new(
+            asl::error::names::LAMBDA_RESOURCE_NOT_FOUND,
+            format!("No handler for {what}: add a [[tasks]] rule for it to oms.toml"),
+        ),
+        Target::Service { service, .. } => Failure::new(
+            asl::error::names::TASK_FAILED,
+            format!(
+                "No handler for {what}: add a [[tasks]] rule for it to oms.toml, such as \
+                 resource = \"arn:aws:states:::{service}:*\" with aws_endpoint = \"URL\" \
+                 (or aws_region = \"REGION\" for AWS itself): docs/integrations.md"
+            ),
+        ),
+        _ => Failure::new(
+            asl::error::names::TASK_FAILED,
+            format!("No handler for {what}: add a [[tasks]] rule for it to oms.toml"),
+        ),
+    }
+}
+
+/// An AWS service rule's destination, its endpoint checked at start.
+fn aws_destination(r: &TaskRule) -> Result<Destination, String> {
+    let endpoint = match &r.aws_endpoint {
+        Some(e) if e.starts_with("http://") || e.starts_with("https://") => {
+            Some(e.trim_end_matches('/').to_string())
+        }
+        Some(e) => {
+            return Err(format!(
+                "tasks rule for {}: aws_endpoint = \"{e}\" must be an http:// or https:// URL",
+                r.resource
+            ))
+        }
+        None => None,
+    };
+    if let Some(region) = r.aws_region.as_deref() {
+        let valid = !region.is_empty()
+            && region
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(format!(
+                "tasks rule for {}: aws_region = \"{region}\" is not a region name (such as \
+                 us-east-1)",
+                r.resource
+            ));
+        }
+    }
+    Ok(Destination::Aws {
+        endpoint,
+        region: r.aws_region.clone(),
+    })
 }
 
 /// What AWS answers when a state machine's role may not invoke a function (Lambda's
@@ -283,7 +343,7 @@ fn not_allowed(execution_arn: &str, call: &TaskCall, rule: &Rule) -> Failure {
             "{} is not authorized to invoke {what}: oms.toml's tasks rule for '{}' admits only \
              the state machines {:?} (Service: AWSLambda; Status Code: 403; Error Code: \
              AccessDeniedException)",
-            state_machine_of(execution_arn),
+            saga_core::api::state_machine_of(execution_arn),
             rule.resource,
             rule.state_machines.as_deref().unwrap_or_default(),
         ),

@@ -10,6 +10,7 @@ mod client;
 mod cost;
 mod exec;
 mod hosts;
+mod integrations;
 mod invoker;
 mod load;
 mod orders_http;

@@ -280,6 +280,8 @@ fn activities_invoker(
         ),
         builtin: Some("activities".into()),
         lambda_endpoint: None,
+        aws_endpoint: None,
+        aws_region: None,
         state_machines: Some(vec![format!(
             "arn:aws:states:{}:{}:stateMachine:{}",
             config.server.region,

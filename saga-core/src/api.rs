@@ -756,6 +756,18 @@ pub struct HistoryEvent {
     pub evaluation_failed_event_details: Option<Value>,
 }
 
+/// The state machine an execution belongs to: `arn:aws:states:R:A:execution:M:NAME`
+/// (or `express:M:NAME:ID`) is of `arn:aws:states:R:A:stateMachine:M`.
+pub fn state_machine_of(execution_arn: &str) -> String {
+    let parts: Vec<&str> = execution_arn.splitn(8, ':').collect();
+    match parts.as_slice() {
+        [arn, aws, states, region, account, _kind, machine, ..] => {
+            format!("{arn}:{aws}:{states}:{region}:{account}:stateMachine:{machine}")
+        }
+        _ => execution_arn.to_string(),
+    }
+}
+
 impl HistoryEvent {
     /// An event whose `details` (`Value::Null` for none) is filed under the member
     /// AWS uses for `type`: `stateEnteredEventDetails` for every `*StateEntered`,

@@ -17,8 +17,9 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Server, _die_with_parent, _free_port, oms_bin
+from conftest import Server, oms_bin
 from dynamodb_local import CREDENTIALS, ROOT, TABLE, DynamoDbLocal
+from moto_server import moto_server
 from helpers import Api, make_client, order_body
 
 
@@ -210,27 +211,8 @@ def test_without_the_stack_oms_says_what_is_missing(tmp_path, account, dynamodb_
 
 @pytest.fixture(scope="module")
 def moto():
-    server = ROOT / "target/venv/bin/moto_server"
-    if not server.exists():
-        pytest.fail(f"{server} is missing: `cargo xtask test` installs moto[server] from "
-                    "tests/api/requirements.txt", pytrace=False)
-    port = _free_port()
-    proc = subprocess.Popen([str(server), "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            make_client(endpoint).list_state_machines()
-            break
-        except Exception:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("moto_server did not start", pytrace=False)
-            time.sleep(0.2)
-    yield endpoint
-    proc.kill()
-    proc.wait()
+    with moto_server(lambda endpoint: make_client(endpoint).list_state_machines()) as endpoint:
+        yield endpoint
 
 
 def test_moto_as_the_account(tmp_path, moto, dynamodb_local):
