@@ -18,18 +18,25 @@
 //! API's error as `StepFunctions.<Code>Exception`, as AWS names it.
 
 use crate::api::{ApiError, DescribeExecutionOutput, ExecutionStatus};
-use crate::runtime::{epoch, Parent, Runtime};
 use asl::eval::EffectId;
-use asl::resource::Target;
+use asl::resource::{Pattern, Target};
 use asl::{Delivery, Failure, TaskCall};
 use chrono::{DateTime, Utc};
-use rusqlite::OptionalExtension;
 use serde_json::{json, Map, Value};
-use std::sync::Arc;
+
+/// The Task of another execution that started an execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parent {
+    pub execution_arn: String,
+    pub effect_id: EffectId,
+    /// Started with `.sync` or `.sync:2`: the parent waits for it, and stopping the
+    /// parent stops it.
+    pub sync: bool,
+}
 
 /// What the runtime needs of the service to run nested executions: starting one
 /// linked to its parent's task, and reading one. The service owns the runtime, so it
-/// hands itself over once it exists ([`Runtime::attach_executions`]).
+/// hands itself over once it exists (`Runtime::attach_executions`).
 #[async_trait::async_trait]
 pub trait Executions: Send + Sync {
     /// StartExecution of `machine_arn`, recording `parent` with the child's first step.
@@ -46,7 +53,7 @@ pub trait Executions: Send + Sync {
 
 /// How the parent's task waits for the child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
+pub(crate) enum Wait {
     /// Request-response: until it has started.
     Started,
     /// `.sync` (`json: false`, the child's Input and Output as strings) or `.sync:2`
@@ -62,16 +69,13 @@ pub fn is_start_execution(call: &TaskCall) -> bool {
         if service == "states" && action == "startExecution")
 }
 
-/// The wait a start-execution resource asks for, from its suffix.
-fn wait_of(resource: &str) -> Wait {
-    if resource.ends_with(".waitForTaskToken") {
-        Wait::Token
-    } else if resource.ends_with(".sync:2") {
-        Wait::Closed { json: true }
-    } else if resource.ends_with(".sync") {
-        Wait::Closed { json: false }
-    } else {
-        Wait::Started
+/// The wait a start-execution task's integration pattern asks for.
+pub(crate) fn wait_of(pattern: Pattern) -> Wait {
+    match pattern {
+        Pattern::RequestResponse => Wait::Started,
+        Pattern::Sync => Wait::Closed { json: false },
+        Pattern::Sync2 => Wait::Closed { json: true },
+        Pattern::WaitForTaskToken => Wait::Token,
     }
 }
 
@@ -120,7 +124,7 @@ impl Request {
 
 /// An API error as the task failure AWS reports for it:
 /// `StepFunctions.StateMachineDoesNotExistException`, with the SDK's cause text.
-fn api_failure(e: &ApiError) -> Failure {
+pub(crate) fn api_failure(e: &ApiError) -> Failure {
     let code = e.code.as_str();
     let error = if code.ends_with("Exception") {
         format!("StepFunctions.{code}")
@@ -138,120 +142,8 @@ fn api_failure(e: &ApiError) -> Failure {
     )
 }
 
-impl Runtime {
-    /// Performs a start-execution task: starts (or finds again) the child, and delivers
-    /// what the task's wait asks for. Returns the handle of the task doing it, so that
-    /// the parent's end stops it waiting.
-    pub(crate) fn perform_child(
-        self: &Arc<Self>,
-        parent_arn: String,
-        id: EffectId,
-        call: TaskCall,
-    ) -> tokio::task::AbortHandle {
-        let rt = self.clone();
-        let task = tokio::spawn(async move {
-            let delivery = rt.run_child(&parent_arn, id, &call).await;
-            if let Some(delivery) = delivery {
-                // Detached: the delivery ends this task's effect, which aborts this task.
-                tokio::spawn(async move { rt.deliver(&parent_arn, id, delivery).await });
-            }
-        });
-        task.abort_handle()
-    }
-
-    /// What a start-execution task delivers; None while it waits for a token.
-    async fn run_child(
-        self: &Arc<Self>,
-        parent_arn: &str,
-        id: EffectId,
-        call: &TaskCall,
-    ) -> Option<Delivery> {
-        let Some(executions) = self.executions() else {
-            return Some(Delivery::TaskFailed(Failure::new(
-                asl::error::names::TASK_FAILED,
-                "this runtime runs no nested executions: it has no service attached",
-            )));
-        };
-        let wait = wait_of(&call.resource);
-        let child = match self.child_of(parent_arn, id) {
-            Some(found) => Ok(found),
-            None => start(executions.as_ref(), parent_arn, id, call, wait).await,
-        };
-        let (child_arn, started) = match child {
-            Ok(c) => c,
-            Err(f) => return Some(Delivery::TaskFailed(f)),
-        };
-        match wait {
-            Wait::Token => None,
-            Wait::Started => Some(Delivery::TaskSucceeded(start_response(&child_arn, started))),
-            Wait::Closed { json } => {
-                let closed = self.wait_closed(executions.as_ref(), &child_arn).await;
-                Some(match closed {
-                    Ok(d) => closed_delivery(&d, json),
-                    Err(e) => Delivery::TaskFailed(api_failure(&e)),
-                })
-            }
-        }
-    }
-
-    /// The child a parent's task started before (found again after a restart), with
-    /// its start date.
-    fn child_of(&self, parent_arn: &str, id: EffectId) -> Option<(String, DateTime<Utc>)> {
-        let parent = parent_arn.to_string();
-        self.store()
-            .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT c.child_arn, e.start_date FROM children c \
-                     JOIN executions e ON e.arn = c.child_arn \
-                     WHERE c.parent_arn = ?1 AND c.effect_id = ?2",
-                    rusqlite::params![parent, id as i64],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)),
-                )
-                .optional()?)
-            })
-            .ok()
-            .flatten()
-            .map(|(arn, start)| (arn, crate::runtime::from_epoch(start)))
-    }
-
-    /// The `.sync` children of an execution that are still running.
-    pub(crate) fn running_sync_children(&self, parent_arn: &str) -> Vec<String> {
-        let parent = parent_arn.to_string();
-        self.store()
-            .read(move |c| {
-                let mut st = c.prepare(
-                    "SELECT c.child_arn FROM children c JOIN executions e ON e.arn = c.child_arn \
-                     WHERE c.parent_arn = ?1 AND c.sync = 1 AND e.status = 'RUNNING'",
-                )?;
-                let rows = st.query_map([&parent], |r| r.get::<_, String>(0))?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .unwrap_or_default()
-    }
-
-    /// Waits until an execution has closed and returns its description. Polls the
-    /// store as well as waiting for the end signal: a child resumed after a restart
-    /// may not be live yet when its parent starts waiting.
-    async fn wait_closed(
-        &self,
-        executions: &dyn Executions,
-        child_arn: &str,
-    ) -> Result<DescribeExecutionOutput, ApiError> {
-        let mut pause_ms = 20u64;
-        loop {
-            self.wait_finished(child_arn).await;
-            let described = executions.describe(child_arn).await?;
-            if described.status != ExecutionStatus::Running {
-                return Ok(described);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
-            pause_ms = (pause_ms * 2).min(1000);
-        }
-    }
-}
-
 /// Starts the child of a parent's task.
-async fn start(
+pub(crate) async fn start(
     executions: &dyn Executions,
     parent_arn: &str,
     id: EffectId,
@@ -272,12 +164,13 @@ async fn start(
 
 /// Epoch milliseconds, as Step Functions renders dates in an integration's result.
 fn epoch_ms(t: DateTime<Utc>) -> i64 {
-    (epoch(t) * 1000.0).round() as i64
+    t.timestamp_millis()
 }
 
 /// StartExecution's response as the request-response integration returns it.
-fn start_response(child_arn: &str, started: DateTime<Utc>) -> Value {
-    let body = json!({"executionArn": child_arn, "startDate": epoch(started)}).to_string();
+pub(crate) fn start_response(child_arn: &str, started: DateTime<Utc>) -> Value {
+    let start_s = epoch_ms(started) as f64 / 1000.0;
+    let body = json!({"executionArn": child_arn, "startDate": start_s}).to_string();
     let request_id = uuid::Uuid::new_v4().to_string();
     let date = Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
     let len = body.len().to_string();
@@ -338,7 +231,7 @@ fn described(d: &DescribeExecutionOutput, json: bool) -> Value {
 
 /// What a `.sync` task delivers for its closed child: its description, or
 /// States.TaskFailed with the description as the cause.
-fn closed_delivery(d: &DescribeExecutionOutput, json: bool) -> Delivery {
+pub(crate) fn closed_delivery(d: &DescribeExecutionOutput, json: bool) -> Delivery {
     let description = described(d, json);
     if d.status == ExecutionStatus::Succeeded {
         Delivery::TaskSucceeded(description)
@@ -353,106 +246,15 @@ fn closed_delivery(d: &DescribeExecutionOutput, json: bool) -> Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{
-        CreateStateMachineInput, DescribeExecutionInput, StartExecutionInput, StepFunctions,
-    };
-    use crate::runtime::{default_route, Invoker, Route};
-    use crate::service::LocalStepFunctions;
-    use crate::store::ExecutionStore;
-
-    struct NoTasks;
-
-    #[async_trait::async_trait]
-    impl Invoker for NoTasks {
-        fn route(&self, call: &TaskCall) -> Route {
-            default_route(call)
-        }
-        async fn invoke(&self, _: &str, _: &TaskCall) -> Result<Value, Failure> {
-            Err(Failure::new("Test.NoTasks", "this test runs no tasks"))
-        }
-    }
-
-    async fn machine(sfn: &LocalStepFunctions, name: &str, definition: Value) -> String {
-        sfn.create_state_machine(CreateStateMachineInput {
-            name: name.into(),
-            definition: definition.to_string(),
-            role_arn: "arn:aws:iam::000000000000:role/r".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{name}: {e:?}"))
-        .state_machine_arn
-    }
-
-    async fn run(sfn: &LocalStepFunctions, machine: &str) -> DescribeExecutionOutput {
-        let arn = sfn
-            .start_execution(StartExecutionInput {
-                state_machine_arn: machine.into(),
-                input: Some(r#"{"n": 7}"#.into()),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .execution_arn;
-        sfn.runtime().wait_finished(&arn).await;
-        sfn.describe_execution(DescribeExecutionInput {
-            execution_arn: arn,
-            included_data: None,
-        })
-        .await
-        .unwrap()
-    }
-
-    /// A parent runs a child to its end with `.sync:2` and gets its output as JSON;
-    /// with the link written, finding the child again gives the same one.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_sync_parent_gets_its_childs_output() {
-        let dir = std::env::temp_dir().join(format!("oms-nested-{}", uuid::Uuid::new_v4()));
-        let store = ExecutionStore::open(&dir).unwrap();
-        let runtime = Runtime::new(store, Arc::new(NoTasks));
-        let sfn = LocalStepFunctions::shared(runtime, "us-east-1", "000000000000");
-        let child = machine(
-            &sfn,
-            "child",
-            json!({"StartAt": "P", "States": {
-            "P": {"Type": "Pass", "Parameters": {"got.$": "$.n"}, "End": true}}}),
-        )
-        .await;
-        let parent = machine(
-            &sfn,
-            "parent",
-            json!({"StartAt": "T", "States": {"T": {
-            "Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
-            "Parameters": {"StateMachineArn": child, "Input": {"n.$": "$.n"}}, "End": true}}}),
-        )
-        .await;
-        let done = run(&sfn, &parent).await;
-        assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
-        let out: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
-        assert_eq!(out["Output"], json!({"got": 7}), "{out}");
-        assert_eq!(out["Status"], "SUCCEEDED");
-        // The task's effect id is the engine's to choose: one of the first few.
-        let found = (0..8).find_map(|id| sfn.runtime().child_of(&done.execution_arn, id));
-        assert_eq!(
-            found.map(|(arn, _)| arn),
-            out["ExecutionArn"].as_str().map(String::from)
-        );
-        let _ = std::fs::remove_dir_all(dir);
-    }
-
     #[test]
     fn the_suffix_says_how_the_task_waits() {
         let base = "arn:aws:states:::states:startExecution";
-        assert_eq!(wait_of(base), Wait::Started);
-        assert_eq!(
-            wait_of(&format!("{base}.sync")),
-            Wait::Closed { json: false }
-        );
-        assert_eq!(
-            wait_of(&format!("{base}.sync:2")),
-            Wait::Closed { json: true }
-        );
-        assert_eq!(wait_of(&format!("{base}.waitForTaskToken")), Wait::Token);
+        let wait =
+            |suffix: &str| wait_of(Target::parse(&format!("{base}{suffix}")).unwrap().pattern());
+        assert_eq!(wait(""), Wait::Started);
+        assert_eq!(wait(".sync"), Wait::Closed { json: false });
+        assert_eq!(wait(".sync:2"), Wait::Closed { json: true });
+        assert_eq!(wait(".waitForTaskToken"), Wait::Token);
     }
 
     #[test]

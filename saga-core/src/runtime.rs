@@ -9,6 +9,7 @@
 //! performs its outstanding effects again: timers keep their deadlines, tasks that were
 //! in flight are invoked again (at least once, as Lambda is), tokens stay valid.
 
+mod children;
 use crate::api::{ExecutionStatus, StateMachineType};
 use crate::store::{ExecutionStore, StoreError};
 use asl::eval::{
@@ -194,6 +195,22 @@ struct Live {
     watchers: Watchers,
 }
 
+impl Live {
+    /// A live execution, its effects not yet performed.
+    fn cell(
+        exec: Execution,
+        task_rows: HashMap<EffectId, String>,
+    ) -> Arc<tokio::sync::Mutex<Live>> {
+        Arc::new(tokio::sync::Mutex::new(Live {
+            exec,
+            dispatched: HashSet::new(),
+            stop_date: None,
+            task_rows,
+            watchers: Watchers::default(),
+        }))
+    }
+}
+
 /// The tasks that sleep until a deadline of a live execution (a task's timeout or
 /// heartbeat, the execution's own timeout). Each is aborted once what it watches is
 /// gone (the task answered, the execution ended), not left asleep until its deadline:
@@ -244,19 +261,9 @@ pub struct NewExecution {
     pub input: Value,
     pub input_text: String,
     /// The Task that started this execution, for a nested one.
-    pub parent: Option<Parent>,
+    pub parent: Option<crate::nested::Parent>,
     /// The mock configuration's test case it runs (`mock.rs`), if any.
     pub test_case: Option<String>,
-}
-
-/// The Task of another execution that started an execution (`nested.rs`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Parent {
-    pub execution_arn: String,
-    pub effect_id: EffectId,
-    /// Started with `.sync` or `.sync:2`: the parent waits for it, and stopping the
-    /// parent stops it.
-    pub sync: bool,
 }
 
 pub struct Runtime {
@@ -443,13 +450,7 @@ impl Runtime {
         // Registered (and locked) before the commit: a worker or client that sees the
         // committed task before this function returns waits for the lock instead of
         // finding no live execution to deliver to.
-        let cell = Arc::new(tokio::sync::Mutex::new(Live {
-            exec,
-            dispatched: HashSet::new(),
-            stop_date: None,
-            task_rows: task_rows_written,
-            watchers: Watchers::default(),
-        }));
+        let cell = Live::cell(exec, task_rows_written);
         let guard = cell.clone().lock_owned().await;
         if !self.register(&arn, &cell) {
             return Err(RuntimeError::AlreadyExists(arn));
@@ -500,19 +501,7 @@ impl Runtime {
                 )?;
                 insert_events(c, &row.arn, &events)?;
                 insert_tasks(c, &row.arn, &tasks)?;
-                if let Some(case) = &test_case {
-                    c.execute(
-                        "INSERT INTO mocked_executions (arn, test_case) VALUES (?1, ?2)",
-                        params![row.arn, case],
-                    )?;
-                }
-                if let Some(p) = &parent {
-                    c.execute(
-                        "INSERT INTO children (child_arn, parent_arn, effect_id, sync) \
-                         VALUES (?1, ?2, ?3, ?4)",
-                        params![row.arn, p.execution_arn, p.effect_id as i64, p.sync],
-                    )?;
-                }
+                insert_links(c, &row.arn, parent.as_ref(), test_case.as_deref())?;
                 Ok(())
             })
             .await
@@ -618,44 +607,13 @@ impl Runtime {
     ) -> Vec<tokio::task::AbortHandle> {
         // A mocked task answers at once, from the test case (mock.rs).
         if let Some(answer) = self.mocked(&arn, &call) {
-            let rt = self.clone();
-            let delivery = match answer {
-                Ok(v) => Delivery::TaskSucceeded(v),
-                Err(f) => Delivery::TaskFailed(f),
-            };
-            tokio::spawn(async move { rt.deliver(&arn, id, delivery).await });
+            self.deliver_detached(arn, id, answer);
             return Vec::new();
         }
         let route = self.invoker.route(&call);
         let mut watchers = Vec::new();
         if let Some(secs) = call.timeout_seconds {
-            let rt = self.clone();
-            let arn = arn.clone();
-            let token = token.clone();
-            let watcher = tokio::spawn(async move {
-                // A recovered task keeps the deadline it was given when first scheduled.
-                let deadline = match &token {
-                    Some(t) => rt
-                        .stored_deadline(t, "timeout_deadline")
-                        .unwrap_or_else(|| seconds_after(Utc::now(), secs)),
-                    None => seconds_after(Utc::now(), secs),
-                };
-                sleep_until(deadline).await;
-                // Not committed: the reload arms the timeout again from its stored
-                // deadline. Detached, as the delivery aborts this watcher.
-                tokio::spawn(async move {
-                    rt.deliver(
-                        &arn,
-                        id,
-                        Delivery::TaskFailed(Failure {
-                            error: asl::error::names::TIMEOUT.into(),
-                            cause: None,
-                        }),
-                    )
-                    .await
-                });
-            });
-            watchers.push(watcher.abort_handle());
+            watchers.push(self.watch_timeout(arn.clone(), id, token.clone(), secs));
         }
         if let (Some(secs), Some(token)) = (call.heartbeat_seconds, token.clone()) {
             watchers.push(self.watch_heartbeat(arn.clone(), id, token, secs));
@@ -690,6 +648,50 @@ impl Runtime {
             }
         }
         watchers
+    }
+
+    /// Arms a task's timeout; returns the watcher.
+    fn watch_timeout(
+        self: &Arc<Self>,
+        arn: String,
+        id: EffectId,
+        token: Option<String>,
+        secs: f64,
+    ) -> tokio::task::AbortHandle {
+        let rt = self.clone();
+        let watcher = tokio::spawn(async move {
+            // A recovered task keeps the deadline it was given when first scheduled.
+            let deadline = match &token {
+                Some(t) => rt
+                    .stored_deadline(t, "timeout_deadline")
+                    .unwrap_or_else(|| seconds_after(Utc::now(), secs)),
+                None => seconds_after(Utc::now(), secs),
+            };
+            sleep_until(deadline).await;
+            // Not committed: the reload arms the timeout again from its stored
+            // deadline. Detached, as the delivery aborts this watcher.
+            let timed_out = Failure {
+                error: asl::error::names::TIMEOUT.into(),
+                cause: None,
+            };
+            rt.deliver_detached(arn, id, Err(timed_out));
+        });
+        watcher.abort_handle()
+    }
+
+    /// Delivers a task's outcome from a task of its own.
+    fn deliver_detached(
+        self: &Arc<Self>,
+        arn: String,
+        id: EffectId,
+        outcome: Result<Value, Failure>,
+    ) {
+        let rt = self.clone();
+        let delivery = match outcome {
+            Ok(v) => Delivery::TaskSucceeded(v),
+            Err(f) => Delivery::TaskFailed(f),
+        };
+        tokio::spawn(async move { rt.deliver(&arn, id, delivery).await });
     }
 
     /// A deadline stored with a task (`timeout_deadline` or `heartbeat_deadline`), so
@@ -1241,13 +1243,7 @@ impl Runtime {
         let deadline = machine
             .timeout_seconds
             .map(|s| seconds_after(from_epoch(start), s as f64));
-        let cell = Arc::new(tokio::sync::Mutex::new(Live {
-            exec,
-            dispatched: HashSet::new(),
-            stop_date: None,
-            task_rows,
-            watchers: Watchers::default(),
-        }));
+        let cell = Live::cell(exec, task_rows);
         let mut guard = cell.clone().lock_owned().await;
         if !self.register(&arn, &cell) {
             return Ok(false);
@@ -1379,6 +1375,29 @@ fn event_rows(events: Vec<HistoryEvent>) -> Vec<EventRow> {
             kind: e.kind,
         })
         .collect()
+}
+
+/// What else a new execution's first commit records: the Task that started it (a
+/// nested execution) and the test case it runs (mocked).
+fn insert_links(
+    c: &rusqlite::Connection,
+    arn: &str,
+    parent: Option<&crate::nested::Parent>,
+    test_case: Option<&str>,
+) -> Result<(), StoreError> {
+    if let Some(case) = test_case {
+        c.execute(
+            "INSERT INTO mocked_executions (arn, test_case) VALUES (?1, ?2)",
+            params![arn, case],
+        )?;
+    }
+    if let Some(p) = parent {
+        c.execute(
+            "INSERT INTO children (child_arn, parent_arn, effect_id, sync) VALUES (?1, ?2, ?3, ?4)",
+            params![arn, p.execution_arn, p.effect_id as i64, p.sync],
+        )?;
+    }
+    Ok(())
 }
 
 /// Definitions are stored once, under a digest of their text.

@@ -2,10 +2,8 @@
 //! implements [`StepFunctions`] over the SQLite store and [`Runtime`].
 
 use crate::api::*;
-use crate::nested::Executions;
-use crate::runtime::{
-    epoch, from_epoch, ExecutionRecord, NewExecution, Parent, Runtime, RuntimeError,
-};
+use crate::nested::{Executions, Parent};
+use crate::runtime::{epoch, from_epoch, ExecutionRecord, NewExecution, Runtime, RuntimeError};
 use crate::store::StoreError;
 use asl::validate::{self, MachineType, Options, Severity};
 use asl::{Failure, Machine};
@@ -47,6 +45,24 @@ impl LocalStepFunctions {
         let weak = Arc::downgrade(&service);
         service.runtime.attach_executions(weak);
         service
+    }
+
+    /// StartExecution on a Standard execution's name again: the same execution while it
+    /// runs with the same input (StartExecution is idempotent then); otherwise the name
+    /// is taken.
+    fn same_running_execution(
+        &self,
+        arn: String,
+        input_text: &str,
+    ) -> Result<(String, DateTime<Utc>), ApiError> {
+        let existing = self.execution_row(&arn)?;
+        if existing.status == ExecutionStatus::Running && existing.input == input_text {
+            Ok((arn, from_epoch(existing.start_date)))
+        } else {
+            Err(ApiError::execution_already_exists(format!(
+                "Execution Already Exists: '{arn}'"
+            )))
+        }
     }
 
     /// A test case of the mock configuration (StartExecution on `ARN#Case`).
@@ -183,29 +199,17 @@ impl LocalStepFunctions {
         };
         match self.runtime.start(new).await {
             Ok((arn, start)) => Ok((arn, start, express)),
+            Err(RuntimeError::AlreadyExists(_)) if express => Err(
+                ApiError::execution_already_exists(format!("Execution Already Exists: '{name}'")),
+            ),
             Err(RuntimeError::AlreadyExists(_)) => {
-                // StartExecution is idempotent for the same name and input while the
-                // first execution runs; otherwise the name is taken.
-                let arn = match express {
-                    true => {
-                        return Err(ApiError::execution_already_exists(format!(
-                            "Execution Already Exists: '{name}'"
-                        )))
-                    }
-                    false => format!(
-                        "{}:{}",
-                        machine.arn.replacen(":stateMachine:", ":execution:", 1),
-                        name
-                    ),
-                };
-                let existing = self.execution_row(&arn)?;
-                if existing.status == ExecutionStatus::Running && existing.input == input_text {
-                    Ok((arn, from_epoch(existing.start_date), express))
-                } else {
-                    Err(ApiError::execution_already_exists(format!(
-                        "Execution Already Exists: '{arn}'"
-                    )))
-                }
+                let arn = format!(
+                    "{}:{}",
+                    machine.arn.replacen(":stateMachine:", ":execution:", 1),
+                    name
+                );
+                self.same_running_execution(arn, &input_text)
+                    .map(|(arn, start)| (arn, start, express))
             }
             Err(e) => Err(runtime_error(e)),
         }

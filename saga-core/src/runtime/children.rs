@@ -1,0 +1,126 @@
+//! The runtime's side of nested executions (`crate::nested`): performing a
+//! start-execution task, finding a parent's child again after a restart, waiting for
+//! a child to close, and the `.sync` children to stop with their parent.
+
+use super::{from_epoch, Runtime};
+use crate::api::{ApiError, DescribeExecutionOutput, ExecutionStatus};
+use crate::nested::{self, Executions, Wait};
+use asl::eval::EffectId;
+use asl::{Delivery, Failure, TaskCall};
+use chrono::{DateTime, Utc};
+use rusqlite::OptionalExtension;
+use std::sync::Arc;
+
+impl Runtime {
+    /// Performs a start-execution task: starts (or finds again) the child, and delivers
+    /// what the task's wait asks for. Returns the handle of the task doing it, so that
+    /// the parent's end stops it waiting.
+    pub(crate) fn perform_child(
+        self: &Arc<Self>,
+        parent_arn: String,
+        id: EffectId,
+        call: TaskCall,
+    ) -> tokio::task::AbortHandle {
+        let rt = self.clone();
+        let task = tokio::spawn(async move {
+            let delivery = rt.run_child(&parent_arn, id, &call).await;
+            if let Some(delivery) = delivery {
+                // Detached: the delivery ends this task's effect, which aborts this task.
+                tokio::spawn(async move { rt.deliver(&parent_arn, id, delivery).await });
+            }
+        });
+        task.abort_handle()
+    }
+
+    /// What a start-execution task delivers; None while it waits for a token.
+    async fn run_child(
+        self: &Arc<Self>,
+        parent_arn: &str,
+        id: EffectId,
+        call: &TaskCall,
+    ) -> Option<Delivery> {
+        let Some(executions) = self.executions() else {
+            return Some(Delivery::TaskFailed(Failure::new(
+                asl::error::names::TASK_FAILED,
+                "this runtime runs no nested executions: it has no service attached",
+            )));
+        };
+        let wait = nested::wait_of(call.target.pattern());
+        let child = match self.child_of(parent_arn, id) {
+            Some(found) => Ok(found),
+            None => nested::start(executions.as_ref(), parent_arn, id, call, wait).await,
+        };
+        let (child_arn, started) = match child {
+            Ok(c) => c,
+            Err(f) => return Some(Delivery::TaskFailed(f)),
+        };
+        match wait {
+            Wait::Token => None,
+            Wait::Started => Some(Delivery::TaskSucceeded(nested::start_response(
+                &child_arn, started,
+            ))),
+            Wait::Closed { json } => {
+                let closed = self.wait_closed(executions.as_ref(), &child_arn).await;
+                Some(match closed {
+                    Ok(d) => nested::closed_delivery(&d, json),
+                    Err(e) => Delivery::TaskFailed(nested::api_failure(&e)),
+                })
+            }
+        }
+    }
+
+    /// The child a parent's task started before (found again after a restart), with
+    /// its start date.
+    fn child_of(&self, parent_arn: &str, id: EffectId) -> Option<(String, DateTime<Utc>)> {
+        let parent = parent_arn.to_string();
+        self.store()
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT c.child_arn, e.start_date FROM children c \
+                     JOIN executions e ON e.arn = c.child_arn \
+                     WHERE c.parent_arn = ?1 AND c.effect_id = ?2",
+                    rusqlite::params![parent, id as i64],
+                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)),
+                )
+                .optional()?)
+            })
+            .ok()
+            .flatten()
+            .map(|(arn, start)| (arn, from_epoch(start)))
+    }
+
+    /// The `.sync` children of an execution that are still running.
+    pub(crate) fn running_sync_children(&self, parent_arn: &str) -> Vec<String> {
+        let parent = parent_arn.to_string();
+        self.store()
+            .read(move |c| {
+                let mut st = c.prepare(
+                    "SELECT c.child_arn FROM children c JOIN executions e ON e.arn = c.child_arn \
+                     WHERE c.parent_arn = ?1 AND c.sync = 1 AND e.status = 'RUNNING'",
+                )?;
+                let rows = st.query_map([&parent], |r| r.get::<_, String>(0))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until an execution has closed and returns its description. Polls the
+    /// store as well as waiting for the end signal: a child resumed after a restart
+    /// may not be live yet when its parent starts waiting.
+    async fn wait_closed(
+        &self,
+        executions: &dyn Executions,
+        child_arn: &str,
+    ) -> Result<DescribeExecutionOutput, ApiError> {
+        let mut pause_ms = 20u64;
+        loop {
+            self.wait_finished(child_arn).await;
+            let described = executions.describe(child_arn).await?;
+            if described.status != ExecutionStatus::Running {
+                return Ok(described);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+            pause_ms = (pause_ms * 2).min(1000);
+        }
+    }
+}
