@@ -112,9 +112,40 @@ pub struct TaskCall {
     pub task_token: Option<String>,
 }
 
+/// One iteration (or batch) of a distributed Map, which the driver runs as a child
+/// execution of [`Machine::child_machine`]`(processor)` and answers with its output
+/// (`TaskSucceeded`) or its error and cause (`TaskFailed`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IterationCall {
+    pub map_run_arn: String,
+    pub state_name: String,
+    /// The ItemProcessor's list in the machine.
+    pub processor: usize,
+    pub index: usize,
+    pub input: Value,
+    /// The Map Run's limits, for DescribeMapRun: 0 is no concurrency limit.
+    pub max_concurrency: usize,
+    pub tolerated_failure_count: Option<f64>,
+    pub tolerated_failure_percentage: Option<f64>,
+    pub item_count: usize,
+}
+
+impl IterationCall {
+    /// The state machine the child execution runs: `stateMachine:<parent>/<label>`,
+    /// the Map Run's ARN without its id.
+    pub fn child_machine_arn(&self) -> String {
+        let run = self
+            .map_run_arn
+            .rsplit_once(':')
+            .map_or(self.map_run_arn.as_str(), |(run, _)| run);
+        run.replacen(":mapRun:", ":stateMachine:", 1)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Effect {
     Invoke(Box<TaskCall>),
+    Iteration(Box<IterationCall>),
     /// Deliver [`Delivery::TimerFired`] at or after this time.
     Timer {
         until: DateTime<Utc>,
@@ -186,6 +217,26 @@ struct Core {
     /// The path of child indexes from the root frame to the frame being advanced, so
     /// that an effect knows where its result must be delivered.
     path: Vec<u32>,
+    /// Map Runs that ended since the driver last asked (not part of the snapshot).
+    map_run_ends: Vec<MapRunEnd>,
+}
+
+/// UpdateMapRun's changes; None leaves a limit as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MapRunUpdate {
+    /// 0: no limit.
+    pub max_concurrency: Option<usize>,
+    pub tolerated_failure_count: Option<f64>,
+    pub tolerated_failure_percentage: Option<f64>,
+}
+
+/// A distributed Map's Map Run that has ended, for the driver's records (DescribeMapRun).
+/// The history's MapRunSucceeded and MapRunFailed events do not name the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapRunEnd {
+    pub map_run_arn: String,
+    /// The failure that ended it; None when it succeeded.
+    pub failure: Option<Failure>,
 }
 
 /// The execution's identity and input, as `$$.Execution` shows them.
@@ -256,6 +307,7 @@ impl Execution {
             pending: BTreeMap::new(),
             next_effect: 1,
             path: Vec::new(),
+            map_run_ends: Vec::new(),
         };
         let role = core.ident.info.role_arn.clone();
         core.log.record(
@@ -367,6 +419,7 @@ impl Execution {
                 pending,
                 next_effect,
                 path: Vec::new(),
+                map_run_ends: Vec::new(),
             },
             root,
             status,
@@ -379,6 +432,11 @@ impl Execution {
     /// persists them as it goes.
     pub fn take_new_events(&mut self) -> Vec<HistoryEvent> {
         self.core.log.take_events()
+    }
+
+    /// Hands over the Map Runs that ended since the last call.
+    pub fn take_map_run_ends(&mut self) -> Vec<MapRunEnd> {
+        std::mem::take(&mut self.core.map_run_ends)
     }
 
     /// Ends the borrow of a finished (or abandoned) execution, handing over its
@@ -478,6 +536,25 @@ impl Execution {
                 || json!({ "workerName": worker_name }),
             );
         }
+    }
+
+    /// UpdateMapRun: new limits for a running Map Run of this execution. A higher
+    /// MaxConcurrency starts waiting iterations at once; the tolerated failures are
+    /// judged from the next failure on. False when no running Map Run has that ARN.
+    pub fn update_map_run(
+        &mut self,
+        map_run_arn: &str,
+        update: &MapRunUpdate,
+        host: &mut dyn Host,
+    ) -> bool {
+        if self.status != Status::Running {
+            return false;
+        }
+        let found = self
+            .core
+            .update_map_run(&mut self.root, map_run_arn, update, host);
+        self.settle(host);
+        found
     }
 
     /// StopExecution: the execution ends ABORTED and its effects are abandoned.
@@ -830,6 +907,10 @@ enum Phase {
         effect: EffectId,
     },
     Fanout(Box<Fanout>),
+    /// A distributed Map's iteration, running as a child execution the driver started.
+    Iteration {
+        effect: EffectId,
+    },
 }
 
 /// The children of a Parallel or Map state and how far they have got.
@@ -840,6 +921,12 @@ struct Fanout {
     /// not part of this execution's history, which shows MapRun events instead.
     #[serde(default)]
     distributed: bool,
+    /// A distributed Map's Map Run, once started.
+    #[serde(default)]
+    map_run_arn: Option<String>,
+    /// MaxConcurrency as the state gave it (0: no limit), as DescribeMapRun shows it.
+    #[serde(default)]
+    max_concurrency_given: usize,
     status: Vec<ChildStatus>,
     inputs: Vec<Value>,
     children: Vec<Frame>,
@@ -860,6 +947,8 @@ impl Fanout {
         Fanout {
             is_map: false,
             distributed: false,
+            map_run_arn: None,
+            max_concurrency_given: 0,
             status: vec![ChildStatus::NotStarted; n],
             inputs,
             children,
@@ -1141,7 +1230,7 @@ impl Core {
         &mut self,
         frame: &mut Frame,
         state: &State,
-        fan: Box<Fanout>,
+        mut fan: Box<Fanout>,
         host: &mut dyn Host,
     ) {
         if fan.is_map {
@@ -1151,8 +1240,12 @@ impl Core {
                 HistoryEventKind::MapStateStarted,
                 || json!({ "length": n }),
             );
-            if fan.distributed {
-                let arn = map_run_arn(&self.ident.info, &state.name, host);
+            if let Kind::Map(spec) = &state.kind {
+                if let Some(child) = &spec.distributed {
+                    fan.map_run_arn = Some(map_run_arn(&self.ident.info, &child.label, host));
+                }
+            }
+            if let Some(arn) = fan.map_run_arn.clone() {
                 self.log.record(
                     host,
                     HistoryEventKind::MapRunStarted,
@@ -1721,14 +1814,16 @@ fn act_map(scope: &mut Scope, input: &Value, spec: &MapSpec) -> Step {
         Some(b) => tryf!(map_batches(scope, spec, b, inputs, &effective)),
     };
     let n = inputs.len();
-    let max_concurrency = if max_concurrency <= 0 {
+    let max_concurrency_given = usize::try_from(max_concurrency).unwrap_or(0);
+    let max_concurrency = if max_concurrency_given == 0 {
         n.max(1)
     } else {
-        max_concurrency as usize
+        max_concurrency_given
     };
     Step::Fanout(Box::new(Fanout {
         is_map: true,
-        distributed: spec.distributed,
+        distributed: spec.distributed.is_some(),
+        max_concurrency_given,
         tolerated_failures,
         tolerated_percentage,
         ..Fanout::new(inputs, children, max_concurrency)
@@ -2091,6 +2186,18 @@ impl Core {
                 );
             }
             (Phase::Backoff { effect }, Delivery::TimerFired) if effect == id => {}
+            (Phase::Iteration { effect }, delivery) if effect == id => {
+                // The child execution's outcome is the iteration's; the cursor stays
+                // (back at Enter) so that a redrive can run a failed one again.
+                frame.result = Some(match delivery {
+                    Delivery::TaskSucceeded(v) => Ok(v),
+                    Delivery::TaskFailed(f) => Err(f),
+                    Delivery::TimerFired => {
+                        Err(Failure::runtime("a timer answered a Map iteration"))
+                    }
+                });
+                return;
+            }
             (phase, _) => {
                 // Not the outcome this state waits for: keep waiting.
                 if let Some(c) = frame.cursor.as_mut() {
@@ -2294,6 +2401,12 @@ impl Core {
                 if fan.status[i] != ChildStatus::Running || fan.children[i].result.is_some() {
                     continue;
                 }
+                if fan.distributed {
+                    // A redriven iteration is a new child execution.
+                    let input = fan.children[i].cursor.as_ref().map(|c| c.input.clone());
+                    self.start_iteration(fan, i, input.unwrap_or_default(), state, host);
+                    continue;
+                }
                 if let Some(step) = self.advance_child(fan, i, state, true, host) {
                     self.conclude_fanout(frame, state, step, host);
                     return self.run(frame, host);
@@ -2342,6 +2455,13 @@ impl Core {
                     );
                 }
             }
+            if fan.distributed {
+                for &i in &batch {
+                    let input = std::mem::take(&mut fan.inputs[i]);
+                    self.start_iteration(fan, i, input, state, host);
+                }
+                continue;
+            }
             for &i in &batch {
                 let input = std::mem::take(&mut fan.inputs[i]);
                 let child = &mut fan.children[i];
@@ -2358,6 +2478,87 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// Finds the running Map Run `arn` at or below `frame`, applies `update` to it and
+    /// starts the iterations a higher MaxConcurrency allows.
+    fn update_map_run(
+        &mut self,
+        frame: &mut Frame,
+        arn: &str,
+        update: &MapRunUpdate,
+        host: &mut dyn Host,
+    ) -> bool {
+        let machine = self.machine.clone();
+        let Some(cursor) = frame.cursor.as_mut() else {
+            return false;
+        };
+        let state = &machine.lists[frame.list].states[cursor.state];
+        let Phase::Fanout(fan) = &mut cursor.phase else {
+            return false;
+        };
+        if fan.map_run_arn.as_deref() != Some(arn) {
+            for i in 0..fan.children.len() {
+                self.path.push(i as u32);
+                let found = self.update_map_run(&mut fan.children[i], arn, update, host);
+                self.path.pop();
+                if found {
+                    return true;
+                }
+            }
+            return false;
+        }
+        if let Some(m) = update.max_concurrency {
+            fan.max_concurrency_given = m;
+            fan.max_concurrency = if m == 0 { fan.children.len().max(1) } else { m };
+        }
+        if let Some(c) = update.tolerated_failure_count {
+            fan.tolerated_failures = Some(c);
+        }
+        if let Some(p) = update.tolerated_failure_percentage {
+            fan.tolerated_percentage = Some(p);
+        }
+        self.pump(frame, state, host);
+        self.run(frame, host);
+        true
+    }
+
+    /// Asks the driver to run a distributed Map's iteration `i` as a child execution.
+    /// The child frame keeps the input, so that a redrive can ask again.
+    fn start_iteration(
+        &mut self,
+        fan: &mut Fanout,
+        i: usize,
+        input: Value,
+        state: &State,
+        host: &mut dyn Host,
+    ) {
+        let item_count = fan.children.len();
+        let child = &mut fan.children[i];
+        let call = IterationCall {
+            map_run_arn: fan.map_run_arn.clone().unwrap_or_default(),
+            state_name: state.name.clone(),
+            processor: child.list,
+            index: i,
+            input: input.clone(),
+            max_concurrency: fan.max_concurrency_given,
+            tolerated_failure_count: fan.tolerated_failures,
+            tolerated_failure_percentage: fan.tolerated_percentage,
+            item_count,
+        };
+        self.path.push(i as u32);
+        let effect = self.effect(Effect::Iteration(Box::new(call)));
+        self.path.pop();
+        let start = self.machine.lists[child.list].start_at;
+        child.cursor = Some(Cursor {
+            state: start,
+            input,
+            entered_event: 0,
+            entered_time: host.now(),
+            attempts: Vec::new(),
+            retry_count: 0,
+            phase: Phase::Iteration { effect },
+        });
     }
 
     /// Runs child `i` (resuming it after a redrive when `resumed`) as far as it goes;
@@ -2475,7 +2676,7 @@ impl Core {
             c.phase = Phase::Enter;
         }
         if let Kind::Map(spec) = &state.kind {
-            if spec.distributed {
+            if spec.distributed.is_some() {
                 self.log
                     .record(host, HistoryEventKind::MapRunSucceeded, || Value::Null);
             }
@@ -2517,7 +2718,20 @@ impl Core {
         host: &mut dyn Host,
     ) {
         let is_map = matches!(state.kind, Kind::Map(_));
-        let distributed = matches!(&state.kind, Kind::Map(spec) if spec.distributed);
+        let distributed = matches!(&state.kind, Kind::Map(spec) if spec.distributed.is_some());
+        if let Some(map_run_arn) = frame.cursor.as_ref().and_then(|c| match &c.phase {
+            Phase::Fanout(fan) => fan.map_run_arn.clone(),
+            _ => None,
+        }) {
+            let failure = match &step {
+                Step::Failed(f) => Some(f.clone()),
+                _ => None,
+            };
+            self.map_run_ends.push(MapRunEnd {
+                map_run_arn,
+                failure,
+            });
+        }
         let depth = self.path.len();
         let here = self.path.clone();
         self.pending

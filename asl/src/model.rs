@@ -7,6 +7,7 @@ use crate::intrinsics::{self, Call};
 use crate::jsonpath::JsonPath;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Which expression language a state's fields use: the state's own `QueryLanguage`,
 /// else the machine's (top-level) one, else JSONPath. A state nested in a Map or
@@ -201,12 +202,28 @@ pub struct MapSpec {
     pub max_concurrency: Option<Amount>,
     pub tolerated_failure_count: Option<Amount>,
     pub tolerated_failure_percentage: Option<Amount>,
-    pub distributed: bool,
+    /// Set for `Mode: DISTRIBUTED`: each iteration (or batch) runs as a child
+    /// execution of this machine, which the driver starts.
+    pub distributed: Option<Arc<ChildMachine>>,
     /// Groups items into batches, each child getting `{"Items": [...], "BatchInput"}`.
     pub batcher: Option<Batcher>,
     /// A field that needs Amazon S3 (ItemReader, ResultWriter), which the engine cannot
     /// reach: the state fails saying so rather than running on the wrong items.
     pub needs_s3: Option<&'static str>,
+}
+
+/// A distributed Map's ItemProcessor as the state machine its child executions run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildMachine {
+    /// The Map's `Label`, or its name: the child machine is `<parent>/<label>` and the
+    /// Map Run `mapRun:<parent>/<label>:<id>`.
+    pub label: String,
+    /// `ProcessorConfig.ExecutionType` is EXPRESS.
+    pub express: bool,
+    /// The ItemProcessor as a definition of its own, as DescribeStateMachineForExecution
+    /// shows it for a child.
+    pub definition: Arc<Value>,
+    pub machine: Arc<Machine>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -391,6 +408,17 @@ impl Machine {
         &self.lists[0]
     }
 
+    /// The child machine of the distributed Map whose ItemProcessor is list `processor`.
+    pub fn child_machine(&self, processor: usize) -> Option<&Arc<ChildMachine>> {
+        self.lists
+            .iter()
+            .flat_map(|l| &l.states)
+            .find_map(|s| match &s.kind {
+                Kind::Map(spec) if spec.processor == processor => spec.distributed.as_ref(),
+                _ => None,
+            })
+    }
+
     /// The first state (the machine's own first, then each nested list's) that uses
     /// JSONata, which the evaluator does not run yet.
     pub fn first_jsonata_state(&self) -> Option<&State> {
@@ -528,7 +556,7 @@ impl Machine {
             (Some(n), _) => Transition::Next(self.target(list, n, &format!("{loc}/Next"))?),
             _ => Transition::End,
         };
-        let kind = self.parse_kind(list, o, type_name, loc, ql, depth)?;
+        let kind = self.parse_kind(list, name, o, type_name, loc, ql, depth)?;
         let type_name = kind_name(&kind);
         let retry = match o.get("Retry") {
             None => Vec::new(),
@@ -561,9 +589,11 @@ impl Machine {
         })
     }
     /// The part of a state its Type decides.
+    #[allow(clippy::too_many_arguments)]
     fn parse_kind(
         &mut self,
         list: usize,
+        name: &str,
         o: &Map<String, Value>,
         type_name: &str,
         loc: &str,
@@ -581,7 +611,7 @@ impl Machine {
             "Task" => parse_task(o, loc, ql).map(|spec| Kind::Task(Box::new(spec))),
             "Parallel" => self.parse_parallel(o, loc, depth),
             "Map" => self
-                .parse_map(o, loc, ql, depth)
+                .parse_map(name, o, loc, ql, depth)
                 .map(|spec| Kind::Map(Box::new(spec))),
             other => Err(format!("{loc}/Type: unknown state type '{other}'")),
         }
@@ -653,6 +683,7 @@ impl Machine {
 
     fn parse_map(
         &mut self,
+        name: &str,
         o: &Map<String, Value>,
         loc: &str,
         ql: QueryLanguage,
@@ -663,13 +694,9 @@ impl Machine {
             (None, Some(p)) => (p, "Iterator"),
             _ => return Err(format!("{loc}: a Map state needs an ItemProcessor")),
         };
-        let distributed = proc_v
-            .get("ProcessorConfig")
-            .and_then(|c| c.get("Mode"))
-            .and_then(Value::as_str)
-            .is_some_and(|m| m == "DISTRIBUTED");
         // Nested states default to the machine's language, not this state's.
         let machine_ql = self.query_language;
+        let distributed = child_machine(name, o, proc_v, machine_ql, loc)?;
         let processor = self.parse_list(
             proc_v,
             &format!("{loc}/{proc_field}"),
@@ -828,6 +855,37 @@ fn parse_task(o: &Map<String, Value>, loc: &str, ql: QueryLanguage) -> Result<Ta
         timeout: amount("TimeoutSeconds")?,
         heartbeat: amount("HeartbeatSeconds")?,
     })
+}
+
+/// A distributed Map's ItemProcessor as a machine of its own, or None for an inline
+/// Map. Its states read the parent machine's QueryLanguage unless they say otherwise.
+fn child_machine(
+    name: &str,
+    o: &Map<String, Value>,
+    processor: &Value,
+    machine_ql: QueryLanguage,
+    loc: &str,
+) -> Result<Option<Arc<ChildMachine>>, String> {
+    let config = processor.get("ProcessorConfig");
+    let field = |f: &str| config.and_then(|c| c.get(f)).and_then(Value::as_str);
+    if field("Mode") != Some("DISTRIBUTED") {
+        return Ok(None);
+    }
+    let mut definition = processor.as_object().cloned().unwrap_or_default();
+    definition.remove("ProcessorConfig");
+    if machine_ql == QueryLanguage::Jsonata && !definition.contains_key("QueryLanguage") {
+        definition.insert("QueryLanguage".into(), Value::from("JSONata"));
+    }
+    let definition = Value::Object(definition);
+    let machine =
+        Machine::from_value(&definition).map_err(|e| format!("{loc}/ItemProcessor: {e}"))?;
+    let label = o.get("Label").and_then(Value::as_str).unwrap_or(name);
+    Ok(Some(Arc::new(ChildMachine {
+        label: label.to_string(),
+        express: field("ExecutionType") == Some("EXPRESS"),
+        definition: Arc::new(definition),
+        machine: Arc::new(machine),
+    })))
 }
 
 fn parse_batcher(v: &Value, loc: &str, ql: QueryLanguage) -> Result<Batcher, String> {

@@ -2,7 +2,7 @@
 //! at once, calling task handlers in-process and letting time pass on a [`Clock`].
 
 use crate::error::{names, Failure};
-use crate::eval::{Delivery, Effect, Execution, ExecutionInfo, Status, TaskCall};
+use crate::eval::{Delivery, Effect, Execution, ExecutionInfo, IterationCall, Status, TaskCall};
 use crate::history::HistoryEvent;
 use crate::host::Host;
 use crate::model::Machine;
@@ -138,7 +138,7 @@ fn fire_next_timer<C: Clock>(
 ) {
     let next = pending.iter().filter_map(|(id, e)| match e {
         Effect::Timer { until } => Some((*until, *id)),
-        Effect::Invoke(_) => None,
+        Effect::Invoke(_) | Effect::Iteration(_) => None,
     });
     let Some((until, id)) = next.min() else {
         // Nothing to wait for and not finished: an evaluator bug, reported as such.
@@ -197,6 +197,48 @@ fn invoke<C: Clock>(
     exec.deliver(id, delivery, host);
 }
 
+/// Runs a distributed Map's iteration to its end as a child execution of its own, as
+/// the Map Run would: its outcome is the iteration's.
+fn iterate<C: Clock>(
+    parent: &Execution,
+    call: &IterationCall,
+    handler: &mut dyn TaskHandler,
+    host: &mut RunHost<C>,
+) -> Delivery {
+    let Some(child) = parent.machine().child_machine(call.processor).cloned() else {
+        return Delivery::TaskFailed(Failure::runtime(format!(
+            "the Map state '{}' has no child machine",
+            call.state_name
+        )));
+    };
+    let name = host.random.uuid_v4();
+    let info = ExecutionInfo::new(
+        &call.child_machine_arn(),
+        &name,
+        &parent.info().role_arn,
+        child.express,
+        host.clock.now(),
+    );
+    let opts = RunOptions {
+        info: Some(info),
+        record_history: false,
+    };
+    let outcome = run(
+        child.machine.clone(),
+        call.input.clone(),
+        handler,
+        host,
+        opts,
+    );
+    match outcome.status {
+        Status::Succeeded => Delivery::TaskSucceeded(outcome.output.unwrap_or(Value::Null)),
+        _ => Delivery::TaskFailed(Failure {
+            error: outcome.error.unwrap_or_default(),
+            cause: outcome.cause,
+        }),
+    }
+}
+
 /// How an execution ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -225,9 +267,16 @@ pub fn run<C: Clock>(
     let mut exec = Execution::start(machine, input, info, opts.record_history, host);
     while exec.status() == Status::Running {
         let pending: Vec<(u64, Effect)> = exec.pending().map(|(id, e)| (id, e.clone())).collect();
-        match pending.iter().find(|(_, e)| matches!(e, Effect::Invoke(_))) {
+        let work = pending
+            .iter()
+            .find(|(_, e)| matches!(e, Effect::Invoke(_) | Effect::Iteration(_)));
+        match work {
             Some((id, Effect::Invoke(call))) => {
                 invoke(&mut exec, *id, call, handler, host, deadline)
+            }
+            Some((id, Effect::Iteration(call))) => {
+                let delivery = iterate(&exec, call, handler, host);
+                exec.deliver(*id, delivery, host);
             }
             _ => fire_next_timer(&mut exec, &pending, host, deadline),
         }

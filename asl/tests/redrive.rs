@@ -41,6 +41,7 @@ fn drive(
                 host.clock.0 = until;
                 Delivery::TimerFired
             }
+            Effect::Iteration(_) => panic!("these machines have no distributed Map"),
         };
         exec.deliver(id, d, host);
     }

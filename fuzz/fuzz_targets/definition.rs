@@ -74,6 +74,7 @@ fn run_bounded(machine: Arc<Machine>) {
         let delivery = match effect {
             Effect::Invoke(call) => Delivery::TaskSucceeded(call.payload.clone()),
             Effect::Timer { .. } => Delivery::TimerFired,
+            Effect::Iteration(call) => Delivery::TaskSucceeded(call.input.clone()),
         };
         exec.deliver(id, delivery, &mut host);
     }

@@ -518,6 +518,52 @@ impl StepFunctions for AwsStepFunctions {
         ))
     }
 
+    async fn list_map_runs(&self, input: ListMapRunsInput) -> Result<ListMapRunsOutput, ApiError> {
+        send!(
+            "ListMapRuns",
+            self.client
+                .list_map_runs()
+                .execution_arn(input.execution_arn)
+                .set_max_results(input.max_results)
+                .set_next_token(input.next_token)
+        )
+    }
+
+    async fn describe_map_run(
+        &self,
+        input: DescribeMapRunInput,
+    ) -> Result<DescribeMapRunOutput, ApiError> {
+        send!(
+            "DescribeMapRun",
+            self.client
+                .describe_map_run()
+                .map_run_arn(input.map_run_arn)
+        )
+    }
+
+    async fn update_map_run(
+        &self,
+        input: UpdateMapRunInput,
+    ) -> Result<UpdateMapRunOutput, ApiError> {
+        // The SDK's maxConcurrency is 32-bit: a larger value is refused here, naming it.
+        let narrow = |field: &str, n: Option<i64>| {
+            n.map(i32::try_from)
+                .transpose()
+                .map_err(|_| ApiError::validation(format!("{field} must be at most {}", i32::MAX)))
+        };
+        send!(
+            "UpdateMapRun",
+            self.client
+                .update_map_run()
+                .map_run_arn(input.map_run_arn)
+                .set_max_concurrency(narrow("maxConcurrency", input.max_concurrency)?)
+                .set_tolerated_failure_count(input.tolerated_failure_count)
+                .set_tolerated_failure_percentage(
+                    input.tolerated_failure_percentage.map(|p| p as f32)
+                )
+        )
+    }
+
     async fn test_state(&self, _: TestStateInput) -> Result<TestStateOutput, ApiError> {
         // TestState needs an IAM role to assume in the account: call it with the AWS
         // tools, or run it locally against `oms up`.

@@ -307,6 +307,21 @@ mod tests {
         async fn test_state(&self, _: TestStateInput) -> Result<TestStateOutput, ApiError> {
             nope()
         }
+        async fn list_map_runs(&self, _: ListMapRunsInput) -> Result<ListMapRunsOutput, ApiError> {
+            nope()
+        }
+        async fn describe_map_run(
+            &self,
+            _: DescribeMapRunInput,
+        ) -> Result<DescribeMapRunOutput, ApiError> {
+            nope()
+        }
+        async fn update_map_run(
+            &self,
+            _: UpdateMapRunInput,
+        ) -> Result<UpdateMapRunOutput, ApiError> {
+            nope()
+        }
     }
 
     struct Reply {

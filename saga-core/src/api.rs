@@ -1318,6 +1318,133 @@ impl ApiError {
 }
 
 // ---------------------------------------------------------------------------------------
+// Map Runs (distributed Map)
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MapRunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Aborted,
+}
+
+impl MapRunStatus {
+    pub fn parse(s: &str) -> Option<MapRunStatus> {
+        match s {
+            "RUNNING" => Some(MapRunStatus::Running),
+            "SUCCEEDED" => Some(MapRunStatus::Succeeded),
+            "FAILED" => Some(MapRunStatus::Failed),
+            "ABORTED" => Some(MapRunStatus::Aborted),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListMapRunsInput {
+    pub execution_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListMapRunsOutput {
+    pub map_runs: Vec<MapRunListItem>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MapRunListItem {
+    pub execution_arn: String,
+    pub map_run_arn: String,
+    pub state_machine_arn: String,
+    #[serde(with = "epoch_seconds")]
+    pub start_date: DateTime<Utc>,
+    #[serde(
+        default,
+        with = "epoch_seconds::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stop_date: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeMapRunInput {
+    pub map_run_arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DescribeMapRunOutput {
+    pub map_run_arn: String,
+    pub execution_arn: String,
+    pub status: MapRunStatus,
+    #[serde(with = "epoch_seconds")]
+    pub start_date: DateTime<Utc>,
+    #[serde(
+        default,
+        with = "epoch_seconds::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stop_date: Option<DateTime<Utc>>,
+    pub max_concurrency: i64,
+    pub tolerated_failure_percentage: f64,
+    pub tolerated_failure_count: i64,
+    pub item_counts: MapRunCounts,
+    pub execution_counts: MapRunCounts,
+    #[serde(default)]
+    pub redrive_count: i32,
+    #[serde(
+        default,
+        with = "epoch_seconds::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub redrive_date: Option<DateTime<Utc>>,
+}
+
+/// DescribeMapRun's `itemCounts` and `executionCounts`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MapRunCounts {
+    pub pending: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub timed_out: i64,
+    pub aborted: i64,
+    pub total: i64,
+    pub results_written: i64,
+    #[serde(default)]
+    pub failures_not_redrivable: i64,
+    #[serde(default)]
+    pub pending_redrive: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateMapRunInput {
+    pub map_run_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerated_failure_percentage: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerated_failure_count: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateMapRunOutput {}
+
+// ---------------------------------------------------------------------------------------
 // The trait
 // ---------------------------------------------------------------------------------------
 
@@ -1415,6 +1542,15 @@ pub trait StepFunctions: Send + Sync {
         input: GetActivityTaskInput,
     ) -> Result<GetActivityTaskOutput, ApiError>;
     async fn test_state(&self, input: TestStateInput) -> Result<TestStateOutput, ApiError>;
+    async fn list_map_runs(&self, input: ListMapRunsInput) -> Result<ListMapRunsOutput, ApiError>;
+    async fn describe_map_run(
+        &self,
+        input: DescribeMapRunInput,
+    ) -> Result<DescribeMapRunOutput, ApiError>;
+    async fn update_map_run(
+        &self,
+        input: UpdateMapRunInput,
+    ) -> Result<UpdateMapRunOutput, ApiError>;
 }
 
 #[cfg(test)]

@@ -97,6 +97,9 @@ operations! {
     "ListActivities" => list_activities(api::ListActivitiesInput);
     "GetActivityTask" => get_activity_task(api::GetActivityTaskInput);
     "TestState" => test_state(api::TestStateInput);
+    "ListMapRuns" => list_map_runs(api::ListMapRunsInput);
+    "DescribeMapRun" => describe_map_run(api::DescribeMapRunInput);
+    "UpdateMapRun" => update_map_run(api::UpdateMapRunInput);
 }
 
 fn to_json<T: serde::Serialize>(output: T) -> Result<Value, ApiError> {
@@ -347,6 +350,21 @@ mod tests {
             nope()
         }
         async fn test_state(&self, _: TestStateInput) -> Result<TestStateOutput, ApiError> {
+            nope()
+        }
+        async fn list_map_runs(&self, _: ListMapRunsInput) -> Result<ListMapRunsOutput, ApiError> {
+            nope()
+        }
+        async fn describe_map_run(
+            &self,
+            _: DescribeMapRunInput,
+        ) -> Result<DescribeMapRunOutput, ApiError> {
+            nope()
+        }
+        async fn update_map_run(
+            &self,
+            _: UpdateMapRunInput,
+        ) -> Result<UpdateMapRunOutput, ApiError> {
             nope()
         }
     }

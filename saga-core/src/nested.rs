@@ -25,13 +25,15 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 /// The Task of another execution that started an execution.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Parent {
     pub execution_arn: String,
     pub effect_id: EffectId,
     /// Started with `.sync` or `.sync:2`: the parent waits for it, and stopping the
     /// parent stops it.
     pub sync: bool,
+    /// For a distributed Map's child: its iteration, naming its Map Run.
+    pub map_run: Option<Box<asl::eval::IterationCall>>,
 }
 
 /// What the runtime needs of the service to run nested executions: starting one
@@ -155,6 +157,7 @@ pub(crate) async fn start(
         execution_arn: parent_arn.to_string(),
         effect_id: id,
         sync: matches!(wait, Wait::Closed { .. }),
+        map_run: None,
     };
     executions
         .start_child(&request.machine_arn, request.name, request.input, parent)

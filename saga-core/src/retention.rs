@@ -104,6 +104,14 @@ fn delete(c: &rusqlite::Connection, ids: &[(i64, String)]) -> Result<u64, StoreE
         // will not be waited for by a closed parent.
         c.prepare_cached("DELETE FROM children WHERE child_arn = ?1 OR parent_arn = ?1")?
             .execute([arn])?;
+        // Its Map Runs and their links to their children, and its own link to a Map Run.
+        c.prepare_cached(
+            "DELETE FROM map_run_children WHERE child_arn = ?1 \
+             OR map_run_arn IN (SELECT arn FROM map_runs WHERE execution_arn = ?1)",
+        )?
+        .execute([arn])?;
+        c.prepare_cached("DELETE FROM map_runs WHERE execution_arn = ?1")?
+            .execute([arn])?;
         c.prepare_cached("DELETE FROM mocked_executions WHERE arn = ?1")?
             .execute([arn])?;
         deleted += 1;

@@ -10,6 +10,7 @@
 //! in flight are invoked again (at least once, as Lambda is), tokens stay valid.
 
 mod children;
+mod map_runs;
 use crate::api::{ExecutionStatus, StateMachineType};
 use crate::store::{ExecutionStore, StoreError};
 use asl::eval::{
@@ -193,6 +194,9 @@ struct Live {
     task_rows: HashMap<EffectId, String>,
     /// The sleeping tasks that watch this execution's deadlines.
     watchers: Watchers,
+    /// Map Runs that ended (failed, or with the execution) in the last committed step,
+    /// whose running children are to be stopped.
+    map_runs_to_stop: Vec<String>,
 }
 
 impl Live {
@@ -207,6 +211,7 @@ impl Live {
             stop_date: None,
             task_rows,
             watchers: Watchers::default(),
+            map_runs_to_stop: Vec::new(),
         }))
     }
 }
@@ -501,7 +506,7 @@ impl Runtime {
                 )?;
                 insert_events(c, &row.arn, &events)?;
                 insert_tasks(c, &row.arn, &tasks)?;
-                insert_links(c, &row.arn, parent.as_ref(), test_case.as_deref())?;
+                insert_links(c, &row, parent.as_ref(), test_case.as_deref())?;
                 Ok(())
             })
             .await
@@ -592,6 +597,12 @@ impl Runtime {
                     let token = live.task_rows.get(&id).cloned();
                     let watchers = self.perform_task(arn, id, *call, token);
                     live.watchers.watch(id, watchers);
+                }
+                Effect::Iteration(call) => {
+                    let child = live.exec.machine().child_machine(call.processor).cloned();
+                    let role = live.exec.info().role_arn.clone();
+                    let watcher = self.perform_iteration(arn, role, id, *call, child);
+                    live.watchers.watch(id, vec![watcher]);
                 }
             }
         }
@@ -826,6 +837,9 @@ impl Runtime {
     }
 
     fn after_step(self: &Arc<Self>, arn: &str, live: &mut Live) {
+        for run in std::mem::take(&mut live.map_runs_to_stop) {
+            self.stop_map_run_children(&run);
+        }
         if live.exec.status() == Status::Running {
             self.perform_effects(arn, live);
         } else {
@@ -892,8 +906,10 @@ impl Runtime {
         // One instant for the row, so StopExecution can answer with what is stored.
         let stop_date = stop_date_if_done(status);
         live.stop_date = stop_date;
+        let map_run_ends = live.exec.take_map_run_ends();
         let arn = arn.to_string();
-        self.store
+        let to_stop = self
+            .store
             .write(move |c| {
                 // A step that leaves the execution running changes nothing in its row
                 // (a redrive, which brings it back to RUNNING, does): skip the update.
@@ -928,9 +944,12 @@ impl Runtime {
                 for t in &gone {
                     c.prepare_cached("DELETE FROM tasks WHERE token = ?1")?.execute([t])?;
                 }
-                Ok(())
+                let ended = status != ExecutionStatus::Running;
+                Ok(map_runs::record_ends(c, &arn, &map_run_ends, ended, map_runs::now_s())?)
             })
-            .await
+            .await?;
+        live.map_runs_to_stop = to_stop;
+        Ok(())
     }
 
     /// StopExecution.
@@ -1146,6 +1165,7 @@ impl Runtime {
             stop_date: None,
             task_rows: HashMap::new(),
             watchers: Watchers::default(),
+            map_runs_to_stop: Vec::new(),
         }));
         let mut guard = cell.clone().lock_owned().await;
         if !self.register(arn, &cell) {
@@ -1326,7 +1346,7 @@ fn new_task_rows(exec: &Execution, existing: &HashMap<EffectId, String>) -> Vec<
                     heartbeat_seconds: call.heartbeat_seconds,
                 })
             }
-            Effect::Timer { .. } => None,
+            Effect::Timer { .. } | Effect::Iteration(_) => None,
         })
         .collect()
 }
@@ -1381,10 +1401,11 @@ fn event_rows(events: Vec<HistoryEvent>) -> Vec<EventRow> {
 /// nested execution) and the test case it runs (mocked).
 fn insert_links(
     c: &rusqlite::Connection,
-    arn: &str,
+    row: &ExecutionRecord,
     parent: Option<&crate::nested::Parent>,
     test_case: Option<&str>,
 ) -> Result<(), StoreError> {
+    let arn = &row.arn;
     if let Some(case) = test_case {
         c.execute(
             "INSERT INTO mocked_executions (arn, test_case) VALUES (?1, ?2)",
@@ -1396,6 +1417,9 @@ fn insert_links(
             "INSERT INTO children (child_arn, parent_arn, effect_id, sync) VALUES (?1, ?2, ?3, ?4)",
             params![arn, p.execution_arn, p.effect_id as i64, p.sync],
         )?;
+        if let Some(call) = &p.map_run {
+            map_runs::insert_link(c, arn, &p.execution_arn, call, row.start_date)?;
+        }
     }
     Ok(())
 }

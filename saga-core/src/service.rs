@@ -2,6 +2,8 @@
 //! implements [`StepFunctions`] over the SQLite store and [`Runtime`].
 
 use crate::api::*;
+
+mod map_runs;
 use crate::nested::{Executions, Parent};
 use crate::runtime::{epoch, from_epoch, ExecutionRecord, NewExecution, Runtime, RuntimeError};
 use crate::store::StoreError;
@@ -724,6 +726,7 @@ impl StepFunctions for LocalStepFunctions {
         input: DescribeExecutionInput,
     ) -> Result<DescribeExecutionOutput, ApiError> {
         let r = self.execution_row(&input.execution_arn)?;
+        let map_run_arn = map_runs::of_child(self, &r.arn)?;
         let include = input.included_data != Some(IncludedData::MetadataOnly);
         let redrivable = r.status.is_redrivable() && r.machine_type == StateMachineType::Standard;
         Ok(DescribeExecutionOutput {
@@ -741,6 +744,7 @@ impl StepFunctions for LocalStepFunctions {
             output_details: Some(CloudWatchEventsExecutionDataDetails {
                 included: Some(include),
             }),
+            map_run_arn,
             error: r.error,
             cause: r.cause,
             redrive_count: Some(r.redrive_count as i32),
@@ -771,12 +775,20 @@ impl StepFunctions for LocalStepFunctions {
             .next()
             .unwrap_or_default()
             .to_string();
+        // A Map Run's child runs the Map's ItemProcessor, named `<machine>/<label>`.
+        let map_run_arn = map_runs::of_child(self, &r.arn)?;
+        let label = map_run_arn
+            .as_ref()
+            .and_then(|_| name.split_once('/'))
+            .map(|(_, label)| label.to_string());
         Ok(DescribeStateMachineForExecutionOutput {
             state_machine_arn: r.state_machine_arn,
             name,
             definition: r.definition,
             role_arn: r.role_arn,
             update_date: from_epoch(r.start_date),
+            map_run_arn,
+            label,
             ..Default::default()
         })
     }
@@ -785,12 +797,27 @@ impl StepFunctions for LocalStepFunctions {
         &self,
         input: ListExecutionsInput,
     ) -> Result<ListExecutionsOutput, ApiError> {
-        let Some(machine_arn) = input.state_machine_arn.clone() else {
-            return Err(ApiError::validation(
-                "Must provide a StateMachine ARN or MapRun ARN",
-            ));
+        // The executions of a state machine, or the children of a Map Run.
+        let (filter, key, map_run) = match (&input.state_machine_arn, &input.map_run_arn) {
+            (Some(machine_arn), None) => {
+                self.machine_row(machine_arn)?;
+                ("e.state_machine_arn = ?1", machine_arn.clone(), None)
+            }
+            (None, Some(run)) => {
+                map_runs::row(self, run)?;
+                (map_runs::CHILDREN_FILTER, run.clone(), Some(run.clone()))
+            }
+            (Some(_), Some(_)) => {
+                return Err(ApiError::validation(
+                    "Only one of StateMachine ARN or MapRun ARN may be provided",
+                ))
+            }
+            (None, None) => {
+                return Err(ApiError::validation(
+                    "Must provide a StateMachine ARN or MapRun ARN",
+                ))
+            }
         };
-        self.machine_row(&machine_arn)?;
         let (offset, limit) = page(&input.next_token, input.max_results, 100)?;
         let status = input.status_filter.map(|s| s.as_str().to_string());
         let redriven = input
@@ -798,12 +825,12 @@ impl StepFunctions for LocalStepFunctions {
             .map(|f| f == ExecutionRedriveFilter::Redriven);
         let rows: Vec<ExecutionRecord> = self.read(|c| {
             let mut st = c.prepare(&format!(
-                "{} WHERE e.state_machine_arn = ?1 AND (?2 IS NULL OR e.status = ?2)
+                "{} WHERE {filter} AND (?2 IS NULL OR e.status = ?2)
                  AND (?3 IS NULL OR (?3 = 1 AND e.redrive_count > 0) OR (?3 = 0 AND e.redrive_count = 0))
                  ORDER BY e.start_date DESC, e.arn LIMIT ?4 OFFSET ?5",
                 ExecutionRecord::SELECT
             ))?;
-            let rows = st.query_map(params![machine_arn, status, redriven, limit + 1, offset], ExecutionRecord::from_row)?;
+            let rows = st.query_map(params![key, status, redriven, limit + 1, offset], ExecutionRecord::from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })?;
         let next_token = next_page(offset, limit, rows.len());
@@ -820,6 +847,8 @@ impl StepFunctions for LocalStepFunctions {
                     stop_date: r.stop_date.map(from_epoch),
                     redrive_count: Some(r.redrive_count as i32),
                     redrive_date: r.redrive_date.map(from_epoch),
+                    // AWS names the Map Run only when the list was asked by it.
+                    map_run_arn: map_run.clone(),
                     ..Default::default()
                 })
                 .collect(),
@@ -1139,6 +1168,24 @@ impl StepFunctions for LocalStepFunctions {
                 .map_err(|_| ApiError::validation("retrierRetryCount must not be negative"))?;
         }
         Ok(test_state_output(run_test_state(&req)?))
+    }
+
+    async fn list_map_runs(&self, input: ListMapRunsInput) -> Result<ListMapRunsOutput, ApiError> {
+        map_runs::list(self, input)
+    }
+
+    async fn describe_map_run(
+        &self,
+        input: DescribeMapRunInput,
+    ) -> Result<DescribeMapRunOutput, ApiError> {
+        map_runs::describe(self, &input.map_run_arn)
+    }
+
+    async fn update_map_run(
+        &self,
+        input: UpdateMapRunInput,
+    ) -> Result<UpdateMapRunOutput, ApiError> {
+        map_runs::update(self, input).await
     }
 }
 

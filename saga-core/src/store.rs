@@ -132,6 +132,27 @@ CREATE TABLE IF NOT EXISTS children (
     sync INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS children_by_parent ON children (parent_arn, effect_id);
+-- A distributed Map's Map Run (runtime/map_runs.rs), written with its first child
+-- execution; its status changes in the step of the parent that ends it.
+CREATE TABLE IF NOT EXISTS map_runs (
+    arn TEXT PRIMARY KEY,
+    execution_arn TEXT NOT NULL,
+    state_machine_arn TEXT NOT NULL,
+    status TEXT NOT NULL,
+    start_date REAL NOT NULL,
+    stop_date REAL,
+    max_concurrency INTEGER NOT NULL,
+    tolerated_failure_count REAL,
+    tolerated_failure_percentage REAL,
+    item_count INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS map_runs_by_execution ON map_runs (execution_arn, start_date);
+CREATE TABLE IF NOT EXISTS map_run_children (
+    child_arn TEXT PRIMARY KEY,
+    map_run_arn TEXT NOT NULL,
+    item_index INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS map_run_children_by_run ON map_run_children (map_run_arn, item_index);
 -- Executions started as a test case of the mock configuration (mock.rs): `ARN#Case`.
 CREATE TABLE IF NOT EXISTS mocked_executions (
     arn TEXT PRIMARY KEY,

@@ -108,6 +108,18 @@ def wait_event(sfn, arn, event_type, timeout=20.0):
         time.sleep(0.05)
 
 
+def wait_executions(sfn, timeout=20.0, **list_args):
+    """The executions ListExecutions answers once there are any: a nested child or a
+    Map Run's child is started by a task of its own, just after the parent's step."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = sfn.list_executions(**list_args)["executions"]
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no executions for {list_args} within {timeout} s")
+
+
 def error_code(excinfo):
     return excinfo.value.response["Error"]["Code"]
 

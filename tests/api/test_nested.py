@@ -5,7 +5,7 @@ with the output shapes AWS gives, its error names, stopping, and a restart mid-w
 import json
 import time
 
-from helpers import create_machine, history, unique, wait_event, wait_status
+from helpers import create_machine, history, unique, wait_event, wait_executions, wait_status
 
 START = "arn:aws:states:::states:startExecution"
 
@@ -103,7 +103,7 @@ def test_wait_for_task_token_hands_the_token_to_the_child(sfn):
         "End": True}}})
     arn = sfn.start_execution(stateMachineArn=m, input="{}")["executionArn"]
     wait_event(sfn, arn, "TaskStarted")
-    children = sfn.list_executions(stateMachineArn=ok)["executions"]
+    children = wait_executions(sfn, stateMachineArn=ok)
     token = None
     for c in children:
         got = json.loads(sfn.describe_execution(executionArn=c["executionArn"])["input"])
@@ -121,7 +121,7 @@ def test_stopping_a_parent_stops_its_sync_child(sfn):
             "StateMachineArn": waits, "Name": unique("child")}, "End": True}}})
     arn = sfn.start_execution(stateMachineArn=m, input="{}")["executionArn"]
     wait_event(sfn, arn, "TaskStarted")
-    child = sfn.list_executions(stateMachineArn=waits, statusFilter="RUNNING")["executions"]
+    child = wait_executions(sfn, stateMachineArn=waits, statusFilter="RUNNING")
     assert len(child) == 1, child
     sfn.stop_execution(executionArn=arn, error="Test.Stop")
     assert wait_status(sfn, arn)["status"] == "ABORTED"

@@ -71,7 +71,11 @@ impl Runtime {
 
     /// The child a parent's task started before (found again after a restart), with
     /// its start date.
-    fn child_of(&self, parent_arn: &str, id: EffectId) -> Option<(String, DateTime<Utc>)> {
+    pub(super) fn child_of(
+        &self,
+        parent_arn: &str,
+        id: EffectId,
+    ) -> Option<(String, DateTime<Utc>)> {
         let parent = parent_arn.to_string();
         self.store()
             .read(move |c| {
@@ -107,7 +111,7 @@ impl Runtime {
     /// Waits until an execution has closed and returns its description. Polls the
     /// store as well as waiting for the end signal: a child resumed after a restart
     /// may not be live yet when its parent starts waiting.
-    async fn wait_closed(
+    pub(super) async fn wait_closed(
         &self,
         executions: &dyn Executions,
         child_arn: &str,
