@@ -142,10 +142,25 @@ impl IterationCall {
     }
 }
 
+/// A distributed Map's ItemReader: the driver reads the items from S3 (see
+/// [`crate::item_reader`]) and answers with them as an array (`TaskSucceeded`), or
+/// with `States.ItemReaderFailed`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReadCall {
+    pub state_name: String,
+    /// The ItemReader field as written.
+    pub reader: Value,
+    /// Its Parameters, rendered (Bucket, Key or Prefix, ...).
+    pub parameters: Value,
+    /// MaxItems, or what MaxItemsPath selected; None for no limit.
+    pub max_items: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Effect {
     Invoke(Box<TaskCall>),
     Iteration(Box<IterationCall>),
+    ReadItems(Box<ReadCall>),
     /// Deliver [`Delivery::TimerFired`] at or after this time.
     Timer {
         until: DateTime<Utc>,
@@ -911,6 +926,10 @@ enum Phase {
     Iteration {
         effect: EffectId,
     },
+    /// A distributed Map waiting for its ItemReader's items.
+    Reading {
+        effect: EffectId,
+    },
 }
 
 /// The children of a Parallel or Map state and how far they have got.
@@ -988,6 +1007,8 @@ enum Step {
         assigned: Option<Map<String, Value>>,
     },
     Fanout(Box<Fanout>),
+    /// A distributed Map's items are to be read first.
+    ReadItems(Box<ReadCall>),
     /// A Map failed after it started (MapStateStarted with this many items).
     MapStartedError(usize, Failure),
     Blocked,
@@ -1190,6 +1211,12 @@ impl Core {
                 }
             }
             Step::Fanout(fan) => self.start_fanout(frame, state, fan, host),
+            Step::ReadItems(call) => {
+                let id = self.effect(Effect::ReadItems(call));
+                if let Some(c) = frame.cursor.as_mut() {
+                    c.phase = Phase::Reading { effect: id };
+                }
+            }
         }
     }
 
@@ -1477,6 +1504,41 @@ impl Core {
                 });
             }
         }
+    }
+
+    /// A distributed Map whose ItemReader answered: it starts over `items`.
+    fn map_with_items(
+        ident: &Ident,
+        frame: &mut Frame,
+        state: &State,
+        items: Vec<Value>,
+        host: &mut dyn Host,
+    ) -> Step {
+        let Kind::Map(spec) = &state.kind else {
+            return Step::Error(Failure::runtime(
+                "items were read for a state that is no Map",
+            ));
+        };
+        let Frame {
+            vars,
+            map_item,
+            cursor,
+            ..
+        } = frame;
+        let Some(cursor) = cursor.as_mut() else {
+            return Step::Blocked;
+        };
+        let mut scope = Scope {
+            ident,
+            vars,
+            map_item: map_item.as_ref(),
+            state,
+            entered_time: cursor.entered_time,
+            retry_count: cursor.retry_count,
+            task_token: None,
+            host,
+        };
+        act_map_on(&mut scope, &cursor.input, spec, Some(items))
     }
 
     /// Decides what the state at the cursor does. Reads the frame; changes nothing but
@@ -1785,17 +1847,55 @@ fn act_parallel(scope: &mut Scope, input: &Value, branches: &[usize]) -> Step {
     )))
 }
 
-/// A Map state starts its iterations (or batches).
+/// A Map state starts its iterations (or batches); one with an ItemReader has its
+/// items read first.
 fn act_map(scope: &mut Scope, input: &Value, spec: &MapSpec) -> Step {
-    let state = scope.state;
     if let Some(field) = spec.needs_s3 {
         return Step::Error(Failure::runtime(format!(
             "The Map state's {field} works on Amazon S3, which this engine cannot reach; \
              pass the items in the state input (ItemsPath) instead."
         )));
     }
+    match &spec.item_reader {
+        Some(reader) => read_items(scope, input, spec, reader),
+        None => act_map_on(scope, input, spec, None),
+    }
+}
+
+/// The ItemReader's request: its Parameters rendered, its MaxItems resolved.
+fn read_items(scope: &mut Scope, input: &Value, spec: &MapSpec, reader: &Value) -> Step {
+    let effective = tryf!(scope.io_path(&scope.state.input_path, input.clone()));
+    let parameters = match &spec.item_reader_parameters {
+        Some(p) => tryf!(scope.render(p, &effective)),
+        None => Value::Object(Map::new()),
+    };
+    let format = tryf!(crate::item_reader::reader_format(reader).map_err(Failure::runtime));
+    let max_items = match format.max_items {
+        crate::item_reader::MaxItems::Unlimited => None,
+        crate::item_reader::MaxItems::Count(n) => Some(n),
+        crate::item_reader::MaxItems::Path(p) => {
+            let path = tryf!(JsonPath::parse(&p).map_err(Failure::runtime));
+            let v = tryf!(scope.path_value(&path, &effective));
+            Some(tryf!(path_integer(&v, "MaxItemsPath", &path)).max(0) as u64)
+        }
+    };
+    Step::ReadItems(Box::new(ReadCall {
+        state_name: scope.state.name.clone(),
+        reader: reader.clone(),
+        parameters,
+        max_items,
+    }))
+}
+
+/// A Map state starts its iterations over `read` (its ItemReader's items) or over
+/// what ItemsPath selects.
+fn act_map_on(scope: &mut Scope, input: &Value, spec: &MapSpec, read: Option<Vec<Value>>) -> Step {
+    let state = scope.state;
     let effective = tryf!(scope.io_path(&state.input_path, input.clone()));
-    let items = tryf!(map_items(scope, spec, &effective));
+    let items = match read {
+        Some(items) => items,
+        None => tryf!(map_items(scope, spec, &effective)),
+    };
     // Unlike the tolerated-failure fields, MaxConcurrencyPath is read before the Map
     // starts.
     let max_concurrency = tryf!(map_max_concurrency(scope, spec, &effective));
@@ -2186,6 +2286,15 @@ impl Core {
                 );
             }
             (Phase::Backoff { effect }, Delivery::TimerFired) if effect == id => {}
+            (Phase::Reading { effect }, Delivery::TaskSucceeded(Value::Array(items)))
+                if effect == id =>
+            {
+                let step = Self::map_with_items(&self.ident, frame, state, items, host);
+                self.conclude(frame, state, step, host);
+            }
+            (Phase::Reading { effect }, Delivery::TaskFailed(f)) if effect == id => {
+                self.conclude(frame, state, Step::Failed(f), host);
+            }
             (Phase::Iteration { effect }, delivery) if effect == id => {
                 // The child execution's outcome is the iteration's; the cursor stays
                 // (back at Enter) so that a redrive can run a failed one again.

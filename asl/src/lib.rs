@@ -13,6 +13,7 @@ pub mod host;
 pub mod intrinsics;
 pub mod item_reader;
 pub mod jsonpath;
+pub mod map_reader;
 pub mod model;
 pub mod resource;
 pub mod runner;

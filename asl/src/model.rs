@@ -207,8 +207,13 @@ pub struct MapSpec {
     pub distributed: Option<Arc<ChildMachine>>,
     /// Groups items into batches, each child getting `{"Items": [...], "BatchInput"}`.
     pub batcher: Option<Batcher>,
-    /// A field that needs Amazon S3 (ItemReader, ResultWriter), which the engine cannot
-    /// reach: the state fails saying so rather than running on the wrong items.
+    /// The ItemReader field as written (checked by `item_reader::reader_format`): the
+    /// driver reads the items (`Effect::ReadItems`).
+    pub item_reader: Option<Value>,
+    /// The ItemReader's Parameters, rendered against the state's input.
+    pub item_reader_parameters: Option<Template>,
+    /// A field that needs Amazon S3 (ResultWriter), which the engine cannot reach: the
+    /// state fails saying so rather than dropping the results.
     pub needs_s3: Option<&'static str>,
 }
 
@@ -723,9 +728,21 @@ impl Machine {
                 None => None,
                 Some(b) => Some(parse_batcher(b, &format!("{loc}/ItemBatcher"), ql)?),
             },
-            needs_s3: ["ItemReader", "ResultWriter"]
-                .into_iter()
-                .find(|f| o.contains_key(*f)),
+            item_reader: match o.get("ItemReader") {
+                None => None,
+                Some(r) => {
+                    crate::item_reader::reader_format(r).map_err(|e| format!("{loc}/{e}"))?;
+                    Some(r.clone())
+                }
+            },
+            item_reader_parameters: match o.get("ItemReader").and_then(|r| r.get("Parameters")) {
+                None => None,
+                Some(p) => Some(
+                    Template::compile(p)
+                        .map_err(|e| format!("{e} at {loc}/ItemReader/Parameters"))?,
+                ),
+            },
+            needs_s3: ["ResultWriter"].into_iter().find(|f| o.contains_key(*f)),
         })
     }
 

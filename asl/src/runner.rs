@@ -138,7 +138,7 @@ fn fire_next_timer<C: Clock>(
 ) {
     let next = pending.iter().filter_map(|(id, e)| match e {
         Effect::Timer { until } => Some((*until, *id)),
-        Effect::Invoke(_) | Effect::Iteration(_) => None,
+        Effect::Invoke(_) | Effect::Iteration(_) | Effect::ReadItems(_) => None,
     });
     let Some((until, id)) = next.min() else {
         // Nothing to wait for and not finished: an evaluator bug, reported as such.
@@ -269,13 +269,22 @@ pub fn run<C: Clock>(
         let pending: Vec<(u64, Effect)> = exec.pending().map(|(id, e)| (id, e.clone())).collect();
         let work = pending
             .iter()
-            .find(|(_, e)| matches!(e, Effect::Invoke(_) | Effect::Iteration(_)));
+            .find(|(_, e)| !matches!(e, Effect::Timer { .. }));
         match work {
             Some((id, Effect::Invoke(call))) => {
                 invoke(&mut exec, *id, call, handler, host, deadline)
             }
             Some((id, Effect::Iteration(call))) => {
                 let delivery = iterate(&exec, call, handler, host);
+                exec.deliver(*id, delivery, host);
+            }
+            Some((id, Effect::ReadItems(call))) => {
+                // The reader's S3 requests go to the handler, as any task's would.
+                let read = crate::map_reader::read(call, &mut |c| handler.call(&c).result);
+                let delivery = match read {
+                    Ok(items) => Delivery::TaskSucceeded(Value::Array(items)),
+                    Err(f) => Delivery::TaskFailed(f),
+                };
                 exec.deliver(*id, delivery, host);
             }
             _ => fire_next_timer(&mut exec, &pending, host, deadline),

@@ -41,7 +41,9 @@ fn drive(
                 host.clock.0 = until;
                 Delivery::TimerFired
             }
-            Effect::Iteration(_) => panic!("these machines have no distributed Map"),
+            Effect::Iteration(_) | Effect::ReadItems(_) => {
+                panic!("these machines have no distributed Map")
+            }
         };
         exec.deliver(id, d, host);
     }

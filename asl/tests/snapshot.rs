@@ -67,7 +67,9 @@ fn run(roundtrip: bool) -> (Value, Vec<String>) {
                 host.clock.0 = until;
                 Delivery::TimerFired
             }
-            Effect::Iteration(_) => panic!("these machines have no distributed Map"),
+            Effect::Iteration(_) | Effect::ReadItems(_) => {
+                panic!("these machines have no distributed Map")
+            }
         };
         exec.deliver(id, delivery, &mut host);
         events.extend(exec.take_new_events().iter().map(|e| e.kind.to_string()));

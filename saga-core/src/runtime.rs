@@ -604,6 +604,10 @@ impl Runtime {
                     let watcher = self.perform_iteration(arn, role, id, *call, child);
                     live.watchers.watch(id, vec![watcher]);
                 }
+                Effect::ReadItems(call) => {
+                    let watcher = self.perform_read(arn, id, *call);
+                    live.watchers.watch(id, vec![watcher]);
+                }
             }
         }
     }
@@ -1346,7 +1350,7 @@ fn new_task_rows(exec: &Execution, existing: &HashMap<EffectId, String>) -> Vec<
                     heartbeat_seconds: call.heartbeat_seconds,
                 })
             }
-            Effect::Timer { .. } | Effect::Iteration(_) => None,
+            Effect::Timer { .. } | Effect::Iteration(_) | Effect::ReadItems(_) => None,
         })
         .collect()
 }

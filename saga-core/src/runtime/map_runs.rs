@@ -15,7 +15,7 @@ use super::{epoch, NewExecution, Runtime, RuntimeError, SystemHost};
 use crate::api::ExecutionStatus;
 use crate::nested::Parent;
 use asl::error::names;
-use asl::eval::{EffectId, IterationCall, MapRunEnd, MapRunUpdate};
+use asl::eval::{EffectId, IterationCall, MapRunEnd, MapRunUpdate, ReadCall};
 use asl::model::ChildMachine;
 use asl::{Delivery, Failure};
 use rusqlite::params;
@@ -53,6 +53,39 @@ impl Runtime {
             };
             // Detached: the delivery ends this task's effect, which aborts this task.
             tokio::spawn(async move { rt.deliver(&parent_arn, id, delivery).await });
+        });
+        task.abort_handle()
+    }
+
+    /// Reads a distributed Map's items (its ItemReader) and delivers them. The S3
+    /// requests go through the invoker, as the machine's own S3 Tasks do; the reading
+    /// procedure is synchronous, so it runs on a blocking thread.
+    pub(crate) fn perform_read(
+        self: &Arc<Self>,
+        arn: String,
+        id: EffectId,
+        call: ReadCall,
+    ) -> tokio::task::AbortHandle {
+        let rt = self.clone();
+        let task = tokio::spawn(async move {
+            let invoker = rt.invoker.clone();
+            let reader_arn = arn.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let handle = tokio::runtime::Handle::current();
+                asl::map_reader::read(&call, &mut |c| {
+                    handle.block_on(invoker.invoke(&reader_arn, &c))
+                })
+            })
+            .await;
+            let delivery = match read {
+                Ok(Ok(items)) => Delivery::TaskSucceeded(serde_json::Value::Array(items)),
+                Ok(Err(f)) => Delivery::TaskFailed(f),
+                Err(e) => {
+                    Delivery::TaskFailed(Failure::runtime(format!("the ItemReader stopped: {e}")))
+                }
+            };
+            // Detached: the delivery ends this task's effect, which aborts this task.
+            tokio::spawn(async move { rt.deliver(&arn, id, delivery).await });
         });
         task.abort_handle()
     }
