@@ -171,6 +171,17 @@ impl ConfiguredInvoker {
         })
     }
 
+    /// The EventBridge connections HTTP Tasks authorize with (oms.toml's
+    /// `[[connections]]`), checked and their `env:` secrets read now.
+    pub fn with_connections(
+        mut self,
+        connections: &[crate::integrations::ConnectionConfig],
+    ) -> Result<Self, String> {
+        let checked = crate::integrations::Connections::new(connections)?;
+        self.aws = crate::integrations::AwsServices::new(checked);
+        Ok(self)
+    }
+
     /// The region and account bare function names belong to.
     pub fn in_account(mut self, server: &ServerConfig) -> Self {
         self.function_arn_prefix = format!(
@@ -263,9 +274,17 @@ impl Invoker for ConfiguredInvoker {
         if let Some(r) = rule.filter(|r| !r.admits(execution_arn)) {
             return Err(not_allowed(execution_arn, call, r));
         }
+        // An HTTP Task calls its ApiEndpoint unless a builtin or Lambda rule takes it
+        // (an aws_endpoint rule's region still names the region it runs in).
+        let http_task = crate::integrations::is_http_task(call);
         match rule.map(|r| &r.destination) {
             Some(Destination::Builtin(h)) => h.call(call).await,
             Some(Destination::Lambda(endpoint)) => self.invoke_lambda(endpoint, call).await,
+            Some(Destination::Aws { region, .. }) if http_task => {
+                let region = region.as_deref().unwrap_or(&self.region);
+                self.aws.http_invoke(region, call).await
+            }
+            None if http_task => self.aws.http_invoke(&self.region, call).await,
             Some(Destination::Aws { endpoint, region }) => {
                 let region = region.as_deref().unwrap_or(&self.region);
                 self.aws
@@ -358,6 +377,9 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub tasks: Vec<TaskRule>,
+    /// The EventBridge connections HTTP Tasks name (docs/oms-toml.md).
+    #[serde(default)]
+    pub connections: Vec<crate::integrations::ConnectionConfig>,
     /// The credentials `oms up` requires off loopback (docs/security.md); without
     /// them, it generates its own into the data dir.
     #[serde(default)]
