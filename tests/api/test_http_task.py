@@ -1,0 +1,266 @@
+"""HTTP Tasks (`arn:aws:states:::http:invoke`) in `oms up` (docs/integrations.md, "HTTP
+Tasks"): state machines created with boto3 call a real HTTP server this test starts on
+a free loopback port, authorized by the EventBridge connections oms.toml defines
+(API_KEY, BASIC, OAUTH_CLIENT_CREDENTIALS), with AWS's result shape and error names
+caught and retried as on AWS."""
+
+import base64
+import json
+import os
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from conftest import Server, _free_port, oms_bin
+from helpers import create_machine, history, wait_status
+
+HTTP = "arn:aws:states:::http:invoke"
+SECRETS = {"OMS_TEST_API_KEY": "key-123", "OMS_TEST_PASSWORD": "pass word",
+           "OMS_TEST_CLIENT_SECRET": "client-secret"}
+
+
+def connection(name):
+    """A ConnectionArn as AWS writes it: oms matches the name, whatever the id."""
+    return f"arn:aws:events:us-east-1:123456789012:connection/{name}/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+
+
+class Api(BaseHTTPRequestHandler):
+    """Records every request; /token is an OAuth client-credentials endpoint, /missing
+    answers 404, anything else echoes the request as JSON."""
+
+    def _serve(self):
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        url = urlsplit(self.path)
+        seen = {"method": self.command, "path": url.path, "query": parse_qs(url.query),
+                "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+        self.server.requests.append(seen)
+        if url.path == "/token":
+            return self._token(seen)
+        status = 404 if url.path == "/missing" else 200
+        answer = {"message": "no such customer"} if status == 404 else {"seen": seen}
+        self._answer(status, answer)
+
+    def _token(self, seen):
+        expected = "Basic " + base64.b64encode(b"client:client-secret").decode()
+        form = parse_qs(seen["body"])
+        if seen["headers"].get("authorization") != expected or form.get("grant_type") != ["client_credentials"]:
+            return self._answer(401, {"error": "invalid_client"})
+        self.server.tokens_issued += 1
+        self._answer(200, {"access_token": f"token-{self.server.tokens_issued}",
+                           "token_type": "Bearer", "expires_in": 3600})
+
+    def _answer(self, status, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def api():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    server.requests, server.tokens_issued = [], 0
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def config_text(api_url):
+    return f"""
+[[connections]]
+name = "apikey"
+authorization_type = "API_KEY"
+api_key = {{ name = "x-api-key", value = "env:OMS_TEST_API_KEY" }}
+invocation = {{ headers = {{ "X-Tenant" = "t-1" }}, query = {{ tenant = "t-1" }} }}
+
+[[connections]]
+name = "basic"
+authorization_type = "BASIC"
+basic = {{ username = "user", password = "env:OMS_TEST_PASSWORD" }}
+
+[[connections]]
+name = "oauth"
+authorization_type = "OAUTH_CLIENT_CREDENTIALS"
+oauth = {{ authorization_endpoint = "{api_url}/token", client_id = "client", client_secret = "env:OMS_TEST_CLIENT_SECRET", scope = "orders.read" }}
+"""
+
+
+@pytest.fixture(scope="module")
+def sfn(tmp_path_factory, api):
+    config = tmp_path_factory.mktemp("http-task") / "oms.toml"
+    config.write_text(config_text(url(api)))
+    server = Server(tmp_path_factory.mktemp("http-task-data"), config, env=SECRETS).start()
+    yield server.client()
+    server.kill()
+
+
+def url(api, path=""):
+    return f"http://127.0.0.1:{api.server_address[1]}{path}"
+
+
+def http_task(parameters, **fields):
+    return {"Type": "Task", "Resource": HTTP, "Parameters": parameters, **fields}
+
+
+def run(sfn, states, start="Call", input_=None):
+    arn = create_machine(sfn, {"StartAt": start, "States": states})
+    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(input_ or {}))
+    return wait_status(sfn, execution["executionArn"], timeout=30)
+
+
+def output(d):
+    assert d["status"] == "SUCCEEDED", d
+    return json.loads(d["output"])
+
+
+def last_request(api, path):
+    matching = [r for r in api.requests if r["path"] == path]
+    assert matching, f"the server saw no request for {path}: {api.requests}"
+    return matching[-1]
+
+
+def test_get_sends_query_parameters_and_the_api_key(sfn, api):
+    states = {"Call": http_task({
+        "ApiEndpoint.$": "States.Format('{}/customers/{}', $.base, $.id)", "Method": "GET",
+        "Authentication": {"ConnectionArn": connection("apikey")},
+        "QueryParameters": {"currency": "usd", "q": "a b", "tag": ["x", "y"]}}, End=True)}
+    out = output(run(sfn, states, input_={"base": url(api), "id": "c-42"}))
+    assert out["StatusCode"] == 200 and out["StatusText"] == "OK"
+    assert out["Headers"]["content-type"] == ["application/json"]
+    seen = out["ResponseBody"]["seen"]
+    assert seen == last_request(api, "/customers/c-42")
+    # The connection's query parameter and header are added; the key comes from env.
+    assert seen["query"] == {"currency": ["usd"], "q": ["a b"], "tag": ["x", "y"], "tenant": ["t-1"]}
+    assert seen["headers"]["x-api-key"] == "key-123"
+    assert seen["headers"]["x-tenant"] == "t-1"
+    assert seen["headers"]["user-agent"] == "Amazon|StepFunctions|HttpInvoke|us-east-1"
+    assert seen["headers"]["range"] == "bytes=0-262144"
+
+
+def test_post_sends_a_json_body_with_basic_authorization(sfn, api):
+    states = {"Call": http_task({
+        "ApiEndpoint": url(api, "/orders"), "Method": "POST",
+        "Authentication": {"ConnectionArn": connection("basic")},
+        "Headers": {"Idempotency-Key": "k-1"},
+        "RequestBody": {"order": {"id.$": "$.id", "qty": 2}}}, ResultSelector={"status.$": "$.StatusCode"}, End=True)}
+    assert output(run(sfn, states, input_={"id": "o-7"})) == {"status": 200}
+    seen = last_request(api, "/orders")
+    assert seen["method"] == "POST"
+    assert json.loads(seen["body"]) == {"order": {"id": "o-7", "qty": 2}}
+    assert seen["headers"]["content-type"] == "application/json; charset=UTF-8"
+    assert seen["headers"]["idempotency-key"] == "k-1"
+    assert seen["headers"]["authorization"] == "Basic " + base64.b64encode(b"user:pass word").decode()
+
+
+def test_url_encoded_transform_sends_a_form(sfn, api):
+    states = {"Call": http_task({
+        "ApiEndpoint": url(api, "/invoices"), "Method": "POST",
+        "Authentication": {"ConnectionArn": connection("basic")},
+        "Headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        "RequestBody": {"description": "Monthly subscription", "metadata": {"order_details": "report"},
+                        "items": ["a", "b"]},
+        "Transform": {"RequestBodyEncoding": "URL_ENCODED",
+                      "RequestEncodingOptions": {"ArrayFormat": "BRACKETS"}}}, End=True)}
+    output(run(sfn, states))
+    seen = last_request(api, "/invoices")
+    assert seen["headers"]["content-type"] == "application/x-www-form-urlencoded"
+    assert seen["body"] == ("description=Monthly%20subscription&metadata%5Border_details%5D=report"
+                            "&items%5B%5D=a&items%5B%5D=b")
+    assert parse_qs(seen["body"]) == {"description": ["Monthly subscription"],
+                                      "metadata[order_details]": ["report"], "items[]": ["a", "b"]}
+
+
+def test_oauth_fetches_a_token_once_and_sends_it_as_bearer(sfn, api):
+    call = {"ApiEndpoint": url(api, "/private"), "Method": "GET",
+            "InvocationConfig": {"ConnectionArn": connection("oauth")}}
+    states = {"First": http_task(call, ResultPath="$.first", Next="Second"),
+              "Second": http_task(call, ResultPath="$.second", End=True)}
+    before = api.tokens_issued
+    out = output(run(sfn, states, start="First"))
+    token = out["first"]["ResponseBody"]["seen"]["headers"]["authorization"]
+    assert token.startswith("Bearer token-")
+    assert out["second"]["ResponseBody"]["seen"]["headers"]["authorization"] == token
+    assert api.tokens_issued - before <= 1, "the token is cached until it expires"
+    token_request = last_request(api, "/token")
+    assert parse_qs(token_request["body"]) == {"grant_type": ["client_credentials"], "scope": ["orders.read"]}
+
+
+def test_a_404_is_caught_as_its_status_code_error(sfn, api):
+    states = {
+        "Call": http_task({"ApiEndpoint": url(api, "/missing"), "Method": "GET",
+                           "Authentication": {"ConnectionArn": connection("apikey")}},
+                          Catch=[{"ErrorEquals": ["States.Http.StatusCode.404"], "ResultPath": "$.error",
+                                  "Next": "NotFound"}], End=True),
+        "NotFound": {"Type": "Pass", "End": True},
+    }
+    error = output(run(sfn, states))["error"]
+    assert error["Error"] == "States.Http.StatusCode.404"
+    cause = json.loads(error["Cause"])
+    assert cause["StatusCode"] == 404 and cause["StatusText"] == "Not Found"
+    assert cause["ResponseBody"] == {"message": "no such customer"}
+
+
+def test_a_refused_connection_is_retried_then_caught_as_socket_error(sfn):
+    closed = f"http://127.0.0.1:{_free_port()}/nothing"
+    states = {
+        "Call": http_task({"ApiEndpoint": closed, "Method": "GET",
+                           "Authentication": {"ConnectionArn": connection("apikey")}},
+                          Retry=[{"ErrorEquals": ["States.Http.Socket"], "IntervalSeconds": 1,
+                                  "MaxAttempts": 2, "BackoffRate": 1}],
+                          Catch=[{"ErrorEquals": ["States.Http.Socket"], "ResultPath": "$.error",
+                                  "Next": "Down"}], End=True),
+        "Down": {"Type": "Pass", "End": True},
+    }
+    d = run(sfn, states)
+    assert output(d)["error"]["Error"] == "States.Http.Socket"
+    failed = [e for e in history(sfn, d["executionArn"]) if e["type"] == "TaskFailed"]
+    assert len(failed) == 3, "one attempt and two retries"
+    assert all(e["taskFailedEventDetails"]["error"] == "States.Http.Socket" for e in failed)
+    assert "127.0.0.1" in failed[0]["taskFailedEventDetails"]["cause"]
+
+
+def test_an_unknown_connection_names_the_field_and_the_section_to_add(sfn, api):
+    states = {"Call": http_task({"ApiEndpoint": url(api, "/x"), "Method": "GET",
+                                 "Authentication": {"ConnectionArn": connection("payments")}}, End=True)}
+    d = run(sfn, states)
+    assert d["status"] == "FAILED"
+    assert d["error"] == "Events.ConnectionResource.ResourceNotFound"
+    assert "Parameters.Authentication.ConnectionArn" in d["cause"]
+    assert '[[connections]] section with name = "payments"' in d["cause"]
+
+
+def test_a_forbidden_header_fails_with_states_runtime_before_sending(sfn, api):
+    before = len(api.requests)
+    states = {"Call": http_task({"ApiEndpoint": url(api, "/x"), "Method": "GET",
+                                 "Authentication": {"ConnectionArn": connection("apikey")},
+                                 "Headers": {"Authorization": "Bearer mine"}}, End=True)}
+    d = run(sfn, states)
+    assert (d["status"], d["error"]) == ("FAILED", "States.Runtime")
+    assert "'Authorization' is not allowed" in d["cause"]
+    assert len(api.requests) == before
+
+
+def test_oms_up_refuses_a_connection_whose_secret_is_not_set(tmp_path, api):
+    config = tmp_path / "oms.toml"
+    config.write_text(config_text(url(api)))
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    data = tmp_path / "data"
+    data.mkdir()
+    r = subprocess.run([oms_bin(), "up", "--listen", f"127.0.0.1:{_free_port()}", "--data-dir", str(data),
+                        "--config", str(config)], env=env, cwd=data, capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    message = r.stdout + r.stderr
+    assert 'name = "apikey"' in message and "OMS_TEST_API_KEY, which is not set" in message, message
