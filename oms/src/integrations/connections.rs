@@ -385,6 +385,25 @@ mod tests {
         assert!(e.contains("given twice"), "{e}");
     }
 
+    #[test]
+    fn the_documented_example_is_valid() {
+        let doc = include_str!("../../../docs/oms-toml.md");
+        let blocks: Vec<&str> = (doc.split("```toml\n").skip(1))
+            .filter_map(|b| b.split("```").next())
+            .filter(|b| b.contains("[[connections]]"))
+            .collect();
+        assert_eq!(
+            blocks.len(),
+            1,
+            "docs/oms-toml.md shows one [[connections]] example"
+        );
+        // Its secrets are env: references; the variables are not set here.
+        let text = blocks[0].replace("\"env:", "\"value-of-");
+        let c = parse(&text).unwrap();
+        assert_eq!(c.list.len(), 3);
+        assert!(matches!(c.list[2].auth, Auth::OAuth(_)));
+    }
+
     #[tokio::test]
     async fn tokens_are_kept_until_they_expire_or_are_refused() {
         let c = Connections::default();
