@@ -90,6 +90,7 @@ invocation = {{ headers = {{ "X-Tenant" = "t-1" }}, query = {{ tenant = "t-1" }}
 name = "basic"
 authorization_type = "BASIC"
 basic = {{ username = "user", password = "env:OMS_TEST_PASSWORD" }}
+endpoints = ["{api_url}/*"]
 
 [[connections]]
 name = "oauth"
@@ -264,3 +265,14 @@ def test_oms_up_refuses_a_connection_whose_secret_is_not_set(tmp_path, api):
     assert r.returncode != 0
     message = r.stdout + r.stderr
     assert 'name = "apikey"' in message and "OMS_TEST_API_KEY, which is not set" in message, message
+
+
+def test_a_connection_sends_its_credentials_only_to_its_endpoints(sfn, api):
+    before = len(api.requests)
+    elsewhere = f"http://127.0.0.1:{_free_port()}/collect"
+    states = {"Call": http_task({"ApiEndpoint": elsewhere, "Method": "GET",
+                                 "Authentication": {"ConnectionArn": connection("basic")}}, End=True)}
+    d = run(sfn, states)
+    assert (d["status"], d["error"]) == ("FAILED", "Events.ConnectionResource.AccessDenied")
+    assert elsewhere in d["cause"] and "endpoints" in d["cause"]
+    assert len(api.requests) == before

@@ -37,6 +37,10 @@ pub struct ConnectionConfig {
     /// EventBridge's InvocationHttpParameters: added to every request, over the task's.
     #[serde(default)]
     pub invocation: HttpParameters,
+    /// The ApiEndpoint URLs (`*` matches any run) tasks may send this connection's
+    /// credentials to, as an IAM `states:HTTPEndpoint` condition would say; absent, any.
+    #[serde(default)]
+    pub endpoints: Option<Vec<String>>,
 }
 
 /// EventBridge's AuthorizationType values.
@@ -104,6 +108,31 @@ pub struct Connection {
     arn: Option<String>,
     pub auth: Auth,
     pub invocation: HttpParameters,
+    endpoints: Option<Vec<String>>,
+}
+
+impl Connection {
+    /// Refuses an ApiEndpoint outside the connection's `endpoints`, before anything
+    /// is sent with its credentials.
+    pub fn admit(&self, endpoint: &str) -> Result<(), Failure> {
+        let Some(allowed) = &self.endpoints else {
+            return Ok(());
+        };
+        if allowed
+            .iter()
+            .any(|p| asl::choice::wildcard_match(p, endpoint))
+        {
+            return Ok(());
+        }
+        Err(Failure::new(
+            format!("{ERROR_PREFIX}AccessDenied"),
+            format!(
+                "the connection '{}' may be used only for the endpoints {allowed:?}, not \
+                 {endpoint} (oms.toml [[connections]] endpoints)",
+                self.name
+            ),
+        ))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -264,6 +293,7 @@ fn resolve(c: &ConnectionConfig) -> Result<Connection, String> {
         arn: c.arn.clone(),
         auth,
         invocation: c.invocation.clone(),
+        endpoints: c.endpoints.clone(),
     })
 }
 
@@ -336,6 +366,23 @@ mod tests {
             "{cause}"
         );
         assert!(cause.contains("[[connections]]") && cause.contains("name = \"other\""));
+    }
+
+    #[test]
+    fn endpoints_limit_where_the_credentials_go() {
+        let c = parse(
+            "[[connections]]\nname = \"a\"\nauthorization_type = \"BASIC\"\n\
+             basic = { username = \"u\", password = \"p\" }\n\
+             endpoints = [\"https://api.example.com/*\"]\n",
+        )
+        .unwrap();
+        let conn = c
+            .find("f", "arn:aws:events:us-east-1:1:connection/a/1")
+            .unwrap();
+        assert!(conn.admit("https://api.example.com/v1/x").is_ok());
+        let e = conn.admit("https://evil.example.net/").unwrap_err();
+        assert_eq!(e.error, "Events.ConnectionResource.AccessDenied");
+        assert!(e.cause.unwrap().contains("endpoints"));
     }
 
     #[test]

@@ -115,6 +115,7 @@ pub async fn invoke(
 ) -> Result<Value, Failure> {
     let spec = parse(params)?;
     let conn = connections.find(spec.connection_field, &spec.connection_arn)?;
+    conn.admit(&spec.endpoint)?;
     let mut request = prepare(&spec, conn, region)?;
     if let Auth::OAuth(o) = &conn.auth {
         let token = bearer(client, connections, &conn.name, o).await?;
@@ -629,6 +630,7 @@ mod tests {
         let connections = Connections::new(&[config]).unwrap();
         let spec = parse(&case["parameters"])?;
         let conn = connections.find(spec.connection_field, &spec.connection_arn)?;
+        conn.admit(&spec.endpoint)?;
         let p = prepare(&spec, conn, "us-east-2")?;
         Ok(json!({
             "method": p.method,
