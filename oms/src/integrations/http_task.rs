@@ -451,7 +451,9 @@ fn basic(user: &str, password: &str) -> String {
 
 /// Sends within AWS's 60 seconds; no answer is `States.Http.Socket`.
 async fn send(client: &signed::Client, p: Prepared) -> Result<signed::Response, Failure> {
-    let url = p.url.clone();
+    // Causes go to the history: the query may hold a connection's secret parameters.
+    let full_url = p.url.clone();
+    let url = full_url.split('?').next().unwrap_or_default().to_string();
     let mut builder = http::Request::builder()
         .method(p.method.as_str())
         .uri(p.url.as_str());
@@ -467,7 +469,13 @@ async fn send(client: &signed::Client, p: Prepared) -> Result<signed::Response, 
             "{url} did not answer within {} seconds",
             REQUEST_TIMEOUT.as_secs()
         ))),
-        Ok(Err(signed::SendError::Failed(message))) => Err(socket(message)),
+        Ok(Err(signed::SendError::Failed(message))) => {
+            let as_sent =
+                (full_url.parse::<http::Uri>()).map_or(full_url.clone(), |u| u.to_string());
+            Err(socket(
+                message.replace(&as_sent, &url).replace(&full_url, &url),
+            ))
+        }
         Ok(Err(signed::SendError::TooLarge { bytes })) => Err(Failure::new(
             names::DATA_LIMIT_EXCEEDED,
             format!(
