@@ -276,6 +276,7 @@ fn resolve(c: &ConnectionConfig) -> Result<Connection, String> {
             ));
         }
     }
+    check_headers(&at, c)?;
     let auth = match (&c.api_key, &c.basic, &c.oauth) {
         (Some(k), _, _) => Auth::ApiKey {
             header: k.name.clone(),
@@ -295,6 +296,32 @@ fn resolve(c: &ConnectionConfig) -> Result<Connection, String> {
         invocation: c.invocation.clone(),
         endpoints: c.endpoints.clone(),
     })
+}
+
+/// Header names and values oms can send (a value given as `env:` is checked when read).
+fn check_headers(at: &str, c: &ConnectionConfig) -> Result<(), String> {
+    let mut headers: Vec<(&str, &str, &str)> = (c.invocation.headers.iter())
+        .map(|(k, v)| ("invocation.headers", k.as_str(), v.as_str()))
+        .collect();
+    if let Some(o) = &c.oauth {
+        headers.extend(
+            (o.parameters.headers.iter())
+                .map(|(k, v)| ("oauth.parameters.headers", k.as_str(), v.as_str())),
+        );
+    }
+    if let Some(k) = &c.api_key {
+        headers.push(("api_key.name", k.name.as_str(), ""));
+    }
+    for (field, name, value) in headers {
+        let valid = axum::http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+            && axum::http::HeaderValue::from_str(value).is_ok();
+        if !valid {
+            return Err(format!(
+                "{at}: {field}: '{name}' is not a header name, or its value holds a line break"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn oauth(at: &str, o: &OAuthConfig) -> Result<OAuth, String> {
@@ -421,6 +448,10 @@ mod tests {
                 "must be an http:// or https:// URL",
             ),
             ("name = \"a\"\nauthorization_type = \"DIGEST\"\n", "unknown variant"),
+            (
+                "name = \"a\"\nauthorization_type = \"API_KEY\"\napi_key = { name = \"x key\", value = \"v\" }\n",
+                "api_key.name: 'x key' is not a header name",
+            ),
         ];
         for (section, expected) in cases {
             let e = parse(&format!("[[connections]]\n{section}")).err().unwrap();

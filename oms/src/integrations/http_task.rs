@@ -199,35 +199,61 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// Headers: an object (an array value sends the header once per item), or an array
+/// of such objects.
 fn headers(v: Option<&Value>) -> Result<Vec<(String, String)>, Failure> {
-    let Some(v) = v else { return Ok(vec![]) };
-    let obj = v
-        .as_object()
-        .ok_or_else(|| runtime(format!("Headers must be an object, not {v}")))?;
-    let mut out = vec![];
-    for (name, value) in obj {
-        let lower = name.to_ascii_lowercase();
-        let forbidden = FORBIDDEN_HEADERS.contains(&lower.as_str())
-            || FORBIDDEN_HEADER_PREFIXES
-                .iter()
-                .any(|p| lower.starts_with(p));
-        if forbidden {
+    let objects: Vec<&Map<String, Value>> = match v {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Object(obj)) => vec![obj],
+        Some(Value::Array(items)) => (items.iter())
+            .map(|i| i.as_object())
+            .collect::<Option<_>>()
+            .ok_or_else(|| runtime("Headers as an array must hold objects of name-value pairs"))?,
+        Some(other) => {
             return Err(runtime(format!(
-                "the header '{name}' is not allowed in an HTTP Task's Headers \
-                 (AWS sets it, or refuses it; put credentials in the connection)"
-            )));
+                "Headers must be an object of name-value pairs, not {other}"
+            )))
         }
-        match value {
-            Value::Array(items) => out.extend(items.iter().map(|i| (name.clone(), text(i)))),
+    };
+    let mut out = vec![];
+    for (name, value) in objects.into_iter().flatten() {
+        check_header_name(name)?;
+        let values: Vec<String> = match value {
+            Value::Array(items) => items.iter().map(text).collect(),
             Value::Object(_) => {
                 return Err(runtime(format!(
                     "Headers.{name} must be a string or an array of strings"
                 )))
             }
-            scalar => out.push((name.clone(), text(scalar))),
+            scalar => vec![text(scalar)],
+        };
+        for value in values {
+            if http::HeaderValue::from_str(&value).is_err() {
+                return Err(runtime(format!(
+                    "Headers.{name} holds characters a header value cannot (such as a line break)"
+                )));
+            }
+            out.push((name.clone(), value));
         }
     }
     Ok(out)
+}
+
+/// Refuses the headers AWS refuses, and names that are not header names.
+fn check_header_name(name: &str) -> Result<(), Failure> {
+    let lower = name.to_ascii_lowercase();
+    let forbidden = FORBIDDEN_HEADERS.contains(&lower.as_str())
+        || (FORBIDDEN_HEADER_PREFIXES.iter()).any(|p| lower.starts_with(p));
+    if forbidden {
+        return Err(runtime(format!(
+            "the header '{name}' is not allowed in an HTTP Task's Headers \
+             (AWS sets it, or refuses it; put credentials in the connection)"
+        )));
+    }
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(runtime(format!("Headers: '{name}' is not a header name")));
+    }
+    Ok(())
 }
 
 /// QueryParameters: an object (an array value repeats its key), an array of such
