@@ -279,3 +279,14 @@ def test_a_connection_sends_its_credentials_only_to_its_endpoints(sfn, api):
     assert (d["status"], d["error"]) == ("FAILED", "Events.ConnectionResource.AccessDenied")
     assert elsewhere in d["cause"] and "endpoints" in d["cause"]
     assert len(api.requests) == before
+
+
+def test_an_express_machine_calls_the_api_in_start_sync_execution(sfn, api):
+    definition = {"StartAt": "Call", "States": {"Call": http_task({
+        "ApiEndpoint": url(api, "/express"), "Method": "PATCH",
+        "Authentication": {"ConnectionArn": connection("apikey")}, "RequestBody": {"n.$": "$.n"}},
+        ResultSelector={"status.$": "$.StatusCode", "body.$": "$.ResponseBody.seen.body"}, End=True)}}
+    arn = create_machine(sfn, definition, type_="EXPRESS")
+    r = sfn.start_sync_execution(stateMachineArn=arn, input='{"n": 3}')
+    assert r["status"] == "SUCCEEDED", r
+    assert json.loads(r["output"]) == {"status": 200, "body": '{"n":3}'}
