@@ -99,11 +99,9 @@ pub struct Prepared {
     pub body: Vec<u8>,
 }
 
+/// Parameters or an answer oms cannot use: States.Runtime, as AWS documents for them.
 fn runtime(message: impl std::fmt::Display) -> Failure {
-    Failure::new(
-        names::RUNTIME,
-        format!("An error occurred while executing the state: {message}"),
-    )
+    Failure::runtime(format!("http:invoke: {message}"))
 }
 
 /// Performs the HTTP Task whose effective Parameters are `params`.
