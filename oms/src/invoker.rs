@@ -294,6 +294,23 @@ impl Invoker for ConfiguredInvoker {
             None => Err(no_rule(call)),
         }
     }
+
+    /// TestState performs HTTP Tasks (as AWS's does), unless a rule takes them.
+    async fn test_call(
+        &self,
+        call: &TaskCall,
+        reveal_secrets: bool,
+    ) -> Option<saga_core::runtime::TestCall> {
+        if !crate::integrations::is_http_task(call) {
+            return None;
+        }
+        let region = match self.rule(call).map(|r| &r.destination) {
+            None => &self.region,
+            Some(Destination::Aws { region, .. }) => region.as_ref().unwrap_or(&self.region),
+            Some(_) => return None,
+        };
+        Some(self.aws.http_test_call(region, call, reveal_secrets).await)
+    }
 }
 
 /// The failure of a task no rule covers, saying which rule to add.

@@ -290,3 +290,48 @@ def test_an_express_machine_calls_the_api_in_start_sync_execution(sfn, api):
     r = sfn.start_sync_execution(stateMachineArn=arn, input='{"n": 3}')
     assert r["status"] == "SUCCEEDED", r
     assert json.loads(r["output"]) == {"status": 200, "body": '{"n":3}'}
+
+
+def test_state_calls_an_http_task_and_traces_the_exchange(sfn, api):
+    state = http_task({"ApiEndpoint": url(api, "/traced"), "Method": "POST",
+                       "Authentication": {"ConnectionArn": connection("apikey")},
+                       "RequestBody": {"n.$": "$.n"}}, End=True)
+    r = sfn.test_state(definition=json.dumps(state), input='{"n": 5}', inspectionLevel="TRACE")
+    assert r["status"] == "SUCCEEDED", r
+    out = json.loads(r["output"])
+    assert out["StatusCode"] == 200 and out["ResponseBody"]["seen"]["body"] == '{"n":5}'
+    # The server got the real key; the trace shows the connection's values masked.
+    assert last_request(api, "/traced")["headers"]["x-api-key"] == "key-123"
+    request, response = r["inspectionData"]["request"], r["inspectionData"]["response"]
+    assert (request["protocol"], request["method"]) == ("http", "POST")
+    assert request["url"] == url(api, "/traced") + "?tenant=%2A%2A%2A%2A%2A"
+    headers = json.loads(request["headers"])
+    assert headers["x-api-key"] == "*****" and headers["X-Tenant"] == "*****"
+    assert request["body"] == '{"n":5}'
+    assert (response["statusCode"], response["statusMessage"]) == ("200", "OK")
+    assert json.loads(response["body"])["seen"]["path"] == "/traced"
+
+    revealed = sfn.test_state(definition=json.dumps(state), input='{"n": 5}', inspectionLevel="TRACE",
+                              revealSecrets=True)
+    assert json.loads(revealed["inspectionData"]["request"]["headers"])["x-api-key"] == "key-123"
+    info = sfn.test_state(definition=json.dumps(state), input='{"n": 5}')
+    assert "request" not in info.get("inspectionData", {})
+
+
+def test_state_reports_an_http_error_as_its_catcher_takes_it(sfn, api):
+    state = http_task({"ApiEndpoint": url(api, "/missing"), "Method": "GET",
+                       "Authentication": {"ConnectionArn": connection("apikey")}},
+                      Catch=[{"ErrorEquals": ["States.Http.StatusCode.404"], "Next": "NotFound"}], End=True)
+    definition = {"StartAt": "Call", "States": {"Call": state, "NotFound": {"Type": "Pass", "End": True}}}
+    r = sfn.test_state(definition=json.dumps(definition), stateName="Call", inspectionLevel="TRACE")
+    assert (r["status"], r["nextState"]) == ("CAUGHT_ERROR", "NotFound"), r
+    assert r["error"] == "States.Http.StatusCode.404"
+    assert r["inspectionData"]["response"]["statusCode"] == "404"
+
+
+def test_state_does_not_stand_an_inner_http_task_for_a_whole_parallel(sfn, api):
+    inner = http_task({"ApiEndpoint": url(api, "/inner"), "Method": "GET",
+                       "Authentication": {"ConnectionArn": connection("apikey")}}, End=True)
+    parallel = {"Type": "Parallel", "Branches": [{"StartAt": "Inner", "States": {"Inner": inner}}], "End": True}
+    with pytest.raises(sfn.exceptions.ValidationException, match="give a mock"):
+        sfn.test_state(definition=json.dumps(parallel))

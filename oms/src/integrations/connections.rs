@@ -14,6 +14,9 @@ use tokio::sync::Mutex;
 /// https://docs.aws.amazon.com/step-functions/latest/dg/call-https-apis.html).
 pub const ERROR_PREFIX: &str = "Events.ConnectionResource.";
 
+/// What TestState's TRACE data shows in place of a connection's secrets.
+pub const MASK: &str = "*****";
+
 /// A token is renewed this long before the `expires_in` its endpoint gave.
 const TOKEN_MARGIN: Duration = Duration::from_secs(30);
 
@@ -112,6 +115,26 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// The connection with its secrets and its parameters' values masked: what
+    /// TestState shows of a request unless `revealSecrets` is set.
+    pub fn masked(&self) -> Connection {
+        let mask_all = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            m.keys().map(|k| (k.clone(), MASK.to_string())).collect()
+        };
+        let mut c = self.clone();
+        c.invocation = HttpParameters {
+            headers: mask_all(&self.invocation.headers),
+            query: mask_all(&self.invocation.query),
+            body: mask_all(&self.invocation.body),
+        };
+        match &mut c.auth {
+            Auth::ApiKey { value, .. } => *value = MASK.into(),
+            Auth::Basic { password, .. } => *password = MASK.into(),
+            Auth::OAuth(o) => o.client_secret = MASK.into(),
+        }
+        c
+    }
+
     /// Refuses an ApiEndpoint outside the connection's `endpoints`, before anything
     /// is sent with its credentials.
     pub fn admit(&self, endpoint: &str) -> Result<(), Failure> {

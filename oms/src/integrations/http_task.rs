@@ -6,7 +6,9 @@
 //! `{Headers, ResponseBody, StatusCode, StatusText}`; a non-2xx status fails the task
 //! with `States.Http.StatusCode.NNN`, no answer with `States.Http.Socket`.
 
-use super::connections::{Auth, Connection, Connections, HttpParameters, OAuth, ERROR_PREFIX};
+use super::connections::{
+    Auth, Connection, Connections, HttpParameters, OAuth, ERROR_PREFIX, MASK,
+};
 use super::signed;
 use asl::error::names;
 use asl::Failure;
@@ -91,7 +93,7 @@ pub struct Spec {
 }
 
 /// A request ready to send (the OAuth bearer token is added after).
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
     pub method: String,
     pub url: String,
@@ -111,22 +113,63 @@ pub async fn invoke(
     region: &str,
     params: &Value,
 ) -> Result<Value, Failure> {
-    let spec = parse(params)?;
-    let conn = connections.find(spec.connection_field, &spec.connection_arn)?;
-    conn.admit(&spec.endpoint)?;
-    let mut request = prepare(&spec, conn, region)?;
+    invoke_traced(client, connections, region, params, None)
+        .await
+        .0
+}
+
+/// An HTTP Task's exchange, for TestState's TRACE inspection data: the request as
+/// sent (the connection's secrets masked unless revealed) and the answer, if one came.
+pub struct Trace {
+    pub request: Prepared,
+    pub response: Option<signed::Response>,
+}
+
+/// Performs the HTTP Task and, when `reveal_secrets` is given, keeps its exchange.
+pub async fn invoke_traced(
+    client: &signed::Client,
+    connections: &Connections,
+    region: &str,
+    params: &Value,
+    reveal_secrets: Option<bool>,
+) -> (Result<Value, Failure>, Option<Trace>) {
+    let checked = parse(params).and_then(|spec| {
+        let conn = connections.find(spec.connection_field, &spec.connection_arn)?;
+        conn.admit(&spec.endpoint)?;
+        let request = prepare(&spec, conn, region)?;
+        let shown = match reveal_secrets {
+            Some(false) => Some(prepare(&spec, &conn.masked(), region)?),
+            _ => None,
+        };
+        Ok((conn, request, shown))
+    });
+    let (conn, mut request, mut shown) = match checked {
+        Ok(c) => c,
+        Err(f) => return (Err(f), None),
+    };
     if let Auth::OAuth(o) = &conn.auth {
-        let token = bearer(client, connections, &conn.name, o).await?;
-        request
-            .headers
-            .push(("authorization".into(), format!("Bearer {token}")));
+        let token = match bearer(client, connections, &conn.name, o).await {
+            Ok(t) => t,
+            Err(f) => return (Err(f), None),
+        };
+        let bearer = |t: &str| ("authorization".to_string(), format!("Bearer {t}"));
+        request.headers.push(bearer(&token));
+        if let Some(s) = shown.as_mut() {
+            s.headers.push(bearer(MASK));
+        }
     }
-    let response = send(client, request).await?;
+    let trace_request = reveal_secrets.map(|_| shown.unwrap_or_else(|| request.clone()));
+    let trace = |response| trace_request.map(|request| Trace { request, response });
+    let response = match send(client, request).await {
+        Ok(r) => r,
+        Err(f) => return (Err(f), trace(None)),
+    };
     if matches!(conn.auth, Auth::OAuth(_)) && matches!(response.status, 401 | 407) {
         // EventBridge renews a token the API refuses; the next attempt fetches one.
         connections.forget_token(&conn.name).await;
     }
-    result(&response)
+    let outcome = result(&response);
+    (outcome, trace(Some(response)))
 }
 
 /// Checks the Parameters as AWS documents them, naming the field at fault.
@@ -560,6 +603,54 @@ pub fn result(r: &signed::Response) -> Result<Value, Failure> {
             out.to_string(),
         ))
     }
+}
+
+/// TestState's TRACE view of an exchange: headers as a JSON object of name to value
+/// (repeated names joined with ", "), bodies as text.
+pub fn inspection(
+    t: &Trace,
+) -> (
+    Option<saga_core::api::InspectionDataRequest>,
+    Option<saga_core::api::InspectionDataResponse>,
+) {
+    let headers = |pairs: &[(String, String)]| {
+        let mut m = Map::new();
+        for (name, value) in pairs {
+            let joined = match m.get(name).and_then(Value::as_str) {
+                Some(before) => format!("{before}, {value}"),
+                None => value.clone(),
+            };
+            m.insert(name.clone(), Value::String(joined));
+        }
+        Value::Object(m).to_string()
+    };
+    let protocol = t
+        .request
+        .url
+        .split("://")
+        .next()
+        .unwrap_or("https")
+        .to_string();
+    let request = saga_core::api::InspectionDataRequest {
+        protocol: Some(protocol.clone()),
+        method: Some(t.request.method.clone()),
+        url: Some(t.request.url.clone()),
+        headers: Some(headers(&t.request.headers)),
+        body: Some(String::from_utf8_lossy(&t.request.body).into_owned()),
+    };
+    let response = t.response.as_ref().map(|r| {
+        let reason = http::StatusCode::from_u16(r.status)
+            .ok()
+            .and_then(|s| s.canonical_reason());
+        saga_core::api::InspectionDataResponse {
+            protocol: Some(protocol),
+            status_code: Some(r.status.to_string()),
+            status_message: reason.map(str::to_string),
+            headers: Some(headers(&r.headers)),
+            body: Some(String::from_utf8_lossy(&r.body).into_owned()),
+        }
+    });
+    (Some(request), response)
 }
 
 /// The connection's OAuth token: cached, or fetched with the client credentials.

@@ -71,6 +71,33 @@ impl AwsServices {
         http_task::invoke(&self.client, &self.connections, region, &call.payload).await
     }
 
+    /// Performs an HTTP Task for TestState: its result, and the request and answer
+    /// as TRACE inspection data shows them.
+    pub async fn http_test_call(
+        &self,
+        region: &str,
+        call: &TaskCall,
+        reveal_secrets: bool,
+    ) -> saga_core::runtime::TestCall {
+        let (result, trace) = http_task::invoke_traced(
+            &self.client,
+            &self.connections,
+            region,
+            &call.payload,
+            Some(reveal_secrets),
+        )
+        .await;
+        let (request, response) = match trace {
+            Some(t) => http_task::inspection(&t),
+            None => (None, None),
+        };
+        saga_core::runtime::TestCall {
+            result,
+            request,
+            response,
+        }
+    }
+
     /// Performs `call` against `endpoint` (AWS's endpoint for `region` when `None`).
     pub async fn call(
         &self,
