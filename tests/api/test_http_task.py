@@ -96,6 +96,11 @@ endpoints = ["{api_url}/*"]
 name = "oauth"
 authorization_type = "OAUTH_CLIENT_CREDENTIALS"
 oauth = {{ authorization_endpoint = "{api_url}/token", client_id = "client", client_secret = "env:OMS_TEST_CLIENT_SECRET", scope = "orders.read" }}
+
+[[connections]]
+name = "revoked"
+authorization_type = "OAUTH_CLIENT_CREDENTIALS"
+oauth = {{ authorization_endpoint = "{api_url}/token", client_id = "client", client_secret = "wrong" }}
 """
 
 
@@ -335,3 +340,13 @@ def test_state_does_not_stand_an_inner_http_task_for_a_whole_parallel(sfn, api):
     parallel = {"Type": "Parallel", "Branches": [{"StartAt": "Inner", "States": {"Inner": inner}}], "End": True}
     with pytest.raises(sfn.exceptions.ValidationException, match="give a mock"):
         sfn.test_state(definition=json.dumps(parallel))
+
+
+def test_a_refused_oauth_token_fails_with_invalid_connection_state(sfn, api):
+    before = len([r for r in api.requests if r["path"] != "/token"])
+    states = {"Call": http_task({"ApiEndpoint": url(api, "/private"), "Method": "GET",
+                                 "Authentication": {"ConnectionArn": connection("revoked")}}, End=True)}
+    d = run(sfn, states)
+    assert (d["status"], d["error"]) == ("FAILED", "Events.ConnectionResource.InvalidConnectionState")
+    assert "answered 401" in d["cause"] and "invalid_client" in d["cause"]
+    assert len([r for r in api.requests if r["path"] != "/token"]) == before
