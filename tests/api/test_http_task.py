@@ -350,3 +350,65 @@ def test_a_refused_oauth_token_fails_with_invalid_connection_state(sfn, api):
     assert (d["status"], d["error"]) == ("FAILED", "Events.ConnectionResource.InvalidConnectionState")
     assert "answered 401" in d["cause"] and "invalid_client" in d["cause"]
     assert len([r for r in api.requests if r["path"] != "/token"]) == before
+
+
+def _certificates(directory):
+    """A CA and a certificate it signs for 127.0.0.1, written as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    def cert(subject, issuer, key, signer, ca):
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                                critical=False)
+        return b.sign(signer, hashes.SHA256())
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "oms test CA")])
+    ca = cert(ca_name, ca_name, ca_key, ca_key, True)
+    leaf = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), ca_name, leaf_key, ca_key, False)
+    pem = serialization.Encoding.PEM
+    (directory / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (directory / "leaf.pem").write_bytes(leaf.public_bytes(pem))
+    (directory / "leaf.key").write_bytes(leaf_key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return directory / "ca.pem", directory / "leaf.pem", directory / "leaf.key"
+
+
+def test_an_https_endpoint_is_called_over_tls(tmp_path):
+    """ApiEndpoints are https:// on AWS: the call goes through the SDK's TLS connector,
+    which trusts SSL_CERT_FILE's CA here."""
+    import ssl
+
+    ca, leaf, key = _certificates(tmp_path)
+    api = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    api.requests, api.tokens_issued = [], 0
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(leaf, key)
+    api.socket = context.wrap_socket(api.socket, server_side=True)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    config = tmp_path / "oms.toml"
+    config.write_text(config_text(url(api)))
+    data = tmp_path / "data"
+    data.mkdir()
+    server = Server(data, config, env={**SECRETS, "SSL_CERT_FILE": str(ca)}).start()
+    try:
+        endpoint = f"https://127.0.0.1:{api.server_address[1]}/secure"
+        states = {"Call": http_task({"ApiEndpoint": endpoint, "Method": "GET",
+                                     "Authentication": {"ConnectionArn": connection("apikey")}}, End=True)}
+        out = output(run(server.client(), states))
+        assert out["ResponseBody"]["seen"]["path"] == "/secure"
+        assert out["ResponseBody"]["seen"]["headers"]["x-api-key"] == "key-123"
+    finally:
+        server.kill()
+        api.shutdown()
+        api.server_close()
