@@ -171,6 +171,17 @@ impl ConfiguredInvoker {
         })
     }
 
+    /// The EventBridge connections HTTP Tasks authorize with (oms.toml's
+    /// `[[connections]]`), checked and their `env:` secrets read now.
+    pub fn with_connections(
+        mut self,
+        connections: &[crate::integrations::ConnectionConfig],
+    ) -> Result<Self, String> {
+        let checked = crate::integrations::Connections::new(connections)?;
+        self.aws = crate::integrations::AwsServices::new(checked);
+        Ok(self)
+    }
+
     /// The region and account bare function names belong to.
     pub fn in_account(mut self, server: &ServerConfig) -> Self {
         self.function_arn_prefix = format!(
@@ -263,9 +274,17 @@ impl Invoker for ConfiguredInvoker {
         if let Some(r) = rule.filter(|r| !r.admits(execution_arn)) {
             return Err(not_allowed(execution_arn, call, r));
         }
+        // An HTTP Task calls its ApiEndpoint unless a builtin or Lambda rule takes it
+        // (an aws_endpoint rule's region still names the region it runs in).
+        let http_task = crate::integrations::is_http_task(call);
         match rule.map(|r| &r.destination) {
             Some(Destination::Builtin(h)) => h.call(call).await,
             Some(Destination::Lambda(endpoint)) => self.invoke_lambda(endpoint, call).await,
+            Some(Destination::Aws { region, .. }) if http_task => {
+                let region = region.as_deref().unwrap_or(&self.region);
+                self.aws.http_invoke(region, call).await
+            }
+            None if http_task => self.aws.http_invoke(&self.region, call).await,
             Some(Destination::Aws { endpoint, region }) => {
                 let region = region.as_deref().unwrap_or(&self.region);
                 self.aws
@@ -274,6 +293,23 @@ impl Invoker for ConfiguredInvoker {
             }
             None => Err(no_rule(call)),
         }
+    }
+
+    /// TestState performs HTTP Tasks (as AWS's does), unless a rule takes them.
+    async fn test_call(
+        &self,
+        call: &TaskCall,
+        reveal_secrets: bool,
+    ) -> Option<saga_core::runtime::TestCall> {
+        if !crate::integrations::is_http_task(call) {
+            return None;
+        }
+        let region = match self.rule(call).map(|r| &r.destination) {
+            None => &self.region,
+            Some(Destination::Aws { region, .. }) => region.as_ref().unwrap_or(&self.region),
+            Some(_) => return None,
+        };
+        Some(self.aws.http_test_call(region, call, reveal_secrets).await)
     }
 }
 
@@ -358,6 +394,9 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub tasks: Vec<TaskRule>,
+    /// The EventBridge connections HTTP Tasks name (docs/oms-toml.md).
+    #[serde(default)]
+    pub connections: Vec<crate::integrations::ConnectionConfig>,
     /// The credentials `oms up` requires off loopback (docs/security.md); without
     /// them, it generates its own into the data dir.
     #[serde(default)]

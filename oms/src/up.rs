@@ -292,6 +292,7 @@ fn activities_invoker(
     let handler: Arc<dyn crate::invoker::LocalFunction> = handler;
     Ok(
         ConfiguredInvoker::with_handlers(&rules, &[("activities", handler)])?
+            .with_connections(&config.connections)?
             .in_account(&config.server),
     )
 }

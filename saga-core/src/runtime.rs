@@ -35,6 +35,20 @@ pub trait Invoker: Send + Sync {
     /// Runs a task routed [`Route::Invoke`] (or the request half of a callback) for
     /// the execution `execution_arn`: an invoker may serve some state machines only.
     async fn invoke(&self, execution_arn: &str, call: &TaskCall) -> Result<Value, Failure>;
+    /// Performs `call` for TestState, which calls no task for real but those an
+    /// invoker answers here (HTTP Tasks, in oms): the result and, for the TRACE
+    /// inspection level, the HTTP exchange. `None`: TestState needs a mock for it.
+    async fn test_call(&self, _call: &TaskCall, _reveal_secrets: bool) -> Option<TestCall> {
+        None
+    }
+}
+
+/// A task TestState had performed ([`Invoker::test_call`]).
+#[derive(Debug)]
+pub struct TestCall {
+    pub result: Result<Value, Failure>,
+    pub request: Option<crate::api::InspectionDataRequest>,
+    pub response: Option<crate::api::InspectionDataResponse>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,6 +329,11 @@ impl Runtime {
 
     pub fn mocks(&self) -> Option<&Arc<crate::mock::MockConfig>> {
         self.mocks.get()
+    }
+
+    /// Who performs tasks (TestState asks it for the calls it may make).
+    pub fn invoker(&self) -> &Arc<dyn Invoker> {
+        &self.invoker
     }
 
     /// The mocked answer for a task of `arn`, if it runs a test case that mocks the

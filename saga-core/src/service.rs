@@ -1167,7 +1167,28 @@ impl StepFunctions for LocalStepFunctions {
             req.retrier_retry_count = u32::try_from(n)
                 .map_err(|_| ApiError::validation("retrierRetryCount must not be negative"))?;
         }
-        Ok(test_state_output(run_test_state(&req)?))
+        // A task the invoker performs for TestState (an HTTP Task) runs for real; its
+        // result is then given to the engine as the mock would be.
+        let mut call = None;
+        if req.mock.is_none() {
+            if let Some(task) = first_task_call(&req) {
+                let reveal = input.reveal_secrets.unwrap_or(false);
+                call = self.runtime.invoker().test_call(&task, reveal).await;
+            }
+        }
+        if let Some(c) = &call {
+            req.mock = Some(match &c.result {
+                Ok(v) => asl::teststate::Mock::Result(v.to_string()),
+                Err(f) => asl::teststate::Mock::Error(f.clone()),
+            });
+        }
+        let mut out = test_state_output(run_test_state(&req)?);
+        if let (Some(c), Some(d)) = (call, out.inspection_data.as_mut()) {
+            if req.inspection_level == Level::Trace {
+                (d.request, d.response) = (c.request, c.response);
+            }
+        }
+        Ok(out)
     }
 
     async fn list_map_runs(&self, input: ListMapRunsInput) -> Result<ListMapRunsOutput, ApiError> {
@@ -1187,6 +1208,19 @@ impl StepFunctions for LocalStepFunctions {
     ) -> Result<UpdateMapRunOutput, ApiError> {
         map_runs::update(self, input).await
     }
+}
+
+/// The call `req`'s state makes when it is a Task (not one inside a Map or Parallel,
+/// whose result the mock would otherwise stand for): state names are unique.
+fn first_task_call(req: &asl::teststate::Request) -> Option<asl::TaskCall> {
+    let mut first: Option<asl::TaskCall> = None;
+    let mut record = |call: &asl::TaskCall| {
+        first.get_or_insert_with(|| call.clone());
+        asl::runner::TaskOutcome::err(Failure::runtime("recorded"))
+    };
+    let _ = asl::teststate::test_state(req, &mut record);
+    let tested = (req.state_name.as_deref()).unwrap_or(asl::teststate::DEFAULT_STATE_NAME);
+    first.filter(|c| c.state_name == tested)
 }
 
 /// A TestState argument holding JSON text (`input`, `variables`, `context`), parsed.

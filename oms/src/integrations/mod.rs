@@ -5,9 +5,13 @@
 //! shapes and AWS's error names so that Retry and Catch behave as on AWS.
 //!
 //! One signed caller serves every awsJson service (services.rs is the table); SNS
-//! (Query protocol) and S3 (REST-XML) have small hand-written exceptions.
+//! (Query protocol) and S3 (REST-XML) have small hand-written exceptions. HTTP Tasks
+//! (`arn:aws:states:::http:invoke`, http_task.rs) use the same connector unsigned,
+//! with the EventBridge connections of oms.toml (connections.rs).
 
+mod connections;
 mod errors;
+mod http_task;
 mod s3;
 mod services;
 mod signed;
@@ -20,18 +24,25 @@ use errors::Kind;
 use serde_json::{json, Map, Value};
 use services::{Optimized, Protocol, Service};
 
-/// Calls AWS services for Task states: one connector and one credentials cache for
-/// every rule.
+pub use connections::{ConnectionConfig, Connections};
+
+/// Calls AWS services and HTTP APIs for Task states: one connector and one
+/// credentials cache for every rule.
 pub struct AwsServices {
     client: signed::Client,
+    connections: Connections,
 }
 
 impl Default for AwsServices {
     fn default() -> Self {
-        AwsServices {
-            client: signed::Client::new(),
-        }
+        AwsServices::new(Connections::default())
     }
+}
+
+/// Whether a task is an HTTP Task (`arn:aws:states:::http:invoke`).
+pub fn is_http_task(call: &TaskCall) -> bool {
+    matches!(&call.target, Target::Service { service, action, .. }
+        if service == "http" && action == "invoke")
 }
 
 /// One call being made: the service, how it was named, where it goes.
@@ -47,6 +58,46 @@ struct Call<'a> {
 }
 
 impl AwsServices {
+    /// HTTP Tasks authorize with `connections`.
+    pub fn new(connections: Connections) -> AwsServices {
+        AwsServices {
+            client: signed::Client::new(),
+            connections,
+        }
+    }
+
+    /// Performs an HTTP Task; `region` is the one its User-Agent names.
+    pub async fn http_invoke(&self, region: &str, call: &TaskCall) -> Result<Value, Failure> {
+        http_task::invoke(&self.client, &self.connections, region, &call.payload).await
+    }
+
+    /// Performs an HTTP Task for TestState: its result, and the request and answer
+    /// as TRACE inspection data shows them.
+    pub async fn http_test_call(
+        &self,
+        region: &str,
+        call: &TaskCall,
+        reveal_secrets: bool,
+    ) -> saga_core::runtime::TestCall {
+        let (result, trace) = http_task::invoke_traced(
+            &self.client,
+            &self.connections,
+            region,
+            &call.payload,
+            Some(reveal_secrets),
+        )
+        .await;
+        let (request, response) = match trace {
+            Some(t) => http_task::inspection(&t),
+            None => (None, None),
+        };
+        saga_core::runtime::TestCall {
+            result,
+            request,
+            response,
+        }
+    }
+
     /// Performs `call` against `endpoint` (AWS's endpoint for `region` when `None`).
     pub async fn call(
         &self,

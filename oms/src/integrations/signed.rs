@@ -103,10 +103,27 @@ impl Client {
     pub async fn send(&self, request: Request) -> Result<Response, SendError> {
         let credentials = self.credentials().await?;
         let signed = signed_request(request, credentials)?;
+        self.exchange(signed).await
+    }
+
+    /// Sends a request as it is (HTTP Tasks sign nothing) over the same connector, and
+    /// reads the whole answer; `Err` when no usable answer came.
+    pub async fn send_unsigned(
+        &self,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<Response, SendError> {
+        let (parts, body) = request.into_parts();
+        let request = http::Request::from_parts(parts, SdkBody::from(body));
+        let request =
+            HttpRequest::try_from(request).map_err(|e| format!("building the request: {e}"))?;
+        self.exchange(request).await
+    }
+
+    async fn exchange(&self, request: HttpRequest) -> Result<Response, SendError> {
         let connector = self.connector().await?;
-        let uri = signed.uri().to_string();
+        let uri = request.uri().to_string();
         let response = connector
-            .call(signed)
+            .call(request)
             .await
             .map_err(|e| format!("cannot reach {uri}: {}", error_chain(&e)))?;
         let declared_bytes = response
