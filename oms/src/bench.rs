@@ -417,6 +417,7 @@ fn bench_config(args: &BenchArgs) -> Result<crate::invoker::Config, String> {
                 lambda_endpoint: None,
                 aws_endpoint: None,
                 aws_region: None,
+                s3_folder: None,
                 state_machines: None,
             }],
             ..Config::default()

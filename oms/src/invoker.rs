@@ -29,6 +29,11 @@ pub struct TaskRule {
     /// without `aws_endpoint`, it sends them to AWS's endpoint in that region.
     #[serde(default)]
     pub aws_region: Option<String>,
+    /// A folder whose subfolders are S3 buckets, for `aws-sdk:s3` Tasks and
+    /// ItemReaders with no S3 server (integrations/folder.rs); relative to the
+    /// working directory.
+    #[serde(default)]
+    pub s3_folder: Option<std::path::PathBuf>,
     /// The state machines (ARNs, `*` allowed) whose executions may call these
     /// resources, as a function's resource policy would say; absent, any may.
     #[serde(default)]
@@ -87,6 +92,8 @@ enum Destination {
         endpoint: Option<String>,
         region: Option<String>,
     },
+    /// S3 buckets as the subfolders of a local folder.
+    S3Folder(std::path::PathBuf),
 }
 
 /// A rule ready to match: the resource pattern, who may call it, where it goes.
@@ -140,6 +147,7 @@ impl ConfiguredInvoker {
         for r in rules {
             let aws = r.aws_endpoint.is_some() || r.aws_region.is_some();
             let dest = match (&r.builtin, &r.lambda_endpoint, aws) {
+                _ if r.s3_folder.is_some() => s3_folder_destination(r)?,
                 (Some(b), None, false) => Destination::Builtin(named(b).ok_or_else(|| {
                     format!(
                         "tasks rule for {}: no builtin handler named '{b}'",
@@ -150,8 +158,8 @@ impl ConfiguredInvoker {
                 (None, None, true) => aws_destination(r)?,
                 _ => {
                     return Err(format!(
-                        "tasks rule for {}: give exactly one of builtin, lambda_endpoint, or \
-                         aws_endpoint/aws_region",
+                        "tasks rule for {}: give exactly one of builtin, lambda_endpoint, \
+                         aws_endpoint/aws_region, or s3_folder",
                         r.resource
                     ))
                 }
@@ -291,6 +299,17 @@ impl Invoker for ConfiguredInvoker {
                     .call(endpoint.as_deref(), region, execution_arn, call)
                     .await
             }
+            Some(Destination::S3Folder(root)) => {
+                let (root, call) = (root.clone(), call.clone());
+                tokio::task::spawn_blocking(move || crate::integrations::folder::call(&root, &call))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(Failure::new(
+                            asl::error::names::TASK_FAILED,
+                            format!("the s3_folder call stopped: {e}"),
+                        ))
+                    })
+            }
             None => Err(no_rule(call)),
         }
     }
@@ -311,6 +330,31 @@ impl Invoker for ConfiguredInvoker {
         };
         Some(self.aws.http_test_call(region, call, reveal_secrets).await)
     }
+}
+
+/// An `s3_folder` rule: alone on its rule, and a folder that exists.
+fn s3_folder_destination(r: &TaskRule) -> Result<Destination, String> {
+    let others = r.builtin.is_some()
+        || r.lambda_endpoint.is_some()
+        || r.aws_endpoint.is_some()
+        || r.aws_region.is_some();
+    if others {
+        return Err(format!(
+            "tasks rule for {}: s3_folder cannot be given with builtin, lambda_endpoint, \
+             aws_endpoint or aws_region",
+            r.resource
+        ));
+    }
+    let folder = r.s3_folder.clone().unwrap_or_default();
+    if !folder.is_dir() {
+        return Err(format!(
+            "tasks rule for {}: s3_folder = \"{}\" is not a folder (create it, with a \
+             subfolder per bucket)",
+            r.resource,
+            folder.display()
+        ));
+    }
+    Ok(Destination::S3Folder(folder))
 }
 
 /// The failure of a task no rule covers, saying which rule to add.

@@ -282,6 +282,7 @@ fn activities_invoker(
         lambda_endpoint: None,
         aws_endpoint: None,
         aws_region: None,
+        s3_folder: None,
         state_machines: Some(vec![format!(
             "arn:aws:states:{}:{}:stateMachine:{}",
             config.server.region,

@@ -11,6 +11,7 @@
 
 mod connections;
 mod errors;
+pub mod folder;
 mod http_task;
 mod s3;
 mod services;

@@ -1,7 +1,8 @@
-//! S3 `getObject` and `putObject` (`aws-sdk:s3:...`), the S3 actions oms sends: S3
-//! speaks REST-XML (the bucket and key in the URL, the object as the body, fields in
-//! headers), so these two are mapped by hand. The object travels as text, as Step
-//! Functions passes it; other S3 actions are refused, naming this limit.
+//! S3 `getObject`, `putObject` and `listObjectsV2` (`aws-sdk:s3:...`), the S3 actions
+//! oms sends (the last for a distributed Map's ItemReader): S3 speaks REST-XML (the
+//! bucket and key in the URL, the object as the body, fields in headers), so these
+//! three are mapped by hand. The object travels as text, as Step Functions passes it;
+//! other S3 actions are refused, naming this limit.
 
 use super::errors::{self, ServiceError};
 use super::{signed, xml, Call};
@@ -18,6 +19,13 @@ const URI_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
 
 const GET_MEMBERS: &[&str] = &["Bucket", "Key", "VersionId", "Range"];
 const PUT_MEMBERS: &[&str] = &["Bucket", "Key", "Body", "ContentType", "Metadata"];
+const LIST_MEMBERS: &[&str] = &[
+    "Bucket",
+    "Prefix",
+    "ContinuationToken",
+    "MaxKeys",
+    "StartAfter",
+];
 
 pub async fn call(client: &signed::Client, c: &Call<'_>, params: &Value) -> Result<Value, Failure> {
     let obj = params
@@ -26,9 +34,10 @@ pub async fn call(client: &signed::Client, c: &Call<'_>, params: &Value) -> Resu
     let request = match c.action {
         "getObject" => get_request(c, obj),
         "putObject" => put_request(c, obj),
+        "listObjectsV2" => list_request(c, obj),
         _ => Err(format!(
-            "oms sends only S3 getObject and putObject (S3 speaks REST-XML, which oms \
-             maps for these two alone: docs/integrations.md); {} is not one",
+            "oms sends only S3 getObject, putObject and listObjectsV2 (S3 speaks REST-XML, \
+             which oms maps for these alone: docs/integrations.md); {} is not one",
             c.action
         )),
     }
@@ -39,6 +48,7 @@ pub async fn call(client: &signed::Client, c: &Call<'_>, params: &Value) -> Resu
     }
     match c.action {
         "getObject" => get_result(&response).map_err(|m| c.bad_parameters(m)),
+        "listObjectsV2" => list_result(&response).map_err(|m| c.bad_parameters(m)),
         _ => Ok(put_result(&response)),
     }
 }
@@ -143,6 +153,78 @@ fn put_request(c: &Call<'_>, obj: &Map<String, Value>) -> Result<signed::Request
         }
     }
     Ok(request)
+}
+
+/// ListObjectsV2: `GET /BUCKET?list-type=2&...` (the bucket as host name on AWS's).
+fn list_request(c: &Call<'_>, obj: &Map<String, Value>) -> Result<signed::Request, String> {
+    only_members(obj, LIST_MEMBERS)?;
+    let bucket = string(obj, "Bucket", true)?.unwrap_or_default();
+    let mut url = object_url(c, bucket, "");
+    url.push_str("?list-type=2");
+    let query = [
+        ("prefix", "Prefix"),
+        ("continuation-token", "ContinuationToken"),
+        ("start-after", "StartAfter"),
+    ];
+    for (name, member) in query {
+        if let Some(v) = string(obj, member, false)? {
+            url.push_str(&format!("&{name}={}", utf8_percent_encode(v, URI_ENCODE)));
+        }
+    }
+    match obj.get("MaxKeys") {
+        None => {}
+        Some(n) if n.as_u64().is_some_and(|n| n <= 1000) => url.push_str(&format!("&max-keys={n}")),
+        Some(n) => {
+            return Err(format!(
+                "MaxKeys must be an integer from 0 to 1000, not {n}"
+            ))
+        }
+    }
+    Ok(base_request(c, "GET", url))
+}
+
+/// ListObjectsV2's result as the SDK names it: `Contents` (Key, Size, ETag,
+/// LastModified, StorageClass), `IsTruncated`, `KeyCount`, `NextContinuationToken`.
+fn list_result(r: &signed::Response) -> Result<Value, String> {
+    let contents = xml::records(&r.body, "Contents")
+        .ok_or("S3 answered ListObjectsV2 with a body that is not XML")?;
+    let objects: Vec<Value> = contents.into_iter().map(listed_object).collect();
+    let mut out = json!({
+        "Contents": objects,
+        "IsTruncated": xml::first_text(&r.body, "IsTruncated").as_deref() == Some("true"),
+    });
+    for field in [
+        "Name",
+        "Prefix",
+        "NextContinuationToken",
+        "ContinuationToken",
+    ] {
+        if let Some(v) = xml::first_text(&r.body, field) {
+            out[field] = Value::String(v);
+        }
+    }
+    for field in ["KeyCount", "MaxKeys"] {
+        if let Some(n) = xml::first_text(&r.body, field).and_then(|v| v.parse::<u64>().ok()) {
+            out[field] = json!(n);
+        }
+    }
+    Ok(out)
+}
+
+/// One `Contents` element, its numbers as numbers.
+fn listed_object(fields: Vec<(String, String)>) -> Value {
+    let mut o = Map::new();
+    for (name, text) in fields {
+        let v = match name.as_str() {
+            "Size" => text
+                .parse::<u64>()
+                .map(Value::from)
+                .unwrap_or(Value::String(text)),
+            _ => Value::String(text),
+        };
+        o.insert(name, v);
+    }
+    Value::Object(o)
 }
 
 /// GetObject's result: the object as text with its headers' fields.

@@ -15,9 +15,44 @@ pub fn first_text(xml: &[u8], name: &str) -> Option<String> {
     None
 }
 
+/// Every element named `name` as its child elements' (name, text) pairs, in order
+/// (ListObjectsV2's `Contents`).
+pub fn records(xml: &[u8], name: &str) -> Option<Vec<Vec<(String, String)>>> {
+    let mut doc = Document::try_from(xml).ok()?;
+    let mut out = Vec::new();
+    while let Some(el) = doc.next_start_element() {
+        if el.local() != name {
+            continue;
+        }
+        let mut record = Vec::new();
+        let mut scope = doc.scoped_to(el);
+        while let Some(mut child) = scope.next_tag() {
+            let field = child.start_el().local().to_string();
+            // A nested element (Owner, RestoreStatus) has no text of its own: skipped.
+            if let Ok(text) = try_data(&mut child) {
+                record.push((field, text.into_owned()));
+            }
+        }
+        out.push(record);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_are_read_in_order_with_their_fields() {
+        let xml = br#"<ListBucketResult><Name>b</Name><Contents><Key>a.json</Key><Size>3</Size>
+            <Owner><ID>x</ID></Owner></Contents><Contents><Key>b &amp; c</Key><Size>5</Size></Contents>
+            </ListBucketResult>"#;
+        let r = records(xml, "Contents").unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0][0], ("Key".to_string(), "a.json".to_string()));
+        assert_eq!(r[1][0].1, "b & c");
+        assert_eq!(r[1][1], ("Size".to_string(), "5".to_string()));
+    }
 
     #[test]
     fn finds_nested_text_and_unescapes_it() {
