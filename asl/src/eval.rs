@@ -156,11 +156,27 @@ pub struct ReadCall {
     pub max_items: Option<u64>,
 }
 
+/// A distributed Map's ResultWriter, once its Map Run has succeeded: the driver
+/// formats or exports the results (see [`crate::map_writer`]) and answers with the
+/// state's result (`TaskSucceeded`), or with `States.ResultWriterFailed`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WriteCall {
+    pub state_name: String,
+    pub map_run_arn: String,
+    /// The ResultWriter field as written.
+    pub writer: Value,
+    /// Its Parameters, rendered (Bucket, Prefix).
+    pub parameters: Value,
+    /// The Map Run's results in item order, as the state would have them.
+    pub results: Vec<Value>,
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Effect {
     Invoke(Box<TaskCall>),
     Iteration(Box<IterationCall>),
     ReadItems(Box<ReadCall>),
+    WriteResults(Box<WriteCall>),
     /// Deliver [`Delivery::TimerFired`] at or after this time.
     Timer {
         until: DateTime<Utc>,
@@ -928,6 +944,10 @@ enum Phase {
     },
     /// A distributed Map waiting for its ItemReader's items.
     Reading {
+        effect: EffectId,
+    },
+    /// A distributed Map waiting for its ResultWriter.
+    Writing {
         effect: EffectId,
     },
 }
@@ -1850,12 +1870,6 @@ fn act_parallel(scope: &mut Scope, input: &Value, branches: &[usize]) -> Step {
 /// A Map state starts its iterations (or batches); one with an ItemReader has its
 /// items read first.
 fn act_map(scope: &mut Scope, input: &Value, spec: &MapSpec) -> Step {
-    if let Some(field) = spec.needs_s3 {
-        return Step::Error(Failure::runtime(format!(
-            "The Map state's {field} works on Amazon S3, which this engine cannot reach; \
-             pass the items in the state input (ItemsPath) instead."
-        )));
-    }
     match &spec.item_reader {
         Some(reader) => read_items(scope, input, spec, reader),
         None => act_map_on(scope, input, spec, None),
@@ -2293,6 +2307,12 @@ impl Core {
                 self.conclude(frame, state, step, host);
             }
             (Phase::Reading { effect }, Delivery::TaskFailed(f)) if effect == id => {
+                self.conclude(frame, state, Step::Failed(f), host);
+            }
+            (Phase::Writing { effect }, Delivery::TaskSucceeded(result)) if effect == id => {
+                self.fanout_succeeded(frame, state, result, host);
+            }
+            (Phase::Writing { effect }, Delivery::TaskFailed(f)) if effect == id => {
                 self.conclude(frame, state, Step::Failed(f), host);
             }
             (Phase::Iteration { effect }, delivery) if effect == id => {
@@ -2773,6 +2793,74 @@ impl Core {
         )
     }
 
+    fn writes_results(state: &State) -> bool {
+        matches!(&state.kind, Kind::Map(spec) if spec.result_writer.is_some())
+    }
+
+    /// A Map Run with a ResultWriter has succeeded: the driver formats or exports its
+    /// results, and its answer is the state's result.
+    fn start_writing(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        results: Vec<Value>,
+        host: &mut dyn Host,
+    ) {
+        let step = Self::write_call(&self.ident, frame, state, results, host);
+        match step {
+            Ok(call) => {
+                let id = self.effect(Effect::WriteResults(Box::new(call)));
+                if let Some(c) = frame.cursor.as_mut() {
+                    c.phase = Phase::Writing { effect: id };
+                }
+            }
+            Err(f) => self.conclude(frame, state, Step::Failed(f), host),
+        }
+    }
+
+    /// The ResultWriter's request: its Parameters rendered against the state's input.
+    fn write_call(
+        ident: &Ident,
+        frame: &mut Frame,
+        state: &State,
+        results: Vec<Value>,
+        host: &mut dyn Host,
+    ) -> Result<WriteCall, Failure> {
+        let (Kind::Map(spec), Some(cursor)) = (&state.kind, frame.cursor.as_ref()) else {
+            return Err(Failure::runtime(
+                "results were written for a state that is no Map",
+            ));
+        };
+        let map_run_arn = match &cursor.phase {
+            Phase::Fanout(fan) => fan.map_run_arn.clone().unwrap_or_default(),
+            _ => String::new(),
+        };
+        let input = cursor.input.clone();
+        let (entered_time, retry_count) = (cursor.entered_time, cursor.retry_count);
+        let mut scope = Scope {
+            ident,
+            vars: &frame.vars,
+            map_item: frame.map_item.as_ref(),
+            state,
+            entered_time,
+            retry_count,
+            task_token: None,
+            host,
+        };
+        let effective = scope.io_path(&state.input_path, input)?;
+        let parameters = match &spec.result_writer_parameters {
+            Some(p) => scope.render(p, &effective)?,
+            None => Value::Object(Map::new()),
+        };
+        Ok(WriteCall {
+            state_name: state.name.clone(),
+            map_run_arn,
+            writer: spec.result_writer.clone().unwrap_or_default(),
+            parameters,
+            results,
+        })
+    }
+
     /// Every child succeeded: the results, in child order, become the state's result.
     fn fanout_succeeded(
         &mut self,
@@ -2846,6 +2934,9 @@ impl Core {
         self.pending
             .retain(|_, (p, _)| !(p.len() > depth && p.starts_with(&here)));
         match step {
+            Step::Done(Value::Array(results), _, _) if Self::writes_results(state) => {
+                self.start_writing(frame, state, results, host)
+            }
             Step::Done(results, _, _) => self.fanout_succeeded(frame, state, results, host),
             Step::Failed(f) => {
                 // AWS records the state as failed only when no retrier takes it again.

@@ -14,6 +14,7 @@ pub mod intrinsics;
 pub mod item_reader;
 pub mod jsonpath;
 pub mod map_reader;
+pub mod map_writer;
 pub mod model;
 pub mod resource;
 pub mod runner;

@@ -212,9 +212,11 @@ pub struct MapSpec {
     pub item_reader: Option<Value>,
     /// The ItemReader's Parameters, rendered against the state's input.
     pub item_reader_parameters: Option<Template>,
-    /// A field that needs Amazon S3 (ResultWriter), which the engine cannot reach: the
-    /// state fails saying so rather than dropping the results.
-    pub needs_s3: Option<&'static str>,
+    /// The ResultWriter field as written (checked by `map_writer::writer_config`): the
+    /// driver formats or exports the results (`Effect::WriteResults`).
+    pub result_writer: Option<Value>,
+    /// The ResultWriter's Parameters, rendered against the state's input.
+    pub result_writer_parameters: Option<Template>,
 }
 
 /// A distributed Map's ItemProcessor as the state machine its child executions run.
@@ -742,7 +744,21 @@ impl Machine {
                         .map_err(|e| format!("{e} at {loc}/ItemReader/Parameters"))?,
                 ),
             },
-            needs_s3: ["ResultWriter"].into_iter().find(|f| o.contains_key(*f)),
+            result_writer: match o.get("ResultWriter") {
+                None => None,
+                Some(w) => {
+                    crate::map_writer::writer_config(w).map_err(|e| format!("{loc}/{e}"))?;
+                    Some(w.clone())
+                }
+            },
+            result_writer_parameters: match o.get("ResultWriter").and_then(|w| w.get("Parameters"))
+            {
+                None => None,
+                Some(p) => Some(
+                    Template::compile(p)
+                        .map_err(|e| format!("{e} at {loc}/ResultWriter/Parameters"))?,
+                ),
+            },
         })
     }
 

@@ -5,10 +5,13 @@ use crate::error::{names, Failure};
 use crate::eval::{Delivery, Effect, Execution, ExecutionInfo, IterationCall, Status, TaskCall};
 use crate::history::HistoryEvent;
 use crate::host::Host;
+use crate::map_writer::ChildRecord;
 use crate::model::Machine;
 use crate::time::seconds_after;
+use crate::time::timestamp;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Runs a task for the in-memory runner.
@@ -138,7 +141,7 @@ fn fire_next_timer<C: Clock>(
 ) {
     let next = pending.iter().filter_map(|(id, e)| match e {
         Effect::Timer { until } => Some((*until, *id)),
-        Effect::Invoke(_) | Effect::Iteration(_) | Effect::ReadItems(_) => None,
+        _ => None,
     });
     let Some((until, id)) = next.min() else {
         // Nothing to wait for and not finished: an evaluator bug, reported as such.
@@ -198,27 +201,44 @@ fn invoke<C: Clock>(
 }
 
 /// Runs a distributed Map's iteration to its end as a child execution of its own, as
-/// the Map Run would: its outcome is the iteration's.
+/// the Map Run would: its outcome is the iteration's. Also returns the child's record.
 fn iterate<C: Clock>(
     parent: &Execution,
     call: &IterationCall,
     handler: &mut dyn TaskHandler,
     host: &mut RunHost<C>,
-) -> Delivery {
-    let Some(child) = parent.machine().child_machine(call.processor).cloned() else {
-        return Delivery::TaskFailed(Failure::runtime(format!(
-            "the Map state '{}' has no child machine",
-            call.state_name
-        )));
-    };
+) -> (Delivery, ChildRecord) {
     let name = host.random.uuid_v4();
     let info = ExecutionInfo::new(
         &call.child_machine_arn(),
         &name,
         &parent.info().role_arn,
-        child.express,
+        parent
+            .machine()
+            .child_machine(call.processor)
+            .is_some_and(|c| c.express),
         host.clock.now(),
     );
+    let mut record = ChildRecord {
+        index: call.index,
+        execution_arn: info.execution_arn.clone(),
+        name,
+        state_machine_arn: call.child_machine_arn(),
+        status: "FAILED".into(),
+        input: call.input.to_string(),
+        output: None,
+        error: None,
+        cause: None,
+        start_date: timestamp(info.start_time),
+        stop_date: None,
+    };
+    let Some(child) = parent.machine().child_machine(call.processor).cloned() else {
+        let f = Failure::runtime(format!(
+            "the Map state '{}' has no child machine",
+            call.state_name
+        ));
+        return (Delivery::TaskFailed(f), record);
+    };
     let opts = RunOptions {
         info: Some(info),
         record_history: false,
@@ -230,13 +250,19 @@ fn iterate<C: Clock>(
         host,
         opts,
     );
-    match outcome.status {
+    record.status = outcome.status.as_str().to_string();
+    record.stop_date = Some(timestamp(host.clock.now()));
+    record.output = outcome.output.as_ref().map(Value::to_string);
+    record.error = outcome.error.clone();
+    record.cause = outcome.cause.clone();
+    let delivery = match outcome.status {
         Status::Succeeded => Delivery::TaskSucceeded(outcome.output.unwrap_or(Value::Null)),
         _ => Delivery::TaskFailed(Failure {
             error: outcome.error.unwrap_or_default(),
             cause: outcome.cause,
         }),
-    }
+    };
+    (delivery, record)
 }
 
 /// How an execution ended.
@@ -265,6 +291,8 @@ pub fn run<C: Clock>(
         .timeout_seconds
         .map(|s| seconds_after(info.start_time, s as f64));
     let mut exec = Execution::start(machine, input, info, opts.record_history, host);
+    // The distributed Maps' children, by Map Run, for their ResultWriters.
+    let mut children: HashMap<String, Vec<ChildRecord>> = HashMap::new();
     while exec.status() == Status::Running {
         let pending: Vec<(u64, Effect)> = exec.pending().map(|(id, e)| (id, e.clone())).collect();
         let work = pending
@@ -275,7 +303,22 @@ pub fn run<C: Clock>(
                 invoke(&mut exec, *id, call, handler, host, deadline)
             }
             Some((id, Effect::Iteration(call))) => {
-                let delivery = iterate(&exec, call, handler, host);
+                let (delivery, record) = iterate(&exec, call, handler, host);
+                children
+                    .entry(call.map_run_arn.clone())
+                    .or_default()
+                    .push(record);
+                exec.deliver(*id, delivery, host);
+            }
+            Some((id, Effect::WriteResults(call))) => {
+                let mut records = children.remove(&call.map_run_arn).unwrap_or_default();
+                records.sort_by_key(|r| r.index);
+                let written =
+                    crate::map_writer::write(call, &records, &mut |c| handler.call(&c).result);
+                let delivery = match written {
+                    Ok(result) => Delivery::TaskSucceeded(result),
+                    Err(f) => Delivery::TaskFailed(f),
+                };
                 exec.deliver(*id, delivery, host);
             }
             Some((id, Effect::ReadItems(call))) => {

@@ -41,7 +41,7 @@ fn drive(
                 host.clock.0 = until;
                 Delivery::TimerFired
             }
-            Effect::Iteration(_) | Effect::ReadItems(_) => {
+            Effect::Iteration(_) | Effect::ReadItems(_) | Effect::WriteResults(_) => {
                 panic!("these machines have no distributed Map")
             }
         };

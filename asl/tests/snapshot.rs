@@ -67,7 +67,7 @@ fn run(roundtrip: bool) -> (Value, Vec<String>) {
                 host.clock.0 = until;
                 Delivery::TimerFired
             }
-            Effect::Iteration(_) | Effect::ReadItems(_) => {
+            Effect::Iteration(_) | Effect::ReadItems(_) | Effect::WriteResults(_) => {
                 panic!("these machines have no distributed Map")
             }
         };

@@ -76,6 +76,7 @@ fn run_bounded(machine: Arc<Machine>) {
             Effect::Timer { .. } => Delivery::TimerFired,
             Effect::Iteration(call) => Delivery::TaskSucceeded(call.input.clone()),
             Effect::ReadItems(_) => Delivery::TaskSucceeded(serde_json::json!([1, 2])),
+            Effect::WriteResults(call) => Delivery::TaskSucceeded(call.results.clone().into()),
         };
         exec.deliver(id, delivery, &mut host);
     }

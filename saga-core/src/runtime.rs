@@ -627,6 +627,10 @@ impl Runtime {
                     let watcher = self.perform_read(arn, id, *call);
                     live.watchers.watch(id, vec![watcher]);
                 }
+                Effect::WriteResults(call) => {
+                    let watcher = self.perform_write(arn, id, *call);
+                    live.watchers.watch(id, vec![watcher]);
+                }
             }
         }
     }
@@ -1369,7 +1373,7 @@ fn new_task_rows(exec: &Execution, existing: &HashMap<EffectId, String>) -> Vec<
                     heartbeat_seconds: call.heartbeat_seconds,
                 })
             }
-            Effect::Timer { .. } | Effect::Iteration(_) | Effect::ReadItems(_) => None,
+            _ => None,
         })
         .collect()
 }

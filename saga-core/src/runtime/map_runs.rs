@@ -15,7 +15,8 @@ use super::{epoch, NewExecution, Runtime, RuntimeError, SystemHost};
 use crate::api::ExecutionStatus;
 use crate::nested::Parent;
 use asl::error::names;
-use asl::eval::{EffectId, IterationCall, MapRunEnd, MapRunUpdate, ReadCall};
+use asl::eval::{EffectId, IterationCall, MapRunEnd, MapRunUpdate, ReadCall, WriteCall};
+use asl::map_writer::ChildRecord;
 use asl::model::ChildMachine;
 use asl::{Delivery, Failure};
 use rusqlite::params;
@@ -88,6 +89,76 @@ impl Runtime {
             tokio::spawn(async move { rt.deliver(&arn, id, delivery).await });
         });
         task.abort_handle()
+    }
+
+    /// Formats or exports a Map Run's results (its ResultWriter) and delivers the
+    /// state's result. The children's records come from the store; the S3 writes go
+    /// through the invoker on a blocking thread, as the ItemReader's reads do.
+    pub(crate) fn perform_write(
+        self: &Arc<Self>,
+        arn: String,
+        id: EffectId,
+        call: WriteCall,
+    ) -> tokio::task::AbortHandle {
+        let rt = self.clone();
+        let task = tokio::spawn(async move {
+            let records = rt.child_records(&call.map_run_arn);
+            let invoker = rt.invoker.clone();
+            let writer_arn = arn.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                let handle = tokio::runtime::Handle::current();
+                asl::map_writer::write(&call, &records?, &mut |c| {
+                    handle.block_on(invoker.invoke(&writer_arn, &c))
+                })
+            })
+            .await;
+            let delivery = match written {
+                Ok(Ok(result)) => Delivery::TaskSucceeded(result),
+                Ok(Err(f)) => Delivery::TaskFailed(f),
+                Err(e) => {
+                    Delivery::TaskFailed(Failure::runtime(format!("the ResultWriter stopped: {e}")))
+                }
+            };
+            // Detached: the delivery ends this task's effect, which aborts this task.
+            tokio::spawn(async move { rt.deliver(&arn, id, delivery).await });
+        });
+        task.abort_handle()
+    }
+
+    /// A Map Run's children in item order, as its ResultWriter describes them.
+    fn child_records(&self, map_run_arn: &str) -> Result<Vec<ChildRecord>, Failure> {
+        let run = map_run_arn.to_string();
+        self.store()
+            .read(move |c| {
+                let mut st = c.prepare(
+                    "SELECT m.item_index, e.arn, e.name, e.state_machine_arn, e.status, e.input, \
+                     e.output, e.error, e.cause, e.start_date, e.stop_date \
+                     FROM map_run_children m JOIN executions e ON e.arn = m.child_arn \
+                     WHERE m.map_run_arn = ?1 ORDER BY m.item_index",
+                )?;
+                let rows = st.query_map([&run], |r| {
+                    Ok(ChildRecord {
+                        index: r.get::<_, i64>(0)? as usize,
+                        execution_arn: r.get(1)?,
+                        name: r.get(2)?,
+                        state_machine_arn: r.get(3)?,
+                        status: r.get(4)?,
+                        input: r.get(5)?,
+                        output: r.get(6)?,
+                        error: r.get(7)?,
+                        cause: r.get(8)?,
+                        start_date: instant(r.get(9)?),
+                        stop_date: r.get::<_, Option<f64>>(10)?.map(instant),
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .map_err(|e| {
+                Failure::new(
+                    names::RESULT_WRITER_FAILED,
+                    format!("the Map Run's children could not be read: {e}"),
+                )
+            })
     }
 
     async fn run_iteration(
@@ -310,6 +381,11 @@ pub(crate) fn record_ends(
         }
     }
     Ok(to_stop)
+}
+
+/// A stored date as the results files write it.
+fn instant(epoch_s: f64) -> String {
+    asl::time::timestamp(super::from_epoch(epoch_s))
 }
 
 /// Now, as the store writes dates.

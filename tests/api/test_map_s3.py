@@ -1,6 +1,6 @@
-"""A distributed Map's ItemReader against real S3 stand-ins: moto's server (through
-`aws_endpoint`, as a team's account would be reached) and a local folder
-(`s3_folder`, no S3 server at all). The reader's requests go where the machine's own
+"""A distributed Map's ItemReader and ResultWriter against real S3 stand-ins: moto's
+server (through `aws_endpoint`, as a team's account would be reached) and a local
+folder (`s3_folder`, no S3 server at all). Their requests go where the machine's own
 `aws-sdk:s3` Tasks go, so a child can read the object its item names."""
 
 import json
@@ -128,3 +128,48 @@ def test_a_missing_object_is_item_reader_failed_and_catchable(servers, where):
     caught = json.loads(done["output"])
     assert caught["Error"] == "States.ItemReaderFailed"
     assert "S3.NoSuchKeyException" in caught["Cause"]
+
+
+def writer_map(**writer):
+    writer = {"Resource": "arn:aws:states:::s3:putObject",
+              "Parameters": {"Bucket": BUCKET, "Prefix": "results"}, **writer}
+    definition = reader_map(csv_reader(), {"P": {"Type": "Choice", "Choices": [
+        {"Variable": "$.sku", "StringEquals": "B-2", "Next": "Bad"}], "Default": "Ok"},
+        "Bad": {"Type": "Fail", "Error": "Line.Bad", "Cause": "B-2"},
+        "Ok": {"Type": "Pass", "Parameters": {"sku.$": "$.sku"}, "End": True}},
+        ResultWriter=writer, ToleratedFailureCount=1)
+    return definition
+
+
+def test_results_are_exported_to_a_folder_bucket_with_a_manifest(servers, folder):
+    done = run(servers["folder"], writer_map(WriterConfig={"Transformation": "COMPACT"}))
+    assert done["status"] == "SUCCEEDED", (done.get("error"), done.get("cause"))
+    out = json.loads(done["output"])
+    assert ":mapRun:" in out["MapRunArn"]
+    details = out["ResultWriterDetails"]
+    assert details["Bucket"] == BUCKET and details["Key"].startswith("results/")
+    manifest = json.loads((folder / BUCKET / details["Key"]).read_text())
+    assert manifest["MapRunArn"] == out["MapRunArn"]
+    succeeded = manifest["ResultFiles"]["SUCCEEDED"][0]
+    rows = json.loads((folder / BUCKET / succeeded["Key"]).read_text())
+    assert rows == [{"sku": "A-1"}, {"sku": "C-3"}]
+    failed = json.loads((folder / BUCKET / manifest["ResultFiles"]["FAILED"][0]["Key"]).read_text())
+    assert [(f["Status"], f["Error"]) for f in failed] == [("FAILED", "Line.Bad")]
+    assert json.loads(failed[0]["Input"]) == {"sku": "B-2", "qty": "1"}
+
+
+def test_results_are_exported_to_s3_as_json_lines(servers, moto):
+    done = run(servers["moto"], writer_map(WriterConfig={"OutputType": "JSONL"}))
+    assert done["status"] == "SUCCEEDED", (done.get("error"), done.get("cause"))
+    key = json.loads(done["output"])["ResultWriterDetails"]["Key"]
+    s3 = s3_client(moto)
+    manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    lines_key = manifest["ResultFiles"]["SUCCEEDED"][0]["Key"]
+    assert lines_key.endswith("SUCCEEDED_0.jsonl")
+    lines = s3.get_object(Bucket=BUCKET, Key=lines_key)["Body"].read().decode().splitlines()
+    records = [json.loads(line) for line in lines]
+    # Exported without a Transformation, each line is the child's record.
+    assert [json.loads(r["Output"]) for r in records] == [{"sku": "A-1"}, {"sku": "C-3"}]
+    # The children are Express executions of the ItemProcessor (`<machine>/<label>`).
+    assert all(r["Status"] == "SUCCEEDED" and ":express:" in r["ExecutionArn"] for r in records)
+    assert all(r["StateMachineArn"].endswith("/Fan") for r in records)
