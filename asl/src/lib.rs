@@ -11,6 +11,7 @@ pub mod eval;
 pub mod history;
 pub mod host;
 pub mod intrinsics;
+pub mod item_reader;
 pub mod jsonpath;
 pub mod model;
 pub mod resource;
