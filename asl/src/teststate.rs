@@ -963,6 +963,11 @@ fn check_request(req: &Request, state: &State) -> Result<(), RequestError> {
     let branched = matches!(state.kind, Kind::Map(_) | Kind::Parallel { .. });
     match &req.mock {
         None if branched => Err(RequestError::InvalidDefinition(NO_MAP_OR_PARALLEL.into())),
+        None if matches!(&state.kind, Kind::Task(t) if waits_for_others(&t.target)) => {
+            Err(RequestError::Validation(
+                "TestState supports Activity tasks and the .sync and .waitForTaskToken integration patterns only when a mock is specified".into(),
+            ))
+        }
         None if req.context.is_some() => Err(RequestError::Validation(
             "context can only be given together with a mock".into(),
         )),
@@ -976,6 +981,16 @@ fn check_request(req: &Request, state: &State) -> Result<(), RequestError> {
         _ => Ok(()),
     }?;
     check_state_configuration(req, state, def)
+}
+
+/// A task whose result comes from someone else (an activity worker, a job run to its
+/// end, a token's callback): TestState has nothing to wait for, so AWS needs a mock.
+fn waits_for_others(target: &crate::resource::Target) -> bool {
+    matches!(target, crate::resource::Target::Activity { .. })
+        || matches!(
+            target.pattern(),
+            Pattern::Sync | Pattern::Sync2 | Pattern::WaitForTaskToken
+        )
 }
 
 /// A mocked result is JSON of the shape the state's result has.
