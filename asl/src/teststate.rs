@@ -708,13 +708,7 @@ impl Run<'_> {
             item_reader::MaxItems::Path(p) => {
                 let path = JsonPath::parse(p).map_err(|e| Outcome::Fatal(Failure::runtime(e)))?;
                 let v = scope.path_value(&path, effective).map_err(Outcome::Fatal)?;
-                Some(v.as_u64().filter(|n| *n <= item_reader::MAX_ITEMS_LIMIT).ok_or_else(|| {
-                    Outcome::Fatal(Failure::runtime(format!(
-                        "The MaxItemsPath field references a value that is not an integer from 0 to {}: {}",
-                        item_reader::MAX_ITEMS_LIMIT,
-                        compact(&v)
-                    )))
-                })?)
+                item_reader::max_items_from_path(p, &v).map_err(Outcome::Failed)?
             }
         };
         item_reader::parse_items(&reader, data, max_items).map_err(Outcome::Failed)
