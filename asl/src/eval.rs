@@ -1890,7 +1890,7 @@ fn read_items(scope: &mut Scope, input: &Value, spec: &MapSpec, reader: &Value) 
         crate::item_reader::MaxItems::Path(p) => {
             let path = tryf!(JsonPath::parse(&p).map_err(Failure::runtime));
             let v = tryf!(scope.path_value(&path, &effective));
-            Some(tryf!(path_integer(&v, "MaxItemsPath", &path)).max(0) as u64)
+            tryf!(crate::item_reader::max_items_from_path(&p, &v))
         }
     };
     Step::ReadItems(Box::new(ReadCall {

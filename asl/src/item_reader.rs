@@ -171,6 +171,7 @@ fn max_items(config: &Value) -> Result<MaxItems, String> {
     match config.get("MaxItems") {
         None | Some(Value::Null) => Ok(MaxItems::Unlimited),
         Some(v) => match v.as_u64() {
+            Some(0) => Ok(MaxItems::Unlimited), // 0 means no limit, as on AWS
             Some(n) if n <= MAX_ITEMS_LIMIT => Ok(MaxItems::Count(n)),
             _ => Err(config_error(
                 "MaxItems",
@@ -266,8 +267,30 @@ pub(crate) fn reader_failed(cause: impl Into<String>) -> Failure {
     Failure::new(names::ITEM_READER_FAILED, cause)
 }
 
-/// Turns the text one reader fetched into items, at most `max_items` of them (`None`:
-/// no limit). `raw` is the object's content for `s3:getObject` (a data file, or one
+/// The limit a `MaxItemsPath` value sets: a non-negative integer, 0 meaning none and
+/// anything above [`MAX_ITEMS_LIMIT`] clipped to it; otherwise the reader fails with
+/// AWS's causes.
+pub fn max_items_from_path(path: &str, value: &Value) -> Result<Option<u64>, Failure> {
+    match value {
+        Value::Number(n) if n.as_u64().is_some() => {
+            let n = n.as_u64().unwrap_or_default();
+            Ok((n != 0).then_some(n.min(MAX_ITEMS_LIMIT)))
+        }
+        Value::Number(n) if n.as_i64().is_some() => {
+            Err(reader_failed("field MaxItems must be positive"))
+        }
+        other => Err(reader_failed(format!(
+            "The MaxItemsPath field refers to value '{}' which is not a valid integer: {path}",
+            match other {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            }
+        ))),
+    }
+}
+
+/// Turns the text one reader fetched into items, at most `max_items` of them (`None`
+/// or 0: no limit). `raw` is the object's content for `s3:getObject` (a data file, or one
 /// data file of a manifest or of `LOAD_AND_FLATTEN`), or the ListObjectsV2 listing as
 /// JSON (`{"Contents": [...]}` or the array itself) for a plain `s3:listObjectsV2`.
 pub fn parse_items(
@@ -275,7 +298,7 @@ pub fn parse_items(
     raw: &str,
     max_items: Option<u64>,
 ) -> Result<Vec<Value>, Failure> {
-    let limit = usize::try_from(max_items.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+    let limit = item_limit(max_items);
     let raw = raw.strip_prefix('\u{feff}').unwrap_or(raw);
     if reader.source == Source::ListObjectsV2 && !reader.load_and_flatten {
         return listing_items(raw, limit);
@@ -294,6 +317,13 @@ pub fn parse_items(
         _ => Err(reader_failed(
             "The ItemReader has no InputType this server can read",
         )),
+    }
+}
+
+fn item_limit(max_items: Option<u64>) -> usize {
+    match max_items {
+        None | Some(0) => usize::MAX,
+        Some(n) => usize::try_from(n.min(MAX_ITEMS_LIMIT)).unwrap_or(usize::MAX),
     }
 }
 
@@ -576,7 +606,7 @@ pub fn inventory_items(
     max_items: Option<u64>,
 ) -> Result<Vec<Value>, Failure> {
     let headers = CsvHeaders::Given(schema.to_vec());
-    let limit = usize::try_from(max_items.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+    let limit = item_limit(max_items);
     csv_items(
         csv_text.strip_prefix('\u{feff}').unwrap_or(csv_text),
         &headers,

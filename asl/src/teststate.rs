@@ -16,9 +16,13 @@
 //! evaluator ([`crate::runner`]) on a virtual clock, so task calls, Lambda's response
 //! shape and branch failures are the evaluator's.
 
+mod mock_schema;
+pub use mock_schema::FieldValidationMode;
+
 use crate::choice;
 use crate::error::{names, Failure};
 use crate::eval::ExecutionInfo;
+use crate::item_reader;
 use crate::jsonpath::{JsonPath, Root};
 use crate::model::{
     Amount, ChoiceRule, IoPath, Kind, Machine, MapSpec, QueryLanguage, Retrier, State, TaskSpec,
@@ -63,9 +67,21 @@ pub struct Request {
     /// The context object as given (`context`); `None` builds one from `info`.
     pub context: Option<Value>,
     pub mock: Option<Mock>,
+    /// `mock.fieldValidationMode`: how a mocked Task result is held to the
+    /// integration's response shape.
+    pub field_validation_mode: FieldValidationMode,
     /// `stateConfiguration.retrierRetryCount`: retries already made by the retrier
     /// matching the error.
     pub retrier_retry_count: u32,
+    /// `stateConfiguration.errorCausedByState`: the state (the tested one, or one in
+    /// its branches or processor) a mocked Map or Parallel error comes from.
+    pub error_caused_by_state: Option<String>,
+    /// `stateConfiguration.mapIterationFailureCount`: iterations of the mocked Map that
+    /// failed, held to its ToleratedFailureCount / ToleratedFailurePercentage.
+    pub map_iteration_failure_count: Option<u32>,
+    /// `stateConfiguration.mapItemReaderData`: what the Map's ItemReader read, as found
+    /// in its source; the items come from it instead of ItemsPath.
+    pub map_item_reader_data: Option<String>,
     /// Who the (pretend) execution is, for a context object built here and for the
     /// evaluator runs of unmocked tasks and branches.
     pub info: ExecutionInfo,
@@ -84,7 +100,11 @@ impl Request {
             variables: Map::new(),
             context: None,
             mock: None,
+            field_validation_mode: FieldValidationMode::Strict,
             retrier_retry_count: 0,
+            error_caused_by_state: None,
+            map_iteration_failure_count: None,
+            map_item_reader_data: None,
             info: ExecutionInfo::new(
                 "arn:aws:states:us-east-1:000000000000:stateMachine:TestStateMachine",
                 "test-state",
@@ -252,17 +272,7 @@ pub fn test_state(
     let list = machine.root();
     let idx = list.by_name[&name];
     let state = &list.states[idx];
-    if req.mock.is_some()
-        && !matches!(
-            state.kind,
-            Kind::Task(_) | Kind::Map(_) | Kind::Parallel { .. }
-        )
-    {
-        return Err(RequestError::Validation(format!(
-            "A mock can only be given for a Task, Map or Parallel state, not for a {} state.",
-            state.type_name
-        )));
-    }
+    check_request(req, state)?;
     let names: Vec<String> = list.states.iter().map(|s| s.name.clone()).collect();
     let mut run = Run {
         req,
@@ -627,19 +637,18 @@ impl Run<'_> {
             Some(p) => fatal!(self.scope(ctx).render(p, &effective)),
             None => effective,
         };
-        let result = match &self.req.mock {
-            Some(m) => mock_result(m),
-            None => {
-                let branches = self.field("Branches");
-                self.run_machine(
-                    json!({"Type": "Parallel", "Branches": branches, "End": true}),
-                    params,
-                )
-            }
-        };
-        match result {
+        let _ = params; // evaluated for its errors; the branches' result is the mock's
+        match self.mocked() {
             Ok(r) => self.finish_result(ctx, raw, r, next, false),
             Err(f) => Outcome::Failed(f),
+        }
+    }
+
+    /// A Map's or Parallel's result: the mock, which [`check_request`] made sure of.
+    fn mocked(&self) -> Result<Value, Failure> {
+        match &self.req.mock {
+            Some(m) => mock_result(m),
+            None => Err(Failure::runtime(NO_MAP_OR_PARALLEL)),
         }
     }
 
@@ -650,8 +659,15 @@ impl Run<'_> {
             self.insp.after_input_path = Some(effective.clone());
         }
         let scope = self.scope(ctx);
-        let items = fatal!(map_items(&scope, spec, &effective));
+        let items = match &self.req.map_item_reader_data {
+            Some(data) => match self.read_items(&scope, data, &effective) {
+                Ok(items) => items,
+                Err(outcome) => return outcome,
+            },
+            None => fatal!(map_items(&scope, spec, &effective)),
+        };
         let limits = fatal!(MapLimits::read(&scope, spec, &effective));
+        let item_count = items.len();
         let selected = match &spec.item_selector {
             None => items.clone(),
             Some(sel) => fatal!(self.select_items(ctx, sel, &items, &effective)),
@@ -661,21 +677,66 @@ impl Run<'_> {
             if spec.item_selector.is_some() {
                 self.insp.after_item_selector = Some(Value::Array(selected.clone()));
             }
-            self.insp.max_concurrency = limits.max_concurrency;
+            // AWS reports 0 (no limit) when the Map sets none.
+            self.insp.max_concurrency = limits.max_concurrency.or(Some(0));
             self.insp.tolerated_failure_count = limits.tolerated_count;
             self.insp.tolerated_failure_percentage = limits.tolerated_pct;
         }
-        let result = match &self.req.mock {
-            Some(m) => mock_result(m),
-            None => {
-                let map = self.map_machine(&limits);
-                self.run_machine(map, Value::Array(selected))
-            }
-        };
+        let _ = selected; // the iterations' result is the mock's
+        let result = self
+            .mocked()
+            .and_then(|r| self.within_tolerance(&limits, item_count).map(|()| r));
         match result {
             Ok(r) => self.finish_result(ctx, raw, r, next, false),
             Err(f) => Outcome::Failed(f),
         }
+    }
+
+    /// The items of `mapItemReaderData`, read as the Map's ItemReader would read its
+    /// source; a read failure is `States.ItemReaderFailed`, which Retry and Catch see.
+    fn read_items(
+        &self,
+        scope: &Scope,
+        data: &str,
+        effective: &Value,
+    ) -> Result<Vec<Value>, Outcome> {
+        let reader = item_reader::reader_format(&self.field("ItemReader"))
+            .map_err(|e| Outcome::Fatal(Failure::runtime(e)))?;
+        let max_items = match &reader.max_items {
+            item_reader::MaxItems::Unlimited => None,
+            item_reader::MaxItems::Count(n) => Some(*n),
+            item_reader::MaxItems::Path(p) => {
+                let path = JsonPath::parse(p).map_err(|e| Outcome::Fatal(Failure::runtime(e)))?;
+                let v = scope.path_value(&path, effective).map_err(Outcome::Fatal)?;
+                item_reader::max_items_from_path(p, &v).map_err(Outcome::Failed)?
+            }
+        };
+        item_reader::parse_items(&reader, data, max_items).map_err(Outcome::Failed)
+    }
+
+    /// `mapIterationFailureCount` held to the Map's tolerance. As AWS does, a Map that
+    /// sets neither ToleratedFailureCount nor ToleratedFailurePercentage is not held.
+    fn within_tolerance(&self, limits: &MapLimits, item_count: usize) -> Result<(), Failure> {
+        let Some(failed) = self.req.map_iteration_failure_count else {
+            return Ok(());
+        };
+        let over_count = limits
+            .tolerated_count
+            .is_some_and(|t| i64::from(failed) > t);
+        let over_pct = limits.tolerated_pct.is_some_and(|pct| {
+            let failed_pct = match item_count {
+                0 => 100.0 * f64::from(u8::from(failed > 0)),
+                n => f64::from(failed) * 100.0 / n as f64,
+            };
+            failed_pct > pct
+        });
+        if over_count || over_pct {
+            return Err(Failure::new(
+                names::EXCEED_TOLERATED_FAILURE_THRESHOLD,
+                "The specified tolerated failure threshold was exceeded",
+            ));
+        }
+        Ok(())
     }
 
     /// ItemSelector rendered for each item, with `$$.Map.Item` in the context.
@@ -697,38 +758,12 @@ impl Run<'_> {
         Ok(out)
     }
 
-    /// The evaluator runs the iterations on the selected items: a Map state with the
-    /// definition's processor and batcher, and the limits as read.
-    fn map_machine(&self, limits: &MapLimits) -> Value {
-        let mut m = Map::new();
-        m.insert("Type".into(), json!("Map"));
-        for f in ["ItemProcessor", "Iterator", "ItemBatcher"] {
-            let v = self.field(f);
-            if !v.is_null() {
-                m.insert(f.into(), v);
-            }
-        }
-        if let Some(n) = limits.max_concurrency {
-            m.insert("MaxConcurrency".into(), json!(n));
-        }
-        if let Some(n) = limits.tolerated_count {
-            m.insert("ToleratedFailureCount".into(), json!(n));
-        }
-        if let Some(n) = limits.tolerated_pct {
-            m.insert("ToleratedFailurePercentage".into(), json!(n));
-        }
-        m.insert("End".into(), json!(true));
-        Value::Object(m)
-    }
-
     /// A field of the state's definition as written.
     fn field(&self, f: &str) -> Value {
-        let def = &self.req.definition;
-        let state = match def.get("States") {
-            Some(states) => &states[self.name()],
-            None => def,
-        };
-        state.get(f).cloned().unwrap_or(Value::Null)
+        state_definition(self.req, self.name())
+            .get(f)
+            .cloned()
+            .unwrap_or(Value::Null)
     }
 
     /// Runs a one-state machine made of `state` on `input` with the evaluator, on a
@@ -898,15 +933,131 @@ impl Run<'_> {
                 insp.after_parameters = None;
             }
             result.inspection_data = Some(insp);
-        } else if let Some(d) = insp.error_details {
-            // Which retrier or catcher handled the error is told at every level.
-            result.inspection_data = Some(InspectionData {
-                error_details: Some(d),
-                ..InspectionData::default()
-            });
         }
+        // At INFO AWS reports no inspection data at all, not even which retrier or
+        // catcher took the error (its RETRIABLE and CAUGHT_ERROR answers at INFO).
         result
     }
+}
+
+/// AWS's refusal of an unmocked Map or Parallel.
+const NO_MAP_OR_PARALLEL: &str = "TestState API does not support Map or Parallel states. Supported state types include: [Task, Wait, Pass, Succeed, Fail, Choice]";
+
+/// The tested state's definition as written (inside `States` for a whole machine).
+fn state_definition<'a>(req: &'a Request, name: &str) -> &'a Value {
+    match req.definition.get("States") {
+        Some(states) => &states[name],
+        None => &req.definition,
+    }
+}
+
+/// The checks AWS makes before anything runs, with its messages where it has them.
+fn check_request(req: &Request, state: &State) -> Result<(), RequestError> {
+    let def = state_definition(req, &state.name);
+    let branched = matches!(state.kind, Kind::Map(_) | Kind::Parallel { .. });
+    match &req.mock {
+        None if branched => Err(RequestError::InvalidDefinition(NO_MAP_OR_PARALLEL.into())),
+        None if matches!(&state.kind, Kind::Task(t) if waits_for_others(&t.target)) => {
+            Err(RequestError::Validation(
+                "TestState supports Activity tasks and the .sync and .waitForTaskToken integration patterns only when a mock is specified".into(),
+            ))
+        }
+        None if req.context.is_some() => Err(RequestError::Validation(
+            "context can only be given together with a mock".into(),
+        )),
+        Some(_) if !branched && !matches!(state.kind, Kind::Task(_)) => {
+            Err(RequestError::Validation(format!(
+                "State type '{}' is not supported when a mock is specified",
+                state.type_name
+            )))
+        }
+        Some(Mock::Result(text)) => check_mock_result(req, state, def, text),
+        _ => Ok(()),
+    }?;
+    check_state_configuration(req, state, def)
+}
+
+/// A task whose result comes from someone else (an activity worker, a job run to its
+/// end, a token's callback): TestState has nothing to wait for, so AWS needs a mock.
+fn waits_for_others(target: &crate::resource::Target) -> bool {
+    matches!(target, crate::resource::Target::Activity { .. })
+        || matches!(
+            target.pattern(),
+            Pattern::Sync | Pattern::Sync2 | Pattern::WaitForTaskToken
+        )
+}
+
+/// A mocked result is JSON of the shape the state's result has.
+fn check_mock_result(
+    req: &Request,
+    state: &State,
+    def: &Value,
+    text: &str,
+) -> Result<(), RequestError> {
+    let invalid = |m: &str| Err(RequestError::Validation(m.to_string()));
+    let result: Value = serde_json::from_str(text).map_err(|e| {
+        RequestError::Validation(format!("The mocked result is not valid JSON: {e}"))
+    })?;
+    match &state.kind {
+        Kind::Map(_) if def.get("ResultWriter").is_some() && !result.is_object() => {
+            invalid("Mocked result must be a JSON object.")
+        }
+        Kind::Map(_) if def.get("ResultWriter").is_none() && !result.is_array() => {
+            invalid("Mocked result must be an array.")
+        }
+        Kind::Parallel { .. } => match &result {
+            Value::Array(items) if Some(items.len()) == def["Branches"].as_array().map(Vec::len) => Ok(()),
+            Value::Array(_) => invalid("Mocked result must contain the same number of items as number of Parallel branches."),
+            _ => invalid("Mocked result must be an array."),
+        },
+        Kind::Task(spec) => mock_schema::check(&spec.target, &result, req.field_validation_mode)
+            .map_err(RequestError::Validation),
+        _ => Ok(()),
+    }
+}
+
+/// `stateConfiguration` members name what the tested state has.
+fn check_state_configuration(
+    req: &Request,
+    state: &State,
+    def: &Value,
+) -> Result<(), RequestError> {
+    let refuse = |m: String| Err(RequestError::Validation(m));
+    let is_map = matches!(state.kind, Kind::Map(_));
+    if let Some(name) = &req.error_caused_by_state {
+        if !is_map && !matches!(state.kind, Kind::Parallel { .. }) {
+            return refuse("errorCausedByState is only for a Map or Parallel state".into());
+        }
+        if name != &state.name && !nested_state_names(def).contains(name) {
+            return refuse(format!(
+                "errorCausedByState '{name}' is neither the tested state nor a state of its branches or item processor"
+            ));
+        }
+    }
+    if req.map_iteration_failure_count.is_some() && !is_map {
+        return refuse("mapIterationFailureCount is only for a Map state".into());
+    }
+    if req.map_item_reader_data.is_some() && (!is_map || def.get("ItemReader").is_none()) {
+        return refuse("mapItemReaderData is only for a Map state with an ItemReader".into());
+    }
+    Ok(())
+}
+
+/// The names of the states inside a Parallel's branches or a Map's processor, at any depth.
+fn nested_state_names(def: &Value) -> Vec<String> {
+    let mut lists: Vec<&Value> = def["Branches"]
+        .as_array()
+        .map(|b| b.iter().collect())
+        .unwrap_or_default();
+    lists.extend([&def["ItemProcessor"], &def["Iterator"]]);
+    let mut names = Vec::new();
+    for states in lists.iter().filter_map(|l| l["States"].as_object()) {
+        for (name, inner) in states {
+            names.push(name.clone());
+            names.extend(nested_state_names(inner));
+        }
+    }
+    names
 }
 
 fn mock_result(m: &Mock) -> Result<Value, Failure> {

@@ -1157,15 +1157,20 @@ impl StepFunctions for LocalStepFunctions {
         }
         req.context = json_arg("context", &input.context)?;
         if let Some(mock) = &input.mock {
+            if input.reveal_secrets == Some(true) {
+                return Err(ApiError::validation(
+                    "TestState does not support RevealSecrets when a mock is specified.",
+                ));
+            }
             req.mock = Some(test_mock(mock)?);
+            req.field_validation_mode = match mock.field_validation_mode.unwrap_or_default() {
+                MockResponseValidationMode::Strict => asl::teststate::FieldValidationMode::Strict,
+                MockResponseValidationMode::Present => asl::teststate::FieldValidationMode::Present,
+                MockResponseValidationMode::None => asl::teststate::FieldValidationMode::None,
+            };
         }
-        if let Some(n) = input
-            .state_configuration
-            .as_ref()
-            .and_then(|c| c.retrier_retry_count)
-        {
-            req.retrier_retry_count = u32::try_from(n)
-                .map_err(|_| ApiError::validation("retrierRetryCount must not be negative"))?;
+        if let Some(config) = &input.state_configuration {
+            test_state_configuration(&mut req, config)?;
         }
         // A task the invoker performs for TestState (an HTTP Task) runs for real; its
         // result is then given to the engine as the mock would be.
@@ -1223,6 +1228,43 @@ fn first_task_call(req: &asl::teststate::Request) -> Option<asl::TaskCall> {
     first.filter(|c| c.state_name == tested)
 }
 
+/// `stateConfiguration`, held to the API's constraints (AWS's wording).
+fn test_state_configuration(
+    req: &mut asl::teststate::Request,
+    config: &TestStateConfiguration,
+) -> Result<(), ApiError> {
+    let count = |name: &str, n: Option<i32>| -> Result<Option<u32>, ApiError> {
+        n.map(|n| {
+            u32::try_from(n).map_err(|_| ApiError::validation(format!(
+                "1 validation error detected: Value '{n}' at 'stateConfiguration.{name}' failed to satisfy constraint: Member must have value greater than or equal to 0"
+            )))
+        })
+        .transpose()
+    };
+    req.retrier_retry_count = count("retrierRetryCount", config.retrier_retry_count)?.unwrap_or(0);
+    req.map_iteration_failure_count = count(
+        "mapIterationFailureCount",
+        config.map_iteration_failure_count,
+    )?;
+    if let Some(name) = &config.error_caused_by_state {
+        if name.is_empty() || name.chars().count() > 80 {
+            return Err(ApiError::validation(
+                "1 validation error detected: Value at 'stateConfiguration.errorCausedByState' failed to satisfy constraint: Member must have length between 1 and 80",
+            ));
+        }
+        req.error_caused_by_state = Some(name.clone());
+    }
+    if let Some(data) = &config.map_item_reader_data {
+        if data.len() > MAX_PAYLOAD {
+            return Err(ApiError::validation(format!(
+                "1 validation error detected: Value at 'stateConfiguration.mapItemReaderData' failed to satisfy constraint: Member must have length less than or equal to {MAX_PAYLOAD}"
+            )));
+        }
+        req.map_item_reader_data = Some(data.clone());
+    }
+    Ok(())
+}
+
 /// A TestState argument holding JSON text (`input`, `variables`, `context`), parsed.
 fn json_arg(name: &str, text: &Option<String>) -> Result<Option<Value>, ApiError> {
     match text {
@@ -1246,7 +1288,7 @@ fn test_mock(mock: &MockInput) -> Result<asl::teststate::Mock, ApiError> {
             cause: e.cause.clone(),
         })),
         _ => Err(ApiError::validation(
-            "A mock must have exactly one of result and errorOutput",
+            "A test mock should have only one of the following fields: [result, errorOutput].",
         )),
     }
 }
