@@ -338,8 +338,12 @@ def test_state_does_not_stand_an_inner_http_task_for_a_whole_parallel(sfn, api):
     inner = http_task({"ApiEndpoint": url(api, "/inner"), "Method": "GET",
                        "Authentication": {"ConnectionArn": connection("apikey")}}, End=True)
     parallel = {"Type": "Parallel", "Branches": [{"StartAt": "Inner", "States": {"Inner": inner}}], "End": True}
-    with pytest.raises(sfn.exceptions.ValidationException, match="give a mock"):
+    # As on AWS, TestState takes a Parallel (or Map) only with a mock: its inner HTTP
+    # Task is not called in its place.
+    before = len(api.requests)
+    with pytest.raises(sfn.exceptions.InvalidDefinition, match="does not support Map or Parallel"):
         sfn.test_state(definition=json.dumps(parallel))
+    assert len(api.requests) == before
 
 
 def test_a_refused_oauth_token_fails_with_invalid_connection_state(sfn, api):
