@@ -80,9 +80,11 @@ pub fn writer_config(writer: &Value) -> Result<WriterConfig, String> {
         Some("NONE") => Transformation::None,
         Some("COMPACT") => Transformation::Compact,
         Some("FLATTEN") => Transformation::Flatten,
-        Some(other) => return Err(format!(
+        Some(other) => {
+            return Err(format!(
             "ResultWriter.WriterConfig.Transformation: '{other}' is not NONE, COMPACT or FLATTEN"
-        )),
+        ))
+        }
     };
     let jsonl = match field("OutputType") {
         None | Some("JSON") => false,

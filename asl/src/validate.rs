@@ -1074,6 +1074,33 @@ impl Checker {
         }
     }
 
+    /// A distributed Map's ItemReader and ResultWriter, by the rules the engine reads
+    /// them with (`item_reader::reader_format`, `map_writer::writer_config`), so that a
+    /// definition that validates also loads; their JSONPath Parameters are templates.
+    fn reader_and_writer(&mut self, s: &Map<String, Value>, lang: Lang, loc: &str, depth: usize) {
+        type Check = fn(&Value) -> Result<(), String>;
+        let fields: [(&str, Check); 2] = [
+            ("ItemReader", |v| {
+                crate::item_reader::reader_format(v).map(|_| ())
+            }),
+            ("ResultWriter", |v| {
+                crate::map_writer::writer_config(v).map(|_| ())
+            }),
+        ];
+        for (field, check) in fields {
+            let Some(v @ Value::Object(o)) = s.get(field) else {
+                continue;
+            };
+            let here = at(loc, field);
+            if let Err(e) = check(v) {
+                self.schema(e, &here);
+            }
+            if let (Lang::JsonPath, Some(p)) = (lang, o.get("Parameters")) {
+                self.template(p, &at(&here, "Parameters"), depth + 1);
+            }
+        }
+    }
+
     /// A JSONPath payload template: every `key.$` holds a path or an intrinsic call.
     fn template(&mut self, v: &Value, loc: &str, depth: usize) {
         if depth > MAX_NESTING {
@@ -1418,6 +1445,7 @@ impl Checker {
         if let Some(Value::Object(b)) = s.get("ItemBatcher") {
             self.item_batcher(b, lang, &at(loc, "ItemBatcher"), depth + 1);
         }
+        self.reader_and_writer(s, lang, loc, depth);
         if let Some(label) = self.expect_string(s, "Label", loc) {
             if label.chars().count() > 40 {
                 self.schema(
