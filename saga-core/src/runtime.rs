@@ -361,6 +361,12 @@ impl Runtime {
         }))
     }
 
+    /// The test case execution `arn` runs, if any.
+    pub(crate) fn test_case_of(&self, arn: &str) -> Option<String> {
+        let cases = self.test_cases.lock().expect("test case lock");
+        cases.get(arn).map(|(_, case)| case.clone())
+    }
+
     /// After a restart: the test case a resumed execution runs, if any.
     fn recall_test_case(&self, arn: &str) -> Result<(), StoreError> {
         let arn_owned = arn.to_string();
@@ -380,7 +386,10 @@ impl Runtime {
     }
 
     fn remember_test_case(&self, arn: &str, machine_arn: &str, case: &str) {
+        // A distributed Map's child (`stateMachine:<machine>/<label>`) runs its parent's
+        // test case, whose mocked states are named in the parent machine's entry.
         let machine = machine_arn.rsplit(':').next().unwrap_or(machine_arn);
+        let machine = machine.split('/').next().unwrap_or(machine);
         self.test_cases
             .lock()
             .expect("test case lock")

@@ -1,7 +1,9 @@
 """Real, published state machines (tests/samples/README.md): every one is accepted by
 CreateStateMachine, and AWS's Step Functions Local mock-testing sample runs its
 makefile's scenarios against `oms up` with its own mock file, unchanged, and gets the
-histories its makefile checks for."""
+histories its makefile checks for. The distributed-Map sample runs whole: its
+ItemReader lists a bucket, its batches run as child executions with their Lambda
+mocked, its ResultWriter exports the results, and its reducer sees them."""
 
 import json
 import re
@@ -15,6 +17,8 @@ from helpers import history, unique, wait_status
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 AWS = SAMPLES / "aws-stepfunctions-examples"
 MOCK_SAMPLE = AWS / "sam" / "app-local-testing-mock-config"
+DMAP_SAMPLE = (AWS / "sam" / "demo-distributed-map-data-processing" / "statemachines"
+               / "dmap-temperatures.asl.json")
 DEFINITIONS = sorted(SAMPLES.rglob("*.asl.json"))
 
 
@@ -130,3 +134,64 @@ def test_detect_sentiment_is_retried_past_service_exceptions(mock_sample):
                  and e["taskSucceededEventDetails"]["resource"] == "detectSentiment"]
     assert [s["resourceType"] for s in succeeded] == ["aws-sdk:comprehend"]
     assert json.loads(succeeded[0]["output"])["Sentiment"] == "POSITIVE"
+
+
+# The sample's Lambda functions, mocked as a team would in its mock file: each batch's
+# statistics, then the reducer's answer.
+DMAP_MOCKS = {
+    "StateMachines": {"Temperatures": {"TestCases": {"Stats": {
+        "Lambda Invoke": "BatchStats", "Reducer": "Reduced"}}}},
+    "MockedResponses": {
+        "BatchStats": {"0": {"Return": {"StatusCode": 200, "Payload": {"stations": 3}}}},
+        "Reduced": {"0": {"Return": {"StatusCode": 200, "Payload": {"reduced": True}}}},
+    },
+}
+
+
+@pytest.fixture
+def dmap_sample(tmp_path, oms_config):
+    buckets = tmp_path / "buckets"
+    for n in range(3):
+        station = buckets / "noaa-input" / "csv" / f"station-{n}.csv"
+        station.parent.mkdir(parents=True, exist_ok=True)
+        station.write_text("DATE,TEMP\n2022-01-01,3.5\n")
+    (buckets / "noaa-results").mkdir()
+    config = tmp_path / "oms.toml"
+    config.write_text(Path(oms_config).read_text() + f"""
+[[tasks]]
+resource = "arn:aws:states:::aws-sdk:s3:*"
+s3_folder = "{buckets}"
+""")
+    mocks = tmp_path / "mocks.json"
+    mocks.write_text(json.dumps(DMAP_MOCKS))
+    data = tmp_path / "data"
+    data.mkdir()
+    server = Server(data, config, env={"SFN_MOCK_CONFIG": str(mocks)}).start()
+    try:
+        yield server.client(), buckets
+    finally:
+        server.kill()
+
+
+def test_the_distributed_map_sample_runs_whole(dmap_sample):
+    sfn, buckets = dmap_sample
+    text = DMAP_SAMPLE.read_text().replace("${InputBucket}", "noaa-input")
+    text = text.replace("${ResultsBucket}", "noaa-results")
+    arn = sfn.create_state_machine(name="Temperatures", definition=deployed(text),
+                                   roleArn="arn:aws:iam::123456789012:role/DummyRole")["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=arn + "#Stats", input="{}")["executionArn"]
+    done = wait_status(sfn, execution, timeout=30)
+    assert done["status"] == "SUCCEEDED", (done.get("error"), done.get("cause"))
+    assert json.loads(done["output"]) == {"reduced": True}
+    # The reducer got the ResultWriter's details, and the files are in the bucket.
+    reducer_input = [e for e in history(sfn, execution) if e["type"] == "TaskScheduled"][-1]
+    payload = json.loads(reducer_input["taskScheduledEventDetails"]["parameters"])["Payload"]
+    manifest = json.loads((buckets / "noaa-results" / payload["ResultWriterDetails"]["Key"]).read_text())
+    results = manifest["ResultFiles"]["SUCCEEDED"]
+    assert len(results) == 1 and results[0]["Key"].startswith("results/")
+    # 3 objects, batched by 500: one child, given the 3 listed objects as its Items.
+    run = sfn.list_map_runs(executionArn=execution)["mapRuns"][0]["mapRunArn"]
+    children = sfn.list_executions(mapRunArn=run)["executions"]
+    assert len(children) == 1
+    child_input = json.loads(sfn.describe_execution(executionArn=children[0]["executionArn"])["input"])
+    assert sorted(i["Key"] for i in child_input["Items"]) == [f"csv/station-{n}.csv" for n in range(3)]

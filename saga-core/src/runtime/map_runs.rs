@@ -215,7 +215,9 @@ impl Runtime {
                 sync: true,
                 map_run: Some(Box::new(call)),
             }),
-            test_case: None,
+            // A child runs its parent's test case: the mock file names the processor's
+            // states under the parent machine, as Step Functions Local's did.
+            test_case: self.test_case_of(parent_arn),
         };
         self.start(new).await.map(|(arn, _)| arn).map_err(|e| {
             Failure::runtime(format!(
