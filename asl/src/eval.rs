@@ -127,7 +127,13 @@ pub struct IterationCall {
     pub max_concurrency: usize,
     pub tolerated_failure_count: Option<f64>,
     pub tolerated_failure_percentage: Option<f64>,
-    pub item_count: usize,
+    /// The children the Map Run starts (batches, with an ItemBatcher).
+    pub child_count: usize,
+    /// The items the Map Run runs, and those this child runs (its batch's).
+    #[serde(default)]
+    pub total_items: usize,
+    #[serde(default)]
+    pub items: usize,
 }
 
 impl IterationCall {
@@ -966,6 +972,10 @@ struct Fanout {
     /// MaxConcurrency as the state gave it (0: no limit), as DescribeMapRun shows it.
     #[serde(default)]
     max_concurrency_given: usize,
+    /// The items before an ItemBatcher grouped them (each child's input then holds
+    /// its batch as `Items`); 0 when there is no batcher.
+    #[serde(default)]
+    batched_items: usize,
     status: Vec<ChildStatus>,
     inputs: Vec<Value>,
     children: Vec<Frame>,
@@ -988,6 +998,7 @@ impl Fanout {
             distributed: false,
             map_run_arn: None,
             max_concurrency_given: 0,
+            batched_items: 0,
             status: vec![ChildStatus::NotStarted; n],
             inputs,
             children,
@@ -1938,6 +1949,7 @@ fn act_map_on(scope: &mut Scope, input: &Value, spec: &MapSpec, read: Option<Vec
         is_map: true,
         distributed: spec.distributed.is_some(),
         max_concurrency_given,
+        batched_items: if spec.batcher.is_some() { n_items } else { 0 },
         tolerated_failures,
         tolerated_percentage,
         ..Fanout::new(inputs, children, max_concurrency)
@@ -2662,7 +2674,11 @@ impl Core {
         state: &State,
         host: &mut dyn Host,
     ) {
-        let item_count = fan.children.len();
+        let child_count = fan.children.len();
+        let (total_items, items) = match fan.batched_items {
+            0 => (child_count, 1),
+            n => (n, input["Items"].as_array().map_or(0, Vec::len)),
+        };
         let child = &mut fan.children[i];
         let call = IterationCall {
             map_run_arn: fan.map_run_arn.clone().unwrap_or_default(),
@@ -2673,7 +2689,9 @@ impl Core {
             max_concurrency: fan.max_concurrency_given,
             tolerated_failure_count: fan.tolerated_failures,
             tolerated_failure_percentage: fan.tolerated_percentage,
-            item_count,
+            child_count,
+            total_items,
+            items,
         };
         self.path.push(i as u32);
         let effect = self.effect(Effect::Iteration(Box::new(call)));

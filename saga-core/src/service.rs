@@ -834,11 +834,16 @@ impl StepFunctions for LocalStepFunctions {
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })?;
         let next_token = next_page(offset, limit, rows.len());
+        let items = match &map_run {
+            Some(run) => map_runs::items_by_child(self, run)?,
+            None => HashMap::new(),
+        };
         Ok(ListExecutionsOutput {
             executions: rows
                 .into_iter()
                 .take(limit as usize)
                 .map(|r| ExecutionListItem {
+                    item_count: items.get(&r.arn).map(|n| *n as i32),
                     execution_arn: r.arn,
                     state_machine_arn: r.state_machine_arn,
                     name: r.name,
@@ -847,7 +852,8 @@ impl StepFunctions for LocalStepFunctions {
                     stop_date: r.stop_date.map(from_epoch),
                     redrive_count: Some(r.redrive_count as i32),
                     redrive_date: r.redrive_date.map(from_epoch),
-                    // AWS names the Map Run only when the list was asked by it.
+                    // AWS names the Map Run (and a child's items) only when the list
+                    // was asked by it.
                     map_run_arn: map_run.clone(),
                     ..Default::default()
                 })

@@ -144,13 +144,17 @@ CREATE TABLE IF NOT EXISTS map_runs (
     max_concurrency INTEGER NOT NULL,
     tolerated_failure_count REAL,
     tolerated_failure_percentage REAL,
-    item_count INTEGER NOT NULL
+    -- Children it starts (batches, with an ItemBatcher), and the items they run.
+    child_count INTEGER NOT NULL,
+    total_items INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS map_runs_by_execution ON map_runs (execution_arn, start_date);
 CREATE TABLE IF NOT EXISTS map_run_children (
     child_arn TEXT PRIMARY KEY,
     map_run_arn TEXT NOT NULL,
-    item_index INTEGER NOT NULL
+    item_index INTEGER NOT NULL,
+    -- The items this child runs: 1, or its batch's.
+    items INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS map_run_children_by_run ON map_run_children (map_run_arn, item_index);
 -- Executions started as a test case of the mock configuration (mock.rs): `ARN#Case`.

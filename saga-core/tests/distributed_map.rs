@@ -273,3 +273,24 @@ async fn update_map_run_raises_concurrency_and_stop_aborts_the_children() {
     assert_eq!(stopped.status, MapRunStatus::Aborted, "{stopped:?}");
     assert_eq!(stopped.execution_counts.aborted, 3, "{stopped:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_count_as_executions_and_their_items_as_items() {
+    let sfn = service("dmap-batches");
+    let states = json!({"Check": {"Type": "Pass", "End": true}});
+    let batcher = json!({"ItemBatcher": {"MaxItemsPerBatch": 2}});
+    let m = machine(&sfn, map_state(states, batcher)).await;
+    let arn = start(&sfn, &m, &[1, 2, 3, 4, 5]).await;
+    sfn.runtime().wait_finished(&arn).await;
+    let run = only_map_run(&sfn, &arn).await;
+    let (e, i) = (&run.execution_counts, &run.item_counts);
+    assert_eq!((e.total, e.succeeded, e.pending), (3, 3, 0), "{e:?}");
+    assert_eq!((i.total, i.succeeded, i.pending), (5, 5, 0), "{i:?}");
+    let mut sizes: Vec<i32> = children(&sfn, &run.map_run_arn)
+        .await
+        .iter()
+        .map(|k| k.item_count.unwrap_or(0))
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, [1, 2, 2]);
+}

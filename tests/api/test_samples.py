@@ -195,3 +195,6 @@ def test_the_distributed_map_sample_runs_whole(dmap_sample):
     assert len(children) == 1
     child_input = json.loads(sfn.describe_execution(executionArn=children[0]["executionArn"])["input"])
     assert sorted(i["Key"] for i in child_input["Items"]) == [f"csv/station-{n}.csv" for n in range(3)]
+    assert children[0]["itemCount"] == 3
+    described = sfn.describe_map_run(mapRunArn=run)
+    assert (described["itemCounts"]["total"], described["executionCounts"]["total"]) == (3, 1)

@@ -327,8 +327,8 @@ pub(crate) fn insert_link(
 ) -> rusqlite::Result<()> {
     c.prepare_cached(
         "INSERT OR IGNORE INTO map_runs (arn, execution_arn, state_machine_arn, status, start_date, \
-         max_concurrency, tolerated_failure_count, tolerated_failure_percentage, item_count) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         max_concurrency, tolerated_failure_count, tolerated_failure_percentage, child_count, \
+         total_items) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         call.map_run_arn,
@@ -339,12 +339,19 @@ pub(crate) fn insert_link(
         call.max_concurrency as i64,
         call.tolerated_failure_count,
         call.tolerated_failure_percentage,
-        call.item_count as i64
+        call.child_count as i64,
+        call.total_items as i64
     ])?;
     c.prepare_cached(
-        "INSERT INTO map_run_children (child_arn, map_run_arn, item_index) VALUES (?1, ?2, ?3)",
+        "INSERT INTO map_run_children (child_arn, map_run_arn, item_index, items) \
+         VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![child_arn, call.map_run_arn, call.index as i64])?;
+    .execute(params![
+        child_arn,
+        call.map_run_arn,
+        call.index as i64,
+        call.items as i64
+    ])?;
     Ok(())
 }
 

@@ -21,12 +21,13 @@ pub(super) struct MapRunRow {
     max_concurrency: i64,
     tolerated_failure_count: Option<f64>,
     tolerated_failure_percentage: Option<f64>,
-    item_count: i64,
+    child_count: i64,
+    total_items: i64,
 }
 
 impl MapRunRow {
     const SELECT: &'static str = "SELECT arn, execution_arn, state_machine_arn, status, start_date, \
-         stop_date, max_concurrency, tolerated_failure_count, tolerated_failure_percentage, item_count \
+         stop_date, max_concurrency, tolerated_failure_count, tolerated_failure_percentage, child_count, total_items \
          FROM map_runs";
 
     fn from_row(r: &rusqlite::Row) -> rusqlite::Result<MapRunRow> {
@@ -40,7 +41,8 @@ impl MapRunRow {
             max_concurrency: r.get(6)?,
             tolerated_failure_count: r.get(7)?,
             tolerated_failure_percentage: r.get(8)?,
-            item_count: r.get(9)?,
+            child_count: r.get(9)?,
+            total_items: r.get(10)?,
         })
     }
 }
@@ -61,6 +63,19 @@ pub(super) fn row(api: &LocalStepFunctions, arn: &str) -> Result<MapRunRow, ApiE
         .optional()?)
     })?
     .ok_or_else(|| ApiError::resource_not_found(format!("Map Run Does Not Exist: '{arn}'")))
+}
+
+/// The items each child of the Map Run `arn` runs, by the child's ARN.
+pub(super) fn items_by_child(
+    api: &LocalStepFunctions,
+    arn: &str,
+) -> Result<std::collections::HashMap<String, i64>, ApiError> {
+    api.read(|c| {
+        let mut st =
+            c.prepare("SELECT child_arn, items FROM map_run_children WHERE map_run_arn = ?1")?;
+        let rows = st.query_map([arn], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    })
 }
 
 /// The Map Run that started the execution `child_arn`, if one did.
@@ -131,43 +146,54 @@ pub(super) fn describe(
         max_concurrency: r.max_concurrency,
         tolerated_failure_percentage: r.tolerated_failure_percentage.unwrap_or(0.0),
         tolerated_failure_count: r.tolerated_failure_count.unwrap_or(0.0) as i64,
-        // Without an ItemBatcher each child runs one item; with one, the counts are
-        // of batches (see docs/distributed-map.md).
-        item_counts: counts.clone(),
-        execution_counts: counts,
+        // Without an ItemBatcher each child runs one item; with one, a batch.
+        item_counts: counts.items,
+        execution_counts: counts.executions,
         redrive_count: 0,
         redrive_date: None,
     })
 }
 
-/// The children's counts by status; those not started yet are pending.
-fn counts(api: &LocalStepFunctions, r: &MapRunRow) -> Result<MapRunCounts, ApiError> {
+/// DescribeMapRun's two counts: of children, and of the items they run.
+struct Counts {
+    executions: MapRunCounts,
+    items: MapRunCounts,
+}
+
+/// The children (and their items) by status; those not started yet are pending.
+fn counts(api: &LocalStepFunctions, r: &MapRunRow) -> Result<Counts, ApiError> {
     let arn = r.arn.clone();
-    let by_status: Vec<(String, i64)> = api.read(|c| {
+    let by_status: Vec<(String, i64, i64)> = api.read(|c| {
         let mut st = c.prepare(
-            "SELECT e.status, COUNT(*) FROM map_run_children m JOIN executions e ON e.arn = m.child_arn \
-             WHERE m.map_run_arn = ?1 GROUP BY e.status",
+            "SELECT e.status, COUNT(*), SUM(m.items) FROM map_run_children m \
+             JOIN executions e ON e.arn = m.child_arn WHERE m.map_run_arn = ?1 GROUP BY e.status",
         )?;
-        let rows = st.query_map([&arn], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = st.query_map([&arn], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     })?;
-    let of = |s: ExecutionStatus| {
-        by_status
-            .iter()
-            .filter(|(status, _)| status == s.as_str())
-            .map(|(_, n)| *n)
-            .sum::<i64>()
+    let tally = |pick: fn(&(String, i64, i64)) -> i64, total: i64| {
+        let of = |s: ExecutionStatus| {
+            by_status
+                .iter()
+                .filter(|row| row.0 == s.as_str())
+                .map(pick)
+                .sum::<i64>()
+        };
+        let started: i64 = by_status.iter().map(pick).sum();
+        MapRunCounts {
+            pending: total.saturating_sub(started).max(0),
+            running: of(ExecutionStatus::Running),
+            succeeded: of(ExecutionStatus::Succeeded),
+            failed: of(ExecutionStatus::Failed),
+            timed_out: of(ExecutionStatus::TimedOut),
+            aborted: of(ExecutionStatus::Aborted),
+            total,
+            ..Default::default()
+        }
     };
-    let started: i64 = by_status.iter().map(|(_, n)| *n).sum();
-    Ok(MapRunCounts {
-        pending: r.item_count.saturating_sub(started).max(0),
-        running: of(ExecutionStatus::Running),
-        succeeded: of(ExecutionStatus::Succeeded),
-        failed: of(ExecutionStatus::Failed),
-        timed_out: of(ExecutionStatus::TimedOut),
-        aborted: of(ExecutionStatus::Aborted),
-        total: r.item_count,
-        ..Default::default()
+    Ok(Counts {
+        executions: tally(|row| row.1, r.child_count),
+        items: tally(|row| row.2, r.total_items),
     })
 }
 
