@@ -958,6 +958,18 @@ enum Phase {
     },
 }
 
+impl Phase {
+    /// The effect a distributed Map's own phase waits for.
+    fn map_effect(&self) -> Option<EffectId> {
+        match self {
+            Phase::Reading { effect } | Phase::Writing { effect } | Phase::Iteration { effect } => {
+                Some(*effect)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// The children of a Parallel or Map state and how far they have got.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Fanout {
@@ -2312,22 +2324,32 @@ impl Core {
                 );
             }
             (Phase::Backoff { effect }, Delivery::TimerFired) if effect == id => {}
-            (Phase::Reading { effect }, Delivery::TaskSucceeded(Value::Array(items)))
-                if effect == id =>
-            {
-                let step = Self::map_with_items(&self.ident, frame, state, items, host);
-                self.conclude(frame, state, step, host);
+            (phase, delivery) if phase.map_effect() == Some(id) => {
+                return self.deliver_to_map(frame, state, phase, delivery, host);
             }
-            (Phase::Reading { effect }, Delivery::TaskFailed(f)) if effect == id => {
-                self.conclude(frame, state, Step::Failed(f), host);
+            (phase, _) => {
+                // Not the outcome this state waits for: keep waiting.
+                if let Some(c) = frame.cursor.as_mut() {
+                    c.phase = phase;
+                }
+                return;
             }
-            (Phase::Writing { effect }, Delivery::TaskSucceeded(result)) if effect == id => {
-                self.fanout_succeeded(frame, state, result, host);
-            }
-            (Phase::Writing { effect }, Delivery::TaskFailed(f)) if effect == id => {
-                self.conclude(frame, state, Step::Failed(f), host);
-            }
-            (Phase::Iteration { effect }, delivery) if effect == id => {
+        }
+        self.run(frame, host);
+    }
+
+    /// A distributed Map's own phases: its items read, its results written, or (on a
+    /// child frame) its iteration's child execution ended.
+    fn deliver_to_map(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        phase: Phase,
+        delivery: Delivery,
+        host: &mut dyn Host,
+    ) {
+        match (phase, delivery) {
+            (Phase::Iteration { .. }, delivery) => {
                 // The child execution's outcome is the iteration's; the cursor stays
                 // (back at Enter) so that a redrive can run a failed one again.
                 frame.result = Some(match delivery {
@@ -2339,6 +2361,21 @@ impl Core {
                 });
                 return;
             }
+            (Phase::Reading { .. }, Delivery::TaskSucceeded(Value::Array(items))) => {
+                let step = Self::map_with_items(&self.ident, frame, state, items, host);
+                self.conclude(frame, state, step, host);
+            }
+            (Phase::Reading { .. }, Delivery::TaskSucceeded(other)) => {
+                let f = Failure::runtime(format!(
+                    "the ItemReader's items are not an array: {}",
+                    compact(&other)
+                ));
+                self.conclude(frame, state, Step::Failed(f), host);
+            }
+            (Phase::Writing { .. }, Delivery::TaskSucceeded(result)) => {
+                self.fanout_succeeded(frame, state, result, host);
+            }
+            (_, Delivery::TaskFailed(f)) => self.conclude(frame, state, Step::Failed(f), host),
             (phase, _) => {
                 // Not the outcome this state waits for: keep waiting.
                 if let Some(c) = frame.cursor.as_mut() {

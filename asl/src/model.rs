@@ -5,6 +5,7 @@
 
 use crate::intrinsics::{self, Call};
 use crate::jsonpath::JsonPath;
+use crate::{item_reader, map_writer};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -718,6 +719,20 @@ impl Machine {
             }
             _ => None,
         };
+        let (item_reader, item_reader_parameters) = s3_field(
+            o,
+            "ItemReader",
+            |v| item_reader::reader_format(v).map(|_| ()),
+            loc,
+            ql,
+        )?;
+        let (result_writer, result_writer_parameters) = s3_field(
+            o,
+            "ResultWriter",
+            |v| map_writer::writer_config(v).map(|_| ()),
+            loc,
+            ql,
+        )?;
         Ok(MapSpec {
             items_path: io_path(o.get("ItemsPath"), &format!("{loc}/ItemsPath"))?,
             item_selector,
@@ -730,35 +745,10 @@ impl Machine {
                 None => None,
                 Some(b) => Some(parse_batcher(b, &format!("{loc}/ItemBatcher"), ql)?),
             },
-            item_reader: match o.get("ItemReader") {
-                None => None,
-                Some(r) => {
-                    crate::item_reader::reader_format(r).map_err(|e| format!("{loc}/{e}"))?;
-                    Some(r.clone())
-                }
-            },
-            item_reader_parameters: match o.get("ItemReader").and_then(|r| r.get("Parameters")) {
-                None => None,
-                Some(p) => Some(
-                    Template::compile(p)
-                        .map_err(|e| format!("{e} at {loc}/ItemReader/Parameters"))?,
-                ),
-            },
-            result_writer: match o.get("ResultWriter") {
-                None => None,
-                Some(w) => {
-                    crate::map_writer::writer_config(w).map_err(|e| format!("{loc}/{e}"))?;
-                    Some(w.clone())
-                }
-            },
-            result_writer_parameters: match o.get("ResultWriter").and_then(|w| w.get("Parameters"))
-            {
-                None => None,
-                Some(p) => Some(
-                    Template::compile(p)
-                        .map_err(|e| format!("{e} at {loc}/ResultWriter/Parameters"))?,
-                ),
-            },
+            item_reader,
+            item_reader_parameters,
+            result_writer,
+            result_writer_parameters,
         })
     }
 
@@ -888,6 +878,28 @@ fn parse_task(o: &Map<String, Value>, loc: &str, ql: QueryLanguage) -> Result<Ta
         timeout: amount("TimeoutSeconds")?,
         heartbeat: amount("HeartbeatSeconds")?,
     })
+}
+
+/// A distributed Map's ItemReader or ResultWriter, checked by `check`, and its
+/// JSONPath Parameters compiled (the validator holds them to the same rules).
+fn s3_field(
+    o: &Map<String, Value>,
+    field: &str,
+    check: fn(&Value) -> Result<(), String>,
+    loc: &str,
+    ql: QueryLanguage,
+) -> Result<(Option<Value>, Option<Template>), String> {
+    let Some(v) = o.get(field) else {
+        return Ok((None, None));
+    };
+    check(v).map_err(|e| format!("{loc}/{e}"))?;
+    let parameters = match (ql, v.get("Parameters")) {
+        (QueryLanguage::JsonPath, Some(p)) => {
+            Some(Template::compile(p).map_err(|e| format!("{e} at {loc}/{field}/Parameters"))?)
+        }
+        _ => None,
+    };
+    Ok((Some(v.clone()), parameters))
 }
 
 /// A distributed Map's ItemProcessor as a machine of its own, or None for an inline

@@ -200,6 +200,41 @@ fn invoke<C: Clock>(
     exec.deliver(id, delivery, host);
 }
 
+/// Performs a distributed Map's effect: an iteration (its child's record kept in
+/// `children` by Map Run), its ItemReader or its ResultWriter, whose S3 requests go to
+/// the handler as any task's would.
+fn distributed_map<C: Clock>(
+    exec: &Execution,
+    effect: &Effect,
+    children: &mut HashMap<String, Vec<ChildRecord>>,
+    handler: &mut dyn TaskHandler,
+    host: &mut RunHost<C>,
+) -> Delivery {
+    let outcome = match effect {
+        Effect::Iteration(call) => {
+            let (delivery, record) = iterate(exec, call, handler, host);
+            let run = children.entry(call.map_run_arn.clone()).or_default();
+            run.push(record);
+            return delivery;
+        }
+        Effect::ReadItems(call) => {
+            crate::map_reader::read(call, &mut |c| handler.call(&c).result).map(Value::Array)
+        }
+        Effect::WriteResults(call) => {
+            let mut records = children.remove(&call.map_run_arn).unwrap_or_default();
+            records.sort_by_key(|r| r.index);
+            crate::map_writer::write(call, &records, &mut |c| handler.call(&c).result)
+        }
+        Effect::Invoke(_) | Effect::Timer { .. } => Err(Failure::runtime(
+            "the runner asked the distributed Map to perform a task or a timer",
+        )),
+    };
+    match outcome {
+        Ok(v) => Delivery::TaskSucceeded(v),
+        Err(f) => Delivery::TaskFailed(f),
+    }
+}
+
 /// Runs a distributed Map's iteration to its end as a child execution of its own, as
 /// the Map Run would: its outcome is the iteration's. Also returns the child's record.
 fn iterate<C: Clock>(
@@ -302,35 +337,11 @@ pub fn run<C: Clock>(
             Some((id, Effect::Invoke(call))) => {
                 invoke(&mut exec, *id, call, handler, host, deadline)
             }
-            Some((id, Effect::Iteration(call))) => {
-                let (delivery, record) = iterate(&exec, call, handler, host);
-                children
-                    .entry(call.map_run_arn.clone())
-                    .or_default()
-                    .push(record);
+            Some((id, effect)) => {
+                let delivery = distributed_map(&exec, effect, &mut children, handler, host);
                 exec.deliver(*id, delivery, host);
             }
-            Some((id, Effect::WriteResults(call))) => {
-                let mut records = children.remove(&call.map_run_arn).unwrap_or_default();
-                records.sort_by_key(|r| r.index);
-                let written =
-                    crate::map_writer::write(call, &records, &mut |c| handler.call(&c).result);
-                let delivery = match written {
-                    Ok(result) => Delivery::TaskSucceeded(result),
-                    Err(f) => Delivery::TaskFailed(f),
-                };
-                exec.deliver(*id, delivery, host);
-            }
-            Some((id, Effect::ReadItems(call))) => {
-                // The reader's S3 requests go to the handler, as any task's would.
-                let read = crate::map_reader::read(call, &mut |c| handler.call(&c).result);
-                let delivery = match read {
-                    Ok(items) => Delivery::TaskSucceeded(Value::Array(items)),
-                    Err(f) => Delivery::TaskFailed(f),
-                };
-                exec.deliver(*id, delivery, host);
-            }
-            _ => fire_next_timer(&mut exec, &pending, host, deadline),
+            None => fire_next_timer(&mut exec, &pending, host, deadline),
         }
     }
     let (status, output, failure, history) = exec.into_outcome();

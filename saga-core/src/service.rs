@@ -101,6 +101,73 @@ impl LocalStepFunctions {
         &self.runtime
     }
 
+    /// A TestState call's arguments, checked, as the engine's request.
+    fn test_state_request(
+        &self,
+        input: &TestStateInput,
+    ) -> Result<asl::teststate::Request, ApiError> {
+        use asl::teststate::{InspectionLevel as Level, Request};
+        if input.definition.len() > MAX_DEFINITION {
+            return Err(ApiError::invalid_definition(
+                "Invalid State Machine Definition: 'The definition is larger than 1 MB'",
+            ));
+        }
+        let definition: Value = serde_json::from_str(&input.definition).map_err(|e| {
+            ApiError::invalid_definition(format!("Invalid State Machine Definition: '{e}'"))
+        })?;
+        let state_input = json_arg("input", &input.input)?.unwrap_or_else(|| serde_json::json!({}));
+        let now = Utc::now();
+        let mut req = Request::new(definition, state_input, now);
+        let role = match &input.role_arn {
+            Some(r) => {
+                check_role(r)?;
+                r.clone()
+            }
+            None => format!("arn:aws:iam::{}:role/oms-local", self.account),
+        };
+        req.info = asl::ExecutionInfo::new(
+            &self.machine_arn("TestState"),
+            &format!("test-state-{}", now.timestamp_millis()),
+            &role,
+            true,
+            now,
+        );
+        req.seed = now.timestamp_nanos_opt().unwrap_or_default() as u64;
+        req.state_name = input.state_name.clone();
+        req.inspection_level = match input.inspection_level.unwrap_or_default() {
+            InspectionLevel::Info => Level::Info,
+            InspectionLevel::Debug => Level::Debug,
+            InspectionLevel::Trace => Level::Trace,
+        };
+        match json_arg("variables", &input.variables)? {
+            None => {}
+            Some(Value::Object(m)) => req.variables = m,
+            Some(_) => {
+                return Err(ApiError::validation(
+                    "Invalid variables: the value must be a JSON object",
+                ))
+            }
+        }
+        req.context = json_arg("context", &input.context)?;
+        if let Some(mock) = &input.mock {
+            if input.reveal_secrets == Some(true) {
+                return Err(ApiError::validation(
+                    "TestState does not support RevealSecrets when a mock is specified.",
+                ));
+            }
+            req.mock = Some(test_mock(mock)?);
+            req.field_validation_mode = match mock.field_validation_mode.unwrap_or_default() {
+                MockResponseValidationMode::Strict => asl::teststate::FieldValidationMode::Strict,
+                MockResponseValidationMode::Present => asl::teststate::FieldValidationMode::Present,
+                MockResponseValidationMode::None => asl::teststate::FieldValidationMode::None,
+            };
+        }
+        if let Some(config) = &input.state_configuration {
+            test_state_configuration(&mut req, config)?;
+        }
+        Ok(req)
+    }
+
     fn machine_arn(&self, name: &str) -> String {
         format!(
             "arn:aws:states:{}:{}:stateMachine:{}",
@@ -1119,65 +1186,8 @@ impl StepFunctions for LocalStepFunctions {
         // The state runs in asl::teststate, on a virtual clock. Tasks are not called for
         // real here (the runtime's invoker is asynchronous and owned by the durable
         // runtime): a task without a mock is refused with a ValidationException.
-        use asl::teststate::{InspectionLevel as Level, Request};
-        if input.definition.len() > MAX_DEFINITION {
-            return Err(ApiError::invalid_definition(
-                "Invalid State Machine Definition: 'The definition is larger than 1 MB'",
-            ));
-        }
-        let definition: Value = serde_json::from_str(&input.definition).map_err(|e| {
-            ApiError::invalid_definition(format!("Invalid State Machine Definition: '{e}'"))
-        })?;
-        let state_input = json_arg("input", &input.input)?.unwrap_or_else(|| serde_json::json!({}));
-        let now = Utc::now();
-        let mut req = Request::new(definition, state_input, now);
-        let role = match &input.role_arn {
-            Some(r) => {
-                check_role(r)?;
-                r.clone()
-            }
-            None => format!("arn:aws:iam::{}:role/oms-local", self.account),
-        };
-        req.info = asl::ExecutionInfo::new(
-            &self.machine_arn("TestState"),
-            &format!("test-state-{}", now.timestamp_millis()),
-            &role,
-            true,
-            now,
-        );
-        req.seed = now.timestamp_nanos_opt().unwrap_or_default() as u64;
-        req.state_name = input.state_name.clone();
-        req.inspection_level = match input.inspection_level.unwrap_or_default() {
-            InspectionLevel::Info => Level::Info,
-            InspectionLevel::Debug => Level::Debug,
-            InspectionLevel::Trace => Level::Trace,
-        };
-        match json_arg("variables", &input.variables)? {
-            None => {}
-            Some(Value::Object(m)) => req.variables = m,
-            Some(_) => {
-                return Err(ApiError::validation(
-                    "Invalid variables: the value must be a JSON object",
-                ))
-            }
-        }
-        req.context = json_arg("context", &input.context)?;
-        if let Some(mock) = &input.mock {
-            if input.reveal_secrets == Some(true) {
-                return Err(ApiError::validation(
-                    "TestState does not support RevealSecrets when a mock is specified.",
-                ));
-            }
-            req.mock = Some(test_mock(mock)?);
-            req.field_validation_mode = match mock.field_validation_mode.unwrap_or_default() {
-                MockResponseValidationMode::Strict => asl::teststate::FieldValidationMode::Strict,
-                MockResponseValidationMode::Present => asl::teststate::FieldValidationMode::Present,
-                MockResponseValidationMode::None => asl::teststate::FieldValidationMode::None,
-            };
-        }
-        if let Some(config) = &input.state_configuration {
-            test_state_configuration(&mut req, config)?;
-        }
+        use asl::teststate::InspectionLevel as Level;
+        let mut req = self.test_state_request(&input)?;
         // A task the invoker performs for TestState (an HTTP Task) runs for real; its
         // result is then given to the engine as the mock would be.
         let mut call = None;
