@@ -14,6 +14,7 @@
 pub mod cases;
 
 use jsonata_core::evaluator::{Context, Evaluator, EvaluatorError, EvaluatorOptions};
+use jsonata_core::parser::ParserError;
 use jsonata_core::value::JValue;
 use serde_json::{json, Map, Value};
 
@@ -75,7 +76,7 @@ pub fn evaluate(
 ) -> Outcome {
     let ast = match jsonata_core::parser::parse(expr) {
         Ok(ast) => ast,
-        Err(e) => return coded(&e.display_message(), limits),
+        Err(e) => return parse_error(&e, limits),
     };
     let mut context = Context::new();
     for (name, value) in bindings {
@@ -98,16 +99,38 @@ fn evaluation_error(e: &EvaluatorError, limits: Limits) -> Outcome {
     coded(e.message(), limits)
 }
 
-/// The outcome for an engine message that leads with its code (`"T2001: ..."`); the
-/// engine's own guards (D1011 depth, D1012 time) become `U1001` when the caller set
-/// that limit, as the reference runner's guard does.
+fn parse_error(e: &ParserError, limits: Limits) -> Outcome {
+    match e {
+        // The one parse error jsonata-core reports without its code.
+        ParserError::UnclosedComment => Outcome::error("S0106", "Comment has no closing tag"),
+        _ => coded(&e.to_string(), limits),
+    }
+}
+
+/// The outcome for an engine message carrying its code (`"T2001: ..."`, possibly after a
+/// category such as `"Invalid syntax: "`); the engine's own guards (D1011 depth, D1012
+/// time) become `U1001` when the caller set that limit, as the reference runner's does.
 fn coded(message: &str, limits: Limits) -> Outcome {
-    let text = message.strip_prefix("Parse error: ").unwrap_or(message);
-    match jsonata_core::evaluator::error_code_prefix(text) {
-        Some("D1011") if limits.depth.is_some() => Outcome::error("U1001", text),
-        Some("D1012") if limits.time_ms.is_some() => Outcome::error("U1001", text),
-        Some(code) => Outcome::error(code, text[code.len() + 1..].trim_start()),
-        None => Outcome::error(UNCODED, text),
+    let Some((code, text)) = find_code(message) else {
+        return Outcome::error(UNCODED, message);
+    };
+    match code {
+        "D1011" if limits.depth.is_some() => Outcome::error("U1001", message),
+        "D1012" if limits.time_ms.is_some() => Outcome::error("U1001", message),
+        _ => Outcome::error(code, text),
+    }
+}
+
+/// The first `X0000:` code that opens the message or one of its `": "`-separated parts,
+/// and the text after it.
+fn find_code(message: &str) -> Option<(&str, &str)> {
+    let mut rest = message;
+    loop {
+        if let Some(code) = jsonata_core::evaluator::error_code_prefix(rest) {
+            return Some((code, rest[code.len() + 1..].trim_start()));
+        }
+        let at = rest.find(": ")?;
+        rest = &rest[at + 2..];
     }
 }
 
