@@ -22,7 +22,7 @@ pub struct Case {
     pub data_undefined: bool,
     #[serde(default)]
     pub bindings: Map<String, Value>,
-    /// Milliseconds allowed.
+    /// Milliseconds allowed ([`crate::DEFAULT_TIME_MS`] when absent).
     #[serde(default)]
     pub timelimit: Option<u64>,
     #[serde(default)]
@@ -33,18 +33,27 @@ impl Case {
     pub fn run(&self) -> Outcome {
         let input = (!self.data_undefined).then_some(&self.data);
         let limits = Limits {
-            time_ms: self.timelimit,
+            time_ms: self.timelimit.or(Limits::default().time_ms),
             depth: self.depth,
         };
         evaluate(&self.expr, input, &self.bindings, limits)
     }
 }
 
-/// The answer line for one case line. A line that is not a case is answered with an
+/// The answer line for one case line: `{id, result | undefined | code, message}`.
+pub fn answer(line: &str, line_no: usize) -> Value {
+    let (id, outcome) = run_line(line, line_no);
+    let mut out = Map::new();
+    out.insert("id".into(), Value::String(id));
+    out.extend(outcome.to_json());
+    Value::Object(out)
+}
+
+/// The id and outcome of one case line. A line that is not a case is answered with an
 /// error (`id` is the case's id if it can be read, else `"line N"`), so one bad line
 /// never hides the rest.
-pub fn answer(line: &str, line_no: usize) -> Value {
-    let (id, outcome) = match serde_json::from_str::<Case>(line) {
+pub fn run_line(line: &str, line_no: usize) -> (String, Outcome) {
+    match serde_json::from_str::<Case>(line) {
         Ok(case) => {
             let outcome = case.run();
             (case.id, outcome)
@@ -56,11 +65,7 @@ pub fn answer(line: &str, line_no: usize) -> Value {
                 message: format!("line {line_no} is not a case: {e}{}", surrogate_note(line)),
             },
         ),
-    };
-    let mut out = Map::new();
-    out.insert("id".into(), Value::String(id));
-    out.extend(outcome.to_json());
-    Value::Object(out)
+    }
 }
 
 /// The suite holds two expressions with a lone UTF-16 surrogate (`"\ud800"`), which a
@@ -100,4 +105,67 @@ pub fn run(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
         writeln!(output, "{}", answer(&line, i + 1))?;
     }
     output.flush()
+}
+
+/// Judges `outcome` against a case line's expectation (`result`, `undefined_result` or
+/// `code`, optionally `unordered`) by the suite's rules: deep JSON equality with object
+/// key order ignored and numbers compared by value; `Err` says how it differs.
+pub fn judge(case: &Value, outcome: &Outcome) -> Result<(), String> {
+    let expected_code = case.get("code").and_then(Value::as_str);
+    match (outcome, expected_code) {
+        (Outcome::Error { code, .. }, Some(want)) if code == want => Ok(()),
+        (Outcome::Error { code, message }, _) => Err(format!(
+            "error {code} ({message}), expected {}",
+            expectation(case)
+        )),
+        (_, Some(want)) => Err(format!("no error, expected {want}")),
+        (Outcome::Undefined, _) if case["undefined_result"] == true => Ok(()),
+        (Outcome::Value(got), _) if case.get("result").is_some() => {
+            let want = &case["result"];
+            let same = if case["unordered"] == true {
+                same_multiset(want, got)
+            } else {
+                same_json(want, got)
+            };
+            same.then_some(())
+                .ok_or_else(|| format!("got {got}, expected {want}"))
+        }
+        (got, _) => Err(format!("got {got:?}, expected {}", expectation(case))),
+    }
+}
+
+fn expectation(case: &Value) -> String {
+    match (case.get("code"), case.get("result")) {
+        (Some(code), _) => format!("error {code}"),
+        (None, Some(result)) => result.to_string(),
+        (None, None) => "undefined".into(),
+    }
+}
+
+/// JSON equality with numbers compared as doubles (1 equals 1.0) and key order ignored.
+pub fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_json(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn same_multiset(want: &Value, got: &Value) -> bool {
+    let (Value::Array(want), Value::Array(got)) = (want, got) else {
+        return false;
+    };
+    let mut used = vec![false; got.len()];
+    want.len() == got.len()
+        && want.iter().all(|w| {
+            let found = (0..got.len()).find(|&i| !used[i] && same_json(w, &got[i]));
+            found.map(|i| used[i] = true).is_some()
+        })
 }

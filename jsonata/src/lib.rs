@@ -16,16 +16,32 @@ pub mod cases;
 use jsonata_core::evaluator::{Context, Evaluator, EvaluatorError, EvaluatorOptions};
 use jsonata_core::parser::ParserError;
 use jsonata_core::value::JValue;
+use jsonata_core::Expression;
 use serde_json::{json, Map, Value};
 
 /// Bounds on one evaluation. Going past either ends it with error `U1001`, the code the
 /// reference's test runner uses for its own time and depth guard.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock time allowed for the evaluation, in milliseconds.
+    /// Wall-clock time allowed for the evaluation, in milliseconds; `None` lets an
+    /// endless tail-recursive loop run forever.
     pub time_ms: Option<u64>,
-    /// Nesting depth of evaluation steps allowed (the reference's `stack` bound).
+    /// Nesting depth of evaluation steps allowed (the reference's `stack` bound). With
+    /// `None` jsonata-core still stops at its own bound (30,000 levels) with `U1001`.
     pub depth: Option<usize>,
+}
+
+/// The time an evaluation gets unless told otherwise: the reference suite's runner
+/// gives each case the same 10 s.
+pub const DEFAULT_TIME_MS: u64 = 10_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            time_ms: Some(DEFAULT_TIME_MS),
+            depth: None,
+        }
+    }
 }
 
 /// How one evaluation ended.
@@ -74,24 +90,54 @@ pub fn evaluate(
     bindings: &Map<String, Value>,
     limits: Limits,
 ) -> Outcome {
-    let ast = match jsonata_core::parser::parse(expr) {
-        Ok(ast) => ast,
-        Err(e) => return parse_error(&e, limits),
-    };
-    let mut context = Context::new();
-    for (name, value) in bindings {
-        context.bind(name.clone(), JValue::from(value.clone()));
+    match Compiled::new(expr) {
+        Ok(compiled) => compiled.evaluate(input, bindings, limits),
+        Err(error) => error,
     }
-    let options = EvaluatorOptions {
-        timeout_ms: limits.time_ms,
-        max_stack_depth: limits.depth,
-        ..EvaluatorOptions::default()
-    };
-    let data = input.map_or(JValue::Undefined, |v| JValue::from(v.clone()));
-    let mut evaluator = Evaluator::with_options(context, options);
-    match evaluator.evaluate(&ast, &data) {
-        Ok(v) => to_outcome(&v),
-        Err(e) => evaluation_error(&e, limits),
+}
+
+/// An expression parsed once, to be evaluated many times.
+pub struct Compiled {
+    expression: Expression,
+}
+
+impl Compiled {
+    /// Parses `expr`; a syntax error is returned as the [`Outcome::Error`] to report.
+    pub fn new(expr: &str) -> Result<Self, Outcome> {
+        match Expression::compile(expr) {
+            Ok(expression) => Ok(Compiled { expression }),
+            Err(e) => Err(parse_error(&e)),
+        }
+    }
+
+    /// As [`evaluate`] does.
+    pub fn evaluate(
+        &self,
+        input: Option<&Value>,
+        bindings: &Map<String, Value>,
+        limits: Limits,
+    ) -> Outcome {
+        let options = EvaluatorOptions {
+            timeout_ms: limits.time_ms,
+            max_stack_depth: limits.depth,
+            ..EvaluatorOptions::default()
+        };
+        let data = input.map_or(JValue::Undefined, |v| JValue::from(v.clone()));
+        // Without bindings jsonata-core may run its bytecode VM; bindings need the
+        // tree-walker, which owns the variable context.
+        let result = if bindings.is_empty() {
+            self.expression.evaluate_with_options(&data, options)
+        } else {
+            let mut context = Context::new();
+            for (name, value) in bindings {
+                context.bind(name.clone(), JValue::from(value.clone()));
+            }
+            Evaluator::with_options(context, options).evaluate(self.expression.ast(), &data)
+        };
+        match result {
+            Ok(v) => to_outcome(&v),
+            Err(e) => evaluation_error(&e, limits),
+        }
     }
 }
 
@@ -99,11 +145,17 @@ fn evaluation_error(e: &EvaluatorError, limits: Limits) -> Outcome {
     coded(e.message(), limits)
 }
 
-fn parse_error(e: &ParserError, limits: Limits) -> Outcome {
+fn parse_error(e: &ParserError) -> Outcome {
     match e {
         // The one parse error jsonata-core reports without its code.
         ParserError::UnclosedComment => Outcome::error("S0106", "Comment has no closing tag"),
-        _ => coded(&e.to_string(), limits),
+        _ => coded(
+            &e.to_string(),
+            Limits {
+                time_ms: None,
+                depth: None,
+            },
+        ),
     }
 }
 
@@ -149,7 +201,7 @@ fn to_json(v: &JValue) -> Option<Value> {
         JValue::Undefined => return None,
         JValue::Null => Value::Null,
         JValue::Bool(b) => Value::Bool(*b),
-        JValue::Number(n) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+        JValue::Number(n) => number(*n),
         JValue::String(s) => Value::String(s.to_string()),
         JValue::Array(items) => Value::Array(
             items
@@ -165,4 +217,16 @@ fn to_json(v: &JValue) -> Option<Value> {
         JValue::Lambda { .. } | JValue::Builtin { .. } => Value::String(String::new()),
         JValue::Regex { .. } => Value::Object(Map::new()),
     })
+}
+
+/// A number as JSON.stringify writes it where serde_json can: integers without `.0`;
+/// NaN and the infinities (which the reference leaves unchecked in a few places, `1/0`)
+/// as `null`.
+fn number(n: f64) -> Value {
+    // Exact integers: |n| < 2^63 converts to i64 without loss, and prints as JS does.
+    const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+    if n.fract() == 0.0 && n.abs() < TWO_POW_63 {
+        return Value::from(n as i64);
+    }
+    serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
 }
