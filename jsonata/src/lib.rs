@@ -17,6 +17,7 @@ use jsonata_core::evaluator::{Context, Evaluator, EvaluatorError, EvaluatorOptio
 use jsonata_core::parser::ParserError;
 use jsonata_core::value::JValue;
 use jsonata_core::Expression;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 /// Bounds on one evaluation. Going past either ends it with error `U1001`, the code the
@@ -96,6 +97,22 @@ pub fn evaluate(
     }
 }
 
+/// An input document in the engine's own form. Converting a document costs about as
+/// much as evaluating a simple path over it (a 5 KB order: ~60 us, bench numbers in
+/// docs/jsonata.md), so a caller evaluating several expressions on one document
+/// converts it once.
+pub struct Input(JValue);
+
+impl Input {
+    /// `None`: no input at all, which is not JSON `null`.
+    pub fn new(input: Option<&Value>) -> Self {
+        // Deserialising from a borrowed Value spares the deep clone `JValue::from` needs.
+        Input(input.map_or(JValue::Undefined, |v| {
+            JValue::deserialize(v).unwrap_or_else(|_| JValue::from(v.clone()))
+        }))
+    }
+}
+
 /// An expression parsed once, to be evaluated many times.
 pub struct Compiled {
     expression: Expression,
@@ -117,22 +134,32 @@ impl Compiled {
         bindings: &Map<String, Value>,
         limits: Limits,
     ) -> Outcome {
+        self.evaluate_input(&Input::new(input), bindings, limits)
+    }
+
+    /// As [`Compiled::evaluate`], on an input converted once for several evaluations.
+    pub fn evaluate_input(
+        &self,
+        input: &Input,
+        bindings: &Map<String, Value>,
+        limits: Limits,
+    ) -> Outcome {
         let options = EvaluatorOptions {
             timeout_ms: limits.time_ms,
             max_stack_depth: limits.depth,
             ..EvaluatorOptions::default()
         };
-        let data = input.map_or(JValue::Undefined, |v| JValue::from(v.clone()));
+        let data = &input.0;
         // Without bindings jsonata-core may run its bytecode VM; bindings need the
         // tree-walker, which owns the variable context.
         let result = if bindings.is_empty() {
-            self.expression.evaluate_with_options(&data, options)
+            self.expression.evaluate_with_options(data, options)
         } else {
             let mut context = Context::new();
             for (name, value) in bindings {
                 context.bind(name.clone(), JValue::from(value.clone()));
             }
-            Evaluator::with_options(context, options).evaluate(self.expression.ast(), &data)
+            Evaluator::with_options(context, options).evaluate(self.expression.ast(), data)
         };
         match result {
             Ok(v) => to_outcome(&v),
