@@ -121,9 +121,10 @@ pub struct Compiled {
 impl Compiled {
     /// Parses `expr`; a syntax error is returned as the [`Outcome::Error`] to report.
     pub fn new(expr: &str) -> Result<Self, Outcome> {
-        match Expression::compile(expr) {
-            Ok(expression) => Ok(Compiled { expression }),
-            Err(e) => Err(parse_error(&e)),
+        match contained(|| Expression::compile(expr)) {
+            Ok(Ok(expression)) => Ok(Compiled { expression }),
+            Ok(Err(e)) => Err(parse_error(&e)),
+            Err(panicked) => Err(panicked),
         }
     }
 
@@ -152,20 +153,39 @@ impl Compiled {
         let data = &input.0;
         // Without bindings jsonata-core may run its bytecode VM; bindings need the
         // tree-walker, which owns the variable context.
-        let result = if bindings.is_empty() {
-            self.expression.evaluate_with_options(data, options)
-        } else {
-            let mut context = Context::new();
-            for (name, value) in bindings {
-                context.bind(name.clone(), JValue::from(value.clone()));
+        let result = contained(|| {
+            if bindings.is_empty() {
+                self.expression.evaluate_with_options(data, options)
+            } else {
+                let mut context = Context::new();
+                for (name, value) in bindings {
+                    context.bind(name.clone(), JValue::from(value.clone()));
+                }
+                Evaluator::with_options(context, options).evaluate(self.expression.ast(), data)
             }
-            Evaluator::with_options(context, options).evaluate(self.expression.ast(), data)
-        };
+        });
         match result {
-            Ok(v) => to_outcome(&v),
-            Err(e) => evaluation_error(&e, limits),
+            Ok(Ok(v)) => to_outcome(&v),
+            Ok(Err(e)) => evaluation_error(&e, limits),
+            Err(panicked) => panicked,
         }
     }
+}
+
+/// Runs `f`, turning a panic inside jsonata-core into an [`Outcome::Error`] (code
+/// `ENGINE`): a mutation fuzz of the suite's expressions found one (a date picture
+/// `[,W01]` slices a string out of bounds in 2.2.13), and an expression from a client
+/// must not take the process down. The engine's values are dropped with the panic, so
+/// no half-updated state outlives it.
+fn contained<T>(f: impl FnOnce() -> T) -> Result<T, Outcome> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Outcome::error(UNCODED, format!("the JSONata engine failed: {what}"))
+    })
 }
 
 fn evaluation_error(e: &EvaluatorError, limits: Limits) -> Outcome {

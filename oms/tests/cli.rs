@@ -306,7 +306,7 @@ fn jsonata_cases_answers_each_line_with_its_id() {
             "\n\n",
             r#"{"id":"b","expr":"$","data":null,"data_undefined":true}"#,
             "\n",
-            r#"{"id":"c","expr":"(","data":null}"#,
+            r#"{"id":"c","expr":"a b","data":null}"#,
             "\nnot json\n",
         ),
     );
@@ -325,7 +325,7 @@ fn jsonata_cases_answers_each_line_with_its_id() {
     assert_eq!(lines[1], serde_json::json!({"id": "b", "undefined": true}));
     assert_eq!(
         (&lines[2]["id"], &lines[2]["code"]),
-        (&"c".into(), &"S0207".into())
+        (&"c".into(), &"S0201".into())
     );
     assert_eq!(
         (&lines[3]["id"], &lines[3]["code"]),
