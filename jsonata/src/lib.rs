@@ -12,6 +12,9 @@
 //! - [`cases`]: a file of suite-format lines evaluated in one process.
 
 pub mod cases;
+mod functions;
+
+pub use functions::{Function, FunctionError, Functions};
 
 use jsonata_core::evaluator::{Context, Evaluator, EvaluatorError, EvaluatorOptions};
 use jsonata_core::parser::ParserError;
@@ -145,24 +148,36 @@ impl Compiled {
         bindings: &Map<String, Value>,
         limits: Limits,
     ) -> Outcome {
+        self.evaluate_with(input, bindings, &Functions::default(), limits)
+    }
+
+    /// As [`Compiled::evaluate_input`], with the host's own functions.
+    pub fn evaluate_with(
+        &self,
+        input: &Input,
+        bindings: &Map<String, Value>,
+        functions: &Functions,
+        limits: Limits,
+    ) -> Outcome {
         let options = EvaluatorOptions {
             timeout_ms: limits.time_ms,
             max_stack_depth: limits.depth,
             ..EvaluatorOptions::default()
         };
         let data = &input.0;
-        // Without bindings jsonata-core may run its bytecode VM; bindings need the
-        // tree-walker, which owns the variable context.
+        // Without bindings or host functions jsonata-core may run its bytecode VM;
+        // those need the tree-walker, which owns the variable context.
         let result = contained(|| {
-            if bindings.is_empty() {
-                self.expression.evaluate_with_options(data, options)
-            } else {
-                let mut context = Context::new();
-                for (name, value) in bindings {
-                    context.bind(name.clone(), JValue::from(value.clone()));
-                }
-                Evaluator::with_options(context, options).evaluate(self.expression.ast(), data)
+            if bindings.is_empty() && functions.is_empty() {
+                return self.expression.evaluate_with_options(data, options);
             }
+            let mut context = Context::new();
+            for (name, value) in bindings {
+                context.bind(name.clone(), Input::new(Some(value)).0);
+            }
+            let mut evaluator = Evaluator::with_options(context, options);
+            functions.register(&mut evaluator)?;
+            evaluator.evaluate(self.expression.ast(), data)
         });
         match result {
             Ok(Ok(v)) => to_outcome(&v),
@@ -243,7 +258,7 @@ fn to_outcome(v: &JValue) -> Outcome {
 /// JSON for a JSONata value as JSON.stringify gives it: `None` for undefined; inside an
 /// object an undefined member is left out, inside an array it is `null`; a function is
 /// `""`, as the reference serialises one.
-fn to_json(v: &JValue) -> Option<Value> {
+pub(crate) fn to_json(v: &JValue) -> Option<Value> {
     Some(match v {
         JValue::Undefined => return None,
         JValue::Null => Value::Null,
