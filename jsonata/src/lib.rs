@@ -16,10 +16,10 @@ mod functions;
 
 pub use functions::{Function, FunctionError, Functions};
 
+use jsonata_core::ast::AstNode;
 use jsonata_core::evaluator::{Context, Evaluator, EvaluatorError, EvaluatorOptions};
 use jsonata_core::parser::ParserError;
 use jsonata_core::value::JValue;
-use jsonata_core::Expression;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -116,16 +116,22 @@ impl Input {
     }
 }
 
-/// An expression parsed once, to be evaluated many times.
+/// An expression parsed once, to be evaluated many times, from any thread: it is
+/// `Send + Sync`, so a parsed state machine can hold its expressions.
+///
+/// It holds jsonata-core's syntax tree and evaluates it with the tree-walker.
+/// jsonata-core's `Expression` would add its bytecode VM, but caches engine values that
+/// are not `Send`; with the time limit on, the VM measured no faster on the bench
+/// expressions (docs/jsonata.md).
 pub struct Compiled {
-    expression: Expression,
+    ast: AstNode,
 }
 
 impl Compiled {
     /// Parses `expr`; a syntax error is returned as the [`Outcome::Error`] to report.
     pub fn new(expr: &str) -> Result<Self, Outcome> {
-        match contained(|| Expression::compile(expr)) {
-            Ok(Ok(expression)) => Ok(Compiled { expression }),
+        match contained(|| jsonata_core::parser::parse(expr)) {
+            Ok(Ok(ast)) => Ok(Compiled { ast }),
             Ok(Err(e)) => Err(parse_error(&e)),
             Err(panicked) => Err(panicked),
         }
@@ -165,19 +171,14 @@ impl Compiled {
             ..EvaluatorOptions::default()
         };
         let data = &input.0;
-        // Without bindings or host functions jsonata-core may run its bytecode VM;
-        // those need the tree-walker, which owns the variable context.
         let result = contained(|| {
-            if bindings.is_empty() && functions.is_empty() {
-                return self.expression.evaluate_with_options(data, options);
-            }
             let mut context = Context::new();
             for (name, value) in bindings {
                 context.bind(name.clone(), Input::new(Some(value)).0);
             }
             let mut evaluator = Evaluator::with_options(context, options);
             functions.register(&mut evaluator)?;
-            evaluator.evaluate(self.expression.ast(), data)
+            evaluator.evaluate(&self.ast, data)
         });
         match result {
             Ok(Ok(v)) => to_outcome(&v),

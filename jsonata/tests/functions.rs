@@ -60,3 +60,20 @@ fn without_host_functions_the_name_is_unknown() {
         other => panic!("expected T1006, got {other:?}"),
     }
 }
+
+/// A parsed state machine is shared across the runtime's threads, with its expressions.
+#[test]
+fn a_compiled_expression_can_be_shared_across_threads() {
+    fn shareable<T: Send + Sync>(_: &T) {}
+    let compiled = Compiled::new("$sum(items)").expect("parses");
+    shareable(&compiled);
+    let compiled = std::sync::Arc::new(compiled);
+    let other = std::sync::Arc::clone(&compiled);
+    let sum = std::thread::spawn(move || {
+        let input = Input::new(Some(&json!({"items": [1, 2]})));
+        other.evaluate_input(&input, &Map::new(), Limits::default())
+    })
+    .join()
+    .expect("thread ends");
+    assert_eq!(sum, Outcome::Value(json!(3)));
+}
