@@ -12,6 +12,7 @@ mod exec;
 mod hosts;
 mod integrations;
 mod invoker;
+mod jsonata_cli;
 mod load;
 mod orders_http;
 mod respond;
@@ -129,6 +130,8 @@ enum Command {
     /// Measure executions per second and latency of one machine: in memory, or with
     /// --durable through the durable runtime (SQLite, fsync on every commit).
     Bench(bench::BenchArgs),
+    /// Evaluate a JSONata expression and print how it ended, as one JSON object.
+    Jsonata(jsonata_cli::JsonataArgs),
 }
 
 fn main() -> ExitCode {
@@ -149,6 +152,7 @@ fn main() -> ExitCode {
         Command::Exec(args) => exec::exec(args),
         Command::Validate(args) => exec::validate(args),
         Command::Bench(args) => bench::bench_command(args),
+        Command::Jsonata(args) => jsonata_cli::jsonata(args),
     };
     match result {
         Ok(code) => code,

@@ -262,3 +262,73 @@ fn bench_prints_the_figures_it_promises() {
     }
     assert_eq!(v["executions"], 50);
 }
+
+#[test]
+fn jsonata_prints_a_result_undefined_or_a_coded_error() {
+    let data = temp_file("order.json", r#"{"lines":[{"qty":2},{"qty":3}]}"#);
+    let out = oms(&[
+        "jsonata",
+        "$sum(lines.qty) * $k",
+        "--data",
+        &format!("@{data}"),
+        "--bindings",
+        r#"{"k":2}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out), serde_json::json!({"result": 10}));
+
+    let out = oms(&["jsonata", "nothing"]);
+    assert!(out.status.success());
+    assert_eq!(json(&out), serde_json::json!({"undefined": true}));
+
+    let out = oms(&["jsonata", "'a' + 1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["code"], "T2001");
+}
+
+#[test]
+fn jsonata_names_the_flag_that_is_wrong() {
+    let out = oms(&["jsonata", "a", "--bindings", "[1]"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--bindings must be a JSON object"));
+}
+
+#[test]
+fn jsonata_cases_answers_each_line_with_its_id() {
+    let cases = temp_file(
+        "cases.jsonl",
+        concat!(
+            r#"{"id":"a","expr":"x + 1","data":{"x":1}}"#,
+            "\n\n",
+            r#"{"id":"b","expr":"$","data":null,"data_undefined":true}"#,
+            "\n",
+            r#"{"id":"c","expr":"a b","data":null}"#,
+            "\nnot json\n",
+        ),
+    );
+    let out = oms(&["jsonata", "--cases", &cases]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each answer is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0], serde_json::json!({"id": "a", "result": 2}));
+    assert_eq!(lines[1], serde_json::json!({"id": "b", "undefined": true}));
+    assert_eq!(
+        (&lines[2]["id"], &lines[2]["code"]),
+        (&"c".into(), &"S0201".into())
+    );
+    assert_eq!(
+        (&lines[3]["id"], &lines[3]["code"]),
+        (&"line 5".into(), &"CASE".into())
+    );
+}

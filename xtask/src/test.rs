@@ -27,6 +27,7 @@ pub fn run(root: &Path) -> Result<(), String> {
     tools::node_tools(root)?;
     tools::python_tools(root)?;
     let mut failures = Vec::new();
+    let mut not_run = Vec::new();
     let mut passed = 0;
     let steps: &[&[&str]] = &[
         &["fmt", "--all", "--", "--check"],
@@ -47,6 +48,9 @@ pub fn run(root: &Path) -> Result<(), String> {
             Err(e) => failures.push(e),
         }
     }
+    if let Some(why) = jsonata_suite_absent(root) {
+        not_run.push(why);
+    }
     println!(
         "\n==> the engine's fuzz targets, {} each",
         fuzz::TEST_BUDGET
@@ -66,7 +70,6 @@ pub fn run(root: &Path) -> Result<(), String> {
         Err(e) => failures.push(format!("infra-cdk: {e}")),
     }
     println!("\n==> ASL conformance ratchet ({})", ratchet::PASSING_FILE);
-    let mut not_run = Vec::new();
     match ratchet::check(root) {
         Ok(ratchet::Checked::Ran) => passed += 1,
         Ok(ratchet::Checked::NotRun(why)) => {
@@ -100,6 +103,22 @@ pub fn run(root: &Path) -> Result<(), String> {
     } else {
         Err(format!("{} step(s) failed", failures.len()))
     }
+}
+
+/// The official JSONata suite runs inside `cargo test` (jsonata/tests/cases.rs, which
+/// reads it from this same place or $JSONATA_SUITE) only where it is present; say so
+/// when it is not, rather than let the test's note vanish under `--quiet`.
+fn jsonata_suite_absent(root: &Path) -> Option<String> {
+    if std::env::var_os("JSONATA_SUITE").is_some() {
+        return None;
+    }
+    let suite = root.join("../shared/jsonata-suite/cases.jsonl");
+    (!suite.exists()).then(|| {
+        format!(
+            "the official JSONata suite is not at {} (the jsonata crate's own cases ran)",
+            suite.display()
+        )
+    })
 }
 
 /// Says how much disk is free before the build starts: a full disk surfaces much later,
