@@ -68,6 +68,7 @@ class Down(Exception):
 class Campaign:
     def __init__(self, data_dir, orders, kills, pauses, fault_rate, rate_per_s, seed, extra_args=(), env=None):
         self.rng = random.Random(seed)
+        self.stopped = threading.Event()
         # Picks take long enough that a pause finds some outstanding. Stock for every
         # order (at most 4 units each), so that a long campaign tests the saga under
         # faults, not the demo catalog running dry.
@@ -160,7 +161,7 @@ class Campaign:
     def submit_all(self, skus):
         for i in range(self.n_orders):
             body = self.order(i, skus)
-            while True:
+            while not self.stopped.is_set():
                 try:
                     status, out = self.call("POST", "/orders", body)
                     if status == 202:
@@ -268,6 +269,11 @@ class Campaign:
         # started it (conftest's PR_SET_PDEATHSIG), so that thread must outlive it.
         try:
             self.disrupt_all()
+        except BaseException:
+            # The campaign failed (a restart did not come up): the submitter must not
+            # wait for a server that will not come back, or the test hangs.
+            self.stopped.set()
+            raise
         finally:
             submitter.join()
             done.set()

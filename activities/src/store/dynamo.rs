@@ -20,6 +20,10 @@ pub struct DynamoStore {
 
 type Attrs = HashMap<String, AttributeValue>;
 
+/// Attempts per DynamoDB call, the first included, before a throttled or failed call
+/// is an error.
+const MAX_ATTEMPTS: u32 = 8;
+
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
         DynamoStore {
@@ -33,6 +37,14 @@ impl DynamoStore {
     /// the chain has none).
     pub async fn connect(endpoint: Option<&str>, table: &str) -> DynamoStore {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        // A throttled call is retried with backoff. The SDK's default of 3 attempts let
+        // a long scan at start fail under throttling, and `oms up` with it (the chaos
+        // campaign found it); AWS_MAX_ATTEMPTS, when set, still decides.
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            loader = loader.retry_config(
+                aws_config::retry::RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS),
+            );
+        }
         if let Some(url) = endpoint {
             loader = loader.endpoint_url(url);
             if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
