@@ -958,6 +958,13 @@ enum Phase {
     },
 }
 
+/// A delivery that is not the outcome the frame's state waits for: it keeps waiting.
+fn keep_waiting(frame: &mut Frame, phase: Phase) {
+    if let Some(c) = frame.cursor.as_mut() {
+        c.phase = phase;
+    }
+}
+
 impl Phase {
     /// The effect a distributed Map's own phase waits for.
     fn map_effect(&self) -> Option<EffectId> {
@@ -2327,13 +2334,7 @@ impl Core {
             (phase, delivery) if phase.map_effect() == Some(id) => {
                 return self.deliver_to_map(frame, state, phase, delivery, host);
             }
-            (phase, _) => {
-                // Not the outcome this state waits for: keep waiting.
-                if let Some(c) = frame.cursor.as_mut() {
-                    c.phase = phase;
-                }
-                return;
-            }
+            (phase, _) => return keep_waiting(frame, phase),
         }
         self.run(frame, host);
     }
@@ -2376,13 +2377,7 @@ impl Core {
                 self.fanout_succeeded(frame, state, result, host);
             }
             (_, Delivery::TaskFailed(f)) => self.conclude(frame, state, Step::Failed(f), host),
-            (phase, _) => {
-                // Not the outcome this state waits for: keep waiting.
-                if let Some(c) = frame.cursor.as_mut() {
-                    c.phase = phase;
-                }
-                return;
-            }
+            (phase, _) => return keep_waiting(frame, phase),
         }
         self.run(frame, host);
     }

@@ -130,19 +130,7 @@ struct S3<'a, 'f> {
 
 impl S3<'_, '_> {
     fn call(&mut self, action: &str, parameters: Value) -> Result<Value, Failure> {
-        let resource = format!("arn:aws:states:::aws-sdk:s3:{action}");
-        let target = Target::parse(&resource).map_err(item_reader::reader_failed)?;
-        let call = TaskCall {
-            state_name: self.state_name.to_string(),
-            resource,
-            target,
-            function: None,
-            payload: parameters.clone(),
-            parameters,
-            timeout_seconds: None,
-            heartbeat_seconds: None,
-            task_token: None,
-        };
+        let call = s3_call(self.state_name, action, parameters);
         // The reader's own error is what the Map state fails with; S3's is its cause.
         (self.fetch)(call).map_err(|f| {
             item_reader::reader_failed(format!(
@@ -193,6 +181,26 @@ impl S3<'_, '_> {
     }
 }
 
+/// An S3 request as a Task call of `arn:aws:states:::aws-sdk:s3:<action>`, which a
+/// driver sends the way it sends any S3 Task (the ResultWriter's too).
+pub(crate) fn s3_call(state_name: &str, action: &str, parameters: Value) -> TaskCall {
+    TaskCall {
+        state_name: state_name.to_string(),
+        resource: format!("arn:aws:states:::aws-sdk:s3:{action}"),
+        target: Target::Service {
+            service: "aws-sdk:s3".into(),
+            action: action.into(),
+            pattern: crate::resource::Pattern::RequestResponse,
+        },
+        function: None,
+        payload: parameters.clone(),
+        parameters,
+        timeout_seconds: None,
+        heartbeat_seconds: None,
+        task_token: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +237,12 @@ mod tests {
         assert_eq!(keys, ["a.json", "b.json"]);
         assert_eq!(asked[0].0, "arn:aws:states:::aws-sdk:s3:listObjectsV2");
         assert_eq!(asked[1].1["ContinuationToken"], "t1");
+    }
+
+    #[test]
+    fn an_s3_call_is_the_task_an_aws_sdk_s3_resource_parses_to() {
+        let c = s3_call("Fan", "getObject", json!({}));
+        assert_eq!(c.target, Target::parse(&c.resource).unwrap());
     }
 
     #[test]

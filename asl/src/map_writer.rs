@@ -15,9 +15,8 @@
 //!   With `OutputType: JSONL` the files hold JSON Lines (`.jsonl`).
 
 use crate::error::{names, Failure};
-use crate::eval::{TaskCall, WriteCall};
+use crate::eval::WriteCall;
 use crate::map_reader::Fetch;
-use crate::resource::Target;
 use serde_json::{json, Map, Value};
 
 /// One child execution of a Map Run as the results describe it.
@@ -249,19 +248,8 @@ fn member<'a>(parameters: &'a Value, name: &str) -> Result<&'a str, Failure> {
 }
 
 fn put(fetch: &mut Fetch, state: &str, bucket: &str, key: &str, body: &str) -> Result<(), Failure> {
-    let resource = "arn:aws:states:::aws-sdk:s3:putObject".to_string();
     let parameters = json!({"Bucket": bucket, "Key": key, "Body": body});
-    let call = TaskCall {
-        state_name: state.to_string(),
-        target: Target::parse(&resource).map_err(writer_failed)?,
-        resource,
-        function: None,
-        payload: parameters.clone(),
-        parameters,
-        timeout_seconds: None,
-        heartbeat_seconds: None,
-        task_token: None,
-    };
+    let call = crate::map_reader::s3_call(state, "putObject", parameters);
     fetch(call).map(|_| ()).map_err(|f| {
         writer_failed(format!(
             "S3 putObject of s3://{bucket}/{key} failed with {}: {}",
@@ -278,6 +266,7 @@ fn writer_failed(cause: impl Into<String>) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::TaskCall;
 
     fn record(index: usize, status: &str, output: Option<&str>) -> ChildRecord {
         ChildRecord {
