@@ -2,26 +2,15 @@
 //! run as child executions of `<machine>/<label>`, its Map Run is listed, described and
 //! updated through the API, and a stopped parent aborts the Map Run and its children.
 
-use asl::{Failure, TaskCall};
+mod common;
+use common::NoTasks;
 use saga_core::api::*;
-use saga_core::runtime::{default_route, Invoker, Route, Runtime};
+use saga_core::runtime::Runtime;
 use saga_core::service::LocalStepFunctions;
 use saga_core::store::ExecutionStore;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-
-struct NoTasks;
-
-#[async_trait::async_trait]
-impl Invoker for NoTasks {
-    fn route(&self, call: &TaskCall) -> Route {
-        default_route(call)
-    }
-    async fn invoke(&self, _: &str, _: &TaskCall) -> Result<Value, Failure> {
-        Err(Failure::new("Test.NoTasks", "this test runs no tasks"))
-    }
-}
 
 fn service(name: &str) -> Arc<LocalStepFunctions> {
     let dir = std::env::temp_dir().join(format!("oms-{name}-{}", uuid::Uuid::new_v4()));

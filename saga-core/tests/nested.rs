@@ -2,28 +2,17 @@
 //! a child to its end with `.sync:2` and gets the child's output as JSON, and the
 //! child is the only execution of its state machine.
 
-use asl::{Failure, TaskCall};
+mod common;
+use common::NoTasks;
 use saga_core::api::{
     CreateStateMachineInput, DescribeExecutionInput, DescribeExecutionOutput, ExecutionStatus,
     ListExecutionsInput, StartExecutionInput, StepFunctions,
 };
-use saga_core::runtime::{default_route, Invoker, Route, Runtime};
+use saga_core::runtime::Runtime;
 use saga_core::service::LocalStepFunctions;
 use saga_core::store::ExecutionStore;
 use serde_json::{json, Value};
 use std::sync::Arc;
-
-struct NoTasks;
-
-#[async_trait::async_trait]
-impl Invoker for NoTasks {
-    fn route(&self, call: &TaskCall) -> Route {
-        default_route(call)
-    }
-    async fn invoke(&self, _: &str, _: &TaskCall) -> Result<Value, Failure> {
-        Err(Failure::new("Test.NoTasks", "this test runs no tasks"))
-    }
-}
 
 async fn machine(sfn: &LocalStepFunctions, name: &str, definition: Value) -> String {
     sfn.create_state_machine(CreateStateMachineInput {
