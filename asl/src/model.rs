@@ -416,6 +416,14 @@ impl Machine {
         &self.lists[0]
     }
 
+    /// Whether any state is a distributed Map (its executions start Map Runs).
+    pub fn has_map_runs(&self) -> bool {
+        self.lists
+            .iter()
+            .flat_map(|l| &l.states)
+            .any(|s| matches!(&s.kind, Kind::Map(spec) if spec.distributed.is_some()))
+    }
+
     /// The child machine of the distributed Map whose ItemProcessor is list `processor`.
     pub fn child_machine(&self, processor: usize) -> Option<&Arc<ChildMachine>> {
         self.lists

@@ -943,6 +943,10 @@ impl Runtime {
         let stop_date = stop_date_if_done(status);
         live.stop_date = stop_date;
         let map_run_ends = live.exec.take_map_run_ends();
+        // Only a machine with a distributed Map can leave Map Runs to abort at its end:
+        // the others' final step does not look.
+        let ends_map_runs =
+            status != ExecutionStatus::Running && live.exec.machine().has_map_runs();
         let arn = arn.to_string();
         let to_stop = self
             .store
@@ -980,7 +984,7 @@ impl Runtime {
                 for t in &gone {
                     c.prepare_cached("DELETE FROM tasks WHERE token = ?1")?.execute([t])?;
                 }
-                let ended = status != ExecutionStatus::Running;
+                let ended = ends_map_runs;
                 Ok(map_runs::record_ends(c, &arn, &map_run_ends, ended, map_runs::now_s())?)
             })
             .await?;
