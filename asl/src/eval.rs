@@ -15,6 +15,7 @@ use crate::model::{
     Amount, Batcher, Catcher, ChoiceRule, IoPath, Kind, Machine, MapSpec, QueryLanguage,
     ResultPath, Retrier, State, TaskSpec, Template, Text, Transition, WaitFor,
 };
+use crate::query::{self, Expr, FieldPath, States};
 use crate::resource::{Pattern, Target};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Map, Value};
@@ -751,12 +752,26 @@ impl Resolve for Scope<'_> {
         found.map_err(|nf| nf.detail)
     }
 
+    fn uuid_v4(&mut self) -> String {
+        self.host.uuid_v4()
+    }
+}
+
+impl query::Draws for Scope<'_> {
+    fn context_object(&self) -> Value {
+        self.context()
+    }
+
+    fn variable(&self, name: &str) -> Option<&Value> {
+        self.vars.get(name)
+    }
+
     fn random_u64(&mut self) -> u64 {
         self.host.random_u64()
     }
 
-    fn uuid_v4(&mut self) -> String {
-        self.host.uuid_v4()
+    fn now(&mut self) -> DateTime<Utc> {
+        self.host.now()
     }
 }
 
@@ -764,12 +779,49 @@ impl Resolve for Scope<'_> {
 /// [`Scope`] and TestState's scope differ only in where the context object and random
 /// numbers come from (the required methods); every other method is shared, so TestState
 /// cannot drift from what an execution does.
-pub(crate) trait Resolve {
+pub(crate) trait Resolve: query::Draws {
     /// Selects a path from the input, the context object or a variable; the error is
     /// the detail AWS quotes (Jayway's wording for a miss).
     fn select(&self, path: &JsonPath, input: &Value) -> Result<Value, String>;
-    fn random_u64(&mut self) -> u64;
     fn uuid_v4(&mut self) -> String;
+
+    /// Renders a JSONata state's field (`field`: where it is, for errors): each
+    /// expression evaluated with `states`, the rest as written.
+    fn render_ata(
+        &mut self,
+        t: &Template,
+        states: States,
+        field: &FieldPath,
+    ) -> Result<Value, Failure> {
+        match t {
+            Template::Jsonata(e) => query::evaluate(e, states, self, field),
+            Template::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    let index = i.to_string();
+                    out.push(self.render_ata(item, states, &field.child(&index))?);
+                }
+                Ok(Value::Array(out))
+            }
+            Template::Object(fields) => {
+                let mut out = Map::with_capacity(fields.len());
+                for (name, t, _) in fields {
+                    let v = self.render_ata(t, states, &field.child(name))?;
+                    out.insert(name.clone(), v);
+                }
+                Ok(Value::Object(out))
+            }
+            other => self.render(other, states.input),
+        }
+    }
+
+    /// A JSONata number field (MaxConcurrency, TimeoutSeconds, ...).
+    fn ata_number(&mut self, e: &Expr, input: &Value, field: &str) -> Result<f64, Failure> {
+        let path = FieldPath::root(field);
+        let v = query::evaluate(e, States::input(input), self, &path)?;
+        v.as_f64()
+            .ok_or_else(|| query::wrong_type(e, &path, "number", &v))
+    }
 
     /// Renders a Parameters-like template against `input`.
     fn render(&mut self, t: &Template, input: &Value) -> Result<Value, Failure> {
@@ -784,6 +836,9 @@ pub(crate) trait Resolve {
                 .select(p, input)
                 .map_err(|_| field_miss(p, field, input)),
             Template::Intrinsic(call) => self.intrinsic(call, input),
+            Template::Jsonata(e) => {
+                query::evaluate(e, States::input(input), self, &FieldPath::root(field))
+            }
             Template::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for i in items {
@@ -835,8 +890,9 @@ pub(crate) trait Resolve {
     }
 
     /// A number given in the definition or read by its `*Path` field (`field`).
-    fn amount(&self, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
-        self.amount_or(a, input, |v, p| {
+    fn amount(&mut self, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
+        let lit = field.strip_suffix("Path").unwrap_or(field);
+        self.amount_or(a, input, lit, |v, p| {
             Failure::runtime(format!(
                 "The {field} field refers to value \"{}\" which is not a valid number: {}",
                 compact(v),
@@ -848,13 +904,15 @@ pub(crate) trait Resolve {
     /// [`Resolve::amount`] with the error for a value that is not a number worded by
     /// `not_number` (TestState words it differently from an execution).
     fn amount_or(
-        &self,
+        &mut self,
         a: &Amount,
         input: &Value,
+        lit: &str,
         not_number: impl FnOnce(&Value, &JsonPath) -> Failure,
     ) -> Result<f64, Failure> {
         match a {
             Amount::Fixed(n) => Ok(*n),
+            Amount::Expr(e) => self.ata_number(e, input, lit),
             Amount::Path(p) => {
                 let v = self.path_value(p, input)?;
                 v.as_f64().ok_or_else(|| not_number(&v, p))
@@ -889,7 +947,7 @@ impl<S: Resolve + ?Sized> IntrinsicHost for Bridge<'_, S> {
         })
     }
     fn random_u64(&mut self) -> u64 {
-        self.scope.random_u64()
+        query::Draws::random_u64(self.scope)
     }
     fn uuid_v4(&mut self) -> String {
         self.scope.uuid_v4()
@@ -1161,6 +1219,17 @@ fn path_float(v: &Value, field: &str, path: &JsonPath) -> Result<f64, Failure> {
     path_number(v, field, path, "float", serde_json::Number::as_f64)
 }
 
+/// A state's own error as AWS words it: the state, the event it entered at, the cause.
+fn in_state(frame: &Frame, state: &State, f: &Failure) -> String {
+    let entered = frame.cursor.as_ref().map_or(0, |c| c.entered_event);
+    format!(
+        "An error occurred while executing the state '{}' (entered at the event id #{}). {}",
+        state.name,
+        entered,
+        f.cause.as_deref().unwrap_or("")
+    )
+}
+
 /// The longest Wait Step Functions accepts; beyond it the delay is "too long".
 const MAX_WAIT_SECONDS: i64 = i32::MAX as i64;
 
@@ -1228,15 +1297,14 @@ impl Core {
                 self.done(frame, state, output, assigned, next, host)
             }
             Step::Error(f) if f.error == names::RUNTIME => {
-                let entered = frame.cursor.as_ref().map_or(0, |c| c.entered_event);
-                let f = Failure::runtime(format!(
-                    "An error occurred while executing the state '{}' (entered at the event id #{}). {}",
-                    state.name,
-                    entered,
-                    f.cause.as_deref().unwrap_or("")
-                ));
+                let f = Failure::runtime(in_state(frame, state, &f));
                 // The cursor stays: a redrive restarts the frame at this state.
                 frame.result = Some(Err(f));
+            }
+            // A JSONata error names the state too, and a catcher may take it.
+            Step::Error(f) if f.error == names::QUERY_EVALUATION_ERROR => {
+                let f = Failure::new(names::QUERY_EVALUATION_ERROR, in_state(frame, state, &f));
+                self.fail(frame, state, f, host)
             }
             Step::Error(f) | Step::Failed(f) => self.fail(frame, state, f, host),
             Step::Invoke(call) => {
@@ -1417,25 +1485,22 @@ impl Core {
         err.insert("Error".into(), json!(f.error));
         err.insert("Cause".into(), json!(f.cause.clone().unwrap_or_default()));
         let err = Value::Object(err);
-        let assigned = match &c.assign {
-            None => Ok(None),
-            Some(a) => {
-                let mut scope = Scope {
-                    ident: &self.ident,
-                    vars: &frame.vars,
-                    map_item: frame.map_item.as_ref(),
-                    state,
-                    entered_time: cursor.entered_time,
-                    retry_count: cursor.retry_count,
-                    task_token: None,
-                    host,
-                };
-                assign(&mut scope, Some(a), &err)
-            }
+        let mut scope = Scope {
+            ident: &self.ident,
+            vars: &frame.vars,
+            map_item: frame.map_item.as_ref(),
+            state,
+            entered_time: cursor.entered_time,
+            retry_count: cursor.retry_count,
+            task_token: None,
+            host,
         };
-        let step = match assigned
-            .and_then(|a| apply_result_path(&c.result_path, raw, err).map(|o| (o, a)))
-        {
+        let shaped = match state.query_language {
+            QueryLanguage::Jsonata => jsonata::caught(&mut scope, c, &raw, err),
+            QueryLanguage::JsonPath => assign(&mut scope, c.assign.as_ref(), &err)
+                .and_then(|a| apply_result_path(&c.result_path, raw, err).map(|o| (o, a))),
+        };
+        let step = match shaped {
             Ok((output, assigned)) => Step::Done(output, assigned, Transition::Next(c.next)),
             Err(e) => Step::Error(e),
         };
@@ -1594,11 +1659,6 @@ impl Core {
     /// Decides what the state at the cursor does. Reads the frame; changes nothing but
     /// the cursor's input, which a state that completes at once no longer needs.
     fn act(ident: &Ident, frame: &mut Frame, state: &State, host: &mut dyn Host) -> Step {
-        if state.query_language == QueryLanguage::Jsonata {
-            return Step::Error(Failure::runtime(
-                "This state uses QueryLanguage JSONata, which this engine does not evaluate yet.",
-            ));
-        }
         let Frame {
             vars,
             map_item,
@@ -1627,6 +1687,9 @@ impl Core {
             host,
         };
         let input = &mut cursor.input;
+        if state.query_language == QueryLanguage::Jsonata {
+            return jsonata::act(&mut scope, input);
+        }
         match &state.kind {
             Kind::Pass { result } => act_pass(&mut scope, input, result.as_ref()),
             Kind::Succeed => act_succeed(&mut scope, input),
@@ -1678,12 +1741,16 @@ fn act_succeed(scope: &mut Scope, input: &mut Value) -> Step {
 }
 
 fn act_fail(scope: &mut Scope, input: &Value, error: &Option<Text>, cause: &Option<Text>) -> Step {
+    let (error_field, cause_field) = match scope.state.query_language {
+        QueryLanguage::JsonPath => ("ErrorPath", "CausePath"),
+        QueryLanguage::Jsonata => ("Error", "Cause"),
+    };
     let error = match error {
-        Some(e) => tryf!(scope.text(e, input, "ErrorPath")),
+        Some(e) => tryf!(scope.text(e, input, error_field)),
         None => String::new(),
     };
     let cause = match cause {
-        Some(c) => Some(tryf!(scope.text(c, input, "CausePath"))),
+        Some(c) => Some(tryf!(scope.text(c, input, cause_field))),
         None => None,
     };
     Step::Failed(Failure { error, cause })
@@ -1760,6 +1827,9 @@ fn wait_until(
         }
         WaitFor::Timestamp(t) => parse_timestamp(t)
             .ok_or_else(|| Failure::runtime(format!("The Timestamp '{t}' is not valid"))),
+        WaitFor::SecondsExpr(_) | WaitFor::TimestampExpr(_) => {
+            Err(Failure::runtime("a JSONata Wait field in a JSONPath state"))
+        }
         WaitFor::TimestampPath(p) => {
             let v = scope.path_value(p, effective)?;
             v.as_str().and_then(parse_timestamp).ok_or_else(|| {
@@ -1799,10 +1869,7 @@ fn wait_seconds_path(v: &Value, p: &JsonPath) -> Result<i64, Failure> {
 fn act_task(scope: &mut Scope, input: &Value, spec: &TaskSpec) -> Step {
     let state = scope.state;
     let effective = tryf!(scope.io_path(&state.input_path, input.clone()));
-    let params = match &state.parameters {
-        Some(p) => tryf!(scope.render(p, &effective)),
-        None => effective.clone(),
-    };
+    let params = tryf!(arguments(scope, &effective));
     let timeout_seconds = match &spec.timeout {
         Some(a) => Some(tryf!(task_seconds(scope, a, &effective, "TimeoutSeconds"))),
         None => None,
@@ -1878,13 +1945,20 @@ fn lambda_invoke(call: TaskCall, params: Value) -> Step {
     }))
 }
 
+/// Parameters (JSONPath) or Arguments (JSONata) rendered against the effective input;
+/// without them, the effective input.
+fn arguments(scope: &mut Scope, effective: &Value) -> Result<Value, Failure> {
+    match (scope.state.query_language, &scope.state.parameters) {
+        (QueryLanguage::Jsonata, _) => jsonata::arguments(scope, effective),
+        (QueryLanguage::JsonPath, Some(p)) => scope.render(p, effective),
+        (QueryLanguage::JsonPath, None) => Ok(effective.clone()),
+    }
+}
+
 fn act_parallel(scope: &mut Scope, input: &Value, branches: &[usize]) -> Step {
     let state = scope.state;
     let effective = tryf!(scope.io_path(&state.input_path, input.clone()));
-    let effective = match &state.parameters {
-        Some(p) => tryf!(scope.render(p, &effective)),
-        None => effective,
-    };
+    let effective = tryf!(arguments(scope, &effective));
     let n = branches.len();
     let children = branches
         .iter()
@@ -1936,9 +2010,10 @@ fn read_items(scope: &mut Scope, input: &Value, spec: &MapSpec, reader: &Value) 
 fn act_map_on(scope: &mut Scope, input: &Value, spec: &MapSpec, read: Option<Vec<Value>>) -> Step {
     let state = scope.state;
     let effective = tryf!(scope.io_path(&state.input_path, input.clone()));
-    let items = match read {
-        Some(items) => items,
-        None => tryf!(map_items(scope, spec, &effective)),
+    let items = match (read, scope.state.query_language) {
+        (Some(items), _) => items,
+        (None, QueryLanguage::JsonPath) => tryf!(map_items(scope, spec, &effective)),
+        (None, QueryLanguage::Jsonata) => tryf!(jsonata::map_items(scope, spec, &effective)),
     };
     // Unlike the tolerated-failure fields, MaxConcurrencyPath is read before the Map
     // starts.
@@ -1993,10 +2068,18 @@ fn map_items(scope: &Scope, spec: &MapSpec, effective: &Value) -> Result<Vec<Val
 }
 
 /// MaxConcurrency, or the integer MaxConcurrencyPath selects; 0 when unset.
-fn map_max_concurrency(scope: &Scope, spec: &MapSpec, effective: &Value) -> Result<i64, Failure> {
+fn map_max_concurrency(
+    scope: &mut Scope,
+    spec: &MapSpec,
+    effective: &Value,
+) -> Result<i64, Failure> {
     match &spec.max_concurrency {
         None => Ok(0),
         Some(Amount::Fixed(n)) => Ok(*n as i64),
+        Some(Amount::Expr(e)) => {
+            let n = scope.ata_number(e, effective, "MaxConcurrency")?;
+            Ok(n as i64)
+        }
         Some(Amount::Path(p)) => {
             let v = scope.path_value(p, effective)?;
             path_integer(&v, "MaxConcurrencyPath", p)
@@ -2005,13 +2088,22 @@ fn map_max_concurrency(scope: &Scope, spec: &MapSpec, effective: &Value) -> Resu
 }
 
 fn tolerated_failure_count(
-    scope: &Scope,
+    scope: &mut Scope,
     spec: &MapSpec,
     effective: &Value,
 ) -> Result<Option<f64>, Failure> {
     match &spec.tolerated_failure_count {
         None => Ok(None),
         Some(Amount::Fixed(n)) => Ok(Some(*n)),
+        Some(Amount::Expr(e)) => {
+            let n = scope.ata_number(e, effective, "ToleratedFailureCount")?;
+            if n < 0.0 {
+                return Err(Failure::runtime(
+                    "ToleratedFailureCount cannot be negative.",
+                ));
+            }
+            Ok(Some(n))
+        }
         Some(Amount::Path(p)) => {
             let v = scope.path_value(p, effective)?;
             let n = path_integer(&v, "ToleratedFailureCountPath", p)?;
@@ -2026,13 +2118,22 @@ fn tolerated_failure_count(
 }
 
 fn tolerated_failure_percentage(
-    scope: &Scope,
+    scope: &mut Scope,
     spec: &MapSpec,
     effective: &Value,
 ) -> Result<Option<f64>, Failure> {
     match &spec.tolerated_failure_percentage {
         None => Ok(None),
         Some(Amount::Fixed(n)) => Ok(Some(*n)),
+        Some(Amount::Expr(e)) => {
+            let n = scope.ata_number(e, effective, "ToleratedFailurePercentage")?;
+            if !(0.0..=100.0).contains(&n) {
+                return Err(Failure::runtime(
+                    "ToleratedFailurePercentage must be between 0 and 100.",
+                ));
+            }
+            Ok(Some(n))
+        }
         Some(Amount::Path(p)) => {
             let v = scope.path_value(p, effective)?;
             let n = path_float(&v, "ToleratedFailurePercentagePath", p)?;
@@ -2070,7 +2171,14 @@ fn map_children(
                     task_token: None,
                     host: &mut *scope.host,
                 };
-                item_scope.render(sel, effective)?
+                match item_scope.state.query_language {
+                    QueryLanguage::JsonPath => item_scope.render(sel, effective)?,
+                    QueryLanguage::Jsonata => item_scope.render_ata(
+                        sel,
+                        States::input(effective),
+                        &FieldPath::root("ItemSelector"),
+                    )?,
+                }
             }
             None => entry.1.clone(),
         };
@@ -2162,12 +2270,23 @@ pub const MAX_TASK_SECONDS: i64 = 99_999_999;
 /// input, and is held to the same bound here so that no deadline is built from it
 /// that a clock cannot hold.
 fn task_seconds(
-    scope: &impl Resolve,
+    scope: &mut impl Resolve,
     a: &Amount,
     input: &Value,
     lit: &str,
 ) -> Result<f64, Failure> {
     match a {
+        Amount::Expr(e) => {
+            let n = scope.ata_number(e, input, lit)?;
+            if (1.0..=MAX_TASK_SECONDS as f64).contains(&n) && n.fract() == 0.0 {
+                Ok(n)
+            } else {
+                Err(query::query_error(format!(
+                    "The JSONata expression '{}' specified for the field '{lit}' must give an integer between 1 and {MAX_TASK_SECONDS}, but gave {n}",
+                    e.text()
+                )))
+            }
+        }
         Amount::Fixed(n) if (1.0..=MAX_TASK_SECONDS as f64).contains(n) && n.fract() == 0.0 => {
             Ok(*n)
         }
@@ -3017,6 +3136,9 @@ impl Core {
 /// or Map's result (and the input the state entered with) to the state's output.
 fn shape_result(scope: &mut Scope, raw_input: Value, result: Value) -> Step {
     let state = scope.state;
+    if state.query_language == QueryLanguage::Jsonata {
+        return jsonata::shape_result(scope, raw_input, result);
+    }
     let selected = match &state.result_selector {
         Some(sel) => tryf!(scope.render(sel, &result)),
         None => result,
@@ -3125,3 +3247,6 @@ fn write_spaced(v: &Value, out: &mut String) {
         other => out.push_str(&compact(other)),
     }
 }
+
+// After the macros above, which it uses.
+mod jsonata;

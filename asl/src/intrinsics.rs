@@ -492,7 +492,7 @@ fn int_arg(name: &str, v: &Value, which: &str) -> Result<i64, Failure> {
     }
 }
 
-fn array_partition(name: &str, args: &[Value]) -> Result<Value, Failure> {
+pub(crate) fn array_partition(name: &str, args: &[Value]) -> Result<Value, Failure> {
     let arr = array_arg(name, &args[0], "first")?;
     let size = int_arg(name, &args[1], "second")?;
     if size <= 0 {
@@ -505,7 +505,7 @@ fn array_partition(name: &str, args: &[Value]) -> Result<Value, Failure> {
     Ok(Value::Array(chunks))
 }
 
-fn array_range(name: &str, args: &[Value]) -> Result<Value, Failure> {
+pub(crate) fn array_range(name: &str, args: &[Value]) -> Result<Value, Failure> {
     let start = int_arg(name, &args[0], "first")?;
     let end = int_arg(name, &args[1], "second")?;
     let step = int_arg(name, &args[2], "third")?;
@@ -559,7 +559,7 @@ fn base64_decode(name: &str, v: &Value) -> Result<Value, Failure> {
     Ok(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
-fn hash(name: &str, args: &[Value]) -> Result<Value, Failure> {
+pub(crate) fn hash(name: &str, args: &[Value]) -> Result<Value, Failure> {
     use md5::Digest as _;
     let data = match &args[0] {
         Value::String(s) => s.clone(),
@@ -631,7 +631,7 @@ fn json_merge(name: &str, args: &[Value]) -> Result<Value, Failure> {
     Ok(Value::Object(out))
 }
 
-fn string_to_json(name: &str, v: &Value) -> Result<Value, Failure> {
+pub(crate) fn string_to_json(name: &str, v: &Value) -> Result<Value, Failure> {
     let s = string_arg(name, v, "first")?;
     // Recorded: an empty or blank string gives null rather than an error.
     if s.trim().is_empty() {
@@ -771,6 +771,12 @@ impl JavaRandom {
     }
     pub fn next_long(&mut self) -> i64 {
         (i64::from(self.next(32)) << 32).wrapping_add(i64::from(self.next(32)))
+    }
+    /// `nextDouble()`: 53 random bits in [0, 1).
+    pub fn next_double(&mut self) -> f64 {
+        let hi = i64::from(self.next(26));
+        let lo = i64::from(self.next(27));
+        ((hi << 27) + lo) as f64 * (1.0 / (1u64 << 53) as f64)
     }
     /// `nextInt(bound)` for `bound > 0`.
     pub fn next_int_bounded(&mut self, bound: i32) -> i32 {

@@ -16,6 +16,7 @@ pub mod jsonpath;
 pub mod map_reader;
 pub mod map_writer;
 pub mod model;
+pub mod query;
 pub mod resource;
 pub mod runner;
 pub mod teststate;

@@ -438,6 +438,7 @@ impl Run<'_> {
             context,
             vars: &self.vars,
             random: SeededRandom::new(self.req.seed),
+            now: self.req.info.start_time,
         }
     }
 
@@ -616,7 +617,7 @@ impl Run<'_> {
         let mut t = Map::new();
         t.insert("Type".into(), json!("Task"));
         t.insert("Resource".into(), json!(spec.resource));
-        let scope = self.scope(ctx);
+        let mut scope = self.scope(ctx);
         for (field, amount) in [
             ("TimeoutSeconds", &spec.timeout),
             ("HeartbeatSeconds", &spec.heartbeat),
@@ -658,7 +659,7 @@ impl Run<'_> {
         if self.debug() {
             self.insp.after_input_path = Some(effective.clone());
         }
-        let scope = self.scope(ctx);
+        let mut scope = self.scope(ctx);
         let items = match &self.req.map_item_reader_data {
             Some(data) => match self.read_items(&scope, data, &effective) {
                 Ok(items) => items,
@@ -666,7 +667,7 @@ impl Run<'_> {
             },
             None => fatal!(map_items(&scope, spec, &effective)),
         };
-        let limits = fatal!(MapLimits::read(&scope, spec, &effective));
+        let limits = fatal!(MapLimits::read(&mut scope, spec, &effective));
         let item_count = items.len();
         let selected = match &spec.item_selector {
             None => items.clone(),
@@ -1113,7 +1114,7 @@ struct MapLimits {
 }
 
 impl MapLimits {
-    fn read(scope: &Scope, spec: &MapSpec, effective: &Value) -> Result<MapLimits, Failure> {
+    fn read(scope: &mut Scope, spec: &MapSpec, effective: &Value) -> Result<MapLimits, Failure> {
         let max_concurrency = match &spec.max_concurrency {
             Some(a) => Some(scope.test_amount(a, effective, "MaxConcurrencyPath")? as i64),
             None => None,
@@ -1153,6 +1154,7 @@ struct Scope<'a> {
     context: &'a Value,
     vars: &'a Map<String, Value>,
     random: SeededRandom,
+    now: DateTime<Utc>,
 }
 
 impl Resolve for Scope<'_> {
@@ -1168,21 +1170,37 @@ impl Resolve for Scope<'_> {
         found.map_err(|nf| nf.detail)
     }
 
+    fn uuid_v4(&mut self) -> String {
+        self.random.uuid_v4()
+    }
+}
+
+impl crate::query::Draws for Scope<'_> {
+    fn context_object(&self) -> Value {
+        self.context.clone()
+    }
+
+    fn variable(&self, name: &str) -> Option<&Value> {
+        self.vars.get(name)
+    }
+
     fn random_u64(&mut self) -> u64 {
         self.random.next_u64()
     }
 
-    fn uuid_v4(&mut self) -> String {
-        self.random.uuid_v4()
+    /// TestState's clock stands at the pretend execution's start.
+    fn now(&mut self) -> DateTime<Utc> {
+        self.now
     }
 }
 
 impl Scope<'_> {
     /// A Task's TimeoutSeconds / HeartbeatSeconds, a value read from the input held to
     /// the bound the validator puts on the literal, as the evaluator holds it.
-    fn task_seconds(&self, a: &Amount, input: &Value, lit: &str) -> Result<f64, Failure> {
+    fn task_seconds(&mut self, a: &Amount, input: &Value, lit: &str) -> Result<f64, Failure> {
         match a {
             Amount::Fixed(n) => Ok(*n),
+            Amount::Expr(e) => self.ata_number(e, input, lit),
             Amount::Path(p) => {
                 let v = self.path_value(p, input)?;
                 task_seconds_value(&v, &format!("{lit}Path"), p.text())
@@ -1192,8 +1210,9 @@ impl Scope<'_> {
 
     /// A Map's number fields; TestState's wording for a value that is not a number
     /// differs from an execution's.
-    fn test_amount(&self, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
-        self.amount_or(a, input, |v, _| {
+    fn test_amount(&mut self, a: &Amount, input: &Value, field: &str) -> Result<f64, Failure> {
+        let lit = field.strip_suffix("Path").unwrap_or(field);
+        self.amount_or(a, input, lit, |v, _| {
             Failure::runtime(format!(
                 "The {field} field references a value that is not a number: {}",
                 compact(v)

@@ -57,6 +57,9 @@ pub enum Outcome {
     Value(Value),
     /// The expression produced no value (JSONata's `undefined`).
     Undefined,
+    /// The expression produced a function (a lambda or a built-in), which has no JSON
+    /// form: the suite's runner prints it as `""`, and Step Functions refuses it.
+    Function,
     Error {
         code: String,
         message: String,
@@ -80,6 +83,9 @@ impl Outcome {
             }
             Outcome::Undefined => {
                 out.insert("undefined".into(), Value::Bool(true));
+            }
+            Outcome::Function => {
+                out.insert("result".into(), Value::String(String::new()));
             }
             Outcome::Error { code, message } => {
                 out.insert("code".into(), Value::String(code.clone()));
@@ -240,7 +246,18 @@ fn coded(message: &str, limits: Limits) -> Outcome {
     match code {
         "D1011" if limits.depth.is_some() => Outcome::error("U1001", message),
         "D1012" if limits.time_ms.is_some() => Outcome::error("U1001", message),
-        _ => Outcome::error(code, text),
+        _ => Outcome::error(code, reference_message(code, text)),
+    }
+}
+
+/// The reference's wording where jsonata-core adds to it: Step Functions quotes these
+/// messages in its errors (recorded: `T1006: Attempted to invoke a non-function`, where
+/// jsonata-core appends the name).
+fn reference_message<'a>(code: &str, text: &'a str) -> &'a str {
+    const FIXED: &[(&str, &str)] = &[("T1006", "Attempted to invoke a non-function")];
+    match FIXED.iter().find(|(c, _)| *c == code) {
+        Some((_, m)) if text.starts_with(m) => &text[..m.len()],
+        _ => text,
     }
 }
 
@@ -258,6 +275,9 @@ fn find_code(message: &str) -> Option<(&str, &str)> {
 }
 
 fn to_outcome(v: &JValue) -> Outcome {
+    if matches!(v, JValue::Lambda { .. } | JValue::Builtin { .. }) {
+        return Outcome::Function;
+    }
     match to_json(v) {
         Some(json) => Outcome::Value(json),
         None => Outcome::Undefined,

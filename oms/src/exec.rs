@@ -125,10 +125,6 @@ pub fn exec(args: ExecArgs) -> Result<ExitCode, String> {
             return Ok(ExitCode::from(2));
         }
     };
-    if let Some(report) = unsupported(&machine) {
-        println!("{report}");
-        return Ok(ExitCode::from(2));
-    }
     let name = args
         .definition
         .file_stem()
@@ -182,25 +178,6 @@ fn execution_info(
         express,
         start,
     )
-}
-
-/// A machine the engine would accept but cannot run yet, refused before it starts
-/// rather than failing midway: JSONata states (evaluating JSONata is issue 14).
-fn unsupported(machine: &Machine) -> Option<Value> {
-    let state = machine.first_jsonata_state()?;
-    let field = state
-        .jsonata_field
-        .map(|f| format!(" (its field '{f}')"))
-        .unwrap_or_default();
-    Some(json!({
-        "status": "NOT_RUN",
-        "error": asl::error::names::QUERY_EVALUATION_ERROR,
-        "cause": format!(
-            "State '{}' uses QueryLanguage JSONata{field}, which oms does not evaluate yet; \
-             oms exec runs JSONPath states only",
-            state.name
-        ),
-    }))
 }
 
 /// What `oms exec` prints: how the run ended, and with `history` its events.

@@ -58,9 +58,8 @@ fn conformance_cmd(args: &[String]) -> Result<(), String> {
     if args.iter().any(|a| a == "--failures") {
         for r in &results {
             if let conformance::Verdict::Fail(d) = &r.verdict {
-                if !r.jsonata {
-                    println!("FAIL [{}] {}\n    {}", r.category, r.name, d);
-                }
+                let lang = if r.jsonata { " JSONata" } else { "" };
+                println!("FAIL [{}{lang}] {}\n    {}", r.category, r.name, d);
             }
         }
     }
