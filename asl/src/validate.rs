@@ -921,6 +921,9 @@ impl Checker {
         };
         let lang = self.state_lang(s, loc);
         self.state_fields(s, spec, lang, loc);
+        if lang == Lang::Jsonata {
+            self.jsonata_syntax(s, loc, depth);
+        }
         let ends = match spec.flow {
             Flow::NextOrEnd => self.next_or_end(s, loc, &mut edges),
             Flow::Terminal => true,
@@ -943,6 +946,51 @@ impl Checker {
             self.catchers(s.get("Catch"), lang, loc, depth, &mut edges);
         }
         (edges, ends)
+    }
+
+    /// Every `{% %}` expression of a JSONata state must parse, so that a machine that
+    /// validates never fails later on its own syntax. Nested states (a Map's
+    /// ItemProcessor, a Parallel's Branches) are checked as states of their own.
+    fn jsonata_syntax(&mut self, s: &Map<String, Value>, loc: &str, depth: usize) {
+        for (k, v) in s {
+            if !matches!(
+                k.as_str(),
+                "ItemProcessor" | "Iterator" | "Branches" | "Comment"
+            ) {
+                self.jsonata_value_syntax(v, &at(loc, k), depth);
+            }
+        }
+    }
+
+    fn jsonata_value_syntax(&mut self, v: &Value, loc: &str, depth: usize) {
+        if depth > MAX_NESTING {
+            return self.too_deep(loc);
+        }
+        match v {
+            Value::String(text) => {
+                let error = crate::query::Expr::parse(text).and_then(|e| {
+                    let why = e.syntax_error()?;
+                    Some(format!(
+                        "The JSONata expression '{}' is not valid: {why}",
+                        e.text()
+                    ))
+                });
+                if let Some(message) = error {
+                    self.schema(message, loc);
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.jsonata_value_syntax(item, &format!("{loc}[{i}]"), depth + 1);
+                }
+            }
+            Value::Object(o) => {
+                for (k, item) in o {
+                    self.jsonata_value_syntax(item, &at(loc, k), depth + 1);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The state's query language: its own, else the machine's.

@@ -254,10 +254,14 @@ fn coded(message: &str, limits: Limits) -> Outcome {
 /// messages in its errors (recorded: `T1006: Attempted to invoke a non-function`, where
 /// jsonata-core appends the name).
 fn reference_message<'a>(code: &str, text: &'a str) -> &'a str {
-    const FIXED: &[(&str, &str)] = &[("T1006", "Attempted to invoke a non-function")];
+    // Codes whose reference message has no value in it, so one text serves all.
+    const FIXED: &[(&str, &str)] = &[
+        ("T1006", "Attempted to invoke a non-function"),
+        ("D3030", "Unable to cast value to a number"),
+    ];
     match FIXED.iter().find(|(c, _)| *c == code) {
-        Some((_, m)) if text.starts_with(m) => &text[..m.len()],
-        _ => text,
+        Some((_, m)) => m,
+        None => text,
     }
 }
 
