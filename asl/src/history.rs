@@ -47,6 +47,7 @@ event_kinds! {
     TaskScheduled, TaskStarted, TaskSucceeded, TaskFailed, TaskTimedOut,
     ActivityScheduled, ActivityStarted, ActivitySucceeded, ActivityFailed, ActivityTimedOut,
     LambdaFunctionScheduled, LambdaFunctionStarted, LambdaFunctionSucceeded, LambdaFunctionFailed, LambdaFunctionTimedOut,
+    EvaluationFailed,
 }
 
 impl HistoryEventKind {
@@ -270,7 +271,8 @@ mod tests {
             let failure = !name.contains("State")
                 && (name.ends_with("Failed") || name.ends_with("TimedOut"))
                 && !name.starts_with("Execution")
-                && !name.starts_with("Map");
+                && !name.starts_with("Map")
+                && !name.starts_with("Evaluation");
             assert_eq!(kind.is_task_failure(), failure, "{name}");
         }
     }

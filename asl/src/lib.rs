@@ -17,6 +17,7 @@ pub mod map_reader;
 pub mod map_writer;
 pub mod model;
 pub mod query;
+pub mod references;
 pub mod resource;
 pub mod runner;
 pub mod teststate;

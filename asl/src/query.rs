@@ -19,8 +19,10 @@ use std::rc::Rc;
 pub struct Expr {
     text: String,
     compiled: Result<jsonata::Compiled, jsonata::Outcome>,
-    /// The `$name`s the expression mentions: only these are bound when it runs.
+    /// The `$name`s the expression reads as values: only these are bound when it runs.
     refs: Vec<String>,
+    /// The `$name`s it calls (`$name(`): the host functions it needs.
+    calls: Vec<String>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -57,9 +59,11 @@ impl Expr {
     pub fn parse(s: &str) -> Option<Expr> {
         let inner = s.strip_prefix("{%")?.strip_suffix("%}")?;
         let text = inner.trim().to_string();
+        let (refs, calls) = references(&text);
         Some(Expr {
             compiled: jsonata::Compiled::new(&text),
-            refs: references(&text),
+            refs,
+            calls,
             text,
         })
     }
@@ -77,7 +81,7 @@ impl Expr {
     }
 
     /// The workflow variables the expression may read (every `$name` but `$states` and
-    /// the functions).
+    /// the ones it calls).
     pub fn variables(&self) -> impl Iterator<Item = &str> {
         self.refs
             .iter()
@@ -85,8 +89,8 @@ impl Expr {
             .filter(|r| *r != "states")
     }
 
-    fn mentions(&self, names: &[&str]) -> bool {
-        self.refs.iter().any(|r| names.contains(&r.as_str()))
+    fn calls(&self, names: &[&str]) -> bool {
+        self.calls.iter().any(|r| names.contains(&r.as_str()))
     }
 }
 
@@ -197,6 +201,15 @@ fn failure(e: &Expr, field: &FieldPath, outcome: &jsonata::Outcome) -> Failure {
     ))
 }
 
+/// The field a JSONata error names (`Output/error`), for the EvaluationFailed event's
+/// `location`: read back from the cause, which [`failure`] and [`wrong_type`] word.
+pub fn location(cause: &str) -> Option<&str> {
+    const MARK: &str = "specified for the field '";
+    let at = cause.find(MARK)? + MARK.len();
+    let len = cause[at..].find('\'')?;
+    Some(&cause[at..at + len])
+}
+
 /// A field's value of the wrong JSON type (Items not an array, a Condition not a
 /// boolean, ...): `expected` is the type AWS names.
 pub fn wrong_type(e: &Expr, field: &FieldPath, expected: &str, got: &Value) -> Failure {
@@ -240,16 +253,16 @@ fn bindings<D: Draws + ?Sized>(e: &Expr, states: States, draws: &mut D) -> Map<S
 /// away. Built per evaluation because they hold this evaluation's draws.
 fn functions<D: Draws + ?Sized>(e: &Expr, draws: &mut D) -> jsonata::Functions {
     let mut f = jsonata::Functions::new();
-    if e.mentions(SFN_FUNCTIONS) {
+    if e.calls(SFN_FUNCTIONS) {
         pure_functions(&mut f);
-        if e.mentions(&["random", "uuid"]) {
+        if e.calls(&["random", "uuid"]) {
             random_functions(&mut f, draws.random_u64());
         }
     }
-    if e.mentions(CLOCK_FUNCTIONS) {
+    if e.calls(CLOCK_FUNCTIONS) {
         clock_functions(&mut f, draws.now());
     }
-    if e.mentions(REMOVED_FUNCTIONS) {
+    if e.calls(REMOVED_FUNCTIONS) {
         for name in REMOVED_FUNCTIONS {
             f.add(name, |_| {
                 Err(fn_error("T1006", "Attempted to invoke a non-function"))
@@ -397,11 +410,13 @@ fn clock_functions(f: &mut jsonata::Functions, now: DateTime<Utc>) {
     });
 }
 
-/// The `$name`s in an expression, outside its strings, regexes and comments; `$` and
-/// `$$` alone (the context and root) are not names.
-fn references(text: &str) -> Vec<String> {
+/// The `$name`s in an expression, outside its strings, regexes and comments, as
+/// (values read, functions called); `$` and `$$` alone (the context and root) are not
+/// names.
+fn references(text: &str) -> (Vec<String>, Vec<String>) {
     let b = text.as_bytes();
     let mut out: Vec<String> = Vec::new();
+    let mut calls: Vec<String> = Vec::new();
     let mut i = 0;
     let mut prev_significant = b'(';
     while i < b.len() {
@@ -421,8 +436,10 @@ fn references(text: &str) -> Vec<String> {
                 while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
                     end += 1;
                 }
-                if end > start && !out.iter().any(|r| r == &text[start..end]) {
-                    out.push(text[start..end].to_string());
+                let called = text[end..].trim_start().starts_with('(');
+                let list = if called { &mut calls } else { &mut out };
+                if end > start && !list.iter().any(|r| r == &text[start..end]) {
+                    list.push(text[start..end].to_string());
                 }
                 i = end.max(start);
                 prev_significant = b'a';
@@ -434,7 +451,7 @@ fn references(text: &str) -> Vec<String> {
             prev_significant = c;
         }
     }
-    out
+    (out, calls)
 }
 
 /// Whether a character can end an operand, after which `/` is division.
@@ -463,7 +480,15 @@ mod tests {
     fn references_skip_strings_regexes_and_comments() {
         let e =
             Expr::parse(r#"{% $a & "$b" & $c.x /* $d */ & $contains('x', /\$e/) / $f %}"#).unwrap();
-        assert_eq!(e.refs, vec!["a", "c", "contains", "f"]);
+        assert_eq!(e.refs, vec!["a", "c", "f"]);
+        assert_eq!(e.calls, vec!["contains"]);
+    }
+
+    #[test]
+    fn the_location_is_read_back_from_the_cause() {
+        let e = Expr::parse("{% $x %}").unwrap();
+        let f = wrong_type(&e, &FieldPath::root("Items"), "array", &Value::Null);
+        assert_eq!(location(f.cause.as_deref().unwrap()), Some("Items"));
     }
 
     #[test]

@@ -618,7 +618,9 @@ impl StepFunctions for LocalStepFunctions {
         input: DescribeStateMachineInput,
     ) -> Result<DescribeStateMachineOutput, ApiError> {
         let row = self.machine_row(&input.state_machine_arn)?;
+        let variable_references = variable_references(&row.definition);
         Ok(DescribeStateMachineOutput {
+            variable_references,
             r#type: row.machine_type(),
             state_machine_arn: row.arn,
             name: row.name,
@@ -851,6 +853,7 @@ impl StepFunctions for LocalStepFunctions {
         Ok(DescribeStateMachineForExecutionOutput {
             state_machine_arn: r.state_machine_arn,
             name,
+            variable_references: variable_references(&r.definition),
             definition: r.definition,
             role_arn: r.role_arn,
             update_date: from_epoch(r.start_date),
@@ -1397,4 +1400,12 @@ impl Executions for LocalStepFunctions {
         })
         .await
     }
+}
+
+/// DescribeStateMachine's `variableReferences`: each state's variables, absent when no
+/// state reads one (as AWS leaves it out).
+fn variable_references(definition: &str) -> Option<VariableReferences> {
+    let def: serde_json::Value = serde_json::from_str(definition).ok()?;
+    let refs = asl::references::variable_references(&def);
+    (!refs.is_empty()).then_some(refs)
 }
