@@ -1219,6 +1219,54 @@ fn path_float(v: &Value, field: &str, path: &JsonPath) -> Result<f64, Failure> {
     path_number(v, field, path, "float", serde_json::Number::as_f64)
 }
 
+/// Step Functions' limits on variables: one variable, one Assign, all of an
+/// execution's variables (as compact JSON).
+pub const MAX_VARIABLE_BYTES: usize = 256 * 1024;
+pub const MAX_ASSIGN_BYTES: usize = 256 * 1024;
+pub const MAX_VARIABLES_BYTES: usize = 10 * 1024 * 1024;
+
+/// Whether `assigned` may join `vars` within the limits; else States.DataLimitExceeded
+/// naming the limit.
+fn variables_fit(
+    vars: &Map<String, Value>,
+    assigned: &Map<String, Value>,
+    state: &str,
+) -> Result<(), Failure> {
+    let too_big = |what: String| {
+        Failure::new(
+            names::DATA_LIMIT_EXCEEDED,
+            format!("The state '{state}' assigned {what}"),
+        )
+    };
+    let mut assign_bytes = 0usize;
+    for (name, v) in assigned {
+        let bytes = json_size(v);
+        if bytes > MAX_VARIABLE_BYTES {
+            return Err(too_big(format!(
+                "the variable '{name}' {bytes} bytes, more than the {MAX_VARIABLE_BYTES} bytes a variable may hold"
+            )));
+        }
+        assign_bytes += bytes;
+    }
+    if assign_bytes > MAX_ASSIGN_BYTES {
+        return Err(too_big(format!(
+            "{assign_bytes} bytes in one Assign, more than the {MAX_ASSIGN_BYTES} bytes allowed"
+        )));
+    }
+    let kept: usize = vars
+        .iter()
+        .filter(|(name, _)| !assigned.contains_key(*name))
+        .map(|(_, v)| json_size(v))
+        .sum();
+    if kept + assign_bytes > MAX_VARIABLES_BYTES {
+        return Err(too_big(format!(
+            "variables that bring the execution's to {} bytes, more than the {MAX_VARIABLES_BYTES} bytes allowed",
+            kept + assign_bytes
+        )));
+    }
+    Ok(())
+}
+
 /// A state's own error as AWS words it: the state, the event it entered at, the cause.
 fn in_state(frame: &Frame, state: &State, f: &Failure) -> String {
     let entered = frame.cursor.as_ref().map_or(0, |c| c.entered_event);
@@ -1388,6 +1436,9 @@ impl Core {
             }
         }
         if let Some(vars) = assigned {
+            if let Err(f) = variables_fit(&frame.vars, &vars, &state.name) {
+                return self.fail(frame, state, f, host);
+            }
             frame.vars.extend(vars);
         }
         self.exit(frame, state, output, next, host)
