@@ -23,6 +23,51 @@ pub struct Expr {
     refs: Vec<String>,
     /// The `$name`s it calls (`$name(`): the host functions it needs.
     calls: Vec<String>,
+    /// Which members of `$states` it may read: only those are built for it (the
+    /// context object and a large input are not free to copy).
+    reads: StatesReads,
+}
+
+/// The members of `$states` an expression may read, judged from its text: `$states`
+/// followed by anything but `.member` counts as all of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct StatesReads {
+    input: bool,
+    result: bool,
+    error_output: bool,
+    context: bool,
+}
+
+impl StatesReads {
+    const ALL: StatesReads = StatesReads {
+        input: true,
+        result: true,
+        error_output: true,
+        context: true,
+    };
+
+    fn of(text: &str) -> StatesReads {
+        let mut reads = StatesReads::default();
+        for (at, _) in text.match_indices("$states") {
+            let rest = text[at + "$states".len()..].trim_start();
+            let Some(member) = rest.strip_prefix('.') else {
+                return StatesReads::ALL;
+            };
+            let member = member.trim_start();
+            if member.starts_with("input") {
+                reads.input = true;
+            } else if member.starts_with("result") {
+                reads.result = true;
+            } else if member.starts_with("errorOutput") {
+                reads.error_output = true;
+            } else if member.starts_with("context") {
+                reads.context = true;
+            } else {
+                return StatesReads::ALL;
+            }
+        }
+        reads
+    }
 }
 
 impl std::fmt::Debug for Expr {
@@ -64,6 +109,7 @@ impl Expr {
             compiled: jsonata::Compiled::new(&text),
             refs,
             calls,
+            reads: StatesReads::of(&text),
             text,
         })
     }
@@ -112,16 +158,22 @@ impl<'a> States<'a> {
         }
     }
 
-    fn to_value(self, context: Value) -> Value {
+    /// `$states` with the members `reads` asks for; the context object is built only
+    /// then.
+    fn to_value(self, reads: StatesReads, context: impl FnOnce() -> Value) -> Value {
         let mut m = Map::new();
-        m.insert("input".into(), self.input.clone());
-        if let Some(r) = self.result {
+        if reads.input {
+            m.insert("input".into(), self.input.clone());
+        }
+        if let (true, Some(r)) = (reads.result, self.result) {
             m.insert("result".into(), r.clone());
         }
-        if let Some(e) = self.error_output {
+        if let (true, Some(e)) = (reads.error_output, self.error_output) {
             m.insert("errorOutput".into(), e.clone());
         }
-        m.insert("context".into(), context);
+        if reads.context {
+            m.insert("context".into(), context());
+        }
         Value::Object(m)
     }
 }
@@ -241,7 +293,8 @@ fn bindings<D: Draws + ?Sized>(e: &Expr, states: States, draws: &mut D) -> Map<S
     let mut out = Map::new();
     for name in &e.refs {
         if name == "states" {
-            out.insert(name.clone(), states.to_value(draws.context_object()));
+            let value = states.to_value(e.reads, || draws.context_object());
+            out.insert(name.clone(), value);
         } else if let Some(v) = draws.variable(name) {
             out.insert(name.clone(), v.clone());
         }
@@ -482,6 +535,22 @@ mod tests {
             Expr::parse(r#"{% $a & "$b" & $c.x /* $d */ & $contains('x', /\$e/) / $f %}"#).unwrap();
         assert_eq!(e.refs, vec!["a", "c", "f"]);
         assert_eq!(e.calls, vec!["contains"]);
+    }
+
+    #[test]
+    fn only_the_members_of_states_read_are_built() {
+        let reads = |t: &str| StatesReads::of(t);
+        assert_eq!(
+            reads("$states.input.a + $states .context.Execution.Id"),
+            StatesReads {
+                input: true,
+                context: true,
+                ..StatesReads::default()
+            }
+        );
+        assert_eq!(reads("$keys($states)"), StatesReads::ALL);
+        assert_eq!(reads("$states.other"), StatesReads::ALL);
+        assert_eq!(reads("1 + 1"), StatesReads::default());
     }
 
     #[test]
