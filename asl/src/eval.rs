@@ -3249,4 +3249,4 @@ fn write_spaced(v: &Value, out: &mut String) {
 }
 
 // After the macros above, which it uses.
-mod jsonata;
+pub(crate) mod jsonata;
