@@ -753,6 +753,9 @@ pub fn report(results: &[CaseResult], s: &Summary, reasons: &[(String, String)])
             *not_run.entry(why).or_default() += 1;
         }
     }
+    if not_run.is_empty() {
+        let _ = writeln!(md, "None: every case is run.");
+    }
     for (why, n) in not_run {
         let _ = writeln!(md, "- {n} case(s): {why}");
     }
