@@ -8,6 +8,9 @@
 //! the variables in scope are the caller's, as TestState's `context` and `variables`
 //! arguments give them.
 //!
+//! A JSONata state's stages (Arguments, Output, Assign) are run in [`jsonata`] with the
+//! evaluator's own functions.
+//!
 //! Retry and Catch are reported, not carried out: a failure a retrier would retry ends
 //! `RETRIABLE` (with the retrier's index and backoff), a failure a catcher takes ends
 //! `CAUGHT_ERROR` with the catcher's `Next` and the ResultPath-applied error as output.
