@@ -3323,4 +3323,4 @@ fn write_spaced(v: &Value, out: &mut String) {
 }
 
 // After the macros above, which it uses.
-mod jsonata;
+pub(crate) mod jsonata;

@@ -8,6 +8,9 @@
 //! the variables in scope are the caller's, as TestState's `context` and `variables`
 //! arguments give them.
 //!
+//! A JSONata state's stages (Arguments, Output, Assign) are run in [`jsonata`] with the
+//! evaluator's own functions.
+//!
 //! Retry and Catch are reported, not carried out: a failure a retrier would retry ends
 //! `RETRIABLE` (with the retrier's index and backoff), a failure a catcher takes ends
 //! `CAUGHT_ERROR` with the catcher's `Next` and the ResultPath-applied error as output.
@@ -16,6 +19,7 @@
 //! evaluator ([`crate::runner`]) on a virtual clock, so task calls, Lambda's response
 //! shape and branch failures are the evaluator's.
 
+mod jsonata;
 mod mock_schema;
 pub use mock_schema::FieldValidationMode;
 
@@ -83,7 +87,8 @@ pub struct Request {
     /// in its source; the items come from it instead of ItemsPath.
     pub map_item_reader_data: Option<String>,
     /// Who the (pretend) execution is, for a context object built here and for the
-    /// evaluator runs of unmocked tasks and branches.
+    /// evaluator runs of unmocked tasks and branches. An empty `role_arn` is a call
+    /// without roleArn (the built context's RoleArn is then null, as AWS's is).
     pub info: ExecutionInfo,
     /// Seeds the random source of those evaluator runs.
     pub seed: u64,
@@ -149,6 +154,9 @@ pub struct ErrorDetails {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct InspectionData {
     pub input: Option<Value>,
+    /// A JSONata state's Arguments (JSONata states have no InputPath, Parameters,
+    /// ResultSelector or ResultPath stages to report).
+    pub after_arguments: Option<Value>,
     pub after_input_path: Option<Value>,
     pub after_parameters: Option<Value>,
     pub after_items_path: Option<Value>,
@@ -173,6 +181,7 @@ impl InspectionData {
             }
         };
         put("input", &self.input);
+        put("afterArguments", &self.after_arguments);
         put("afterInputPath", &self.after_input_path);
         put("afterParameters", &self.after_parameters);
         put("afterItemsPath", &self.after_items_path);
@@ -406,7 +415,9 @@ impl Run<'_> {
         }
         let info = &self.req.info;
         let mut state = Map::new();
-        state.insert("Name".into(), json!(self.name()));
+        // AWS's TestState names the state "StateName" in the context it builds, whatever
+        // the state is called (recorded: test_state_with_variables).
+        state.insert("Name".into(), json!("StateName"));
         state.insert("EnteredTime".into(), json!(timestamp(info.start_time)));
         if matches!(self.state.kind, Kind::Task(_)) {
             state.insert("RetryCount".into(), json!(self.req.retrier_retry_count));
@@ -418,7 +429,8 @@ impl Run<'_> {
                 "Id": info.execution_arn,
                 "Input": self.req.input,
                 "Name": info.name,
-                "RoleArn": info.role_arn,
+                // A call without roleArn runs with no role: AWS shows null.
+                "RoleArn": Some(&info.role_arn).filter(|r| !r.is_empty()),
                 "StartTime": timestamp(info.start_time),
             }),
         );
@@ -431,6 +443,16 @@ impl Run<'_> {
             ctx.insert("Task".into(), json!({ "Token": t }));
         }
         Value::Object(ctx)
+    }
+
+    /// The token a `.waitForTaskToken` task is given (the same each time it is asked).
+    fn task_token(&self) -> Option<String> {
+        match &self.state.kind {
+            Kind::Task(t) if t.target.pattern() == Pattern::WaitForTaskToken => {
+                Some(SeededRandom::new(self.req.seed ^ 0x5eed).uuid_v4())
+            }
+            _ => None,
+        }
     }
 
     fn scope<'s>(&'s self, context: &'s Value) -> Scope<'s> {
@@ -456,22 +478,14 @@ impl Run<'_> {
                 self.insp.variables = Some(Value::Object(self.vars.clone()));
             }
         }
-        if state.query_language == QueryLanguage::Jsonata {
-            return Outcome::Fatal(Failure::runtime(
-                "This state uses QueryLanguage JSONata, which this engine does not evaluate yet.",
-            ));
-        }
-        let task_token = match &state.kind {
-            Kind::Task(t) if t.target.pattern() == Pattern::WaitForTaskToken => {
-                Some(SeededRandom::new(self.req.seed ^ 0x5eed).uuid_v4())
-            }
-            _ => None,
-        };
-        let ctx = self.context(task_token.as_deref());
+        let ctx = self.context(self.task_token().as_deref());
         let next = match state.transition {
             Transition::Next(n) => Some(n),
             Transition::End => None,
         };
+        if state.query_language == QueryLanguage::Jsonata {
+            return self.jsonata(&ctx, raw, next);
+        }
         match &state.kind {
             Kind::Pass { result } => self.pass(&ctx, raw, result.as_ref(), next),
             Kind::Succeed | Kind::Choice { .. } | Kind::Wait(_) => self.flow(&ctx, raw, next),
@@ -754,7 +768,15 @@ impl Run<'_> {
             if let Value::Object(m) = &mut c {
                 m.insert("Map".into(), json!({"Item": {"Index": i, "Value": item}}));
             }
-            out.push(self.scope(&c).render(sel, effective)?);
+            let mut scope = self.scope(&c);
+            out.push(match self.state.query_language {
+                QueryLanguage::JsonPath => scope.render(sel, effective)?,
+                QueryLanguage::Jsonata => scope.render_ata(
+                    sel,
+                    crate::query::States::input(effective),
+                    &crate::query::FieldPath::root("ItemSelector"),
+                )?,
+            });
         }
         Ok(out)
     }
@@ -898,11 +920,17 @@ impl Run<'_> {
             .find(|(_, c)| matches_error(&c.error_equals, &f.error))
         {
             let err = json!({"Error": f.error, "Cause": f.cause.clone().unwrap_or_default()});
-            match apply_result_path(&c.result_path, self.req.input.clone(), err) {
+            let jsonata = state.query_language == QueryLanguage::Jsonata;
+            let shaped = if jsonata {
+                self.caught_jsonata(c, err, insp)
+            } else {
+                apply_result_path(&c.result_path, self.req.input.clone(), err)
+            };
+            match shaped {
                 Ok(out) => {
                     result.status = TestStatus::CaughtError;
                     result.next_state = Some(self.names[c.next].clone());
-                    if self.debug() {
+                    if self.debug() && !jsonata {
                         insp.after_result_path = Some(out.clone());
                     }
                     result.output = Some(out);

@@ -123,7 +123,8 @@ impl LocalStepFunctions {
                 check_role(r)?;
                 r.clone()
             }
-            None => format!("arn:aws:iam::{}:role/oms-local", self.account),
+            // No role, as AWS runs a call without roleArn ($$.Execution.RoleArn null).
+            None => String::new(),
         };
         req.info = asl::ExecutionInfo::new(
             &self.machine_arn("TestState"),
@@ -1345,6 +1346,7 @@ fn test_state_output(r: asl::teststate::TestStateResult) -> TestStateOutput {
     let text = |v: &Option<Value>| v.as_ref().map(Value::to_string);
     let inspection_data = r.inspection_data.as_ref().map(|d| InspectionData {
         input: text(&d.input),
+        after_arguments: text(&d.after_arguments),
         after_input_path: text(&d.after_input_path),
         after_parameters: text(&d.after_parameters),
         result: text(&d.result),

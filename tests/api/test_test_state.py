@@ -133,3 +133,26 @@ def test_map_reads_item_reader_data_and_holds_failures_to_its_tolerance(sfn):
 def test_task_without_mock_is_still_refused(sfn):
     msg = refused("ValidationException", sfn.test_state, definition=json.dumps(LAMBDA))
     assert "give a mock" in msg
+
+
+def test_jsonata_task_reports_after_arguments_as_json_text(sfn):
+    state = {
+        "Type": "Task",
+        "QueryLanguage": "JSONata",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Arguments": {"FunctionName": "f", "Payload": "{% $states.input %}"},
+        "Output": "{% $states.result.Payload %}",
+        "End": True,
+    }
+    out = sfn.test_state(
+        definition=json.dumps(state),
+        input=json.dumps({"n": 1}),
+        inspectionLevel="DEBUG",
+        mock={"result": json.dumps({"StatusCode": 200, "Payload": {"doubled": 2}})},
+    )
+    assert out["status"] == "SUCCEEDED", out
+    assert json.loads(out["output"]) == {"doubled": 2}
+    data = out["inspectionData"]
+    assert json.loads(data["afterArguments"]) == {"FunctionName": "f", "Payload": {"n": 1}}
+    # AWS leaves the JSONPath stages out for a JSONata state.
+    assert "afterParameters" not in data and "afterResultPath" not in data

@@ -17,6 +17,9 @@ use std::sync::Arc;
 pub enum Verdict {
     Pass,
     Fail(String),
+    /// A case the harness cannot run yet, reported as such and never as passed. No
+    /// case is refused at present; the variant stays so that one never passes silently.
+    #[allow(dead_code)]
     NotRun(&'static str),
 }
 
@@ -272,14 +275,6 @@ fn run_execution(case: &Value, def_text: &str, opts: Options, express: bool) -> 
 /// `test_state_args` the call's other arguments; the whole response is compared.
 fn run_test_state(case: &Value) -> Verdict {
     use asl::teststate::{self, InspectionLevel, Mock, Request};
-    let jsonata = case["features"]
-        .as_array()
-        .is_some_and(|f| f.iter().any(|x| x == "jsonata"));
-    if jsonata {
-        return Verdict::NotRun(
-            "TestState of a JSONata state: JSONata evaluation is a later issue",
-        );
-    }
     let args = &case["test_state_args"];
     let json_arg = |v: &Value| -> Result<Option<Value>, String> {
         match v {
@@ -296,7 +291,8 @@ fn run_test_state(case: &Value) -> Verdict {
     req.info = ExecutionInfo::new(
         "arn:aws:states:us-east-1:111111111111:stateMachine:conformance-machine",
         "conformance-execution",
-        "arn:aws:iam::111111111111:role/conformance",
+        // The corpus records no roleArn for TestState: AWS's context has RoleArn null.
+        "",
         true,
         start,
     );
@@ -759,6 +755,9 @@ pub fn report(results: &[CaseResult], s: &Summary, reasons: &[(String, String)])
         if let Verdict::NotRun(why) = r.verdict {
             *not_run.entry(why).or_default() += 1;
         }
+    }
+    if not_run.is_empty() {
+        let _ = writeln!(md, "None: every case is run.");
     }
     for (why, n) in not_run {
         let _ = writeln!(md, "- {n} case(s): {why}");

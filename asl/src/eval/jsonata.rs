@@ -70,7 +70,11 @@ fn act_choice(
 }
 
 /// A rule's Condition: a boolean written as it is, or an expression giving one.
-fn condition(scope: &mut Scope, c: &Condition, states: States) -> Result<bool, Failure> {
+pub(crate) fn condition<R: Resolve + ?Sized>(
+    scope: &mut R,
+    c: &Condition,
+    states: States,
+) -> Result<bool, Failure> {
     let Condition::Jsonata(t) = c else {
         return Err(Failure::runtime("a JSONata Choice rule needs a Condition"));
     };
@@ -106,8 +110,8 @@ fn act_wait(scope: &mut Scope, input: &Value, wait: &WaitFor) -> Step {
     }
 }
 
-fn wait_seconds(
-    scope: &mut Scope,
+pub(crate) fn wait_seconds<D: query::Draws + ?Sized>(
+    scope: &mut D,
     e: &Expr,
     input: &Value,
     entered: DateTime<Utc>,
@@ -120,7 +124,11 @@ fn wait_seconds(
     }
 }
 
-fn wait_timestamp(scope: &mut Scope, e: &Expr, input: &Value) -> Result<DateTime<Utc>, Failure> {
+pub(crate) fn wait_timestamp<D: query::Draws + ?Sized>(
+    scope: &mut D,
+    e: &Expr,
+    input: &Value,
+) -> Result<DateTime<Utc>, Failure> {
     let path = FieldPath::root("Timestamp");
     let v = query::evaluate(e, States::input(input), scope, &path)?;
     let Value::String(text) = &v else {
@@ -135,7 +143,18 @@ fn wait_timestamp(scope: &mut Scope, e: &Expr, input: &Value) -> Result<DateTime
 
 /// A Task's or Parallel's Arguments (default: the input).
 pub(super) fn arguments(scope: &mut Scope, input: &Value) -> Result<Value, Failure> {
-    match &scope.state.parameters {
+    let parameters = scope.state.parameters.as_ref();
+    render_arguments(scope, parameters, input)
+}
+
+/// Arguments (`parameters`, as the model compiles them) over `$states.input`; without
+/// them, the input.
+pub(crate) fn render_arguments<R: Resolve + ?Sized>(
+    scope: &mut R,
+    parameters: Option<&Template>,
+    input: &Value,
+) -> Result<Value, Failure> {
+    match parameters {
         Some(t) => scope.render_ata(t, States::input(input), &FieldPath::root("Arguments")),
         None => Ok(input.clone()),
     }
@@ -143,8 +162,8 @@ pub(super) fn arguments(scope: &mut Scope, input: &Value) -> Result<Value, Failu
 
 /// A Map's items: Items (an array, or an expression giving one), else the input, which
 /// must then be an array.
-pub(super) fn map_items(
-    scope: &mut Scope,
+pub(crate) fn map_items<R: Resolve + ?Sized>(
+    scope: &mut R,
     spec: &MapSpec,
     input: &Value,
 ) -> Result<Vec<Value>, Failure> {
@@ -187,8 +206,8 @@ pub(super) fn shape_result(scope: &mut Scope, raw_input: Value, result: Value) -
 
 /// A catcher's Assign and Output (default: the error output) over
 /// `$states.errorOutput`.
-pub(super) fn caught(
-    scope: &mut Scope,
+pub(crate) fn caught<R: Resolve + ?Sized>(
+    scope: &mut R,
     c: &Catcher,
     raw_input: &Value,
     error_output: Value,
@@ -204,8 +223,8 @@ pub(super) fn caught(
 }
 
 /// Assign: an object of variables to set, each value maybe an expression.
-fn assign(
-    scope: &mut Scope,
+pub(crate) fn assign<R: Resolve + ?Sized>(
+    scope: &mut R,
     t: Option<&Template>,
     states: States,
 ) -> Result<Option<Map<String, Value>>, Failure> {
@@ -221,8 +240,8 @@ fn assign(
 }
 
 /// Output, or `default` when the state has none.
-fn output(
-    scope: &mut Scope,
+pub(crate) fn output<R: Resolve + ?Sized>(
+    scope: &mut R,
     t: Option<&Template>,
     states: States,
     default: &Value,
