@@ -325,6 +325,29 @@ fn functions<D: Draws + ?Sized>(e: &Expr, draws: &mut D) -> jsonata::Functions {
     f
 }
 
+/// Step Functions' functions for JSONata outside a state machine (`oms jsonata`): the
+/// language keeps its own `$random`, `$now` and `$eval`, and `$uuid` draws from `seed`.
+pub fn standalone_functions(seed: u64) -> jsonata::Functions {
+    let mut f = jsonata::Functions::new();
+    pure_functions(&mut f);
+    let state = Rc::new(Cell::new(seed));
+    f.add("uuid", move |_| {
+        let (hi, lo) = (split_mix(&state), split_mix(&state));
+        Ok(Some(Value::String(uuid_from(hi, lo))))
+    });
+    f
+}
+
+/// The next number of a SplitMix64 sequence kept in `state`.
+fn split_mix(state: &Cell<u64>) -> u64 {
+    let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+    state.set(s);
+    let mut z = s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 fn fn_error(code: &str, message: impl Into<String>) -> jsonata::FunctionError {
     jsonata::FunctionError {
         code: code.to_string(),
@@ -382,15 +405,8 @@ fn pure_functions(f: &mut jsonata::Functions) {
 /// `$random([seed])` and `$uuid()`, from one number drawn from the host per evaluation.
 fn random_functions(f: &mut jsonata::Functions, seed: u64) {
     let state = Rc::new(Cell::new(seed));
-    let draw = move || {
-        // SplitMix64: the evaluation's numbers follow from the one host draw.
-        let s = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        state.set(s);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
+    // The evaluation's numbers follow from the one host draw.
+    let draw = move || split_mix(&state);
     let draw = Rc::new(draw);
     let d = Rc::clone(&draw);
     f.add("random", move |args| {

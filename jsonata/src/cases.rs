@@ -5,7 +5,7 @@
 //! Expected-result fields (`result`, `undefined_result`, `code`) are not read here:
 //! judging is the scorer's job (the suite's compare.mjs, or this crate's tests).
 
-use crate::{evaluate, Limits, Outcome};
+use crate::{evaluate, Compiled, Functions, Input, Limits, Outcome};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::io::{BufRead, Write};
@@ -31,18 +31,34 @@ pub struct Case {
 
 impl Case {
     pub fn run(&self) -> Outcome {
+        self.run_with(&Functions::new())
+    }
+
+    /// As [`Case::run`], with the host's functions added to the language.
+    pub fn run_with(&self, functions: &Functions) -> Outcome {
         let input = (!self.data_undefined).then_some(&self.data);
         let limits = Limits {
             time_ms: self.timelimit.or(Limits::default().time_ms),
             depth: self.depth,
         };
-        evaluate(&self.expr, input, &self.bindings, limits)
+        if functions.is_empty() {
+            return evaluate(&self.expr, input, &self.bindings, limits);
+        }
+        match Compiled::new(&self.expr) {
+            Ok(c) => c.evaluate_with(&Input::new(input), &self.bindings, functions, limits),
+            Err(e) => e,
+        }
     }
 }
 
 /// The answer line for one case line: `{id, result | undefined | code, message}`.
 pub fn answer(line: &str, line_no: usize) -> Value {
-    let (id, outcome) = run_line(line, line_no);
+    answer_with(line, line_no, &Functions::new())
+}
+
+/// As [`answer`], with the host's functions added to the language.
+pub fn answer_with(line: &str, line_no: usize, functions: &Functions) -> Value {
+    let (id, outcome) = run_line_with(line, line_no, functions);
     let mut out = Map::new();
     out.insert("id".into(), Value::String(id));
     out.extend(outcome.to_json());
@@ -53,9 +69,13 @@ pub fn answer(line: &str, line_no: usize) -> Value {
 /// error (`id` is the case's id if it can be read, else `"line N"`), so one bad line
 /// never hides the rest.
 pub fn run_line(line: &str, line_no: usize) -> (String, Outcome) {
+    run_line_with(line, line_no, &Functions::new())
+}
+
+fn run_line_with(line: &str, line_no: usize, functions: &Functions) -> (String, Outcome) {
     match serde_json::from_str::<Case>(line) {
         Ok(case) => {
-            let outcome = case.run();
+            let outcome = case.run_with(functions);
             (case.id, outcome)
         }
         Err(e) => (
@@ -96,13 +116,22 @@ fn surrogate_note(line: &str) -> &'static str {
 }
 
 /// Answers every non-blank line of `input` on `output`, in order.
-pub fn run(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+pub fn run(input: impl BufRead, output: impl Write) -> std::io::Result<()> {
+    run_with(input, output, &Functions::new())
+}
+
+/// As [`run`], with the host's functions added to the language.
+pub fn run_with(
+    input: impl BufRead,
+    mut output: impl Write,
+    functions: &Functions,
+) -> std::io::Result<()> {
     for (i, line) in input.lines().enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        writeln!(output, "{}", answer(&line, i + 1))?;
+        writeln!(output, "{}", answer_with(&line, i + 1, functions))?;
     }
     output.flush()
 }

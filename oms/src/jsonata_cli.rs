@@ -31,7 +31,8 @@ pub fn jsonata(args: JsonataArgs) -> Result<ExitCode, String> {
     if let Some(path) = args.cases {
         let file = std::fs::File::open(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        jsonata::cases::run(BufReader::new(file), std::io::stdout().lock())
+        let functions = asl::query::standalone_functions(seed());
+        jsonata::cases::run_with(BufReader::new(file), std::io::stdout().lock(), &functions)
             .map_err(|e| format!("--cases {}: {e}", path.display()))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -41,7 +42,16 @@ pub fn jsonata(args: JsonataArgs) -> Result<ExitCode, String> {
         Some(text) => parse_bindings(text)?,
         None => Map::new(),
     };
-    let outcome = jsonata::evaluate(&expr, data.as_ref(), &bindings, jsonata::Limits::default());
+    let functions = asl::query::standalone_functions(seed());
+    let outcome = match jsonata::Compiled::new(&expr) {
+        Ok(c) => c.evaluate_with(
+            &jsonata::Input::new(data.as_ref()),
+            &bindings,
+            &functions,
+            jsonata::Limits::default(),
+        ),
+        Err(e) => e,
+    };
     println!("{}", Value::Object(outcome.to_json()));
     Ok(match outcome {
         jsonata::Outcome::Error { .. } => ExitCode::from(1),
@@ -67,4 +77,12 @@ fn parse_bindings(text: &str) -> Result<Map<String, Value>, String> {
         Ok(_) => Err("--bindings must be a JSON object, e.g. {\"x\": 1}".into()),
         Err(e) => Err(format!("--bindings is not JSON: {e}")),
     }
+}
+
+/// A seed for `$uuid`: the clock's nanoseconds (a command line wants fresh ids, not
+/// reproducible ones).
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
