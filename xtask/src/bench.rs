@@ -31,6 +31,7 @@ struct Options {
     saga_concurrency: Vec<usize>,
     jsonata: bool,
     jsonata_seconds: f64,
+    jsonata_rounds: usize,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -44,7 +45,8 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         sagas: 2_000,
         saga_concurrency: vec![1, 32, 128],
         jsonata: true,
-        jsonata_seconds: 2.0,
+        jsonata_seconds: 1.0,
+        jsonata_rounds: 3,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -79,6 +81,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--no-machine10" => o.machine10 = false,
             "--no-saga4" => o.saga4 = false,
             "--no-jsonata" => o.jsonata = false,
+            "--jsonata-rounds" => o.jsonata_rounds = positive(flag, &text(flag)?)?,
             "--jsonata-seconds" => {
                 let v = text(flag)?;
                 o.jsonata_seconds = v
@@ -95,7 +98,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 return Err(
                     "usage: cargo xtask bench [--rounds R (5)] [--executions N (20000)] \
                  [--saga-rounds R (3)] [--sagas N (2000)] [--saga-concurrency 1,32,128] \
-                 [--jsonata-seconds S (2)] [--no-machine10] [--no-saga4] [--no-jsonata] \
+                 [--jsonata-rounds R (3)] [--jsonata-seconds S (1)] [--no-machine10] [--no-saga4] [--no-jsonata] \
                  [--no-docs]\n\
                  docs/benchmarks.md is written whole when machine10 and saga4 run; the \
                  JSONata section alone otherwise."
@@ -484,6 +487,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 &root,
                 &target,
                 opts.jsonata_seconds,
+                opts.jsonata_rounds,
             )?),
         })
     } else {

@@ -57,6 +57,7 @@ pub struct JsonataReport {
     rows: Vec<Row>,
     /// The 1-minute load average before and after the run: the machine is shared.
     load: (String, String),
+    rounds: usize,
 }
 
 fn load_average() -> String {
@@ -135,8 +136,15 @@ fn capture(cmd: &mut Command, what: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Builds the harness, then measures jsonata-js and the crate back to back.
-pub fn run(root: &Path, target: &Path, seconds: f64) -> Result<JsonataReport, String> {
+/// Builds the harness, then measures jsonata-js and the crate back to back, `rounds`
+/// times: the machine is shared, so each round pairs the two sides in the same minute
+/// and the report keeps the median of each figure over the rounds.
+pub fn run(
+    root: &Path,
+    target: &Path,
+    seconds: f64,
+    rounds: usize,
+) -> Result<JsonataReport, String> {
     let script = suite_dir(root)
         .join("bench-reference.mjs")
         .canonicalize()
@@ -164,28 +172,76 @@ pub fn run(root: &Path, target: &Path, seconds: f64) -> Result<JsonataReport, St
     std::fs::write(&spec_path, spec).map_err(|e| e.to_string())?;
 
     let load_before = load_average();
+    let mut reports = Vec::new();
+    for round in 1..=rounds {
+        eprintln!("bench: JSONata round {round} of {rounds}");
+        reports.push(one_round(
+            &script, &package, &work, &spec_path, target, seconds,
+        )?);
+    }
+    let mut report = median_report(reports).ok_or("no rounds")?;
+    report.load = (load_before, load_average());
+    Ok(report)
+}
+
+fn one_round(
+    script: &Path,
+    package: &Path,
+    work: &Path,
+    spec_path: &Path,
+    target: &Path,
+    seconds: f64,
+) -> Result<JsonataReport, String> {
     let secs = seconds.to_string();
     eprintln!("bench: jsonata-js ({script:?}, {secs} s per run)");
     let js: Value = serde_json::from_str(&capture(
         Command::new("node")
-            .arg(&script)
+            .arg(script)
             .args(["--json", "--seconds", &secs])
-            .env("JSONATA_PATH", &package)
-            .current_dir(&work),
+            .env("JSONATA_PATH", package)
+            .current_dir(work),
         "bench-reference.mjs",
     )?)
     .map_err(|e| format!("bench-reference.mjs printed no JSON: {e}"))?;
     eprintln!("bench: the jsonata crate (jsonata/examples/bench.rs)");
     let rust: Value = serde_json::from_str(&capture(
         Command::new(target.join("release/examples/bench"))
-            .arg(&spec_path)
+            .arg(spec_path)
             .args(["--seconds", &secs]),
         "the jsonata bench harness",
     )?)
     .map_err(|e| format!("the jsonata harness printed no JSON: {e}"))?;
-    let mut report = report(&js, &rust, seconds)?;
-    report.load = (load_before, load_average());
-    Ok(report)
+    report(&js, &rust, seconds)
+}
+
+/// Each figure's median over the rounds (rows matched by position: every round
+/// measures the same expressions in the same order).
+fn median_report(mut reports: Vec<JsonataReport>) -> Option<JsonataReport> {
+    let first = reports.first()?;
+    let rows = (0..first.rows.len())
+        .map(|i| {
+            let m = |f: fn(&Row) -> f64| median(reports.iter().map(|r| f(&r.rows[i])).collect());
+            Row {
+                name: first.rows[i].name.clone(),
+                js_once: m(|r| r.js_once),
+                js_each: m(|r| r.js_each),
+                once: m(|r| r.once),
+                once_json: m(|r| r.once_json),
+                each: m(|r| r.each),
+                each_json: m(|r| r.each_json),
+            }
+        })
+        .collect();
+    let rounds = reports.len();
+    let mut out = reports.swap_remove(0);
+    out.rows = rows;
+    out.rounds = rounds;
+    Some(out)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
 }
 
 /// Joins the two sides' JSON outputs by expression.
@@ -213,6 +269,7 @@ fn report(js: &Value, rust: &Value, seconds: f64) -> Result<JsonataReport, Strin
         doc_bytes: js["doc_bytes"].as_u64().unwrap_or(0),
         rows,
         load: Default::default(),
+        rounds: 1,
     })
 }
 
@@ -297,8 +354,9 @@ impl JsonataReport {
              ../shared/jsonata-suite/bench-reference.mjs (jsonata-js {js}, its {bytes}-byte \
              order and three expressions) and jsonata/examples/bench.rs (the `jsonata` \
              crate, release build, the same document and expressions, its results checked \
-             against jsonata-js's first) run back to back, each the median of 3 runs of \
-             {secs} s after a warm-up, in evaluations per second with the default 10 s \
+             against jsonata-js's first) run back to back in each of {rounds} rounds; each \
+             side's figure is the median of 3 runs of {secs} s after a warm-up, and the \
+             table holds each figure's median over the rounds, in evaluations per second with the default 10 s \
              time limit on. *once*: parsed once, evaluated many times (`Compiled::\
              evaluate_input`, the document converted to the engine's form once, as \
              jsonata-js's is a JavaScript object already). *each time*: parsed on every \
@@ -308,6 +366,7 @@ impl JsonataReport {
             js = self.js_version,
             bytes = self.doc_bytes,
             secs = self.seconds,
+            rounds = self.rounds,
             l0 = self.load.0,
             l1 = self.load.1,
         )
@@ -362,6 +421,33 @@ mod tests {
         assert_eq!(t[1].2, Some(false), "8x misses 10x: {t:?}");
         let missing = json!({"results": {}});
         assert!(report(&js, &missing, 2.0).is_err());
+    }
+
+    #[test]
+    fn rounds_keep_each_figures_median() {
+        let round = |js_once: f64, once: f64| JsonataReport {
+            seconds: 1.0,
+            js_version: "2.2.2".into(),
+            doc_bytes: 1,
+            rows: vec![Row {
+                name: "a".into(),
+                js_once,
+                js_each: 1.0,
+                once,
+                once_json: 1.0,
+                each: 1.0,
+                each_json: 1.0,
+            }],
+            load: Default::default(),
+            rounds: 1,
+        };
+        let m = median_report(vec![round(3.0, 10.0), round(1.0, 30.0), round(2.0, 20.0)])
+            .expect("three rounds");
+        assert_eq!(
+            (m.rows[0].js_once, m.rows[0].once, m.rounds),
+            (2.0, 20.0, 3)
+        );
+        assert!(median_report(Vec::new()).is_none());
     }
 
     #[test]
