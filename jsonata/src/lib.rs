@@ -8,17 +8,21 @@
 //! - [`evaluate`]: one expression, optional input, JSON bindings and [`Limits`], giving an
 //!   [`Outcome`]: a JSON value, "no value" (undefined, which is not `null`), or an error
 //!   with the reference's code (`T2001`, `S0202`, `D3001`, ...). [`Compiled`] parses
-//!   once for many evaluations, [`Input`] converts a document once, [`Functions`] adds
-//!   the host's own functions.
+//!   once for many evaluations, [`Input`] converts a document once, [`Bindings`]
+//!   converts variables once, [`Functions`] adds the host's own functions. The time
+//!   limit is kept by a watchdog thread (`deadline.rs`), not by reading the clock at
+//!   every step.
 //! - [`Outcome::to_json`]: the one-object shape `oms jsonata` prints and the suite's
 //!   `compare.mjs` scores.
 //! - [`cases`]: a file of suite-format lines evaluated in one process.
 
 pub mod cases;
+mod deadline;
 mod functions;
 
 pub use functions::{Function, FunctionError, Functions};
 
+use deadline::Deadline;
 use jsonata_core::ast::AstNode;
 use jsonata_core::evaluator::{Context, Evaluator, EvaluatorError, EvaluatorOptions};
 use jsonata_core::parser::ParserError;
@@ -114,10 +118,10 @@ pub fn evaluate(
     }
 }
 
-/// An input document in the engine's own form. Converting a document costs about as
-/// much as evaluating a simple path over it (a 5 KB order: ~60 us, bench numbers in
-/// docs/jsonata.md), so a caller evaluating several expressions on one document
-/// converts it once.
+/// An input document in the engine's own form. Converting a document costs several
+/// times what evaluating a simple path over it does (a 5 KB order: ~60-80 us against
+/// ~20 us, docs/jsonata.md), so a caller evaluating several expressions on one
+/// document converts it once.
 pub struct Input(JValue);
 
 impl Input {
@@ -135,8 +139,9 @@ impl Input {
 ///
 /// It holds jsonata-core's syntax tree and evaluates it with the tree-walker.
 /// jsonata-core's `Expression` would add its bytecode VM, but caches engine values that
-/// are not `Send`; with the time limit on, the VM measured no faster on the bench
-/// expressions (docs/jsonata.md).
+/// are not `Send`, takes no bindings or host functions (a state machine's expressions
+/// always have `$states`), and measured no faster on the bench expressions, with the
+/// time limit on or off (docs/jsonata.md).
 pub struct Compiled {
     ast: AstNode,
 }
@@ -179,16 +184,37 @@ impl Compiled {
         functions: &Functions,
         limits: Limits,
     ) -> Outcome {
+        self.evaluate_bound(input, &Bindings::new(bindings), functions, limits)
+    }
+
+    /// As [`Compiled::evaluate_with`], with bindings converted once (see
+    /// [`Bindings`]): the cheapest way to evaluate several expressions over the same
+    /// variables.
+    pub fn evaluate_bound(
+        &self,
+        input: &Input,
+        bindings: &Bindings,
+        functions: &Functions,
+        limits: Limits,
+    ) -> Outcome {
+        // The time limit is the watchdog's (deadline.rs); jsonata-core's own clock
+        // checks only when the watchdog thread could not be started.
+        let deadline = limits.time_ms.and_then(Deadline::start);
         let options = EvaluatorOptions {
-            timeout_ms: limits.time_ms,
+            timeout_ms: if deadline.is_some() {
+                None
+            } else {
+                limits.time_ms
+            },
+            cancel: deadline.as_ref().map(Deadline::token),
             max_stack_depth: limits.depth,
             ..EvaluatorOptions::default()
         };
         let data = &input.0;
         let result = contained(|| {
             let mut context = Context::new();
-            for (name, value) in bindings {
-                context.bind(name.clone(), Input::new(Some(value)).0);
+            for (name, value) in &bindings.0 {
+                context.bind(name.clone(), value.clone());
             }
             let mut evaluator = Evaluator::with_options(context, options);
             functions.register(&mut evaluator)?;
@@ -196,10 +222,46 @@ impl Compiled {
         });
         match result {
             Ok(Ok(v)) => to_outcome(&v),
-            Ok(Err(e)) => evaluation_error(&e, limits),
+            Ok(Err(e)) => match (&deadline, limits.time_ms) {
+                (Some(d), Some(ms)) if d.passed() && e.code() == Some("U1003") => {
+                    Outcome::error("U1001", timeout_message(ms))
+                }
+                _ => evaluation_error(&e, limits),
+            },
             Err(panicked) => panicked,
         }
     }
+}
+
+/// Variables for an evaluation in the engine's form. [`Compiled::evaluate_with`]
+/// converts its serde_json bindings on every call; a caller evaluating several
+/// expressions with the same variables (a state's `$states` and the workflow's
+/// variables) converts them once here and calls [`Compiled::evaluate_bound`].
+#[derive(Default)]
+pub struct Bindings(Vec<(String, JValue)>);
+
+impl Bindings {
+    /// Each entry bound as a variable (`{"x": 1}` binds `$x`).
+    pub fn new(bindings: &Map<String, Value>) -> Self {
+        Bindings(
+            bindings
+                .iter()
+                .map(|(name, value)| (name.clone(), Input::new(Some(value)).0))
+                .collect(),
+        )
+    }
+
+    /// Binds `$name` to `value` (a later binding of the same name wins).
+    pub fn bind(&mut self, name: &str, value: &Value) -> &mut Self {
+        self.0.push((name.to_string(), Input::new(Some(value)).0));
+        self
+    }
+}
+
+/// jsonata-core's own wording for its time limit (D1012), which an evaluation the
+/// watchdog stopped reports too, so the message does not depend on which one did.
+fn timeout_message(limit_ms: u64) -> String {
+    format!("D1012: Evaluation timeout after {limit_ms} milliseconds. Check for infinite loop")
 }
 
 /// Runs `f`, turning a panic inside jsonata-core into an [`Outcome::Error`] (code

@@ -1,6 +1,6 @@
 //! Host functions: called with JSON arguments, their values and errors flow back.
 
-use jsonata::{Compiled, FunctionError, Functions, Input, Limits, Outcome};
+use jsonata::{Bindings, Compiled, FunctionError, Functions, Input, Limits, Outcome};
 use serde_json::{json, Map, Value};
 
 fn run(expr: &str, functions: &Functions) -> Outcome {
@@ -76,4 +76,34 @@ fn a_compiled_expression_can_be_shared_across_threads() {
     .join()
     .expect("thread ends");
     assert_eq!(sum, Outcome::Value(json!(3)));
+}
+
+/// Bindings converted once give what the same serde_json bindings give, for every
+/// expression evaluated with them, and a later `bind` of a name wins.
+#[test]
+fn bindings_converted_once_match_json_bindings() {
+    let json = json!({"states": {"input": {"n": 2}, "context": {"id": "x"}}, "k": [1, 2]});
+    let json = json.as_object().expect("an object").clone();
+    let bound = Bindings::new(&json);
+    let input = Input::new(Some(&json!({"items": [1, 2, 3]})));
+    let none = Functions::new();
+    for expr in [
+        "$states.input.n * $sum(items)",
+        "$states.context.id & $string($k)",
+        "$nope",
+    ] {
+        let compiled = Compiled::new(expr).expect("parses");
+        assert_eq!(
+            compiled.evaluate_bound(&input, &bound, &none, Limits::default()),
+            compiled.evaluate_with(&input, &json, &none, Limits::default()),
+            "{expr}"
+        );
+    }
+    let mut rebound = Bindings::new(&json);
+    rebound.bind("k", &json!("again"));
+    let compiled = Compiled::new("$k").expect("parses");
+    assert_eq!(
+        compiled.evaluate_bound(&input, &rebound, &none, Limits::default()),
+        Outcome::Value(json!("again"))
+    );
 }

@@ -44,6 +44,42 @@ fn a_time_limit_ends_an_endless_loop() {
     }
 }
 
+/// The time limit is a watchdog thread's (jsonata/src/deadline.rs): evaluations with
+/// different limits on several threads each end with U1001, including in a `$map`
+/// callback (a loop that reaches no tail-call trampoline) and with a short limit
+/// registered while a longer one is pending.
+#[test]
+fn time_limits_on_several_threads_each_end_their_own_evaluation() {
+    let endless = [
+        "($f := function($n){ $f($n + 1) }; $f(0))",
+        "$map([1..10], function($x){ ($g := function($n){ $g($n) }; $g($x)) })",
+    ];
+    let handles: Vec<_> = [300u64, 30, 120, 1]
+        .into_iter()
+        .enumerate()
+        .map(|(i, ms)| {
+            let expr = endless[i % endless.len()];
+            std::thread::spawn(move || {
+                let limits = Limits {
+                    time_ms: Some(ms),
+                    depth: None,
+                };
+                (expr, ms, evaluate(expr, None, &Map::new(), limits))
+            })
+        })
+        .collect();
+    for h in handles {
+        let (expr, ms, outcome) = h.join().expect("no panic");
+        match outcome {
+            Outcome::Error { code, message } => {
+                assert_eq!(code, "U1001", "{expr} with {ms} ms: {message}");
+                assert!(message.contains(&format!("{ms} milliseconds")), "{message}");
+            }
+            other => panic!("{expr} with {ms} ms: expected U1001, got {other:?}"),
+        }
+    }
+}
+
 /// jsonata-core 2.2.13 panics on this picture (found by mutating the suite's
 /// expressions); the reference answers "1970-Wundefined-4". Until upstream is fixed the
 /// panic must stay an error, not a crash.

@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: oms against its fastest local peer (aws-local-stepfunctions) on
 //! `machine10.json`, interleaved in the same run, and `docs/benchmarks.md` from the result.
+//! Its JSONata section (bench_jsonata.rs) sets the `jsonata` crate beside jsonata-js.
 //! `cargo xtask bench soak`: the long run of orders through `oms up` (soak.rs).
 //!
 //! Figures on the shared machines are noisy, so each round runs the peer then oms back to
@@ -28,6 +29,9 @@ struct Options {
     saga_rounds: usize,
     sagas: usize,
     saga_concurrency: Vec<usize>,
+    jsonata: bool,
+    jsonata_seconds: f64,
+    jsonata_rounds: usize,
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -40,6 +44,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         saga_rounds: 3,
         sagas: 2_000,
         saga_concurrency: vec![1, 32, 128],
+        jsonata: true,
+        jsonata_seconds: 1.0,
+        jsonata_rounds: 3,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -73,13 +80,28 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             }
             "--no-machine10" => o.machine10 = false,
             "--no-saga4" => o.saga4 = false,
+            "--no-jsonata" => o.jsonata = false,
+            "--jsonata-rounds" => o.jsonata_rounds = positive(flag, &text(flag)?)?,
+            "--jsonata-seconds" => {
+                let v = text(flag)?;
+                o.jsonata_seconds = v
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| *s > 0.0 && s.is_finite())
+                    .ok_or(format!(
+                        "{flag} needs a positive number of seconds, got {v:?}"
+                    ))?
+            }
             "--no-docs" => o.write_docs = false,
             "-h" | "--help" => {
                 return Err(
                     "usage: cargo xtask bench [--rounds R (5)] [--executions N (20000)] \
                  [--saga-rounds R (3)] [--sagas N (2000)] [--saga-concurrency 1,32,128] \
-                 [--no-machine10] [--no-saga4] [--no-docs]\n\
-                 docs/benchmarks.md is written only when both parts run."
+                 [--jsonata-rounds R (3)] [--jsonata-seconds S (1)] [--no-machine10] [--no-saga4] [--no-jsonata] \
+                 [--no-docs]\n\
+                 docs/benchmarks.md is written whole when machine10 and saga4 run; the \
+                 JSONata section alone otherwise."
                         .to_string(),
                 )
             }
@@ -298,6 +320,7 @@ pub fn git_head(root: &Path) -> String {
             "asl",
             "oms",
             "saga-core",
+            "jsonata",
             "Cargo.toml",
             "Cargo.lock",
         ])
@@ -306,7 +329,7 @@ pub fn git_head(root: &Path) -> String {
         .ok()
         .is_some_and(|o| !o.stdout.is_empty());
     if dirty {
-        format!("{head} (with uncommitted changes to asl/, saga-core/ or oms/)")
+        format!("{head} (with uncommitted changes to asl/, saga-core/, oms/ or jsonata/)")
     } else {
         head
     }
@@ -455,6 +478,24 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let opts = parse_args(args)?;
     let root = crate::root();
     let dir = bench_dir(&root);
+    let target = target_dir(&root);
+    // Run first: it needs no kit, and says plainly when it cannot run here.
+    let jsonata = if opts.jsonata {
+        Some(match crate::bench_jsonata::unavailable(&root) {
+            Some(why) => Err(why),
+            None => Ok(crate::bench_jsonata::run(
+                &root,
+                &target,
+                opts.jsonata_seconds,
+                opts.jsonata_rounds,
+            )?),
+        })
+    } else {
+        None
+    };
+    if !opts.machine10 && !opts.saga4 {
+        return finish_jsonata(&opts, &root, args, jsonata.as_ref());
+    }
     if !dir.is_dir() {
         return Err(format!(
             "the benchmark kit is missing: {} does not exist (it is the shared/bench folder \
@@ -470,7 +511,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
             .current_dir(&root),
         "cargo build --release -p oms",
     )?;
-    let target = target_dir(&root);
     let oms = target.join("release/oms");
     let rounds = if opts.machine10 {
         run_machine10(&opts, &dir, &target, &oms)?
@@ -484,14 +524,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     };
 
     let report = Report {
-        command: {
-            let mut c = "cargo xtask bench".to_string();
-            for a in args {
-                c.push(' ');
-                c.push_str(a);
-            }
-            c
-        },
+        command: command_line(args),
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         machine: format!("{}, nproc {}", cpu_model(), nproc()),
         toolchain: format!(
@@ -548,7 +581,18 @@ pub fn run(args: &[String]) -> Result<(), String> {
             println!("Restate did not run: {why}");
         }
     }
-    for (what, measured, met) in report.targets() {
+    let jsonata_targets = match &jsonata {
+        Some(Ok(j)) => {
+            j.print();
+            j.targets()
+        }
+        Some(Err(why)) => {
+            println!("\nJSONata: not measured: {why}");
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    for (what, measured, met) in report.targets().into_iter().chain(jsonata_targets) {
         let verdict = match met {
             Some(true) => "met",
             Some(false) => "NOT met",
@@ -562,23 +606,86 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let soak = std::fs::read_to_string(&path)
             .ok()
             .and_then(|old| crate::soak::section(&old).map(str::to_string));
-        let markdown = match soak {
-            Some(section) => format!(
-                "{}
-
-{section}
-",
-                report.markdown().trim_end()
-            ),
-            None => report.markdown(),
-        };
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let jsonata_md = jsonata_markdown(&report.command, jsonata.as_ref())
+            .or_else(|| crate::bench_jsonata::section(&old).map(str::to_string));
+        let mut markdown = report.markdown().trim_end().to_string();
+        for section in jsonata_md.iter().chain(soak.iter()) {
+            markdown.push_str("\n\n");
+            markdown.push_str(section.trim_end());
+        }
+        markdown.push('\n');
         std::fs::write(&path, markdown)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         eprintln!("bench: wrote {}", path.display());
     } else if opts.write_docs {
-        eprintln!(
-            "bench: docs/benchmarks.md left as it was (it is written only when both parts run)"
-        );
+        write_jsonata_section(&root, &report.command, jsonata.as_ref())?;
+    }
+    Ok(())
+}
+
+fn command_line(args: &[String]) -> String {
+    let mut c = "cargo xtask bench".to_string();
+    for a in args {
+        c.push(' ');
+        c.push_str(a);
+    }
+    c
+}
+
+/// The JSONata section for this run: its figures, or why it could not run; `None`
+/// when it was not asked for.
+fn jsonata_markdown(
+    command: &str,
+    jsonata: Option<&Result<crate::bench_jsonata::JsonataReport, String>>,
+) -> Option<String> {
+    let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string();
+    let commit = git_head(&crate::root());
+    jsonata.map(|j| match j {
+        Ok(report) => report.markdown(command, &date, &commit),
+        Err(why) => crate::bench_jsonata::not_run_markdown(why),
+    })
+}
+
+/// Replaces only the JSONata section of docs/benchmarks.md (when machine10 and saga4
+/// did not run, their sections stay as they were).
+fn write_jsonata_section(
+    root: &Path,
+    command: &str,
+    jsonata: Option<&Result<crate::bench_jsonata::JsonataReport, String>>,
+) -> Result<(), String> {
+    let Some(section) = jsonata_markdown(command, jsonata) else {
+        eprintln!("bench: docs/benchmarks.md left as it was (no part that writes it ran)");
+        return Ok(());
+    };
+    let path = root.join("docs/benchmarks.md");
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, crate::bench_jsonata::replace_section(&old, &section))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("bench: wrote the JSONata section of {}", path.display());
+    Ok(())
+}
+
+/// The end of a run that measured JSONata only.
+fn finish_jsonata(
+    opts: &Options,
+    root: &Path,
+    args: &[String],
+    jsonata: Option<&Result<crate::bench_jsonata::JsonataReport, String>>,
+) -> Result<(), String> {
+    match jsonata {
+        Some(Ok(j)) => {
+            j.print();
+            for (what, measured, met) in j.targets() {
+                let verdict = if met == Some(true) { "met" } else { "NOT met" };
+                println!("target: {what}: {measured}: {verdict}");
+            }
+        }
+        Some(Err(why)) => println!("JSONata: not measured: {why}"),
+        None => println!("bench: nothing to run (--no-machine10 --no-saga4 --no-jsonata)"),
+    }
+    if opts.write_docs {
+        write_jsonata_section(root, &command_line(args), jsonata)?;
     }
     Ok(())
 }
