@@ -705,37 +705,52 @@ struct Scope<'a> {
 }
 
 impl Scope<'_> {
+    /// The context object (`$$`, `$states.context`).
     fn context(&self) -> Value {
-        let info = &self.ident.info;
-        let mut exec = Map::new();
-        exec.insert("Id".into(), json!(info.execution_arn));
-        exec.insert("Input".into(), self.ident.input.clone());
-        exec.insert("StartTime".into(), json!(timestamp(info.start_time)));
-        exec.insert("Name".into(), json!(info.name));
-        exec.insert("RoleArn".into(), json!(info.role_arn));
-        if let Some(r) = info.redrive_count {
-            exec.insert("RedriveCount".into(), json!(r));
-        }
-        let mut state = Map::new();
-        state.insert("Name".into(), json!(self.state.name));
-        state.insert("EnteredTime".into(), json!(timestamp(self.entered_time)));
-        if matches!(self.state.kind, Kind::Task(_)) {
-            state.insert("RetryCount".into(), json!(self.retry_count));
-        }
         let mut ctx = Map::new();
-        ctx.insert("Execution".into(), Value::Object(exec));
-        ctx.insert(
-            "StateMachine".into(),
-            json!({"Id": info.state_machine_arn, "Name": info.state_machine_name}),
-        );
-        ctx.insert("State".into(), Value::Object(state));
-        if let Some(t) = self.task_token {
-            ctx.insert("Task".into(), json!({ "Token": t }));
-        }
-        if let Some((i, v)) = self.map_item {
-            ctx.insert("Map".into(), json!({"Item": {"Index": i, "Value": v}}));
+        for name in query::CONTEXT_MEMBERS {
+            if let Some(v) = self.context_part(name) {
+                ctx.insert(name.to_string(), v);
+            }
         }
         Value::Object(ctx)
+    }
+
+    /// One member of the context object, built alone (a JSONata expression reading
+    /// `$states.context.Map` need not copy the execution's input).
+    fn context_part(&self, name: &str) -> Option<Value> {
+        let info = &self.ident.info;
+        match name {
+            "Execution" => {
+                let mut exec = Map::new();
+                exec.insert("Id".into(), json!(info.execution_arn));
+                exec.insert("Input".into(), self.ident.input.clone());
+                exec.insert("StartTime".into(), json!(timestamp(info.start_time)));
+                exec.insert("Name".into(), json!(info.name));
+                exec.insert("RoleArn".into(), json!(info.role_arn));
+                if let Some(r) = info.redrive_count {
+                    exec.insert("RedriveCount".into(), json!(r));
+                }
+                Some(Value::Object(exec))
+            }
+            "StateMachine" => {
+                Some(json!({"Id": info.state_machine_arn, "Name": info.state_machine_name}))
+            }
+            "State" => {
+                let mut state = Map::new();
+                state.insert("Name".into(), json!(self.state.name));
+                state.insert("EnteredTime".into(), json!(timestamp(self.entered_time)));
+                if matches!(self.state.kind, Kind::Task(_)) {
+                    state.insert("RetryCount".into(), json!(self.retry_count));
+                }
+                Some(Value::Object(state))
+            }
+            "Task" => self.task_token.map(|t| json!({ "Token": t })),
+            "Map" => self
+                .map_item
+                .map(|(i, v)| json!({"Item": {"Index": i, "Value": v}})),
+            _ => None,
+        }
     }
 }
 
@@ -760,6 +775,10 @@ impl Resolve for Scope<'_> {
 impl query::Draws for Scope<'_> {
     fn context_object(&self) -> Value {
         self.context()
+    }
+
+    fn context_member(&self, name: &str) -> Option<Value> {
+        self.context_part(name)
     }
 
     fn variable(&self, name: &str) -> Option<&Value> {
@@ -793,25 +812,43 @@ pub(crate) trait Resolve: query::Draws {
         states: States,
         field: &FieldPath,
     ) -> Result<Value, Failure> {
+        let exprs: Vec<&Expr> = t.expressions().into_iter().map(|e| &**e).collect();
+        if exprs.is_empty() {
+            return self.render(t, states.input);
+        }
+        // One conversion of `$states` and the variables for all of the field's
+        // expressions: converting is most of what evaluating a path costs.
+        let prepared = query::prepare(&exprs, states, self);
+        self.render_prepared(t, &prepared, states.input, field)
+    }
+
+    /// [`Resolve::render_ata`]'s walk over a field, its expressions prepared.
+    fn render_prepared(
+        &mut self,
+        t: &Template,
+        prepared: &query::Prepared,
+        input: &Value,
+        field: &FieldPath,
+    ) -> Result<Value, Failure> {
         match t {
-            Template::Jsonata(e) => query::evaluate(e, states, self, field),
+            Template::Jsonata(e) => query::evaluate_prepared(e, prepared, field),
             Template::Array(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     let index = i.to_string();
-                    out.push(self.render_ata(item, states, &field.child(&index))?);
+                    out.push(self.render_prepared(item, prepared, input, &field.child(&index))?);
                 }
                 Ok(Value::Array(out))
             }
             Template::Object(fields) => {
                 let mut out = Map::with_capacity(fields.len());
                 for (name, t, _) in fields {
-                    let v = self.render_ata(t, states, &field.child(name))?;
+                    let v = self.render_prepared(t, prepared, input, &field.child(name))?;
                     out.insert(name.clone(), v);
                 }
                 Ok(Value::Object(out))
             }
-            other => self.render(other, states.input),
+            other => self.render(other, input),
         }
     }
 

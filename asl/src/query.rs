@@ -29,22 +29,52 @@ pub struct Expr {
 }
 
 /// The members of `$states` an expression may read, judged from its text: `$states`
-/// followed by anything but `.member` counts as all of them.
+/// followed by anything but `.member` counts as all of them. `context` is a set of the
+/// context object's members ([`CONTEXT_MEMBERS`], one bit each).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct StatesReads {
     input: bool,
     result: bool,
     error_output: bool,
-    context: bool,
+    context: u8,
 }
+
+/// The context object's members, in the order of [`StatesReads::context`]'s bits.
+pub const CONTEXT_MEMBERS: [&str; 5] = ["Execution", "StateMachine", "State", "Task", "Map"];
+
+const ALL_CONTEXT: u8 = (1 << CONTEXT_MEMBERS.len()) - 1;
 
 impl StatesReads {
     const ALL: StatesReads = StatesReads {
         input: true,
         result: true,
         error_output: true,
-        context: true,
+        context: ALL_CONTEXT,
     };
+
+    fn union(self, o: StatesReads) -> StatesReads {
+        StatesReads {
+            input: self.input || o.input,
+            result: self.result || o.result,
+            error_output: self.error_output || o.error_output,
+            context: self.context | o.context,
+        }
+    }
+
+    /// The context members read after `context` (the text following it).
+    fn context_members(after: &str) -> u8 {
+        let Some(member) = after.trim_start().strip_prefix('.') else {
+            return ALL_CONTEXT;
+        };
+        let member = member.trim_start();
+        CONTEXT_MEMBERS
+            .iter()
+            .position(|m| {
+                member.starts_with(m)
+                    && !member[m.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+            })
+            .map_or(ALL_CONTEXT, |i| 1 << i)
+    }
 
     fn of(text: &str) -> StatesReads {
         let mut reads = StatesReads::default();
@@ -60,8 +90,8 @@ impl StatesReads {
                 reads.result = true;
             } else if member.starts_with("errorOutput") {
                 reads.error_output = true;
-            } else if member.starts_with("context") {
-                reads.context = true;
+            } else if let Some(after) = member.strip_prefix("context") {
+                reads.context |= Self::context_members(after);
             } else {
                 return StatesReads::ALL;
             }
@@ -158,9 +188,9 @@ impl<'a> States<'a> {
         }
     }
 
-    /// `$states` with the members `reads` asks for; the context object is built only
-    /// then.
-    fn to_value(self, reads: StatesReads, context: impl FnOnce() -> Value) -> Value {
+    /// `$states` with the members `reads` asks for; of the context object, only the
+    /// members read are built.
+    fn to_value<D: Draws + ?Sized>(self, reads: StatesReads, draws: &D) -> Value {
         let mut m = Map::new();
         if reads.input {
             m.insert("input".into(), self.input.clone());
@@ -171,8 +201,16 @@ impl<'a> States<'a> {
         if let (true, Some(e)) = (reads.error_output, self.error_output) {
             m.insert("errorOutput".into(), e.clone());
         }
-        if reads.context {
-            m.insert("context".into(), context());
+        if reads.context != 0 {
+            let mut context = Map::new();
+            for (i, name) in CONTEXT_MEMBERS.iter().enumerate() {
+                if reads.context & (1 << i) != 0 {
+                    if let Some(v) = draws.context_member(name) {
+                        context.insert((*name).to_string(), v);
+                    }
+                }
+            }
+            m.insert("context".into(), Value::Object(context));
         }
         Value::Object(m)
     }
@@ -182,6 +220,10 @@ impl<'a> States<'a> {
 /// host's time and random numbers (drawn only when the expression calls for them).
 pub trait Draws {
     fn context_object(&self) -> Value;
+    /// One member of the context object (`Execution`, `Map`, ...), built alone.
+    fn context_member(&self, name: &str) -> Option<Value> {
+        self.context_object().get(name).cloned()
+    }
     fn variable(&self, name: &str) -> Option<&Value>;
     fn random_u64(&mut self) -> u64;
     fn now(&mut self) -> DateTime<Utc>;
@@ -224,14 +266,53 @@ pub fn evaluate<D: Draws + ?Sized>(
     draws: &mut D,
     field: &FieldPath,
 ) -> Result<Value, Failure> {
+    let prepared = prepare(&[e], states, draws);
+    evaluate_prepared(e, &prepared, field)
+}
+
+/// What the expressions of one field need, converted to the engine's form once: the
+/// variables and `$states` members any of them reads, and the host functions any calls.
+pub struct Prepared {
+    bindings: jsonata::Bindings,
+    functions: jsonata::Functions,
+}
+
+/// Prepares the evaluation of `exprs` (a field's expressions) over `states`.
+pub fn prepare<D: Draws + ?Sized>(exprs: &[&Expr], states: States, draws: &mut D) -> Prepared {
+    let mut merged = Expr {
+        text: String::new(),
+        compiled: Err(jsonata::Outcome::Undefined),
+        refs: Vec::new(),
+        calls: Vec::new(),
+        reads: StatesReads::default(),
+    };
+    for e in exprs {
+        for r in &e.refs {
+            if !merged.refs.contains(r) {
+                merged.refs.push(r.clone());
+            }
+        }
+        for c in &e.calls {
+            if !merged.calls.contains(c) {
+                merged.calls.push(c.clone());
+            }
+        }
+        merged.reads = merged.reads.union(e.reads);
+    }
+    Prepared {
+        bindings: jsonata::Bindings::new(&bindings(&merged, states, draws)),
+        functions: functions(&merged, draws),
+    }
+}
+
+/// Evaluates `e`, one of the expressions `p` was prepared for.
+pub fn evaluate_prepared(e: &Expr, p: &Prepared, field: &FieldPath) -> Result<Value, Failure> {
     let compiled = match &e.compiled {
         Ok(c) => c,
         Err(outcome) => return Err(failure(e, field, outcome)),
     };
-    let bindings = bindings(e, states, draws);
-    let functions = functions(e, draws);
     let input = jsonata::Input::new(None);
-    match compiled.evaluate_with(&input, &bindings, &functions, LIMITS) {
+    match compiled.evaluate_bound(&input, &p.bindings, &p.functions, LIMITS) {
         jsonata::Outcome::Value(v) => Ok(v),
         other => Err(failure(e, field, &other)),
     }
@@ -293,7 +374,7 @@ fn bindings<D: Draws + ?Sized>(e: &Expr, states: States, draws: &mut D) -> Map<S
     let mut out = Map::new();
     for name in &e.refs {
         if name == "states" {
-            let value = states.to_value(e.reads, || draws.context_object());
+            let value = states.to_value(e.reads, draws);
             out.insert(name.clone(), value);
         } else if let Some(v) = draws.variable(name) {
             out.insert(name.clone(), v.clone());
@@ -560,10 +641,13 @@ mod tests {
             reads("$states.input.a + $states .context.Execution.Id"),
             StatesReads {
                 input: true,
-                context: true,
+                context: 1,
                 ..StatesReads::default()
             }
         );
+        assert_eq!(reads("$states.context.Map.Item").context, 1 << 4);
+        assert_eq!(reads("$states.context.Mapped").context, ALL_CONTEXT);
+        assert_eq!(reads("$states.context").context, ALL_CONTEXT);
         assert_eq!(reads("$keys($states)"), StatesReads::ALL);
         assert_eq!(reads("$states.other"), StatesReads::ALL);
         assert_eq!(reads("1 + 1"), StatesReads::default());
