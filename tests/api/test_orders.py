@@ -446,13 +446,18 @@ def test_a_permanent_failure_of_any_compensation_is_finished_by_a_retry(request,
 
 
 
-def test_a_pick_the_warehouse_never_answers_times_out_and_compensates(request, manual_api):
+@pytest.mark.parametrize("timeout_s,heartbeat_s,error", [
+    (1, 60, "States.Timeout"),
+    (60, 1, "States.HeartbeatTimeout"),
+])
+def test_a_pick_the_warehouse_never_answers_times_out_and_compensates(request, manual_api, timeout_s,
+                                                                      heartbeat_s, error):
     api = manual_api
     before = api.stock()
-    body = order_body(options={"pick_timeout_seconds": 1, "pick_heartbeat_seconds": 60})
+    body = order_body(options={"pick_timeout_seconds": timeout_s, "pick_heartbeat_seconds": heartbeat_s})
     api.ok("POST", "/orders", body, want=(202,))
     view = api.finish(body["order_id"], timeout=30)
     assert view["status"] == "CANCELLED", view
-    assert view["failure"]["error"] == "States.Timeout"
+    assert view["failure"]["error"] == error
     balanced(api, view, before)
     same_on_both(request, api, body["order_id"])
