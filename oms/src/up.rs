@@ -401,7 +401,7 @@ async fn up_aws(
     let listen = &args.listen;
     if args.saga_query_language.is_some() || config.saga.query_language.is_some() {
         return Err(
-            "--saga-query-language / [saga] query_language: with --aws the deployed \
+            "--saga-query-language / [saga] query_language: with --backend aws the deployed \
                     stack's definition runs (infra-cdk deploys statemachines/order-saga.asl.json)"
                 .into(),
         );

@@ -49,3 +49,14 @@ def test_an_unknown_saga_query_language_is_refused_at_start_naming_the_setting(t
     assert proc.returncode != 0, proc.stdout
     named = "query_language" if where == "toml" else "--saga-query-language"
     assert named in proc.stderr and "JSONata" in proc.stderr, proc.stderr
+
+
+def test_the_aws_backend_refuses_a_saga_choice(tmp_path):
+    # Over a deployed stack the stack's definition runs; refused before AWS is called.
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text("{}")
+    proc = subprocess.run([oms_bin(), "up", "--backend", "aws", "--stack-outputs", str(outputs),
+                           "--listen", "127.0.0.1:0", "--saga-query-language", "JSONata"],
+                          capture_output=True, text=True, timeout=30, cwd=tmp_path)
+    assert proc.returncode != 0, proc.stdout
+    assert "--saga-query-language" in proc.stderr and "--backend aws" in proc.stderr, proc.stderr
