@@ -1,10 +1,12 @@
-//! Static checks of statemachines/order-saga.asl.json against the activities it calls:
-//! it is a valid Standard workflow; every Task calls an activity that exists, with a
-//! Payload whose fields are exactly what the activity's input schema allows and
+//! Static checks of the order saga's two definitions (statemachines/order-saga.asl.json
+//! and its JSONata twin, order-saga.jsonata.asl.json) against the activities they
+//! call: each is a valid Standard workflow; every Task calls an activity that exists,
+//! with a Payload whose fields are exactly what the activity's input schema allows and
 //! requires; every retryable error an activity raises is retried; every business
 //! error of a forward step is caught (and routed to compensation), while a
 //! compensation is never caught, so that a failing one stops the execution where a
-//! redrive resumes it.
+//! redrive resumes it. And the twin is the JSONPath saga's shape: the same states,
+//! transitions, resources, retries and catchers.
 
 use activities::errors::ERRORS;
 use activities::ACTIVITIES;
@@ -12,9 +14,56 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-fn definition() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../statemachines/order-saga.asl.json");
+/// The saga's definitions, by file name: JSONPath first, then its JSONata twin.
+const FILES: [&str; 2] = ["order-saga.asl.json", "order-saga.jsonata.asl.json"];
+
+fn read(file: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../statemachines")
+        .join(file);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Each definition with its name, for the checks that hold for both.
+fn definitions() -> Vec<(&'static str, Value)> {
+    FILES.iter().map(|f| (*f, read(f))).collect()
+}
+
+/// A Task's Parameters (JSONPath) or Arguments (JSONata).
+fn arguments(task: &Value) -> &Value {
+    task.get("Parameters")
+        .or_else(|| task.get("Arguments"))
+        .unwrap_or(&Value::Null)
+}
+
+/// The fields of the activity's answer a Task keeps: its ResultSelector's
+/// `$.Payload.X` (JSONPath), or the `$states.result.Payload.X` its Output reads
+/// (JSONata).
+fn result_fields(task: &Value) -> Vec<String> {
+    if let Some(sel) = task.get("ResultSelector").and_then(Value::as_object) {
+        return sel
+            .values()
+            .map(|p| {
+                p.as_str()
+                    .unwrap()
+                    .trim_start_matches("$.Payload.")
+                    .to_string()
+            })
+            .collect();
+    }
+    let output = task
+        .get("Output")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    output
+        .split("$states.result.Payload.")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect()
 }
 
 /// Every Task of the machine, with the Catch lists that cover it (its own and those of
@@ -44,19 +93,28 @@ fn matches(list: &[Value], error: &str, key: &str) -> bool {
 
 #[test]
 fn the_saga_is_a_valid_standard_workflow() {
-    let text = serde_json::to_string(&definition()).unwrap();
-    let problems = asl::validate::validate_str(&text, Default::default());
-    assert!(problems.is_empty(), "{problems:#?}");
+    for (file, definition) in definitions() {
+        let text = serde_json::to_string(&definition).unwrap();
+        let problems = asl::validate::validate_str(&text, Default::default());
+        assert!(problems.is_empty(), "{file}: {problems:#?}");
+    }
 }
 
 #[test]
 fn every_task_calls_an_activity_with_the_input_it_takes() {
+    for (file, definition) in definitions() {
+        tasks_call_activities(file, &definition);
+    }
+}
+
+fn tasks_call_activities(file: &str, definition: &Value) {
     let mut all = Vec::new();
-    tasks(&definition()["States"], &[], &mut all);
-    assert!(all.len() >= 10, "{} tasks", all.len());
+    tasks(&definition["States"], &[], &mut all);
+    assert!(all.len() >= 10, "{file}: {} tasks", all.len());
     let mut called = BTreeSet::new();
     for (name, task, _) in &all {
-        let function = task["Parameters"]["FunctionName"].as_str().unwrap();
+        let name = &format!("{file} {name}");
+        let function = arguments(task)["FunctionName"].as_str().unwrap();
         let activity = function
             .strip_prefix("${")
             .and_then(|f| f.strip_suffix("FunctionArn}"))
@@ -77,7 +135,7 @@ fn every_task_calls_an_activity_with_the_input_it_takes() {
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        let given: BTreeSet<String> = task["Parameters"]["Payload"]
+        let given: BTreeSet<String> = arguments(task)["Payload"]
             .as_object()
             .unwrap_or_else(|| panic!("{name}: Payload is not an object"))
             .keys()
@@ -92,32 +150,36 @@ fn every_task_calls_an_activity_with_the_input_it_takes() {
         for r in &required {
             assert!(given.contains(*r), "{name}: {activity} requires {r}");
         }
-        if task.get("ResultSelector").is_some() {
-            let output = serde_json::to_value((def.output_schema)()).unwrap();
-            for (_, path) in task["ResultSelector"].as_object().unwrap() {
-                let field = path.as_str().unwrap().trim_start_matches("$.Payload.");
-                assert!(
-                    output["properties"].get(field).is_some(),
-                    "{name}: ResultSelector reads {field}, which {activity} does not return"
-                );
-            }
+        let output = serde_json::to_value((def.output_schema)()).unwrap();
+        for field in result_fields(task) {
+            assert!(
+                output["properties"].get(&field).is_some(),
+                "{name}: keeps {field} of the answer, which {activity} does not return"
+            );
         }
     }
     let every: BTreeSet<&str> = ACTIVITIES.iter().map(|a| a.name).collect();
-    assert_eq!(called, every, "the saga calls every activity");
+    assert_eq!(called, every, "{file}: the saga calls every activity");
 }
 
 #[test]
 fn every_error_is_retried_caught_or_deliberately_fatal() {
+    for (file, definition) in definitions() {
+        errors_retried_or_caught(file, &definition);
+    }
+}
+
+fn errors_retried_or_caught(file: &str, definition: &Value) {
     let mut all = Vec::new();
-    tasks(&definition()["States"], &[], &mut all);
+    tasks(&definition["States"], &[], &mut all);
     let always = [
         "Activity.Unavailable",
         "Store.Unavailable",
         "Store.Contention",
     ];
     for (name, task, catches) in &all {
-        let activity = task["Parameters"]["FunctionName"]
+        let name = &format!("{file} {name}");
+        let activity = arguments(task)["FunctionName"]
             .as_str()
             .unwrap()
             .trim_start_matches("${")
@@ -154,5 +216,112 @@ fn every_error_is_retried_caught_or_deliberately_fatal() {
             !matches(&retry, "States.ALL", "ErrorEquals"),
             "{name}: retrying States.ALL would retry business errors too"
         );
+    }
+}
+
+/// A Payload's fields by name (JSONPath's `.$` dropped), with the values written as
+/// they are (literals) and None for those a path or an expression gives.
+fn payload_shape(payload: &Value) -> Vec<(String, Option<Value>)> {
+    let Some(fields) = payload.as_object() else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let dynamic = k.ends_with(".$") || v.as_str().is_some_and(|s| s.starts_with("{%"));
+            let literal = match v {
+                Value::Object(_) => Some(Value::Array(
+                    payload_shape(v)
+                        .into_iter()
+                        .map(|(k, v)| serde_json::json!([k, v]))
+                        .collect(),
+                )),
+                _ if dynamic => None,
+                _ => Some(v.clone()),
+            };
+            (k.trim_end_matches(".$").to_string(), literal)
+        })
+        .collect()
+}
+
+/// What a state is, whatever its query language: type, transitions, resource, the
+/// function and Payload it calls, retries, catchers (errors and targets) and, for a
+/// Map, its processor's states.
+fn shape(state: &Value) -> Value {
+    let catchers: Vec<Value> = state["Catch"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .map(|c| serde_json::json!([c["ErrorEquals"], c["Next"]]))
+                .collect()
+        })
+        .unwrap_or_default();
+    let args = arguments(state);
+    let payload: Vec<Value> = payload_shape(&args["Payload"])
+        .into_iter()
+        .map(|(k, v)| serde_json::json!([k, v]))
+        .collect();
+    let processor = &state["ItemProcessor"];
+    serde_json::json!({
+        "type": state["Type"], "next": state["Next"], "end": state["End"],
+        "resource": state["Resource"], "function": args["FunctionName"], "payload": payload,
+        "retry": state["Retry"], "catch": catchers,
+        "timeout": state.get("TimeoutSeconds").or(state.get("TimeoutSecondsPath")).is_some(),
+        "heartbeat": state.get("HeartbeatSeconds").or(state.get("HeartbeatSecondsPath")).is_some(),
+        "processor": processor.get("ProcessorConfig"),
+        "processor_start": processor.get("StartAt"),
+        "processor_states": processor.get("States").map(shapes),
+    })
+}
+
+fn shapes(states: &Value) -> Value {
+    states
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, s)| (name.clone(), shape(s)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+#[test]
+fn the_jsonata_twin_has_the_jsonpath_sagas_shape() {
+    let (path, ata) = (read(FILES[0]), read(FILES[1]));
+    assert_eq!(ata["QueryLanguage"], "JSONata");
+    assert_eq!(path["StartAt"], ata["StartAt"]);
+    let (a, b) = (shapes(&path["States"]), shapes(&ata["States"]));
+    let names = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&a), names(&b), "the same states, in the same order");
+    for name in names(&a) {
+        assert_eq!(a[&name], b[&name], "{name} differs between the twins");
+    }
+    // No JSONPath field or path is left in the twin (JSONata states refuse them on
+    // AWS): every key is a JSONata state's, every string not a comment holds no path.
+    let mut fields = Vec::new();
+    walk(&ata, &mut fields);
+    let jsonpath = |f: &str| {
+        f.ends_with("Path")
+            || f.ends_with(".$")
+            || ["Parameters", "ResultSelector"].contains(&f)
+            || f.starts_with("$.")
+            || f.starts_with("$$.")
+    };
+    for f in fields {
+        assert!(!jsonpath(&f), "the JSONata twin has {f}");
+    }
+}
+
+/// Every key and every string value of `v` but comments.
+fn walk(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m.iter().filter(|(k, _)| *k != "Comment") {
+                out.push(k.clone());
+                walk(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+        Value::String(s) => out.push(s.clone()),
+        _ => {}
     }
 }

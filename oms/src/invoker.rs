@@ -449,6 +449,16 @@ pub struct Config {
     pub http: HttpConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub saga: SagaConfig,
+}
+
+/// `[saga]`: the order saga `oms up` registers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SagaConfig {
+    /// Its definition by query language (docs/oms-toml.md); default JSONPath.
+    pub query_language: Option<oms_orders::SagaLanguage>,
 }
 
 /// `[storage]`: the embedded databases.

@@ -3,7 +3,7 @@
 use crate::invoker::{Config, ConfiguredInvoker, TaskRule};
 use activities::activity::Ctx;
 use activities::store::sqlite::SqliteStore;
-use oms_orders::{ActivityFunctions, Orders, Warehouse};
+use oms_orders::{ActivityFunctions, Orders, SagaLanguage, Warehouse};
 use saga_core::runtime::Runtime;
 use saga_core::service::LocalStepFunctions;
 use saga_core::store::ExecutionStore;
@@ -74,6 +74,11 @@ pub struct UpArgs {
     /// Seconds between retention prunes; one also runs at start.
     #[arg(long, hide = true, default_value_t = 3600)]
     pub prune_every_seconds: u64,
+    /// The order saga's definition by its query language: JSONPath
+    /// (statemachines/order-saga.asl.json, the default) or JSONata (its twin,
+    /// order-saga.jsonata.asl.json); instead of oms.toml's `[saga] query_language`.
+    #[arg(long, env = "OMS_SAGA_QUERY_LANGUAGE")]
+    pub saga_query_language: Option<SagaLanguage>,
     /// Receive this many more units of every demo SKU at each demo warehouse, once
     /// per data dir (the soak benchmark's stock).
     #[arg(long, hide = true)]
@@ -173,12 +178,17 @@ async fn up_local(
     tokio::spawn(prune_forever(rt.clone(), retention, prune_every));
     let sfn: Arc<dyn saga_core::api::StepFunctions> = local.clone();
     warehouse.connect(sfn.clone());
+    let language = args
+        .saga_query_language
+        .or(config.saga.query_language)
+        .unwrap_or_default();
     let orders = Orders::start(
         ctx,
         sfn.clone(),
         warehouse.clone(),
         &config.server.region,
         &config.server.account,
+        language,
     )
     .await?;
     let machine_arn = orders.machine_arn.clone();
@@ -197,6 +207,7 @@ async fn up_local(
         resumed,
         waiting_picks,
         machine_arn,
+        language,
         ..ready
     };
     print_started(args, addr, &started);
@@ -218,6 +229,7 @@ struct Started {
     resumed: usize,
     waiting_picks: usize,
     machine_arn: String,
+    language: SagaLanguage,
 }
 
 /// The order activities' context: their store (beside the runtime's unless named),
@@ -329,7 +341,12 @@ fn print_started(args: &UpArgs, addr: std::net::SocketAddr, s: &Started) {
             s.waiting_picks
         );
     }
-    println!("oms: order saga {}", s.machine_arn);
+    println!(
+        "oms: order saga {} ({}, statemachines/{})",
+        s.machine_arn,
+        s.language.name(),
+        s.language.file()
+    );
     println!("oms: console http://{addr}/console");
     println!(
         "oms: try  curl -s -X POST http://{addr}/orders -H 'content-type: application/json' -d '{}'",
@@ -382,6 +399,13 @@ async fn up_aws(
     stack: &crate::aws::AwsTarget,
 ) -> Result<ExitCode, String> {
     let listen = &args.listen;
+    if args.saga_query_language.is_some() || config.saga.query_language.is_some() {
+        return Err(
+            "--saga-query-language / [saga] query_language: with --backend aws the deployed \
+                    stack's definition runs (infra-cdk deploys statemachines/order-saga.asl.json)"
+                .into(),
+        );
+    }
     let (sfn, mut orders) = crate::aws::orders(stack).await?;
     if !args.fault_injection {
         orders.ctx.faults = activities::faults::Faults::disabled(orders.ctx.store.clone());

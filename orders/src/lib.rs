@@ -18,6 +18,6 @@ pub use lambda::{
     function_name, function_not_found, function_of, lambda_failure, resolve, ActivityFunctions,
 };
 pub use problem::{code, Problem};
-pub use saga::{local_definition, DEMO_ORDER, FUNCTION_PREFIX, MACHINE_NAME};
+pub use saga::{local_definition, SagaLanguage, DEMO_ORDER, FUNCTION_PREFIX, MACHINE_NAME};
 pub use service::Orders;
 pub use warehouse::Warehouse;

@@ -1,19 +1,78 @@
-//! The order saga as `oms up` registers it: its definition with the substitutions for
-//! local functions, its name, and the order the server suggests first.
+//! The order saga as `oms up` registers it: its definition (in either query language)
+//! with the substitutions for local functions, its name, and the order the server
+//! suggests first.
+
+use serde::Deserialize;
 
 /// The order saga's state machine name.
 pub const MACHINE_NAME: &str = "order-saga";
-/// The saga, as kept in statemachines/ and deployed by the CDK app.
-const DEFINITION: &str = include_str!("../../statemachines/order-saga.asl.json");
 /// The order `oms up` suggests on its first screen.
 pub const DEMO_ORDER: &str = r#"{"customer_id":"c-1","lines":[{"sku":"TSHIRT-BLK-M","quantity":2}],"payment":{"token":"tok_visa"},"ship_to":{"name":"Ada Lovelace","line1":"1 Main St","city":"Boston","postal_code":"02101","country":"US"}}"#;
 
 /// Local function names: `oms-` and the activity's function name.
 pub const FUNCTION_PREFIX: &str = "oms-";
 
+/// Which of the saga's two definitions runs: the same states, activities, retries,
+/// catches, outputs and errors, written in JSONPath (the default, the one the CDK app
+/// deploys) or in JSONata (its twin). Named as ASL's `QueryLanguage` names them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum SagaLanguage {
+    #[default]
+    #[serde(rename = "JSONPath")]
+    JsonPath,
+    #[serde(rename = "JSONata")]
+    Jsonata,
+}
+
+impl SagaLanguage {
+    /// Both, in the order tests run them.
+    pub const ALL: [SagaLanguage; 2] = [SagaLanguage::JsonPath, SagaLanguage::Jsonata];
+
+    /// The name ASL's `QueryLanguage` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SagaLanguage::JsonPath => "JSONPath",
+            SagaLanguage::Jsonata => "JSONata",
+        }
+    }
+
+    /// The definition's file, under statemachines/.
+    pub fn file(self) -> &'static str {
+        match self {
+            SagaLanguage::JsonPath => "order-saga.asl.json",
+            SagaLanguage::Jsonata => "order-saga.jsonata.asl.json",
+        }
+    }
+
+    /// The definition as kept in statemachines/ (with its `${...}` substitutions).
+    pub fn definition(self) -> &'static str {
+        match self {
+            SagaLanguage::JsonPath => include_str!("../../statemachines/order-saga.asl.json"),
+            SagaLanguage::Jsonata => {
+                include_str!("../../statemachines/order-saga.jsonata.asl.json")
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for SagaLanguage {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        SagaLanguage::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| format!("'{s}' is not a query language: JSONPath or JSONata"))
+    }
+}
+
 /// The definition with its `${...}` substitutions filled in for local functions.
-pub fn local_definition(region: &str, account: &str) -> Result<String, String> {
-    let mut text = DEFINITION.to_string();
+pub fn local_definition(
+    region: &str,
+    account: &str,
+    language: SagaLanguage,
+) -> Result<String, String> {
+    let mut text = language.definition().to_string();
     for a in activities::ACTIVITIES {
         let arn = format!(
             "arn:aws:lambda:{region}:{account}:function:{FUNCTION_PREFIX}{}",
@@ -24,7 +83,8 @@ pub fn local_definition(region: &str, account: &str) -> Result<String, String> {
     if let Some(at) = text.find("${") {
         let name: String = text[at..].chars().take_while(|c| *c != '}').collect();
         return Err(format!(
-            "statemachines/order-saga.asl.json: no value for the substitution {name}}}"
+            "statemachines/{}: no value for the substitution {name}}}",
+            language.file()
         ));
     }
     Ok(text)

@@ -2,7 +2,7 @@
 //! `StepFunctions` trait) and the activities' store. Listing is in `listing.rs`.
 
 use crate::problem::{code, Problem};
-use crate::saga::{local_definition, MACHINE_NAME};
+use crate::saga::{local_definition, SagaLanguage, MACHINE_NAME};
 use crate::warehouse::Warehouse;
 use activities::activity::{self, Ctx};
 use activities::errors::{ActivityError, ErrorKind};
@@ -29,15 +29,17 @@ pub struct Orders {
 }
 
 impl Orders {
-    /// Registers the order saga (created, or updated when its definition changed).
+    /// Registers the order saga in `language` (created, or updated when its definition
+    /// changed: switching language updates it).
     pub async fn start(
         ctx: Ctx,
         sfn: Arc<dyn StepFunctions>,
         warehouse: Arc<Warehouse>,
         region: &str,
         account: &str,
+        language: SagaLanguage,
     ) -> Result<Orders, String> {
-        let definition = local_definition(region, account)?;
+        let definition = local_definition(region, account, language)?;
         let machines = sfn
             .list_state_machines(ListStateMachinesInput::default())
             .await

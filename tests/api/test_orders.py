@@ -3,8 +3,16 @@ through reserve, charge, pick and ship; a business error at any step compensates
 was done; transient errors are retried; a compensation that fails stops the execution
 there and a retry (redrive) finishes it; bad input is refused before anything is
 written. After every order the books balance: what was charged minus what was refunded
-is what completed orders cost, and no stock is left reserved."""
+is what completed orders cost, and no stock is left reserved.
 
+The saga has two definitions, statemachines/order-saga.asl.json and its JSONata twin
+(order-saga.jsonata.asl.json): every test here runs against each, on a server of its
+own started with `--saga-query-language`, with the same expectations. Each case of the
+fault matrix also records its orders' outcomes (`same_on_both`): the JSONata run must
+end every order exactly as the JSONPath run did."""
+
+import json
+import re
 import time
 
 import pytest
@@ -13,19 +21,97 @@ from conftest import Server
 
 from helpers import Api, make_client, order_body, task_errors
 
+# ASL's names for the two query languages: `oms up --saga-query-language` takes them.
+LANGUAGES = ["JSONPath", "JSONata"]
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
+
+def saga_server(data, language, *extra):
+    s = Server(data, extra_args=[*extra, "--fault-injection", "--saga-query-language", language])
+    s.start()
+    started = s.log_text()
+    assert f"({language}, statemachines/" in started, started
+    api = Api(s.endpoint)
+    api.language = language
+    return s, api
+
+
+@pytest.fixture(scope="module", params=LANGUAGES)
+def api(request, tmp_path_factory):
     data = tmp_path_factory.mktemp("orders") / "data"
     data.mkdir()
-    s = Server(data, extra_args=["--pick-delay-ms", "20", "--fault-injection"])
-    s.start()
-    yield Api(s.endpoint)
+    s, api = saga_server(data, request.param, "--pick-delay-ms", "20")
+    yield api
     s.kill()
 
 
+# Each fault-matrix case's outcome, by case and then by query language.
+OUTCOMES = {}
+
+# What differs between two runs of one case whatever the definition: ids the
+# activities make up (charges, payment methods, tracking numbers), and times.
+RUN_SPECIFIC = [(re.compile(r"ch_[0-9a-f]+"), "ch_*"), (re.compile(r"pm_[0-9a-f]+"), "pm_*"),
+                (re.compile(r"1Z[0-9A-Z]+"), "1Z*")]
+TIMES = {"created_at", "updated_at"}
+
+
+def normalized(value, order_id):
+    if isinstance(value, dict):
+        return {k: normalized(v, order_id) for k, v in value.items() if k not in TIMES}
+    if isinstance(value, list):
+        return [normalized(v, order_id) for v in value]
+    if isinstance(value, str):
+        value = value.replace(order_id, "<order>")
+        for pattern, name in RUN_SPECIFIC:
+            value = pattern.sub(name, value)
+    return value
+
+
+def outcome(api, order_id):
+    """What the saga did to an order: its view (status, failure, ledger, shipments,
+    money), its execution's status, error, cause and output, the states it entered and
+    the task errors of its history."""
+    # A test may stop waiting when the order's status is final, a step before its
+    # execution ends (MarkCompleted, then Completed): compare ended executions.
+    view = api.finish(order_id)
+    sfn = make_client(api.endpoint)
+    arn = view["execution_arn"]
+    d = sfn.describe_execution(executionArn=arn)
+    pages = sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+    entered = sorted(e["stateEnteredEventDetails"]["name"]
+                     for p in pages for e in p["events"] if "stateEnteredEventDetails" in e)
+    execution = {k: d.get(k) for k in ("status", "error", "cause")}
+    execution["output"] = json.loads(d["output"]) if d.get("output") else None
+    return normalized({"view": view, "execution": execution, "entered": entered,
+                       "task_errors": task_errors(sfn, arn)}, order_id)
+
+
+def same_on_both(request, api, order_id, label=""):
+    """Records the order's outcome for this case and this definition; once both
+    definitions have run the case, they must agree."""
+    case = request.node.name.replace(api.language, "*") + label
+    seen = OUTCOMES.setdefault(case, {})
+    seen[api.language] = outcome(api, order_id)
+    if len(seen) == len(LANGUAGES):
+        assert seen["JSONata"] == seen["JSONPath"], (case, differences(seen["JSONPath"], seen["JSONata"]))
+
+
+def differences(a, b, at="$"):
+    """Where two outcomes differ, as (path, JSONPath's, JSONata's)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in differences(a.get(k), b.get(k), f"{at}.{k}")]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{at}[{i}]")]
+    return [] if a == b else [(at, a, b)]
+
+
 @pytest.fixture(autouse=True)
-def no_faults(api):
+def no_faults(request):
+    # Only for the tests on the module's server: naming `api` here would start it, and
+    # cross its languages with manual_api's, for the tests on a server of their own.
+    if "api" not in request.fixturenames:
+        yield
+        return
+    api = request.getfixturevalue("api")
     api.ok("DELETE", "/admin/faults")
     yield
     api.ok("DELETE", "/admin/faults")
@@ -35,7 +121,7 @@ def steps(view):
     return {(s["step"], s["shipment_id"]): s["status"] for s in view["steps"]}
 
 
-def test_an_order_completes_and_a_repeat_starts_nothing(api):
+def test_an_order_completes_and_a_repeat_starts_nothing(request, api):
     before = api.stock()
     body = order_body(lines=[{"sku": "TSHIRT-BLK-M", "quantity": 2}])
     first = api.ok("POST", "/orders", body, want=(202,))
@@ -55,6 +141,8 @@ def test_an_order_completes_and_a_repeat_starts_nothing(api):
     assert after[nj] == (before[nj][0] - 2, 0, before[nj][2] + 2)
     # The same order again after it finished still starts nothing.
     assert api.ok("POST", "/orders", body, want=(202,))["execution_arn"] == first["execution_arn"]
+    same_on_both(request, api, body["order_id"])
+
 
 
 def test_idempotency_key_names_the_order(api):
@@ -108,7 +196,7 @@ def balanced(api, view, before):
     ({"pick": {"fail_next": 1, "error": "Pick.ItemDamaged"}}, "tok_visa", "PickShipment"),
     ({"ship": {"fail_next": 1, "error": "Ship.AddressRejected"}}, "tok_visa", "ShipShipment"),
 ])
-def test_a_business_error_compensates_what_was_done(api, fault, token, failed_at):
+def test_a_business_error_compensates_what_was_done(request, api, fault, token, failed_at):
     before = api.stock()
     if fault:
         api.ok("PUT", "/admin/faults", fault)
@@ -122,10 +210,12 @@ def test_a_business_error_compensates_what_was_done(api, fault, token, failed_at
     balanced(api, view, before)
     for (step, _), status in steps(view).items():
         assert status in ("COMPENSATED", "FAILED"), (step, status)
+    same_on_both(request, api, body["order_id"])
+
 
 
 @pytest.mark.parametrize("activity", ["place", "reserve", "charge", "pick", "ship", "record_status"])
-def test_a_transient_error_at_any_step_is_retried(api, activity):
+def test_a_transient_error_at_any_step_is_retried(request, api, activity):
     error = "Payment.GatewayTimeout" if activity == "charge" else "Activity.Unavailable"
     api.ok("PUT", "/admin/faults", {activity: {"fail_next": 1, "error": error, "after_effect": activity != "place"}})
     body = order_body()
@@ -138,10 +228,12 @@ def test_a_transient_error_at_any_step_is_retried(api, activity):
     # saga's PlaceOrder finds it and is where a fault in placing shows).
     assert api.ok("GET", "/admin/faults")[activity]["fail_next"] == 0
     assert task_errors(make_client(api.endpoint), view["execution_arn"]) == [error]
+    same_on_both(request, api, body["order_id"])
+
 
 
 @pytest.mark.parametrize("activity", ["cancel_shipment", "restock", "refund", "release"])
-def test_a_transient_error_in_a_compensation_is_retried(api, activity):
+def test_a_transient_error_in_a_compensation_is_retried(request, api, activity):
     before = api.stock()
     error = "Payment.GatewayTimeout" if activity == "refund" else "Activity.Unavailable"
     api.ok("PUT", "/admin/faults", {
@@ -154,9 +246,11 @@ def test_a_transient_error_in_a_compensation_is_retried(api, activity):
     assert view["status"] == "CANCELLED", view
     balanced(api, view, before)
     assert task_errors(make_client(api.endpoint), view["execution_arn"]) == ["Ship.AddressRejected", error]
+    same_on_both(request, api, body["order_id"])
 
 
-def test_a_failed_compensation_stops_there_and_a_retry_finishes_it(api):
+
+def test_a_failed_compensation_stops_there_and_a_retry_finishes_it(request, api):
     before = api.stock()
     api.ok("PUT", "/admin/faults", {
         "ship": {"fail_next": 1, "error": "Ship.AddressRejected"},
@@ -181,9 +275,11 @@ def test_a_failed_compensation_stops_there_and_a_retry_finishes_it(api):
     # A finished order has nothing to retry.
     status, out = api.call("POST", f"/orders/{body['order_id']}/retry")
     assert status == 409 and "CANCELLED" in out["message"]
+    same_on_both(request, api, body["order_id"])
 
 
-def test_a_transient_error_that_outlasts_its_retries_waits_for_a_retry(api):
+
+def test_a_transient_error_that_outlasts_its_retries_waits_for_a_retry(request, api):
     # Five failures outlast the saga's four retries: the execution fails at
     # ShipShipment without compensating (a carrier outage should not cancel orders).
     api.ok("PUT", "/admin/faults", {"ship": {"fail_next": 5, "error": "Activity.Unavailable"}})
@@ -199,9 +295,11 @@ def test_a_transient_error_that_outlasts_its_retries_waits_for_a_retry(api):
     api.ok("POST", f"/orders/{body['order_id']}/retry", want=(202,))
     view = api.wait(body["order_id"], lambda v: v["status"] == "COMPLETED")
     assert view["charged_cents"] == view["total_cents"]
+    same_on_both(request, api, body["order_id"])
 
 
-def test_cancelling_a_running_order_compensates_it(api):
+
+def test_cancelling_a_running_order_compensates_it(request, api):
     before = api.stock()
     api.ok("PUT", "/admin/faults", {"pick": {"latency_ms": 1500}})
     body = order_body()
@@ -215,6 +313,8 @@ def test_cancelling_a_running_order_compensates_it(api):
     balanced(api, view, before)
     status, out = api.call("POST", f"/orders/{body['order_id']}/cancel")
     assert status == 409
+    same_on_both(request, api, body["order_id"])
+
 
 
 def test_search_by_customer_sku_and_status(api):
@@ -270,18 +370,30 @@ def test_a_bad_fault_plan_is_refused(api):
     assert status == 400 and "pick.fail_next" in out["message"]
 
 
-@pytest.fixture
-def manual_api(tmp_path):
+@pytest.fixture(params=LANGUAGES)
+def manual_api(request, tmp_path):
     """A server of its own whose warehouse does not pick by itself."""
     data = tmp_path / "data"
     data.mkdir()
-    s = Server(data, extra_args=["--manual-picking", "--fault-injection"])
-    s.start()
-    yield Api(s.endpoint)
+    s, api = saga_server(data, request.param, "--manual-picking")
+    yield api
     s.kill()
 
 
-def test_the_warehouse_callback_answers_a_waiting_pick(manual_api):
+def answer_pick(api, shipment_id, answer, timeout=20):
+    """The warehouse's answer to a pick, once the saga's request has reached it: the
+    order shows FULFILLING a moment before PickShipment asks, and an answer to no
+    request is refused (409)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, out = api.call("POST", f"/shipments/{shipment_id}/picked", answer)
+        if status != 409 or "no pick was requested" not in out["message"] or time.monotonic() > deadline:
+            assert status == 200, out
+            return out
+        time.sleep(0.05)
+
+
+def test_the_warehouse_callback_answers_a_waiting_pick(request, manual_api):
     api = manual_api
     picked = order_body()
     api.ok("POST", "/orders", picked, want=(202,))
@@ -289,7 +401,7 @@ def test_the_warehouse_callback_answers_a_waiting_pick(manual_api):
     time.sleep(0.3)
     assert api.ok("GET", f"/orders/{picked['order_id']}")["execution_status"] == "RUNNING"
     sid = view["shipments"][0]["shipment_id"]
-    out = api.ok("POST", f"/shipments/{sid}/picked", {})
+    out = answer_pick(api, sid, {})
     assert out["status"] == "PICKED"
     assert api.finish(picked["order_id"])["status"] == "COMPLETED"
 
@@ -297,10 +409,13 @@ def test_the_warehouse_callback_answers_a_waiting_pick(manual_api):
     api.ok("POST", "/orders", damaged, want=(202,))
     view = api.wait(damaged["order_id"], lambda v: v["status"] == "FULFILLING" and v["shipments"])
     sid = view["shipments"][0]["shipment_id"]
-    out = api.ok("POST", f"/shipments/{sid}/picked", {"damaged": "torn box"})
+    out = answer_pick(api, sid, {"damaged": "torn box"})
     assert out["error"] == "Pick.ItemDamaged"
     view = api.finish(damaged["order_id"])
     assert view["status"] == "CANCELLED" and view["failure"]["error"] == "Pick.ItemDamaged"
+    same_on_both(request, api, picked["order_id"], "picked")
+    same_on_both(request, api, damaged["order_id"], "damaged")
+
 
 
 @pytest.mark.parametrize("activity,error,stops_at", [
@@ -309,7 +424,7 @@ def test_the_warehouse_callback_answers_a_waiting_pick(manual_api):
     ("refund", "Payment.RefundRejected", "RefundPayment"),
     ("release", "Order.NotFound", "ReleaseInventory"),
 ])
-def test_a_permanent_failure_of_any_compensation_is_finished_by_a_retry(api, activity, error, stops_at):
+def test_a_permanent_failure_of_any_compensation_is_finished_by_a_retry(request, api, activity, error, stops_at):
     before = api.stock()
     api.ok("PUT", "/admin/faults", {
         "ship": {"fail_next": 1, "error": "Ship.AddressRejected"},
@@ -327,15 +442,22 @@ def test_a_permanent_failure_of_any_compensation_is_finished_by_a_retry(api, act
     api.ok("POST", f"/orders/{body['order_id']}/retry", want=(202,))
     view = api.wait(body["order_id"], lambda v: v["status"] == "CANCELLED")
     balanced(api, view, before)
+    same_on_both(request, api, body["order_id"])
 
 
-def test_a_pick_the_warehouse_never_answers_times_out_and_compensates(manual_api):
+
+@pytest.mark.parametrize("timeout_s,heartbeat_s,error", [
+    (1, 60, "States.Timeout"),
+    (60, 1, "States.HeartbeatTimeout"),
+])
+def test_a_pick_the_warehouse_never_answers_times_out_and_compensates(request, manual_api, timeout_s,
+                                                                      heartbeat_s, error):
     api = manual_api
     before = api.stock()
-    body = order_body(options={"pick_timeout_seconds": 1, "pick_heartbeat_seconds": 60})
+    body = order_body(options={"pick_timeout_seconds": timeout_s, "pick_heartbeat_seconds": heartbeat_s})
     api.ok("POST", "/orders", body, want=(202,))
     view = api.finish(body["order_id"], timeout=30)
     assert view["status"] == "CANCELLED", view
-    assert view["failure"]["error"] == "States.Timeout"
+    assert view["failure"]["error"] == error
     balanced(api, view, before)
-
+    same_on_both(request, api, body["order_id"])

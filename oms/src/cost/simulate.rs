@@ -250,9 +250,10 @@ impl PathRun {
     }
 }
 
-/// The saga as `oms up` registers it, with functions named as this account's would be.
+/// The saga as `oms up` registers it by default (JSONPath, as the CDK app deploys
+/// it), with functions named as this account's would be.
 pub fn saga_definition() -> Result<String, String> {
-    oms_orders::local_definition(REGION, ACCOUNT)
+    oms_orders::local_definition(REGION, ACCOUNT, oms_orders::SagaLanguage::JsonPath)
 }
 
 async fn table_bytes(store: &dyn Store) -> Result<i64, String> {
