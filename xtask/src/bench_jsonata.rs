@@ -58,6 +58,8 @@ pub struct JsonataReport {
     /// The 1-minute load average before and after the run: the machine is shared.
     load: (String, String),
     rounds: usize,
+    /// A JSONata execution beside the same workflow in JSONPath (bench_states.rs).
+    states: Option<crate::bench_states::StateCost>,
 }
 
 fn load_average() -> String {
@@ -180,6 +182,7 @@ pub fn run(
         )?);
     }
     let mut report = median_report(reports).ok_or("no rounds")?;
+    report.states = Some(crate::bench_states::measure(root, target, rounds)?);
     report.load = (load_before, load_average());
     Ok(report)
 }
@@ -270,6 +273,7 @@ fn report(js: &Value, rust: &Value, seconds: f64) -> Result<JsonataReport, Strin
         rows,
         load: Default::default(),
         rounds: 1,
+        states: None,
     })
 }
 
@@ -301,11 +305,16 @@ impl JsonataReport {
                 ));
             }
         }
+        out.extend(self.states.as_ref().map(|s| s.target()));
         out
     }
 
     pub fn print(&self) {
         println!();
+        if let Some(s) = &self.states {
+            let (_, measured, _) = s.target();
+            println!("jsonata state cost vs jsonpath: {measured}");
+        }
         for r in &self.rows {
             println!(
                 "jsonata {}: compiled once {:.0} vs jsonata-js {:.0} evals/s ({:.1}x); \
@@ -364,7 +373,8 @@ impl JsonataReport {
              jsonata-js's is a JavaScript object already). *each time*: parsed on every \
              evaluation (`Compiled::new` + `evaluate_input`). The *JSON input* columns \
              convert the serde_json document on every evaluation too (`Compiled::evaluate`, \
-             `jsonata::evaluate`). Ratios are jsonata/jsonata-js.\n\n{t}\n{targets}{SECTION_END}\n",
+             `jsonata::evaluate`). Ratios are jsonata/jsonata-js.\n\n{t}{states}\n{targets}{SECTION_END}\n",
+            states = self.states.as_ref().map(|s| s.markdown()).unwrap_or_default(),
             js = self.js_version,
             bytes = self.doc_bytes,
             secs = self.seconds,
@@ -447,6 +457,7 @@ mod tests {
             }],
             load: Default::default(),
             rounds: 1,
+            states: None,
         };
         let m = median_report(vec![round(3.0, 10.0), round(1.0, 30.0), round(2.0, 20.0)])
             .expect("three rounds");

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_jsonata;
+mod bench_states;
 mod cdk;
 mod chaos;
 mod conformance;
