@@ -72,8 +72,14 @@ pub fn measure(root: &Path, target: &Path, rounds: usize) -> Result<StateCost, S
     let (mut path, mut ata) = (Vec::new(), Vec::new());
     for round in 1..=rounds.max(1) {
         eprintln!("bench: state cost round {round} of {rounds}");
-        path.push(one(&oms, &root.join("xtask/bench/jsonpath-states.asl.json"))?);
-        ata.push(one(&oms, &root.join("xtask/bench/jsonata-states.asl.json"))?);
+        path.push(one(
+            &oms,
+            &root.join("xtask/bench/jsonpath-states.asl.json"),
+        )?);
+        ata.push(one(
+            &oms,
+            &root.join("xtask/bench/jsonata-states.asl.json"),
+        )?);
     }
     Ok(StateCost {
         jsonpath_per_s: median(path),
@@ -106,7 +112,11 @@ fn one(oms: &Path, definition: &Path) -> Result<f64, String> {
         .output()
         .map_err(|e| format!("oms bench: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("");
     let v: Value = serde_json::from_str(line)
         .map_err(|e| format!("oms bench {}: no JSON line: {e}", definition.display()))?;
     v["exec_per_s"]

@@ -45,12 +45,16 @@ pub struct CostArgs {
     /// Shipments per order (the demo order split over this many warehouses).
     #[arg(long, default_value_t = 1)]
     pub shipments: usize,
+    /// Which of the saga's definitions to simulate: JSONPath (the default, as the CDK
+    /// app deploys it) or its JSONata twin.
+    #[arg(long, env = "OMS_SAGA_QUERY_LANGUAGE", default_value = "JSONPath")]
+    pub saga_query_language: oms_orders::SagaLanguage,
 }
 
 /// `oms cost`: simulates every path, mixes and prices them, prints the report.
 pub fn cost(args: CostArgs, output: Output) -> Result<ExitCode, String> {
     let shares = bill::mix(args.compensation_rate, args.rejection_rate)?;
-    let definition = simulate::saga_definition()?;
+    let definition = simulate::saga_definition_in(args.saga_query_language)?;
     let runs = simulate::simulate_all(&definition, args.shipments)?;
     let bill = bill::bill(&runs, &shares, args.orders_per_day, args.lambda_ms);
     match output {

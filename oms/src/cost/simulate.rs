@@ -252,8 +252,14 @@ impl PathRun {
 
 /// The saga as `oms up` registers it by default (JSONPath, as the CDK app deploys
 /// it), with functions named as this account's would be.
+#[cfg(test)]
 pub fn saga_definition() -> Result<String, String> {
-    oms_orders::local_definition(REGION, ACCOUNT, oms_orders::SagaLanguage::JsonPath)
+    saga_definition_in(oms_orders::SagaLanguage::JsonPath)
+}
+
+/// The saga in `language` (its JSONata twin has the same states, so the same bill).
+pub fn saga_definition_in(language: oms_orders::SagaLanguage) -> Result<String, String> {
+    oms_orders::local_definition(REGION, ACCOUNT, language)
 }
 
 async fn table_bytes(store: &dyn Store) -> Result<i64, String> {
@@ -505,6 +511,24 @@ mod tests {
     fn is_subsequence(needle: &[String], hay: &[String]) -> bool {
         let mut it = hay.iter();
         needle.iter().all(|n| it.any(|h| h == n))
+    }
+
+    /// The JSONata twin bills as the JSONPath saga does: the same states entered, the
+    /// same transitions and retries, on every path.
+    #[test]
+    fn cost_the_jsonata_twin_bills_the_same_transitions() {
+        let jsonpath = simulate_all(&saga_definition().unwrap(), 1).unwrap();
+        let twin = saga_definition_in(oms_orders::SagaLanguage::Jsonata).unwrap();
+        let jsonata = simulate_all(&twin, 1).unwrap();
+        for (a, b) in jsonpath.iter().zip(&jsonata) {
+            assert_eq!(a.path, b.path);
+            assert_eq!(
+                (a.transitions, a.retries, &a.states, &a.status, &a.error),
+                (b.transitions, b.retries, &b.states, &b.status, &b.error),
+                "{}",
+                a.path.label()
+            );
+        }
     }
 
     #[test]
