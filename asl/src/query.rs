@@ -188,20 +188,10 @@ impl<'a> States<'a> {
         }
     }
 
-    /// `$states` with the members `reads` asks for; of the context object, only the
-    /// members read are built.
-    fn to_value<D: Draws + ?Sized>(self, reads: StatesReads, draws: &D) -> Value {
-        let mut m = Map::new();
-        if reads.input {
-            m.insert("input".into(), self.input.clone());
-        }
-        if let (true, Some(r)) = (reads.result, self.result) {
-            m.insert("result".into(), r.clone());
-        }
-        if let (true, Some(e)) = (reads.error_output, self.error_output) {
-            m.insert("errorOutput".into(), e.clone());
-        }
-        if reads.context != 0 {
+    /// Binds `$states` with the members `reads` asks for, each converted where it is;
+    /// of the context object, only the members read are built.
+    fn bind<D: Draws + ?Sized>(self, reads: StatesReads, draws: &D, out: &mut jsonata::Bindings) {
+        let context = (reads.context != 0).then(|| {
             let mut context = Map::new();
             for (i, name) in CONTEXT_MEMBERS.iter().enumerate() {
                 if reads.context & (1 << i) != 0 {
@@ -210,9 +200,22 @@ impl<'a> States<'a> {
                     }
                 }
             }
-            m.insert("context".into(), Value::Object(context));
+            Value::Object(context)
+        });
+        let mut members: Vec<(&str, &Value)> = Vec::with_capacity(4);
+        if reads.input {
+            members.push(("input", self.input));
         }
-        Value::Object(m)
+        if let (true, Some(r)) = (reads.result, self.result) {
+            members.push(("result", r));
+        }
+        if let (true, Some(e)) = (reads.error_output, self.error_output) {
+            members.push(("errorOutput", e));
+        }
+        if let Some(c) = &context {
+            members.push(("context", c));
+        }
+        out.bind_object("states", &members);
     }
 }
 
@@ -300,7 +303,7 @@ pub fn prepare<D: Draws + ?Sized>(exprs: &[&Expr], states: States, draws: &mut D
         merged.reads = merged.reads.union(e.reads);
     }
     Prepared {
-        bindings: jsonata::Bindings::new(&bindings(&merged, states, draws)),
+        bindings: bindings(&merged, states, draws),
         functions: functions(&merged, draws),
     }
 }
@@ -370,14 +373,13 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn bindings<D: Draws + ?Sized>(e: &Expr, states: States, draws: &mut D) -> Map<String, Value> {
-    let mut out = Map::new();
+fn bindings<D: Draws + ?Sized>(e: &Expr, states: States, draws: &mut D) -> jsonata::Bindings {
+    let mut out = jsonata::Bindings::default();
     for name in &e.refs {
         if name == "states" {
-            let value = states.to_value(e.reads, draws);
-            out.insert(name.clone(), value);
+            states.bind(e.reads, draws, &mut out);
         } else if let Some(v) = draws.variable(name) {
-            out.insert(name.clone(), v.clone());
+            out.bind(name, v);
         }
     }
     out

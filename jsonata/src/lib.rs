@@ -256,6 +256,18 @@ impl Bindings {
         self.0.push((name.to_string(), Input::new(Some(value)).0));
         self
     }
+
+    /// Binds `$name` to an object of `members`, each converted from where it is: the
+    /// caller need not build (and copy into) a serde_json object first, which costs
+    /// as much as converting it (Step Functions' `$states`).
+    pub fn bind_object(&mut self, name: &str, members: &[(&str, &Value)]) -> &mut Self {
+        let map = members
+            .iter()
+            .map(|(k, v)| (k.to_string(), Input::new(Some(v)).0))
+            .collect();
+        self.0.push((name.to_string(), JValue::object(map)));
+        self
+    }
 }
 
 /// jsonata-core's own wording for its time limit (D1012), which an evaluation the
