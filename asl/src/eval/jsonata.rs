@@ -27,8 +27,13 @@ fn act_pass(scope: &mut Scope, input: &mut Value) -> Step {
     let state = scope.state;
     let raw = std::mem::take(input);
     let states = States::input(&raw);
-    let assigned = tryf!(assign(scope, state.assign.as_ref(), states));
-    let output = tryf!(output(scope, state.output.as_ref(), states, &raw));
+    let (assigned, output) = tryf!(assign_and_output(
+        scope,
+        state.assign.as_ref(),
+        state.output.as_ref(),
+        states,
+        &raw
+    ));
     let next = match state.kind {
         Kind::Succeed => Transition::End,
         _ => state.transition,
@@ -64,8 +69,7 @@ fn act_choice(
             ))
         }
     };
-    let assigned = tryf!(assign(scope, assign_t, states));
-    let output = tryf!(output(scope, output_t, states, &raw));
+    let (assigned, output) = tryf!(assign_and_output(scope, assign_t, output_t, states, &raw));
     Step::Done(output, assigned, Transition::Next(next))
 }
 
@@ -101,8 +105,13 @@ fn act_wait(scope: &mut Scope, input: &Value, wait: &WaitFor) -> Step {
         return Step::Error(Failure::runtime("Wait state delay is too long."));
     }
     let states = States::input(input);
-    let assigned = tryf!(assign(scope, state.assign.as_ref(), states));
-    let output = tryf!(output(scope, state.output.as_ref(), states, input));
+    let (assigned, output) = tryf!(assign_and_output(
+        scope,
+        state.assign.as_ref(),
+        state.output.as_ref(),
+        states,
+        input
+    ));
     Step::Sleep {
         until,
         output,
@@ -199,8 +208,13 @@ pub(super) fn shape_result(scope: &mut Scope, raw_input: Value, result: Value) -
         result: Some(&result),
         error_output: None,
     };
-    let assigned = tryf!(assign(scope, state.assign.as_ref(), states));
-    let output = tryf!(output(scope, state.output.as_ref(), states, &result));
+    let (assigned, output) = tryf!(assign_and_output(
+        scope,
+        state.assign.as_ref(),
+        state.output.as_ref(),
+        states,
+        &result
+    ));
     Step::Done(output, assigned, state.transition)
 }
 
@@ -217,9 +231,49 @@ pub(crate) fn caught<R: Resolve + ?Sized>(
         result: None,
         error_output: Some(&error_output),
     };
-    let assigned = assign(scope, c.assign.as_ref(), states)?;
-    let output = output(scope, c.output.as_ref(), states, &error_output)?;
+    let (assigned, output) = assign_and_output(
+        scope,
+        c.assign.as_ref(),
+        c.output.as_ref(),
+        states,
+        &error_output,
+    )?;
     Ok((output, assigned))
+}
+
+/// Assign and Output of one state (or catcher), their expressions prepared together:
+/// both read the same `$states` and variables, converted once.
+fn assign_and_output<R: Resolve + ?Sized>(
+    scope: &mut R,
+    assign_t: Option<&Template>,
+    output_t: Option<&Template>,
+    states: States,
+    default: &Value,
+) -> Result<(Option<Map<String, Value>>, Value), Failure> {
+    let exprs: Vec<&Expr> = [assign_t, output_t]
+        .into_iter()
+        .flatten()
+        .flat_map(|t| t.expressions())
+        .map(|e| &**e)
+        .collect();
+    if exprs.is_empty() {
+        let assigned = assign(scope, assign_t, states)?;
+        return Ok((assigned, output(scope, output_t, states, default)?));
+    }
+    let prepared = query::prepare(&exprs, states, scope);
+    let assigned = match assign_t {
+        None => None,
+        Some(t) => {
+            let path = FieldPath::root("Assign");
+            let v = scope.render_prepared(t, &prepared, states.input, &path)?;
+            Some(assigned_object(t, &path, v)?)
+        }
+    };
+    let output = match output_t {
+        Some(t) => scope.render_prepared(t, &prepared, states.input, &FieldPath::root("Output"))?,
+        None => default.clone(),
+    };
+    Ok((assigned, output))
 }
 
 /// Assign: an object of variables to set, each value maybe an expression.
@@ -230,10 +284,20 @@ pub(crate) fn assign<R: Resolve + ?Sized>(
 ) -> Result<Option<Map<String, Value>>, Failure> {
     let Some(t) = t else { return Ok(None) };
     let path = FieldPath::root("Assign");
-    match scope.render_ata(t, states, &path)? {
-        Value::Object(m) => Ok(Some(m)),
+    let v = scope.render_ata(t, states, &path)?;
+    assigned_object(t, &path, v).map(Some)
+}
+
+/// What an Assign gave, which must be an object of variables.
+fn assigned_object(
+    t: &Template,
+    path: &FieldPath,
+    v: Value,
+) -> Result<Map<String, Value>, Failure> {
+    match v {
+        Value::Object(m) => Ok(m),
         other => Err(match t {
-            Template::Jsonata(e) => query::wrong_type(e, &path, "object", &other),
+            Template::Jsonata(e) => query::wrong_type(e, path, "object", &other),
             _ => Failure::runtime("The Assign field must be an object"),
         }),
     }
