@@ -1388,31 +1388,7 @@ impl Core {
             }
             // A JSONata error names the state too, and a catcher may take it.
             Step::Error(f) if f.error == names::QUERY_EVALUATION_ERROR => {
-                let location = f
-                    .cause
-                    .as_deref()
-                    .and_then(query::location)
-                    .map(str::to_string);
-                let f = Failure::new(names::QUERY_EVALUATION_ERROR, in_state(frame, state, &f));
-                self.log
-                    .record(host, HistoryEventKind::EvaluationFailed, || {
-                        let mut d =
-                            json!({"cause": f.cause, "error": f.error, "state": state.name});
-                        if let Some(l) = location {
-                            d["location"] = json!(l);
-                        }
-                        d
-                    });
-                // A Map whose own fields fail before it starts is failed as a whole.
-                let before_start = frame
-                    .cursor
-                    .as_ref()
-                    .is_some_and(|c| matches!(c.phase, Phase::Enter));
-                if matches!(state.kind, Kind::Map(_)) && before_start {
-                    self.log
-                        .record(host, HistoryEventKind::MapStateFailed, || Value::Null);
-                }
-                self.fail(frame, state, f, host)
+                self.evaluation_failed(frame, state, f, host)
             }
             Step::Error(f) | Step::Failed(f) => self.fail(frame, state, f, host),
             Step::Invoke(call) => {
@@ -1444,6 +1420,42 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// A JSONata error of the state's own: EvaluationFailed (with the field that
+    /// failed), MapStateFailed for a Map failing before it starts, then the failure,
+    /// which a retrier or catcher may take.
+    fn evaluation_failed(
+        &mut self,
+        frame: &mut Frame,
+        state: &State,
+        f: Failure,
+        host: &mut dyn Host,
+    ) {
+        let location = f
+            .cause
+            .as_deref()
+            .and_then(query::location)
+            .map(str::to_string);
+        let f = Failure::new(names::QUERY_EVALUATION_ERROR, in_state(frame, state, &f));
+        self.log
+            .record(host, HistoryEventKind::EvaluationFailed, || {
+                let mut d = json!({"cause": f.cause, "error": f.error, "state": state.name});
+                if let Some(l) = location {
+                    d["location"] = json!(l);
+                }
+                d
+            });
+        // A Map whose own fields fail before it starts is failed as a whole.
+        let before_start = frame
+            .cursor
+            .as_ref()
+            .is_some_and(|c| matches!(c.phase, Phase::Enter));
+        if matches!(state.kind, Kind::Map(_)) && before_start {
+            self.log
+                .record(host, HistoryEventKind::MapStateFailed, || Value::Null);
+        }
+        self.fail(frame, state, f, host)
     }
 
     /// A state completed: its output must fit between states before it is passed on.

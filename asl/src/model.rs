@@ -630,26 +630,11 @@ impl Machine {
             .get("Type")
             .and_then(Value::as_str)
             .ok_or_else(|| format!("{loc}/Type is required"))?;
-        let tmpl = |field: &str| -> Result<Option<Template>, String> {
-            match o.get(field) {
-                None => Ok(None),
-                Some(v) => Template::compile_in(v, ql)
-                    .map(Some)
-                    .map_err(|e| format!("{e} at {loc}/{field}")),
-            }
-        };
-        // A JSONata state's Arguments play Parameters' role; it has none of the
-        // JSONPath fields.
-        let parameters_field = match ql {
-            QueryLanguage::JsonPath => "Parameters",
-            QueryLanguage::Jsonata => "Arguments",
-        };
         let transition = match (o.get("Next"), o.get("End")) {
             (Some(n), _) => Transition::Next(self.target(list, n, &format!("{loc}/Next"))?),
             _ => Transition::End,
         };
         let kind = self.parse_kind(list, name, o, type_name, loc, ql, depth)?;
-        let type_name = kind_name(&kind);
         let retry = match o.get("Retry") {
             None => Vec::new(),
             Some(r) => parse_retry(r, &format!("{loc}/Retry"))?,
@@ -658,33 +643,18 @@ impl Machine {
             None => Vec::new(),
             Some(c) => self.parse_catch(list, c, loc, ql)?,
         };
-        let is_map = matches!(kind, Kind::Map(_));
+        let io = DataFields::parse(o, ql, matches!(kind, Kind::Map(_)), loc)?;
         Ok(State {
             name: name.to_string(),
-            type_name,
+            type_name: kind_name(&kind),
             query_language: ql,
-            input_path: io_path(o.get("InputPath"), &format!("{loc}/InputPath"))?,
-            output_path: io_path(o.get("OutputPath"), &format!("{loc}/OutputPath"))?,
-            parameters: if is_map {
-                None
-            } else {
-                tmpl(parameters_field)?
-            },
-            result_selector: match ql {
-                QueryLanguage::JsonPath => tmpl("ResultSelector")?,
-                QueryLanguage::Jsonata => None,
-            },
-            result_path: match ql {
-                QueryLanguage::JsonPath => {
-                    result_path(o.get("ResultPath"), &format!("{loc}/ResultPath"))?
-                }
-                QueryLanguage::Jsonata => ResultPath::Replace,
-            },
-            assign: tmpl("Assign")?,
-            output: match ql {
-                QueryLanguage::JsonPath => None,
-                QueryLanguage::Jsonata => tmpl("Output")?,
-            },
+            input_path: io.input_path,
+            output_path: io.output_path,
+            parameters: io.parameters,
+            result_selector: io.result_selector,
+            result_path: io.result_path,
+            assign: io.assign,
+            output: io.output,
             kind,
             transition,
             retry,
@@ -892,6 +862,62 @@ impl Machine {
             });
         }
         Ok(out)
+    }
+}
+
+/// The fields that carry a state's data in and out, in its query language: JSONPath's
+/// five (InputPath, Parameters, ResultSelector, ResultPath, OutputPath) or JSONata's
+/// Arguments and Output (kept in `parameters` and `output`); Assign in both.
+struct DataFields {
+    input_path: IoPath,
+    output_path: IoPath,
+    parameters: Option<Template>,
+    result_selector: Option<Template>,
+    result_path: ResultPath,
+    assign: Option<Template>,
+    output: Option<Template>,
+}
+
+impl DataFields {
+    fn parse(
+        o: &Map<String, Value>,
+        ql: QueryLanguage,
+        is_map: bool,
+        loc: &str,
+    ) -> Result<DataFields, String> {
+        let tmpl = |field: &str| -> Result<Option<Template>, String> {
+            match o.get(field) {
+                None => Ok(None),
+                Some(v) => Template::compile_in(v, ql)
+                    .map(Some)
+                    .map_err(|e| format!("{e} at {loc}/{field}")),
+            }
+        };
+        let jsonpath = ql == QueryLanguage::JsonPath;
+        // A Map's Parameters are its ItemSelector (MapSpec); a JSONata state's
+        // Arguments play Parameters' role.
+        let parameters = match (is_map, ql) {
+            (true, _) => None,
+            (false, QueryLanguage::JsonPath) => tmpl("Parameters")?,
+            (false, QueryLanguage::Jsonata) => tmpl("Arguments")?,
+        };
+        Ok(DataFields {
+            input_path: io_path(o.get("InputPath"), &format!("{loc}/InputPath"))?,
+            output_path: io_path(o.get("OutputPath"), &format!("{loc}/OutputPath"))?,
+            parameters,
+            result_selector: if jsonpath {
+                tmpl("ResultSelector")?
+            } else {
+                None
+            },
+            result_path: if jsonpath {
+                result_path(o.get("ResultPath"), &format!("{loc}/ResultPath"))?
+            } else {
+                ResultPath::Replace
+            },
+            assign: tmpl("Assign")?,
+            output: if jsonpath { None } else { tmpl("Output")? },
+        })
     }
 }
 
