@@ -353,7 +353,7 @@ pub fn wrong_type(e: &Expr, field: &FieldPath, expected: &str, got: &Value) -> F
         "The JSONata expression '{}' specified for the field '{field}' returned an unexpected result type. Expected '{expected}', but was '{}' for value: {}",
         e.text,
         type_name(got),
-        crate::eval::compact(got)
+        serde_json::to_string(got).unwrap_or_default()
     ))
 }
 
