@@ -136,6 +136,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if prints_and_exits(&cli.command) {
+        default_sigpipe();
+    }
     let target = match cli.backend.aws() {
         Some(stack) => client::Target::Aws(stack),
         None => client::Target::Http(cli.endpoint, cli.token),
@@ -160,5 +163,26 @@ fn main() -> ExitCode {
             eprintln!("oms: {msg}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Whether a mode prints its answer and ends (the client commands, exec, validate,
+/// cost, load, jsonata), as opposed to the long-running server, worker and bench.
+fn prints_and_exits(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Up(_) | Command::Worker(_) | Command::Bench(_)
+    )
+}
+
+/// `oms ... | head` ends quietly, as Unix tools do, instead of panicking on the closed
+/// pipe: Rust starts programs with SIGPIPE ignored, so a write to a closed pipe is an
+/// error that `println!` turns into a panic. The servers keep it ignored (a client that
+/// hangs up must not kill them).
+fn default_sigpipe() {
+    // SAFETY: called first thing in main, before any other thread exists; it only
+    // restores the signal's default disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

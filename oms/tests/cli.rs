@@ -333,3 +333,33 @@ fn jsonata_cases_answers_each_line_with_its_id() {
         (&"line 5".into(), &"CASE".into())
     );
 }
+
+/// `oms ... | head`: the reader goes away mid-output and oms ends quietly, killed by
+/// SIGPIPE as Unix tools are, never with a panic.
+#[test]
+fn a_closed_output_pipe_ends_oms_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    // About 600 KB of output, far more than a pipe holds, so oms is still writing.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oms"))
+        .args(["jsonata", "[1..100000]"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("oms starts");
+    let mut first = [0u8; 16];
+    let mut stdout = child.stdout.take().expect("stdout");
+    stdout.read_exact(&mut first).expect("some output");
+    drop(stdout);
+    let out = child.wait_with_output().expect("oms ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    const SIGPIPE: i32 = 13; // on Linux
+    assert_eq!(
+        out.status.signal(),
+        Some(SIGPIPE),
+        "{:?} {stderr}",
+        out.status
+    );
+}
