@@ -352,7 +352,13 @@ fn print_started(args: &UpArgs, addr: std::net::SocketAddr, s: &Started) {
         "oms: try  curl -s -X POST http://{addr}/orders -H 'content-type: application/json' -d '{}'",
         oms_orders::DEMO_ORDER
     );
-    println!("oms: try  aws stepfunctions list-state-machines --endpoint-url http://{addr}");
+    // The AWS CLI wants a region and credentials before it sends anything; oms takes
+    // any, so the hint carries them rather than failing on a fresh machine.
+    let region = s.machine_arn.split(':').nth(3).unwrap_or("us-east-1");
+    println!(
+        "oms: try  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_DEFAULT_REGION={region} \
+         aws stepfunctions list-state-machines --endpoint-url http://{addr}"
+    );
 }
 
 /// Deletes closed executions past `retention` now and every `every` (saga-core's

@@ -107,3 +107,34 @@ def test_load_reports_outcomes_and_latency(endpoint):
     assert set(out["outcomes"]) <= {"COMPLETED", "CANCELLED"}, out
     assert out["latency_ms"]["p50"] > 0 and out["latency_ms"]["p99"] >= out["latency_ms"]["p50"]
     assert json.loads(oms(endpoint, "--output", "json", "faults", "show").stdout) == {}
+
+
+def test_the_startup_hint_carries_what_the_aws_cli_needs(tmp_path):
+    """The `aws stepfunctions ...` line oms up prints works on a machine with no AWS
+    setup: it names the region and credentials the CLI wants before it sends anything.
+    Run as the AWS CLI resolves them (botocore, from the environment alone)."""
+    import shlex
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir()
+    s = Server(data)
+    s.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "list-state-machines" not in s.log_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        line = next(l for l in s.log_text().splitlines() if "list-state-machines" in l)
+        words = shlex.split(line.split("try", 1)[1])
+        env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
+        url = words[words.index("--endpoint-url") + 1]
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        clean.update(env, AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+        code = ("import boto3, sys; c = boto3.client('stepfunctions', endpoint_url=sys.argv[1]); "
+                "print(len(c.list_state_machines()['stateMachines']))")
+        p = subprocess.run([sys.executable, "-c", code, url], env=clean,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, (line, p.stderr)
+        assert int(p.stdout) >= 1, p.stdout  # the order saga
+    finally:
+        s.kill()
