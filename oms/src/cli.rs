@@ -40,8 +40,12 @@ pub enum ExecutionsCmd {
         #[arg(long)]
         status: Option<String>,
     },
-    /// One execution's history, event by event.
-    Show { execution_arn: String },
+    /// One execution's history, event by event: an execution ARN, or an order id
+    /// (its saga's execution).
+    Show {
+        #[arg(value_name = "EXECUTION_ARN|ORDER_ID")]
+        execution_arn: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -147,7 +151,8 @@ pub fn run(target: Target, output: Output, request: Request) -> Result<ExitCode,
                 list_executions(&client, output, status).await?
             }
             Request::Executions(ExecutionsCmd::Show { execution_arn }) => {
-                show_execution(&client, output, &execution_arn).await?
+                let arn = execution_of(&client, &execution_arn).await?;
+                show_execution(&client, output, &arn).await?
             }
             Request::Faults(FaultsCmd::Set { plans }) => {
                 print(
@@ -327,6 +332,20 @@ async fn list_executions(
         println!("{}", table(&["NAME", "STATUS", "ARN"], &rows));
     }
     Ok(())
+}
+
+/// `id` itself when it is an ARN, else the execution of the order it names.
+async fn execution_of(client: &Client, id: &str) -> Result<String, String> {
+    if id.starts_with("arn:") {
+        return Ok(id.to_string());
+    }
+    let order = client.ok("GET", &format!("/orders/{id}"), None).await?;
+    match order["execution_arn"].as_str() {
+        Some(arn) => Ok(arn.to_string()),
+        None => Err(format!(
+            "order {id} has no execution to show (its history may have been pruned)"
+        )),
+    }
 }
 
 async fn show_execution(

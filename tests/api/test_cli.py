@@ -95,6 +95,11 @@ def test_faults_retry_and_executions(endpoint):
     assert "ExecutionRedriven" in types and types[-1] == "ExecutionFailed"
     table = oms(endpoint, "executions", "show", v["execution_arn"]).stdout
     assert "RefundPayment" in table
+    # An order id will do where the execution's ARN would.
+    by_order = json.loads(oms(endpoint, "--output", "json", "executions", "show", "cli-retry").stdout)
+    assert by_order == history
+    missing = oms(endpoint, "executions", "show", "no-such-order", ok=False)
+    assert missing.returncode != 0 and "no-such-order" in missing.stderr
     p = oms(endpoint, "orders", "cancel", "cli-retry", ok=False)
     assert p.returncode != 0 and "CANCELLED" in p.stderr
 
