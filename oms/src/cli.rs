@@ -122,7 +122,7 @@ fn read_input(source: &str) -> Result<String, String> {
 pub fn run(target: Target, output: Output, request: Request) -> Result<ExitCode, String> {
     with_client(target, |client| async move {
         match request {
-            Request::Submit { order } => submit(&client, &order).await?,
+            Request::Submit { order } => submit(&client, output, &order).await?,
             Request::Orders(OrdersCmd::List {
                 status,
                 customer,
@@ -133,19 +133,17 @@ pub fn run(target: Target, output: Output, request: Request) -> Result<ExitCode,
                 show_order(&client, output, &order_id).await?
             }
             Request::Orders(OrdersCmd::Cancel { order_id }) => {
-                print(
-                    &client
-                        .ok("POST", &format!("/orders/{order_id}/cancel"), None)
-                        .await?,
-                );
+                let v = client
+                    .ok("POST", &format!("/orders/{order_id}/cancel"), None)
+                    .await?;
+                print_as(output, &v, order_line);
             }
             Request::Orders(OrdersCmd::Retry { order_id, preview }) => {
                 let method = if preview { "GET" } else { "POST" };
-                print(
-                    &client
-                        .ok(method, &format!("/orders/{order_id}/retry"), None)
-                        .await?,
-                );
+                let v = client
+                    .ok(method, &format!("/orders/{order_id}/retry"), None)
+                    .await?;
+                print_as(output, &v, retry_lines);
             }
             Request::Executions(ExecutionsCmd::List { status }) => {
                 list_executions(&client, output, status).await?
@@ -180,11 +178,50 @@ fn print(v: &Value) {
     );
 }
 
-async fn submit(client: &Client, source: &str) -> Result<(), String> {
+async fn submit(client: &Client, output: Output, source: &str) -> Result<(), String> {
     let body = read_input(source)?;
     serde_json::from_str::<Value>(&body).map_err(|e| format!("{source}: not JSON: {e}"))?;
-    print(&client.ok("POST", "/orders", Some(body)).await?);
+    let v = client.ok("POST", "/orders", Some(body)).await?;
+    print_as(output, &v, order_line);
     Ok(())
+}
+
+/// `v` as JSON, or for people as `table` words it.
+fn print_as(output: Output, v: &Value, table: fn(&Value) -> String) {
+    match output {
+        Output::Json => print(v),
+        Output::Table => println!("{}", table(v)),
+    }
+}
+
+/// An order's id, status and execution: what submit and cancel answer.
+fn order_line(v: &Value) -> String {
+    let mut line = format!("order {}  {}", text(&v["order_id"]), text(&v["status"]));
+    if let Some(arn) = v["execution_arn"].as_str() {
+        line.push_str(&format!("\nexecution {arn}"));
+    }
+    line
+}
+
+/// What a retry runs again (or, previewed, would), and what it keeps.
+fn retry_lines(v: &Value) -> String {
+    let list = |k: &str| {
+        let names: Vec<String> = v[k].as_array().into_iter().flatten().map(text).collect();
+        if names.is_empty() {
+            "-".to_string()
+        } else {
+            names.join(", ")
+        }
+    };
+    let mut out = format!("order {}", text(&v["order_id"]));
+    if let Some(reason) = v["reason"].as_str() {
+        out.push_str(&format!("  not retryable: {reason}"));
+    }
+    out.push_str(&format!("\nruns again  {}", list("will_run_again")));
+    if v.get("kept").is_some() {
+        out.push_str(&format!("\nkept        {}", list("kept")));
+    }
+    out
 }
 
 async fn list_orders(

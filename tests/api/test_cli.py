@@ -46,9 +46,11 @@ def wait_done(endpoint, order_id):
 def test_submit_list_show(endpoint, tmp_path):
     f = tmp_path / "order.json"
     f.write_text(json.dumps(dict(ORDER, order_id="cli-file")))
-    out = json.loads(oms(endpoint, "submit", str(f)).stdout)
-    assert out["order_id"] == "cli-file"
-    out = json.loads(oms(endpoint, "submit", "-", stdin=json.dumps(dict(ORDER, order_id="cli-stdin"))).stdout)
+    out = oms(endpoint, "submit", str(f)).stdout
+    # For people, a line, not JSON; --output json gives the answer whole.
+    assert out.startswith("order cli-file  ") and "execution arn:" in out, out
+    out = json.loads(oms(endpoint, "--output", "json", "submit", "-",
+                         stdin=json.dumps(dict(ORDER, order_id="cli-stdin"))).stdout)
     assert out["execution_arn"].endswith(":cli-stdin")
     assert wait_done(endpoint, "cli-file")["status"] == "COMPLETED"
     wait_done(endpoint, "cli-stdin")
@@ -79,8 +81,10 @@ def test_faults_retry_and_executions(endpoint):
     v = wait_done(endpoint, "cli-retry")
     assert v["status"] == "COMPENSATION_FAILED"
     oms(endpoint, "faults", "clear")
-    preview = json.loads(oms(endpoint, "orders", "retry", "cli-retry", "--preview").stdout)
+    preview = json.loads(oms(endpoint, "--output", "json", "orders", "retry", "cli-retry", "--preview").stdout)
     assert preview["will_run_again"] == ["RefundPayment"]
+    said = oms(endpoint, "orders", "retry", "cli-retry", "--preview").stdout
+    assert "runs again  RefundPayment" in said, said
     failed = oms(endpoint, "executions", "list", "--status", "FAILED").stdout
     assert "cli-retry" in failed
     oms(endpoint, "orders", "retry", "cli-retry")
