@@ -407,7 +407,8 @@ fn json_eq(a: &Value, b: &Value) -> bool {
     a == b
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// A JSON value's type as JSONata's `$type` and AWS's messages name it.
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",

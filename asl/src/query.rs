@@ -19,13 +19,40 @@ use std::rc::Rc;
 pub struct Expr {
     text: String,
     compiled: Result<jsonata::Compiled, jsonata::Outcome>,
-    /// The `$name`s the expression reads as values: only these are bound when it runs.
+    needs: Needs,
+}
+
+/// What evaluating expressions needs from their execution, read from their text once;
+/// a field's expressions are prepared together with the union of theirs.
+#[derive(Debug, Clone, Default)]
+struct Needs {
+    /// The `$name`s read as values: only these are bound.
     refs: Vec<String>,
-    /// The `$name`s it calls (`$name(`): the host functions it needs.
+    /// The `$name`s called (`$name(`): the host functions needed.
     calls: Vec<String>,
-    /// Which members of `$states` it may read: only those are built for it (the
-    /// context object and a large input are not free to copy).
+    /// Which members of `$states` may be read: only those are built (the context
+    /// object and a large input are not free to copy).
     reads: StatesReads,
+}
+
+impl Needs {
+    fn add(&mut self, other: &Needs) {
+        for (mine, theirs) in [
+            (&mut self.refs, &other.refs),
+            (&mut self.calls, &other.calls),
+        ] {
+            for name in theirs {
+                if !mine.contains(name) {
+                    mine.push(name.clone());
+                }
+            }
+        }
+        self.reads = self.reads.union(other.reads);
+    }
+
+    fn calls(&self, names: &[&str]) -> bool {
+        self.calls.iter().any(|r| names.contains(&r.as_str()))
+    }
 }
 
 /// The members of `$states` an expression may read, judged from its text: `$states`
@@ -137,9 +164,11 @@ impl Expr {
         let (refs, calls) = references(&text);
         Some(Expr {
             compiled: jsonata::Compiled::new(&text),
-            refs,
-            calls,
-            reads: StatesReads::of(&text),
+            needs: Needs {
+                refs,
+                calls,
+                reads: StatesReads::of(&text),
+            },
             text,
         })
     }
@@ -159,14 +188,11 @@ impl Expr {
     /// The workflow variables the expression may read (every `$name` but `$states` and
     /// the ones it calls).
     pub fn variables(&self) -> impl Iterator<Item = &str> {
-        self.refs
+        self.needs
+            .refs
             .iter()
             .map(String::as_str)
             .filter(|r| *r != "states")
-    }
-
-    fn calls(&self, names: &[&str]) -> bool {
-        self.calls.iter().any(|r| names.contains(&r.as_str()))
     }
 }
 
@@ -282,25 +308,9 @@ pub struct Prepared {
 
 /// Prepares the evaluation of `exprs` (a field's expressions) over `states`.
 pub fn prepare<D: Draws + ?Sized>(exprs: &[&Expr], states: States, draws: &mut D) -> Prepared {
-    let mut merged = Expr {
-        text: String::new(),
-        compiled: Err(jsonata::Outcome::Undefined),
-        refs: Vec::new(),
-        calls: Vec::new(),
-        reads: StatesReads::default(),
-    };
+    let mut merged = Needs::default();
     for e in exprs {
-        for r in &e.refs {
-            if !merged.refs.contains(r) {
-                merged.refs.push(r.clone());
-            }
-        }
-        for c in &e.calls {
-            if !merged.calls.contains(c) {
-                merged.calls.push(c.clone());
-            }
-        }
-        merged.reads = merged.reads.union(e.reads);
+        merged.add(&e.needs);
     }
     Prepared {
         bindings: bindings(&merged, states, draws),
@@ -352,7 +362,7 @@ pub fn wrong_type(e: &Expr, field: &FieldPath, expected: &str, got: &Value) -> F
     query_error(format!(
         "The JSONata expression '{}' specified for the field '{field}' returned an unexpected result type. Expected '{expected}', but was '{}' for value: {}",
         e.text,
-        type_name(got),
+        intrinsics::type_name(got),
         serde_json::to_string(got).unwrap_or_default()
     ))
 }
@@ -361,19 +371,7 @@ pub fn query_error(cause: String) -> Failure {
     Failure::new(names::QUERY_EVALUATION_ERROR, cause)
 }
 
-/// JSONata's name for a value's type (`$type`).
-pub fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-fn bindings<D: Draws + ?Sized>(e: &Expr, states: States, draws: &mut D) -> jsonata::Bindings {
+fn bindings<D: Draws + ?Sized>(e: &Needs, states: States, draws: &mut D) -> jsonata::Bindings {
     let mut out = jsonata::Bindings::default();
     for name in &e.refs {
         if name == "states" {
@@ -387,7 +385,7 @@ fn bindings<D: Draws + ?Sized>(e: &Expr, states: States, draws: &mut D) -> jsona
 
 /// The host functions `e` calls: Step Functions' own, the clock's, and `$eval` taken
 /// away. Built per evaluation because they hold this evaluation's draws.
-fn functions<D: Draws + ?Sized>(e: &Expr, draws: &mut D) -> jsonata::Functions {
+fn functions<D: Draws + ?Sized>(e: &Needs, draws: &mut D) -> jsonata::Functions {
     let mut f = jsonata::Functions::new();
     if e.calls(SFN_FUNCTIONS) {
         pure_functions(&mut f);
@@ -478,7 +476,7 @@ fn pure_functions(f: &mut jsonata::Functions) {
                 "T0410",
                 format!(
                     "Argument 1 of function \"parse\" does not match function signature: expected a string, got {}",
-                    type_name(&other)
+                    intrinsics::type_name(&other)
                 ),
             )),
         }
@@ -504,7 +502,7 @@ fn random_functions(f: &mut jsonata::Functions, seed: u64) {
                     "T0410",
                     format!(
                         "Argument 1 of function \"random\" does not match function signature: expected a number, got {}",
-                        type_name(&other)
+                        intrinsics::type_name(&other)
                     ),
                 ))
             }
@@ -632,8 +630,8 @@ mod tests {
     fn references_skip_strings_regexes_and_comments() {
         let e =
             Expr::parse(r#"{% $a & "$b" & $c.x /* $d */ & $contains('x', /\$e/) / $f %}"#).unwrap();
-        assert_eq!(e.refs, vec!["a", "c", "f"]);
-        assert_eq!(e.calls, vec!["contains"]);
+        assert_eq!(e.needs.refs, vec!["a", "c", "f"]);
+        assert_eq!(e.needs.calls, vec!["contains"]);
     }
 
     #[test]
