@@ -387,6 +387,11 @@ impl Step {
                     json!({"name": e.name(), "message": e.message}),
                 );
             }
+            // A step that failed going forward and is then compensated keeps the error
+            // that failed it: the ledger says why the order stopped there (a declined
+            // charge shows Payment.Declined beside its COMPENSATED charge).
+            None if status == StepStatus::Compensated
+                && self.status() == Some(StepStatus::Failed) => {}
             None => {
                 doc.remove("error");
             }

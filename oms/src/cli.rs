@@ -285,6 +285,21 @@ async fn show_order(client: &Client, output: Output, order_id: &str) -> Result<(
             text(&v["execution_arn"]),
             text(&v["execution_status"])
         );
+        // What the order allows now, as the API decides it (`oms orders cancel|retry`).
+        let actions: Vec<String> = v["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect();
+        println!(
+            "actions   {}",
+            if actions.is_empty() {
+                "none".to_string()
+            } else {
+                actions.join(", ")
+            }
+        );
         if !v["failure"].is_null() {
             println!(
                 "failure   at {}: {} {}",

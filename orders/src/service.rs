@@ -17,6 +17,7 @@ use saga_core::api::{
     StartExecutionInput, StepFunctions, UpdateStateMachineInput,
 };
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The operations the Orders API serves, over one saga (`machine_arn`).
@@ -262,7 +263,7 @@ impl Orders {
             (None, None)
         };
         let (status, failure) = shown_status(&order, execution.as_ref(), first_failed, last_failed);
-        Ok(OrderView {
+        let mut view = OrderView {
             order_id: order.order_id,
             customer_id: order.customer_id,
             status,
@@ -280,7 +281,11 @@ impl Orders {
             execution_status: execution.map(|e| e.status),
             created_at: order.created_at,
             updated_at: order.updated_at,
-        })
+            actions: Vec::new(),
+            actions_refused: BTreeMap::new(),
+        };
+        (view.actions, view.actions_refused) = actions_of(&view);
+        Ok(view)
     }
 
     /// An order's ledger items and its order record, read together.
@@ -358,8 +363,13 @@ impl Orders {
         }
     }
 
-    /// `POST /orders/{id}/cancel`.
+    /// `POST /orders/{id}/cancel`. Refused (409, with what the user can do instead)
+    /// when cancelling can change nothing: see [`cancel_refusal`].
     pub async fn cancel(&self, order_id: &str) -> Result<Value, Problem> {
+        let view = self.order_view(order_id).await?;
+        if let Some(reason) = cancel_refusal(&view) {
+            return Err(Problem::new(409, ErrorKind::OrderConflict.name(), reason));
+        }
         let order = activity::request_cancel(&*self.ctx.store, order_id).await?;
         // An order whose saga never started is cancelled by starting it: its first step
         // sees the request and the saga ends CANCELLED, having taken nothing.
@@ -367,12 +377,13 @@ impl Orders {
             self.start_placed(order_id).await?;
         }
         if order.status.is_final() {
+            // It finished between the view and the request.
             return Err(Problem::new(
                 409,
                 ErrorKind::OrderConflict.name(),
                 format!(
                     "order '{order_id}' is {} and cannot be cancelled",
-                    json!(order.status).as_str().unwrap_or_default()
+                    status_name(order.status)
                 ),
             ));
         }
@@ -669,6 +680,12 @@ pub struct OrderView {
     execution_status: Option<ExecutionStatus>,
     created_at: String,
     updated_at: String,
+    /// What a user may do with the order now (`cancel`, `retry`): the console offers
+    /// these buttons and no others, and the API refuses the rest with the reason in
+    /// `actions_refused`.
+    actions: Vec<&'static str>,
+    /// Why each action not in `actions` would be refused.
+    actions_refused: BTreeMap<&'static str, String>,
 }
 
 impl OrderView {
@@ -691,13 +708,77 @@ struct RetryPreview {
     order_status: OrderStatus,
 }
 
+/// An order status as the API spells it (`COMPENSATION_FAILED`).
+fn status_name(status: OrderStatus) -> String {
+    activities::model::to_json(&status)
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The actions an order allows now, and why each other one is refused: the one place
+/// the order view, the console's buttons and the API's refusals are derived from.
+fn actions_of(view: &OrderView) -> (Vec<&'static str>, BTreeMap<&'static str, String>) {
+    // An order whose saga never started is retried by starting it (`retry`).
+    let unstarted = view.execution_status.is_none() && !view.status.is_final();
+    let retry = if unstarted {
+        None
+    } else {
+        not_retryable_reason(view)
+    };
+    let (mut allowed, mut refused) = (Vec::new(), BTreeMap::new());
+    for (action, reason) in [("cancel", cancel_refusal(view)), ("retry", retry)] {
+        match reason {
+            None => allowed.push(action),
+            Some(r) => {
+                refused.insert(action, r);
+            }
+        }
+    }
+    (allowed, refused)
+}
+
+/// Why cancelling an order would change nothing; None when it would stop the saga.
+/// A cancellation is seen by the saga's next forward step, so it needs a saga that
+/// runs (or has yet to start) and is not already undoing the order.
+fn cancel_refusal(view: &OrderView) -> Option<String> {
+    let id = &view.order_id;
+    let status = status_name(view.status);
+    if view.status.is_final() {
+        return Some(format!("order '{id}' is {status} and cannot be cancelled"));
+    }
+    let step = view
+        .failure
+        .as_ref()
+        .and_then(|f| f["step"].as_str())
+        .map(|s| format!(" at {s}"))
+        .unwrap_or_default();
+    match (view.status, view.execution_status) {
+        (OrderStatus::CompensationFailed, _) => Some(format!(
+            "order '{id}' is COMPENSATION_FAILED: its saga stopped while undoing the \
+             order{step}, so a cancellation has nothing left to stop; fix the cause and \
+             retry the order (POST /orders/{id}/retry, `oms orders retry {id}`) to finish \
+             undoing it"
+        )),
+        (OrderStatus::Compensating, _) => Some(format!(
+            "order '{id}' is COMPENSATING: its saga is already undoing the order"
+        )),
+        (_, Some(s)) if s != ExecutionStatus::Running => Some(format!(
+            "order '{id}' is {status} but its saga's execution is {}{step}: no step runs \
+             to see a cancellation; retry the order (POST /orders/{id}/retry, `oms \
+             orders retry {id}`) to run it again",
+            s.as_str()
+        )),
+        _ => None,
+    }
+}
+
 /// Why an order's execution cannot be redriven; None when it can.
 fn not_retryable_reason(view: &OrderView) -> Option<String> {
     if view.status.is_final() {
-        let status = activities::model::to_json(&view.status);
         return Some(format!(
             "the order is {}: nothing is left to retry",
-            status.as_str().unwrap_or_default()
+            status_name(view.status)
         ));
     }
     match view.execution_status {

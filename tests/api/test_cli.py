@@ -59,6 +59,8 @@ def test_submit_list_show(endpoint, tmp_path):
     assert "cli-file" in table and "cli-stdin" in table and "COMPLETED" in table
     shown = oms(endpoint, "orders", "show", "cli-file").stdout
     assert "SHIPPED" in shown and "8.99" in shown
+    # A completed order allows nothing: the table says so, as the API's view does.
+    assert [l for l in shown.splitlines() if l.startswith("actions")] == ["actions   none"]
     lines = [l.split()[0] for l in shown.splitlines() if l.split() and l.split()[0] in ("reserve", "charge", "pick", "ship")]
     assert lines == ["reserve", "charge", "pick", "ship"]
 

@@ -210,6 +210,11 @@ def test_a_business_error_compensates_what_was_done(request, api, fault, token, 
     balanced(api, view, before)
     for (step, _), status in steps(view).items():
         assert status in ("COMPENSATED", "FAILED"), (step, status)
+    if token == "tok_declined":
+        # The ledger keeps why the charge failed after the step is compensated.
+        charge = next(s for s in view["steps"] if s["step"] == "charge")
+        assert charge["error"]["name"] == "Payment.Declined", charge
+        assert charge["error"]["message"], charge
     same_on_both(request, api, body["order_id"])
 
 
@@ -268,6 +273,12 @@ def test_a_failed_compensation_stops_there_and_a_retry_finishes_it(request, api)
     assert preview["will_run_again"] == ["RefundPayment"], preview
     assert "ShipShipment" not in preview["will_run_again"]
     assert {"ReserveInventory", "ChargePayment", "UndoShipments"} <= set(preview["kept"])
+    # Cancelling cannot do anything here (the saga is stopped mid-compensation): it is
+    # refused with what to do instead, and the view offers only the retry.
+    assert view["actions"] == ["retry"], view
+    status, out = api.call("POST", f"/orders/{body['order_id']}/cancel")
+    assert status == 409 and "COMPENSATION_FAILED" in out["message"] and "retry" in out["message"], out
+    assert view["actions_refused"]["cancel"] == out["message"]
     api.ok("DELETE", "/admin/faults")
     api.ok("POST", f"/orders/{body['order_id']}/retry", want=(202,))
     view = api.wait(body["order_id"], lambda v: v["status"] == "CANCELLED")
@@ -275,6 +286,7 @@ def test_a_failed_compensation_stops_there_and_a_retry_finishes_it(request, api)
     # A finished order has nothing to retry.
     status, out = api.call("POST", f"/orders/{body['order_id']}/retry")
     assert status == 409 and "CANCELLED" in out["message"]
+    assert view["actions"] == [] and view["actions_refused"]["retry"] == out["message"], view
     same_on_both(request, api, body["order_id"])
 
 
@@ -288,6 +300,10 @@ def test_a_transient_error_that_outlasts_its_retries_waits_for_a_retry(request, 
     view = api.finish(body["order_id"], timeout=120)
     assert view["execution_status"] == "FAILED"
     assert view["status"] == "FULFILLING", view
+    # No step runs to see a cancellation: refused, naming the retry.
+    assert view["actions"] == ["retry"], view
+    status, out = api.call("POST", f"/orders/{body['order_id']}/cancel")
+    assert status == 409 and "retry" in out["message"], out
     preview = api.ok("GET", f"/orders/{body['order_id']}/retry")
     assert "ShipShipment" in preview["will_run_again"], preview
     assert "ChargePayment" in preview["kept"]
@@ -304,7 +320,8 @@ def test_cancelling_a_running_order_compensates_it(request, api):
     api.ok("PUT", "/admin/faults", {"pick": {"latency_ms": 1500}})
     body = order_body()
     api.ok("POST", "/orders", body, want=(202,))
-    api.wait(body["order_id"], lambda v: v["status"] == "FULFILLING")
+    running = api.wait(body["order_id"], lambda v: v["status"] == "FULFILLING")
+    assert running["actions"] == ["cancel"], running
     out = api.ok("POST", f"/orders/{body['order_id']}/cancel", want=(202,))
     assert out["cancel_requested"] is True
     view = api.finish(body["order_id"])
