@@ -2,7 +2,9 @@
 // an order fails at ship and its refund is refused; the console shows ShipShipment
 // red, the compensations that ran, RefundPayment red and the order
 // COMPENSATION_FAILED; the fault is cleared, a retry is previewed and run, and the
-// order ends CANCELLED with its money back. Screenshots go to target/console/.
+// order ends CANCELLED with its money back. Its buttons follow the order's `actions`
+// (no cancel once the saga stopped compensating, no retry once it is finished).
+// Screenshots go to target/console/.
 //
 // `cargo xtask test` runs this with OMS_BIN (the oms binary) and OMS_TOOLS (the folder
 // where it installed playwright-core).
@@ -48,6 +50,10 @@ test("a failed saga is shown, previewed, retried and finished in the console", a
     assert.equal(await cls("ReserveInventory"), "succeeded");
     assert.equal(await page.textContent("h2 .status"), "COMPENSATION_FAILED");
     assert.match(await page.textContent("#events"), /TaskFailed/);
+    // Cancelling cannot do anything here: the button is off and says why; retry is on.
+    assert.equal(await page.isDisabled("#cancel"), true);
+    assert.match(await page.getAttribute("#cancel", "title"), /COMPENSATION_FAILED.*retry/s);
+    assert.equal(await page.isEnabled("#retry"), true);
     // The ledger: the shipment's steps were undone, the charge was not (the refund failed).
     const ledger = await page.$$eval("#ledger tbody tr", (rows) => rows.map((r) => [...r.cells].slice(0, 3).map((c) => c.textContent)));
     assert.deepEqual(ledger, [["reserve", "", "DONE"], ["charge", "", "DONE"], ["pick", "console-1-1", "COMPENSATED"], ["ship", "console-1-1", "COMPENSATED"]]);
@@ -74,6 +80,8 @@ test("a failed saga is shown, previewed, retried and finished in the console", a
     assert.equal(await cls("RefundPayment"), "compensating");
     assert.equal(await cls("ReleaseInventory"), "compensating");
     assert.equal(await page.textContent("#refunded"), await page.textContent("#charged"));
+    // A cancelled order offers nothing.
+    for (const b of ["#cancel", "#preview", "#retry"]) assert.equal(await page.isDisabled(b), true, b);
     assert.match(await page.textContent("#events"), /ExecutionRedriven/);
     await page.screenshot({ path: path.join(shots, "3-cancelled-after-retry.png"), fullPage: true });
 
@@ -85,6 +93,8 @@ test("a failed saga is shown, previewed, retried and finished in the console", a
     assert.equal(await cls("ShipShipment"), "succeeded");
     assert.equal(await cls("MarkCompleted"), "succeeded");
     assert.equal(await cls("RefundPayment"), "not-reached");
+    assert.equal(await page.isDisabled("#retry"), true);
+    assert.match(await page.getAttribute("#retry", "title"), /COMPLETED/);
     await page.screenshot({ path: path.join(shots, "4-completed.png"), fullPage: true });
   } finally {
     await browser.close();
