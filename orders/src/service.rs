@@ -837,6 +837,70 @@ struct SagaInput<'a> {
 mod tests {
     use super::*;
 
+    fn view(status: OrderStatus, execution: Option<ExecutionStatus>) -> OrderView {
+        let address = Address {
+            name: "Ada".into(),
+            line1: "1 Main St".into(),
+            city: "Boston".into(),
+            postal_code: "02101".into(),
+            country: "US".into(),
+        };
+        OrderView {
+            order_id: "o1".into(),
+            customer_id: "c1".into(),
+            status,
+            cancel_requested: false,
+            lines: Vec::new(),
+            total_cents: 0,
+            currency: "USD".into(),
+            charged_cents: 0,
+            refunded_cents: 0,
+            ship_to: address,
+            shipments: Vec::new(),
+            steps: Vec::new(),
+            failure: None,
+            execution_arn: "arn".into(),
+            execution_status: execution,
+            created_at: String::new(),
+            updated_at: String::new(),
+            actions: Vec::new(),
+            actions_refused: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn an_order_allows_only_what_can_change_something() {
+        use ExecutionStatus::{Failed, Running, Succeeded};
+        use OrderStatus::*;
+        // (status, execution, allowed, words the refusal of each other action holds)
+        let cases: &[(OrderStatus, Option<ExecutionStatus>, &[&str], &[&str])] = &[
+            (Pending, None, &["cancel", "retry"], &[]),
+            (Fulfilling, Some(Running), &["cancel"], &["RUNNING"]),
+            (Fulfilling, Some(Failed), &["retry"], &["FAILED", "retry"]),
+            (Compensating, Some(Running), &[], &["already", "RUNNING"]),
+            (
+                CompensationFailed,
+                Some(Failed),
+                &["retry"],
+                &["COMPENSATION_FAILED", "retry"],
+            ),
+            (Completed, Some(Succeeded), &[], &["COMPLETED"]),
+            (Cancelled, Some(Failed), &[], &["CANCELLED"]),
+        ];
+        for (status, execution, allowed, words) in cases {
+            let (actions, refused) = actions_of(&view(*status, *execution));
+            assert_eq!(&actions, allowed, "{status:?} {execution:?}");
+            let all: Vec<&str> = refused.values().map(String::as_str).collect();
+            for w in *words {
+                assert!(
+                    all.iter().any(|r| r.contains(w)),
+                    "{status:?}: {w} in {all:?}"
+                );
+            }
+            assert_eq!(refused.len() + actions.len(), 2, "{refused:?}");
+        }
+    }
+
     fn option_fields(options: Value) -> Vec<String> {
         check_options(Some(&options))
             .err()
