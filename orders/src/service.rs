@@ -873,7 +873,13 @@ mod tests {
         use ExecutionStatus::{Failed, Running, Succeeded};
         use OrderStatus::*;
         // (status, execution, allowed, words the refusal of each other action holds)
-        let cases: &[(OrderStatus, Option<ExecutionStatus>, &[&str], &[&str])] = &[
+        type Case = (
+            OrderStatus,
+            Option<ExecutionStatus>,
+            &'static [&'static str],
+            &'static [&'static str],
+        );
+        let cases: &[Case] = &[
             (Pending, None, &["cancel", "retry"], &[]),
             (Fulfilling, Some(Running), &["cancel"], &["RUNNING"]),
             (Fulfilling, Some(Failed), &["retry"], &["FAILED", "retry"]),
