@@ -83,6 +83,9 @@ test("a failed saga is shown, previewed, retried and finished in the console", a
     // A cancelled order offers nothing.
     for (const b of ["#cancel", "#preview", "#retry"]) assert.equal(await page.isDisabled(b), true, b);
     assert.match(await page.textContent("#events"), /ExecutionRedriven/);
+    // The time line marks the redrive, and RefundPayment ran on both sides of it.
+    assert.equal((await page.$$("#timeline g.redrive")).length, 1);
+    assert.equal((await page.$$('#timeline g.span[data-state="RefundPayment"]')).length, 2);
     await page.screenshot({ path: path.join(shots, "3-cancelled-after-retry.png"), fullPage: true });
 
     // A completed order: every forward state succeeded, no compensation reached.
