@@ -214,3 +214,129 @@ async fn replay_dead(
     }
     Ok(!seqs.is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signs_the_body_with_hmac_sha256() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            sign("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        assert_ne!(
+            sign("Jefe", b"what do ya want for nothing!"),
+            sign("Jefe", b"what do ya want for nothing?")
+        );
+    }
+
+    #[test]
+    fn patterns_take_exact_types_or_prefixes() {
+        let cases = [
+            ("oms.order.*", "oms.order.completed", true),
+            ("oms.order.*", "oms.shipment.picked", false),
+            ("oms.*", "oms.compensation.refund_payment", true),
+            ("oms.order.completed", "oms.order.completed", true),
+            ("oms.order.completed", "oms.order.completed_x", false),
+        ];
+        for (pattern, kind, want) in cases {
+            assert_eq!(matches(pattern, kind), want, "{pattern} {kind}");
+        }
+        for bad in ["order.*", "oms.*.x", "*", "oms.order.**"] {
+            assert!(check_pattern(bad).is_err(), "{bad}");
+        }
+        assert!(check_pattern("oms.order.*").is_ok());
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_bound_with_seeded_jitter() {
+        let make = || {
+            Backoff::new(
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+                5,
+                Some(42),
+            )
+        };
+        let (mut a, mut b) = (make(), make());
+        for attempt in 1..=40 {
+            let d = a.delay(attempt);
+            let ceiling = (100u64 << (attempt - 1).min(20)).min(2000);
+            let ms = d.as_millis() as u64;
+            assert!(
+                ms >= ceiling / 2 && ms <= ceiling,
+                "attempt {attempt}: {ms} ms"
+            );
+            assert_eq!(d, b.delay(attempt), "the same seed, the same jitter");
+        }
+        let mut other = Backoff::new(
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+            5,
+            Some(43),
+        );
+        let draws = |bo: &mut Backoff| (1..=10).map(|n| bo.delay(n)).collect::<Vec<_>>();
+        assert_ne!(
+            draws(&mut make()),
+            draws(&mut other),
+            "another seed, other jitter"
+        );
+    }
+
+    /// A receiver failing the first `fail` sends.
+    struct Flaky {
+        fail: u32,
+        sent: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Sender for Flaky {
+        async fn send(&self, _: &Subscription, event: &Logged) -> Result<(), String> {
+            let mut sent = self.sent.lock().unwrap();
+            sent.push(event.id.clone());
+            if sent.len() as u32 <= self.fail {
+                return Err(format!("refused {}", sent.len()));
+            }
+            Ok(())
+        }
+    }
+
+    fn event(seq: u64) -> Logged {
+        Logged {
+            seq,
+            id: format!("e{seq}"),
+            kind: "oms.order.pending".into(),
+            body: "{}".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn delivery_retries_then_gives_up_at_its_bound() {
+        let log = EventLog::in_memory().unwrap();
+        let sub = log
+            .subscribe("http://127.0.0.1:9/", &["oms.*".into()])
+            .unwrap();
+        let ms = Duration::from_millis;
+        let flaky = Flaky {
+            fail: 2,
+            sent: Default::default(),
+        };
+        let mut backoff = Backoff::new(ms(10), ms(40), 3, Some(1));
+        assert_eq!(deliver(&flaky, &mut backoff, &sub, &event(1)).await, Ok(()));
+        assert_eq!(
+            flaky.sent.lock().unwrap().len(),
+            3,
+            "two failures, then delivered"
+        );
+        let dead = Flaky {
+            fail: 99,
+            sent: Default::default(),
+        };
+        let err = deliver(&dead, &mut backoff, &sub, &event(2))
+            .await
+            .unwrap_err();
+        assert_eq!(err, (3, "refused 3".to_string()));
+    }
+}
