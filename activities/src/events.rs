@@ -89,6 +89,16 @@ pub fn compensation(name: &str, shipment_id: Option<&str>, result: Value) -> Pen
     }
 }
 
+/// `oms.order.amended`: an amendment was accepted; `amendment` is what the order view
+/// lists for it (amendment_id, by, changes...). For the amendments' batch to add with
+/// [`outbox_write`] like any other change.
+pub fn amended(amendment: Map<String, Value>) -> Pending {
+    Pending {
+        kind: "oms.order.amended".into(),
+        data: amendment,
+    }
+}
+
 /// Numbers `events` after the order's last event, counting them on `record` (which the
 /// caller writes in the same batch, under the version it read), and answers the one
 /// outbox item that holds them; None when there are none.
