@@ -117,14 +117,14 @@ export class OrderEvents extends Construct {
       description: `oms order events (${EVENT_SCHEMA_FILE})`,
     });
     for (const [type, content] of eventSchemas(props.root)) {
-      const schema = new eventschemas.CfnSchema(this, `Schema-${type}`, {
+      // Its registryName (a GetAtt of the registry) orders it after the registry.
+      new eventschemas.CfnSchema(this, `Schema-${type}`, {
         registryName: this.registry.attrRegistryName,
         schemaName: `oms@${type}`,
         type: 'JSONSchemaDraft4',
         description: `oms event ${type}`,
         content: JSON.stringify(content),
       });
-      schema.addDependency(this.registry);
     }
 
     // The relay: the table's stream, outbox items only, to PutEvents.
