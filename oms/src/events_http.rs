@@ -187,7 +187,10 @@ fn not_found(id: &str) -> Problem {
 
 async fn unsubscribe(State(hub): State<Arc<Hub>>, Path(id): Path<String>) -> Response {
     match hub.log.unsubscribe(&id) {
-        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(true) => {
+            hub.forget(&id);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Ok(false) => problem_response(&not_found(&id)),
         Err(e) => problem_response(&unavailable(e)),
     }

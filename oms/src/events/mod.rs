@@ -83,6 +83,15 @@ impl Hub {
         self.grown.send_replace(last);
     }
 
+    /// Stops the delivery worker of a deleted subscription now, even in the middle of
+    /// its retries (it would otherwise notice only after the event it is retrying).
+    pub fn forget(&self, id: &str) {
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = workers.remove(id) {
+            w.abort();
+        }
+    }
+
     /// Starts a delivery worker for every subscription that has none.
     pub fn start_workers(&self) -> Result<(), String> {
         let subs = self.log.subscriptions()?;
