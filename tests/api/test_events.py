@@ -159,10 +159,11 @@ def test_a_receiver_killed_mid_stream_gets_every_event_in_order(served):
         seen.add(event["id"])
         by_order.setdefault(event["subject"], []).append(event)
     assert set(by_order) >= set(ids)
-    # Some events were made while the receiver was down and delivered after it came
-    # back: the retries bridged the outage.
+    # Events made while the receiver was down arrived after it came back: the retries
+    # bridged the outage. (At least the four orders placed meanwhile: POST /orders
+    # writes the order, and its oms.order.pending, before it answers.)
     made_while_down = [e for e in seen_events(got) if stopped < iso_seconds(e["time"]) < restarted]
-    assert len(made_while_down) >= 8, "the receiver was never down while events were made"
+    assert len(made_while_down) >= 4, "the receiver was never down while events were made"
     for order_id in ids:
         events = by_order[order_id]
         seqs = [e["data"]["sequence"] for e in events]
