@@ -9,6 +9,7 @@
 //! duplicate call racing the first one returns the first one's result.
 
 use crate::errors::{ActivityError, ErrorKind};
+use crate::events::{self, outbox_write, Pending};
 use crate::faults::{Faults, Point};
 use crate::gateway::{GatewayError, GatewayRefund, LedgerGateway, PaymentGateway};
 use crate::ledger::*;
@@ -129,6 +130,29 @@ fn order_unchanged(order_id: &str, version: u64) -> Write {
         key: order_key(order_id),
         cond: Cond::Version(version),
     }
+}
+
+/// The writes that emit `emitted` for order `id` when the caller does not write the
+/// order record itself: the record, its event count bumped under the version read
+/// now (so the batch fails and is decided again if the order changed meanwhile), and
+/// the outbox item. Nothing for an order that does not exist (a compensation called
+/// for an order never placed has no subject to report on).
+async fn emit(
+    store: &dyn Store,
+    id: &str,
+    emitted: Vec<Pending>,
+) -> Result<Vec<Write>, ActivityError> {
+    let Some(item) = store.get(&order_key(id)).await? else {
+        return Ok(Vec::new());
+    };
+    let mut record: OrderRecord = from_item(&item)?;
+    let Some(outbox) = outbox_write(&mut record, emitted) else {
+        return Ok(Vec::new());
+    };
+    Ok(vec![
+        outbox,
+        put(order_key(id), to_doc(&record), Some(item.version)),
+    ])
 }
 
 // ---- PlaceOrder ------------------------------------------------------------------
@@ -276,8 +300,14 @@ pub async fn place_checked(
             failure: None,
             created_at: now.clone(),
             updated_at: now,
+            event_seq: 0,
         };
-        let mut writes = vec![put(order_key(&order.order_id), to_doc(&record), None)];
+        let mut record = record;
+        let placed = events::order_status(&record);
+        let mut writes: Vec<Write> = outbox_write(&mut record, vec![placed])
+            .into_iter()
+            .collect();
+        writes.push(put(order_key(&order.order_id), to_doc(&record), None));
         writes.extend(index_writes(&record));
         done_or_again(&*ctx.store, writes, placed_from(&record)).await
     })
@@ -413,13 +443,15 @@ pub async fn reserve_inventory(ctx: &Ctx, input: OrderRef) -> Result<Reservation
             order_id: id.to_string(),
             shipments: shipments.clone(),
         };
-        let mut writes = reserve_writes(id, &shipments);
+        let (mut writes, mut emitted) = reserve_writes(id, &shipments);
         writes.push(step.write(StepStatus::Done, Some(to_json(&reservation)), None, None));
         let mut record = order.value.clone();
         if record.status == OrderStatus::Pending {
             record.status = OrderStatus::Reserved;
             record.updated_at = now();
+            emitted.push(events::order_status(&record));
         }
+        writes.extend(outbox_write(&mut record, emitted));
         writes.push(put(order_key(id), to_doc(&record), Some(order.version)));
         done_or_again(&*ctx.store, writes, reservation).await
     })
@@ -429,9 +461,10 @@ pub async fn reserve_inventory(ctx: &Ctx, input: OrderRef) -> Result<Reservation
 }
 
 /// The writes that reserve `shipments` of order `id`: each line's units moved from
-/// available to reserved, and each shipment's record, Reserved.
-fn reserve_writes(id: &str, shipments: &[Shipment]) -> Vec<Write> {
+/// available to reserved, and each shipment's record, Reserved; with their events.
+fn reserve_writes(id: &str, shipments: &[Shipment]) -> (Vec<Write>, Vec<Pending>) {
     let mut writes = Vec::new();
+    let mut emitted = Vec::new();
     for s in shipments {
         for l in &s.lines {
             writes.push(stock_move(
@@ -449,9 +482,10 @@ fn reserve_writes(id: &str, shipments: &[Shipment]) -> Vec<Write> {
             pick_token: None,
             updated_at: now(),
         };
+        emitted.push(events::shipment_status(&record));
         writes.push(put(shipment_key(id, &s.shipment_id), to_doc(&record), None));
     }
-    writes
+    (writes, emitted)
 }
 
 pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, ActivityError> {
@@ -467,6 +501,7 @@ pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, Ac
             released_shipments: Vec::new(),
         };
         let mut writes = Vec::new();
+        let mut emitted = Vec::new();
         if step.status() == Some(StepStatus::Done) {
             for s in load_shipments(&*ctx.store, id).await? {
                 if !matches!(
@@ -485,6 +520,7 @@ pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, Ac
                 let mut record = s.value.clone();
                 record.status = ShipmentStatus::Released;
                 record.updated_at = now();
+                emitted.push(events::shipment_status(&record));
                 writes.push(put(
                     shipment_key(id, &record.shipment_id),
                     to_doc(&record),
@@ -496,6 +532,12 @@ pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, Ac
         // A release with nothing reserved still records itself, so that a reservation
         // arriving late (a duplicate Lambda call) finds the step compensated and stops.
         writes.push(step.write(StepStatus::Compensated, None, Some(to_json(&release)), None));
+        emitted.push(events::compensation(
+            "ReleaseInventory",
+            None,
+            to_json(&release),
+        ));
+        writes.extend(emit(&*ctx.store, id, emitted).await?);
         done_or_again(&*ctx.store, writes, release).await
     })
     .await?;
@@ -564,14 +606,15 @@ pub async fn charge_payment(ctx: &Ctx, input: OrderRef) -> Result<Charge, Activi
         // An old record's token goes: the gateway has it now.
         record.payment_method = method;
         record.charged_cents = charge.amount_cents;
+        let mut emitted = Vec::new();
         if matches!(record.status, OrderStatus::Pending | OrderStatus::Reserved) {
             record.status = OrderStatus::Charged;
+            emitted.push(events::order_status(&record));
         }
         record.updated_at = now();
-        let writes = vec![
-            step.write(StepStatus::Done, Some(to_json(&charge)), None, None),
-            put(order_key(id), to_doc(&record), Some(order.version)),
-        ];
+        let mut writes = vec![step.write(StepStatus::Done, Some(to_json(&charge)), None, None)];
+        writes.extend(outbox_write(&mut record, emitted));
+        writes.push(put(order_key(id), to_doc(&record), Some(order.version)));
         if commit(&*ctx.store, writes).await? {
             return Ok(Attempt::Done(charge));
         }
@@ -636,6 +679,8 @@ pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, Activi
             let mut record: OrderRecord = from_item(&item)?;
             record.refunded_cents = refund.amount_cents;
             record.updated_at = now();
+            let done = events::compensation("RefundPayment", None, to_json(&refund));
+            writes.extend(outbox_write(&mut record, vec![done]));
             writes.push(put(order_key(id), to_doc(&record), Some(item.version)));
         }
         done_or_again(&*ctx.store, writes, refund).await
@@ -710,13 +755,26 @@ async fn forward_shipment_step(
             }
         };
         let state = shipment_state(&record, id);
+        let moved = record.status != shipment.value.status;
         writes.push(put(
             shipment_key(id, sid),
             to_doc(&record),
             Some(shipment.version),
         ));
         writes.push(step.write(StepStatus::Done, Some(to_json(&state)), None, None));
-        writes.push(order_unchanged(id, order.version));
+        if moved {
+            // The order record is written (not only checked) to count the event.
+            let mut order_record = order.value.clone();
+            let emitted = vec![events::shipment_status(&record)];
+            writes.extend(outbox_write(&mut order_record, emitted));
+            writes.push(put(
+                order_key(id),
+                to_doc(&order_record),
+                Some(order.version),
+            ));
+        } else {
+            writes.push(order_unchanged(id, order.version));
+        }
         done_or_again(&*ctx.store, writes, state).await
     })
     .await
@@ -727,7 +785,7 @@ async fn forward_shipment_step(
 async fn compensate_shipment_step(
     ctx: &Ctx,
     input: &ShipmentRef,
-    step_name: &str,
+    (step_name, activity): (&str, &str),
     undo: impl Fn(&ShipmentRecord) -> Result<Option<(ShipmentRecord, Vec<Write>)>, ActivityError>,
 ) -> Result<ShipmentState, ActivityError> {
     let (id, sid) = (input.order_id.as_str(), input.shipment_id.as_str());
@@ -741,10 +799,12 @@ async fn compensate_shipment_step(
             None => None,
         };
         let mut writes = Vec::new();
+        let mut emitted = Vec::new();
         let state = match (&shipment, step.status()) {
             (Some((current, version)), Some(StepStatus::Done)) => match undo(current)? {
                 Some((record, moves)) => {
                     writes.extend(moves);
+                    emitted.push(events::shipment_status(&record));
                     writes.push(put(shipment_key(id, sid), to_doc(&record), Some(*version)));
                     shipment_state(&record, id)
                 }
@@ -759,6 +819,8 @@ async fn compensate_shipment_step(
             },
         };
         writes.push(step.write(StepStatus::Compensated, None, Some(to_json(&state)), None));
+        emitted.push(events::compensation(activity, Some(sid), to_json(&state)));
+        writes.extend(emit(&*ctx.store, id, emitted).await?);
         done_or_again(&*ctx.store, writes, state).await
     })
     .await
@@ -910,18 +972,20 @@ pub async fn restock_shipment(
     input: ShipmentRef,
 ) -> Result<ShipmentState, ActivityError> {
     ctx.faults.inject("restock", Point::Before).await?;
-    let out = compensate_shipment_step(ctx, &input, "pick", |s| match s.status {
-        ShipmentStatus::Picked => {
-            let mut next = s.clone();
-            next.status = ShipmentStatus::Reserved;
-            next.updated_at = now();
-            Ok(Some((next, vec![])))
+    let out = compensate_shipment_step(ctx, &input, ("pick", "RestockShipment"), |s| {
+        match s.status {
+            ShipmentStatus::Picked => {
+                let mut next = s.clone();
+                next.status = ShipmentStatus::Reserved;
+                next.updated_at = now();
+                Ok(Some((next, vec![])))
+            }
+            ShipmentStatus::Shipped => Err(ActivityError::new(
+                ErrorKind::ShipmentInTransit,
+                format!("shipment {} has shipped: cancel it first", s.shipment_id),
+            )),
+            ShipmentStatus::Reserved | ShipmentStatus::Released => Ok(None),
         }
-        ShipmentStatus::Shipped => Err(ActivityError::new(
-            ErrorKind::ShipmentInTransit,
-            format!("shipment {} has shipped: cancel it first", s.shipment_id),
-        )),
-        ShipmentStatus::Reserved | ShipmentStatus::Released => Ok(None),
     })
     .await?;
     ctx.faults.inject("restock", Point::After).await?;
@@ -991,31 +1055,33 @@ pub async fn cancel_shipment(
     input: ShipmentRef,
 ) -> Result<ShipmentState, ActivityError> {
     ctx.faults.inject("cancel_shipment", Point::Before).await?;
-    let out = compensate_shipment_step(ctx, &input, "ship", |s| match s.status {
-        ShipmentStatus::Shipped => {
-            // The parcel comes back to the warehouse, packed and still the order's.
-            let mut next = s.clone();
-            next.status = ShipmentStatus::Picked;
-            next.tracking_number = None;
-            next.updated_at = now();
-            let moves = s
-                .lines
-                .iter()
-                .map(|l| {
-                    stock_move(
-                        &l.sku,
-                        &s.warehouse_id,
-                        &[
-                            ("on_hand", l.quantity),
-                            ("reserved", l.quantity),
-                            ("shipped", -l.quantity),
-                        ],
-                    )
-                })
-                .collect();
-            Ok(Some((next, moves)))
+    let out = compensate_shipment_step(ctx, &input, ("ship", "CancelShipment"), |s| {
+        match s.status {
+            ShipmentStatus::Shipped => {
+                // The parcel comes back to the warehouse, packed and still the order's.
+                let mut next = s.clone();
+                next.status = ShipmentStatus::Picked;
+                next.tracking_number = None;
+                next.updated_at = now();
+                let moves = s
+                    .lines
+                    .iter()
+                    .map(|l| {
+                        stock_move(
+                            &l.sku,
+                            &s.warehouse_id,
+                            &[
+                                ("on_hand", l.quantity),
+                                ("reserved", l.quantity),
+                                ("shipped", -l.quantity),
+                            ],
+                        )
+                    })
+                    .collect();
+                Ok(Some((next, moves)))
+            }
+            _ => Ok(None),
         }
-        _ => Ok(None),
     })
     .await?;
     ctx.faults.inject("cancel_shipment", Point::After).await?;
@@ -1059,8 +1125,13 @@ pub async fn record_order_status(
             return Ok(Attempt::Done(done));
         }
         record.updated_at = now();
-        let write = put(order_key(id), to_doc(&record), Some(order.version));
-        done_or_again(&*ctx.store, vec![write], done).await
+        let mut writes = Vec::new();
+        if record.status != from {
+            let moved = events::order_status(&record);
+            writes.extend(outbox_write(&mut record, vec![moved]));
+        }
+        writes.push(put(order_key(id), to_doc(&record), Some(order.version)));
+        done_or_again(&*ctx.store, writes, done).await
     })
     .await?;
     ctx.faults.inject("record_status", Point::After).await?;

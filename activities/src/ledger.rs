@@ -250,6 +250,11 @@ pub struct OrderRecord {
     pub failure: Option<Failure>,
     pub created_at: String,
     pub updated_at: String,
+    /// The sequence number of the order's last event (`crate::events`): each batch that
+    /// emits events bumps it, under the version it read. Records written before events
+    /// existed have none and count from 0.
+    #[serde(default)]
+    pub event_seq: u64,
 }
 
 impl OrderRecord {

@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod audit;
 pub mod errors;
+pub mod events;
 pub mod faults;
 pub mod gateway;
 pub mod lambda;

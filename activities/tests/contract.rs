@@ -52,6 +52,7 @@ cases![
     picks_wait_for_the_warehouse,
     concurrent_sagas_keep_every_invariant,
     store_failures_leave_nothing_half_written,
+    events_follow_every_change,
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -677,6 +678,7 @@ async fn compensations_run_twice_change_nothing(store: Arc<dyn Store>) {
     let a = clean_audit(&*store).await;
     assert_eq!(a.reserved_units, 0);
     assert_eq!(a.on_hand_units, a.received_units);
+    check_events(&*store).await;
     assert_eq!(a.refunded_cents, a.charged_cents);
     assert!(a.charged_cents > 0);
 }
@@ -1161,6 +1163,7 @@ async fn concurrent_sagas_keep_every_invariant(store: Arc<dyn Store>) {
     // How many complete depends on the race (an order that takes stock and then fails
     // releases it after others were already refused); some always must.
     assert!(a.shipped_units >= 1, "nothing shipped: {a:?}");
+    check_events(&*store).await;
     assert_eq!(a.charged_cents - a.refunded_cents, a.completed_total_cents);
     assert!(
         report.duplicate_calls > 0 && report.injected_failures > 0,
@@ -1236,6 +1239,7 @@ async fn store_failures_leave_nothing_half_written(store: Arc<dyn Store>) {
     assert_eq!(a.orders, 24);
     assert_eq!(a.reserved_units, 0);
     assert_eq!(a.on_hand_units + a.shipped_units, 10);
+    check_events(&*store).await;
     assert_eq!(a.charged_cents - a.refunded_cents, a.completed_total_cents);
 }
 
@@ -1302,4 +1306,189 @@ async fn picks_wait_for_the_warehouse(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(step.status(), Some(StepStatus::Failed));
     clean_audit(&*store).await;
+}
+
+/// What the outbox must hold after any run, however many calls were repeated or lost
+/// their answers (`activities::events`): each order's events numbered 1..=event_seq
+/// with no gap and no repeat, every one valid against the one event schema, the last
+/// status event of the order and of each shipment naming its status now, no status
+/// emitted twice in a row (a replayed activity emits nothing), and each compensation
+/// at most once. Answers the events of every order.
+async fn check_events(store: &dyn Store) -> BTreeMap<String, Vec<Value>> {
+    use activities::events::{events_of, outbox_prefix, SCHEMA};
+    use activities::ledger::{scan_orders, OrderItem, OrderRecord, ShipmentRecord};
+    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut by_order: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for item in store.scan(outbox_prefix()).await.unwrap() {
+        for e in events_of(&item) {
+            let errors: Vec<String> = validator.iter_errors(&e).map(|x| x.to_string()).collect();
+            assert!(errors.is_empty(), "{e}: {errors:?}");
+            let order = e["subject"].as_str().unwrap().to_string();
+            by_order.entry(order).or_default().push(e);
+        }
+    }
+    for item in scan_orders(store).await.unwrap() {
+        let order_id = activities::ledger::order_id_of(&item.key.pk)
+            .unwrap()
+            .to_string();
+        let events = by_order.get(&order_id).cloned().unwrap_or_default();
+        match OrderItem::of(&item.key) {
+            Some(OrderItem::Order) => {
+                let record: OrderRecord = activities::ledger::from_item(&item).unwrap();
+                let seqs: Vec<u64> = events
+                    .iter()
+                    .map(|e| e["data"]["sequence"].as_u64().unwrap())
+                    .collect();
+                let want: Vec<u64> = (1..=record.event_seq).collect();
+                assert_eq!(seqs, want, "{order_id}: sequences");
+                let statuses = statuses(&events, "oms.order.", None);
+                assert_eq!(
+                    statuses.last(),
+                    Some(&json!(record.status)),
+                    "{order_id}: {statuses:?}"
+                );
+                let mut comps: Vec<(Value, Value)> = events
+                    .iter()
+                    .filter(|e| e["type"].as_str().unwrap().starts_with("oms.compensation."))
+                    .map(|e| (e["type"].clone(), e["data"]["shipment_id"].clone()))
+                    .collect();
+                let n = comps.len();
+                comps.sort_by_key(|c| c.0.to_string() + &c.1.to_string());
+                comps.dedup();
+                assert_eq!(comps.len(), n, "{order_id}: a compensation emitted twice");
+            }
+            Some(OrderItem::Shipment) => {
+                let record: ShipmentRecord = activities::ledger::from_item(&item).unwrap();
+                let statuses = statuses(&events, "oms.shipment.", Some(&record.shipment_id));
+                assert_eq!(
+                    statuses.last(),
+                    Some(&json!(record.status)),
+                    "{order_id}: {statuses:?}"
+                );
+            }
+            _ => {}
+        }
+    }
+    by_order
+}
+
+/// The statuses `events` of one kind report, asserting none repeats the one before.
+fn statuses(events: &[Value], prefix: &str, shipment: Option<&str>) -> Vec<Value> {
+    let out: Vec<Value> = events
+        .iter()
+        .filter(|e| e["type"].as_str().unwrap().starts_with(prefix))
+        .filter(|e| shipment.is_none_or(|s| e["data"]["shipment_id"] == s))
+        .map(|e| e["data"]["status"].clone())
+        .collect();
+    for pair in out.windows(2) {
+        assert_ne!(pair[0], pair[1], "a status emitted twice in a row: {out:?}");
+    }
+    out
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+/// Every change emits its event, in order, and a run repeated emits nothing more.
+async fn events_follow_every_change(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    let id = "ev1";
+    activity::place_order(&ctx, order(id, &[("SOCKS-3PK", 1)]))
+        .await
+        .unwrap();
+    let res = activity::reserve_inventory(&ctx, r(id)).await.unwrap();
+    let sid = res.shipments[0].shipment_id.clone();
+    activity::charge_payment(&ctx, r(id)).await.unwrap();
+    record(&ctx, id, OrderStatus::Fulfilling).await;
+    activity::pick_shipment(&ctx, pr(id, &sid)).await.unwrap();
+    activity::ship_shipment(&ctx, sr(id, &sid)).await.unwrap();
+    record(&ctx, id, OrderStatus::Completed).await;
+    let first = check_events(&*store).await;
+    assert_eq!(
+        types(&first[id]),
+        [
+            "oms.order.pending",
+            "oms.shipment.reserved",
+            "oms.order.reserved",
+            "oms.order.charged",
+            "oms.order.fulfilling",
+            "oms.shipment.picked",
+            "oms.shipment.shipped",
+            "oms.order.completed"
+        ]
+    );
+    assert_eq!(
+        first[id][6]["data"]["tracking_number"]
+            .as_str()
+            .map(|t| &t[..2]),
+        Some("1Z")
+    );
+    // Every step again: all replays, so no event.
+    activity::place_order(&ctx, order(id, &[("SOCKS-3PK", 1)]))
+        .await
+        .unwrap();
+    activity::reserve_inventory(&ctx, r(id)).await.unwrap();
+    activity::charge_payment(&ctx, r(id)).await.unwrap();
+    activity::pick_shipment(&ctx, pr(id, &sid)).await.unwrap();
+    activity::ship_shipment(&ctx, sr(id, &sid)).await.unwrap();
+    record(&ctx, id, OrderStatus::Completed).await;
+    assert_eq!(check_events(&*store).await, first, "a replay emitted again");
+    // A compensation emits its event and the shipment's, once however often it runs.
+    let id = "ev2";
+    activity::place_order(&ctx, order(id, &[("SOCKS-3PK", 1)]))
+        .await
+        .unwrap();
+    activity::reserve_inventory(&ctx, r(id)).await.unwrap();
+    for _ in 0..2 {
+        activity::release_inventory(&ctx, r(id)).await.unwrap();
+    }
+    let events = check_events(&*store).await;
+    assert_eq!(
+        types(&events[id]),
+        [
+            "oms.order.pending",
+            "oms.shipment.reserved",
+            "oms.order.reserved",
+            "oms.shipment.released",
+            "oms.compensation.release_inventory"
+        ]
+    );
+    // A batch whose condition fails (the order changed under it) writes no event.
+    let o = load_order(&*store, id).await.unwrap();
+    let mut rec = o.value.clone();
+    let outbox = activities::events::outbox_write(
+        &mut rec,
+        vec![activities::events::order_status(&o.value)],
+    )
+    .unwrap();
+    let stale = Write::Check {
+        key: activities::ledger::order_key(id),
+        cond: Cond::Version(o.version + 1),
+    };
+    let err = store.transact(vec![outbox, stale]).await.unwrap_err();
+    assert!(matches!(err, StoreError::ConditionFailed { .. }), "{err}");
+    assert_eq!(check_events(&*store).await, events);
+}
+
+#[test]
+fn the_schema_lists_every_event_type() {
+    let schema: Value = serde_json::from_str(activities::events::SCHEMA).unwrap();
+    let listed: Vec<&str> = schema["properties"]["type"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let mut emitted = activities::events::status_types();
+    emitted.push("oms.order.amended".into());
+    let mut want: Vec<&str> = emitted.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    let mut listed_sorted = listed.clone();
+    listed_sorted.sort_unstable();
+    assert_eq!(
+        listed_sorted, want,
+        "schemas/order-event.schema.json's type enum"
+    );
 }

@@ -26,6 +26,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { toDraft4, type Json } from './draft4';
+import { OrderEvents } from './events';
 import { Activity, REPO_ROOT, readActivities, readSagaDefinition, substitutions } from './saga';
 
 /** How long every log group of the stack keeps its events. */
@@ -100,6 +101,7 @@ export class OmsStack extends Stack {
   readonly operatorRole: iam.Role;
   readonly serviceRole: iam.Role;
   readonly alarmTopic: sns.Topic;
+  readonly events: OrderEvents;
 
   constructor(scope: Construct, id: string, props: OmsStackProps) {
     super(scope, id, props);
@@ -149,6 +151,14 @@ export class OmsStack extends Stack {
       encryptionKey: this.key,
       deletionProtection: true,
       removalPolicy: RemovalPolicy.RETAIN,
+      // New outbox items reach the order event bus through the stream (lib/events.ts).
+      stream: dynamodb.StreamViewType.NEW_IMAGE,
+    });
+    this.events = new OrderEvents(this, 'OrderEvents', {
+      table: this.table,
+      key: this.key,
+      logRetention: LOG_RETENTION,
+      root,
     });
 
     // --- The activities: one function each, each with its own role and log group.
@@ -601,6 +611,7 @@ export class OmsStack extends Stack {
     new CfnOutput(this, 'OrdersApiUrl', { value: this.api.url, description: 'The Orders API (SigV4, service execute-api): POST orders, GET orders/{id}' });
     new CfnOutput(this, 'OperatorRoleArn', { value: this.operatorRole.roleArn, description: 'Assume to inspect, stop and redrive executions' });
     new CfnOutput(this, 'OrdersServiceRoleArn', { value: this.serviceRole.roleArn, description: 'Assume to run oms --backend aws (oms up, the CLI)' });
+    new CfnOutput(this, 'OrderEventBusName', { value: this.events.bus.eventBusName, description: 'The order events (docs/events.md)' });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn, description: 'Subscribe to receive the alarms' });
   }
 }

@@ -77,7 +77,10 @@ test('the acknowledged findings are exactly these', () => {
   }
   const fnRoles = stack.activities.map((a) => `${a.name}Role`);
   assert.deepEqual(Object.fromEntries([...byId].map(([id, paths]) => [id, paths.sort()])), {
-    'AwsSolutions-IAM5[Resource::*]': [...fnRoles, 'OrderSagaRole'].sort(),
+    'AwsSolutions-IAM5[Resource::*]': [...fnRoles, 'OrderSagaRole', 'OrderEvents/RelayRole'].sort(),
+    'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]': ['OrderEvents/RelayRole'],
+    'AwsSolutions-IAM5[Action::kms:ReEncrypt*]': ['OrderEvents/RelayRole'],
+    'AwsSolutions-SQS3': ['OrderEvents/RelayFailures'],
     [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${machine}.Name>:*]`]:
       ['OperatorRole', 'OrdersApiRole', 'OrdersServiceRole'],
     'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]': ['OrdersApi'],

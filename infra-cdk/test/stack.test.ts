@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { Match } from 'aws-cdk-lib/assertions';
 import { buildApp } from '../lib/app';
 import { OPERATOR_EXECUTION_ACTIONS, OPERATOR_MACHINE_ACTIONS } from '../lib/oms-stack';
+import { EVENT_SCHEMA_FILE } from '../lib/events';
 import { REPO_ROOT, activityName, placeholders, readSagaDefinition, substitutions } from '../lib/saga';
 import {
   COMPENSATIONS,
@@ -125,7 +126,8 @@ test('the activities are the ten binaries of activities/src/bin', () => {
 });
 
 test('ten Lambda functions: provided.al2023, x86_64, bootstrap, 256 MB, 30 s, active tracing, OMS_STORE', () => {
-  template.resourceCountIs('AWS::Lambda::Function', 10);
+  // The ten activities and the outbox relay (lib/events.ts, tested below).
+  template.resourceCountIs('AWS::Lambda::Function', 11);
   for (const [name, { props }] of functionsByActivity()) {
     assert.equal(props.Runtime, 'provided.al2023', name);
     assert.deepEqual(props.Architectures, ['x86_64'], name);
@@ -160,9 +162,16 @@ test('each function\'s code is <lambdaZipDir>/<binary>/bootstrap.zip', () => {
   assert.equal(keys.size, 10, 'two functions share one zip');
 });
 
+/** The activities' functions (the outbox relay is not one). */
+function activityFunctions(t: any): any[] {
+  return (Object.values(resources(t, 'AWS::Lambda::Function')) as any[]).filter(
+    (fn) => fn.Properties.Runtime === 'provided.al2023',
+  );
+}
+
 test('seedDemo=true sets OMS_SEED_DEMO=1 on every function', () => {
   const seeded = synth({ seedDemo: 'true' }).template;
-  const fns = Object.values(resources(seeded, 'AWS::Lambda::Function'));
+  const fns = activityFunctions(seeded);
   assert.equal(fns.length, 10);
   for (const fn of fns) {
     assert.equal(fn.Properties.Environment.Variables.OMS_SEED_DEMO, '1');
@@ -170,7 +179,7 @@ test('seedDemo=true sets OMS_SEED_DEMO=1 on every function', () => {
 });
 
 test('fault injection is off unless faultInjection=true turns it on', () => {
-  const fns = (t: any) => Object.values(resources(t, 'AWS::Lambda::Function')) as any[];
+  const fns = activityFunctions;
   for (const fn of fns(template)) {
     assert.equal(fn.Properties.Environment.Variables.OMS_FAULT_INJECTION, undefined);
   }
@@ -275,6 +284,7 @@ test('a ${...} without a function fails synth, naming it', () => {
   try {
     fs.cpSync(path.join(REPO_ROOT, 'activities', 'src', 'bin'), path.join(root, 'activities', 'src', 'bin'), { recursive: true });
     fs.cpSync(path.join(REPO_ROOT, 'statemachines', 'schemas'), path.join(root, 'statemachines', 'schemas'), { recursive: true });
+    fs.cpSync(path.join(REPO_ROOT, 'activities', 'schemas'), path.join(root, 'activities', 'schemas'), { recursive: true });
     fs.writeFileSync(path.join(root, 'statemachines', 'order-saga.asl.json'), definition);
     const { App } = require('aws-cdk-lib') as typeof import('aws-cdk-lib');
     const { OmsStack } = require('../lib/oms-stack') as typeof import('../lib/oms-stack');
@@ -436,7 +446,8 @@ test('the stage: access logs to an encrypted group, tracing, throttling, method 
 
 test('every log group is encrypted with the key and expires its events', () => {
   const groups = Object.values(resources(template, 'AWS::Logs::LogGroup'));
-  assert.equal(groups.length, 13); // 10 functions, the saga, API access and execution logs
+  // 10 functions, the saga, API access and execution logs, the order events and their relay
+  assert.equal(groups.length, 15);
   for (const g of groups) {
     assert.deepEqual(g.Properties.KmsKeyId, keyArn);
     assert.equal(g.Properties.RetentionInDays, 90);
@@ -593,6 +604,7 @@ test('the outputs are exactly those oms and operators read', () => {
   assert.deepEqual(Object.keys(outputs).sort(), [
     'AlarmTopicArn',
     'OperatorRoleArn',
+    'OrderEventBusName',
     'OrdersApiUrl',
     'OrdersServiceRoleArn',
     'OrdersTableName',
@@ -611,4 +623,52 @@ test('the app reads lambdaZipDir and stateMachineName from the context', () => {
   const { stack: renamed } = build({ stateMachineName: 'oms-saga-test' });
   const sm = renamed.node.findChild('OrderSaga').node.defaultChild as any;
   assert.equal(sm.stateMachineName, 'oms-saga-test');
+});
+
+test('order events: a bus, its archive, a rule into an encrypted log, one registered schema per type', () => {
+  const buses = resources(template, 'AWS::Events::EventBus');
+  assert.equal(Object.keys(buses).length, 1);
+  const busId = logicalId(stack, stack.events.bus);
+  const [archive] = Object.values(resources(template, 'AWS::Events::Archive')) as any[];
+  assert.deepEqual(archive.Properties.SourceArn, { 'Fn::GetAtt': [busId, 'Arn'] });
+  assert.deepEqual(archive.Properties.EventPattern, { source: ['oms'] });
+  assert.equal(archive.Properties.RetentionDays, 365);
+  const [rule] = Object.values(resources(template, 'AWS::Events::Rule')) as any[];
+  assert.deepEqual(rule.Properties.EventBusName, { Ref: busId });
+  assert.deepEqual(rule.Properties.EventPattern, { source: ['oms'] });
+  assert.equal(rule.Properties.Targets.length, 1);
+  // The schemas: exactly the schema file's types, each a draft 4 schema fixing its type.
+  const file = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, EVENT_SCHEMA_FILE), 'utf8'));
+  const types: string[] = file.properties.type.enum;
+  const schemas = Object.values(resources(template, 'AWS::EventSchemas::Schema')) as any[];
+  assert.deepEqual(schemas.map((x) => x.Properties.SchemaName).sort(), types.map((t) => `oms@${t}`).sort());
+  assert.equal(Object.keys(resources(template, 'AWS::EventSchemas::Registry')).length, 1);
+  const Ajv4 = require('ajv-draft-04');
+  for (const x of schemas) {
+    assert.equal(x.Properties.Type, 'JSONSchemaDraft4');
+    const content = JSON.parse(x.Properties.Content);
+    const type = x.Properties.SchemaName.slice('oms@'.length);
+    const validate = new Ajv4({ strict: false }).compile(content);
+    const data: any = { order_id: 'o-1', sequence: 1, status: 'COMPLETED', shipment_id: 's', warehouse_id: 'w', activity: 'A', result: {} };
+    const event = { specversion: '1.0', id: 'e', source: 'oms', type, time: '2026-01-01T00:00:00Z', subject: 'o-1', datacontenttype: 'application/json', data };
+    assert.ok(validate(event), `${type}: ${JSON.stringify(validate.errors)}`);
+    assert.ok(!validate({ ...event, type: 'oms.order.other' }), `${type} takes another type`);
+  }
+});
+
+test('the outbox relay: the table stream (NEW_IMAGE), outbox inserts only, failures to a queue; PutEvents on the bus', () => {
+  const table = resources(template, 'AWS::DynamoDB::Table')[tableId] as any;
+  assert.deepEqual(table.Properties.StreamSpecification, { StreamViewType: 'NEW_IMAGE' });
+  const [mapping] = Object.values(resources(template, 'AWS::Lambda::EventSourceMapping')) as any[];
+  assert.deepEqual(mapping.Properties.EventSourceArn, { 'Fn::GetAtt': [tableId, 'StreamArn'] });
+  const filter = JSON.parse(mapping.Properties.FilterCriteria.Filters[0].Pattern);
+  assert.deepEqual(filter, { eventName: ['INSERT'], dynamodb: { Keys: { pk: { S: [{ prefix: 'OUTBOX#' }] } } } });
+  assert.ok(mapping.Properties.DestinationConfig.OnFailure.Destination, 'no failure destination');
+  assert.equal(mapping.Properties.BisectBatchOnFunctionError, true);
+  const relayRole = logicalId(stack, stack.events.relay.role!);
+  const statements = roleStatements(template, relayRole);
+  const put = statements.find((st: any) => [st.Action].flat().includes('events:PutEvents'));
+  assert.deepEqual(put.Resource, { 'Fn::GetAtt': [logicalId(stack, stack.events.bus), 'Arn'] });
+  const writes = statements.filter((st: any) => [st.Action].flat().some((a: string) => /dynamodb:(Put|Update|Delete)/.test(a)));
+  assert.deepEqual(writes.map((st: any) => st.Action).flat(), ['dynamodb:DeleteItem']);
 });

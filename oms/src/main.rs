@@ -8,6 +8,8 @@ mod bench;
 mod cli;
 mod client;
 mod cost;
+mod events;
+mod events_http;
 mod exec;
 mod hosts;
 mod integrations;

@@ -27,6 +27,11 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 pub const CONSOLE: &str = include_str!("console.html");
 
 pub fn routes(orders: Arc<Orders>) -> Router {
+    routes_with(orders, Router::new())
+}
+
+/// The Orders API's routes and `more` (the order events'), behind the same guards.
+pub fn routes_with(orders: Arc<Orders>, more: Router) -> Router {
     Router::new()
         .route("/orders", post(submit).get(list))
         .route("/orders/{id}", get(show))
@@ -49,10 +54,11 @@ pub fn routes(orders: Arc<Orders>) -> Router {
                 )
             }),
         )
+        .with_state(orders)
+        .merge(more)
         // The last layer added runs first: the origin check, then the routes.
         .layer(middleware::from_fn(json_errors))
         .layer(middleware::from_fn(same_origin))
-        .with_state(orders)
 }
 
 fn answer(result: Result<Value, Problem>, ok: StatusCode) -> Response {
@@ -148,7 +154,11 @@ fn code_of(status: StatusCode) -> &'static str {
 
 /// A request's JSON body: at most MAX_REQUEST_BYTES (413), `application/json` (415)
 /// and JSON (400 with `invalid`, the code of the route's bad input). No body is `{}`.
-async fn json_body(headers: &HeaderMap, body: Body, invalid: &str) -> Result<Value, Problem> {
+pub(crate) async fn json_body(
+    headers: &HeaderMap,
+    body: Body,
+    invalid: &str,
+) -> Result<Value, Problem> {
     Ok(optional_json_body(headers, body, invalid)
         .await?
         .unwrap_or_else(|| json!({})))

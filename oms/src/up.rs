@@ -83,6 +83,22 @@ pub struct UpArgs {
     /// per data dir (the soak benchmark's stock).
     #[arg(long, hide = true)]
     pub bench_stock: Option<u32>,
+    /// Webhook deliveries: the wait after the first failed attempt; it doubles with
+    /// each further one (with jitter) up to --webhook-retry-max-ms (docs/events.md).
+    #[arg(long, env = "OMS_WEBHOOK_RETRY_BASE_MS", default_value_t = 500)]
+    pub webhook_retry_base_ms: u64,
+    /// Webhook deliveries: the longest wait between two attempts.
+    #[arg(long, env = "OMS_WEBHOOK_RETRY_MAX_MS", default_value_t = 60_000)]
+    pub webhook_retry_max_ms: u64,
+    /// Webhook deliveries: attempts of one event before it is dead-lettered.
+    #[arg(long, env = "OMS_WEBHOOK_MAX_ATTEMPTS", default_value_t = 12)]
+    pub webhook_max_attempts: u32,
+    /// Seed the webhook retries' jitter (tests; random otherwise).
+    #[arg(long, hide = true)]
+    pub webhook_jitter_seed: Option<u64>,
+    /// How often the relay moves events from the order store's outbox to the log.
+    #[arg(long, hide = true, default_value_t = 100)]
+    pub event_relay_every_ms: u64,
 }
 
 impl UpArgs {
@@ -155,6 +171,7 @@ async fn up_local(
     let store =
         ExecutionStore::open_with_key(&args.data_dir, key.clone()).map_err(|e| e.to_string())?;
     let (ctx, ready) = order_context(args, dynamodb_endpoint.as_deref(), key.as_ref()).await?;
+    let hub = start_events(args, ctx.store.clone(), key.as_ref())?;
     let warehouse = Arc::new(Warehouse::new(
         ctx.clone(),
         !args.manual_picking,
@@ -211,7 +228,7 @@ async fn up_local(
         ..ready
     };
     print_started(args, addr, &started);
-    serve(args, config, listener, sfn, orders, Some(&args.data_dir)).await?;
+    serve(args, config, listener, sfn, orders, Some(hub)).await?;
     // Work in flight resumes at the next start; what was acknowledged is committed.
     store.close();
     if args.power_loss().is_some() {
@@ -437,15 +454,51 @@ async fn serve(
     listener: tokio::net::TcpListener,
     sfn: Arc<dyn saga_core::api::StepFunctions>,
     orders: Orders,
-    data_dir: Option<&Path>,
+    events: Option<Arc<crate::events::Hub>>,
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // Local servers keep credentials (and their events) in the data dir.
+    let data_dir = events.as_ref().map(|_| args.data_dir.as_path());
     let auth = credentials(args, config, addr, data_dir)?;
     let hosts = allowed_hosts(args, config, addr);
-    let extra = crate::orders_http::routes(Arc::new(orders));
-    crate::server::serve_with(listener, sfn, extra, auth, hosts, shutdown_signal())
+    let more = events
+        .clone()
+        .map(crate::events_http::routes)
+        .unwrap_or_default();
+    let extra = crate::orders_http::routes_with(Arc::new(orders), more);
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Open event streams end, or the graceful shutdown would wait for them.
+        if let Some(hub) = events {
+            hub.close();
+        }
+    };
+    crate::server::serve_with(listener, sfn, extra, auth, hosts, shutdown)
         .await
         .map_err(|e| format!("the server failed: {e}"))
+}
+
+/// The order events of a local `oms up`: the log in the data dir, the relay from the
+/// order store's outbox, and webhook delivery (docs/events.md).
+fn start_events(
+    args: &UpArgs,
+    store: Arc<dyn activities::store::Store>,
+    key: Option<&dbkey::DbKey>,
+) -> Result<Arc<crate::events::Hub>, String> {
+    use crate::events::{log::EventLog, webhooks, Hub};
+    let path = args.data_dir.join("events.db");
+    let log = Arc::new(EventLog::open(&path, key)?);
+    private_files(&args.data_dir)?;
+    let backoff = webhooks::Backoff::new(
+        std::time::Duration::from_millis(args.webhook_retry_base_ms),
+        std::time::Duration::from_millis(args.webhook_retry_max_ms),
+        args.webhook_max_attempts,
+        args.webhook_jitter_seed,
+    );
+    let hub = Hub::new(log, Arc::new(webhooks::HttpSender::new()), backoff);
+    let every = std::time::Duration::from_millis(args.event_relay_every_ms.max(1));
+    tokio::spawn(hub.clone().relay_forever(store, every));
+    Ok(hub)
 }
 
 async fn shutdown_signal() {

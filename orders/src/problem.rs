@@ -36,6 +36,8 @@ pub mod code {
     pub const ORDER_NOT_RETRYABLE: &str = "Order.NotRetryable";
     /// A loopback server was called by a name that is not its own (DNS rebinding).
     pub const HOST_NOT_ALLOWED: &str = "Request.HostNotAllowed";
+    /// No webhook subscription has this id.
+    pub const SUBSCRIPTION_NOT_FOUND: &str = "Subscription.NotFound";
     /// Every code above: the OpenAPI document must list them all (oms's test).
     pub const ALL: &[&str] = &[
         REQUEST_INVALID,
@@ -51,6 +53,7 @@ pub mod code {
         FAULTS_DISABLED,
         HOST_NOT_ALLOWED,
         ORDER_NOT_RETRYABLE,
+        SUBSCRIPTION_NOT_FOUND,
     ];
 }
 

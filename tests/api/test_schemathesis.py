@@ -33,7 +33,7 @@ CHECKS = [
     "response_schema_conformance",
     "negative_data_rejection",
 ]
-OPERATIONS = 11  # the operations openapi.json lists
+OPERATIONS = 16  # the operations openapi.json lists, but GET /events (below)
 
 
 def schemathesis(server, workdir, headers=()):
@@ -47,6 +47,9 @@ def schemathesis(server, workdir, headers=()):
             "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED), "--no-shrink",
             "--workers", "1", "--request-timeout", "30",
             "--report", "ndjson", "--report-dir", str(workdir)]
+    # GET /events is a stream that stays open: every example would end in the request
+    # timeout. test_events.py checks it.
+    args += ["--exclude-path", "/events"]
     for h in headers:
         args += ["--header", h]
     # One worker: CPython 3.11 before 3.11.9 can fail ast.parse run in two threads at

@@ -241,12 +241,16 @@ impl Store for SqliteStore {
 
     async fn scan(&self, pk_prefix: &str) -> Result<Vec<Item>, StoreError> {
         let prefix = pk_prefix.to_string();
+        // A range of the primary key, not a filter over every row: the event relay
+        // scans its (usually empty) outbox prefix several times a second.
+        let end = prefix_end(&prefix);
         self.with_conn(move |conn| {
             select(
                 conn,
                 "SELECT pk, sk, version, doc FROM items
-                 WHERE substr(pk, 1, length(?1)) = ?1 ORDER BY pk, sk",
-                params![prefix],
+                 WHERE pk >= ?1 AND (?2 IS NULL OR pk < ?2)
+                   AND substr(pk, 1, length(?1)) = ?1 ORDER BY pk, sk",
+                params![prefix, end],
             )
         })
         .await
@@ -269,4 +273,17 @@ impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
+}
+
+/// The least string above every string that starts with `prefix` (its last character
+/// made the next one), or None when there is none (an empty prefix).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        if let Some(next) = char::from_u32(u32::from(last) + 1) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }

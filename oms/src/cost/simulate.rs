@@ -262,12 +262,16 @@ pub fn saga_definition_in(language: oms_orders::SagaLanguage) -> Result<String, 
     oms_orders::local_definition(REGION, ACCOUNT, language)
 }
 
+/// What the table keeps: not the outbox items, which the event relay deletes once it
+/// has published them (docs/events.md).
 async fn table_bytes(store: &dyn Store) -> Result<i64, String> {
+    let outbox = activities::events::outbox_prefix();
     Ok(store
         .scan("")
         .await
         .map_err(|e| e.to_string())?
         .iter()
+        .filter(|i| !i.key.pk.starts_with(outbox))
         .map(|i| stored_size(i) as i64 + DYNAMO_ITEM_OVERHEAD)
         .sum())
 }

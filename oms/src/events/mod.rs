@@ -1,0 +1,209 @@
+//! Order events out of `oms up`: the relay that moves events from the order store's
+//! outbox (`activities::events`) into the durable log, giving each its global sequence,
+//! and the webhook workers that deliver the log to subscribers. The HTTP routes over
+//! them are in `events_http`. On AWS the DynamoDB stream's Lambda is the relay
+//! (infra-cdk), publishing to EventBridge instead.
+
+pub mod log;
+pub mod webhooks;
+
+use activities::events::{events_of, outbox_prefix};
+use activities::store::{Cond, Store, StoreError, Write};
+use log::EventLog;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use webhooks::{Backoff, Sender};
+
+/// Publishes every outbox item there is: logs its events (skipping ones logged before
+/// a crash), then deletes it. Answers how many events were new.
+pub async fn relay_once(store: &dyn Store, log: &EventLog) -> Result<usize, String> {
+    // Sorted by partition then sort key: each order's items in sequence order.
+    let items = store
+        .scan(outbox_prefix())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut added = 0;
+    for item in items {
+        added += log.append(&events_of(&item))?;
+        let delete = Write::Delete {
+            key: item.key.clone(),
+            cond: Cond::Version(item.version),
+        };
+        match store.transact(vec![delete]).await {
+            // Another relay (a second `oms up` on the same store) deleted it first.
+            Ok(()) | Err(StoreError::ConditionFailed { .. }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(added)
+}
+
+/// The events side of `oms up`: the log, who is told when it grows, and how webhooks
+/// are retried.
+pub struct Hub {
+    pub log: Arc<EventLog>,
+    grown: watch::Sender<u64>,
+    closing: watch::Sender<bool>,
+    sender: Arc<dyn Sender>,
+    backoff: Backoff,
+    workers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+}
+
+impl Hub {
+    pub fn new(log: Arc<EventLog>, sender: Arc<dyn Sender>, backoff: Backoff) -> Arc<Hub> {
+        let last = log.last_seq().unwrap_or(0);
+        Arc::new(Hub {
+            log,
+            grown: watch::Sender::new(last),
+            closing: watch::Sender::new(false),
+            sender,
+            backoff,
+            workers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Told the last global sequence whenever the log grows (or a replay is asked).
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.grown.subscribe()
+    }
+
+    /// Told `true` when the server stops: open streams end.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    pub fn nudge(&self) {
+        let last = self.log.last_seq().unwrap_or(0);
+        self.grown.send_replace(last);
+    }
+
+    /// Stops the delivery worker of a deleted subscription now, even in the middle of
+    /// its retries (it would otherwise notice only after the event it is retrying).
+    pub fn forget(&self, id: &str) {
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = workers.remove(id) {
+            w.abort();
+        }
+    }
+
+    /// Starts a delivery worker for every subscription that has none.
+    pub fn start_workers(&self) -> Result<(), String> {
+        let subs = self.log.subscriptions()?;
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        workers.retain(|_, w| !w.is_finished());
+        for sub in subs {
+            if workers.contains_key(&sub.id) {
+                continue;
+            }
+            let (log, sender, grown) = (self.log.clone(), self.sender.clone(), self.watch());
+            let mut backoff = self.backoff.clone();
+            backoff.reseed(workers.len() as u64);
+            let id = sub.id.clone();
+            let task = tokio::spawn(async move {
+                if let Err(e) =
+                    webhooks::run_subscription(log, sender, backoff, id.clone(), grown).await
+                {
+                    eprintln!("oms: webhook delivery of subscription {id} stopped: {e}");
+                }
+            });
+            workers.insert(sub.id, task);
+        }
+        Ok(())
+    }
+
+    /// Relays the outbox every `every` until the process ends. A failed round is
+    /// reported and tried again: the outbox keeps what was not relayed.
+    pub async fn relay_forever(self: Arc<Self>, store: Arc<dyn Store>, every: Duration) {
+        let mut reported = false;
+        loop {
+            match relay_once(&*store, &self.log).await {
+                Ok(n) => {
+                    reported = false;
+                    if n > 0 {
+                        self.nudge();
+                    }
+                }
+                Err(e) if !reported => {
+                    eprintln!("oms: event relay: {e} (retrying)");
+                    reported = true;
+                }
+                Err(_) => {}
+            }
+            if let Err(e) = self.start_workers() {
+                eprintln!("oms: webhook workers: {e}");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use activities::events::{order_status, outbox_write};
+    use activities::ledger::{order_key, to_doc, OrderRecord};
+    use activities::store::sqlite::SqliteStore;
+    use serde_json::json;
+
+    fn order(id: &str) -> OrderRecord {
+        serde_json::from_value(json!({
+            "order_id": id, "customer_id": "c", "lines": [], "total_cents": 0,
+            "currency": "USD", "payment_method": "pm", "status": "PENDING",
+            "ship_to": {"name": "A", "line1": "1", "city": "B", "postal_code": "1", "country": "US"},
+            "charged_cents": 0, "refunded_cents": 0, "cancel_requested": false,
+            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z"
+        }))
+        .unwrap()
+    }
+
+    /// Emits one status event for each order, in its own batch with the order record.
+    async fn emit(store: &dyn Store, record: &mut OrderRecord, version: Option<u64>) {
+        let outbox = outbox_write(record, vec![order_status(record)]).unwrap();
+        let put = activities::ledger::put(order_key(&record.order_id), to_doc(record), version);
+        store.transact(vec![outbox, put]).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_relay_logs_each_event_once_in_order_per_order_and_empties_the_outbox() {
+        let store = SqliteStore::in_memory().unwrap();
+        let log = EventLog::in_memory().unwrap();
+        let (mut a, mut b) = (order("a"), order("b"));
+        emit(&store, &mut a, None).await;
+        emit(&store, &mut b, None).await;
+        emit(&store, &mut a, Some(1)).await;
+        // A relay that died after logging and before deleting: the items come again.
+        let pending = store.scan(outbox_prefix()).await.unwrap();
+        log.append(&events_of(&pending[0])).unwrap();
+        assert_eq!(
+            relay_once(&store, &log).await.unwrap(),
+            2,
+            "one was logged before"
+        );
+        assert!(store.scan(outbox_prefix()).await.unwrap().is_empty());
+        assert_eq!(relay_once(&store, &log).await.unwrap(), 0);
+        let logged = log.after(0, 10).unwrap();
+        let seqs: Vec<u64> = logged.iter().map(|l| l.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        let per_order: Vec<(String, u64)> = logged
+            .iter()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(&l.body).unwrap();
+                (
+                    v["subject"].as_str().unwrap().to_string(),
+                    v["data"]["sequence"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            per_order,
+            [("a".into(), 1), ("a".into(), 2), ("b".into(), 1)]
+        );
+        assert_eq!(log.after(1, 1).unwrap()[0].seq, 2);
+    }
+}
