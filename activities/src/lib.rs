@@ -5,6 +5,7 @@ pub mod activity;
 pub mod audit;
 pub mod errors;
 pub mod faults;
+pub mod feeds;
 pub mod gateway;
 pub mod lambda;
 pub mod ledger;
