@@ -10,6 +10,8 @@ mod client;
 mod cost;
 mod exec;
 mod hosts;
+mod import_cli;
+mod imports_http;
 mod integrations;
 mod invoker;
 mod jsonata_cli;

@@ -34,6 +34,7 @@ pub fn routes(orders: Arc<Orders>) -> Router {
         .route("/orders/{id}/retry", get(retry_preview).post(retry))
         .route("/shipments/{id}/picked", post(picked))
         .route("/inventory", get(inventory))
+        .route("/imports", post(crate::imports_http::post_imports))
         .route(
             "/admin/faults",
             get(faults_get).put(faults_put).delete(faults_clear),

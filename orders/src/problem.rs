@@ -36,6 +36,10 @@ pub mod code {
     pub const ORDER_NOT_RETRYABLE: &str = "Order.NotRetryable";
     /// A loopback server was called by a name that is not its own (DNS rebinding).
     pub const HOST_NOT_ALLOWED: &str = "Request.HostNotAllowed";
+    /// A feed (`POST /imports`) has bad rows; nothing of it was applied.
+    pub const FEED_INVALID: &str = "Feed.Invalid";
+    /// A feed id names another file, or a feed being applied by another request.
+    pub const FEED_CONFLICT: &str = "Feed.Conflict";
     /// Every code above: the OpenAPI document must list them all (oms's test).
     pub const ALL: &[&str] = &[
         REQUEST_INVALID,
@@ -51,6 +55,8 @@ pub mod code {
         FAULTS_DISABLED,
         HOST_NOT_ALLOWED,
         ORDER_NOT_RETRYABLE,
+        FEED_INVALID,
+        FEED_CONFLICT,
     ];
 }
 

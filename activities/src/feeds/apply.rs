@@ -56,6 +56,7 @@ pub async fn import(
         _ => Known::default(),
     };
     let checked = check_file(kind, format, path.to_path_buf(), known, progress.clone()).await?;
+    progress.checked.store(true, Ordering::Relaxed);
     let feed_id = feed_id.map_or_else(
         || format!("{}-{}", kind.name(), checked.sha256),
         str::to_string,
@@ -373,11 +374,18 @@ fn plan_stock(line: u64, row: &StockRow, current: Option<&Item>) -> Result<Plan,
         return Ok(Plan::Unchanged);
     }
     if available < 0 {
-        let rule = format!(
-            "would leave {on_hand} on hand, below the {} units orders hold reserved: refused \
-             (a stock change never breaks a reservation)",
-            stock.reserved
-        );
+        let rule = if on_hand < 0 {
+            format!(
+                "would leave {on_hand} units on hand; there are {}",
+                stock.on_hand
+            )
+        } else {
+            format!(
+                "would leave {on_hand} on hand, below the {} units orders hold reserved: \
+                 refused (a stock change never breaks a reservation)",
+                stock.reserved
+            )
+        };
         return Ok(Plan::Refuse(RowError::new(line, field, rule)));
     }
     let Some(received) = stock.received.checked_add(change) else {

@@ -27,7 +27,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What a feed loads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -161,6 +161,8 @@ pub struct Progress {
     pub bytes_read: AtomicU64,
     pub rows_checked: AtomicU64,
     pub rows_applied: AtomicU64,
+    /// The whole file is checked: `rows_checked` is its row count.
+    pub checked: AtomicBool,
 }
 
 /// What checking a whole file found.
