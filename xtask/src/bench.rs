@@ -475,6 +475,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if args.first().map(String::as_str) == Some("soak") {
         return crate::soak::run(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("imports") {
+        return crate::bench_imports::run(&args[1..]);
+    }
     let opts = parse_args(args)?;
     let root = crate::root();
     let dir = bench_dir(&root);
