@@ -1,0 +1,186 @@
+//! `cargo xtask bench imports [--rows N]`: how long a stock feed of N rows (1,000,000 by
+//! default) takes through `oms import` against a release `oms up`, and how much memory
+//! the server and the CLI peak at (the feed is streamed and applied in store batches,
+//! so neither should grow with the file). The figure goes in docs/benchmarks.md by
+//! hand: it is a measurement of one machine, not a test.
+
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Warehouses of the generated world; its SKUs are rows / WAREHOUSES, so that every
+/// stock row names a distinct (warehouse, SKU) item, as a full count does.
+const WAREHOUSES: usize = 100;
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let rows: usize = match args {
+        [] => 1_000_000,
+        [flag, n] if flag == "--rows" => n.parse().map_err(|_| "--rows: a number of rows")?,
+        _ => return Err("usage: cargo xtask bench imports [--rows N]".into()),
+    };
+    let root = crate::root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    eprintln!("bench imports: cargo build --release -p oms");
+    crate::tools::run_status(
+        Command::new(&cargo)
+            .args(["build", "--release", "-p", "oms"])
+            .current_dir(&root),
+        "cargo build --release -p oms",
+    )?;
+    let oms = crate::bench::target_dir(&root).join("release/oms");
+    let work = std::env::temp_dir().join(format!("oms-bench-imports-{}", std::process::id()));
+    std::fs::create_dir_all(work.join("data")).map_err(|e| e.to_string())?;
+    let result = measure(&oms, &work, rows);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn measure(oms: &Path, work: &Path, rows: usize) -> Result<(), String> {
+    let stock = work.join("stock.csv");
+    write_world(work, rows).map_err(|e| format!("writing the feeds: {e}"))?;
+    let size = std::fs::metadata(&stock).map_err(|e| e.to_string())?.len();
+    let port = free_port()?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let mut server = Command::new(oms)
+        .args(["up", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(work.join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("oms up: {e}"))?;
+    let outcome = (|| {
+        wait_listening(port)?;
+        for kind in ["catalog", "warehouses"] {
+            import(
+                oms,
+                &endpoint,
+                kind,
+                &work.join(format!("{kind}.csv")),
+                false,
+            )?;
+        }
+        let idle_kib = peak_kib(&server)?;
+        let started = Instant::now();
+        let cli_kib = import(oms, &endpoint, "stock", &stock, true)?;
+        let first_s = started.elapsed().as_secs_f64();
+        let server_kib = peak_kib(&server)?;
+        let started = Instant::now();
+        import(oms, &endpoint, "stock", &stock, false)?;
+        let again_s = started.elapsed().as_secs_f64();
+        println!(
+            "stock feed: {rows} rows ({:.1} MB CSV) applied in {first_s:.1} s ({:.0} rows/s); \
+             the same feed again (checked, nothing applied) {again_s:.1} s\n\
+             peak RSS: server {} MiB (before the feed {} MiB), `oms import` {} MiB",
+            size as f64 / 1e6,
+            rows as f64 / first_s,
+            server_kib / 1024,
+            idle_kib / 1024,
+            cli_kib / 1024,
+        );
+        Ok(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    outcome
+}
+
+/// `oms import KIND FILE` under /usr/bin/time -v; the CLI's peak RSS in KiB (or 0
+/// when `measure` is false).
+fn import(
+    oms: &Path,
+    endpoint: &str,
+    kind: &str,
+    file: &Path,
+    measure: bool,
+) -> Result<u64, String> {
+    let mut cmd = if measure {
+        let mut c = Command::new("/usr/bin/time");
+        c.arg("-v").arg(oms);
+        c
+    } else {
+        Command::new(oms)
+    };
+    cmd.args(["--endpoint", endpoint, "import", kind]).arg(file);
+    let out = cmd
+        .output()
+        .map_err(|e| format!("oms import {kind}: {e} (is /usr/bin/time installed?)"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        return Err(format!(
+            "oms import {kind}: {}\n{}{stderr}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
+    Ok(stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+/// A process's peak resident set so far (VmHWM), KiB.
+fn peak_kib(child: &Child) -> Result<u64, String> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .map_err(|e| format!("/proc of oms up: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmHWM in /proc/PID/status".into())
+}
+
+/// The catalog and warehouses the stock names, and the stock feed: one row per
+/// (warehouse, SKU), written as it goes.
+fn write_world(work: &Path, rows: usize) -> std::io::Result<()> {
+    let skus = rows.div_ceil(WAREHOUSES);
+    let mut catalog = BufWriter::new(std::fs::File::create(work.join("catalog.csv"))?);
+    writeln!(catalog, "sku,name,price_cents")?;
+    for s in 0..skus {
+        writeln!(catalog, "SKU-{s:06},Item {s},{}", 100 + s % 5000)?;
+    }
+    catalog.flush()?;
+    let mut whs = BufWriter::new(std::fs::File::create(work.join("warehouses.csv"))?);
+    writeln!(whs, "warehouse_id,name,country,lat,lon")?;
+    for w in 0..WAREHOUSES {
+        writeln!(
+            whs,
+            "WH-{w:03},Warehouse {w},US,{:.2},{:.2}",
+            30.0 + (w % 15) as f64,
+            -120.0 + (w % 40) as f64
+        )?;
+    }
+    whs.flush()?;
+    let mut stock = BufWriter::new(std::fs::File::create(work.join("stock.csv"))?);
+    writeln!(stock, "warehouse_id,sku,on_hand")?;
+    for i in 0..rows {
+        writeln!(
+            stock,
+            "WH-{:03},SKU-{:06},{}",
+            i % WAREHOUSES,
+            i / WAREHOUSES,
+            i % 997
+        )?;
+    }
+    stock.flush()
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn wait_listening(port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("oms up did not listen on {port} within 30 s"))
+}
