@@ -5,7 +5,7 @@
 //! hand: it is a measurement of one machine, not a test.
 
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,21 +14,33 @@ use std::time::{Duration, Instant};
 const WAREHOUSES: usize = 100;
 
 pub fn run(args: &[String]) -> Result<(), String> {
-    let rows: usize = match args {
-        [] => 1_000_000,
-        [flag, n] if flag == "--rows" => n.parse().map_err(|_| "--rows: a number of rows")?,
-        _ => return Err("usage: cargo xtask bench imports [--rows N]".into()),
-    };
+    let mut rows: usize = 1_000_000;
+    let mut given_oms: Option<PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--rows" => rows = value.parse().map_err(|_| "--rows: a number of rows")?,
+            // Another build of oms (a debug one, say) instead of building a release one.
+            "--oms" => given_oms = Some(PathBuf::from(value)),
+            _ => return Err("usage: cargo xtask bench imports [--rows N] [--oms PATH]".into()),
+        }
+    }
     let root = crate::root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    eprintln!("bench imports: cargo build --release -p oms");
-    crate::tools::run_status(
-        Command::new(&cargo)
-            .args(["build", "--release", "-p", "oms"])
-            .current_dir(&root),
-        "cargo build --release -p oms",
-    )?;
-    let oms = crate::bench::target_dir(&root).join("release/oms");
+    let oms = match given_oms {
+        Some(path) => path,
+        None => {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            eprintln!("bench imports: cargo build --release -p oms");
+            crate::tools::run_status(
+                Command::new(&cargo)
+                    .args(["build", "--release", "-p", "oms"])
+                    .current_dir(&root),
+                "cargo build --release -p oms",
+            )?;
+            crate::bench::target_dir(&root).join("release/oms")
+        }
+    };
     let work = std::env::temp_dir().join(format!("oms-bench-imports-{}", std::process::id()));
     std::fs::create_dir_all(work.join("data")).map_err(|e| e.to_string())?;
     let result = measure(&oms, &work, rows);
