@@ -1,8 +1,12 @@
 //! `cargo xtask bench imports [--rows N]`: how long a stock feed of N rows (1,000,000 by
 //! default) takes through `oms import` against a release `oms up`, and how much memory
 //! the server and the CLI peak at (the feed is streamed and applied in store batches,
-//! so neither should grow with the file). The figure goes in docs/benchmarks.md by
-//! hand: it is a measurement of one machine, not a test.
+//! so neither should grow with the file). It writes its own section of
+//! docs/benchmarks.md (kept by `cargo xtask bench`): a measurement of one machine, not
+//! a test.
+
+pub const SECTION_START: &str = "<!-- imports: written by cargo xtask bench imports -->";
+pub const SECTION_END: &str = "<!-- /imports -->";
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -80,16 +84,22 @@ fn measure(oms: &Path, work: &Path, rows: usize) -> Result<(), String> {
         let started = Instant::now();
         import(oms, &endpoint, "stock", &stock, false)?;
         let again_s = started.elapsed().as_secs_f64();
-        println!(
-            "stock feed: {rows} rows ({:.1} MB CSV) applied in {first_s:.1} s ({:.0} rows/s); \
-             the same feed again (checked, nothing applied) {again_s:.1} s\n\
-             peak RSS: server {} MiB (before the feed {} MiB), `oms import` {} MiB",
+        let figures = format!(
+            "{rows} stock rows ({:.1} MB of CSV, one row per warehouse and SKU, {WAREHOUSES} \
+             warehouses) applied in {first_s:.1} s ({:.0} rows/s); the same feed again \
+             (checked whole, nothing applied: already_applied) {again_s:.1} s.\n\n\
+             | peak RSS | MiB |\n|---|---:|\n\
+             | `oms up`, before the feed | {} |\n\
+             | `oms up`, after the feed | {} |\n\
+             | `oms import` (the CLI) | {} |",
             size as f64 / 1e6,
             rows as f64 / first_s,
-            server_kib / 1024,
             idle_kib / 1024,
+            server_kib / 1024,
             cli_kib / 1024,
         );
+        println!("{figures}");
+        write_section(oms, rows, &figures)?;
         Ok(())
     })();
     let _ = server.kill();
@@ -195,4 +205,39 @@ fn wait_listening(port: u16) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(format!("oms up did not listen on {port} within 30 s"))
+}
+
+/// Replaces (or appends) this bench's section of docs/benchmarks.md.
+fn write_section(oms: &Path, rows: usize, figures: &str) -> Result<(), String> {
+    let root = crate::root();
+    let path = root.join("docs/benchmarks.md");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let new = format!(
+        "{SECTION_START}\n## Stock feed: `oms import` of {rows} rows\n\n\
+         - Command: `cargo xtask bench imports --rows {rows}` (then `/usr/bin/time -v oms \
+         import stock stock.csv` against `oms up`; the server's peak is its VmHWM)\n\
+         - Date: {date}\n\
+         - Build: `{build}` (the tree at commit {commit})\n\
+         - Machine: nproc {nproc}\n\n{figures}\n{SECTION_END}\n",
+        date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        build = oms.display(),
+        commit = crate::bench::git_head(&root),
+        nproc = std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    std::fs::write(&path, replace_section(&text, &new))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// This bench's section of a docs/benchmarks.md text, markers included.
+pub fn section(text: &str) -> Option<&str> {
+    let a = text.find(SECTION_START)?;
+    let b = a + text[a..].find(SECTION_END)?;
+    Some(&text[a..b + SECTION_END.len()])
+}
+
+fn replace_section(text: &str, new: &str) -> String {
+    match section(text) {
+        Some(old) => text.replacen(old, new.trim_end(), 1),
+        None => format!("{}\n\n{}\n", text.trim_end(), new.trim_end()),
+    }
 }
