@@ -77,9 +77,11 @@ fn measure(oms: &Path, work: &Path, rows: usize) -> Result<(), String> {
             )?;
         }
         let idle_kib = peak_kib(&server)?;
+        let sampler = Sampler::start(server.id());
         let started = Instant::now();
         let cli_kib = import(oms, &endpoint, "stock", &stock, true)?;
         let first_s = started.elapsed().as_secs_f64();
+        let samples = sampler.stop();
         let server_kib = peak_kib(&server)?;
         let started = Instant::now();
         import(oms, &endpoint, "stock", &stock, false)?;
@@ -91,12 +93,15 @@ fn measure(oms: &Path, work: &Path, rows: usize) -> Result<(), String> {
              | peak RSS | MiB |\n|---|---:|\n\
              | `oms up`, before the feed | {} |\n\
              | `oms up`, after the feed | {} |\n\
-             | `oms import` (the CLI) | {} |",
+             | `oms import` (the CLI) | {} |\n\n\
+             The server's RSS while the feed ran, by quarter of its time (MiB, the \
+             highest sample of each; flat means bounded): {}",
             size as f64 / 1e6,
             rows as f64 / first_s,
             idle_kib / 1024,
             server_kib / 1024,
             cli_kib / 1024,
+            quarters(&samples),
         );
         println!("{figures}");
         write_section(oms, rows, &figures)?;
@@ -240,4 +245,50 @@ fn replace_section(text: &str, new: &str) -> String {
         Some(old) => text.replacen(old, new.trim_end(), 1),
         None => format!("{}\n\n{}\n", text.trim_end(), new.trim_end()),
     }
+}
+
+/// Samples a process's VmRSS every 250 ms on a thread of its own.
+struct Sampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<u64>>,
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Sampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut kib = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                if let Some(v) = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                {
+                    kib.push(v);
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            kib
+        });
+        Sampler { stop, thread }
+    }
+
+    fn stop(self) -> Vec<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+/// The highest sample of each quarter of `kib`, in MiB.
+fn quarters(kib: &[u64]) -> String {
+    if kib.len() < 4 {
+        return "too short to sample".into();
+    }
+    kib.chunks(kib.len().div_ceil(4))
+        .map(|q| (q.iter().max().copied().unwrap_or(0) / 1024).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
