@@ -31,6 +31,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
     let root = crate::root();
+    let given = given_oms.is_some();
     let oms = match given_oms {
         Some(path) => path,
         None => {
@@ -47,12 +48,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
     };
     let work = std::env::temp_dir().join(format!("oms-bench-imports-{}", std::process::id()));
     std::fs::create_dir_all(work.join("data")).map_err(|e| e.to_string())?;
-    let result = measure(&oms, &work, rows);
+    let result = measure(&oms, &work, rows, given);
     let _ = std::fs::remove_dir_all(&work);
     result
 }
 
-fn measure(oms: &Path, work: &Path, rows: usize) -> Result<(), String> {
+fn measure(oms: &Path, work: &Path, rows: usize, given: bool) -> Result<(), String> {
     let stock = work.join("stock.csv");
     write_world(work, rows).map_err(|e| format!("writing the feeds: {e}"))?;
     let size = std::fs::metadata(&stock).map_err(|e| e.to_string())?.len();
@@ -104,7 +105,7 @@ fn measure(oms: &Path, work: &Path, rows: usize) -> Result<(), String> {
             quarters(&samples),
         );
         println!("{figures}");
-        write_section(oms, rows, &figures)?;
+        write_section(oms, rows, given, &figures)?;
         Ok(())
     })();
     let _ = server.kill();
@@ -213,19 +214,24 @@ fn wait_listening(port: u16) -> Result<(), String> {
 }
 
 /// Replaces (or appends) this bench's section of docs/benchmarks.md.
-fn write_section(oms: &Path, rows: usize, figures: &str) -> Result<(), String> {
+fn write_section(oms: &Path, rows: usize, given: bool, figures: &str) -> Result<(), String> {
     let root = crate::root();
     let path = root.join("docs/benchmarks.md");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let new = format!(
         "{SECTION_START}\n## Stock feed: `oms import` of {rows} rows\n\n\
-         - Command: `cargo xtask bench imports --rows {rows}` (then `/usr/bin/time -v oms \
+         - Command: `cargo xtask bench imports --rows {rows}{oms_arg}` (then `/usr/bin/time -v oms \
          import stock stock.csv` against `oms up`; the server's peak is its VmHWM)\n\
          - Date: {date}\n\
          - Build: `{build}` (the tree at commit {commit})\n\
          - Machine: nproc {nproc}\n\n{figures}\n{SECTION_END}\n",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         build = oms.display(),
+        oms_arg = if given {
+            format!(" --oms {}", oms.display())
+        } else {
+            String::new()
+        },
         commit = crate::bench::git_head(&root),
         nproc = std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
