@@ -16,7 +16,7 @@ async fn seeded() -> Arc<dyn Store> {
 
 async fn run(store: &Arc<dyn Store>, kind: Kind, text: &str, id: Option<&str>) -> Report {
     let file = tempfile_with(text);
-    import(
+    let report = import(
         store.clone(),
         kind,
         Format::Csv,
@@ -25,7 +25,9 @@ async fn run(store: &Arc<dyn Store>, kind: Kind, text: &str, id: Option<&str>) -
         Arc::new(Progress::default()),
     )
     .await
-    .unwrap()
+    .unwrap();
+    let _ = std::fs::remove_file(&file);
+    report
 }
 
 fn tempfile_with(text: &str) -> std::path::PathBuf {
@@ -81,6 +83,7 @@ async fn the_same_feed_twice_applies_once() {
     )
     .await
     .unwrap_err();
+    let _ = std::fs::remove_file(&file);
     assert!(err.to_string().contains("already names another"), "{err}");
 }
 
