@@ -68,7 +68,7 @@ async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
     let store = open_store(&spec, endpoint.as_deref(), key.as_ref()).await?;
     // For local runs (`cargo lambda watch`) on an empty store: nothing to sell otherwise.
     if std::env::var_os("OMS_SEED_DEMO").is_some() {
-        crate::seed::seed_once(&*store, "demo", &crate::seed::demo())
+        crate::seed::seed_once(&*store, "demo", &crate::seed::demo_stocked())
             .await
             .map_err(|e| e.to_string())?;
     }

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod errors;
 pub mod events;
 pub mod faults;
+pub mod feeds;
 pub mod gateway;
 pub mod lambda;
 pub mod ledger;

@@ -518,7 +518,7 @@ pub struct FieldError {
     pub rule: String,
 }
 
-fn id_ok(s: &str) -> bool {
+pub(crate) fn id_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()

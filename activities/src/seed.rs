@@ -12,6 +12,14 @@ pub struct CatalogSeed {
     pub stock: Vec<(String, String, i64)>,
 }
 
+/// How many times the units of [`demo`]'s stock rows a served store receives
+/// ([`demo_stocked`]): deep enough that `oms load` of thousands of one-unit orders,
+/// spread over the five SKUs, does not run out (the scarcest SKU, the hoodie, holds
+/// 14 x 250 = 3,500 units: about 17,500 orders of the load's round-robin).
+pub const DEMO_DEPTH: i64 = 250;
+
+/// The demo catalog, its warehouses and the shape of its stock (which warehouse holds
+/// what, in small numbers that the cost model's orders and the tests reason about).
 pub fn demo() -> CatalogSeed {
     let sku = |sku: &str, name: &str, price_cents| SkuRecord {
         sku: sku.into(),
@@ -58,6 +66,16 @@ pub fn demo() -> CatalogSeed {
             .map(|(s, w, n)| (s.to_string(), w.to_string(), *n))
             .collect(),
     }
+}
+
+/// [`demo`] with each stock row [`DEMO_DEPTH`] times deeper: what `oms up`, the worker
+/// and the Lambda functions seed into a new store.
+pub fn demo_stocked() -> CatalogSeed {
+    let mut seed = demo();
+    for row in &mut seed.stock {
+        row.2 *= DEMO_DEPTH;
+    }
+    seed
 }
 
 /// Writes the catalog and warehouses, and receives the stock. Stock already present is

@@ -73,6 +73,8 @@ pub enum Request {
     /// Fault injection of the activities: set, clear, show.
     #[command(subcommand)]
     Faults(FaultsCmd),
+    /// Load a catalog, warehouses or stock feed (CSV or NDJSON) through POST /imports.
+    Import(crate::import_cli::ImportArgs),
 }
 
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -122,6 +124,7 @@ fn read_input(source: &str) -> Result<String, String> {
 pub fn run(target: Target, output: Output, request: Request) -> Result<ExitCode, String> {
     with_client(target, |client| async move {
         match request {
+            Request::Import(args) => return crate::import_cli::import(&client, output, args).await,
             Request::Submit { order } => submit(&client, output, &order).await?,
             Request::Orders(OrdersCmd::List {
                 status,

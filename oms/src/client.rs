@@ -116,6 +116,62 @@ impl Client {
         }
     }
 
+    /// Sends the file at `file` as the body of a POST, read as it goes (`sent` counts
+    /// its bytes), and returns the status and the answer's body as a stream.
+    pub(crate) async fn upload(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        file: &std::path::Path,
+        sent: Arc<std::sync::atomic::AtomicU64>,
+    ) -> Result<(u16, Chunks), String> {
+        use futures_util::StreamExt;
+        let opened = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let body = file_chunks(opened, sent);
+        match &self.transport {
+            Transport::Http { http, endpoint } => {
+                let url = format!("{endpoint}{path}");
+                let mut req = http.post(&url);
+                for (k, v) in headers {
+                    req = req.header(*k, v);
+                }
+                let resp = req
+                    .body(reqwest::Body::wrap_stream(body))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        format!("cannot reach {url}: {e} (is `oms up` running? --endpoint)")
+                    })?;
+                let status = resp.status().as_u16();
+                let chunks = resp.bytes_stream().map(|c| c.map_err(|e| e.to_string()));
+                Ok((status, Box::pin(chunks)))
+            }
+            Transport::InProcess(router) => {
+                use tower::ServiceExt;
+                let mut req = axum::http::Request::builder().method("POST").uri(path);
+                for (k, v) in headers {
+                    req = req.header(*k, v);
+                }
+                let req = req
+                    .body(axum::body::Body::from_stream(body))
+                    .map_err(|e| e.to_string())?;
+                let resp = router
+                    .clone()
+                    .oneshot(req)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = resp.status().as_u16();
+                let chunks = resp
+                    .into_body()
+                    .into_data_stream()
+                    .map(|c| c.map_err(|e| e.to_string()));
+                Ok((status, Box::pin(chunks)))
+            }
+        }
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -202,4 +258,29 @@ where
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async move { f(Client::connect(target).await?).await })
+}
+
+/// An answer's body, as it arrives.
+pub(crate) type Chunks =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<axum::body::Bytes, String>> + Send>>;
+
+/// A file's bytes in chunks of 64 KiB, counted into `sent` as they are read.
+fn file_chunks(
+    file: tokio::fs::File,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+) -> impl futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> + Send + 'static {
+    futures_util::stream::try_unfold(file, move |mut file| {
+        let sent = sent.clone();
+        async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                return Ok(None);
+            }
+            buf.truncate(n);
+            sent.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            Ok(Some((axum::body::Bytes::from(buf), file)))
+        }
+    })
 }

@@ -106,18 +106,21 @@ fn validate(args: &LoadArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The SKUs some warehouse has available: a SKU a feed stocked at zero would only
+/// make the load's orders fail for want of stock.
 async fn skus(client: &Client) -> Result<Vec<String>, String> {
     let inventory = client.ok("GET", "/inventory", None).await?;
     let mut s: Vec<String> = inventory["inventory"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|r| r["available"].as_i64().is_some_and(|n| n > 0))
         .filter_map(|r| r["sku"].as_str().map(str::to_string))
         .collect();
     s.sort();
     s.dedup();
     if s.is_empty() {
-        return Err("the server has no SKUs to order".into());
+        return Err("the server has no SKU in stock to order (oms import stock)".into());
     }
     Ok(s)
 }

@@ -12,6 +12,8 @@ mod events;
 mod events_http;
 mod exec;
 mod hosts;
+mod import_cli;
+mod imports_http;
 mod integrations;
 mod invoker;
 mod jsonata_cli;

@@ -39,6 +39,7 @@ pub fn routes_with(orders: Arc<Orders>, more: Router) -> Router {
         .route("/orders/{id}/retry", get(retry_preview).post(retry))
         .route("/shipments/{id}/picked", post(picked))
         .route("/inventory", get(inventory))
+        .route("/imports", post(crate::imports_http::post_imports))
         .route(
             "/admin/faults",
             get(faults_get).put(faults_put).delete(faults_clear),

@@ -275,9 +275,10 @@ async fn order_context(
             ..Ctx::new(order_store)
         }
     };
-    let seeded = activities::seed::seed_once(&*ctx.store, "demo", &activities::seed::demo())
-        .await
-        .map_err(|e| format!("cannot seed the demo catalog: {e}"))?;
+    let seeded =
+        activities::seed::seed_once(&*ctx.store, "demo", &activities::seed::demo_stocked())
+            .await
+            .map_err(|e| format!("cannot seed the demo catalog: {e}"))?;
     if let Some(units) = args.bench_stock {
         seed_bench_stock(&*ctx.store, units).await?;
     }

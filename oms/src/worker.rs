@@ -51,7 +51,7 @@ pub fn worker(
         )
         .await?;
         if std::env::var_os("OMS_SEED_DEMO").is_some() {
-            activities::seed::seed_once(&*store, "demo", &activities::seed::demo())
+            activities::seed::seed_once(&*store, "demo", &activities::seed::demo_stocked())
                 .await
                 .map_err(|e| e.to_string())?;
         }

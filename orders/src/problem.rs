@@ -38,6 +38,10 @@ pub mod code {
     pub const HOST_NOT_ALLOWED: &str = "Request.HostNotAllowed";
     /// No webhook subscription has this id.
     pub const SUBSCRIPTION_NOT_FOUND: &str = "Subscription.NotFound";
+    /// A feed (`POST /imports`) has bad rows; nothing of it was applied.
+    pub const FEED_INVALID: &str = "Feed.Invalid";
+    /// A feed id names another file, or a feed being applied by another request.
+    pub const FEED_CONFLICT: &str = "Feed.Conflict";
     /// Every code above: the OpenAPI document must list them all (oms's test).
     pub const ALL: &[&str] = &[
         REQUEST_INVALID,
@@ -54,6 +58,8 @@ pub mod code {
         HOST_NOT_ALLOWED,
         ORDER_NOT_RETRYABLE,
         SUBSCRIPTION_NOT_FOUND,
+        FEED_INVALID,
+        FEED_CONFLICT,
     ];
 }
 

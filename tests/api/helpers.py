@@ -176,6 +176,11 @@ class Api:
         """Waits until the order's execution has ended."""
         return self.wait(order_id, lambda v: v["execution_status"] not in (None, "RUNNING"), timeout)
 
+    def import_feed(self, kind, text, content_type="text/csv", feed_id=None):
+        """POST /imports: the status and the report (or error)."""
+        path = f"/imports?kind={kind}" + (f"&feed_id={feed_id}" if feed_id else "")
+        return self.call("POST", path, text.encode(), {"Content-Type": content_type})
+
     def stock(self):
         return {(r["sku"], r["warehouse_id"]): (r["on_hand"], r["reserved"], r["shipped"])
                 for r in self.ok("GET", "/inventory")["inventory"]}

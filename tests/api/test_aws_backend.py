@@ -254,3 +254,19 @@ def test_moto_as_the_account(tmp_path, moto, dynamodb_local):
         assert e.value.response["Error"]["Code"] == "ExecutionDoesNotExist"
     finally:
         s.kill()
+
+
+def test_a_stock_feed_imports_into_the_stacks_table(oms_aws, outputs, account, dynamodb_local, tmp_path):
+    """`oms import --backend aws` (docs/deploy.md, feeds from S3): the same code applies
+    the feed to DynamoDB, in TransactWriteItems batches, once."""
+    api = Api(oms_aws.endpoint)
+    before = api.stock()[("CAP-NAVY", "WH-IE")]
+    feed = tmp_path / "stock.csv"
+    feed.write_text("warehouse_id,sku,delta\nWH-IE,CAP-NAVY,7\n" + "WH-NJ,CAP-NAVY,1\n" * 120)
+    first = cli(["import", "stock", str(feed)], outputs, account, dynamodb_local)
+    assert (first["status"], first["applied"], first["rows"]) == ("applied", 121, 121), first
+    again = cli(["import", "stock", str(feed)], outputs, account, dynamodb_local)
+    assert again["status"] == "already_applied", again
+    after = api.stock()
+    assert after[("CAP-NAVY", "WH-IE")][0] == before[0] + 7
+    assert after[("CAP-NAVY", "WH-NJ")][0] == 120

@@ -134,10 +134,13 @@ def test_a_poller_only_sees_statuses_the_order_passed_through(api):
             if view["status"] == "CANCELLED":
                 return
 
+    # A SKU in the catalog with no stock anywhere (the demo's SKUs are stocked deep).
+    status, report = api.import_feed("catalog", "sku,name,price_cents\nSOLD-OUT-1,Sold out,100\n")
+    assert status == 200, report
     threads = []
     ids = []
     for _ in range(60):
-        body = order_body(lines=[{"sku": "SOCKS-3PK", "quantity": 1000}])
+        body = order_body(lines=[{"sku": "SOLD-OUT-1", "quantity": 1}])
         ids.append(body["order_id"])
         api.ok("POST", "/orders", body, want=(202,))
         for _ in range(4):

@@ -57,9 +57,10 @@ def test_load_refuses_bad_arguments_naming_them(server):
 
 def test_bench_stock_is_received_once_per_data_dir(server):
     api = Api(server.endpoint)
-    # The demo seed has 15 caps at Dublin; the bench stock adds its units to every row.
+    # The demo seed has 15 x 250 caps at Dublin (activities::seed::DEMO_DEPTH); the
+    # bench stock adds its units to every row.
     cap = api.stock()[("CAP-NAVY", "WH-IE")]
-    assert sum(cap) == 15 + BENCH_UNITS
+    assert sum(cap) == 15 * 250 + BENCH_UNITS
     before = held(api)
     server.kill()
     server.start()

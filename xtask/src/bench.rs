@@ -475,6 +475,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if args.first().map(String::as_str) == Some("soak") {
         return crate::soak::run(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("imports") {
+        return crate::bench_imports::run(&args[1..]);
+    }
     let opts = parse_args(args)?;
     let root = crate::root();
     let dir = bench_dir(&root);
@@ -609,8 +612,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let old = std::fs::read_to_string(&path).unwrap_or_default();
         let jsonata_md = jsonata_markdown(&report.command, jsonata.as_ref())
             .or_else(|| crate::bench_jsonata::section(&old).map(str::to_string));
+        // So is the stock feed's (`cargo xtask bench imports`).
+        let imports = crate::bench_imports::section(&old).map(str::to_string);
         let mut markdown = report.markdown().trim_end().to_string();
-        for section in jsonata_md.iter().chain(soak.iter()) {
+        for section in jsonata_md.iter().chain(soak.iter()).chain(imports.iter()) {
             markdown.push_str("\n\n");
             markdown.push_str(section.trim_end());
         }

@@ -1,6 +1,7 @@
 //! Project tasks: `cargo xtask test | conformance | bench | chaos | lambda | cdk | fuzz`.
 
 mod bench;
+mod bench_imports;
 mod bench_jsonata;
 mod bench_states;
 mod cdk;
