@@ -9,11 +9,13 @@ mod cli;
 mod client;
 mod cost;
 mod exec;
+mod export;
 mod hosts;
 mod integrations;
 mod invoker;
 mod jsonata_cli;
 mod load;
+mod metrics;
 mod orders_http;
 mod respond;
 mod server;
@@ -132,6 +134,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Evaluate a JSONata expression and print how it ended, as one JSON object.
     Jsonata(jsonata_cli::JsonataArgs),
+    /// Write orders, their lines, shipments and ledger as Parquet or CSV tables, for
+    /// an analytics warehouse (docs/deploy.md).
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +161,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => exec::validate(args),
         Command::Bench(args) => bench::bench_command(args),
         Command::Jsonata(args) => jsonata_cli::jsonata(args),
+        Command::Export(args) => export::export(args, backend.dynamodb_endpoint),
     };
     match result {
         Ok(code) => code,

@@ -83,6 +83,10 @@ pub struct UpArgs {
     /// per data dir (the soak benchmark's stock).
     #[arg(long, hide = true)]
     pub bench_stock: Option<u32>,
+    /// Observe nothing (GET /metrics still answers, with zeros): to measure what the
+    /// metrics cost (docs/benchmarks.md).
+    #[arg(long, hide = true)]
+    pub no_metrics: bool,
 }
 
 impl UpArgs {
@@ -163,6 +167,15 @@ async fn up_local(
     let handler = Arc::new(ActivityFunctions::new(ctx.clone(), warehouse.clone()));
     let invoker = activities_invoker(config, handler)?;
     let rt = Runtime::new(store.clone(), Arc::new(invoker));
+    let metrics = crate::metrics::Metrics::new();
+    if !args.no_metrics {
+        rt.observe(metrics.clone());
+    }
+    let scrape = crate::metrics::Scrape {
+        metrics,
+        runtime: rt.clone(),
+        store: ctx.store.clone(),
+    };
     if let Some(path) = &args.mock_config {
         let mocks = saga_core::mock::MockConfig::load(path)?;
         rt.set_mocks(Arc::new(mocks));
@@ -211,7 +224,17 @@ async fn up_local(
         ..ready
     };
     print_started(args, addr, &started);
-    serve(args, config, listener, sfn, orders, Some(&args.data_dir)).await?;
+    let metrics = crate::metrics::routes(scrape);
+    serve(
+        args,
+        config,
+        listener,
+        sfn,
+        orders,
+        Some(&args.data_dir),
+        metrics,
+    )
+    .await?;
     // Work in flight resumes at the next start; what was acknowledged is committed.
     store.close();
     if args.power_loss().is_some() {
@@ -423,7 +446,17 @@ async fn up_aws(
     println!("oms: backend aws, order saga {}", orders.machine_arn);
     println!("oms: console http://{addr}/console");
     println!("oms: picks wait for the warehouses: POST http://{addr}/shipments/{{id}}/picked");
-    serve(args, config, listener, sfn, orders, None).await?;
+    // No runtime here: Step Functions and CloudWatch have the numbers (docs/deploy.md).
+    serve(
+        args,
+        config,
+        listener,
+        sfn,
+        orders,
+        None,
+        axum::Router::new(),
+    )
+    .await?;
     println!("oms: stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -438,11 +471,12 @@ async fn serve(
     sfn: Arc<dyn saga_core::api::StepFunctions>,
     orders: Orders,
     data_dir: Option<&Path>,
+    more_routes: axum::Router,
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let auth = credentials(args, config, addr, data_dir)?;
     let hosts = allowed_hosts(args, config, addr);
-    let extra = crate::orders_http::routes(Arc::new(orders));
+    let extra = crate::orders_http::routes(Arc::new(orders)).merge(more_routes);
     crate::server::serve_with(listener, sfn, extra, auth, hosts, shutdown_signal())
         .await
         .map_err(|e| format!("the server failed: {e}"))
