@@ -94,10 +94,14 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// Routes anyone may call: the health check and the console's page (it holds no data;
-/// its calls carry the token the user gives it).
+/// Routes anyone may call: the health check and the console's pages and their scripts
+/// (they hold no data; their calls carry the token the user gives them).
 fn is_public(method: &Method, path: &str) -> bool {
-    method == Method::GET && matches!(path, "/health" | "/console" | "/console/")
+    method == Method::GET
+        && (matches!(
+            path,
+            "/health" | "/console" | "/console/" | "/console/dashboard"
+        ) || path.starts_with("/console/vendor/"))
 }
 
 /// The middleware: lets a request through, or answers it as refused.

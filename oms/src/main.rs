@@ -11,6 +11,7 @@ mod cost;
 mod events;
 mod events_http;
 mod exec;
+mod export;
 mod hosts;
 mod import_cli;
 mod imports_http;
@@ -18,6 +19,7 @@ mod integrations;
 mod invoker;
 mod jsonata_cli;
 mod load;
+mod metrics;
 mod orders_http;
 mod respond;
 mod server;
@@ -136,6 +138,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Evaluate a JSONata expression and print how it ended, as one JSON object.
     Jsonata(jsonata_cli::JsonataArgs),
+    /// Write orders, their lines, shipments and ledger as Parquet or CSV tables, for
+    /// an analytics warehouse (docs/deploy.md).
+    Export(export::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -160,6 +165,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => exec::validate(args),
         Command::Bench(args) => bench::bench_command(args),
         Command::Jsonata(args) => jsonata_cli::jsonata(args),
+        Command::Export(args) => export::export(args, backend.dynamodb_endpoint),
     };
     match result {
         Ok(code) => code,

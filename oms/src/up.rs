@@ -99,6 +99,10 @@ pub struct UpArgs {
     /// How often the relay moves events from the order store's outbox to the log.
     #[arg(long, hide = true, default_value_t = 100)]
     pub event_relay_every_ms: u64,
+    /// Observe nothing (GET /metrics still answers, with zeros): to measure what the
+    /// metrics cost (docs/benchmarks.md).
+    #[arg(long, hide = true)]
+    pub no_metrics: bool,
 }
 
 impl UpArgs {
@@ -180,6 +184,15 @@ async fn up_local(
     let handler = Arc::new(ActivityFunctions::new(ctx.clone(), warehouse.clone()));
     let invoker = activities_invoker(config, handler)?;
     let rt = Runtime::new(store.clone(), Arc::new(invoker));
+    let metrics = crate::metrics::Metrics::new();
+    if !args.no_metrics {
+        rt.observe(metrics.clone());
+    }
+    let scrape = crate::metrics::Scrape {
+        metrics,
+        runtime: rt.clone(),
+        store: ctx.store.clone(),
+    };
     if let Some(path) = &args.mock_config {
         let mocks = saga_core::mock::MockConfig::load(path)?;
         rt.set_mocks(Arc::new(mocks));
@@ -228,7 +241,8 @@ async fn up_local(
         ..ready
     };
     print_started(args, addr, &started);
-    serve(args, config, listener, sfn, orders, Some(hub)).await?;
+    let metrics = crate::metrics::routes(scrape);
+    serve(args, config, listener, sfn, orders, Some(hub), metrics).await?;
     // Work in flight resumes at the next start; what was acknowledged is committed.
     store.close();
     if args.power_loss().is_some() {
@@ -441,7 +455,17 @@ async fn up_aws(
     println!("oms: backend aws, order saga {}", orders.machine_arn);
     println!("oms: console http://{addr}/console");
     println!("oms: picks wait for the warehouses: POST http://{addr}/shipments/{{id}}/picked");
-    serve(args, config, listener, sfn, orders, None).await?;
+    // No runtime here: Step Functions and CloudWatch have the numbers (docs/deploy.md).
+    serve(
+        args,
+        config,
+        listener,
+        sfn,
+        orders,
+        None,
+        axum::Router::new(),
+    )
+    .await?;
     println!("oms: stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -456,6 +480,7 @@ async fn serve(
     sfn: Arc<dyn saga_core::api::StepFunctions>,
     orders: Orders,
     events: Option<Arc<crate::events::Hub>>,
+    more_routes: axum::Router,
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     // Local servers keep credentials (and their events) in the data dir.
@@ -465,7 +490,8 @@ async fn serve(
     let more = events
         .clone()
         .map(crate::events_http::routes)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .merge(more_routes);
     let extra = crate::orders_http::routes_with(Arc::new(orders), more);
     let shutdown = async move {
         shutdown_signal().await;

@@ -7,12 +7,14 @@
 //! transition before acting on it; `retention` deletes closed executions past their
 //! retention period; `nested` runs executions started by a Task of another; `mock` answers Tasks from a
 //! Step Functions Local mock configuration;
+//! `observe` is the hook an observer (oms's metrics) hangs on;
 //! `service` implements the API on top of both.
 
 pub mod api;
 pub mod dispatch;
 pub mod mock;
 pub mod nested;
+pub mod observe;
 pub mod retention;
 pub mod runtime;
 pub mod service;

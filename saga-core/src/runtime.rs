@@ -202,8 +202,9 @@ struct Live {
     exec: Execution,
     /// The stop date last written, once the execution has ended.
     stop_date: Option<f64>,
-    /// Effects already being performed, so a later step does not perform them again.
-    dispatched: HashSet<EffectId>,
+    /// Effects already being performed, so a later step does not perform them again,
+    /// with when they were dispatched (a task's latency, for the observer).
+    dispatched: HashMap<EffectId, std::time::Instant>,
     /// Effects that have a row in `tasks` (a token), to add and remove rows as they come and go.
     task_rows: HashMap<EffectId, String>,
     /// The sleeping tasks that watch this execution's deadlines.
@@ -221,7 +222,7 @@ impl Live {
     ) -> Arc<tokio::sync::Mutex<Live>> {
         Arc::new(tokio::sync::Mutex::new(Live {
             exec,
-            dispatched: HashSet::new(),
+            dispatched: HashMap::new(),
             stop_date: None,
             task_rows,
             watchers: Watchers::default(),
@@ -303,6 +304,8 @@ pub struct Runtime {
     mocks: std::sync::OnceLock<Arc<crate::mock::MockConfig>>,
     /// Executions running a test case: ARN -> (state machine name, test case).
     test_cases: Mutex<HashMap<String, (String, String)>>,
+    /// Told of tasks answered, steps committed and redrives, once set (`observe.rs`).
+    observer: crate::observe::ObserverSlot,
 }
 
 impl Runtime {
@@ -318,7 +321,19 @@ impl Runtime {
             executions: std::sync::OnceLock::new(),
             mocks: std::sync::OnceLock::new(),
             test_cases: Mutex::new(HashMap::new()),
+            observer: crate::observe::ObserverSlot::default(),
         })
+    }
+
+    /// Tells `observer` what this runtime and its store do from now on.
+    pub fn observe(&self, observer: Arc<dyn crate::observe::Observer>) {
+        self.store.observe(observer.clone());
+        self.observer.set(observer);
+    }
+
+    /// How many executions are running in this process now.
+    pub fn running(&self) -> usize {
+        self.live.lock().expect("live lock").len()
     }
 
     /// Answers the Task states of executions started as a test case (`ARN#Case`) from
@@ -449,7 +464,8 @@ impl Runtime {
         );
         let arn = info.execution_arn.clone();
         let mut exec = Execution::start(new.machine.clone(), new.input, info, true, &mut host);
-        let events = event_rows(exec.take_new_events());
+        let new_events = exec.take_new_events();
+        let events = event_rows(&new_events);
         let snapshot = exec
             .snapshot_json()
             .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
@@ -546,6 +562,9 @@ impl Runtime {
             self.unregister(&arn, &cell);
             return Err(e);
         }
+        if let Some(o) = self.observer.get() {
+            o.step_committed(&new.state_machine_arn, &new_events);
+        }
         let deadline = new
             .machine
             .timeout_seconds
@@ -601,11 +620,11 @@ impl Runtime {
         let pending: Vec<(EffectId, Effect)> = live
             .exec
             .pending()
-            .filter(|(id, _)| !live.dispatched.contains(id))
+            .filter(|(id, _)| !live.dispatched.contains_key(id))
             .map(|(id, e)| (id, e.clone()))
             .collect();
         for (id, effect) in pending {
-            live.dispatched.insert(id);
+            live.dispatched.insert(id, std::time::Instant::now());
             let rt = self.clone();
             let arn = arn.to_string();
             match effect {
@@ -821,6 +840,10 @@ impl Runtime {
         if live.exec.status() != Status::Running || !live.exec.pending().any(|(i, _)| i == id) {
             return Ok(());
         }
+        let finished = self
+            .observer
+            .get()
+            .and_then(|_| task_outcome(&live, id, &delivery));
         let mut host = SystemHost;
         live.exec.deliver(id, delivery, &mut host);
         if let Err(e) = self.commit_step(arn, &mut live).await {
@@ -831,6 +854,14 @@ impl Runtime {
             drop(live);
             self.reload_later(arn.to_string());
             return Err(e);
+        }
+        if let (Some(o), Some((state, seconds, error))) = (self.observer.get(), finished) {
+            o.task_finished(&crate::observe::TaskFinished {
+                state_machine_arn: &live.exec.info().state_machine_arn,
+                state_name: &state,
+                seconds,
+                error: error.as_deref(),
+            });
         }
         self.after_step(arn, &mut live);
         Ok(())
@@ -912,7 +943,8 @@ impl Runtime {
         live: &mut Live,
         redrive_date: Option<f64>,
     ) -> Result<(), StoreError> {
-        let events = event_rows(live.exec.take_new_events());
+        let new_events = live.exec.take_new_events();
+        let events = event_rows(&new_events);
         let snapshot = live
             .exec
             .snapshot_json()
@@ -989,6 +1021,9 @@ impl Runtime {
             })
             .await?;
         live.map_runs_to_stop = to_stop;
+        if let Some(o) = self.observer.get() {
+            o.step_committed(&live.exec.info().state_machine_arn, &new_events);
+        }
         Ok(())
     }
 
@@ -1168,6 +1203,8 @@ impl Runtime {
             definition,
             machine_type,
             stop_date,
+            error,
+            state_machine_arn,
             ..
         }) = row
         else {
@@ -1201,7 +1238,7 @@ impl Runtime {
         let now = Utc::now();
         let cell = Arc::new(tokio::sync::Mutex::new(Live {
             exec,
-            dispatched: HashSet::new(),
+            dispatched: HashMap::new(),
             stop_date: None,
             task_rows: HashMap::new(),
             watchers: Watchers::default(),
@@ -1217,11 +1254,41 @@ impl Runtime {
             self.unregister(arn, &cell);
             return Err(e.into());
         }
+        if let Some(o) = self.observer.get() {
+            let state = self.last_state_entered(arn);
+            o.redriven(&crate::observe::Redriven {
+                state_machine_arn: &state_machine_arn,
+                state_name: state.as_deref(),
+                error: error.as_deref(),
+            });
+        }
         let deadline = machine
             .timeout_seconds
             .map(|s| seconds_after(now, s as f64));
         self.activate(arn, guard, deadline);
         Ok(now)
+    }
+
+    /// The name of the last state the execution's history shows it entering (where a
+    /// redrive resumes), for the observer; None if the history is gone or unreadable.
+    fn last_state_entered(&self, arn: &str) -> Option<String> {
+        let arn = arn.to_string();
+        let details: Option<String> = self
+            .store
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT details FROM events WHERE execution_id = \
+                     (SELECT rowid FROM executions WHERE arn = ?1) \
+                     AND type LIKE '%StateEntered' ORDER BY id DESC LIMIT 1",
+                    [&arn],
+                    |r| r.get(0),
+                )
+                .optional()?)
+            })
+            .ok()
+            .flatten();
+        let details: Value = serde_json::from_str(&details?).ok()?;
+        details.get("name")?.as_str().map(str::to_string)
     }
 
     /// Waits until the execution is no longer running (StartSyncExecution).
@@ -1326,6 +1393,25 @@ const RECOVER_SELECT: &str = "SELECT e.arn, d.text, s.data, e.start_date FROM ex
      JOIN definitions d ON d.id = e.definition_id JOIN snapshots s ON s.arn = e.arn \
      WHERE e.status = 'RUNNING'";
 
+/// A Task's state name, how long since it was dispatched and its error, when `id` is
+/// a Task call being answered by `delivery` (for the observer).
+fn task_outcome(
+    live: &Live,
+    id: EffectId,
+    delivery: &Delivery,
+) -> Option<(String, Option<f64>, Option<String>)> {
+    let (_, effect) = live.exec.pending().find(|(i, _)| *i == id)?;
+    let Effect::Invoke(call) = effect else {
+        return None;
+    };
+    let error = match delivery {
+        Delivery::TaskFailed(f) => Some(f.error.clone()),
+        _ => None,
+    };
+    let seconds = live.dispatched.get(&id).map(|t| t.elapsed().as_secs_f64());
+    Some((call.state_name.clone(), seconds, error))
+}
+
 fn outcome(exec: &Execution) -> (ExecutionStatus, Option<String>, Option<Failure>) {
     (
         api_status(exec),
@@ -1424,15 +1510,15 @@ struct EventRow {
     details: Option<String>,
 }
 
-fn event_rows(events: Vec<HistoryEvent>) -> Vec<EventRow> {
+fn event_rows(events: &[HistoryEvent]) -> Vec<EventRow> {
     events
-        .into_iter()
+        .iter()
         .map(|e| EventRow {
             id: e.id as i64,
             previous_id: e.previous_event_id as i64,
             timestamp: epoch(e.timestamp),
             details: (!e.details.is_null()).then(|| e.details.to_string()),
-            kind: e.kind,
+            kind: e.kind.clone(),
         })
         .collect()
 }

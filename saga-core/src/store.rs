@@ -62,6 +62,8 @@ struct Inner {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Tells the checkpointer thread to stop.
     stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
+    /// Told of every commit (its size and time), once set.
+    observer: crate::observe::ObserverSlot,
 }
 
 const SCHEMA: &str = r#"
@@ -243,11 +245,13 @@ impl ExecutionStore {
         let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
         spawn_checkpointer(&path, key.as_ref(), stop_checkpoints.clone())?;
         let (tx, rx) = mpsc::channel::<Job>();
+        let observer = crate::observe::ObserverSlot::default();
         let writer = std::thread::Builder::new()
             .name("oms-store-writer".into())
             .spawn({
                 let wal = dir.join("oms.sqlite3-wal");
-                move || writer_loop(conn, rx, wal)
+                let observer = observer.clone();
+                move || writer_loop(conn, rx, wal, observer)
             })
             .map_err(|e| StoreError::Failed(format!("cannot start the store writer: {e}")))?;
         Ok(ExecutionStore {
@@ -258,8 +262,14 @@ impl ExecutionStore {
                 key,
                 writer: Mutex::new(Some(writer)),
                 stop_checkpoints,
+                observer,
             }),
         })
+    }
+
+    /// Tells `observer` of every commit from now on (the first observer set stays).
+    pub fn observe(&self, observer: std::sync::Arc<dyn crate::observe::Observer>) {
+        self.inner.observer.set(observer);
     }
 
     /// Runs `f` in the next group commit and returns its result once committed.
@@ -350,7 +360,12 @@ fn run_in_savepoint<R>(
 /// Past this size the writer truncates the WAL itself (see `writer_loop`).
 const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, wal: PathBuf) {
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    wal: PathBuf,
+    observer: crate::observe::ObserverSlot,
+) {
     let mut batches = 0u32;
     while let Ok(first) = rx.recv() {
         // Under constant load the checkpointer's PASSIVE checkpoints never catch the
@@ -370,6 +385,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, wal: PathBuf) {
                 Err(_) => break,
             }
         }
+        let began = std::time::Instant::now();
         if conn
             .prepare_cached("BEGIN IMMEDIATE")
             .and_then(|mut s| s.execute([]))
@@ -380,6 +396,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, wal: PathBuf) {
             drop(batch);
             continue;
         }
+        let jobs = batch.len();
         let replies: Vec<Reply> = batch.into_iter().map(|job| job(&conn)).collect();
         let committed = conn
             .prepare_cached("COMMIT")
@@ -388,6 +405,9 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, wal: PathBuf) {
             .map_err(StoreError::from);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
+        }
+        if let Some(o) = observer.get() {
+            o.store_committed(jobs, began.elapsed().as_secs_f64(), committed.is_ok());
         }
         for reply in replies {
             reply(committed.clone());
