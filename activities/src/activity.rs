@@ -50,12 +50,12 @@ impl Ctx {
 /// How often a handler reads and decides again when its batch lost a race.
 const MAX_ATTEMPTS: u32 = 25;
 
-enum Attempt<T> {
+pub(crate) enum Attempt<T> {
     Done(T),
     Again,
 }
 
-async fn contended<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, ActivityError>
+pub(crate) async fn contended<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, ActivityError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Attempt<T>, ActivityError>>,
@@ -77,7 +77,7 @@ where
 }
 
 /// Applies a batch: a failed condition means "read again", anything else is an error.
-async fn commit(store: &dyn Store, writes: Vec<Write>) -> Result<bool, ActivityError> {
+pub(crate) async fn commit(store: &dyn Store, writes: Vec<Write>) -> Result<bool, ActivityError> {
     match store.transact(writes).await {
         Ok(()) => Ok(true),
         Err(StoreError::ConditionFailed { .. }) => Ok(false),
@@ -87,7 +87,7 @@ async fn commit(store: &dyn Store, writes: Vec<Write>) -> Result<bool, ActivityE
 
 /// Applies a batch and answers with `done` if it applied, or "read and decide again"
 /// if a condition failed.
-async fn done_or_again<T>(
+pub(crate) async fn done_or_again<T>(
     store: &dyn Store,
     writes: Vec<Write>,
     done: T,
@@ -99,7 +99,7 @@ async fn done_or_again<T>(
     })
 }
 
-fn cancelled(order_id: &str, why: &str) -> ActivityError {
+pub(crate) fn cancelled(order_id: &str, why: &str) -> ActivityError {
     ActivityError::new(
         ErrorKind::OrderCancelled,
         format!("order '{order_id}' {why}"),
@@ -108,7 +108,7 @@ fn cancelled(order_id: &str, why: &str) -> ActivityError {
 
 /// A forward step already settled: its stored result if it is done, Order.Cancelled
 /// (saying `undone`) if it was compensated, nothing if it is still to be done.
-fn settled<T: serde::de::DeserializeOwned>(
+pub(crate) fn settled<T: serde::de::DeserializeOwned>(
     step: &Step,
     order_id: &str,
     undone: &str,
@@ -124,7 +124,7 @@ fn settled<T: serde::de::DeserializeOwned>(
 
 /// The check that makes a forward step and a cancellation request exclusive: the batch
 /// only applies if the order is as read (not cancelled since).
-fn order_unchanged(order_id: &str, version: u64) -> Write {
+pub(crate) fn order_unchanged(order_id: &str, version: u64) -> Write {
     Write::Check {
         key: order_key(order_id),
         cond: Cond::Version(version),
@@ -276,6 +276,9 @@ pub async fn place_checked(
             failure: None,
             created_at: now.clone(),
             updated_at: now,
+            amendments: Vec::new(),
+            amending: None,
+            charge_key: None,
         };
         let mut writes = vec![put(order_key(&order.order_id), to_doc(&record), None)];
         writes.extend(index_writes(&record));
@@ -462,11 +465,17 @@ pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, Ac
         if let Some(r) = step.compensated() {
             return Ok(Attempt::Done(r));
         }
+        let order = ctx.store.get(&order_key(id)).await?;
+        let mut writes = Vec::new();
+        if let Some(item) = &order {
+            from_item::<OrderRecord>(item)?.wait_for_amendment()?;
+            // An amendment locking the order after this read fails this batch.
+            writes.push(order_unchanged(id, item.version));
+        }
         let mut release = Release {
             order_id: id.to_string(),
             released_shipments: Vec::new(),
         };
-        let mut writes = Vec::new();
         if step.status() == Some(StepStatus::Done) {
             for s in load_shipments(&*ctx.store, id).await? {
                 if !matches!(
@@ -506,10 +515,10 @@ pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, Ac
 // ---- ChargePayment / RefundPayment -----------------------------------------------
 
 pub fn charge_key(order_id: &str) -> String {
-    format!("{order_id}/charge")
+    order_charge_key(order_id)
 }
 
-fn gateway_error(e: GatewayError, order_id: &str) -> ActivityError {
+pub(crate) fn gateway_error(e: GatewayError, order_id: &str) -> ActivityError {
     match e {
         GatewayError::Declined(m) => ActivityError::new(ErrorKind::PaymentDeclined, m),
         GatewayError::Timeout(m) => ActivityError::new(ErrorKind::PaymentGatewayTimeout, m),
@@ -601,9 +610,18 @@ pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, Activi
         }
         let order = ctx.store.get(&order_key(id)).await?;
         refuse_if_completed(order.as_ref(), id)?;
+        // The live charge: an amendment may have charged the order anew.
+        let key = match &order {
+            Some(item) => {
+                let record: OrderRecord = from_item(item)?;
+                record.wait_for_amendment()?;
+                record.live_charge_key()
+            }
+            None => charge_key(id),
+        };
         // The gateway is asked even when the ledger shows no charge: a charge call may
         // have gone through and died before recording it.
-        let refund = match ctx.gateway.refund(&charge_key(id)).await {
+        let refund = match ctx.gateway.refund(&key).await {
             Ok(GatewayRefund::Refunded {
                 refund_id,
                 amount_cents,
@@ -634,7 +652,13 @@ pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, Activi
         // in between loses the batch and is read again.
         if let Some(item) = order {
             let mut record: OrderRecord = from_item(&item)?;
-            record.refunded_cents = refund.amount_cents;
+            // Added: an amendment's re-charge refunded the order's first charge.
+            record.refunded_cents = record
+                .refunded_cents
+                .checked_add(refund.amount_cents)
+                .ok_or_else(|| {
+                    ActivityError::new(ErrorKind::OrderInvalid, "refunded_cents overflows")
+                })?;
             record.updated_at = now();
             writes.push(put(order_key(id), to_doc(&record), Some(item.version)));
         }
@@ -692,6 +716,10 @@ async fn forward_shipment_step(
         if order.value.cancel_requested {
             return Err(cancelled(id, "was cancelled"));
         }
+        // A pick or ship would change shipments an amendment is changing; the
+        // amendment's lock bumps the order's version, so this batch's check below
+        // also catches a lock taken after this read.
+        order.value.wait_for_amendment()?;
         let shipment = load_shipment(&*ctx.store, id, sid).await?;
         let (record, mut writes) = match decide(&order.value, &shipment.value) {
             Ok(next) => next,
@@ -1034,6 +1062,10 @@ pub async fn record_order_status(
         let order = load_order(&*ctx.store, id).await?;
         let mut record = order.value.clone();
         let from = record.status;
+        if from != update.status {
+            // COMPENSATING (a pick that timed out) waits for a running amendment.
+            record.wait_for_amendment()?;
+        }
         if from.is_final() && from != update.status {
             return Err(ActivityError::new(
                 ErrorKind::OrderConflict,
@@ -1123,7 +1155,7 @@ impl Input for ShipmentRef {}
 impl Input for PickRequest {}
 impl Input for StatusUpdate {}
 
-fn accepts<T: Input>(input: &Value) -> Result<(), ActivityError> {
+pub(crate) fn accepts<T: Input>(input: &Value) -> Result<(), ActivityError> {
     let broken = decode::<T>(input)?.rules();
     if broken.is_empty() {
         Ok(())

@@ -36,6 +36,12 @@ pub mod code {
     pub const ORDER_NOT_RETRYABLE: &str = "Order.NotRetryable";
     /// A loopback server was called by a name that is not its own (DNS rebinding).
     pub const HOST_NOT_ALLOWED: &str = "Request.HostNotAllowed";
+    /// An amendment sent with a `version` the order is no longer at.
+    pub const ORDER_VERSION_STALE: &str = "Order.VersionStale";
+    /// An amendment of an order past the point where it may change (the message says why).
+    pub const ORDER_NOT_AMENDABLE: &str = "Order.NotAmendable";
+    /// `PATCH /orders/{id}` on a backend without the order-amend state machine.
+    pub const AMENDMENTS_UNAVAILABLE: &str = "Amendments.Unavailable";
     /// Every code above: the OpenAPI document must list them all (oms's test).
     pub const ALL: &[&str] = &[
         REQUEST_INVALID,
@@ -51,6 +57,9 @@ pub mod code {
         FAULTS_DISABLED,
         HOST_NOT_ALLOWED,
         ORDER_NOT_RETRYABLE,
+        ORDER_VERSION_STALE,
+        ORDER_NOT_AMENDABLE,
+        AMENDMENTS_UNAVAILABLE,
     ];
 }
 
