@@ -31,7 +31,7 @@ pub enum OrdersCmd {
         preview: bool,
     },
     /// Amend an order before it is picked: its address, quantities, lines added or
-    /// removed (PATCH /orders/{id}; docs/orders-api.md).
+    /// removed (PATCH /orders/{id}; docs/saga.md (Amending)).
     Amend(AmendArgs),
 }
 
