@@ -93,6 +93,17 @@ impl AmendStep {
     }
 }
 
+/// The forward steps' keys (their activities' keys and step records' names), in the
+/// order they run.
+const RESERVE: &str = "amend_reserve";
+const CHARGE: &str = "amend_charge";
+const APPLY: &str = "amend_apply";
+
+/// Where an amendment's step record comes among its steps (None: not an amendment's).
+pub fn step_rank(step: &str) -> Option<usize> {
+    [RESERVE, CHARGE, APPLY].iter().position(|s| *s == step)
+}
+
 /// The gateway key an amendment charges the order's new total under.
 pub fn amend_charge_key(order_id: &str, amendment_id: &str) -> String {
     format!("{order_id}/amend/{amendment_id}")
@@ -328,7 +339,7 @@ fn units_of(shipments: &[Versioned<ShipmentRecord>]) -> BTreeMap<String, i64> {
 pub async fn reserve_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, ActivityError> {
     let id = r.order_id.as_str();
     contended("ReserveAmendment", || async {
-        let step = load_step(&*ctx.store, &r, "amend_reserve").await?;
+        let step = load_step(&*ctx.store, &r, RESERVE).await?;
         if let Some(done) = settled(&step, id, "had its amendment's reservation released")? {
             return Ok(Attempt::Done(done));
         }
@@ -465,7 +476,7 @@ fn add_line(lines: &mut Vec<ShipmentLine>, sku: &str, delta: i64) -> Result<(), 
 /// ReleaseAmendment (compensates ReserveAmendment): the units it reserved go back.
 pub async fn release_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, ActivityError> {
     contended("ReleaseAmendment", || async {
-        let step = load_step(&*ctx.store, &r, "amend_reserve").await?;
+        let step = load_step(&*ctx.store, &r, RESERVE).await?;
         if let Some(done) = step.compensated() {
             return Ok(Attempt::Done(done));
         }
@@ -488,7 +499,7 @@ pub async fn release_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, Acti
 pub async fn charge_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, ActivityError> {
     let id = r.order_id.as_str();
     contended("ChargeAmendment", || async {
-        let step = load_step(&*ctx.store, &r, "amend_charge").await?;
+        let step = load_step(&*ctx.store, &r, CHARGE).await?;
         if let Some(done) = settled(&step, id, "had its amendment's charge refunded")? {
             return Ok(Attempt::Done(done));
         }
@@ -529,7 +540,7 @@ pub async fn charge_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, Activ
 pub async fn refund_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, ActivityError> {
     let id = r.order_id.as_str();
     contended("RefundAmendment", || async {
-        let step = load_step(&*ctx.store, &r, "amend_charge").await?;
+        let step = load_step(&*ctx.store, &r, CHARGE).await?;
         if let Some(done) = step.compensated() {
             return Ok(Attempt::Done(done));
         }
@@ -565,7 +576,7 @@ pub async fn refund_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, Activ
 pub async fn apply_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, ActivityError> {
     let id = r.order_id.as_str();
     contended("ApplyAmendment", || async {
-        let step = load_step(&*ctx.store, &r, "amend_apply").await?;
+        let step = load_step(&*ctx.store, &r, APPLY).await?;
         if let Some(done) = settled(&step, id, "was abandoned")? {
             return Ok(Attempt::Done(done));
         }
@@ -579,7 +590,7 @@ pub async fn apply_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, Activi
                 Ok(Attempt::Again)
             };
         }
-        let charge: AmendStep = load_step(&*ctx.store, &r, "amend_charge")
+        let charge: AmendStep = load_step(&*ctx.store, &r, CHARGE)
             .await?
             .result()
             .ok_or_else(|| cancelled(id, "has no charge step for this amendment"))?;
@@ -748,13 +759,13 @@ pub async fn abandon_amendment(ctx: &Ctx, f: AmendFailed) -> Result<AmendStep, A
 pub const AMEND_ACTIVITIES: &[ActivityDef] = &[
     def::<AmendRef>(
         "ReserveAmendment",
-        "amend_reserve",
+        RESERVE,
         None,
         &[ErrorKind::OrderConflict, ErrorKind::InventoryOutOfStock],
     ),
     def::<AmendRef>(
         "ChargeAmendment",
-        "amend_charge",
+        CHARGE,
         None,
         &[
             ErrorKind::OrderConflict,
@@ -764,7 +775,7 @@ pub const AMEND_ACTIVITIES: &[ActivityDef] = &[
     ),
     def::<AmendRef>(
         "ApplyAmendment",
-        "amend_apply",
+        APPLY,
         None,
         &[
             ErrorKind::OrderConflict,
@@ -775,15 +786,10 @@ pub const AMEND_ACTIVITIES: &[ActivityDef] = &[
     def::<AmendRef>(
         "RefundAmendment",
         "amend_refund",
-        Some("amend_charge"),
+        Some(CHARGE),
         &[ErrorKind::PaymentRefundRejected],
     ),
-    def::<AmendRef>(
-        "ReleaseAmendment",
-        "amend_release",
-        Some("amend_reserve"),
-        &[],
-    ),
+    def::<AmendRef>("ReleaseAmendment", "amend_release", Some(RESERVE), &[]),
     def::<AmendFailed>(
         "AbandonAmendment",
         "amend_abandon",
@@ -829,9 +835,9 @@ pub async fn invoke(ctx: &Ctx, name: &str, input: &Value) -> Result<Value, Activ
         )
     })?;
     let out = match def.key {
-        "amend_reserve" => reserve_amendment(ctx, decode(input)?).await,
-        "amend_charge" => charge_amendment(ctx, decode(input)?).await,
-        "amend_apply" => apply_amendment(ctx, decode(input)?).await,
+        RESERVE => reserve_amendment(ctx, decode(input)?).await,
+        CHARGE => charge_amendment(ctx, decode(input)?).await,
+        APPLY => apply_amendment(ctx, decode(input)?).await,
         "amend_refund" => refund_amendment(ctx, decode(input)?).await,
         "amend_release" => release_amendment(ctx, decode(input)?).await,
         _ => abandon_amendment(ctx, decode(input)?).await,

@@ -681,13 +681,16 @@ fn steps_and_shipments(items: &[activities::store::Item]) -> (Vec<Value>, Vec<Va
         }
     }
     // The ledger in saga order (the store keeps it by key).
+    // An amendment's steps come after the saga's, amendment by amendment (the
+    // amendment's id is where a shipment's would be), each in the order they run.
     let rank = |v: &Value| {
         let step = v["step"].as_str().unwrap_or_default();
         let at = ledger::step_rank(step);
-        (
-            at,
-            v["shipment_id"].as_str().unwrap_or_default().to_string(),
-        )
+        let of = v["shipment_id"].as_str().unwrap_or_default().to_string();
+        match amend::step_rank(step) {
+            Some(n) => (usize::MAX, of, n),
+            None => (at, of, 0),
+        }
     };
     steps.sort_by_key(|v| rank(v));
     (steps, shipments)
