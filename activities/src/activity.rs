@@ -15,7 +15,7 @@ use crate::gateway::{GatewayError, GatewayRefund, LedgerGateway, PaymentGateway}
 use crate::ledger::*;
 use crate::model::*;
 use crate::sourcing::{self, Site};
-use crate::store::{Cond, Item, Store, StoreError, Write};
+use crate::store::{Cond, Item, Key, Store, StoreError, Write};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -51,12 +51,12 @@ impl Ctx {
 /// How often a handler reads and decides again when its batch lost a race.
 const MAX_ATTEMPTS: u32 = 25;
 
-enum Attempt<T> {
+pub(crate) enum Attempt<T> {
     Done(T),
     Again,
 }
 
-async fn contended<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, ActivityError>
+pub(crate) async fn contended<T, F, Fut>(what: &str, mut attempt: F) -> Result<T, ActivityError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Attempt<T>, ActivityError>>,
@@ -78,7 +78,10 @@ where
 }
 
 /// Applies a batch: a failed condition means "read again", anything else is an error.
-async fn commit(store: &dyn Store, writes: Vec<Write>) -> Result<bool, ActivityError> {
+pub(crate) async fn commit(store: &dyn Store, writes: Vec<Write>) -> Result<bool, ActivityError> {
+    let Some(writes) = fold_checks(writes) else {
+        return Ok(false);
+    };
     match store.transact(writes).await {
         Ok(()) => Ok(true),
         Err(StoreError::ConditionFailed { .. }) => Ok(false),
@@ -86,9 +89,38 @@ async fn commit(store: &dyn Store, writes: Vec<Write>) -> Result<bool, ActivityE
     }
 }
 
+/// A batch may write an item once, but two concerns can each guard the order record:
+/// an amendment's lock (a `Check` of the version read) and an event's sequence (a `Put`
+/// under the version read). A `Check` of an item the batch also puts or deletes under
+/// the same condition is that write's condition already, so it is dropped. Under
+/// another condition the two cannot both hold (the item changed between the two
+/// reads): None, and the caller reads and decides again, as after any lost race.
+fn fold_checks(writes: Vec<Write>) -> Option<Vec<Write>> {
+    let cond_written = |key: &Key| {
+        writes.iter().find_map(|w| match w {
+            Write::Put { key: k, cond, .. } | Write::Delete { key: k, cond } if k == key => {
+                Some(*cond)
+            }
+            _ => None,
+        })
+    };
+    let mut folded = Vec::with_capacity(writes.len());
+    for w in &writes {
+        if let Write::Check { key, cond } = w {
+            match cond_written(key) {
+                Some(c) if c == *cond => continue,
+                Some(_) => return None,
+                None => {}
+            }
+        }
+        folded.push(w.clone());
+    }
+    Some(folded)
+}
+
 /// Applies a batch and answers with `done` if it applied, or "read and decide again"
 /// if a condition failed.
-async fn done_or_again<T>(
+pub(crate) async fn done_or_again<T>(
     store: &dyn Store,
     writes: Vec<Write>,
     done: T,
@@ -100,7 +132,7 @@ async fn done_or_again<T>(
     })
 }
 
-fn cancelled(order_id: &str, why: &str) -> ActivityError {
+pub(crate) fn cancelled(order_id: &str, why: &str) -> ActivityError {
     ActivityError::new(
         ErrorKind::OrderCancelled,
         format!("order '{order_id}' {why}"),
@@ -109,7 +141,7 @@ fn cancelled(order_id: &str, why: &str) -> ActivityError {
 
 /// A forward step already settled: its stored result if it is done, Order.Cancelled
 /// (saying `undone`) if it was compensated, nothing if it is still to be done.
-fn settled<T: serde::de::DeserializeOwned>(
+pub(crate) fn settled<T: serde::de::DeserializeOwned>(
     step: &Step,
     order_id: &str,
     undone: &str,
@@ -125,7 +157,7 @@ fn settled<T: serde::de::DeserializeOwned>(
 
 /// The check that makes a forward step and a cancellation request exclusive: the batch
 /// only applies if the order is as read (not cancelled since).
-fn order_unchanged(order_id: &str, version: u64) -> Write {
+pub(crate) fn order_unchanged(order_id: &str, version: u64) -> Write {
     Write::Check {
         key: order_key(order_id),
         cond: Cond::Version(version),
@@ -301,6 +333,9 @@ pub async fn place_checked(
             created_at: now.clone(),
             updated_at: now,
             event_seq: 0,
+            amendments: Vec::new(),
+            amending: None,
+            charge_key: None,
         };
         let mut record = record;
         let placed = events::order_status(&record);
@@ -496,11 +531,17 @@ pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, Ac
         if let Some(r) = step.compensated() {
             return Ok(Attempt::Done(r));
         }
+        let order = ctx.store.get(&order_key(id)).await?;
+        let mut writes = Vec::new();
+        if let Some(item) = &order {
+            from_item::<OrderRecord>(item)?.wait_for_amendment()?;
+            // An amendment locking the order after this read fails this batch.
+            writes.push(order_unchanged(id, item.version));
+        }
         let mut release = Release {
             order_id: id.to_string(),
             released_shipments: Vec::new(),
         };
-        let mut writes = Vec::new();
         let mut emitted = Vec::new();
         if step.status() == Some(StepStatus::Done) {
             for s in load_shipments(&*ctx.store, id).await? {
@@ -548,10 +589,10 @@ pub async fn release_inventory(ctx: &Ctx, input: OrderRef) -> Result<Release, Ac
 // ---- ChargePayment / RefundPayment -----------------------------------------------
 
 pub fn charge_key(order_id: &str) -> String {
-    format!("{order_id}/charge")
+    order_charge_key(order_id)
 }
 
-fn gateway_error(e: GatewayError, order_id: &str) -> ActivityError {
+pub(crate) fn gateway_error(e: GatewayError, order_id: &str) -> ActivityError {
     match e {
         GatewayError::Declined(m) => ActivityError::new(ErrorKind::PaymentDeclined, m),
         GatewayError::Timeout(m) => ActivityError::new(ErrorKind::PaymentGatewayTimeout, m),
@@ -644,9 +685,18 @@ pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, Activi
         }
         let order = ctx.store.get(&order_key(id)).await?;
         refuse_if_completed(order.as_ref(), id)?;
+        // The live charge: an amendment may have charged the order anew.
+        let key = match &order {
+            Some(item) => {
+                let record: OrderRecord = from_item(item)?;
+                record.wait_for_amendment()?;
+                record.live_charge_key()
+            }
+            None => charge_key(id),
+        };
         // The gateway is asked even when the ledger shows no charge: a charge call may
         // have gone through and died before recording it.
-        let refund = match ctx.gateway.refund(&charge_key(id)).await {
+        let refund = match ctx.gateway.refund(&key).await {
             Ok(GatewayRefund::Refunded {
                 refund_id,
                 amount_cents,
@@ -677,7 +727,13 @@ pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, Activi
         // in between loses the batch and is read again.
         if let Some(item) = order {
             let mut record: OrderRecord = from_item(&item)?;
-            record.refunded_cents = refund.amount_cents;
+            // Added: an amendment's re-charge refunded the order's first charge.
+            record.refunded_cents = record
+                .refunded_cents
+                .checked_add(refund.amount_cents)
+                .ok_or_else(|| {
+                    ActivityError::new(ErrorKind::OrderInvalid, "refunded_cents overflows")
+                })?;
             record.updated_at = now();
             let done = events::compensation("RefundPayment", None, to_json(&refund));
             writes.extend(outbox_write(&mut record, vec![done]));
@@ -737,6 +793,10 @@ async fn forward_shipment_step(
         if order.value.cancel_requested {
             return Err(cancelled(id, "was cancelled"));
         }
+        // A pick or ship would change shipments an amendment is changing; the
+        // amendment's lock bumps the order's version, so this batch's check below
+        // also catches a lock taken after this read.
+        order.value.wait_for_amendment()?;
         let shipment = load_shipment(&*ctx.store, id, sid).await?;
         let (record, mut writes) = match decide(&order.value, &shipment.value) {
             Ok(next) => next,
@@ -1100,6 +1160,10 @@ pub async fn record_order_status(
         let order = load_order(&*ctx.store, id).await?;
         let mut record = order.value.clone();
         let from = record.status;
+        if from != update.status {
+            // COMPENSATING (a pick that timed out) waits for a running amendment.
+            record.wait_for_amendment()?;
+        }
         if from.is_final() && from != update.status {
             return Err(ActivityError::new(
                 ErrorKind::OrderConflict,
@@ -1194,7 +1258,7 @@ impl Input for ShipmentRef {}
 impl Input for PickRequest {}
 impl Input for StatusUpdate {}
 
-fn accepts<T: Input>(input: &Value) -> Result<(), ActivityError> {
+pub(crate) fn accepts<T: Input>(input: &Value) -> Result<(), ActivityError> {
     let broken = decode::<T>(input)?.rules();
     if broken.is_empty() {
         Ok(())

@@ -255,9 +255,96 @@ pub struct OrderRecord {
     /// existed have none and count from 0.
     #[serde(default)]
     pub event_seq: u64,
+    /// The order's amendments, oldest first (`crate::amend`): its history of changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amendments: Vec<AmendmentRecord>,
+    /// The amendment that holds the order now: taken and released by conditional
+    /// writes of this record, so the saga's steps that would change the order wait
+    /// (`wait_for_amendment`) while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amending: Option<String>,
+    /// The gateway key of the order's live charge once an amendment charged it anew
+    /// (None: the first charge, `order_charge_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge_key: Option<String>,
+}
+
+/// The gateway key of an order's first charge (ChargePayment's).
+pub fn order_charge_key(order_id: &str) -> String {
+    format!("{order_id}/charge")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AmendmentStatus {
+    Running,
+    Applied,
+    Failed,
+}
+
+/// One amendment of an order: who asked, when, what it changes, and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AmendmentRecord {
+    pub amendment_id: String,
+    pub at: String,
+    pub by: String,
+    /// `{"ship_to": {"from", "to"}, "lines": [{"sku", "from", "to"}], "total_cents":
+    /// {"from", "to"}}`, each only when it changes.
+    pub changes: Value,
+    pub status: AmendmentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The order as the amendment leaves it (what its steps work towards).
+    pub target: AmendTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AmendTarget {
+    pub lines: Vec<PricedLine>,
+    pub total_cents: i64,
+    pub ship_to: Address,
 }
 
 impl OrderRecord {
+    /// The gateway key of the charge the order holds now.
+    pub fn live_charge_key(&self) -> String {
+        self.charge_key
+            .clone()
+            .unwrap_or_else(|| order_charge_key(&self.order_id))
+    }
+
+    /// Store.Contention (retried by the saga, and by a warehouse answering a pick)
+    /// while an amendment holds the order: the saga's steps that would change the
+    /// order or its shipments wait for the amendment to end.
+    pub fn wait_for_amendment(&self) -> Result<(), ActivityError> {
+        match &self.amending {
+            None => Ok(()),
+            Some(a) => Err(ActivityError::new(
+                ErrorKind::StoreContention,
+                format!(
+                    "order '{}' is being amended ({a}): try again once the amendment ends",
+                    self.order_id
+                ),
+            )),
+        }
+    }
+
+    /// The amendment `amendment_id` of this order.
+    pub fn amendment(&self, amendment_id: &str) -> Result<&AmendmentRecord, ActivityError> {
+        self.amendments
+            .iter()
+            .find(|a| a.amendment_id == amendment_id)
+            .ok_or_else(|| {
+                ActivityError::new(
+                    ErrorKind::OrderNotFound,
+                    format!(
+                        "amendment_id: order '{}' has no amendment '{amendment_id}'",
+                        self.order_id
+                    ),
+                )
+            })
+    }
+
     /// The order as it was placed, paying with the gateway's reference `method`: what
     /// its saga starts from.
     pub fn as_order(&self, method: &str) -> Order {

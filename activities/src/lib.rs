@@ -2,6 +2,7 @@
 //! two backends. See docs/ARCHITECTURE.md, docs/store.md and docs/errors.md.
 
 pub mod activity;
+pub mod amend;
 pub mod audit;
 pub mod errors;
 pub mod events;

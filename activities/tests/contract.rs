@@ -9,6 +9,7 @@ mod common;
 mod saga_driver;
 
 use activities::activity::{self, request_cancel, Ctx};
+use activities::amend;
 use activities::audit::audit;
 use activities::faults::FaultPlan;
 use activities::ledger::{load_order, Step, StepStatus};
@@ -53,6 +54,9 @@ cases![
     concurrent_sagas_keep_every_invariant,
     store_failures_leave_nothing_half_written,
     events_follow_every_change,
+    amendments_apply_and_balance_the_books,
+    a_failed_amendment_is_compensated_and_releases_the_order,
+    an_amendment_and_a_pick_never_both_win,
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1491,4 +1495,236 @@ fn the_schema_lists_every_event_type() {
         listed_sorted, want,
         "schemas/order-event.schema.json's type enum"
     );
+// ---- amendments (activities::amend) ------------------------------------------------
+
+/// An order waiting for picking (FULFILLING), and its version.
+async fn fulfilling(ctx: &Ctx, id: &str, lines: &[(&str, i64)]) -> u64 {
+    activity::place_order(ctx, order(id, lines)).await.unwrap();
+    activity::reserve_inventory(ctx, r(id)).await.unwrap();
+    activity::charge_payment(ctx, r(id)).await.unwrap();
+    record(ctx, id, OrderStatus::Fulfilling).await;
+    load_order(&*ctx.store, id).await.unwrap().version
+}
+
+fn priced(lines: &[(&str, i64, i64)]) -> Vec<PricedLine> {
+    lines
+        .iter()
+        .map(|(sku, q, price)| PricedLine {
+            sku: sku.to_string(),
+            quantity: *q,
+            unit_price_cents: *price,
+            line_total_cents: q * price,
+        })
+        .collect()
+}
+
+fn amend_req(
+    version: u64,
+    lines: Option<Vec<PricedLine>>,
+    postal: Option<&str>,
+) -> amend::AmendRequest {
+    amend::AmendRequest {
+        version,
+        by: "assoc-1".into(),
+        ship_to: postal.map(|p| Address {
+            postal_code: p.into(),
+            ..order("x", &[]).ship_to
+        }),
+        lines,
+    }
+}
+
+fn ar(id: &str, aid: &str) -> amend::AmendRef {
+    amend::AmendRef {
+        order_id: id.into(),
+        amendment_id: aid.into(),
+    }
+}
+
+async fn amendments_apply_and_balance_the_books(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    let v = fulfilling(&ctx, "m1", &[("TSHIRT-BLK-M", 1), ("SOCKS-3PK", 2)]).await;
+    // Quantity up, a line removed: 3 T-shirts, no socks.
+    let lines = priced(&[("TSHIRT-BLK-M", 3, 1999)]);
+    let a = amend::begin(&*store, "m1", &amend_req(v, Some(lines), None))
+        .await
+        .unwrap();
+    assert_eq!(a.amendment_id, "amd-1");
+    assert_eq!(
+        a.changes["lines"],
+        json!([{"sku": "SOCKS-3PK", "from": 2, "to": 0}, {"sku": "TSHIRT-BLK-M", "from": 1, "to": 3}])
+    );
+    // Each step twice: the second returns the first's result and changes nothing.
+    for _ in 0..2 {
+        amend::reserve_amendment(&ctx, ar("m1", "amd-1"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        stock(&*store).await[&("TSHIRT-BLK-M".into(), "WH-NJ".into())],
+        (5, 3, 0)
+    );
+    for _ in 0..2 {
+        let c = amend::charge_amendment(&ctx, ar("m1", "amd-1"))
+            .await
+            .unwrap();
+        assert_eq!(c.amount_cents, 3 * 1999);
+    }
+    for _ in 0..2 {
+        let applied = amend::apply_amendment(&ctx, ar("m1", "amd-1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            applied.units.len(),
+            1,
+            "the socks are released: {applied:?}"
+        );
+    }
+    let st = stock(&*store).await;
+    assert_eq!(st[&("SOCKS-3PK".into(), "WH-NJ".into())], (10, 0, 0));
+    let o = load_order(&*store, "m1").await.unwrap().value;
+    assert_eq!((o.total_cents, o.amending.as_deref()), (3 * 1999, None));
+    assert_eq!(
+        o.amendments[0].status,
+        activities::ledger::AmendmentStatus::Applied
+    );
+    assert_eq!(
+        (o.charged_cents, o.refunded_cents),
+        (1999 + 2 * 899 + 3 * 1999, 1999 + 2 * 899)
+    );
+    clean_audit(&*store).await;
+    // The order ships as amended and the audit holds for a completed order too.
+    activity::pick_shipment(&ctx, pr("m1", "m1-1"))
+        .await
+        .unwrap();
+    activity::ship_shipment(&ctx, sr("m1", "m1-1"))
+        .await
+        .unwrap();
+    record(&ctx, "m1", OrderStatus::Completed).await;
+    let a = clean_audit(&*store).await;
+    assert_eq!(a.completed_total_cents, 3 * 1999);
+    assert_eq!(
+        stock(&*store).await[&("TSHIRT-BLK-M".into(), "WH-NJ".into())],
+        (2, 0, 3)
+    );
+    // A stale version, and a finished order, are refused.
+    let stale = amend::begin(&*store, "m1", &amend_req(v, None, Some("02139"))).await;
+    assert!(
+        matches!(stale, Err(amend::Refusal::Stale { .. })),
+        "{stale:?}"
+    );
+    let now = load_order(&*store, "m1").await.unwrap().version;
+    let done = amend::begin(&*store, "m1", &amend_req(now, None, Some("02139"))).await;
+    assert!(
+        matches!(done, Err(amend::Refusal::NotAmendable(ref m)) if m.contains("COMPLETED")),
+        "{done:?}"
+    );
+}
+
+async fn a_failed_amendment_is_compensated_and_releases_the_order(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    let v = fulfilling(&ctx, "m2", &[("TSHIRT-BLK-M", 1)]).await;
+    let before = stock(&*store).await;
+    let lines = priced(&[("TSHIRT-BLK-M", 2, 1999)]);
+    amend::begin(
+        &*store,
+        "m2",
+        &amend_req(v, Some(lines), Some(activity::UNDELIVERABLE_POSTAL_CODE)),
+    )
+    .await
+    .unwrap();
+    // While the amendment holds the order, the saga's steps that would change it wait.
+    let waits = activity::release_inventory(&ctx, r("m2"))
+        .await
+        .unwrap_err();
+    assert!(
+        waits.retryable() && waits.message.contains("being amended"),
+        "{waits:?}"
+    );
+    amend::reserve_amendment(&ctx, ar("m2", "amd-1"))
+        .await
+        .unwrap();
+    amend::charge_amendment(&ctx, ar("m2", "amd-1"))
+        .await
+        .unwrap();
+    let err = amend::apply_amendment(&ctx, ar("m2", "amd-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "Ship.AddressRejected");
+    // The compensations, in reverse, each twice.
+    for _ in 0..2 {
+        let refund = amend::refund_amendment(&ctx, ar("m2", "amd-1"))
+            .await
+            .unwrap();
+        assert_eq!(refund.amount_cents, 2 * 1999);
+        amend::release_amendment(&ctx, ar("m2", "amd-1"))
+            .await
+            .unwrap();
+    }
+    let failed = amend::AmendFailed {
+        order_id: "m2".into(),
+        amendment_id: "amd-1".into(),
+        error: err.name().into(),
+        cause: json!({"errorType": err.name(), "errorMessage": err.message}).to_string(),
+    };
+    amend::abandon_amendment(&ctx, failed).await.unwrap();
+    assert_eq!(stock(&*store).await, before);
+    let o = load_order(&*store, "m2").await.unwrap().value;
+    assert_eq!((o.amending.as_deref(), o.total_cents), (None, 1999));
+    let a = &o.amendments[0];
+    assert_eq!(a.status, activities::ledger::AmendmentStatus::Failed);
+    assert!(
+        a.reason
+            .as_deref()
+            .unwrap()
+            .starts_with("Ship.AddressRejected: ship_to.postal_code"),
+        "{a:?}"
+    );
+    clean_audit(&*store).await;
+    // A step run after the amendment ended does nothing.
+    let late = amend::reserve_amendment(&ctx, ar("m2", "amd-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(late.name(), "Order.Cancelled");
+}
+
+async fn an_amendment_and_a_pick_never_both_win(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    for n in 0..8 {
+        let id = format!("race{n}");
+        let v = fulfilling(&ctx, &id, &[("SOCKS-3PK", 1)]).await;
+        let sid = format!("{id}-1");
+        activity::pick_shipment(
+            &ctx,
+            PickRequest {
+                task_token: Some("t".into()),
+                ..pr(&id, &sid)
+            },
+        )
+        .await
+        .unwrap();
+        let lines = priced(&[("SOCKS-3PK", 2, 899)]);
+        let req = amend_req(v, Some(lines), None);
+        let target = sr(&id, &sid);
+        let (amended, picked) = tokio::join!(
+            amend::begin(&*store, &id, &req),
+            activity::confirm_pick(&ctx, &target, None)
+        );
+        let picked = picked.map(|(_, outcome)| outcome.is_ok()).unwrap_or(false);
+        let shipment = activities::ledger::load_shipment(&*store, &id, &sid)
+            .await
+            .unwrap();
+        match amended {
+            // The lock landed first: the pick waits (retryable) and nothing moved.
+            Ok(_) => {
+                assert!(!picked, "{id}: amended and picked");
+                assert_eq!(shipment.value.status, ShipmentStatus::Reserved, "{id}");
+            }
+            // The pick landed first: the amendment is refused, saying why.
+            Err(amend::Refusal::NotAmendable(why)) => {
+                assert!(picked && why.contains("is PICKED"), "{id}: {why}");
+            }
+            Err(other) => panic!("{id}: {other:?}"),
+        }
+    }
 }

@@ -30,6 +30,35 @@ pub enum OrdersCmd {
         #[arg(long)]
         preview: bool,
     },
+    /// Amend an order before it is picked: its address, quantities, lines added or
+    /// removed (PATCH /orders/{id}; docs/saga.md (Amending)).
+    Amend(AmendArgs),
+}
+
+#[derive(clap::Args)]
+pub struct AmendArgs {
+    order_id: String,
+    /// The order's version the change is based on (`oms orders show --output json`);
+    /// without it, the version the order is at now.
+    #[arg(long)]
+    version: Option<u64>,
+    /// Set a line's quantity: SKU=QTY (a new SKU adds a line, QTY 0 removes it);
+    /// repeat for several lines. Lines not named are kept.
+    #[arg(long = "line", value_name = "SKU=QTY")]
+    lines: Vec<String>,
+    #[arg(long)]
+    ship_to_name: Option<String>,
+    #[arg(long)]
+    ship_to_line1: Option<String>,
+    #[arg(long)]
+    ship_to_city: Option<String>,
+    #[arg(long)]
+    ship_to_postal_code: Option<String>,
+    #[arg(long)]
+    ship_to_country: Option<String>,
+    /// Who amends (recorded in the order's history; the X-Oms-Associate header).
+    #[arg(long)]
+    by: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -148,6 +177,7 @@ pub fn run(target: Target, output: Output, request: Request) -> Result<ExitCode,
                     .await?;
                 print_as(output, &v, retry_lines);
             }
+            Request::Orders(OrdersCmd::Amend(args)) => amend(&client, output, args).await?,
             Request::Executions(ExecutionsCmd::List { status }) => {
                 list_executions(&client, output, status).await?
             }
@@ -187,6 +217,77 @@ async fn submit(client: &Client, output: Output, source: &str) -> Result<(), Str
     let v = client.ok("POST", "/orders", Some(body)).await?;
     print_as(output, &v, order_line);
     Ok(())
+}
+
+/// `oms orders amend`: the PATCH body built from the order as it is now and the flags.
+async fn amend(client: &Client, output: Output, args: AmendArgs) -> Result<(), String> {
+    let path = format!("/orders/{}", args.order_id);
+    let current = client.ok("GET", &path, None).await?;
+    let mut body = json!({"version": args.version.or(current["version"].as_u64())});
+    let address = [
+        ("name", &args.ship_to_name),
+        ("line1", &args.ship_to_line1),
+        ("city", &args.ship_to_city),
+        ("postal_code", &args.ship_to_postal_code),
+        ("country", &args.ship_to_country),
+    ];
+    if address.iter().any(|(_, v)| v.is_some()) {
+        let mut ship_to = current["ship_to"].clone();
+        for (field, value) in address {
+            if let Some(v) = value {
+                ship_to[field] = json!(v);
+            }
+        }
+        body["ship_to"] = ship_to;
+    }
+    if !args.lines.is_empty() {
+        body["lines"] = Value::Array(amended_lines(&current["lines"], &args.lines)?);
+    }
+    let mut headers = Vec::new();
+    if let Some(by) = &args.by {
+        headers.push((oms_orders::ASSOCIATE_HEADER, by.clone()));
+    }
+    let v = client
+        .ok_with("PATCH", &path, &headers, Some(body.to_string()))
+        .await?;
+    print_as(output, &v, |v| {
+        format!(
+            "order {}  amendment {}  {}",
+            text(&v["order_id"]),
+            text(&v["amendment_id"]),
+            text(&v["status"])
+        )
+    });
+    Ok(())
+}
+
+/// The order's lines with each `SKU=QTY` applied (0 removes the line).
+fn amended_lines(current: &Value, changes: &[String]) -> Result<Vec<Value>, String> {
+    let mut lines: Vec<(String, i64)> = current
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| (text(&l["sku"]), l["quantity"].as_i64().unwrap_or(0)))
+        .collect();
+    for change in changes {
+        let parsed = change
+            .split_once('=')
+            .and_then(|(sku, q)| Some((sku.trim(), q.trim().parse::<i64>().ok()?)));
+        let Some((sku, quantity)) = parsed.filter(|(sku, q)| !sku.is_empty() && *q >= 0) else {
+            return Err(format!(
+                "--line {change}: SKU=QTY, a SKU and a whole number of units (0 removes the line)"
+            ));
+        };
+        match lines.iter_mut().find(|(s, _)| s == sku) {
+            Some(line) => line.1 = quantity,
+            None => lines.push((sku.to_string(), quantity)),
+        }
+    }
+    Ok(lines
+        .into_iter()
+        .filter(|(_, q)| *q > 0)
+        .map(|(sku, quantity)| json!({"sku": sku, "quantity": quantity}))
+        .collect())
 }
 
 /// `v` as JSON, or for people as `table` words it.

@@ -176,12 +176,13 @@ impl Client {
         &self,
         method: &str,
         path: &str,
+        extra: &[(&str, String)],
         body: Option<String>,
     ) -> Result<(u16, Value), String> {
-        let headers = match body {
-            Some(_) => vec![("content-type", "application/json".to_string())],
-            None => vec![],
-        };
+        let mut headers = extra.to_vec();
+        if body.is_some() {
+            headers.push(("content-type", "application/json".to_string()));
+        }
         let (status, text) = self.send(method, path, &headers, body).await?;
         let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
         Ok((status, v))
@@ -194,7 +195,18 @@ impl Client {
         path: &str,
         body: Option<String>,
     ) -> Result<Value, String> {
-        let (status, v) = self.call(method, path, body).await?;
+        self.ok_with(method, path, &[], body).await
+    }
+
+    /// [`Client::ok`] with `extra` request headers.
+    pub(crate) async fn ok_with(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, String)],
+        body: Option<String>,
+    ) -> Result<Value, String> {
+        let (status, v) = self.call(method, path, extra, body).await?;
         if (200..300).contains(&status) {
             return Ok(v);
         }

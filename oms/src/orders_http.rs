@@ -17,7 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use oms_orders::{code, Orders, Problem};
+use oms_orders::{code, Orders, Problem, ASSOCIATE_HEADER};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,7 +34,7 @@ pub fn routes(orders: Arc<Orders>) -> Router {
 pub fn routes_with(orders: Arc<Orders>, more: Router) -> Router {
     Router::new()
         .route("/orders", post(submit).get(list))
-        .route("/orders/{id}", get(show))
+        .route("/orders/{id}", get(show).patch(amend))
         .route("/orders/{id}/cancel", post(cancel))
         .route("/orders/{id}/retry", get(retry_preview).post(retry))
         .route("/shipments/{id}/picked", post(picked))
@@ -248,6 +248,48 @@ async fn list(State(o): State<Arc<Orders>>, Query(q): Query<BTreeMap<String, Str
 
 async fn show(State(o): State<Arc<Orders>>, Path(id): Path<String>) -> Response {
     answer(o.view(&id).await, StatusCode::OK)
+}
+
+async fn amend(
+    State(o): State<Arc<Orders>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let invalid = ErrorKind::OrderInvalid.name();
+    let result = match (
+        associate(&headers),
+        optional_json_body(&headers, body, invalid).await,
+    ) {
+        (Err(p), _) | (_, Err(p)) => Err(p),
+        (_, Ok(None)) => Err(Problem::invalid_field(
+            invalid,
+            "body",
+            "required: {\"version\": N, \"ship_to\"?: {...}, \"lines\"?: [...]}",
+        )),
+        (Ok(by), Ok(Some(v))) => o.amend(&id, &v, &by).await,
+    };
+    answer(result, StatusCode::ACCEPTED)
+}
+
+/// The associate an `X-Oms-Associate` header names: 1 to 64 letters, digits, '-', '_',
+/// '.' or '@'.
+fn associate(headers: &HeaderMap) -> Result<String, Problem> {
+    let Some(v) = headers.get(ASSOCIATE_HEADER) else {
+        return Ok("api".into());
+    };
+    let ok = v.to_str().ok().filter(|s| {
+        (1..=64).contains(&s.len())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    });
+    ok.map(str::to_string).ok_or_else(|| {
+        Problem::invalid_field(
+            code::REQUEST_INVALID,
+            "X-Oms-Associate",
+            "1 to 64 letters, digits, '-', '_', '.' or '@'",
+        )
+    })
 }
 
 async fn cancel(State(o): State<Arc<Orders>>, Path(id): Path<String>) -> Response {

@@ -228,6 +228,12 @@ async fn up_local(
         &machine_arn,
         "the Orders API (oms up registers it at start)",
     );
+    if let Some(amend_arn) = &orders.amend_machine_arn {
+        local.reserve(
+            amend_arn,
+            "the Orders API's amendments (oms up registers it at start)",
+        );
+    }
     let waiting_picks = warehouse.resume().await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -315,8 +321,8 @@ fn activities_invoker(
     handler: Arc<ActivityFunctions>,
 ) -> Result<ConfiguredInvoker, String> {
     let mut rules = config.tasks.clone();
-    // Only the order saga may call the order functions: another state machine
-    // could refund a completed order. oms.toml may admit more (docs/oms-toml.md).
+    // Only the order saga and the amendments' may call the order functions: another
+    // state machine could refund a completed order. oms.toml may admit more (docs/oms-toml.md).
     rules.push(TaskRule {
         resource: format!(
             "arn:aws:lambda:*:*:function:{}*",
@@ -327,12 +333,17 @@ fn activities_invoker(
         aws_endpoint: None,
         aws_region: None,
         s3_folder: None,
-        state_machines: Some(vec![format!(
-            "arn:aws:states:{}:{}:stateMachine:{}",
-            config.server.region,
-            config.server.account,
-            oms_orders::MACHINE_NAME
-        )]),
+        state_machines: Some(
+            [oms_orders::MACHINE_NAME, oms_orders::AMEND_MACHINE_NAME]
+                .iter()
+                .map(|name| {
+                    format!(
+                        "arn:aws:states:{}:{}:stateMachine:{name}",
+                        config.server.region, config.server.account
+                    )
+                })
+                .collect(),
+        ),
     });
     let handler: Arc<dyn crate::invoker::LocalFunction> = handler;
     Ok(

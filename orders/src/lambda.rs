@@ -6,6 +6,7 @@
 use crate::saga::FUNCTION_PREFIX;
 use crate::warehouse::Warehouse;
 use activities::activity::{self, ActivityDef, Ctx};
+use activities::amend;
 use activities::errors::ActivityError;
 use activities::model::ShipmentRef;
 use asl::{Failure, TaskCall};
@@ -34,7 +35,7 @@ pub fn function_not_found(function_arn: &str) -> Failure {
 pub fn resolve(function_arn: &str) -> Result<&'static ActivityDef, Failure> {
     function_name(function_arn)
         .strip_prefix(FUNCTION_PREFIX)
-        .and_then(activity::by_function)
+        .and_then(|f| activity::by_function(f).or_else(|| amend::by_function(f)))
         .ok_or_else(|| function_not_found(function_arn))
 }
 
@@ -62,9 +63,12 @@ impl ActivityFunctions {
     /// Runs the task's activity, as its Lambda function would.
     pub async fn invoke(&self, call: &TaskCall) -> Result<Value, Failure> {
         let def = resolve(function_of(call))?;
-        let out = activity::invoke(&self.ctx, def.key, &call.payload)
-            .await
-            .map_err(|e| lambda_failure(&e))?;
+        let out = if amend::by_key(def.key).is_some() {
+            amend::invoke(&self.ctx, def.key, &call.payload).await
+        } else {
+            activity::invoke(&self.ctx, def.key, &call.payload).await
+        }
+        .map_err(|e| lambda_failure(&e))?;
         if def.key == "pick" {
             if let Some(token) = call.payload.get("task_token").and_then(Value::as_str) {
                 let target = ShipmentRef::of_payload(&call.payload);

@@ -18,6 +18,9 @@ pub use lambda::{
     function_name, function_not_found, function_of, lambda_failure, resolve, ActivityFunctions,
 };
 pub use problem::{code, Problem};
-pub use saga::{local_definition, SagaLanguage, DEMO_ORDER, FUNCTION_PREFIX, MACHINE_NAME};
-pub use service::Orders;
+pub use saga::{
+    local_amend_definition, local_definition, SagaLanguage, AMEND_MACHINE_NAME, DEMO_ORDER,
+    FUNCTION_PREFIX, MACHINE_NAME,
+};
+pub use service::{Orders, ASSOCIATE_HEADER};
 pub use warehouse::Warehouse;

@@ -42,6 +42,12 @@ pub mod code {
     pub const FEED_INVALID: &str = "Feed.Invalid";
     /// A feed id names another file, or a feed being applied by another request.
     pub const FEED_CONFLICT: &str = "Feed.Conflict";
+    /// An amendment sent with a `version` the order is no longer at.
+    pub const ORDER_VERSION_STALE: &str = "Order.VersionStale";
+    /// An amendment of an order past the point where it may change (the message says why).
+    pub const ORDER_NOT_AMENDABLE: &str = "Order.NotAmendable";
+    /// `PATCH /orders/{id}` on a backend without the order-amend state machine.
+    pub const AMENDMENTS_UNAVAILABLE: &str = "Amendments.Unavailable";
     /// Every code above: the OpenAPI document must list them all (oms's test).
     pub const ALL: &[&str] = &[
         REQUEST_INVALID,
@@ -60,6 +66,9 @@ pub mod code {
         SUBSCRIPTION_NOT_FOUND,
         FEED_INVALID,
         FEED_CONFLICT,
+        ORDER_VERSION_STALE,
+        ORDER_NOT_AMENDABLE,
+        AMENDMENTS_UNAVAILABLE,
     ];
 }
 

@@ -6,6 +6,10 @@ use serde::Deserialize;
 
 /// The order saga's state machine name.
 pub const MACHINE_NAME: &str = "order-saga";
+/// The amendments' state machine name (statemachines/order-amend.asl.json).
+pub const AMEND_MACHINE_NAME: &str = "order-amend";
+/// The amendments' definition, with its `${...}` substitutions.
+pub const AMEND_DEFINITION: &str = include_str!("../../statemachines/order-amend.asl.json");
 /// The order `oms up` suggests on its first screen.
 pub const DEMO_ORDER: &str = r#"{"customer_id":"c-1","lines":[{"sku":"TSHIRT-BLK-M","quantity":2}],"payment":{"token":"tok_visa"},"ship_to":{"name":"Ada Lovelace","line1":"1 Main St","city":"Boston","postal_code":"02101","country":"US"}}"#;
 
@@ -72,8 +76,29 @@ pub fn local_definition(
     account: &str,
     language: SagaLanguage,
 ) -> Result<String, String> {
-    let mut text = language.definition().to_string();
-    for a in activities::ACTIVITIES {
+    substitute(language.definition(), region, account).map_err(|name| {
+        format!(
+            "statemachines/{}: no value for the substitution {name}",
+            language.file()
+        )
+    })
+}
+
+/// The amendments' definition with its substitutions filled in for local functions.
+pub fn local_amend_definition(region: &str, account: &str) -> Result<String, String> {
+    substitute(AMEND_DEFINITION, region, account).map_err(|name| {
+        format!("statemachines/order-amend.asl.json: no value for the substitution {name}")
+    })
+}
+
+/// `text` with every `${<Name>FunctionArn}` replaced by its local function's ARN; the
+/// first substitution left over is the error.
+fn substitute(text: &str, region: &str, account: &str) -> Result<String, String> {
+    let mut text = text.to_string();
+    let every = activities::ACTIVITIES
+        .iter()
+        .chain(activities::amend::AMEND_ACTIVITIES);
+    for a in every {
         let arn = format!(
             "arn:aws:lambda:{region}:{account}:function:{FUNCTION_PREFIX}{}",
             a.function()
@@ -82,10 +107,7 @@ pub fn local_definition(
     }
     if let Some(at) = text.find("${") {
         let name: String = text[at..].chars().take_while(|c| *c != '}').collect();
-        return Err(format!(
-            "statemachines/{}: no value for the substitution {name}}}",
-            language.file()
-        ));
+        return Err(format!("{name}}}"));
     }
     Ok(text)
 }

@@ -2,13 +2,16 @@
 //! `StepFunctions` trait) and the activities' store. Listing is in `listing.rs`.
 
 use crate::problem::{code, Problem};
-use crate::saga::{local_definition, SagaLanguage, MACHINE_NAME};
+use crate::saga::{
+    local_amend_definition, local_definition, SagaLanguage, AMEND_MACHINE_NAME, MACHINE_NAME,
+};
 use crate::warehouse::Warehouse;
 use activities::activity::{self, Ctx};
+use activities::amend;
 use activities::errors::{ActivityError, ErrorKind};
 use activities::ledger::{self, from_item, OrderItem, OrderRecord};
 use activities::model::{
-    Address, FieldError, Order, OrderOptions, OrderStatus, PricedLine, ShipmentRef,
+    Address, FieldError, Order, OrderLine, OrderOptions, OrderStatus, PricedLine, ShipmentRef,
 };
 use asl::history::HistoryEventKind;
 use saga_core::api::{
@@ -20,6 +23,9 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Who amends an order: the `X-Oms-Associate` header ("api" without one).
+pub const ASSOCIATE_HEADER: &str = "x-oms-associate";
+
 /// The operations the Orders API serves, over one saga (`machine_arn`).
 pub struct Orders {
     /// The activities' context: their store and fault plans (the admin routes use it).
@@ -27,6 +33,49 @@ pub struct Orders {
     sfn: Arc<dyn StepFunctions>,
     pub machine_arn: String,
     warehouse: Arc<Warehouse>,
+    /// The amendments' state machine (`PATCH /orders/{id}`); None where it is not
+    /// deployed (the AWS stack does not have it yet).
+    pub amend_machine_arn: Option<String>,
+}
+
+/// Creates the state machine `name`, or updates its definition: its ARN.
+async fn register(
+    sfn: &dyn StepFunctions,
+    name: &str,
+    definition: String,
+    account: &str,
+) -> Result<String, String> {
+    let machines = sfn
+        .list_state_machines(ListStateMachinesInput::default())
+        .await
+        .map_err(|e| e.message)?;
+    let existing = machines
+        .state_machines
+        .iter()
+        .find(|m| m.name == name)
+        .map(|m| m.state_machine_arn.clone());
+    match existing {
+        Some(arn) => {
+            sfn.update_state_machine(UpdateStateMachineInput {
+                state_machine_arn: arn.clone(),
+                definition: Some(definition),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot update {name}: {}", e.message))?;
+            Ok(arn)
+        }
+        None => Ok(sfn
+            .create_state_machine(CreateStateMachineInput {
+                name: name.into(),
+                definition,
+                role_arn: format!("arn:aws:iam::{account}:role/oms-{name}"),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("cannot create {name}: {}", e.message))?
+            .state_machine_arn),
+    }
 }
 
 impl Orders {
@@ -41,39 +90,12 @@ impl Orders {
         language: SagaLanguage,
     ) -> Result<Orders, String> {
         let definition = local_definition(region, account, language)?;
-        let machines = sfn
-            .list_state_machines(ListStateMachinesInput::default())
-            .await
-            .map_err(|e| e.message)?;
-        let existing = machines
-            .state_machines
-            .iter()
-            .find(|m| m.name == MACHINE_NAME)
-            .map(|m| m.state_machine_arn.clone());
-        let machine_arn = match existing {
-            Some(arn) => {
-                sfn.update_state_machine(UpdateStateMachineInput {
-                    state_machine_arn: arn.clone(),
-                    definition: Some(definition),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| format!("cannot update {MACHINE_NAME}: {}", e.message))?;
-                arn
-            }
-            None => {
-                sfn.create_state_machine(CreateStateMachineInput {
-                    name: MACHINE_NAME.into(),
-                    definition,
-                    role_arn: format!("arn:aws:iam::{account}:role/oms-order-saga"),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| format!("cannot create {MACHINE_NAME}: {}", e.message))?
-                .state_machine_arn
-            }
-        };
-        Ok(Orders::attach(ctx, sfn, warehouse, machine_arn))
+        let machine_arn = register(&*sfn, MACHINE_NAME, definition, account).await?;
+        let amend = local_amend_definition(region, account)?;
+        let amend_arn = register(&*sfn, AMEND_MACHINE_NAME, amend, account).await?;
+        let mut orders = Orders::attach(ctx, sfn, warehouse, machine_arn);
+        orders.amend_machine_arn = Some(amend_arn);
+        Ok(orders)
     }
 
     /// The Orders service over a saga that already exists (on AWS, the stack's).
@@ -88,6 +110,7 @@ impl Orders {
             sfn,
             machine_arn,
             warehouse,
+            amend_machine_arn: None,
         }
     }
 
@@ -256,6 +279,10 @@ impl Orders {
         if ended && !order.status.is_final() {
             (items, order) = self.ledger(order_id).await?;
         }
+        let version = items
+            .iter()
+            .find(|i| OrderItem::of(&i.key) == Some(OrderItem::Order))
+            .map_or(0, |i| i.version);
         let (steps, shipments) = steps_and_shipments(&items);
         let (first_failed, last_failed) = if order.failure.is_some() {
             self.failed_states(&arn).await
@@ -281,6 +308,8 @@ impl Orders {
             execution_status: execution.map(|e| e.status),
             created_at: order.created_at,
             updated_at: order.updated_at,
+            version,
+            amendments: order.amendments.iter().map(amendment_view).collect(),
             actions: Vec::new(),
             actions_refused: BTreeMap::new(),
         };
@@ -360,6 +389,93 @@ impl Orders {
                 Some(t) => token = Some(t),
                 None => return Ok(events),
             }
+        }
+    }
+
+    /// `PATCH /orders/{id}`: accepts an amendment (`activities::amend`): checks the
+    /// body and the order's `version`, takes the order's lock and starts the
+    /// amendment's saga. `by` is who asks (the associate).
+    pub async fn amend(&self, order_id: &str, body: &Value, by: &str) -> Result<Value, Problem> {
+        let Some(machine) = &self.amend_machine_arn else {
+            return Err(Problem::new(
+                501,
+                code::AMENDMENTS_UNAVAILABLE,
+                "this backend has no order-amend state machine (the AWS stack does not deploy it yet)",
+            ));
+        };
+        let patch: AmendPatch =
+            activities::model::decode_fields(body).map_err(|f| order_invalid(vec![f]))?;
+        let record = ledger::load_order(&*self.ctx.store, order_id).await?.value;
+        let lines = self.priced_patch(&record, &patch).await?;
+        let request = amend::AmendRequest {
+            version: patch.version,
+            by: by.to_string(),
+            ship_to: patch.ship_to,
+            lines,
+        };
+        let amendment = amend::begin(&*self.ctx.store, order_id, &request)
+            .await
+            .map_err(|r| refusal(r, patch.version))?;
+        let aid = amendment.amendment_id;
+        let input = json!({"order_id": order_id, "amendment_id": aid});
+        let started = self
+            .sfn
+            .start_execution(StartExecutionInput {
+                state_machine_arn: machine.clone(),
+                name: Some(format!("{order_id}-{aid}")),
+                input: Some(input.to_string()),
+                trace_header: None,
+            })
+            .await;
+        if let Err(e) = started {
+            // Nothing ran: give the order back and record why.
+            let failed = amend::AmendFailed {
+                order_id: order_id.to_string(),
+                amendment_id: aid,
+                error: e.code.as_str().to_string(),
+                cause: format!("the amendment's saga did not start: {}", e.message),
+            };
+            amend::abandon_amendment(&self.ctx, failed).await?;
+            return Err(e.into());
+        }
+        Ok(json!({"order_id": order_id, "amendment_id": aid, "status": "RUNNING"}))
+    }
+
+    /// The patch's new lines, checked and priced against the catalog (with its address
+    /// checked too); None when it changes no line.
+    async fn priced_patch(
+        &self,
+        record: &OrderRecord,
+        patch: &AmendPatch,
+    ) -> Result<Option<Vec<PricedLine>>, Problem> {
+        let current: Vec<OrderLine> = record
+            .lines
+            .iter()
+            .map(|l| OrderLine {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+            })
+            .collect();
+        let order = Order {
+            order_id: record.order_id.clone(),
+            customer_id: record.customer_id.clone(),
+            lines: patch.lines.clone().unwrap_or(current),
+            payment: activities::model::Payment::method(&record.payment_method),
+            ship_to: patch
+                .ship_to
+                .clone()
+                .unwrap_or_else(|| record.ship_to.clone()),
+        };
+        match activity::check_order(&self.ctx, &order).await? {
+            Ok(priced) => Ok(patch.lines.as_ref().map(|_| priced)),
+            // Only what the patch can change is checked: the rest was checked when the
+            // order was placed.
+            Err(fields) => Err(order_invalid(
+                fields
+                    .into_iter()
+                    .filter(|f| f.field.starts_with("lines") || f.field.starts_with("ship_to"))
+                    .collect(),
+            )),
         }
     }
 
@@ -576,13 +692,16 @@ fn steps_and_shipments(items: &[activities::store::Item]) -> (Vec<Value>, Vec<Va
         }
     }
     // The ledger in saga order (the store keeps it by key).
+    // An amendment's steps come after the saga's, amendment by amendment (the
+    // amendment's id is where a shipment's would be), each in the order they run.
     let rank = |v: &Value| {
         let step = v["step"].as_str().unwrap_or_default();
         let at = ledger::step_rank(step);
-        (
-            at,
-            v["shipment_id"].as_str().unwrap_or_default().to_string(),
-        )
+        let of = v["shipment_id"].as_str().unwrap_or_default().to_string();
+        match amend::step_rank(step) {
+            Some(n) => (usize::MAX, of, n),
+            None => (at, of, 0),
+        }
     };
     steps.sort_by_key(|v| rank(v));
     (steps, shipments)
@@ -657,6 +776,52 @@ fn check_options(options: Option<&Value>) -> Result<Option<OrderOptions>, Vec<Fi
     }
 }
 
+/// An amendment as the order view shows it (what it works towards is internal).
+fn amendment_view(a: &ledger::AmendmentRecord) -> Value {
+    let mut v = activities::model::to_json(a);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("target");
+    }
+    v
+}
+
+/// `PATCH /orders/{id}`'s body: the version read, and the fields to change.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmendPatch {
+    version: u64,
+    #[serde(default)]
+    ship_to: Option<Address>,
+    /// The complete new list of lines.
+    #[serde(default)]
+    lines: Option<Vec<OrderLine>>,
+}
+
+/// An amendment refused before it started, as the API answers it.
+fn refusal(r: amend::Refusal, given: u64) -> Problem {
+    match r {
+        amend::Refusal::Stale { current } => Problem::new(
+            409,
+            code::ORDER_VERSION_STALE,
+            format!(
+                "version: the order is at version {current}, not {given}: it changed since \
+                 it was read; read it again and resend the amendment"
+            ),
+        ),
+        amend::Refusal::NotAmendable(why) => Problem::new(
+            409,
+            code::ORDER_NOT_AMENDABLE,
+            format!("the order cannot be amended: {why}"),
+        ),
+        amend::Refusal::NoChange => Problem::invalid_field(
+            code::REQUEST_INVALID,
+            "body",
+            "changes nothing: give ship_to or lines that differ from the order's",
+        ),
+        amend::Refusal::Error(e) => e.into(),
+    }
+}
+
 /// An order as the Orders API shows it: its record, the status it really has (a
 /// compensation that stopped shows COMPENSATION_FAILED), its steps and shipments from
 /// the ledger, and its execution.
@@ -686,6 +851,10 @@ pub struct OrderView {
     actions: Vec<&'static str>,
     /// Why each action not in `actions` would be refused.
     actions_refused: BTreeMap<&'static str, String>,
+    /// Grows with every change of the order record: `PATCH /orders/{id}` sends it back.
+    version: u64,
+    /// The order's amendments, oldest first.
+    amendments: Vec<Value>,
 }
 
 impl OrderView {
