@@ -616,13 +616,33 @@ pub async fn apply_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, Activi
         record.amending = None;
         set_status(&mut record, &r.amendment_id, AmendmentStatus::Applied, None);
         record.updated_at = now();
-        // The one place an accepted amendment becomes true: an `oms.order.amended`
-        // event would be written to the events outbox here, in this same batch.
+        // The one place an accepted amendment becomes true, so its event is written
+        // here, in this same batch.
+        let amended = crate::events::amended(amended_data(&record, &r.amendment_id));
+        writes.extend(crate::events::outbox_write(&mut record, vec![amended]));
         writes.push(put(order_key(id), to_doc(&record), Some(order.version)));
         writes.push(step.write(StepStatus::Done, Some(to_json(&out)), None, None));
         done_or_again(&*ctx.store, writes, out).await
     })
     .await
+}
+
+/// `oms.order.amended`'s data: the order's status and the amendment as the order view
+/// lists it (who, when, what changed), without the target it worked towards.
+fn amended_data(record: &OrderRecord, amendment_id: &str) -> serde_json::Map<String, Value> {
+    let mut data = serde_json::Map::new();
+    data.insert("status".into(), to_json(&record.status));
+    if let Some(a) = record
+        .amendments
+        .iter()
+        .find(|a| a.amendment_id == amendment_id)
+    {
+        data.insert("amendment_id".into(), Value::from(a.amendment_id.clone()));
+        data.insert("by".into(), Value::from(a.by.clone()));
+        data.insert("at".into(), Value::from(a.at.clone()));
+        data.insert("changes".into(), a.changes.clone());
+    }
+    data
 }
 
 fn checked(a: i64, b: i64) -> Result<i64, ActivityError> {

@@ -1382,6 +1382,8 @@ fn statuses(events: &[Value], prefix: &str, shipment: Option<&str>) -> Vec<Value
     let out: Vec<Value> = events
         .iter()
         .filter(|e| e["type"].as_str().unwrap().starts_with(prefix))
+        // An amendment is not a change of status (it repeats the order's).
+        .filter(|e| e["type"] != "oms.order.amended")
         .filter(|e| shipment.is_none_or(|s| e["data"]["shipment_id"] == s))
         .map(|e| e["data"]["status"].clone())
         .collect();
@@ -1495,6 +1497,8 @@ fn the_schema_lists_every_event_type() {
         listed_sorted, want,
         "schemas/order-event.schema.json's type enum"
     );
+}
+
 // ---- amendments (activities::amend) ------------------------------------------------
 
 /// An order waiting for picking (FULFILLING), and its version.
@@ -1550,6 +1554,7 @@ async fn amendments_apply_and_balance_the_books(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(a.amendment_id, "amd-1");
+    let a_changes = a.changes.clone();
     assert_eq!(
         a.changes["lines"],
         json!([{"sku": "SOCKS-3PK", "from": 2, "to": 0}, {"sku": "TSHIRT-BLK-M", "from": 1, "to": 3}])
@@ -1603,6 +1608,15 @@ async fn amendments_apply_and_balance_the_books(store: Arc<dyn Store>) {
     record(&ctx, "m1", OrderStatus::Completed).await;
     let a = clean_audit(&*store).await;
     assert_eq!(a.completed_total_cents, 3 * 1999);
+    // The amendment, applied twice, is one event, between the order's status events.
+    let events = check_events(&*store).await;
+    let amended: Vec<&Value> = events["m1"]
+        .iter()
+        .filter(|e| e["type"] == "oms.order.amended")
+        .collect();
+    assert_eq!(amended.len(), 1, "{:?}", types(&events["m1"]));
+    assert_eq!(amended[0]["data"]["amendment_id"], "amd-1");
+    assert_eq!(amended[0]["data"]["changes"], a_changes);
     assert_eq!(
         stock(&*store).await[&("TSHIRT-BLK-M".into(), "WH-NJ".into())],
         (2, 0, 3)

@@ -302,19 +302,19 @@ async fn state_machine_lifecycle() {
         .iter()
         .map(|m| m.name.as_str())
         .collect();
-    // `oms up` registers the order saga itself.
-    assert_eq!(names, ["order-saga", "orders", "refunds"]);
+    // `oms up` registers the order saga and the amendments' saga itself.
+    assert_eq!(names, ["order-amend", "order-saga", "orders", "refunds"]);
     let page = client
         .list_state_machines()
-        .max_results(2)
+        .max_results(3)
         .send()
         .await
         .unwrap();
-    assert_eq!(page.state_machines.len(), 2);
+    assert_eq!(page.state_machines.len(), 3);
     let token = page.next_token.expect("a second page");
     let page2 = client
         .list_state_machines()
-        .max_results(2)
+        .max_results(3)
         .next_token(token)
         .send()
         .await

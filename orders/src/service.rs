@@ -283,6 +283,7 @@ impl Orders {
             .iter()
             .find(|i| OrderItem::of(&i.key) == Some(OrderItem::Order))
             .map_or(0, |i| i.version);
+        let amend_refusal = self.amend_refusal(&order, &items);
         let (steps, shipments) = steps_and_shipments(&items);
         let (first_failed, last_failed) = if order.failure.is_some() {
             self.failed_states(&arn).await
@@ -313,8 +314,26 @@ impl Orders {
             actions: Vec::new(),
             actions_refused: BTreeMap::new(),
         };
-        (view.actions, view.actions_refused) = actions_of(&view);
+        (view.actions, view.actions_refused) = actions_of(&view, amend_refusal);
         Ok(view)
+    }
+
+    /// Why the order cannot be amended now (`activities::amend::not_amendable`, the
+    /// rule `PATCH /orders/{id}` applies); None when it can.
+    fn amend_refusal(
+        &self,
+        order: &OrderRecord,
+        items: &[activities::store::Item],
+    ) -> Option<String> {
+        if self.amend_machine_arn.is_none() {
+            return Some("this backend has no order-amend state machine".into());
+        }
+        let shipments: Vec<ledger::ShipmentRecord> = items
+            .iter()
+            .filter(|i| OrderItem::of(&i.key) == Some(OrderItem::Shipment))
+            .filter_map(|i| ledger::from_item(i).ok())
+            .collect();
+        amend::not_amendable(order, &shipments)
     }
 
     /// An order's ledger items and its order record, read together.
@@ -887,7 +906,10 @@ fn status_name(status: OrderStatus) -> String {
 
 /// The actions an order allows now, and why each other one is refused: the one place
 /// the order view, the console's buttons and the API's refusals are derived from.
-fn actions_of(view: &OrderView) -> (Vec<&'static str>, BTreeMap<&'static str, String>) {
+fn actions_of(
+    view: &OrderView,
+    amend_refusal: Option<String>,
+) -> (Vec<&'static str>, BTreeMap<&'static str, String>) {
     // An order whose saga never started is retried by starting it (`retry`).
     let unstarted = view.execution_status.is_none() && !view.status.is_final();
     let retry = if unstarted {
@@ -896,7 +918,12 @@ fn actions_of(view: &OrderView) -> (Vec<&'static str>, BTreeMap<&'static str, St
         not_retryable_reason(view)
     };
     let (mut allowed, mut refused) = (Vec::new(), BTreeMap::new());
-    for (action, reason) in [("cancel", cancel_refusal(view)), ("retry", retry)] {
+    let rules = [
+        ("cancel", cancel_refusal(view)),
+        ("retry", retry),
+        ("amend", amend_refusal),
+    ];
+    for (action, reason) in rules {
         match reason {
             None => allowed.push(action),
             Some(r) => {
@@ -1032,6 +1059,8 @@ mod tests {
             execution_status: execution,
             created_at: String::new(),
             updated_at: String::new(),
+            version: 1,
+            amendments: Vec::new(),
             actions: Vec::new(),
             actions_refused: BTreeMap::new(),
         }
@@ -1063,7 +1092,8 @@ mod tests {
             (Cancelled, Some(Failed), &[], &["CANCELLED"]),
         ];
         for (status, execution, allowed, words) in cases {
-            let (actions, refused) = actions_of(&view(*status, *execution));
+            let not_amendable = Some("not amendable".to_string());
+            let (actions, refused) = actions_of(&view(*status, *execution), not_amendable);
             assert_eq!(&actions, allowed, "{status:?} {execution:?}");
             let all: Vec<&str> = refused.values().map(String::as_str).collect();
             for w in *words {
@@ -1072,8 +1102,11 @@ mod tests {
                     "{status:?}: {w} in {all:?}"
                 );
             }
-            assert_eq!(refused.len() + actions.len(), 2, "{refused:?}");
+            assert_eq!(refused.len() + actions.len(), 3, "{refused:?}");
         }
+        // Amending follows its own rule (activities::amend's), passed in.
+        let (actions, _) = actions_of(&view(Fulfilling, Some(Running)), None);
+        assert_eq!(actions, ["cancel", "amend"]);
     }
 
     fn option_fields(options: Value) -> Vec<String> {
