@@ -186,15 +186,17 @@ pub async fn begin(
 ) -> Result<AmendmentRecord, Refusal> {
     for _ in 0..25 {
         let order = load_order(store, order_id).await?;
+        let shipments = load_shipments(store, order_id).await?;
+        let records: Vec<ShipmentRecord> = shipments.iter().map(|s| s.value.clone()).collect();
+        // The rule first: an order that cannot be amended says why, whatever version
+        // was sent (a pick also moves the version, as every change with an event does).
+        if let Some(why) = not_amendable(&order.value, &records) {
+            return Err(Refusal::NotAmendable(why));
+        }
         if order.version != req.version {
             return Err(Refusal::Stale {
                 current: order.version,
             });
-        }
-        let shipments = load_shipments(store, order_id).await?;
-        let records: Vec<ShipmentRecord> = shipments.iter().map(|s| s.value.clone()).collect();
-        if let Some(why) = not_amendable(&order.value, &records) {
-            return Err(Refusal::NotAmendable(why));
         }
         let record = &order.value;
         let target = AmendTarget {
