@@ -132,18 +132,27 @@ test("the console follows the order event stream, and polls when there is none",
   const { proc, base } = await startServer();
   const browser = await launchBrowser();
   try {
-    // This server has no GET /events (it answers 404): the console says nothing of it
-    // and follows a running order by polling, as before.
+    // The server's own stream: a running order's page is live (it does not poll) and
+    // follows the order to COMPLETED.
     await json(base, "PUT", "/admin/faults", { pick: { latency_ms: 1500 } });
+    await json(base, "POST", "/orders", order("assoc-streamed"));
+    const streamed = await browser.newPage();
+    await streamed.goto(base + "/console#/order/assoc-streamed");
+    await streamed.waitForFunction(() => document.body.dataset.live === "on");
+    await streamed.waitForFunction(() => document.querySelector("h2 .status")?.textContent === "COMPLETED", null, { timeout: 15000 });
+
+    // A server without GET /events (404 here): the console says nothing of it and
+    // follows a running order by polling, as before.
     await json(base, "POST", "/orders", order("assoc-polled"));
     const polled = await browser.newPage();
+    await polled.route("**/events?*", (route) => route.fulfill({ status: 404, headers: { "content-type": "application/json" }, body: JSON.stringify({ code: "Route.NotFound", message: "no such route" }) }));
     await polled.goto(base + "/console#/order/assoc-polled");
     await polled.waitForFunction(() => document.body.dataset.live === "absent");
     await polled.waitForFunction(() => document.querySelector("h2 .status")?.textContent === "COMPLETED", null, { timeout: 15000 });
     assert.equal(await polled.textContent("#message"), "");
     await json(base, "DELETE", "/admin/faults");
 
-    // A stream (served here by the test, as GET /events will be): the list, which does
+    // A stream served by the test, to hold an event back: the list, which does
     // not poll, shows an order placed after it was drawn once the order's event comes,
     // and the console resumes after the last event it saw.
     const page = await browser.newPage();
