@@ -544,7 +544,13 @@ impl Orders {
             None => Vec::new(),
         };
         let (open, kept) = open_and_kept_states(&history);
-        let reason = not_retryable_reason(&view);
+        // The preview agrees with the view's actions: an unstarted saga is retried by
+        // starting it.
+        let reason = if unstarted(&view) {
+            None
+        } else {
+            not_retryable_reason(&view)
+        };
         let retryable = reason.is_none();
         Ok(RetryPreview {
             order_id: order_id.to_string(),
@@ -904,15 +910,18 @@ fn status_name(status: OrderStatus) -> String {
         .to_string()
 }
 
+/// An order whose saga never started: `retry` starts it.
+fn unstarted(view: &OrderView) -> bool {
+    view.execution_status.is_none() && !view.status.is_final()
+}
+
 /// The actions an order allows now, and why each other one is refused: the one place
 /// the order view, the console's buttons and the API's refusals are derived from.
 fn actions_of(
     view: &OrderView,
     amend_refusal: Option<String>,
 ) -> (Vec<&'static str>, BTreeMap<&'static str, String>) {
-    // An order whose saga never started is retried by starting it (`retry`).
-    let unstarted = view.execution_status.is_none() && !view.status.is_final();
-    let retry = if unstarted {
+    let retry = if unstarted(view) {
         None
     } else {
         not_retryable_reason(view)
