@@ -1,5 +1,6 @@
-//! The activities as Lambda functions: one binary per activity (src/bin/), each the
-//! same handler `oms up` calls in-process, behind `lambda_runtime`. The error's name
+//! The activities as Lambda functions: one binary per activity (src/bin/), the order
+//! saga's (`activity::ACTIVITIES`) and the amendments' (`amend::AMEND_ACTIVITIES`), each
+//! the same handler `oms up` calls in-process, behind `lambda_runtime`. The error's name
 //! becomes the Lambda errorType, so the state machine's Retry and Catch see
 //! `Payment.Declined`, not a Rust type name.
 //!
@@ -58,9 +59,14 @@ pub fn main(name: &'static str) -> Result<(), lambda_runtime::Error> {
 }
 
 async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
-    if crate::activity::by_name(name).is_none() {
-        return Err(format!("no activity named {name}").into());
-    }
+    let amendment = match (
+        crate::activity::by_name(name),
+        crate::amend::by_key(name).filter(|a| a.name == name),
+    ) {
+        (Some(_), _) => false,
+        (None, Some(_)) => true,
+        (None, None) => return Err(format!("no activity named {name}").into()),
+    };
     let spec = std::env::var("OMS_STORE")
         .map_err(|_| "OMS_STORE is not set (sqlite:PATH or dynamodb:TABLE)".to_string())?;
     let endpoint = std::env::var("OMS_DYNAMODB_ENDPOINT").ok();
@@ -76,9 +82,12 @@ async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let ctx = ctx.clone();
         async move {
-            invoke(&ctx, name, &event.payload)
-                .await
-                .map_err(Diagnostic::from)
+            let out = if amendment {
+                crate::amend::invoke(&ctx, name, &event.payload).await
+            } else {
+                invoke(&ctx, name, &event.payload).await
+            };
+            out.map_err(Diagnostic::from)
         }
     }))
     .await
