@@ -58,15 +58,23 @@ pub fn main(name: &'static str) -> Result<(), lambda_runtime::Error> {
         .block_on(serve(name))
 }
 
+/// Whether activity `name` is an amendment's (`amend::AMEND_ACTIVITIES`) rather than
+/// the order saga's (`activity::ACTIVITIES`); an error when it is neither.
+pub fn is_amendment(name: &str) -> Result<bool, String> {
+    if crate::activity::by_name(name).is_some() {
+        return Ok(false);
+    }
+    if crate::amend::AMEND_ACTIVITIES
+        .iter()
+        .any(|a| a.name == name)
+    {
+        return Ok(true);
+    }
+    Err(format!("no activity named {name}"))
+}
+
 async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
-    let amendment = match (
-        crate::activity::by_name(name),
-        crate::amend::by_key(name).filter(|a| a.name == name),
-    ) {
-        (Some(_), _) => false,
-        (None, Some(_)) => true,
-        (None, None) => return Err(format!("no activity named {name}").into()),
-    };
+    let amendment = is_amendment(name)?;
     let spec = std::env::var("OMS_STORE")
         .map_err(|_| "OMS_STORE is not set (sqlite:PATH or dynamodb:TABLE)".to_string())?;
     let endpoint = std::env::var("OMS_DYNAMODB_ENDPOINT").ok();

@@ -252,5 +252,12 @@ fn every_activity_has_its_lambda_binary() {
             "{} serves another activity",
             bin.display()
         );
+        let amendment = AMEND_ACTIVITIES.iter().any(|b| b.name == a.name);
+        assert_eq!(
+            activities::lambda::is_amendment(a.name),
+            Ok(amendment),
+            "{}",
+            a.name
+        );
     }
 }
