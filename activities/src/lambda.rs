@@ -1,5 +1,6 @@
-//! The activities as Lambda functions: one binary per activity (src/bin/), each the
-//! same handler `oms up` calls in-process, behind `lambda_runtime`. The error's name
+//! The activities as Lambda functions: one binary per activity (src/bin/), the order
+//! saga's (`activity::ACTIVITIES`) and the amendments' (`amend::AMEND_ACTIVITIES`), each
+//! the same handler `oms up` calls in-process, behind `lambda_runtime`. The error's name
 //! becomes the Lambda errorType, so the state machine's Retry and Catch see
 //! `Payment.Declined`, not a Rust type name.
 //!
@@ -57,10 +58,23 @@ pub fn main(name: &'static str) -> Result<(), lambda_runtime::Error> {
         .block_on(serve(name))
 }
 
-async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
-    if crate::activity::by_name(name).is_none() {
-        return Err(format!("no activity named {name}").into());
+/// Whether activity `name` is an amendment's (`amend::AMEND_ACTIVITIES`) rather than
+/// the order saga's (`activity::ACTIVITIES`); an error when it is neither.
+pub fn is_amendment(name: &str) -> Result<bool, String> {
+    if crate::activity::by_name(name).is_some() {
+        return Ok(false);
     }
+    if crate::amend::AMEND_ACTIVITIES
+        .iter()
+        .any(|a| a.name == name)
+    {
+        return Ok(true);
+    }
+    Err(format!("no activity named {name}"))
+}
+
+async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
+    let amendment = is_amendment(name)?;
     let spec = std::env::var("OMS_STORE")
         .map_err(|_| "OMS_STORE is not set (sqlite:PATH or dynamodb:TABLE)".to_string())?;
     let endpoint = std::env::var("OMS_DYNAMODB_ENDPOINT").ok();
@@ -76,9 +90,12 @@ async fn serve(name: &'static str) -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let ctx = ctx.clone();
         async move {
-            invoke(&ctx, name, &event.payload)
-                .await
-                .map_err(Diagnostic::from)
+            let out = if amendment {
+                crate::amend::invoke(&ctx, name, &event.payload).await
+            } else {
+                invoke(&ctx, name, &event.payload).await
+            };
+            out.map_err(Diagnostic::from)
         }
     }))
     .await

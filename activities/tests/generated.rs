@@ -2,6 +2,7 @@
 //! input and output JSON Schema (statemachines/schemas/), the activity and error table
 //! the state machine checks read, and docs/errors.md. Run with OMS_BLESS=1 to rewrite.
 
+use activities::amend::AMEND_ACTIVITIES;
 use activities::errors::{markdown, ERRORS};
 use activities::ACTIVITIES;
 use serde_json::{json, Value};
@@ -21,13 +22,20 @@ fn expected_files() -> Vec<(PathBuf, String)> {
         files.push((dir.join(format!("{}.input.json", a.name)), pretty(&input)));
         files.push((dir.join(format!("{}.output.json", a.name)), pretty(&output)));
     }
+    // Every Lambda function's activity, with the state machine that calls it (the CDK
+    // app deploys each machine with the functions of its own activities only).
+    let machines = [
+        ("order-saga", ACTIVITIES),
+        ("order-amend", AMEND_ACTIVITIES),
+    ];
     let table = json!({
-        "activities": ACTIVITIES.iter().map(|a| json!({
+        "activities": machines.iter().flat_map(|(machine, defs)| defs.iter().map(move |a| json!({
             "name": a.name,
+            "machine": machine,
             "key": a.key,
             "compensates": a.compensates,
             "errors": a.errors.iter().map(|e| e.name()).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
+        }))).collect::<Vec<_>>(),
         "errors": ERRORS.iter().map(|e| json!({
             "name": e.name, "retryable": e.retryable, "meaning": e.meaning
         })).collect::<Vec<_>>(),
@@ -235,7 +243,7 @@ fn error_names_are_unique_and_well_formed() {
 
 #[test]
 fn every_activity_has_its_lambda_binary() {
-    for a in ACTIVITIES {
+    for a in ACTIVITIES.iter().chain(AMEND_ACTIVITIES) {
         let bin = root().join(format!("activities/src/bin/{}.rs", a.function()));
         let text = std::fs::read_to_string(&bin)
             .unwrap_or_else(|_| panic!("{} has no Lambda binary at {}", a.name, bin.display()));
@@ -243,6 +251,13 @@ fn every_activity_has_its_lambda_binary() {
             text.contains(&format!("main(\"{}\")", a.name)),
             "{} serves another activity",
             bin.display()
+        );
+        let amendment = AMEND_ACTIVITIES.iter().any(|b| b.name == a.name);
+        assert_eq!(
+            activities::lambda::is_amendment(a.name),
+            Ok(amendment),
+            "{}",
+            a.name
         );
     }
 }

@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
-import { DEFAULT_STATE_MACHINE_NAME, OmsStack } from './oms-stack';
+import { DEFAULT_AMEND_STATE_MACHINE_NAME, DEFAULT_STATE_MACHINE_NAME, OmsStack } from './oms-stack';
 import { REPO_ROOT } from './saga';
 
 /** The stack's id and CloudFormation name (`cdk deploy --outputs-file` keys by it). */
@@ -40,15 +40,17 @@ export function buildApp(options: BuildOptions = {}): { app: App; stack: OmsStac
   const seedDemo = app.node.tryGetContext('seedDemo');
   const faultInjection = app.node.tryGetContext('faultInjection');
   const machineName = app.node.tryGetContext('stateMachineName');
+  const amendMachineName = app.node.tryGetContext('amendStateMachineName');
   const stack = new OmsStack(app, STACK_NAME, {
     stackName: STACK_NAME,
-    description: 'oms: the order saga on Step Functions, its Lambda activities, DynamoDB store and Orders API (infra-cdk/)',
+    description: 'oms: the order saga and the amendments\' on Step Functions, its Lambda activities, DynamoDB store and Orders API (infra-cdk/)',
     // Deliberately env-agnostic: synth needs no credentials, the account and region
     // are CloudFormation's pseudo parameters, deploy takes them from the profile.
     lambdaZipDir: zipDir ? path.resolve(String(zipDir)) : DEFAULT_LAMBDA_ZIP_DIR,
     seedDemo: seedDemo === true || seedDemo === 'true',
     faultInjection: faultInjection === true || faultInjection === 'true',
     stateMachineName: machineName ? String(machineName) : DEFAULT_STATE_MACHINE_NAME,
+    amendStateMachineName: amendMachineName ? String(amendMachineName) : DEFAULT_AMEND_STATE_MACHINE_NAME,
   });
   if (options.nag ?? true) {
     Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

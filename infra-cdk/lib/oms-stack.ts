@@ -1,5 +1,5 @@
-// The oms deployment: one stack holding the order store (DynamoDB), the ten activities
-// (Lambda), the order saga (Step Functions), the Orders API (API Gateway, IAM-signed),
+// The oms deployment: one stack holding the order store (DynamoDB), the activities
+// (Lambda), the order saga and the amendments' (Step Functions), the Orders API (API Gateway, IAM-signed),
 // an operator role and the alarms. README.md says why each piece is as it is.
 
 import * as fs from 'node:fs';
@@ -27,7 +27,7 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { toDraft4, type Json } from './draft4';
 import { OrderEvents } from './events';
-import { Activity, REPO_ROOT, readActivities, readSagaDefinition, substitutions } from './saga';
+import { Activity, MachineId, REPO_ROOT, definitionFile, readActivities, readDefinition, substitutions } from './saga';
 
 /** How long every log group of the stack keeps its events. */
 export const LOG_RETENTION = logs.RetentionDays.THREE_MONTHS;
@@ -35,6 +35,8 @@ export const LOG_RETENTION = logs.RetentionDays.THREE_MONTHS;
 export const API_STAGE = 'v1';
 /** The state machine's name unless the `stateMachineName` context says otherwise. */
 export const DEFAULT_STATE_MACHINE_NAME = 'oms-order-saga';
+/** The amendments' state machine's name unless the `amendStateMachineName` context says otherwise. */
+export const DEFAULT_AMEND_STATE_MACHINE_NAME = 'oms-order-amend';
 
 /** The DynamoDB actions the activities' store (activities/src/store/dynamo.rs) uses. */
 export const STORE_ACTIONS = [
@@ -86,6 +88,8 @@ export interface OmsStackProps extends StackProps {
   readonly faultInjection?: boolean;
   /** @default DEFAULT_STATE_MACHINE_NAME */
   readonly stateMachineName?: string;
+  /** @default DEFAULT_AMEND_STATE_MACHINE_NAME */
+  readonly amendStateMachineName?: string;
   /** @default the repository holding this app */
   readonly repoRoot?: string;
 }
@@ -96,6 +100,8 @@ export class OmsStack extends Stack {
   readonly activities: Activity[];
   readonly functions: Map<string, lambda.Function>;
   readonly stateMachine: sfn.StateMachine;
+  /** The amendments' saga (statemachines/order-amend.asl.json), which PATCH /orders/{id} starts. */
+  readonly amendMachine: sfn.StateMachine;
   readonly api: apigateway.RestApi;
   readonly apiRole: iam.Role;
   readonly operatorRole: iam.Role;
@@ -107,6 +113,7 @@ export class OmsStack extends Stack {
     super(scope, id, props);
     const root = props.repoRoot ?? REPO_ROOT;
     const machineName = props.stateMachineName ?? DEFAULT_STATE_MACHINE_NAME;
+    const amendMachineName = props.amendStateMachineName ?? DEFAULT_AMEND_STATE_MACHINE_NAME;
 
     // --- One key for everything the stack stores: table, logs, alarm topic.
     this.key = new kms.Key(this, 'Key', {
@@ -212,64 +219,35 @@ export class OmsStack extends Stack {
       this.functions.set(activity.placeholder, fn);
     }
 
-    // --- The order saga, with its placeholders filled with the functions' ARNs.
-    const definition = readSagaDefinition(root);
-    const arns = new Map([...this.functions].map(([placeholder, fn]) => [placeholder, fn.functionArn]));
-    // Under /aws/vendedlogs/ so that the log delivery's resource policy covers it with
-    // one wildcard (CloudWatch Logs resource policies are small); the stack id's UUID
-    // keeps the name free for a later stack, since the group outlives its stack.
-    const stackUuid = Fn.select(2, Fn.split('/', Aws.STACK_ID));
-    const sagaLogs = new logs.LogGroup(this, 'OrderSagaLogs', {
-      logGroupName: `/aws/vendedlogs/states/${machineName}-${stackUuid}`,
-      retention: LOG_RETENTION,
-      encryptionKey: this.key,
-      removalPolicy: RemovalPolicy.RETAIN,
-    });
-    const sagaRole = new iam.Role(this, 'OrderSagaRole', {
-      assumedBy: new iam.ServicePrincipal('states.amazonaws.com').withConditions({
-        StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
-      }),
-      description: 'oms order saga: invokes the ten activity functions, writes its logs and traces',
-    });
-    // Each function by its unqualified ARN, as the definition names it (FunctionName).
-    sagaRole.addToPrincipalPolicy(
-      new iam.PolicyStatement({
-        sid: 'InvokeTheActivities',
-        actions: ['lambda:InvokeFunction'],
-        resources: [...this.functions.values()].map((fn) => fn.functionArn),
-      }),
-    );
-    this.stateMachine = new sfn.StateMachine(this, 'OrderSaga', {
-      stateMachineName: machineName,
-      definitionBody: sfn.DefinitionBody.fromString(definition),
-      definitionSubstitutions: substitutions(definition, arns),
-      stateMachineType: sfn.StateMachineType.STANDARD,
-      role: sagaRole,
-      logs: { destination: sagaLogs, level: sfn.LogLevel.ALL, includeExecutionData: true },
-      tracingEnabled: true,
-    });
-    Validations.of(sagaRole).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason:
-        'Step Functions logging and tracing: the CloudWatch Logs log-delivery actions (logs:CreateLogDelivery, GetLogDelivery, UpdateLogDelivery, DeleteLogDelivery, ListLogDeliveries, PutResourcePolicy, DescribeResourcePolicies, DescribeLogGroups) and X-Ray\'s PutTraceSegments, PutTelemetryRecords, GetSamplingRules and GetSamplingTargets support no resource-level permissions; Step Functions documents them with Resource "*".',
-    });
+    // --- The state machines: the order saga and the amendments', each invoking the
+    // functions of its own activities only.
+    this.stateMachine = this.deployMachine('order-saga', 'OrderSaga', machineName, root);
+    this.amendMachine = this.deployMachine('order-amend', 'OrderAmend', amendMachineName, root);
     const machineArn = this.stateMachine.stateMachineArn;
-    const executionsArn = `arn:${Aws.PARTITION}:states:${Aws.REGION}:${Aws.ACCOUNT_ID}:execution:${this.stateMachine.stateMachineName}:*`;
+    const executionsOf = (m: sfn.StateMachine) =>
+      `arn:${Aws.PARTITION}:states:${Aws.REGION}:${Aws.ACCOUNT_ID}:execution:${m.stateMachineName}:*`;
+    const executionsArn = executionsOf(this.stateMachine);
     const executionsReason =
-      'execution:<machine>:* names the executions of this one state machine (an execution ARN ends with its name, the order id, known only at run time); no other machine\'s executions match.';
-    const acknowledgeExecutions = (role: iam.Role) =>
-      Validations.of(role).acknowledge({
-        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${this.getLogicalId(this.stateMachine.node.defaultChild as sfn.CfnStateMachine)}.Name>:*]`,
-        reason: executionsReason,
-      });
-    // A role people assume, for this machine and its executions.
-    const machineRole = (id: string, description: string, machineActions: string[], executionActions: string[]) => {
-      const role = new iam.Role(this, id, { assumedBy: new iam.AccountRootPrincipal(), description });
-      role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'TheMachine', actions: machineActions, resources: [machineArn] }));
-      role.addToPrincipalPolicy(
-        new iam.PolicyStatement({ sid: 'ItsExecutions', actions: executionActions, resources: [executionsArn] }),
+      'execution:<machine>:* names the executions of one state machine of this stack (an execution ARN ends with its name, the order id or order-amendment ids, known only at run time); no other machine\'s executions match.';
+    const acknowledgeExecutions = (role: iam.Role, machines: sfn.StateMachine[]) =>
+      Validations.of(role).acknowledge(
+        ...machines.map((m) => ({
+          id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${this.getLogicalId(m.node.defaultChild as sfn.CfnStateMachine)}.Name>:*]`,
+          reason: executionsReason,
+        })),
       );
-      acknowledgeExecutions(role);
+    // A role people assume, for the order saga and the amendments' machine and their
+    // executions.
+    const machineRole = (id: string, description: string, machineActions: string[], executionActions: string[]) => {
+      const machines = [this.stateMachine, this.amendMachine];
+      const role = new iam.Role(this, id, { assumedBy: new iam.AccountRootPrincipal(), description });
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({ sid: 'TheMachines', actions: machineActions, resources: machines.map((m) => m.stateMachineArn) }),
+      );
+      role.addToPrincipalPolicy(
+        new iam.PolicyStatement({ sid: 'TheirExecutions', actions: executionActions, resources: machines.map(executionsOf) }),
+      );
+      acknowledgeExecutions(role, machines);
       return role;
     };
 
@@ -284,7 +262,7 @@ export class OmsStack extends Stack {
     this.apiRole.addToPrincipalPolicy(
       new iam.PolicyStatement({ sid: 'ReadOrders', actions: ['states:DescribeExecution'], resources: [executionsArn] }),
     );
-    acknowledgeExecutions(this.apiRole);
+    acknowledgeExecutions(this.apiRole, [this.stateMachine]);
 
     const accessLogs = new logs.LogGroup(this, 'OrdersApiAccessLogs', {
       retention: LOG_RETENTION,
@@ -559,7 +537,7 @@ export class OmsStack extends Stack {
     // Task states whose Resource is a function ARN, so it would stay empty here. The
     // functions' own AWS/Lambda metrics do carry the function: Errors (the function
     // returned an error, e.g. Payment.RefundRejected, or timed out) and Throttles.
-    const compensations = this.activities.filter((a) => a.compensates !== null);
+    const compensations = this.activities.filter((a) => a.compensates !== null && a.machine === 'order-saga');
     const usingMetrics: Record<string, cloudwatch.IMetric> = {};
     const terms: string[] = [];
     compensations.forEach((activity, i) => {
@@ -604,15 +582,89 @@ export class OmsStack extends Stack {
     });
     compensationFailed.addAlarmAction(notify);
 
+    // The amendments' saga catches every error before its pivot and compensates, so a
+    // failed execution is a compensation (RefundAmendment, ReleaseAmendment) or the
+    // record of the outcome failing past its retries: the order keeps its amendment's
+    // lock until someone redrives it.
+    const amendFailed = new cloudwatch.Alarm(this, 'AmendExecutionsFailedAlarm', {
+      alarmDescription: [
+        `An execution of the amendments' saga (${amendMachineName}) failed in the last 5 minutes.`,
+        'Its order stays locked by the amendment (PATCH answers Order.NotAmendable, the order saga waits) until it ends:',
+        'possibly with units reserved or a charge taken for the amendment.',
+        'Operator (OperatorRole): list FAILED executions of the machine, read the failed state in get-execution-history,',
+        'fix the cause, then aws stepfunctions redrive-execution --execution-arn ARN. Runbook: docs/deploy.md (redrive).',
+      ].join(' '),
+      metric: this.amendMachine.metricFailed({ period: window, statistic: cloudwatch.Stats.SUM }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    amendFailed.addAlarmAction(notify);
+
     // --- What `oms up --backend aws --stack-outputs` and operators read.
     new CfnOutput(this, 'OrdersTableName', { value: this.table.tableName, description: 'The order store (OMS_STORE=dynamodb:<this>)' });
     new CfnOutput(this, 'StateMachineArn', { value: machineArn, description: 'The order saga' });
     new CfnOutput(this, 'StateMachineName', { value: this.stateMachine.stateMachineName, description: 'The order saga\'s name' });
+    new CfnOutput(this, 'AmendStateMachineArn', {
+      value: this.amendMachine.stateMachineArn,
+      description: 'The amendments\' saga (PATCH /orders/{id} of oms --backend aws starts it)',
+    });
     new CfnOutput(this, 'OrdersApiUrl', { value: this.api.url, description: 'The Orders API (SigV4, service execute-api): POST orders, GET orders/{id}' });
     new CfnOutput(this, 'OperatorRoleArn', { value: this.operatorRole.roleArn, description: 'Assume to inspect, stop and redrive executions' });
     new CfnOutput(this, 'OrdersServiceRoleArn', { value: this.serviceRole.roleArn, description: 'Assume to run oms --backend aws (oms up, the CLI)' });
     new CfnOutput(this, 'OrderEventBusName', { value: this.events.bus.eventBusName, description: 'The order events (docs/events.md)' });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn, description: 'Subscribe to receive the alarms' });
+  }
+
+  /**
+   * State machine `machine` (statemachines/<machine>.asl.json), with its placeholders
+   * filled with its activities' function ARNs: its own role (invoke those functions,
+   * write its logs and traces), all its executions logged and traced.
+   */
+  private deployMachine(machine: MachineId, id: string, name: string, root: string): sfn.StateMachine {
+    const definition = readDefinition(machine, root);
+    const own = this.activities.filter((a) => a.machine === machine);
+    const arns = new Map(own.map((a) => [a.placeholder, this.functions.get(a.placeholder)!.functionArn]));
+    // Under /aws/vendedlogs/ so that the log delivery's resource policy covers it with
+    // one wildcard (CloudWatch Logs resource policies are small); the stack id's UUID
+    // keeps the name free for a later stack, since the group outlives its stack.
+    const stackUuid = Fn.select(2, Fn.split('/', Aws.STACK_ID));
+    const machineLogs = new logs.LogGroup(this, `${id}Logs`, {
+      logGroupName: `/aws/vendedlogs/states/${name}-${stackUuid}`,
+      retention: LOG_RETENTION,
+      encryptionKey: this.key,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    const role = new iam.Role(this, `${id}Role`, {
+      assumedBy: new iam.ServicePrincipal('states.amazonaws.com').withConditions({
+        StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+      }),
+      description: `oms ${machine}: invokes its ${own.length} activity functions, writes its logs and traces`,
+    });
+    // Each function by its unqualified ARN, as the definition names it (FunctionName).
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'InvokeTheActivities',
+        actions: ['lambda:InvokeFunction'],
+        resources: [...arns.values()],
+      }),
+    );
+    const stateMachine = new sfn.StateMachine(this, id, {
+      stateMachineName: name,
+      definitionBody: sfn.DefinitionBody.fromString(definition),
+      definitionSubstitutions: substitutions(definition, arns, definitionFile(machine)),
+      stateMachineType: sfn.StateMachineType.STANDARD,
+      role,
+      logs: { destination: machineLogs, level: sfn.LogLevel.ALL, includeExecutionData: true },
+      tracingEnabled: true,
+    });
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'Step Functions logging and tracing: the CloudWatch Logs log-delivery actions (logs:CreateLogDelivery, GetLogDelivery, UpdateLogDelivery, DeleteLogDelivery, ListLogDeliveries, PutResourcePolicy, DescribeResourcePolicies, DescribeLogGroups) and X-Ray\'s PutTraceSegments, PutTelemetryRecords, GetSamplingRules and GetSamplingTargets support no resource-level permissions; Step Functions documents them with Resource "*".',
+    });
+    return stateMachine;
   }
 }
 

@@ -1,6 +1,7 @@
 // What the stack reads from the repository: the activities (one Lambda binary each in
-// activities/src/bin/), which of them are compensations (statemachines/schemas/
-// activities.json), and the order saga's definition with its `${...}` placeholders.
+// activities/src/bin/), which state machine calls each and which of them are
+// compensations (statemachines/schemas/activities.json), and the state machines'
+// definitions (the order saga's, the amendments') with their `${...}` placeholders.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -17,7 +18,13 @@ export interface Activity {
   readonly placeholder: string;
   /** The forward step it undoes (activities.json `compensates`), if it is a compensation. */
   readonly compensates: string | null;
+  /** The state machine that calls it (activities.json `machine`): `order-saga`, `order-amend`. */
+  readonly machine: string;
 }
+
+/** The state machines the stack deploys, by their activities.json `machine` name. */
+export const MACHINES = ['order-saga', 'order-amend'] as const;
+export type MachineId = (typeof MACHINES)[number];
 
 /** `place-order` → `PlaceOrder`. */
 export function activityName(binary: string): string {
@@ -43,21 +50,35 @@ export function readActivities(root: string = REPO_ROOT): Activity[] {
   }
   const manifestPath = path.join(root, 'statemachines', 'schemas', 'activities.json');
   const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as {
-    activities: { name: string; compensates: string | null }[];
+    activities: { name: string; machine: string; compensates: string | null }[];
   };
-  const compensates = new Map(manifest.activities.map((a) => [a.name, a.compensates]));
+  const entries = new Map(manifest.activities.map((a) => [a.name, a]));
   return binaries.map((binary) => {
     const name = activityName(binary);
-    if (!compensates.has(name)) {
+    const entry = entries.get(name);
+    if (entry === undefined) {
       throw new Error(`activities/src/bin/${binary}.rs: ${manifestPath} has no activity ${name}`);
     }
-    return { binary, name, placeholder: `${name}FunctionArn`, compensates: compensates.get(name) ?? null };
+    if (!(MACHINES as readonly string[]).includes(entry.machine)) {
+      throw new Error(`${manifestPath}: ${name}'s machine "${entry.machine}" is none of ${MACHINES.join(', ')}`);
+    }
+    return { binary, name, placeholder: `${name}FunctionArn`, compensates: entry.compensates, machine: entry.machine };
   });
+}
+
+/** The definition file of state machine `machine`, relative to the repository. */
+export function definitionFile(machine: MachineId): string {
+  return path.join('statemachines', `${machine}.asl.json`);
+}
+
+/** State machine `machine`'s definition, as the repository holds it. */
+export function readDefinition(machine: MachineId, root: string = REPO_ROOT): string {
+  return fs.readFileSync(path.join(root, definitionFile(machine)), 'utf8');
 }
 
 /** The order saga's definition, as the repository holds it. */
 export function readSagaDefinition(root: string = REPO_ROOT): string {
-  return fs.readFileSync(path.join(root, 'statemachines', 'order-saga.asl.json'), 'utf8');
+  return readDefinition('order-saga', root);
 }
 
 /** Every `${Name}` placeholder in a definition, once each, in order of appearance. */
@@ -80,6 +101,7 @@ export function placeholders(definition: string): string[] {
 export function substitutions(
   definition: string,
   functionArns: ReadonlyMap<string, string>,
+  file: string = definitionFile('order-saga'),
 ): Record<string, string> {
   const out: Record<string, string> = {};
   const missing: string[] = [];
@@ -93,7 +115,7 @@ export function substitutions(
   }
   if (missing.length > 0) {
     throw new Error(
-      `statemachines/order-saga.asl.json has ${missing.join(', ')} but no activity function for ` +
+      `${file} has ${missing.join(', ')} but no activity function for ` +
         `${missing.length === 1 ? 'it' : 'them'} (the functions are ${[...functionArns.keys()].join(', ')}; ` +
         'each comes from a binary in activities/src/bin/: place-order gives ${PlaceOrderFunctionArn})',
     );

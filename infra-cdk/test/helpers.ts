@@ -8,8 +8,8 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { buildApp } from '../lib/app';
 import type { OmsStack } from '../lib/oms-stack';
 
-/** The ten activities, as the issue names them: the stack must deploy exactly these. */
-export const EXPECTED_BINARIES = [
+/** The order saga's ten activities, as the issue names them. */
+export const SAGA_BINARIES = [
   'cancel-shipment',
   'charge-payment',
   'pick-shipment',
@@ -22,8 +22,23 @@ export const EXPECTED_BINARIES = [
   'ship-shipment',
 ];
 
+/** The amendments' six activities (activities/src/amend.rs, docs/saga.md "Amending"). */
+export const AMEND_BINARIES = [
+  'abandon-amendment',
+  'apply-amendment',
+  'charge-amendment',
+  'refund-amendment',
+  'release-amendment',
+  'reserve-amendment',
+];
+
+/** Every activity function the stack must deploy: exactly these, sorted. */
+export const EXPECTED_BINARIES = [...SAGA_BINARIES, ...AMEND_BINARIES].sort();
+
 /** The compensations (docs/saga.md): never caught, so their failure fails the execution. */
 export const COMPENSATIONS = ['CancelShipment', 'RefundPayment', 'ReleaseInventory', 'RestockShipment'];
+/** The amendments' compensations (docs/saga.md "Amending"). */
+export const AMEND_COMPENSATIONS = ['RefundAmendment', 'ReleaseAmendment'];
 
 /** An empty zip archive (just the end-of-central-directory record) whose comment is `comment`. */
 export function emptyZip(comment: string): Buffer {

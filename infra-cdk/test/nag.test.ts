@@ -71,18 +71,22 @@ test('every acknowledgement gives its reason, and each is still needed', () => {
 test('the acknowledged findings are exactly these', () => {
   const { app, stack } = build();
   const machine = stack.getLogicalId(stack.stateMachine.node.defaultChild as never);
+  const amend = stack.getLogicalId(stack.amendMachine.node.defaultChild as never);
   const byId = new Map<string, string[]>();
   for (const a of acknowledgements(app)) {
     byId.set(a.id, [...(byId.get(a.id) ?? []), a.path.replace(/^Oms\//, '')]);
   }
   const fnRoles = stack.activities.map((a) => `${a.name}Role`);
   assert.deepEqual(Object.fromEntries([...byId].map(([id, paths]) => [id, paths.sort()])), {
-    'AwsSolutions-IAM5[Resource::*]': [...fnRoles, 'OrderSagaRole', 'OrderEvents/RelayRole'].sort(),
+    'AwsSolutions-IAM5[Resource::*]': [...fnRoles, 'OrderSagaRole', 'OrderAmendRole', 'OrderEvents/RelayRole'].sort(),
     'AwsSolutions-IAM5[Action::kms:GenerateDataKey*]': ['OrderEvents/RelayRole'],
     'AwsSolutions-IAM5[Action::kms:ReEncrypt*]': ['OrderEvents/RelayRole'],
     'AwsSolutions-SQS3': ['OrderEvents/RelayFailures'],
     [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${machine}.Name>:*]`]:
       ['OperatorRole', 'OrdersApiRole', 'OrdersServiceRole'],
+    // The amendments' executions: oms starts, reads and redrives them; the API does not.
+    [`AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${amend}.Name>:*]`]:
+      ['OperatorRole', 'OrdersServiceRole'],
     'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]': ['OrdersApi'],
     'AwsSolutions-APIG3': ['OrdersApi'],
     'AwsSolutions-COG4': ['OrdersApi'],

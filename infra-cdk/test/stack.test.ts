@@ -10,10 +10,13 @@ import { Match } from 'aws-cdk-lib/assertions';
 import { buildApp } from '../lib/app';
 import { OPERATOR_EXECUTION_ACTIONS, OPERATOR_MACHINE_ACTIONS } from '../lib/oms-stack';
 import { EVENT_SCHEMA_FILE } from '../lib/events';
-import { REPO_ROOT, activityName, placeholders, readSagaDefinition, substitutions } from '../lib/saga';
+import { MACHINES, REPO_ROOT, activityName, placeholders, readDefinition, readSagaDefinition, substitutions } from '../lib/saga';
 import {
+  AMEND_BINARIES,
+  AMEND_COMPENSATIONS,
   COMPENSATIONS,
   EXPECTED_BINARIES,
+  SAGA_BINARIES,
   actions,
   build,
   logicalId,
@@ -28,6 +31,12 @@ const { stack, template } = synth();
 const keyId = logicalId(stack, stack.key);
 const tableId = logicalId(stack, stack.table);
 const machineId = logicalId(stack, stack.stateMachine);
+const amendId = logicalId(stack, stack.amendMachine);
+/** Each state machine's logical id, name and activity binaries. */
+const machines = [
+  { machine: 'order-saga', id: machineId, name: 'oms-order-saga', binaries: SAGA_BINARIES },
+  { machine: 'order-amend', id: amendId, name: 'oms-order-amend', binaries: AMEND_BINARIES },
+] as const;
 const keyArn = { 'Fn::GetAtt': [keyId, 'Arn'] };
 
 /** The execution ARN pattern of this machine, as the template writes it. */
@@ -43,7 +52,7 @@ const TABLE_ACTIONS = [
   'dynamodb:Scan',
   'dynamodb:UpdateItem',
 ];
-const executionsArn = {
+const executionsOf = (id: string) => ({
   'Fn::Join': [
     '',
     [
@@ -54,11 +63,12 @@ const executionsArn = {
       ':',
       { Ref: 'AWS::AccountId' },
       ':execution:',
-      { 'Fn::GetAtt': [machineId, 'Name'] },
+      { 'Fn::GetAtt': [id, 'Name'] },
       ':*',
     ],
   ],
-};
+});
+const executionsArn = executionsOf(machineId);
 
 /** The function resource of each activity, by activity name (PlaceOrder). */
 function functionsByActivity(): Map<string, { id: string; props: any }> {
@@ -116,18 +126,21 @@ test('one DynamoDB table: pk/sk strings, on demand, PITR, the key, deletion prot
   assert.equal(p.ProvisionedThroughput, undefined);
 });
 
-test('the activities are the ten binaries of activities/src/bin', () => {
+test('the activities are the sixteen binaries of activities/src/bin, each with its machine', () => {
   assert.deepEqual(stack.activities.map((a) => a.binary), EXPECTED_BINARIES);
   assert.equal(activityName('record-order-status'), 'RecordOrderStatus');
-  assert.deepEqual(
-    stack.activities.filter((a) => a.compensates !== null).map((a) => a.name).sort(),
-    COMPENSATIONS,
-  );
+  for (const m of machines) {
+    assert.deepEqual(stack.activities.filter((a) => a.machine === m.machine).map((a) => a.binary), m.binaries);
+  }
+  const compensations = (machine: string) =>
+    stack.activities.filter((a) => a.compensates !== null && a.machine === machine).map((a) => a.name).sort();
+  assert.deepEqual(compensations('order-saga'), COMPENSATIONS);
+  assert.deepEqual(compensations('order-amend'), AMEND_COMPENSATIONS);
 });
 
-test('ten Lambda functions: provided.al2023, x86_64, bootstrap, 256 MB, 30 s, active tracing, OMS_STORE', () => {
-  // The ten activities and the outbox relay (lib/events.ts, tested below).
-  template.resourceCountIs('AWS::Lambda::Function', 11);
+test('sixteen Lambda functions: provided.al2023, x86_64, bootstrap, 256 MB, 30 s, active tracing, OMS_STORE', () => {
+  // The sixteen activities and the outbox relay (lib/events.ts, tested below).
+  template.resourceCountIs('AWS::Lambda::Function', EXPECTED_BINARIES.length + 1);
   for (const [name, { props }] of functionsByActivity()) {
     assert.equal(props.Runtime, 'provided.al2023', name);
     assert.deepEqual(props.Architectures, ['x86_64'], name);
@@ -159,7 +172,7 @@ test('each function\'s code is <lambdaZipDir>/<binary>/bootstrap.zip', () => {
       name,
     );
   }
-  assert.equal(keys.size, 10, 'two functions share one zip');
+  assert.equal(keys.size, EXPECTED_BINARIES.length, 'two functions share one zip');
 });
 
 /** The activities' functions (the outbox relay is not one). */
@@ -172,7 +185,7 @@ function activityFunctions(t: any): any[] {
 test('seedDemo=true sets OMS_SEED_DEMO=1 on every function', () => {
   const seeded = synth({ seedDemo: 'true' }).template;
   const fns = activityFunctions(seeded);
-  assert.equal(fns.length, 10);
+  assert.equal(fns.length, EXPECTED_BINARIES.length);
   for (const fn of fns) {
     assert.equal(fn.Properties.Environment.Variables.OMS_SEED_DEMO, '1');
   }
@@ -184,7 +197,7 @@ test('fault injection is off unless faultInjection=true turns it on', () => {
     assert.equal(fn.Properties.Environment.Variables.OMS_FAULT_INJECTION, undefined);
   }
   const on = fns(synth({ faultInjection: 'true' }).template);
-  assert.equal(on.length, 10);
+  assert.equal(on.length, EXPECTED_BINARIES.length);
   for (const fn of on) {
     assert.equal(fn.Properties.Environment.Variables.OMS_FAULT_INJECTION, '1');
   }
@@ -231,14 +244,15 @@ test('each function has its own role, granted only the table, the key, its log g
       assert.ok(!actions(s).some((a) => a.endsWith(':*')), `${name}: a service-wide wildcard action`);
     }
   }
-  assert.equal(roles.size, 10);
+  assert.equal(roles.size, EXPECTED_BINARIES.length);
 });
 
-test('the state machine: STANDARD, logs ALL with execution data to an encrypted group, tracing', () => {
-  template.resourceCountIs('AWS::StepFunctions::StateMachine', 1);
-  const sm = resources(template, 'AWS::StepFunctions::StateMachine')[machineId].Properties;
+for (const m of machines) {
+test(`${m.machine}: STANDARD, logs ALL with execution data to an encrypted group, tracing`, () => {
+  template.resourceCountIs('AWS::StepFunctions::StateMachine', machines.length);
+  const sm = resources(template, 'AWS::StepFunctions::StateMachine')[m.id].Properties;
   assert.equal(sm.StateMachineType, 'STANDARD');
-  assert.equal(sm.StateMachineName, 'oms-order-saga');
+  assert.equal(sm.StateMachineName, m.name);
   assert.equal(sm.LoggingConfiguration.Level, 'ALL');
   assert.equal(sm.LoggingConfiguration.IncludeExecutionData, true);
   const groupId = sm.LoggingConfiguration.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn['Fn::GetAtt'][0];
@@ -246,18 +260,24 @@ test('the state machine: STANDARD, logs ALL with execution data to an encrypted 
   assert.deepEqual(group.KmsKeyId, keyArn);
   assert.ok(group.RetentionInDays > 0);
   // Under /aws/vendedlogs/, and unique per stack (the group outlives its stack).
-  assert.deepEqual(group.LogGroupName['Fn::Join'][1][0], '/aws/vendedlogs/states/oms-order-saga-');
+  assert.deepEqual(group.LogGroupName['Fn::Join'][1][0], `/aws/vendedlogs/states/${m.name}-`);
   assert.match(JSON.stringify(group.LogGroupName), /"Ref":"AWS::StackId"/);
   assert.deepEqual(sm.TracingConfiguration, { Enabled: true });
 });
 
-test('the definition is the repository\'s, every placeholder filled with its activity\'s function', () => {
-  const sm = resources(template, 'AWS::StepFunctions::StateMachine')[machineId].Properties;
-  const definition = readSagaDefinition();
+/** The function resources of machine `m`'s activities, by activity name. */
+function functionsOf(m: (typeof machines)[number]): Map<string, { id: string; props: any }> {
+  const own = new Set(m.binaries.map(activityName));
+  return new Map([...functionsByActivity()].filter(([name]) => own.has(name)));
+}
+
+test(`${m.machine}: the definition is the repository's, every placeholder filled with its own activity's function`, () => {
+  const sm = resources(template, 'AWS::StepFunctions::StateMachine')[m.id].Properties;
+  const definition = readDefinition(m.machine);
   // Not moved to S3: cfn-lint and these assertions see it.
   assert.equal(sm.DefinitionString, definition);
   assert.equal(sm.DefinitionS3Location, undefined);
-  const fns = functionsByActivity();
+  const fns = functionsOf(m);
   const names = placeholders(definition);
   assert.deepEqual(Object.keys(sm.DefinitionSubstitutions).sort(), [...names].sort());
   for (const name of names) {
@@ -273,6 +293,35 @@ test('the definition is the repository\'s, every placeholder filled with its act
   }
   assert.ok(!substituted.includes('${'), 'a ${...} is left in the definition');
   JSON.parse(substituted);
+});
+
+test(`${m.machine}: its role may invoke exactly its own functions, and trusts Step Functions of this account`, () => {
+  const sm = resources(template, 'AWS::StepFunctions::StateMachine')[m.id].Properties;
+  const roleId = sm.RoleArn['Fn::GetAtt'][0];
+  const role = resources(template, 'AWS::IAM::Role')[roleId].Properties;
+  assert.deepEqual(role.AssumeRolePolicyDocument.Statement[0].Principal, { Service: 'states.amazonaws.com' });
+  assert.deepEqual(role.AssumeRolePolicyDocument.Statement[0].Condition, {
+    StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+  });
+  const statements = roleStatements(template, roleId);
+  const invoke = statements.filter((s) => actions(s).some((a) => a.startsWith('lambda:')));
+  assert.equal(invoke.length, 1);
+  assert.deepEqual(actions(invoke[0]), ['lambda:InvokeFunction']);
+  const fnIds = [...functionsOf(m).values()].map((f) => f.id).sort();
+  assert.equal(fnIds.length, m.binaries.length);
+  assert.deepEqual(resourcesOf(invoke[0]).map((r: any) => r['Fn::GetAtt'][0]).sort(), fnIds);
+  assert.ok(resourcesOf(invoke[0]).every((r: any) => r['Fn::GetAtt'][1] === 'Arn'), 'only unqualified function ARNs');
+  // The rest is what logging and tracing need, nothing on data.
+  for (const s of statements.filter((s) => s !== invoke[0])) {
+    for (const a of actions(s)) {
+      assert.match(a, /^(logs|xray):/);
+    }
+  }
+});
+}
+
+test('the machines are exactly those of activities.json', () => {
+  assert.deepEqual([...MACHINES], machines.map((m) => m.machine));
 });
 
 test('a ${...} without a function fails synth, naming it', () => {
@@ -303,29 +352,6 @@ test('a missing Lambda zip fails synth, saying how to build it', () => {
     assert.throws(() => buildApp({ context: { lambdaZipDir: empty }, nag: false }), /cargo xtask lambda/);
   } finally {
     fs.rmSync(empty, { recursive: true, force: true });
-  }
-});
-
-test('the state machine\'s role may invoke exactly the ten functions, and trusts Step Functions of this account', () => {
-  const sm = resources(template, 'AWS::StepFunctions::StateMachine')[machineId].Properties;
-  const roleId = sm.RoleArn['Fn::GetAtt'][0];
-  const role = resources(template, 'AWS::IAM::Role')[roleId].Properties;
-  assert.deepEqual(role.AssumeRolePolicyDocument.Statement[0].Principal, { Service: 'states.amazonaws.com' });
-  assert.deepEqual(role.AssumeRolePolicyDocument.Statement[0].Condition, {
-    StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
-  });
-  const statements = roleStatements(template, roleId);
-  const invoke = statements.filter((s) => actions(s).some((a) => a.startsWith('lambda:')));
-  assert.equal(invoke.length, 1);
-  assert.deepEqual(actions(invoke[0]), ['lambda:InvokeFunction']);
-  const fnIds = [...functionsByActivity().values()].map((f) => f.id).sort();
-  assert.deepEqual(resourcesOf(invoke[0]).map((r: any) => r['Fn::GetAtt'][0]).sort(), fnIds);
-  assert.ok(resourcesOf(invoke[0]).every((r: any) => r['Fn::GetAtt'][1] === 'Arn'), 'only unqualified function ARNs');
-  // The rest is what logging and tracing need, nothing on data.
-  for (const s of statements.filter((s) => s !== invoke[0])) {
-    for (const a of actions(s)) {
-      assert.match(a, /^(logs|xray):/);
-    }
   }
 });
 
@@ -446,8 +472,8 @@ test('the stage: access logs to an encrypted group, tracing, throttling, method 
 
 test('every log group is encrypted with the key and expires its events', () => {
   const groups = Object.values(resources(template, 'AWS::Logs::LogGroup'));
-  // 10 functions, the saga, API access and execution logs, the order events and their relay
-  assert.equal(groups.length, 15);
+  // 16 functions, the two machines, API access and execution logs, the order events and their relay
+  assert.equal(groups.length, EXPECTED_BINARIES.length + 6);
   for (const g of groups) {
     assert.deepEqual(g.Properties.KmsKeyId, keyArn);
     assert.equal(g.Properties.RetentionInDays, 90);
@@ -455,7 +481,7 @@ test('every log group is encrypted with the key and expires its events', () => {
   }
 });
 
-test('the operator role: assumable by the account, exactly the operator actions, on this machine only', () => {
+test('the operator role: assumable by the account, exactly the operator actions, on the two machines only', () => {
   const roleId = logicalId(stack, stack.operatorRole);
   const role = resources(template, 'AWS::IAM::Role')[roleId].Properties;
   const trust = role.AssumeRolePolicyDocument.Statement;
@@ -479,11 +505,13 @@ test('the operator role: assumable by the account, exactly the operator actions,
     const isMachine = actions(s).every((a) => OPERATOR_MACHINE_ACTIONS.includes(a));
     const isExecution = actions(s).every((a) => OPERATOR_EXECUTION_ACTIONS.includes(a));
     assert.ok(isMachine !== isExecution, 'a statement mixes machine and execution actions');
-    assert.deepEqual(resourcesOf(s), [isMachine ? { Ref: machineId } : executionsArn]);
+    const sorted = (rs: any[]) => rs.map((r) => JSON.stringify(r)).sort();
+    const want = isMachine ? machines.map((m) => ({ Ref: m.id })) : machines.map((m) => executionsOf(m.id));
+    assert.deepEqual(sorted(resourcesOf(s)), sorted(want));
   }
 });
 
-test('the Orders service role: the saga, its executions, task answers, the table and key; no more', () => {
+test('the Orders service role: the two machines, their executions, the saga\'s task answers, the table and key; no more', () => {
   const roleId = logicalId(stack, stack.serviceRole);
   const role = resources(template, 'AWS::IAM::Role')[roleId].Properties;
   assert.equal(role.AssumeRolePolicyDocument.Statement.length, 1);
@@ -504,17 +532,25 @@ test('the Orders service role: the saga, its executions, task answers, the table
     'states:SendTaskSuccess',
     'states:StartExecution',
   ]);
-  assert.deepEqual(byResource.get(JSON.stringify(executionsArn)), [
-    'states:DescribeExecution',
-    'states:DescribeStateMachineForExecution',
-    'states:GetExecutionHistory',
-    'states:RedriveExecution',
-    'states:StopExecution',
+  // PATCH /orders/{id} starts the amendment's execution; oms reads and redrives it.
+  assert.deepEqual(byResource.get(JSON.stringify({ Ref: amendId })), [
+    'states:DescribeStateMachine',
+    'states:ListExecutions',
+    'states:StartExecution',
   ]);
+  for (const m of machines) {
+    assert.deepEqual(byResource.get(JSON.stringify(executionsOf(m.id))), [
+      'states:DescribeExecution',
+      'states:DescribeStateMachineForExecution',
+      'states:GetExecutionHistory',
+      'states:RedriveExecution',
+      'states:StopExecution',
+    ]);
+  }
   const table = { 'Fn::GetAtt': [tableId, 'Arn'] };
   assert.deepEqual(byResource.get(JSON.stringify(table)), TABLE_ACTIONS);
   assert.deepEqual(byResource.get(JSON.stringify(keyArn)), ['kms:Decrypt', 'kms:DescribeKey', 'kms:Encrypt', 'kms:GenerateDataKey']);
-  assert.equal(byResource.size, 4, [...byResource.keys()].join(' '));
+  assert.equal(byResource.size, 6, [...byResource.keys()].join(' '));
 });
 
 test('the alarm topic is encrypted with the key, refuses non-TLS publishing, lets this account\'s alarms publish', () => {
@@ -546,8 +582,10 @@ test('the alarm topic is encrypted with the key, refuses non-TLS publishing, let
 
 test('alarms: failed executions and compensation-function errors, and their AND as "compensation failed"', () => {
   const topicRef = { Ref: logicalId(stack, stack.alarmTopic) };
-  const alarms = resources(template, 'AWS::CloudWatch::Alarm');
-  assert.equal(Object.keys(alarms).length, 2);
+  const all = resources(template, 'AWS::CloudWatch::Alarm');
+  assert.equal(Object.keys(all).length, 3);
+  const amendFailedId = logicalId(stack, stack.node.findChild('AmendExecutionsFailedAlarm') as any);
+  const { [amendFailedId]: _, ...alarms } = all;
   const failed = Object.entries(alarms).find(([, a]) => a.Properties.MetricName === 'ExecutionsFailed');
   assert.ok(failed, 'no ExecutionsFailed alarm');
   const [failedId, { Properties: f }] = failed;
@@ -599,10 +637,25 @@ test('alarms: failed executions and compensation-function errors, and their AND 
   }
 });
 
+test('alarms: a failed amendment execution notifies (its order stays locked until it is redriven)', () => {
+  const a = resources(template, 'AWS::CloudWatch::Alarm')[logicalId(stack, stack.node.findChild('AmendExecutionsFailedAlarm') as any)].Properties;
+  assert.equal(a.Namespace, 'AWS/States');
+  assert.equal(a.MetricName, 'ExecutionsFailed');
+  assert.deepEqual(a.Dimensions, [{ Name: 'StateMachineArn', Value: { Ref: amendId } }]);
+  assert.equal(a.Statistic, 'Sum');
+  assert.equal(a.Period, 300);
+  assert.equal(a.Threshold, 1);
+  assert.equal(a.TreatMissingData, 'notBreaching');
+  assert.deepEqual(a.AlarmActions, [{ Ref: logicalId(stack, stack.alarmTopic) }]);
+  assert.match(a.AlarmDescription, /redrive/);
+  assert.ok(a.AlarmDescription.length <= 1024, 'CloudWatch cuts descriptions at 1024 characters');
+});
+
 test('the outputs are exactly those oms and operators read', () => {
   const outputs = template.toJSON().Outputs;
   assert.deepEqual(Object.keys(outputs).sort(), [
     'AlarmTopicArn',
+    'AmendStateMachineArn',
     'OperatorRoleArn',
     'OrderEventBusName',
     'OrdersApiUrl',
@@ -614,15 +667,18 @@ test('the outputs are exactly those oms and operators read', () => {
   assert.deepEqual(outputs.OrdersTableName.Value, { Ref: tableId });
   assert.deepEqual(outputs.StateMachineArn.Value, { Ref: machineId });
   assert.deepEqual(outputs.StateMachineName.Value, { 'Fn::GetAtt': [machineId, 'Name'] });
+  assert.deepEqual(outputs.AmendStateMachineArn.Value, { Ref: amendId });
   assert.deepEqual(outputs.OperatorRoleArn.Value, { 'Fn::GetAtt': [logicalId(stack, stack.operatorRole), 'Arn'] });
   assert.deepEqual(outputs.AlarmTopicArn.Value, { Ref: logicalId(stack, stack.alarmTopic) });
   assert.match(JSON.stringify(outputs.OrdersApiUrl.Value), /execute-api/);
 });
 
-test('the app reads lambdaZipDir and stateMachineName from the context', () => {
-  const { stack: renamed } = build({ stateMachineName: 'oms-saga-test' });
+test('the app reads lambdaZipDir, stateMachineName and amendStateMachineName from the context', () => {
+  const { stack: renamed } = build({ stateMachineName: 'oms-saga-test', amendStateMachineName: 'oms-amend-test' });
   const sm = renamed.node.findChild('OrderSaga').node.defaultChild as any;
   assert.equal(sm.stateMachineName, 'oms-saga-test');
+  const amend = renamed.node.findChild('OrderAmend').node.defaultChild as any;
+  assert.equal(amend.stateMachineName, 'oms-amend-test');
 });
 
 test('order events: a bus, its archive, a rule into an encrypted log, one registered schema per type', () => {

@@ -32,6 +32,7 @@ pub struct AwsTarget {
     pub stack_outputs: Option<PathBuf>,
     pub table: Option<String>,
     pub state_machine_arn: Option<String>,
+    pub amend_machine_arn: Option<String>,
     pub sfn_endpoint: Option<String>,
     pub dynamodb_endpoint: Option<String>,
 }
@@ -39,10 +40,21 @@ pub struct AwsTarget {
 /// The stack outputs oms reads (infra-cdk/lib/oms-stack.ts names them).
 const TABLE_OUTPUT: &str = "OrdersTableName";
 const MACHINE_OUTPUT: &str = "StateMachineArn";
+const AMEND_MACHINE_OUTPUT: &str = "AmendStateMachineArn";
+
+/// The deployed stack's parts oms uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub table: String,
+    pub machine_arn: String,
+    /// The order-amend machine; None for a stack deployed before amendments, whose
+    /// orders then answer PATCH with Amendments.Unavailable.
+    pub amend_machine_arn: Option<String>,
+}
 
 impl AwsTarget {
-    /// The table and the state machine ARN: flags first, then the outputs file.
-    pub fn resolve(&self) -> Result<(String, String), String> {
+    /// The table and the state machines' ARNs: flags first, then the outputs file.
+    pub fn resolve(&self) -> Result<Resolved, String> {
         let outputs = match &self.stack_outputs {
             Some(p) => Some(read_outputs(p)?),
             None => None,
@@ -53,8 +65,16 @@ impl AwsTarget {
             .state_machine_arn
             .clone()
             .or_else(|| from_outputs(MACHINE_OUTPUT));
+        let amend_machine_arn = self
+            .amend_machine_arn
+            .clone()
+            .or_else(|| from_outputs(AMEND_MACHINE_OUTPUT));
         match (table, machine) {
-            (Some(t), Some(m)) => Ok((t, m)),
+            (Some(table), Some(machine_arn)) => Ok(Resolved {
+                table,
+                machine_arn,
+                amend_machine_arn,
+            }),
             (t, m) => {
                 let mut missing = Vec::new();
                 if t.is_none() {
@@ -103,7 +123,11 @@ fn read_outputs(path: &Path) -> Result<std::collections::HashMap<String, String>
 /// callbacks (`POST /shipments/{id}/picked`): the simulated warehouse of `oms up` sits
 /// beside its in-process activities, and on AWS the activities run in Lambda.
 pub async fn orders(target: &AwsTarget) -> Result<(Arc<dyn StepFunctions>, Orders), String> {
-    let (table, machine_arn) = target.resolve()?;
+    let Resolved {
+        table,
+        machine_arn,
+        amend_machine_arn,
+    } = target.resolve()?;
     let sfn: Arc<dyn StepFunctions> =
         Arc::new(AwsStepFunctions::connect(target.sfn_endpoint.as_deref()).await);
     let store = DynamoStore::connect(target.dynamodb_endpoint.as_deref(), &table).await;
@@ -111,13 +135,16 @@ pub async fn orders(target: &AwsTarget) -> Result<(Arc<dyn StepFunctions>, Order
     let warehouse = Arc::new(Warehouse::new(ctx.clone(), false, Default::default()));
     warehouse.connect(sfn.clone());
     // Fail now, with the reason, rather than on the first request.
-    sfn.describe_state_machine(DescribeStateMachineInput {
-        state_machine_arn: machine_arn.clone(),
-        included_data: Some(IncludedData::MetadataOnly),
-    })
-    .await
-    .map_err(|e| format!("cannot read the state machine {machine_arn}: {e}"))?;
-    let orders = Orders::attach(ctx, sfn.clone(), warehouse, machine_arn);
+    for arn in std::iter::once(&machine_arn).chain(&amend_machine_arn) {
+        sfn.describe_state_machine(DescribeStateMachineInput {
+            state_machine_arn: arn.clone(),
+            included_data: Some(IncludedData::MetadataOnly),
+        })
+        .await
+        .map_err(|e| format!("cannot read the state machine {arn}: {e}"))?;
+    }
+    let mut orders = Orders::attach(ctx, sfn.clone(), warehouse, machine_arn);
+    orders.amend_machine_arn = amend_machine_arn;
     Ok((sfn, orders))
 }
 

@@ -93,6 +93,10 @@ struct BackendArgs {
     /// The order saga [default: StateMachineArn in --stack-outputs].
     #[arg(long, global = true, env = "OMS_STATE_MACHINE_ARN")]
     state_machine_arn: Option<String>,
+    /// The order-amend machine [default: AmendStateMachineArn in --stack-outputs; without
+    /// it, PATCH /orders/{id} answers Amendments.Unavailable].
+    #[arg(long, global = true, env = "OMS_AMEND_MACHINE_ARN")]
+    amend_machine_arn: Option<String>,
     /// A Step Functions API other than AWS's (e.g. `oms up`'s).
     #[arg(long, global = true, env = "OMS_SFN_ENDPOINT")]
     sfn_endpoint: Option<String>,
@@ -108,6 +112,7 @@ impl BackendArgs {
             stack_outputs: self.stack_outputs.clone(),
             table: self.table.clone(),
             state_machine_arn: self.state_machine_arn.clone(),
+            amend_machine_arn: self.amend_machine_arn.clone(),
             sfn_endpoint: self.sfn_endpoint.clone(),
             dynamodb_endpoint: self.dynamodb_endpoint.clone(),
         })

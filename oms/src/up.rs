@@ -464,6 +464,13 @@ async fn up_aws(
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("oms: backend aws, order saga {}", orders.machine_arn);
+    match &orders.amend_machine_arn {
+        Some(arn) => println!("oms: amendments {arn}"),
+        None => println!(
+            "oms: amendments unavailable: the stack outputs have no AmendStateMachineArn \
+             (redeploy infra-cdk, or pass --amend-machine-arn)"
+        ),
+    }
     println!("oms: console http://{addr}/console");
     println!("oms: picks wait for the warehouses: POST http://{addr}/shipments/{{id}}/picked");
     // No runtime here: Step Functions and CloudWatch have the numbers (docs/deploy.md).

@@ -419,7 +419,7 @@ impl Orders {
             return Err(Problem::new(
                 501,
                 code::AMENDMENTS_UNAVAILABLE,
-                "this backend has no order-amend state machine (the AWS stack does not deploy it yet)",
+                "this backend has no order-amend state machine (a stack deployed before amendments: redeploy infra-cdk, or pass --amend-machine-arn)",
             ));
         };
         let patch: AmendPatch =

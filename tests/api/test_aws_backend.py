@@ -50,10 +50,10 @@ def account(tmp_path_factory, dynamodb_local):
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory, account):
     """What `cdk deploy --outputs-file` writes."""
-    machines = account.client().list_state_machines()["stateMachines"]
-    arn = next(m["stateMachineArn"] for m in machines if m["name"] == "order-saga")
+    machines = {m["name"]: m["stateMachineArn"] for m in account.client().list_state_machines()["stateMachines"]}
     path = tmp_path_factory.mktemp("stack") / "cdk-outputs.json"
-    path.write_text(json.dumps({"Oms": {"OrdersTableName": TABLE, "StateMachineArn": arn,
+    path.write_text(json.dumps({"Oms": {"OrdersTableName": TABLE, "StateMachineArn": machines["order-saga"],
+                                        "AmendStateMachineArn": machines["order-amend"],
                                         "OrdersApiUrl": "https://example.execute-api/prod/"}}))
     return path
 
@@ -121,6 +121,54 @@ def test_an_order_runs_on_the_account_and_reads_back_through_oms(oms_aws, accoun
     assert body["order_id"] in {o["order_id"] for o in listed["orders"]}
     executions = cli(["executions", "list"], outputs, account, dynamodb_local)
     assert view["execution_arn"] in json.dumps(executions)
+
+
+def test_an_amendment_runs_on_the_accounts_amend_machine(oms_aws, account, outputs, dynamodb_local):
+    """PATCH /orders/{id} over the stack starts the execution on the machine the stack
+    outputs name (AmendStateMachineArn); the account's activities apply it to the
+    table, and the order then completes as amended."""
+    api = Api(oms_aws.endpoint)
+    body = order_body(lines=[{"sku": "SOCKS-3PK", "quantity": 1}])
+    api.ok("POST", "/orders", body, want=(202,))
+    view = api.wait(body["order_id"], lambda v: v["status"] == "FULFILLING" and v["shipments"] and all(
+        s.get("status") == "RESERVED" for s in v["shipments"]))
+    status, out = api.call("PATCH", f"/orders/{body['order_id']}",
+                           {"version": view["version"], "lines": [{"sku": "SOCKS-3PK", "quantity": 2}]},
+                           headers={"X-Oms-Associate": "assoc-aws"})
+    assert status == 202, out
+    aid = out["amendment_id"]
+    amended = api.wait(body["order_id"], lambda v: any(
+        a["amendment_id"] == aid and a["status"] != "RUNNING" for a in v["amendments"]), timeout=30)
+    [record] = [a for a in amended["amendments"] if a["amendment_id"] == aid]
+    assert record["status"] == "APPLIED" and record["by"] == "assoc-aws", record
+    assert [line["quantity"] for line in amended["lines"]] == [2], amended["lines"]
+    # The execution ran on the account, under the stack's amend machine.
+    amend_arn = json.loads(outputs.read_text())["Oms"]["AmendStateMachineArn"]
+    names = [e["name"] for e in account.client().list_executions(stateMachineArn=amend_arn)["executions"]]
+    assert f"{body['order_id']}-{aid}" in names, names
+    assert pick(api, body["order_id"])["status"] == "PICKED"
+    done = api.finish(body["order_id"])
+    assert done["status"] == "COMPLETED" and done["charged_cents"] - done["refunded_cents"] == done["total_cents"], done
+
+
+def test_a_stack_without_the_amend_machine_refuses_amendments_saying_why(tmp_path, account, outputs, dynamodb_local):
+    """A stack deployed before amendments has no AmendStateMachineArn: orders still run,
+    and PATCH answers 501 Amendments.Unavailable naming the fix."""
+    old = json.loads(outputs.read_text())
+    del old["Oms"]["AmendStateMachineArn"]
+    path = tmp_path / "old-outputs.json"
+    path.write_text(json.dumps(old))
+    data = tmp_path / "data"
+    data.mkdir()
+    s = Server(data, extra_args=["--backend", "aws", "--stack-outputs", str(path), "--sfn-endpoint", account.endpoint,
+                                 "--dynamodb-endpoint", dynamodb_local], env=CREDENTIALS)
+    s.start()
+    try:
+        status, out = Api(s.endpoint).call("PATCH", "/orders/any", {"version": 1})
+        assert status == 501 and out["code"] == "Amendments.Unavailable", out
+        assert "--amend-machine-arn" in out["message"], out
+    finally:
+        s.kill()
 
 
 def test_the_step_functions_api_answers_as_the_account_does(oms_aws, account):

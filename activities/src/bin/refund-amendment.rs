@@ -1,0 +1,5 @@
+//! The RefundAmendment activity (an order's amendment) as a Lambda function (see `activities::lambda`).
+
+fn main() -> Result<(), lambda_runtime::Error> {
+    activities::lambda::main("RefundAmendment")
+}
