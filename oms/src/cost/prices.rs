@@ -158,9 +158,10 @@ pub const LAMBDA_LOG_BYTES_PER_INVOCATION: u64 = 350;
 /// The CDK stack's one customer managed key (table, log groups, alarm topic).
 pub const KMS_KEYS: f64 = 1.0;
 /// DynamoDB asks KMS for the table key again at most about every 5 minutes per caller
-/// principal: one role for each of the 10 activity functions and the warehouse-callback
-/// handler, 12 times an hour, 30 days. An upper bound that does not grow with orders.
-pub const KMS_REQUESTS_PER_MONTH: f64 = 11.0 * 12.0 * 24.0 * DAYS_PER_MONTH;
+/// principal: one role for each of the 16 activity functions (10 of the order saga, 6 of
+/// the amendments'), the warehouse-callback handler and the order events' outbox relay,
+/// 12 times an hour, 30 days. An upper bound that does not grow with orders.
+pub const KMS_REQUESTS_PER_MONTH: f64 = 18.0 * 12.0 * 24.0 * DAYS_PER_MONTH;
 /// Logs are priced per GB.
 pub const BYTES_PER_GB: f64 = 1024.0 * 1024.0 * 1024.0;
 
@@ -198,7 +199,7 @@ pub const ASSUMPTIONS: &[&str] = &[
      samples 5%.",
     "KMS: the stack's one customer managed key ($1/month; its yearly rotation adds $1/month per \
      rotation per https://aws.amazon.com/kms/pricing/, capped after the second since May 2024, \
-     not confirmed here; not counted) and at most 11 callers x 12 requests an hour for the \
+     not confirmed here; not counted) and at most 18 callers x 12 requests an hour for the \
      table (DynamoDB caches the table key for 5 minutes per principal); CloudWatch Logs' \
      requests for the encrypted log groups are cached too and not counted. With AWS owned \
      keys both lines would be $0.",
