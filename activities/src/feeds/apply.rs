@@ -252,7 +252,16 @@ async fn apply_batch(
     record: &mut FeedRecord,
     rows: &[(u64, Row)],
 ) -> Result<(), FeedError> {
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            // Orders moved this batch's stock: let them pass before reading again, as
+            // the activities' own retries do, or a busy SKU wins every race.
+            let spread_ms = 2 * attempt as u64;
+            tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(
+                0..=spread_ms,
+            )))
+            .await;
+        }
         let mut next = record.clone();
         let mut writes = Vec::with_capacity(rows.len() + 1);
         for (line, row) in rows {
