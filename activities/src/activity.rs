@@ -118,6 +118,21 @@ fn fold_checks(writes: Vec<Write>) -> Option<Vec<Write>> {
     Some(folded)
 }
 
+/// Records a business error: applies `writes` (the step marked with `err`, and the
+/// guards of what was read) and answers `err`, or "read and decide again" if a
+/// condition failed.
+pub(crate) async fn fail_step<T>(
+    store: &dyn Store,
+    writes: Vec<Write>,
+    err: ActivityError,
+) -> Result<Attempt<T>, ActivityError> {
+    if commit(store, writes).await? {
+        Err(err)
+    } else {
+        Ok(Attempt::Again)
+    }
+}
+
 /// Applies a batch and answers with `done` if it applied, or "read and decide again"
 /// if a condition failed.
 pub(crate) async fn done_or_again<T>(
@@ -465,13 +480,8 @@ pub async fn reserve_inventory(ctx: &Ctx, input: OrderRef) -> Result<Reservation
                     ),
                 );
                 let write = step.write(StepStatus::Failed, None, None, Some(&err));
-                return if commit(&*ctx.store, vec![write, order_unchanged(id, order.version)])
-                    .await?
-                {
-                    Err(err)
-                } else {
-                    Ok(Attempt::Again)
-                };
+                let writes = vec![write, order_unchanged(id, order.version)];
+                return fail_step(&*ctx.store, writes, err).await;
             }
         };
         let reservation = Reservation {
@@ -631,9 +641,7 @@ pub async fn charge_payment(ctx: &Ctx, input: OrderRef) -> Result<Charge, Activi
                 let err = gateway_error(e, id);
                 if err.kind == ErrorKind::PaymentDeclined {
                     let write = step.write(StepStatus::Failed, None, None, Some(&err));
-                    if !commit(&*ctx.store, vec![write]).await? {
-                        return Ok(Attempt::Again);
-                    }
+                    return fail_step(&*ctx.store, vec![write], err).await;
                 }
                 return Err(err);
             }
@@ -714,9 +722,7 @@ pub async fn refund_payment(ctx: &Ctx, input: OrderRef) -> Result<Refund, Activi
                 let err = gateway_error(e, id);
                 if err.kind == ErrorKind::PaymentRefundRejected {
                     let write = step.write(StepStatus::CompensationFailed, None, None, Some(&err));
-                    if !commit(&*ctx.store, vec![write]).await? {
-                        return Ok(Attempt::Again);
-                    }
+                    return fail_step(&*ctx.store, vec![write], err).await;
                 }
                 return Err(err);
             }
@@ -805,13 +811,8 @@ async fn forward_shipment_step(
                     return Err(err);
                 }
                 let write = step.write(StepStatus::Failed, None, None, Some(&err));
-                return if commit(&*ctx.store, vec![write, order_unchanged(id, order.version)])
-                    .await?
-                {
-                    Err(err)
-                } else {
-                    Ok(Attempt::Again)
-                };
+                let writes = vec![write, order_unchanged(id, order.version)];
+                return fail_step(&*ctx.store, writes, err).await;
             }
         };
         let state = shipment_state(&record, id);

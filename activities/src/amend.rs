@@ -20,7 +20,9 @@
 //! before the pivot compensates in reverse (RefundAmendment, ReleaseAmendment) and
 //! AbandonAmendment records why.
 
-use crate::activity::{cancelled, commit, contended, done_or_again, gateway_error, settled};
+use crate::activity::{
+    cancelled, commit, contended, done_or_again, fail_step, gateway_error, settled,
+};
 use crate::activity::{recorded_method, ActivityDef, Attempt, Ctx, Input};
 use crate::errors::{ActivityError, ErrorKind};
 use crate::gateway::GatewayRefund;
@@ -357,11 +359,7 @@ pub async fn reserve_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, Acti
                     Err(err) => {
                         let write = step.write(StepStatus::Failed, None, None, Some(&err));
                         let check = crate::activity::order_unchanged(id, order.version);
-                        return if commit(&*ctx.store, vec![write, check]).await? {
-                            Err(err)
-                        } else {
-                            Ok(Attempt::Again)
-                        };
+                        return fail_step(&*ctx.store, vec![write, check], err).await;
                     }
                 }
             }
@@ -522,11 +520,7 @@ pub async fn charge_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, Activ
                 }
                 Err(err) if !err.retryable() => {
                     let write = step.write(StepStatus::Failed, None, None, Some(&err));
-                    return if commit(&*ctx.store, vec![write]).await? {
-                        Err(err)
-                    } else {
-                        Ok(Attempt::Again)
-                    };
+                    return fail_step(&*ctx.store, vec![write], err).await;
                 }
                 Err(err) => return Err(err),
             }
@@ -558,9 +552,7 @@ pub async fn refund_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, Activ
                 let err = gateway_error(e, id);
                 if err.kind == ErrorKind::PaymentRefundRejected {
                     let write = step.write(StepStatus::CompensationFailed, None, None, Some(&err));
-                    if !commit(&*ctx.store, vec![write]).await? {
-                        return Ok(Attempt::Again);
-                    }
+                    return fail_step(&*ctx.store, vec![write], err).await;
                 }
                 return Err(err);
             }
@@ -586,11 +578,7 @@ pub async fn apply_amendment(ctx: &Ctx, r: AmendRef) -> Result<AmendStep, Activi
         let target = &amendment.target;
         if let Err(err) = deliverable(&target.ship_to) {
             let write = step.write(StepStatus::Failed, None, None, Some(&err));
-            return if commit(&*ctx.store, vec![write]).await? {
-                Err(err)
-            } else {
-                Ok(Attempt::Again)
-            };
+            return fail_step(&*ctx.store, vec![write], err).await;
         }
         let charge: AmendStep = load_step(&*ctx.store, &r, CHARGE)
             .await?

@@ -166,21 +166,10 @@ pub fn events_of(item: &Item) -> Vec<Value> {
 
 /// Every event type oms can emit but `oms.order.amended` (written by amendments).
 pub fn status_types() -> Vec<String> {
-    use OrderStatus::*;
-    use ShipmentStatus as S;
-    let orders = [
-        Pending,
-        Reserved,
-        Charged,
-        Fulfilling,
-        Completed,
-        Compensating,
-        Cancelled,
-        CompensationFailed,
-    ]
-    .map(|s| format!("oms.order.{}", lower(&json!(s))));
-    let shipments = [S::Reserved, S::Picked, S::Shipped, S::Released]
-        .map(|s| format!("oms.shipment.{}", lower(&json!(s))));
+    // The statuses as the enums' own schemas list them, so a new status is a new type.
+    let orders = variants::<OrderStatus>().map(|s| format!("oms.order.{}", s.to_ascii_lowercase()));
+    let shipments =
+        variants::<ShipmentStatus>().map(|s| format!("oms.shipment.{}", s.to_ascii_lowercase()));
     let compensations = crate::ACTIVITIES
         .iter()
         .filter(|a| a.compensates.is_some())
@@ -190,6 +179,18 @@ pub fn status_types() -> Vec<String> {
         .chain(shipments)
         .chain(compensations)
         .collect()
+}
+
+/// The names a unit-only enum serialises to, from its JSON Schema's `enum`.
+fn variants<T: schemars::JsonSchema>() -> impl Iterator<Item = String> {
+    let schema = serde_json::to_value(schemars::schema_for!(T)).unwrap_or_default();
+    let names: Vec<String> = schema["enum"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    names.into_iter()
 }
 
 fn lower(status: &Value) -> String {

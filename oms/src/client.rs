@@ -93,19 +93,8 @@ impl Client {
                 Ok((status, resp.text().await.map_err(|e| e.to_string())?))
             }
             Transport::InProcess(router) => {
-                use tower::ServiceExt;
-                let mut req = axum::http::Request::builder().method(method).uri(path);
-                for (k, v) in headers {
-                    req = req.header(*k, v);
-                }
-                let req = req
-                    .body(axum::body::Body::from(body.unwrap_or_default()))
-                    .map_err(|e| e.to_string())?;
-                let resp = router
-                    .clone()
-                    .oneshot(req)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let body = axum::body::Body::from(body.unwrap_or_default());
+                let resp = in_process(router, method.as_str(), path, headers, body).await?;
                 let status = resp.status().as_u16();
                 let bytes = http_body_util::BodyExt::collect(resp.into_body())
                     .await
@@ -149,19 +138,8 @@ impl Client {
                 Ok((status, Box::pin(chunks)))
             }
             Transport::InProcess(router) => {
-                use tower::ServiceExt;
-                let mut req = axum::http::Request::builder().method("POST").uri(path);
-                for (k, v) in headers {
-                    req = req.header(*k, v);
-                }
-                let req = req
-                    .body(axum::body::Body::from_stream(body))
-                    .map_err(|e| e.to_string())?;
-                let resp = router
-                    .clone()
-                    .oneshot(req)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let body = axum::body::Body::from_stream(body);
+                let resp = in_process(router, "POST", path, headers, body).await?;
                 let status = resp.status().as_u16();
                 let chunks = resp
                     .into_body()
@@ -295,4 +273,21 @@ fn file_chunks(
             Ok(Some((axum::body::Bytes::from(buf), file)))
         }
     })
+}
+
+/// One request answered by the server's routes in this process (`--backend aws`).
+async fn in_process(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: axum::body::Body,
+) -> Result<axum::response::Response, String> {
+    use tower::ServiceExt;
+    let mut req = axum::http::Request::builder().method(method).uri(path);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let req = req.body(body).map_err(|e| e.to_string())?;
+    router.clone().oneshot(req).await.map_err(|e| e.to_string())
 }
