@@ -26,15 +26,20 @@ use std::sync::Arc;
 /// completes, then lets requests in flight finish and returns.
 /// With `auth`, every request but the public ones must carry those credentials; with
 /// `hosts`, every request must be addressed to one of those names (checked first).
+/// With `durability`, no answer leaves before what that store has committed is on disk.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     sfn: Arc<dyn StepFunctions>,
     extra: Router,
     auth: Option<Arc<crate::auth::Credentials>>,
     hosts: Option<Arc<crate::hosts::AllowedHosts>>,
+    durability: Option<saga_core::store::ExecutionStore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut app = extra.merge(router(sfn));
+    if let Some(store) = durability {
+        app = app.layer(axum::middleware::from_fn_with_state(store, durable_answers));
+    }
     if let Some(creds) = auth {
         app = app.layer(axum::middleware::from_fn_with_state(
             creds,
@@ -51,6 +56,24 @@ pub async fn serve_with(
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The runtime commits its steps lazily (saga-core/src/store.rs): an answer, which may
+/// tell of any of them (an order's status, an execution's history, a task accepted),
+/// waits until everything committed before it was computed is on disk. One fsync,
+/// shared by every answer waiting at the time; none when nothing is waiting for one.
+async fn durable_answers(
+    State(store): State<saga_core::store::ExecutionStore>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    match store.sync().await {
+        Ok(()) => response,
+        Err(e) => error_response(&ApiError::service_unavailable(format!(
+            "the answer could not be made durable: {e}"
+        ))),
+    }
 }
 
 /// Everything `oms up` serves: the Orders API and console over `orders`, and the Step
@@ -491,6 +514,7 @@ mod tests {
             listener,
             Arc::new(Fake),
             Router::new(),
+            None,
             None,
             None,
             async {

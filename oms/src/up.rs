@@ -27,6 +27,11 @@ pub struct UpArgs {
     /// instead of simulating a warehouse that picks every shipment.
     #[arg(long, env = "OMS_MANUAL_PICKING")]
     pub manual_picking: bool,
+    /// Fsync every step of every execution before acting on it, as oms did before
+    /// issue 16, instead of only before an answer tells of it (docs/store.md): to
+    /// measure what lazy steps save.
+    #[arg(long, hide = true)]
+    pub fsync_every_step: bool,
     /// How long the simulated warehouse takes to pick a shipment.
     #[arg(long, env = "OMS_PICK_DELAY_MS", default_value_t = 200)]
     pub pick_delay_ms: u64,
@@ -174,8 +179,15 @@ async fn up_local(
     let key = db_key(args, config)?;
     let store =
         ExecutionStore::open_with_key(&args.data_dir, key.clone()).map_err(|e| e.to_string())?;
-    let (ctx, ready) = order_context(args, dynamodb_endpoint.as_deref(), key.as_ref()).await?;
-    let hub = start_events(args, ctx.store.clone(), key.as_ref())?;
+    let outbox_written = Arc::new(tokio::sync::Notify::new());
+    let (ctx, ready) = order_context(
+        args,
+        dynamodb_endpoint.as_deref(),
+        key.as_ref(),
+        outbox_written.clone(),
+    )
+    .await?;
+    let hub = start_events(args, ctx.store.clone(), outbox_written, key.as_ref())?;
     let warehouse = Arc::new(Warehouse::new(
         ctx.clone(),
         !args.manual_picking,
@@ -184,6 +196,7 @@ async fn up_local(
     let handler = Arc::new(ActivityFunctions::new(ctx.clone(), warehouse.clone()));
     let invoker = activities_invoker(config, handler)?;
     let rt = Runtime::new(store.clone(), Arc::new(invoker));
+    rt.set_durable_steps(args.fsync_every_step);
     let metrics = crate::metrics::Metrics::new();
     if !args.no_metrics {
         rt.observe(metrics.clone());
@@ -248,7 +261,18 @@ async fn up_local(
     };
     print_started(args, addr, &started);
     let metrics = crate::metrics::routes(scrape);
-    serve(args, config, listener, sfn, orders, Some(hub), metrics).await?;
+    let durability = Some(store.clone());
+    serve(
+        args,
+        config,
+        listener,
+        sfn,
+        orders,
+        Some(hub),
+        metrics,
+        durability,
+    )
+    .await?;
     // Work in flight resumes at the next start; what was acknowledged is committed.
     store.close();
     if args.power_loss().is_some() {
@@ -276,6 +300,7 @@ async fn order_context(
     args: &UpArgs,
     dynamodb_endpoint: Option<&str>,
     key: Option<&dbkey::DbKey>,
+    outbox_written: Arc<tokio::sync::Notify>,
 ) -> Result<(Ctx, Started), String> {
     let order_store: Arc<dyn activities::store::Store> = match &args.store {
         Some(spec) => activities::lambda::open_store(spec, dynamodb_endpoint, key).await?,
@@ -284,6 +309,8 @@ async fn order_context(
                 .map_err(|e| e.to_string())?,
         ),
     };
+    let order_store: Arc<dyn activities::store::Store> =
+        Arc::new(crate::events::WakingStore::new(order_store, outbox_written));
     // SQLite creates its files 0644 and gives its WAL and shm files the database's
     // mode: tighten the databases once they exist.
     private_files(&args.data_dir)?;
@@ -482,6 +509,7 @@ async fn up_aws(
         orders,
         None,
         axum::Router::new(),
+        None,
     )
     .await?;
     println!("oms: stopped");
@@ -499,6 +527,7 @@ async fn serve(
     orders: Orders,
     events: Option<Arc<crate::events::Hub>>,
     more_routes: axum::Router,
+    durability: Option<ExecutionStore>,
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     // Local servers keep credentials (and their events) in the data dir.
@@ -518,7 +547,7 @@ async fn serve(
             hub.close();
         }
     };
-    crate::server::serve_with(listener, sfn, extra, auth, hosts, shutdown)
+    crate::server::serve_with(listener, sfn, extra, auth, hosts, durability, shutdown)
         .await
         .map_err(|e| format!("the server failed: {e}"))
 }
@@ -528,6 +557,7 @@ async fn serve(
 fn start_events(
     args: &UpArgs,
     store: Arc<dyn activities::store::Store>,
+    outbox_written: Arc<tokio::sync::Notify>,
     key: Option<&dbkey::DbKey>,
 ) -> Result<Arc<crate::events::Hub>, String> {
     use crate::events::{log::EventLog, webhooks, Hub};
@@ -542,7 +572,7 @@ fn start_events(
     );
     let hub = Hub::new(log, Arc::new(webhooks::HttpSender::new()), backoff);
     let every = std::time::Duration::from_millis(args.event_relay_every_ms.max(1));
-    tokio::spawn(hub.clone().relay_forever(store, every));
+    tokio::spawn(hub.clone().relay_forever(store, outbox_written, every));
     Ok(hub)
 }
 

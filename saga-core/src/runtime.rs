@@ -306,6 +306,10 @@ pub struct Runtime {
     test_cases: Mutex<HashMap<String, (String, String)>>,
     /// Told of tasks answered, steps committed and redrives, once set (`observe.rs`).
     observer: crate::observe::ObserverSlot,
+    /// Whether each step is fsynced before the next is acted on. Off, steps are
+    /// committed lazily (store.rs): a power cut can undo steps nobody was told of, and
+    /// their tasks run again, as a task in flight at a crash always has (at least once).
+    durable_steps: std::sync::atomic::AtomicBool,
 }
 
 impl Runtime {
@@ -322,7 +326,21 @@ impl Runtime {
             mocks: std::sync::OnceLock::new(),
             test_cases: Mutex::new(HashMap::new()),
             observer: crate::observe::ObserverSlot::default(),
+            durable_steps: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Fsyncs every step before acting on it (`oms up --fsync-every-step`), instead of
+    /// leaving steps to the next sync (the default).
+    pub fn set_durable_steps(&self, on: bool) {
+        self.durable_steps
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Returns once every step committed so far is on disk: what whoever tells the
+    /// outside world of an execution's state (an API answer) calls first.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.store.sync().await
     }
 
     /// Tells `observer` what this runtime and its store do from now on.
@@ -514,15 +532,14 @@ impl Runtime {
             .store
             .write(move |c| {
                 let definition_id = definition_id(&row.definition);
-                c.execute(
-                    "INSERT OR IGNORE INTO definitions (id, text) VALUES (?1, ?2)",
-                    params![definition_id, row.definition],
-                )?;
-                c.execute(
+                c.prepare_cached("INSERT OR IGNORE INTO definitions (id, text) VALUES (?1, ?2)")?
+                    .execute(params![definition_id, row.definition])?;
+                c.prepare_cached(
                     "INSERT INTO executions (arn, state_machine_arn, name, status, input, output, error, cause, \
                      start_date, stop_date, redrive_count, redrive_date, definition_id, role_arn, machine_type) \
                      VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
-                    params![
+                )?
+                .execute(params![
                         row.arn,
                         row.state_machine_arn,
                         row.name,
@@ -538,16 +555,13 @@ impl Runtime {
                         definition_id,
                         row.role_arn,
                         row.machine_type.as_str()
-                    ],
-                )
+                    ])
                 .map_err(|e| match StoreError::from(e) {
                     StoreError::Conflict(_) => StoreError::Conflict(arn_for_write.clone()),
                     other => other,
                 })?;
-                c.execute(
-                    "INSERT INTO snapshots (arn, data) VALUES (?1, ?2)",
-                    params![row.arn, snapshot],
-                )?;
+                c.prepare_cached("INSERT INTO snapshots (arn, data) VALUES (?1, ?2)")?
+                    .execute(params![row.arn, snapshot])?;
                 insert_events(c, &row.arn, &events)?;
                 insert_tasks(c, &row.arn, &tasks)?;
                 insert_links(c, &row, parent.as_ref(), test_case.as_deref())?;
@@ -979,14 +993,19 @@ impl Runtime {
         // the others' final step does not look.
         let ends_map_runs =
             status != ExecutionStatus::Running && live.exec.machine().has_map_runs();
+        // A step that hands out a task token (a callback, an activity task) is durable
+        // before anyone holds the token: whoever answers with it must find it, as on AWS.
+        let hands_out_token = new_tasks.iter().any(|t| t.kind != "invoke");
+        let durable = hands_out_token
+            || self
+                .durable_steps
+                .load(std::sync::atomic::Ordering::Relaxed);
         let arn = arn.to_string();
-        let to_stop = self
-            .store
-            .write(move |c| {
-                // A step that leaves the execution running changes nothing in its row
-                // (a redrive, which brings it back to RUNNING, does): skip the update.
-                if status != ExecutionStatus::Running || redrive_date.is_some() {
-                    c.prepare_cached(
+        let job = move |c: &rusqlite::Connection| {
+            // A step that leaves the execution running changes nothing in its row
+            // (a redrive, which brings it back to RUNNING, does): skip the update.
+            if status != ExecutionStatus::Running || redrive_date.is_some() {
+                c.prepare_cached(
                         "UPDATE executions SET status = ?2, output = ?3, error = ?4, cause = ?5, stop_date = ?6 WHERE arn = ?1",
                     )?
                     .execute(params![
@@ -997,29 +1016,41 @@ impl Runtime {
                         failure.as_ref().and_then(|f| f.cause.clone()),
                         stop_date
                     ])?;
-                }
-                // A succeeded execution can never be redriven: its state is not needed.
-                if status == ExecutionStatus::Succeeded {
-                    c.prepare_cached("DELETE FROM snapshots WHERE arn = ?1")?.execute([&arn])?;
-                } else {
-                    c.prepare_cached("UPDATE snapshots SET data = ?2 WHERE arn = ?1")?
-                        .execute(params![arn, snapshot])?;
-                }
-                if let Some(at) = redrive_date {
-                    c.prepare_cached(
+            }
+            // A succeeded execution can never be redriven: its state is not needed.
+            if status == ExecutionStatus::Succeeded {
+                c.prepare_cached("DELETE FROM snapshots WHERE arn = ?1")?
+                    .execute([&arn])?;
+            } else {
+                c.prepare_cached("UPDATE snapshots SET data = ?2 WHERE arn = ?1")?
+                    .execute(params![arn, snapshot])?;
+            }
+            if let Some(at) = redrive_date {
+                c.prepare_cached(
                         "UPDATE executions SET redrive_count = redrive_count + 1, redrive_date = ?2 WHERE arn = ?1",
                     )?
                     .execute(params![arn, at])?;
-                }
-                insert_events(c, &arn, &events)?;
-                insert_tasks(c, &arn, &new_tasks)?;
-                for t in &gone {
-                    c.prepare_cached("DELETE FROM tasks WHERE token = ?1")?.execute([t])?;
-                }
-                let ended = ends_map_runs;
-                Ok(map_runs::record_ends(c, &arn, &map_run_ends, ended, map_runs::now_s())?)
-            })
-            .await?;
+            }
+            insert_events(c, &arn, &events)?;
+            insert_tasks(c, &arn, &new_tasks)?;
+            for t in &gone {
+                c.prepare_cached("DELETE FROM tasks WHERE token = ?1")?
+                    .execute([t])?;
+            }
+            let ended = ends_map_runs;
+            Ok(map_runs::record_ends(
+                c,
+                &arn,
+                &map_run_ends,
+                ended,
+                map_runs::now_s(),
+            )?)
+        };
+        let to_stop = if durable {
+            self.store.write(job).await?
+        } else {
+            self.store.write_lazy(job).await?
+        };
         live.map_runs_to_stop = to_stop;
         if let Some(o) = self.observer.get() {
             o.step_committed(&live.exec.info().state_machine_arn, &new_events);
@@ -1539,10 +1570,10 @@ fn insert_links(
         )?;
     }
     if let Some(p) = parent {
-        c.execute(
+        c.prepare_cached(
             "INSERT INTO children (child_arn, parent_arn, effect_id, sync) VALUES (?1, ?2, ?3, ?4)",
-            params![arn, p.execution_arn, p.effect_id as i64, p.sync],
-        )?;
+        )?
+        .execute(params![arn, p.execution_arn, p.effect_id as i64, p.sync])?;
         if let Some(call) = &p.map_run {
             map_runs::insert_link(c, arn, &p.execution_arn, call, row.start_date)?;
         }
