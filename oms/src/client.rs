@@ -150,6 +150,31 @@ impl Client {
         }
     }
 
+    /// A GET whose answer is read as it arrives (`GET /events`): its status and body.
+    pub(crate) async fn stream(&self, path: &str) -> Result<(u16, Chunks), String> {
+        use futures_util::StreamExt;
+        match &self.transport {
+            Transport::Http { http, endpoint } => {
+                let url = format!("{endpoint}{path}");
+                let resp = http.get(&url).send().await.map_err(|e| {
+                    format!("cannot reach {url}: {e} (is `oms up` running? --endpoint)")
+                })?;
+                let status = resp.status().as_u16();
+                let chunks = resp.bytes_stream().map(|c| c.map_err(|e| e.to_string()));
+                Ok((status, Box::pin(chunks)))
+            }
+            Transport::InProcess(router) => {
+                let resp = in_process(router, "GET", path, &[], axum::body::Body::empty()).await?;
+                let status = resp.status().as_u16();
+                let chunks = resp
+                    .into_body()
+                    .into_data_stream()
+                    .map(|c| c.map_err(|e| e.to_string()));
+                Ok((status, Box::pin(chunks)))
+            }
+        }
+    }
+
     async fn call(
         &self,
         method: &str,

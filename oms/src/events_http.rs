@@ -44,8 +44,17 @@ fn unavailable(e: String) -> Problem {
 }
 
 /// Where a stream starts: `after` in the query, else the Last-Event-ID header (what a
-/// reconnecting EventSource sends), else 0 (from the first event).
-fn start_after(q: &BTreeMap<String, String>, headers: &HeaderMap) -> Result<u64, Problem> {
+/// reconnecting EventSource sends), else 0 (from the first event). `after=latest` starts
+/// at the log's end: a reader that wants only what happens from now on (a console tab,
+/// `oms load`) need not read the whole history first.
+fn start_after(
+    q: &BTreeMap<String, String>,
+    headers: &HeaderMap,
+    log: &EventLog,
+) -> Result<u64, Problem> {
+    if q.get("after").is_some_and(|a| a == "latest") {
+        return log.last_seq().map_err(unavailable);
+    }
     let (field, text) = match (q.get("after"), headers.get("last-event-id")) {
         (Some(a), _) => ("after", a.clone()),
         (None, Some(h)) => (
@@ -58,7 +67,7 @@ fn start_after(q: &BTreeMap<String, String>, headers: &HeaderMap) -> Result<u64,
         Problem::invalid_field(
             code::REQUEST_INVALID,
             field,
-            &format!("a non-negative integer event sequence (not '{text}')"),
+            &format!("a non-negative integer event sequence or 'latest' (not '{text}')"),
         )
     })
 }
@@ -77,7 +86,7 @@ async fn stream(
     Query(q): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let after = match start_after(&q, &headers) {
+    let after = match start_after(&q, &headers, &hub.log) {
         Ok(a) => a,
         Err(p) => return problem_response(&p),
     };

@@ -4,6 +4,10 @@
 //! (tests/api/chaos.py): orders a transient fault left COMPENSATION_FAILED are retried
 //! once the faults are cleared, then every order must be COMPLETED or CANCELLED, paid
 //! for exactly, and the stock must balance. `cargo xtask bench soak` runs it.
+//!
+//! An order's end is learnt from the order events (`GET /events?after=latest`): its
+//! latency is from submission to the event that says it ended, not quantised by a poll.
+//! Where the server has no event stream (`--backend aws`) each order's view is polled.
 
 use crate::client::{text, with_client, Client, Output, Target};
 use serde_json::{json, Value};
@@ -45,8 +49,22 @@ const FAULTED: [&str; 8] = [
     "cancel_shipment",
 ];
 const FINAL: [&str; 2] = ["COMPLETED", "CANCELLED"];
-/// How often an order's view is read while its saga runs.
+/// How often an order's view is read while its saga runs (without an event stream).
 const POLL: Duration = Duration::from_millis(50);
+/// The events that end an order for the saga: it will not move it again unless retried.
+const ENDING_EVENTS: [&str; 3] = [
+    "oms.order.completed",
+    "oms.order.cancelled",
+    "oms.order.compensation_failed",
+];
+/// How long an order may run before its end is looked for by polling instead: an event
+/// the stream lost (a reconnect) must not hang the run.
+const EVENT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The orders waiting for their ending event, by order id: the stream's reader tells
+/// each its status.
+type Waiters = Arc<std::sync::Mutex<std::collections::HashMap<String, Waiter>>>;
+type Waiter = tokio::sync::oneshot::Sender<String>;
 
 /// One order's end: its last view (or why there is none), when it ended (since the run
 /// started) and how long it took from submission.
@@ -69,8 +87,9 @@ pub async fn load(client: Client, args: LoadArgs, output: Output) -> Result<Exit
     let skus = skus(&client).await?;
     let stock_before = stock(&client).await?;
     set_faults(&client, args.fault_rate).await?;
+    let ends = watch_ends(&client).await?;
     let started = Instant::now();
-    let mut ended = submit_all(&client, &args, &skus, started).await?;
+    let mut ended = submit_all(&client, &args, &skus, started, ends).await?;
     let elapsed = started.elapsed();
     if args.fault_rate > 0.0 {
         client.ok("DELETE", "/admin/faults", None).await?;
@@ -78,6 +97,7 @@ pub async fn load(client: Client, args: LoadArgs, output: Output) -> Result<Exit
     let mut violations = Vec::new();
     let mut retried = 0;
     if args.check {
+        read_views(&client, &mut ended).await;
         retried = retry_unfinished(&client, &mut ended).await;
         violations = audit(&ended, &stock_before, &stock(&client).await?);
     }
@@ -159,6 +179,7 @@ async fn submit_all(
     args: &LoadArgs,
     skus: &[String],
     started: Instant,
+    ends: Option<Waiters>,
 ) -> Result<Vec<Ended>, String> {
     let bar = indicatif::ProgressBar::new(args.orders as u64);
     bar.set_style(
@@ -174,10 +195,10 @@ async fn submit_all(
             .acquire_owned()
             .await
             .map_err(|e| e.to_string())?;
-        let (client, bar) = (client.clone(), bar.clone());
+        let (client, bar, ends) = (client.clone(), bar.clone(), ends.clone());
         let body = order(&format!("load-{run_id}-{i}"), i, &skus[i % skus.len()]);
         tasks.push(tokio::spawn(async move {
-            let end = follow(&client, body, started).await;
+            let end = follow(&client, body, started, ends.as_ref()).await;
             drop(permit);
             bar.inc(1);
             end
@@ -200,26 +221,99 @@ fn order(id: &str, i: usize, sku: &str) -> Value {
     })
 }
 
-/// Submits one order and polls its view until its execution has ended.
-async fn follow(client: &Client, body: Value, started: Instant) -> Ended {
+/// Submits one order and waits for its end: its ending event, or without an event
+/// stream its view, polled until its execution has ended.
+async fn follow(client: &Client, body: Value, started: Instant, ends: Option<&Waiters>) -> Ended {
     let t = Instant::now();
     let order_id = text(&body["order_id"]);
+    // Registered before the order exists, so an event that beats the answer is caught.
+    let event = ends.map(|w| {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(w).insert(order_id.clone(), tx);
+        rx
+    });
     let (outcome, view) = match client.ok("POST", "/orders", Some(body.to_string())).await {
         Err(e) => (
             format!("REFUSED: {}", e.lines().next().unwrap_or_default()),
             None,
         ),
-        Ok(_) => match wait_ended(client, &order_id).await {
-            Ok(v) => (text(&v["status"]), Some(v)),
-            Err(e) => (format!("ERROR: {e}"), None),
+        Ok(_) => match event {
+            Some(rx) => match tokio::time::timeout(EVENT_PATIENCE, rx).await {
+                Ok(Ok(status)) => (status, None),
+                _ => polled(client, &order_id).await,
+            },
+            None => polled(client, &order_id).await,
         },
     };
+    if let Some(w) = ends {
+        lock(w).remove(&order_id);
+    }
     Ended {
         order_id,
         outcome,
         view,
         ended_at: started.elapsed(),
         latency: t.elapsed(),
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An order's status and view once its execution has ended.
+async fn polled(client: &Client, order_id: &str) -> (String, Option<Value>) {
+    match wait_ended(client, order_id).await {
+        Ok(v) => (text(&v["status"]), Some(v)),
+        Err(e) => (format!("ERROR: {e}"), None),
+    }
+}
+
+/// Opens the event stream at its end and, from a task of its own, tells each waiting
+/// order its ending status. None when the server has no event stream.
+async fn watch_ends(client: &Client) -> Result<Option<Waiters>, String> {
+    use futures_util::StreamExt;
+    let (status, mut chunks) = client.stream("/events?after=latest").await?;
+    if status != 200 {
+        return Ok(None);
+    }
+    let waiters = Waiters::default();
+    let told = waiters.clone();
+    tokio::spawn(async move {
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(Ok(chunk)) = chunks.next().await {
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+                let message: Vec<u8> = buf.drain(..end + 2).collect();
+                let Some((order, status)) = ending(&String::from_utf8_lossy(&message)) else {
+                    continue;
+                };
+                if let Some(tx) = lock(&told).remove(&order) {
+                    let _ = tx.send(status);
+                }
+            }
+        }
+    });
+    Ok(Some(waiters))
+}
+
+/// The order and status of one SSE message, when it is an order's ending event.
+fn ending(message: &str) -> Option<(String, String)> {
+    let data = message.lines().find_map(|l| l.strip_prefix("data:"))?;
+    let event: Value = serde_json::from_str(data.trim()).ok()?;
+    ENDING_EVENTS
+        .contains(&event["type"].as_str()?)
+        .then(|| (text(&event["subject"]), text(&event["data"]["status"])))
+}
+
+/// The last view of every order whose end came from an event (the audit reads views),
+/// once its execution has ended too.
+async fn read_views(client: &Client, ended: &mut [Ended]) {
+    for e in ended.iter_mut().filter(|e| e.view.is_none()) {
+        if e.outcome.starts_with("REFUSED") || e.outcome.starts_with("ERROR") {
+            continue;
+        }
+        (e.outcome, e.view) = polled(client, &e.order_id).await;
     }
 }
 
@@ -441,6 +535,18 @@ mod tests {
             ended_at: Duration::from_millis(at_ms),
             latency: Duration::from_millis(latency_ms),
         }
+    }
+
+    #[test]
+    fn an_ending_event_names_its_order_and_status() {
+        let data = |kind: &str| {
+            json!({"type": kind, "subject": "o-1", "data": {"status": "COMPLETED"}}).to_string()
+        };
+        let msg = format!("id: 7\nevent: x\ndata: {}\n\n", data("oms.order.completed"));
+        assert_eq!(ending(&msg), Some(("o-1".into(), "COMPLETED".into())));
+        let msg = format!("id: 8\ndata: {}\n\n", data("oms.shipment.picked"));
+        assert_eq!(ending(&msg), None);
+        assert_eq!(ending(": keep-alive\n\n"), None);
     }
 
     #[test]

@@ -119,13 +119,13 @@ impl EventLog {
                 return Err(format!("an outbox event without id or type: {e}"));
             }
             added += tx
-                .execute(
+                .prepare_cached(
                     // Not INSERT OR IGNORE: an ignored row would still use up a
                     // sequence number, and the stream's numbers have no gaps.
                     "INSERT INTO events (id, type, body) SELECT ?1, ?2, ?3
                      WHERE NOT EXISTS (SELECT 1 FROM events WHERE id = ?1)",
-                    params![id, kind, e.to_string()],
                 )
+                .and_then(|mut st| st.execute(params![id, kind, e.to_string()]))
                 .map_err(err)?;
         }
         tx.commit().map_err(err)?;

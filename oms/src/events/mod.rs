@@ -8,36 +8,95 @@ pub mod log;
 pub mod webhooks;
 
 use activities::events::{events_of, outbox_prefix};
-use activities::store::{Cond, Store, StoreError, Write};
+use activities::store::{Cond, Item, Key, Store, StoreError, Write};
 use log::EventLog;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use webhooks::{Backoff, Sender};
 
-/// Publishes every outbox item there is: logs its events (skipping ones logged before
-/// a crash), then deletes it. Answers how many events were new.
+/// Publishes every outbox item there is: logs their events (skipping ones logged
+/// before a crash) in one transaction, then deletes the items. Answers how many events
+/// were new.
 pub async fn relay_once(store: &dyn Store, log: &EventLog) -> Result<usize, String> {
     // Sorted by partition then sort key: each order's items in sequence order.
     let items = store
         .scan(outbox_prefix())
         .await
         .map_err(|e| e.to_string())?;
-    let mut added = 0;
-    for item in items {
-        added += log.append(&events_of(&item))?;
-        let delete = Write::Delete {
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let events: Vec<_> = items.iter().flat_map(events_of).collect();
+    let added = log.append(&events)?;
+    // Each delete its own batch (one lost to another relay must not undo the rest),
+    // sent together so that the store's group commit takes them in one fsync.
+    let deletes = items.iter().map(|item| {
+        store.transact(vec![Write::Delete {
             key: item.key.clone(),
             cond: Cond::Version(item.version),
-        };
-        match store.transact(vec![delete]).await {
+        }])
+    });
+    for deleted in futures_util::future::join_all(deletes).await {
+        match deleted {
             // Another relay (a second `oms up` on the same store) deleted it first.
             Ok(()) | Err(StoreError::ConditionFailed { .. }) => {}
             Err(e) => return Err(e.to_string()),
         }
     }
     Ok(added)
+}
+
+/// The order store as `oms up` hands it out: a batch that adds to the outbox wakes the
+/// relay, so an event reaches the log (and `GET /events`) a commit after the change,
+/// not a polling interval after it.
+pub struct WakingStore {
+    inner: Arc<dyn Store>,
+    outbox_written: Arc<Notify>,
+}
+
+impl WakingStore {
+    pub fn new(inner: Arc<dyn Store>, outbox_written: Arc<Notify>) -> WakingStore {
+        WakingStore {
+            inner,
+            outbox_written,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for WakingStore {
+    async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        self.inner.get(key).await
+    }
+    async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+        self.inner.query(pk, sk_prefix).await
+    }
+    async fn query_back(
+        &self,
+        pk: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Item>, StoreError> {
+        self.inner.query_back(pk, before, limit).await
+    }
+    async fn scan(&self, pk_prefix: &str) -> Result<Vec<Item>, StoreError> {
+        self.inner.scan(pk_prefix).await
+    }
+    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        let adds = writes
+            .iter()
+            .any(|w| matches!(w, Write::Put { .. }) && w.key().pk.starts_with(outbox_prefix()));
+        self.inner.transact(writes).await?;
+        if adds {
+            self.outbox_written.notify_one();
+        }
+        Ok(())
+    }
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
 }
 
 /// The events side of `oms up`: the log, who is told when it grows, and how webhooks
@@ -117,9 +176,16 @@ impl Hub {
         Ok(())
     }
 
-    /// Relays the outbox every `every` until the process ends. A failed round is
-    /// reported and tried again: the outbox keeps what was not relayed.
-    pub async fn relay_forever(self: Arc<Self>, store: Arc<dyn Store>, every: Duration) {
+    /// Relays the outbox whenever `outbox_written` is told (a [`WakingStore`]'s batch
+    /// added to it), and every `every` for writers it does not see (another process
+    /// on the same store), until the process ends. A failed round is reported and
+    /// tried again: the outbox keeps what was not relayed.
+    pub async fn relay_forever(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        outbox_written: Arc<Notify>,
+        every: Duration,
+    ) {
         let mut reported = false;
         loop {
             match relay_once(&*store, &self.log).await {
@@ -138,7 +204,10 @@ impl Hub {
             if let Err(e) = self.start_workers() {
                 eprintln!("oms: webhook workers: {e}");
             }
-            tokio::time::sleep(every).await;
+            tokio::select! {
+                _ = outbox_written.notified() => {}
+                _ = tokio::time::sleep(every) => {}
+            }
         }
     }
 }
