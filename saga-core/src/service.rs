@@ -28,7 +28,14 @@ pub struct LocalStepFunctions {
     /// State machines an application in this process owns (ARN to owner): the API
     /// refuses to update or delete them, as an IAM policy would on AWS.
     owned: std::sync::RwLock<HashMap<String, String>>,
+    /// Definitions parsed, by their text: StartExecution parsed its machine's every
+    /// time, a twentieth of an order's CPU (issue 16's profile).
+    parsed: std::sync::Mutex<HashMap<String, Arc<Machine>>>,
 }
+
+/// Distinct definitions kept parsed; past it the cache starts again (a server whose
+/// machines change that often gains nothing from it).
+const PARSED_KEPT: usize = 256;
 
 impl LocalStepFunctions {
     pub fn new(runtime: Arc<Runtime>, region: &str, account: &str) -> Self {
@@ -37,7 +44,23 @@ impl LocalStepFunctions {
             region: region.into(),
             account: account.into(),
             owned: Default::default(),
+            parsed: Default::default(),
         }
+    }
+
+    /// `definition` parsed, from the cache when it was parsed before.
+    fn parsed(&self, definition: &str) -> Result<Arc<Machine>, ApiError> {
+        let lock = || self.parsed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = lock().get(definition) {
+            return Ok(m.clone());
+        }
+        let machine = Arc::new(Machine::parse(definition).map_err(internal)?);
+        let mut cache = lock();
+        if cache.len() >= PARSED_KEPT {
+            cache.clear();
+        }
+        cache.insert(definition.to_string(), machine.clone());
+        Ok(machine)
     }
 
     /// The service, shared, with its runtime able to start nested executions through
@@ -193,15 +216,13 @@ impl LocalStepFunctions {
     fn machine_row(&self, arn: &str) -> Result<MachineRow, ApiError> {
         check_arn(arn, "stateMachine")?;
         self.read(|c| {
-            Ok(c.query_row(
-                &format!(
-                    "SELECT {} FROM state_machines WHERE arn = ?1",
-                    MachineRow::COLUMNS
-                ),
-                [arn],
-                MachineRow::from_row,
-            )
-            .optional()?)
+            let sql = format!(
+                "SELECT {} FROM state_machines WHERE arn = ?1",
+                MachineRow::COLUMNS
+            );
+            Ok(c.prepare_cached(&sql)?
+                .query_row([arn], MachineRow::from_row)
+                .optional()?)
         })?
         .ok_or_else(|| {
             ApiError::state_machine_does_not_exist(format!("State Machine Does Not Exist: '{arn}'"))
@@ -211,12 +232,10 @@ impl LocalStepFunctions {
     fn execution_row(&self, arn: &str) -> Result<ExecutionRecord, ApiError> {
         check_execution_arn(arn)?;
         self.read(|c| {
-            Ok(c.query_row(
-                &format!("{} WHERE e.arn = ?1", ExecutionRecord::SELECT),
-                [arn],
-                ExecutionRecord::from_row,
-            )
-            .optional()?)
+            let sql = format!("{} WHERE e.arn = ?1", ExecutionRecord::SELECT);
+            Ok(c.prepare_cached(&sql)?
+                .query_row([arn], ExecutionRecord::from_row)
+                .optional()?)
         })?
         .ok_or_else(|| {
             ApiError::execution_does_not_exist(format!("Execution Does Not Exist: '{arn}'"))
@@ -253,7 +272,7 @@ impl LocalStepFunctions {
                 "Invalid State Machine Execution Input: '{e}'"
             ))
         })?;
-        let parsed = Machine::parse(&machine.definition).map_err(internal)?;
+        let parsed = self.parsed(&machine.definition)?;
         let express = machine.r#type == "EXPRESS";
         let new = NewExecution {
             state_machine_arn: machine.arn.clone(),
@@ -261,7 +280,7 @@ impl LocalStepFunctions {
             role_arn: machine.role_arn.clone(),
             express,
             definition: machine.definition.clone(),
-            machine: Arc::new(parsed),
+            machine: parsed,
             input: input_value,
             input_text: input_text.clone(),
             parent,
