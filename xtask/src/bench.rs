@@ -478,6 +478,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if args.first().map(String::as_str) == Some("imports") {
         return crate::bench_imports::run(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("orders") {
+        return crate::bench_orders::run(&args[1..]);
+    }
     let opts = parse_args(args)?;
     let root = crate::root();
     let dir = bench_dir(&root);
@@ -614,8 +617,15 @@ pub fn run(args: &[String]) -> Result<(), String> {
             .or_else(|| crate::bench_jsonata::section(&old).map(str::to_string));
         // So is the stock feed's (`cargo xtask bench imports`).
         let imports = crate::bench_imports::section(&old).map(str::to_string);
+        // And the order system's (`cargo xtask bench orders`).
+        let orders = crate::bench_orders::section(&old).map(str::to_string);
         let mut markdown = report.markdown().trim_end().to_string();
-        for section in jsonata_md.iter().chain(soak.iter()).chain(imports.iter()) {
+        let kept = jsonata_md
+            .iter()
+            .chain(&soak)
+            .chain(&imports)
+            .chain(&orders);
+        for section in kept {
             markdown.push_str("\n\n");
             markdown.push_str(section.trim_end());
         }

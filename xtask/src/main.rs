@@ -3,6 +3,7 @@
 mod bench;
 mod bench_imports;
 mod bench_jsonata;
+mod bench_orders;
 mod bench_states;
 mod cdk;
 mod chaos;

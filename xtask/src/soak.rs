@@ -120,28 +120,44 @@ pub fn run(args: &[String]) -> Result<(), String> {
 }
 
 /// The server under load: its process and where it listens.
-struct Server {
-    child: Child,
-    endpoint: String,
+pub(crate) struct Server {
+    pub child: Child,
+    pub endpoint: String,
 }
 
 impl Server {
     fn start(oms: &Path, work: &Path, data: &Path, opts: &Options) -> Result<Server, String> {
+        // Every stock row receives as many units as there are orders: none runs out.
+        let mut args = vec![
+            "--fault-injection".to_string(),
+            "--pick-delay-ms".into(),
+            "20".into(),
+        ];
+        args.extend(["--bench-stock".into(), opts.orders.to_string()]);
+        if let Some(s) = opts.retention_s {
+            args.extend(["--retention-seconds".into(), s.to_string()]);
+            args.extend(["--prune-every-seconds".into(), "10".into()]);
+        }
+        Server::start_with(oms, work, data, &args)
+    }
+
+    /// `oms up` on a free port with `data` as its data dir and `args` besides; its log
+    /// in work/oms.log. Returns once it listens.
+    pub(crate) fn start_with(
+        oms: &Path,
+        work: &Path,
+        data: &Path,
+        args: &[String],
+    ) -> Result<Server, String> {
         let log = std::fs::File::create(work.join("oms.log")).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(oms);
-        cmd.args(["up", "--listen", "127.0.0.1:0", "--fault-injection"])
-            .args(["--pick-delay-ms", "20"])
+        cmd.args(["up", "--listen", "127.0.0.1:0"])
+            .args(args)
             .arg("--data-dir")
             .arg(data)
-            // Every stock row receives as many units as there are orders: none runs out.
-            .args(["--bench-stock", &opts.orders.to_string()])
             .current_dir(work)
             .stdout(Stdio::piped())
             .stderr(log);
-        if let Some(s) = opts.retention_s {
-            cmd.args(["--retention-seconds", &s.to_string()])
-                .args(["--prune-every-seconds", "10"]);
-        }
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", oms.display()))?;
@@ -174,7 +190,7 @@ impl Server {
 
     /// SIGTERM (a clean stop truncates the WAL, so the sizes measured after are the
     /// database's own), then SIGKILL if it lingers.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -262,7 +278,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Bytes of each file in the data dir.
-fn dir_sizes(dir: &Path) -> Result<Vec<(String, u64)>, String> {
+pub(crate) fn dir_sizes(dir: &Path) -> Result<Vec<(String, u64)>, String> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let entry = entry.map_err(|e| e.to_string())?;

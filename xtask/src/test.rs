@@ -19,13 +19,52 @@ fn cargo(root: &Path, args: &[&str]) -> Result<(), String> {
 /// room for the servers' data: measured at 3.8 GB on 2026-11-26.
 const DISK_NEEDED_MB: u64 = 6 * 1024;
 
+/// Each step's wall time, printed at the end: CI has a budget (45 minutes on two
+/// cores, DEVELOPERS.md) and this says where it goes.
+struct Clock {
+    began: std::time::Instant,
+    steps: Vec<(String, std::time::Duration)>,
+}
+
+impl Clock {
+    fn lap(&mut self, step: &str) {
+        let now = std::time::Instant::now();
+        let since = self
+            .steps
+            .iter()
+            .map(|(_, d)| *d)
+            .sum::<std::time::Duration>();
+        self.steps
+            .push((step.to_string(), now - self.began - since));
+    }
+
+    fn print(&self) {
+        println!("\nstep times:");
+        for (step, d) in &self.steps {
+            println!("  {:>6.0} s  {step}", d.as_secs_f64());
+        }
+        println!("  {:>6.0} s  in all", self.began.elapsed().as_secs_f64());
+    }
+}
+
 pub fn run(root: &Path) -> Result<(), String> {
+    let mut clock = Clock {
+        began: std::time::Instant::now(),
+        steps: Vec::new(),
+    };
+    let result = run_steps(root, &mut clock);
+    clock.print();
+    result
+}
+
+fn run_steps(root: &Path, clock: &mut Clock) -> Result<(), String> {
     disk_space(root);
     // What the suite needs beyond cargo, installed first so that no test finds it
     // missing: DynamoDB Local and asl-validator (npm), and the Python tools.
     println!("\n==> test tools");
     tools::node_tools(root)?;
     tools::python_tools(root)?;
+    clock.lap("test tools");
     let mut failures = Vec::new();
     let mut not_run = Vec::new();
     let mut passed = 0;
@@ -47,6 +86,7 @@ pub fn run(root: &Path) -> Result<(), String> {
             Ok(()) => passed += 1,
             Err(e) => failures.push(e),
         }
+        clock.lap(&format!("cargo {}", step[0]));
     }
     if let Some(why) = jsonata_suite_absent(root) {
         not_run.push(why);
@@ -59,16 +99,19 @@ pub fn run(root: &Path) -> Result<(), String> {
         Ok(()) => passed += 1,
         Err(e) => failures.push(e),
     }
+    clock.lap("fuzz targets");
     println!("\n==> asl-validator (npm) on statemachines/");
     match tools::asl_validator(root) {
         Ok(()) => passed += 1,
         Err(e) => failures.push(e),
     }
+    clock.lap("asl-validator");
     println!("\n==> infra-cdk: the AWS deployment (synth, tests, cdk-nag, cfn-lint)");
     match cdk::run(root) {
         Ok(()) => passed += 1,
         Err(e) => failures.push(format!("infra-cdk: {e}")),
     }
+    clock.lap("infra-cdk");
     println!("\n==> ASL conformance ratchet ({})", ratchet::PASSING_FILE);
     match ratchet::check(root) {
         Ok(ratchet::Checked::Ran) => passed += 1,
@@ -78,14 +121,17 @@ pub fn run(root: &Path) -> Result<(), String> {
         }
         Err(e) => failures.push(e),
     }
+    clock.lap("conformance ratchet");
     match api_tests(root) {
         Ok(()) => passed += 1,
         Err(e) => failures.push(e),
     }
+    clock.lap("API tests");
     match console_tests(root) {
         Ok(()) => passed += 1,
         Err(e) => failures.push(e),
     }
+    clock.lap("console tests");
     println!();
     for f in &failures {
         println!("FAILED: {f}");
@@ -156,7 +202,7 @@ fn api_tests(root: &Path) -> Result<(), String> {
     let python = tools::python_tools(root)?;
     tools::run_status(
         Command::new(&python)
-            .args(["-m", "pytest", "tests/api", "-q"])
+            .args(["-m", "pytest", "tests/api", "-q", "--durations=15"])
             .env("OMS_BIN", &oms)
             .env("OMS_CARGO_LAMBDA", tools::cargo_lambda(root))
             .env("PYTHONDONTWRITEBYTECODE", "1")

@@ -1,0 +1,462 @@
+//! `cargo xtask bench orders`: the order system as its users meet it. A release
+//! `oms up --pick-delay-ms 0` (fsync on every acknowledged commit, as always) is given
+//! stock through `oms import stock`, the way real stock arrives, enough that no order
+//! runs out; then `oms load` submits orders through the Orders API and learns each one's
+//! end from the order events (`GET /events`), at concurrency 1 (latency), 64 (p99
+//! under load) and 256 (throughput). For each phase: orders/s, submit-to-COMPLETED p50
+//! and p99, and the server's CPU per order from /proc (user + system, every thread).
+//! At the end the server is stopped cleanly and the data dir's bytes per completed
+//! order are counted. `--perf` also records a `perf` profile of the server during the
+//! throughput phase. The figures go to a section of docs/benchmarks.md.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub const SECTION_START: &str = "<!-- orders: written by cargo xtask bench orders -->";
+pub const SECTION_END: &str = "<!-- /orders -->";
+
+/// Issue 16's targets.
+const TARGET_ORDERS_PER_S: f64 = 1000.0;
+const TARGET_CPU_MS: f64 = 1.0;
+const TARGET_P50_C1_MS: f64 = 5.0;
+const TARGET_BYTES_PER_ORDER: f64 = 4096.0;
+
+struct Options {
+    orders: usize,
+    oms: Option<PathBuf>,
+    perf: bool,
+    write_docs: bool,
+}
+
+const USAGE: &str = "usage: cargo xtask bench orders [--orders N (3000 per loaded phase)] \
+    [--oms PATH (default: build a release one)] [--perf] [--no-docs]";
+
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        orders: 3000,
+        oms: None,
+        perf: false,
+        write_docs: true,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--orders" => {
+                let v = it.next().ok_or("--orders needs a value")?;
+                o.orders = v.parse().ok().filter(|n| *n >= 100).ok_or(format!(
+                    "--orders: a whole number of at least 100, got {v:?}"
+                ))?;
+            }
+            "--oms" => o.oms = Some(it.next().ok_or("--oms needs a path")?.into()),
+            "--perf" => o.perf = true,
+            "--no-docs" => o.write_docs = false,
+            _ => return Err(format!("bench orders: unknown argument {flag:?}\n{USAGE}")),
+        }
+    }
+    Ok(o)
+}
+
+/// One load phase: its concurrency and orders, and what was measured.
+struct Phase {
+    concurrency: usize,
+    orders: usize,
+    load: Value,
+    cpu_ms: f64,
+}
+
+impl Phase {
+    fn completed(&self) -> u64 {
+        self.load["outcomes"]["COMPLETED"].as_u64().unwrap_or(0)
+    }
+    fn per_s(&self) -> f64 {
+        self.load["orders_per_second"].as_f64().unwrap_or(0.0)
+    }
+    fn latency(&self, p: &str) -> f64 {
+        self.load["latency_ms"][p].as_f64().unwrap_or(f64::NAN)
+    }
+    fn cpu_per_order_ms(&self) -> f64 {
+        self.cpu_ms / self.orders as f64
+    }
+}
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let opts = parse_args(args)?;
+    let root = crate::root();
+    let oms = match &opts.oms {
+        Some(p) => p.clone(),
+        None => build_release(&root)?,
+    };
+    let work = crate::bench::target_dir(&root).join("bench-orders");
+    let _ = std::fs::remove_dir_all(&work);
+    let data = work.join("data");
+    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let args = ["--pick-delay-ms".to_string(), "0".into()];
+    let mut server = crate::soak::Server::start_with(&oms, &work, &data, &args)?;
+    let measured = measure(&oms, &work, &opts, &server);
+    server.stop();
+    let (phases, warmup) = measured?;
+    let completed: u64 = phases.iter().map(Phase::completed).sum::<u64>() + warmup;
+    let sizes = crate::soak::dir_sizes(&data)?;
+    let report = report(&phases, completed, &sizes, &oms, &opts);
+    println!("{report}");
+    if opts.write_docs {
+        write_section(&root.join("docs/benchmarks.md"), &report)?;
+    }
+    Ok(())
+}
+
+fn build_release(root: &Path) -> Result<PathBuf, String> {
+    eprintln!("bench orders: cargo build --release -p oms");
+    crate::tools::run_status(
+        Command::new(env!("CARGO"))
+            .args(["build", "--release", "-p", "oms"])
+            .current_dir(root),
+        "cargo build --release -p oms",
+    )?;
+    Ok(crate::bench::target_dir(root).join("release/oms"))
+}
+
+/// Stocks the server, warms it up, runs the phases. Returns them and the orders the
+/// warm-up completed.
+fn measure(
+    oms: &Path,
+    work: &Path,
+    opts: &Options,
+    server: &crate::soak::Server,
+) -> Result<(Vec<Phase>, u64), String> {
+    // Enough that no SKU runs out even if every order of every phase chose it.
+    let units = (opts.orders * 4 + 1000) as u64;
+    stock(oms, work, &server.endpoint, units)?;
+    let warmup = load(oms, &server.endpoint, 300, 32)?;
+    let pid = server.child.id();
+    let mut phases = Vec::new();
+    for (concurrency, orders) in [
+        (1, 300.min(opts.orders)),
+        (64, opts.orders),
+        (256, opts.orders),
+    ] {
+        let profile = (opts.perf && concurrency == 256).then(|| start_perf(pid, work));
+        let before = cpu_ms(pid)?;
+        let load = load(oms, &server.endpoint, orders, concurrency)?;
+        let cpu = cpu_ms(pid)? - before;
+        if let Some(p) = profile {
+            finish_perf(p?, work)?;
+        }
+        eprintln!(
+            "bench orders: C={concurrency}: {:.0} orders/s, {:.2} ms CPU an order",
+            load["orders_per_second"].as_f64().unwrap_or(0.0),
+            cpu / orders as f64
+        );
+        phases.push(Phase {
+            concurrency,
+            orders,
+            load,
+            cpu_ms: cpu,
+        });
+    }
+    Ok((
+        phases,
+        warmup["outcomes"]["COMPLETED"].as_u64().unwrap_or(0),
+    ))
+}
+
+/// SKUs in the bench catalog: orders spread over them as a real shop's do, rather than
+/// queueing on the few stock rows of the demo seed.
+const BENCH_SKUS: usize = 1000;
+
+/// A catalog of [`BENCH_SKUS`] SKUs and `units` of each at every warehouse the server
+/// knows, loaded by `oms import` (catalog, then stock) as a shop's feeds would be.
+fn stock(oms: &Path, work: &Path, endpoint: &str, units: u64) -> Result<(), String> {
+    let inventory = http_get_json(&format!("{endpoint}/inventory"))?;
+    let mut warehouses: Vec<&str> = inventory["inventory"]
+        .as_array()
+        .ok_or_else(|| format!("GET /inventory answered no rows: {inventory}"))?
+        .iter()
+        .filter_map(|r| r["warehouse_id"].as_str())
+        .collect();
+    warehouses.sort();
+    warehouses.dedup();
+    let mut catalog = String::from("sku,name,price_cents\n");
+    let mut stock = String::from("warehouse_id,sku,on_hand\n");
+    for i in 0..BENCH_SKUS {
+        catalog.push_str(&format!("BENCH-{i:04},Bench item {i},{}\n", 500 + i));
+        for w in &warehouses {
+            stock.push_str(&format!("{w},BENCH-{i:04},{units}\n"));
+        }
+    }
+    import(oms, work, endpoint, "catalog", &catalog)?;
+    import(oms, work, endpoint, "stock", &stock)
+}
+
+fn import(oms: &Path, work: &Path, endpoint: &str, kind: &str, csv: &str) -> Result<(), String> {
+    let feed = work.join(format!("bench-{kind}.csv"));
+    std::fs::write(&feed, csv).map_err(|e| format!("{}: {e}", feed.display()))?;
+    let status = Command::new(oms)
+        .args(["--endpoint", endpoint, "import", kind])
+        .arg(&feed)
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run oms import: {e}"))?;
+    status
+        .success()
+        .then_some(())
+        .ok_or_else(|| format!("oms import {kind} failed ({status})"))
+}
+
+/// A GET of the Orders API (curl: xtask has no HTTP client, and needs one only here).
+fn http_get_json(url: &str) -> Result<Value, String> {
+    let out = Command::new("curl")
+        .args(["-sf", url])
+        .output()
+        .map_err(|e| format!("cannot run curl: {e}"))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("GET {url}: no JSON ({e})"))
+}
+
+fn oms_json(oms: &Path, endpoint: &str, args: &[&str]) -> Result<Value, String> {
+    let out = Command::new(oms)
+        .args(["--endpoint", endpoint, "--output", "json"])
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run oms {}: {e}", args.join(" ")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text)
+        .map_err(|e| format!("oms {} printed no JSON ({e}): {text}", args.join(" ")))
+}
+
+fn load(oms: &Path, endpoint: &str, orders: usize, concurrency: usize) -> Result<Value, String> {
+    let load = oms_json(
+        oms,
+        endpoint,
+        &[
+            "load",
+            "--orders",
+            &orders.to_string(),
+            "--concurrency",
+            &concurrency.to_string(),
+        ],
+    )?;
+    let completed = load["outcomes"]["COMPLETED"].as_u64().unwrap_or(0);
+    if completed != orders as u64 {
+        return Err(format!(
+            "oms load: {completed} of {orders} orders completed: {}",
+            load["outcomes"]
+        ));
+    }
+    Ok(load)
+}
+
+/// The CPU `pid` has used so far, user and system, in milliseconds.
+fn cpu_ms(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    // The command name may hold spaces: the fields counted from after its ')'.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    let (user, system) = ticks(11)
+        .zip(ticks(12))
+        .ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?;
+    Ok((user + system) * 1000.0 / clock_ticks_per_s())
+}
+
+fn clock_ticks_per_s() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn start_perf(pid: u32, work: &Path) -> Result<std::process::Child, String> {
+    Command::new("perf")
+        .args([
+            "record",
+            "-F",
+            "199",
+            "--call-graph",
+            "dwarf,16384",
+            "-p",
+            &pid.to_string(),
+            "-o",
+        ])
+        .arg(work.join("perf.data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run perf: {e}"))
+}
+
+/// Stops the recording and writes the flat profile (self time by symbol) beside it.
+fn finish_perf(mut perf: std::process::Child, work: &Path) -> Result<(), String> {
+    let _ = Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status();
+    let _ = perf.wait();
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--no-children",
+            "--sort",
+            "dso,symbol",
+            "--stdio",
+            "-i",
+        ])
+        .arg(work.join("perf.data"))
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run perf report: {e}"))?;
+    let path = work.join("perf.txt");
+    std::fs::write(&path, &report.stdout).map_err(|e| e.to_string())?;
+    eprintln!("bench orders: profile in {}", path.display());
+    Ok(())
+}
+
+fn report(
+    phases: &[Phase],
+    completed: u64,
+    sizes: &[(String, u64)],
+    oms: &Path,
+    opts: &Options,
+) -> String {
+    let mut md = String::new();
+    md.push_str("## Orders through the Orders API\n\n");
+    md.push_str(&format!(
+        "- Command: `cargo xtask bench orders{}`\n- Date: {}\n- Commit: {}\n- Binary: {}\n\n",
+        if opts.orders == 3000 {
+            String::new()
+        } else {
+            format!(" --orders {}", opts.orders)
+        },
+        chrono_now(),
+        crate::bench::git_head(&crate::root()),
+        oms.display()
+    ));
+    md.push_str(
+        "A release `oms up --pick-delay-ms 0` on this machine (fsync on every acknowledged \
+         commit), given a catalog of 1,000 SKUs stocked at every warehouse by `oms import`; `oms load` (its own process, on the same two \
+         cores) submits orders through the Orders API and learns each one's end from \
+         `GET /events`. Latency is from submission to the order's COMPLETED event. CPU is the \
+         server's (user + system, all threads) over the phase, divided by its orders.\n\n",
+    );
+    md.push_str("| C | orders | orders/s | p50 ms | p99 ms | server CPU ms/order |\n|---:|---:|---:|---:|---:|---:|\n");
+    for p in phases {
+        md.push_str(&format!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.3} |\n",
+            p.concurrency,
+            p.orders,
+            p.per_s(),
+            p.latency("p50"),
+            p.latency("p99"),
+            p.cpu_per_order_ms()
+        ));
+    }
+    let total: u64 = sizes.iter().map(|(_, b)| b).sum();
+    let per_order = total as f64 / completed.max(1) as f64;
+    md.push_str(&format!(
+        "\nData dir at rest after a clean stop: {total} bytes for {completed} completed orders, \
+         **{per_order:.0} bytes an order** ("
+    ));
+    let files: Vec<String> = sizes
+        .iter()
+        .filter(|(_, b)| *b > 0)
+        .map(|(n, b)| format!("{n} {:.0}", *b as f64 / completed.max(1) as f64))
+        .collect();
+    md.push_str(&files.join(", "));
+    md.push_str(").\n\n");
+    md.push_str(&targets(phases, per_order));
+    md
+}
+
+fn targets(phases: &[Phase], bytes_per_order: f64) -> String {
+    let best = phases.iter().map(Phase::per_s).fold(0.0, f64::max);
+    let cpu = phases
+        .iter()
+        .filter(|p| p.concurrency > 1)
+        .map(Phase::cpu_per_order_ms)
+        .fold(f64::INFINITY, f64::min);
+    let p50 = phases
+        .iter()
+        .find(|p| p.concurrency == 1)
+        .map_or(f64::NAN, |p| p.latency("p50"));
+    let yes = |ok: bool| if ok { "yes" } else { "**no**" };
+    let rows = [
+        (
+            format!("at least {TARGET_ORDERS_PER_S:.0} orders/s"),
+            format!("{best:.0}"),
+            best >= TARGET_ORDERS_PER_S,
+        ),
+        (
+            format!("at most {TARGET_CPU_MS} ms server CPU an order (loaded)"),
+            format!("{cpu:.3} ms"),
+            cpu <= TARGET_CPU_MS,
+        ),
+        (
+            format!("p50 at C=1 at most {TARGET_P50_C1_MS} ms"),
+            format!("{p50:.2} ms"),
+            p50 <= TARGET_P50_C1_MS,
+        ),
+        (
+            format!("at most {TARGET_BYTES_PER_ORDER:.0} bytes an order at rest"),
+            format!("{bytes_per_order:.0}"),
+            bytes_per_order <= TARGET_BYTES_PER_ORDER,
+        ),
+    ];
+    let mut md = String::from("| target | measured | met |\n|---|---|---|\n");
+    for (t, m, ok) in rows {
+        md.push_str(&format!("| {t} | {m} | {} |\n", yes(ok)));
+    }
+    md
+}
+
+fn chrono_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    out.unwrap_or_default()
+}
+
+fn write_section(path: &Path, body: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let section = format!("{SECTION_START}\n{body}{SECTION_END}\n");
+    let new = match (text.find(SECTION_START), text.find(SECTION_END)) {
+        (Some(a), Some(b)) if b > a => {
+            format!(
+                "{}{section}{}",
+                &text[..a],
+                &text[b + SECTION_END.len()..].trim_start_matches('\n')
+            )
+        }
+        _ => format!("{}\n{section}", text.trim_end()),
+    };
+    std::fs::write(path, new).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The section as last written, for `cargo xtask bench` to keep when it rewrites the file.
+pub fn section(text: &str) -> Option<&str> {
+    let a = text.find(SECTION_START)?;
+    let b = text.find(SECTION_END)?;
+    (b > a).then(|| &text[a..b + SECTION_END.len()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewritten_section_replaces_the_old_one() {
+        let dir = std::env::temp_dir().join(format!("bench-orders-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("b.md");
+        std::fs::write(&path, "# B\n\nintro\n").unwrap();
+        write_section(&path, "one\n").unwrap();
+        write_section(&path, "two\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("two") && !text.contains("one"), "{text}");
+        assert_eq!(section(&text).map(|s| s.contains("two")), Some(true));
+        assert!(text.starts_with("# B\n\nintro\n"));
+    }
+}
