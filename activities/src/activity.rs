@@ -827,11 +827,13 @@ async fn forward_shipment_step(
             // The order record is written (not only checked) to count the event.
             let mut order_record = order.value.clone();
             let mut emitted = vec![events::shipment_status(&record)];
-            if step_name == "ship" && last_to_ship(ctx, id, sid).await? {
+            let fulfilling = order_record.status == OrderStatus::Fulfilling;
+            if step_name == "ship" && fulfilling && last_to_ship(ctx, id, sid).await? {
                 // The order's last shipment leaves: the order is COMPLETED in the same
                 // batch (the saga has no MarkCompleted state, docs/saga.md). Two ships
                 // of one order both write the order record at the version they read,
-                // so the second fails, reads again and sees the first SHIPPED.
+                // so the second fails, reads again and sees the first SHIPPED. Only a
+                // FULFILLING order completes: the saga ships after MarkFulfilling.
                 order_record.status = OrderStatus::Completed;
                 order_record.updated_at = now();
                 emitted.push(events::order_status(&order_record));
