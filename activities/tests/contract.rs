@@ -521,7 +521,11 @@ async fn the_last_shipment_shipped_completes_the_order(store: Arc<dyn Store>) {
         assert_eq!(res.shipments.len(), 2, "mugs only in NV, socks only in NJ");
         activity::charge_payment(&ctx, r(id)).await.unwrap();
         record(&ctx, id, OrderStatus::Fulfilling).await;
-        let sids: Vec<String> = res.shipments.iter().map(|s| s.shipment_id.clone()).collect();
+        let sids: Vec<String> = res
+            .shipments
+            .iter()
+            .map(|s| s.shipment_id.clone())
+            .collect();
         for sid in &sids {
             activity::pick_shipment(&ctx, pr(id, sid)).await.unwrap();
         }
@@ -533,17 +537,27 @@ async fn the_last_shipment_shipped_completes_the_order(store: Arc<dyn Store>) {
             a.unwrap();
             b.unwrap();
         } else {
-            activity::ship_shipment(&ctx, sr(id, &sids[0])).await.unwrap();
+            activity::ship_shipment(&ctx, sr(id, &sids[0]))
+                .await
+                .unwrap();
             let o = load_order(&*store, id).await.unwrap().value;
-            assert_eq!(o.status, OrderStatus::Fulfilling, "one shipment still to ship");
-            activity::ship_shipment(&ctx, sr(id, &sids[1])).await.unwrap();
+            assert_eq!(
+                o.status,
+                OrderStatus::Fulfilling,
+                "one shipment still to ship"
+            );
+            activity::ship_shipment(&ctx, sr(id, &sids[1]))
+                .await
+                .unwrap();
         }
         let o = load_order(&*store, id).await.unwrap().value;
         assert_eq!(o.status, OrderStatus::Completed, "{id}");
         // Shipping again is idempotent and emits nothing more; so is a late run of the
         // saga's Express child (at-least-once): its status records do not take the
         // order back.
-        activity::ship_shipment(&ctx, sr(id, &sids[1])).await.unwrap();
+        activity::ship_shipment(&ctx, sr(id, &sids[1]))
+            .await
+            .unwrap();
         record(&ctx, id, OrderStatus::Pending).await;
         record(&ctx, id, OrderStatus::Fulfilling).await;
         let again = load_order(&*store, id).await.unwrap().value;

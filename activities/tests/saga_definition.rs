@@ -32,7 +32,11 @@ fn read(file: &str) -> Value {
 
 /// Each definition with its name, sagas and children, for the checks that hold for all.
 fn definitions() -> Vec<(&'static str, Value)> {
-    FILES.iter().chain(&CHILDREN).map(|f| (*f, read(f))).collect()
+    FILES
+        .iter()
+        .chain(&CHILDREN)
+        .map(|f| (*f, read(f)))
+        .collect()
 }
 
 /// The Tasks of a definition that call an activity (not the child).
@@ -138,11 +142,18 @@ fn the_saga_starts_its_child_and_stops_at_it_on_a_transient_error() {
                 "{file} {name}"
             );
             let report = &arguments(state)["Input"]["report_business_errors"];
-            assert_eq!(report, &Value::Bool(name == "PrepareReporting"), "{file} {name}");
+            assert_eq!(
+                report,
+                &Value::Bool(name == "PrepareReporting"),
+                "{file} {name}"
+            );
         }
         let catch = states["Prepare"]["Catch"].as_array().unwrap();
         assert_eq!(catch.len(), 1, "{file}");
-        assert_eq!(catch[0]["ErrorEquals"], serde_json::json!(["States.TaskFailed"]));
+        assert_eq!(
+            catch[0]["ErrorEquals"],
+            serde_json::json!(["States.TaskFailed"])
+        );
         assert_eq!(catch[0]["Next"], "PrepareReporting");
         assert!(states["PrepareReporting"].get("Catch").is_none(), "{file}");
         assert_eq!(states["PrepareReporting"]["Next"], "PrepareOutcome");

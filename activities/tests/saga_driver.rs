@@ -136,7 +136,9 @@ async fn saga(ctx: &Ctx, counters: &Counters, order: Order) -> OrderStatus {
             if e.name() == "Order.Invalid" {
                 panic!("{id}: {e}");
             }
-            let order = activities::ledger::load_order(&*ctx.store, &id).await.unwrap();
+            let order = activities::ledger::load_order(&*ctx.store, &id)
+                .await
+                .unwrap();
             if order.value.status == OrderStatus::Completed {
                 // ShipShipment completed the order with its last shipment and then an
                 // error was reported: only an injected one can come after the write

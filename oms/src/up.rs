@@ -346,14 +346,14 @@ fn activities_invoker(
                 oms_orders::PREPARE_MACHINE_NAME,
                 oms_orders::AMEND_MACHINE_NAME,
             ]
-                .iter()
-                .map(|name| {
-                    format!(
-                        "arn:aws:states:{}:{}:stateMachine:{name}",
-                        config.server.region, config.server.account
-                    )
-                })
-                .collect(),
+            .iter()
+            .map(|name| {
+                format!(
+                    "arn:aws:states:{}:{}:stateMachine:{name}",
+                    config.server.region, config.server.account
+                )
+            })
+            .collect(),
         ),
     });
     let handler: Arc<dyn crate::invoker::LocalFunction> = handler;

@@ -388,7 +388,7 @@ impl Orders {
                 }
             } else if kind == HistoryEventKind::ExecutionRedriven {
                 open.clear();
-            } else if kind.is_task_failure() {
+            } else if kind.is_task_failure() && !child_failed(e) {
                 if first.is_none() {
                     first = open.last().map(|s| s.to_string());
                 }
@@ -665,6 +665,18 @@ impl Orders {
             .collect();
         Ok(json!({"inventory": rows}))
     }
+}
+
+/// Whether a task failure is a child execution's (the saga's Prepare running its
+/// Express child): the saga records which of the child's steps failed, so the view keeps
+/// that step rather than naming the task that ran the child.
+fn child_failed(e: &HistoryEvent) -> bool {
+    e.task_failed_event_details.as_ref().is_some_and(|d| {
+        d["resourceType"] == "states"
+            && d["resource"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("startExecution"))
+    })
 }
 
 /// The status an order's view shows and where it stopped, from its record, its

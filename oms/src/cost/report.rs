@@ -1,10 +1,10 @@
 //! The report of `oms cost`: a table for people, or one JSON object.
 
 use super::bill::{mean, Bill};
-use super::Costed;
 use super::prices::{Price, ASSUMPTIONS, DAYS_PER_MONTH, LAMBDA_MEMORY_MB, PRICES, REGION};
 use super::simulate::{Path, PathRun};
 use super::CostArgs;
+use super::Costed;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
@@ -145,7 +145,16 @@ fn paths_table(o: &mut String, args: &CostArgs, shares: &[(Path, f64)], runs: &[
     let _ = writeln!(
         o,
         "{:<24} {:>7}  {:<31} {:>11} {:>7} {:>6} {:>6} {:>5} {:>5} {:>4} {:>7}",
-        "path", "share", "ends", "transitions", "Express", "Lambda", "GB-s", "RRU", "WRU", "API",
+        "path",
+        "share",
+        "ends",
+        "transitions",
+        "Express",
+        "Lambda",
+        "GB-s",
+        "RRU",
+        "WRU",
+        "API",
         "log KB"
     );
     let row = |o: &mut String, label: &str, share: f64, ends: &str, v: [f64; 8]| {

@@ -12,10 +12,10 @@ use activities::model::ShipmentRef;
 use activities::store::sqlite::SqliteStore;
 use activities::store::Store;
 use asl::history::{HistoryEvent, HistoryEventKind};
+use asl::resource::Target;
 use asl::runner::{
     self, RunHost, RunOptions, SeededRandom, TaskHandler, TaskOutcome, VirtualClock,
 };
-use asl::resource::Target;
 use asl::{ExecutionInfo, Failure, Machine, Status, TaskCall};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -818,8 +818,13 @@ mod tests {
         );
         assert_eq!(happy.express_requests(), 1);
         assert_eq!(happy.express_runs[0].lambda_invocations, 5);
-        let single = simulate(&Design::single().unwrap(), Path::Happy, 1, &SimOptions::default())
-            .unwrap();
+        let single = simulate(
+            &Design::single().unwrap(),
+            Path::Happy,
+            1,
+            &SimOptions::default(),
+        )
+        .unwrap();
         assert_eq!(single.transitions, 11);
         // The same activities do the same writes: ShipShipment completes the order in its
         // batch, so the single workflow's MarkCompleted finds it COMPLETED and writes
