@@ -1,7 +1,10 @@
 //! The report of `oms cost`: a table for people, or one JSON object.
 
 use super::bill::{mean, Bill};
-use super::prices::{Price, ASSUMPTIONS, DAYS_PER_MONTH, LAMBDA_MEMORY_MB, PRICES, REGION};
+use super::prices::{
+    price, Meter, Price, ASSUMPTIONS, BYTES_PER_GB, DAYS_PER_MONTH, LAMBDA_MEMORY_MB, PRICES,
+    REGION,
+};
 use super::simulate::{Path, PathRun};
 use super::CostArgs;
 use super::Costed;
@@ -130,7 +133,7 @@ pub(super) fn report_table(
     );
     paths_table(&mut o, args, shares, runs);
     bill_table(&mut o, bill);
-    comparison_table(&mut o, deployed, baseline);
+    comparison_table(&mut o, shares, deployed, baseline);
     dynamodb_table(&mut o, runs);
     notes(&mut o, args, runs);
     o
@@ -241,7 +244,7 @@ fn bill_table(o: &mut String, bill: &Bill) {
 
 /// The bill of the design replaced, line by line beside this one's, and the transitions
 /// of a happy order in each.
-fn comparison_table(o: &mut String, deployed: &Costed, baseline: &Costed) {
+fn comparison_table(o: &mut String, shares: &[(Path, f64)], deployed: &Costed, baseline: &Costed) {
     let _ = writeln!(
         o,
         "\nCompared with {} ({}; logs {}):",
@@ -292,6 +295,23 @@ fn comparison_table(o: &mut String, deployed: &Costed, baseline: &Costed) {
         "State transitions of a happy order: {} in that design, {} in this one.",
         happy(baseline),
         happy(deployed)
+    );
+    // What the log levels chosen save: the same histories logged at ALL.
+    let orders = deployed.bill.orders_per_month;
+    let logs = price(Meter::LogsIngestedGb);
+    let at_all = |f: &dyn Fn(&PathRun) -> f64| {
+        orders * mean(&deployed.runs, shares, f) / BYTES_PER_GB * logs.usd / logs.per
+    };
+    let _ = writeln!(
+        o,
+        "Logging level ALL instead of ERROR would add {} a month for the saga and {} for the child.",
+        money(at_all(&|r| (r.history_log_bytes_all - r.history_log_bytes) as f64)),
+        money(at_all(&|r| {
+            r.express_runs
+                .iter()
+                .map(|x| (x.log_bytes_all - x.log_bytes) as f64)
+                .sum()
+        }))
     );
 }
 

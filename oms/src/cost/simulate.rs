@@ -236,6 +236,8 @@ pub struct ExpressRun {
     pub states: Vec<String>,
     /// Its history as log records at its design's level.
     pub log_bytes: u64,
+    /// The same at level ALL, for comparison.
+    pub log_bytes_all: u64,
 }
 
 impl ExpressRun {
@@ -311,6 +313,7 @@ impl Simulation<'_> {
             lambda_invocations: self.calls.len() as u64 + self.callbacks - invoked_before,
             waited_ms: (host.clock.0 - start).num_milliseconds().max(0) as u64,
             log_bytes: read.log_bytes(self.prepare_logs),
+            log_bytes_all: read.bytes_all,
             states: read.states,
         });
         let description = json!({
