@@ -826,7 +826,18 @@ async fn forward_shipment_step(
         if moved {
             // The order record is written (not only checked) to count the event.
             let mut order_record = order.value.clone();
-            let emitted = vec![events::shipment_status(&record)];
+            let mut emitted = vec![events::shipment_status(&record)];
+            let fulfilling = order_record.status == OrderStatus::Fulfilling;
+            if step_name == "ship" && fulfilling && last_to_ship(ctx, id, sid).await? {
+                // The order's last shipment leaves: the order is COMPLETED in the same
+                // batch (the saga has no MarkCompleted state, docs/saga.md). Two ships
+                // of one order both write the order record at the version they read,
+                // so the second fails, reads again and sees the first SHIPPED. Only a
+                // FULFILLING order completes: the saga ships after MarkFulfilling.
+                order_record.status = OrderStatus::Completed;
+                order_record.updated_at = now();
+                emitted.push(events::order_status(&order_record));
+            }
             writes.extend(outbox_write(&mut order_record, emitted));
             writes.push(put(
                 order_key(id),
@@ -839,6 +850,15 @@ async fn forward_shipment_step(
         done_or_again(&*ctx.store, writes, state).await
     })
     .await
+}
+
+/// Whether every shipment of the order but `sid` has shipped: shipping `sid` then
+/// completes the order.
+async fn last_to_ship(ctx: &Ctx, id: &str, sid: &str) -> Result<bool, ActivityError> {
+    Ok(load_shipments(&*ctx.store, id)
+        .await?
+        .iter()
+        .all(|s| s.value.shipment_id == sid || s.value.status == ShipmentStatus::Shipped))
 }
 
 /// The compensating per-shipment steps: a step that never happened is recorded as
@@ -1161,6 +1181,14 @@ pub async fn record_order_status(
         let order = load_order(&*ctx.store, id).await?;
         let mut record = order.value.clone();
         let from = record.status;
+        if update.status.is_forward() && from.rank() > update.status.rank() {
+            // The order saga's Express child is at-least-once: a late run of its
+            // RecordExecution or MarkFulfilling must not take the order back.
+            return Ok(Attempt::Done(StatusRecorded {
+                order_id: id.to_string(),
+                status: from,
+            }));
+        }
         if from != update.status {
             // COMPENSATING (a pick that timed out) waits for a running amendment.
             record.wait_for_amendment()?;

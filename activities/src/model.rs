@@ -448,6 +448,23 @@ impl OrderStatus {
     pub fn is_final(self) -> bool {
         matches!(self, OrderStatus::Completed | OrderStatus::Cancelled)
     }
+
+    /// The statuses the forward steps record (RecordExecution, MarkFulfilling).
+    pub fn is_forward(self) -> bool {
+        matches!(self, OrderStatus::Pending | OrderStatus::Fulfilling)
+    }
+
+    /// How far along an order is: a forward status is not recorded over a later one.
+    pub fn rank(self) -> u8 {
+        match self {
+            OrderStatus::Pending => 0,
+            OrderStatus::Reserved => 1,
+            OrderStatus::Charged => 2,
+            OrderStatus::Fulfilling => 3,
+            OrderStatus::Compensating | OrderStatus::CompensationFailed => 4,
+            OrderStatus::Completed | OrderStatus::Cancelled => 5,
+        }
+    }
 }
 
 /// Where a saga stopped and why, as the saga records it.

@@ -40,6 +40,7 @@ cases![
     batch_rules,
     documents_round_trip,
     happy_path_ships_and_audits,
+    the_last_shipment_shipped_completes_the_order,
     every_activity_is_idempotent,
     compensating_what_never_happened,
     compensations_run_twice_change_nothing,
@@ -478,6 +479,10 @@ async fn happy_path_ships_and_audits(store: Arc<dyn Store>) {
         .tracking_number
         .as_deref()
         .is_some_and(|t| t.starts_with("1Z")));
+    // Its only shipment shipped: ShipShipment completed the order (the saga has no
+    // MarkCompleted); recording COMPLETED again changes nothing.
+    let o = load_order(&*store, "o1").await.unwrap().value;
+    assert_eq!(o.status, OrderStatus::Completed);
     record(&ctx, "o1", OrderStatus::Completed).await;
     let st = stock(&*store).await;
     assert_eq!(st[&("TSHIRT-BLK-M".into(), "WH-NJ".into())], (3, 0, 2));
@@ -501,6 +506,73 @@ async fn happy_path_ships_and_audits(store: Arc<dyn Store>) {
     back.order_id = "o1".into();
     let err = activity::record_order_status(&ctx, back).await.unwrap_err();
     assert_eq!(err.name(), "Order.Conflict");
+}
+
+/// ShipShipment completes the order when it ships the last shipment: not before, and
+/// also when two shipments of one order ship at the same moment (the order record's
+/// version check makes the second batch read again and see the first SHIPPED).
+async fn the_last_shipment_shipped_completes_the_order(store: Arc<dyn Store>) {
+    let ctx = ctx_with(store.clone(), &world()).await;
+    for (id, parallel) in [("os1", false), ("os2", true)] {
+        activity::place_order(&ctx, order(id, &[("MUG-WHITE", 1), ("SOCKS-3PK", 1)]))
+            .await
+            .unwrap();
+        let res = activity::reserve_inventory(&ctx, r(id)).await.unwrap();
+        assert_eq!(res.shipments.len(), 2, "mugs only in NV, socks only in NJ");
+        activity::charge_payment(&ctx, r(id)).await.unwrap();
+        record(&ctx, id, OrderStatus::Fulfilling).await;
+        let sids: Vec<String> = res
+            .shipments
+            .iter()
+            .map(|s| s.shipment_id.clone())
+            .collect();
+        for sid in &sids {
+            activity::pick_shipment(&ctx, pr(id, sid)).await.unwrap();
+        }
+        if parallel {
+            let (a, b) = tokio::join!(
+                activity::ship_shipment(&ctx, sr(id, &sids[0])),
+                activity::ship_shipment(&ctx, sr(id, &sids[1]))
+            );
+            a.unwrap();
+            b.unwrap();
+        } else {
+            activity::ship_shipment(&ctx, sr(id, &sids[0]))
+                .await
+                .unwrap();
+            let o = load_order(&*store, id).await.unwrap().value;
+            assert_eq!(
+                o.status,
+                OrderStatus::Fulfilling,
+                "one shipment still to ship"
+            );
+            activity::ship_shipment(&ctx, sr(id, &sids[1]))
+                .await
+                .unwrap();
+        }
+        let o = load_order(&*store, id).await.unwrap().value;
+        assert_eq!(o.status, OrderStatus::Completed, "{id}");
+        // Shipping again is idempotent and emits nothing more; so is a late run of the
+        // saga's Express child (at-least-once): its status records do not take the
+        // order back.
+        activity::ship_shipment(&ctx, sr(id, &sids[1]))
+            .await
+            .unwrap();
+        record(&ctx, id, OrderStatus::Pending).await;
+        record(&ctx, id, OrderStatus::Fulfilling).await;
+        let again = load_order(&*store, id).await.unwrap().value;
+        assert_eq!(again.status, OrderStatus::Completed, "{id}");
+        assert_eq!(again.event_seq, o.event_seq, "{id}");
+    }
+    let events = check_events(&*store).await;
+    for id in ["os1", "os2"] {
+        let completed = events[id]
+            .iter()
+            .filter(|e| e["type"] == "oms.order.completed")
+            .count();
+        assert_eq!(completed, 1, "{id}: one oms.order.completed");
+    }
+    clean_audit(&*store).await;
 }
 
 /// Runs every forward activity twice, and then every compensation twice: the second

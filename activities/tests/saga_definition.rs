@@ -1,6 +1,8 @@
 //! Static checks of the order saga's two definitions (statemachines/order-saga.asl.json
-//! and its JSONata twin, order-saga.jsonata.asl.json) against the activities they
-//! call: each is a valid Standard workflow; every Task calls an activity that exists,
+//! and its JSONata twin, order-saga.jsonata.asl.json), each with its Express child
+//! (order-prepare.asl.json and its twin), against the activities they call: each saga
+//! is a valid Standard workflow and each child a valid Express one; the saga's Prepare
+//! states start the child; every Task of either calls an activity that exists,
 //! with a Payload whose fields are exactly what the activity's input schema allows and
 //! requires; every retryable error an activity raises is retried; every business
 //! error of a forward step is caught (and routed to compensation), while a
@@ -16,6 +18,10 @@ use std::path::Path;
 
 /// The saga's definitions, by file name: JSONPath first, then its JSONata twin.
 const FILES: [&str; 2] = ["order-saga.asl.json", "order-saga.jsonata.asl.json"];
+/// Their Express children, in the same order.
+const CHILDREN: [&str; 2] = ["order-prepare.asl.json", "order-prepare.jsonata.asl.json"];
+/// The resource of the saga's Prepare states.
+const START_CHILD: &str = "arn:aws:states:::states:startExecution.sync:2";
 
 fn read(file: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -24,9 +30,21 @@ fn read(file: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// Each definition with its name, for the checks that hold for both.
+/// Each definition with its name, sagas and children, for the checks that hold for all.
 fn definitions() -> Vec<(&'static str, Value)> {
-    FILES.iter().map(|f| (*f, read(f))).collect()
+    FILES
+        .iter()
+        .chain(&CHILDREN)
+        .map(|f| (*f, read(f)))
+        .collect()
+}
+
+/// The Tasks of a definition that call an activity (not the child).
+fn activity_tasks(definition: &Value) -> Vec<(String, Value, Vec<Value>)> {
+    let mut all = Vec::new();
+    tasks(&definition["States"], &[], &mut all);
+    all.retain(|(_, task, _)| task["Resource"] != START_CHILD);
+    all
 }
 
 /// A Task's Parameters (JSONPath) or Arguments (JSONata).
@@ -92,25 +110,70 @@ fn matches(list: &[Value], error: &str, key: &str) -> bool {
 }
 
 #[test]
-fn the_saga_is_a_valid_standard_workflow() {
+fn the_saga_is_a_valid_standard_workflow_and_its_child_an_express_one() {
+    use asl::validate::{MachineType, Options};
     for (file, definition) in definitions() {
         let text = serde_json::to_string(&definition).unwrap();
-        let problems = asl::validate::validate_str(&text, Default::default());
+        let machine_type = if CHILDREN.contains(&file) {
+            MachineType::Express
+        } else {
+            MachineType::Standard
+        };
+        let problems = asl::validate::validate_str(&text, Options { machine_type });
         assert!(problems.is_empty(), "{file}: {problems:#?}");
+    }
+}
+
+/// Prepare starts the child and catches only its failure (States.TaskFailed), to run
+/// it again reporting business errors; PrepareReporting catches nothing, so a child
+/// that fails for a transient error stops the saga there, where a redrive reruns it.
+#[test]
+fn the_saga_starts_its_child_and_stops_at_it_on_a_transient_error() {
+    for file in FILES {
+        let saga = read(file);
+        let states = &saga["States"];
+        assert_eq!(saga["StartAt"], "Prepare", "{file}");
+        for name in ["Prepare", "PrepareReporting"] {
+            let state = &states[name];
+            assert_eq!(state["Resource"], START_CHILD, "{file} {name}");
+            assert_eq!(
+                arguments(state)["StateMachineArn"],
+                "${OrderPrepareStateMachineArn}",
+                "{file} {name}"
+            );
+            let report = &arguments(state)["Input"]["report_business_errors"];
+            assert_eq!(
+                report,
+                &Value::Bool(name == "PrepareReporting"),
+                "{file} {name}"
+            );
+        }
+        let catch = states["Prepare"]["Catch"].as_array().unwrap();
+        assert_eq!(catch.len(), 1, "{file}");
+        assert_eq!(
+            catch[0]["ErrorEquals"],
+            serde_json::json!(["States.TaskFailed"])
+        );
+        assert_eq!(catch[0]["Next"], "PrepareReporting");
+        assert!(states["PrepareReporting"].get("Catch").is_none(), "{file}");
+        assert_eq!(states["PrepareReporting"]["Next"], "PrepareOutcome");
     }
 }
 
 #[test]
 fn every_task_calls_an_activity_with_the_input_it_takes() {
-    for (file, definition) in definitions() {
-        tasks_call_activities(file, &definition);
+    for (saga, child) in FILES.iter().zip(&CHILDREN) {
+        let mut called = tasks_call_activities(saga, &read(saga));
+        called.extend(tasks_call_activities(child, &read(child)));
+        let every: BTreeSet<&str> = ACTIVITIES.iter().map(|a| a.name).collect();
+        assert_eq!(called, every, "{saga} and {child} call every activity");
     }
 }
 
-fn tasks_call_activities(file: &str, definition: &Value) {
-    let mut all = Vec::new();
-    tasks(&definition["States"], &[], &mut all);
-    assert!(all.len() >= 10, "{file}: {} tasks", all.len());
+/// Checks each Task's call; answers the activities called.
+fn tasks_call_activities(file: &str, definition: &Value) -> BTreeSet<&'static str> {
+    let all = activity_tasks(definition);
+    assert!(all.len() >= 5, "{file}: {} tasks", all.len());
     let mut called = BTreeSet::new();
     for (name, task, _) in &all {
         let name = &format!("{file} {name}");
@@ -158,8 +221,7 @@ fn tasks_call_activities(file: &str, definition: &Value) {
             );
         }
     }
-    let every: BTreeSet<&str> = ACTIVITIES.iter().map(|a| a.name).collect();
-    assert_eq!(called, every, "{file}: the saga calls every activity");
+    called
 }
 
 #[test]
@@ -170,8 +232,7 @@ fn every_error_is_retried_caught_or_deliberately_fatal() {
 }
 
 fn errors_retried_or_caught(file: &str, definition: &Value) {
-    let mut all = Vec::new();
-    tasks(&definition["States"], &[], &mut all);
+    let all = activity_tasks(definition);
     let always = [
         "Activity.Unavailable",
         "Store.Unavailable",
@@ -286,7 +347,12 @@ fn shapes(states: &Value) -> Value {
 
 #[test]
 fn the_jsonata_twin_has_the_jsonpath_sagas_shape() {
-    let (path, ata) = (read(FILES[0]), read(FILES[1]));
+    twins_have_one_shape(FILES[0], FILES[1]);
+    twins_have_one_shape(CHILDREN[0], CHILDREN[1]);
+}
+
+fn twins_have_one_shape(jsonpath_file: &str, jsonata_file: &str) {
+    let (path, ata) = (read(jsonpath_file), read(jsonata_file));
     assert_eq!(ata["QueryLanguage"], "JSONata");
     assert_eq!(path["StartAt"], ata["StartAt"]);
     let (a, b) = (shapes(&path["States"]), shapes(&ata["States"]));

@@ -136,6 +136,17 @@ async fn saga(ctx: &Ctx, counters: &Counters, order: Order) -> OrderStatus {
             if e.name() == "Order.Invalid" {
                 panic!("{id}: {e}");
             }
+            let order = activities::ledger::load_order(&*ctx.store, &id)
+                .await
+                .unwrap();
+            if order.value.status == OrderStatus::Completed {
+                // ShipShipment completed the order with its last shipment and then an
+                // error was reported: only an injected one can come after the write
+                // (a business error is decided before it). The order stays COMPLETED:
+                // nothing after that batch may undo it (docs/saga.md).
+                assert!(e.injected, "{id}: {e} after the order completed");
+                return OrderStatus::Completed;
+            }
             call(ctx, counters, "RecordOrderStatus", status("COMPENSATING"))
                 .await
                 .unwrap();

@@ -27,7 +27,18 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { toDraft4, type Json } from './draft4';
 import { OrderEvents } from './events';
-import { Activity, MachineId, REPO_ROOT, definitionFile, readActivities, readDefinition, substitutions } from './saga';
+import {
+  Activity,
+  CHILD_PLACEHOLDER,
+  DefinitionId,
+  REPO_ROOT,
+  activitiesOf,
+  definitionFile,
+  placeholders,
+  readActivities,
+  readDefinition,
+  substitutions,
+} from './saga';
 
 /** How long every log group of the stack keeps its events. */
 export const LOG_RETENTION = logs.RetentionDays.THREE_MONTHS;
@@ -35,6 +46,20 @@ export const LOG_RETENTION = logs.RetentionDays.THREE_MONTHS;
 export const API_STAGE = 'v1';
 /** The state machine's name unless the `stateMachineName` context says otherwise. */
 export const DEFAULT_STATE_MACHINE_NAME = 'oms-order-saga';
+/** The order saga's Express child's name: the saga's name with `-prepare`. */
+export const PREPARE_SUFFIX = '-prepare';
+/**
+ * Logging of each state machine. The order saga logs ERROR: its whole history stays in
+ * GetExecutionHistory (90 days), and at ALL its logs were $5 of a $109 month (docs/cost.md).
+ * Its Express child logs ERROR with execution data: what it returned is in the saga's
+ * history (Prepare's TaskSucceeded), why it failed in Prepare's TaskFailed and in the
+ * child's own error events, which are all an Express execution keeps.
+ */
+export const LOG_LEVELS: Record<DefinitionId, sfn.LogLevel> = {
+  'order-saga': sfn.LogLevel.ERROR,
+  'order-prepare': sfn.LogLevel.ERROR,
+  'order-amend': sfn.LogLevel.ALL,
+};
 /** The amendments' state machine's name unless the `amendStateMachineName` context says otherwise. */
 export const DEFAULT_AMEND_STATE_MACHINE_NAME = 'oms-order-amend';
 
@@ -100,6 +125,8 @@ export class OmsStack extends Stack {
   readonly activities: Activity[];
   readonly functions: Map<string, lambda.Function>;
   readonly stateMachine: sfn.StateMachine;
+  /** The order saga's Express child (statemachines/order-prepare.asl.json), which its Prepare state runs. */
+  readonly prepareMachine: sfn.StateMachine;
   /** The amendments' saga (statemachines/order-amend.asl.json), which PATCH /orders/{id} starts. */
   readonly amendMachine: sfn.StateMachine;
   readonly api: apigateway.RestApi;
@@ -221,7 +248,10 @@ export class OmsStack extends Stack {
 
     // --- The state machines: the order saga and the amendments', each invoking the
     // functions of its own activities only.
-    this.stateMachine = this.deployMachine('order-saga', 'OrderSaga', machineName, root);
+    // The order saga's forward steps that do not wait run as an Express child (billed
+    // per request and duration, not per state transition; docs/cost.md).
+    this.prepareMachine = this.deployMachine('order-prepare', 'OrderPrepare', machineName + PREPARE_SUFFIX, root);
+    this.stateMachine = this.deployMachine('order-saga', 'OrderSaga', machineName, root, this.prepareMachine);
     this.amendMachine = this.deployMachine('order-amend', 'OrderAmend', amendMachineName, root);
     const machineArn = this.stateMachine.stateMachineArn;
     const executionsOf = (m: sfn.StateMachine) =>
@@ -606,6 +636,10 @@ export class OmsStack extends Stack {
     new CfnOutput(this, 'OrdersTableName', { value: this.table.tableName, description: 'The order store (OMS_STORE=dynamodb:<this>)' });
     new CfnOutput(this, 'StateMachineArn', { value: machineArn, description: 'The order saga' });
     new CfnOutput(this, 'StateMachineName', { value: this.stateMachine.stateMachineName, description: 'The order saga\'s name' });
+    new CfnOutput(this, 'PrepareStateMachineArn', {
+      value: this.prepareMachine.stateMachineArn,
+      description: 'The order saga\'s Express child (its forward steps that do not wait)',
+    });
     new CfnOutput(this, 'AmendStateMachineArn', {
       value: this.amendMachine.stateMachineArn,
       description: 'The amendments\' saga (PATCH /orders/{id} of oms --backend aws starts it)',
@@ -619,13 +653,25 @@ export class OmsStack extends Stack {
 
   /**
    * State machine `machine` (statemachines/<machine>.asl.json), with its placeholders
-   * filled with its activities' function ARNs: its own role (invoke those functions,
-   * write its logs and traces), all its executions logged and traced.
+   * filled with its activities' function ARNs (and, for the order saga, its `child`'s
+   * ARN): its own role (invoke the functions it names, start and follow its child,
+   * write its logs and traces), all its executions logged at LOG_LEVELS and traced.
    */
-  private deployMachine(machine: MachineId, id: string, name: string, root: string): sfn.StateMachine {
+  private deployMachine(
+    machine: DefinitionId,
+    id: string,
+    name: string,
+    root: string,
+    child?: sfn.StateMachine,
+  ): sfn.StateMachine {
     const definition = readDefinition(machine, root);
-    const own = this.activities.filter((a) => a.machine === machine);
+    const named = new Set(placeholders(definition));
+    const own = this.activities.filter((a) => a.machine === activitiesOf(machine) && named.has(a.placeholder));
     const arns = new Map(own.map((a) => [a.placeholder, this.functions.get(a.placeholder)!.functionArn]));
+    const values = new Map(arns);
+    if (child !== undefined) {
+      values.set(CHILD_PLACEHOLDER, child.stateMachineArn);
+    }
     // Under /aws/vendedlogs/ so that the log delivery's resource policy covers it with
     // one wildcard (CloudWatch Logs resource policies are small); the stack id's UUID
     // keeps the name free for a later stack, since the group outlives its stack.
@@ -640,7 +686,7 @@ export class OmsStack extends Stack {
       assumedBy: new iam.ServicePrincipal('states.amazonaws.com').withConditions({
         StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
       }),
-      description: `oms ${machine}: invokes its ${own.length} activity functions, writes its logs and traces`,
+      description: `oms ${machine}: invokes its ${own.length} activity functions${child ? ', runs its Express child' : ''}, writes its logs and traces`,
     });
     // Each function by its unqualified ARN, as the definition names it (FunctionName).
     role.addToPrincipalPolicy(
@@ -650,21 +696,71 @@ export class OmsStack extends Stack {
         resources: [...arns.values()],
       }),
     );
+    if (child !== undefined) {
+      this.allowSyncChild(role, child);
+    }
+    const express = machine === 'order-prepare';
     const stateMachine = new sfn.StateMachine(this, id, {
       stateMachineName: name,
       definitionBody: sfn.DefinitionBody.fromString(definition),
-      definitionSubstitutions: substitutions(definition, arns, definitionFile(machine)),
-      stateMachineType: sfn.StateMachineType.STANDARD,
+      definitionSubstitutions: substitutions(definition, values, definitionFile(machine)),
+      stateMachineType: express ? sfn.StateMachineType.EXPRESS : sfn.StateMachineType.STANDARD,
       role,
-      logs: { destination: machineLogs, level: sfn.LogLevel.ALL, includeExecutionData: true },
+      logs: { destination: machineLogs, level: LOG_LEVELS[machine], includeExecutionData: true },
       tracingEnabled: true,
     });
+    if (LOG_LEVELS[machine] !== sfn.LogLevel.ALL) {
+      Validations.of(stateMachine).acknowledge({
+        id: 'AwsSolutions-SF1',
+        reason: express
+          ? 'Level ERROR with execution data: what the child returns is in the order saga\'s history (Prepare\'s TaskSucceeded) and why it failed in Prepare\'s TaskFailed and in these logs; at ALL its logs would cost more than its executions (docs/cost.md).'
+          : 'Level ERROR with execution data: a Standard execution\'s whole history is kept by GetExecutionHistory (90 days), so logging ALL only paid to copy it (docs/cost.md).',
+      });
+    }
     Validations.of(role).acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
       reason:
         'Step Functions logging and tracing: the CloudWatch Logs log-delivery actions (logs:CreateLogDelivery, GetLogDelivery, UpdateLogDelivery, DeleteLogDelivery, ListLogDeliveries, PutResourcePolicy, DescribeResourcePolicies, DescribeLogGroups) and X-Ray\'s PutTraceSegments, PutTelemetryRecords, GetSamplingRules and GetSamplingTargets support no resource-level permissions; Step Functions documents them with Resource "*".',
     });
     return stateMachine;
+  }
+
+  /**
+   * What a `states:startExecution.sync:2` Task needs (Step Functions' IAM policies for
+   * nested executions): start the child, describe and stop its executions, and the
+   * EventBridge rule Step Functions manages to hear when they end.
+   */
+  private allowSyncChild(role: iam.Role, child: sfn.StateMachine) {
+    const executions = ['execution', 'express'].map(
+      (kind) => `arn:${Aws.PARTITION}:states:${Aws.REGION}:${Aws.ACCOUNT_ID}:${kind}:${child.stateMachineName}:*`,
+    );
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({ sid: 'StartTheChild', actions: ['states:StartExecution'], resources: [child.stateMachineArn] }),
+    );
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'FollowTheChild',
+        actions: ['states:DescribeExecution', 'states:StopExecution'],
+        resources: executions,
+      }),
+    );
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'HearTheChildEnd',
+        actions: ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
+        resources: [
+          `arn:${Aws.PARTITION}:events:${Aws.REGION}:${Aws.ACCOUNT_ID}:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule`,
+        ],
+      }),
+    );
+    const childId = this.getLogicalId(child.node.defaultChild as sfn.CfnStateMachine);
+    Validations.of(role).acknowledge(
+      ...['execution', 'express'].map((kind) => ({
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:${kind}:<${childId}.Name>:*]`,
+        reason:
+          'The child\'s executions (Standard ARNs execution:<child>:<name>, Express ones express:<child>:<name>:<id>) are named at run time; only this stack\'s child matches.',
+      })),
+    );
   }
 }
 

@@ -22,9 +22,23 @@ export interface Activity {
   readonly machine: string;
 }
 
-/** The state machines the stack deploys, by their activities.json `machine` name. */
+/** The state machines whose activities activities.json lists, by its `machine` name. */
 export const MACHINES = ['order-saga', 'order-amend'] as const;
 export type MachineId = (typeof MACHINES)[number];
+/**
+ * Every definition the stack deploys: the machines above and the order saga's Express
+ * child, `order-prepare`, which calls some of the order saga's activities (its forward
+ * steps that do not wait) and which the saga's Prepare state starts.
+ */
+export const DEFINITIONS = [...MACHINES, 'order-prepare'] as const;
+export type DefinitionId = (typeof DEFINITIONS)[number];
+/** The placeholder the order saga's definition names its child with. */
+export const CHILD_PLACEHOLDER = 'OrderPrepareStateMachineArn';
+
+/** The activities.json machine whose activities definition `id` calls. */
+export function activitiesOf(id: DefinitionId): MachineId {
+  return id === 'order-prepare' ? 'order-saga' : id;
+}
 
 /** `place-order` → `PlaceOrder`. */
 export function activityName(binary: string): string {
@@ -67,12 +81,12 @@ export function readActivities(root: string = REPO_ROOT): Activity[] {
 }
 
 /** The definition file of state machine `machine`, relative to the repository. */
-export function definitionFile(machine: MachineId): string {
+export function definitionFile(machine: DefinitionId): string {
   return path.join('statemachines', `${machine}.asl.json`);
 }
 
 /** State machine `machine`'s definition, as the repository holds it. */
-export function readDefinition(machine: MachineId, root: string = REPO_ROOT): string {
+export function readDefinition(machine: DefinitionId, root: string = REPO_ROOT): string {
   return fs.readFileSync(path.join(root, definitionFile(machine)), 'utf8');
 }
 

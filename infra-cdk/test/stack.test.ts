@@ -10,7 +10,17 @@ import { Match } from 'aws-cdk-lib/assertions';
 import { buildApp } from '../lib/app';
 import { OPERATOR_EXECUTION_ACTIONS, OPERATOR_MACHINE_ACTIONS } from '../lib/oms-stack';
 import { EVENT_SCHEMA_FILE } from '../lib/events';
-import { MACHINES, REPO_ROOT, activityName, placeholders, readDefinition, readSagaDefinition, substitutions } from '../lib/saga';
+import {
+  CHILD_PLACEHOLDER,
+  DEFINITIONS,
+  MACHINES,
+  REPO_ROOT,
+  activityName,
+  placeholders,
+  readDefinition,
+  readSagaDefinition,
+  substitutions,
+} from '../lib/saga';
 import {
   AMEND_BINARIES,
   AMEND_COMPENSATIONS,
@@ -32,11 +42,24 @@ const keyId = logicalId(stack, stack.key);
 const tableId = logicalId(stack, stack.table);
 const machineId = logicalId(stack, stack.stateMachine);
 const amendId = logicalId(stack, stack.amendMachine);
-/** Each state machine's logical id, name and activity binaries. */
+const prepareId = logicalId(stack, stack.prepareMachine);
+/** The binaries of `all` whose function definition `machine` names. */
+const named = (machine: (typeof DEFINITIONS)[number], all: readonly string[]) => {
+  const names = new Set(placeholders(readDefinition(machine)));
+  return all.filter((b) => names.has(`${activityName(b)}FunctionArn`));
+};
+/**
+ * Each state machine's logical id, name, type, logging level and the activity binaries
+ * it calls: the order saga's are split between the saga (what waits, and the
+ * compensations) and its Express child (the forward steps that do not wait).
+ */
 const machines = [
-  { machine: 'order-saga', id: machineId, name: 'oms-order-saga', binaries: SAGA_BINARIES },
-  { machine: 'order-amend', id: amendId, name: 'oms-order-amend', binaries: AMEND_BINARIES },
+  { machine: 'order-saga', id: machineId, name: 'oms-order-saga', type: 'STANDARD', level: 'ERROR', binaries: named('order-saga', SAGA_BINARIES) },
+  { machine: 'order-prepare', id: prepareId, name: 'oms-order-saga-prepare', type: 'EXPRESS', level: 'ERROR', binaries: named('order-prepare', SAGA_BINARIES) },
+  { machine: 'order-amend', id: amendId, name: 'oms-order-amend', type: 'STANDARD', level: 'ALL', binaries: AMEND_BINARIES },
 ] as const;
+/** The machines whose activities activities.json lists (the child calls the saga's). */
+const listed = machines.filter((m) => m.machine !== 'order-prepare');
 const keyArn = { 'Fn::GetAtt': [keyId, 'Arn'] };
 
 /** The execution ARN pattern of this machine, as the template writes it. */
@@ -129,9 +152,11 @@ test('one DynamoDB table: pk/sk strings, on demand, PITR, the key, deletion prot
 test('the activities are the sixteen binaries of activities/src/bin, each with its machine', () => {
   assert.deepEqual(stack.activities.map((a) => a.binary), EXPECTED_BINARIES);
   assert.equal(activityName('record-order-status'), 'RecordOrderStatus');
-  for (const m of machines) {
-    assert.deepEqual(stack.activities.filter((a) => a.machine === m.machine).map((a) => a.binary), m.binaries);
-  }
+  assert.deepEqual(stack.activities.filter((a) => a.machine === 'order-saga').map((a) => a.binary), SAGA_BINARIES);
+  assert.deepEqual(stack.activities.filter((a) => a.machine === 'order-amend').map((a) => a.binary), AMEND_BINARIES);
+  // The saga and its child call the saga's activities between them; RecordOrderStatus both.
+  const split = new Set([...machines[0].binaries, ...machines[1].binaries]);
+  assert.deepEqual([...split].sort(), [...SAGA_BINARIES].sort());
   const compensations = (machine: string) =>
     stack.activities.filter((a) => a.compensates !== null && a.machine === machine).map((a) => a.name).sort();
   assert.deepEqual(compensations('order-saga'), COMPENSATIONS);
@@ -248,12 +273,12 @@ test('each function has its own role, granted only the table, the key, its log g
 });
 
 for (const m of machines) {
-test(`${m.machine}: STANDARD, logs ALL with execution data to an encrypted group, tracing`, () => {
+test(`${m.machine}: ${m.type}, logs ${m.level} with execution data to an encrypted group, tracing`, () => {
   template.resourceCountIs('AWS::StepFunctions::StateMachine', machines.length);
   const sm = resources(template, 'AWS::StepFunctions::StateMachine')[m.id].Properties;
-  assert.equal(sm.StateMachineType, 'STANDARD');
+  assert.equal(sm.StateMachineType, m.type);
   assert.equal(sm.StateMachineName, m.name);
-  assert.equal(sm.LoggingConfiguration.Level, 'ALL');
+  assert.equal(sm.LoggingConfiguration.Level, m.level);
   assert.equal(sm.LoggingConfiguration.IncludeExecutionData, true);
   const groupId = sm.LoggingConfiguration.Destinations[0].CloudWatchLogsLogGroup.LogGroupArn['Fn::GetAtt'][0];
   const group = resources(template, 'AWS::Logs::LogGroup')[groupId].Properties;
@@ -280,16 +305,22 @@ test(`${m.machine}: the definition is the repository's, every placeholder filled
   const fns = functionsOf(m);
   const names = placeholders(definition);
   assert.deepEqual(Object.keys(sm.DefinitionSubstitutions).sort(), [...names].sort());
-  for (const name of names) {
+  if (m.machine === 'order-saga') {
+    // The saga names its Express child.
+    assert.deepEqual(sm.DefinitionSubstitutions[CHILD_PLACEHOLDER], { Ref: prepareId });
+  }
+  for (const name of names.filter((n) => n !== CHILD_PLACEHOLDER)) {
     const activity = name.replace(/FunctionArn$/, '');
     assert.deepEqual(sm.DefinitionSubstitutions[name], { 'Fn::GetAtt': [fns.get(activity)!.id, 'Arn'] }, name);
   }
   // Every function is used, and once substituted no placeholder is left.
-  const used = new Set(Object.values(sm.DefinitionSubstitutions).map((v: any) => v['Fn::GetAtt'][0]));
+  const functionValues = Object.values(sm.DefinitionSubstitutions).filter((v: any) => v['Fn::GetAtt'] !== undefined);
+  const used = new Set(functionValues.map((v: any) => v['Fn::GetAtt'][0]));
   assert.deepEqual([...used].sort(), [...fns.values()].map((f) => f.id).sort());
   let substituted = definition;
   for (const [name, value] of Object.entries(sm.DefinitionSubstitutions)) {
-    substituted = substituted.split('${' + name + '}').join(`arn:aws:lambda:r:1:function:${(value as any)['Fn::GetAtt'][0]}`);
+    const arn = (value as any)['Fn::GetAtt']?.[0] ?? 'child';
+    substituted = substituted.split('${' + name + '}').join(`arn:aws:lambda:r:1:function:${arn}`);
   }
   assert.ok(!substituted.includes('${'), 'a ${...} is left in the definition');
   JSON.parse(substituted);
@@ -311,17 +342,39 @@ test(`${m.machine}: its role may invoke exactly its own functions, and trusts St
   assert.equal(fnIds.length, m.binaries.length);
   assert.deepEqual(resourcesOf(invoke[0]).map((r: any) => r['Fn::GetAtt'][0]).sort(), fnIds);
   assert.ok(resourcesOf(invoke[0]).every((r: any) => r['Fn::GetAtt'][1] === 'Arn'), 'only unqualified function ARNs');
-  // The rest is what logging and tracing need, nothing on data.
+  // The rest is what logging and tracing need (and for the saga, running its child),
+  // nothing on data.
+  const child = m.machine === 'order-saga' ? /^(logs|xray|states|events):/ : /^(logs|xray):/;
   for (const s of statements.filter((s) => s !== invoke[0])) {
     for (const a of actions(s)) {
-      assert.match(a, /^(logs|xray):/);
+      assert.match(a, child);
     }
   }
 });
 }
 
+test('order-saga: its role may start its Express child, follow it and use the rule .sync needs', () => {
+  const sm = resources(template, 'AWS::StepFunctions::StateMachine')[machineId].Properties;
+  const statements = roleStatements(template, sm.RoleArn['Fn::GetAtt'][0]);
+  const bySid = (sid: string) => statements.find((s: any) => s.Sid === sid);
+  assert.deepEqual(actions(bySid('StartTheChild')), ['states:StartExecution']);
+  assert.deepEqual(resourcesOf(bySid('StartTheChild')), [{ Ref: prepareId }]);
+  assert.deepEqual(actions(bySid('FollowTheChild')), ['states:DescribeExecution', 'states:StopExecution']);
+  const follow = JSON.stringify(resourcesOf(bySid('FollowTheChild')));
+  assert.match(follow, /:execution:/);
+  assert.match(follow, /:express:/);
+  assert.match(follow, new RegExp(`"${prepareId}","Name"`));
+  assert.deepEqual(actions(bySid('HearTheChildEnd')), ['events:DescribeRule', 'events:PutRule', 'events:PutTargets']);
+  assert.match(JSON.stringify(resourcesOf(bySid('HearTheChildEnd'))), /rule\/StepFunctionsGetEventsForStepFunctionsExecutionRule/);
+  // The child's role starts nothing.
+  const child = resources(template, 'AWS::StepFunctions::StateMachine')[prepareId].Properties;
+  const childStatements = roleStatements(template, child.RoleArn['Fn::GetAtt'][0]);
+  assert.ok(!childStatements.some((s: any) => actions(s).some((a: string) => a.startsWith('states:'))));
+});
+
 test('the machines are exactly those of activities.json', () => {
-  assert.deepEqual([...MACHINES], machines.map((m) => m.machine));
+  assert.deepEqual([...MACHINES], listed.map((m) => m.machine));
+  assert.deepEqual([...DEFINITIONS].sort(), machines.map((m) => m.machine).sort());
 });
 
 test('a ${...} without a function fails synth, naming it', () => {
@@ -472,8 +525,8 @@ test('the stage: access logs to an encrypted group, tracing, throttling, method 
 
 test('every log group is encrypted with the key and expires its events', () => {
   const groups = Object.values(resources(template, 'AWS::Logs::LogGroup'));
-  // 16 functions, the two machines, API access and execution logs, the order events and their relay
-  assert.equal(groups.length, EXPECTED_BINARIES.length + 6);
+  // 16 functions, the three machines, API access and execution logs, the order events and their relay
+  assert.equal(groups.length, EXPECTED_BINARIES.length + 7);
   for (const g of groups) {
     assert.deepEqual(g.Properties.KmsKeyId, keyArn);
     assert.equal(g.Properties.RetentionInDays, 90);
@@ -506,7 +559,7 @@ test('the operator role: assumable by the account, exactly the operator actions,
     const isExecution = actions(s).every((a) => OPERATOR_EXECUTION_ACTIONS.includes(a));
     assert.ok(isMachine !== isExecution, 'a statement mixes machine and execution actions');
     const sorted = (rs: any[]) => rs.map((r) => JSON.stringify(r)).sort();
-    const want = isMachine ? machines.map((m) => ({ Ref: m.id })) : machines.map((m) => executionsOf(m.id));
+    const want = isMachine ? listed.map((m) => ({ Ref: m.id })) : listed.map((m) => executionsOf(m.id));
     assert.deepEqual(sorted(resourcesOf(s)), sorted(want));
   }
 });
@@ -538,7 +591,7 @@ test('the Orders service role: the two machines, their executions, the saga\'s t
     'states:ListExecutions',
     'states:StartExecution',
   ]);
-  for (const m of machines) {
+  for (const m of listed) {
     assert.deepEqual(byResource.get(JSON.stringify(executionsOf(m.id))), [
       'states:DescribeExecution',
       'states:DescribeStateMachineForExecution',
@@ -661,6 +714,7 @@ test('the outputs are exactly those oms and operators read', () => {
     'OrdersApiUrl',
     'OrdersServiceRoleArn',
     'OrdersTableName',
+    'PrepareStateMachineArn',
     'StateMachineArn',
     'StateMachineName',
   ]);
@@ -668,6 +722,7 @@ test('the outputs are exactly those oms and operators read', () => {
   assert.deepEqual(outputs.StateMachineArn.Value, { Ref: machineId });
   assert.deepEqual(outputs.StateMachineName.Value, { 'Fn::GetAtt': [machineId, 'Name'] });
   assert.deepEqual(outputs.AmendStateMachineArn.Value, { Ref: amendId });
+  assert.deepEqual(outputs.PrepareStateMachineArn.Value, { Ref: prepareId });
   assert.deepEqual(outputs.OperatorRoleArn.Value, { 'Fn::GetAtt': [logicalId(stack, stack.operatorRole), 'Arn'] });
   assert.deepEqual(outputs.AlarmTopicArn.Value, { Ref: logicalId(stack, stack.alarmTopic) });
   assert.match(JSON.stringify(outputs.OrdersApiUrl.Value), /execute-api/);

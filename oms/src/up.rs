@@ -241,6 +241,13 @@ async fn up_local(
         &machine_arn,
         "the Orders API (oms up registers it at start)",
     );
+    local.reserve(
+        &machine_arn.replace(
+            &format!(":stateMachine:{}", oms_orders::MACHINE_NAME),
+            &format!(":stateMachine:{}", oms_orders::PREPARE_MACHINE_NAME),
+        ),
+        "the Orders API's saga, whose Prepare state runs it (oms up registers it at start)",
+    );
     if let Some(amend_arn) = &orders.amend_machine_arn {
         local.reserve(
             amend_arn,
@@ -348,7 +355,7 @@ fn activities_invoker(
     handler: Arc<ActivityFunctions>,
 ) -> Result<ConfiguredInvoker, String> {
     let mut rules = config.tasks.clone();
-    // Only the order saga and the amendments' may call the order functions: another
+    // Only the order saga (with its Express child) and the amendments' may call the order functions: another
     // state machine could refund a completed order. oms.toml may admit more (docs/oms-toml.md).
     rules.push(TaskRule {
         resource: format!(
@@ -361,15 +368,19 @@ fn activities_invoker(
         aws_region: None,
         s3_folder: None,
         state_machines: Some(
-            [oms_orders::MACHINE_NAME, oms_orders::AMEND_MACHINE_NAME]
-                .iter()
-                .map(|name| {
-                    format!(
-                        "arn:aws:states:{}:{}:stateMachine:{name}",
-                        config.server.region, config.server.account
-                    )
-                })
-                .collect(),
+            [
+                oms_orders::MACHINE_NAME,
+                oms_orders::PREPARE_MACHINE_NAME,
+                oms_orders::AMEND_MACHINE_NAME,
+            ]
+            .iter()
+            .map(|name| {
+                format!(
+                    "arn:aws:states:{}:{}:stateMachine:{name}",
+                    config.server.region, config.server.account
+                )
+            })
+            .collect(),
         ),
     });
     let handler: Arc<dyn crate::invoker::LocalFunction> = handler;

@@ -302,19 +302,28 @@ async fn state_machine_lifecycle() {
         .iter()
         .map(|m| m.name.as_str())
         .collect();
-    // `oms up` registers the order saga and the amendments' saga itself.
-    assert_eq!(names, ["order-amend", "order-saga", "orders", "refunds"]);
+    // `oms up` registers the order saga, its Express child and the amendments' saga itself.
+    assert_eq!(
+        names,
+        [
+            "order-amend",
+            "order-prepare",
+            "order-saga",
+            "orders",
+            "refunds"
+        ]
+    );
     let page = client
         .list_state_machines()
-        .max_results(3)
+        .max_results(4)
         .send()
         .await
         .unwrap();
-    assert_eq!(page.state_machines.len(), 3);
+    assert_eq!(page.state_machines.len(), 4);
     let token = page.next_token.expect("a second page");
     let page2 = client
         .list_state_machines()
-        .max_results(3)
+        .max_results(4)
         .next_token(token)
         .send()
         .await
@@ -350,7 +359,11 @@ async fn state_machine_lifecycle() {
         .state_machines
         .iter()
         .map(|m| m.state_machine_arn.as_str())
-        .filter(|a| !a.ends_with(":order-saga") && !a.ends_with(":order-amend"))
+        .filter(|a| {
+            !a.ends_with(":order-saga")
+                && !a.ends_with(":order-prepare")
+                && !a.ends_with(":order-amend")
+        })
         .collect();
     assert_eq!(arns, [arn.as_str()]);
     // AWS answers DELETING for a while, then StateMachineDoesNotExist.

@@ -19,8 +19,9 @@ pub use lambda::{
 };
 pub use problem::{code, Problem};
 pub use saga::{
-    local_amend_definition, local_definition, SagaLanguage, AMEND_MACHINE_NAME, DEMO_ORDER,
-    FUNCTION_PREFIX, MACHINE_NAME,
+    local_amend_definition, local_definition, local_prepare_definition, with_local_substitutions,
+    SagaLanguage, AMEND_MACHINE_NAME, DEMO_ORDER, FUNCTION_PREFIX, MACHINE_NAME,
+    PREPARE_MACHINE_NAME, PREPARE_SUBSTITUTION,
 };
 pub use service::{Orders, ASSOCIATE_HEADER};
 pub use warehouse::Warehouse;

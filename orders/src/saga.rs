@@ -6,6 +6,12 @@ use serde::Deserialize;
 
 /// The order saga's state machine name.
 pub const MACHINE_NAME: &str = "order-saga";
+/// The order saga's Express child (statemachines/order-prepare.asl.json): the forward
+/// steps that do not wait, which the saga's Prepare state runs with
+/// `states:startExecution.sync:2`.
+pub const PREPARE_MACHINE_NAME: &str = "order-prepare";
+/// The substitution in the saga's definition that names the child.
+pub const PREPARE_SUBSTITUTION: &str = "${OrderPrepareStateMachineArn}";
 /// The amendments' state machine name (statemachines/order-amend.asl.json).
 pub const AMEND_MACHINE_NAME: &str = "order-amend";
 /// The amendments' definition, with its `${...}` substitutions.
@@ -48,6 +54,25 @@ impl SagaLanguage {
         }
     }
 
+    /// The child's definition file (the forward steps that do not wait), under
+    /// statemachines/.
+    pub fn prepare_file(self) -> &'static str {
+        match self {
+            SagaLanguage::JsonPath => "order-prepare.asl.json",
+            SagaLanguage::Jsonata => "order-prepare.jsonata.asl.json",
+        }
+    }
+
+    /// The child's definition as kept in statemachines/.
+    pub fn prepare_definition(self) -> &'static str {
+        match self {
+            SagaLanguage::JsonPath => include_str!("../../statemachines/order-prepare.asl.json"),
+            SagaLanguage::Jsonata => {
+                include_str!("../../statemachines/order-prepare.jsonata.asl.json")
+            }
+        }
+    }
+
     /// The definition as kept in statemachines/ (with its `${...}` substitutions).
     pub fn definition(self) -> &'static str {
         match self {
@@ -84,6 +109,21 @@ pub fn local_definition(
     })
 }
 
+/// The saga's Express child in `language`, with its substitutions filled in for local
+/// functions.
+pub fn local_prepare_definition(
+    region: &str,
+    account: &str,
+    language: SagaLanguage,
+) -> Result<String, String> {
+    substitute(language.prepare_definition(), region, account).map_err(|name| {
+        format!(
+            "statemachines/{}: no value for the substitution {name}",
+            language.prepare_file()
+        )
+    })
+}
+
 /// The amendments' definition with its substitutions filled in for local functions.
 pub fn local_amend_definition(region: &str, account: &str) -> Result<String, String> {
     substitute(AMEND_DEFINITION, region, account).map_err(|name| {
@@ -91,10 +131,19 @@ pub fn local_amend_definition(region: &str, account: &str) -> Result<String, Str
     })
 }
 
-/// `text` with every `${<Name>FunctionArn}` replaced by its local function's ARN; the
-/// first substitution left over is the error.
+/// Any definition with the substitutions `oms up` fills (`oms cost`'s baseline design).
+pub fn with_local_substitutions(text: &str, region: &str, account: &str) -> Result<String, String> {
+    substitute(text, region, account)
+}
+
+/// `text` with every `${<Name>FunctionArn}` replaced by its local function's ARN and
+/// the child's `${OrderPrepareStateMachineArn}` by its local ARN; the first
+/// substitution left over is the error.
 fn substitute(text: &str, region: &str, account: &str) -> Result<String, String> {
-    let mut text = text.to_string();
+    let mut text = text.replace(
+        PREPARE_SUBSTITUTION,
+        &format!("arn:aws:states:{region}:{account}:stateMachine:{PREPARE_MACHINE_NAME}"),
+    );
     let every = activities::ACTIVITIES
         .iter()
         .chain(activities::amend::AMEND_ACTIVITIES);

@@ -3,7 +3,8 @@
 
 use crate::problem::{code, Problem};
 use crate::saga::{
-    local_amend_definition, local_definition, SagaLanguage, AMEND_MACHINE_NAME, MACHINE_NAME,
+    local_amend_definition, local_definition, local_prepare_definition, SagaLanguage,
+    AMEND_MACHINE_NAME, MACHINE_NAME, PREPARE_MACHINE_NAME,
 };
 use crate::warehouse::Warehouse;
 use activities::activity::{self, Ctx};
@@ -17,7 +18,7 @@ use asl::history::HistoryEventKind;
 use saga_core::api::{
     CreateStateMachineInput, DescribeExecutionInput, DescribeExecutionOutput, ExecutionStatus,
     GetExecutionHistoryInput, HistoryEvent, ListStateMachinesInput, RedriveExecutionInput,
-    StartExecutionInput, StepFunctions, UpdateStateMachineInput,
+    StartExecutionInput, StateMachineType, StepFunctions, UpdateStateMachineInput,
 };
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -44,6 +45,7 @@ async fn register(
     name: &str,
     definition: String,
     account: &str,
+    r#type: Option<StateMachineType>,
 ) -> Result<String, String> {
     let machines = sfn
         .list_state_machines(ListStateMachinesInput::default())
@@ -70,6 +72,7 @@ async fn register(
                 name: name.into(),
                 definition,
                 role_arn: format!("arn:aws:iam::{account}:role/oms-{name}"),
+                r#type,
                 ..Default::default()
             })
             .await
@@ -89,10 +92,15 @@ impl Orders {
         account: &str,
         language: SagaLanguage,
     ) -> Result<Orders, String> {
+        // The child first: the saga's Prepare state starts it (Express: the forward
+        // steps that do not wait cost no state transitions there).
+        let prepare = local_prepare_definition(region, account, language)?;
+        let express = Some(StateMachineType::Express);
+        register(&*sfn, PREPARE_MACHINE_NAME, prepare, account, express).await?;
         let definition = local_definition(region, account, language)?;
-        let machine_arn = register(&*sfn, MACHINE_NAME, definition, account).await?;
+        let machine_arn = register(&*sfn, MACHINE_NAME, definition, account, None).await?;
         let amend = local_amend_definition(region, account)?;
-        let amend_arn = register(&*sfn, AMEND_MACHINE_NAME, amend, account).await?;
+        let amend_arn = register(&*sfn, AMEND_MACHINE_NAME, amend, account, None).await?;
         let mut orders = Orders::attach(ctx, sfn, warehouse, machine_arn);
         orders.amend_machine_arn = Some(amend_arn);
         Ok(orders)
@@ -380,7 +388,7 @@ impl Orders {
                 }
             } else if kind == HistoryEventKind::ExecutionRedriven {
                 open.clear();
-            } else if kind.is_task_failure() {
+            } else if kind.is_task_failure() && !child_failed(e) {
                 if first.is_none() {
                     first = open.last().map(|s| s.to_string());
                 }
@@ -657,6 +665,18 @@ impl Orders {
             .collect();
         Ok(json!({"inventory": rows}))
     }
+}
+
+/// Whether a task failure is a child execution's (the saga's Prepare running its
+/// Express child): the saga records which of the child's steps failed, so the view keeps
+/// that step rather than naming the task that ran the child.
+fn child_failed(e: &HistoryEvent) -> bool {
+    e.task_failed_event_details.as_ref().is_some_and(|d| {
+        d["resourceType"] == "states"
+            && d["resource"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("startExecution"))
+    })
 }
 
 /// The status an order's view shows and where it stopped, from its record, its

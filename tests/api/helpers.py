@@ -50,10 +50,32 @@ def make_client(endpoint):
 
 def task_errors(sfn, execution_arn):
     """The errors an execution's tasks failed or timed out with, in history order (every
-    page): the faults injected that the saga retried past or caught."""
+    page), with those of the children its tasks ran (the order saga's Express child,
+    where its forward steps retry) where the task that ran them ends: the faults
+    injected that the saga retried past or caught."""
     details = ("taskFailedEventDetails", "lambdaFunctionFailedEventDetails", "taskTimedOutEventDetails")
     pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn)
-    return [e[d].get("error", "?") for page in pages for e in page["events"] for d in details if d in e]
+    out = []
+    for page in pages:
+        for e in page["events"]:
+            child = child_execution(e)
+            if child:
+                out += task_errors(sfn, child)
+            out += [e[d].get("error", "?") for d in details if d in e]
+    return out
+
+
+def child_execution(event):
+    """The child execution a startExecution task's end names (its output when it
+    succeeded, its cause when it failed), or None."""
+    for key, field in (("taskSucceededEventDetails", "output"), ("taskFailedEventDetails", "cause")):
+        d = event.get(key)
+        if d and d.get("resourceType") == "states" and d.get("resource", "").startswith("startExecution"):
+            try:
+                return json.loads(d.get(field) or "{}").get("ExecutionArn")
+            except ValueError:
+                return None
+    return None
 
 
 def unique(prefix):

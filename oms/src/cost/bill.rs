@@ -70,6 +70,14 @@ pub fn bill(runs: &[PathRun], shares: &[(Path, f64)], orders_per_day: u64, lambd
             per_order(&|r| r.transitions as f64),
         ),
         (
+            Meter::ExpressRequests,
+            per_order(&|r| r.express_requests() as f64),
+        ),
+        (
+            Meter::ExpressGbSeconds,
+            per_order(&|r| r.express_gb_seconds(lambda_ms)),
+        ),
+        (
             Meter::LambdaRequests,
             per_order(&|r| r.lambda_invocations as f64),
         ),
@@ -120,11 +128,11 @@ pub fn bill(runs: &[PathRun], shares: &[(Path, f64)], orders_per_day: u64, lambd
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cost::simulate::{saga_definition, simulate_all};
+    use crate::cost::simulate::{deployed, simulate_all, Design};
 
     #[test]
     fn cost_monthly_cost_is_linear_in_orders_per_day() {
-        let runs = simulate_all(&saga_definition().unwrap(), 1).unwrap();
+        let runs = simulate_all(&deployed(), 1).unwrap();
         let shares = mix(0.02, 0.01).unwrap();
         let total = |n| bill(&runs, &shares, n, 50).total_usd;
         let fixed = total(0);
@@ -135,6 +143,30 @@ mod tests {
         // And more compensations cost more per order than the happy path.
         let more = mix(0.5, 0.0).unwrap();
         assert!(bill(&runs, &more, 1_000, 50).total_usd > total(1_000));
+    }
+
+    /// The split design bills Express requests and duration, the single one none; and
+    /// at 10,000 orders a day the split one costs at most half (issue 16).
+    #[test]
+    fn cost_the_split_design_costs_at_most_half_of_the_single_one() {
+        let shares = mix(0.02, 0.0).unwrap();
+        let split = bill(&simulate_all(&deployed(), 1).unwrap(), &shares, 10_000, 50);
+        let single = bill(
+            &simulate_all(&Design::single().unwrap(), 1).unwrap(),
+            &shares,
+            10_000,
+            50,
+        );
+        let usd = |b: &Bill, m: Meter| b.lines.iter().find(|l| l.meter == m).unwrap().usd;
+        assert!(usd(&split, Meter::ExpressRequests) > 0.0);
+        assert!(usd(&split, Meter::ExpressGbSeconds) > 0.0);
+        assert_eq!(usd(&single, Meter::ExpressRequests), 0.0);
+        assert!(
+            split.total_usd <= single.total_usd / 2.0,
+            "{} against {}",
+            split.total_usd,
+            single.total_usd
+        );
     }
 
     #[test]

@@ -9,7 +9,11 @@
 //! DynamoDB store (`activities::store::dynamo`) would make it. From the run come the
 //! state transitions (the history's StateEntered events, plus retries), the Lambda
 //! invocations, DynamoDB's read and write request units and the size of the history that
-//! logging level ALL ships to CloudWatch Logs. The paths are then mixed
+//! logging level ALL ships to CloudWatch Logs. The saga's forward steps that do not
+//! wait run as an Express child (`statemachines/order-prepare.asl.json`), billed per
+//! request and duration rather than per transition; the single Standard workflow it
+//! replaced (`statemachines/designs/`) is simulated beside it, and the report shows
+//! both bills and the difference. The paths are then mixed
 //! (`--compensation-rate`, `--rejection-rate`) and priced with [`PRICES`].
 //!
 //! The parts: `prices.rs` (the price table and the assumptions), `metering.rs` (the
@@ -51,15 +55,42 @@ pub struct CostArgs {
     pub saga_query_language: oms_orders::SagaLanguage,
 }
 
-/// `oms cost`: simulates every path, mixes and prices them, prints the report.
+/// One design simulated and billed.
+pub(crate) struct Costed {
+    pub design: simulate::Design,
+    pub runs: Vec<simulate::PathRun>,
+    pub bill: bill::Bill,
+}
+
+fn costed(
+    design: simulate::Design,
+    args: &CostArgs,
+    shares: &[(simulate::Path, f64)],
+) -> Result<Costed, String> {
+    let runs = simulate::simulate_all(&design, args.shipments)?;
+    let bill = bill::bill(&runs, shares, args.orders_per_day, args.lambda_ms);
+    Ok(Costed { design, runs, bill })
+}
+
+/// `oms cost`: simulates every path of the saga as deployed and of the single Standard
+/// workflow it replaced, mixes and prices them, prints the report and the difference.
 pub fn cost(args: CostArgs, output: Output) -> Result<ExitCode, String> {
     let shares = bill::mix(args.compensation_rate, args.rejection_rate)?;
-    let definition = simulate::saga_definition_in(args.saga_query_language)?;
-    let runs = simulate::simulate_all(&definition, args.shipments)?;
-    let bill = bill::bill(&runs, &shares, args.orders_per_day, args.lambda_ms);
+    let deployed = costed(
+        simulate::Design::split(args.saga_query_language)?,
+        &args,
+        &shares,
+    )?;
+    let baseline = costed(simulate::Design::single()?, &args, &shares)?;
     match output {
-        Output::Json => println!("{}", report::report_json(&args, &shares, &runs, &bill)),
-        Output::Table => print!("{}", report::report_table(&args, &shares, &runs, &bill)),
+        Output::Json => println!(
+            "{}",
+            report::report_json(&args, &shares, &deployed, &baseline)
+        ),
+        Output::Table => print!(
+            "{}",
+            report::report_table(&args, &shares, &deployed, &baseline)
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,8 @@ use serde::Serialize;
 #[serde(rename_all = "snake_case")]
 pub enum Meter {
     StateTransitions,
+    ExpressRequests,
+    ExpressGbSeconds,
     LambdaRequests,
     LambdaGbSeconds,
     DynamoWriteUnits,
@@ -35,7 +37,7 @@ pub struct Price {
 /// in [`ASSUMPTIONS`]). Looked up on 2026-11-26 in stored copies of the pages named
 /// (the copies' own dates are not known); where AWS's own copy did not show the figure,
 /// the source says which page did.
-pub const PRICES: [Price; 10] = [
+pub const PRICES: [Price; 12] = [
     Price {
         meter: Meter::StateTransitions,
         service: "Step Functions (Standard)",
@@ -44,6 +46,26 @@ pub const PRICES: [Price; 10] = [
         unit: "state transitions",
         source: "checked 2026-11-26 at https://aws.amazon.com/step-functions/pricing/ \
                  (US East (N. Virginia) $0.0250 per 1,000; 4,000 a month free)",
+    },
+    Price {
+        meter: Meter::ExpressRequests,
+        service: "Step Functions (Express) requests",
+        usd: 1.00,
+        per: 1_000_000.0,
+        unit: "requests",
+        source: "checked 2026-12-03 in a copy of https://aws.amazon.com/step-functions/pricing/ \
+                 (\"The price is $1.00 per million requests\", in its Express example)",
+    },
+    Price {
+        meter: Meter::ExpressGbSeconds,
+        service: "Step Functions (Express) duration",
+        usd: 0.000_016_666_7,
+        per: 1.0,
+        unit: "GB-second",
+        source: "checked 2026-12-03 in a copy of https://aws.amazon.com/step-functions/pricing/ \
+                 ($0.06 per GB-hour for the first 1,000 GB-hours a month, i.e. $0.0000166667 a \
+                 GB-second; memory billed in 64 MB chunks) and AWS's Step Functions workshop, \
+                 module 13 (duration rounded up to the nearest 100 ms)",
     },
     Price {
         meter: Meter::LambdaRequests,
@@ -162,6 +184,12 @@ pub const KMS_KEYS: f64 = 1.0;
 /// the amendments'), the warehouse-callback handler and the order events' outbox relay,
 /// 12 times an hour, 30 days. An upper bound that does not grow with orders.
 pub const KMS_REQUESTS_PER_MONTH: f64 = 18.0 * 12.0 * 24.0 * DAYS_PER_MONTH;
+/// An Express execution's memory, billed in 64 MB chunks: 50 MB plus the definition
+/// plus the data it holds (AWS's pricing page), well under 64 MB for the child's few
+/// KB.
+pub const EXPRESS_BILLED_MEMORY_MB: f64 = 64.0;
+/// Express durations are rounded up to the next 100 ms.
+pub const EXPRESS_DURATION_STEP_MS: u64 = 100;
 /// Logs are priced per GB.
 pub const BYTES_PER_GB: f64 = 1024.0 * 1024.0 * 1024.0;
 
@@ -170,8 +198,16 @@ pub const ASSUMPTIONS: &[&str] = &[
      Lambda 1M requests and 400,000 GB-s, CloudWatch Logs 5 GB, X-Ray 100,000 traces, KMS 20,000 \
      requests a month; API Gateway 1M requests a month in an account's first 12 months).",
     "A month is 30 days. Tiered prices stay in their first tier at these volumes.",
-    "State transitions are the StateEntered events of the simulated history (every state \
-     entered, including inside Map iterations) plus one per retry; no transient error occurs.",
+    "State transitions are the StateEntered events of the Standard workflow's simulated history \
+     (every state entered, including inside Map iterations) plus one per retry; no transient \
+     error occurs. The Express child's states cost no transitions.",
+    "Express child (order-prepare): one request per execution (two when a forward step fails for \
+     good: Prepare fails with States.TaskFailed and PrepareReporting runs the child again to \
+     report the error); its duration is the --lambda-ms of each Lambda invocation it makes plus \
+     any retry wait, rounded up to 100 ms, at 64 MB (50 MB plus a few KB of definition and data). \
+     Step Functions' own few milliseconds a state are not counted: 100 ms more per order would \
+     add about $0.03 a month at 10,000 orders a day. .sync:2's polling of the child costs the \
+     parent nothing more.",
     "Lambda: x86, 256 MB, each invocation billed the --lambda-ms duration (an assumption, not \
      a measurement; cold starts not counted). Invocations: every task of the saga (PickShipment \
      included), and one handler per warehouse answer.",
@@ -189,11 +225,14 @@ pub const ASSUMPTIONS: &[&str] = &[
      Item sizes follow DynamoDB's rules for the attributes dynamo.rs writes. The built-in \
      ledger payment gateway uses the same table and is counted; fault injection is off, as \
      the stack deploys it, so fault plans are not read.",
-    "CloudWatch Logs: logging level ALL with execution data; each history event is one log \
-     record of about the size of its JSON (an approximation of the shipped format, billed as \
-     vended logs, $0.50/GB in their first tier), plus 350 bytes of Lambda platform lines per \
-     invocation. Not counted: API Gateway's access and INFO execution logs, and log storage \
-     ($0.03 per GB-month, 3 months' retention in the stack).",
+    "CloudWatch Logs: each history event is one log record of about the size of its JSON with \
+     execution data (an approximation of the shipped format, billed as vended logs, $0.50/GB in \
+     their first tier), plus 350 bytes of Lambda platform lines per invocation. The single \
+     Standard workflow logs level ALL (as the stack deployed it); the split design logs level \
+     ERROR for both machines (only failing, timed-out or aborted events): the Standard saga's \
+     whole history stays in GetExecutionHistory, and the child's output and errors are in \
+     Prepare's events there. Not counted: API Gateway's access and INFO execution logs, and log \
+     storage ($0.03 per GB-month, 3 months' retention in the stack).",
     "X-Ray: active tracing, one trace recorded per API request (the execution joins the trace \
      of POST /orders); 100% sampled, an upper bound above ~1 request/s where the default rule \
      samples 5%.",

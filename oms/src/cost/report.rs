@@ -1,18 +1,23 @@
 //! The report of `oms cost`: a table for people, or one JSON object.
 
 use super::bill::{mean, Bill};
-use super::prices::{Price, ASSUMPTIONS, DAYS_PER_MONTH, LAMBDA_MEMORY_MB, PRICES, REGION};
+use super::prices::{
+    price, Meter, Price, ASSUMPTIONS, BYTES_PER_GB, DAYS_PER_MONTH, LAMBDA_MEMORY_MB, PRICES,
+    REGION,
+};
 use super::simulate::{Path, PathRun};
 use super::CostArgs;
+use super::Costed;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 
 pub(super) fn report_json(
     args: &CostArgs,
     shares: &[(Path, f64)],
-    runs: &[PathRun],
-    bill: &Bill,
+    deployed: &Costed,
+    baseline: &Costed,
 ) -> Value {
+    let (runs, bill) = (&deployed.runs, &deployed.bill);
     let paths: Vec<Value> = runs
         .iter()
         .map(|r| {
@@ -20,10 +25,23 @@ pub(super) fn report_json(
             v["label"] = json!(r.path.label());
             v["share"] = json!(shares.iter().find(|(p, _)| *p == r.path).map(|s| s.1));
             v["gb_seconds"] = json!(r.gb_seconds(args.lambda_ms));
+            v["express_gb_seconds"] = json!(r.express_gb_seconds(args.lambda_ms));
             v
         })
         .collect();
+    let baseline_paths: Vec<Value> = baseline
+        .runs
+        .iter()
+        .map(|r| json!({"path": r.path, "transitions": r.transitions, "log_bytes": r.log_bytes()}))
+        .collect();
     json!({
+        "design": design_json(deployed),
+        "baseline": {
+            "design": design_json(baseline),
+            "paths": baseline_paths,
+            "bill": baseline.bill,
+        },
+        "saving_usd": baseline.bill.total_usd - bill.total_usd,
         "region": REGION,
         "orders_per_day": args.orders_per_day,
         "days_per_month": DAYS_PER_MONTH,
@@ -36,6 +54,15 @@ pub(super) fn report_json(
         "bill": bill,
         "prices": PRICES,
         "assumptions": ASSUMPTIONS,
+    })
+}
+
+fn design_json(c: &Costed) -> Value {
+    json!({
+        "name": c.design.name,
+        "files": c.design.files,
+        "saga_log_level": c.design.saga_logs,
+        "child_log_level": c.design.prepare.as_ref().map(|_| c.design.prepare_logs),
     })
 }
 
@@ -84,9 +111,10 @@ fn money(usd: f64) -> String {
 pub(super) fn report_table(
     args: &CostArgs,
     shares: &[(Path, f64)],
-    runs: &[PathRun],
-    bill: &Bill,
+    deployed: &Costed,
+    baseline: &Costed,
 ) -> String {
+    let (runs, bill) = (&deployed.runs, &deployed.bill);
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -95,8 +123,17 @@ pub(super) fn report_table(
         quantity(bill.orders_per_month),
         args.shipments,
     );
+    let _ = writeln!(
+        o,
+        "Design: {} ({}); logs: saga {}, child {}",
+        deployed.design.name,
+        deployed.design.files,
+        deployed.design.saga_logs.name(),
+        deployed.design.prepare_logs.name()
+    );
     paths_table(&mut o, args, shares, runs);
     bill_table(&mut o, bill);
+    comparison_table(&mut o, shares, deployed, baseline);
     dynamodb_table(&mut o, runs);
     notes(&mut o, args, runs);
     o
@@ -110,17 +147,28 @@ fn paths_table(o: &mut String, args: &CostArgs, shares: &[(Path, f64)], runs: &[
     );
     let _ = writeln!(
         o,
-        "{:<24} {:>7}  {:<31} {:>11} {:>6} {:>6} {:>5} {:>5} {:>4} {:>7}",
-        "path", "share", "ends", "transitions", "Lambda", "GB-s", "RRU", "WRU", "API", "log KB"
+        "{:<24} {:>7}  {:<31} {:>11} {:>7} {:>6} {:>6} {:>5} {:>5} {:>4} {:>7}",
+        "path",
+        "share",
+        "ends",
+        "transitions",
+        "Express",
+        "Lambda",
+        "GB-s",
+        "RRU",
+        "WRU",
+        "API",
+        "log KB"
     );
-    let row = |o: &mut String, label: &str, share: f64, ends: &str, v: [f64; 7]| {
+    let row = |o: &mut String, label: &str, share: f64, ends: &str, v: [f64; 8]| {
         let _ = writeln!(
             o,
-            "{:<24} {:>6.2}%  {:<31} {:>11} {:>6} {:>6.3} {:>5} {:>5} {:>4} {:>7.1}",
+            "{:<24} {:>6.2}%  {:<31} {:>11} {:>7} {:>6} {:>6.3} {:>5} {:>5} {:>4} {:>7.1}",
             label,
             share * 100.0,
             ends,
             fmt_count(v[0]),
+            fmt_count(v[7]),
             fmt_count(v[1]),
             v[2],
             fmt_count(v[3]),
@@ -138,6 +186,7 @@ fn paths_table(o: &mut String, args: &CostArgs, shares: &[(Path, f64)], runs: &[
             r.dynamodb.wru as f64,
             r.api_requests as f64,
             r.log_bytes() as f64,
+            r.express_requests() as f64,
         ]
     };
     for r in runs {
@@ -148,7 +197,7 @@ fn paths_table(o: &mut String, args: &CostArgs, shares: &[(Path, f64)], runs: &[
         let ends = format!("{} {}", r.status, r.error.as_deref().unwrap_or(""));
         row(o, r.path.label(), share, ends.trim(), values(r));
     }
-    let mut weighted = [0.0; 7];
+    let mut weighted = [0.0; 8];
     for (i, w) in weighted.iter_mut().enumerate() {
         *w = mean(runs, shares, |r| values(r)[i]);
     }
@@ -164,13 +213,13 @@ fn bill_table(o: &mut String, bill: &Bill) {
     );
     let _ = writeln!(
         o,
-        "{:<28} {:>16}  {:<52} {:>11}",
+        "{:<34} {:>12}  {:<52} {:>11}",
         "service", "quantity", "price", "USD/month"
     );
     for l in &bill.lines {
         let _ = writeln!(
             o,
-            "{:<28} {:>16}  {:<52} {:>11}",
+            "{:<34} {:>12}  {:<52} {:>11}",
             l.service,
             quantity(l.quantity),
             l.price,
@@ -179,7 +228,7 @@ fn bill_table(o: &mut String, bill: &Bill) {
     }
     let _ = writeln!(
         o,
-        "{:<28} {:>16}  {:<52} {:>11}",
+        "{:<34} {:>12}  {:<52} {:>11}",
         "total",
         "",
         "",
@@ -190,6 +239,79 @@ fn bill_table(o: &mut String, bill: &Bill) {
         "\nNot in the total: the table grows by {:.2} GB a month of orders kept (DynamoDB \
          storage, $0.25 per GB-month after 25 GB free).",
         bill.storage_growth_gb_per_month
+    );
+}
+
+/// The bill of the design replaced, line by line beside this one's, and the transitions
+/// of a happy order in each.
+fn comparison_table(o: &mut String, shares: &[(Path, f64)], deployed: &Costed, baseline: &Costed) {
+    let _ = writeln!(
+        o,
+        "\nCompared with {} ({}; logs {}):",
+        baseline.design.name,
+        baseline.design.files,
+        baseline.design.saga_logs.name()
+    );
+    let _ = writeln!(
+        o,
+        "{:<36} {:>12} {:>12} {:>12}",
+        "service", "that design", "this design", "difference"
+    );
+    let signed = |usd: f64| {
+        if usd < -0.005 {
+            format!("-{}", money(-usd))
+        } else {
+            money(usd)
+        }
+    };
+    for (new, old) in deployed.bill.lines.iter().zip(&baseline.bill.lines) {
+        let _ = writeln!(
+            o,
+            "{:<36} {:>12} {:>12} {:>12}",
+            new.service,
+            money(old.usd),
+            money(new.usd),
+            signed(new.usd - old.usd)
+        );
+    }
+    let (new, old) = (deployed.bill.total_usd, baseline.bill.total_usd);
+    let _ = writeln!(
+        o,
+        "{:<36} {:>12} {:>12} {:>12}  ({:.0}% of that design's)",
+        "total",
+        money(old),
+        money(new),
+        signed(new - old),
+        new / old * 100.0
+    );
+    let happy = |c: &Costed| {
+        c.runs
+            .iter()
+            .find(|r| r.path == Path::Happy)
+            .map_or(0, |r| r.transitions)
+    };
+    let _ = writeln!(
+        o,
+        "State transitions of a happy order: {} in that design, {} in this one.",
+        happy(baseline),
+        happy(deployed)
+    );
+    // What the log levels chosen save: the same histories logged at ALL.
+    let orders = deployed.bill.orders_per_month;
+    let logs = price(Meter::LogsIngestedGb);
+    let at_all = |f: &dyn Fn(&PathRun) -> f64| {
+        orders * mean(&deployed.runs, shares, f) / BYTES_PER_GB * logs.usd / logs.per
+    };
+    let _ = writeln!(
+        o,
+        "Logging level ALL instead of ERROR would add {} a month for the saga and {} for the child.",
+        money(at_all(&|r| (r.history_log_bytes_all - r.history_log_bytes) as f64)),
+        money(at_all(&|r| {
+            r.express_runs
+                .iter()
+                .map(|x| (x.log_bytes_all - x.log_bytes) as f64)
+                .sum()
+        }))
     );
 }
 

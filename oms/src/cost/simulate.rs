@@ -2,17 +2,21 @@
 //! with the real activities over the metering store, counted in the units AWS bills.
 
 use super::metering::{stored_size, MeteredStore, Metering, Units, DYNAMO_ITEM_OVERHEAD};
-use super::prices::{ACCOUNT, LAMBDA_LOG_BYTES_PER_INVOCATION, LAMBDA_MEMORY_MB, REGION};
+use super::prices::{
+    ACCOUNT, EXPRESS_BILLED_MEMORY_MB, EXPRESS_DURATION_STEP_MS, LAMBDA_LOG_BYTES_PER_INVOCATION,
+    LAMBDA_MEMORY_MB, REGION,
+};
 use activities::activity::{self, Ctx};
 use activities::errors::ErrorKind;
 use activities::model::ShipmentRef;
 use activities::store::sqlite::SqliteStore;
 use activities::store::Store;
 use asl::history::{HistoryEvent, HistoryEventKind};
+use asl::resource::Target;
 use asl::runner::{
     self, RunHost, RunOptions, SeededRandom, TaskHandler, TaskOutcome, VirtualClock,
 };
-use asl::{ExecutionInfo, Failure, TaskCall};
+use asl::{ExecutionInfo, Failure, Machine, Status, TaskCall};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -84,7 +88,8 @@ impl Path {
         }
     }
 
-    /// The state whose Catch takes the failure.
+    /// The step that fails: the state whose Catch takes the failure (in the Express
+    /// child for PlaceOrder, ReserveInventory and ChargePayment).
     pub fn caught_at(self) -> Option<&'static str> {
         match self {
             Path::Happy => None,
@@ -140,6 +145,110 @@ pub fn order_for(path: Path, shipments: usize) -> Result<Value, String> {
     Ok(order)
 }
 
+/// The level a state machine's executions log at (its `LoggingConfiguration`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LogLevel {
+    /// Every history event.
+    All,
+    /// Only the events that are errors (a task, a state or the execution failing,
+    /// timing out or aborting).
+    Error,
+}
+
+impl LogLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::All => "ALL",
+            LogLevel::Error => "ERROR",
+        }
+    }
+}
+
+/// One way of deploying the saga: its Standard state machine, the Express child its
+/// Prepare state runs (if it has one), and the level each logs at.
+#[derive(Debug, Clone)]
+pub struct Design {
+    pub name: &'static str,
+    /// Where its definitions are kept.
+    pub files: &'static str,
+    pub saga: String,
+    pub prepare: Option<String>,
+    pub saga_logs: LogLevel,
+    pub prepare_logs: LogLevel,
+}
+
+/// The baseline: the whole saga as one Standard workflow, logging ALL.
+const SINGLE_DEFINITION: &str =
+    include_str!("../../../statemachines/designs/order-saga-single.asl.json");
+
+impl Design {
+    /// The saga as `oms up` registers it and the CDK app deploys it: a Standard
+    /// workflow whose Prepare state runs the forward steps that do not wait as an Express
+    /// child. The Standard one logs ERROR (its history is GetExecutionHistory's, kept
+    /// 90 days); the Express child logs ERROR too: what it returned is in the parent's
+    /// history (Prepare's TaskSucceeded), why it failed in Prepare's TaskFailed and in
+    /// the child's own error events.
+    pub fn split(language: oms_orders::SagaLanguage) -> Result<Design, String> {
+        Ok(Design {
+            name: "Standard saga + Express child",
+            files: match language {
+                oms_orders::SagaLanguage::JsonPath => {
+                    "statemachines/order-saga.asl.json + order-prepare.asl.json"
+                }
+                oms_orders::SagaLanguage::Jsonata => {
+                    "statemachines/order-saga.jsonata.asl.json + order-prepare.jsonata.asl.json"
+                }
+            },
+            saga: oms_orders::local_definition(REGION, ACCOUNT, language)?,
+            prepare: Some(oms_orders::local_prepare_definition(
+                REGION, ACCOUNT, language,
+            )?),
+            saga_logs: LogLevel::Error,
+            prepare_logs: LogLevel::Error,
+        })
+    }
+
+    /// The design this one replaced, kept to compare with: every state in one Standard
+    /// workflow (statemachines/designs/order-saga-single.asl.json), logging ALL.
+    pub fn single() -> Result<Design, String> {
+        Ok(Design {
+            name: "one Standard workflow",
+            files: "statemachines/designs/order-saga-single.asl.json",
+            saga: oms_orders::with_local_substitutions(SINGLE_DEFINITION, REGION, ACCOUNT)
+                .map_err(|name| {
+                    format!("statemachines/designs/order-saga-single.asl.json: no value for {name}")
+                })?,
+            prepare: None,
+            saga_logs: LogLevel::All,
+            prepare_logs: LogLevel::All,
+        })
+    }
+}
+
+/// One run of the Express child: what its duration is made of.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpressRun {
+    pub status: String,
+    pub lambda_invocations: u64,
+    /// Time spent waiting between retries.
+    pub waited_ms: u64,
+    pub states: Vec<String>,
+    /// Its history as log records at its design's level.
+    pub log_bytes: u64,
+    /// The same at level ALL, for comparison.
+    pub log_bytes_all: u64,
+}
+
+impl ExpressRun {
+    /// The duration billed: the Lambda invocations and the waits, rounded up to the
+    /// next 100 ms (the orchestration's own few milliseconds a state are not counted).
+    pub fn billed_ms(&self, lambda_ms: u64) -> u64 {
+        let ms = self.lambda_invocations * lambda_ms + self.waited_ms;
+        ms.div_ceil(EXPRESS_DURATION_STEP_MS).max(1) * EXPRESS_DURATION_STEP_MS
+    }
+}
+
 /// Test hooks: fail the first call of an activity with a transient error, to see a retry.
 #[derive(Debug, Clone, Default)]
 pub struct SimOptions {
@@ -155,16 +264,88 @@ struct Simulation<'a> {
     transient: Option<&'static str>,
     calls: Vec<&'static str>,
     callbacks: u64,
+    /// The Express child Prepare starts, if the design has one.
+    prepare: Option<Arc<Machine>>,
+    prepare_logs: LogLevel,
+    express: Vec<ExpressRun>,
 }
 
 impl Simulation<'_> {
     fn caller(&self, name: &str) {
         self.metering.lock().expect("metering lock").caller = name.to_string();
     }
+
+    /// `states:startExecution.sync:2` of the Express child: runs it here, on the same
+    /// activities, and answers as Step Functions does: its description, or
+    /// States.TaskFailed with the description as the cause.
+    fn run_child(&mut self, call: &TaskCall) -> TaskOutcome {
+        let Some(machine) = self.prepare.clone() else {
+            return TaskOutcome::err(Failure::new(
+                asl::error::names::TASK_FAILED,
+                "this design has no child state machine",
+            ));
+        };
+        let machine_arn = call.payload["StateMachineArn"].as_str().unwrap_or_default();
+        let input = call.payload["Input"].clone();
+        let start: DateTime<Utc> = SIM_START.parse().expect("a fixed time");
+        let run = self.express.len();
+        let info = ExecutionInfo::new(
+            machine_arn,
+            &format!("{ORDER_ID}-{run}"),
+            &format!("arn:aws:iam::{ACCOUNT}:role/oms-order-prepare"),
+            true,
+            start,
+        );
+        let arn = info.execution_arn.clone();
+        let mut host = RunHost {
+            clock: VirtualClock(start),
+            random: SeededRandom::new(13 + run as u64),
+        };
+        let invoked_before = self.calls.len() as u64 + self.callbacks;
+        let options = RunOptions {
+            info: Some(info),
+            record_history: true,
+        };
+        let outcome = runner::run(machine, input.clone(), self, &mut host, options);
+        let read = read_history(&outcome.history, &arn);
+        self.express.push(ExpressRun {
+            status: outcome.status.as_str().to_string(),
+            lambda_invocations: self.calls.len() as u64 + self.callbacks - invoked_before,
+            waited_ms: (host.clock.0 - start).num_milliseconds().max(0) as u64,
+            log_bytes: read.log_bytes(self.prepare_logs),
+            log_bytes_all: read.bytes_all,
+            states: read.states,
+        });
+        let description = json!({
+            "ExecutionArn": arn,
+            "Input": input,
+            "Output": outcome.output,
+            "Status": outcome.status.as_str(),
+            "Error": outcome.error,
+            "Cause": outcome.cause,
+        });
+        if outcome.status == Status::Succeeded {
+            TaskOutcome::ok(description)
+        } else {
+            TaskOutcome::err(Failure::new(
+                asl::error::names::TASK_FAILED,
+                description.to_string(),
+            ))
+        }
+    }
+}
+
+/// Whether a task starts another state machine's execution.
+fn starts_execution(call: &TaskCall) -> bool {
+    matches!(&call.target, Target::Service { service, action, .. }
+        if service == "states" && action == "startExecution")
 }
 
 impl TaskHandler for Simulation<'_> {
     fn call(&mut self, call: &TaskCall) -> TaskOutcome {
+        if starts_execution(call) {
+            return self.run_child(call);
+        }
         let def = match oms_orders::resolve(oms_orders::function_of(call)) {
             Ok(def) => def,
             Err(failure) => return TaskOutcome::err(failure),
@@ -229,8 +410,14 @@ pub struct PathRun {
     pub dynamodb: Units,
     pub dynamodb_by_caller: BTreeMap<String, Units>,
     pub dynamodb_by_partition: BTreeMap<String, Units>,
-    /// The history as CloudWatch Logs log records (level ALL, execution data included).
+    /// The saga's history as CloudWatch Logs log records at its design's level
+    /// (execution data included).
     pub history_log_bytes: u64,
+    /// The same at level ALL, for comparison.
+    pub history_log_bytes_all: u64,
+    /// The runs of the Express child (two when a forward step failed for good: the
+    /// second reports the error).
+    pub express_runs: Vec<ExpressRun>,
     pub lambda_log_bytes: u64,
     /// What the order leaves in the table (items, with DynamoDB's 100-byte overhead).
     pub stored_bytes: i64,
@@ -243,7 +430,26 @@ impl PathRun {
         self.lambda_invocations as f64 * lambda_ms as f64 / 1000.0 * LAMBDA_MEMORY_MB / 1024.0
     }
     pub fn log_bytes(&self) -> u64 {
-        self.history_log_bytes + self.lambda_log_bytes
+        self.history_log_bytes
+            + self.lambda_log_bytes
+            + self.express_runs.iter().map(|r| r.log_bytes).sum::<u64>()
+    }
+    pub fn express_requests(&self) -> u64 {
+        self.express_runs.len() as u64
+    }
+    pub fn express_gb_seconds(&self, lambda_ms: u64) -> f64 {
+        self.express_runs
+            .iter()
+            .map(|r| r.billed_ms(lambda_ms) as f64 / 1000.0 * EXPRESS_BILLED_MEMORY_MB / 1024.0)
+            .sum()
+    }
+    /// The states the Express child runs entered, run after run.
+    #[cfg(test)]
+    pub fn child_states(&self) -> Vec<String> {
+        self.express_runs
+            .iter()
+            .flat_map(|r| r.states.iter().cloned())
+            .collect()
     }
     pub fn calls_of(&self, name: &str) -> u64 {
         self.task_calls.get(name).copied().unwrap_or(0)
@@ -253,14 +459,12 @@ impl PathRun {
 /// The saga as `oms up` registers it by default (JSONPath, as the CDK app deploys
 /// it), with functions named as this account's would be.
 #[cfg(test)]
-pub fn saga_definition() -> Result<String, String> {
-    saga_definition_in(oms_orders::SagaLanguage::JsonPath)
+pub fn deployed() -> Design {
+    Design::split(oms_orders::SagaLanguage::JsonPath).unwrap()
 }
 
-/// The saga in `language` (its JSONata twin has the same states, so the same bill).
-pub fn saga_definition_in(language: oms_orders::SagaLanguage) -> Result<String, String> {
-    oms_orders::local_definition(REGION, ACCOUNT, language)
-}
+/// When every simulated order starts.
+const SIM_START: &str = "2026-11-26T12:00:00Z";
 
 /// What the table keeps: not the outbox items, which the event relay deletes once it
 /// has published them (docs/events.md).
@@ -276,14 +480,37 @@ async fn table_bytes(store: &dyn Store) -> Result<i64, String> {
         .sum())
 }
 
-/// The counts one history gives: transitions, StateEntered events, retries, the states
-/// entered, and the bytes of its log records.
-fn read_history(history: &[HistoryEvent], execution_arn: &str) -> (u64, u64, Vec<String>, u64) {
+/// What one history gives: its StateEntered events, the retries, the states entered
+/// and the bytes of its log records at each level.
+struct HistoryRead {
+    entered: u64,
+    retries: u64,
+    states: Vec<String>,
+    bytes_all: u64,
+    bytes_error: u64,
+}
+
+impl HistoryRead {
+    fn log_bytes(&self, level: LogLevel) -> u64 {
+        match level {
+            LogLevel::All => self.bytes_all,
+            LogLevel::Error => self.bytes_error,
+        }
+    }
+}
+
+/// The events level ERROR logs: a task, a state or the execution failing, timing out
+/// or aborting.
+fn is_error_event(kind: &str) -> bool {
+    kind.ends_with("Failed") || kind.ends_with("TimedOut") || kind.ends_with("Aborted")
+}
+
+fn read_history(history: &[HistoryEvent], execution_arn: &str) -> HistoryRead {
     let mut entered = 0;
     let mut task_entered: u64 = 0;
     let mut scheduled: u64 = 0;
     let mut states = Vec::new();
-    let mut bytes = 0;
+    let (mut bytes_all, mut bytes_error) = (0, 0);
     for e in history {
         let kind: &str = &e.kind;
         let typed = HistoryEventKind::parse(kind);
@@ -304,7 +531,7 @@ fn read_history(history: &[HistoryEvent], execution_arn: &str) -> (u64, u64, Vec
         ) {
             scheduled += 1;
         }
-        // The record a log group receives for the event (level ALL, execution data).
+        // The record a log group receives for the event (execution data included).
         let record = json!({
             "id": e.id.to_string(),
             "type": kind,
@@ -314,22 +541,39 @@ fn read_history(history: &[HistoryEvent], execution_arn: &str) -> (u64, u64, Vec
             "execution_arn": execution_arn,
             "redrive_count": "0",
         });
-        bytes += record.to_string().len() as u64 + 1;
+        let bytes = record.to_string().len() as u64 + 1;
+        bytes_all += bytes;
+        if is_error_event(kind) {
+            bytes_error += bytes;
+        }
     }
     // A retry schedules the task again without entering the state again.
     let retries: u64 = scheduled.saturating_sub(task_entered);
-    (entered, retries, states, bytes)
+    HistoryRead {
+        entered,
+        retries,
+        states,
+        bytes_all,
+        bytes_error,
+    }
 }
 
 /// Runs one order down `path` on `definition` and meters it.
 pub fn simulate(
-    definition: &str,
+    design: &Design,
     path: Path,
     shipments: usize,
     opts: &SimOptions,
 ) -> Result<PathRun, String> {
-    let machine = crate::exec::load_machine(definition)
+    let machine = crate::exec::load_machine(&design.saga)
         .map_err(|v| format!("the saga's definition is invalid: {v}"))?;
+    let prepare = match &design.prepare {
+        Some(text) => Some(Arc::new(
+            crate::exec::load_machine_as(text, asl::validate::MachineType::Express)
+                .map_err(|v| format!("the child's definition is invalid: {v}"))?,
+        )),
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -344,7 +588,7 @@ pub fn simulate(
         metering: metering.clone(),
     });
     let input = order_for(path, shipments)?;
-    let start: DateTime<Utc> = "2026-11-26T12:00:00Z".parse().expect("a fixed time");
+    let start: DateTime<Utc> = SIM_START.parse().expect("a fixed time");
     let info = ExecutionInfo::new(
         &format!(
             "arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{}",
@@ -368,6 +612,9 @@ pub fn simulate(
         transient: opts.transient_first_call_of,
         calls: Vec::new(),
         callbacks: 0,
+        prepare,
+        prepare_logs: design.prepare_logs,
+        express: Vec::new(),
     };
     let mut host = RunHost {
         clock: VirtualClock(start),
@@ -387,7 +634,7 @@ pub fn simulate(
     Ok(metered_run(
         path,
         outcome,
-        &execution_arn,
+        (&execution_arn, design.saga_logs),
         &sim,
         stored_after - stored_before,
     ))
@@ -398,12 +645,12 @@ pub fn simulate(
 fn metered_run(
     path: Path,
     outcome: runner::Outcome,
-    execution_arn: &str,
+    (execution_arn, logs): (&str, LogLevel),
     sim: &Simulation,
     stored_bytes: i64,
 ) -> PathRun {
-    let (state_entered, retries, states, history_log_bytes) =
-        read_history(&outcome.history, execution_arn);
+    let read = read_history(&outcome.history, execution_arn);
+    let (state_entered, retries) = (read.entered, read.retries);
     let mut task_calls: BTreeMap<String, u64> = BTreeMap::new();
     for c in &sim.calls {
         *task_calls.entry(c.to_string()).or_default() += 1;
@@ -423,7 +670,7 @@ fn metered_run(
         transitions: state_entered + retries,
         state_entered,
         retries,
-        states,
+        states: read.states.clone(),
         lambda_invocations,
         task_calls,
         warehouse_answers: sim.callbacks,
@@ -435,7 +682,9 @@ fn metered_run(
             .iter()
             .map(|(k, v)| (k.to_string(), *v))
             .collect(),
-        history_log_bytes,
+        history_log_bytes: read.log_bytes(logs),
+        history_log_bytes_all: read.bytes_all,
+        express_runs: sim.express.clone(),
         lambda_log_bytes: lambda_invocations * LAMBDA_LOG_BYTES_PER_INVOCATION,
         stored_bytes,
         calls: sim.calls.clone(),
@@ -444,10 +693,10 @@ fn metered_run(
 
 /// Every path, checked to end as it should (a path that did not fail where it was
 /// meant to would price the wrong thing).
-pub fn simulate_all(definition: &str, shipments: usize) -> Result<Vec<PathRun>, String> {
+pub fn simulate_all(design: &Design, shipments: usize) -> Result<Vec<PathRun>, String> {
     let mut runs = Vec::new();
     for path in Path::ALL {
-        let run = simulate(definition, path, shipments, &SimOptions::default())?;
+        let run = simulate(design, path, shipments, &SimOptions::default())?;
         let expected = if path == Path::Happy {
             "SUCCEEDED"
         } else {
@@ -478,21 +727,36 @@ mod tests {
     use super::*;
 
     fn run(path: Path, shipments: usize) -> PathRun {
-        simulate(
-            &saga_definition().unwrap(),
-            path,
-            shipments,
-            &SimOptions::default(),
-        )
-        .unwrap()
+        simulate(&deployed(), path, shipments, &SimOptions::default()).unwrap()
     }
 
     fn definition() -> Value {
-        serde_json::from_str(&saga_definition().unwrap()).unwrap()
+        serde_json::from_str(&deployed().saga).unwrap()
     }
 
-    /// The states a Catch of `state` leads through, by the definition: its target and
-    /// every `Next` after it, with the states of any Map's iterations.
+    /// Where the saga goes when `step` fails with a business error: the target of its
+    /// Catch, or for the child's steps, PrepareOutcome's choice for it.
+    fn compensation_start(def: &Value, step: &str) -> String {
+        let states = &def["States"];
+        if let Some(catch) = states[step]["Catch"].get(0) {
+            return catch["Next"].as_str().unwrap().to_string();
+        }
+        let outcome = &states["PrepareOutcome"];
+        outcome["Choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["StringEquals"] == step)
+            .unwrap_or(outcome)
+            .get("Next")
+            .unwrap_or(&outcome["Default"])
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// The states a failure of `state` leads through, by the definition: where it goes
+    /// and every `Next` after it, with the states of any Map's iterations.
     fn compensation_chain(def: &Value, state: &str) -> Vec<String> {
         fn walk(states: &Value, start: &str, out: &mut Vec<String>) {
             let mut at = Some(start.to_string());
@@ -505,10 +769,9 @@ mod tests {
                 at = s["Next"].as_str().map(str::to_string);
             }
         }
-        let states = &def["States"];
-        let target = states[state]["Catch"][0]["Next"].as_str().unwrap();
+        let target = compensation_start(def, state);
         let mut out = Vec::new();
-        walk(states, target, &mut out);
+        walk(&def["States"], &target, &mut out);
         out
     }
 
@@ -517,12 +780,12 @@ mod tests {
         needle.iter().all(|n| it.any(|h| h == n))
     }
 
-    /// The JSONata twin bills as the JSONPath saga does: the same states entered, the
-    /// same transitions and retries, on every path.
+    /// The JSONata twins (saga and child) bill as the JSONPath ones do: the same states
+    /// entered in both machines, the same transitions and retries, on every path.
     #[test]
     fn cost_the_jsonata_twin_bills_the_same_transitions() {
-        let jsonpath = simulate_all(&saga_definition().unwrap(), 1).unwrap();
-        let twin = saga_definition_in(oms_orders::SagaLanguage::Jsonata).unwrap();
+        let jsonpath = simulate_all(&deployed(), 1).unwrap();
+        let twin = Design::split(oms_orders::SagaLanguage::Jsonata).unwrap();
         let jsonata = simulate_all(&twin, 1).unwrap();
         for (a, b) in jsonpath.iter().zip(&jsonata) {
             assert_eq!(a.path, b.path);
@@ -532,13 +795,51 @@ mod tests {
                 "{}",
                 a.path.label()
             );
+            assert_eq!(a.child_states(), b.child_states(), "{}", a.path.label());
+            assert_eq!(a.express_requests(), b.express_requests());
         }
     }
 
     #[test]
     fn cost_every_path_ends_with_its_error() {
-        let runs = simulate_all(&saga_definition().unwrap(), 1).unwrap();
-        assert_eq!(runs.len(), Path::ALL.len());
+        for design in [deployed(), Design::single().unwrap()] {
+            let runs = simulate_all(&design, 1).unwrap();
+            assert_eq!(runs.len(), Path::ALL.len());
+        }
+    }
+
+    /// The split design: a happy order costs four transitions (Prepare, the Map, its
+    /// pick and ship) and one Express run; the single one eleven. A step that fails in
+    /// the child runs it twice (the second run reports the error) and the compensations
+    /// run in the Standard saga.
+    #[test]
+    fn cost_the_child_runs_the_forward_steps_and_the_saga_the_waits() {
+        let happy = run(Path::Happy, 1);
+        assert_eq!(
+            happy.states,
+            ["Prepare", "FulfilShipments", "PickShipment", "ShipShipment"]
+        );
+        assert_eq!(happy.express_requests(), 1);
+        assert_eq!(happy.express_runs[0].lambda_invocations, 5);
+        let single = simulate(
+            &Design::single().unwrap(),
+            Path::Happy,
+            1,
+            &SimOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(single.transitions, 11);
+        // The same activities do the same writes: ShipShipment completes the order in its
+        // batch, so the single workflow's MarkCompleted finds it COMPLETED and writes
+        // nothing (one Lambda invocation and one read more there).
+        assert_eq!(happy.dynamodb.wru, single.dynamodb.wru);
+        assert_eq!(happy.lambda_invocations + 1, single.lambda_invocations);
+        let charge = run(Path::ChargeFails, 1);
+        assert_eq!(charge.express_requests(), 2);
+        assert_eq!(charge.express_runs[0].status, "FAILED");
+        assert_eq!(charge.express_runs[1].status, "SUCCEEDED");
+        assert!(charge.states.contains(&"RefundPayment".to_string()));
+        assert!(!charge.child_states().contains(&"RefundPayment".to_string()));
     }
 
     #[test]
@@ -627,30 +928,42 @@ mod tests {
 
     #[test]
     fn cost_a_retry_is_one_more_transition_and_one_more_invocation() {
-        let def = saga_definition().unwrap();
-        let base = run(Path::Happy, 1);
+        let single = Design::single().unwrap();
+        let no_fault = SimOptions::default();
+        let base = simulate(&single, Path::Happy, 1, &no_fault).unwrap();
         let opts = SimOptions {
             transient_first_call_of: Some("ChargePayment"),
         };
-        let r = simulate(&def, Path::Happy, 1, &opts).unwrap();
+        let r = simulate(&single, Path::Happy, 1, &opts).unwrap();
         assert_eq!(r.status, "SUCCEEDED");
         assert_eq!(r.retries, 1);
         assert_eq!(r.state_entered, base.state_entered);
         assert_eq!(r.transitions, base.transitions + 1);
         assert_eq!(r.lambda_invocations, base.lambda_invocations + 1);
+        // In the Express child a retry costs no transition: one more invocation, and
+        // the wait before it, in the child's duration.
+        let base = run(Path::Happy, 1);
+        let r = simulate(&deployed(), Path::Happy, 1, &opts).unwrap();
+        assert_eq!(r.status, "SUCCEEDED");
+        assert_eq!(r.transitions, base.transitions);
+        assert_eq!(r.lambda_invocations, base.lambda_invocations + 1);
+        assert!(r.express_gb_seconds(50) > base.express_gb_seconds(50));
     }
 
     #[test]
     fn cost_a_pass_state_adds_one_transition_per_order() {
         let mut def = definition();
+        let first = def["StartAt"].clone();
         let states = def["States"].as_object_mut().unwrap();
-        let after = states["ApplyDefaults"]["Next"].clone();
-        states.insert("Audit".into(), json!({"Type": "Pass", "Next": after}));
-        states["ApplyDefaults"]["Next"] = json!("Audit");
-        let text = def.to_string();
+        states.insert("Audit".into(), json!({"Type": "Pass", "Next": first}));
+        def["StartAt"] = json!("Audit");
+        let audited = Design {
+            saga: def.to_string(),
+            ..deployed()
+        };
         for path in [Path::Happy, Path::ChargeFails, Path::PickFails] {
             let before = run(path, 1);
-            let after = simulate(&text, path, 1, &SimOptions::default()).unwrap();
+            let after = simulate(&audited, path, 1, &SimOptions::default()).unwrap();
             assert_eq!(
                 after.transitions,
                 before.transitions + 1,
