@@ -268,18 +268,11 @@ async fn up_local(
     };
     print_started(args, addr, &started);
     let metrics = crate::metrics::routes(scrape);
-    let durability = Some(store.clone());
-    serve(
-        args,
-        config,
-        listener,
-        sfn,
-        orders,
-        Some(hub),
-        metrics,
-        durability,
-    )
-    .await?;
+    let local = Local {
+        events: hub,
+        store: store.clone(),
+    };
+    serve(args, config, listener, sfn, orders, Some(local), metrics).await?;
     // Work in flight resumes at the next start; what was acknowledged is committed.
     store.close();
     if args.power_loss().is_some() {
@@ -520,11 +513,17 @@ async fn up_aws(
         orders,
         None,
         axum::Router::new(),
-        None,
     )
     .await?;
     println!("oms: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What only a local server has: its order events, and the store whose lazy commits
+/// an answer waits for.
+struct Local {
+    events: Arc<crate::events::Hub>,
+    store: ExecutionStore,
 }
 
 /// Serves the Step Functions API and the Orders API until a signal stops it, with the
@@ -536,10 +535,13 @@ async fn serve(
     listener: tokio::net::TcpListener,
     sfn: Arc<dyn saga_core::api::StepFunctions>,
     orders: Orders,
-    events: Option<Arc<crate::events::Hub>>,
+    local: Option<Local>,
     more_routes: axum::Router,
-    durability: Option<ExecutionStore>,
 ) -> Result<(), String> {
+    let (events, durability) = match local {
+        Some(l) => (Some(l.events), Some(l.store)),
+        None => (None, None),
+    };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     // Local servers keep credentials (and their events) in the data dir.
     let data_dir = events.as_ref().map(|_| args.data_dir.as_path());
