@@ -4,6 +4,7 @@ mod bench;
 mod bench_imports;
 mod bench_jsonata;
 mod bench_states;
+mod bench_storage;
 mod cdk;
 mod chaos;
 mod conformance;

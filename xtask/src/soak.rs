@@ -80,7 +80,7 @@ const USAGE: &str = "usage: cargo xtask bench soak [--orders N (100000)] [--conc
     [--retention-seconds S (none: oms's 90 days)] [--no-docs] [--oms PATH (a release build \
     to measure; default: build one)]";
 
-fn build_release(root: &Path) -> Result<std::path::PathBuf, String> {
+pub(crate) fn build_release(root: &Path) -> Result<std::path::PathBuf, String> {
     eprintln!("soak: cargo build --release -p oms");
     crate::tools::run_status(
         Command::new(env!("CARGO"))
@@ -120,28 +120,47 @@ pub fn run(args: &[String]) -> Result<(), String> {
 }
 
 /// The server under load: its process and where it listens.
-struct Server {
-    child: Child,
-    endpoint: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) endpoint: String,
 }
 
 impl Server {
     fn start(oms: &Path, work: &Path, data: &Path, opts: &Options) -> Result<Server, String> {
+        // Every stock row receives as many units as there are orders: none runs out.
+        let mut extra = vec![
+            "--fault-injection".to_string(),
+            "--bench-stock".into(),
+            opts.orders.to_string(),
+        ];
+        if let Some(s) = opts.retention_s {
+            extra.extend([
+                "--retention-seconds".into(),
+                s.to_string(),
+                "--prune-every-seconds".into(),
+                "10".into(),
+            ]);
+        }
+        Server::launch(oms, work, data, &extra)
+    }
+
+    /// `oms up` on `data` (log in `work/oms.log`) with `extra` flags, once it listens.
+    pub(crate) fn launch(
+        oms: &Path,
+        work: &Path,
+        data: &Path,
+        extra: &[String],
+    ) -> Result<Server, String> {
         let log = std::fs::File::create(work.join("oms.log")).map_err(|e| e.to_string())?;
         let mut cmd = Command::new(oms);
-        cmd.args(["up", "--listen", "127.0.0.1:0", "--fault-injection"])
+        cmd.args(["up", "--listen", "127.0.0.1:0"])
             .args(["--pick-delay-ms", "20"])
             .arg("--data-dir")
             .arg(data)
-            // Every stock row receives as many units as there are orders: none runs out.
-            .args(["--bench-stock", &opts.orders.to_string()])
+            .args(extra)
             .current_dir(work)
             .stdout(Stdio::piped())
             .stderr(log);
-        if let Some(s) = opts.retention_s {
-            cmd.args(["--retention-seconds", &s.to_string()])
-                .args(["--prune-every-seconds", "10"]);
-        }
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", oms.display()))?;
@@ -174,7 +193,7 @@ impl Server {
 
     /// SIGTERM (a clean stop truncates the WAL, so the sizes measured after are the
     /// database's own), then SIGKILL if it lingers.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -262,7 +281,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Bytes of each file in the data dir.
-fn dir_sizes(dir: &Path) -> Result<Vec<(String, u64)>, String> {
+pub(crate) fn dir_sizes(dir: &Path) -> Result<Vec<(String, u64)>, String> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
         let entry = entry.map_err(|e| e.to_string())?;
