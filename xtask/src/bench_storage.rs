@@ -78,13 +78,28 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let stock = ["--bench-stock".to_string(), opts.orders.to_string()];
     // The empty data dir: what any data dir holds before its first order.
     Server::launch(&oms, &work, &data, &stock)?.stop();
+    for (file, _) in DATABASES {
+        checkpoint(&data.join(file));
+    }
     let empty = crate::soak::dir_sizes(&data)?;
     let mut server = Server::launch(&oms, &work, &data, &stock)?;
     let cpu_before = cpu_seconds(server.child.id());
     let load = run_load(&oms, &opts, &server.endpoint);
+    // The relay publishes the outbox behind the orders: what is at rest is measured
+    // once it has caught up (its CPU counts too).
+    let drained_s = wait_for_outbox(&data.join("orders.db"));
     let cpu_after = cpu_seconds(server.child.id());
     server.stop();
     let load = load?;
+    // What a clean stop leaves in each WAL, then checkpointed: the sizes at rest.
+    let wal_at_stop: u64 = crate::soak::dir_sizes(&data)?
+        .iter()
+        .filter(|(f, _)| f.ends_with("-wal"))
+        .map(|(_, b)| b)
+        .sum();
+    for (file, _) in DATABASES {
+        checkpoint(&data.join(file));
+    }
     let report = Report {
         completed: load["outcomes"]["COMPLETED"].as_u64().unwrap_or(0),
         seconds: load["seconds"].as_f64().unwrap_or(0.0),
@@ -96,6 +111,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
             .filter_map(|(file, _)| tables(&data.join(file)).map(|t| (file.to_string(), t)))
             .collect(),
         violations: load["violations"].as_array().map_or(0, Vec::len),
+        drained_s,
+        wal_at_stop,
         opts,
     };
     println!("{}", report.table());
@@ -127,6 +144,39 @@ fn run_load(oms: &Path, opts: &Options, endpoint: &str) -> Result<Value, String>
             out.status
         )
     })
+}
+
+/// Waits (up to 5 minutes) until the orders store's outbox is empty, through the
+/// `sqlite3` shell; answers the seconds waited, None without a shell.
+fn wait_for_outbox(orders_db: &Path) -> Option<f64> {
+    let began = std::time::Instant::now();
+    loop {
+        let out = Command::new("sqlite3")
+            .arg("-readonly")
+            .arg(orders_db)
+            .arg("SELECT count(*) FROM items WHERE pk >= 'OUTBOX#' AND pk < 'OUTBOX$';")
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        let left: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        if left == 0 || began.elapsed().as_secs() > 300 {
+            return Some(began.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
+/// Checkpoints and truncates the WAL of the (closed) database at `path`, if the
+/// `sqlite3` shell is there: `oms up` leaves its WALs behind at exit.
+fn checkpoint(path: &Path) {
+    if path.exists() {
+        let _ = Command::new("sqlite3")
+            .arg(path)
+            .arg("PRAGMA wal_checkpoint(TRUNCATE);")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
 }
 
 /// User + system CPU seconds of `pid` so far (/proc/PID/stat, in USER_HZ = 100 ticks).
@@ -174,6 +224,10 @@ struct Report {
     seconds: f64,
     cpu_s: Option<f64>,
     violations: usize,
+    /// Seconds the relay took to empty the outbox after the load.
+    drained_s: Option<f64>,
+    /// Bytes in the WALs when the server had stopped, before they were checkpointed.
+    wal_at_stop: u64,
     empty: Vec<(String, u64)>,
     after: Vec<(String, u64)>,
     tables: Vec<(String, Vec<(String, u64)>)>,
@@ -216,11 +270,19 @@ impl Report {
             ),
             match self.cpu_s {
                 Some(s) => format!(
-                    "Server CPU over the load: {s:.2} s, {:.3} ms per order",
+                    "Server CPU over the load and the relay's catching up: {s:.2} s, \
+                     {:.3} ms per order",
                     s * 1000.0 / self.completed.max(1) as f64
                 ),
                 None => "Server CPU: not measured (no /proc)".into(),
             },
+            format!(
+                "The relay emptied the outbox {} after the load; the WALs held {} bytes at \
+                 the stop, checkpointed before measuring.",
+                self.drained_s
+                    .map_or("(not watched: no sqlite3 shell)".into(), |s| format!("{s:.0} s")),
+                self.wal_at_stop
+            ),
             String::new(),
             "| database | files | empty data dir, bytes | after, bytes | growth per completed order, bytes |".into(),
             "|---|---|---:|---:|---:|".into(),
@@ -283,8 +345,9 @@ impl Report {
              - Machine: nproc {}; release build; default retention (nothing is old \
              enough to prune)\n\n\
              A fresh data dir is started and stopped once (the empty data dir), then \
-             `oms up` takes the orders from `oms load --check` and stops cleanly, so each \
-             WAL is checkpointed into its database. Growth per order is the data dir's \
+             `oms up` takes the orders from `oms load --check`, the relay empties the \
+             outbox into `events.db`, and the server stops; each WAL is then \
+             checkpointed into its database (with the `sqlite3` shell). Growth per order is the data dir's \
              growth over the empty one divided by the COMPLETED orders; the CPU is the \
              server's over the load.\n\n{}\n{SECTION_END}\n",
             self.opts.orders,
@@ -346,6 +409,8 @@ mod tests {
             seconds: 1.0,
             cpu_s: None,
             violations: 0,
+            drained_s: None,
+            wal_at_stop: 0,
             empty: vec![("oms.sqlite3".into(), 1000), ("orders.db".into(), 500)],
             after: vec![
                 ("oms.sqlite3".into(), 21_000),
