@@ -166,17 +166,18 @@ impl Reader<'_> {
     }
 
     fn text(&mut self, n: usize) -> Result<String, StoreError> {
-        String::from_utf8(self.bytes(n)?.to_vec()).map_err(|_| {
-            StoreError::Failed("a stored history is unreadable: not UTF-8".into())
-        })
+        String::from_utf8(self.bytes(n)?.to_vec())
+            .map_err(|_| StoreError::Failed("a stored history is unreadable: not UTF-8".into()))
     }
 }
 
 /// The execution's rowid, if it exists.
 pub fn execution_id(c: &Connection, arn: &str) -> Result<Option<i64>, StoreError> {
-    Ok(c.prepare_cached("SELECT rowid FROM executions WHERE arn = ?1")?
-        .query_row([arn], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT rowid FROM executions WHERE arn = ?1")?
+            .query_row([arn], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 /// Every event of the execution, in id order: its frame's, then its rows after them.
@@ -211,10 +212,12 @@ pub fn read(c: &Connection, execution_id: i64) -> Result<Vec<StoredEvent>, Store
 
 /// Whether the execution's history has a frame (else it is rows only, and SQL can page it).
 pub fn has_frame(c: &Connection, execution_id: i64) -> Result<bool, StoreError> {
-    Ok(c.prepare_cached("SELECT 1 FROM histories WHERE execution_id = ?1")?
-        .query_row([execution_id], |_| Ok(()))
-        .optional()?
-        .is_some())
+    Ok(
+        c.prepare_cached("SELECT 1 FROM histories WHERE execution_id = ?1")?
+            .query_row([execution_id], |_| Ok(()))
+            .optional()?
+            .is_some(),
+    )
 }
 
 /// Stores `frame` as the execution's history up to event `through`, in place of its

@@ -182,7 +182,8 @@ mod tests {
     fn left(store: &ExecutionStore) -> Vec<(String, String, i64)> {
         store
             .read(|c| {
-                let mut q = c.prepare("SELECT name, status, rowid FROM executions ORDER BY name")?;
+                let mut q =
+                    c.prepare("SELECT name, status, rowid FROM executions ORDER BY name")?;
                 let rows = q.query_map([], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
                 })?;

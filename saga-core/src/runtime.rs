@@ -494,7 +494,9 @@ impl Runtime {
         let (status, output, failure) = outcome(&exec);
         let frame = match status {
             ExecutionStatus::Running => None,
-            _ => Some(crate::history::encode(&stored_events(&events)).map_err(RuntimeError::Store)?),
+            _ => {
+                Some(crate::history::encode(&stored_events(&events)).map_err(RuntimeError::Store)?)
+            }
         };
         let task_rows_written = tasks
             .iter()
@@ -1061,10 +1063,12 @@ impl Runtime {
         events: &[EventRow],
     ) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
         let a = arn.to_string();
-        let mut all = self.store.read(move |c| match crate::history::execution_id(c, &a)? {
-            Some(id) => crate::history::read(c, id),
-            None => Ok(Vec::new()),
-        })?;
+        let mut all = self
+            .store
+            .read(move |c| match crate::history::execution_id(c, &a)? {
+                Some(id) => crate::history::read(c, id),
+                None => Ok(Vec::new()),
+            })?;
         all.extend(stored_events(events));
         let Some(through) = all.last().map(|e| e.id) else {
             return Ok(None);

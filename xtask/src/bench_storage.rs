@@ -51,7 +51,11 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--no-docs" => o.write_docs = false,
             "--oms" => o.oms = Some(value()?.into()),
             "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("bench storage: unknown argument {other:?}\n{USAGE}")),
+            other => {
+                return Err(format!(
+                    "bench storage: unknown argument {other:?}\n{USAGE}"
+                ))
+            }
         }
     }
     Ok(o)
@@ -422,7 +426,9 @@ mod tests {
         assert_eq!(r.databases()["oms.sqlite3"], (1000, 21_000));
         // (31,505 - 1,500) / 10
         assert_eq!(r.growth_per_order(), 3000.5);
-        assert!(r.table().contains("| runtime (executions, history) | oms.sqlite3 | 1000 | 21000 | 2000 |"));
+        assert!(r
+            .table()
+            .contains("| runtime (executions, history) | oms.sqlite3 | 1000 | 21000 | 2000 |"));
     }
 
     #[test]
