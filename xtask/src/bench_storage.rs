@@ -322,6 +322,19 @@ impl Report {
                 "target ≤ 4096: NOT met"
             }
         ));
+        let free: u64 = self
+            .tables
+            .iter()
+            .flat_map(|(_, rows)| rows.iter())
+            .filter(|(name, _)| name == "(free)")
+            .map(|(_, b)| b)
+            .sum();
+        if free > 0 {
+            out.push(format!(
+                "| of which free pages (rows deleted; later orders reuse them) | | | {free} | {:.0} |",
+                self.per_order(free)
+            ));
+        }
         for (file, rows) in &self.tables {
             out.extend([
                 String::new(),
