@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod dispatch;
+pub mod history;
 pub mod mock;
 pub mod nested;
 pub mod observe;

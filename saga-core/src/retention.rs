@@ -96,6 +96,8 @@ fn delete(c: &rusqlite::Connection, ids: &[(i64, String)]) -> Result<u64, StoreE
         }
         c.prepare_cached("DELETE FROM events WHERE execution_id = ?1")?
             .execute([rowid])?;
+        c.prepare_cached("DELETE FROM histories WHERE execution_id = ?1")?
+            .execute([rowid])?;
         c.prepare_cached("DELETE FROM snapshots WHERE arn = ?1")?
             .execute([arn])?;
         c.prepare_cached("DELETE FROM tasks WHERE execution_arn = ?1")?
@@ -180,12 +182,15 @@ mod tests {
     fn left(store: &ExecutionStore) -> Vec<(String, String, i64)> {
         store
             .read(|c| {
-                let mut q = c.prepare(
-                    "SELECT name, status, (SELECT count(*) FROM events WHERE execution_id = e.rowid) \
-                     FROM executions e ORDER BY name",
-                )?;
-                let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-                Ok(rows.collect::<Result<_, _>>()?)
+                let mut q =
+                    c.prepare("SELECT name, status, rowid FROM executions ORDER BY name")?;
+                let rows = q.query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+                })?;
+                let rows: Vec<(String, String, i64)> = rows.collect::<Result<_, _>>()?;
+                rows.into_iter()
+                    .map(|(n, s, id)| Ok((n, s, crate::history::read(c, id)?.len() as i64)))
+                    .collect()
             })
             .unwrap()
     }
@@ -224,7 +229,8 @@ mod tests {
         assert_eq!(
             store
                 .read(|c| Ok(c.query_row(
-                    "SELECT count(*) FROM events WHERE execution_id NOT IN (SELECT rowid FROM executions)",
+                    "SELECT (SELECT count(*) FROM events WHERE execution_id NOT IN (SELECT rowid FROM executions)) \
+                     + (SELECT count(*) FROM histories WHERE execution_id NOT IN (SELECT rowid FROM executions))",
                     [],
                     |r| r.get::<_, i64>(0)
                 )?))
@@ -286,7 +292,7 @@ mod tests {
         for i in 0..7 {
             run(&rt, &format!("e{i}"), json!({})).await;
         }
-        assert!(count(&store, "events") > 0);
+        assert!(count(&store, "histories") > 0);
         let pruned = rt
             .prune(Utc::now() + Duration::seconds(1), Duration::seconds(0), 3)
             .await
@@ -299,7 +305,7 @@ mod tests {
             }
         );
         assert_eq!(count(&store, "executions"), 0);
-        assert_eq!(count(&store, "events"), 0);
+        assert_eq!(count(&store, "events") + count(&store, "histories"), 0);
         // A name is free again once its execution is gone, as on AWS after 90 days.
         run(&rt, "e0", json!({})).await;
         assert_eq!(count(&store, "executions"), 1);

@@ -510,6 +510,12 @@ impl Runtime {
             },
         };
         let (status, output, failure) = outcome(&exec);
+        let frame = match status {
+            ExecutionStatus::Running => None,
+            _ => {
+                Some(crate::history::encode(&stored_events(&events)).map_err(RuntimeError::Store)?)
+            }
+        };
         let task_rows_written = tasks
             .iter()
             .map(|t| (t.effect_id, t.token.clone()))
@@ -562,7 +568,16 @@ impl Runtime {
                 })?;
                 c.prepare_cached("INSERT INTO snapshots (arn, data) VALUES (?1, ?2)")?
                     .execute(params![row.arn, snapshot])?;
-                insert_events(c, &row.arn, &events)?;
+                match &frame {
+                    // Closed in its first step: no rows to replace.
+                    Some(data) => c
+                        .prepare_cached(
+                            "INSERT INTO histories (execution_id, data) VALUES (last_insert_rowid(), ?1)",
+                        )?
+                        .execute([data])
+                        .map(|_| ())?,
+                    None => insert_events(c, &row.arn, &events)?,
+                }
                 insert_tasks(c, &row.arn, &tasks)?;
                 insert_links(c, &row, parent.as_ref(), test_case.as_deref())?;
                 Ok(())
@@ -1000,6 +1015,10 @@ impl Runtime {
             || self
                 .durable_steps
                 .load(std::sync::atomic::Ordering::Relaxed);
+        let frame = match status {
+            ExecutionStatus::Running => None,
+            _ => self.closing_frame(arn, &events)?,
+        };
         let arn = arn.to_string();
         let job = move |c: &rusqlite::Connection| {
             // A step that leaves the execution running changes nothing in its row
@@ -1031,7 +1050,14 @@ impl Runtime {
                     )?
                     .execute(params![arn, at])?;
             }
-            insert_events(c, &arn, &events)?;
+            match &frame {
+                Some((data, through)) => {
+                    let id = crate::history::execution_id(c, &arn)?
+                        .ok_or_else(|| StoreError::Failed(format!("{arn} is not stored")))?;
+                    crate::history::replace_with_frame(c, id, data, *through)?;
+                }
+                None => insert_events(c, &arn, &events)?,
+            }
             insert_tasks(c, &arn, &new_tasks)?;
             for t in &gone {
                 c.prepare_cached("DELETE FROM tasks WHERE token = ?1")?
@@ -1056,6 +1082,29 @@ impl Runtime {
             o.step_committed(&live.exec.info().state_machine_arn, &new_events);
         }
         Ok(())
+    }
+
+    /// The history of an execution its step `events` close, as one frame (history.rs),
+    /// with the id of its last event; None if it has no history. Built here, before the
+    /// step's write, so the store's writer only stores it: the rows committed before
+    /// are read now (this execution's steps are serialised, so none is added meanwhile).
+    fn closing_frame(
+        &self,
+        arn: &str,
+        events: &[EventRow],
+    ) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+        let a = arn.to_string();
+        let mut all = self
+            .store
+            .read(move |c| match crate::history::execution_id(c, &a)? {
+                Some(id) => crate::history::read(c, id),
+                None => Ok(Vec::new()),
+            })?;
+        all.extend(stored_events(events));
+        let Some(through) = all.last().map(|e| e.id) else {
+            return Ok(None);
+        };
+        Ok(Some((crate::history::encode(&all)?, through)))
     }
 
     /// StopExecution.
@@ -1307,14 +1356,15 @@ impl Runtime {
         let details: Option<String> = self
             .store
             .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT details FROM events WHERE execution_id = \
-                     (SELECT rowid FROM executions WHERE arn = ?1) \
-                     AND type LIKE '%StateEntered' ORDER BY id DESC LIMIT 1",
-                    [&arn],
-                    |r| r.get(0),
-                )
-                .optional()?)
+                let Some(id) = crate::history::execution_id(c, &arn)? else {
+                    return Ok(None);
+                };
+                // Called after the redrive's first commit: the frame, then that step's rows.
+                Ok(crate::history::read(c, id)?
+                    .into_iter()
+                    .rev()
+                    .find(|e| e.kind.ends_with("StateEntered"))
+                    .and_then(|e| e.details))
             })
             .ok()
             .flatten();
@@ -1554,6 +1604,19 @@ fn event_rows(events: &[HistoryEvent]) -> Vec<EventRow> {
         .collect()
 }
 
+fn stored_events(events: &[EventRow]) -> Vec<crate::history::StoredEvent> {
+    events
+        .iter()
+        .map(|e| crate::history::StoredEvent {
+            id: e.id,
+            previous_id: e.previous_id,
+            timestamp: e.timestamp,
+            kind: e.kind.to_string(),
+            details: e.details.clone(),
+        })
+        .collect()
+}
+
 /// What else a new execution's first commit records: the Task that started it (a
 /// nested execution) and the test case it runs (mocked).
 fn insert_links(
@@ -1670,6 +1733,16 @@ mod tests {
             .unwrap()
     }
 
+    /// The execution's stored history, frame and rows (history.rs).
+    fn history(store: &ExecutionStore, arn: &str) -> Vec<crate::history::StoredEvent> {
+        store
+            .read(|c| {
+                let id = crate::history::execution_id(c, arn)?.expect("the execution is stored");
+                crate::history::read(c, id)
+            })
+            .unwrap()
+    }
+
     const TASK_THEN_WAIT: &str = r#"{"StartAt":"T","States":{
         "T":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:0:function:f","ResultPath":"$.t","Next":"W"},
         "W":{"Type":"Wait","Seconds":1,"End":true}}}"#;
@@ -1689,14 +1762,7 @@ mod tests {
             serde_json::from_str::<Value>(&out.unwrap()).unwrap(),
             json!({"a": 1, "t": {"echo": {"a": 1}}})
         );
-        let kinds: Vec<String> = store
-            .read(|c| {
-                let mut s =
-                    c.prepare("SELECT type FROM events WHERE execution_id = (SELECT rowid FROM executions WHERE arn = ?1) ORDER BY id")?;
-                let r = s.query_map([&arn], |r| r.get(0))?;
-                Ok(r.collect::<Result<_, _>>()?)
-            })
-            .unwrap();
+        let kinds: Vec<String> = history(&store, &arn).into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds.first().map(String::as_str), Some("ExecutionStarted"));
         assert_eq!(kinds.last().map(String::as_str), Some("ExecutionSucceeded"));
         assert!(kinds.contains(&"WaitStateExited".to_string()));
@@ -1705,6 +1771,44 @@ mod tests {
             .start(new_execution(TASK_THEN_WAIT, "e1", json!({})))
             .await;
         assert!(matches!(again, Err(RuntimeError::AlreadyExists(_))));
+        store.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_executions_history_is_one_frame_that_reads_as_the_rows_did() {
+        let store = ExecutionStore::open(&temp_dir("frame")).unwrap();
+        let rt = Runtime::new(store.clone(), Arc::new(Echo));
+        let (arn, _) = rt
+            .start(new_execution(TASK_THEN_WAIT, "f1", json!({"a": 1})))
+            .await
+            .unwrap();
+        // In its Wait: the history so far is rows, as written step by step.
+        let mut running = history(&store, &arn);
+        for _ in 0..200 {
+            if running.iter().any(|e| e.kind == "WaitStateEntered") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            running = history(&store, &arn);
+        }
+        assert!(running.iter().any(|e| e.kind == "WaitStateEntered"));
+        rt.wait_finished(&arn).await;
+        let closed = history(&store, &arn);
+        let (frames, rows): (i64, i64) = store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT (SELECT count(*) FROM histories), (SELECT count(*) FROM events)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?)
+            })
+            .unwrap();
+        assert_eq!((frames, rows), (1, 0), "the rows became one frame");
+        // The frame holds every row exactly as it was, then the closing step's events.
+        assert_eq!(closed[..running.len()], running[..]);
+        assert_eq!(closed.last().unwrap().kind, "ExecutionSucceeded");
+        let ids: Vec<i64> = closed.iter().map(|e| e.id).collect();
+        assert_eq!(ids, (1..=closed.len() as i64).collect::<Vec<_>>());
         store.close();
     }
 
@@ -1793,15 +1897,10 @@ mod tests {
         assert_eq!(rt.recover().await.unwrap(), 1);
         rt.wait_finished(&arn).await;
         assert_eq!(status(&store, &arn).0, "SUCCEEDED");
-        let scheduled: i64 = store
-            .read(|c| {
-                Ok(c.query_row(
-                    "SELECT count(*) FROM events WHERE execution_id = (SELECT rowid FROM executions WHERE arn = ?1) AND type = 'LambdaFunctionScheduled'",
-                    [&arn],
-                    |r| r.get(0),
-                )?)
-            })
-            .unwrap();
+        let scheduled = history(&store, &arn)
+            .iter()
+            .filter(|e| e.kind == "LambdaFunctionScheduled")
+            .count();
         assert_eq!(
             scheduled, 2,
             "the first attempt and the one after the restart"

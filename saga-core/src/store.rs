@@ -141,6 +141,12 @@ CREATE TABLE IF NOT EXISTS events (
     details TEXT,
     PRIMARY KEY (execution_id, id)
 ) WITHOUT ROWID;
+-- A closed execution's history as one compressed frame (history.rs), in place of its
+-- rows in `events`: each payload its events repeat is stored once.
+CREATE TABLE IF NOT EXISTS histories (
+    execution_id INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
 -- Executions started by a Task of another execution (nested.rs), written with the
 -- child's first step: a restarted parent finds its child again by (parent, effect)
 -- instead of starting a second one, and a parent stopped stops its .sync children.
@@ -275,6 +281,7 @@ impl ExecutionStore {
         conn.execute_batch(SCHEMA).map_err(|e| {
             StoreError::Failed(format!("cannot initialise {}: {e}", path.display()))
         })?;
+        check_schema_version(&conn, &path)?;
         lock_data_dir(dir)?;
         let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
         spawn_checkpointer(&path, key.as_ref(), stop_checkpoints.clone())?;
@@ -387,6 +394,27 @@ impl ExecutionStore {
             let _ = h.join();
         }
     }
+}
+
+/// The schema this oms writes, in `PRAGMA user_version`. 0: histories as rows only
+/// (before compressed histories); 1: a closed execution's history may be a frame in
+/// `histories` (history.rs). A version-0 data dir is read as it is (its rows are still
+/// read) and becomes version 1; a newer one is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 1;
+
+fn check_schema_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::Failed(format!(
+            "{} has schema version {found}, newer than this oms's {SCHEMA_VERSION}: \
+             it was written by a newer oms; run that one (or a fresh --data-dir)",
+            path.display()
+        )));
+    }
+    if found < SCHEMA_VERSION {
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    Ok(())
 }
 
 /// Checkpoints the WAL every quarter second while there is any: often enough that

@@ -2,6 +2,7 @@
 //! `machine10.json`, interleaved in the same run, and `docs/benchmarks.md` from the result.
 //! Its JSONata section (bench_jsonata.rs) sets the `jsonata` crate beside jsonata-js.
 //! `cargo xtask bench soak`: the long run of orders through `oms up` (soak.rs).
+//! `cargo xtask bench storage`: bytes at rest per completed order (bench_storage.rs).
 //!
 //! Figures on the shared machines are noisy, so each round runs the peer then oms back to
 //! back, and what counts is the ratio of the medians over the rounds.
@@ -481,6 +482,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     if args.first().map(String::as_str) == Some("orders") {
         return crate::bench_orders::run(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("storage") {
+        return crate::bench_storage::run(&args[1..]);
+    }
     let opts = parse_args(args)?;
     let root = crate::root();
     let dir = bench_dir(&root);
@@ -617,14 +621,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
             .or_else(|| crate::bench_jsonata::section(&old).map(str::to_string));
         // So is the stock feed's (`cargo xtask bench imports`).
         let imports = crate::bench_imports::section(&old).map(str::to_string);
-        // And the order system's (`cargo xtask bench orders`).
+        // And the order system's (`cargo xtask bench orders`) and the storage one's
+        // (`cargo xtask bench storage`).
         let orders = crate::bench_orders::section(&old).map(str::to_string);
+        let storage = crate::bench_storage::section(&old).map(str::to_string);
         let mut markdown = report.markdown().trim_end().to_string();
         let kept = jsonata_md
             .iter()
             .chain(&soak)
             .chain(&imports)
-            .chain(&orders);
+            .chain(&orders)
+            .chain(&storage);
         for section in kept {
             markdown.push_str("\n\n");
             markdown.push_str(section.trim_end());

@@ -314,6 +314,42 @@ fn finish_perf(mut perf: std::process::Child, work: &Path) -> Result<(), String>
     Ok(())
 }
 
+/// The profile's heaviest functions by self time, as markdown rows: what an order's CPU
+/// is spent on, for docs/benchmarks.md.
+fn profile_top(work: &Path, rows: usize) -> Option<String> {
+    let out = Command::new("perf")
+        .args([
+            "report",
+            "--no-children",
+            "--sort",
+            "dso,symbol",
+            "--stdio",
+            "-g",
+            "none",
+            "-i",
+        ])
+        .arg(work.join("perf.data"))
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut md = String::from("| self % | where | function |\n|---:|---|---|\n");
+    for line in text
+        .lines()
+        .filter(|l| l.contains('%') && !l.starts_with('#'))
+        .take(rows)
+    {
+        let mut parts = line.split_whitespace();
+        let (Some(pct), Some(dso)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let symbol: Vec<&str> = parts.skip(1).collect();
+        let symbol = symbol.join(" ").replace('|', "\\|");
+        md.push_str(&format!("| {pct} | {dso} | `{symbol}` |\n"));
+    }
+    Some(md)
+}
+
 fn report(
     phases: &[Phase],
     completed: u64,
@@ -367,6 +403,16 @@ fn report(
     md.push_str(&files.join(", "));
     md.push_str(").\n\n");
     md.push_str(&targets(phases, per_order));
+    if opts.perf {
+        let work = crate::bench::target_dir(&crate::root()).join("bench-orders");
+        if let Some(top) = profile_top(&work, 20) {
+            md.push_str(
+                "\nWhere the server's CPU went at C=256 (`perf record --call-graph dwarf`, self \
+                 time, the top 20 functions; the whole report is target/bench-orders/perf.txt):\n\n",
+            );
+            md.push_str(&top);
+        }
+    }
     md
 }
 

@@ -5,6 +5,7 @@ mod bench_imports;
 mod bench_jsonata;
 mod bench_orders;
 mod bench_states;
+mod bench_storage;
 mod cdk;
 mod chaos;
 mod conformance;

@@ -80,7 +80,7 @@ const USAGE: &str = "usage: cargo xtask bench soak [--orders N (100000)] [--conc
     [--retention-seconds S (none: oms's 90 days)] [--no-docs] [--oms PATH (a release build \
     to measure; default: build one)]";
 
-fn build_release(root: &Path) -> Result<std::path::PathBuf, String> {
+pub(crate) fn build_release(root: &Path) -> Result<std::path::PathBuf, String> {
     eprintln!("soak: cargo build --release -p oms");
     crate::tools::run_status(
         Command::new(env!("CARGO"))

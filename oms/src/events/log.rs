@@ -2,6 +2,14 @@
 //! its global sequence number (what `GET /events` streams), the webhook subscriptions
 //! with how far each was delivered, and their dead letters.
 //!
+//! Recent events are rows of `events`. Older ones are sealed: once more than
+//! `KEEP_ROWS + BLOCK` rows are waiting, the oldest `BLOCK` become one row of
+//! `event_blocks`, one zstd frame (the events of many orders repeat each other's
+//! structure, and a frame over hundreds of them stores each repeated part about once).
+//! Reads look in the blocks for what is older than the rows. An event id is checked
+//! for duplicates against the rows only: a relay's re-append after a crash repeats its
+//! last batch, far fewer than `KEEP_ROWS` events.
+//!
 //! A SQLite file of its own, not store items: the global sequence is one counter that
 //! every event bumps, which only the single relay writes, so it belongs beside the
 //! relay and not in the order store (where it would be a write hot spot on DynamoDB).
@@ -77,6 +85,10 @@ impl EventLog {
                  id TEXT NOT NULL UNIQUE,
                  type TEXT NOT NULL,
                  body TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS event_blocks (
+                 first_seq INTEGER PRIMARY KEY,
+                 last_seq INTEGER NOT NULL,
+                 data BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS subscriptions (
                  id TEXT PRIMARY KEY,
                  url TEXT NOT NULL,
@@ -128,6 +140,9 @@ impl EventLog {
                 .and_then(|mut st| st.execute(params![id, kind, e.to_string()]))
                 .map_err(err)?;
         }
+        if added > 0 {
+            seal(&tx)?;
+        }
         tx.commit().map_err(err)?;
         Ok(added)
     }
@@ -135,6 +150,16 @@ impl EventLog {
     /// At most `limit` events after global sequence `after`, oldest first.
     pub fn after(&self, after: u64, limit: usize) -> Result<Vec<Logged>, String> {
         let conn = self.conn();
+        if let Some(block) = block_after(&conn, after)? {
+            let page: Vec<Logged> = block
+                .into_iter()
+                .filter(|e| e.seq > after)
+                .take(limit)
+                .collect();
+            if !page.is_empty() {
+                return Ok(page);
+            }
+        }
         let mut stmt = conn
             .prepare_cached(
                 "SELECT seq, id, type, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
@@ -147,22 +172,31 @@ impl EventLog {
     }
 
     pub fn get(&self, seq: u64) -> Result<Option<Logged>, String> {
-        self.conn()
+        let conn = self.conn();
+        let row = conn
             .query_row(
                 "SELECT seq, id, type, body FROM events WHERE seq = ?1",
                 params![seq as i64],
                 logged,
             )
             .optional()
-            .map_err(err)
+            .map_err(err)?;
+        if row.is_some() {
+            return Ok(row);
+        }
+        let block = block_after(&conn, seq.saturating_sub(1))?;
+        Ok(block.into_iter().flatten().find(|e| e.seq == seq))
     }
 
-    /// The last global sequence handed out (0 before the first event).
+    /// The last global sequence handed out (0 before the first event): AUTOINCREMENT's
+    /// counter, which sealing (rows deleted into blocks) leaves as it is.
     pub fn last_seq(&self) -> Result<u64, String> {
         self.conn()
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row(
+                "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n as u64)
             .map_err(err)
     }
@@ -265,28 +299,42 @@ impl EventLog {
     }
 
     pub fn dead_letters(&self, id: &str) -> Result<Vec<DeadLetter>, String> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT d.seq, e.id, e.type, d.attempts, d.last_error, d.at, d.replaying
-                 FROM dead_letters d JOIN events e ON e.seq = d.seq
-                 WHERE d.subscription = ?1 ORDER BY d.seq",
-            )
-            .map_err(err)?;
-        let rows = stmt
-            .query_map(params![id], |r| {
-                Ok(DeadLetter {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    event_id: r.get(1)?,
-                    kind: r.get(2)?,
-                    attempts: r.get(3)?,
-                    last_error: r.get(4)?,
-                    at: r.get(5)?,
-                    replaying: r.get(6)?,
+        let letters: Vec<DeadLetter> = {
+            let conn = self.conn();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, attempts, last_error, at, replaying FROM dead_letters
+                     WHERE subscription = ?1 ORDER BY seq",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map(params![id], |r| {
+                    Ok(DeadLetter {
+                        seq: r.get::<_, i64>(0)? as u64,
+                        event_id: String::new(),
+                        kind: String::new(),
+                        attempts: r.get(1)?,
+                        last_error: r.get(2)?,
+                        at: r.get(3)?,
+                        replaying: r.get(4)?,
+                    })
                 })
+                .map_err(err)?;
+            rows.collect::<Result<_, _>>().map_err(err)?
+        };
+        // The event's id and type, from its row or its sealed block.
+        letters
+            .into_iter()
+            .filter_map(|mut d| match self.get(d.seq) {
+                Ok(Some(e)) => {
+                    d.event_id = e.id;
+                    d.kind = e.kind;
+                    Some(Ok(d))
+                }
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
             })
-            .map_err(err)?;
-        rows.collect::<Result<_, _>>().map_err(err)
+            .collect()
     }
 
     /// Marks every dead letter of the subscription to be delivered again; answers how
@@ -327,6 +375,133 @@ impl EventLog {
     }
 }
 
+/// Rows kept unsealed: the newest events, read most, and where duplicates are caught.
+const KEEP_ROWS: i64 = 1024;
+/// Events per sealed block: a few hundred orders' events, about 100 KB before
+/// compression; reading one event of a block decompresses the block.
+const BLOCK: i64 = 512;
+/// The first byte of a block: its encoding (below). Another is refused, never guessed.
+const BLOCK_FORMAT: u8 = 1;
+
+/// Seals the oldest `BLOCK` rows into a block while more than `KEEP_ROWS + BLOCK` wait.
+/// Rows are a run of sequences without gaps (sealing takes the oldest), so their count
+/// is max - min + 1 and costs two index lookups.
+fn seal(tx: &rusqlite::Transaction<'_>) -> Result<(), String> {
+    loop {
+        let (min, max): (Option<i64>, Option<i64>) = tx
+            .query_row("SELECT MIN(seq), MAX(seq) FROM events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .map_err(err)?;
+        let (Some(min), Some(max)) = (min, max) else {
+            return Ok(());
+        };
+        if max - min + 1 < KEEP_ROWS + BLOCK {
+            return Ok(());
+        }
+        let last = min + BLOCK - 1;
+        let events: Vec<Logged> = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT seq, id, type, body FROM events WHERE seq <= ?1 ORDER BY seq",
+                )
+                .map_err(err)?;
+            let rows = stmt.query_map([last], logged).map_err(err)?;
+            rows.collect::<Result<_, _>>().map_err(err)?
+        };
+        let first = events.first().map_or(min, |e| e.seq as i64);
+        tx.execute(
+            "INSERT INTO event_blocks (first_seq, last_seq, data) VALUES (?1, ?2, ?3)",
+            params![first, last, encode_block(&events)?],
+        )
+        .map_err(err)?;
+        tx.execute("DELETE FROM events WHERE seq <= ?1", [last])
+            .map_err(err)?;
+    }
+}
+
+/// The sealed block holding the first event after `after`, decoded; None if that event
+/// is not sealed.
+fn block_after(conn: &Connection, after: u64) -> Result<Option<Vec<Logged>>, String> {
+    let data: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT data FROM event_blocks WHERE last_seq > ?1 AND first_seq <= ?1 + 1")
+        .map_err(err)?
+        .query_row([after as i64], |r| r.get(0))
+        .optional()
+        .map_err(err)?;
+    data.map(|d| decode_block(&d)).transpose()
+}
+
+/// Per event: seq, then id, type and body each as length and UTF-8 (lengths and seq as
+/// LEB128 varints); the whole compressed as one zstd frame after `BLOCK_FORMAT`.
+fn encode_block(events: &[Logged]) -> Result<Vec<u8>, String> {
+    let mut raw = Vec::new();
+    for e in events {
+        varint(&mut raw, e.seq);
+        for text in [&e.id, &e.kind, &e.body] {
+            varint(&mut raw, text.len() as u64);
+            raw.extend_from_slice(text.as_bytes());
+        }
+    }
+    let mut out = vec![BLOCK_FORMAT];
+    out.extend(zstd::bulk::compress(&raw, 3).map_err(|e| format!("events.db: {e}"))?);
+    Ok(out)
+}
+
+fn decode_block(data: &[u8]) -> Result<Vec<Logged>, String> {
+    let bad = |why: &str| format!("events.db: a sealed block is unreadable: {why}");
+    match data.split_first() {
+        Some((&BLOCK_FORMAT, frame)) => {
+            let raw = zstd::decode_all(frame).map_err(|e| bad(&e.to_string()))?;
+            let mut at = 0;
+            let mut events = Vec::new();
+            while at < raw.len() {
+                let seq = read_varint(&raw, &mut at).ok_or_else(|| bad("truncated"))?;
+                let mut text = || -> Result<String, String> {
+                    let n = read_varint(&raw, &mut at).ok_or_else(|| bad("truncated"))? as usize;
+                    let end = at.checked_add(n).ok_or_else(|| bad("truncated"))?;
+                    let bytes = raw.get(at..end).ok_or_else(|| bad("truncated"))?;
+                    at = end;
+                    String::from_utf8(bytes.to_vec()).map_err(|_| bad("not UTF-8"))
+                };
+                let (id, kind, body) = (text()?, text()?, text()?);
+                events.push(Logged {
+                    seq,
+                    id,
+                    kind,
+                    body,
+                });
+            }
+            Ok(events)
+        }
+        Some((format, _)) => Err(bad(&format!(
+            "format {format} (this oms reads {BLOCK_FORMAT}: a newer oms wrote it?)"
+        ))),
+        None => Err(bad("empty")),
+    }
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn read_varint(raw: &[u8], at: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *raw.get(*at)?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
 fn logged(r: &rusqlite::Row<'_>) -> rusqlite::Result<Logged> {
     Ok(Logged {
         seq: r.get::<_, i64>(0)? as u64,
@@ -355,4 +530,72 @@ fn secret() -> String {
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(i: u64) -> Value {
+        json!({"id": format!("ev-{i}"), "type": "order.placed",
+               "data": {"order_id": format!("o-{i}"), "lines": [{"sku": "A", "qty": i % 7}]}})
+    }
+
+    #[test]
+    fn sealed_events_read_back_exactly_as_logged() {
+        let log = EventLog::in_memory().unwrap();
+        let total = (KEEP_ROWS + 3 * BLOCK + 17) as u64;
+        for batch in (1..=total).collect::<Vec<_>>().chunks(100) {
+            let events: Vec<Value> = batch.iter().map(|i| event(*i)).collect();
+            assert_eq!(log.append(&events).unwrap(), batch.len());
+        }
+        let blocks: i64 = log
+            .conn()
+            .query_row("SELECT count(*) FROM event_blocks", [], |r| r.get(0))
+            .unwrap();
+        assert!(blocks >= 3, "{blocks} blocks");
+        assert_eq!(log.last_seq().unwrap(), total);
+        // Page through from every kind of start: before, inside and across blocks.
+        for start in [0, 1, BLOCK as u64 - 1, BLOCK as u64, total - 5, total] {
+            let mut seen = Vec::new();
+            let mut after = start;
+            loop {
+                let page = log.after(after, 300).unwrap();
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                seen.extend(page);
+            }
+            let want: Vec<u64> = (start + 1..=total).collect();
+            assert_eq!(seen.iter().map(|e| e.seq).collect::<Vec<_>>(), want);
+            for e in &seen {
+                assert_eq!(e.body, event(e.seq).to_string());
+                assert_eq!(
+                    (e.id.as_str(), e.kind.as_str()),
+                    (&*format!("ev-{}", e.seq), "order.placed")
+                );
+            }
+        }
+        assert_eq!(log.get(3).unwrap().unwrap().body, event(3).to_string());
+        assert_eq!(log.get(total).unwrap().unwrap().id, format!("ev-{total}"));
+        assert_eq!(log.get(total + 1).unwrap(), None);
+        // A recent event logged again (a relay's retry) is still skipped.
+        assert_eq!(log.append(&[event(total)]).unwrap(), 0);
+        assert_eq!(log.last_seq().unwrap(), total);
+    }
+
+    #[test]
+    fn a_block_of_an_unknown_format_is_an_error() {
+        let block = encode_block(&[Logged {
+            seq: 1,
+            id: "a".into(),
+            kind: "t".into(),
+            body: "{}".into(),
+        }])
+        .unwrap();
+        assert_eq!(decode_block(&block).unwrap()[0].body, "{}");
+        let mut newer = block;
+        newer[0] = 9;
+        assert!(decode_block(&newer).unwrap_err().contains("format 9"));
+    }
 }
