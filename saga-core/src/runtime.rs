@@ -418,6 +418,15 @@ impl Runtime {
         Ok(())
     }
 
+    /// The test case the execution `arn` runs, if it was started as one.
+    pub(crate) fn test_case_of(&self, arn: &str) -> Option<String> {
+        self.test_cases
+            .lock()
+            .expect("test case lock")
+            .get(arn)
+            .map(|(_, case)| case.clone())
+    }
+
     fn remember_test_case(&self, arn: &str, machine_arn: &str, case: &str) {
         // A distributed Map's child (`stateMachine:<machine>/<label>`) runs its parent's
         // test case, whose mocked states are named in the parent machine's entry.
@@ -566,15 +575,19 @@ impl Runtime {
                     StoreError::Conflict(_) => StoreError::Conflict(arn_for_write.clone()),
                     other => other,
                 })?;
+                // The execution's rowid, taken before the snapshot's insert replaces it
+                // as the last one (the history frame once went to whichever execution had
+                // the snapshot's rowid).
+                let execution_id = c.last_insert_rowid();
                 c.prepare_cached("INSERT INTO snapshots (arn, data) VALUES (?1, ?2)")?
                     .execute(params![row.arn, snapshot])?;
                 match &frame {
                     // Closed in its first step: no rows to replace.
                     Some(data) => c
                         .prepare_cached(
-                            "INSERT INTO histories (execution_id, data) VALUES (last_insert_rowid(), ?1)",
+                            "INSERT INTO histories (execution_id, data) VALUES (?1, ?2)",
                         )?
-                        .execute([data])
+                        .execute(params![execution_id, data])
                         .map(|_| ())?,
                     None => insert_events(c, &row.arn, &events)?,
                 }

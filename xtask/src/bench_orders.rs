@@ -343,7 +343,8 @@ fn profile_top(work: &Path, rows: usize) -> Option<String> {
         let (Some(pct), Some(dso)) = (parts.next(), parts.next()) else {
             continue;
         };
-        let symbol: Vec<&str> = parts.skip(1).collect();
+        // perf prints "[.]" before the symbol and "-" for its IPC columns after it.
+        let symbol: Vec<&str> = parts.skip(1).filter(|p| *p != "-").collect();
         let symbol = symbol.join(" ").replace('|', "\\|");
         md.push_str(&format!("| {pct} | {dso} | `{symbol}` |\n"));
     }

@@ -138,12 +138,12 @@ fn open_reader(path: &Path, key: Option<&dbkey::DbKey>) -> Result<Connection, St
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(unavailable)?;
     dbkey::unlock(&conn, path, key).map_err(StoreError::Unavailable)?;
-    tune(&conn)?;
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
-/// A bigger page cache than SQLite's 2 MB (reads of a busy order store were mostly
-/// `pread`s of pages the kernel held) and room for every statement this store runs.
+/// The writer's page cache bigger than SQLite's 2 MB (its own writes do not empty it,
+/// as another connection's empty a reader's), and room for every statement it runs.
 fn tune(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "cache_size", -16 * 1024)
         .map_err(unavailable)?;
