@@ -125,12 +125,14 @@ impl Warehouse {
             let Ok(s) = from_item::<ShipmentRecord>(&item) else {
                 continue;
             };
-            // Picked too: a crash after the pick was recorded but before the saga took
-            // the answer would leave the saga waiting for the pick's timeout (found by
-            // the power-loss campaign). Answering again is idempotent; a token that no
+            // Picked and shipped too: a crash after the pick was recorded but before the
+            // saga took the answer (or its later steps were synced) would leave the saga
+            // waiting for the pick's timeout (found by the power-loss campaign). Answering again is idempotent; a token that no
             // longer waits is refused and logged.
-            if let (Some(token), ShipmentStatus::Reserved | ShipmentStatus::Picked) =
-                (s.pick_token, s.status)
+            if let (
+                Some(token),
+                ShipmentStatus::Reserved | ShipmentStatus::Picked | ShipmentStatus::Shipped,
+            ) = (s.pick_token, s.status)
             {
                 let order_id = ledger::order_id_of(&item.key.pk)
                     .unwrap_or_default()
