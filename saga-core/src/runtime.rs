@@ -418,15 +418,6 @@ impl Runtime {
         Ok(())
     }
 
-    /// The test case the execution `arn` runs, if it was started as one.
-    pub(crate) fn test_case_of(&self, arn: &str) -> Option<String> {
-        self.test_cases
-            .lock()
-            .expect("test case lock")
-            .get(arn)
-            .map(|(_, case)| case.clone())
-    }
-
     fn remember_test_case(&self, arn: &str, machine_arn: &str, case: &str) {
         // A distributed Map's child (`stateMachine:<machine>/<label>`) runs its parent's
         // test case, whose mocked states are named in the parent machine's entry.

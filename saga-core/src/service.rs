@@ -1427,10 +1427,13 @@ impl Executions for LocalStepFunctions {
         // A child of an execution running a test case runs the test case of the same
         // name, where its own machine has one: a saga whose steps moved into a nested
         // machine (the order saga's Express child) is mocked as it was before.
-        let inherited = self.runtime.test_case_of(&parent.execution_arn).filter(|case| {
-            let name = machine_arn.rsplit(':').next().unwrap_or(machine_arn);
-            !machine_arn.contains('#') && self.check_test_case(name, case).is_ok()
-        });
+        let inherited = self
+            .runtime
+            .test_case_of(&parent.execution_arn)
+            .filter(|case| {
+                let name = machine_arn.rsplit(':').next().unwrap_or(machine_arn);
+                !machine_arn.contains('#') && self.check_test_case(name, case).is_ok()
+            });
         let machine_arn = match inherited {
             Some(case) => format!("{machine_arn}#{case}"),
             None => machine_arn.to_string(),
