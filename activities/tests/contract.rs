@@ -1368,10 +1368,9 @@ async fn picks_wait_for_the_warehouse(store: Arc<dyn Store>) {
     // Shipped since: a saga whose steps after the pick a power cut undid asks for the
     // pick again, and is answered with the shipment as it is, not refused.
     let shipped = activity::ship_shipment(&ctx, sr("w1", "w1-1")).await.unwrap();
-    let (token, late) = activity::confirm_pick(&ctx, &sr("w1", "w1-1"), None)
+    let (_, late) = activity::confirm_pick(&ctx, &sr("w1", "w1-1"), None)
         .await
         .unwrap();
-    assert_eq!(token.as_deref(), Some("token-b"));
     assert_eq!(late.unwrap().status, shipped.status);
     assert_eq!(shipped.status, ShipmentStatus::Shipped);
     assert_eq!(order_of_shipment("w1-1"), Some("w1"));

@@ -136,9 +136,14 @@ async fn saga(ctx: &Ctx, counters: &Counters, order: Order) -> OrderStatus {
             if e.name() == "Order.Invalid" {
                 panic!("{id}: {e}");
             }
-            let order = activities::ledger::load_order(&*ctx.store, &id)
-                .await
-                .unwrap();
+            // The flaky store fails reads too: read until one answers.
+            let order = loop {
+                match activities::ledger::load_order(&*ctx.store, &id).await {
+                    Ok(order) => break order,
+                    Err(e) if e.retryable() => continue,
+                    Err(e) => panic!("{id}: {e}"),
+                }
+            };
             if order.value.status == OrderStatus::Completed {
                 // ShipShipment completed the order with its last shipment and then an
                 // error was reported: only an injected one can come after the write

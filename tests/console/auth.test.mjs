@@ -39,7 +39,7 @@ test("the console works with the token and shows nothing without it", async () =
     await page.waitForSelector('#orders tr[data-order="guarded-1"]');
     assert.doesNotMatch(page.url(), /token/, "the token does not stay in the address bar");
     await page.click('#orders a[href="#/order/guarded-1"]');
-    await page.waitForSelector('g.node[data-state="PlaceOrder"]');
+    await page.waitForSelector('g.node[data-state="Prepare"]');
     assert.match(await page.textContent("#events"), /ExecutionStarted/);
   } finally {
     await browser.close();
