@@ -378,21 +378,27 @@ test('the machines are exactly those of activities.json', () => {
 });
 
 test('a ${...} without a function fails synth, naming it', () => {
-  const definition = readSagaDefinition().replace('${ChargePaymentFunctionArn}', '${ChargeCardFunctionArn}');
+  // ShipShipment: a step the saga itself still runs (ChargePayment moved to its
+  // Express child, order-prepare); the child's ARN is no function's.
+  const definition = readSagaDefinition().replace('${ShipShipmentFunctionArn}', '${ShipParcelFunctionArn}');
   const arns = new Map([...stack.functions.keys()].map((k) => [k, `arn:${k}`]));
-  assert.throws(() => substitutions(definition, arns), /\$\{ChargeCardFunctionArn\} but no activity function/);
+  arns.set('OrderPrepareStateMachineArn', 'arn:order-prepare');
+  assert.throws(() => substitutions(definition, arns), /\$\{ShipParcelFunctionArn\} but no activity function/);
   // And through the stack: a repository whose definition names an unknown function.
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'oms-cdk-root-'));
   try {
     fs.cpSync(path.join(REPO_ROOT, 'activities', 'src', 'bin'), path.join(root, 'activities', 'src', 'bin'), { recursive: true });
     fs.cpSync(path.join(REPO_ROOT, 'statemachines', 'schemas'), path.join(root, 'statemachines', 'schemas'), { recursive: true });
     fs.cpSync(path.join(REPO_ROOT, 'activities', 'schemas'), path.join(root, 'activities', 'schemas'), { recursive: true });
+    for (const other of fs.readdirSync(path.join(REPO_ROOT, 'statemachines')).filter((f) => f.endsWith('.asl.json'))) {
+      fs.copyFileSync(path.join(REPO_ROOT, 'statemachines', other), path.join(root, 'statemachines', other));
+    }
     fs.writeFileSync(path.join(root, 'statemachines', 'order-saga.asl.json'), definition);
     const { App } = require('aws-cdk-lib') as typeof import('aws-cdk-lib');
     const { OmsStack } = require('../lib/oms-stack') as typeof import('../lib/oms-stack');
     assert.throws(
       () => new OmsStack(new App(), 'Oms', { lambdaZipDir: standInZipDir(), repoRoot: root }),
-      /order-saga\.asl\.json has \$\{ChargeCardFunctionArn\} but no activity function/,
+      /order-saga\.asl\.json has \$\{ShipParcelFunctionArn\} but no activity function/,
     );
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
