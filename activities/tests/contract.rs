@@ -1367,7 +1367,9 @@ async fn picks_wait_for_the_warehouse(store: Arc<dyn Store>) {
     assert_eq!(again.unwrap(), picked);
     // Shipped since: a saga whose steps after the pick a power cut undid asks for the
     // pick again, and is answered with the shipment as it is, not refused.
-    let shipped = activity::ship_shipment(&ctx, sr("w1", "w1-1")).await.unwrap();
+    let shipped = activity::ship_shipment(&ctx, sr("w1", "w1-1"))
+        .await
+        .unwrap();
     let (_, late) = activity::confirm_pick(&ctx, &sr("w1", "w1-1"), None)
         .await
         .unwrap();
