@@ -768,7 +768,7 @@ fn refuse_if_completed(order: Option<&Item>, id: &str) -> Result<(), ActivityErr
 
 // ---- PickShipment / RestockShipment ----------------------------------------------
 
-fn shipment_state(r: &ShipmentRecord, order_id: &str) -> ShipmentState {
+pub fn shipment_state(r: &ShipmentRecord, order_id: &str) -> ShipmentState {
     ShipmentState {
         order_id: order_id.to_string(),
         shipment_id: r.shipment_id.clone(),
@@ -1019,11 +1019,8 @@ pub async fn confirm_pick(
             ))
         }
         // A repeated answer changes nothing and tells how the shipment is now. (The
-        // token, if a redriven pick asked again, is answered with it.) Shipped too: a
-        // saga that lost its steps after the pick to a power cut asks for the pick again
-        // (issue 16's lazy steps; the power-loss campaign), and its ship step, run
-        // again, finds the shipment shipped. Refusing left it waiting for the timeout.
-        (ShipmentStatus::Picked | ShipmentStatus::Shipped, _, None) => {
+        // token, if a redriven pick asked again, is answered with it.)
+        (ShipmentStatus::Picked, _, None) => {
             return Ok((token, Ok(shipment_state(&shipment.value, &target.order_id))))
         }
         // Past picking (or damaged after the pick was confirmed): the answer comes too
