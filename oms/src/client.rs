@@ -114,7 +114,6 @@ impl Client {
         file: &std::path::Path,
         sent: Arc<std::sync::atomic::AtomicU64>,
     ) -> Result<(u16, Chunks), String> {
-        use futures_util::StreamExt;
         let opened = tokio::fs::File::open(file)
             .await
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
@@ -133,44 +132,29 @@ impl Client {
                     .map_err(|e| {
                         format!("cannot reach {url}: {e} (is `oms up` running? --endpoint)")
                     })?;
-                let status = resp.status().as_u16();
-                let chunks = resp.bytes_stream().map(|c| c.map_err(|e| e.to_string()));
-                Ok((status, Box::pin(chunks)))
+                Ok(http_chunks(resp))
             }
             Transport::InProcess(router) => {
                 let body = axum::body::Body::from_stream(body);
                 let resp = in_process(router, "POST", path, headers, body).await?;
-                let status = resp.status().as_u16();
-                let chunks = resp
-                    .into_body()
-                    .into_data_stream()
-                    .map(|c| c.map_err(|e| e.to_string()));
-                Ok((status, Box::pin(chunks)))
+                Ok(in_process_chunks(resp))
             }
         }
     }
 
     /// A GET whose answer is read as it arrives (`GET /events`): its status and body.
     pub(crate) async fn stream(&self, path: &str) -> Result<(u16, Chunks), String> {
-        use futures_util::StreamExt;
         match &self.transport {
             Transport::Http { http, endpoint } => {
                 let url = format!("{endpoint}{path}");
                 let resp = http.get(&url).send().await.map_err(|e| {
                     format!("cannot reach {url}: {e} (is `oms up` running? --endpoint)")
                 })?;
-                let status = resp.status().as_u16();
-                let chunks = resp.bytes_stream().map(|c| c.map_err(|e| e.to_string()));
-                Ok((status, Box::pin(chunks)))
+                Ok(http_chunks(resp))
             }
             Transport::InProcess(router) => {
                 let resp = in_process(router, "GET", path, &[], axum::body::Body::empty()).await?;
-                let status = resp.status().as_u16();
-                let chunks = resp
-                    .into_body()
-                    .into_data_stream()
-                    .map(|c| c.map_err(|e| e.to_string()));
-                Ok((status, Box::pin(chunks)))
+                Ok(in_process_chunks(resp))
             }
         }
     }
@@ -276,6 +260,25 @@ where
 }
 
 /// An answer's body, as it arrives.
+/// An HTTP answer's status, and its body as it arrives.
+fn http_chunks(resp: reqwest::Response) -> (u16, Chunks) {
+    use futures_util::StreamExt;
+    let status = resp.status().as_u16();
+    let chunks = resp.bytes_stream().map(|c| c.map_err(|e| e.to_string()));
+    (status, Box::pin(chunks))
+}
+
+/// An in-process answer's status, and its body as it arrives.
+fn in_process_chunks(resp: axum::response::Response) -> (u16, Chunks) {
+    use futures_util::StreamExt;
+    let status = resp.status().as_u16();
+    let chunks = resp
+        .into_body()
+        .into_data_stream()
+        .map(|c| c.map_err(|e| e.to_string()));
+    (status, Box::pin(chunks))
+}
+
 pub(crate) type Chunks =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<axum::body::Bytes, String>> + Send>>;
 

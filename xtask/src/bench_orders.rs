@@ -85,7 +85,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let root = crate::root();
     let oms = match &opts.oms {
         Some(p) => p.clone(),
-        None => build_release(&root)?,
+        None => crate::soak::build_release(&root)?,
     };
     let work = crate::bench::target_dir(&root).join("bench-orders");
     let _ = std::fs::remove_dir_all(&work);
@@ -104,17 +104,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
         write_section(&root.join("docs/benchmarks.md"), &report)?;
     }
     Ok(())
-}
-
-fn build_release(root: &Path) -> Result<PathBuf, String> {
-    eprintln!("bench orders: cargo build --release -p oms");
-    crate::tools::run_status(
-        Command::new(env!("CARGO"))
-            .args(["build", "--release", "-p", "oms"])
-            .current_dir(root),
-        "cargo build --release -p oms",
-    )?;
-    Ok(crate::bench::target_dir(root).join("release/oms"))
 }
 
 /// Stocks the server, warms it up, runs the phases. Returns them and the orders the
@@ -295,43 +284,28 @@ fn finish_perf(mut perf: std::process::Child, work: &Path) -> Result<(), String>
         .args(["-INT", &perf.id().to_string()])
         .status();
     let _ = perf.wait();
-    let report = Command::new("perf")
-        .args([
-            "report",
-            "--no-children",
-            "--sort",
-            "dso,symbol",
-            "--stdio",
-            "-i",
-        ])
-        .arg(work.join("perf.data"))
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run perf report: {e}"))?;
+    let report = perf_report(work, &[]).map_err(|e| format!("cannot run perf report: {e}"))?;
     let path = work.join("perf.txt");
     std::fs::write(&path, &report.stdout).map_err(|e| e.to_string())?;
     eprintln!("bench orders: profile in {}", path.display());
     Ok(())
 }
 
-/// The profile's heaviest functions by self time, as markdown rows: what an order's CPU
-/// is spent on, for docs/benchmarks.md.
-fn profile_top(work: &Path, rows: usize) -> Option<String> {
-    let out = Command::new("perf")
-        .args([
-            "report",
-            "--no-children",
-            "--sort",
-            "dso,symbol",
-            "--stdio",
-            "-g",
-            "none",
-            "-i",
-        ])
+/// `perf report` of the recording: self time by library and symbol, `extra` flags added.
+fn perf_report(work: &Path, extra: &[&str]) -> std::io::Result<std::process::Output> {
+    Command::new("perf")
+        .args(["report", "--no-children", "--sort", "dso,symbol", "--stdio"])
+        .args(extra)
+        .arg("-i")
         .arg(work.join("perf.data"))
         .stderr(Stdio::null())
         .output()
-        .ok()?;
+}
+
+/// The profile's heaviest functions by self time, as markdown rows: what an order's CPU
+/// is spent on, for docs/benchmarks.md.
+fn profile_top(work: &Path, rows: usize) -> Option<String> {
+    let out = perf_report(work, &["-g", "none"]).ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut md = String::from("| self % | where | function |\n|---:|---|---|\n");
     for line in text
@@ -367,7 +341,7 @@ fn report(
         } else {
             format!(" --orders {}", opts.orders)
         },
-        chrono_now(),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         crate::bench::git_head(&crate::root()),
         oms.display()
     ));
@@ -456,14 +430,6 @@ fn targets(phases: &[Phase], bytes_per_order: f64) -> String {
         md.push_str(&format!("| {t} | {m} | {} |\n", yes(ok)));
     }
     md
-}
-
-fn chrono_now() -> String {
-    let out = Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    out.unwrap_or_default()
 }
 
 fn write_section(path: &Path, body: &str) -> Result<(), String> {
