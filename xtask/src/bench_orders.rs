@@ -237,7 +237,7 @@ fn load(oms: &Path, endpoint: &str, orders: usize, concurrency: usize) -> Result
 }
 
 /// The CPU `pid` has used so far, user and system, in milliseconds.
-fn cpu_ms(pid: u32) -> Result<f64, String> {
+pub(crate) fn cpu_ms(pid: u32) -> Result<f64, String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
     // The command name may hold spaces: the fields counted from after its ')'.
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();

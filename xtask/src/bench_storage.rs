@@ -189,14 +189,9 @@ fn checkpoint(path: &Path) {
 }
 
 /// User + system CPU seconds of `pid` so far (/proc/PID/stat, in USER_HZ = 100 ticks).
+/// The CPU `pid` has used so far, in seconds (`bench_orders` reads /proc for it).
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    Some((ticks(11)? + ticks(12)?) / 100.0)
+    crate::bench_orders::cpu_ms(pid).ok().map(|ms| ms / 1000.0)
 }
 
 /// Bytes per table and index of the database at `path` (free pages as `(free)`), from
