@@ -180,7 +180,7 @@ async fn up_local(
     let store =
         ExecutionStore::open_with_key(&args.data_dir, key.clone()).map_err(|e| e.to_string())?;
     let outbox_written = Arc::new(tokio::sync::Notify::new());
-    let (ctx, ready) = order_context(
+    let (ctx, ready, orders_db) = order_context(
         args,
         dynamodb_endpoint.as_deref(),
         key.as_ref(),
@@ -275,6 +275,9 @@ async fn up_local(
     serve(args, config, listener, sfn, orders, Some(local), metrics).await?;
     // Work in flight resumes at the next start; what was acknowledged is committed.
     store.close();
+    if let Some(orders_db) = orders_db {
+        orders_db.close();
+    }
     if args.power_loss().is_some() {
         println!("oms: power-loss VFS: {} syncs", powerloss::syncs());
     }
@@ -295,19 +298,26 @@ struct Started {
 
 /// The order activities' context: their store (beside the runtime's unless named),
 /// private, seeded with the demo catalog and indexed for search; fault plans read only
-/// with `--fault-injection`.
+/// with `--fault-injection`. The embedded store is answered too, for `oms up` to close
+/// at its stop.
 async fn order_context(
     args: &UpArgs,
     dynamodb_endpoint: Option<&str>,
     key: Option<&dbkey::DbKey>,
     outbox_written: Arc<tokio::sync::Notify>,
-) -> Result<(Ctx, Started), String> {
-    let order_store: Arc<dyn activities::store::Store> = match &args.store {
-        Some(spec) => activities::lambda::open_store(spec, dynamodb_endpoint, key).await?,
-        None => Arc::new(
-            SqliteStore::open_with_key(&args.data_dir.join("orders.db"), key)
-                .map_err(|e| e.to_string())?,
+) -> Result<(Ctx, Started, Option<Arc<SqliteStore>>), String> {
+    let (order_store, orders_db): (Arc<dyn activities::store::Store>, _) = match &args.store {
+        Some(spec) => (
+            activities::lambda::open_store(spec, dynamodb_endpoint, key).await?,
+            None,
         ),
+        None => {
+            let db = Arc::new(
+                SqliteStore::open_with_key(&args.data_dir.join("orders.db"), key)
+                    .map_err(|e| e.to_string())?,
+            );
+            (db.clone(), Some(db))
+        }
     };
     let order_store: Arc<dyn activities::store::Store> =
         Arc::new(crate::events::WakingStore::new(order_store, outbox_written));
@@ -338,7 +348,7 @@ async fn order_context(
         indexed,
         ..Started::default()
     };
-    Ok((ctx, started))
+    Ok((ctx, started, orders_db))
 }
 
 /// oms.toml's rules first, so a user can send the activities elsewhere (say, to

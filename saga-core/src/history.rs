@@ -51,6 +51,22 @@ fn decoder() -> &'static zstd::dict::DecoderDictionary<'static> {
     D.get_or_init(|| zstd::dict::DecoderDictionary::copy(DICT_V1))
 }
 
+/// `raw` compressed against the dictionary, by this thread's compressor: a zstd
+/// context is hundreds of KB to set up, and every execution's start and close compress.
+fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    COMPRESSOR.with_borrow_mut(|slot| {
+        let c = match slot {
+            Some(c) => c,
+            None => slot.insert(zstd::bulk::Compressor::with_prepared_dictionary(encoder())?),
+        };
+        c.compress(raw)
+    })
+}
+
 /// One history event as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -79,8 +95,7 @@ pub fn encode(events: &[StoredEvent]) -> Result<Vec<u8>, StoreError> {
         }
     }
     let mut out = vec![FORMAT];
-    let compressed = zstd::bulk::Compressor::with_prepared_dictionary(encoder())
-        .and_then(|mut c| c.compress(&raw))
+    let compressed = compress(&raw)
         .map_err(|e| StoreError::Failed(format!("cannot compress a history: {e}")))?;
     out.extend_from_slice(&compressed);
     Ok(out)
@@ -171,6 +186,73 @@ impl Reader<'_> {
     }
 }
 
+/// An execution's input or output as its `executions` row keeps it. Every history
+/// event already holds it, in the frame; the row keeps its own copy so that
+/// DescribeExecution and ListExecutions read one row, not a whole history. That copy
+/// is compressed against the same dictionary (an order's ~1.2 KB of input and output
+/// takes ~200 bytes): a BLOB of `PAYLOAD_FORMAT` then a zstd frame. A text too short to
+/// gain stays TEXT, as every payload of an older data dir is; both read back the same.
+pub fn pack_payload(text: &str) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    if text.len() < PAYLOAD_MIN_BYTES {
+        return Value::Text(text.to_string());
+    }
+    let compressed = compress(text.as_bytes());
+    match compressed {
+        Ok(z) if z.len() + 1 < text.len() => {
+            let mut blob = Vec::with_capacity(z.len() + 1);
+            blob.push(PAYLOAD_FORMAT);
+            blob.extend_from_slice(&z);
+            Value::Blob(blob)
+        }
+        // Incompressible, or zstd refused: the text is as good a copy.
+        _ => Value::Text(text.to_string()),
+    }
+}
+
+/// The first byte of a packed payload: zstd against `DICT_V1`.
+const PAYLOAD_FORMAT: u8 = 1;
+
+/// Below this a payload is kept as text: zstd's frame header would eat the gain.
+const PAYLOAD_MIN_BYTES: usize = 64;
+
+/// A payload column (`input`, `output`) read back: TEXT as it is, a BLOB unpacked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload(pub String);
+
+impl rusqlite::types::FromSql for Payload {
+    fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        use rusqlite::types::{FromSqlError, ValueRef};
+        match v {
+            ValueRef::Text(t) => std::str::from_utf8(t)
+                .map(|s| Payload(s.to_string()))
+                .map_err(|e| FromSqlError::Other(Box::new(e))),
+            ValueRef::Blob(b) => unpack_payload(b)
+                .map(Payload)
+                .map_err(|e| FromSqlError::Other(e.into())),
+            _ => Err(FromSqlError::InvalidType),
+        }
+    }
+}
+
+fn unpack_payload(blob: &[u8]) -> Result<String, String> {
+    let bad = |why: String| format!("a stored execution input or output is unreadable: {why}");
+    let (&format, compressed) = blob.split_first().ok_or_else(|| bad("empty".into()))?;
+    if format != PAYLOAD_FORMAT {
+        return Err(bad(format!(
+            "format {format} (this oms reads format {PAYLOAD_FORMAT}; was it written by a newer one?)"
+        )));
+    }
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(
+        &mut zstd::stream::read::Decoder::with_prepared_dictionary(compressed, decoder())
+            .map_err(|e| bad(e.to_string()))?,
+        &mut raw,
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    String::from_utf8(raw).map_err(|_| bad("not UTF-8".into()))
+}
+
 /// The execution's rowid, if it exists.
 pub fn execution_id(c: &Connection, arn: &str) -> Result<Option<i64>, StoreError> {
     Ok(
@@ -246,6 +328,48 @@ mod tests {
             timestamp: 1_764_800_000.123_456 + id as f64 * 0.001,
             kind: kind.into(),
             details: details.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_payload_reads_back_exactly_whether_packed_or_not() {
+        let long = r#"{"order_id":"o-1","customer_id":"c-1","lines":[{"sku":"BENCH-0001","quantity":2}],"ship_to":{"name":"Load","line1":"1 Main St","city":"Boston","postal_code":"02101","country":"US"}}"#;
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE t (v)").unwrap();
+        for text in [
+            "{}",
+            "\"short\"",
+            long,
+            "ünïcode ✓ but long enough to be packed, surely: 0123456789",
+        ] {
+            let packed = pack_payload(text);
+            if text.len() >= PAYLOAD_MIN_BYTES {
+                assert!(
+                    matches!(packed, rusqlite::types::Value::Blob(_)),
+                    "{text} was not packed"
+                );
+            }
+            c.execute("DELETE FROM t", []).unwrap();
+            c.execute("INSERT INTO t VALUES (?1)", [packed]).unwrap();
+            let back: Payload = c.query_row("SELECT v FROM t", [], |r| r.get(0)).unwrap();
+            assert_eq!(back.0, text);
+        }
+        let packed = match pack_payload(long) {
+            rusqlite::types::Value::Blob(b) => b,
+            other => panic!("not packed: {other:?}"),
+        };
+        assert!(
+            packed.len() * 2 < long.len(),
+            "{} bytes packed from {}",
+            packed.len(),
+            long.len()
+        );
+    }
+
+    #[test]
+    fn a_damaged_or_newer_payload_is_an_error() {
+        for blob in [vec![], vec![9, 1, 2], vec![PAYLOAD_FORMAT, 0xff, 0xff]] {
+            assert!(unpack_payload(&blob).is_err(), "{blob:?} read as a payload");
         }
     }
 

@@ -12,6 +12,7 @@
 mod children;
 mod map_runs;
 use crate::api::{ExecutionStatus, StateMachineType};
+use crate::history::Payload;
 use crate::store::{ExecutionStore, StoreError};
 use asl::eval::{
     seconds_after, Delivery, Effect, EffectId, Execution, ExecutionInfo, Snapshot, TaskCall,
@@ -183,8 +184,8 @@ impl ExecutionRecord {
             state_machine_arn: r.get(1)?,
             name: r.get(2)?,
             status: wire(r, 3, ExecutionStatus::parse)?,
-            input: r.get(4)?,
-            output: r.get(5)?,
+            input: r.get::<_, Payload>(4)?.0,
+            output: r.get::<_, Option<Payload>>(5)?.map(|p| p.0),
             error: r.get(6)?,
             cause: r.get(7)?,
             start_date: r.get(8)?,
@@ -534,6 +535,9 @@ impl Runtime {
         if let Some(case) = &new.test_case {
             self.remember_test_case(&arn, &new.state_machine_arn, case);
         }
+        // Packed here, not in the writer: the writer's time is every execution's.
+        let input_packed = crate::history::pack_payload(&row.input);
+        let output_packed = output.as_deref().map(crate::history::pack_payload);
         let written = self
             .store
             .write(move |c| {
@@ -550,8 +554,8 @@ impl Runtime {
                         row.state_machine_arn,
                         row.name,
                         status.as_str(),
-                        row.input,
-                        output,
+                        input_packed,
+                        output_packed,
                         failure.as_ref().map(|f| f.error.clone()),
                         failure.as_ref().and_then(|f| f.cause.clone()),
                         row.start_date,
@@ -1024,6 +1028,7 @@ impl Runtime {
             _ => self.closing_frame(arn, &events)?,
         };
         let arn = arn.to_string();
+        let output_packed = output.as_deref().map(crate::history::pack_payload);
         let job = move |c: &rusqlite::Connection| {
             // A step that leaves the execution running changes nothing in its row
             // (a redrive, which brings it back to RUNNING, does): skip the update.
@@ -1034,7 +1039,7 @@ impl Runtime {
                     .execute(params![
                         arn,
                         status.as_str(),
-                        output,
+                        output_packed,
                         failure.as_ref().map(|f| f.error.clone()),
                         failure.as_ref().and_then(|f| f.cause.clone()),
                         stop_date
@@ -1731,7 +1736,10 @@ mod tests {
                 Ok(c.query_row(
                     "SELECT status, output FROM executions WHERE arn = ?1",
                     [arn],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| {
+                        let output: Option<crate::history::Payload> = r.get(1)?;
+                        Ok((r.get(0)?, output.map(|p| p.0)))
+                    },
                 )?)
             })
             .unwrap()

@@ -264,6 +264,9 @@ impl ExecutionStore {
         })?;
         let path = dir.join("oms.sqlite3");
         let conn = open_connection(&path, false, key.as_ref())?;
+        // Before WAL mode (which writes the header) and the schema: SQLite takes it only
+        // on a database without tables. See `return_free_pages`.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| {
                 StoreError::Failed(format!(
@@ -540,11 +543,26 @@ fn writer_loop(
             reply(committed.clone());
         }
     }
-    // Closed: what was committed lazily goes to disk now (a checkpoint syncs the WAL,
-    // then the database), so a clean stop leaves nothing to chance.
-    if unsynced.load(SeqCst) {
-        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-    }
+    // Closed: the free pages go back to the file system, and what was committed
+    // (lazily or not) goes into the database (a checkpoint syncs the WAL, then the
+    // database), so a clean stop leaves one file and nothing to chance.
+    let _ = return_free_pages(&conn);
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+/// Gives the database's free pages back to the file system (the checkpoint after it
+/// truncates the file). Pages are freed as histories become frames and executions are
+/// pruned; while the server runs they are reused, so only a stop returns them. A data
+/// dir created before `auto_vacuum=INCREMENTAL` keeps them (SQLite can change the mode
+/// only by a VACUUM, which rewrites the whole file): this is then a no-op.
+pub fn return_free_pages(conn: &Connection) -> Result<u64, StoreError> {
+    let free_before: u64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    // Each step of the pragma frees pages: stepped to its end, it frees them all.
+    let mut st = conn.prepare("PRAGMA incremental_vacuum")?;
+    let mut rows = st.query([])?;
+    while rows.next()?.is_some() {}
+    let free_after: u64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    Ok(free_before - free_after.min(free_before))
 }
 
 /// An advisory lock file beside the database, held for the process's life.
@@ -692,6 +710,52 @@ mod tests {
         );
         assert_eq!(count(), 3);
         store.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_clean_stop_gives_the_free_pages_back() {
+        let dir = temp_dir("vacuum");
+        let store = ExecutionStore::open(&dir).unwrap();
+        let blob = "x".repeat(3000);
+        store
+            .write(move |c| {
+                for i in 0..500 {
+                    c.execute(
+                        "INSERT INTO definitions (id, text) VALUES (?1, ?2)",
+                        (i.to_string(), &blob),
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        store
+            .write(|c| Ok(c.execute("DELETE FROM definitions", []).map(|_| ())?))
+            .await
+            .unwrap();
+        let free: i64 = store
+            .read(|c| Ok(c.query_row("PRAGMA freelist_count", [], |r| r.get(0))?))
+            .unwrap();
+        assert!(free >= 300, "the deleted rows left {free} free pages");
+        store.close();
+        let c = Connection::open(dir.join("oms.sqlite3")).unwrap();
+        let (mode, free, pages): (i64, i64, i64) = c
+            .query_row(
+                "SELECT (SELECT auto_vacuum FROM pragma_auto_vacuum), \
+                 (SELECT freelist_count FROM pragma_freelist_count), \
+                 (SELECT page_count FROM pragma_page_count)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((mode, free), (2, 0), "INCREMENTAL, and nothing left free");
+        let bytes = std::fs::metadata(dir.join("oms.sqlite3")).unwrap().len();
+        assert_eq!(
+            bytes,
+            pages as u64 * 4096,
+            "the file was truncated to its pages"
+        );
+        assert!(pages < 100, "{pages} pages after the stop");
     }
 
     #[test]

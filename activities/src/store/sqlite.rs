@@ -23,7 +23,9 @@ use std::sync::{mpsc, Arc, Mutex};
 const MAX_GROUP: usize = 512;
 
 pub struct SqliteStore {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    /// None once closed: a write then fails as Unavailable instead of queueing.
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     reads: Reads,
 }
 
@@ -78,7 +80,10 @@ impl SqliteStore {
             .map_err(unavailable)?;
         tune(&conn)?;
         conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
+            // auto_vacuum first: SQLite takes it only before WAL mode and the table
+            // (an older orders.db keeps its mode). See `close`.
+            "PRAGMA auto_vacuum=INCREMENTAL;
+             PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              PRAGMA temp_store=MEMORY;
              CREATE TABLE IF NOT EXISTS items (
@@ -94,14 +99,35 @@ impl SqliteStore {
         let conn = Arc::new(Mutex::new(conn));
         let reads = reads(&conn);
         let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("oms-orders-writer".into())
-            .spawn(move || writer_loop(&conn, &rx))
+            .spawn(move || {
+                writer_loop(&conn, &rx);
+                if let Ok(conn) = lock(&conn) {
+                    finish(&conn);
+                }
+            })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer: {e}")))?;
         Ok(SqliteStore {
-            jobs: Mutex::new(tx),
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
             reads,
         })
+    }
+
+    /// Stops the writer once the batches already queued are committed, gives the free
+    /// pages back and checkpoints the WAL into the database: a clean stop leaves one
+    /// file, no larger than its data. Outbox items deleted by the relay free pages that
+    /// later writes reuse while the server runs; only a stop returns them. Later writes
+    /// fail (Unavailable); reads still work.
+    pub fn close(&self) {
+        if let Ok(mut jobs) = lock(&self.jobs) {
+            jobs.take();
+        }
+        let writer = lock(&self.writer).ok().and_then(|mut w| w.take());
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
     }
 
     /// Runs `f` on a read connection: a pooled one of the file's, or the in-memory
@@ -171,6 +197,17 @@ fn writer_loop(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Job>) {
             let _ = job.reply.send(outcome);
         }
     }
+}
+
+/// After the last job: the free pages returned (each step of the pragma frees some;
+/// stepped to its end it frees them all), then the WAL copied in and truncated.
+fn finish(conn: &Connection) {
+    if let Ok(mut st) = conn.prepare("PRAGMA incremental_vacuum") {
+        if let Ok(mut rows) = st.query([]) {
+            while let Ok(Some(_)) = rows.next() {}
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
 
 /// One transaction for the group: each job's outcome, all failed if the commit fails.
@@ -530,6 +567,8 @@ impl Store for SqliteStore {
         check_batch(&writes)?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         lock(&self.jobs)?
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?
             .send(Job { writes, reply })
             .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?;
         answer
@@ -553,4 +592,67 @@ fn prefix_end(prefix: &str) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_closed_store_gives_its_free_pages_back_and_refuses_writes() {
+        let dir = std::env::temp_dir().join(format!("oms-orders-close-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("orders.db");
+        let store = SqliteStore::open(&path).unwrap();
+        // Random text does not compress: each item takes its 3 KB, as outbox items
+        // the relay deletes leave their pages free.
+        let noise = |i: u64| -> String {
+            let mut rng = fastrand::Rng::with_seed(i);
+            (0..3000).map(|_| rng.alphanumeric()).collect()
+        };
+        let key = |i: u64| Key::new("OUTBOX", format!("{i:04}"));
+        for i in 0..300 {
+            let mut doc = Map::new();
+            doc.insert("event".into(), Value::String(noise(i)));
+            let put = Write::Put {
+                key: key(i),
+                doc,
+                cond: Cond::NotExists,
+            };
+            store.transact(vec![put]).await.unwrap();
+        }
+        for i in 0..300 {
+            let delete = Write::Delete {
+                key: key(i),
+                cond: Cond::Exists,
+            };
+            store.transact(vec![delete]).await.unwrap();
+        }
+        store.close();
+        let after = store
+            .transact(vec![Write::Delete {
+                key: key(0),
+                cond: Cond::Always,
+            }])
+            .await;
+        assert!(
+            matches!(&after, Err(StoreError::Unavailable(m)) if m.contains("closed")),
+            "{after:?}"
+        );
+        let c = Connection::open(&path).unwrap();
+        let (mode, free, pages): (i64, i64, i64) = c
+            .query_row(
+                "SELECT (SELECT auto_vacuum FROM pragma_auto_vacuum), \
+                 (SELECT freelist_count FROM pragma_freelist_count), \
+                 (SELECT page_count FROM pragma_page_count)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((mode, free), (2, 0), "INCREMENTAL, and nothing left free");
+        assert!(pages < 10, "{pages} pages for an empty table");
+        let wal = std::fs::metadata(dir.join("orders.db-wal")).map_or(0, |m| m.len());
+        assert_eq!(wal, 0, "the WAL was checkpointed and truncated");
+    }
 }

@@ -13,6 +13,7 @@
 
 use super::{epoch, NewExecution, Runtime, RuntimeError, SystemHost};
 use crate::api::ExecutionStatus;
+use crate::history::Payload;
 use crate::nested::Parent;
 use asl::error::names;
 use asl::eval::{EffectId, IterationCall, MapRunEnd, MapRunUpdate, ReadCall, WriteCall};
@@ -143,8 +144,8 @@ impl Runtime {
                         name: r.get(2)?,
                         state_machine_arn: r.get(3)?,
                         status: r.get(4)?,
-                        input: r.get(5)?,
-                        output: r.get(6)?,
+                        input: r.get::<_, Payload>(5)?.0,
+                        output: r.get::<_, Option<Payload>>(6)?.map(|p| p.0),
                         error: r.get(7)?,
                         cause: r.get(8)?,
                         start_date: instant(r.get(9)?),
