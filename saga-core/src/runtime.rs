@@ -1045,9 +1045,14 @@ impl Runtime {
                         stop_date
                     ])?;
             }
-            // A succeeded execution can never be redriven: its state is not needed.
+            // A succeeded execution can never be redriven: its state is not needed, nor
+            // the links to the children its tasks started (kept to find a child again
+            // when the parent resumes, and to stop `.sync` children with a running
+            // parent). A failed parent keeps them for its redrive.
             if status == ExecutionStatus::Succeeded {
                 c.prepare_cached("DELETE FROM snapshots WHERE arn = ?1")?
+                    .execute([&arn])?;
+                c.prepare_cached("DELETE FROM children WHERE parent_arn = ?1")?
                     .execute([&arn])?;
             } else {
                 c.prepare_cached("UPDATE snapshots SET data = ?2 WHERE arn = ?1")?

@@ -49,7 +49,7 @@ async fn run(sfn: &LocalStepFunctions, machine: &str) -> DescribeExecutionOutput
 async fn a_sync_parent_gets_its_childs_output() {
     let dir = std::env::temp_dir().join(format!("oms-nested-{}", uuid::Uuid::new_v4()));
     let store = ExecutionStore::open(&dir).unwrap();
-    let runtime = Runtime::new(store, Arc::new(NoTasks));
+    let runtime = Runtime::new(store.clone(), Arc::new(NoTasks));
     let sfn = LocalStepFunctions::shared(runtime, "us-east-1", "000000000000");
     let child_definition = json!({"StartAt": "P", "States": {
         "P": {"Type": "Pass", "Parameters": {"got.$": "$.n"}, "End": true}}});
@@ -73,5 +73,11 @@ async fn a_sync_parent_gets_its_childs_output() {
         .executions;
     let arns: Vec<_> = children.iter().map(|e| e.execution_arn.as_str()).collect();
     assert_eq!(arns, [out["ExecutionArn"].as_str().unwrap()]);
+    // A succeeded parent can be neither resumed nor redriven: its link to the child,
+    // kept for those, is gone with its close.
+    let links: i64 = store
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM children", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(links, 0, "a succeeded parent's links to its children are kept");
     let _ = std::fs::remove_dir_all(dir);
 }
