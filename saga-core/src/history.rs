@@ -408,7 +408,11 @@ mod tests {
     #[test]
     fn a_frame_of_an_older_format_still_reads() {
         let events = vec![
-            event(1, "ExecutionStarted", Some(r#"{"input":"{\"order_id\":\"o-1\"}"}"#)),
+            event(
+                1,
+                "ExecutionStarted",
+                Some(r#"{"input":"{\"order_id\":\"o-1\"}"}"#),
+            ),
             event(2, "ExecutionSucceeded", Some(r#"{"output":"{}"}"#)),
         ];
         let current = encode(&events).unwrap();

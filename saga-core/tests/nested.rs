@@ -78,6 +78,9 @@ async fn a_sync_parent_gets_its_childs_output() {
     let links: i64 = store
         .read(|c| Ok(c.query_row("SELECT count(*) FROM children", [], |r| r.get(0))?))
         .unwrap();
-    assert_eq!(links, 0, "a succeeded parent's links to its children are kept");
+    assert_eq!(
+        links, 0,
+        "a succeeded parent's links to its children are kept"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
