@@ -64,20 +64,52 @@ fn decoder(format: u8) -> Option<&'static zstd::dict::DecoderDictionary<'static>
     }
 }
 
-/// The text `compressed` holds, decompressed against `format`'s dictionary.
+/// The text `compressed` holds, decompressed against `format`'s dictionary, by this
+/// thread's decompressor of that format (ListExecutions unpacks every row's payloads:
+/// a zstd context set up for each would cost more than the unpacking).
 fn decompress(format: u8, compressed: &[u8]) -> Result<Vec<u8>, String> {
+    type Slot = std::cell::RefCell<Vec<(u8, zstd::bulk::Decompressor<'static>)>>;
+    thread_local! {
+        static DECOMPRESSORS: Slot = const { std::cell::RefCell::new(Vec::new()) };
+    }
     let dict = decoder(format).ok_or_else(|| {
         format!("format {format} (this oms reads formats 1 to {FORMAT}; was it written by a newer one?)")
     })?;
-    let mut raw = Vec::new();
-    std::io::Read::read_to_end(
-        &mut zstd::stream::read::Decoder::with_prepared_dictionary(compressed, dict)
-            .map_err(|e| e.to_string())?,
-        &mut raw,
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(raw)
+    // Every frame this oms writes records its size. A large one (or a damaged header
+    // claiming one) is streamed instead of allocated up front.
+    let size = zstd::zstd_safe::get_frame_content_size(compressed)
+        .map_err(|_| "not a zstd frame".to_string())?
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|&n| n <= BULK_MAX_BYTES);
+    let Some(size) = size else {
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(
+            &mut zstd::stream::read::Decoder::with_prepared_dictionary(compressed, dict)
+                .map_err(|e| e.to_string())?,
+            &mut raw,
+        )
+        .map_err(|e| e.to_string())?;
+        return Ok(raw);
+    };
+    DECOMPRESSORS.with_borrow_mut(|slots| {
+        let at = match slots.iter().position(|(f, _)| *f == format) {
+            Some(at) => at,
+            None => {
+                let d = zstd::bulk::Decompressor::with_prepared_dictionary(dict)
+                    .map_err(|e| e.to_string())?;
+                slots.push((format, d));
+                slots.len() - 1
+            }
+        };
+        slots[at]
+            .1
+            .decompress(compressed, size)
+            .map_err(|e| e.to_string())
+    })
 }
+
+/// Frames up to this size are decompressed in one call into a buffer of their size.
+const BULK_MAX_BYTES: usize = 16 << 20;
 
 /// `raw` compressed against the dictionary, by this thread's compressor: a zstd
 /// context is hundreds of KB to set up, and every execution's start and close compress.
@@ -403,6 +435,13 @@ mod tests {
             .collect();
         let frame = encode(&events).unwrap();
         assert!(frame.len() < 1000, "{} bytes", frame.len());
+    }
+
+    #[test]
+    fn a_history_larger_than_one_bulk_call_is_streamed_back_whole() {
+        let big = "x".repeat(BULK_MAX_BYTES + 1);
+        let events = vec![event(1, "ExecutionStarted", Some(&big))];
+        assert_eq!(decode(&encode(&events).unwrap()).unwrap(), events);
     }
 
     #[test]
