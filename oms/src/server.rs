@@ -62,18 +62,27 @@ pub async fn serve_with(
 /// tell of any of them (an order's status, an execution's history, a task accepted),
 /// waits until everything committed before it was computed is on disk. One fsync,
 /// shared by every answer waiting at the time; none when nothing is waiting for one.
+/// An answer that cannot be made durable (a full disk) is refused in the shape of the
+/// API asked: AWS's for an SDK's request, the Orders API's problem otherwise.
 async fn durable_answers(
     State(store): State<saga_core::store::ExecutionStore>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let aws_shaped = request.headers().contains_key("x-amz-target");
     let response = next.run(request).await;
-    match store.sync().await {
-        Ok(()) => response,
-        Err(e) => error_response(&ApiError::service_unavailable(format!(
-            "the answer could not be made durable: {e}"
-        ))),
+    let Err(e) = store.sync().await else {
+        return response;
+    };
+    let message = format!("the answer could not be made durable: {e}");
+    if aws_shaped {
+        return error_response(&ApiError::service_unavailable(message));
     }
+    let unavailable = activities::errors::ActivityError::new(
+        activities::errors::ErrorKind::StoreUnavailable,
+        message,
+    );
+    problem_response(&oms_orders::Problem::from(unavailable))
 }
 
 /// Everything `oms up` serves: the Orders API and console over `orders`, and the Step
