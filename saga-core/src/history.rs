@@ -141,17 +141,17 @@ pub struct StoredEvent {
 pub fn encode(events: &[StoredEvent]) -> Result<Vec<u8>, StoreError> {
     let mut raw = Vec::with_capacity(events.iter().map(|e| 24 + e.kind.len()).sum::<usize>());
     for e in events {
-        varint(&mut raw, e.id as u64);
-        varint(&mut raw, e.previous_id as u64);
+        crate::varint::put(&mut raw, e.id as u64);
+        crate::varint::put(&mut raw, e.previous_id as u64);
         raw.extend_from_slice(&e.timestamp.to_bits().to_le_bytes());
-        varint(&mut raw, e.kind.len() as u64);
+        crate::varint::put(&mut raw, e.kind.len() as u64);
         raw.extend_from_slice(e.kind.as_bytes());
         match &e.details {
             Some(d) => {
-                varint(&mut raw, d.len() as u64 + 1);
+                crate::varint::put(&mut raw, d.len() as u64 + 1);
                 raw.extend_from_slice(d.as_bytes());
             }
-            None => varint(&mut raw, 0),
+            None => crate::varint::put(&mut raw, 0),
         }
     }
     let mut out = vec![FORMAT];
@@ -191,14 +191,6 @@ pub fn decode(frame: &[u8]) -> Result<Vec<StoredEvent>, StoreError> {
     Ok(events)
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 struct Reader<'a> {
     raw: &'a [u8],
     at: usize,
@@ -210,16 +202,7 @@ impl Reader<'_> {
     }
 
     fn varint(&mut self) -> Result<u64, StoreError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self.raw.get(self.at).ok_or_else(Self::truncated)?;
-            self.at += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-        }
-        Err(Self::truncated())
+        crate::varint::read(self.raw, &mut self.at).ok_or_else(Self::truncated)
     }
 
     fn bytes(&mut self, n: usize) -> Result<&[u8], StoreError> {
@@ -337,6 +320,14 @@ pub fn has_frame(c: &Connection, execution_id: i64) -> Result<bool, StoreError> 
     )
 }
 
+/// Stores `frame` as the execution's history, in place of any older frame (an
+/// execution that closes in its first step has no rows to replace).
+pub fn store_frame(c: &Connection, execution_id: i64, frame: &[u8]) -> Result<(), StoreError> {
+    c.prepare_cached("INSERT OR REPLACE INTO histories (execution_id, data) VALUES (?1, ?2)")?
+        .execute(params![execution_id, frame])?;
+    Ok(())
+}
+
 /// Stores `frame` as the execution's history up to event `through`, in place of its
 /// rows up to there and of any older frame (part of the closing step's write).
 pub fn replace_with_frame(
@@ -345,8 +336,7 @@ pub fn replace_with_frame(
     frame: &[u8],
     through: i64,
 ) -> Result<(), StoreError> {
-    c.prepare_cached("INSERT OR REPLACE INTO histories (execution_id, data) VALUES (?1, ?2)")?
-        .execute(params![execution_id, frame])?;
+    store_frame(c, execution_id, frame)?;
     c.prepare_cached("DELETE FROM events WHERE execution_id = ?1 AND id <= ?2")?
         .execute(params![execution_id, through])?;
     Ok(())

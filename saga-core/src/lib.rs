@@ -8,6 +8,8 @@
 //! retention period; `nested` runs executions started by a Task of another; `mock` answers Tasks from a
 //! Step Functions Local mock configuration;
 //! `observe` is the hook an observer (oms's metrics) hangs on;
+//! `history` keeps a closed execution's history as one compressed frame; `varint` is
+//! the LEB128 the stored encodings share;
 //! `service` implements the API on top of both.
 
 pub mod api;
@@ -20,3 +22,4 @@ pub mod retention;
 pub mod runtime;
 pub mod service;
 pub mod store;
+pub mod varint;

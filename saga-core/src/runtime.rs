@@ -578,12 +578,7 @@ impl Runtime {
                     .execute(params![row.arn, snapshot])?;
                 match &frame {
                     // Closed in its first step: no rows to replace.
-                    Some(data) => c
-                        .prepare_cached(
-                            "INSERT INTO histories (execution_id, data) VALUES (?1, ?2)",
-                        )?
-                        .execute(params![execution_id, data])
-                        .map(|_| ())?,
+                    Some(data) => crate::history::store_frame(c, execution_id, data)?,
                     None => insert_events(c, &row.arn, &events)?,
                 }
                 insert_tasks(c, &row.arn, &tasks)?;

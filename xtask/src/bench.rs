@@ -61,28 +61,21 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 None => it.next().cloned().ok_or(format!("{name} needs a value")),
             }
         };
-        let positive = |name: &str, v: &str| -> Result<usize, String> {
-            v.trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(format!("{name} needs a positive number, got {v:?}"))
-        };
         match flag {
-            "--rounds" => o.rounds = positive(flag, &text(flag)?)?,
-            "--executions" => o.executions = positive(flag, &text(flag)?)?,
-            "--saga-rounds" => o.saga_rounds = positive(flag, &text(flag)?)?,
-            "--sagas" => o.sagas = positive(flag, &text(flag)?)?,
+            "--rounds" => o.rounds = crate::positive(flag, &text(flag)?)?,
+            "--executions" => o.executions = crate::positive(flag, &text(flag)?)?,
+            "--saga-rounds" => o.saga_rounds = crate::positive(flag, &text(flag)?)?,
+            "--sagas" => o.sagas = crate::positive(flag, &text(flag)?)?,
             "--saga-concurrency" => {
                 o.saga_concurrency = text(flag)?
                     .split(',')
-                    .map(|c| positive(flag, c))
+                    .map(|c| crate::positive(flag, c))
                     .collect::<Result<_, _>>()?
             }
             "--no-machine10" => o.machine10 = false,
             "--no-saga4" => o.saga4 = false,
             "--no-jsonata" => o.jsonata = false,
-            "--jsonata-rounds" => o.jsonata_rounds = positive(flag, &text(flag)?)?,
+            "--jsonata-rounds" => o.jsonata_rounds = crate::positive(flag, &text(flag)?)?,
             "--jsonata-seconds" => {
                 let v = text(flag)?;
                 o.jsonata_seconds = v

@@ -83,14 +83,8 @@ impl Phase {
 pub fn run(args: &[String]) -> Result<(), String> {
     let opts = parse_args(args)?;
     let root = crate::root();
-    let oms = match &opts.oms {
-        Some(p) => p.clone(),
-        None => crate::soak::build_release(&root)?,
-    };
-    let work = crate::bench::target_dir(&root).join("bench-orders");
-    let _ = std::fs::remove_dir_all(&work);
-    let data = work.join("data");
-    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let crate::soak::Workspace { oms, work, data } =
+        crate::soak::Workspace::fresh(&root, opts.oms.as_ref(), "bench-orders")?;
     let args = ["--pick-delay-ms".to_string(), "0".into()];
     let mut server = crate::soak::Server::start_with(&oms, &work, &data, &args)?;
     let measured = measure(&oms, &work, &opts, &server);

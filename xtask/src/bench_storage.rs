@@ -39,15 +39,9 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let positive = |v: &String| {
-            v.parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(format!("{flag} needs a positive whole number, got {v:?}"))
-        };
         match flag.as_str() {
-            "--orders" => o.orders = positive(value()?)?,
-            "--concurrency" => o.concurrency = positive(value()?)?,
+            "--orders" => o.orders = crate::positive(flag, value()?)?,
+            "--concurrency" => o.concurrency = crate::positive(flag, value()?)?,
             "--no-docs" => o.write_docs = false,
             "--oms" => o.oms = Some(value()?.into()),
             "-h" | "--help" => return Err(USAGE.to_string()),
@@ -71,14 +65,8 @@ const DATABASES: [(&str, &str); 3] = [
 pub fn run(args: &[String]) -> Result<(), String> {
     let opts = parse_args(args)?;
     let root = crate::root();
-    let oms = match &opts.oms {
-        Some(path) => path.clone(),
-        None => crate::soak::build_release(&root)?,
-    };
-    let work = crate::bench::target_dir(&root).join("bench-storage");
-    let _ = std::fs::remove_dir_all(&work);
-    let data = work.join("data");
-    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let crate::soak::Workspace { oms, work, data } =
+        crate::soak::Workspace::fresh(&root, opts.oms.as_ref(), "bench-storage")?;
     let stock = [
         "--pick-delay-ms".to_string(),
         "20".into(),

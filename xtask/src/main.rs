@@ -26,6 +26,15 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A flag's value as a whole number above zero, or the error naming the flag.
+fn positive(flag: &str, v: &str) -> Result<usize, String> {
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or(format!("{flag} needs a positive whole number, got {v:?}"))
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,18 +44,12 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        let positive = |v: &String| {
-            v.parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or(format!("{flag} needs a positive whole number, got {v:?}"))
-        };
         match flag.as_str() {
-            "--orders" => o.orders = positive(value()?)?,
-            "--concurrency" => o.concurrency = positive(value()?)?,
-            "--windows" => o.windows = positive(value()?)?,
-            "--sample-seconds" => o.sample_s = positive(value()?)? as u64,
-            "--retention-seconds" => o.retention_s = Some(positive(value()?)? as u64),
+            "--orders" => o.orders = crate::positive(flag, value()?)?,
+            "--concurrency" => o.concurrency = crate::positive(flag, value()?)?,
+            "--windows" => o.windows = crate::positive(flag, value()?)?,
+            "--sample-seconds" => o.sample_s = crate::positive(flag, value()?)? as u64,
+            "--retention-seconds" => o.retention_s = Some(crate::positive(flag, value()?)? as u64),
             "--fault-rate" => {
                 let v = value()?;
                 o.fault_rate = v
@@ -91,17 +85,33 @@ pub(crate) fn build_release(root: &Path) -> Result<std::path::PathBuf, String> {
     Ok(crate::bench::target_dir(root).join("release/oms"))
 }
 
+/// What a run against `oms up` works with: the binary it measures (the one given, or a
+/// release build made now) and its work dir (`target/<name>`, emptied) holding an
+/// empty data dir.
+pub struct Workspace {
+    pub oms: PathBuf,
+    pub work: PathBuf,
+    pub data: PathBuf,
+}
+
+impl Workspace {
+    pub fn fresh(root: &Path, oms: Option<&PathBuf>, name: &str) -> Result<Workspace, String> {
+        let oms = match oms {
+            Some(path) => path.clone(),
+            None => build_release(root)?,
+        };
+        let work = crate::bench::target_dir(root).join(name);
+        let _ = std::fs::remove_dir_all(&work);
+        let data = work.join("data");
+        std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+        Ok(Workspace { oms, work, data })
+    }
+}
+
 pub fn run(args: &[String]) -> Result<(), String> {
     let opts = parse_args(args)?;
     let root = crate::root();
-    let oms = match &opts.oms {
-        Some(path) => path.clone(),
-        None => build_release(&root)?,
-    };
-    let work = crate::bench::target_dir(&root).join("soak");
-    let _ = std::fs::remove_dir_all(&work);
-    let data = work.join("data");
-    std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+    let Workspace { oms, work, data } = Workspace::fresh(&root, opts.oms.as_ref(), "soak")?;
     let mut server = Server::start(&oms, &work, &data, &opts)?;
     let result = soak(&oms, &opts, &server);
     server.stop();

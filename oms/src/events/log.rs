@@ -437,9 +437,9 @@ fn block_after(conn: &Connection, after: u64) -> Result<Option<Vec<Logged>>, Str
 fn encode_block(events: &[Logged]) -> Result<Vec<u8>, String> {
     let mut raw = Vec::new();
     for e in events {
-        varint(&mut raw, e.seq);
+        saga_core::varint::put(&mut raw, e.seq);
         for text in [&e.id, &e.kind, &e.body] {
-            varint(&mut raw, text.len() as u64);
+            saga_core::varint::put(&mut raw, text.len() as u64);
             raw.extend_from_slice(text.as_bytes());
         }
     }
@@ -456,9 +456,10 @@ fn decode_block(data: &[u8]) -> Result<Vec<Logged>, String> {
             let mut at = 0;
             let mut events = Vec::new();
             while at < raw.len() {
-                let seq = read_varint(&raw, &mut at).ok_or_else(|| bad("truncated"))?;
+                let seq = saga_core::varint::read(&raw, &mut at).ok_or_else(|| bad("truncated"))?;
                 let mut text = || -> Result<String, String> {
-                    let n = read_varint(&raw, &mut at).ok_or_else(|| bad("truncated"))? as usize;
+                    let n = saga_core::varint::read(&raw, &mut at)
+                        .ok_or_else(|| bad("truncated"))? as usize;
                     let end = at.checked_add(n).ok_or_else(|| bad("truncated"))?;
                     let bytes = raw.get(at..end).ok_or_else(|| bad("truncated"))?;
                     at = end;
@@ -479,27 +480,6 @@ fn decode_block(data: &[u8]) -> Result<Vec<Logged>, String> {
         ))),
         None => Err(bad("empty")),
     }
-}
-
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn read_varint(raw: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *raw.get(*at)?;
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Some(v);
-        }
-    }
-    None
 }
 
 fn logged(r: &rusqlite::Row<'_>) -> rusqlite::Result<Logged> {
