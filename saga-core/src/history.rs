@@ -137,6 +137,15 @@ pub struct StoredEvent {
     pub details: Option<String>,
 }
 
+/// Whether a history met an error on its way, even one it retried past or caught: an
+/// event whose type says a call, a state or the execution failed, timed out or was
+/// aborted (TaskFailed, LambdaFunctionTimedOut, MapRunAborted, ...).
+pub fn met_an_error(events: &[StoredEvent]) -> bool {
+    events.iter().any(|e| {
+        e.kind.ends_with("Failed") || e.kind.ends_with("TimedOut") || e.kind.ends_with("Aborted")
+    })
+}
+
 /// The frame for `events` (in id order).
 pub fn encode(events: &[StoredEvent]) -> Result<Vec<u8>, StoreError> {
     let mut raw = Vec::with_capacity(events.iter().map(|e| 24 + e.kind.len()).sum::<usize>());

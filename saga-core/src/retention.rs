@@ -85,7 +85,7 @@ fn expired(
 
 /// Deletes the executions, their history, snapshots, task tokens and nested links; one still closed
 /// only (the status is read again inside the writer's transaction).
-fn delete(c: &rusqlite::Connection, ids: &[(i64, String)]) -> Result<u64, StoreError> {
+pub(crate) fn delete(c: &rusqlite::Connection, ids: &[(i64, String)]) -> Result<u64, StoreError> {
     let mut deleted = 0;
     for (rowid, arn) in ids {
         let gone = c

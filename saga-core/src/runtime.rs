@@ -517,6 +517,10 @@ impl Runtime {
                 Some(crate::history::encode(&stored_events(&events)).map_err(RuntimeError::Store)?)
             }
         };
+        // See `step`'s `clean_express`: here the execution closed in its first step.
+        let clean_express = new.express
+            && status == ExecutionStatus::Succeeded
+            && !crate::history::met_an_error(&stored_events(&events));
         let task_rows_written = tasks
             .iter()
             .map(|t| (t.effect_id, t.token.clone()))
@@ -583,6 +587,9 @@ impl Runtime {
                 }
                 insert_tasks(c, &row.arn, &tasks)?;
                 insert_links(c, &row, parent.as_ref(), test_case.as_deref())?;
+                if clean_express {
+                    children::mark_clean(c, &row.arn)?;
+                }
                 Ok(())
             })
             .await
@@ -1022,6 +1029,11 @@ impl Runtime {
             ExecutionStatus::Running => None,
             _ => self.closing_frame(arn, &events)?,
         };
+        // An Express child that succeeded without meeting an error is marked so, for its
+        // parent's close to delete (children.rs).
+        let clean_express = status == ExecutionStatus::Succeeded
+            && live.exec.info().redrive_count.is_none()
+            && frame.as_ref().is_some_and(|f| !f.met_an_error);
         let arn = arn.to_string();
         let output_packed = output.as_deref().map(crate::history::pack_payload);
         let job = move |c: &rusqlite::Connection| {
@@ -1047,6 +1059,7 @@ impl Runtime {
             if status == ExecutionStatus::Succeeded {
                 c.prepare_cached("DELETE FROM snapshots WHERE arn = ?1")?
                     .execute([&arn])?;
+                children::delete_clean_express(c, &arn)?;
                 c.prepare_cached("DELETE FROM children WHERE parent_arn = ?1")?
                     .execute([&arn])?;
             } else {
@@ -1060,12 +1073,15 @@ impl Runtime {
                     .execute(params![arn, at])?;
             }
             match &frame {
-                Some((data, through)) => {
+                Some(closing) => {
                     let id = crate::history::execution_id(c, &arn)?
                         .ok_or_else(|| StoreError::Failed(format!("{arn} is not stored")))?;
-                    crate::history::replace_with_frame(c, id, data, *through)?;
+                    crate::history::replace_with_frame(c, id, &closing.frame, closing.through)?;
                 }
                 None => insert_events(c, &arn, &events)?,
+            }
+            if clean_express {
+                children::mark_clean(c, &arn)?;
             }
             insert_tasks(c, &arn, &new_tasks)?;
             for t in &gone {
@@ -1093,15 +1109,11 @@ impl Runtime {
         Ok(())
     }
 
-    /// The history of an execution its step `events` close, as one frame (history.rs),
-    /// with the id of its last event; None if it has no history. Built here, before the
-    /// step's write, so the store's writer only stores it: the rows committed before
-    /// are read now (this execution's steps are serialised, so none is added meanwhile).
-    fn closing_frame(
-        &self,
-        arn: &str,
-        events: &[EventRow],
-    ) -> Result<Option<(Vec<u8>, i64)>, StoreError> {
+    /// The history of an execution its step `events` close, as one frame (history.rs);
+    /// None if it has no history. Built here, before the step's write, so the store's
+    /// writer only stores it: the rows committed before are read now (this execution's
+    /// steps are serialised, so none is added meanwhile).
+    fn closing_frame(&self, arn: &str, events: &[EventRow]) -> Result<Option<Closing>, StoreError> {
         let a = arn.to_string();
         let mut all = self
             .store
@@ -1113,7 +1125,11 @@ impl Runtime {
         let Some(through) = all.last().map(|e| e.id) else {
             return Ok(None);
         };
-        Ok(Some((crate::history::encode(&all)?, through)))
+        Ok(Some(Closing {
+            frame: crate::history::encode(&all)?,
+            through,
+            met_an_error: crate::history::met_an_error(&all),
+        }))
     }
 
     /// StopExecution.
@@ -1592,6 +1608,14 @@ fn insert_tasks(c: &rusqlite::Connection, arn: &str, tasks: &[TaskRow]) -> Resul
 
 /// A history event ready to store. Its details are serialised by the caller: the
 /// store's single writer thread is the throughput limit, so it does no more than write.
+/// The history frame of an execution closing, and what the close needs to know of it.
+struct Closing {
+    frame: Vec<u8>,
+    /// The id of its last event.
+    through: i64,
+    met_an_error: bool,
+}
+
 struct EventRow {
     id: i64,
     previous_id: i64,

@@ -154,7 +154,10 @@ CREATE TABLE IF NOT EXISTS children (
     child_arn TEXT PRIMARY KEY,
     parent_arn TEXT NOT NULL,
     effect_id INTEGER NOT NULL,
-    sync INTEGER NOT NULL
+    sync INTEGER NOT NULL,
+    -- 1: an Express child that succeeded without meeting an error, which its parent's
+    -- success deletes (runtime/children.rs).
+    clean INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS children_by_parent ON children (parent_arn, effect_id);
 -- A distributed Map's Map Run (runtime/map_runs.rs), written with its first child
@@ -404,9 +407,9 @@ impl ExecutionStore {
 
 /// The schema this oms writes, in `PRAGMA user_version`. 0: histories as rows only
 /// (before compressed histories); 1: a closed execution's history may be a frame in
-/// `histories` (history.rs). A version-0 data dir is read as it is (its rows are still
-/// read) and becomes version 1; a newer one is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 1;
+/// `histories` (history.rs); 2: `children.clean`. An older data dir is upgraded in place
+/// (its rows are still read as they are); a newer one is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 2;
 
 fn check_schema_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -418,7 +421,22 @@ fn check_schema_version(conn: &Connection, path: &Path) -> Result<(), StoreError
         )));
     }
     if found < SCHEMA_VERSION {
+        add_missing_columns(conn)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    Ok(())
+}
+
+/// Columns added to a table after a data dir could have been made: `CREATE TABLE IF NOT
+/// EXISTS` leaves an older table as it was.
+fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
+    let has_clean: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('children') WHERE name = 'clean'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_clean {
+        conn.execute_batch("ALTER TABLE children ADD COLUMN clean INTEGER NOT NULL DEFAULT 0")?;
     }
     Ok(())
 }
@@ -767,5 +785,37 @@ mod tests {
         .unwrap();
         let err = ExecutionStore::open(&dir).err().expect("open must fail");
         assert!(err.to_string().contains("oms.sqlite3"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_older_data_dir_gains_the_new_columns_and_keeps_its_rows() {
+        let dir = temp_dir("upgrade");
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            // `children` as schema version 1 made it, with one link in it.
+            let c = Connection::open(dir.join("oms.sqlite3")).unwrap();
+            c.execute_batch(
+                "CREATE TABLE children (child_arn TEXT PRIMARY KEY, parent_arn TEXT NOT NULL, \
+                 effect_id INTEGER NOT NULL, sync INTEGER NOT NULL); \
+                 INSERT INTO children VALUES ('c', 'p', 3, 1); PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = ExecutionStore::open(&dir).unwrap();
+        let (link, version): ((String, i64, i64), i64) = store
+            .read(|c| {
+                let link = c.query_row(
+                    "SELECT parent_arn, effect_id, clean FROM children WHERE child_arn = 'c'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
+                Ok((link, c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+            })
+            .unwrap();
+        assert_eq!(link, ("p".to_string(), 3, 0), "the link, not clean");
+        assert_eq!(version, SCHEMA_VERSION);
+        store.close();
+        // Opened again at the current version: nothing to add, nothing refused.
+        ExecutionStore::open(&dir).unwrap().close();
     }
 }

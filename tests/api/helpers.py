@@ -60,7 +60,12 @@ def task_errors(sfn, execution_arn):
         for e in page["events"]:
             child = child_execution(e)
             if child:
-                out += task_errors(sfn, child)
+                try:
+                    out += task_errors(sfn, child)
+                except sfn.exceptions.ExecutionDoesNotExist:
+                    # A succeeded parent deletes its Express children that met no error
+                    # (docs/store.md, "Express children"): none to find in them.
+                    pass
             out += [e[d].get("error", "?") for d in details if d in e]
     return out
 

@@ -1,6 +1,14 @@
 //! The runtime's side of nested executions (`crate::nested`): performing a
 //! start-execution task, finding a parent's child again after a restart, waiting for
 //! a child to close, and the `.sync` children to stop with their parent.
+//!
+//! A succeeded parent deletes its Express children that succeeded without meeting an
+//! error, in its closing step. Their input and output are in the parent's history (its
+//! task's scheduled and succeeded events), and AWS keeps no Express execution: what it
+//! records of one is its log, which the CDK stack keeps at ERROR for the order saga's
+//! child. So, as there, only an Express run that met an error (one retried past
+//! included) stays to be read, until retention; and every child of a parent that did
+//! not succeed stays, for its redrive and its diagnosis. Standard children are kept.
 
 use super::{from_epoch, Runtime};
 use crate::api::{ApiError, DescribeExecutionOutput, ExecutionStatus};
@@ -10,6 +18,34 @@ use asl::{Delivery, Failure, TaskCall};
 use chrono::{DateTime, Utc};
 use rusqlite::OptionalExtension;
 use std::sync::Arc;
+
+/// Marks an execution, closing in this transaction as an Express success that met no
+/// error, for its parent's close to delete. Nothing to mark if it has no parent.
+pub(super) fn mark_clean(
+    c: &rusqlite::Connection,
+    arn: &str,
+) -> Result<(), crate::store::StoreError> {
+    c.prepare_cached("UPDATE children SET clean = 1 WHERE child_arn = ?1")?
+        .execute([arn])?;
+    Ok(())
+}
+
+/// Deletes, in the closing step of `parent_arn` as a success, its children marked
+/// clean, with their history. Returns how many.
+pub(super) fn delete_clean_express(
+    c: &rusqlite::Connection,
+    parent_arn: &str,
+) -> Result<u64, crate::store::StoreError> {
+    let clean = {
+        let mut q = c.prepare_cached(
+            "SELECT e.rowid, e.arn FROM children c JOIN executions e ON e.arn = c.child_arn \
+             WHERE c.parent_arn = ?1 AND c.clean = 1",
+        )?;
+        let rows = q.query_map([parent_arn], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<Vec<(i64, String)>, _>>()?
+    };
+    crate::retention::delete(c, &clean)
+}
 
 impl Runtime {
     /// Performs a start-execution task: starts (or finds again) the child, and delivers
