@@ -112,8 +112,7 @@ CREATE TABLE IF NOT EXISTS executions (
     redrive_date REAL,
     definition_id TEXT NOT NULL,
     role_arn TEXT NOT NULL,
-    machine_type TEXT NOT NULL,
-    UNIQUE (state_machine_arn, name)
+    machine_type TEXT NOT NULL
 );
 -- Apart from the execution row: SQLite rewrites a whole row on UPDATE, and these
 -- are the large parts. A definition is stored once however many executions use it;
@@ -126,6 +125,9 @@ CREATE TABLE IF NOT EXISTS snapshots (
     arn TEXT PRIMARY KEY,
     data TEXT NOT NULL
 );
+-- No UNIQUE (state_machine_arn, name): a Standard execution's ARN is its machine's and
+-- its name's, so the ARN's key holds it; Express executions may share a name, as on AWS
+-- (their ARNs differ by start time).
 CREATE INDEX IF NOT EXISTS executions_by_machine ON executions (state_machine_arn, start_date);
 CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status);
 -- Retention prunes the oldest closed executions first (retention.rs).
@@ -407,8 +409,9 @@ impl ExecutionStore {
 
 /// The schema this oms writes, in `PRAGMA user_version`. 0: histories as rows only
 /// (before compressed histories); 1: a closed execution's history may be a frame in
-/// `histories` (history.rs); 2: `children.clean`. An older data dir is upgraded in place
-/// (its rows are still read as they are); a newer one is refused rather than misread.
+/// `histories` (history.rs); 2: `children.clean`, and `executions` without its
+/// UNIQUE (state_machine_arn, name). An older data dir is upgraded in place (its rows
+/// are still read as they are); a newer one is refused rather than misread.
 pub const SCHEMA_VERSION: i64 = 2;
 
 fn check_schema_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
@@ -422,6 +425,7 @@ fn check_schema_version(conn: &Connection, path: &Path) -> Result<(), StoreError
     }
     if found < SCHEMA_VERSION {
         add_missing_columns(conn)?;
+        drop_execution_name_key(conn)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     Ok(())
@@ -438,6 +442,38 @@ fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
     if !has_clean {
         conn.execute_batch("ALTER TABLE children ADD COLUMN clean INTEGER NOT NULL DEFAULT 0")?;
     }
+    Ok(())
+}
+
+/// Rebuilds an `executions` table made before schema version 2, whose UNIQUE
+/// (state_machine_arn, name) refused a second Express execution of the same name (SQLite
+/// drops a table constraint only with the table). Rowids are kept: history rows and
+/// frames are keyed by them. One transaction: a crash leaves the old table.
+fn drop_execution_name_key(conn: &Connection) -> Result<(), StoreError> {
+    let has_key: bool = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_autoindex_executions_2'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_key {
+        return Ok(());
+    }
+    let columns = "arn, state_machine_arn, name, status, input, output, error, cause, start_date, \
+                   stop_date, redrive_count, redrive_date, definition_id, role_arn, machine_type";
+    let table = SCHEMA
+        .split_once("CREATE TABLE IF NOT EXISTS executions (")
+        .and_then(|(_, rest)| rest.split_once(");"))
+        .map(|(body, _)| body)
+        .ok_or_else(|| StoreError::Failed("the schema has no executions table".into()))?;
+    conn.execute_batch(&format!(
+        "BEGIN; \
+         CREATE TABLE executions_v2 ({table}); \
+         INSERT INTO executions_v2 (rowid, {columns}) SELECT rowid, {columns} FROM executions; \
+         DROP TABLE executions; \
+         ALTER TABLE executions_v2 RENAME TO executions; \
+         {SCHEMA} \
+         COMMIT;"
+    ))?;
     Ok(())
 }
 
@@ -792,12 +828,23 @@ mod tests {
         let dir = temp_dir("upgrade");
         std::fs::create_dir_all(&dir).unwrap();
         {
-            // `children` as schema version 1 made it, with one link in it.
+            // `children` and `executions` as schema version 1 made them, one row each;
+            // the execution's rowid is not 1, as a history's key would hold it.
             let c = Connection::open(dir.join("oms.sqlite3")).unwrap();
             c.execute_batch(
                 "CREATE TABLE children (child_arn TEXT PRIMARY KEY, parent_arn TEXT NOT NULL, \
                  effect_id INTEGER NOT NULL, sync INTEGER NOT NULL); \
-                 INSERT INTO children VALUES ('c', 'p', 3, 1); PRAGMA user_version = 1;",
+                 INSERT INTO children VALUES ('c', 'p', 3, 1); \
+                 CREATE TABLE executions (arn TEXT PRIMARY KEY, state_machine_arn TEXT NOT NULL, \
+                 name TEXT NOT NULL, status TEXT NOT NULL, input TEXT NOT NULL, output TEXT, \
+                 error TEXT, cause TEXT, start_date REAL NOT NULL, stop_date REAL, \
+                 redrive_count INTEGER NOT NULL DEFAULT 0, redrive_date REAL, \
+                 definition_id TEXT NOT NULL, role_arn TEXT NOT NULL, machine_type TEXT NOT NULL, \
+                 UNIQUE (state_machine_arn, name)); \
+                 INSERT INTO executions (rowid, arn, state_machine_arn, name, status, input, \
+                 start_date, definition_id, role_arn, machine_type) \
+                 VALUES (7, 'x:e:1', 'x:m', 'e', 'SUCCEEDED', '{}', 1.5, 'd', 'r', 'EXPRESS'); \
+                 PRAGMA user_version = 1;",
             )
             .unwrap();
         }
@@ -814,6 +861,25 @@ mod tests {
             .unwrap();
         assert_eq!(link, ("p".to_string(), 3, 0), "the link, not clean");
         assert_eq!(version, SCHEMA_VERSION);
+        // The execution kept its rowid and its row, and a second Express execution of
+        // the same name (another ARN) is taken, as on AWS.
+        let kept: (i64, String, f64) = store
+            .write(|c| {
+                c.execute(
+                    "INSERT INTO executions (arn, state_machine_arn, name, status, input, \
+                     start_date, definition_id, role_arn, machine_type) \
+                     VALUES ('x:e:2', 'x:m', 'e', 'RUNNING', '{}', 2.5, 'd', 'r', 'EXPRESS')",
+                    [],
+                )?;
+                Ok(c.query_row(
+                    "SELECT rowid, status, start_date FROM executions WHERE arn = 'x:e:1'",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(kept, (7, "SUCCEEDED".to_string(), 1.5));
         store.close();
         // Opened again at the current version: nothing to add, nothing refused.
         ExecutionStore::open(&dir).unwrap().close();

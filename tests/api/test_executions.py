@@ -98,6 +98,18 @@ def test_start_execution_idempotency(sfn):
     assert error_code(ei) == "ExecutionAlreadyExists"
 
 
+def test_express_executions_may_share_a_name(sfn):
+    """AWS manages no idempotency for Express workflows: starting one with a name
+    already used starts another execution (its ARN differs by its id)."""
+    sm = create_machine(sfn, PASS, type_="EXPRESS")
+    name = unique("same")
+    first = sfn.start_execution(stateMachineArn=sm, name=name, input="{}")["executionArn"]
+    time.sleep(0.005)
+    again = sfn.start_execution(stateMachineArn=sm, name=name, input='{"k": 2}')["executionArn"]
+    assert first != again and ":express:" in again
+    assert again.split(":")[-2] == name
+
+
 def test_execution_history_paging_order_and_data(sfn):
     sm = create_machine(sfn, TWO_PASSES)
     arn = sfn.start_execution(stateMachineArn=sm, input='{"x": 1}')["executionArn"]
