@@ -289,7 +289,8 @@ pub fn execution_id(c: &Connection, arn: &str) -> Result<Option<i64>, StoreError
     )
 }
 
-/// Every event of the execution, in id order: its frame's, then its rows after them.
+/// Every event of the execution, in id order: its frame's, then its steps' after them
+/// (`step_events`), then any rows an older oms wrote (`events`) after those.
 pub fn read(c: &Connection, execution_id: i64) -> Result<Vec<StoredEvent>, StoreError> {
     let frame: Option<Vec<u8>> = c
         .prepare_cached("SELECT data FROM histories WHERE execution_id = ?1")?
@@ -299,7 +300,15 @@ pub fn read(c: &Connection, execution_id: i64) -> Result<Vec<StoredEvent>, Store
         Some(f) => decode(&f)?,
         None => Vec::new(),
     };
-    let after = events.last().map_or(0, |e| e.id);
+    let mut after = events.last().map_or(0, |e| e.id);
+    let mut steps = c.prepare_cached(
+        "SELECT data FROM step_events WHERE execution_id = ?1 AND first_id > ?2 ORDER BY first_id",
+    )?;
+    let frames = steps.query_map(params![execution_id, after], |r| r.get::<_, Vec<u8>>(0))?;
+    for step in frames {
+        events.extend(decode(&step?)?);
+    }
+    after = events.last().map_or(after, |e| e.id);
     let mut q = c.prepare_cached(
         "SELECT id, previous_id, timestamp, type, details FROM events \
          WHERE execution_id = ?1 AND id > ?2 ORDER BY id",
@@ -319,14 +328,19 @@ pub fn read(c: &Connection, execution_id: i64) -> Result<Vec<StoredEvent>, Store
     Ok(events)
 }
 
-/// Whether the execution's history has a frame (else it is rows only, and SQL can page it).
-pub fn has_frame(c: &Connection, execution_id: i64) -> Result<bool, StoreError> {
-    Ok(
-        c.prepare_cached("SELECT 1 FROM histories WHERE execution_id = ?1")?
-            .query_row([execution_id], |_| Ok(()))
-            .optional()?
-            .is_some(),
-    )
+/// Stores the events of one step of a running execution, `frame` being [`encode`]'s
+/// of them (ids `first_id..=last_id`).
+pub fn store_step(
+    c: &Connection,
+    execution_id: i64,
+    (first_id, last_id): (i64, i64),
+    frame: &[u8],
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO step_events (execution_id, first_id, last_id, data) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![execution_id, first_id, last_id, frame])?;
+    Ok(())
 }
 
 /// Stores `frame` as the execution's history, in place of any older frame (an
@@ -338,7 +352,7 @@ pub fn store_frame(c: &Connection, execution_id: i64, frame: &[u8]) -> Result<()
 }
 
 /// Stores `frame` as the execution's history up to event `through`, in place of its
-/// rows up to there and of any older frame (part of the closing step's write).
+/// steps and rows up to there and of any older frame (part of the closing step's write).
 pub fn replace_with_frame(
     c: &Connection,
     execution_id: i64,
@@ -346,6 +360,8 @@ pub fn replace_with_frame(
     through: i64,
 ) -> Result<(), StoreError> {
     store_frame(c, execution_id, frame)?;
+    c.prepare_cached("DELETE FROM step_events WHERE execution_id = ?1 AND first_id <= ?2")?
+        .execute(params![execution_id, through])?;
     c.prepare_cached("DELETE FROM events WHERE execution_id = ?1 AND id <= ?2")?
         .execute(params![execution_id, through])?;
     Ok(())

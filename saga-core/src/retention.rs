@@ -96,6 +96,8 @@ pub(crate) fn delete(c: &rusqlite::Connection, ids: &[(i64, String)]) -> Result<
         }
         c.prepare_cached("DELETE FROM events WHERE execution_id = ?1")?
             .execute([rowid])?;
+        c.prepare_cached("DELETE FROM step_events WHERE execution_id = ?1")?
+            .execute([rowid])?;
         c.prepare_cached("DELETE FROM histories WHERE execution_id = ?1")?
             .execute([rowid])?;
         c.prepare_cached("DELETE FROM snapshots WHERE arn = ?1")?
@@ -230,6 +232,7 @@ mod tests {
             store
                 .read(|c| Ok(c.query_row(
                     "SELECT (SELECT count(*) FROM events WHERE execution_id NOT IN (SELECT rowid FROM executions)) \
+                     + (SELECT count(*) FROM step_events WHERE execution_id NOT IN (SELECT rowid FROM executions)) \
                      + (SELECT count(*) FROM histories WHERE execution_id NOT IN (SELECT rowid FROM executions))",
                     [],
                     |r| r.get::<_, i64>(0)

@@ -511,12 +511,10 @@ impl Runtime {
             },
         };
         let (status, output, failure) = outcome(&exec);
-        let frame = match status {
-            ExecutionStatus::Running => None,
-            _ => {
-                Some(crate::history::encode(&stored_events(&events)).map_err(RuntimeError::Store)?)
-            }
-        };
+        // The first step's events as one frame: the whole history if it closed the
+        // execution, else its first step's row (history.rs). Encoded here, off the writer.
+        let frame = crate::history::encode(&stored_events(&events)).map_err(RuntimeError::Store)?;
+        let step_ids = step_ids(&events);
         // See `step`'s `clean_express`: here the execution closed in its first step.
         let clean_express = new.express
             && status == ExecutionStatus::Succeeded
@@ -580,10 +578,13 @@ impl Runtime {
                 let execution_id = c.last_insert_rowid();
                 c.prepare_cached("INSERT INTO snapshots (arn, data) VALUES (?1, ?2)")?
                     .execute(params![row.arn, snapshot])?;
-                match &frame {
+                match (status, step_ids) {
                     // Closed in its first step: no rows to replace.
-                    Some(data) => crate::history::store_frame(c, execution_id, data)?,
-                    None => insert_events(c, &row.arn, &events)?,
+                    (s, _) if s != ExecutionStatus::Running => {
+                        crate::history::store_frame(c, execution_id, &frame)?
+                    }
+                    (_, Some(ids)) => crate::history::store_step(c, execution_id, ids, &frame)?,
+                    (_, None) => {}
                 }
                 insert_tasks(c, &row.arn, &tasks)?;
                 insert_links(c, &row, parent.as_ref(), test_case.as_deref())?;
@@ -1029,6 +1030,12 @@ impl Runtime {
             ExecutionStatus::Running => None,
             _ => self.closing_frame(arn, &events)?,
         };
+        // A step that leaves the execution running: its events as one frame, encoded
+        // here, off the writer (history.rs).
+        let step_frame = match (&frame, step_ids(&events)) {
+            (None, Some(ids)) => Some((ids, crate::history::encode(&stored_events(&events))?)),
+            _ => None,
+        };
         // An Express child that succeeded without meeting an error is marked so, for its
         // parent's close to delete (children.rs).
         let clean_express = status == ExecutionStatus::Succeeded
@@ -1078,7 +1085,13 @@ impl Runtime {
                         .ok_or_else(|| StoreError::Failed(format!("{arn} is not stored")))?;
                     crate::history::replace_with_frame(c, id, &closing.frame, closing.through)?;
                 }
-                None => insert_events(c, &arn, &events)?,
+                None => {
+                    if let Some((ids, data)) = &step_frame {
+                        let id = crate::history::execution_id(c, &arn)?
+                            .ok_or_else(|| StoreError::Failed(format!("{arn} is not stored")))?;
+                        crate::history::store_step(c, id, *ids, data)?;
+                    }
+                }
             }
             if clean_express {
                 children::mark_clean(c, &arn)?;
@@ -1686,31 +1699,9 @@ fn definition_id(text: &str) -> String {
         .collect()
 }
 
-fn insert_events(
-    c: &rusqlite::Connection,
-    arn: &str,
-    events: &[EventRow],
-) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let execution_id: i64 = c
-        .prepare_cached("SELECT rowid FROM executions WHERE arn = ?1")?
-        .query_row([arn], |r| r.get(0))?;
-    let mut st = c.prepare_cached(
-        "INSERT INTO events (execution_id, id, previous_id, timestamp, type, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for e in events {
-        st.execute(params![
-            execution_id,
-            e.id,
-            e.previous_id,
-            e.timestamp,
-            e.kind.as_ref(),
-            e.details
-        ])?;
-    }
-    Ok(())
+/// The first and last ids of a step's events; None if it has none.
+fn step_ids(events: &[EventRow]) -> Option<(i64, i64)> {
+    Some((events.first()?.id, events.last()?.id))
 }
 
 #[cfg(test)]
@@ -1833,7 +1824,7 @@ mod tests {
         let (frames, rows): (i64, i64) = store
             .read(|c| {
                 Ok(c.query_row(
-                    "SELECT (SELECT count(*) FROM histories), (SELECT count(*) FROM events)",
+                    "SELECT (SELECT count(*) FROM histories), (SELECT count(*) FROM events) + (SELECT count(*) FROM step_events)",
                     [],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?)

@@ -969,24 +969,18 @@ impl StepFunctions for LocalStepFunctions {
             let Some(id) = crate::history::execution_id(c, &arn)? else {
                 return Ok(Vec::new());
             };
-            // A closed execution's history is one frame (history.rs): read whole, paged here.
-            if crate::history::has_frame(c, id)? {
-                let mut events = crate::history::read(c, id)?;
-                if order == "DESC" {
-                    events.reverse();
-                }
-                return Ok(events
-                    .into_iter()
-                    .skip(offset as usize)
-                    .take(limit as usize + 1)
-                    .map(|e| (e.id, e.previous_id, e.timestamp, e.kind, e.details))
-                    .collect());
+            // Frames (a closed execution's, a running one's steps: history.rs), read
+            // whole and paged here.
+            let mut events = crate::history::read(c, id)?;
+            if order == "DESC" {
+                events.reverse();
             }
-            let mut st = c.prepare(&format!(
-                "SELECT id, previous_id, timestamp, type, details FROM events WHERE execution_id = ?1 ORDER BY id {order} LIMIT ?2 OFFSET ?3"
-            ))?;
-            let rows = st.query_map(params![id, limit + 1, offset], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            Ok(events
+                .into_iter()
+                .skip(offset as usize)
+                .take(limit as usize + 1)
+                .map(|e| (e.id, e.previous_id, e.timestamp, e.kind, e.details))
+                .collect())
         })?;
         let next_token = next_page(offset, limit, rows.len());
         Ok(GetExecutionHistoryOutput {
