@@ -283,3 +283,26 @@ async fn batches_count_as_executions_and_their_items_as_items() {
     sizes.sort();
     assert_eq!(sizes, [1, 2, 2]);
 }
+
+/// A succeeded parent deletes its clean Express children (runtime/children.rs), but
+/// not a Map Run's: AWS lists and describes those by their Map Run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn express_children_of_a_succeeded_map_run_stay_listed() {
+    let sfn = service("dmap-express");
+    let mut map = map_state(doubling_states(), json!({}));
+    map["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] = json!("EXPRESS");
+    let m = machine(&sfn, map).await;
+    let arn = start(&sfn, &m, &[1, 2, 4]).await;
+    sfn.runtime().wait_finished(&arn).await;
+    assert_eq!(
+        describe(&sfn, &arn).await.status,
+        ExecutionStatus::Succeeded
+    );
+    let run = only_map_run(&sfn, &arn).await;
+    let kids = children(&sfn, &run.map_run_arn).await;
+    assert_eq!(kids.len(), 3, "{kids:?}");
+    assert!(
+        kids.iter().all(|k| k.execution_arn.contains(":express:")),
+        "{kids:?}"
+    );
+}

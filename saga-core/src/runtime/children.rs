@@ -8,7 +8,8 @@
 //! records of one is its log, which the CDK stack keeps at ERROR for the order saga's
 //! child. So, as there, only an Express run that met an error (one retried past
 //! included) stays to be read, until retention; and every child of a parent that did
-//! not succeed stays, for its redrive and its diagnosis. Standard children are kept.
+//! not succeed stays, for its redrive and its diagnosis. Standard children are kept,
+//! and so are a distributed Map's (AWS lists and describes those by their Map Run).
 
 use super::{from_epoch, Runtime};
 use crate::api::{ApiError, DescribeExecutionOutput, ExecutionStatus};
@@ -31,7 +32,7 @@ pub(super) fn mark_clean(
 }
 
 /// Deletes, in the closing step of `parent_arn` as a success, its children marked
-/// clean, with their history. Returns how many.
+/// clean, with their history, but a Map Run's. Returns how many.
 pub(super) fn delete_clean_express(
     c: &rusqlite::Connection,
     parent_arn: &str,
@@ -39,7 +40,8 @@ pub(super) fn delete_clean_express(
     let clean = {
         let mut q = c.prepare_cached(
             "SELECT e.rowid, e.arn FROM children c JOIN executions e ON e.arn = c.child_arn \
-             WHERE c.parent_arn = ?1 AND c.clean = 1",
+             WHERE c.parent_arn = ?1 AND c.clean = 1 \
+             AND NOT EXISTS (SELECT 1 FROM map_run_children m WHERE m.child_arn = c.child_arn)",
         )?;
         let rows = q.query_map([parent_arn], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<Result<Vec<(i64, String)>, _>>()?
