@@ -513,7 +513,11 @@ impl Runtime {
         let (status, output, failure) = outcome(&exec);
         // The first step's events as one frame: the whole history if it closed the
         // execution, else its first step's row (history.rs). Encoded here, off the writer.
-        let frame = crate::history::encode(&stored_events(&events)).map_err(RuntimeError::Store)?;
+        let frame = match status {
+            ExecutionStatus::Running => crate::history::encode_step(&stored_events(&events)),
+            _ => crate::history::encode(&stored_events(&events)),
+        }
+        .map_err(RuntimeError::Store)?;
         let step_ids = step_ids(&events);
         // See `step`'s `clean_express`: here the execution closed in its first step.
         let clean_express = new.express
@@ -1033,7 +1037,7 @@ impl Runtime {
         // A step that leaves the execution running: its events as one frame, encoded
         // here, off the writer (history.rs).
         let step_frame = match (&frame, step_ids(&events)) {
-            (None, Some(ids)) => Some((ids, crate::history::encode(&stored_events(&events))?)),
+            (None, Some(ids)) => Some((ids, crate::history::encode_step(&stored_events(&events))?)),
             _ => None,
         };
         // An Express child that succeeded without meeting an error is marked so, for its
