@@ -43,6 +43,9 @@ enum Reads {
 /// A batch for the writer, and where its outcome goes once committed (or not).
 struct Job {
     writes: Vec<Write>,
+    /// Each Put's document as stored (`doc_codec`), encoded by the caller: the writer's
+    /// time is every caller's, and a Put's document does not depend on what is stored.
+    encoded: Vec<Option<rusqlite::types::Value>>,
     reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -217,7 +220,7 @@ fn commit_group(conn: &Connection, group: &[Job]) -> Vec<Result<(), StoreError>>
     }
     let applied: Vec<Result<(), StoreError>> = group
         .iter()
-        .map(|job| apply_in_savepoint(conn, &job.writes))
+        .map(|job| apply_in_savepoint(conn, job))
         .collect();
     match execute(conn, "COMMIT") {
         Ok(()) => applied,
@@ -236,12 +239,15 @@ fn execute(conn: &Connection, sql: &str) -> Result<(), StoreError> {
 }
 
 /// A batch all or nothing within the group's transaction.
-fn apply_in_savepoint(conn: &Connection, writes: &[Write]) -> Result<(), StoreError> {
+fn apply_in_savepoint(conn: &Connection, job: &Job) -> Result<(), StoreError> {
+    debug_assert_eq!(job.writes.len(), job.encoded.len());
     execute(conn, "SAVEPOINT batch")?;
-    let result = writes
+    let result = job
+        .writes
         .iter()
+        .zip(&job.encoded)
         .enumerate()
-        .try_for_each(|(i, w)| apply(conn, i, w));
+        .try_for_each(|(i, (w, encoded))| apply(conn, i, w, encoded.as_ref()));
     if result.is_err() {
         execute(conn, "ROLLBACK TO batch")?;
     }
@@ -409,6 +415,17 @@ fn select(
     .collect()
 }
 
+/// The version of the item at `key`, if there is one (its document not read).
+fn read_version(conn: &Connection, key: &Key) -> Result<Option<u64>, StoreError> {
+    conn.prepare_cached("SELECT version FROM items WHERE pk = ?1 AND sk = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![key.pk, key.sk], |r| r.get::<_, i64>(0))
+                .optional()
+        })
+        .map(|v| v.map(|v| v as u64))
+        .map_err(unavailable)
+}
+
 fn read(conn: &Connection, key: &Key) -> Result<Option<Stored>, StoreError> {
     let row: Option<(i64, String)> = conn
         .prepare_cached("SELECT version, doc FROM items WHERE pk = ?1 AND sk = ?2")
@@ -443,16 +460,19 @@ fn holds(cond: Cond, current: Option<u64>) -> bool {
     }
 }
 
-fn apply(conn: &Connection, index: usize, w: &Write) -> Result<(), StoreError> {
+/// Applies one write; a Put's document comes `encoded` already.
+fn apply(
+    conn: &Connection,
+    index: usize,
+    w: &Write,
+    encoded: Option<&rusqlite::types::Value>,
+) -> Result<(), StoreError> {
     let failed = || StoreError::ConditionFailed {
         index,
         key: w.key().clone(),
     };
     let key = w.key();
-    let current = read(conn, key)?;
-    let version = current.as_ref().map(|(v, _)| *v);
-    let put = |version: u64, doc: &Map<String, Value>| {
-        let stored = doc_codec::encode(Value::Object(doc.clone()).to_string())?;
+    let put = |version: u64, stored: &rusqlite::types::Value| {
         conn.prepare_cached(
             "INSERT INTO items (pk, sk, version, doc) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (pk, sk) DO UPDATE SET version = excluded.version, doc = excluded.doc",
@@ -460,8 +480,13 @@ fn apply(conn: &Connection, index: usize, w: &Write) -> Result<(), StoreError> {
         .and_then(|mut s| s.execute(params![key.pk, key.sk, version as i64, stored]))
         .map_err(unavailable)
     };
+    // Only an Add needs the document stored; the others, its version.
+    let version = match w {
+        Write::Add { .. } => None,
+        _ => read_version(conn, key)?,
+    };
     match w {
-        Write::Put { doc, cond, .. } => {
+        Write::Put { cond, .. } => {
             if !holds(*cond, version) {
                 return Err(failed());
             }
@@ -469,12 +494,15 @@ fn apply(conn: &Connection, index: usize, w: &Write) -> Result<(), StoreError> {
                 Cond::Version(v) => v + 1,
                 _ => 1,
             };
-            put(next, doc)?;
+            let stored = encoded.ok_or_else(|| {
+                StoreError::Unavailable(format!("the write of {key} came without its document"))
+            })?;
+            put(next, stored)?;
         }
         Write::Add {
             deltas, min_after, ..
         } => {
-            let Some((v, mut doc)) = current else {
+            let Some((v, mut doc)) = read(conn, key)? else {
                 return Err(failed());
             };
             for (field, delta) in deltas {
@@ -490,7 +518,7 @@ fn apply(conn: &Connection, index: usize, w: &Write) -> Result<(), StoreError> {
                     return Err(failed());
                 }
             }
-            put(v + 1, &doc)?;
+            put(v + 1, &doc_codec::encode(Value::Object(doc).to_string())?)?;
         }
         Write::Check { cond, .. } => {
             if !holds(*cond, version) {
@@ -565,11 +593,27 @@ impl Store for SqliteStore {
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         check_batch(&writes)?;
+        let encoded = writes
+            .iter()
+            .map(|w| match w {
+                Write::Put { doc, .. } => {
+                    doc_codec::encode(serde_json::to_string(doc).map_err(|e| {
+                        StoreError::Unavailable(format!("cannot encode {}: {e}", w.key()))
+                    })?)
+                    .map(Some)
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
         lock(&self.jobs)?
             .as_ref()
             .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?
-            .send(Job { writes, reply })
+            .send(Job {
+                writes,
+                encoded,
+                reply,
+            })
             .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?;
         answer
             .await
