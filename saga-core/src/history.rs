@@ -269,11 +269,22 @@ impl Reader<'_> {
 /// takes ~200 bytes): a BLOB of its format (`FORMAT`) then a zstd frame. A text too short to
 /// gain stays TEXT, as every payload of an older data dir is; both read back the same.
 pub fn pack_payload(text: &str) -> rusqlite::types::Value {
+    pack_at(text, Level::Kept)
+}
+
+/// A running execution's snapshot packed as [`pack_payload`] packs, compressed faster:
+/// it is rewritten at every step (and deleted at a success), so its size counts less
+/// than the CPU of every step. Read back as a [`Payload`].
+pub fn pack_snapshot(text: &str) -> rusqlite::types::Value {
+    pack_at(text, Level::Step)
+}
+
+fn pack_at(text: &str, level: Level) -> rusqlite::types::Value {
     use rusqlite::types::Value;
     if text.len() < PAYLOAD_MIN_BYTES {
         return Value::Text(text.to_string());
     }
-    let compressed = compress(text.as_bytes(), Level::Kept);
+    let compressed = compress(text.as_bytes(), level);
     match compressed {
         Ok(z) if z.len() + 1 < text.len() => {
             let mut blob = Vec::with_capacity(z.len() + 1);

@@ -543,6 +543,7 @@ impl Runtime {
         }
         // Packed here, not in the writer: the writer's time is every execution's.
         let input_packed = crate::history::pack_payload(&row.input);
+        let snapshot_packed = crate::history::pack_snapshot(&snapshot);
         let output_packed = output.as_deref().map(crate::history::pack_payload);
         let written = self
             .store
@@ -581,7 +582,7 @@ impl Runtime {
                 // the snapshot's rowid).
                 let execution_id = c.last_insert_rowid();
                 c.prepare_cached("INSERT INTO snapshots (arn, data) VALUES (?1, ?2)")?
-                    .execute(params![row.arn, snapshot])?;
+                    .execute(params![row.arn, snapshot_packed])?;
                 match (status, step_ids) {
                     // Closed in its first step: no rows to replace.
                     (s, _) if s != ExecutionStatus::Running => {
@@ -937,7 +938,7 @@ impl Runtime {
             Ok(c.query_row(
                 &format!("{RECOVER_SELECT} AND e.arn = ?1"),
                 [&arn_owned],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, Payload>(2)?.0, r.get(3)?)),
             )
             .optional()?)
         })?;
@@ -1047,6 +1048,11 @@ impl Runtime {
             && frame.as_ref().is_some_and(|f| !f.met_an_error);
         let arn = arn.to_string();
         let output_packed = output.as_deref().map(crate::history::pack_payload);
+        // Packed off the writer; a succeeded execution's is deleted, not written.
+        let snapshot_packed = match status {
+            ExecutionStatus::Succeeded => rusqlite::types::Value::Null,
+            _ => crate::history::pack_snapshot(&snapshot),
+        };
         let job = move |c: &rusqlite::Connection| {
             // A step that leaves the execution running changes nothing in its row
             // (a redrive, which brings it back to RUNNING, does): skip the update.
@@ -1075,7 +1081,7 @@ impl Runtime {
                     .execute([&arn])?;
             } else {
                 c.prepare_cached("UPDATE snapshots SET data = ?2 WHERE arn = ?1")?
-                    .execute(params![arn, snapshot])?;
+                    .execute(params![arn, snapshot_packed])?;
             }
             if let Some(at) = redrive_date {
                 c.prepare_cached(
@@ -1273,7 +1279,7 @@ impl Runtime {
                     .query_row(
                         "SELECT token, input, execution_arn, effect_id FROM tasks WHERE activity_arn = ?1 AND state = 'WAITING' ORDER BY created LIMIT 1",
                         [&activity],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, Payload>(2)?.0, r.get(3)?)),
                     )
                     .optional()?;
                 if let Some((token, _, _, _)) = &row {
@@ -1315,7 +1321,7 @@ impl Runtime {
         let snapshot: Option<String> = self.store.read(|c| {
             Ok(
                 c.query_row("SELECT data FROM snapshots WHERE arn = ?1", [&a], |r| {
-                    r.get(0)
+                    Ok(r.get::<_, Payload>(0)?.0)
                 })
                 .optional()?,
             )
@@ -1433,7 +1439,9 @@ impl Runtime {
     pub async fn recover(self: &Arc<Self>) -> Result<usize, RuntimeError> {
         let rows: Vec<RecoverRow> = self.store.read(|c| {
             let mut st = c.prepare(RECOVER_SELECT)?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, Payload>(2)?.0, r.get(3)?))
+            })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })?;
         let mut resumed = 0;
