@@ -150,7 +150,11 @@ pub struct ExecutionRecord {
 }
 
 /// A column holding one of an API enum's wire values.
-fn wire<T>(r: &rusqlite::Row, column: usize, parse: fn(&str) -> Option<T>) -> rusqlite::Result<T> {
+pub(crate) fn wire<T>(
+    r: &rusqlite::Row,
+    column: usize,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
     let text: String = r.get(column)?;
     parse(&text).ok_or_else(|| {
         rusqlite::Error::FromSqlConversionFailure(

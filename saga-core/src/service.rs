@@ -305,6 +305,33 @@ impl LocalStepFunctions {
     }
 }
 
+/// An execution as ListExecutions shows it.
+struct ListedRow {
+    arn: String,
+    state_machine_arn: String,
+    name: String,
+    status: ExecutionStatus,
+    start_date: f64,
+    stop_date: Option<f64>,
+    redrive_count: i64,
+    redrive_date: Option<f64>,
+}
+
+impl ListedRow {
+    fn from_row(r: &rusqlite::Row) -> rusqlite::Result<ListedRow> {
+        Ok(ListedRow {
+            arn: r.get(0)?,
+            state_machine_arn: r.get(1)?,
+            name: r.get(2)?,
+            status: crate::runtime::wire(r, 3, ExecutionStatus::parse)?,
+            start_date: r.get(4)?,
+            stop_date: r.get(5)?,
+            redrive_count: r.get(6)?,
+            redrive_date: r.get(7)?,
+        })
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::internal_failure(e.to_string())
 }
@@ -913,14 +940,17 @@ impl StepFunctions for LocalStepFunctions {
         let redriven = input
             .redrive_filter
             .map(|f| f == ExecutionRedriveFilter::Redriven);
-        let rows: Vec<ExecutionRecord> = self.read(|c| {
-            let mut st = c.prepare(&format!(
-                "{} WHERE {filter} AND (?2 IS NULL OR e.status = ?2)
+        // Only what a list item shows: not the definition, input or output (a page of
+        // 100 read each execution's whole definition and unpacked its payloads).
+        let rows: Vec<ListedRow> = self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT e.arn, e.state_machine_arn, e.name, e.status, e.start_date, e.stop_date, \
+                 e.redrive_count, e.redrive_date FROM executions e \
+                 WHERE {filter} AND (?2 IS NULL OR e.status = ?2)
                  AND (?3 IS NULL OR (?3 = 1 AND e.redrive_count > 0) OR (?3 = 0 AND e.redrive_count = 0))
-                 ORDER BY e.start_date DESC, e.arn LIMIT ?4 OFFSET ?5",
-                ExecutionRecord::SELECT
+                 ORDER BY e.start_date DESC, e.arn LIMIT ?4 OFFSET ?5"
             ))?;
-            let rows = st.query_map(params![key, status, redriven, limit + 1, offset], ExecutionRecord::from_row)?;
+            let rows = st.query_map(params![key, status, redriven, limit + 1, offset], ListedRow::from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })?;
         let next_token = next_page(offset, limit, rows.len());
@@ -956,7 +986,7 @@ impl StepFunctions for LocalStepFunctions {
         &self,
         input: GetExecutionHistoryInput,
     ) -> Result<GetExecutionHistoryOutput, ApiError> {
-        self.execution_row(&input.execution_arn)?;
+        check_execution_arn(&input.execution_arn)?;
         let (offset, limit) = page(&input.next_token, input.max_results, 100)?;
         let order = if input.reverse_order == Some(true) {
             "DESC"
@@ -965,9 +995,10 @@ impl StepFunctions for LocalStepFunctions {
         };
         let include = input.include_execution_data != Some(false);
         let arn = input.execution_arn.clone();
-        let rows: Vec<(i64, i64, f64, String, Option<String>)> = self.read(|c| {
+        // Whether it exists is its rowid's lookup, not a read of its whole record.
+        let rows: Option<Vec<(i64, i64, f64, String, Option<String>)>> = self.read(|c| {
             let Some(id) = crate::history::execution_id(c, &arn)? else {
-                return Ok(Vec::new());
+                return Ok(None);
             };
             // Frames (a closed execution's, a running one's steps: history.rs), read
             // whole and paged here.
@@ -975,12 +1006,20 @@ impl StepFunctions for LocalStepFunctions {
             if order == "DESC" {
                 events.reverse();
             }
-            Ok(events
-                .into_iter()
-                .skip(offset as usize)
-                .take(limit as usize + 1)
-                .map(|e| (e.id, e.previous_id, e.timestamp, e.kind, e.details))
-                .collect())
+            Ok(Some(
+                events
+                    .into_iter()
+                    .skip(offset as usize)
+                    .take(limit as usize + 1)
+                    .map(|e| (e.id, e.previous_id, e.timestamp, e.kind, e.details))
+                    .collect(),
+            ))
+        })?;
+        let rows = rows.ok_or_else(|| {
+            ApiError::execution_does_not_exist(format!(
+                "Execution Does Not Exist: '{}'",
+                input.execution_arn
+            ))
         })?;
         let next_token = next_page(offset, limit, rows.len());
         Ok(GetExecutionHistoryOutput {
