@@ -428,6 +428,41 @@ mod tests {
     }
 
     #[test]
+    fn a_history_reads_its_frame_then_its_step_rows_then_older_rows_and_folds_them() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(crate::store::SCHEMA).unwrap();
+        let all: Vec<StoredEvent> = (1..=6)
+            .map(|id| event(id, "PassStateEntered", Some(&format!(r#"{{"id":{id}}}"#))))
+            .collect();
+        // A redriven execution: its frame (1-2), two steps since (3-4, 5), and a row an
+        // older oms wrote (6).
+        store_frame(&c, 7, &encode(&all[..2]).unwrap()).unwrap();
+        store_step(&c, 7, (3, 4), &encode_step(&all[2..4]).unwrap()).unwrap();
+        store_step(&c, 7, (5, 5), &encode_step(&all[4..5]).unwrap()).unwrap();
+        let e = &all[5];
+        c.execute(
+            "INSERT INTO events (execution_id, id, previous_id, timestamp, type, details) \
+             VALUES (7, ?1, ?2, ?3, ?4, ?5)",
+            params![e.id, e.previous_id, e.timestamp, e.kind, e.details],
+        )
+        .unwrap();
+        assert_eq!(read(&c, 7).unwrap(), all);
+        replace_with_frame(&c, 7, &encode(&all).unwrap(), 6).unwrap();
+        let left: i64 = c
+            .query_row(
+                "SELECT (SELECT count(*) FROM step_events) + (SELECT count(*) FROM events)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            left, 0,
+            "the close folded every step and row into the frame"
+        );
+        assert_eq!(read(&c, 7).unwrap(), all);
+    }
+
+    #[test]
     fn a_payload_reads_back_exactly_whether_packed_or_not() {
         let long = r#"{"order_id":"o-1","customer_id":"c-1","lines":[{"sku":"BENCH-0001","quantity":2}],"ship_to":{"name":"Load","line1":"1 Main St","city":"Boston","postal_code":"02101","country":"US"}}"#;
         let c = Connection::open_in_memory().unwrap();

@@ -1093,18 +1093,15 @@ impl Runtime {
                     )?
                     .execute(params![arn, at])?;
             }
-            match &frame {
-                Some(closing) => {
-                    let id = crate::history::execution_id(c, &arn)?
-                        .ok_or_else(|| StoreError::Failed(format!("{arn} is not stored")))?;
-                    crate::history::replace_with_frame(c, id, &closing.frame, closing.through)?;
-                }
-                None => {
-                    if let Some((ids, data)) = &step_frame {
-                        let id = crate::history::execution_id(c, &arn)?
-                            .ok_or_else(|| StoreError::Failed(format!("{arn} is not stored")))?;
-                        crate::history::store_step(c, id, *ids, data)?;
+            if frame.is_some() || step_frame.is_some() {
+                let id = crate::history::execution_id(c, &arn)?
+                    .ok_or_else(|| StoreError::Failed(format!("{arn} is not stored")))?;
+                match (&frame, &step_frame) {
+                    (Some(closing), _) => {
+                        crate::history::replace_with_frame(c, id, &closing.frame, closing.through)?
                     }
+                    (None, Some((ids, data))) => crate::history::store_step(c, id, *ids, data)?,
+                    (None, None) => {}
                 }
             }
             if clean_express {

@@ -83,7 +83,7 @@ struct Inner {
     unsynced: Arc<std::sync::atomic::AtomicBool>,
 }
 
-const SCHEMA: &str = r#"
+pub(crate) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS state_machines (
     arn TEXT PRIMARY KEY,
     name TEXT NOT NULL,
