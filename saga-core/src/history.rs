@@ -374,18 +374,17 @@ pub fn read(c: &Connection, execution_id: i64) -> Result<Vec<StoredEvent>, Store
     Ok(events)
 }
 
-/// Stores the events of one step of a running execution, `frame` being [`encode`]'s
-/// of them (ids `first_id..=last_id`).
+/// Stores the events of one step of a running execution, `frame` being
+/// [`encode_step`]'s of them, the first of them `first_id`. A step's events are never
+/// split, so a step row is wholly before or after any event id a close folds through.
 pub fn store_step(
     c: &Connection,
     execution_id: i64,
-    (first_id, last_id): (i64, i64),
+    first_id: i64,
     frame: &[u8],
 ) -> Result<(), StoreError> {
-    c.prepare_cached(
-        "INSERT INTO step_events (execution_id, first_id, last_id, data) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![execution_id, first_id, last_id, frame])?;
+    c.prepare_cached("INSERT INTO step_events (execution_id, first_id, data) VALUES (?1, ?2, ?3)")?
+        .execute(params![execution_id, first_id, frame])?;
     Ok(())
 }
 
@@ -437,8 +436,8 @@ mod tests {
         // A redriven execution: its frame (1-2), two steps since (3-4, 5), and a row an
         // older oms wrote (6).
         store_frame(&c, 7, &encode(&all[..2]).unwrap()).unwrap();
-        store_step(&c, 7, (3, 4), &encode_step(&all[2..4]).unwrap()).unwrap();
-        store_step(&c, 7, (5, 5), &encode_step(&all[4..5]).unwrap()).unwrap();
+        store_step(&c, 7, 3, &encode_step(&all[2..4]).unwrap()).unwrap();
+        store_step(&c, 7, 5, &encode_step(&all[4..5]).unwrap()).unwrap();
         let e = &all[5];
         c.execute(
             "INSERT INTO events (execution_id, id, previous_id, timestamp, type, details) \

@@ -517,16 +517,17 @@ impl Runtime {
         let (status, output, failure) = outcome(&exec);
         // The first step's events as one frame: the whole history if it closed the
         // execution, else its first step's row (history.rs). Encoded here, off the writer.
+        let stored = stored_events(&events);
         let frame = match status {
-            ExecutionStatus::Running => crate::history::encode_step(&stored_events(&events)),
-            _ => crate::history::encode(&stored_events(&events)),
+            ExecutionStatus::Running => crate::history::encode_step(&stored),
+            _ => crate::history::encode(&stored),
         }
         .map_err(RuntimeError::Store)?;
-        let step_ids = step_ids(&events);
+        let first_id = stored.first().map(|e| e.id);
         // See `step`'s `clean_express`: here the execution closed in its first step.
         let clean_express = new.express
             && status == ExecutionStatus::Succeeded
-            && !crate::history::met_an_error(&stored_events(&events));
+            && !crate::history::met_an_error(&stored);
         let task_rows_written = tasks
             .iter()
             .map(|t| (t.effect_id, t.token.clone()))
@@ -587,12 +588,14 @@ impl Runtime {
                 let execution_id = c.last_insert_rowid();
                 c.prepare_cached("INSERT INTO snapshots (arn, data) VALUES (?1, ?2)")?
                     .execute(params![row.arn, snapshot_packed])?;
-                match (status, step_ids) {
+                match (status, first_id) {
                     // Closed in its first step: no rows to replace.
                     (s, _) if s != ExecutionStatus::Running => {
                         crate::history::store_frame(c, execution_id, &frame)?
                     }
-                    (_, Some(ids)) => crate::history::store_step(c, execution_id, ids, &frame)?,
+                    (_, Some(first)) => {
+                        crate::history::store_step(c, execution_id, first, &frame)?
+                    }
                     (_, None) => {}
                 }
                 insert_tasks(c, &row.arn, &tasks)?;
@@ -1041,8 +1044,11 @@ impl Runtime {
         };
         // A step that leaves the execution running: its events as one frame, encoded
         // here, off the writer (history.rs).
-        let step_frame = match (&frame, step_ids(&events)) {
-            (None, Some(ids)) => Some((ids, crate::history::encode_step(&stored_events(&events))?)),
+        let step_frame = match (&frame, events.first()) {
+            (None, Some(first)) => Some((
+                first.id,
+                crate::history::encode_step(&stored_events(&events))?,
+            )),
             _ => None,
         };
         // An Express child that succeeded without meeting an error is marked so, for its
@@ -1100,7 +1106,7 @@ impl Runtime {
                     (Some(closing), _) => {
                         crate::history::replace_with_frame(c, id, &closing.frame, closing.through)?
                     }
-                    (None, Some((ids, data))) => crate::history::store_step(c, id, *ids, data)?,
+                    (None, Some((first, data))) => crate::history::store_step(c, id, *first, data)?,
                     (None, None) => {}
                 }
             }
@@ -1710,11 +1716,6 @@ fn definition_id(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// The first and last ids of a step's events; None if it has none.
-fn step_ids(events: &[EventRow]) -> Option<(i64, i64)> {
-    Some((events.first()?.id, events.last()?.id))
 }
 
 #[cfg(test)]

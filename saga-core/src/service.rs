@@ -237,9 +237,7 @@ impl LocalStepFunctions {
                 .query_row([arn], ExecutionRecord::from_row)
                 .optional()?)
         })?
-        .ok_or_else(|| {
-            ApiError::execution_does_not_exist(format!("Execution Does Not Exist: '{arn}'"))
-        })
+        .ok_or_else(|| no_such_execution(arn))
     }
 
     async fn start(
@@ -345,11 +343,14 @@ fn store_error(e: StoreError) -> ApiError {
     }
 }
 
+/// AWS's answer for an execution it does not have.
+fn no_such_execution(arn: &str) -> ApiError {
+    ApiError::execution_does_not_exist(format!("Execution Does Not Exist: '{arn}'"))
+}
+
 fn runtime_error(e: RuntimeError) -> ApiError {
     match e {
-        RuntimeError::NoSuchExecution(a) => {
-            ApiError::execution_does_not_exist(format!("Execution Does Not Exist: '{a}'"))
-        }
+        RuntimeError::NoSuchExecution(a) => no_such_execution(&a),
         RuntimeError::NoSuchToken => ApiError::task_does_not_exist("Task Does Not Exist"),
         RuntimeError::AlreadyExists(a) => {
             ApiError::execution_already_exists(format!("Execution Already Exists: '{a}'"))
@@ -988,11 +989,7 @@ impl StepFunctions for LocalStepFunctions {
     ) -> Result<GetExecutionHistoryOutput, ApiError> {
         check_execution_arn(&input.execution_arn)?;
         let (offset, limit) = page(&input.next_token, input.max_results, 100)?;
-        let order = if input.reverse_order == Some(true) {
-            "DESC"
-        } else {
-            "ASC"
-        };
+        let reverse = input.reverse_order == Some(true);
         let include = input.include_execution_data != Some(false);
         let arn = input.execution_arn.clone();
         // Whether it exists is its rowid's lookup, not a read of its whole record.
@@ -1003,7 +1000,7 @@ impl StepFunctions for LocalStepFunctions {
             // Frames (a closed execution's, a running one's steps: history.rs), read
             // whole and paged here.
             let mut events = crate::history::read(c, id)?;
-            if order == "DESC" {
+            if reverse {
                 events.reverse();
             }
             Ok(Some(
@@ -1015,12 +1012,7 @@ impl StepFunctions for LocalStepFunctions {
                     .collect(),
             ))
         })?;
-        let rows = rows.ok_or_else(|| {
-            ApiError::execution_does_not_exist(format!(
-                "Execution Does Not Exist: '{}'",
-                input.execution_arn
-            ))
-        })?;
+        let rows = rows.ok_or_else(|| no_such_execution(&input.execution_arn))?;
         let next_token = next_page(offset, limit, rows.len());
         Ok(GetExecutionHistoryOutput {
             events: rows

@@ -14,7 +14,7 @@
 //! nobody has seen need not cost an fsync (issue 16: one per step capped latency).
 
 use dbkey::DbKey;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -121,6 +121,7 @@ CREATE TABLE IF NOT EXISTS definitions (
     id TEXT PRIMARY KEY,
     text TEXT NOT NULL
 );
+-- A snapshot's data: TEXT, or a BLOB packed as history.rs packs payloads.
 CREATE TABLE IF NOT EXISTS snapshots (
     arn TEXT PRIMARY KEY,
     data TEXT NOT NULL
@@ -149,7 +150,6 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE TABLE IF NOT EXISTS step_events (
     execution_id INTEGER NOT NULL,
     first_id INTEGER NOT NULL,
-    last_id INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (execution_id, first_id)
 ) WITHOUT ROWID;
@@ -444,15 +444,18 @@ fn check_schema_version(conn: &Connection, path: &Path) -> Result<(), StoreError
 /// Columns added to a table after a data dir could have been made: `CREATE TABLE IF NOT
 /// EXISTS` leaves an older table as it was.
 fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
-    let has_clean: bool = conn.query_row(
-        "SELECT count(*) FROM pragma_table_info('children') WHERE name = 'clean'",
-        [],
-        |r| r.get(0),
-    )?;
-    if !has_clean {
+    if !any_row(
+        conn,
+        "SELECT 1 FROM pragma_table_info('children') WHERE name = 'clean'",
+    )? {
         conn.execute_batch("ALTER TABLE children ADD COLUMN clean INTEGER NOT NULL DEFAULT 0")?;
     }
     Ok(())
+}
+
+/// Whether `sql` finds a row.
+fn any_row(conn: &Connection, sql: &str) -> Result<bool, StoreError> {
+    Ok(conn.query_row(sql, [], |_| Ok(())).optional()?.is_some())
 }
 
 /// Rebuilds an `executions` table made before schema version 2, whose UNIQUE
@@ -460,16 +463,18 @@ fn add_missing_columns(conn: &Connection) -> Result<(), StoreError> {
 /// drops a table constraint only with the table). Rowids are kept: history rows and
 /// frames are keyed by them. One transaction: a crash leaves the old table.
 fn drop_execution_name_key(conn: &Connection) -> Result<(), StoreError> {
-    let has_key: bool = conn.query_row(
-        "SELECT count(*) FROM sqlite_schema WHERE name = 'sqlite_autoindex_executions_2'",
+    if !any_row(
+        conn,
+        "SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_autoindex_executions_2'",
+    )? {
+        return Ok(());
+    }
+    // The old table's columns, which the schema's table has too (only the key went).
+    let columns: String = conn.query_row(
+        "SELECT group_concat(name, ', ') FROM pragma_table_info('executions')",
         [],
         |r| r.get(0),
     )?;
-    if !has_key {
-        return Ok(());
-    }
-    let columns = "arn, state_machine_arn, name, status, input, output, error, cause, start_date, \
-                   stop_date, redrive_count, redrive_date, definition_id, role_arn, machine_type";
     let table = SCHEMA
         .split_once("CREATE TABLE IF NOT EXISTS executions (")
         .and_then(|(_, rest)| rest.split_once(");"))
