@@ -1287,6 +1287,9 @@ impl Store for Flaky {
         }
         result
     }
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync().await
+    }
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }

@@ -50,7 +50,7 @@ pub struct OrdersExport {
     /// (Not `--output`: that is every command's table-or-JSON flag.)
     #[arg(long)]
     output_dir: PathBuf,
-    /// The data dir of the `oms up` whose orders to export (its orders.db).
+    /// The data dir of the `oms up` whose orders to export (its oms.sqlite3).
     #[arg(long, env = "OMS_DATA_DIR", default_value = ".oms")]
     data_dir: PathBuf,
     /// The order store instead: sqlite:PATH or dynamodb:TABLE (the deployed stack's).
@@ -123,14 +123,20 @@ async fn open(
     let spec = match &args.store {
         Some(spec) => spec.clone(),
         None => {
-            let path = args.data_dir.join("orders.db");
+            // Where `oms up` keeps the order store: in its database (one WAL with the
+            // runtime's), or in orders.db in a data dir no oms since has opened.
             // Opening would create an empty store: a mistyped data dir must say so.
-            if !path.exists() {
-                return Err(format!(
-                    "--data-dir {}: no orders.db there (the data dir of `oms up`, or --store)",
-                    args.data_dir.display()
-                ));
-            }
+            let database = saga_core::store::DATABASE_FILE;
+            let path = [database, "orders.db"]
+                .iter()
+                .map(|file| args.data_dir.join(file))
+                .find(|path| path.exists())
+                .ok_or_else(|| {
+                    format!(
+                        "--data-dir {}: no {database} there (the data dir of `oms up`, or --store)",
+                        args.data_dir.display()
+                    )
+                })?;
             format!("sqlite:{}", path.display())
         }
     };
@@ -566,8 +572,12 @@ mod tests {
     /// A store with `n` demo orders (order i buys i+1 T-shirts), every other one
     /// reserved (so it has shipments and more ledger rows).
     async fn store_with_orders(dir: &Path, n: usize) -> Arc<dyn Store> {
-        let store: Arc<dyn Store> =
-            Arc::new(activities::store::sqlite::SqliteStore::open(&dir.join("orders.db")).unwrap());
+        let store: Arc<dyn Store> = Arc::new(
+            activities::store::sqlite::SqliteStore::open(
+                &dir.join(saga_core::store::DATABASE_FILE),
+            )
+            .unwrap(),
+        );
         activities::seed::seed_once(&*store, "demo", &activities::seed::demo())
             .await
             .unwrap();

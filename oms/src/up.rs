@@ -35,8 +35,8 @@ pub struct UpArgs {
     /// How long the simulated warehouse takes to pick a shipment.
     #[arg(long, env = "OMS_PICK_DELAY_MS", default_value_t = 200)]
     pub pick_delay_ms: u64,
-    /// The activities' store: sqlite:PATH or dynamodb:TABLE [default: orders.db
-    /// in the data dir].
+    /// The activities' store: sqlite:PATH or dynamodb:TABLE [default: the data dir's
+    /// oms.sqlite3, beside the runtime's tables].
     #[arg(long, env = "OMS_STORE")]
     pub store: Option<String>,
     /// Require credentials on loopback too (they are always required off it):
@@ -182,6 +182,7 @@ async fn up_local(
     let outbox_written = Arc::new(tokio::sync::Notify::new());
     let (ctx, ready, orders_db) = order_context(
         args,
+        store.db(),
         dynamodb_endpoint.as_deref(),
         key.as_ref(),
         outbox_written.clone(),
@@ -285,27 +286,34 @@ async fn up_local(
     Ok(())
 }
 
+/// Where an oms before one-WAL kept the order store, in the data dir.
+const OLD_ORDER_STORE: &str = "orders.db";
+
 /// What `oms up` found and did at start, for its first screen.
 #[derive(Default)]
 struct Started {
     seeded: bool,
     indexed: usize,
+    /// Items moved in from an older oms's order store file.
+    adopted: usize,
     resumed: usize,
     waiting_picks: usize,
     machine_arn: String,
     language: SagaLanguage,
 }
 
-/// The order activities' context: their store (beside the runtime's unless named),
-/// private, seeded with the demo catalog and indexed for search; fault plans read only
+/// The order activities' context: their store (in the runtime's database unless
+/// named, so that one WAL orders both: activities/src/store/sqlite.rs), private, seeded with the demo catalog and indexed for search; fault plans read only
 /// with `--fault-injection`. The embedded store is answered too, for `oms up` to close
 /// at its stop.
 async fn order_context(
     args: &UpArgs,
+    runtime_db: groupcommit::Db,
     dynamodb_endpoint: Option<&str>,
     key: Option<&dbkey::DbKey>,
     outbox_written: Arc<tokio::sync::Notify>,
 ) -> Result<(Ctx, Started, Option<Arc<SqliteStore>>), String> {
+    let mut adopted = 0;
     let (order_store, orders_db): (Arc<dyn activities::store::Store>, _) = match &args.store {
         Some(spec) => (
             activities::lambda::open_store(spec, dynamodb_endpoint, key).await?,
@@ -313,10 +321,20 @@ async fn order_context(
         ),
         None => {
             let db = Arc::new(
-                SqliteStore::open_with_key(&args.data_dir.join("orders.db"), key)
+                SqliteStore::within(runtime_db)
+                    .await
                     .map_err(|e| e.to_string())?,
             );
-            (db.clone(), Some(db))
+            // An older oms kept the order store in a file of its own.
+            let old = args.data_dir.join(OLD_ORDER_STORE);
+            adopted = db.adopt(&old, key).await.map_err(|e| {
+                format!(
+                    "cannot move the order store of {} into {}: {e}",
+                    old.display(),
+                    saga_core::store::DATABASE_FILE
+                )
+            })?;
+            (db.clone() as Arc<dyn activities::store::Store>, Some(db))
         }
     };
     let order_store: Arc<dyn activities::store::Store> =
@@ -346,6 +364,7 @@ async fn order_context(
     let started = Started {
         seeded,
         indexed,
+        adopted,
         ..Started::default()
     };
     Ok((ctx, started, orders_db))
@@ -412,6 +431,13 @@ fn print_started(args: &UpArgs, addr: std::net::SocketAddr, s: &Started) {
     }
     if s.resumed > 0 {
         println!("oms: resumed {} running execution(s)", s.resumed);
+    }
+    if s.adopted > 0 {
+        println!(
+            "oms: moved {} item(s) of {OLD_ORDER_STORE} into {}",
+            s.adopted,
+            saga_core::store::DATABASE_FILE
+        );
     }
     if s.indexed > 0 {
         println!("oms: indexed {} order(s) for search", s.indexed);

@@ -1,23 +1,19 @@
-//! SQLite storage with group commit.
-//!
-//! One writer thread owns the write connection. Callers hand it closures; it runs every
-//! closure waiting at that moment inside one transaction (each in its own savepoint, so
-//! one failing write does not undo the others), commits once, and only then answers
-//! each caller. Many executions' transitions therefore share one commit.
+//! The runtime's SQLite database: its schema, and its writes through the group-commit
+//! writer of the `groupcommit` crate (one writer thread; every closure waiting runs in
+//! one transaction, each in its own savepoint; one commit answers them all).
 //!
 //! Durable or lazy: a [`ExecutionStore::write`] is fsynced before it is answered
 //! (`synchronous=FULL`); a [`ExecutionStore::write_lazy`] is committed and visible but
 //! fsynced only with the next durable commit or [`ExecutionStore::sync`] (one WAL, so a
 //! power cut loses at most a suffix of commits, never one without those before it).
-//! The runtime writes its steps lazily and whoever acknowledges anything to the outside
+//! The order activities' items live in the same database (`ExecutionStore::db`), so the
+//! same holds across the two stores. The runtime writes its steps lazily and whoever acknowledges anything to the outside
 //! (an HTTP answer) calls `sync` first: nothing acknowledged is lost, and a step that
 //! nobody has seen need not cost an fsync (issue 16: one per step capped latency).
 
 use dbkey::DbKey;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use rusqlite::{Connection, OptionalExtension};
+use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -49,38 +45,9 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-
-/// A closure for the writer, and whether its commit must be fsynced before it is
-/// answered.
-struct Job {
-    run: Box<dyn FnOnce(&Connection) -> Reply + Send>,
-    durable: bool,
-}
-
-/// Most jobs one transaction takes; bounds the latency a large backlog adds.
-const MAX_BATCH: usize = 1024;
-
 #[derive(Clone)]
 pub struct ExecutionStore {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    readers: Mutex<Vec<Connection>>,
-    path: PathBuf,
-    /// For the read connections opened later (every connection needs the key).
-    key: Option<DbKey>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Tells the checkpointer thread to stop.
-    stop_checkpoints: Arc<std::sync::atomic::AtomicBool>,
-    /// Told of every commit (its size and time), once set.
-    observer: crate::observe::ObserverSlot,
-    /// Whether a lazy commit may not be on disk yet. Set before such a commit becomes
-    /// visible, cleared after a durable one: a reader that saw lazily committed data
-    /// finds it set.
-    unsynced: Arc<std::sync::atomic::AtomicBool>,
+    db: groupcommit::Db,
 }
 
 pub(crate) const SCHEMA: &str = r#"
@@ -222,46 +189,20 @@ CREATE TABLE IF NOT EXISTS tasks (
     heartbeat_deadline REAL
 );
 CREATE INDEX IF NOT EXISTS tasks_by_activity ON tasks (activity_arn, state, created);
--- One row that `sync` rewrites when it must fsync and has nothing else to commit: an
--- empty transaction writes nothing, so syncs nothing.
-CREATE TABLE IF NOT EXISTS sync_marker (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    n INTEGER NOT NULL
-);
 CREATE INDEX IF NOT EXISTS tasks_by_execution ON tasks (execution_arn);
 "#;
 
-fn open_connection(
-    path: &Path,
-    read_only: bool,
-    key: Option<&DbKey>,
-) -> Result<Connection, StoreError> {
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    };
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| StoreError::Failed(format!("cannot open {}: {e}", path.display())))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    dbkey::unlock(&conn, path, key).map_err(StoreError::Failed)?;
-    tune(&conn, !read_only)?;
-    Ok(conn)
-}
-
-/// Statement cache for every connection (the 16 rusqlite keeps were fewer than the
-/// runtime and the API use), and a bigger page cache for the writer only: a reader's
-/// cache is emptied whenever another connection has written, and emptying it costs
-/// in proportion to its size (a 32 MB reader cache made `pcache1TruncateUnsafe` 3% of
-/// an order's CPU in issue 16's profile).
-fn tune(conn: &Connection, writer: bool) -> Result<(), StoreError> {
-    if writer {
-        conn.pragma_update(None, "cache_size", -32 * 1024)?;
+impl From<groupcommit::Error> for StoreError {
+    fn from(e: groupcommit::Error) -> Self {
+        use rusqlite::ErrorCode::{DatabaseBusy, DiskFull};
+        match e {
+            groupcommit::Error::Sqlite {
+                code: Some(DiskFull | DatabaseBusy),
+                message,
+            } => StoreError::Unavailable(message),
+            other => StoreError::Failed(other.to_string()),
+        }
     }
-    conn.set_prepared_statement_cache_capacity(128);
-    Ok(())
 }
 
 impl ExecutionStore {
@@ -277,64 +218,36 @@ impl ExecutionStore {
         std::fs::create_dir_all(dir).map_err(|e| {
             StoreError::Failed(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
-        let path = dir.join("oms.sqlite3");
-        let conn = open_connection(&path, false, key.as_ref())?;
-        // Before WAL mode (which writes the header) and the schema: SQLite takes it only
-        // on a database without tables. See `return_free_pages`.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| {
-                StoreError::Failed(format!(
-                    "{} is not a usable SQLite database: {e}",
-                    path.display()
-                ))
+        let path = dir.join(DATABASE_FILE);
+        let options = groupcommit::Options {
+            writer_thread: "oms-store-writer",
+            ..groupcommit::Options::default()
+        };
+        let db = groupcommit::Db::open(&path, key.as_ref(), &options, |conn| {
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            conn.execute_batch(SCHEMA).map_err(|e| {
+                StoreError::Failed(format!("cannot initialise {}: {e}", path.display()))
             })?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        // Each job runs in a savepoint; its sub-journal need not touch the disk.
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
-        // Checkpoints copy the WAL into the database and fsync it. Left to the writer,
-        // they stall every commit queued behind them; a thread of their own runs them
-        // (PASSIVE: never blocking the writer) while the writer keeps committing.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Two servers writing the same data dir would each believe they own its
-        // executions: hold the write lock for as long as this process runs.
-        conn.execute_batch(SCHEMA).map_err(|e| {
-            StoreError::Failed(format!("cannot initialise {}: {e}", path.display()))
+            check_schema_version(conn, &path)?;
+            // Two servers writing the same data dir would each believe they own its
+            // executions: hold the write lock for as long as this process runs.
+            lock_data_dir(dir)
         })?;
-        check_schema_version(&conn, &path)?;
-        lock_data_dir(dir)?;
-        let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        spawn_checkpointer(&path, key.as_ref(), stop_checkpoints.clone())?;
-        let (tx, rx) = mpsc::channel::<Job>();
-        let observer = crate::observe::ObserverSlot::default();
-        let unsynced = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writer = std::thread::Builder::new()
-            .name("oms-store-writer".into())
-            .spawn({
-                let wal = dir.join("oms.sqlite3-wal");
-                let observer = observer.clone();
-                let unsynced = unsynced.clone();
-                move || writer_loop(conn, rx, wal, observer, &unsynced)
-            })
-            .map_err(|e| StoreError::Failed(format!("cannot start the store writer: {e}")))?;
-        Ok(ExecutionStore {
-            inner: Arc::new(Inner {
-                jobs: Mutex::new(Some(tx)),
-                readers: Mutex::new(Vec::new()),
-                path,
-                key,
-                writer: Mutex::new(Some(writer)),
-                stop_checkpoints,
-                observer,
-                unsynced,
-            }),
-        })
+        Ok(ExecutionStore { db })
+    }
+
+    /// The database itself, for another store to keep its tables in (the order
+    /// activities' items): one WAL then orders both stores' writes (groupcommit).
+    pub fn db(&self) -> groupcommit::Db {
+        self.db.clone()
     }
 
     /// Tells `observer` of every commit from now on (the first observer set stays).
     pub fn observe(&self, observer: std::sync::Arc<dyn crate::observe::Observer>) {
-        self.inner.observer.set(observer);
+        self.db
+            .observe(std::sync::Arc::new(move |jobs, seconds, ok| {
+                observer.store_committed(jobs, seconds, ok)
+            }));
     }
 
     /// Runs `f` in the next group commit and returns its result once committed and
@@ -343,7 +256,7 @@ impl ExecutionStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        self.submit(f, true).await
+        self.db.write(true, f).await
     }
 
     /// Runs `f` in the next group commit and returns its result once committed: visible
@@ -352,43 +265,13 @@ impl ExecutionStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
-        self.submit(f, false).await
+        self.db.write(false, f).await
     }
 
     /// Returns once everything committed before the call is on disk: at once when no
     /// lazy commit is waiting, else after one fsync shared with whoever else asks.
     pub async fn sync(&self) -> Result<(), StoreError> {
-        if !self
-            .inner
-            .unsynced
-            .load(std::sync::atomic::Ordering::SeqCst)
-        {
-            return Ok(());
-        }
-        self.submit(|_| Ok(()), true).await
-    }
-
-    async fn submit<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<R, StoreError> + Send + 'static,
-        durable: bool,
-    ) -> Result<R, StoreError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let run = Box::new(move |conn: &Connection| {
-            let result = run_in_savepoint(conn, f);
-            Box::new(move |commit: Result<(), StoreError>| {
-                let _ = tx.send(commit.and(result));
-            }) as Reply
-        });
-        let sender = self.inner.jobs.lock().expect("store lock").clone();
-        match sender {
-            Some(s) => s
-                .send(Job { run, durable })
-                .map_err(|_| StoreError::Failed("the store is closed".into()))?,
-            None => return Err(StoreError::Failed("the store is closed".into())),
-        }
-        rx.await
-            .map_err(|_| StoreError::Failed("the store writer stopped".into()))?
+        Ok(self.db.sync().await?)
     }
 
     /// Runs a read on a pooled read-only connection (WAL lets reads run beside the writer).
@@ -396,26 +279,17 @@ impl ExecutionStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let conn = match self.inner.readers.lock().expect("store lock").pop() {
-            Some(c) => c,
-            None => open_connection(&self.inner.path, true, self.inner.key.as_ref())?,
-        };
-        let result = f(&conn);
-        self.inner.readers.lock().expect("store lock").push(conn);
-        result
+        self.db.read(f)
     }
 
     /// Stops the writer after the jobs already queued are committed.
     pub fn close(&self) {
-        self.inner
-            .stop_checkpoints
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.inner.jobs.lock().expect("store lock").take();
-        if let Some(h) = self.inner.writer.lock().expect("store lock").take() {
-            let _ = h.join();
-        }
+        self.db.close()
     }
 }
+
+/// The runtime's database in a data dir.
+pub const DATABASE_FILE: &str = "oms.sqlite3";
 
 /// The schema this oms writes, in `PRAGMA user_version`. 0: histories as rows only
 /// (before compressed histories); 1: a closed execution's history may be a frame in
@@ -492,146 +366,6 @@ fn drop_execution_name_key(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Checkpoints the WAL every quarter second while there is any: often enough that
-/// the WAL stays small, on its own connection so the writer never waits for it.
-fn spawn_checkpointer(
-    path: &Path,
-    key: Option<&DbKey>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> Result<(), StoreError> {
-    let conn = open_connection(path, false, key)?;
-    std::thread::Builder::new()
-        .name("oms-store-checkpoint".into())
-        .spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(std::time::Duration::from_millis(250));
-                // A busy database answers SQLITE_BUSY; the next round tries again.
-                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-            }
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        })
-        .map_err(|e| StoreError::Failed(format!("cannot start the checkpointer: {e}")))?;
-    Ok(())
-}
-
-fn run_in_savepoint<R>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<R, StoreError>,
-) -> Result<R, StoreError> {
-    // Cached statements: parsing these anew for every job showed in profiles.
-    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
-    let result = f(conn);
-    if result.is_err() {
-        conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
-    }
-    conn.prepare_cached("RELEASE job")?.execute([])?;
-    result
-}
-
-/// Past this size the writer truncates the WAL itself (see `writer_loop`).
-const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
-
-fn writer_loop(
-    conn: Connection,
-    rx: mpsc::Receiver<Job>,
-    wal: PathBuf,
-    observer: crate::observe::ObserverSlot,
-    unsynced: &std::sync::atomic::AtomicBool,
-) {
-    use std::sync::atomic::Ordering::SeqCst;
-    let mut batches = 0u32;
-    // The connection's synchronous setting, changed only between transactions.
-    let mut full = true;
-    while let Ok(first) = rx.recv() {
-        // Under constant load the checkpointer's PASSIVE checkpoints never catch the
-        // writer up, and the WAL would only grow. Now and then the writer looks, and
-        // past the limit it truncates the WAL: quick, as the checkpointer has already
-        // copied almost every frame.
-        batches += 1;
-        if batches.is_multiple_of(64)
-            && std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES)
-        {
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-        }
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
-            }
-        }
-        let durable = batch.iter().any(|j| j.durable);
-        if durable != full
-            && conn
-                .pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
-                .is_ok()
-        {
-            full = durable;
-        }
-        let began = std::time::Instant::now();
-        if conn
-            .prepare_cached("BEGIN IMMEDIATE")
-            .and_then(|mut s| s.execute([]))
-            .is_err()
-        {
-            // Nothing ran. Dropping the jobs drops their reply channels, so each caller
-            // gets an error instead of waiting for an acknowledgement.
-            drop(batch);
-            continue;
-        }
-        let jobs = batch.len();
-        let replies: Vec<Reply> = batch.into_iter().map(|job| (job.run)(&conn)).collect();
-        if durable && unsynced.load(SeqCst) {
-            // The commit must reach the disk even if this group wrote nothing itself
-            // (a `sync`): one row rewritten makes it write, so fsync, the WAL.
-            let _ = conn
-                .prepare_cached(
-                    "INSERT INTO sync_marker (id, n) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET n = n + 1",
-                )
-                .and_then(|mut s| s.execute([]));
-        }
-        if !full {
-            // Set before the commit makes the data visible: whoever reads it sees the flag.
-            unsynced.store(true, SeqCst);
-        }
-        let committed = conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]))
-            .map(|_| ())
-            .map_err(StoreError::from);
-        if committed.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        } else if full {
-            // The WAL is one file: its fsync took every lazy commit before this one.
-            unsynced.store(false, SeqCst);
-        }
-        if let Some(o) = observer.get() {
-            o.store_committed(jobs, began.elapsed().as_secs_f64(), committed.is_ok());
-        }
-        for reply in replies {
-            reply(committed.clone());
-        }
-    }
-    // Closed: the free pages go back to the file system, and what was committed
-    // (lazily or not) goes into the database (a checkpoint syncs the WAL, then the
-    // database), so a clean stop leaves one file and nothing to chance.
-    let _ = return_free_pages(&conn);
-    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-}
-
-/// Gives the database's free pages back to the file system (the checkpoint after it
-/// truncates the file). Pages are freed as histories become frames and executions are
-/// pruned; while the server runs they are reused, so only a stop returns them. A data
-/// dir created before `auto_vacuum=INCREMENTAL` keeps them (SQLite can change the mode
-/// only by a VACUUM, which rewrites the whole file): this is then a no-op.
-fn return_free_pages(conn: &Connection) -> Result<(), StoreError> {
-    // Each step of the pragma frees pages: stepped to its end, it frees them all.
-    let mut st = conn.prepare("PRAGMA incremental_vacuum")?;
-    let mut rows = st.query([])?;
-    while rows.next()?.is_some() {}
-    Ok(())
-}
-
 /// An advisory lock file beside the database, held for the process's life.
 fn lock_data_dir(dir: &Path) -> Result<(), StoreError> {
     use std::io::Write;
@@ -657,7 +391,7 @@ fn lock_data_dir(dir: &Path) -> Result<(), StoreError> {
 mod tests {
     use super::*;
 
-    fn temp_dir(name: &str) -> PathBuf {
+    fn temp_dir(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("oms-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         d
@@ -735,7 +469,6 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lazy_write_is_read_at_once_and_waits_for_a_sync_to_be_durable() {
-        use std::sync::atomic::Ordering::SeqCst;
         let store = ExecutionStore::open(&temp_dir("lazy")).unwrap();
         let insert = |name: &'static str| {
             move |c: &Connection| {
@@ -753,19 +486,13 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(count(), 1, "a lazy write is visible once answered");
-        assert!(
-            store.inner.unsynced.load(SeqCst),
-            "and not yet known durable"
-        );
+        assert!(store.db.unsynced(), "and not yet known durable");
         store.sync().await.unwrap();
-        assert!(
-            !store.inner.unsynced.load(SeqCst),
-            "a sync makes it durable"
-        );
+        assert!(!store.db.unsynced(), "a sync makes it durable");
         store.write_lazy(insert("lazy2")).await.unwrap();
         store.write(insert("durable")).await.unwrap();
         assert!(
-            !store.inner.unsynced.load(SeqCst),
+            !store.db.unsynced(),
             "a durable commit takes the lazy ones before it"
         );
         let marks: i64 = store

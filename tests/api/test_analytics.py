@@ -140,4 +140,4 @@ def test_an_export_of_a_data_dir_that_is_not_one_says_so(tmp_path):
          "--data-dir", str(tmp_path / "nowhere")],
         capture_output=True, text=True, timeout=30)
     assert run.returncode == 2
-    assert "--data-dir" in run.stderr and "no orders.db" in run.stderr, run.stderr
+    assert "--data-dir" in run.stderr and "no oms.sqlite3" in run.stderr, run.stderr

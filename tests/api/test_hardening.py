@@ -191,13 +191,15 @@ def assert_token_only_in_the_vault(sfn, server, arn, token, answers):
     for what, text in [*answers, ("DescribeExecution", described), ("GetExecutionHistory", events)]:
         assert token not in json.dumps(text, default=str), what
     files = sorted(os.listdir(server.data_dir))
-    assert "orders.db" in files and "oms.sqlite3" in files, files
+    assert "oms.sqlite3" in files, files
+    # The order store's items live in oms.sqlite3 (and its WAL): the vault item is there,
+    # so that file is searched by row, every other file byte by byte.
     for name in files:
         path = os.path.join(server.data_dir, name)
-        if os.path.isfile(path) and not name.startswith("orders.db"):
+        if os.path.isfile(path) and not name.startswith("oms.sqlite3"):
             with open(path, "rb") as f:
                 assert token.encode() not in f.read(), name
-    db = sqlite3.connect(f"file:{os.path.join(server.data_dir, 'orders.db')}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{os.path.join(server.data_dir, 'oms.sqlite3')}?mode=ro", uri=True)
     try:
         rows = [(pk, sk) for pk, sk, doc in db.execute("SELECT pk, sk, doc FROM items")
                 if token in stored_doc(doc)]
@@ -230,7 +232,7 @@ def test_an_order_an_older_oms_placed_with_its_token_still_runs(api, sfn, server
         "status": "PENDING", "charged_cents": 0, "refunded_cents": 0, "cancel_requested": False,
         "created_at": now, "updated_at": now,
     }
-    db = sqlite3.connect(os.path.join(server.data_dir, "orders.db"), timeout=10)
+    db = sqlite3.connect(os.path.join(server.data_dir, "oms.sqlite3"), timeout=10)
     try:
         with db:
             db.execute("INSERT INTO items (pk, sk, version, doc) VALUES (?, 'ORDER', 1, ?)",

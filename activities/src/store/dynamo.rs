@@ -489,4 +489,8 @@ impl Store for DynamoStore {
     fn backend(&self) -> &'static str {
         "dynamodb"
     }
+    /// A DynamoDB write is durable once acknowledged.
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

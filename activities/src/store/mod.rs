@@ -149,6 +149,11 @@ pub trait Store: Send + Sync {
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError>;
     /// A short name for messages: "sqlite" or "dynamodb".
     fn backend(&self) -> &'static str;
+    /// Returns once every write acknowledged so far is durable. A store whose writes
+    /// are durable when acknowledged (DynamoDB, a SQLite file of its own) has nothing to
+    /// do; a wrapper passes it on; one that shares the runtime's database writes lazily (sqlite.rs), and whoever
+    /// tells the outside world of what it read (the event relay) calls this first.
+    async fn sync(&self) -> Result<(), StoreError>;
 }
 
 /// DynamoDB's TransactWriteItems limit, applied to both backends so that what passes

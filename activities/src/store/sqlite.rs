@@ -1,52 +1,57 @@
-//! The embedded backend: one SQLite table of items, written with group commit.
+//! The embedded backend: one SQLite table of items, written through the group-commit
+//! writer of the `groupcommit` crate.
 //!
-//! One writer thread owns the write connection. Each `transact` is a job; the writer
-//! runs every job waiting at that moment inside one IMMEDIATE transaction, each in its
-//! own savepoint (a batch whose condition fails is rolled back alone), commits once
-//! with `synchronous=FULL` and only then answers each caller. Concurrent orders' steps
-//! therefore share one fsync, where each used to pay its own (issue 16: the order
-//! ledger's fsyncs, not CPU, capped `oms up` near 100 orders/s).
+//! The writer runs every batch waiting at that moment inside one IMMEDIATE
+//! transaction, each in its own savepoint (a batch whose condition fails is rolled back
+//! alone), commits once and only then answers each caller: concurrent orders' steps
+//! share one commit (issue 16).
+//!
+//! Where the table lives:
+//! - In a file of its own (`open`, `--store sqlite:PATH`, a Lambda under `cargo lambda
+//!   watch`): each commit is fsynced before it is answered.
+//! - In the runtime's database (`within`, what `oms up` does by default): commits are
+//!   lazy, and one WAL orders them with the runtime's steps. A power cut keeps a prefix
+//!   of that WAL, so a step that recorded an activity's result never survives without
+//!   the activity's writes; whoever tells the outside world calls `sync` first (the
+//!   HTTP answers, the event relay). An order at concurrency 1 then waits for no
+//!   fsync of its own between its POST and its end (issue 16: about twelve before).
 //!
 //! The write lock is taken before any condition is read, so a condition checked is a
-//! condition that holds when the batch commits, across processes too (a Lambda under
-//! `cargo lambda watch` and `oms up` may share the file). Reads run on the caller's
-//! thread on pooled read-only connections, beside the writer (WAL): a point read is a
-//! few microseconds, less than a hand-off to a blocking pool would cost.
+//! condition that holds when the batch commits, across processes too. Reads run on the
+//! caller's thread on pooled read-only connections, beside the writer (WAL): a point
+//! read is a few microseconds, less than a hand-off to a blocking pool would cost.
 
 use super::{check_batch, Cond, Item, Key, Store, StoreError, Write};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
-/// Most batches one transaction takes: bounds the latency a large backlog adds.
-const MAX_GROUP: usize = 512;
+/// The items table: one fact, one place, whichever database it is in.
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS items (
+    pk TEXT NOT NULL,
+    sk TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    -- JSON text, or a BLOB of it compressed (doc_codec)
+    doc NOT NULL,
+    PRIMARY KEY (pk, sk)
+) WITHOUT ROWID;";
 
 pub struct SqliteStore {
-    /// None once closed: a write then fails as Unavailable instead of queueing.
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    reads: Reads,
+    db: groupcommit::Db,
+    /// Whether a commit is fsynced before it is answered: in a file of its own, yes;
+    /// in the runtime's database, lazily (see the module's doc).
+    durable: bool,
+    /// Whether `close` closes the database too (the runtime closes its own).
+    owns_db: bool,
+    /// Set by `close`: a write then fails as Unavailable instead of queueing.
+    closed: AtomicBool,
 }
 
-/// Where reads run: a file has its own read connections; an in-memory database has
-/// only the writer's, shared under a lock.
-enum Reads {
-    File {
-        path: PathBuf,
-        key: Option<dbkey::DbKey>,
-        pool: Mutex<Vec<Connection>>,
-    },
-    Shared(Arc<Mutex<Connection>>),
-}
-
-/// A batch for the writer, and where its outcome goes once committed (or not).
-struct Job {
-    writes: Vec<Write>,
-    /// Each Put's document as stored (`doc_codec`), encoded by the caller: the writer's
-    /// time is every caller's, and a Put's document does not depend on what is stored.
-    encoded: Vec<Option<rusqlite::types::Value>>,
-    reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+impl From<groupcommit::Error> for StoreError {
+    fn from(e: groupcommit::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
 }
 
 impl SqliteStore {
@@ -59,200 +64,145 @@ impl SqliteStore {
         path: &Path,
         key: Option<&dbkey::DbKey>,
     ) -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open(path)
-            .map_err(|e| StoreError::Unavailable(format!("open {}: {e}", path.display())))?;
-        dbkey::unlock(&conn, path, key).map_err(StoreError::Unavailable)?;
-        let reads = Reads::File {
-            path: path.to_path_buf(),
-            key: key.cloned(),
-            pool: Mutex::new(Vec::new()),
-        };
-        Self::init(conn, |_| reads)
+        let db = groupcommit::Db::open(path, key, &options(), create_table)?;
+        Ok(SqliteStore::new(db, true, true))
     }
 
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
-        let conn = Connection::open_in_memory().map_err(unavailable)?;
-        Self::init(conn, |shared| Reads::Shared(shared.clone()))
+        let db = groupcommit::Db::in_memory(&options(), create_table)?;
+        Ok(SqliteStore::new(db, true, true))
     }
 
-    fn init(
-        conn: Connection,
-        reads: impl FnOnce(&Arc<Mutex<Connection>>) -> Reads,
-    ) -> Result<SqliteStore, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(unavailable)?;
-        tune(&conn)?;
-        conn.execute_batch(
-            // auto_vacuum first: SQLite takes it only before WAL mode and the table
-            // (an older orders.db keeps its mode). See `close`.
-            "PRAGMA auto_vacuum=INCREMENTAL;
-             PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=FULL;
-             PRAGMA temp_store=MEMORY;
-             CREATE TABLE IF NOT EXISTS items (
-                 pk TEXT NOT NULL,
-                 sk TEXT NOT NULL,
-                 version INTEGER NOT NULL,
-                 -- JSON text, or a BLOB of it compressed (doc_codec)
-                 doc NOT NULL,
-                 PRIMARY KEY (pk, sk)
-             ) WITHOUT ROWID;",
-        )
-        .map_err(unavailable)?;
-        let conn = Arc::new(Mutex::new(conn));
-        let reads = reads(&conn);
-        let (tx, rx) = mpsc::channel::<Job>();
-        let writer = std::thread::Builder::new()
-            .name("oms-orders-writer".into())
-            .spawn(move || {
-                writer_loop(&conn, &rx);
-                if let Ok(conn) = lock(&conn) {
-                    finish(&conn);
+    /// The store in `db`, another store's database (the runtime's), its writes lazy:
+    /// `db`'s owner makes them durable with its own, and closes it.
+    pub async fn within(db: groupcommit::Db) -> Result<SqliteStore, StoreError> {
+        db.write(true, create_table).await?;
+        Ok(SqliteStore::new(db, false, false))
+    }
+
+    fn new(db: groupcommit::Db, durable: bool, owns_db: bool) -> SqliteStore {
+        SqliteStore {
+            db,
+            durable,
+            owns_db,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Copies the items of an older oms's `orders.db` at `old` (the order store had a
+    /// file of its own) into this store, durably, then removes that file and its WAL.
+    /// An item already here is kept, so a copy cut short by a crash is simply done
+    /// again at the next start. Answers how many items the file had (0 without one).
+    pub async fn adopt(&self, old: &Path, key: Option<&dbkey::DbKey>) -> Result<usize, StoreError> {
+        if !old.exists() {
+            return Ok(0);
+        }
+        let rows = read_all_rows(old, key)?;
+        let copied = rows.len();
+        for chunk in rows.chunks(ADOPT_CHUNK) {
+            let chunk = chunk.to_vec();
+            self.db
+                .write(true, move |conn| insert_missing(conn, &chunk))
+                .await?;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", old.display()));
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(StoreError::Unavailable(format!(
+                        "copied {copied} items from {}, but cannot remove {}: {e}",
+                        old.display(),
+                        file.display()
+                    )))
                 }
-            })
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the store writer: {e}")))?;
-        Ok(SqliteStore {
-            jobs: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
-            reads,
-        })
+                _ => {}
+            }
+        }
+        Ok(copied)
     }
 
-    /// Stops the writer once the batches already queued are committed, gives the free
-    /// pages back and checkpoints the WAL into the database: a clean stop leaves one
-    /// file, no larger than its data. Outbox items deleted by the relay free pages that
-    /// later writes reuse while the server runs; only a stop returns them. Later writes
-    /// fail (Unavailable); reads still work.
+    /// Stops taking writes. A store in a file of its own also stops its writer once the
+    /// batches already queued are committed, gives the free pages back and checkpoints
+    /// the WAL into the database: a clean stop leaves one file, no larger than its
+    /// data (outbox items deleted by the relay free pages that later writes reuse while
+    /// the server runs; only a stop returns them). Reads still work.
     pub fn close(&self) {
-        if let Ok(mut jobs) = lock(&self.jobs) {
-            jobs.take();
-        }
-        let writer = lock(&self.writer).ok().and_then(|mut w| w.take());
-        if let Some(writer) = writer {
-            let _ = writer.join();
+        self.closed.store(true, SeqCst);
+        if self.owns_db {
+            self.db.close();
         }
     }
 
-    /// Runs `f` on a read connection: a pooled one of the file's, or the in-memory
-    /// database's only one.
     fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        match &self.reads {
-            Reads::Shared(conn) => f(&*lock(conn)?),
-            Reads::File { path, key, pool } => {
-                let pooled = lock(pool)?.pop();
-                let conn = match pooled {
-                    Some(c) => c,
-                    None => open_reader(path, key.as_ref())?,
-                };
-                let result = f(&conn);
-                lock(pool)?.push(conn);
-                result
-            }
-        }
+        self.db.read(f)
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
-    m.lock()
-        .map_err(|_| StoreError::Unavailable("store lock poisoned".into()))
+/// The order store's own file: a smaller writer cache than the runtime's, and room
+/// for every statement it runs.
+fn options() -> groupcommit::Options {
+    groupcommit::Options {
+        writer_thread: "oms-orders-writer",
+        writer_cache_kib: 16 * 1024,
+        statement_cache: 64,
+        max_batch: 512,
+    }
 }
 
-fn open_reader(path: &Path, key: Option<&dbkey::DbKey>) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)
-        .map_err(|e| StoreError::Unavailable(format!("open {}: {e}", path.display())))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(unavailable)?;
-    dbkey::unlock(&conn, path, key).map_err(StoreError::Unavailable)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
+fn create_table(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(SCHEMA).map_err(unavailable)
 }
 
-/// The writer's page cache bigger than SQLite's 2 MB (its own writes do not empty it,
-/// as another connection's empty a reader's), and room for every statement it runs.
-fn tune(conn: &Connection) -> Result<(), StoreError> {
-    conn.pragma_update(None, "cache_size", -16 * 1024)
+/// Items copied in one transaction when adopting an older `orders.db`.
+const ADOPT_CHUNK: usize = 5_000;
+
+/// A stored row as it is: key, version and the doc as stored (compressed or not).
+type RawRow = (String, String, i64, rusqlite::types::Value);
+
+fn read_all_rows(path: &Path, key: Option<&dbkey::DbKey>) -> Result<Vec<RawRow>, StoreError> {
+    let cannot = |e: String| StoreError::Unavailable(format!("{}: {e}", path.display()));
+    // Read-write: opening replays the file's WAL, if a crash left one.
+    let conn = Connection::open(path).map_err(|e| cannot(e.to_string()))?;
+    dbkey::unlock(&conn, path, key).map_err(cannot)?;
+    let mut stmt = conn
+        .prepare("SELECT pk, sk, version, doc FROM items")
+        .map_err(|e| cannot(e.to_string()))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .map_err(|e| cannot(e.to_string()))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(|e| cannot(e.to_string()))
+}
+
+fn insert_missing(conn: &Connection, rows: &[RawRow]) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO items (pk, sk, version, doc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (pk, sk) DO NOTHING",
+        )
         .map_err(unavailable)?;
-    conn.set_prepared_statement_cache_capacity(64);
+    for (pk, sk, version, doc) in rows {
+        stmt.execute(params![pk, sk, version, doc])
+            .map_err(unavailable)?;
+    }
     Ok(())
 }
 
-/// The writer: takes every job waiting, applies each in its own savepoint inside one
-/// transaction, commits once, then answers each. Ends when the store is dropped.
-fn writer_loop(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        let outcomes = match lock(conn) {
-            Ok(conn) => commit_group(&conn, &group),
-            Err(e) => vec![Err(e); group.len()],
-        };
-        for (job, outcome) in group.into_iter().zip(outcomes) {
-            // A caller that stopped waiting (its task was dropped) needs no answer.
-            let _ = job.reply.send(outcome);
-        }
-    }
-}
-
-/// After the last job: the free pages returned (each step of the pragma frees some;
-/// stepped to its end it frees them all), then the WAL copied in and truncated.
-fn finish(conn: &Connection) {
-    if let Ok(mut st) = conn.prepare("PRAGMA incremental_vacuum") {
-        if let Ok(mut rows) = st.query([]) {
-            while let Ok(Some(_)) = rows.next() {}
-        }
-    }
-    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-}
-
-/// One transaction for the group: each job's outcome, all failed if the commit fails.
-fn commit_group(conn: &Connection, group: &[Job]) -> Vec<Result<(), StoreError>> {
-    if let Err(e) = execute(conn, "BEGIN IMMEDIATE") {
-        return vec![Err(e); group.len()];
-    }
-    let applied: Vec<Result<(), StoreError>> = group
+/// A batch, all or nothing (the writer runs it in a savepoint of its own).
+fn apply_batch(
+    conn: &Connection,
+    writes: &[Write],
+    encoded: &[Option<rusqlite::types::Value>],
+) -> Result<(), StoreError> {
+    assert_eq!(writes.len(), encoded.len(), "a document for every write");
+    writes
         .iter()
-        .map(|job| apply_in_savepoint(conn, job))
-        .collect();
-    match execute(conn, "COMMIT") {
-        Ok(()) => applied,
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            vec![Err(e); group.len()]
-        }
-    }
-}
-
-fn execute(conn: &Connection, sql: &str) -> Result<(), StoreError> {
-    conn.prepare_cached(sql)
-        .and_then(|mut s| s.execute([]))
-        .map(|_| ())
-        .map_err(unavailable)
-}
-
-/// A batch all or nothing within the group's transaction.
-fn apply_in_savepoint(conn: &Connection, job: &Job) -> Result<(), StoreError> {
-    debug_assert_eq!(job.writes.len(), job.encoded.len());
-    execute(conn, "SAVEPOINT batch")?;
-    let result = job
-        .writes
-        .iter()
-        .zip(&job.encoded)
+        .zip(encoded)
         .enumerate()
-        .try_for_each(|(i, (w, encoded))| apply(conn, i, w, encoded.as_ref()));
-    if result.is_err() {
-        execute(conn, "ROLLBACK TO batch")?;
-    }
-    execute(conn, "RELEASE batch")?;
-    result
+        .try_for_each(|(i, (w, encoded))| apply(conn, i, w, encoded.as_ref()))
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -605,19 +555,18 @@ impl Store for SqliteStore {
                 _ => Ok(None),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        lock(&self.jobs)?
-            .as_ref()
-            .ok_or_else(|| StoreError::Unavailable("the store is closed".into()))?
-            .send(Job {
-                writes,
-                encoded,
-                reply,
+        if self.closed.load(SeqCst) {
+            return Err(StoreError::Unavailable("the store is closed".into()));
+        }
+        self.db
+            .write(self.durable, move |conn| {
+                apply_batch(conn, &writes, &encoded)
             })
-            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?;
-        answer
             .await
-            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(self.db.sync().await?)
     }
 
     fn backend(&self) -> &'static str {
@@ -698,5 +647,71 @@ mod tests {
         assert!(pages < 10, "{pages} pages for an empty table");
         let wal = std::fs::metadata(dir.join("orders.db-wal")).map_or(0, |m| m.len());
         assert_eq!(wal, 0, "the WAL was checkpointed and truncated");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_within_another_database_adopts_an_older_file_and_writes_lazily() {
+        let dir = std::env::temp_dir().join(format!("oms-orders-within-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let old_path = dir.join("orders.db");
+        let old = SqliteStore::open(&old_path).unwrap();
+        let put = |i: u64| Write::Put {
+            key: Key::new("ORDER#1", format!("{i:02}")),
+            doc: Map::from_iter([("n".to_string(), Value::from(i))]),
+            cond: Cond::Always,
+        };
+        for i in 0..3 {
+            old.transact(vec![put(i)]).await.unwrap();
+        }
+        old.close();
+        let db = groupcommit::Db::open(
+            &dir.join("oms.sqlite3"),
+            None,
+            &groupcommit::Options::default(),
+            |_| Ok::<_, groupcommit::Error>(()),
+        )
+        .unwrap();
+        let store = SqliteStore::within(db.clone()).await.unwrap();
+        store.transact(vec![put(0)]).await.unwrap();
+        assert_eq!(store.adopt(&old_path, None).await.unwrap(), 3);
+        assert!(
+            !old_path.exists(),
+            "the older file is removed once its items are copied"
+        );
+        let items = store.query("ORDER#1", "").await.unwrap();
+        let versions: Vec<u64> = items.iter().map(|i| i.version).collect();
+        assert_eq!(
+            versions,
+            [1, 1, 1],
+            "an item already here is kept, not overwritten"
+        );
+        assert_eq!(items[2].doc["n"], 2);
+        assert_eq!(
+            store.adopt(&old_path, None).await.unwrap(),
+            0,
+            "nothing left to adopt"
+        );
+        store.transact(vec![put(5)]).await.unwrap();
+        assert!(db.unsynced(), "a write in another store's database is lazy");
+        store.sync().await.unwrap();
+        assert!(!db.unsynced(), "and durable once synced");
+        store.close();
+        let closed = store.transact(vec![put(6)]).await;
+        assert!(
+            matches!(&closed, Err(StoreError::Unavailable(m)) if m.contains("closed")),
+            "{closed:?}"
+        );
+        assert_eq!(
+            db.read(|c| Ok::<i64, groupcommit::Error>(c.query_row(
+                "SELECT count(*) FROM items",
+                [],
+                |r| r.get(0)
+            )?))
+            .unwrap(),
+            4,
+            "the owner's database stays open"
+        );
+        db.close();
     }
 }

@@ -233,6 +233,9 @@ impl Store for MeteredStore {
     fn backend(&self) -> &'static str {
         "dynamodb (metered)"
     }
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync().await
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub async fn relay_once(store: &dyn Store, log: &EventLog) -> Result<usize, Stri
         return Ok(0);
     }
     let events: Vec<_> = items.iter().flat_map(events_of).collect();
+    // The items may be lazily committed (the order store in the runtime's database):
+    // an event published is a change told to the world, so it must survive a crash.
+    store.sync().await.map_err(|e| e.to_string())?;
     let added = log.append(&events)?;
     // Each delete its own batch (one lost to another relay must not undo the rest),
     // sent together so that the store's group commit takes them in one fsync.
@@ -96,6 +99,9 @@ impl Store for WakingStore {
     }
     fn backend(&self) -> &'static str {
         self.inner.backend()
+    }
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync().await
     }
 }
 

@@ -1,0 +1,630 @@
+//! One SQLite database, written by one thread with group commit.
+//!
+//! One writer thread owns the write connection. Callers hand it closures; it runs every
+//! closure waiting at that moment inside one transaction (each in its own savepoint, so
+//! one failing write does not undo the others), commits once, and only then answers
+//! each caller. Many callers' writes therefore share one commit and one fsync.
+//!
+//! Durable or lazy: a durable write is fsynced before it is answered
+//! (`synchronous=FULL`); a lazy one is committed and visible at once but fsynced only
+//! with the next durable commit or [`Db::sync`]. One database has one WAL, and a power
+//! cut keeps a prefix of a WAL: it loses at most a suffix of commits, never one without
+//! those before it. So every store whose writes must agree after a crash (the runtime's
+//! steps and the order activities' items, issue 16) lives in one `Db` and may write
+//! lazily; whoever tells the outside world of what was written calls `sync` first.
+//!
+//! Both `saga-core` (the runtime) and `activities` (the order store) build on this
+//! crate: activities know nothing of the orchestrator, so the writer they share sits
+//! below both.
+
+use dbkey::DbKey;
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+
+/// Why a write or read could not be done. Clone: one commit's failure is every job's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// SQLite refused; `code` says why when SQLite gave one (a full disk, a busy lock).
+    Sqlite {
+        code: Option<rusqlite::ErrorCode>,
+        message: String,
+    },
+    /// The database was closed: nothing was written.
+    Closed,
+    /// The writer thread ended before answering (it panicked, or the process is ending).
+    Stopped,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Sqlite { message, .. } => f.write_str(message),
+            Error::Closed => f.write_str("the store is closed"),
+            Error::Stopped => f.write_str("the store writer stopped"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        let code = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
+            _ => None,
+        };
+        Error::Sqlite {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// How a database is opened: names and sizes that differ between its users.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The writer thread's name (what `top -H` and `perf` show).
+    pub writer_thread: &'static str,
+    /// The writer's page cache, in KiB (SQLite's default is 2,000 KiB; a writer's own
+    /// writes do not empty its cache, as another connection's empty a reader's).
+    pub writer_cache_kib: i64,
+    /// Prepared statements each connection keeps (rusqlite's 16 were fewer than the
+    /// runtime and the API use).
+    pub statement_cache: usize,
+    /// Most jobs one transaction takes; bounds the latency a large backlog adds.
+    pub max_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            writer_thread: "oms-db-writer",
+            writer_cache_kib: 32 * 1024,
+            statement_cache: 128,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// Told of every commit: how many jobs it took, how long it took in seconds, whether
+/// it committed.
+pub type CommitObserver = Arc<dyn Fn(usize, f64, bool) + Send + Sync>;
+
+type Reply = Box<dyn FnOnce(Result<(), Error>) + Send>;
+
+/// Runs a job's closure on the connection, or with None answers without running it.
+type Run = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>;
+
+/// A closure for the writer, and whether its commit must be fsynced before it is
+/// answered.
+struct Job {
+    /// Runs the closure on the connection, or with None answers without running it
+    /// (the transaction could not begin).
+    run: Run,
+    durable: bool,
+}
+
+/// A database and its writer. Clones share both.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    reads: Reads,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Tells the checkpointer thread to stop.
+    stop_checkpoints: Arc<AtomicBool>,
+    observer: Arc<OnceLock<CommitObserver>>,
+    /// Whether a lazy commit may not be on disk yet. Set before such a commit becomes
+    /// visible, cleared after a durable one: a reader that saw lazily committed data
+    /// finds it set.
+    unsynced: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    /// The last clone gone: the writer ends as its channel closes; the checkpointer is
+    /// told here.
+    fn drop(&mut self) {
+        self.stop_checkpoints.store(true, SeqCst);
+    }
+}
+
+/// Where reads run: a file has its own read connections; an in-memory database has
+/// only the writer's, shared under a lock.
+enum Reads {
+    File {
+        path: PathBuf,
+        key: Option<DbKey>,
+        statement_cache: usize,
+        pool: Mutex<Vec<Connection>>,
+    },
+    Shared(Arc<Mutex<Connection>>),
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `path` in WAL mode, runs `setup` on
+    /// the write connection (its schema), then starts the writer and the checkpointer.
+    /// A file that is not a database, or not with this key, is reported here.
+    pub fn open<E: From<Error>>(
+        path: &Path,
+        key: Option<&DbKey>,
+        options: &Options,
+        setup: impl FnOnce(&Connection) -> Result<(), E>,
+    ) -> Result<Db, E> {
+        let conn = open_connection(path, false, key, options.statement_cache)?;
+        conn.pragma_update(None, "cache_size", -options.writer_cache_kib)
+            .map_err(Error::from)?;
+        // Before WAL mode (which writes the header) and the schema: SQLite takes it only
+        // on a database without tables (an older file keeps its mode). See `finish`.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(Error::from)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| Error::Sqlite {
+                code: None,
+                message: format!("{} is not a usable SQLite database: {e}", path.display()),
+            })?;
+        // Checkpoints copy the WAL into the database and fsync it. Left to the writer,
+        // they stall every commit queued behind them; a thread of their own runs them
+        // (PASSIVE: never blocking the writer) while the writer keeps committing.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(Error::from)?;
+        common_pragmas(&conn)?;
+        setup(&conn)?;
+        let stop_checkpoints = Arc::new(AtomicBool::new(false));
+        let checkpoints = open_connection(path, false, key, 4)?;
+        spawn_checkpointer(checkpoints, stop_checkpoints.clone())?;
+        let reads = Reads::File {
+            path: path.to_path_buf(),
+            key: key.cloned(),
+            statement_cache: options.statement_cache,
+            pool: Mutex::new(Vec::new()),
+        };
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let conn = Arc::new(Mutex::new(conn));
+        Ok(Db::start(
+            conn,
+            reads,
+            Some(wal),
+            stop_checkpoints,
+            options,
+        )?)
+    }
+
+    /// A database in memory, for tests: reads share the writer's connection.
+    pub fn in_memory<E: From<Error>>(
+        options: &Options,
+        setup: impl FnOnce(&Connection) -> Result<(), E>,
+    ) -> Result<Db, E> {
+        let conn = Connection::open_in_memory().map_err(Error::from)?;
+        conn.set_prepared_statement_cache_capacity(options.statement_cache);
+        common_pragmas(&conn)?;
+        setup(&conn)?;
+        let conn = Arc::new(Mutex::new(conn));
+        let reads = Reads::Shared(conn.clone());
+        let stop = Arc::new(AtomicBool::new(true));
+        Ok(Db::start(conn, reads, None, stop, options)?)
+    }
+
+    fn start(
+        conn: Arc<Mutex<Connection>>,
+        reads: Reads,
+        wal: Option<PathBuf>,
+        stop_checkpoints: Arc<AtomicBool>,
+        options: &Options,
+    ) -> Result<Db, Error> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let observer: Arc<OnceLock<CommitObserver>> = Arc::default();
+        let unsynced = Arc::new(AtomicBool::new(false));
+        let writer = Writer {
+            rx,
+            wal,
+            observer: observer.clone(),
+            unsynced: unsynced.clone(),
+            max_batch: options.max_batch,
+        };
+        let handle = std::thread::Builder::new()
+            .name(options.writer_thread.into())
+            .spawn(move || writer.run(&conn))
+            .map_err(|e| Error::Sqlite {
+                code: None,
+                message: format!("cannot start the store writer: {e}"),
+            })?;
+        Ok(Db {
+            inner: Arc::new(Inner {
+                jobs: Mutex::new(Some(tx)),
+                reads,
+                writer: Mutex::new(Some(handle)),
+                stop_checkpoints,
+                observer,
+                unsynced,
+            }),
+        })
+    }
+
+    /// Tells `observer` of every commit from now on (the first observer set stays).
+    pub fn observe(&self, observer: CommitObserver) {
+        let _ = self.inner.observer.set(observer);
+    }
+
+    /// Runs `f` in the next group commit, in a savepoint of its own (rolled back if `f`
+    /// fails), and returns its result once committed: and fsynced if `durable`, else
+    /// visible to every reader and on disk with the next durable commit or [`Db::sync`].
+    pub async fn write<R, E>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let run = Box::new(move |conn: Option<&Connection>| {
+            let result = conn.map(|c| run_in_savepoint(c, f));
+            Box::new(move |commit: Result<(), Error>| {
+                let _ = tx.send(match (commit, result) {
+                    (Ok(()), Some(result)) => result,
+                    (Err(e), _) => Err(E::from(e)),
+                    (Ok(()), None) => Err(E::from(Error::Stopped)),
+                });
+            }) as Reply
+        });
+        let sender = lock(&self.inner.jobs).clone().ok_or(Error::Closed)?;
+        sender
+            .send(Job { run, durable })
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Returns once everything committed before the call is on disk: at once when no
+    /// lazy commit is waiting, else after one fsync shared with whoever else asks.
+    pub async fn sync(&self) -> Result<(), Error> {
+        if !self.inner.unsynced.load(SeqCst) {
+            return Ok(());
+        }
+        self.write(true, |_| Ok::<_, Error>(())).await
+    }
+
+    /// Whether a lazy commit may not be on disk yet (what [`Db::sync`] would wait for).
+    pub fn unsynced(&self) -> bool {
+        self.inner.unsynced.load(SeqCst)
+    }
+
+    /// Runs a read: on a pooled read-only connection for a file (WAL lets reads run
+    /// beside the writer), on the one connection in memory.
+    pub fn read<R, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, E>,
+    ) -> Result<R, E> {
+        match &self.inner.reads {
+            Reads::Shared(conn) => f(&lock(conn)),
+            Reads::File {
+                path,
+                key,
+                statement_cache,
+                pool,
+            } => {
+                let pooled = lock(pool).pop();
+                let conn = match pooled {
+                    Some(c) => c,
+                    None => open_connection(path, true, key.as_ref(), *statement_cache)?,
+                };
+                let result = f(&conn);
+                lock(pool).push(conn);
+                result
+            }
+        }
+    }
+
+    /// Stops the writer once the jobs already queued are committed; it then gives the
+    /// free pages back and checkpoints the WAL into the database (`finish`). Later
+    /// writes fail (`Error::Closed`); reads still work.
+    pub fn close(&self) {
+        self.inner.stop_checkpoints.store(true, SeqCst);
+        lock(&self.inner.jobs).take();
+        let writer = lock(&self.inner.writer).take();
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// A lock whose holder panicked is still usable: each use is one statement or one
+/// transaction, which SQLite leaves consistent.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn open_connection(
+    path: &Path,
+    read_only: bool,
+    key: Option<&DbKey>,
+    statement_cache: usize,
+) -> Result<Connection, Error> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let failed = |e: rusqlite::Error| Error::Sqlite {
+        code: None,
+        message: format!("cannot open {}: {e}", path.display()),
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(failed)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    dbkey::unlock(&conn, path, key).map_err(|message| Error::Sqlite {
+        code: None,
+        message,
+    })?;
+    conn.set_prepared_statement_cache_capacity(statement_cache);
+    Ok(conn)
+}
+
+/// Settings and the one table every database of this crate has.
+fn common_pragmas(conn: &Connection) -> Result<(), Error> {
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    // Each job runs in a savepoint; its sub-journal need not touch the disk.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // One row a durable commit rewrites when it has nothing else to write (a `sync`).
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS sync_marker (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)",
+    )?;
+    Ok(())
+}
+
+/// Checkpoints the WAL every quarter second while there is any: often enough that
+/// the WAL stays small, on its own connection so the writer never waits for it.
+fn spawn_checkpointer(conn: Connection, stop: Arc<AtomicBool>) -> Result<(), Error> {
+    std::thread::Builder::new()
+        .name("oms-db-checkpoint".into())
+        .spawn(move || {
+            while !stop.load(SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                // A busy database answers SQLITE_BUSY; the next round tries again.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            }
+        })
+        .map_err(|e| Error::Sqlite {
+            code: None,
+            message: format!("cannot start the checkpointer: {e}"),
+        })?;
+    Ok(())
+}
+
+fn run_in_savepoint<R, E: From<Error>>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<R, E>,
+) -> Result<R, E> {
+    // Cached statements: parsing these anew for every job showed in profiles.
+    let execute = |sql: &str| -> Result<(), Error> {
+        conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    };
+    execute("SAVEPOINT job")?;
+    let result = f(conn);
+    if result.is_err() {
+        execute("ROLLBACK TO job")?;
+    }
+    execute("RELEASE job")?;
+    result
+}
+
+/// Past this size the writer truncates the WAL itself (see `Writer::run`).
+const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+struct Writer {
+    rx: mpsc::Receiver<Job>,
+    /// The WAL file, for a database on disk.
+    wal: Option<PathBuf>,
+    observer: Arc<OnceLock<CommitObserver>>,
+    unsynced: Arc<AtomicBool>,
+    max_batch: usize,
+}
+
+impl Writer {
+    /// Takes every job waiting, runs them in one transaction, commits once, answers
+    /// each. Ends when every sender is gone (the `Db` closed or dropped). The
+    /// connection is locked a batch at a time: in memory, reads share it.
+    fn run(self, conn: &Mutex<Connection>) {
+        let mut batches = 0u32;
+        // The connection's synchronous setting, changed only between transactions.
+        let mut full = true;
+        while let Ok(first) = self.rx.recv() {
+            let conn = lock(conn);
+            batches += 1;
+            if batches % 64 == 0 {
+                self.truncate_large_wal(&conn);
+            }
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            let durable = batch.iter().any(|j| j.durable);
+            if durable != full
+                && conn
+                    .pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
+                    .is_ok()
+            {
+                full = durable;
+            }
+            self.commit(&conn, batch, full);
+        }
+        finish(&lock(conn));
+    }
+
+    /// Under constant load the checkpointer's PASSIVE checkpoints never catch the
+    /// writer up, and the WAL would only grow. Past the limit the writer truncates it:
+    /// quick, as the checkpointer has already copied almost every frame.
+    fn truncate_large_wal(&self, conn: &Connection) {
+        let large = self
+            .wal
+            .as_ref()
+            .is_some_and(|wal| std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES));
+        if large {
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+    }
+
+    fn commit(&self, conn: &Connection, batch: Vec<Job>, full: bool) {
+        let began = std::time::Instant::now();
+        if let Err(e) = conn
+            .prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+        {
+            let e = Error::from(e);
+            for job in batch {
+                // Nothing runs: each caller gets the error instead of an acknowledgement.
+                (job.run)(None)(Err(e.clone()));
+            }
+            return;
+        }
+        let jobs = batch.len();
+        let durable = batch.iter().any(|j| j.durable);
+        let replies: Vec<Reply> = batch.into_iter().map(|job| (job.run)(Some(conn))).collect();
+        if durable && self.unsynced.load(SeqCst) {
+            // The commit must reach the disk even if this group wrote nothing itself
+            // (a `sync`): one row rewritten makes it write, so fsync, the WAL.
+            let _ = conn
+                .prepare_cached(
+                    "INSERT INTO sync_marker (id, n) VALUES (1, 1) \
+                     ON CONFLICT (id) DO UPDATE SET n = n + 1",
+                )
+                .and_then(|mut s| s.execute([]));
+        }
+        if !full {
+            // Set before the commit makes the data visible: whoever reads it sees the flag.
+            self.unsynced.store(true, SeqCst);
+        }
+        let committed = conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map(|_| ())
+            .map_err(Error::from);
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        } else if full {
+            // The WAL is one file: its fsync took every lazy commit before this one.
+            self.unsynced.store(false, SeqCst);
+        }
+        if let Some(o) = self.observer.get() {
+            o(jobs, began.elapsed().as_secs_f64(), committed.is_ok());
+        }
+        for reply in replies {
+            reply(committed.clone());
+        }
+    }
+}
+
+/// After the last job: the free pages returned, then the WAL copied in and truncated,
+/// so a clean stop leaves one file, no larger than its data. Pages are freed as data is
+/// deleted; while the server runs they are reused, so only a stop returns them. A
+/// database created before `auto_vacuum=INCREMENTAL` keeps them (SQLite changes the
+/// mode only by a VACUUM, which rewrites the whole file): this is then a no-op.
+fn finish(conn: &Connection) {
+    // Each step of the pragma frees pages: stepped to its end, it frees them all.
+    if let Ok(mut st) = conn.prepare("PRAGMA incremental_vacuum") {
+        if let Ok(mut rows) = st.query([]) {
+            while let Ok(Some(_)) = rows.next() {}
+        }
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_db(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("groupcommit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("db.sqlite3")
+    }
+
+    fn open(path: &Path) -> Db {
+        Db::open(path, None, &Options::default(), |c| {
+            c.execute_batch(
+                "CREATE TABLE IF NOT EXISTS a (k TEXT PRIMARY KEY);
+                 CREATE TABLE IF NOT EXISTS b (k TEXT PRIMARY KEY);",
+            )
+            .map_err(Error::from)
+        })
+        .unwrap()
+    }
+
+    fn insert(table: &'static str, k: &str) -> impl FnOnce(&Connection) -> Result<(), Error> {
+        let k = k.to_string();
+        move |c| {
+            c.execute(&format!("INSERT INTO {table} (k) VALUES (?1)"), [k])?;
+            Ok(())
+        }
+    }
+
+    fn count(db: &Db, table: &str) -> i64 {
+        db.read(|c| {
+            Ok::<_, Error>(c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
+        })
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lazy_writes_of_two_tables_are_made_durable_by_one_sync() {
+        let db = open(&temp_db("sync"));
+        db.write(false, insert("a", "1")).await.unwrap();
+        db.write(false, insert("b", "1")).await.unwrap();
+        assert_eq!(
+            (count(&db, "a"), count(&db, "b")),
+            (1, 1),
+            "visible once answered"
+        );
+        assert!(db.unsynced(), "and not yet known durable");
+        db.sync().await.unwrap();
+        assert!(!db.unsynced(), "one sync takes both");
+        db.sync().await.unwrap();
+        db.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_is_rolled_back_alone_and_a_closed_db_refuses_writes() {
+        let db = open(&temp_db("close"));
+        let writes: Vec<_> = ["x", "x", "y"]
+            .into_iter()
+            .map(|k| {
+                let db = db.clone();
+                tokio::spawn(async move { db.write(true, insert("a", k)).await })
+            })
+            .collect();
+        let mut failed = 0;
+        for w in writes {
+            if let Err(e) = w.await.unwrap() {
+                assert!(e.to_string().contains("UNIQUE"), "{e}");
+                failed += 1;
+            }
+        }
+        assert_eq!((failed, count(&db, "a")), (1, 2));
+        db.close();
+        assert_eq!(db.write(true, insert("a", "z")).await, Err(Error::Closed));
+        assert_eq!(count(&db, "a"), 2, "reads still work");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_in_memory_db_reads_what_its_writer_wrote() {
+        let db = Db::in_memory(&Options::default(), |c| {
+            c.execute_batch("CREATE TABLE a (k TEXT PRIMARY KEY)")
+                .map_err(Error::from)
+        })
+        .unwrap();
+        db.write(false, insert("a", "1")).await.unwrap();
+        assert_eq!(count(&db, "a"), 1);
+        db.close();
+    }
+}
