@@ -449,9 +449,17 @@ impl Writer {
                 }
             }
             let durable = batch.iter().any(|j| j.durable);
+            // Cached: at low concurrency lazy and durable batches alternate, and parsing
+            // the pragma anew each time showed in profiles.
+            let pragma = if durable {
+                "PRAGMA synchronous=FULL"
+            } else {
+                "PRAGMA synchronous=NORMAL"
+            };
             if durable != full
                 && conn
-                    .pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
+                    .prepare_cached(pragma)
+                    .and_then(|mut st| st.execute([]))
                     .is_ok()
             {
                 full = durable;
