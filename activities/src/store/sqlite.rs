@@ -714,4 +714,48 @@ mod tests {
         );
         db.close();
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_encrypted_older_file_is_adopted_with_its_key() {
+        let dir = std::env::temp_dir().join(format!("oms-orders-keyed-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dbkey::DbKey::parse(&"5a".repeat(32), "test").unwrap();
+        let old_path = dir.join("orders.db");
+        let old = SqliteStore::open_with_key(&old_path, Some(&key)).unwrap();
+        let put = Write::Put {
+            key: Key::new("ORDER#k", "ORDER"),
+            doc: Map::from_iter([("secret".to_string(), Value::from("Zenobia"))]),
+            cond: Cond::NotExists,
+        };
+        old.transact(vec![put]).await.unwrap();
+        old.close();
+        let db = groupcommit::Db::open(
+            &dir.join("oms.sqlite3"),
+            Some(&key),
+            &groupcommit::Options::default(),
+            |_| Ok::<_, groupcommit::Error>(()),
+        )
+        .unwrap();
+        let store = SqliteStore::within(db.clone()).await.unwrap();
+        let refused = store.adopt(&old_path, None).await;
+        assert!(
+            refused.is_err(),
+            "without its key the file is refused: {refused:?}"
+        );
+        assert!(old_path.exists(), "and kept");
+        assert_eq!(store.adopt(&old_path, Some(&key)).await.unwrap(), 1);
+        let item = store
+            .get(&Key::new("ORDER#k", "ORDER"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(item.doc["secret"], "Zenobia");
+        db.close();
+        let bytes = std::fs::read(dir.join("oms.sqlite3")).unwrap();
+        assert!(
+            !bytes.starts_with(b"SQLite format 3"),
+            "the database it moved into is encrypted"
+        );
+    }
 }
