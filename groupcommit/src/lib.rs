@@ -464,7 +464,7 @@ impl Writer {
             {
                 full = durable;
             }
-            self.commit(&conn, batch, full);
+            self.commit(&conn, batch, durable, full);
         }
         finish(&lock(conn));
     }
@@ -482,7 +482,9 @@ impl Writer {
         }
     }
 
-    fn commit(&self, conn: &Connection, batch: Vec<Job>, full: bool) {
+    /// Commits `batch`, one of whose jobs asked for durability if `durable`; `full` is
+    /// whether the connection's commits are fsynced (`synchronous=FULL`).
+    fn commit(&self, conn: &Connection, batch: Vec<Job>, durable: bool, full: bool) {
         let began = std::time::Instant::now();
         if let Err(e) = conn
             .prepare_cached("BEGIN IMMEDIATE")
@@ -496,7 +498,6 @@ impl Writer {
             return;
         }
         let jobs = batch.len();
-        let durable = batch.iter().any(|j| j.durable);
         let replies: Vec<Reply> = batch.into_iter().map(|job| (job.run)(Some(conn))).collect();
         if durable && self.unsynced.load(SeqCst) {
             // The commit must reach the disk even if this group wrote nothing itself

@@ -127,7 +127,8 @@ async fn open(
             // runtime's), or in orders.db in a data dir no oms since has opened.
             // Opening would create an empty store: a mistyped data dir must say so.
             let database = saga_core::store::DATABASE_FILE;
-            let path = [database, "orders.db"]
+            let older = activities::store::sqlite::OLDER_DATA_DIR_FILE;
+            let path = [database, older]
                 .iter()
                 .map(|file| args.data_dir.join(file))
                 .find(|path| path.exists())

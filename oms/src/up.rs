@@ -2,7 +2,7 @@
 
 use crate::invoker::{Config, ConfiguredInvoker, TaskRule};
 use activities::activity::Ctx;
-use activities::store::sqlite::SqliteStore;
+use activities::store::sqlite::{SqliteStore, OLDER_DATA_DIR_FILE};
 use oms_orders::{ActivityFunctions, Orders, SagaLanguage, Warehouse};
 use saga_core::runtime::Runtime;
 use saga_core::service::LocalStepFunctions;
@@ -286,9 +286,6 @@ async fn up_local(
     Ok(())
 }
 
-/// Where an oms before one-WAL kept the order store, in the data dir.
-const OLD_ORDER_STORE: &str = "orders.db";
-
 /// What `oms up` found and did at start, for its first screen.
 #[derive(Default)]
 struct Started {
@@ -303,8 +300,9 @@ struct Started {
 }
 
 /// The order activities' context: their store (in the runtime's database unless
-/// named, so that one WAL orders both: activities/src/store/sqlite.rs), private, seeded with the demo catalog and indexed for search; fault plans read only
-/// with `--fault-injection`. The embedded store is answered too, for `oms up` to close
+/// named, so that one WAL orders both: activities/src/store/sqlite.rs), private,
+/// seeded with the demo catalog and indexed for search; fault plans read only with
+/// `--fault-injection`. The embedded store is answered too, for `oms up` to close
 /// at its stop.
 async fn order_context(
     args: &UpArgs,
@@ -326,7 +324,7 @@ async fn order_context(
                     .map_err(|e| e.to_string())?,
             );
             // An older oms kept the order store in a file of its own.
-            let old = args.data_dir.join(OLD_ORDER_STORE);
+            let old = args.data_dir.join(OLDER_DATA_DIR_FILE);
             adopted = db.adopt(&old, key).await.map_err(|e| {
                 format!(
                     "cannot move the order store of {} into {}: {e}",
@@ -434,7 +432,7 @@ fn print_started(args: &UpArgs, addr: std::net::SocketAddr, s: &Started) {
     }
     if s.adopted > 0 {
         println!(
-            "oms: moved {} item(s) of {OLD_ORDER_STORE} into {}",
+            "oms: moved {} item(s) of {OLDER_DATA_DIR_FILE} into {}",
             s.adopted,
             saga_core::store::DATABASE_FILE
         );

@@ -518,12 +518,11 @@ impl Runtime {
         // The first step's events as one frame: the whole history if it closed the
         // execution, else its first step's row (history.rs). Encoded here, off the writer.
         let stored = stored_events(&events);
-        let frame = match status {
-            ExecutionStatus::Running => crate::history::encode_step(&stored),
-            _ => crate::history::encode(&stored),
+        let history = match status {
+            ExecutionStatus::Running => HistoryWrite::step(&stored),
+            _ => crate::history::encode(&stored).map(|frame| Some(HistoryWrite::Whole(frame))),
         }
         .map_err(RuntimeError::Store)?;
-        let first_id = stored.first().map(|e| e.id);
         // See `step`'s `clean_express`: here the execution closed in its first step.
         let clean_express = new.express
             && status == ExecutionStatus::Succeeded
@@ -588,15 +587,8 @@ impl Runtime {
                 let execution_id = c.last_insert_rowid();
                 c.prepare_cached("INSERT INTO snapshots (arn, data) VALUES (?1, ?2)")?
                     .execute(params![row.arn, snapshot_packed])?;
-                match (status, first_id) {
-                    // Closed in its first step: no rows to replace.
-                    (s, _) if s != ExecutionStatus::Running => {
-                        crate::history::store_frame(c, execution_id, &frame)?
-                    }
-                    (_, Some(first)) => {
-                        crate::history::store_step(c, execution_id, first, &frame)?
-                    }
-                    (_, None) => {}
+                if let Some(history) = &history {
+                    history.store(c, execution_id)?;
                 }
                 insert_tasks(c, &row.arn, &tasks)?;
                 insert_links(c, &row, parent.as_ref(), test_case.as_deref())?;
@@ -1038,24 +1030,20 @@ impl Runtime {
             || self
                 .durable_steps
                 .load(std::sync::atomic::Ordering::Relaxed);
-        let frame = match status {
+        let closing = match status {
             ExecutionStatus::Running => None,
             _ => self.closing_frame(arn, &events)?,
-        };
-        // A step that leaves the execution running: its events as one frame, encoded
-        // here, off the writer (history.rs).
-        let step_frame = match (&frame, events.first()) {
-            (None, Some(first)) => Some((
-                first.id,
-                crate::history::encode_step(&stored_events(&events))?,
-            )),
-            _ => None,
         };
         // An Express child that succeeded without meeting an error is marked so, for its
         // parent's close to delete (children.rs).
         let clean_express = status == ExecutionStatus::Succeeded
             && live.exec.info().redrive_count.is_none()
-            && frame.as_ref().is_some_and(|f| !f.met_an_error);
+            && closing.as_ref().is_some_and(|f| !f.met_an_error);
+        // Encoded here, off the writer (history.rs).
+        let history = match closing {
+            Some(Closing { frame, through, .. }) => Some(HistoryWrite::Close { frame, through }),
+            None => HistoryWrite::step(&stored_events(&events))?,
+        };
         let arn = arn.to_string();
         let output_packed = output.as_deref().map(crate::history::pack_payload);
         // Packed off the writer; a succeeded execution's is deleted, not written.
@@ -1099,16 +1087,10 @@ impl Runtime {
                     )?
                     .execute(params![arn, at])?;
             }
-            if frame.is_some() || step_frame.is_some() {
+            if let Some(history) = &history {
                 let id = crate::history::execution_id(c, &arn)?
                     .ok_or_else(|| StoreError::Failed(format!("{arn} is not stored")))?;
-                match (&frame, &step_frame) {
-                    (Some(closing), _) => {
-                        crate::history::replace_with_frame(c, id, &closing.frame, closing.through)?
-                    }
-                    (None, Some((first, data))) => crate::history::store_step(c, id, *first, data)?,
-                    (None, None) => {}
-                }
+                history.store(c, id)?;
             }
             if clean_express {
                 children::mark_clean(c, &arn)?;
@@ -1646,6 +1628,44 @@ struct Closing {
     /// The id of its last event.
     through: i64,
     met_an_error: bool,
+}
+
+/// What a step adds to an execution's history at rest (history.rs), encoded before the
+/// write so that the store's writer only stores it.
+enum HistoryWrite {
+    /// A new execution closed in its first step: its whole history, with no rows to
+    /// replace.
+    Whole(Vec<u8>),
+    /// A step that closed the execution: its whole history, in place of its step rows
+    /// (and an older oms's rows) up to event `through`.
+    Close { frame: Vec<u8>, through: i64 },
+    /// A step that leaves the execution running: its events, as one step row.
+    Step { first_id: i64, frame: Vec<u8> },
+}
+
+impl HistoryWrite {
+    /// The step row of `events` (a step's, in id order); None if the step added none.
+    fn step(events: &[crate::history::StoredEvent]) -> Result<Option<HistoryWrite>, StoreError> {
+        let Some(first) = events.first() else {
+            return Ok(None);
+        };
+        Ok(Some(HistoryWrite::Step {
+            first_id: first.id,
+            frame: crate::history::encode_step(events)?,
+        }))
+    }
+
+    fn store(&self, c: &rusqlite::Connection, execution_id: i64) -> Result<(), StoreError> {
+        match self {
+            HistoryWrite::Whole(frame) => crate::history::store_frame(c, execution_id, frame),
+            HistoryWrite::Close { frame, through } => {
+                crate::history::replace_with_frame(c, execution_id, frame, *through)
+            }
+            HistoryWrite::Step { first_id, frame } => {
+                crate::history::store_step(c, execution_id, *first_id, frame)
+            }
+        }
+    }
 }
 
 struct EventRow {

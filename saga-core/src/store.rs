@@ -7,9 +7,10 @@
 //! fsynced only with the next durable commit or [`ExecutionStore::sync`] (one WAL, so a
 //! power cut loses at most a suffix of commits, never one without those before it).
 //! The order activities' items live in the same database (`ExecutionStore::db`), so the
-//! same holds across the two stores. The runtime writes its steps lazily and whoever acknowledges anything to the outside
-//! (an HTTP answer) calls `sync` first: nothing acknowledged is lost, and a step that
-//! nobody has seen need not cost an fsync (issue 16: one per step capped latency).
+//! same holds across the two stores. The runtime writes its steps lazily and whoever
+//! acknowledges anything to the outside (an HTTP answer) calls `sync` first: nothing
+//! acknowledged is lost, and a step that nobody has seen need not cost an fsync (issue
+//! 16: one per step capped latency).
 
 use dbkey::DbKey;
 use rusqlite::{Connection, OptionalExtension};
@@ -34,14 +35,8 @@ impl From<rusqlite::Error> for StoreError {
             if f.code == rusqlite::ErrorCode::ConstraintViolation {
                 return StoreError::Conflict(msg.clone().unwrap_or_else(|| e.to_string()));
             }
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::DatabaseBusy
-            ) {
-                return StoreError::Unavailable(e.to_string());
-            }
         }
-        StoreError::Failed(e.to_string())
+        StoreError::from(groupcommit::Error::from(e))
     }
 }
 

@@ -37,6 +37,10 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (pk, sk)
 ) WITHOUT ROWID;";
 
+/// Where an oms before the one-WAL change kept the order store, in its data dir
+/// (`SqliteStore::adopt` moves it in).
+pub const OLDER_DATA_DIR_FILE: &str = "orders.db";
+
 pub struct SqliteStore {
     db: groupcommit::Db,
     /// Whether a commit is fsynced before it is answered: in a file of its own, yes;
@@ -131,13 +135,6 @@ impl SqliteStore {
         if self.owns_db {
             self.db.close();
         }
-    }
-
-    fn read<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        self.db.read(f)
     }
 }
 
@@ -490,7 +487,7 @@ fn apply(
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        let found = self.read(|conn| read(conn, key))?;
+        let found = self.db.read(|conn| read(conn, key))?;
         Ok(found.map(|(version, doc)| Item {
             key: key.clone(),
             version,
@@ -499,7 +496,7 @@ impl Store for SqliteStore {
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
-        self.read(|conn| {
+        self.db.read(|conn| {
             select(
                 conn,
                 "SELECT pk, sk, version, doc FROM items
@@ -516,7 +513,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.read(|conn| {
+        self.db.read(|conn| {
             select(
                 conn,
                 "SELECT pk, sk, version, doc FROM items
@@ -530,7 +527,7 @@ impl Store for SqliteStore {
         // A range of the primary key, not a filter over every row: the event relay
         // scans its (usually empty) outbox prefix several times a second.
         let end = prefix_end(pk_prefix);
-        self.read(|conn| {
+        self.db.read(|conn| {
             select(
                 conn,
                 "SELECT pk, sk, version, doc FROM items
@@ -591,11 +588,25 @@ fn prefix_end(prefix: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_closed_store_gives_its_free_pages_back_and_refuses_writes() {
-        let dir = std::env::temp_dir().join(format!("oms-orders-close-{}", std::process::id()));
+    fn fresh_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("oms-orders-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A database standing in for the runtime's, in `dir`.
+    fn runtime_db(dir: &Path, key: Option<&dbkey::DbKey>) -> groupcommit::Db {
+        let options = groupcommit::Options::default();
+        groupcommit::Db::open(&dir.join("oms.sqlite3"), key, &options, |_| {
+            Ok::<_, groupcommit::Error>(())
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_closed_store_gives_its_free_pages_back_and_refuses_writes() {
+        let dir = fresh_dir("close");
         let path = dir.join("orders.db");
         let store = SqliteStore::open(&path).unwrap();
         // Random text does not compress: each item takes its 3 KB, as outbox items
@@ -651,9 +662,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_store_within_another_database_adopts_an_older_file_and_writes_lazily() {
-        let dir = std::env::temp_dir().join(format!("oms-orders-within-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("within");
         let old_path = dir.join("orders.db");
         let old = SqliteStore::open(&old_path).unwrap();
         let put = |i: u64| Write::Put {
@@ -665,13 +674,7 @@ mod tests {
             old.transact(vec![put(i)]).await.unwrap();
         }
         old.close();
-        let db = groupcommit::Db::open(
-            &dir.join("oms.sqlite3"),
-            None,
-            &groupcommit::Options::default(),
-            |_| Ok::<_, groupcommit::Error>(()),
-        )
-        .unwrap();
+        let db = runtime_db(&dir, None);
         let store = SqliteStore::within(db.clone()).await.unwrap();
         store.transact(vec![put(0)]).await.unwrap();
         assert_eq!(store.adopt(&old_path, None).await.unwrap(), 3);
@@ -717,9 +720,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_encrypted_older_file_is_adopted_with_its_key() {
-        let dir = std::env::temp_dir().join(format!("oms-orders-keyed-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("keyed");
         let key = dbkey::DbKey::parse(&"5a".repeat(32), "test").unwrap();
         let old_path = dir.join("orders.db");
         let old = SqliteStore::open_with_key(&old_path, Some(&key)).unwrap();
@@ -730,13 +731,7 @@ mod tests {
         };
         old.transact(vec![put]).await.unwrap();
         old.close();
-        let db = groupcommit::Db::open(
-            &dir.join("oms.sqlite3"),
-            Some(&key),
-            &groupcommit::Options::default(),
-            |_| Ok::<_, groupcommit::Error>(()),
-        )
-        .unwrap();
+        let db = runtime_db(&dir, Some(&key));
         let store = SqliteStore::within(db.clone()).await.unwrap();
         let refused = store.adopt(&old_path, None).await;
         assert!(

@@ -125,19 +125,17 @@ impl EventLog {
         // Cached statements, not rusqlite's `transaction()`: it parses BEGIN and COMMIT
         // anew each time, and the relay appends several times an order.
         execute_cached(&conn, "BEGIN IMMEDIATE")?;
-        let added = insert_new(&conn, events).and_then(|added| {
+        let result = insert_new(&conn, events).and_then(|added| {
             if added > 0 {
                 seal(&conn)?;
             }
+            execute_cached(&conn, "COMMIT")?;
             Ok(added)
         });
-        match added.and_then(|added| execute_cached(&conn, "COMMIT").map(|()| added)) {
-            Ok(added) => Ok(added),
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
+        if result.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
         }
+        result
     }
 
     /// At most `limit` events after global sequence `after`, oldest first.
@@ -407,13 +405,13 @@ fn insert_new(conn: &Connection, events: &[Value]) -> Result<usize, String> {
 /// Seals the oldest `BLOCK` rows into a block while more than `KEEP_ROWS + BLOCK` wait.
 /// Rows are a run of sequences without gaps (sealing takes the oldest), so their count
 /// is max - min + 1 and costs two index lookups.
-fn seal(tx: &Connection) -> Result<(), String> {
+fn seal(conn: &Connection) -> Result<(), String> {
     loop {
         // Two subqueries, not `SELECT MIN(seq), MAX(seq)`: SQLite answers a lone MIN or
         // MAX from the key's end, but both in one SELECT scan the table (which made
         // sealing 6% of an order's CPU at concurrency 1, every append scanning up to
         // 1,536 rows).
-        let (min, max): (Option<i64>, Option<i64>) = tx
+        let (min, max): (Option<i64>, Option<i64>) = conn
             .prepare_cached("SELECT (SELECT MIN(seq) FROM events), (SELECT MAX(seq) FROM events)")
             .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(err)?;
@@ -425,7 +423,7 @@ fn seal(tx: &Connection) -> Result<(), String> {
         }
         let last = min + BLOCK - 1;
         let events: Vec<Logged> = {
-            let mut stmt = tx
+            let mut stmt = conn
                 .prepare_cached(
                     "SELECT seq, id, type, body FROM events WHERE seq <= ?1 ORDER BY seq",
                 )
@@ -434,12 +432,12 @@ fn seal(tx: &Connection) -> Result<(), String> {
             rows.collect::<Result<_, _>>().map_err(err)?
         };
         let first = events.first().map_or(min, |e| e.seq as i64);
-        tx.execute(
+        conn.execute(
             "INSERT INTO event_blocks (first_seq, last_seq, data) VALUES (?1, ?2, ?3)",
             params![first, last, encode_block(&events)?],
         )
         .map_err(err)?;
-        tx.execute("DELETE FROM events WHERE seq <= ?1", [last])
+        conn.execute("DELETE FROM events WHERE seq <= ?1", [last])
             .map_err(err)?;
     }
 }
@@ -599,7 +597,7 @@ mod tests {
         assert_eq!(
             log.last_seq().unwrap(),
             1,
-            "the good event of that batch went too"
+            "the good event of that batch was rolled back with it"
         );
         assert_eq!(
             log.append(&[event(2), event(1)]).unwrap(),
