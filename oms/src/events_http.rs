@@ -110,7 +110,13 @@ async fn stream(
             // Marked seen before reading, so an event logged after the read wakes us.
             t.grown.borrow_and_update();
             match t.log.after(t.after, 500) {
-                Ok(page) if !page.is_empty() => t.pending.extend(page),
+                // Told only once on disk (log.rs); a log that cannot be made durable
+                // ends the stream, as one that cannot be read does.
+                Ok(page) if !page.is_empty() => {
+                    let last = page.last().map_or(0, |e| e.seq);
+                    t.log.sync_through(last).await.ok()?;
+                    t.pending.extend(page)
+                }
                 Ok(_) => {
                     tokio::select! {
                         r = t.grown.changed() => r.ok()?,
@@ -166,7 +172,7 @@ async fn subscribe(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Body) 
     let result = async {
         let body = json_body(&headers, body, code::REQUEST_INVALID).await?;
         let (url, types) = subscription_request(&body)?;
-        let sub = hub.log.subscribe(&url, &types).map_err(unavailable)?;
+        let sub = hub.log.subscribe(&url, &types).await.map_err(unavailable)?;
         hub.start_workers().map_err(unavailable)?;
         // The secret is shown this once: the receiver needs it to verify signatures.
         let mut view = json!(sub);
@@ -195,7 +201,7 @@ fn not_found(id: &str) -> Problem {
 }
 
 async fn unsubscribe(State(hub): State<Arc<Hub>>, Path(id): Path<String>) -> Response {
-    match hub.log.unsubscribe(&id) {
+    match hub.log.unsubscribe(&id).await {
         Ok(true) => {
             hub.forget(&id);
             StatusCode::NO_CONTENT.into_response()
@@ -218,14 +224,15 @@ async fn dead_letters(State(hub): State<Arc<Hub>>, Path(id): Path<String>) -> Re
 }
 
 async fn replay(State(hub): State<Arc<Hub>>, Path(id): Path<String>) -> Response {
-    let result = (|| {
+    let result = async {
         hub.log
             .subscription(&id)
             .map_err(unavailable)?
             .ok_or_else(|| not_found(&id))?;
-        let n = hub.log.replay(&id).map_err(unavailable)?;
+        let n = hub.log.replay(&id).await.map_err(unavailable)?;
         hub.nudge();
         Ok(json!({"replaying": n}))
-    })();
+    }
+    .await;
     answer(result, StatusCode::ACCEPTED)
 }

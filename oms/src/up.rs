@@ -188,7 +188,11 @@ async fn up_local(
         outbox_written.clone(),
     )
     .await?;
-    let hub = start_events(args, ctx.store.clone(), outbox_written, key.as_ref())?;
+    let outbox = match &orders_db {
+        Some(embedded) => crate::events::Outbox::Beside(embedded.clone()),
+        None => crate::events::Outbox::Elsewhere(ctx.store.clone()),
+    };
+    let hub = start_events(args, store.db(), outbox, outbox_written, key.as_ref()).await?;
     let warehouse = Arc::new(Warehouse::new(
         ctx.clone(),
         !args.manual_picking,
@@ -599,18 +603,33 @@ async fn serve(
         .map_err(|e| format!("the server failed: {e}"))
 }
 
-/// The order events of a local `oms up`: the log in the data dir, the relay from the
-/// order store's outbox, and webhook delivery (docs/events.md).
-fn start_events(
+/// The order events of a local `oms up`: the log in the runtime's database, the relay
+/// from the order store's outbox, and webhook delivery (docs/events.md).
+async fn start_events(
     args: &UpArgs,
-    store: Arc<dyn activities::store::Store>,
+    runtime_db: groupcommit::Db,
+    outbox: crate::events::Outbox,
     outbox_written: Arc<tokio::sync::Notify>,
     key: Option<&dbkey::DbKey>,
 ) -> Result<Arc<crate::events::Hub>, String> {
-    use crate::events::{log::EventLog, webhooks, Hub};
-    let path = args.data_dir.join("events.db");
-    let log = Arc::new(EventLog::open(&path, key)?);
-    private_files(&args.data_dir)?;
+    use crate::events::{log, webhooks, Hub};
+    let log = Arc::new(log::EventLog::within(runtime_db).await?);
+    // An older oms kept the log in a file of its own.
+    let old = args.data_dir.join(log::OLDER_DATA_DIR_FILE);
+    let adopted = log.adopt(&old, key).await.map_err(|e| {
+        format!(
+            "cannot move the event log of {} into {}: {e}",
+            old.display(),
+            saga_core::store::DATABASE_FILE
+        )
+    })?;
+    if adopted > 0 {
+        println!(
+            "oms: moved the event log ({adopted} event(s)) of {} into {}",
+            log::OLDER_DATA_DIR_FILE,
+            saga_core::store::DATABASE_FILE
+        );
+    }
     let backoff = webhooks::Backoff::new(
         std::time::Duration::from_millis(args.webhook_retry_base_ms),
         std::time::Duration::from_millis(args.webhook_retry_max_ms),
@@ -619,7 +638,7 @@ fn start_events(
     );
     let hub = Hub::new(log, Arc::new(webhooks::HttpSender::new()), backoff);
     let every = std::time::Duration::from_millis(args.event_relay_every_ms.max(1));
-    tokio::spawn(hub.clone().relay_forever(store, outbox_written, every));
+    tokio::spawn(hub.clone().relay_forever(outbox, outbox_written, every));
     Ok(hub)
 }
 

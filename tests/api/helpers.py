@@ -211,3 +211,23 @@ class Api:
     def stock(self):
         return {(r["sku"], r["warehouse_id"]): (r["on_hand"], r["reserved"], r["shipped"])
                 for r in self.ok("GET", "/inventory")["inventory"]}
+
+
+def read_stream(endpoint, want, after=None, last_event_id=None, timeout=20):
+    """The first `want` messages of GET /events as (id, event, data) tuples."""
+    path = "/events" if after is None else f"/events?after={after}"
+    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+    out, frame = [], {}
+    with urllib.request.urlopen(urllib.request.Request(endpoint + path, headers=headers),
+                                timeout=timeout) as r:
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        while len(out) < want:
+            line = r.readline().decode().rstrip("\n")
+            if line == "":
+                if frame:
+                    out.append((int(frame["id"]), frame["event"], json.loads(frame["data"])))
+                frame = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(":")
+                frame[key] = value[1:] if value.startswith(" ") else value
+    return out

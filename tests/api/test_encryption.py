@@ -54,8 +54,8 @@ def test_a_keyed_data_dir_holds_no_plaintext_and_opens_with_its_key_only(tmp_pat
     data.mkdir()
     body = completed_order(data, env={"OMS_DB_KEY": KEY})
     databases = sorted(p.name for p in data.iterdir() if ".sqlite3" in p.name or ".db" in p.name)
-    # The order store lives in oms.sqlite3 (one WAL with the runtime's), the event log beside.
-    assert "oms.sqlite3" in databases and "events.db" in databases, databases
+    # The order store and the event log live in oms.sqlite3 (one WAL with the runtime's).
+    assert "oms.sqlite3" in databases and "events.db" not in databases, databases
     assert files_containing(data, CUSTOMER_NAME) == []
     assert files_containing(data, body["order_id"]) == []
     assert files_containing(data, "SQLite format 3") == []

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import Server, _free_port
 
-from helpers import Api, order_body
+from helpers import Api, order_body, read_stream
 
 # Retries fast enough for a test, many enough to outlast the receiver's outage.
 PATIENT = ["--webhook-retry-base-ms", "50", "--webhook-retry-max-ms", "400",
@@ -89,26 +89,6 @@ def wait_for(what, check, timeout=45):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.1)
-
-
-def read_stream(endpoint, want, after=None, last_event_id=None, timeout=20):
-    """The first `want` messages of GET /events as (id, event, data) tuples."""
-    path = "/events" if after is None else f"/events?after={after}"
-    headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
-    out, frame = [], {}
-    with urllib.request.urlopen(urllib.request.Request(endpoint + path, headers=headers),
-                                timeout=timeout) as r:
-        assert r.headers["Content-Type"].startswith("text/event-stream")
-        while len(out) < want:
-            line = r.readline().decode().rstrip("\n")
-            if line == "":
-                if frame:
-                    out.append((int(frame["id"]), frame["event"], json.loads(frame["data"])))
-                frame = {}
-            elif not line.startswith(":"):
-                key, _, value = line.partition(":")
-                frame[key] = value[1:] if value.startswith(" ") else value
-    return out
 
 
 @pytest.fixture

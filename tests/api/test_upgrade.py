@@ -1,14 +1,15 @@
-"""An older oms kept the order store in a file of its own, orders.db, beside oms.sqlite3.
-This one keeps the items in oms.sqlite3, so that one WAL orders them with the runtime's
-steps (docs/store.md, "One WAL"). `oms up` on an older data dir moves the items in at
-start, removes orders.db, and its orders read and run as before."""
+"""An older oms kept the order store and the event log in files of their own, orders.db
+and events.db, beside oms.sqlite3. This one keeps both in oms.sqlite3, so that one WAL
+orders them with the runtime's steps (docs/store.md, "One WAL"). `oms up` on an older
+data dir moves them in at start and removes the files; its orders read and run as
+before, and the event stream goes on from the older log's sequence."""
 
 import json
 import sqlite3
 import time
 
 from conftest import Server
-from helpers import Api, order_body
+from helpers import Api, order_body, read_stream
 
 
 def older_order_store(path, body):
@@ -60,3 +61,60 @@ def test_an_older_data_dirs_order_store_moves_into_the_runtimes_database(tmp_pat
     finally:
         db.close()
     assert version > 3, "the moved order kept its version and went on from it"
+
+
+def older_event_log(path, events):
+    """An events.db as an older oms left it: `events` logged (sequences 1 to n) and one
+    webhook subscription."""
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                       " id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, body TEXT NOT NULL)")
+            db.execute("CREATE TABLE event_blocks (first_seq INTEGER PRIMARY KEY,"
+                       " last_seq INTEGER NOT NULL, data BLOB NOT NULL)")
+            db.execute("CREATE TABLE subscriptions (id TEXT PRIMARY KEY, url TEXT NOT NULL,"
+                       " types TEXT NOT NULL, secret TEXT NOT NULL,"
+                       " delivered_through INTEGER NOT NULL, created_at TEXT NOT NULL)")
+            db.execute("CREATE TABLE dead_letters (subscription TEXT NOT NULL, seq INTEGER NOT NULL,"
+                       " attempts INTEGER NOT NULL, last_error TEXT NOT NULL, at TEXT NOT NULL,"
+                       " replaying INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (subscription, seq))")
+            for e in events:
+                db.execute("INSERT INTO events (id, type, body) VALUES (?, ?, ?)",
+                           (e["id"], e["type"], json.dumps(e)))
+            # Delivered through the last event: the server must not send these again.
+            db.execute("INSERT INTO subscriptions VALUES ('older-sub', 'http://127.0.0.1:9/hook',"
+                       " '[\"order.status_changed\"]', 'whsec_older', ?, '2026-01-01T00:00:00.000Z')",
+                       (len(events),))
+    finally:
+        db.close()
+
+
+def test_an_older_data_dirs_event_log_moves_in_and_its_sequence_goes_on(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    older = [{"specversion": "1.0", "id": f"older-{i}", "type": "order.status_changed",
+              "source": "oms", "subject": f"older-order-{i}", "data": {"sequence": 1}}
+             for i in range(1, 4)]
+    older_event_log(data / "events.db", older)
+    server = Server(data, extra_args=["--pick-delay-ms", "20"])
+    server.start()
+    try:
+        assert "moved the event log (3 event(s)) of events.db into oms.sqlite3" in server.log_text(), \
+            server.log_text()
+        leftovers = sorted(p.name for p in data.iterdir() if p.name.startswith("events.db"))
+        assert leftovers == [], leftovers
+        logged = read_stream(server.endpoint, want=3, after=0)
+        assert [(seq, data["id"]) for seq, _, data in logged] == \
+            [(1, "older-1"), (2, "older-2"), (3, "older-3")], logged
+        subs = Api(server.endpoint).ok("GET", "/subscriptions")["subscriptions"]
+        assert [(s["id"], s["delivered_through"]) for s in subs] == [("older-sub", 3)], subs
+        body = order_body()
+        api = Api(server.endpoint)
+        api.ok("POST", "/orders", body, want=(201, 202))
+        assert api.finish(body["order_id"])["status"] == "COMPLETED"
+        (seq, _, first_new), = read_stream(server.endpoint, want=1, after=3)
+        assert seq == 4 and first_new["subject"] == body["order_id"], (seq, first_new)
+    finally:
+        server.kill()

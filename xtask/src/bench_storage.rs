@@ -56,15 +56,13 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
 }
 
 /// The databases of a data dir, by file-name prefix: a database and its `-wal`/`-shm`.
-/// The activities' items (orders, ledger) are in the runtime's database: one WAL
-/// orders both (activities/src/store/sqlite.rs); dbstat splits them by table.
-const DATABASES: [(&str, &str); 2] = [
-    (
-        "oms.sqlite3",
-        "runtime (executions, history) and activities (items: orders, ledger)",
-    ),
-    ("events.db", "order events log"),
-];
+/// The activities' items (orders, ledger) and the order event log are in the runtime's
+/// database: one WAL orders them all (activities/src/store/sqlite.rs,
+/// oms/src/events/log.rs); dbstat splits them by table.
+const DATABASES: [(&str, &str); 1] = [(
+    "oms.sqlite3",
+    "runtime (executions, history), activities (items: orders, ledger) and the order event log",
+)];
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let opts = parse_args(args)?;
@@ -355,7 +353,7 @@ impl Report {
              enough to prune)\n\n\
              A fresh data dir is started and stopped once (the empty data dir), then \
              `oms up` takes the orders from `oms load --check`, the relay empties the \
-             outbox into `events.db`, and the server stops; each WAL is then \
+             outbox into the event log, and the server stops; each WAL is then \
              checkpointed into its database (with the `sqlite3` shell). Growth per order is the data dir's \
              growth over the empty one divided by the COMPLETED orders; the CPU is the \
              server's over the load.\n\n{}\n{SECTION_END}\n",
@@ -420,20 +418,22 @@ mod tests {
             violations: 0,
             drained_s: None,
             wal_at_stop: 0,
-            empty: vec![("oms.sqlite3".into(), 1000), ("events.db".into(), 500)],
+            empty: vec![("oms.sqlite3".into(), 1000), ("oms.lock".into(), 5)],
             after: vec![
-                ("oms.sqlite3".into(), 21_000),
-                ("events.db".into(), 10_500),
+                ("oms.sqlite3".into(), 31_000),
+                ("oms.sqlite3-wal".into(), 500),
                 ("oms.lock".into(), 5),
             ],
             tables: Vec::new(),
         };
-        assert_eq!(r.databases()["oms.sqlite3"], (1000, 21_000));
-        // (31,505 - 1,500) / 10
-        assert_eq!(r.growth_per_order(), 3000.5);
-        assert!(r
-            .table()
-            .contains("| runtime (executions, history) and activities (items: orders, ledger) | oms.sqlite3 | 1000 | 21000 | 2000 |"));
+        assert_eq!(r.databases()["oms.sqlite3"], (1000, 31_500));
+        // (31,505 - 1,005) / 10
+        assert_eq!(r.growth_per_order(), 3050.0);
+        let table = r.table();
+        assert!(
+            table.contains("| oms.sqlite3, oms.sqlite3-wal | 1000 | 31500 | 3050 |"),
+            "{table}"
+        );
     }
 
     #[test]

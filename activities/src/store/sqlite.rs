@@ -93,6 +93,28 @@ impl SqliteStore {
         }
     }
 
+    /// Applies `writes` as one batch, all or nothing and under the same rules as
+    /// `transact`, inside a job its caller runs on this store's database: for a store
+    /// `within` another's whose owner must commit the batch atomically with writes of
+    /// its own (the event relay: appending an outbox item's events and deleting it).
+    /// `conn` must be a write job's connection of that database.
+    pub fn apply_in(&self, conn: &Connection, writes: &[Write]) -> Result<(), StoreError> {
+        check_batch(writes)?;
+        let encoded = encode_docs(writes)?;
+        let execute = |sql: &str| {
+            conn.prepare_cached(sql)
+                .and_then(|mut st| st.execute([]))
+                .map_err(unavailable)
+        };
+        execute("SAVEPOINT batch")?;
+        let applied = apply_batch(conn, writes, &encoded);
+        if applied.is_err() {
+            execute("ROLLBACK TO batch")?;
+        }
+        execute("RELEASE batch")?;
+        applied
+    }
+
     /// Copies the items of an older oms's `orders.db` at `old` (the order store had a
     /// file of its own) into this store, durably, then removes that file and its WAL.
     /// An item already here is kept, so a copy cut short by a crash is simply done
@@ -186,6 +208,22 @@ fn insert_missing(conn: &Connection, rows: &[RawRow]) -> Result<(), StoreError> 
             .map_err(unavailable)?;
     }
     Ok(())
+}
+
+/// Each put's document as stored (compressed), in the order of `writes`.
+fn encode_docs(writes: &[Write]) -> Result<Vec<Option<rusqlite::types::Value>>, StoreError> {
+    writes
+        .iter()
+        .map(|w| match w {
+            Write::Put { doc, .. } => {
+                doc_codec::encode(serde_json::to_string(doc).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot encode {}: {e}", w.key()))
+                })?)
+                .map(Some)
+            }
+            _ => Ok(None),
+        })
+        .collect()
 }
 
 /// A batch, all or nothing (the writer runs it in a savepoint of its own).
@@ -540,18 +578,7 @@ impl Store for SqliteStore {
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         check_batch(&writes)?;
-        let encoded = writes
-            .iter()
-            .map(|w| match w {
-                Write::Put { doc, .. } => {
-                    doc_codec::encode(serde_json::to_string(doc).map_err(|e| {
-                        StoreError::Unavailable(format!("cannot encode {}: {e}", w.key()))
-                    })?)
-                    .map(Some)
-                }
-                _ => Ok(None),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let encoded = encode_docs(&writes)?;
         if self.closed.load(SeqCst) {
             return Err(StoreError::Unavailable("the store is closed".into()));
         }

@@ -8,6 +8,7 @@ pub mod log;
 pub mod webhooks;
 
 use activities::events::{events_of, outbox_prefix};
+use activities::store::sqlite::SqliteStore;
 use activities::store::{Cond, Item, Key, Store, StoreError, Write};
 use log::EventLog;
 use std::collections::HashMap;
@@ -16,12 +17,33 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use webhooks::{Backoff, Sender};
 
+/// Where the relay finds the outbox.
+#[derive(Clone)]
+pub enum Outbox {
+    /// The embedded order store, in the log's database: a round is one job, its events
+    /// appended and its items deleted in one commit.
+    Beside(Arc<SqliteStore>),
+    /// Another store (DynamoDB, a SQLite file of its own): the events are appended
+    /// durably, then the items deleted there.
+    Elsewhere(Arc<dyn Store>),
+}
+
+impl Outbox {
+    fn store(&self) -> &dyn Store {
+        match self {
+            Outbox::Beside(s) => &**s,
+            Outbox::Elsewhere(s) => &**s,
+        }
+    }
+}
+
 /// Publishes every outbox item there is: logs their events (skipping ones logged
-/// before a crash) in one transaction, then deletes the items. Answers how many events
+/// before a crash) in one transaction, and deletes the items. Answers how many events
 /// were new.
-pub async fn relay_once(store: &dyn Store, log: &EventLog) -> Result<usize, String> {
+pub async fn relay_once(outbox: &Outbox, log: &EventLog) -> Result<usize, String> {
     // Sorted by partition then sort key: each order's items in sequence order.
-    let items = store
+    let items = outbox
+        .store()
         .scan(outbox_prefix())
         .await
         .map_err(|e| e.to_string())?;
@@ -29,21 +51,59 @@ pub async fn relay_once(store: &dyn Store, log: &EventLog) -> Result<usize, Stri
         return Ok(0);
     }
     let events: Vec<_> = items.iter().flat_map(events_of).collect();
-    // The items may be lazily committed (the order store in the runtime's database):
-    // an event published is a change told to the world, so it must survive a crash.
-    store.sync().await.map_err(|e| e.to_string())?;
-    let added = log.append(&events)?;
-    // Each delete its own batch (one lost to another relay must not undo the rest),
-    // sent together so that the store's group commit takes them in one fsync.
-    let deletes = items.iter().map(|item| {
-        store.transact(vec![Write::Delete {
+    // Each delete its own batch: one lost to another relay (a second `oms up` on the
+    // same store) must not undo the rest.
+    let deletes: Vec<Write> = items
+        .iter()
+        .map(|item| Write::Delete {
             key: item.key.clone(),
             cond: Cond::Version(item.version),
-        }])
-    });
+        })
+        .collect();
+    match outbox {
+        Outbox::Beside(store) => relay_beside(store.clone(), log, events, deletes).await,
+        Outbox::Elsewhere(store) => relay_elsewhere(&**store, log, events, deletes).await,
+    }
+}
+
+/// One durable job: the append, then the deletes. One WAL and one transaction: the
+/// items cannot go without their events. Durable, not lazy: whoever reads the events
+/// next tells them to the world, and would otherwise fsync again for them.
+async fn relay_beside(
+    store: Arc<SqliteStore>,
+    log: &EventLog,
+    events: Vec<serde_json::Value>,
+    deletes: Vec<Write>,
+) -> Result<usize, String> {
+    log.append_with(events, true, move |conn| {
+        for delete in deletes {
+            match store.apply_in(conn, std::slice::from_ref(&delete)) {
+                Ok(()) | Err(StoreError::ConditionFailed { .. }) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// The append, fsynced, and only then the deletes, in the other store.
+async fn relay_elsewhere(
+    store: &dyn Store,
+    log: &EventLog,
+    events: Vec<serde_json::Value>,
+    deletes: Vec<Write>,
+) -> Result<usize, String> {
+    // Items lazily committed in a database of their own would have to be on disk
+    // before their events are (a no-op for a store that commits durably).
+    store.sync().await.map_err(|e| e.to_string())?;
+    let added = log.append(events, true).await?;
+    // Sent together, so that a store's group commit takes them in one fsync.
+    let deletes = deletes
+        .into_iter()
+        .map(|delete| store.transact(vec![delete]));
     for deleted in futures_util::future::join_all(deletes).await {
         match deleted {
-            // Another relay (a second `oms up` on the same store) deleted it first.
             Ok(()) | Err(StoreError::ConditionFailed { .. }) => {}
             Err(e) => return Err(e.to_string()),
         }
@@ -182,19 +242,19 @@ impl Hub {
         Ok(())
     }
 
-    /// Relays the outbox whenever `outbox_written` is told (a [`WakingStore`]'s batch
-    /// added to it), and every `every` for writers it does not see (another process
-    /// on the same store), until the process ends. A failed round is reported and
+    /// Relays the outbox whenever `outbox_written` is told (a [`WakingStore`]'s batch added to it), and
+    /// every `every` for writers it does not see (another process on the same store),
+    /// until the process ends. A failed round is reported and
     /// tried again: the outbox keeps what was not relayed.
     pub async fn relay_forever(
         self: Arc<Self>,
-        store: Arc<dyn Store>,
+        outbox: Outbox,
         outbox_written: Arc<Notify>,
         every: Duration,
     ) {
         let mut reported = false;
         loop {
-            match relay_once(&*store, &self.log).await {
+            match relay_once(&outbox, &self.log).await {
                 Ok(n) => {
                     reported = false;
                     if n > 0 {
@@ -247,21 +307,37 @@ mod tests {
     #[tokio::test]
     async fn the_relay_logs_each_event_once_in_order_per_order_and_empties_the_outbox() {
         let store = SqliteStore::in_memory().unwrap();
-        let log = EventLog::in_memory().unwrap();
+        let log = EventLog::in_memory().await.unwrap();
+        relays_each_event_once(Outbox::Elsewhere(Arc::new(store)), &log).await;
+    }
+
+    #[tokio::test]
+    async fn the_relay_does_the_same_with_the_outbox_beside_the_log() {
+        let db = groupcommit::Db::in_memory(&groupcommit::Options::default(), |_| {
+            Ok::<_, groupcommit::Error>(())
+        })
+        .unwrap();
+        let store = SqliteStore::within(db.clone()).await.unwrap();
+        let log = EventLog::within(db).await.unwrap();
+        relays_each_event_once(Outbox::Beside(Arc::new(store)), &log).await;
+    }
+
+    async fn relays_each_event_once(outbox: Outbox, log: &EventLog) {
+        let store = outbox.store();
         let (mut a, mut b) = (order("a"), order("b"));
-        emit(&store, &mut a, None).await;
-        emit(&store, &mut b, None).await;
-        emit(&store, &mut a, Some(1)).await;
+        emit(store, &mut a, None).await;
+        emit(store, &mut b, None).await;
+        emit(store, &mut a, Some(1)).await;
         // A relay that died after logging and before deleting: the items come again.
         let pending = store.scan(outbox_prefix()).await.unwrap();
-        log.append(&events_of(&pending[0])).unwrap();
+        log.append(events_of(&pending[0]), false).await.unwrap();
         assert_eq!(
-            relay_once(&store, &log).await.unwrap(),
+            relay_once(&outbox, log).await.unwrap(),
             2,
             "one was logged before"
         );
         assert!(store.scan(outbox_prefix()).await.unwrap().is_empty());
-        assert_eq!(relay_once(&store, &log).await.unwrap(), 0);
+        assert_eq!(relay_once(&outbox, log).await.unwrap(), 0);
         let logged = log.after(0, 10).unwrap();
         let seqs: Vec<u64> = logged.iter().map(|l| l.seq).collect();
         assert_eq!(seqs, [1, 2, 3]);

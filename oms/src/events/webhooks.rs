@@ -178,13 +178,17 @@ pub async fn run_subscription(
         };
         let mut worked = replay_dead(&log, &*sender, &mut backoff, &sub).await?;
         let page = log.after(sub.delivered_through, PAGE)?;
+        if let Some(last) = page.last() {
+            // An event is told to a receiver only once it is on disk (log.rs).
+            log.sync_through(last.seq).await?;
+        }
         for event in &page {
             if sub.types.iter().any(|t| matches(t, &event.kind)) {
                 if let Err((attempts, e)) = deliver(&*sender, &mut backoff, &sub, event).await {
-                    log.dead_letter(&id, event.seq, attempts, &e)?;
+                    log.dead_letter(&id, event.seq, attempts, &e).await?;
                 }
             }
-            log.delivered_through(&id, event.seq)?;
+            log.delivered_through(&id, event.seq).await?;
             worked = true;
         }
         if !worked {
@@ -204,12 +208,12 @@ async fn replay_dead(
     let seqs = log.replaying(&sub.id)?;
     for seq in &seqs {
         let Some(event) = log.get(*seq)? else {
-            log.revived(&sub.id, *seq)?;
+            log.revived(&sub.id, *seq).await?;
             continue;
         };
         match deliver(sender, backoff, sub, &event).await {
-            Ok(()) => log.revived(&sub.id, *seq)?,
-            Err((attempts, e)) => log.dead_letter(&sub.id, *seq, attempts, &e)?,
+            Ok(()) => log.revived(&sub.id, *seq).await?,
+            Err((attempts, e)) => log.dead_letter(&sub.id, *seq, attempts, &e).await?,
         }
     }
     Ok(!seqs.is_empty())
@@ -314,9 +318,10 @@ mod tests {
 
     #[tokio::test]
     async fn delivery_retries_then_gives_up_at_its_bound() {
-        let log = EventLog::in_memory().unwrap();
+        let log = EventLog::in_memory().await.unwrap();
         let sub = log
             .subscribe("http://127.0.0.1:9/", &["oms.*".into()])
+            .await
             .unwrap();
         let ms = Duration::from_millis;
         let flaky = Flaky {
