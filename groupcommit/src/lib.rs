@@ -363,6 +363,14 @@ fn open_connection(
         message,
     })?;
     conn.set_prepared_statement_cache_capacity(statement_cache);
+    // Every commit empties a reader's page cache (WAL mode starts each read transaction
+    // by checking for changes, and drops the whole cache if there were any), so a reader
+    // reads its pages again: mapped, that is a pointer into the file rather than a
+    // pread and a copy. (Pages still in the WAL are read as before; SQLCipher maps
+    // nothing.)
+    if read_only {
+        conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+    }
     Ok(conn)
 }
 
@@ -414,6 +422,9 @@ fn run_in_savepoint<R, E: From<Error>>(
     execute("RELEASE job")?;
     result
 }
+
+/// How much of the database file a reader maps.
+const MMAP_BYTES: i64 = 1 << 30;
 
 /// Past this size the writer truncates the WAL itself (see `Writer::run`).
 const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
