@@ -13,7 +13,9 @@ fall at start, among submissions and in the sagas' steps. For each crash point:
   and resubmit, as a client would, each order whose answer it never got;
 - every acknowledged order exists, every order ends COMPLETED or CANCELLED, and the
   books balance (chaos.py's invariants: nothing reserved, on hand + shipped per SKU as
-  at the start, a COMPLETED order charged its total, a CANCELLED one refunded).
+  at the start, a COMPLETED order charged its total, a CANCELLED one refunded);
+- every event `GET /events` sent before the cut is in the log after it, under the same
+  sequence (the stream tells only of events on disk), and no event id is logged twice.
 
 Run by `tests/api/test_power_loss.py` (a few cuts) and `cargo xtask chaos --power-loss`
 (50):
@@ -21,11 +23,14 @@ Run by `tests/api/test_power_loss.py` (a few cuts) and `cargo xtask chaos --powe
 """
 
 import argparse
+import http.client
 import json
 import re
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -34,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from chaos import Campaign, Down, chaos_server_args  # noqa: E402
 from conftest import Server  # noqa: E402
+from helpers import read_stream  # noqa: E402
 
 # powerloss::EXIT_CODE: the status of a process whose power was cut.
 POWER_CUT_EXIT = 86
@@ -56,6 +62,7 @@ class PowerLossCampaign(Campaign):
         self.per_point = orders_per_point
         self.bodies = {}  # every order submitted, by id
         self.acknowledged = set()
+        self.streamed = {}  # every event GET /events sent: its id by global sequence
         self.counts = {"crash_points": 0, "cut_at_start": 0, "landed_seeds": 0, "acknowledged": 0,
                        "resubmitted": 0, "cuts": []}
 
@@ -108,9 +115,14 @@ class PowerLossCampaign(Campaign):
             flags += ["--power-loss-seed", str(seed)]
             self.counts["landed_seeds"] += 1
         self.counts["cuts"].append(cut)
+        follower = None
         if not self.launch(*flags):
             self.counts["cut_at_start"] += 1
         else:
+            follower = threading.Thread(target=follow_events,
+                                        args=(self.endpoint, max(self.streamed, default=0), self.streamed),
+                                        daemon=True)
+            follower.start()
             for _ in range(MORE_ORDERS):
                 if not self.submit(self.per_point, skus):
                     break
@@ -120,6 +132,8 @@ class PowerLossCampaign(Campaign):
         code = self.server.proc.poll()
         log = self.server.log_text()
         self.server.kill()
+        if follower is not None:
+            follower.join(timeout=30)
         if code is None:
             self.violations.append(f"the power cut at sync {cut} never came")
         elif code != POWER_CUT_EXIT or "powerloss: the power is cut at sync" not in log:
@@ -143,7 +157,27 @@ class PowerLossCampaign(Campaign):
                 self.violations.append(f"acknowledged order {order_id} lost: GET says {status}")
         views = self.wait_all_ended(present, timeout_s=300)
         self.check(views, stock_before)
+        self.check_events()
         self.server.kill()
+
+    def check_events(self):
+        """What the stream told before a cut is still logged, each event once."""
+        if not self.streamed:
+            return
+        try:
+            logged = read_stream(self.endpoint, want=max(self.streamed), after=0)
+        except OSError as e:
+            self.violations.append(f"the log after the cut has fewer than {max(self.streamed)} events: {e}")
+            return
+        by_seq = {seq: data["id"] for seq, _, data in logged}
+        for seq, event_id in sorted(self.streamed.items()):
+            if by_seq.get(seq) != event_id:
+                self.violations.append(f"event {seq} ({event_id}) was streamed before a power cut "
+                                       f"and is {by_seq.get(seq)} after it")
+        ids = [data["id"] for _, _, data in logged]
+        if len(set(ids)) != len(ids):
+            self.violations.append("an event id is logged twice")
+        self.counts["events_streamed"] = len(self.streamed)
 
     def run(self):
         self.launch("--power-loss-at-sync", "0")
@@ -160,6 +194,25 @@ class PowerLossCampaign(Campaign):
 
     def report(self):
         return {**self.counts, "orders": len(self.bodies), "violations": self.violations}
+
+
+def follow_events(endpoint, after, seen):
+    """Records the id of every event GET /events sends, by sequence, until the server
+    goes (its power cut)."""
+    frame = {}
+    try:
+        with urllib.request.urlopen(f"{endpoint}/events?after={after}", timeout=60) as r:
+            for raw in r:
+                line = raw.decode().rstrip("\n")
+                if line == "":
+                    if "id" in frame and "data" in frame:
+                        seen[int(frame["id"])] = json.loads(frame["data"])["id"]
+                    frame = {}
+                elif not line.startswith(":"):
+                    key, _, value = line.partition(":")
+                    frame[key] = value[1:] if value.startswith(" ") else value
+    except (OSError, http.client.HTTPException):
+        pass  # the power went, mid-stream or before it began
 
 
 def main():
