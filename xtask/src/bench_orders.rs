@@ -270,6 +270,11 @@ fn start_perf(pid: u32, work: &Path) -> Result<std::process::Child, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot run perf: {e}"))
+        .inspect(|_| {
+            // perf attaches to the server's threads after it starts: a phase begun at
+            // once and as short as a few seconds was sometimes not sampled at all.
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        })
 }
 
 /// Stops the recording and writes the flat profile (self time by symbol) beside it.
@@ -302,6 +307,7 @@ fn profile_top(work: &Path, rows: usize) -> Option<String> {
     let out = perf_report(work, &["-g", "none"]).ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut md = String::from("| self % | where | function |\n|---:|---|---|\n");
+    let mut listed = 0;
     for line in text
         .lines()
         .filter(|l| l.contains('%') && !l.starts_with('#'))
@@ -315,8 +321,10 @@ fn profile_top(work: &Path, rows: usize) -> Option<String> {
         let symbol: Vec<&str> = parts.skip(1).filter(|p| *p != "-").collect();
         let symbol = symbol.join(" ").replace('|', "\\|");
         md.push_str(&format!("| {pct} | {dso} | `{symbol}` |\n"));
+        listed += 1;
     }
-    Some(md)
+    // No rows: perf sampled nothing, which the report says rather than an empty table.
+    (listed > 0).then_some(md)
 }
 
 fn report(
@@ -380,6 +388,11 @@ fn report(
                  time, the top 20 functions; the whole report is target/bench-orders/perf.txt):\n\n",
             );
             md.push_str(&top);
+        } else {
+            md.push_str(
+                "\nThe profile asked for (`--perf`) recorded no samples: see \
+                 target/bench-orders/perf.txt.\n",
+            );
         }
     }
     md
