@@ -548,17 +548,24 @@ const BLOCK_FORMAT: u8 = 1;
 /// An event as a row: its id, its type and its text.
 type Row = (String, String, String);
 
+/// An event's id and type, if it has both: what the log needs to take it.
+pub fn id_and_type(event: &Value) -> Option<(&str, &str)> {
+    let field = |name| {
+        event
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    Some((field("id")?, field("type")?))
+}
+
 /// The events as rows; an event without an id or a type is refused.
 fn to_rows(events: &[Value]) -> Result<Vec<Row>, String> {
     events
         .iter()
-        .map(|e| {
-            let field = |name| e.get(name).and_then(Value::as_str).unwrap_or_default();
-            let (id, kind) = (field("id"), field("type"));
-            if id.is_empty() || kind.is_empty() {
-                return Err(format!("an outbox event without id or type: {e}"));
-            }
-            Ok((id.to_string(), kind.to_string(), e.to_string()))
+        .map(|e| match id_and_type(e) {
+            Some((id, kind)) => Ok((id.to_string(), kind.to_string(), e.to_string())),
+            None => Err(format!("an outbox event without id or type: {e}")),
         })
         .collect()
 }

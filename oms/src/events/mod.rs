@@ -37,18 +37,37 @@ impl Outbox {
     }
 }
 
+/// What a relay round did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Relayed {
+    /// Events logged for the first time.
+    pub added: usize,
+    /// Outbox items left where they are because an event of theirs has no id or no
+    /// type (the log could not take it): reported, never dropped, and they do not hold
+    /// back the other items.
+    pub malformed: Vec<Key>,
+}
+
 /// Publishes every outbox item there is: logs their events (skipping ones logged
-/// before a crash) in one transaction, and deletes the items. Answers how many events
-/// were new.
-pub async fn relay_once(outbox: &Outbox, log: &EventLog) -> Result<usize, String> {
+/// before a crash) in one transaction, and deletes the items.
+pub async fn relay_once(outbox: &Outbox, log: &EventLog) -> Result<Relayed, String> {
     // Sorted by partition then sort key: each order's items in sequence order.
-    let items = outbox
+    let scanned = outbox
         .store()
         .scan(outbox_prefix())
         .await
         .map_err(|e| e.to_string())?;
+    let (items, malformed): (Vec<Item>, Vec<Item>) = scanned.into_iter().partition(|item| {
+        events_of(item)
+            .iter()
+            .all(|e| log::id_and_type(e).is_some())
+    });
+    let malformed = malformed.into_iter().map(|item| item.key).collect();
     if items.is_empty() {
-        return Ok(0);
+        return Ok(Relayed {
+            added: 0,
+            malformed,
+        });
     }
     let events: Vec<_> = items.iter().flat_map(events_of).collect();
     // Each delete its own batch: one lost to another relay (a second `oms up` on the
@@ -60,10 +79,11 @@ pub async fn relay_once(outbox: &Outbox, log: &EventLog) -> Result<usize, String
             cond: Cond::Version(item.version),
         })
         .collect();
-    match outbox {
-        Outbox::Beside(store) => relay_beside(store.clone(), log, events, deletes).await,
-        Outbox::Elsewhere(store) => relay_elsewhere(&**store, log, events, deletes).await,
-    }
+    let added = match outbox {
+        Outbox::Beside(store) => relay_beside(store.clone(), log, events, deletes).await?,
+        Outbox::Elsewhere(store) => relay_elsewhere(&**store, log, events, deletes).await?,
+    };
+    Ok(Relayed { added, malformed })
 }
 
 /// One durable job: the append, then the deletes. One WAL and one transaction: the
@@ -253,12 +273,21 @@ impl Hub {
         every: Duration,
     ) {
         let mut reported = false;
+        let mut reported_malformed = std::collections::HashSet::new();
         loop {
             match relay_once(&outbox, &self.log).await {
-                Ok(n) => {
+                Ok(round) => {
                     reported = false;
-                    if n > 0 {
+                    if round.added > 0 {
                         self.nudge();
+                    }
+                    for key in round.malformed {
+                        if reported_malformed.insert(key.clone()) {
+                            eprintln!(
+                                "oms: event relay: outbox item {key} has an event without \
+                                 id or type; it is kept and not published"
+                            );
+                        }
                     }
                 }
                 Err(e) if !reported => {
@@ -322,6 +351,39 @@ mod tests {
         relays_each_event_once(Outbox::Beside(Arc::new(store)), &log).await;
     }
 
+    #[tokio::test]
+    async fn an_item_with_an_event_the_log_cannot_take_is_kept_and_holds_back_nothing() {
+        let db = groupcommit::Db::in_memory(&groupcommit::Options::default(), |_| {
+            Ok::<_, groupcommit::Error>(())
+        })
+        .unwrap();
+        let store = Arc::new(SqliteStore::within(db.clone()).await.unwrap());
+        let log = EventLog::within(db).await.unwrap();
+        let bad = Key::new(format!("{}broken", outbox_prefix()), "1");
+        let mut doc = serde_json::Map::new();
+        doc.insert("events".into(), json!([{"type": "oms.order.pending"}]));
+        store
+            .transact(vec![Write::Put {
+                key: bad.clone(),
+                doc,
+                cond: Cond::NotExists,
+            }])
+            .await
+            .unwrap();
+        emit(&*store, &mut order("a"), None).await;
+        let outbox = Outbox::Beside(store.clone());
+        let round = relay_once(&outbox, &log).await.unwrap();
+        assert_eq!((round.added, round.malformed), (1, vec![bad.clone()]));
+        let left: Vec<Key> = store
+            .scan(outbox_prefix())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.key)
+            .collect();
+        assert_eq!(left, [bad], "kept, not dropped; the good item went");
+    }
+
     async fn relays_each_event_once(outbox: Outbox, log: &EventLog) {
         let store = outbox.store();
         let (mut a, mut b) = (order("a"), order("b"));
@@ -332,12 +394,12 @@ mod tests {
         let pending = store.scan(outbox_prefix()).await.unwrap();
         log.append(events_of(&pending[0]), false).await.unwrap();
         assert_eq!(
-            relay_once(&outbox, log).await.unwrap(),
+            relay_once(&outbox, log).await.unwrap().added,
             2,
             "one was logged before"
         );
         assert!(store.scan(outbox_prefix()).await.unwrap().is_empty());
-        assert_eq!(relay_once(&outbox, log).await.unwrap(), 0);
+        assert_eq!(relay_once(&outbox, log).await.unwrap(), Relayed::default());
         let logged = log.after(0, 10).unwrap();
         let seqs: Vec<u64> = logged.iter().map(|l| l.seq).collect();
         assert_eq!(seqs, [1, 2, 3]);
