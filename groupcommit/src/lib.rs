@@ -264,7 +264,7 @@ impl Db {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let run = Box::new(move |conn: Option<&Connection>| {
-            let result = conn.map(|c| run_in_savepoint(c, f));
+            let result = conn.map(|c| savepoint(c, f));
             Box::new(move |commit: Result<(), Error>| {
                 let _ = tx.send(match (commit, result) {
                     (Ok(()), Some(result)) => result,
@@ -405,7 +405,9 @@ fn spawn_checkpointer(conn: Connection, stop: Arc<AtomicBool>) -> Result<(), Err
     Ok(())
 }
 
-fn run_in_savepoint<R, E: From<Error>>(
+/// Runs `f` in a savepoint of its own: rolled back alone if `f` fails. Every job runs in
+/// one; a job that applies several batches, each all or nothing, nests one per batch.
+pub fn savepoint<R, E: From<Error>>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<R, E>,
 ) -> Result<R, E> {

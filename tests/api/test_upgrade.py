@@ -4,12 +4,25 @@ orders them with the runtime's steps (docs/store.md, "One WAL"). `oms up` on an 
 data dir moves them in at start and removes the files; its orders read and run as
 before, and the event stream goes on from the older log's sequence."""
 
+import contextlib
 import json
 import sqlite3
 import time
 
 from conftest import Server
 from helpers import Api, order_body, read_stream
+
+
+@contextlib.contextmanager
+def older_database(path):
+    """A SQLite file in WAL mode as an older oms made it, written in one transaction."""
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            db.execute("PRAGMA journal_mode=WAL")
+            yield db
+    finally:
+        db.close()
 
 
 def older_order_store(path, body):
@@ -23,16 +36,11 @@ def older_order_store(path, body):
         "status": "PENDING", "charged_cents": 0, "refunded_cents": 0, "cancel_requested": False,
         "created_at": now, "updated_at": now,
     }
-    db = sqlite3.connect(path)
-    try:
-        with db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE items (pk TEXT NOT NULL, sk TEXT NOT NULL, version INTEGER NOT NULL,"
-                       " doc NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID")
-            db.execute("INSERT INTO items VALUES (?, 'ORDER', 3, ?)",
-                       (f"ORDER#{body['order_id']}", json.dumps(record)))
-    finally:
-        db.close()
+    with older_database(path) as db:
+        db.execute("CREATE TABLE items (pk TEXT NOT NULL, sk TEXT NOT NULL, version INTEGER NOT NULL,"
+                   " doc NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID")
+        db.execute("INSERT INTO items VALUES (?, 'ORDER', 3, ?)",
+                   (f"ORDER#{body['order_id']}", json.dumps(record)))
 
 
 def test_an_older_data_dirs_order_store_moves_into_the_runtimes_database(tmp_path):
@@ -66,29 +74,24 @@ def test_an_older_data_dirs_order_store_moves_into_the_runtimes_database(tmp_pat
 def older_event_log(path, events):
     """An events.db as an older oms left it: `events` logged (sequences 1 to n) and one
     webhook subscription."""
-    db = sqlite3.connect(path)
-    try:
-        with db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-                       " id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, body TEXT NOT NULL)")
-            db.execute("CREATE TABLE event_blocks (first_seq INTEGER PRIMARY KEY,"
-                       " last_seq INTEGER NOT NULL, data BLOB NOT NULL)")
-            db.execute("CREATE TABLE subscriptions (id TEXT PRIMARY KEY, url TEXT NOT NULL,"
-                       " types TEXT NOT NULL, secret TEXT NOT NULL,"
-                       " delivered_through INTEGER NOT NULL, created_at TEXT NOT NULL)")
-            db.execute("CREATE TABLE dead_letters (subscription TEXT NOT NULL, seq INTEGER NOT NULL,"
-                       " attempts INTEGER NOT NULL, last_error TEXT NOT NULL, at TEXT NOT NULL,"
-                       " replaying INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (subscription, seq))")
-            for e in events:
-                db.execute("INSERT INTO events (id, type, body) VALUES (?, ?, ?)",
-                           (e["id"], e["type"], json.dumps(e)))
-            # Delivered through the last event: the server must not send these again.
-            db.execute("INSERT INTO subscriptions VALUES ('older-sub', 'http://127.0.0.1:9/hook',"
-                       " '[\"order.status_changed\"]', 'whsec_older', ?, '2026-01-01T00:00:00.000Z')",
-                       (len(events),))
-    finally:
-        db.close()
+    with older_database(path) as db:
+        db.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                   " id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, body TEXT NOT NULL)")
+        db.execute("CREATE TABLE event_blocks (first_seq INTEGER PRIMARY KEY,"
+                   " last_seq INTEGER NOT NULL, data BLOB NOT NULL)")
+        db.execute("CREATE TABLE subscriptions (id TEXT PRIMARY KEY, url TEXT NOT NULL,"
+                   " types TEXT NOT NULL, secret TEXT NOT NULL,"
+                   " delivered_through INTEGER NOT NULL, created_at TEXT NOT NULL)")
+        db.execute("CREATE TABLE dead_letters (subscription TEXT NOT NULL, seq INTEGER NOT NULL,"
+                   " attempts INTEGER NOT NULL, last_error TEXT NOT NULL, at TEXT NOT NULL,"
+                   " replaying INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (subscription, seq))")
+        for e in events:
+            db.execute("INSERT INTO events (id, type, body) VALUES (?, ?, ?)",
+                       (e["id"], e["type"], json.dumps(e)))
+        # Delivered through the last event, as the test checks it still is.
+        db.execute("INSERT INTO subscriptions VALUES ('older-sub', 'http://127.0.0.1:9/hook',"
+                   " '[\"order.status_changed\"]', 'whsec_older', ?, '2026-01-01T00:00:00.000Z')",
+                   (len(events),))
 
 
 def test_an_older_data_dirs_event_log_moves_in_and_its_sequence_goes_on(tmp_path):

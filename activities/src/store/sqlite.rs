@@ -101,18 +101,7 @@ impl SqliteStore {
     pub fn apply_in(&self, conn: &Connection, writes: &[Write]) -> Result<(), StoreError> {
         check_batch(writes)?;
         let encoded = encode_docs(writes)?;
-        let execute = |sql: &str| {
-            conn.prepare_cached(sql)
-                .and_then(|mut st| st.execute([]))
-                .map_err(unavailable)
-        };
-        execute("SAVEPOINT batch")?;
-        let applied = apply_batch(conn, writes, &encoded);
-        if applied.is_err() {
-            execute("ROLLBACK TO batch")?;
-        }
-        execute("RELEASE batch")?;
-        applied
+        groupcommit::savepoint(conn, |c| apply_batch(c, writes, &encoded))
     }
 
     /// Copies the items of an older oms's `orders.db` at `old` (the order store had a

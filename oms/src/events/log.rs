@@ -833,9 +833,10 @@ mod tests {
         c.execute("DELETE FROM events WHERE seq <= 2", []).unwrap();
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_older_events_db_is_moved_in_once_and_its_sequence_goes_on() {
-        let dir = std::env::temp_dir().join(format!("oms-eventlog-adopt-{}", std::process::id()));
+    /// A log in a fresh data dir's `oms.sqlite3` (named for the test), with the path an
+    /// older `events.db` would have there.
+    async fn log_in_data_dir(name: &str) -> (Db, EventLog, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("oms-eventlog-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let db = Db::open(
@@ -846,7 +847,12 @@ mod tests {
         )
         .unwrap();
         let log = EventLog::within(db.clone()).await.unwrap();
-        let old = dir.join(OLDER_DATA_DIR_FILE);
+        (db, log, dir.join(OLDER_DATA_DIR_FILE))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_older_events_db_is_moved_in_once_and_its_sequence_goes_on() {
+        let (db, log, old) = log_in_data_dir("adopt").await;
         older_events_db(&old, 5);
         assert_eq!(log.adopt(&old, None).await.unwrap(), 5);
         assert!(!old.exists(), "the older file is removed once moved");
@@ -887,18 +893,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_older_events_db_whose_rows_were_all_sealed_keeps_its_sequence() {
-        let dir = std::env::temp_dir().join(format!("oms-eventlog-sealed-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let db = Db::open(
-            &dir.join("oms.sqlite3"),
-            None,
-            &groupcommit::Options::default(),
-            |_| Ok::<_, groupcommit::Error>(()),
-        )
-        .unwrap();
-        let log = EventLog::within(db.clone()).await.unwrap();
-        let old = dir.join(OLDER_DATA_DIR_FILE);
+        let (db, log, old) = log_in_data_dir("sealed").await;
         older_events_db(&old, 2);
         assert_eq!(log.adopt(&old, None).await.unwrap(), 2);
         assert_eq!(log.last_seq().unwrap(), 2);

@@ -262,10 +262,10 @@ impl Hub {
         Ok(())
     }
 
-    /// Relays the outbox whenever `outbox_written` is told (a [`WakingStore`]'s batch added to it), and
-    /// every `every` for writers it does not see (another process on the same store),
-    /// until the process ends. A failed round is reported and
-    /// tried again: the outbox keeps what was not relayed.
+    /// Relays the outbox whenever `outbox_written` is told (a [`WakingStore`]'s batch
+    /// added to it), and every `every` for writers it does not see (another process on
+    /// the same store), until the process ends. A failed round is reported and tried
+    /// again: the outbox keeps what was not relayed.
     pub async fn relay_forever(
         self: Arc<Self>,
         outbox: Outbox,
@@ -340,25 +340,25 @@ mod tests {
         relays_each_event_once(Outbox::Elsewhere(Arc::new(store)), &log).await;
     }
 
-    #[tokio::test]
-    async fn the_relay_does_the_same_with_the_outbox_beside_the_log() {
-        let db = groupcommit::Db::in_memory(&groupcommit::Options::default(), |_| {
-            Ok::<_, groupcommit::Error>(())
-        })
-        .unwrap();
-        let store = SqliteStore::within(db.clone()).await.unwrap();
-        let log = EventLog::within(db).await.unwrap();
-        relays_each_event_once(Outbox::Beside(Arc::new(store)), &log).await;
-    }
-
-    #[tokio::test]
-    async fn an_item_with_an_event_the_log_cannot_take_is_kept_and_holds_back_nothing() {
+    /// The order store and the log in one database, as `oms up` has them.
+    async fn store_beside_log() -> (Arc<SqliteStore>, EventLog) {
         let db = groupcommit::Db::in_memory(&groupcommit::Options::default(), |_| {
             Ok::<_, groupcommit::Error>(())
         })
         .unwrap();
         let store = Arc::new(SqliteStore::within(db.clone()).await.unwrap());
-        let log = EventLog::within(db).await.unwrap();
+        (store, EventLog::within(db).await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_relay_does_the_same_with_the_outbox_beside_the_log() {
+        let (store, log) = store_beside_log().await;
+        relays_each_event_once(Outbox::Beside(store), &log).await;
+    }
+
+    #[tokio::test]
+    async fn an_item_with_an_event_the_log_cannot_take_is_kept_and_holds_back_nothing() {
+        let (store, log) = store_beside_log().await;
         let bad = Key::new(format!("{}broken", outbox_prefix()), "1");
         let mut doc = serde_json::Map::new();
         doc.insert("events".into(), json!([{"type": "oms.order.pending"}]));
