@@ -166,9 +166,12 @@ pub struct StoredEvent {
 /// event whose type says a call, a state or the execution failed, timed out or was
 /// aborted (TaskFailed, LambdaFunctionTimedOut, MapRunAborted, ...).
 pub fn met_an_error(events: &[StoredEvent]) -> bool {
-    events.iter().any(|e| {
-        e.kind.ends_with("Failed") || e.kind.ends_with("TimedOut") || e.kind.ends_with("Aborted")
-    })
+    events.iter().any(|e| is_an_error(&e.kind))
+}
+
+/// Whether an event of type `kind` says something failed, timed out or was aborted.
+pub fn is_an_error(kind: &str) -> bool {
+    kind.ends_with("Failed") || kind.ends_with("TimedOut") || kind.ends_with("Aborted")
 }
 
 /// The frame for `events` (in id order), to keep.

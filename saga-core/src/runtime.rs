@@ -11,7 +11,10 @@
 
 mod children;
 mod map_runs;
-use crate::api::{ExecutionStatus, StateMachineType};
+use crate::api::{
+    CloudWatchEventsExecutionDataDetails, DescribeExecutionOutput, ExecutionRedriveStatus,
+    ExecutionStatus, StateMachineType,
+};
 use crate::history::Payload;
 use crate::store::{ExecutionStore, StoreError};
 use asl::eval::{
@@ -177,6 +180,46 @@ fn api_status(exec: &Execution) -> ExecutionStatus {
 }
 
 impl ExecutionRecord {
+    /// DescribeExecution of this row, with its input and output if `include`, and the
+    /// Map Run it is a child of.
+    pub fn describe(self, include: bool, map_run_arn: Option<String>) -> DescribeExecutionOutput {
+        let r = self;
+        let redrivable = r.status.is_redrivable() && r.machine_type == StateMachineType::Standard;
+        DescribeExecutionOutput {
+            execution_arn: r.arn,
+            state_machine_arn: r.state_machine_arn,
+            name: Some(r.name),
+            status: r.status,
+            start_date: from_epoch(r.start_date),
+            stop_date: r.stop_date.map(from_epoch),
+            input: include.then_some(r.input),
+            input_details: Some(CloudWatchEventsExecutionDataDetails {
+                included: Some(include),
+            }),
+            output: if include { r.output } else { None },
+            output_details: Some(CloudWatchEventsExecutionDataDetails {
+                included: Some(include),
+            }),
+            map_run_arn,
+            error: r.error,
+            cause: r.cause,
+            redrive_count: Some(r.redrive_count as i32),
+            redrive_date: r.redrive_date.map(from_epoch),
+            redrive_status: Some(if redrivable {
+                ExecutionRedriveStatus::Redrivable
+            } else {
+                ExecutionRedriveStatus::NotRedrivable
+            }),
+            redrive_status_reason: (!redrivable).then(|| match r.status {
+                ExecutionStatus::Running | ExecutionStatus::Succeeded => {
+                    format!("Execution is {} and cannot be redriven", r.status)
+                }
+                _ => "Express executions cannot be redriven".to_string(),
+            }),
+            ..Default::default()
+        }
+    }
+
     /// The query that reads records; add a WHERE clause on `e.` columns.
     pub const SELECT: &'static str = "SELECT e.arn, e.state_machine_arn, e.name, e.status, e.input, \
          e.output, e.error, e.cause, e.start_date, e.stop_date, e.redrive_count, e.redrive_date, d.text, \
@@ -217,6 +260,8 @@ struct Live {
     /// Map Runs that ended (failed, or with the execution) in the last committed step,
     /// whose running children are to be stopped.
     map_runs_to_stop: Vec<String>,
+    /// Set for an Express child run in memory, not stored step by step (children.rs).
+    in_memory: Option<Box<children::InMemory>>,
 }
 
 impl Live {
@@ -232,6 +277,7 @@ impl Live {
             task_rows,
             watchers: Watchers::default(),
             map_runs_to_stop: Vec::new(),
+            in_memory: None,
         }))
     }
 }
@@ -307,6 +353,8 @@ pub struct Runtime {
     executions: std::sync::OnceLock<std::sync::Weak<dyn crate::nested::Executions>>,
     /// The mock configuration, when `oms up` was given one.
     mocks: std::sync::OnceLock<Arc<crate::mock::MockConfig>>,
+    /// The Express children run in memory, by their parent and its task (children.rs).
+    children_in_memory: Mutex<children::InMemoryChildren>,
     /// Executions running a test case: ARN -> (state machine name, test case).
     test_cases: Mutex<HashMap<String, (String, String)>>,
     /// Told of tasks answered, steps committed and redrives, once set (`observe.rs`).
@@ -329,6 +377,7 @@ impl Runtime {
             redriving: tokio::sync::Mutex::new(()),
             executions: std::sync::OnceLock::new(),
             mocks: std::sync::OnceLock::new(),
+            children_in_memory: Mutex::default(),
             test_cases: Mutex::new(HashMap::new()),
             observer: crate::observe::ObserverSlot::default(),
             durable_steps: std::sync::atomic::AtomicBool::new(false),
@@ -340,6 +389,11 @@ impl Runtime {
     pub fn set_durable_steps(&self, on: bool) {
         self.durable_steps
             .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn durable_steps(&self) -> bool {
+        self.durable_steps
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Returns once every step committed so far is on disk: what whoever tells the
@@ -471,7 +525,8 @@ impl Runtime {
     }
 
     // Long on purpose: register locked, commit, then activate: that order is durability.
-    /// Starts an execution; returns once its first step is committed.
+    /// Starts an execution; returns once its first step is committed (or, for an
+    /// Express child run in memory, taken: children.rs).
     pub async fn start(
         self: &Arc<Self>,
         new: NewExecution,
@@ -486,13 +541,12 @@ impl Runtime {
             start,
         );
         let arn = info.execution_arn.clone();
+        let in_memory = children::runs_in_memory(&new, self.durable_steps());
+        if in_memory && self.is_stored(&arn)? {
+            return Err(RuntimeError::AlreadyExists(arn));
+        }
         let mut exec = Execution::start(new.machine.clone(), new.input, info, true, &mut host);
         let new_events = exec.take_new_events();
-        let events = event_rows(&new_events);
-        let snapshot = exec
-            .snapshot_json()
-            .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
-        let tasks = new_task_rows(&exec, &HashMap::new());
         let row = ExecutionRecord {
             arn: arn.clone(),
             state_machine_arn: new.state_machine_arn.clone(),
@@ -514,6 +568,32 @@ impl Runtime {
                 StateMachineType::Standard
             },
         };
+        let deadline = new
+            .machine
+            .timeout_seconds
+            .map(|s| seconds_after(start, s as f64));
+        if in_memory {
+            let parent = new.parent.expect("an in-memory execution is a child");
+            let cell = Live::cell(exec, HashMap::new());
+            let mut guard = cell.clone().lock_owned().await;
+            if !self.register(&arn, &cell) {
+                return Err(RuntimeError::AlreadyExists(arn));
+            }
+            if let Some(case) = &new.test_case {
+                self.remember_test_case(&arn, &new.state_machine_arn, case);
+            }
+            let held = children::InMemory::new(row, parent, new.test_case);
+            guard.in_memory = Some(Box::new(held));
+            self.remember_in_memory(&guard);
+            self.take_in_memory_step(&arn, &mut guard, new_events).await;
+            self.activate(&arn, guard, deadline);
+            return Ok((arn, start));
+        }
+        let events = event_rows(&new_events);
+        let snapshot = exec
+            .snapshot_json()
+            .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
+        let tasks = new_task_rows(&exec, &HashMap::new());
         let (status, output, failure) = outcome(&exec);
         // The first step's events as one frame: the whole history if it closed the
         // execution, else its first step's row (history.rs). Encoded here, off the writer.
@@ -539,64 +619,28 @@ impl Runtime {
         if !self.register(&arn, &cell) {
             return Err(RuntimeError::AlreadyExists(arn));
         }
-        let arn_for_write = arn.clone();
-        let parent = new.parent.clone();
-        let test_case = new.test_case.clone();
         if let Some(case) = &new.test_case {
             self.remember_test_case(&arn, &new.state_machine_arn, case);
         }
-        // Packed here, not in the writer: the writer's time is every execution's.
-        let input_packed = crate::history::pack_payload(&row.input);
-        let snapshot_packed = crate::history::pack_snapshot(&snapshot);
-        let output_packed = output.as_deref().map(crate::history::pack_payload);
+        let insert = Insert::new(
+            ExecutionRecord {
+                status,
+                output,
+                error: failure.as_ref().map(|f| f.error.clone()),
+                cause: failure.and_then(|f| f.cause),
+                stop_date: stop_date_if_done(status),
+                ..row
+            },
+            Some(crate::history::pack_snapshot(&snapshot)),
+            history,
+            tasks,
+            new.parent,
+            new.test_case,
+            clean_express,
+        );
         let written = self
             .store
-            .write(move |c| {
-                let definition_id = definition_id(&row.definition);
-                c.prepare_cached("INSERT OR IGNORE INTO definitions (id, text) VALUES (?1, ?2)")?
-                    .execute(params![definition_id, row.definition])?;
-                c.prepare_cached(
-                    "INSERT INTO executions (arn, state_machine_arn, name, status, input, output, error, cause, \
-                     start_date, stop_date, redrive_count, redrive_date, definition_id, role_arn, machine_type) \
-                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
-                )?
-                .execute(params![
-                        row.arn,
-                        row.state_machine_arn,
-                        row.name,
-                        status.as_str(),
-                        input_packed,
-                        output_packed,
-                        failure.as_ref().map(|f| f.error.clone()),
-                        failure.as_ref().and_then(|f| f.cause.clone()),
-                        row.start_date,
-                        stop_date_if_done(status),
-                        0,
-                        Option::<f64>::None,
-                        definition_id,
-                        row.role_arn,
-                        row.machine_type.as_str()
-                    ])
-                .map_err(|e| match StoreError::from(e) {
-                    StoreError::Conflict(_) => StoreError::Conflict(arn_for_write.clone()),
-                    other => other,
-                })?;
-                // The execution's rowid, taken before the snapshot's insert replaces it
-                // as the last one (the history frame once went to whichever execution had
-                // the snapshot's rowid).
-                let execution_id = c.last_insert_rowid();
-                c.prepare_cached("INSERT INTO snapshots (arn, data) VALUES (?1, ?2)")?
-                    .execute(params![row.arn, snapshot_packed])?;
-                if let Some(history) = &history {
-                    history.store(c, execution_id)?;
-                }
-                insert_tasks(c, &row.arn, &tasks)?;
-                insert_links(c, &row, parent.as_ref(), test_case.as_deref())?;
-                if clean_express {
-                    children::mark_clean(c, &row.arn)?;
-                }
-                Ok(())
-            })
+            .write(move |c| insert.store(c))
             .await
             .map_err(|e| match e {
                 StoreError::Conflict(a) => RuntimeError::AlreadyExists(a),
@@ -609,10 +653,6 @@ impl Runtime {
         if let Some(o) = self.observer.get() {
             o.step_committed(&new.state_machine_arn, &new_events);
         }
-        let deadline = new
-            .machine
-            .timeout_seconds
-            .map(|s| seconds_after(start, s as f64));
         self.activate(&arn, guard, deadline);
         Ok((arn, start))
     }
@@ -955,6 +995,7 @@ impl Runtime {
             self.perform_effects(arn, live);
         } else {
             self.live.lock().expect("live lock").remove(arn);
+            self.forget_children_in_memory(arn);
             if self
                 .test_cases
                 .lock()
@@ -988,6 +1029,10 @@ impl Runtime {
         redrive_date: Option<f64>,
     ) -> Result<(), StoreError> {
         let new_events = live.exec.take_new_events();
+        if live.in_memory.is_some() {
+            self.take_in_memory_step(arn, live, new_events).await;
+            return Ok(());
+        }
         let events = event_rows(&new_events);
         let snapshot = live
             .exec
@@ -1026,10 +1071,7 @@ impl Runtime {
         // A step that hands out a task token (a callback, an activity task) is durable
         // before anyone holds the token: whoever answers with it must find it, as on AWS.
         let hands_out_token = new_tasks.iter().any(|t| t.kind != "invoke");
-        let durable = hands_out_token
-            || self
-                .durable_steps
-                .load(std::sync::atomic::Ordering::Relaxed);
+        let durable = hands_out_token || self.durable_steps();
         let closing = match status {
             ExecutionStatus::Running => None,
             _ => self.closing_frame(arn, &events)?,
@@ -1155,19 +1197,21 @@ impl Runtime {
             return Err(RuntimeError::NoSuchExecution(arn.to_string()));
         };
         let mut live = cell.lock().await;
+        // Found before the stop: its end forgets its links to children run in memory.
+        let children = self.running_sync_children(arn);
         live.exec.stop(error, cause, &mut SystemHost);
         self.commit_step(arn, &mut live).await?;
         self.after_step(arn, &mut live);
         let stopped = live.stop_date.map(from_epoch).unwrap_or_else(Utc::now);
         drop(live);
-        self.stop_sync_children(arn);
+        self.stop_sync_children(arn, children);
         Ok(stopped)
     }
 
-    /// Stops the `.sync` children of a stopped execution (and theirs in turn), as
-    /// Step Functions does: nothing waits for them any more.
-    fn stop_sync_children(self: &Arc<Self>, parent_arn: &str) {
-        for child in self.running_sync_children(parent_arn) {
+    /// Stops the running `.sync` children of a stopped execution (and theirs in turn),
+    /// as Step Functions does: nothing waits for them any more.
+    fn stop_sync_children(self: &Arc<Self>, parent_arn: &str, children: Vec<String>) {
+        for child in children {
             let rt = self.clone();
             let cause = format!("its parent execution {parent_arn} was stopped");
             let stop: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>> =
@@ -1360,6 +1404,7 @@ impl Runtime {
             task_rows: HashMap::new(),
             watchers: Watchers::default(),
             map_runs_to_stop: Vec::new(),
+            in_memory: None,
         }));
         let mut guard = cell.clone().lock_owned().await;
         if !self.register(arn, &cell) {
@@ -1628,6 +1673,99 @@ struct Closing {
     /// The id of its last event.
     through: i64,
     met_an_error: bool,
+}
+
+/// An execution's first write, packed before it goes to the writer: what `start`
+/// commits, and what an Express child run in memory commits at its end when it met
+/// an error (children.rs).
+struct Insert {
+    /// The row as it is to be stored; its input and output are written packed.
+    row: ExecutionRecord,
+    input_packed: rusqlite::types::Value,
+    output_packed: Option<rusqlite::types::Value>,
+    /// None for an execution that has ended and cannot be redriven.
+    snapshot_packed: Option<rusqlite::types::Value>,
+    history: Option<HistoryWrite>,
+    tasks: Vec<TaskRow>,
+    parent: Option<crate::nested::Parent>,
+    test_case: Option<String>,
+    /// An Express success that met no error, for its parent's close to delete.
+    clean_express: bool,
+}
+
+impl Insert {
+    fn new(
+        row: ExecutionRecord,
+        snapshot_packed: Option<rusqlite::types::Value>,
+        history: Option<HistoryWrite>,
+        tasks: Vec<TaskRow>,
+        parent: Option<crate::nested::Parent>,
+        test_case: Option<String>,
+        clean_express: bool,
+    ) -> Insert {
+        Insert {
+            input_packed: crate::history::pack_payload(&row.input),
+            output_packed: row.output.as_deref().map(crate::history::pack_payload),
+            row,
+            snapshot_packed,
+            history,
+            tasks,
+            parent,
+            test_case,
+            clean_express,
+        }
+    }
+
+    /// Writes it, in the writer's transaction. A taken ARN is `StoreError::Conflict`.
+    fn store(&self, c: &rusqlite::Connection) -> Result<(), StoreError> {
+        let row = &self.row;
+        let definition_id = definition_id(&row.definition);
+        c.prepare_cached("INSERT OR IGNORE INTO definitions (id, text) VALUES (?1, ?2)")?
+            .execute(params![definition_id, row.definition])?;
+        c.prepare_cached(
+            "INSERT INTO executions (arn, state_machine_arn, name, status, input, output, error, cause, \
+             start_date, stop_date, redrive_count, redrive_date, definition_id, role_arn, machine_type) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+        )?
+        .execute(params![
+            row.arn,
+            row.state_machine_arn,
+            row.name,
+            row.status.as_str(),
+            self.input_packed,
+            self.output_packed,
+            row.error,
+            row.cause,
+            row.start_date,
+            row.stop_date,
+            row.redrive_count,
+            row.redrive_date,
+            definition_id,
+            row.role_arn,
+            row.machine_type.as_str()
+        ])
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(row.arn.clone()),
+            other => other,
+        })?;
+        // The execution's rowid, taken before the snapshot's insert replaces it as the
+        // last one (the history frame once went to whichever execution had the
+        // snapshot's rowid).
+        let execution_id = c.last_insert_rowid();
+        if let Some(snapshot) = &self.snapshot_packed {
+            c.prepare_cached("INSERT INTO snapshots (arn, data) VALUES (?1, ?2)")?
+                .execute(params![row.arn, snapshot])?;
+        }
+        if let Some(history) = &self.history {
+            history.store(c, execution_id)?;
+        }
+        insert_tasks(c, &row.arn, &self.tasks)?;
+        insert_links(c, row, self.parent.as_ref(), self.test_case.as_deref())?;
+        if self.clean_express {
+            children::mark_clean(c, &row.arn)?;
+        }
+        Ok(())
+    }
 }
 
 /// What a step adds to an execution's history at rest (history.rs), encoded before the

@@ -845,40 +845,7 @@ impl StepFunctions for LocalStepFunctions {
         let r = self.execution_row(&input.execution_arn)?;
         let map_run_arn = map_runs::of_child(self, &r.arn)?;
         let include = input.included_data != Some(IncludedData::MetadataOnly);
-        let redrivable = r.status.is_redrivable() && r.machine_type == StateMachineType::Standard;
-        Ok(DescribeExecutionOutput {
-            execution_arn: r.arn,
-            state_machine_arn: r.state_machine_arn,
-            name: Some(r.name),
-            status: r.status,
-            start_date: from_epoch(r.start_date),
-            stop_date: r.stop_date.map(from_epoch),
-            input: include.then_some(r.input),
-            input_details: Some(CloudWatchEventsExecutionDataDetails {
-                included: Some(include),
-            }),
-            output: if include { r.output } else { None },
-            output_details: Some(CloudWatchEventsExecutionDataDetails {
-                included: Some(include),
-            }),
-            map_run_arn,
-            error: r.error,
-            cause: r.cause,
-            redrive_count: Some(r.redrive_count as i32),
-            redrive_date: r.redrive_date.map(from_epoch),
-            redrive_status: Some(if redrivable {
-                ExecutionRedriveStatus::Redrivable
-            } else {
-                ExecutionRedriveStatus::NotRedrivable
-            }),
-            redrive_status_reason: (!redrivable).then(|| match r.status {
-                ExecutionStatus::Running | ExecutionStatus::Succeeded => {
-                    format!("Execution is {} and cannot be redriven", r.status)
-                }
-                _ => "Express executions cannot be redriven".to_string(),
-            }),
-            ..Default::default()
-        })
+        Ok(r.describe(include, map_run_arn))
     }
 
     async fn describe_state_machine_for_execution(

@@ -3,10 +3,11 @@
 //! child is the only execution of its state machine.
 
 mod common;
-use common::NoTasks;
+use common::{Answers, Hangs, NoTasks};
 use saga_core::api::{
     CreateStateMachineInput, DescribeExecutionInput, DescribeExecutionOutput, ExecutionStatus,
-    ListExecutionsInput, StartExecutionInput, StateMachineType, StepFunctions,
+    ListExecutionsInput, SendTaskSuccessInput, StartExecutionInput, StateMachineType,
+    StepFunctions, StopExecutionInput,
 };
 use saga_core::runtime::Runtime;
 use saga_core::service::LocalStepFunctions;
@@ -95,9 +96,10 @@ async fn a_sync_parent_gets_its_childs_output() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// A succeeded parent deletes its Express children that succeeded without meeting an
-/// error (runtime/children.rs); every other child stays: one that met an error on its
-/// way, one whose parent did not succeed, and a Standard one.
+/// An Express child that succeeded without meeting an error is not kept
+/// (runtime/children.rs): one its parent waits for runs in memory and is never
+/// written, whatever its parent does after. Every other child stays: one that met an
+/// error on its way, and a Standard one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_succeeded_parent_keeps_only_the_express_children_worth_reading() {
     // (case, child type, the child meets a caught error, the parent fails after it,
@@ -121,6 +123,13 @@ async fn a_succeeded_parent_keeps_only_the_express_children_worth_reading() {
             "parent fails after the child",
             StateMachineType::Express,
             false,
+            true,
+            false,
+        ),
+        (
+            "express child met an error, parent fails after it",
+            StateMachineType::Express,
+            true,
             true,
             true,
         ),
@@ -199,5 +208,160 @@ async fn a_succeeded_parent_keeps_only_the_express_children_worth_reading() {
         })
         .unwrap();
     assert_eq!(orphans, 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The rows stored of a state machine's executions: (status, kept linked to a parent).
+fn stored(store: &ExecutionStore, machine_arn: &str) -> Vec<(String, bool)> {
+    let arn = machine_arn.to_string();
+    store
+        .read(move |c| {
+            let mut q = c.prepare(
+                "SELECT e.status, EXISTS (SELECT 1 FROM children l WHERE l.child_arn = e.arn) \
+                 FROM executions e WHERE e.state_machine_arn = ?1",
+            )?;
+            let rows = q.query_map([&arn], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap()
+}
+
+/// Waits (up to 5 s) until `n` executions are live.
+async fn until_live(runtime: &Runtime, n: usize) {
+    for _ in 0..500 {
+        if runtime.running() == n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{} executions live, not {n}", runtime.running());
+}
+
+async fn start(sfn: &LocalStepFunctions, machine: &str) -> String {
+    sfn.start_execution(StartExecutionInput {
+        state_machine_arn: machine.into(),
+        input: Some("{}".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .execution_arn
+}
+
+const SYNC_PARENT_TASK: &str = "arn:aws:states:::states:startExecution.sync:2";
+
+/// An Express child its parent waits for runs in memory (runtime/children.rs): nothing
+/// of it is stored while it runs. Stopping the parent stops it, and it is then kept,
+/// ABORTED and linked to its parent, as a child that met an error is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_express_child_runs_in_memory_and_is_stopped_with_its_parent() {
+    let dir = std::env::temp_dir().join(format!("oms-nested-{}", uuid::Uuid::new_v4()));
+    let store = ExecutionStore::open(&dir).unwrap();
+    let runtime = Runtime::new(store.clone(), Arc::new(Hangs));
+    let sfn = LocalStepFunctions::shared(runtime.clone(), "us-east-1", "000000000000");
+    let child_definition = json!({"StartAt": "T", "States": {"T": {"Type": "Task",
+        "Resource": "arn:aws:lambda:us-east-1:000000000000:function:f", "End": true}}});
+    let child = typed_machine(
+        &sfn,
+        "child",
+        child_definition,
+        Some(StateMachineType::Express),
+    )
+    .await;
+    let parent_definition = json!({"StartAt": "T", "States": {"T": {"Type": "Task",
+        "Resource": SYNC_PARENT_TASK, "Parameters": {"StateMachineArn": child}, "End": true}}});
+    let parent = machine(&sfn, "parent", parent_definition).await;
+    let parent_arn = start(&sfn, &parent).await;
+    until_live(&runtime, 2).await;
+    assert_eq!(stored(&store, &child), [], "a running in-memory child");
+    sfn.stop_execution(StopExecutionInput {
+        execution_arn: parent_arn.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    until_live(&runtime, 0).await;
+    assert_eq!(stored(&store, &child), [("ABORTED".to_string(), true)]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A crash loses an in-memory child with the process; the parent, resumed, invokes its
+/// task again, which runs the child again to its end. A Standard child is stored from
+/// its start, and resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_parent_runs_its_in_memory_child_again() {
+    let dir = std::env::temp_dir().join(format!("oms-nested-{}", uuid::Uuid::new_v4()));
+    let store = ExecutionStore::open(&dir).unwrap();
+    let (child, token_child, parent_arn) = {
+        let runtime = Runtime::new(store.clone(), Arc::new(Hangs));
+        let sfn = LocalStepFunctions::shared(runtime.clone(), "us-east-1", "000000000000");
+        let lambda = "arn:aws:lambda:us-east-1:000000000000:function:f";
+        let child_definition = json!({"StartAt": "T", "States": {"T": {"Type": "Task",
+            "Resource": lambda, "End": true}}});
+        let child = typed_machine(
+            &sfn,
+            "child",
+            child_definition,
+            Some(StateMachineType::Express),
+        )
+        .await;
+        let token_definition = json!({"StartAt": "T", "States": {"T": {"Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {"FunctionName": lambda, "Payload": {"token.$": "$$.Task.Token"}},
+            "End": true}}});
+        // Standard: an Express machine cannot wait for a token.
+        let token_child = machine(&sfn, "token-child", token_definition).await;
+        let parent_definition = json!({"StartAt": "P", "States": {"P": {"Type": "Parallel",
+            "Branches": [
+                {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": SYNC_PARENT_TASK,
+                    "Parameters": {"StateMachineArn": child}, "End": true}}},
+                {"StartAt": "B", "States": {"B": {"Type": "Task", "Resource": SYNC_PARENT_TASK,
+                    "Parameters": {"StateMachineArn": token_child}, "End": true}}}],
+            "End": true}}});
+        let parent = machine(&sfn, "parent", parent_definition).await;
+        let parent_arn = start(&sfn, &parent).await;
+        until_live(&runtime, 3).await;
+        runtime.sync().await.unwrap();
+        assert_eq!(stored(&store, &child), [], "a running in-memory child");
+        assert_eq!(
+            stored(&store, &token_child),
+            [("RUNNING".to_string(), true)],
+            "a running child that hands out a token"
+        );
+        (child, token_child, parent_arn)
+    };
+    store.close();
+    let store = ExecutionStore::open(&dir).unwrap();
+    let runtime = Runtime::new(store.clone(), Arc::new(Answers));
+    let sfn = LocalStepFunctions::shared(runtime.clone(), "us-east-1", "000000000000");
+    // The parent and its stored child; the in-memory child is started again by the
+    // parent's task.
+    assert_eq!(runtime.recover().await.unwrap(), 2);
+    let token = store
+        .read(|c| Ok(c.query_row("SELECT token FROM tasks", [], |r| r.get::<_, String>(0))?))
+        .unwrap();
+    sfn.send_task_success(SendTaskSuccessInput {
+        task_token: token,
+        output: "{}".into(),
+    })
+    .await
+    .unwrap();
+    runtime.wait_finished(&parent_arn).await;
+    let done = sfn
+        .describe_execution(DescribeExecutionInput {
+            execution_arn: parent_arn,
+            included_data: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    let output: Value = serde_json::from_str(done.output.as_deref().unwrap()).unwrap();
+    assert_eq!(output[0]["Output"], json!({"answered": "T"}), "{output}");
+    // The in-memory child met no error and is not kept; a Standard child is.
+    assert_eq!(stored(&store, &child), []);
+    assert_eq!(
+        stored(&store, &token_child),
+        [("SUCCEEDED".to_string(), false)]
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
