@@ -337,12 +337,14 @@ fn report(
     let mut md = String::new();
     md.push_str("## Orders through the Orders API\n\n");
     md.push_str(&format!(
-        "- Command: `cargo xtask bench orders{}`\n- Date: {}\n- Commit: {}\n- Binary: {}\n\n",
+        "- Command: `cargo xtask bench orders{}{}`\n- Date: {}\n- Commit: {}\n- Binary: {}\n\n",
         if opts.orders == 3000 {
             String::new()
         } else {
             format!(" --orders {}", opts.orders)
         },
+        // The C=256 phase runs under the profiler then, which costs it some of its CPU.
+        if opts.perf { " --perf" } else { "" },
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         crate::bench::git_head(&crate::root()),
         oms.display()
