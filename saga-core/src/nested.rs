@@ -67,7 +67,12 @@ pub(crate) enum Wait {
 
 /// Whether a task starts a nested execution.
 pub fn is_start_execution(call: &TaskCall) -> bool {
-    matches!(&call.target, Target::Service { service, action, .. }
+    starts_an_execution(&call.target)
+}
+
+/// Whether a Task's resource starts a nested execution.
+pub fn starts_an_execution(target: &Target) -> bool {
+    matches!(target, Target::Service { service, action, .. }
         if service == "states" && action == "startExecution")
 }
 

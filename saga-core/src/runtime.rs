@@ -594,7 +594,9 @@ impl Runtime {
             .snapshot_json()
             .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
         let tasks = new_task_rows(&exec, &HashMap::new());
-        let (status, output, failure) = outcome(&exec);
+        let stop_date = stop_date_if_done(row.status);
+        let row = row.with_outcome(&exec, stop_date);
+        let status = row.status;
         // The first step's events as one frame: the whole history if it closed the
         // execution, else its first step's row (history.rs). Encoded here, off the writer.
         let stored = stored_events(&events);
@@ -622,22 +624,16 @@ impl Runtime {
         if let Some(case) = &new.test_case {
             self.remember_test_case(&arn, &new.state_machine_arn, case);
         }
-        let insert = Insert::new(
-            ExecutionRecord {
-                status,
-                output,
-                error: failure.as_ref().map(|f| f.error.clone()),
-                cause: failure.and_then(|f| f.cause),
-                stop_date: stop_date_if_done(status),
-                ..row
-            },
-            Some(crate::history::pack_snapshot(&snapshot)),
+        let insert = Insert {
+            packed: Packed::of(&row),
+            row,
+            snapshot_packed: Some(crate::history::pack_snapshot(&snapshot)),
             history,
             tasks,
-            new.parent,
-            new.test_case,
+            parent: new.parent,
+            test_case: new.test_case,
             clean_express,
-        );
+        };
         let written = self
             .store
             .write(move |c| insert.store(c))
@@ -1577,6 +1573,22 @@ fn task_outcome(
     Some((call.state_name.clone(), seconds, error))
 }
 
+impl ExecutionRecord {
+    /// This row with an execution's outcome: its status, output and failure, and
+    /// `stop_date` (None while it runs).
+    fn with_outcome(self, exec: &Execution, stop_date: Option<f64>) -> ExecutionRecord {
+        let (status, output, failure) = outcome(exec);
+        ExecutionRecord {
+            status,
+            output,
+            error: failure.as_ref().map(|f| f.error.clone()),
+            cause: failure.and_then(|f| f.cause),
+            stop_date,
+            ..self
+        }
+    }
+}
+
 fn outcome(exec: &Execution) -> (ExecutionStatus, Option<String>, Option<Failure>) {
     (
         api_status(exec),
@@ -1679,10 +1691,9 @@ struct Closing {
 /// commits, and what an Express child run in memory commits at its end when it met
 /// an error (children.rs).
 struct Insert {
-    /// The row as it is to be stored; its input and output are written packed.
+    /// The row as it is to be stored; its input and output are written as `packed`.
     row: ExecutionRecord,
-    input_packed: rusqlite::types::Value,
-    output_packed: Option<rusqlite::types::Value>,
+    packed: Packed,
     /// None for an execution that has ended and cannot be redriven.
     snapshot_packed: Option<rusqlite::types::Value>,
     history: Option<HistoryWrite>,
@@ -1693,29 +1704,22 @@ struct Insert {
     clean_express: bool,
 }
 
-impl Insert {
-    fn new(
-        row: ExecutionRecord,
-        snapshot_packed: Option<rusqlite::types::Value>,
-        history: Option<HistoryWrite>,
-        tasks: Vec<TaskRow>,
-        parent: Option<crate::nested::Parent>,
-        test_case: Option<String>,
-        clean_express: bool,
-    ) -> Insert {
-        Insert {
-            input_packed: crate::history::pack_payload(&row.input),
-            output_packed: row.output.as_deref().map(crate::history::pack_payload),
-            row,
-            snapshot_packed,
-            history,
-            tasks,
-            parent,
-            test_case,
-            clean_express,
+/// An execution row's input and output as stored, packed off the writer (history.rs).
+struct Packed {
+    input: rusqlite::types::Value,
+    output: Option<rusqlite::types::Value>,
+}
+
+impl Packed {
+    fn of(row: &ExecutionRecord) -> Packed {
+        Packed {
+            input: crate::history::pack_payload(&row.input),
+            output: row.output.as_deref().map(crate::history::pack_payload),
         }
     }
+}
 
+impl Insert {
     /// Writes it, in the writer's transaction. A taken ARN is `StoreError::Conflict`.
     fn store(&self, c: &rusqlite::Connection) -> Result<(), StoreError> {
         let row = &self.row;
@@ -1732,8 +1736,8 @@ impl Insert {
             row.state_machine_arn,
             row.name,
             row.status.as_str(),
-            self.input_packed,
-            self.output_packed,
+            self.packed.input,
+            self.packed.output,
             row.error,
             row.cause,
             row.start_date,

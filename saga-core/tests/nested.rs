@@ -9,11 +9,36 @@ use saga_core::api::{
     ListExecutionsInput, SendTaskSuccessInput, StartExecutionInput, StateMachineType,
     StepFunctions, StopExecutionInput,
 };
-use saga_core::runtime::Runtime;
+use saga_core::runtime::{Invoker, Runtime};
 use saga_core::service::LocalStepFunctions;
 use saga_core::store::ExecutionStore;
 use serde_json::{json, Value};
 use std::sync::Arc;
+
+/// The function every Lambda task of these tests names.
+const LAMBDA: &str = "arn:aws:lambda:us-east-1:000000000000:function:f";
+
+/// A fresh data dir.
+fn data_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("oms-nested-{}", uuid::Uuid::new_v4()))
+}
+
+/// The service over `store`, its tasks answered by `invoker`.
+fn service(
+    store: &ExecutionStore,
+    invoker: Arc<dyn Invoker>,
+) -> (Arc<Runtime>, Arc<LocalStepFunctions>) {
+    let runtime = Runtime::new(store.clone(), invoker);
+    let sfn = LocalStepFunctions::shared(runtime.clone(), "us-east-1", "000000000000");
+    (runtime, sfn)
+}
+
+/// An Express machine of one Lambda task.
+async fn express_lambda_child(sfn: &LocalStepFunctions) -> String {
+    let definition = json!({"StartAt": "T", "States": {"T": {"Type": "Task",
+        "Resource": LAMBDA, "End": true}}});
+    typed_machine(sfn, "child", definition, Some(StateMachineType::Express)).await
+}
 
 async fn machine(sfn: &LocalStepFunctions, name: &str, definition: Value) -> String {
     typed_machine(sfn, name, definition, None).await
@@ -58,10 +83,9 @@ async fn run(sfn: &LocalStepFunctions, machine: &str) -> DescribeExecutionOutput
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_parent_gets_its_childs_output() {
-    let dir = std::env::temp_dir().join(format!("oms-nested-{}", uuid::Uuid::new_v4()));
+    let dir = data_dir();
     let store = ExecutionStore::open(&dir).unwrap();
-    let runtime = Runtime::new(store.clone(), Arc::new(NoTasks));
-    let sfn = LocalStepFunctions::shared(runtime, "us-east-1", "000000000000");
+    let (_, sfn) = service(&store, Arc::new(NoTasks));
     let child_definition = json!({"StartAt": "P", "States": {
         "P": {"Type": "Pass", "Parameters": {"got.$": "$.n"}, "End": true}}});
     let child = machine(&sfn, "child", child_definition).await;
@@ -141,14 +165,13 @@ async fn a_succeeded_parent_keeps_only_the_express_children_worth_reading() {
             true,
         ),
     ];
-    let dir = std::env::temp_dir().join(format!("oms-nested-{}", uuid::Uuid::new_v4()));
+    let dir = data_dir();
     let store = ExecutionStore::open(&dir).unwrap();
-    let runtime = Runtime::new(store.clone(), Arc::new(NoTasks));
-    let sfn = LocalStepFunctions::shared(runtime, "us-east-1", "000000000000");
+    let (_, sfn) = service(&store, Arc::new(NoTasks));
     for (i, (case, child_type, child_errs, parent_fails, kept)) in cases.into_iter().enumerate() {
         // NoTasks fails every Lambda call: a caught one is an error met on the way.
         let child_states = if child_errs {
-            json!({"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:000000000000:function:f",
+            json!({"T": {"Type": "Task", "Resource": LAMBDA,
                          "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "P"}], "Next": "P"},
                    "P": {"Type": "Pass", "End": true}})
         } else {
@@ -237,6 +260,20 @@ async fn until_live(runtime: &Runtime, n: usize) {
     panic!("{} executions live, not {n}", runtime.running());
 }
 
+/// Waits (up to 5 s) until a task token is stored.
+async fn until_token_stored(store: &ExecutionStore) {
+    for _ in 0..500 {
+        let tokens: i64 = store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM tasks", [], |r| r.get(0))?))
+            .unwrap();
+        if tokens > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("no task token stored");
+}
+
 async fn start(sfn: &LocalStepFunctions, machine: &str) -> String {
     sfn.start_execution(StartExecutionInput {
         state_machine_arn: machine.into(),
@@ -255,19 +292,10 @@ const SYNC_PARENT_TASK: &str = "arn:aws:states:::states:startExecution.sync:2";
 /// ABORTED and linked to its parent, as a child that met an error is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_express_child_runs_in_memory_and_is_stopped_with_its_parent() {
-    let dir = std::env::temp_dir().join(format!("oms-nested-{}", uuid::Uuid::new_v4()));
+    let dir = data_dir();
     let store = ExecutionStore::open(&dir).unwrap();
-    let runtime = Runtime::new(store.clone(), Arc::new(Hangs));
-    let sfn = LocalStepFunctions::shared(runtime.clone(), "us-east-1", "000000000000");
-    let child_definition = json!({"StartAt": "T", "States": {"T": {"Type": "Task",
-        "Resource": "arn:aws:lambda:us-east-1:000000000000:function:f", "End": true}}});
-    let child = typed_machine(
-        &sfn,
-        "child",
-        child_definition,
-        Some(StateMachineType::Express),
-    )
-    .await;
+    let (runtime, sfn) = service(&store, Arc::new(Hangs));
+    let child = express_lambda_child(&sfn).await;
     let parent_definition = json!({"StartAt": "T", "States": {"T": {"Type": "Task",
         "Resource": SYNC_PARENT_TASK, "Parameters": {"StateMachineArn": child}, "End": true}}});
     let parent = machine(&sfn, "parent", parent_definition).await;
@@ -290,24 +318,14 @@ async fn an_express_child_runs_in_memory_and_is_stopped_with_its_parent() {
 /// its start, and resumed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resumed_parent_runs_its_in_memory_child_again() {
-    let dir = std::env::temp_dir().join(format!("oms-nested-{}", uuid::Uuid::new_v4()));
+    let dir = data_dir();
     let store = ExecutionStore::open(&dir).unwrap();
     let (child, token_child, parent_arn) = {
-        let runtime = Runtime::new(store.clone(), Arc::new(Hangs));
-        let sfn = LocalStepFunctions::shared(runtime.clone(), "us-east-1", "000000000000");
-        let lambda = "arn:aws:lambda:us-east-1:000000000000:function:f";
-        let child_definition = json!({"StartAt": "T", "States": {"T": {"Type": "Task",
-            "Resource": lambda, "End": true}}});
-        let child = typed_machine(
-            &sfn,
-            "child",
-            child_definition,
-            Some(StateMachineType::Express),
-        )
-        .await;
+        let (runtime, sfn) = service(&store, Arc::new(Hangs));
+        let child = express_lambda_child(&sfn).await;
         let token_definition = json!({"StartAt": "T", "States": {"T": {"Type": "Task",
             "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
-            "Parameters": {"FunctionName": lambda, "Payload": {"token.$": "$$.Task.Token"}},
+            "Parameters": {"FunctionName": LAMBDA, "Payload": {"token.$": "$$.Task.Token"}},
             "End": true}}});
         // Standard: an Express machine cannot wait for a token.
         let token_child = machine(&sfn, "token-child", token_definition).await;
@@ -321,7 +339,8 @@ async fn a_resumed_parent_runs_its_in_memory_child_again() {
         let parent = machine(&sfn, "parent", parent_definition).await;
         let parent_arn = start(&sfn, &parent).await;
         until_live(&runtime, 3).await;
-        runtime.sync().await.unwrap();
+        // Live is not yet stored: an execution is registered before its first commit.
+        until_token_stored(&store).await;
         assert_eq!(stored(&store, &child), [], "a running in-memory child");
         assert_eq!(
             stored(&store, &token_child),
@@ -332,8 +351,7 @@ async fn a_resumed_parent_runs_its_in_memory_child_again() {
     };
     store.close();
     let store = ExecutionStore::open(&dir).unwrap();
-    let runtime = Runtime::new(store.clone(), Arc::new(Answers));
-    let sfn = LocalStepFunctions::shared(runtime.clone(), "us-east-1", "000000000000");
+    let (runtime, sfn) = service(&store, Arc::new(Answers));
     // The parent and its stored child; the in-memory child is started again by the
     // parent's task.
     assert_eq!(runtime.recover().await.unwrap(), 2);

@@ -24,10 +24,9 @@
 //! in its closing step if it succeeded without meeting an error; the child of a parent
 //! that did not succeed stays.
 
-use super::from_epoch;
 use super::{
-    epoch, event_rows, outcome, stored_events, ExecutionRecord, HistoryWrite, Insert, Live,
-    NewExecution, Runtime, RuntimeError,
+    api_status, epoch, event_rows, from_epoch, stored_events, ExecutionRecord, HistoryWrite,
+    Insert, Live, NewExecution, Packed, Runtime, RuntimeError,
 };
 use crate::api::{ApiError, DescribeExecutionOutput, ExecutionStatus};
 use crate::nested::{self, Executions, Parent, Wait};
@@ -62,13 +61,10 @@ fn needs_the_store(machine: &asl::Machine) -> bool {
         .flat_map(|l| &l.states)
         .any(|state| match &state.kind {
             Kind::Task(task) => {
-                let starts_an_execution = matches!(&task.target,
-                    Target::Service { service, action, .. }
-                        if service == "states" && action == "startExecution");
                 matches!(task.target, Target::Activity { .. })
                     || task.target.pattern() == Pattern::WaitForTaskToken
                     || task.heartbeat.is_some()
-                    || starts_an_execution
+                    || nested::starts_an_execution(&task.target)
             }
             Kind::Map(map) => map.distributed.is_some(),
             _ => false,
@@ -87,6 +83,16 @@ pub(crate) struct ChildInMemory {
 /// `children` table holds for a stored child. A link goes when the parent's task has
 /// read the child's end, or when the parent ends.
 pub(crate) type InMemoryChildren = BTreeMap<(String, EffectId), Arc<ChildInMemory>>;
+
+/// The links of `parent_arn`'s children run in memory.
+fn of_parent<'a>(
+    children: &'a InMemoryChildren,
+    parent_arn: &'a str,
+) -> impl Iterator<Item = (&'a (String, EffectId), &'a Arc<ChildInMemory>)> {
+    children
+        .range((parent_arn.to_string(), EffectId::MIN)..)
+        .take_while(move |((parent, _), _)| parent == parent_arn)
+}
 
 /// An Express child run in memory: its row and its history so far, written only if
 /// it ends having met an error.
@@ -169,10 +175,7 @@ impl Runtime {
     /// Forgets the links of a parent that has ended to its children run in memory.
     pub(super) fn forget_children_in_memory(&self, parent_arn: &str) {
         let mut children = self.children_in_memory.lock().expect("children lock");
-        let first = (parent_arn.to_string(), EffectId::MIN);
-        let theirs: Vec<_> = children
-            .range(first..)
-            .take_while(|((parent, _), _)| parent == parent_arn)
+        let theirs: Vec<_> = of_parent(&children, parent_arn)
             .map(|(key, _)| key.clone())
             .collect();
         for key in theirs {
@@ -200,7 +203,7 @@ impl Runtime {
         if let Some(o) = self.observer.get() {
             o.step_committed(&live.exec.info().state_machine_arn, &new_events);
         }
-        let (status, output, failure) = outcome(&live.exec);
+        let status = api_status(&live.exec);
         let Some(child) = live.in_memory.as_mut() else {
             return;
         };
@@ -213,14 +216,7 @@ impl Runtime {
         }
         let stop_date = epoch(Utc::now());
         live.stop_date = Some(stop_date);
-        let row = ExecutionRecord {
-            status,
-            output,
-            error: failure.as_ref().map(|f| f.error.clone()),
-            cause: failure.and_then(|f| f.cause),
-            stop_date: Some(stop_date),
-            ..child.row.clone()
-        };
+        let row = child.row.clone().with_outcome(&live.exec, Some(stop_date));
         let _ = child.link.ended.set(row.clone().describe(true, None));
         if status == ExecutionStatus::Succeeded && !child.met_an_error {
             return;
@@ -241,15 +237,16 @@ impl Runtime {
     ) -> Result<(), crate::store::StoreError> {
         let stored = stored_events(&event_rows(&child.events));
         let frame = crate::history::encode(&stored)?;
-        let insert = Insert::new(
+        let insert = Insert {
+            packed: Packed::of(&row),
             row,
-            None,
-            Some(HistoryWrite::Whole(frame)),
-            Vec::new(),
-            Some(child.parent.clone()),
-            child.test_case.clone(),
-            false,
-        );
+            snapshot_packed: None,
+            history: Some(HistoryWrite::Whole(frame)),
+            tasks: Vec::new(),
+            parent: Some(child.parent.clone()),
+            test_case: child.test_case.clone(),
+            clean_express: false,
+        };
         self.store().write_lazy(move |c| insert.store(c)).await
     }
 
@@ -352,10 +349,7 @@ impl Runtime {
     pub(crate) fn running_sync_children(&self, parent_arn: &str) -> Vec<String> {
         let in_memory: Vec<String> = {
             let children = self.children_in_memory.lock().expect("children lock");
-            let first = (parent_arn.to_string(), EffectId::MIN);
-            children
-                .range(first..)
-                .take_while(|((parent, _), _)| parent == parent_arn)
+            of_parent(&children, parent_arn)
                 .filter(|(_, child)| child.ended.get().is_none())
                 .map(|(_, child)| child.arn.clone())
                 .collect()
