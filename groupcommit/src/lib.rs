@@ -5,9 +5,10 @@
 //! one failing write does not undo the others), commits once, and only then answers
 //! each caller. Many callers' writes therefore share one commit and one fsync.
 //!
-//! Durable or lazy: a durable write is fsynced before it is answered
-//! (`synchronous=FULL`); a lazy one is committed and visible at once but fsynced only
-//! with the next durable commit or [`Db::sync`]. One database has one WAL, and a power
+//! Durable or lazy: a durable write is fsynced before it is answered; a lazy one is
+//! committed and visible at once but fsynced only with the next durable commit or
+//! [`Db::sync`]. The fsync is not the writer's: a thread of its own (`syncer`) fsyncs
+//! the WAL while the writer commits the next batch. One database has one WAL, and a power
 //! cut keeps a prefix of a WAL: it loses at most a suffix of commits, never one without
 //! those before it. So every store whose writes must agree after a crash (the runtime's
 //! steps and the order activities' items, issue 16) lives in one `Db` and may write
@@ -22,6 +23,9 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use syncer::{Progress, Waiter};
+
+mod syncer;
 
 /// Why a write or read could not be done. Clone: one commit's failure is every job's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,10 +123,10 @@ struct Inner {
     /// Tells the checkpointer thread to stop.
     stop_checkpoints: Arc<AtomicBool>,
     observer: Arc<OnceLock<CommitObserver>>,
-    /// Whether a lazy commit may not be on disk yet. Set before such a commit becomes
-    /// visible, cleared after a durable one: a reader that saw lazily committed data
-    /// finds it set.
-    unsynced: Arc<AtomicBool>,
+    /// How far the WAL is on disk; None in memory, where nothing is.
+    progress: Option<Arc<Progress>>,
+    /// The syncer's requests (`Db::sync`), for a database on disk.
+    syncs: Mutex<Option<mpsc::Sender<Vec<Waiter>>>>,
 }
 
 impl Drop for Inner {
@@ -184,11 +188,18 @@ impl Db {
             pool: Mutex::new(Vec::new()),
         };
         let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let progress = Arc::new(Progress::default());
+        let syncer = syncer::spawn(&conn, progress.clone())?;
         let conn = Arc::new(Mutex::new(conn));
+        let disk = Disk {
+            wal,
+            progress,
+            syncer,
+        };
         Ok(Db::start(
             conn,
             reads,
-            Some(wal),
+            Some(disk),
             stop_checkpoints,
             options,
         )?)
@@ -212,19 +223,20 @@ impl Db {
     fn start(
         conn: Arc<Mutex<Connection>>,
         reads: Reads,
-        wal: Option<PathBuf>,
+        disk: Option<Disk>,
         stop_checkpoints: Arc<AtomicBool>,
         options: &Options,
     ) -> Result<Db, Error> {
         let (tx, rx) = mpsc::channel::<Job>();
         let observer: Arc<OnceLock<CommitObserver>> = Arc::default();
-        let unsynced = Arc::new(AtomicBool::new(false));
+        let progress = disk.as_ref().map(|d| d.progress.clone());
+        let syncs = disk.as_ref().map(|d| d.syncer.0.clone());
         let writer = Writer {
             rx,
-            wal,
+            disk,
             observer: observer.clone(),
-            unsynced: unsynced.clone(),
             max_batch: options.max_batch,
+            commits: 0,
         };
         let handle = std::thread::Builder::new()
             .name(options.writer_thread.into())
@@ -240,7 +252,8 @@ impl Db {
                 writer: Mutex::new(Some(handle)),
                 stop_checkpoints,
                 observer,
-                unsynced,
+                progress,
+                syncs: Mutex::new(syncs),
             }),
         })
     }
@@ -281,17 +294,31 @@ impl Db {
     }
 
     /// Returns once everything committed before the call is on disk: at once when no
-    /// lazy commit is waiting, else after one fsync shared with whoever else asks.
+    /// commit is waiting for an fsync, else after one fsync shared with whoever else
+    /// asks. It goes to the syncer directly, not behind the writer's queue: what the
+    /// caller saw committed is in the WAL file already.
     pub async fn sync(&self) -> Result<(), Error> {
-        if !self.inner.unsynced.load(SeqCst) {
+        let Some(progress) = &self.inner.progress else {
+            return Ok(());
+        };
+        if let Some(e) = progress.failed() {
+            return Err(e);
+        }
+        if !progress.unsynced() {
             return Ok(());
         }
-        self.write(true, |_| Ok::<_, Error>(())).await
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let waiter: Waiter = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        let sender = lock(&self.inner.syncs).clone().ok_or(Error::Closed)?;
+        sender.send(vec![waiter]).map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Stopped)?
     }
 
-    /// Whether a lazy commit may not be on disk yet (what [`Db::sync`] would wait for).
+    /// Whether a commit may not be on disk yet (what [`Db::sync`] would wait for).
     pub fn unsynced(&self) -> bool {
-        self.inner.unsynced.load(SeqCst)
+        self.inner.progress.as_ref().is_some_and(|p| p.unsynced())
     }
 
     /// Runs a read: on a pooled read-only connection for a file (WAL lets reads run
@@ -326,6 +353,7 @@ impl Db {
     pub fn close(&self) {
         self.inner.stop_checkpoints.store(true, SeqCst);
         lock(&self.inner.jobs).take();
+        lock(&self.inner.syncs).take();
         let writer = lock(&self.inner.writer).take();
         if let Some(writer) = writer {
             let _ = writer.join();
@@ -335,7 +363,7 @@ impl Db {
 
 /// A lock whose holder panicked is still usable: each use is one statement or one
 /// transaction, which SQLite leaves consistent.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -379,10 +407,6 @@ fn common_pragmas(conn: &Connection) -> Result<(), Error> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     // Each job runs in a savepoint; its sub-journal need not touch the disk.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // One row a durable commit rewrites when it has nothing else to write (a `sync`).
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS sync_marker (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL)",
-    )?;
     Ok(())
 }
 
@@ -431,23 +455,36 @@ const MMAP_BYTES: i64 = 1 << 30;
 /// Past this size the writer truncates the WAL itself (see `Writer::run`).
 const WAL_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// What a database on disk has that one in memory has not: a WAL, and its syncer.
+struct Disk {
+    /// The WAL file (its size decides when the writer truncates it).
+    wal: PathBuf,
+    progress: Arc<Progress>,
+    /// The syncer's requests, and the thread (joined before the last checkpoint).
+    syncer: (mpsc::Sender<Vec<Waiter>>, std::thread::JoinHandle<()>),
+}
+
 struct Writer {
     rx: mpsc::Receiver<Job>,
-    /// The WAL file, for a database on disk.
-    wal: Option<PathBuf>,
+    disk: Option<Disk>,
     observer: Arc<OnceLock<CommitObserver>>,
-    unsynced: Arc<AtomicBool>,
     max_batch: usize,
+    /// Commits begun, numbering them for `Progress`.
+    commits: u64,
 }
 
 impl Writer {
     /// Takes every job waiting, runs them in one transaction, commits once, answers
-    /// each. Ends when every sender is gone (the `Db` closed or dropped). The
-    /// connection is locked a batch at a time: in memory, reads share it.
-    fn run(self, conn: &Mutex<Connection>) {
+    /// each (a durable job once the syncer has fsynced the WAL). Ends when every sender
+    /// is gone (the `Db` closed or dropped). The connection is locked a batch at a
+    /// time: in memory, reads share it.
+    fn run(mut self, conn: &Mutex<Connection>) {
+        if self.disk.is_some() {
+            // The writer's commits are not fsynced by SQLite: the syncer fsyncs them.
+            // (The schema, before this, was committed with synchronous=FULL.)
+            let _ = lock(conn).pragma_update(None, "synchronous", "NORMAL");
+        }
         let mut batches = 0u32;
-        // The connection's synchronous setting, changed only between transactions.
-        let mut full = true;
         while let Ok(first) = self.rx.recv() {
             let conn = lock(conn);
             batches += 1;
@@ -461,23 +498,16 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let durable = batch.iter().any(|j| j.durable);
-            // Cached: at low concurrency lazy and durable batches alternate, and parsing
-            // the pragma anew each time showed in profiles.
-            let pragma = if durable {
-                "PRAGMA synchronous=FULL"
-            } else {
-                "PRAGMA synchronous=NORMAL"
-            };
-            if durable != full
-                && conn
-                    .prepare_cached(pragma)
-                    .and_then(|mut st| st.execute([]))
-                    .is_ok()
-            {
-                full = durable;
-            }
-            self.commit(&conn, batch, durable, full);
+            self.commit(&conn, batch);
+        }
+        if let Some(Disk {
+            syncer: (tx, handle),
+            ..
+        }) = self.disk.take()
+        {
+            // Every durable job answered before the connection checkpoints and closes.
+            drop(tx);
+            let _ = handle.join();
         }
         finish(&lock(conn));
     }
@@ -487,17 +517,17 @@ impl Writer {
     /// quick, as the checkpointer has already copied almost every frame.
     fn truncate_large_wal(&self, conn: &Connection) {
         let large = self
-            .wal
+            .disk
             .as_ref()
-            .is_some_and(|wal| std::fs::metadata(wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES));
+            .is_some_and(|d| std::fs::metadata(&d.wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES));
         if large {
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         }
     }
 
-    /// Commits `batch`, one of whose jobs asked for durability if `durable`; `full` is
-    /// whether the connection's commits are fsynced (`synchronous=FULL`).
-    fn commit(&self, conn: &Connection, batch: Vec<Job>, durable: bool, full: bool) {
+    /// Commits `batch` and answers its jobs: the lazy ones at once, the durable ones
+    /// through the syncer.
+    fn commit(&mut self, conn: &Connection, batch: Vec<Job>) {
         let began = std::time::Instant::now();
         if let Err(e) = conn
             .prepare_cached("BEGIN IMMEDIATE")
@@ -511,20 +541,15 @@ impl Writer {
             return;
         }
         let jobs = batch.len();
-        let replies: Vec<Reply> = batch.into_iter().map(|job| (job.run)(Some(conn))).collect();
-        if durable && self.unsynced.load(SeqCst) {
-            // The commit must reach the disk even if this group wrote nothing itself
-            // (a `sync`): one row rewritten makes it write, so fsync, the WAL.
-            let _ = conn
-                .prepare_cached(
-                    "INSERT INTO sync_marker (id, n) VALUES (1, 1) \
-                     ON CONFLICT (id) DO UPDATE SET n = n + 1",
-                )
-                .and_then(|mut s| s.execute([]));
-        }
-        if !full {
-            // Set before the commit makes the data visible: whoever reads it sees the flag.
-            self.unsynced.store(true, SeqCst);
+        let replies: Vec<(Reply, bool)> = batch
+            .into_iter()
+            .map(|job| ((job.run)(Some(conn)), job.durable))
+            .collect();
+        self.commits += 1;
+        let progress = self.disk.as_ref().map(|d| &d.progress);
+        if let Some(p) = progress {
+            // Before the commit makes the data visible: whoever reads it finds it unsynced.
+            p.begin(self.commits);
         }
         let committed = conn
             .prepare_cached("COMMIT")
@@ -533,15 +558,43 @@ impl Writer {
             .map_err(Error::from);
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
-        } else if full {
-            // The WAL is one file: its fsync took every lazy commit before this one.
-            self.unsynced.store(false, SeqCst);
+        }
+        if let Some(p) = progress {
+            p.end(self.commits);
         }
         if let Some(o) = self.observer.get() {
             o(jobs, began.elapsed().as_secs_f64(), committed.is_ok());
         }
-        for reply in replies {
-            reply(committed.clone());
+        self.answer(replies, committed);
+    }
+
+    /// Answers a commit's jobs: each with the commit's error if it failed; else a lazy
+    /// one at once and a durable one once the syncer has fsynced (in memory, at once).
+    fn answer(&self, replies: Vec<(Reply, bool)>, committed: Result<(), Error>) {
+        let syncer = match (&committed, &self.disk) {
+            (Ok(()), Some(disk)) => &disk.syncer.0,
+            _ => {
+                for (reply, _) in replies {
+                    reply(committed.clone());
+                }
+                return;
+            }
+        };
+        let mut durable: Vec<Waiter> = Vec::new();
+        for (reply, wants_fsync) in replies {
+            if wants_fsync {
+                durable.push(reply);
+            } else {
+                reply(Ok(()));
+            }
+        }
+        if durable.is_empty() {
+            return;
+        }
+        if let Err(mpsc::SendError(durable)) = syncer.send(durable) {
+            for reply in durable {
+                reply(Err(Error::Stopped));
+            }
         }
     }
 }
