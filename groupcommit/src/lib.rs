@@ -21,7 +21,7 @@
 use dbkey::DbKey;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use syncer::{Progress, Waiter};
 
@@ -118,6 +118,10 @@ pub struct Db {
 
 struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Jobs sent to the writer thread and not yet taken by it.
+    queued: Arc<AtomicUsize>,
+    /// The write connection, for the writer thread or a caller that finds it idle.
+    committer: Arc<Mutex<Committer>>,
     reads: Reads,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Tells the checkpointer thread to stop.
@@ -146,7 +150,7 @@ enum Reads {
         statement_cache: usize,
         pool: Mutex<Vec<Connection>>,
     },
-    Shared(Arc<Mutex<Connection>>),
+    Shared(Arc<Mutex<Committer>>),
 }
 
 impl Db {
@@ -189,17 +193,21 @@ impl Db {
         };
         let wal = PathBuf::from(format!("{}-wal", path.display()));
         let progress = Arc::new(Progress::default());
-        let syncer = syncer::spawn(&conn, progress.clone())?;
-        let conn = Arc::new(Mutex::new(conn));
+        let (syncs, syncer) = syncer::spawn(&conn, progress.clone())?;
+        // From here on SQLite does not fsync the commits: the syncer does. (The schema,
+        // above, was committed with synchronous=FULL.)
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(Error::from)?;
         let disk = Disk {
             wal,
             progress,
-            syncer,
+            syncs,
         };
+        let committer = Arc::new(Mutex::new(Committer::new(conn, Some(disk))));
         Ok(Db::start(
-            conn,
+            committer,
             reads,
-            Some(disk),
+            Some(syncer),
             stop_checkpoints,
             options,
         )?)
@@ -214,33 +222,40 @@ impl Db {
         conn.set_prepared_statement_cache_capacity(options.statement_cache);
         common_pragmas(&conn)?;
         setup(&conn)?;
-        let conn = Arc::new(Mutex::new(conn));
-        let reads = Reads::Shared(conn.clone());
+        let committer = Arc::new(Mutex::new(Committer::new(conn, None)));
+        let reads = Reads::Shared(committer.clone());
         let stop = Arc::new(AtomicBool::new(true));
-        Ok(Db::start(conn, reads, None, stop, options)?)
+        Ok(Db::start(committer, reads, None, stop, options)?)
     }
 
     fn start(
-        conn: Arc<Mutex<Connection>>,
+        committer: Arc<Mutex<Committer>>,
         reads: Reads,
-        disk: Option<Disk>,
+        syncer: Option<std::thread::JoinHandle<()>>,
         stop_checkpoints: Arc<AtomicBool>,
         options: &Options,
     ) -> Result<Db, Error> {
         let (tx, rx) = mpsc::channel::<Job>();
-        let observer: Arc<OnceLock<CommitObserver>> = Arc::default();
-        let progress = disk.as_ref().map(|d| d.progress.clone());
-        let syncs = disk.as_ref().map(|d| d.syncer.0.clone());
+        let (observer, progress, syncs) = {
+            let c = lock(&committer);
+            let disk = c.disk.as_ref();
+            (
+                c.observer.clone(),
+                disk.map(|d| d.progress.clone()),
+                disk.map(|d| d.syncs.clone()),
+            )
+        };
+        let queued = Arc::new(AtomicUsize::new(0));
         let writer = Writer {
             rx,
-            disk,
-            observer: observer.clone(),
+            queued: queued.clone(),
+            committer: committer.clone(),
+            syncer,
             max_batch: options.max_batch,
-            commits: 0,
         };
         let handle = std::thread::Builder::new()
             .name(options.writer_thread.into())
-            .spawn(move || writer.run(&conn))
+            .spawn(move || writer.run())
             .map_err(|e| Error::Sqlite {
                 code: None,
                 message: format!("cannot start the store writer: {e}"),
@@ -248,6 +263,8 @@ impl Db {
         Ok(Db {
             inner: Arc::new(Inner {
                 jobs: Mutex::new(Some(tx)),
+                queued,
+                committer,
                 reads,
                 writer: Mutex::new(Some(handle)),
                 stop_checkpoints,
@@ -287,10 +304,36 @@ impl Db {
             }) as Reply
         });
         let sender = lock(&self.inner.jobs).clone().ok_or(Error::Closed)?;
-        sender
-            .send(Job { run, durable })
-            .map_err(|_| Error::Closed)?;
+        let job = Job { run, durable };
+        if let Some(job) = self.commit_here(job) {
+            self.inner.queued.fetch_add(1, SeqCst);
+            if sender.send(job).is_err() {
+                self.inner.queued.fetch_sub(1, SeqCst);
+                return Err(E::from(Error::Closed));
+            }
+        }
         rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Commits `job` on the caller's thread if the writer is idle (nothing queued, the
+    /// connection free), else hands it back for the writer's queue. At low concurrency
+    /// a job then costs no hand-off to the writer thread and back, two thread switches
+    /// that were most of a small commit's time (issue 16); under load the queue is
+    /// rarely empty, and jobs still share the writer's group commits.
+    fn commit_here(&self, job: Job) -> Option<Job> {
+        if self.inner.queued.load(SeqCst) != 0 {
+            return Some(job);
+        }
+        let mut committer = match self.inner.committer.try_lock() {
+            Ok(c) => c,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Some(job),
+        };
+        if committer.finished {
+            return Some(job);
+        }
+        committer.commit(vec![job]);
+        None
     }
 
     /// Returns once everything committed before the call is on disk: at once when no
@@ -328,7 +371,7 @@ impl Db {
         f: impl FnOnce(&Connection) -> Result<R, E>,
     ) -> Result<R, E> {
         match &self.inner.reads {
-            Reads::Shared(conn) => f(&lock(conn)),
+            Reads::Shared(committer) => f(&lock(committer).conn),
             Reads::File {
                 path,
                 key,
@@ -460,36 +503,45 @@ struct Disk {
     /// The WAL file (its size decides when the writer truncates it).
     wal: PathBuf,
     progress: Arc<Progress>,
-    /// The syncer's requests, and the thread (joined before the last checkpoint).
-    syncer: (mpsc::Sender<Vec<Waiter>>, std::thread::JoinHandle<()>),
+    /// The syncer's requests.
+    syncs: mpsc::Sender<Vec<Waiter>>,
 }
 
-struct Writer {
-    rx: mpsc::Receiver<Job>,
+/// The write connection and what committing on it needs. Whoever holds its lock
+/// commits: the writer thread, or a caller that found the writer idle
+/// (`Db::commit_here`).
+struct Committer {
+    conn: Connection,
+    /// None in memory.
     disk: Option<Disk>,
     observer: Arc<OnceLock<CommitObserver>>,
-    max_batch: usize,
     /// Commits begun, numbering them for `Progress`.
     commits: u64,
+    /// Set once the writer has given the free pages back and checkpointed, at close:
+    /// nothing commits after.
+    finished: bool,
+}
+
+/// The writer thread's side: its queue, and the syncer it stops at the end.
+struct Writer {
+    rx: mpsc::Receiver<Job>,
+    queued: Arc<AtomicUsize>,
+    committer: Arc<Mutex<Committer>>,
+    syncer: Option<std::thread::JoinHandle<()>>,
+    max_batch: usize,
 }
 
 impl Writer {
     /// Takes every job waiting, runs them in one transaction, commits once, answers
     /// each (a durable job once the syncer has fsynced the WAL). Ends when every sender
-    /// is gone (the `Db` closed or dropped). The connection is locked a batch at a
-    /// time: in memory, reads share it.
-    fn run(mut self, conn: &Mutex<Connection>) {
-        if self.disk.is_some() {
-            // The writer's commits are not fsynced by SQLite: the syncer fsyncs them.
-            // (The schema, before this, was committed with synchronous=FULL.)
-            let _ = lock(conn).pragma_update(None, "synchronous", "NORMAL");
-        }
+    /// is gone (the `Db` closed or dropped).
+    fn run(self) {
         let mut batches = 0u32;
         while let Ok(first) = self.rx.recv() {
-            let conn = lock(conn);
+            let mut c = lock(&self.committer);
             batches += 1;
             if batches % 64 == 0 {
-                self.truncate_large_wal(&conn);
+                c.truncate_large_wal();
             }
             let mut batch = vec![first];
             while batch.len() < self.max_batch {
@@ -498,37 +550,51 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(&conn, batch);
+            self.queued.fetch_sub(batch.len(), SeqCst);
+            c.commit(batch);
         }
-        if let Some(Disk {
-            syncer: (tx, handle),
-            ..
-        }) = self.disk.take()
-        {
-            // Every durable job answered before the connection checkpoints and closes.
-            drop(tx);
-            let _ = handle.join();
+        let mut c = lock(&self.committer);
+        c.finished = true;
+        // Every durable job answered before the connection checkpoints and closes.
+        c.disk.take();
+        if let Some(syncer) = self.syncer {
+            let _ = syncer.join();
         }
-        finish(&lock(conn));
+        finish(&c.conn);
+    }
+}
+
+impl Committer {
+    fn new(conn: Connection, disk: Option<Disk>) -> Committer {
+        Committer {
+            conn,
+            disk,
+            observer: Arc::default(),
+            commits: 0,
+            finished: false,
+        }
     }
 
     /// Under constant load the checkpointer's PASSIVE checkpoints never catch the
     /// writer up, and the WAL would only grow. Past the limit the writer truncates it:
     /// quick, as the checkpointer has already copied almost every frame.
-    fn truncate_large_wal(&self, conn: &Connection) {
+    fn truncate_large_wal(&self) {
         let large = self
             .disk
             .as_ref()
             .is_some_and(|d| std::fs::metadata(&d.wal).is_ok_and(|m| m.len() > WAL_LIMIT_BYTES));
         if large {
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
         }
     }
 
     /// Commits `batch` and answers its jobs: the lazy ones at once, the durable ones
     /// through the syncer.
-    fn commit(&mut self, conn: &Connection, batch: Vec<Job>) {
+    fn commit(&mut self, batch: Vec<Job>) {
         let began = std::time::Instant::now();
+        let conn = &self.conn;
         if let Err(e) = conn
             .prepare_cached("BEGIN IMMEDIATE")
             .and_then(|mut s| s.execute([]))
@@ -572,7 +638,7 @@ impl Writer {
     /// one at once and a durable one once the syncer has fsynced (in memory, at once).
     fn answer(&self, replies: Vec<(Reply, bool)>, committed: Result<(), Error>) {
         let syncer = match (&committed, &self.disk) {
-            (Ok(()), Some(disk)) => &disk.syncer.0,
+            (Ok(()), Some(disk)) => &disk.syncs,
             _ => {
                 for (reply, _) in replies {
                     reply(committed.clone());
@@ -689,6 +755,39 @@ mod tests {
         db.close();
         assert_eq!(db.write(true, insert("a", "z")).await, Err(Error::Closed));
         assert_eq!(count(&db, "a"), 2, "reads still work");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_writer_lets_the_caller_commit_and_a_busy_one_queues() {
+        let db = open(&temp_db("inline"));
+        let threads: Arc<Mutex<Vec<String>>> = Arc::default();
+        let seen = threads.clone();
+        db.observe(Arc::new(move |_, _, _| {
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            lock(&seen).push(name);
+        }));
+        // Nothing queued: the caller commits its job itself.
+        db.write(false, insert("a", "1")).await.unwrap();
+        // A job that holds the connection while another arrives: that one queues, and
+        // the writer thread commits it.
+        let slow = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.write(false, |c| {
+                    std::thread::sleep(std::time::Duration::from_millis(150));
+                    insert("a", "2")(c)
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        db.write(true, insert("a", "3")).await.unwrap();
+        slow.await.unwrap().unwrap();
+        let writer = Options::default().writer_thread;
+        let on_writer: Vec<bool> = lock(&threads).iter().map(|t| t == writer).collect();
+        assert_eq!(on_writer, [false, false, true], "{:?}", lock(&threads));
+        assert_eq!(count(&db, "a"), 3);
+        db.close();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
