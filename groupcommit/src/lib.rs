@@ -1,9 +1,12 @@
-//! One SQLite database, written by one thread with group commit.
+//! One SQLite database, written through one connection with group commit.
 //!
-//! One writer thread owns the write connection. Callers hand it closures; it runs every
+//! A writer thread serves the write connection. Callers hand it closures; it runs every
 //! closure waiting at that moment inside one transaction (each in its own savepoint, so
 //! one failing write does not undo the others), commits once, and only then answers
-//! each caller. Many callers' writes therefore share one commit and one fsync.
+//! each caller. Many callers' writes therefore share one commit and one fsync. A caller
+//! that finds the writer idle (nothing queued, the connection free) commits its closure
+//! on its own thread instead, the same way: at low concurrency the hand-off to the
+//! writer thread and back cost more than the commit.
 //!
 //! Durable or lazy: a durable write is fsynced before it is answered; a lazy one is
 //! committed and visible at once but fsynced only with the next durable commit or
@@ -251,6 +254,7 @@ impl Db {
             queued: queued.clone(),
             committer: committer.clone(),
             syncer,
+            progress: progress.clone(),
             max_batch: options.max_batch,
         };
         let handle = std::thread::Builder::new()
@@ -321,7 +325,8 @@ impl Db {
     /// that were most of a small commit's time (issue 16); under load the queue is
     /// rarely empty, and jobs still share the writer's group commits.
     fn commit_here(&self, job: Job) -> Option<Job> {
-        if self.inner.queued.load(SeqCst) != 0 {
+        let fsyncing = self.inner.progress.as_ref().is_some_and(|p| p.fsyncing());
+        if self.inner.queued.load(SeqCst) != 0 || (job.durable && fsyncing) {
             return Some(job);
         }
         let mut committer = match self.inner.committer.try_lock() {
@@ -528,16 +533,25 @@ struct Writer {
     queued: Arc<AtomicUsize>,
     committer: Arc<Mutex<Committer>>,
     syncer: Option<std::thread::JoinHandle<()>>,
+    /// The syncer's progress, to let durable jobs gather while it fsyncs.
+    progress: Option<Arc<Progress>>,
     max_batch: usize,
 }
 
 impl Writer {
     /// Takes every job waiting, runs them in one transaction, commits once, answers
-    /// each (a durable job once the syncer has fsynced the WAL). Ends when every sender
-    /// is gone (the `Db` closed or dropped).
+    /// each (a durable job once the syncer has fsynced the WAL). A durable job at the
+    /// head of the queue first waits out an fsync under way, so that the jobs behind it
+    /// gather into one commit (`Progress::fsyncing`); a lazy one is committed at once.
+    /// Ends when every sender is gone (the `Db` closed or dropped).
     fn run(self) {
         let mut batches = 0u32;
         while let Ok(first) = self.rx.recv() {
+            if first.durable {
+                if let Some(progress) = &self.progress {
+                    progress.wait_for_fsync();
+                }
+            }
             let mut c = lock(&self.committer);
             batches += 1;
             if batches % 64 == 0 {
