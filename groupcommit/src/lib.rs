@@ -95,9 +95,12 @@ impl Default for Options {
     }
 }
 
-/// Told of every commit: how many jobs it took, how long it took in seconds, whether
-/// it committed.
+/// Told of every commit: how many jobs it took, how long it took in seconds (BEGIN to
+/// COMMIT; the fsync is the syncer's), whether it committed.
 pub type CommitObserver = Arc<dyn Fn(usize, f64, bool) + Send + Sync>;
+
+/// Told of every fsync of the WAL: how long it took in seconds, whether it succeeded.
+pub type SyncObserver = Box<dyn Fn(f64, bool) + Send + Sync>;
 
 type Reply = Box<dyn FnOnce(Result<(), Error>) + Send>;
 
@@ -282,6 +285,14 @@ impl Db {
     /// Tells `observer` of every commit from now on (the first observer set stays).
     pub fn observe(&self, observer: CommitObserver) {
         let _ = self.inner.observer.set(observer);
+    }
+
+    /// Tells `observer` of every fsync of the WAL from now on (the first observer set
+    /// stays; a database in memory makes none).
+    pub fn observe_syncs(&self, observer: SyncObserver) {
+        if let Some(progress) = &self.inner.progress {
+            let _ = progress.observer.set(observer);
+        }
     }
 
     /// Runs `f` in the next group commit, in a savepoint of its own (rolled back if `f`

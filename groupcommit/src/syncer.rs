@@ -29,7 +29,7 @@ use crate::Error;
 use rusqlite::{ffi, Connection};
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 
 /// What the syncer answers once the WAL is on disk (or the fsync failed).
 pub(crate) type Waiter = Box<dyn FnOnce(Result<(), Error>) + Send>;
@@ -51,6 +51,8 @@ pub(crate) struct Progress {
     /// signal when it is done.
     fsyncing: Mutex<bool>,
     fsynced: Condvar,
+    /// Told of every fsync: how long it took in seconds, whether it succeeded.
+    pub(crate) observer: OnceLock<crate::SyncObserver>,
 }
 
 impl Progress {
@@ -251,7 +253,12 @@ fn sync_once(wal: &mut WalHandle, progress: &Progress) -> Result<(), Error> {
     }
     // Read before the fsync begins: every commit ended by now is covered by it.
     let covered = progress.ended.load(SeqCst);
-    match wal.sync() {
+    let began = std::time::Instant::now();
+    let synced = wal.sync();
+    if let Some(o) = progress.observer.get() {
+        o(began.elapsed().as_secs_f64(), synced.is_ok());
+    }
+    match synced {
         Ok(()) => {
             progress.synced.fetch_max(covered, SeqCst);
             Ok(())

@@ -52,6 +52,7 @@ pub struct Metrics {
     executions_closed: IntCounterVec,
     commit_seconds: HistogramVec,
     commit_jobs: IntCounterVec,
+    fsync_seconds: HistogramVec,
     executions_running: IntGauge,
     orders: IntGaugeVec,
     orders_count_seconds: prometheus::Gauge,
@@ -99,7 +100,10 @@ impl Metrics {
             executions_closed: counter(&r, "oms_executions_closed_total",
                 "Executions that ended, by status", &["machine", "status"]),
             commit_seconds: histogram(&r, "oms_store_commit_seconds",
-                "The execution store's group commits, BEGIN to COMMIT with its fsync, by outcome",
+                "The execution store's group commits, BEGIN to COMMIT (the fsync is the syncer's), by outcome",
+                &["outcome"], &COMMIT_BUCKETS_S),
+            fsync_seconds: histogram(&r, "oms_store_fsync_seconds",
+                "The execution store's fsyncs of its WAL (one answers every durable write and sync waiting), by outcome",
                 &["outcome"], &COMMIT_BUCKETS_S),
             commit_jobs: counter(&r, "oms_store_commit_writes_total",
                 "Writes (steps, starts, task rows...) committed by the group commits",
@@ -292,6 +296,13 @@ impl Observer for Metrics {
         self.commit_jobs
             .with_label_values(&[outcome])
             .inc_by(jobs as u64);
+    }
+
+    fn store_synced(&self, seconds: f64, ok: bool) {
+        let outcome = if ok { "synced" } else { "failed" };
+        self.fsync_seconds
+            .with_label_values(&[outcome])
+            .observe(seconds);
     }
 }
 

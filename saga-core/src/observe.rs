@@ -35,8 +35,10 @@ pub trait Observer: Send + Sync {
     fn task_finished(&self, _task: &TaskFinished<'_>) {}
     fn redriven(&self, _redrive: &Redriven<'_>) {}
     /// The store's writer committed one transaction of `jobs` writes in `seconds`
-    /// (BEGIN to COMMIT, the fsync included), or failed to.
+    /// (BEGIN to COMMIT; the fsync is the syncer's, after), or failed to.
     fn store_committed(&self, _jobs: usize, _seconds: f64, _ok: bool) {}
+    /// The store's syncer fsynced the WAL in `seconds`, or failed to.
+    fn store_synced(&self, _seconds: f64, _ok: bool) {}
 }
 
 /// An observer set once, after the thing observed exists (the store's writer thread

@@ -239,10 +239,13 @@ impl ExecutionStore {
 
     /// Tells `observer` of every commit from now on (the first observer set stays).
     pub fn observe(&self, observer: std::sync::Arc<dyn crate::observe::Observer>) {
+        let syncs = observer.clone();
         self.db
             .observe(std::sync::Arc::new(move |jobs, seconds, ok| {
                 observer.store_committed(jobs, seconds, ok)
             }));
+        self.db
+            .observe_syncs(Box::new(move |seconds, ok| syncs.store_synced(seconds, ok)));
     }
 
     /// Runs `f` in the next group commit and returns its result once committed and

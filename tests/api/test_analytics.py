@@ -99,6 +99,9 @@ def test_metrics_move_with_orders_compensations_and_redrives(served):
     assert moved("oms_redrives_total", machine=SAGA, step="RefundPayment",
                  error="Payment.RefundRejected") == 1
     assert moved("oms_store_commit_seconds_count", outcome="committed") > 0
+    # Every answer waited for an fsync of what it told: the syncer's are counted.
+    assert moved("oms_store_fsync_seconds_count", outcome="synced") > 0
+    assert moved("oms_store_fsync_seconds_sum", outcome="synced") > 0
     assert moved("oms_store_commit_writes_total", outcome="committed") >= \
         moved("oms_store_commit_seconds_count", outcome="committed")
     assert wait_metric(api, "oms_orders", 2, status="COMPLETED") == 2
