@@ -20,7 +20,7 @@
 pub mod overlay;
 mod vfs;
 
-pub use vfs::{install, power_cut, syncs};
+pub use vfs::{fail_syncs, install, power_cut, syncs};
 
 /// The status a process ends with when its power is cut.
 pub const EXIT_CODE: i32 = 86;

@@ -43,6 +43,14 @@ unsafe impl Sync for Installed {}
 static INSTALLED: OnceLock<Installed> = OnceLock::new();
 static CACHES: LazyLock<Mutex<HashMap<PathBuf, Arc<Cache>>>> = LazyLock::new(Default::default);
 static SYNCS: AtomicU64 = AtomicU64::new(0);
+static FAILING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// While on, every sync of a database, WAL or journal fails (SQLITE_IOERR_FSYNC) and
+/// lands nothing: a disk that refuses, for tests of what a store does after a failed
+/// fsync. Its writes stay unsynced, as the kernel's pages may after such a failure.
+pub fn fail_syncs(on: bool) {
+    FAILING.store(on, Ordering::SeqCst);
+}
 
 /// Makes the power-loss VFS SQLite's default. Call it before any connection opens:
 /// connections opened before keep the unix VFS.
@@ -389,6 +397,9 @@ unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_in
 }
 
 unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
+    if !(*file.cast::<File>()).cache.is_null() && FAILING.load(Ordering::SeqCst) {
+        return ffi::SQLITE_IOERR_FSYNC;
+    }
     if !(*file.cast::<File>()).cache.is_null() {
         // Counted (and the power cut) before anything reaches the disk: the commit
         // this sync would make durable is lost.
