@@ -12,7 +12,6 @@ use groupcommit::{Db, Error, Options};
 use rusqlite::Connection;
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
 const DB: &str = "GROUPCOMMIT_TEST_DB";
 const CUT: &str = "GROUPCOMMIT_TEST_CUT";
@@ -93,54 +92,14 @@ fn say_acked(ids: &[i64]) {
 /// Runs a child on `db` that cuts the power at sync `cut`; returns the ids it said
 /// were acknowledged.
 fn run(db: &Path, cut: u64) -> Vec<i64> {
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(DB, db)
-        .env(CUT, cut.to_string())
-        .output()
-        .expect("run the child");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(powerloss::EXIT_CODE),
-        "the child ends by its power cut; stderr:\n{stderr}"
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once("acked ").map(|(_, id)| id))
-        .map(|id| id.parse().expect("id"))
-        .collect()
+    let env = [(DB, db.display().to_string()), (CUT, cut.to_string())];
+    powerloss::harness::run_child(&env, "acked ")
 }
 
 /// The rows a plain connection finds, each checked whole.
 fn rows_on_disk(db: &Path) -> Vec<i64> {
-    let conn = Connection::open(db).expect("reopen");
-    let ok: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("integrity_check");
-    assert_eq!(ok, "ok", "{}", db.display());
-    let exists: bool = conn
-        .query_row(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE name = 't'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("schema");
-    if !exists {
-        return Vec::new();
-    }
-    let mut stmt = conn
-        .prepare("SELECT id, length(payload) FROM t ORDER BY id")
-        .expect("select");
-    let rows: Vec<(i64, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("rows")
-        .map(|r| r.expect("row"))
-        .collect();
-    for (id, len) in &rows {
-        assert_eq!(*len, 1000 + id % 3000, "row {id} whole");
-    }
-    rows.into_iter().map(|(id, _)| id).collect()
+    let (_, rows) = powerloss::harness::rows_on_disk(db, |id| 1000 + id % 3000);
+    rows.unwrap_or_default()
 }
 
 #[test]

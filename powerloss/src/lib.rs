@@ -17,6 +17,7 @@
 //!
 //! For tests only: `oms up --power-loss-at-sync N` installs it before any store opens.
 
+pub mod harness;
 pub mod overlay;
 mod vfs;
 

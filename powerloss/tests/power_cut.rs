@@ -6,7 +6,6 @@
 use rusqlite::Connection;
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
 const DB: &str = "POWERLOSS_TEST_DB";
 const CUT: &str = "POWERLOSS_TEST_CUT";
@@ -74,72 +73,30 @@ fn run_child(db: &Path) -> ! {
 
 /// Runs a child on `db`; returns the ids it said were committed.
 fn run(db: &Path, cut: Option<u64>, seed: Option<u64>, synchronous: &str) -> Vec<i64> {
-    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
-    cmd.args(["child", "--exact", "--nocapture", "--test-threads=1"])
-        .env(DB, db)
-        .env(SYNCHRONOUS, synchronous);
-    if let Some(cut) = cut {
-        cmd.env(CUT, cut.to_string());
-    }
-    if let Some(seed) = seed {
-        cmd.env(SEED, seed.to_string());
-    }
-    let out = cmd.output().expect("run the child");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(powerloss::EXIT_CODE),
-        "the child ends by its power cut; stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("powerloss: the power is cut at sync"),
-        "{stderr}"
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        // The harness's "test child ... " precedes the first line.
-        .filter_map(|l| l.split_once("committed ").map(|(_, id)| id))
-        .map(|id| id.parse().expect("id"))
-        .collect()
+    let mut env = vec![
+        (DB, db.display().to_string()),
+        (SYNCHRONOUS, synchronous.to_string()),
+    ];
+    env.extend(cut.map(|c| (CUT, c.to_string())));
+    env.extend(seed.map(|s| (SEED, s.to_string())));
+    powerloss::harness::run_child(&env, "committed ")
 }
 
 /// The rows a plain connection finds (none when the table never reached the disk).
 fn rows_on_disk(db: &Path) -> Vec<i64> {
-    let conn = Connection::open(db).expect("reopen");
-    let ok: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .expect("integrity_check");
-    assert_eq!(ok, "ok", "{}", db.display());
-    let exists: bool = conn
-        .query_row(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE name = 't'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("schema");
-    if !exists {
+    let (conn, rows) = powerloss::harness::rows_on_disk(db, |id| 3000 + id % 5000);
+    let Some(rows) = rows else {
         return Vec::new();
-    }
+    };
     let total: i64 = conn
         .query_row("SELECT n FROM total", [], |r| r.get(0))
         .expect("total");
-    let mut stmt = conn
-        .prepare("SELECT id, length(payload) FROM t ORDER BY id")
-        .expect("select");
-    let rows: Vec<(i64, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .expect("rows")
-        .map(|r| r.expect("row"))
-        .collect();
     assert_eq!(
         total,
         rows.len() as i64,
         "the counter and the rows committed together"
     );
-    for (id, len) in &rows {
-        assert_eq!(*len, 3000 + id % 5000, "row {id} whole");
-    }
-    rows.into_iter().map(|(id, _)| id).collect()
+    rows
 }
 
 #[test]
