@@ -109,7 +109,7 @@ struct WalHandle {
     file: Vec<u64>,
     /// The WAL's name as SQLite gave it, NUL-terminated twice (a VFS may look past the
     /// first NUL for URI parameters); it must outlive the open file.
-    _name: Vec<u8>,
+    name: Vec<u8>,
 }
 
 // SAFETY: the handle is used by the syncer thread alone once it is moved there; the
@@ -148,7 +148,7 @@ impl WalHandle {
             let words = ((*vfs).szOsFile as usize).div_ceil(8);
             let mut handle = WalHandle {
                 file: vec![0; words],
-                _name: name,
+                name,
             };
             let flags = ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE | ffi::SQLITE_OPEN_WAL;
             let mut out_flags: c_int = 0;
@@ -157,7 +157,7 @@ impl WalHandle {
                 .ok_or_else(|| failed("no xOpen", ffi::SQLITE_MISUSE))?;
             let rc = open(
                 vfs,
-                handle._name.as_ptr().cast::<c_char>(),
+                handle.name.as_ptr().cast::<c_char>(),
                 handle.file_ptr(),
                 flags,
                 &mut out_flags,
