@@ -46,6 +46,28 @@ pub struct TaskRule {
 #[async_trait::async_trait]
 pub trait LocalFunction: Send + Sync {
     async fn call(&self, call: &TaskCall) -> Result<Value, Failure>;
+    /// Whether a callback token this function is given stays in the process, written
+    /// only to the runtime's own database (`Invoker::keeps_token`).
+    fn keeps_tokens(&self) -> bool {
+        false
+    }
+}
+
+/// A local function whose writes go to the runtime's own database and which tells a
+/// token to no one but through it: the order activities over the embedded order store
+/// (`oms up` without `--store`). The steps that hand it tokens need no fsync of their
+/// own (issue 16: the pick's was one of the three on an order's path at C=1).
+pub struct SharingTheWal(pub Arc<dyn LocalFunction>);
+
+#[async_trait::async_trait]
+impl LocalFunction for SharingTheWal {
+    async fn call(&self, call: &TaskCall) -> Result<Value, Failure> {
+        self.0.call(call).await
+    }
+
+    fn keeps_tokens(&self) -> bool {
+        true
+    }
 }
 
 /// The local functions this binary registers.
@@ -274,6 +296,13 @@ impl Invoker for ConfiguredInvoker {
         match (default_route(call), self.rule(call)) {
             (Route::InvokeThenAwaitToken, None) => Route::AwaitToken,
             (route, _) => route,
+        }
+    }
+
+    fn keeps_token(&self, call: &TaskCall) -> bool {
+        match self.rule(call).map(|r| &r.destination) {
+            Some(Destination::Builtin(h)) => h.keeps_tokens(),
+            _ => false,
         }
     }
 

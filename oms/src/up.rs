@@ -198,7 +198,13 @@ async fn up_local(
         !args.manual_picking,
         std::time::Duration::from_millis(args.pick_delay_ms),
     ));
-    let handler = Arc::new(ActivityFunctions::new(ctx.clone(), warehouse.clone()));
+    let mut handler: Arc<dyn crate::invoker::LocalFunction> =
+        Arc::new(ActivityFunctions::new(ctx.clone(), warehouse.clone()));
+    // The embedded order store is the runtime's database: the pick's token is written
+    // there and told to a warehouse only by an answer or an event, synced first.
+    if orders_db.is_some() {
+        handler = Arc::new(crate::invoker::SharingTheWal(handler));
+    }
     let invoker = activities_invoker(config, handler)?;
     let rt = Runtime::new(store.clone(), Arc::new(invoker));
     rt.set_durable_steps(args.fsync_every_step);
@@ -376,7 +382,7 @@ async fn order_context(
 /// `cargo lambda watch`); then the in-process activities.
 fn activities_invoker(
     config: &Config,
-    handler: Arc<ActivityFunctions>,
+    handler: Arc<dyn crate::invoker::LocalFunction>,
 ) -> Result<ConfiguredInvoker, String> {
     let mut rules = config.tasks.clone();
     // Only the order saga (with its Express child) and the amendments' may call the order functions: another
@@ -407,7 +413,6 @@ fn activities_invoker(
             .collect(),
         ),
     });
-    let handler: Arc<dyn crate::invoker::LocalFunction> = handler;
     Ok(
         ConfiguredInvoker::with_handlers(&rules, &[("activities", handler)])?
             .with_connections(&config.connections)?

@@ -39,6 +39,16 @@ pub trait Invoker: Send + Sync {
     /// Runs a task routed [`Route::Invoke`] (or the request half of a callback) for
     /// the execution `execution_arn`: an invoker may serve some state machines only.
     async fn invoke(&self, execution_arn: &str, call: &TaskCall) -> Result<Value, Failure>;
+    /// Whether a callback token handed to `call` (`.waitForTaskToken`) stays in this
+    /// process until an answer of the API tells it: true only for in-process handlers
+    /// whose writes share the store's WAL. Then the step that hands the token out may
+    /// be committed lazily, as steps are: whatever the handler writes lands after it in
+    /// the one WAL, so a power cut that loses the step loses the token with it, and
+    /// everyone outside learns a token only from an answer or an event, each synced
+    /// before it is told. Everyone else's token is durable before it leaves.
+    fn keeps_token(&self, _call: &TaskCall) -> bool {
+        false
+    }
     /// Performs `call` for TestState, which calls no task for real but those an
     /// invoker answers here (HTTP Tasks, in oms): the result and, for the TRACE
     /// inspection level, the HTTP exchange. `None`: TestState needs a mock for it.
@@ -593,7 +603,7 @@ impl Runtime {
         let snapshot = exec
             .snapshot_json()
             .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
-        let tasks = new_task_rows(&exec, &HashMap::new());
+        let tasks = new_task_rows(&exec, &HashMap::new(), &*self.invoker);
         let stop_date = stop_date_if_done(row.status);
         let row = row.with_outcome(&exec, stop_date);
         let status = row.status;
@@ -1034,7 +1044,7 @@ impl Runtime {
             .exec
             .snapshot_json()
             .map_err(|e| StoreError::Failed(e.to_string()))?;
-        let new_tasks = new_task_rows(&live.exec, &live.task_rows);
+        let new_tasks = new_task_rows(&live.exec, &live.task_rows, &*self.invoker);
         let pending: HashSet<EffectId> = live.exec.pending().map(|(i, _)| i).collect();
         let gone: Vec<String> = live
             .task_rows
@@ -1066,7 +1076,7 @@ impl Runtime {
             status != ExecutionStatus::Running && live.exec.machine().has_map_runs();
         // A step that hands out a task token (a callback, an activity task) is durable
         // before anyone holds the token: whoever answers with it must find it, as on AWS.
-        let hands_out_token = new_tasks.iter().any(|t| t.kind != "invoke");
+        let hands_out_token = new_tasks.iter().any(|t| t.hands_out_token);
         let durable = hands_out_token || self.durable_steps();
         let closing = match status {
             ExecutionStatus::Running => None,
@@ -1614,6 +1624,9 @@ struct TaskRow {
     token: String,
     effect_id: EffectId,
     kind: &'static str,
+    /// Whether the token leaves this process (or may): the step that hands it out is
+    /// then durable before it does (`Invoker::keeps_token`).
+    hands_out_token: bool,
     activity_arn: Option<String>,
     input: String,
     timeout_deadline: Option<f64>,
@@ -1622,7 +1635,11 @@ struct TaskRow {
 
 /// Rows for task effects that need a token (activities, callbacks) or a durable
 /// deadline (timeouts), not yet written.
-fn new_task_rows(exec: &Execution, existing: &HashMap<EffectId, String>) -> Vec<TaskRow> {
+fn new_task_rows(
+    exec: &Execution,
+    existing: &HashMap<EffectId, String>,
+    invoker: &dyn Invoker,
+) -> Vec<TaskRow> {
     let now = Utc::now();
     exec.pending()
         .filter(|(id, _)| !existing.contains_key(id))
@@ -1636,7 +1653,11 @@ fn new_task_rows(exec: &Execution, existing: &HashMap<EffectId, String>) -> Vec<
                     }
                     _ => return None,
                 };
+                let kept = kind == "callback"
+                    && !crate::nested::is_start_execution(call)
+                    && invoker.keeps_token(call);
                 Some(TaskRow {
+                    hands_out_token: kind != "invoke" && !kept,
                     token: call
                         .task_token
                         .clone()
@@ -2068,6 +2089,72 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         store.close();
+    }
+
+    /// Echoes its invokes, and notes for each callback it is handed whether the store
+    /// had a commit not yet on disk at that moment.
+    struct SeesTheDisk {
+        store: ExecutionStore,
+        keeps: bool,
+        unsynced_at_callback: std::sync::Mutex<Vec<bool>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Invoker for SeesTheDisk {
+        fn route(&self, call: &TaskCall) -> Route {
+            default_route(call)
+        }
+        async fn invoke(&self, _: &str, call: &TaskCall) -> Result<Value, Failure> {
+            if call.target.pattern() == Pattern::WaitForTaskToken {
+                let unsynced = self.store.db().unsynced();
+                self.unsynced_at_callback.lock().unwrap().push(unsynced);
+            }
+            Ok(json!({}))
+        }
+        fn keeps_token(&self, _call: &TaskCall) -> bool {
+            self.keeps
+        }
+    }
+
+    /// A step that hands a callback token out is on disk before the invoker has the
+    /// token, unless the invoker keeps tokens in the process (`Invoker::keeps_token`):
+    /// then it is committed lazily, as other steps are.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_token_step_is_durable_unless_the_invoker_keeps_the_token() {
+        const INVOKE_THEN_TOKEN: &str = r#"{"StartAt":"I","States":{
+            "I":{"Type":"Task","Resource":"arn:aws:lambda:us-east-1:0:function:f","Next":"T"},
+            "T":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke.waitForTaskToken",
+                 "Parameters":{"FunctionName":"f","Payload":{"token.$":"$$.Task.Token"}},
+                 "End":true}}}"#;
+        for keeps in [false, true] {
+            let store = ExecutionStore::open(&temp_dir(&format!("keeps-{keeps}"))).unwrap();
+            let invoker = Arc::new(SeesTheDisk {
+                store: store.clone(),
+                keeps,
+                unsynced_at_callback: Default::default(),
+            });
+            let rt = Runtime::new(store.clone(), invoker.clone());
+            let (arn, _) = rt
+                .start(new_execution(INVOKE_THEN_TOKEN, "k", json!({})))
+                .await
+                .unwrap();
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while invoker.unsynced_at_callback.lock().unwrap().is_empty() {
+                assert!(
+                    std::time::Instant::now() < until,
+                    "the callback was never invoked"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            // The step after I (a lazy one) is the token's: written, synced or not.
+            assert_eq!(
+                *invoker.unsynced_at_callback.lock().unwrap(),
+                vec![keeps],
+                "keeps_token {keeps}: whether the token's step was not yet on disk"
+            );
+            assert_eq!(status(&store, &arn).0, "RUNNING");
+            store.close();
+        }
     }
 
     /// An invoker whose calls never return, as if the process died mid-call.
