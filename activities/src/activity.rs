@@ -319,7 +319,7 @@ pub async fn place_order(ctx: &Ctx, order: Order) -> Result<PlacedOrder, Activit
             let lines = check_order(ctx, &order).await?.map_err(|e| invalid(&e))?;
             ctx.faults.inject("place", Point::Before).await?;
             let method = payment_method(ctx, &order).await?;
-            place_checked(ctx, &order, lines, &method).await?
+            place_checked(ctx, &order, lines, &method).await?.order
         }
     };
     ctx.faults.inject("place", Point::After).await?;
@@ -335,14 +335,14 @@ pub async fn place_checked(
     order: &Order,
     lines: Vec<PricedLine>,
     method: &str,
-) -> Result<PlacedOrder, ActivityError> {
+) -> Result<Placed, ActivityError> {
     let total_cents = order_total_cents(&lines)?;
     contended("PlaceOrder", || async {
         if let Some(item) = ctx.store.get(&order_key(&order.order_id)).await? {
             let existing: OrderRecord = from_item(&item)?;
             return same_order(ctx, &existing, order, method)
                 .await
-                .map(Attempt::Done);
+                .map(|order| Attempt::Done(Placed { order, new: false }));
         }
         let now = now();
         let record = OrderRecord {
@@ -373,9 +373,21 @@ pub async fn place_checked(
             .collect();
         writes.push(put(order_key(&order.order_id), to_doc(&record), None));
         writes.extend(index_writes(&record));
-        done_or_again(&*ctx.store, writes, placed_from(&record)).await
+        let placed = Placed {
+            order: placed_from(&record),
+            new: true,
+        };
+        done_or_again(&*ctx.store, writes, placed).await
     })
     .await
+}
+
+/// What [`place_checked`] did: the order as placed, and whether this call wrote it
+/// (then it is PENDING, with no saga yet) or found it placed before.
+#[derive(Debug)]
+pub struct Placed {
+    pub order: PlacedOrder,
+    pub new: bool,
 }
 
 /// The order placed under this id, if it is this order (same customer, lines, address

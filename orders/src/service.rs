@@ -185,13 +185,21 @@ impl Orders {
         order.payment = activities::model::Payment::method(&method);
         // Placed here so that the order can be read as soon as this answers; the saga's
         // PlaceOrder then finds it. A transient failure is the client's to retry (503).
-        activity::place_checked(&self.ctx, &order, lines, &method).await?;
+        let placed = activity::place_checked(&self.ctx, &order, lines, &method).await?;
         let input = SagaInput {
             order: &order,
             options,
         };
         let arn = self.start_saga(&order.order_id, input).await?;
-        let status = self.order_view(&order.order_id).await?.status;
+        // A new order is PENDING, as placed just now: read back, its status would cost
+        // this answer two reads, and the saga's first step, spawned onto this worker
+        // where no other worker takes it from, would wait for them (issue 16). An
+        // order placed before may be anywhere: read it.
+        let status = if placed.new {
+            OrderStatus::Pending
+        } else {
+            self.order_view(&order.order_id).await?.status
+        };
         Ok(json!({"order_id": order.order_id, "execution_arn": arn, "status": status}))
     }
 
