@@ -279,6 +279,9 @@ async fn up_local(
     };
     print_started(args, addr, &started);
     let metrics = crate::metrics::routes(scrape);
+    // `serve` syncs `store` before every answer (server::durable_answers), and events
+    // are synced before they are told: a start need not be fsynced by itself.
+    rt.set_starts_synced_by_answers(true);
     let local = Local {
         events: hub,
         store: store.clone(),
