@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
-use syncer::{Progress, Waiter};
+use syncer::{Progress, Request};
 
 mod syncer;
 
@@ -136,7 +136,7 @@ struct Inner {
     /// How far the WAL is on disk; None in memory, where nothing is.
     progress: Option<Arc<Progress>>,
     /// The syncer's requests (`Db::sync`), for a database on disk.
-    syncs: Mutex<Option<mpsc::Sender<Vec<Waiter>>>>,
+    syncs: Mutex<Option<mpsc::Sender<Vec<Request>>>>,
 }
 
 impl Drop for Inner {
@@ -353,8 +353,8 @@ impl Db {
     }
 
     /// Returns once everything committed before the call is on disk: at once when no
-    /// commit is waiting for an fsync, else after one fsync shared with whoever else
-    /// asks. It goes to the syncer directly, not behind the writer's queue: what the
+    /// commit is waiting for an fsync; when the fsync under way ends, if it covers
+    /// them; else after one fsync shared with whoever else asks. It goes to the syncer directly, not behind the writer's queue: what the
     /// caller saw committed is in the WAL file already.
     pub async fn sync(&self) -> Result<(), Error> {
         let Some(progress) = &self.inner.progress else {
@@ -367,11 +367,14 @@ impl Db {
             return Ok(());
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let waiter: Waiter = Box::new(move |outcome| {
-            let _ = tx.send(outcome);
-        });
+        let request = Request {
+            through: progress.written(),
+            answer: Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        };
         let sender = lock(&self.inner.syncs).clone().ok_or(Error::Closed)?;
-        sender.send(vec![waiter]).map_err(|_| Error::Closed)?;
+        sender.send(vec![request]).map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Stopped)?
     }
 
@@ -520,7 +523,7 @@ struct Disk {
     wal: PathBuf,
     progress: Arc<Progress>,
     /// The syncer's requests.
-    syncs: mpsc::Sender<Vec<Waiter>>,
+    syncs: mpsc::Sender<Vec<Request>>,
 }
 
 /// The write connection and what committing on it needs. Whoever holds its lock
@@ -671,10 +674,13 @@ impl Committer {
                 return;
             }
         };
-        let mut durable: Vec<Waiter> = Vec::new();
+        let mut durable: Vec<Request> = Vec::new();
         for (reply, wants_fsync) in replies {
             if wants_fsync {
-                durable.push(reply);
+                durable.push(Request {
+                    through: self.commits,
+                    answer: reply,
+                });
             } else {
                 reply(Ok(()));
             }
@@ -683,8 +689,8 @@ impl Committer {
             return;
         }
         if let Err(mpsc::SendError(durable)) = syncer.send(durable) {
-            for reply in durable {
-                reply(Err(Error::Stopped));
+            for r in durable {
+                (r.answer)(Err(Error::Stopped));
             }
         }
     }
@@ -812,6 +818,49 @@ mod tests {
         let on_writer: Vec<bool> = lock(&threads).iter().map(|t| t == writer).collect();
         assert_eq!(on_writer, [false, false, true], "{:?}", lock(&threads));
         assert_eq!(count(&db, "a"), 3);
+        db.close();
+    }
+
+    /// A sync request the last fsync covered (its commits ended before that fsync
+    /// began, as for a request sent while it ran) is answered without another fsync;
+    /// one it did not cover gets one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_an_earlier_fsync_covered_needs_no_other() {
+        let db = open(&temp_db("covered"));
+        let fsyncs = Arc::new(AtomicUsize::new(0));
+        let counted = fsyncs.clone();
+        db.observe_syncs(Box::new(move |_, _| {
+            counted.fetch_add(1, SeqCst);
+        }));
+        db.write(false, insert("a", "1")).await.unwrap();
+        db.sync().await.unwrap();
+        assert_eq!(fsyncs.load(SeqCst), 1);
+        let progress = db.inner.progress.clone().unwrap();
+        let ask = |through: u64| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let request = Request {
+                through,
+                answer: Box::new(move |outcome| {
+                    let _ = tx.send(outcome);
+                }),
+            };
+            lock(&db.inner.syncs)
+                .clone()
+                .unwrap()
+                .send(vec![request])
+                .unwrap();
+            rx
+        };
+        let covered = progress.written();
+        ask(covered).await.unwrap().unwrap();
+        assert_eq!(
+            fsyncs.load(SeqCst),
+            1,
+            "the first fsync covered commit {covered}"
+        );
+        db.write(false, insert("a", "2")).await.unwrap();
+        ask(progress.written()).await.unwrap().unwrap();
+        assert_eq!(fsyncs.load(SeqCst), 2, "a commit after it needs one more");
         db.close();
     }
 

@@ -4,7 +4,8 @@
 //! The writer commits every transaction with `synchronous=NORMAL` (written to the WAL,
 //! not fsynced) and hands the replies of the jobs that asked for durability to this
 //! thread, then goes on with the next batch. The syncer takes every request waiting,
-//! fsyncs the WAL once, and answers them. At concurrency 1 an order's events (each
+//! answers those an fsync that ended meanwhile already covered (`Request`), fsyncs
+//! the WAL once for the others, and answers them. At concurrency 1 an order's events (each
 //! relay round durable) no longer hold the runtime's lazy steps behind an fsync on the
 //! writer (issue 16).
 //!
@@ -33,6 +34,16 @@ use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 
 /// What the syncer answers once the WAL is on disk (or the fsync failed).
 pub(crate) type Waiter = Box<dyn FnOnce(Result<(), Error>) + Send>;
+
+/// A request to the syncer: `answer` once every commit up to number `through` is on
+/// disk. A request that arrives while an fsync is under way is often covered by that
+/// one (its commits ended before it began), and is then answered without another: at
+/// C=1 an event's reader asked while the relay's fsync ran, and waited for a second
+/// (issue 16).
+pub(crate) struct Request {
+    pub(crate) through: u64,
+    pub(crate) answer: Waiter,
+}
 
 /// How far the WAL is known to be on disk, counted in commits. The writer numbers its
 /// commits; a reader that saw a commit's data finds `written` at or past its number.
@@ -69,6 +80,11 @@ impl Progress {
     /// Whether a commit whose data may have been read is not known to be on disk.
     pub(crate) fn unsynced(&self) -> bool {
         self.written.load(SeqCst) > self.synced.load(SeqCst)
+    }
+
+    /// The last commit whose data may have been read: what a sync must cover.
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(SeqCst)
     }
 
     pub(crate) fn failed(&self) -> Option<Error> {
@@ -219,9 +235,9 @@ impl Drop for WalHandle {
 pub(crate) fn spawn(
     conn: &Connection,
     progress: Arc<Progress>,
-) -> Result<(mpsc::Sender<Vec<Waiter>>, std::thread::JoinHandle<()>), Error> {
+) -> Result<(mpsc::Sender<Vec<Request>>, std::thread::JoinHandle<()>), Error> {
     let wal = WalHandle::open(conn)?;
-    let (tx, rx) = mpsc::channel::<Vec<Waiter>>();
+    let (tx, rx) = mpsc::channel::<Vec<Request>>();
     let handle = std::thread::Builder::new()
         .name("oms-db-sync".into())
         .spawn(move || run(wal, &rx, &progress))
@@ -232,17 +248,32 @@ pub(crate) fn spawn(
     Ok((tx, handle))
 }
 
-/// Takes every request waiting, fsyncs once for all of them, answers them.
-fn run(mut wal: WalHandle, rx: &mpsc::Receiver<Vec<Waiter>>, progress: &Progress) {
+/// Takes every request waiting; answers at once those an fsync that ended meanwhile
+/// covered, fsyncs once for the others, answers them.
+fn run(mut wal: WalHandle, rx: &mpsc::Receiver<Vec<Request>>, progress: &Progress) {
     while let Ok(mut waiting) = rx.recv() {
-        progress.set_fsyncing(true);
         while let Ok(more) = rx.try_recv() {
             waiting.extend(more);
         }
+        // `synced` only counts commits that ended before a successful fsync began.
+        let synced = progress.synced.load(SeqCst);
+        let (covered, uncovered): (Vec<Request>, Vec<Request>) =
+            waiting.into_iter().partition(|r| r.through <= synced);
+        let poisoned = progress.failed();
+        for r in covered {
+            (r.answer)(poisoned.clone().map_or(Ok(()), Err));
+        }
+        if uncovered.is_empty() {
+            continue;
+        }
+        // Every request here was sent after the data it asks for was written to the
+        // WAL (a commit's frames are written before anyone can read it), so an fsync
+        // begun now covers it.
+        progress.set_fsyncing(true);
         let outcome = sync_once(&mut wal, progress);
         progress.set_fsyncing(false);
-        for waiter in waiting {
-            waiter(outcome.clone());
+        for r in uncovered {
+            (r.answer)(outcome.clone());
         }
     }
 }
