@@ -86,16 +86,18 @@ pub async fn relay_once(outbox: &Outbox, log: &EventLog) -> Result<Relayed, Stri
     Ok(Relayed { added, malformed })
 }
 
-/// One durable job: the append, then the deletes. One WAL and one transaction: the
-/// items cannot go without their events. Durable, not lazy: whoever reads the events
-/// next tells them to the world, and would otherwise fsync again for them.
+/// One lazy job: the append, then the deletes. One WAL and one transaction: the items
+/// cannot go without their events. Lazy: whoever tells the events to the world syncs
+/// first (log.rs), one fsync for the round as before; a durable job made the lazy
+/// steps queued behind it wait for its fsync, and cost a hand-off to the writer
+/// thread (issue 16).
 async fn relay_beside(
     store: Arc<SqliteStore>,
     log: &EventLog,
     events: Vec<serde_json::Value>,
     deletes: Vec<Write>,
 ) -> Result<usize, String> {
-    log.append_with(events, true, move |conn| {
+    log.append_with(events, false, move |conn| {
         for delete in deletes {
             match store.apply_in(conn, std::slice::from_ref(&delete)) {
                 Ok(()) | Err(StoreError::ConditionFailed { .. }) => {}
