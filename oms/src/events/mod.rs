@@ -305,6 +305,10 @@ impl Hub {
                 _ = outbox_written.notified() => {}
                 _ = tokio::time::sleep(every) => {}
             }
+            // Let the tasks already woken run first (the saga's next step, which may
+            // add to the outbox too): a round then carries more events, and does not
+            // delay the step that woke it.
+            tokio::task::yield_now().await;
         }
     }
 }
