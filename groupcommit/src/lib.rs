@@ -102,6 +102,7 @@ pub type CommitObserver = Arc<dyn Fn(usize, f64, bool) + Send + Sync>;
 /// Told of every fsync of the WAL: how long it took in seconds, whether it succeeded.
 pub type SyncObserver = Box<dyn Fn(f64, bool) + Send + Sync>;
 
+/// What a job's caller, or a sync's, is answered with once committed (or on disk).
 type Reply = Box<dyn FnOnce(Result<(), Error>) + Send>;
 
 /// Runs a job's closure on the connection, or with None answers without running it.
@@ -354,8 +355,9 @@ impl Db {
 
     /// Returns once everything committed before the call is on disk: at once when no
     /// commit is waiting for an fsync; when the fsync under way ends, if it covers
-    /// them; else after one fsync shared with whoever else asks. It goes to the syncer directly, not behind the writer's queue: what the
-    /// caller saw committed is in the WAL file already.
+    /// them; else after one fsync shared with whoever else asks. It goes to the syncer
+    /// directly, not behind the writer's queue: what the caller saw committed is in
+    /// the WAL file already.
     pub async fn sync(&self) -> Result<(), Error> {
         let Some(progress) = &self.inner.progress else {
             return Ok(());
@@ -366,9 +368,14 @@ impl Db {
         if !progress.unsynced() {
             return Ok(());
         }
+        self.sync_through(progress.written()).await
+    }
+
+    /// Asks the syncer to answer once every commit up to number `through` is on disk.
+    async fn sync_through(&self, through: u64) -> Result<(), Error> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let request = Request {
-            through: progress.written(),
+            through,
             answer: Box::new(move |outcome| {
                 let _ = tx.send(outcome);
             }),
@@ -836,30 +843,15 @@ mod tests {
         db.sync().await.unwrap();
         assert_eq!(fsyncs.load(SeqCst), 1);
         let progress = db.inner.progress.clone().unwrap();
-        let ask = |through: u64| {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let request = Request {
-                through,
-                answer: Box::new(move |outcome| {
-                    let _ = tx.send(outcome);
-                }),
-            };
-            lock(&db.inner.syncs)
-                .clone()
-                .unwrap()
-                .send(vec![request])
-                .unwrap();
-            rx
-        };
         let covered = progress.written();
-        ask(covered).await.unwrap().unwrap();
+        db.sync_through(covered).await.unwrap();
         assert_eq!(
             fsyncs.load(SeqCst),
             1,
             "the first fsync covered commit {covered}"
         );
         db.write(false, insert("a", "2")).await.unwrap();
-        ask(progress.written()).await.unwrap().unwrap();
+        db.sync_through(progress.written()).await.unwrap();
         assert_eq!(fsyncs.load(SeqCst), 2, "a commit after it needs one more");
         db.close();
     }

@@ -5,9 +5,9 @@
 //! not fsynced) and hands the replies of the jobs that asked for durability to this
 //! thread, then goes on with the next batch. The syncer takes every request waiting,
 //! answers those an fsync that ended meanwhile already covered (`Request`), fsyncs
-//! the WAL once for the others, and answers them. At concurrency 1 an order's events (each
-//! relay round durable) no longer hold the runtime's lazy steps behind an fsync on the
-//! writer (issue 16).
+//! the WAL once for the others, and answers them. At concurrency 1 the durable jobs
+//! and syncs no longer hold the runtime's lazy steps behind an fsync on the writer
+//! (issue 16).
 //!
 //! Why this promises what `synchronous=FULL` did:
 //! - An fsync covers every write to the file made before it began. A request reaches
@@ -32,9 +32,6 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 
-/// What the syncer answers once the WAL is on disk (or the fsync failed).
-pub(crate) type Waiter = Box<dyn FnOnce(Result<(), Error>) + Send>;
-
 /// A request to the syncer: `answer` once every commit up to number `through` is on
 /// disk. A request that arrives while an fsync is under way is often covered by that
 /// one (its commits ended before it began), and is then answered without another: at
@@ -42,7 +39,7 @@ pub(crate) type Waiter = Box<dyn FnOnce(Result<(), Error>) + Send>;
 /// (issue 16).
 pub(crate) struct Request {
     pub(crate) through: u64,
-    pub(crate) answer: Waiter,
+    pub(crate) answer: crate::Reply,
 }
 
 /// How far the WAL is known to be on disk, counted in commits. The writer numbers its

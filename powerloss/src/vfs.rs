@@ -397,10 +397,10 @@ unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_in
 }
 
 unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
-    if !(*file.cast::<File>()).cache.is_null() && FAILING.load(Ordering::SeqCst) {
-        return ffi::SQLITE_IOERR_FSYNC;
-    }
     if !(*file.cast::<File>()).cache.is_null() {
+        if FAILING.load(Ordering::SeqCst) {
+            return ffi::SQLITE_IOERR_FSYNC;
+        }
         // Counted (and the power cut) before anything reaches the disk: the commit
         // this sync would make durable is lost.
         count_sync();
