@@ -107,6 +107,13 @@ pub struct DeadLetter {
     pub replaying: bool,
 }
 
+/// What an append did: how many events were new, and the log's last sequence after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub added: usize,
+    pub last_seq: u64,
+}
+
 /// Why the log could not be read or written, in words for an operator.
 #[derive(Debug)]
 struct Failed(String);
@@ -184,23 +191,26 @@ impl EventLog {
         Ok(())
     }
 
-    /// Appends `events` (CloudEvents) in order, in one transaction; an event whose id
-    /// is already logged (the relay died between logging and deleting its outbox item)
-    /// is skipped, so the log holds each event once. Fsynced before it answers if
-    /// `durable` (see the module's comment for when it need not be). Answers how many
-    /// were new.
+    /// [`EventLog::append_with`] with nothing after it; answers how many were new.
+    #[cfg(test)]
     pub async fn append(&self, events: Vec<Value>, durable: bool) -> Result<usize, String> {
-        self.append_with(events, durable, |_| Ok(())).await
+        let appended = self.append_with(events, durable, |_| Ok(())).await?;
+        Ok(appended.added)
     }
 
-    /// [`EventLog::append`], and `then` in the same transaction (all or nothing): for a
-    /// relay whose outbox is in this database, its deletes.
+    /// Appends `events` (CloudEvents) in order, in one transaction; an event whose id
+    /// is already logged (the relay died between logging and deleting its outbox item)
+    /// is skipped, so the log holds each event once. Then runs `then` in the same
+    /// transaction (all or nothing): for a relay whose outbox is in this database, its
+    /// deletes. Fsynced before it answers if `durable` (see the module's comment for
+    /// when it need not be). Answers how many were new and the last sequence, read in
+    /// the write: the relay tells the streams it without a read of its own.
     pub async fn append_with(
         &self,
         events: Vec<Value>,
         durable: bool,
         then: impl FnOnce(&Connection) -> Result<(), String> + Send + 'static,
-    ) -> Result<usize, String> {
+    ) -> Result<Appended, String> {
         // Serialised here, not in the job: the writer thread is shared by every store
         // of the database, and is what limits a loaded server.
         let events = to_rows(&events)?;
@@ -217,7 +227,10 @@ impl EventLog {
         if durable {
             self.durable_through.fetch_max(last, SeqCst);
         }
-        Ok(added)
+        Ok(Appended {
+            added,
+            last_seq: last,
+        })
     }
 
     /// At most `limit` events after global sequence `after`, oldest first.

@@ -42,6 +42,8 @@ impl Outbox {
 pub struct Relayed {
     /// Events logged for the first time.
     pub added: usize,
+    /// The log's last sequence after the round's append (0 when there was none).
+    pub last_seq: u64,
     /// Outbox items left where they are because an event of theirs has no id or no
     /// type (the log could not take it): reported, never dropped, and they do not hold
     /// back the other items.
@@ -66,6 +68,7 @@ pub async fn relay_once(outbox: &Outbox, log: &EventLog) -> Result<Relayed, Stri
     if items.is_empty() {
         return Ok(Relayed {
             added: 0,
+            last_seq: 0,
             malformed,
         });
     }
@@ -79,11 +82,15 @@ pub async fn relay_once(outbox: &Outbox, log: &EventLog) -> Result<Relayed, Stri
             cond: Cond::Version(item.version),
         })
         .collect();
-    let added = match outbox {
+    let appended = match outbox {
         Outbox::Beside(store) => relay_beside(store.clone(), log, events, deletes).await?,
         Outbox::Elsewhere(store) => relay_elsewhere(&**store, log, events, deletes).await?,
     };
-    Ok(Relayed { added, malformed })
+    Ok(Relayed {
+        added: appended.added,
+        last_seq: appended.last_seq,
+        malformed,
+    })
 }
 
 /// One lazy job: the append, then the deletes. One WAL and one transaction: the items
@@ -96,7 +103,7 @@ async fn relay_beside(
     log: &EventLog,
     events: Vec<serde_json::Value>,
     deletes: Vec<Write>,
-) -> Result<usize, String> {
+) -> Result<log::Appended, String> {
     log.append_with(events, false, move |conn| {
         for delete in deletes {
             match store.apply_in(conn, std::slice::from_ref(&delete)) {
@@ -115,11 +122,11 @@ async fn relay_elsewhere(
     log: &EventLog,
     events: Vec<serde_json::Value>,
     deletes: Vec<Write>,
-) -> Result<usize, String> {
+) -> Result<log::Appended, String> {
     // Items lazily committed in a database of their own would have to be on disk
     // before their events are (a no-op for a store that commits durably).
     store.sync().await.map_err(|e| e.to_string())?;
-    let added = log.append(events, true).await?;
+    let appended = log.append_with(events, true, |_| Ok(())).await?;
     // Sent together, so that a store's group commit takes them in one fsync.
     let deletes = deletes
         .into_iter()
@@ -130,7 +137,7 @@ async fn relay_elsewhere(
             Err(e) => return Err(e.to_string()),
         }
     }
-    Ok(added)
+    Ok(appended)
 }
 
 /// The order store as `oms up` hands it out: a batch that adds to the outbox wakes the
@@ -230,6 +237,11 @@ impl Hub {
         self.grown.send_replace(last);
     }
 
+    /// Tells the streams the log has grown to `last_seq`, known without reading it.
+    fn grown_to(&self, last_seq: u64) {
+        self.grown.send_modify(|last| *last = (*last).max(last_seq));
+    }
+
     /// Stops the delivery worker of a deleted subscription now, even in the middle of
     /// its retries (it would otherwise notice only after the event it is retrying).
     pub fn forget(&self, id: &str) {
@@ -267,7 +279,10 @@ impl Hub {
     /// Relays the outbox whenever `outbox_written` is told (a [`WakingStore`]'s batch
     /// added to it), and every `every` for writers it does not see (another process on
     /// the same store), until the process ends. A failed round is reported and tried
-    /// again: the outbox keeps what was not relayed.
+    /// again: the outbox keeps what was not relayed. Every `every` it also starts the
+    /// webhook workers missing (a subscription another process made, a worker that
+    /// stopped): not on each wake-up, where that read was one of a round's three
+    /// (issue 16; a subscription made here starts its worker itself).
     pub async fn relay_forever(
         self: Arc<Self>,
         outbox: Outbox,
@@ -276,12 +291,13 @@ impl Hub {
     ) {
         let mut reported = false;
         let mut reported_malformed = std::collections::HashSet::new();
+        let mut tick = true;
         loop {
             match relay_once(&outbox, &self.log).await {
                 Ok(round) => {
                     reported = false;
                     if round.added > 0 {
-                        self.nudge();
+                        self.grown_to(round.last_seq);
                     }
                     for key in round.malformed {
                         if reported_malformed.insert(key.clone()) {
@@ -298,13 +314,15 @@ impl Hub {
                 }
                 Err(_) => {}
             }
-            if let Err(e) = self.start_workers() {
-                eprintln!("oms: webhook workers: {e}");
+            if tick {
+                if let Err(e) = self.start_workers() {
+                    eprintln!("oms: webhook workers: {e}");
+                }
             }
-            tokio::select! {
-                _ = outbox_written.notified() => {}
-                _ = tokio::time::sleep(every) => {}
-            }
+            tick = tokio::select! {
+                _ = outbox_written.notified() => false,
+                _ = tokio::time::sleep(every) => true,
+            };
             // Let the tasks already woken run first (the saga's next step, which may
             // add to the outbox too): a round then carries more events, and does not
             // delay the step that woke it.
@@ -399,11 +417,10 @@ mod tests {
         // A relay that died after logging and before deleting: the items come again.
         let pending = store.scan(outbox_prefix()).await.unwrap();
         log.append(events_of(&pending[0]), false).await.unwrap();
-        assert_eq!(
-            relay_once(&outbox, log).await.unwrap().added,
-            2,
-            "one was logged before"
-        );
+        let round = relay_once(&outbox, log).await.unwrap();
+        assert_eq!(round.added, 2, "one was logged before");
+        // What the relay tells the streams without reading the log is what it holds.
+        assert_eq!(round.last_seq, log.last_seq().unwrap());
         assert!(store.scan(outbox_prefix()).await.unwrap().is_empty());
         assert_eq!(relay_once(&outbox, log).await.unwrap(), Relayed::default());
         let logged = log.after(0, 10).unwrap();
