@@ -279,10 +279,10 @@ impl Hub {
     /// Relays the outbox whenever `outbox_written` is told (a [`WakingStore`]'s batch
     /// added to it), and every `every` for writers it does not see (another process on
     /// the same store), until the process ends. A failed round is reported and tried
-    /// again: the outbox keeps what was not relayed. Every `every` it also starts the
-    /// webhook workers missing (a subscription another process made, a worker that
-    /// stopped): not on each wake-up, where that read was one of a round's three
-    /// (issue 16; a subscription made here starts its worker itself).
+    /// again: the outbox keeps what was not relayed. At most every `every` it also
+    /// starts the webhook workers missing (a subscription another process made, a
+    /// worker that stopped): not on each wake-up, where that read was one of a round's
+    /// three (issue 16; a subscription made here starts its worker itself).
     pub async fn relay_forever(
         self: Arc<Self>,
         outbox: Outbox,
@@ -291,7 +291,9 @@ impl Hub {
     ) {
         let mut reported = false;
         let mut reported_malformed = std::collections::HashSet::new();
-        let mut tick = true;
+        // When to look for missing webhook workers next: a deadline, not the timer's
+        // branch below, which a steady stream of wake-ups would never let fire.
+        let mut look_for_workers = tokio::time::Instant::now();
         loop {
             match relay_once(&outbox, &self.log).await {
                 Ok(round) => {
@@ -314,15 +316,16 @@ impl Hub {
                 }
                 Err(_) => {}
             }
-            if tick {
+            if tokio::time::Instant::now() >= look_for_workers {
                 if let Err(e) = self.start_workers() {
                     eprintln!("oms: webhook workers: {e}");
                 }
+                look_for_workers = tokio::time::Instant::now() + every;
             }
-            tick = tokio::select! {
-                _ = outbox_written.notified() => false,
-                _ = tokio::time::sleep(every) => true,
-            };
+            tokio::select! {
+                _ = outbox_written.notified() => {}
+                _ = tokio::time::sleep(every) => {}
+            }
             // Let the tasks already woken run first (the saga's next step, which may
             // add to the outbox too): a round then carries more events, and does not
             // delay the step that woke it.
@@ -406,6 +409,59 @@ mod tests {
             .map(|i| i.key)
             .collect();
         assert_eq!(left, [bad], "kept, not dropped; the good item went");
+    }
+
+    /// Records the ids of the events it is sent.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    #[async_trait::async_trait]
+    impl Sender for Recorder {
+        async fn send(&self, _: &log::Subscription, event: &log::Logged) -> Result<(), String> {
+            self.0.lock().unwrap().push(event.id.clone());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_relay_woken_without_pause_still_starts_the_worker_of_a_new_subscription() {
+        let (store, log) = store_beside_log().await;
+        let log = Arc::new(log);
+        let recorder = Arc::new(Recorder::default());
+        let ms = Duration::from_millis;
+        let hub = Hub::new(
+            log.clone(),
+            recorder.clone(),
+            Backoff::new(ms(10), ms(40), 3, Some(1)),
+        );
+        let woken = Arc::new(Notify::new());
+        let outbox = Outbox::Beside(store.clone());
+        let relay = tokio::spawn(hub.clone().relay_forever(outbox, woken.clone(), ms(20)));
+        // Woken twenty times as often as its timer: the timer never wins the select.
+        let waker = woken.clone();
+        let busy = tokio::spawn(async move {
+            loop {
+                waker.notify_one();
+                tokio::time::sleep(ms(1)).await;
+            }
+        });
+        tokio::time::sleep(ms(50)).await;
+        // Made as another process would make it: in the log, no worker started here.
+        log.subscribe("http://127.0.0.1:9/", &["oms.*".into()])
+            .await
+            .unwrap();
+        emit(&*store, &mut order("a"), None).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while recorder.0.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(ms(5)).await;
+        }
+        busy.abort();
+        relay.abort();
+        assert_eq!(
+            recorder.0.lock().unwrap().len(),
+            1,
+            "the event reached the webhook"
+        );
     }
 
     async fn relays_each_event_once(outbox: Outbox, log: &EventLog) {
