@@ -6,10 +6,13 @@
 //! under load) and 256 (throughput). For each phase: orders/s, submit-to-COMPLETED p50
 //! and p99, and the server's CPU per order from /proc (user + system, every thread).
 //! At the end the server is stopped cleanly and the data dir's bytes per completed
-//! order are counted. `--perf` also records a `perf` profile of the server during the
-//! throughput phase. The figures go to a section of docs/benchmarks.md.
+//! order are counted. Each phase also counts, with `perf stat`, the server's context
+//! switches, page faults and storage syscalls per order: counts do not move with the
+//! machine's speed as times do. `--perf` also records a `perf` profile of the server
+//! during the throughput phase. The figures go to a section of docs/benchmarks.md.
 
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -63,6 +66,8 @@ struct Phase {
     orders: usize,
     load: Value,
     cpu_ms: f64,
+    /// `perf stat`'s counts over the phase by event, or why there are none.
+    counts: Result<BTreeMap<String, f64>, String>,
 }
 
 impl Phase {
@@ -112,6 +117,10 @@ fn measure(
     let units = (opts.orders * 4 + 1000) as u64;
     stock(oms, work, &server.endpoint, units)?;
     let warmup = load(oms, &server.endpoint, 300, 32)?;
+    // The checkpointer copies what the import and the warm-up wrote back into the
+    // database a quarter second at a time; left running into the first phase, that
+    // copying was most of its counted preads.
+    std::thread::sleep(std::time::Duration::from_secs(2));
     let pid = server.child.id();
     let mut phases = Vec::new();
     for (concurrency, orders) in [
@@ -120,9 +129,11 @@ fn measure(
         (256, opts.orders),
     ] {
         let profile = (opts.perf && concurrency == 256).then(|| start_perf(pid, work));
+        let counter = start_counts(pid);
         let before = cpu_ms(pid)?;
         let load = load(oms, &server.endpoint, orders, concurrency)?;
         let cpu = cpu_ms(pid)? - before;
+        let counts = counter.and_then(finish_counts);
         if let Some(p) = profile {
             finish_perf(p?, work)?;
         }
@@ -136,6 +147,7 @@ fn measure(
             orders,
             load,
             cpu_ms: cpu,
+            counts,
         });
     }
     Ok((
@@ -251,6 +263,92 @@ fn clock_ticks_per_s() -> f64 {
         .ok()
         .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// What each phase counts (`perf stat` events) and the column each goes to. An order's
+/// storage work shows in these: its read transactions in fcntl (the WAL index's locks)
+/// and pread (a reader's cache emptied by every commit), its WAL frames in pwrite.
+const COUNTED: [(&str, &str); 7] = [
+    ("context-switches", "context switches"),
+    ("page-faults", "page faults"),
+    ("syscalls:sys_enter_pread64", "pread"),
+    ("syscalls:sys_enter_pwrite64", "pwrite"),
+    ("syscalls:sys_enter_fcntl", "fcntl"),
+    ("syscalls:sys_enter_fsync", "fsync"),
+    ("syscalls:sys_enter_fdatasync", "fdatasync"),
+];
+
+/// `perf stat` on the server until `finish_counts`, printing CSV to its stdout.
+fn start_counts(pid: u32) -> Result<std::process::Child, String> {
+    let events: Vec<&str> = COUNTED.iter().map(|(event, _)| *event).collect();
+    let child = Command::new("perf")
+        .args(["stat", "-x", ",", "--log-fd", "1", "-e", &events.join(",")])
+        .args(["-p", &pid.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run perf stat: {e}"))?;
+    // perf attaches to the server's threads after it starts.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Ok(child)
+}
+
+/// Stops `perf stat` and reads its counts by event. An event it could not count (a
+/// tracepoint it may not read) is left out, and the report says so in its place.
+fn finish_counts(perf: std::process::Child) -> Result<BTreeMap<String, f64>, String> {
+    let _ = Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status();
+    let out = perf
+        .wait_with_output()
+        .map_err(|e| format!("perf stat: {e}"))?;
+    let counts: BTreeMap<String, f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            // value,unit,event,...; "<not supported>" or "<not counted>" as the value.
+            let mut fields = line.split(',');
+            let value = fields.next()?.parse::<f64>().ok()?;
+            let event = fields.nth(1)?;
+            Some((event.to_string(), value))
+        })
+        .collect();
+    if counts.is_empty() {
+        return Err(format!("perf stat counted nothing ({})", out.status));
+    }
+    Ok(counts)
+}
+
+/// The counts of every phase per order, as markdown.
+fn counts_table(phases: &[Phase]) -> String {
+    let mut md = String::from(
+        "\nCounted per order over each phase (`perf stat` on the server, every thread; counts \
+         do not move with the machine's speed as times do):\n\n| C |",
+    );
+    for (_, column) in COUNTED {
+        md.push_str(&format!(" {column} |"));
+    }
+    md.push_str("\n|---:|");
+    md.push_str(&"---:|".repeat(COUNTED.len()));
+    md.push('\n');
+    for p in phases {
+        md.push_str(&format!("| {} |", p.concurrency));
+        for (event, _) in COUNTED {
+            let cell = match &p.counts {
+                Ok(counts) => counts.get(event).map_or("not counted".to_string(), |n| {
+                    format!("{:.1}", n / p.orders as f64)
+                }),
+                Err(_) => "-".to_string(),
+            };
+            md.push_str(&format!(" {cell} |"));
+        }
+        md.push('\n');
+    }
+    for p in phases {
+        if let Err(why) = &p.counts {
+            md.push_str(&format!("\nC={}: no counts: {why}.\n", p.concurrency));
+        }
+    }
+    md
 }
 
 fn start_perf(pid: u32, work: &Path) -> Result<std::process::Child, String> {
@@ -380,7 +478,9 @@ fn report(
         .map(|(n, b)| format!("{n} {:.0}", *b as f64 / completed.max(1) as f64))
         .collect();
     md.push_str(&files.join(", "));
-    md.push_str(").\n\n");
+    md.push_str(").\n");
+    md.push_str(&counts_table(phases));
+    md.push('\n');
     md.push_str(&targets(phases, per_order));
     if opts.perf {
         let work = crate::bench::target_dir(&crate::root()).join("bench-orders");
