@@ -523,13 +523,9 @@ impl Store for SqliteStore {
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
-        self.db.read(|conn| {
-            select(
-                conn,
-                "SELECT pk, sk, version, doc FROM items
-                 WHERE pk = ?1 AND substr(sk, 1, length(?2)) = ?2 ORDER BY sk",
-                params![pk, sk_prefix],
-            )
+        self.db.read(|conn| match prefix_end(sk_prefix) {
+            Some(end) => select(conn, range_sql::QUERY_RANGE, params![pk, sk_prefix, end]),
+            None => select(conn, range_sql::QUERY_FROM, params![pk, sk_prefix]),
         })
     }
 
@@ -540,28 +536,18 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<Item>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.db.read(|conn| {
-            select(
-                conn,
-                "SELECT pk, sk, version, doc FROM items
-                 WHERE pk = ?1 AND (?2 IS NULL OR sk < ?2) ORDER BY sk DESC LIMIT ?3",
-                params![pk, before, limit],
-            )
+        self.db.read(|conn| match before {
+            Some(before) => select(conn, range_sql::BACK_BEFORE, params![pk, before, limit]),
+            None => select(conn, range_sql::BACK_LAST, params![pk, limit]),
         })
     }
 
     async fn scan(&self, pk_prefix: &str) -> Result<Vec<Item>, StoreError> {
         // A range of the primary key, not a filter over every row: the event relay
         // scans its (usually empty) outbox prefix several times a second.
-        let end = prefix_end(pk_prefix);
-        self.db.read(|conn| {
-            select(
-                conn,
-                "SELECT pk, sk, version, doc FROM items
-                 WHERE pk >= ?1 AND (?2 IS NULL OR pk < ?2)
-                   AND substr(pk, 1, length(?1)) = ?1 ORDER BY pk, sk",
-                params![pk_prefix, end],
-            )
+        self.db.read(|conn| match prefix_end(pk_prefix) {
+            Some(end) => select(conn, range_sql::SCAN_RANGE, params![pk_prefix, end]),
+            None => select(conn, range_sql::SCAN_FROM, params![pk_prefix]),
         })
     }
 
@@ -587,6 +573,34 @@ impl Store for SqliteStore {
     }
 }
 
+/// The range reads, one statement for each shape of bound. SQLite bounds a range only
+/// by plain comparisons: `(?2 IS NULL OR pk < ?2)` read from the lower bound to the end
+/// of the table, so the relay's every `scan` of `OUTBOX#` read every stock row after it
+/// (issue 16: about 200 preads an order with a catalog of 1,000 SKUs), and a `query` by
+/// prefix read its whole partition (every SKU of the catalog, for its warehouses).
+/// `range_reads_are_bounded` checks each plan. Each keeps its prefix filter, as
+/// `prefix_end`'s range may be wider than the prefix.
+mod range_sql {
+    pub const SCAN_RANGE: &str = "SELECT pk, sk, version, doc FROM items WHERE pk >= ?1 AND pk < ?2 AND substr(pk, 1, length(?1)) = ?1 ORDER BY pk, sk";
+    pub const SCAN_FROM: &str = "SELECT pk, sk, version, doc FROM items WHERE pk >= ?1 AND substr(pk, 1, length(?1)) = ?1 ORDER BY pk, sk";
+    pub const QUERY_RANGE: &str = "SELECT pk, sk, version, doc FROM items WHERE pk = ?1 AND sk >= ?2 AND sk < ?3 AND substr(sk, 1, length(?2)) = ?2 ORDER BY sk";
+    pub const QUERY_FROM: &str = "SELECT pk, sk, version, doc FROM items WHERE pk = ?1 AND sk >= ?2 AND substr(sk, 1, length(?2)) = ?2 ORDER BY sk";
+    pub const BACK_BEFORE: &str = "SELECT pk, sk, version, doc FROM items WHERE pk = ?1 AND sk < ?2 ORDER BY sk DESC LIMIT ?3";
+    pub const BACK_LAST: &str =
+        "SELECT pk, sk, version, doc FROM items WHERE pk = ?1 ORDER BY sk DESC LIMIT ?2";
+
+    /// Each statement and the bound its plan must show.
+    #[cfg(test)]
+    pub const PLANS: [(&str, &str); 6] = [
+        (SCAN_RANGE, "pk>? AND pk<?"),
+        (SCAN_FROM, "pk>?"),
+        (QUERY_RANGE, "pk=? AND sk>? AND sk<?"),
+        (QUERY_FROM, "pk=? AND sk>?"),
+        (BACK_BEFORE, "pk=? AND sk<?"),
+        (BACK_LAST, "pk=?"),
+    ];
+}
+
 /// The least string above every string that starts with `prefix` (its last character
 /// made the next one), or None when there is none (an empty prefix).
 fn prefix_end(prefix: &str) -> Option<String> {
@@ -603,6 +617,23 @@ fn prefix_end(prefix: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn range_reads_are_bounded() {
+        let conn = Connection::open_in_memory().unwrap();
+        create_table(&conn).unwrap();
+        for (sql, bound) in range_sql::PLANS {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            // Unbound parameters are NULL, which the plan does not depend on.
+            let mut rows = stmt.raw_query();
+            let mut plan: Vec<String> = Vec::new();
+            while let Some(row) = rows.next().unwrap() {
+                plan.push(row.get(3).unwrap());
+            }
+            let want = format!("SEARCH items USING PRIMARY KEY ({bound})");
+            assert_eq!(plan, [want], "{sql}");
+        }
+    }
 
     fn fresh_dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("oms-orders-{name}-{}", std::process::id()));
