@@ -117,10 +117,6 @@ fn measure(
     let units = (opts.orders * 4 + 1000) as u64;
     stock(oms, work, &server.endpoint, units)?;
     let warmup = load(oms, &server.endpoint, 300, 32)?;
-    // The checkpointer copies what the import and the warm-up wrote back into the
-    // database a quarter second at a time; left running into the first phase, that
-    // copying was most of its counted preads.
-    std::thread::sleep(std::time::Duration::from_secs(2));
     let pid = server.child.id();
     let mut phases = Vec::new();
     for (concurrency, orders) in [
@@ -278,6 +274,13 @@ const COUNTED: [(&str, &str); 7] = [
     ("syscalls:sys_enter_fdatasync", "fdatasync"),
 ];
 
+/// SIGINT, which makes `perf` write what it recorded or counted and exit.
+fn interrupt(perf: &std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status();
+}
+
 /// `perf stat` on the server until `finish_counts`, printing CSV to its stdout.
 fn start_counts(pid: u32) -> Result<std::process::Child, String> {
     let events: Vec<&str> = COUNTED.iter().map(|(event, _)| *event).collect();
@@ -296,9 +299,7 @@ fn start_counts(pid: u32) -> Result<std::process::Child, String> {
 /// Stops `perf stat` and reads its counts by event. An event it could not count (a
 /// tracepoint it may not read) is left out, and the report says so in its place.
 fn finish_counts(perf: std::process::Child) -> Result<BTreeMap<String, f64>, String> {
-    let _ = Command::new("kill")
-        .args(["-INT", &perf.id().to_string()])
-        .status();
+    interrupt(&perf);
     let out = perf
         .wait_with_output()
         .map_err(|e| format!("perf stat: {e}"))?;
@@ -377,9 +378,7 @@ fn start_perf(pid: u32, work: &Path) -> Result<std::process::Child, String> {
 
 /// Stops the recording and writes the flat profile (self time by symbol) beside it.
 fn finish_perf(mut perf: std::process::Child, work: &Path) -> Result<(), String> {
-    let _ = Command::new("kill")
-        .args(["-INT", &perf.id().to_string()])
-        .status();
+    interrupt(&perf);
     let _ = perf.wait();
     let report = perf_report(work, &[]).map_err(|e| format!("cannot run perf report: {e}"))?;
     let path = work.join("perf.txt");
