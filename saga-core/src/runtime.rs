@@ -1583,9 +1583,11 @@ impl Runtime {
 /// An execution to resume: its ARN, definition, snapshot and start (epoch seconds).
 type RecoverRow = (String, String, String, f64);
 
-const RECOVER_SELECT: &str = "SELECT e.arn, d.text, s.data, e.start_date FROM executions e \
+/// The second condition is the partial index's (`executions_open` in store.rs): said, it
+/// lets SQLite read the running executions alone rather than the whole table.
+pub(crate) const RECOVER_SELECT: &str = "SELECT e.arn, d.text, s.data, e.start_date FROM executions e \
      JOIN definitions d ON d.id = e.definition_id JOIN snapshots s ON s.arn = e.arn \
-     WHERE e.status = 'RUNNING'";
+     WHERE e.status = 'RUNNING' AND e.status <> 'SUCCEEDED'";
 
 /// A Task's state name, how long since it was dispatched and its error, when `id` is
 /// a Task call being answered by `delivery` (for the observer).

@@ -3,7 +3,7 @@
 
 use crate::api::*;
 
-mod map_runs;
+pub(crate) mod map_runs;
 use crate::nested::{Executions, Parent};
 use crate::runtime::{epoch, from_epoch, ExecutionRecord, NewExecution, Runtime, RuntimeError};
 use crate::store::StoreError;
@@ -455,6 +455,33 @@ fn page(
 
 fn next_page(offset: i64, limit: i64, got: usize) -> Option<String> {
     (got as i64 > limit).then(|| format!("oms-page:{}", offset + limit))
+}
+
+/// ListExecutions' statement: executions by `filter` (a machine's, or a Map Run's
+/// children; `?1`), newest first, with `?2` the status asked for if any, `?3` the redrive
+/// filter, `?4` and `?5` the page. A status is bound by a plain comparison, never `(?2 IS
+/// NULL OR ...)`, which SQLite cannot search an index by: a list of the few FAILED
+/// executions would read every one that succeeded. Those others are in the partial index
+/// `executions_open`, which a statement uses only if it says the index's condition; a
+/// list of SUCCEEDED (most of a machine's) reads its machine's newest first, as an
+/// unfiltered list does. A Map Run's children (`map_run`) are read by their run and each
+/// checked (`+` keeps SQLite off the status indexes): a run has at most its items, while
+/// every machine's failed executions may be many. store.rs's `status_lists_are_searched`
+/// checks the plans.
+pub(crate) fn list_executions_sql(filter: &str, map_run: bool, status: Option<&str>) -> String {
+    let status = match status {
+        None => "",
+        Some(_) if map_run => "AND +e.status = ?2",
+        Some(s) if s == ExecutionStatus::Succeeded.as_str() => "AND e.status = ?2",
+        Some(_) => "AND e.status = ?2 AND e.status <> 'SUCCEEDED'",
+    };
+    format!(
+        "SELECT e.arn, e.state_machine_arn, e.name, e.status, e.start_date, e.stop_date, \
+         e.redrive_count, e.redrive_date FROM executions e \
+         WHERE {filter} {status} \
+         AND (?3 IS NULL OR (?3 = 1 AND e.redrive_count > 0) OR (?3 = 0 AND e.redrive_count = 0)) \
+         ORDER BY e.start_date DESC, e.arn LIMIT ?4 OFFSET ?5"
+    )
 }
 
 struct MachineRow {
@@ -911,13 +938,7 @@ impl StepFunctions for LocalStepFunctions {
         // Only what a list item shows: not the definition, input or output (a page of
         // 100 read each execution's whole definition and unpacked its payloads).
         let rows: Vec<ListedRow> = self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT e.arn, e.state_machine_arn, e.name, e.status, e.start_date, e.stop_date, \
-                 e.redrive_count, e.redrive_date FROM executions e \
-                 WHERE {filter} AND (?2 IS NULL OR e.status = ?2)
-                 AND (?3 IS NULL OR (?3 = 1 AND e.redrive_count > 0) OR (?3 = 0 AND e.redrive_count = 0))
-                 ORDER BY e.start_date DESC, e.arn LIMIT ?4 OFFSET ?5"
-            ))?;
+            let mut st = c.prepare_cached(&list_executions_sql(filter, map_run.is_some(), status.as_deref()))?;
             let rows = st.query_map(params![key, status, redriven, limit + 1, offset], ListedRow::from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })?;

@@ -92,7 +92,13 @@ CREATE TABLE IF NOT EXISTS snapshots (
 -- its name's, so the ARN's key holds it; Express executions may share a name, as on AWS
 -- (their ARNs differ by start time).
 CREATE INDEX IF NOT EXISTS executions_by_machine ON executions (state_machine_arn, start_date);
-CREATE INDEX IF NOT EXISTS executions_by_status ON executions (status);
+-- The executions not succeeded, by status and machine: the runtime's RUNNING ones at
+-- start, and ListExecutions' statusFilter (the console's failed sagas among a hundred
+-- thousand that succeeded). Succeeded ones, most of the table, are left out: an order at
+-- rest costs no entry here. A query uses it only if it says `status <> 'SUCCEEDED'`
+-- itself (SQLite does not infer it from `status = 'RUNNING'`); `OPEN_PLANS` checks.
+CREATE INDEX IF NOT EXISTS executions_open ON executions (status, state_machine_arn, start_date)
+    WHERE status <> 'SUCCEEDED';
 -- Retention prunes the oldest closed executions first (retention.rs).
 CREATE INDEX IF NOT EXISTS executions_by_stop ON executions (stop_date) WHERE stop_date IS NOT NULL;
 -- Keyed by the execution's rowid, not its ARN: history is most of what is written,
@@ -292,9 +298,10 @@ pub const DATABASE_FILE: &str = "oms.sqlite3";
 /// The schema this oms writes, in `PRAGMA user_version`. 0: histories as rows only
 /// (before compressed histories); 1: a closed execution's history may be a frame in
 /// `histories` (history.rs); 2: `children.clean`, and `executions` without its
-/// UNIQUE (state_machine_arn, name). An older data dir is upgraded in place (its rows
-/// are still read as they are); a newer one is refused rather than misread.
-pub const SCHEMA_VERSION: i64 = 2;
+/// UNIQUE (state_machine_arn, name); 3: `executions_open` for `executions_by_status`.
+/// An older data dir is upgraded in place (its rows are still read as they are); a newer
+/// one is refused rather than misread.
+pub const SCHEMA_VERSION: i64 = 3;
 
 fn check_schema_version(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -308,6 +315,8 @@ fn check_schema_version(conn: &Connection, path: &Path) -> Result<(), StoreError
     if found < SCHEMA_VERSION {
         add_missing_columns(conn)?;
         drop_execution_name_key(conn)?;
+        // Every execution had an entry, succeeded or not; `executions_open` replaces it.
+        conn.execute_batch("DROP INDEX IF EXISTS executions_by_status")?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     Ok(())
@@ -388,6 +397,59 @@ fn lock_data_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The plan SQLite makes for `sql` on the schema, one line a step.
+    fn plan(c: &Connection, sql: &str) -> Vec<String> {
+        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        // Unbound parameters are NULL, which the plan does not depend on.
+        let mut rows = stmt.raw_query();
+        let mut plan = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            plan.push(row.get(3).unwrap());
+        }
+        plan
+    }
+
+    #[test]
+    fn status_lists_are_searched() {
+        use crate::service::{list_executions_sql, map_runs::CHILDREN_FILTER};
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        let machine = "e.state_machine_arn = ?1";
+        let recover_one = format!("{} AND e.arn = ?1", crate::runtime::RECOVER_SELECT);
+        let cases = [
+            (crate::runtime::RECOVER_SELECT.to_string(), "executions_open (status=?)"),
+            (recover_one, "sqlite_autoindex_executions_1 (arn=?)"),
+            (
+                list_executions_sql(machine, false, Some("FAILED")),
+                "executions_open (status=? AND state_machine_arn=?)",
+            ),
+            (
+                list_executions_sql(machine, false, Some("RUNNING")),
+                "executions_open (status=? AND state_machine_arn=?)",
+            ),
+            (
+                list_executions_sql(machine, false, Some("SUCCEEDED")),
+                "executions_by_machine (state_machine_arn=?)",
+            ),
+            (
+                list_executions_sql(machine, false, None),
+                "executions_by_machine (state_machine_arn=?)",
+            ),
+            (
+                list_executions_sql(CHILDREN_FILTER, true, Some("FAILED")),
+                "sqlite_autoindex_executions_1 (arn=?)",
+            ),
+        ];
+        for (sql, index) in cases {
+            let plan = plan(&c, &sql);
+            let want = format!("SEARCH e USING INDEX {index}");
+            assert!(
+                plan.iter().any(|step| step == &want),
+                "{sql}\nwanted {want}, planned {plan:?}"
+            );
+        }
+    }
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("oms-store-{name}-{}", std::process::id()));
@@ -556,6 +618,50 @@ mod tests {
         assert!(err.to_string().contains("oms.sqlite3"), "{err}");
     }
 
+    #[test]
+    fn a_version_2_data_dir_loses_its_status_index() {
+        let dir = temp_dir("upgrade2");
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let c = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute_batch(
+                "DROP INDEX executions_open; \
+                 CREATE INDEX executions_by_status ON executions (status); \
+                 INSERT INTO executions (arn, state_machine_arn, name, status, input, \
+                 start_date, definition_id, role_arn, machine_type) \
+                 VALUES ('x:e:1', 'x:m', 'e', 'FAILED', '{}', 1.5, 'd', 'r', 'STANDARD'); \
+                 PRAGMA user_version = 2;",
+            )
+            .unwrap();
+        }
+        let store = ExecutionStore::open(&dir).unwrap();
+        let (indexes, failed): (Vec<String>, String) = store
+            .read(|c| {
+                let mut st = c.prepare(
+                    "SELECT name FROM sqlite_schema WHERE tbl_name = 'executions' \
+                     AND type = 'index' AND sql IS NOT NULL ORDER BY name",
+                )?;
+                let names = st.query_map([], |r| r.get(0))?;
+                let names = names.collect::<Result<_, _>>()?;
+                // Made over the rows already there.
+                let failed = c.query_row(
+                    "SELECT arn FROM executions INDEXED BY executions_open \
+                     WHERE status = 'FAILED' AND status <> 'SUCCEEDED'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                Ok((names, failed))
+            })
+            .unwrap();
+        assert_eq!(
+            indexes,
+            ["executions_by_machine", "executions_by_stop", "executions_open"]
+        );
+        assert_eq!(failed, "x:e:1");
+        store.close();
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_older_data_dir_gains_the_new_columns_and_keeps_its_rows() {
         let dir = temp_dir("upgrade");
@@ -574,6 +680,7 @@ mod tests {
                  redrive_count INTEGER NOT NULL DEFAULT 0, redrive_date REAL, \
                  definition_id TEXT NOT NULL, role_arn TEXT NOT NULL, machine_type TEXT NOT NULL, \
                  UNIQUE (state_machine_arn, name)); \
+                 CREATE INDEX executions_by_status ON executions (status); \
                  INSERT INTO executions (rowid, arn, state_machine_arn, name, status, input, \
                  start_date, definition_id, role_arn, machine_type) \
                  VALUES (7, 'x:e:1', 'x:m', 'e', 'SUCCEEDED', '{}', 1.5, 'd', 'r', 'EXPRESS'); \
@@ -613,6 +720,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(kept, (7, "SUCCEEDED".to_string(), 1.5));
+        // Every execution's status index gave way to the one of those not succeeded.
+        let indexes: Vec<String> = store
+            .read(|c| {
+                let mut st = c.prepare(
+                    "SELECT name FROM sqlite_schema WHERE tbl_name = 'executions' \
+                     AND type = 'index' AND sql IS NOT NULL ORDER BY name",
+                )?;
+                let names = st.query_map([], |r| r.get(0))?;
+                Ok(names.collect::<Result<_, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(
+            indexes,
+            ["executions_by_machine", "executions_by_stop", "executions_open"]
+        );
         store.close();
         // Opened again at the current version: nothing to add, nothing refused.
         ExecutionStore::open(&dir).unwrap().close();

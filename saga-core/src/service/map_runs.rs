@@ -7,7 +7,7 @@ use asl::eval::MapRunUpdate;
 use rusqlite::{params, OptionalExtension};
 
 /// ListExecutions' filter for the children of the Map Run `?1`.
-pub(super) const CHILDREN_FILTER: &str =
+pub(crate) const CHILDREN_FILTER: &str =
     "e.arn IN (SELECT child_arn FROM map_run_children WHERE map_run_arn = ?1)";
 
 /// A Map Run as its row holds it.
