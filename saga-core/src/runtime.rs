@@ -1585,7 +1585,8 @@ type RecoverRow = (String, String, String, f64);
 
 /// The second condition is the partial index's (`executions_open` in store.rs): said, it
 /// lets SQLite read the running executions alone rather than the whole table.
-pub(crate) const RECOVER_SELECT: &str = "SELECT e.arn, d.text, s.data, e.start_date FROM executions e \
+pub(crate) const RECOVER_SELECT: &str =
+    "SELECT e.arn, d.text, s.data, e.start_date FROM executions e \
      JOIN definitions d ON d.id = e.definition_id JOIN snapshots s ON s.arn = e.arn \
      WHERE e.status = 'RUNNING' AND e.status <> 'SUCCEEDED'";
 

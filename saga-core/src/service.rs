@@ -938,8 +938,15 @@ impl StepFunctions for LocalStepFunctions {
         // Only what a list item shows: not the definition, input or output (a page of
         // 100 read each execution's whole definition and unpacked its payloads).
         let rows: Vec<ListedRow> = self.read(|c| {
-            let mut st = c.prepare_cached(&list_executions_sql(filter, map_run.is_some(), status.as_deref()))?;
-            let rows = st.query_map(params![key, status, redriven, limit + 1, offset], ListedRow::from_row)?;
+            let mut st = c.prepare_cached(&list_executions_sql(
+                filter,
+                map_run.is_some(),
+                status.as_deref(),
+            ))?;
+            let rows = st.query_map(
+                params![key, status, redriven, limit + 1, offset],
+                ListedRow::from_row,
+            )?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })?;
         let next_token = next_page(offset, limit, rows.len());

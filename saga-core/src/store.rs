@@ -418,7 +418,10 @@ mod tests {
         let machine = "e.state_machine_arn = ?1";
         let recover_one = format!("{} AND e.arn = ?1", crate::runtime::RECOVER_SELECT);
         let cases = [
-            (crate::runtime::RECOVER_SELECT.to_string(), "executions_open (status=?)"),
+            (
+                crate::runtime::RECOVER_SELECT.to_string(),
+                "executions_open (status=?)",
+            ),
             (recover_one, "sqlite_autoindex_executions_1 (arn=?)"),
             (
                 list_executions_sql(machine, false, Some("FAILED")),
@@ -656,7 +659,11 @@ mod tests {
             .unwrap();
         assert_eq!(
             indexes,
-            ["executions_by_machine", "executions_by_stop", "executions_open"]
+            [
+                "executions_by_machine",
+                "executions_by_stop",
+                "executions_open"
+            ]
         );
         assert_eq!(failed, "x:e:1");
         store.close();
@@ -733,7 +740,11 @@ mod tests {
             .unwrap();
         assert_eq!(
             indexes,
-            ["executions_by_machine", "executions_by_stop", "executions_open"]
+            [
+                "executions_by_machine",
+                "executions_by_stop",
+                "executions_open"
+            ]
         );
         store.close();
         // Opened again at the current version: nothing to add, nothing refused.

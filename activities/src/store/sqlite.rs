@@ -157,6 +157,7 @@ fn options() -> groupcommit::Options {
         writer_cache_kib: 16 * 1024,
         statement_cache: 64,
         max_batch: 512,
+        ..groupcommit::Options::default()
     }
 }
 
