@@ -575,6 +575,9 @@ struct Committer {
     /// order, and the connection is closed before it goes.
     wal_frames: Arc<AtomicU32>,
     wal_limit_frames: u32,
+    /// No restart is tried before this commit: one that found the WAL busy is tried
+    /// again 64 commits later, not waited for again by every commit.
+    restart_from_commit: u64,
 }
 
 /// The writer thread's side: its queue, and the syncer it stops at the end.
@@ -635,6 +638,7 @@ impl Committer {
             finished: false,
             wal_frames,
             wal_limit_frames,
+            restart_from_commit: 0,
         }
     }
 
@@ -648,12 +652,16 @@ impl Committer {
     /// and every fsync allocated them (the truncation itself was 1% of the server's
     /// CPU at C=64). The file stays at about the limit while the database is open;
     /// `finish` truncates it at close.
-    fn restart_large_wal(&self) {
+    fn restart_large_wal(&mut self) {
         let large = self.wal_frames.load(Relaxed) > self.wal_limit_frames;
-        if large && self.disk.is_some() {
-            let _ = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
+        if !large || self.disk.is_none() || self.commits < self.restart_from_commit {
+            return;
+        }
+        let busy = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+        if !matches!(busy, Ok(0)) {
+            self.restart_from_commit = self.commits + 64;
         }
     }
 
@@ -699,11 +707,7 @@ impl Committer {
             o(jobs, began.elapsed().as_secs_f64(), committed.is_ok());
         }
         self.answer(replies, committed);
-        // Checked every so often, not at every commit: a restart waiting on a busy
-        // checkpointer would otherwise be retried (and waited for) by every commit.
-        if self.commits % 64 == 0 {
-            self.restart_large_wal();
-        }
+        self.restart_large_wal();
     }
 
     /// Answers a commit's jobs: each with the commit's error if it failed; else a lazy
@@ -757,7 +761,7 @@ fn finish(conn: &Connection) {
     let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
         r.get::<_, i64>(0)
     });
-    if busy.as_ref().map_or(true, |b| *b != 0) {
+    if !matches!(busy, Ok(0)) {
         let why = busy.map_or_else(|e| e.to_string(), |_| "busy".to_string());
         let path = conn.path().unwrap_or("the database");
         eprintln!("groupcommit: the WAL of {path} was left at close ({why}): it is replayed at the next open");
@@ -843,8 +847,8 @@ mod tests {
             ..Options::default()
         };
         let peak = wal_peak_bytes(&temp_db("wal-limit"), &options, 2000).await;
-        // The limit, plus what 64 commits (the checking interval) of two frames or so
-        // write past it; without the restart the WAL takes every commit (about 34 MB).
+        // The limit, plus a commit or so past it, or 64 commits past a restart that
+        // found the WAL busy; without the restart the WAL takes every commit (34 MB).
         let frame = 4096 + 24;
         assert!(
             peak < (256 + 64 * 4) * frame,

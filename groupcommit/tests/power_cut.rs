@@ -39,7 +39,13 @@ fn run_child(db: &Path, cut: Option<u64>) -> ! {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let db = Db::open(db, None, &Options::default(), |c| {
+        // A WAL limit so small that the writer checkpoints and restarts the WAL many
+        // times in the run, and later frames overwrite earlier ones.
+        let options = Options {
+            wal_limit_frames: 8,
+            ..Options::default()
+        };
+        let db = Db::open(db, None, &options, |c| {
             c.execute_batch(
                 "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, payload BLOB NOT NULL)",
             )
