@@ -847,13 +847,11 @@ mod tests {
             ..Options::default()
         };
         let peak = wal_peak_bytes(&temp_db("wal-limit"), &options, 2000).await;
-        // The limit, plus a commit or so past it, or 64 commits past a restart that
-        // found the WAL busy; without the restart the WAL takes every commit (34 MB).
-        let frame = 4096 + 24;
-        assert!(
-            peak < (256 + 64 * 4) * frame,
-            "the WAL grew to {peak} bytes"
-        );
+        // The limit (1 MiB), plus a commit past it, or 64 commits (about 1.1 MB here)
+        // for each restart that found the checkpointer at work, which answers busy at
+        // once; without the restart the WAL takes every commit (34 MB). A bound well
+        // between the two, as a loaded machine makes a few restarts busy in a row.
+        assert!(peak < 8_000_000, "the WAL grew to {peak} bytes");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
