@@ -433,8 +433,50 @@ fn page(
             .strip_prefix("oms-page:")
             .and_then(|n| n.parse::<i64>().ok())
             .filter(|n| *n >= 0)
-            .ok_or_else(|| ApiError::invalid_token(format!("Invalid Token: '{t}'")))?,
+            .ok_or_else(|| invalid_token(t))?,
     };
+    Ok((offset, page_size(max_results, default_max)?))
+}
+
+fn invalid_token(token: &str) -> ApiError {
+    ApiError::invalid_token(format!("Invalid Token: '{token}'"))
+}
+
+/// Where a page of ListExecutions ends: its last execution's start (epoch seconds) and
+/// ARN, in the list's order (newest first, then by ARN). The next page starts after it,
+/// so executions started while a client pages (orders arrive all the time) neither
+/// repeat an execution on the next page nor push one off it, as an offset would.
+#[derive(Debug, Clone, PartialEq)]
+struct ListCursor {
+    start_date: f64,
+    arn: String,
+}
+
+impl ListCursor {
+    const PREFIX: &'static str = "oms-after:";
+
+    fn token(&self) -> String {
+        // `{}` prints an f64 in the fewest digits that read back as the same number.
+        format!("{}{}:{}", Self::PREFIX, self.start_date, self.arn)
+    }
+
+    fn parse(token: &str) -> Result<ListCursor, ApiError> {
+        token
+            .strip_prefix(Self::PREFIX)
+            .and_then(|rest| rest.split_once(':'))
+            .and_then(|(date, arn)| {
+                let start_date = date.parse::<f64>().ok().filter(|d| d.is_finite())?;
+                (!arn.is_empty()).then(|| ListCursor {
+                    start_date,
+                    arn: arn.to_string(),
+                })
+            })
+            .ok_or_else(|| invalid_token(token))
+    }
+}
+
+/// `maxResults`, or `default_max` when absent or 0.
+fn page_size(max_results: Option<i32>, default_max: i64) -> Result<i64, ApiError> {
     // AWS's range is 0 to 1000 (0 means the default); its message names the bound broken.
     let limit = match max_results {
         None | Some(0) => default_max,
@@ -450,7 +492,7 @@ fn page(
         }
         Some(n) => n as i64,
     };
-    Ok((offset, limit))
+    Ok(limit)
 }
 
 fn next_page(offset: i64, limit: i64, got: usize) -> Option<String> {
@@ -459,7 +501,9 @@ fn next_page(offset: i64, limit: i64, got: usize) -> Option<String> {
 
 /// ListExecutions' statement: executions by `filter` (a machine's, or a Map Run's
 /// children; `?1`), newest first, with `?2` the status asked for if any, `?3` the redrive
-/// filter, `?4` and `?5` the page. A status is bound by a plain comparison, never `(?2 IS
+/// filter, `?4` the page's size, and after a cursor (`?5` and `?6`, a [`ListCursor`]) if
+/// `after`, bounded by plain comparisons so that a deep page starts where the last one
+/// ended rather than reading every execution before it. A status is bound by a plain comparison, never `(?2 IS
 /// NULL OR ...)`, which SQLite cannot search an index by: a list of the few FAILED
 /// executions would read every one that succeeded. Those others are in the partial index
 /// `executions_open`, which a statement uses only if it says the index's condition; a
@@ -468,7 +512,17 @@ fn next_page(offset: i64, limit: i64, got: usize) -> Option<String> {
 /// checked (`+` keeps SQLite off the status indexes): a run has at most its items, while
 /// every machine's failed executions may be many. store.rs's `status_lists_are_searched`
 /// checks the plans.
-pub(crate) fn list_executions_sql(filter: &str, map_run: bool, status: Option<&str>) -> String {
+pub(crate) fn list_executions_sql(
+    filter: &str,
+    map_run: bool,
+    status: Option<&str>,
+    after: bool,
+) -> String {
+    let after = if after {
+        "AND e.start_date <= ?5 AND (e.start_date < ?5 OR e.arn > ?6)"
+    } else {
+        ""
+    };
     let status = match status {
         None => "",
         Some(_) if map_run => "AND +e.status = ?2",
@@ -478,9 +532,9 @@ pub(crate) fn list_executions_sql(filter: &str, map_run: bool, status: Option<&s
     format!(
         "SELECT e.arn, e.state_machine_arn, e.name, e.status, e.start_date, e.stop_date, \
          e.redrive_count, e.redrive_date FROM executions e \
-         WHERE {filter} {status} \
+         WHERE {filter} {status} {after} \
          AND (?3 IS NULL OR (?3 = 1 AND e.redrive_count > 0) OR (?3 = 0 AND e.redrive_count = 0)) \
-         ORDER BY e.start_date DESC, e.arn LIMIT ?4 OFFSET ?5"
+         ORDER BY e.start_date DESC, e.arn LIMIT ?4"
     )
 }
 
@@ -930,7 +984,12 @@ impl StepFunctions for LocalStepFunctions {
                 ))
             }
         };
-        let (offset, limit) = page(&input.next_token, input.max_results, 100)?;
+        let limit = page_size(input.max_results, 100)?;
+        let after = input
+            .next_token
+            .as_deref()
+            .map(ListCursor::parse)
+            .transpose()?;
         let status = input.status_filter.map(|s| s.as_str().to_string());
         let redriven = input
             .redrive_filter
@@ -942,14 +1001,27 @@ impl StepFunctions for LocalStepFunctions {
                 filter,
                 map_run.is_some(),
                 status.as_deref(),
+                after.is_some(),
             ))?;
-            let rows = st.query_map(
-                params![key, status, redriven, limit + 1, offset],
-                ListedRow::from_row,
-            )?;
+            let page = limit + 1;
+            let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&key, &status, &redriven, &page];
+            if let Some(a) = &after {
+                bound.extend([&a.start_date as &dyn rusqlite::ToSql, &a.arn]);
+            }
+            let rows = st.query_map(bound.as_slice(), ListedRow::from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })?;
-        let next_token = next_page(offset, limit, rows.len());
+        // One more row than the page was read: there is a next page if it came.
+        let next_token = (rows.len() as i64 > limit)
+            .then(|| rows.get(limit as usize - 1))
+            .flatten()
+            .map(|last| {
+                ListCursor {
+                    start_date: last.start_date,
+                    arn: last.arn.clone(),
+                }
+                .token()
+            });
         let items = match &map_run {
             Some(run) => map_runs::items_by_child(self, run)?,
             None => HashMap::new(),
@@ -1479,4 +1551,37 @@ fn variable_references(definition: &str) -> Option<VariableReferences> {
     let def: serde_json::Value = serde_json::from_str(definition).ok()?;
     let refs = asl::references::variable_references(&def);
     (!refs.is_empty()).then_some(refs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_cursor_reads_back_as_written() {
+        for start_date in [1.5, 1_764_979_200.123_456_7, 0.1 + 0.2, 1e-7] {
+            let cursor = ListCursor {
+                start_date,
+                arn: "arn:aws:states:us-east-1:123456789012:execution:m:e".into(),
+            };
+            assert_eq!(ListCursor::parse(&cursor.token()).unwrap(), cursor);
+        }
+    }
+
+    #[test]
+    fn a_list_token_not_written_by_this_oms_is_refused() {
+        for token in [
+            "garbage",
+            "oms-page:3",
+            "oms-after:",
+            "oms-after:1.5",
+            "oms-after:1.5:",
+            "oms-after:NaN:arn",
+            "oms-after:inf:arn",
+            "oms-after:x:arn",
+        ] {
+            let e = ListCursor::parse(token).unwrap_err();
+            assert_eq!(e.message, format!("Invalid Token: '{token}'"), "{token}");
+        }
+    }
 }

@@ -410,6 +410,8 @@ mod tests {
         plan
     }
 
+    /// Each list of executions reads only its page: by the index of its filter, from
+    /// its cursor on. Each statement and the search its plan must show.
     #[test]
     fn status_lists_are_searched() {
         use crate::service::{list_executions_sql, map_runs::CHILDREN_FILTER};
@@ -424,23 +426,31 @@ mod tests {
             ),
             (recover_one, "sqlite_autoindex_executions_1 (arn=?)"),
             (
-                list_executions_sql(machine, false, Some("FAILED")),
+                list_executions_sql(machine, false, Some("FAILED"), false),
                 "executions_open (status=? AND state_machine_arn=?)",
             ),
             (
-                list_executions_sql(machine, false, Some("RUNNING")),
-                "executions_open (status=? AND state_machine_arn=?)",
+                list_executions_sql(machine, false, Some("RUNNING"), true),
+                "executions_open (status=? AND state_machine_arn=? AND start_date<?)",
             ),
             (
-                list_executions_sql(machine, false, Some("SUCCEEDED")),
+                list_executions_sql(machine, false, Some("SUCCEEDED"), false),
                 "executions_by_machine (state_machine_arn=?)",
             ),
             (
-                list_executions_sql(machine, false, None),
+                list_executions_sql(machine, false, Some("SUCCEEDED"), true),
+                "executions_by_machine (state_machine_arn=? AND start_date<?)",
+            ),
+            (
+                list_executions_sql(machine, false, None, false),
                 "executions_by_machine (state_machine_arn=?)",
             ),
             (
-                list_executions_sql(CHILDREN_FILTER, true, Some("FAILED")),
+                list_executions_sql(machine, false, None, true),
+                "executions_by_machine (state_machine_arn=? AND start_date<?)",
+            ),
+            (
+                list_executions_sql(CHILDREN_FILTER, true, Some("FAILED"), true),
                 "sqlite_autoindex_executions_1 (arn=?)",
             ),
         ];

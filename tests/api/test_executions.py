@@ -71,6 +71,17 @@ def test_list_executions_status_filter_and_pagination(sfn):
             break
     assert pages == 3
     assert len(seen) == 7 and set(seen) == set(done + running)
+
+    # Executions started while a client pages (orders arrive all the time) neither
+    # repeat one on the next page nor push one off it: a page starts after the last.
+    first = sfn.list_executions(stateMachineArn=sm, maxResults=3)
+    late = [sfn.start_execution(stateMachineArn=sm, input='{"wait": false}')["executionArn"] for _ in range(2)]
+    rest = sfn.list_executions(stateMachineArn=sm, maxResults=10, nextToken=first["nextToken"])
+    paged = [e["executionArn"] for e in first["executions"] + rest["executions"]]
+    assert sorted(paged) == sorted(done + running), "each execution once, none started after"
+    assert "nextToken" not in rest
+    for a in late:
+        wait_status(sfn, a)
     # Newest first, as AWS lists them.
     dates = [e["startDate"] for e in sfn.list_executions(stateMachineArn=sm)["executions"]]
     assert dates == sorted(dates, reverse=True)
