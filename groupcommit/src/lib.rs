@@ -138,6 +138,9 @@ struct Inner {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Tells the checkpointer thread to stop.
     stop_checkpoints: Arc<AtomicBool>,
+    /// The checkpointer thread, joined at close (its connection closed before the
+    /// writer's); None in memory.
+    checkpointer: Mutex<Option<std::thread::JoinHandle<()>>>,
     observer: Arc<OnceLock<CommitObserver>>,
     /// How far the WAL is on disk; None in memory, where nothing is.
     progress: Option<Arc<Progress>>,
@@ -196,7 +199,7 @@ impl Db {
         setup(&conn)?;
         let stop_checkpoints = Arc::new(AtomicBool::new(false));
         let checkpoints = open_connection(path, false, key, 4)?;
-        spawn_checkpointer(checkpoints, stop_checkpoints.clone())?;
+        let checkpointer = spawn_checkpointer(checkpoints, stop_checkpoints.clone())?;
         let reads = Reads::File {
             path: path.to_path_buf(),
             key: key.cloned(),
@@ -219,7 +222,7 @@ impl Db {
             committer,
             reads,
             Some(syncer),
-            stop_checkpoints,
+            (stop_checkpoints, Some(checkpointer)),
             options,
         )?)
     }
@@ -240,14 +243,14 @@ impl Db {
         )));
         let reads = Reads::Shared(committer.clone());
         let stop = Arc::new(AtomicBool::new(true));
-        Ok(Db::start(committer, reads, None, stop, options)?)
+        Ok(Db::start(committer, reads, None, (stop, None), options)?)
     }
 
     fn start(
         committer: Arc<Mutex<Committer>>,
         reads: Reads,
         syncer: Option<std::thread::JoinHandle<()>>,
-        stop_checkpoints: Arc<AtomicBool>,
+        (stop_checkpoints, checkpointer): (Arc<AtomicBool>, Option<std::thread::JoinHandle<()>>),
         options: &Options,
     ) -> Result<Db, Error> {
         let (tx, rx) = mpsc::channel::<Job>();
@@ -284,6 +287,7 @@ impl Db {
                 reads,
                 writer: Mutex::new(Some(handle)),
                 stop_checkpoints,
+                checkpointer: Mutex::new(checkpointer),
                 observer,
                 progress,
                 syncs: Mutex::new(syncs),
@@ -425,10 +429,21 @@ impl Db {
     }
 
     /// Stops the writer once the jobs already queued are committed; it then gives the
-    /// free pages back and checkpoints the WAL into the database (`finish`). Later
-    /// writes fail (`Error::Closed`); reads still work.
+    /// free pages back, checkpoints the WAL into the database (`finish`) and closes its
+    /// connection. Later writes fail (`Error::Closed`); reads still work. The
+    /// checkpointer's connection and the idle readers' are closed first, so that the
+    /// writer's is the last one open and SQLite removes the `-wal` and `-shm` files
+    /// as it closes: a clean stop leaves the database file alone (a read still running
+    /// keeps them, harmlessly).
     pub fn close(&self) {
         self.inner.stop_checkpoints.store(true, SeqCst);
+        if let Some(checkpointer) = lock(&self.inner.checkpointer).take() {
+            checkpointer.thread().unpark();
+            let _ = checkpointer.join();
+        }
+        if let Reads::File { pool, .. } = &self.inner.reads {
+            lock(pool).clear();
+        }
         lock(&self.inner.jobs).take();
         lock(&self.inner.syncs).take();
         let writer = lock(&self.inner.writer).take();
@@ -485,21 +500,25 @@ fn common_pragmas(conn: &Connection) -> Result<(), Error> {
 
 /// Checkpoints the WAL every quarter second while there is any: often enough that
 /// the WAL stays small, on its own connection so the writer never waits for it.
-fn spawn_checkpointer(conn: Connection, stop: Arc<AtomicBool>) -> Result<(), Error> {
+fn spawn_checkpointer(
+    conn: Connection,
+    stop: Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, Error> {
     std::thread::Builder::new()
         .name("oms-db-checkpoint".into())
-        .spawn(move || {
-            while !stop.load(SeqCst) {
-                std::thread::sleep(std::time::Duration::from_millis(250));
-                // A busy database answers SQLITE_BUSY; the next round tries again.
-                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        .spawn(move || loop {
+            // Parked, not asleep: `Db::close` unparks it to stop without waiting.
+            std::thread::park_timeout(std::time::Duration::from_millis(250));
+            if stop.load(SeqCst) {
+                break;
             }
+            // A busy database answers SQLITE_BUSY; the next round tries again.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         })
         .map_err(|e| Error::Sqlite {
             code: None,
             message: format!("cannot start the checkpointer: {e}"),
-        })?;
-    Ok(())
+        })
 }
 
 /// Has SQLite store in `frames` how many frames the WAL holds after each commit on
@@ -623,6 +642,14 @@ impl Writer {
             let _ = syncer.join();
         }
         finish(&c.conn);
+        if self.progress.is_some() {
+            // On disk (in memory, reads still use this connection): closed now, the
+            // last one open if `Db::close` closed the others, so SQLite removes the
+            // -wal and -shm files. Nothing commits after `finished`.
+            if let Ok(placeholder) = Connection::open_in_memory() {
+                let _ = std::mem::replace(&mut c.conn, placeholder).close();
+            }
+        }
     }
 }
 
@@ -852,6 +879,31 @@ mod tests {
         // once; without the restart the WAL takes every commit (34 MB). A bound well
         // between the two, as a loaded machine makes a few restarts busy in a row.
         assert!(peak < 8_000_000, "the WAL grew to {peak} bytes");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_clean_close_leaves_the_database_file_alone() {
+        let path = temp_db("clean-close");
+        let db = open(&path);
+        db.write(false, insert("a", "1")).await.unwrap();
+        assert_eq!(count(&db, "a"), 1, "a reader was opened, and pooled");
+        db.close();
+        let mut files: Vec<String> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["db.sqlite3"], "no -wal or -shm left");
+        assert_eq!(
+            count(&db, "a"),
+            1,
+            "reads still work after close, and see the row"
+        );
+        let plain = Connection::open(&path).unwrap();
+        let rows: i64 = plain
+            .query_row("SELECT count(*) FROM a", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1, "the row is in the database file itself");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
