@@ -358,7 +358,9 @@ impl Db {
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return Some(job),
         };
-        if committer.finished {
+        // A WAL past its limit is restarted by the writer thread, after its next commit:
+        // the restart waits for readers, which a caller's (async) thread must not.
+        if committer.finished || committer.wal_past_limit() {
             return Some(job);
         }
         committer.commit(vec![job]);
@@ -633,6 +635,7 @@ impl Writer {
             }
             self.queued.fetch_sub(batch.len(), SeqCst);
             c.commit(batch);
+            c.restart_large_wal();
         }
         let mut c = lock(&self.committer);
         c.finished = true;
@@ -669,6 +672,11 @@ impl Committer {
         }
     }
 
+    /// Whether the WAL on disk holds more frames than its limit.
+    fn wal_past_limit(&self) -> bool {
+        self.disk.is_some() && self.wal_frames.load(Relaxed) > self.wal_limit_frames
+    }
+
     /// Under constant load the checkpointer's PASSIVE checkpoints never catch the
     /// writer up (a reader is always in the WAL), so SQLite never starts it over, and it
     /// would only grow. Past the limit the writer checkpoints it all and restarts it,
@@ -678,10 +686,11 @@ impl Committer {
     /// every frame written took a new page-cache page, zeroed, and a block reserved,
     /// and every fsync allocated them (the truncation itself was 1% of the server's
     /// CPU at C=64). The file stays at about the limit while the database is open;
-    /// `finish` truncates it at close.
+    /// a close removes it. Only the writer thread restarts (`Db::commit_here` leaves
+    /// the jobs to it meanwhile): the wait for readers must not block a caller's
+    /// async thread.
     fn restart_large_wal(&mut self) {
-        let large = self.wal_frames.load(Relaxed) > self.wal_limit_frames;
-        if !large || self.disk.is_none() || self.commits < self.restart_from_commit {
+        if !self.wal_past_limit() || self.commits < self.restart_from_commit {
             return;
         }
         let busy = self
@@ -734,7 +743,6 @@ impl Committer {
             o(jobs, began.elapsed().as_secs_f64(), committed.is_ok());
         }
         self.answer(replies, committed);
-        self.restart_large_wal();
     }
 
     /// Answers a commit's jobs: each with the commit's error if it failed; else a lazy
