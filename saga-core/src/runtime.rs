@@ -264,7 +264,7 @@ struct Live {
     /// with when they were dispatched (a task's latency, for the observer).
     dispatched: HashMap<EffectId, std::time::Instant>,
     /// Effects that have a row in `tasks` (a token), to add and remove rows as they come and go.
-    task_rows: HashMap<EffectId, String>,
+    task_rows: HashMap<EffectId, TaskHandle>,
     /// The sleeping tasks that watch this execution's deadlines.
     watchers: Watchers,
     /// Map Runs that ended (failed, or with the execution) in the last committed step,
@@ -278,7 +278,7 @@ impl Live {
     /// A live execution, its effects not yet performed.
     fn cell(
         exec: Execution,
-        task_rows: HashMap<EffectId, String>,
+        task_rows: HashMap<EffectId, TaskHandle>,
     ) -> Arc<tokio::sync::Mutex<Live>> {
         Arc::new(tokio::sync::Mutex::new(Live {
             exec,
@@ -642,7 +642,7 @@ impl Runtime {
             && !crate::history::met_an_error(&stored);
         let task_rows_written = tasks
             .iter()
-            .map(|t| (t.effect_id, t.token.clone()))
+            .map(|t| (t.effect_id, t.handle()))
             .collect::<HashMap<_, _>>();
         // Registered (and locked) before the commit: a worker or client that sees the
         // committed task before this function returns waits for the lock instead of
@@ -782,7 +782,7 @@ impl Runtime {
         arn: String,
         id: EffectId,
         call: TaskCall,
-        token: Option<String>,
+        task: Option<TaskHandle>,
     ) -> Vec<tokio::task::AbortHandle> {
         // A mocked task answers at once, from the test case (mock.rs).
         if let Some(answer) = self.mocked(&arn, &call) {
@@ -792,10 +792,12 @@ impl Runtime {
         let route = self.invoker.route(&call);
         let mut watchers = Vec::new();
         if let Some(secs) = call.timeout_seconds {
-            watchers.push(self.watch_timeout(arn.clone(), id, token.clone(), secs));
+            let stored = task.as_ref().and_then(|t| t.timeout_deadline);
+            watchers.push(self.watch_timeout(arn.clone(), id, stored, secs));
         }
-        if let (Some(secs), Some(token)) = (call.heartbeat_seconds, token.clone()) {
-            watchers.push(self.watch_heartbeat(arn.clone(), id, token, secs));
+        if let (Some(secs), Some(task)) = (call.heartbeat_seconds, task) {
+            let stored = task.heartbeat_deadline;
+            watchers.push(self.watch_heartbeat(arn.clone(), id, task.token, stored, secs));
         }
         if crate::nested::is_start_execution(&call) {
             watchers.push(self.perform_child(arn, id, call));
@@ -829,23 +831,19 @@ impl Runtime {
         watchers
     }
 
-    /// Arms a task's timeout; returns the watcher.
+    /// Arms a task's timeout, at its `stored` deadline (epoch seconds) if it has one
+    /// (a recovered task keeps the deadline it was given when first scheduled), else
+    /// `secs` from now; returns the watcher.
     fn watch_timeout(
         self: &Arc<Self>,
         arn: String,
         id: EffectId,
-        token: Option<String>,
+        stored: Option<f64>,
         secs: f64,
     ) -> tokio::task::AbortHandle {
         let rt = self.clone();
+        let deadline = deadline_or(stored, secs);
         let watcher = tokio::spawn(async move {
-            // A recovered task keeps the deadline it was given when first scheduled.
-            let deadline = match &token {
-                Some(t) => rt
-                    .stored_deadline(t, "timeout_deadline")
-                    .unwrap_or_else(|| seconds_after(Utc::now(), secs)),
-                None => seconds_after(Utc::now(), secs),
-            };
             sleep_until(deadline).await;
             // Not committed: the reload arms the timeout again from its stored
             // deadline. Detached, as the delivery aborts this watcher.
@@ -873,35 +871,18 @@ impl Runtime {
         tokio::spawn(async move { rt.deliver(&arn, id, delivery).await });
     }
 
-    /// A deadline stored with a task (`timeout_deadline` or `heartbeat_deadline`), so
-    /// that a recovered task keeps the one it was given when first scheduled.
-    fn stored_deadline(&self, token: &str, column: &'static str) -> Option<DateTime<Utc>> {
-        let sql = match column {
-            "timeout_deadline" => "SELECT timeout_deadline FROM tasks WHERE token = ?1",
-            _ => "SELECT heartbeat_deadline FROM tasks WHERE token = ?1",
-        };
-        self.store
-            .read(|c| {
-                Ok(c.query_row(sql, [token], |r| r.get::<_, Option<f64>>(0))
-                    .optional()?
-                    .flatten())
-            })
-            .ok()
-            .flatten()
-            .map(from_epoch)
-    }
-
-    /// Arms a task's heartbeat deadline; returns the watcher.
+    /// Arms a task's heartbeat deadline, at its `stored` one (epoch seconds) if it has
+    /// one (the last heartbeat's, for a recovered task), else `secs` from now; returns
+    /// the watcher.
     fn watch_heartbeat(
         self: &Arc<Self>,
         arn: String,
         id: EffectId,
         token: String,
+        stored: Option<f64>,
         secs: f64,
     ) -> tokio::task::AbortHandle {
-        let initial = self
-            .stored_deadline(&token, "heartbeat_deadline")
-            .unwrap_or_else(|| seconds_after(Utc::now(), secs));
+        let initial = deadline_or(stored, secs);
         self.heartbeats
             .lock()
             .expect("heartbeat lock")
@@ -1073,10 +1054,10 @@ impl Runtime {
             .task_rows
             .iter()
             .filter(|(id, _)| !pending.contains(id))
-            .map(|(_, t)| t.clone())
+            .map(|(_, t)| t.token.clone())
             .collect();
         for t in &new_tasks {
-            live.task_rows.insert(t.effect_id, t.token.clone());
+            live.task_rows.insert(t.effect_id, t.handle());
         }
         live.task_rows.retain(|id, _| pending.contains(id));
         // Deadlines of tasks that have answered are no longer watched. (If the commit
@@ -1553,11 +1534,18 @@ impl Runtime {
             exec.reinvoking(*id, &mut SystemHost);
         }
         let arn_owned = arn.clone();
-        let task_rows: HashMap<EffectId, String> = self.store.read(move |c| {
-            let mut st =
-                c.prepare("SELECT effect_id, token FROM tasks WHERE execution_arn = ?1")?;
+        let task_rows: HashMap<EffectId, TaskHandle> = self.store.read(move |c| {
+            let mut st = c.prepare(
+                "SELECT effect_id, token, timeout_deadline, heartbeat_deadline FROM tasks \
+                 WHERE execution_arn = ?1",
+            )?;
             let rows = st.query_map([&arn_owned], |r| {
-                Ok((r.get::<_, i64>(0)? as EffectId, r.get(1)?))
+                let handle = TaskHandle {
+                    token: r.get(1)?,
+                    timeout_deadline: r.get(2)?,
+                    heartbeat_deadline: r.get(3)?,
+                };
+                Ok((r.get::<_, i64>(0)? as EffectId, handle))
             })?;
             Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
         })?;
@@ -1646,6 +1634,21 @@ async fn sleep_until(t: DateTime<Utc>) {
     }
 }
 
+/// A `stored` deadline (epoch seconds), else `secs` from now.
+fn deadline_or(stored: Option<f64>, secs: f64) -> DateTime<Utc> {
+    stored.map_or_else(|| seconds_after(Utc::now(), secs), from_epoch)
+}
+
+/// A task's token and the deadlines stored with it (epoch seconds): as written when the
+/// task was scheduled, or as read back when its execution was recovered, so that a
+/// recovered task keeps the deadlines it was given and a new one costs no read.
+#[derive(Debug, Clone)]
+struct TaskHandle {
+    token: String,
+    timeout_deadline: Option<f64>,
+    heartbeat_deadline: Option<f64>,
+}
+
 struct TaskRow {
     token: String,
     effect_id: EffectId,
@@ -1657,13 +1660,24 @@ struct TaskRow {
     input: String,
     timeout_deadline: Option<f64>,
     heartbeat_seconds: Option<f64>,
+    heartbeat_deadline: Option<f64>,
+}
+
+impl TaskRow {
+    fn handle(&self) -> TaskHandle {
+        TaskHandle {
+            token: self.token.clone(),
+            timeout_deadline: self.timeout_deadline,
+            heartbeat_deadline: self.heartbeat_deadline,
+        }
+    }
 }
 
 /// Rows for task effects that need a token (activities, callbacks) or a durable
 /// deadline (timeouts), not yet written.
 fn new_task_rows(
     exec: &Execution,
-    existing: &HashMap<EffectId, String>,
+    existing: &HashMap<EffectId, TaskHandle>,
     invoker: &dyn Invoker,
 ) -> Vec<TaskRow> {
     let now = Utc::now();
@@ -1694,6 +1708,9 @@ fn new_task_rows(
                     input: call.payload.to_string(),
                     timeout_deadline: call.timeout_seconds.map(|s| epoch(seconds_after(now, s))),
                     heartbeat_seconds: call.heartbeat_seconds,
+                    heartbeat_deadline: call
+                        .heartbeat_seconds
+                        .map(|s| epoch(seconds_after(now, s))),
                 })
             }
             _ => None,
@@ -1718,7 +1735,7 @@ fn insert_tasks(c: &rusqlite::Connection, arn: &str, tasks: &[TaskRow]) -> Resul
                 now,
                 t.timeout_deadline,
                 t.heartbeat_seconds,
-                t.heartbeat_seconds.map(|s| now + s)
+                t.heartbeat_deadline,
             ])?;
     }
     Ok(())
@@ -2309,6 +2326,69 @@ mod tests {
         assert_eq!(from_epoch(-1e300), DateTime::<Utc>::UNIX_EPOCH);
         let t = from_epoch(1_700_000_000.5);
         assert_eq!(epoch(t), 1_700_000_000.5);
+    }
+
+    /// A task's deadlines are the ones it was given when scheduled, kept across a
+    /// restart: recovered, it times out when it would have, not `TimeoutSeconds` later.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_recovered_task_keeps_the_deadlines_it_was_scheduled_with() {
+        let dir = temp_dir("deadlines");
+        let store = ExecutionStore::open(&dir).unwrap();
+        // An activity no worker polls: only its timeout or its heartbeat ends it.
+        let def = |timeout: u32, heartbeat: u32| {
+            format!(
+                r#"{{"StartAt":"T","States":{{"T":{{"Type":"Task","Resource":"arn:aws:states:us-east-1:123456789012:activity:never","TimeoutSeconds":{timeout},"HeartbeatSeconds":{heartbeat},"End":true}}}}}}"#
+            )
+        };
+        let started = std::time::Instant::now();
+        let arns = {
+            let rt = Runtime::new(store.clone(), Arc::new(Echo));
+            let (timeout, _) = rt
+                .start(new_execution(&def(2, 1000), "t", json!({})))
+                .await
+                .unwrap();
+            let (heartbeat, _) = rt
+                .start(new_execution(&def(1000, 3), "h", json!({})))
+                .await
+                .unwrap();
+            store.sync().await.unwrap();
+            [timeout, heartbeat]
+            // Dropped with both tasks waiting, as a crash would leave them.
+        };
+        store.close();
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let store = ExecutionStore::open(&dir).unwrap();
+        let rt = Runtime::new(store.clone(), Arc::new(Echo));
+        assert_eq!(rt.recover().await.unwrap(), 2);
+        for arn in &arns {
+            rt.wait_finished(arn).await;
+        }
+        let ended_s = started.elapsed().as_secs_f64();
+        let errors: Vec<Option<String>> = arns
+            .iter()
+            .map(|arn| {
+                store
+                    .read(|c| {
+                        Ok(c.query_row(
+                            "SELECT error FROM executions WHERE arn = ?1",
+                            [arn],
+                            |r| r.get(0),
+                        )?)
+                    })
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                Some("States.Timeout".into()),
+                Some("States.HeartbeatTimeout".into())
+            ]
+        );
+        // Due at 2 s and 3 s after the start; rearmed at the recovery (1.5 s) they
+        // would have come at 3.5 s and 4.5 s. The bound is between 3 and 4.5.
+        assert!(ended_s < 4.0, "ended {ended_s:.2} s after the start");
+        store.close();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
