@@ -31,6 +31,12 @@ pub struct LocalStepFunctions {
     /// Definitions parsed, by their text: StartExecution parsed its machine's every
     /// time, a twentieth of an order's CPU (issue 16's profile).
     parsed: std::sync::Mutex<HashMap<String, Arc<Machine>>>,
+    /// State machines' rows as read, by ARN, and how many times a write has cleared
+    /// them. StartExecution read its machine's row every time, its whole definition
+    /// with it (two read transactions an order, the saga's and its child's). Only this
+    /// service writes machines (a data dir is one process's), and each write clears
+    /// them once committed; a row read across a write is not kept (`machine_row`).
+    machines: std::sync::Mutex<(u64, HashMap<String, MachineRow>)>,
 }
 
 /// Distinct definitions kept parsed; past it the cache starts again (a server whose
@@ -45,6 +51,7 @@ impl LocalStepFunctions {
             account: account.into(),
             owned: Default::default(),
             parsed: Default::default(),
+            machines: Default::default(),
         }
     }
 
@@ -215,18 +222,46 @@ impl LocalStepFunctions {
 
     fn machine_row(&self, arn: &str) -> Result<MachineRow, ApiError> {
         check_arn(arn, "stateMachine")?;
-        self.read(|c| {
-            let sql = format!(
-                "SELECT {} FROM state_machines WHERE arn = ?1",
-                MachineRow::COLUMNS
-            );
-            Ok(c.prepare_cached(&sql)?
-                .query_row([arn], MachineRow::from_row)
-                .optional()?)
-        })?
-        .ok_or_else(|| {
-            ApiError::state_machine_does_not_exist(format!("State Machine Does Not Exist: '{arn}'"))
-        })
+        let lock = || self.machines.lock().unwrap_or_else(|p| p.into_inner());
+        let cleared = {
+            let machines = lock();
+            if let Some(row) = machines.1.get(arn) {
+                return Ok(row.clone());
+            }
+            machines.0
+        };
+        let row = self
+            .read(|c| {
+                let sql = format!(
+                    "SELECT {} FROM state_machines WHERE arn = ?1",
+                    MachineRow::COLUMNS
+                );
+                Ok(c.prepare_cached(&sql)?
+                    .query_row([arn], MachineRow::from_row)
+                    .optional()?)
+            })?
+            .ok_or_else(|| {
+                ApiError::state_machine_does_not_exist(format!(
+                    "State Machine Does Not Exist: '{arn}'"
+                ))
+            })?;
+        let mut machines = lock();
+        // Kept only if no write cleared the rows since before this read: else it may be
+        // the row as it was before that write, and the write's clearing has passed.
+        if machines.0 == cleared {
+            if machines.1.len() >= PARSED_KEPT {
+                machines.1.clear();
+            }
+            machines.1.insert(arn.to_string(), row.clone());
+        }
+        Ok(row)
+    }
+
+    /// After a write to `state_machines` commits: the rows read before it go.
+    fn machines_changed(&self) {
+        let mut machines = self.machines.lock().unwrap_or_else(|p| p.into_inner());
+        machines.0 += 1;
+        machines.1.clear();
     }
 
     fn execution_row(&self, arn: &str) -> Result<ExecutionRecord, ApiError> {
@@ -538,6 +573,7 @@ pub(crate) fn list_executions_sql(
     )
 }
 
+#[derive(Clone)]
 struct MachineRow {
     arn: String,
     name: String,
@@ -690,6 +726,7 @@ impl StepFunctions for LocalStepFunctions {
                 StoreError::Conflict(_) => ApiError::state_machine_already_exists(format!("State Machine Already Exists: '{arn}'")),
                 other => internal(other),
             })?;
+        self.machines_changed();
         Ok(CreateStateMachineOutput {
             state_machine_arn: arn,
             creation_date: now,
@@ -724,7 +761,8 @@ impl StepFunctions for LocalStepFunctions {
             input.definition.unwrap_or(row.definition),
             input.role_arn.unwrap_or(row.role_arn),
         );
-        self.runtime
+        let updated = self
+            .runtime
             .store()
             .write(move |c| {
                 c.execute(
@@ -733,8 +771,10 @@ impl StepFunctions for LocalStepFunctions {
                 )?;
                 Ok(())
             })
-            .await
-            .map_err(store_error)?;
+            .await;
+        // Cleared even if the write failed: it may have committed before failing to sync.
+        self.machines_changed();
+        updated.map_err(store_error)?;
         Ok(UpdateStateMachineOutput {
             update_date: now,
             revision_id: Some(revision),
@@ -808,14 +848,16 @@ impl StepFunctions for LocalStepFunctions {
         self.refuse_if_owned("DeleteStateMachine", &input.state_machine_arn)?;
         let arn = input.state_machine_arn.clone();
         // Executions keep a copy of the definition they started with, so they run on.
-        self.runtime
+        let deleted = self
+            .runtime
             .store()
             .write(move |c| {
                 c.execute("DELETE FROM state_machines WHERE arn = ?1", [arn])?;
                 Ok(())
             })
-            .await
-            .map_err(store_error)?;
+            .await;
+        self.machines_changed();
+        deleted.map_err(store_error)?;
         Ok(DeleteStateMachineOutput {})
     }
 

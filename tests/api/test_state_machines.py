@@ -45,6 +45,10 @@ def test_create_describe_list_update_delete(sfn):
     with pytest.raises(ClientError) as ei:
         sfn.describe_state_machine(stateMachineArn=arn)
     assert error_code(ei) == "StateMachineDoesNotExist"
+    # Nor does it start, though it was started (and its row read) before.
+    with pytest.raises(ClientError) as ei:
+        sfn.start_execution(stateMachineArn=arn)
+    assert error_code(ei) == "StateMachineDoesNotExist"
     assert arn not in {m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
 
 
