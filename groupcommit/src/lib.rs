@@ -107,6 +107,50 @@ pub type CommitObserver = Arc<dyn Fn(usize, f64, bool) + Send + Sync>;
 /// Told of every fsync of the WAL: how long it took in seconds, whether it succeeded.
 pub type SyncObserver = Box<dyn Fn(f64, bool) + Send + Sync>;
 
+/// Told whether the transaction it was registered in committed (`on_commit`).
+pub type CommitHook = Box<dyn FnOnce(bool)>;
+
+thread_local! {
+    /// The hooks registered by the jobs of the commit this thread is running; None
+    /// while it runs none (`Committer::commit` sets it around its jobs and COMMIT).
+    static HOOKS: std::cell::RefCell<Option<Vec<CommitHook>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Has `hook` told, on this thread, how the transaction of the job calling it ended:
+/// `true` right after its COMMIT succeeded, before any later commit begins and before
+/// any of its jobs is answered; `false` if the job's savepoint, or the whole commit,
+/// was rolled back. What a job changed becomes visible to readers at the COMMIT, so a
+/// cache of what readers would read (activities' `SqliteStore`) is kept in step by
+/// hooks, in commit order. Outside a job (no commit running on this thread) the hook is
+/// handed back, not run.
+pub fn on_commit(hook: CommitHook) -> Result<(), CommitHook> {
+    HOOKS.with(|h| match h.borrow_mut().as_mut() {
+        Some(hooks) => {
+            hooks.push(hook);
+            Ok(())
+        }
+        None => Err(hook),
+    })
+}
+
+/// How many hooks this thread's commit has so far (a savepoint's mark).
+fn hooks_registered() -> usize {
+    HOOKS.with(|h| h.borrow().as_ref().map_or(0, Vec::len))
+}
+
+/// Runs, with `committed`, the hooks registered since `mark` (all of them from 0), and
+/// forgets them.
+fn run_hooks_from(mark: usize, committed: bool) {
+    let hooks = HOOKS.with(|h| match h.borrow_mut().as_mut() {
+        Some(hooks) if hooks.len() > mark => hooks.split_off(mark),
+        _ => Vec::new(),
+    });
+    for hook in hooks {
+        hook(committed);
+    }
+}
+
 /// What a job's caller, or a sync's, is answered with once committed (or on disk).
 type Reply = Box<dyn FnOnce(Result<(), Error>) + Send>;
 
@@ -562,9 +606,12 @@ pub fn savepoint<R, E: From<Error>>(
         conn.prepare_cached(sql)?.execute([])?;
         Ok(())
     };
+    let mark = hooks_registered();
     execute("SAVEPOINT job")?;
     let result = f(conn);
     if result.is_err() {
+        // What it registered will not commit, even if the transaction does.
+        run_hooks_from(mark, false);
         execute("ROLLBACK TO job")?;
     }
     execute("RELEASE job")?;
@@ -718,6 +765,9 @@ impl Committer {
             return;
         }
         let jobs = batch.len();
+        // Hooks left by a commit that panicked were never told: dropped here, which
+        // leaves a cache they kept waiting (see `on_commit`'s users), never misled.
+        HOOKS.with(|h| *h.borrow_mut() = Some(Vec::new()));
         let replies: Vec<(Reply, bool)> = batch
             .into_iter()
             .map(|job| ((job.run)(Some(conn)), job.durable))
@@ -736,6 +786,8 @@ impl Committer {
         if committed.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
+        run_hooks_from(0, committed.is_ok());
+        HOOKS.with(|h| *h.borrow_mut() = None);
         if let Some(p) = progress {
             p.end(self.commits);
         }
@@ -952,6 +1004,50 @@ mod tests {
         db.close();
         assert_eq!(db.write(true, insert("a", "z")).await, Err(Error::Closed));
         assert_eq!(count(&db, "a"), 2, "reads still work");
+    }
+
+    /// A job's hook is told after its COMMIT (a reader then sees the row), a failed
+    /// job's and a nested savepoint's rolled back with it are told false, and a hook
+    /// registered outside a job is handed back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn commit_hooks_are_told_how_their_transaction_ended() {
+        let db = open(&temp_db("hooks"));
+        let told: Arc<Mutex<Vec<(String, bool, i64)>>> = Arc::default();
+        let job = |k: &'static str, fail_outer: bool, fail_inner: bool| {
+            let told = told.clone();
+            let reader = db.clone();
+            move |c: &Connection| -> Result<(), Error> {
+                savepoint(c, |c| {
+                    insert("a", k)(c)?;
+                    let hook: CommitHook = Box::new(move |ok| {
+                        let seen = count(&reader, "a");
+                        lock(&told).push((k.to_string(), ok, seen));
+                    });
+                    assert!(on_commit(hook).is_ok(), "inside a job");
+                    if fail_inner {
+                        return Err(Error::Closed);
+                    }
+                    Ok(())
+                })?;
+                if fail_outer {
+                    return Err(Error::Stopped);
+                }
+                Ok(())
+            }
+        };
+        db.write(false, job("x", false, false)).await.unwrap();
+        assert!(db.write(false, job("y", true, false)).await.is_err());
+        assert!(db.write(false, job("z", false, true)).await.is_err());
+        let told = lock(&told).clone();
+        let told: Vec<(&str, bool, i64)> = told
+            .iter()
+            .map(|(k, ok, n)| (k.as_str(), *ok, *n))
+            .collect();
+        // A failed job's hook runs at its rollback, before the commit: the count is
+        // what was committed before it.
+        assert_eq!(told, [("x", true, 1), ("y", false, 1), ("z", false, 1)]);
+        assert!(on_commit(Box::new(|_| {})).is_err(), "outside a job");
+        db.close();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
