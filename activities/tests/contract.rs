@@ -1,5 +1,6 @@
-//! One contract, two backends: every case here runs against SQLite and against AWS's
-//! DynamoDB Local, each on a fresh store. The store cases pin the conditional-write
+//! One contract, two backends: every case here runs against SQLite (in a file of its
+//! own, and within another database as `oms up` has it, with its cache) and against
+//! AWS's DynamoDB Local, each on a fresh store. The store cases pin the conditional-write
 //! semantics; the domain cases pin what the activities promise (idempotency,
 //! compensation of what never happened, typed errors, nothing half-written); the last
 //! drives many concurrent sagas with faults injected everywhere and audits the result.
@@ -65,6 +66,15 @@ async fn sqlite() {
     for (name, case) in CASES {
         eprintln!("sqlite: {name}");
         case(common::sqlite()).await;
+    }
+}
+
+/// As `oms up` keeps it: in the runtime's database, with its cache of decoded items.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_within_the_runtime_database() {
+    for (name, case) in CASES {
+        eprintln!("sqlite within: {name}");
+        case(common::sqlite_within().await).await;
     }
 }
 

@@ -21,11 +21,15 @@
 //! caller's thread on pooled read-only connections, beside the writer (WAL): a point
 //! read is a few microseconds, less than a hand-off to a blocking pool would cost.
 
+mod cache;
+
 use super::{check_batch, Cond, Item, Key, Store, StoreError, Write};
+use cache::{Cache, Change};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
 
 /// The items table: one fact, one place, whichever database it is in.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS items (
@@ -50,6 +54,9 @@ pub struct SqliteStore {
     owns_db: bool,
     /// Set by `close`: a write then fails as Unavailable instead of queueing.
     closed: AtomicBool,
+    /// The items last written or read, decoded (`cache`): only where this process
+    /// alone writes the database (`within`).
+    cache: Option<Arc<Cache>>,
 }
 
 impl From<groupcommit::Error> for StoreError {
@@ -78,19 +85,42 @@ impl SqliteStore {
     }
 
     /// The store in `db`, another store's database (the runtime's), its writes lazy:
-    /// `db`'s owner makes them durable with its own, and closes it.
+    /// `db`'s owner makes them durable with its own, and closes it. That owner holds
+    /// the data dir for this process alone, so every write to the items passes through
+    /// here, and the store keeps the items it last wrote or read decoded (`cache`).
     pub async fn within(db: groupcommit::Db) -> Result<SqliteStore, StoreError> {
         db.write(true, create_table).await?;
-        Ok(SqliteStore::new(db, false, false))
+        let mut store = SqliteStore::new(db, false, false);
+        store.cache = Some(Cache::new(cache::CAPACITY));
+        Ok(store)
     }
 
+    /// A file of its own may be shared with other processes (Lambdas under `cargo
+    /// lambda watch` share one), whose commits no cache here would see: none is kept.
     fn new(db: groupcommit::Db, durable: bool, owns_db: bool) -> SqliteStore {
         SqliteStore {
             db,
             durable,
             owns_db,
             closed: AtomicBool::new(false),
+            cache: None,
         }
+    }
+
+    /// How many `get`s the cache answered and how many read the table (None without
+    /// a cache).
+    pub fn cache_counts(&self) -> Option<(u64, u64)> {
+        self.cache.as_ref().map(|c| c.counts())
+    }
+
+    /// The item at `key` as the table holds it.
+    fn read_item(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        let found = self.db.read(|conn| read(conn, key))?;
+        Ok(found.map(|(version, doc)| Item {
+            key: key.clone(),
+            version,
+            doc,
+        }))
     }
 
     /// Applies `writes` as one batch, all or nothing and under the same rules as
@@ -101,7 +131,10 @@ impl SqliteStore {
     pub fn apply_in(&self, conn: &Connection, writes: &[Write]) -> Result<(), StoreError> {
         check_batch(writes)?;
         let encoded = encode_docs(writes)?;
-        groupcommit::savepoint(conn, |c| apply_batch(c, writes, &encoded))
+        let docs = self.cache.as_ref().map(|_| put_docs_cloned(writes));
+        groupcommit::savepoint(conn, |c| {
+            apply_batch(c, writes, &encoded, self.cache.as_ref().zip(docs))
+        })
     }
 
     /// Copies the items of an older oms's `orders.db` at `old` (the order store had a
@@ -116,8 +149,15 @@ impl SqliteStore {
         let copied = rows.len();
         for chunk in rows.chunks(ADOPT_CHUNK) {
             let chunk = chunk.to_vec();
+            let cache = self.cache.clone();
             self.db
-                .write(true, move |conn| insert_missing(conn, &chunk))
+                .write(true, move |conn| {
+                    insert_missing(conn, &chunk)?;
+                    if let Some(cache) = cache {
+                        cache.changing(vec![Change::Unknown]);
+                    }
+                    Ok::<_, StoreError>(())
+                })
                 .await?;
         }
         for suffix in ["", "-wal", "-shm"] {
@@ -216,18 +256,77 @@ fn encode_docs(writes: &[Write]) -> Result<Vec<Option<rusqlite::types::Value>>, 
         .collect()
 }
 
-/// A batch, all or nothing (the writer runs it in a savepoint of its own).
+/// Each put's document, decoded, in the order of its writes (None for the others).
+type PutDocs = Vec<Option<Arc<Map<String, Value>>>>;
+
+/// Each put's document, taken out of `writes` (a put's document is stored from its
+/// encoding; the cache keeps it decoded).
+fn take_put_docs(writes: &mut [Write]) -> PutDocs {
+    writes
+        .iter_mut()
+        .map(|w| match w {
+            Write::Put { doc, .. } => Some(Arc::new(std::mem::take(doc))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `take_put_docs` for writes the caller keeps.
+fn put_docs_cloned(writes: &[Write]) -> PutDocs {
+    writes
+        .iter()
+        .map(|w| match w {
+            Write::Put { doc, .. } => Some(Arc::new(doc.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A batch, all or nothing (the writer runs it in a savepoint of its own). With a
+/// cache (and each put's document, decoded), the cache is told what the batch changed,
+/// to be put in when its commit ends.
 fn apply_batch(
     conn: &Connection,
     writes: &[Write],
     encoded: &[Option<rusqlite::types::Value>],
+    cached: Option<(&Arc<Cache>, PutDocs)>,
 ) -> Result<(), StoreError> {
     assert_eq!(writes.len(), encoded.len(), "a document for every write");
-    writes
+    let mut left = Vec::with_capacity(writes.len());
+    for (i, (w, encoded)) in writes.iter().zip(encoded).enumerate() {
+        left.push(apply(conn, i, w, encoded.as_ref())?);
+    }
+    let Some((cache, docs)) = cached else {
+        return Ok(());
+    };
+    assert_eq!(writes.len(), docs.len(), "a decoded document for every put");
+    let changes = writes
         .iter()
-        .zip(encoded)
-        .enumerate()
-        .try_for_each(|(i, (w, encoded))| apply(conn, i, w, encoded.as_ref()))
+        .zip(left)
+        .zip(docs)
+        .filter_map(|((w, left), doc)| {
+            let entry = match (left?, doc) {
+                (Left::Stored(version), Some(doc)) => Some((version, doc)),
+                // Never so (the documents come from these writes); if it were, the
+                // cache forgets everything rather than keep what this put replaced.
+                (Left::Stored(_), None) => return Some(Change::Unknown),
+                (Left::Added(version, doc), _) => Some((version, Arc::new(doc))),
+                (Left::Deleted, _) => None,
+            };
+            Some(Change::Set(w.key().clone(), entry))
+        })
+        .collect();
+    cache.changing(changes);
+    Ok(())
+}
+
+/// What a write left at its key (None: it changed nothing, a check).
+enum Left {
+    /// A put: this version, and the put's document.
+    Stored(u64),
+    /// An add: this version and document.
+    Added(u64, Map<String, Value>),
+    Deleted,
 }
 
 fn unavailable(e: rusqlite::Error) -> StoreError {
@@ -441,7 +540,7 @@ fn apply(
     index: usize,
     w: &Write,
     encoded: Option<&rusqlite::types::Value>,
-) -> Result<(), StoreError> {
+) -> Result<Option<Left>, StoreError> {
     let failed = || StoreError::ConditionFailed {
         index,
         key: w.key().clone(),
@@ -473,6 +572,7 @@ fn apply(
                 StoreError::Unavailable(format!("the write of {key} came without its document"))
             })?;
             put(next, stored)?;
+            Ok(Some(Left::Stored(next)))
         }
         Write::Add {
             deltas, min_after, ..
@@ -493,12 +593,16 @@ fn apply(
                     return Err(failed());
                 }
             }
-            put(v + 1, &doc_codec::encode(Value::Object(doc).to_string())?)?;
+            let text = serde_json::to_string(&doc)
+                .map_err(|e| StoreError::Unavailable(format!("cannot encode {key}: {e}")))?;
+            put(v + 1, &doc_codec::encode(text)?)?;
+            Ok(Some(Left::Added(v + 1, doc)))
         }
         Write::Check { cond, .. } => {
             if !holds(*cond, version) {
                 return Err(failed());
             }
+            Ok(None)
         }
         Write::Delete { cond, .. } => {
             if !holds(*cond, version) {
@@ -507,20 +611,25 @@ fn apply(
             conn.prepare_cached("DELETE FROM items WHERE pk = ?1 AND sk = ?2")
                 .and_then(|mut s| s.execute(params![key.pk, key.sk]))
                 .map_err(unavailable)?;
+            Ok(Some(Left::Deleted))
         }
     }
-    Ok(())
 }
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn get(&self, key: &Key) -> Result<Option<Item>, StoreError> {
-        let found = self.db.read(|conn| read(conn, key))?;
-        Ok(found.map(|(version, doc)| Item {
-            key: key.clone(),
-            version,
-            doc,
-        }))
+        let Some(cache) = &self.cache else {
+            return self.read_item(key);
+        };
+        match cache.get(key) {
+            Ok(kept) => Ok(kept),
+            Err(ticket) => {
+                let found = self.read_item(key)?;
+                cache.fill(key, ticket, found.as_ref());
+                Ok(found)
+            }
+        }
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str) -> Result<Vec<Item>, StoreError> {
@@ -552,15 +661,22 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn transact(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+    async fn transact(&self, mut writes: Vec<Write>) -> Result<(), StoreError> {
         check_batch(&writes)?;
         let encoded = encode_docs(&writes)?;
         if self.closed.load(SeqCst) {
             return Err(StoreError::Unavailable("the store is closed".into()));
         }
+        // Taken on the caller's thread, not the writer's: the writer is the one
+        // thread every order's commits share.
+        let cached = self
+            .cache
+            .clone()
+            .map(|cache| (cache, take_put_docs(&mut writes)));
         self.db
             .write(self.durable, move |conn| {
-                apply_batch(conn, &writes, &encoded)
+                let cached = cached.as_ref().map(|(c, docs)| (c, docs.clone()));
+                apply_batch(conn, &writes, &encoded, cached)
             })
             .await
     }
@@ -650,6 +766,159 @@ mod tests {
             Ok::<_, groupcommit::Error>(())
         })
         .unwrap()
+    }
+
+    fn counter(n: i64) -> Map<String, Value> {
+        Map::from_iter([("n".to_string(), Value::from(n))])
+    }
+
+    /// Writers bump counters on a few keys (a put under the version read, or an add)
+    /// while readers read them: no read may answer a version older than one already
+    /// acknowledged, nor older than one the same reader saw, nor a document from
+    /// another version (each write adds one to both). At the end the cache answers
+    /// what the table holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_cache_never_answers_what_a_commit_replaced() {
+        use std::sync::atomic::AtomicU64;
+        let dir = fresh_dir("cache-race");
+        let mut store = SqliteStore::within(runtime_db(&dir, None)).await.unwrap();
+        // Fewer entries than keys: reads miss, and what they read races the writes.
+        store.cache = Some(Cache::new(2));
+        let store = Arc::new(store);
+        const KEYS: usize = 4;
+        let key = |k: usize| Key::new("COUNTER", format!("{k}"));
+        for k in 0..KEYS {
+            let put = Write::Put {
+                key: key(k),
+                doc: counter(0),
+                cond: Cond::NotExists,
+            };
+            store.transact(vec![put]).await.unwrap();
+        }
+        let acked: Arc<Vec<AtomicU64>> = Arc::new((0..KEYS).map(|_| AtomicU64::new(1)).collect());
+        let mut tasks = Vec::new();
+        for w in 0..6u64 {
+            let (store, acked) = (store.clone(), acked.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut rng = fastrand::Rng::with_seed(w);
+                for _ in 0..300 {
+                    let k = rng.usize(..KEYS);
+                    let write = if rng.bool() {
+                        let item = store.get(&key(k)).await.unwrap().unwrap();
+                        Write::Put {
+                            key: key(k),
+                            doc: counter(item.i64("n") + 1),
+                            cond: Cond::Version(item.version),
+                        }
+                    } else {
+                        Write::Add {
+                            key: key(k),
+                            deltas: vec![("n".into(), 1)],
+                            min_after: vec![],
+                        }
+                    };
+                    match store.transact(vec![write]).await {
+                        Ok(()) => {
+                            // This writer's ack: the version is at least one more than
+                            // any it saw acknowledged before.
+                            let now = store.read_item(&key(k)).unwrap().unwrap().version;
+                            acked[k].fetch_max(now, SeqCst);
+                        }
+                        Err(StoreError::ConditionFailed { .. }) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }));
+        }
+        for r in 0..3u64 {
+            let (store, acked) = (store.clone(), acked.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut rng = fastrand::Rng::with_seed(100 + r);
+                let mut seen = [0u64; KEYS];
+                for _ in 0..3000 {
+                    let k = rng.usize(..KEYS);
+                    let floor = acked[k].load(SeqCst).max(seen[k]);
+                    let item = store.get(&key(k)).await.unwrap().unwrap();
+                    assert!(
+                        item.version >= floor,
+                        "read version {} after {floor}",
+                        item.version
+                    );
+                    assert_eq!(item.i64("n") as u64, item.version - 1, "{item:?}");
+                    seen[k] = item.version;
+                    tokio::task::yield_now().await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for k in 0..KEYS {
+            assert_eq!(
+                store.get(&key(k)).await.unwrap(),
+                store.read_item(&key(k)).unwrap()
+            );
+        }
+        let (hits, misses) = store.cache_counts().unwrap();
+        assert!(hits > 1000 && misses > 1000, "{hits} hits, {misses} misses");
+    }
+
+    /// What a batch that failed, a delete and an adopted file leave is what `get`
+    /// answers, from the cache as from the table.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cache_follows_rollbacks_deletes_and_adoption() {
+        let dir = fresh_dir("cache-follows");
+        let store = SqliteStore::within(runtime_db(&dir, None)).await.unwrap();
+        let (a, b) = (Key::new("A", "1"), Key::new("B", "1"));
+        let put = |key: &Key, n: i64, cond| Write::Put {
+            key: key.clone(),
+            doc: counter(n),
+            cond,
+        };
+        store
+            .transact(vec![put(&a, 1, Cond::NotExists)])
+            .await
+            .unwrap();
+        assert_eq!(store.get(&a).await.unwrap().unwrap().version, 1);
+        let failed = store
+            .transact(vec![
+                put(&a, 2, Cond::Version(1)),
+                Write::Check {
+                    key: b.clone(),
+                    cond: Cond::Exists,
+                },
+            ])
+            .await;
+        assert!(
+            matches!(failed, Err(StoreError::ConditionFailed { index: 1, .. })),
+            "{failed:?}"
+        );
+        let kept = store.get(&a).await.unwrap().unwrap();
+        assert_eq!(
+            (kept.version, kept.i64("n")),
+            (1, 1),
+            "the rolled-back put is not kept"
+        );
+        assert_eq!(store.get(&b).await.unwrap(), None);
+        store
+            .transact(vec![Write::Delete {
+                key: a.clone(),
+                cond: Cond::Exists,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(store.get(&a).await.unwrap(), None, "deleted");
+        // An older file's items, adopted, replace the absence the cache knew of `b`.
+        let old_path = dir.join("orders.db");
+        let old = SqliteStore::open(&old_path).unwrap();
+        old.transact(vec![put(&b, 7, Cond::NotExists)])
+            .await
+            .unwrap();
+        old.close();
+        assert_eq!(store.adopt(&old_path, None).await.unwrap(), 1);
+        assert_eq!(store.get(&b).await.unwrap().unwrap().i64("n"), 7);
+        let (hits, _) = store.cache_counts().unwrap();
+        assert!(hits >= 3, "{hits} hits");
     }
 
     #[tokio::test]

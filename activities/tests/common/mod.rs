@@ -30,6 +30,19 @@ pub fn sqlite() -> Arc<dyn Store> {
     Arc::new(SqliteStore::open(&path).unwrap())
 }
 
+/// SQLite as `oms up` has it: the items in a database another owner opened (the
+/// runtime's), written lazily, read through the store's cache of decoded items.
+pub async fn sqlite_within() -> Arc<dyn Store> {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("activities-sqlite");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.db", unique("within")));
+    let _ = std::fs::remove_file(&path);
+    let options = groupcommit::Options::default();
+    let db =
+        groupcommit::Db::open(&path, None, &options, |_| Ok::<_, groupcommit::Error>(())).unwrap();
+    Arc::new(SqliteStore::within(db).await.unwrap())
+}
+
 /// DynamoDB Local, killed when dropped (also when a test panics).
 pub struct DynamoLocal {
     child: Child,
