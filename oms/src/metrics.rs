@@ -53,6 +53,7 @@ pub struct Metrics {
     commit_seconds: HistogramVec,
     commit_jobs: IntCounterVec,
     fsync_seconds: HistogramVec,
+    order_gets: IntCounterVec,
     executions_running: IntGauge,
     orders: IntGaugeVec,
     orders_count_seconds: prometheus::Gauge,
@@ -108,6 +109,9 @@ impl Metrics {
             commit_jobs: counter(&r, "oms_store_commit_writes_total",
                 "Writes (steps, starts, task rows...) committed by the group commits",
                 &["outcome"]),
+            order_gets: counter(&r, "oms_order_store_gets_total",
+                "The order store's point reads, by what answered them: its cache of decoded items, or the table",
+                &["answered"]),
             executions_running: register(&r, IntGauge::new("oms_executions_running",
                 "Executions running in this process").expect("valid metric")),
             orders: register(&r, IntGaugeVec::new(Opts::new("oms_orders",
@@ -123,9 +127,18 @@ impl Metrics {
     }
 
     /// The exposition text, after refreshing what is counted at scrape time.
-    pub async fn render(&self, running: usize, store: &dyn Store) -> Result<String, String> {
+    pub async fn render(&self, s: &Scrape) -> Result<String, String> {
+        let running = s.runtime.running();
         self.executions_running
             .set(i64::try_from(running).unwrap_or(i64::MAX));
+        if let Some((hits, misses)) = s.order_cache.as_ref().and_then(|o| o.cache_counts()) {
+            // The store counts; the counters catch up to it.
+            for (answered, now) in [("cache", hits), ("table", misses)] {
+                let c = self.order_gets.with_label_values(&[answered]);
+                c.inc_by(now.saturating_sub(c.get()));
+            }
+        }
+        let store = &*s.store;
         self.count_orders(store).await?;
         let mut out = Vec::new();
         prometheus::TextEncoder::new()
@@ -173,6 +186,9 @@ pub struct Scrape {
     pub metrics: Arc<Metrics>,
     pub runtime: Arc<saga_core::runtime::Runtime>,
     pub store: Arc<dyn Store>,
+    /// The order store when it is SQLite within the runtime's database, for its
+    /// cache's counts.
+    pub order_cache: Option<Arc<activities::store::sqlite::SqliteStore>>,
 }
 
 /// `GET /metrics` and the dashboard page with its chart library.
@@ -203,7 +219,7 @@ async fn scrape_metrics(
     axum::extract::State(s): axum::extract::State<Scrape>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match s.metrics.render(s.runtime.running(), &*s.store).await {
+    match s.metrics.render(&s).await {
         Ok(text) => (
             [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
             text,

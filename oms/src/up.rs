@@ -216,6 +216,7 @@ async fn up_local(
         metrics,
         runtime: rt.clone(),
         store: ctx.store.clone(),
+        order_cache: orders_db.clone(),
     };
     if let Some(path) = &args.mock_config {
         let mocks = saga_core::mock::MockConfig::load(path)?;

@@ -104,6 +104,9 @@ def test_metrics_move_with_orders_compensations_and_redrives(served):
     assert moved("oms_store_fsync_seconds_sum", outcome="synced") > 0
     assert moved("oms_store_commit_writes_total", outcome="committed") >= \
         moved("oms_store_commit_seconds_count", outcome="committed")
+    # Each step reads again the order a step before it wrote: the cache answers.
+    assert moved("oms_order_store_gets_total", answered="cache") > \
+        moved("oms_order_store_gets_total", answered="table")
     assert wait_metric(api, "oms_orders", 2, status="COMPLETED") == 2
     assert wait_metric(api, "oms_orders", 2, status="CANCELLED") == 2
     assert value(scrape(api), "oms_executions_running") == 0

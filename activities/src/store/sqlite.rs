@@ -861,6 +861,7 @@ mod tests {
         }
         let (hits, misses) = store.cache_counts().unwrap();
         assert!(hits > 1000 && misses > 1000, "{hits} hits, {misses} misses");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// What a batch that failed, a delete and an adopted file leave is what `get`
@@ -919,6 +920,7 @@ mod tests {
         assert_eq!(store.get(&b).await.unwrap().unwrap().i64("n"), 7);
         let (hits, _) = store.cache_counts().unwrap();
         assert!(hits >= 3, "{hits} hits");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
