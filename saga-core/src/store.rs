@@ -631,6 +631,23 @@ mod tests {
         assert!(err.to_string().contains("oms.sqlite3"), "{err}");
     }
 
+    /// The indexes of `executions` the current schema has, by name.
+    const CURRENT_EXECUTION_INDEXES: [&str; 3] = [
+        "executions_by_machine",
+        "executions_by_stop",
+        "executions_open",
+    ];
+
+    /// The named indexes of `executions` (not its primary key's), by name.
+    fn execution_indexes(c: &Connection) -> rusqlite::Result<Vec<String>> {
+        let mut st = c.prepare(
+            "SELECT name FROM sqlite_schema WHERE tbl_name = 'executions' \
+             AND type = 'index' AND sql IS NOT NULL ORDER BY name",
+        )?;
+        let names = st.query_map([], |r| r.get(0))?;
+        names.collect()
+    }
+
     #[test]
     fn a_version_2_data_dir_loses_its_status_index() {
         let dir = temp_dir("upgrade2");
@@ -651,12 +668,7 @@ mod tests {
         let store = ExecutionStore::open(&dir).unwrap();
         let (indexes, failed): (Vec<String>, String) = store
             .read(|c| {
-                let mut st = c.prepare(
-                    "SELECT name FROM sqlite_schema WHERE tbl_name = 'executions' \
-                     AND type = 'index' AND sql IS NOT NULL ORDER BY name",
-                )?;
-                let names = st.query_map([], |r| r.get(0))?;
-                let names = names.collect::<Result<_, _>>()?;
+                let names = execution_indexes(c)?;
                 // Made over the rows already there.
                 let failed = c.query_row(
                     "SELECT arn FROM executions INDEXED BY executions_open \
@@ -667,14 +679,7 @@ mod tests {
                 Ok((names, failed))
             })
             .unwrap();
-        assert_eq!(
-            indexes,
-            [
-                "executions_by_machine",
-                "executions_by_stop",
-                "executions_open"
-            ]
-        );
+        assert_eq!(indexes, CURRENT_EXECUTION_INDEXES);
         assert_eq!(failed, "x:e:1");
         store.close();
     }
@@ -738,24 +743,8 @@ mod tests {
             .unwrap();
         assert_eq!(kept, (7, "SUCCEEDED".to_string(), 1.5));
         // Every execution's status index gave way to the one of those not succeeded.
-        let indexes: Vec<String> = store
-            .read(|c| {
-                let mut st = c.prepare(
-                    "SELECT name FROM sqlite_schema WHERE tbl_name = 'executions' \
-                     AND type = 'index' AND sql IS NOT NULL ORDER BY name",
-                )?;
-                let names = st.query_map([], |r| r.get(0))?;
-                Ok(names.collect::<Result<_, _>>()?)
-            })
-            .unwrap();
-        assert_eq!(
-            indexes,
-            [
-                "executions_by_machine",
-                "executions_by_stop",
-                "executions_open"
-            ]
-        );
+        let indexes = store.read(|c| Ok(execution_indexes(c)?)).unwrap();
+        assert_eq!(indexes, CURRENT_EXECUTION_INDEXES);
         store.close();
         // Opened again at the current version: nothing to add, nothing refused.
         ExecutionStore::open(&dir).unwrap().close();

@@ -128,13 +128,25 @@ impl SqliteStore {
     /// `within` another's whose owner must commit the batch atomically with writes of
     /// its own (the event relay: appending an outbox item's events and deleting it).
     /// `conn` must be a write job's connection of that database.
-    pub fn apply_in(&self, conn: &Connection, writes: &[Write]) -> Result<(), StoreError> {
-        check_batch(writes)?;
-        let encoded = encode_docs(writes)?;
-        let docs = self.cache.as_ref().map(|_| put_docs_cloned(writes));
-        groupcommit::savepoint(conn, |c| {
-            apply_batch(c, writes, &encoded, self.cache.as_ref().zip(docs))
-        })
+    pub fn apply_in(&self, conn: &Connection, mut writes: Vec<Write>) -> Result<(), StoreError> {
+        check_batch(&writes)?;
+        let encoded = encode_docs(&writes)?;
+        let cached = self.cached(&mut writes);
+        groupcommit::savepoint(conn, |c| apply_batch(c, &writes, &encoded, cached))
+    }
+
+    /// The cache, if any, and each put's document taken out of `writes` for it (a
+    /// put's document is stored from its encoding; the cache keeps it decoded).
+    fn cached(&self, writes: &mut [Write]) -> Option<(Arc<Cache>, PutDocs)> {
+        let cache = self.cache.clone()?;
+        let docs = writes
+            .iter_mut()
+            .map(|w| match w {
+                Write::Put { doc, .. } => Some(Arc::new(std::mem::take(doc))),
+                _ => None,
+            })
+            .collect();
+        Some((cache, docs))
     }
 
     /// Copies the items of an older oms's `orders.db` at `old` (the order store had a
@@ -259,29 +271,6 @@ fn encode_docs(writes: &[Write]) -> Result<Vec<Option<rusqlite::types::Value>>, 
 /// Each put's document, decoded, in the order of its writes (None for the others).
 type PutDocs = Vec<Option<Arc<Map<String, Value>>>>;
 
-/// Each put's document, taken out of `writes` (a put's document is stored from its
-/// encoding; the cache keeps it decoded).
-fn take_put_docs(writes: &mut [Write]) -> PutDocs {
-    writes
-        .iter_mut()
-        .map(|w| match w {
-            Write::Put { doc, .. } => Some(Arc::new(std::mem::take(doc))),
-            _ => None,
-        })
-        .collect()
-}
-
-/// `take_put_docs` for writes the caller keeps.
-fn put_docs_cloned(writes: &[Write]) -> PutDocs {
-    writes
-        .iter()
-        .map(|w| match w {
-            Write::Put { doc, .. } => Some(Arc::new(doc.clone())),
-            _ => None,
-        })
-        .collect()
-}
-
 /// A batch, all or nothing (the writer runs it in a savepoint of its own). With a
 /// cache (and each put's document, decoded), the cache is told what the batch changed,
 /// to be put in when its commit ends.
@@ -289,7 +278,7 @@ fn apply_batch(
     conn: &Connection,
     writes: &[Write],
     encoded: &[Option<rusqlite::types::Value>],
-    cached: Option<(&Arc<Cache>, PutDocs)>,
+    cached: Option<(Arc<Cache>, PutDocs)>,
 ) -> Result<(), StoreError> {
     assert_eq!(writes.len(), encoded.len(), "a document for every write");
     let mut left = Vec::with_capacity(writes.len());
@@ -669,13 +658,9 @@ impl Store for SqliteStore {
         }
         // Taken on the caller's thread, not the writer's: the writer is the one
         // thread every order's commits share.
-        let cached = self
-            .cache
-            .clone()
-            .map(|cache| (cache, take_put_docs(&mut writes)));
+        let cached = self.cached(&mut writes);
         self.db
             .write(self.durable, move |conn| {
-                let cached = cached.as_ref().map(|(c, docs)| (c, docs.clone()));
                 apply_batch(conn, &writes, &encoded, cached)
             })
             .await

@@ -106,7 +106,7 @@ async fn relay_beside(
 ) -> Result<log::Appended, String> {
     log.append_with(events, false, move |conn| {
         for delete in deletes {
-            match store.apply_in(conn, std::slice::from_ref(&delete)) {
+            match store.apply_in(conn, vec![delete]) {
                 Ok(()) | Err(StoreError::ConditionFailed { .. }) => {}
                 Err(e) => return Err(e.to_string()),
             }
