@@ -15,6 +15,71 @@ fn cargo(root: &Path, args: &[&str]) -> Result<(), String> {
     )
 }
 
+/// `cargo test`, its output passed through as it comes and, when it fails, what
+/// failed said again in the step's error: CI keeps only the end of a long log, and a
+/// failure that happens once in many runs must name itself there.
+fn cargo_test(root: &Path, args: &[&str]) -> Result<(), String> {
+    use std::io::{BufRead, Write};
+    println!("\n==> cargo {}", args.join(" "));
+    let what = format!("cargo {}", args.join(" "));
+    let mut child = Command::new(env!("CARGO"))
+        .args(args)
+        .current_dir(root)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    let mut failed = FailureLines::default();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("{what}: reading its output: {e}"))?;
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+        failed.see(&line);
+    }
+    let status = child.wait().map_err(|e| format!("{what}: {e}"))?;
+    if status.success() {
+        return Ok(());
+    }
+    Err(format!("{what} failed ({status}){}", failed.told()))
+}
+
+/// The lines of libtest's output that say what failed: each failed test's header and
+/// the first lines of its panic, at most [`FailureLines::MAX`] in all.
+#[derive(Default)]
+struct FailureLines {
+    lines: Vec<String>,
+    /// Lines still to keep after a panic's first line (its message).
+    after_panic: usize,
+}
+
+impl FailureLines {
+    const MAX: usize = 60;
+    const PANIC_LINES: usize = 4;
+
+    fn see(&mut self, line: &str) {
+        let keep = if line.starts_with("---- ") || line.contains("panicked at") {
+            self.after_panic = if line.contains("panicked at") {
+                Self::PANIC_LINES
+            } else {
+                0
+            };
+            true
+        } else if self.after_panic > 0 {
+            self.after_panic -= 1;
+            true
+        } else {
+            line.starts_with("test result: FAILED")
+        };
+        if keep && self.lines.len() < Self::MAX {
+            self.lines.push(line.to_string());
+        }
+    }
+
+    fn told(&self) -> String {
+        self.lines.iter().map(|l| format!("\n    {l}")).collect()
+    }
+}
+
 /// What a clean clone's run leaves under target/ (debug build, venv, node tools), with
 /// room for the servers' data: measured at 3.8 GB on 2026-11-26.
 const DISK_NEEDED_MB: u64 = 6 * 1024;
@@ -82,7 +147,12 @@ fn run_steps(root: &Path, clock: &mut Clock) -> Result<(), String> {
         &["test", "--workspace", "--quiet"],
     ];
     for step in steps {
-        match cargo(root, step) {
+        let ran = if step[0] == "test" {
+            cargo_test(root, step)
+        } else {
+            cargo(root, step)
+        };
+        match ran {
             Ok(()) => passed += 1,
             Err(e) => failures.push(e),
         }
@@ -265,4 +335,41 @@ fn build_oms(root: &Path) -> Result<std::path::PathBuf, String> {
         .filter_map(|m| m["executable"].as_str().map(std::path::PathBuf::from))
         .next_back()
         .ok_or_else(|| "cargo test --workspace --no-run reported no oms executable".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FailureLines;
+
+    #[test]
+    fn a_failed_tests_name_and_panic_are_told_again() {
+        let out = "\
+running 2 tests
+.F
+failures:
+
+---- store::tests::races stdout ----
+
+thread 'store::tests::races' panicked at src/store.rs:10:5:
+read version 3 after 4
+note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace
+
+
+failures:
+    store::tests::races
+
+test result: FAILED. 1 passed; 1 failed; 0 ignored";
+        let mut seen = FailureLines::default();
+        for line in out.lines() {
+            seen.see(line);
+        }
+        let told = seen.told();
+        assert!(
+            told.contains("---- store::tests::races stdout ----"),
+            "{told}"
+        );
+        assert!(told.contains("read version 3 after 4"), "{told}");
+        assert!(told.contains("test result: FAILED"), "{told}");
+        assert!(!told.contains("running 2 tests"), "{told}");
+    }
 }
