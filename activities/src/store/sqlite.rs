@@ -908,6 +908,72 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Two jobs of one transaction change a key: between their hooks (after the
+    /// COMMIT, where the table already answers the second's value) the cache must not
+    /// answer the first's. A hook of the test's own, registered between the two,
+    /// looks; a rolled-back second job leaves the first's value, put in at the end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_transactions_jobs_leave_the_cache_the_last_value() {
+        let dir = fresh_dir("cache-one-transaction");
+        let db = runtime_db(&dir, None);
+        let store = Arc::new(SqliteStore::within(db.clone()).await.unwrap());
+        let k = Key::new("COUNTER", "1");
+        let put = |n: i64, cond| Write::Put {
+            key: k.clone(),
+            doc: counter(n),
+            cond,
+        };
+        store.transact(vec![put(0, Cond::NotExists)]).await.unwrap();
+        // (between the hooks, at the end) for each transaction: the version `get`
+        // answered from the cache, or None when it read the table.
+        let seen: Arc<std::sync::Mutex<Vec<Option<u64>>>> = Arc::default();
+        let cached_version = |store: &SqliteStore, k: &Key| {
+            let cache = store.cache.as_ref().expect("a store within has a cache");
+            cache
+                .get(k)
+                .ok()
+                .map(|item| item.expect("the key exists").version)
+        };
+        for (second_fails, version) in [(false, 1), (true, 3)] {
+            let (s, seen_in_job, k2) = (store.clone(), seen.clone(), k.clone());
+            let first = put(1, Cond::Version(version));
+            let second = put(2, Cond::Version(version + 1));
+            let failing = Write::Check {
+                key: Key::new("ABSENT", "1"),
+                cond: Cond::Exists,
+            };
+            db.write(false, move |conn| {
+                s.apply_in(conn, vec![first])?;
+                let (s2, seen2) = (s.clone(), seen_in_job.clone());
+                let hook: groupcommit::CommitHook = Box::new(move |_| {
+                    seen2.lock().unwrap().push(cached_version(&s2, &k2));
+                });
+                assert!(groupcommit::on_commit(hook).is_ok());
+                let second = if second_fails {
+                    vec![second, failing]
+                } else {
+                    vec![second]
+                };
+                let _ = s.apply_in(conn, second);
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+            let end = cached_version(&store, &k);
+            seen.lock().unwrap().push(end);
+        }
+        let table = store.read_item(&k).unwrap().unwrap().version;
+        assert_eq!(
+            table, 4,
+            "the put, both jobs of the first, the first job of the second"
+        );
+        // The first transaction: its first job's version 2 is not put in (a miss between
+        // the hooks), its second job's 3 is. The second: its second job rolled back, so
+        // its first job's 4 is put in, by the hook before the test's.
+        assert_eq!(*seen.lock().unwrap(), [None, Some(3), Some(4), Some(4)]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[tokio::test]
     async fn a_closed_store_gives_its_free_pages_back_and_refuses_writes() {
         let dir = fresh_dir("close");

@@ -16,6 +16,10 @@
 //!   any caller is answered) puts the new values in, or nothing if it rolled back.
 //!   Between the two a `get` of those keys reads the table, which answers the old
 //!   value before the COMMIT and the new one after, as it would with no cache.
+//!   When several jobs of one transaction change a key, only the last one's hook puts
+//!   its value in: the hooks run one after another after the COMMIT, and the table
+//!   already answers the last value while the first hooks run; an earlier job's value
+//!   put in then would be older than what a read of the table has just seen.
 //! - Reads: a `get` that missed reads the table and keeps what it found only if no
 //!   change began or ended meanwhile (the generation it noted before reading is still
 //!   the current one, and no job is in flight): otherwise what it read may be older
@@ -26,6 +30,7 @@
 use super::super::{Item, Key};
 use hashlink::LruCache;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -57,8 +62,27 @@ struct State {
     generation: u64,
     /// Jobs that called `changing` and whose commit has not ended.
     in_flight: usize,
+    /// For each key such a job changes, how many of them change it: only the last
+    /// one's end puts a value in.
+    pending: HashMap<Key, usize>,
     /// Set when items were written outside a job: nothing is kept from then on.
     disabled: bool,
+}
+
+impl State {
+    /// One change of `key` ended: whether it was the last one pending.
+    fn pending_ended(&mut self, key: &Key) -> bool {
+        let Some(count) = self.pending.get_mut(key) else {
+            unreachable!("a change of {key} ended that never began");
+        };
+        assert!(*count > 0, "pending counts are removed at zero");
+        *count -= 1;
+        if *count > 0 {
+            return false;
+        }
+        self.pending.remove(key);
+        true
+    }
 }
 
 /// A miss: the generation to show when keeping what the table answered.
@@ -72,6 +96,7 @@ impl Cache {
                 entries: LruCache::new(capacity),
                 generation: 0,
                 in_flight: 0,
+                pending: HashMap::new(),
                 disabled: false,
             }),
             hits: AtomicU64::new(0),
@@ -133,13 +158,14 @@ impl Cache {
                 match change {
                     Change::Set(key, _) => {
                         s.entries.remove(key);
+                        *s.pending.entry(key.clone()).or_insert(0) += 1;
                     }
                     Change::Unknown => s.entries.clear(),
                 }
             }
         }
         let cache = self.clone();
-        let hook = Box::new(move |committed: bool| cache.ended(committed.then_some(changes)));
+        let hook = Box::new(move |committed: bool| cache.ended(changes, committed));
         if let Err(hook) = groupcommit::on_commit(hook) {
             let mut s = self.state();
             s.entries.clear();
@@ -149,19 +175,23 @@ impl Cache {
         }
     }
 
-    /// A change's commit ended: what it committed (None if it rolled back) goes in.
-    fn ended(&self, committed: Option<Vec<Change>>) {
+    /// A change's commit ended: if it committed, what it left goes in, for each key
+    /// no later job of the same transaction changes too.
+    fn ended(&self, changes: Vec<Change>, committed: bool) {
         let mut s = self.state();
         assert!(s.in_flight > 0, "a change ended that never began");
         s.in_flight -= 1;
         s.generation += 1;
-        for change in committed.into_iter().flatten() {
+        for change in changes {
             match change {
-                Change::Set(key, entry) if !s.disabled => {
-                    s.entries.insert(key, entry);
+                Change::Set(key, entry) => {
+                    let last = s.pending_ended(&key);
+                    if committed && last && !s.disabled {
+                        s.entries.insert(key, entry);
+                    }
                 }
-                Change::Set(..) => {}
-                Change::Unknown => s.entries.clear(),
+                Change::Unknown if committed => s.entries.clear(),
+                Change::Unknown => {}
             }
         }
     }
