@@ -1297,12 +1297,16 @@ impl Runtime {
     fn token_owner(&self, token: &str) -> Result<(String, EffectId), RuntimeError> {
         self.store
             .read(|c| {
-                Ok(c.query_row(
-                    "SELECT execution_arn, effect_id FROM tasks WHERE token = ?1",
-                    [token],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as EffectId)),
+                // Cached: every callback asks (see `child_of`).
+                Ok(
+                    c.prepare_cached(
+                        "SELECT execution_arn, effect_id FROM tasks WHERE token = ?1",
+                    )?
+                    .query_row([token], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as EffectId))
+                    })
+                    .optional()?,
                 )
-                .optional()?)
             })?
             .ok_or(RuntimeError::NoSuchToken)
     }

@@ -331,13 +331,16 @@ impl Runtime {
         let parent = parent_arn.to_string();
         self.store()
             .read(move |c| {
-                Ok(c.query_row(
+                // Cached: every start-execution task asks, and parsing it anew each
+                // time was 1.4% of the loaded order profile.
+                Ok(c.prepare_cached(
                     "SELECT c.child_arn, e.start_date FROM children c \
                      JOIN executions e ON e.arn = c.child_arn \
                      WHERE c.parent_arn = ?1 AND c.effect_id = ?2",
-                    rusqlite::params![parent, id as i64],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)),
-                )
+                )?
+                .query_row(rusqlite::params![parent, id as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?))
+                })
                 .optional()?)
             })
             .ok()
