@@ -238,6 +238,7 @@ impl Runtime {
         let stored = stored_events(&event_rows(&child.events));
         let frame = crate::history::encode(&stored)?;
         let insert = Insert {
+            definition_id: super::definition_id(&row.definition).into(),
             packed: Packed::of(&row),
             row,
             snapshot_packed: None,
