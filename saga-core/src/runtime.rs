@@ -382,8 +382,11 @@ pub struct Runtime {
     /// Digesting the text (about 5 KB for the order saga) on every start was 0.3% of
     /// an order's time under perf, and 11% of its instructions under callgrind, which
     /// runs sha2's portable code.
-    definition_ids: Mutex<HashMap<usize, (Arc<Machine>, Arc<str>)>>,
+    definition_ids: Mutex<HashMap<usize, DefinitionId>>,
 }
+
+/// A definition's id, and the machine parsed from it (`Runtime::definition_ids`).
+type DefinitionId = (Arc<Machine>, Arc<str>);
 
 /// How many definitions' ids a runtime keeps (`Runtime::definition_ids`).
 const DEFINITION_IDS_KEPT: usize = 64;
