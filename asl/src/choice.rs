@@ -155,50 +155,57 @@ fn java_string_cmp(a: &str, b: &str) -> Ordering {
 }
 
 /// `*` matches any run of characters; `\*` and `\\` are literal.
+///
+/// Walks both strings in place: the invoker matches every task's resource against
+/// its rules with this, and collecting both into vectors of chars first was 2% of an
+/// order's instructions (callgrind).
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Tok {
-        Star,
-        Char(char),
-    }
-    let mut toks = Vec::new();
-    let mut chars = pattern.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some(n) => toks.push(Tok::Char(n)),
-                None => toks.push(Tok::Char('\\')),
-            },
-            '*' => toks.push(Tok::Star),
-            c => toks.push(Tok::Char(c)),
-        }
-    }
-    let text: Vec<char> = text.chars().collect();
+    let (mut t, mut p) = (0usize, 0usize);
+    // After a star: the pattern's byte after it, and the text's byte it has reached.
+    let mut star: Option<(usize, usize)> = None;
     // Iterative glob matching with backtracking to the last star: linear memory, no
     // recursion, so hostile patterns cannot overflow the stack.
-    let (mut t, mut p) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match toks.get(p) {
-            Some(Tok::Char(c)) if *c == text[t] => {
-                t += 1;
-                p += 1;
+    while let Some(c) = text[t..].chars().next() {
+        match wildcard_token(pattern, p) {
+            Some((Some(literal), next)) if literal == c => {
+                t += c.len_utf8();
+                p = next;
             }
-            Some(Tok::Star) => {
-                star = Some((p, t));
-                p += 1;
+            Some((None, next)) => {
+                star = Some((next, t));
+                p = next;
             }
             _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
+                Some((after_star, reached)) => {
+                    let skipped = text[reached..].chars().next().map_or(0, char::len_utf8);
+                    star = Some((after_star, reached + skipped));
+                    p = after_star;
+                    t = reached + skipped;
                 }
                 None => return false,
             },
         }
     }
-    toks[p..].iter().all(|t| *t == Tok::Star)
+    while let Some((None, next)) = wildcard_token(pattern, p) {
+        p = next;
+    }
+    p == pattern.len()
+}
+
+/// The token at byte `p` of a wildcard pattern, and the byte after it: None for a
+/// star, else the character it matches (`\` makes the next one literal; a trailing
+/// one is itself).
+fn wildcard_token(pattern: &str, p: usize) -> Option<(Option<char>, usize)> {
+    let c = pattern[p..].chars().next()?;
+    let after = p + c.len_utf8();
+    Some(match c {
+        '*' => (None, after),
+        '\\' => match pattern[after..].chars().next() {
+            Some(n) => (Some(n), after + n.len_utf8()),
+            None => (Some('\\'), after),
+        },
+        c => (Some(c), after),
+    })
 }
 
 #[cfg(test)]
@@ -213,5 +220,18 @@ mod tests {
         assert!(wildcard_match("a\\*b", "a*b"));
         assert!(!wildcard_match("a\\*b", "axb"));
         assert!(wildcard_match("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaab"));
+        assert!(!wildcard_match("*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaa"));
+        assert!(wildcard_match("", ""));
+        assert!(!wildcard_match("", "a"));
+        assert!(!wildcard_match("a", ""));
+        assert!(wildcard_match("a**", "a"));
+        assert!(wildcard_match("é*ü", "éxyzü"));
+        assert!(!wildcard_match("é*ü", "éxyzu"));
+        assert!(wildcard_match("*ü", "üü"));
+        assert!(wildcard_match("a\\\\b", "a\\b"));
+        assert!(wildcard_match("a\\", "a\\"));
+        assert!(wildcard_match("a\\*", "a*"));
+        assert!(!wildcard_match("a\\*", "ab"));
+        assert!(wildcard_match("arn:aws:lambda:*:*:function:Pick*", "arn:aws:lambda:us-east-1:1:function:PickShipment"));
     }
 }

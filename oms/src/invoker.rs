@@ -222,17 +222,23 @@ impl ConfiguredInvoker {
         self
     }
 
+    /// The first rule whose resource matches the task's resource, its function, or
+    /// (for a bare name) the function's ARN.
     fn rule(&self, call: &TaskCall) -> Option<&Rule> {
-        let mut keys: Vec<String> = vec![call.resource.clone()];
-        if let Some(f) = &call.function {
-            keys.push(f.clone());
-            if !f.starts_with("arn:") {
-                keys.push(format!("{}{f}", self.function_arn_prefix));
-            }
-        }
-        self.rules
-            .iter()
-            .find(|r| keys.iter().any(|k| wildcard_match(&r.resource, k)))
+        let function = call.function.as_deref();
+        let function_arn = function
+            .filter(|f| !f.starts_with("arn:"))
+            .map(|f| format!("{}{f}", self.function_arn_prefix));
+        let keys = [
+            Some(call.resource.as_str()),
+            function,
+            function_arn.as_deref(),
+        ];
+        self.rules.iter().find(|r| {
+            keys.iter()
+                .flatten()
+                .any(|k| wildcard_match(&r.resource, k))
+        })
     }
 
     async fn invoke_lambda(&self, endpoint: &str, call: &TaskCall) -> Result<Value, Failure> {
