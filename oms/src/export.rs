@@ -199,6 +199,19 @@ fn index_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// A window's bound as the index compares it: the first millisecond at or after `t`.
+/// The index keeps an order's creation to the millisecond, so an order created in
+/// `t`'s millisecond but before `t` (one placed just before a default `--until`, now)
+/// has that millisecond's time; a bound truncated to it would leave the order out.
+/// Rounding both bounds up keeps adjacent windows from overlapping or leaving a gap.
+fn index_bound(t: DateTime<Utc>) -> String {
+    let past_the_millisecond = t.timestamp_subsec_nanos() % 1_000_000;
+    if past_the_millisecond == 0 {
+        return index_time(t);
+    }
+    index_time(t + chrono::Duration::nanoseconds(i64::from(1_000_000 - past_the_millisecond)))
+}
+
 /// Exports the window's orders into `dir` (one file per table), reading `batch`
 /// orders at a time.
 pub async fn export_orders(
@@ -209,7 +222,7 @@ pub async fn export_orders(
     batch: u32,
 ) -> Result<Exported, String> {
     let mut tables = Tables::create(dir, format)?;
-    let (since, until) = (index_time(window.since), index_time(window.until));
+    let (since, until) = (index_bound(window.since), index_bound(window.until));
     let mut exported = Exported::default();
     for month in window.months() {
         let pk = ledger::index_pk(IndexBy::Month, &month);
@@ -690,6 +703,28 @@ mod tests {
         assert_eq!(n, Exported::default());
         let text = std::fs::read_to_string(out.join("orders/orders.csv")).unwrap();
         assert!(text.starts_with("order_id,customer_id,status,"), "{text}");
+    }
+
+    #[test]
+    fn a_bound_is_the_first_millisecond_at_or_after_it() {
+        // (the bound, its index form): an order created at 10:00:00.123 sorts as
+        // "...00.123Z#id", before the bound only if the bound is past its millisecond.
+        let cases = [
+            ("2026-12-05T10:00:00.123Z", "2026-12-05T10:00:00.123Z"),
+            ("2026-12-05T10:00:00.1231Z", "2026-12-05T10:00:00.124Z"),
+            ("2026-12-05T10:00:00.123999999Z", "2026-12-05T10:00:00.124Z"),
+            ("2026-12-05T23:59:59.9995Z", "2026-12-06T00:00:00.000Z"),
+            ("2026-12-05T10:00:00Z", "2026-12-05T10:00:00.000Z"),
+        ];
+        for (bound, index) in cases {
+            let t = DateTime::parse_from_rfc3339(bound)
+                .unwrap()
+                .with_timezone(&Utc);
+            assert_eq!(index_bound(t), index, "{bound}");
+        }
+        let created = ledger::index_sk("2026-12-05T10:00:00.123Z", "o1");
+        let until = DateTime::parse_from_rfc3339("2026-12-05T10:00:00.1234Z").unwrap();
+        assert!(created < index_bound(until.with_timezone(&Utc)));
     }
 
     #[test]
