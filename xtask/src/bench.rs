@@ -3,6 +3,8 @@
 //! Its JSONata section (bench_jsonata.rs) sets the `jsonata` crate beside jsonata-js.
 //! `cargo xtask bench soak`: the long run of orders through `oms up` (soak.rs).
 //! `cargo xtask bench storage`: bytes at rest per completed order (bench_storage.rs).
+//! `cargo xtask bench instructions`: instructions an order, counted by callgrind, to
+//! compare builds finer than the clock can (bench_instructions.rs).
 //!
 //! Figures on the shared machines are noisy, so each round runs the peer then oms back to
 //! back, and what counts is the ratio of the medians over the rounds.
@@ -474,6 +476,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
     if args.first().map(String::as_str) == Some("orders") {
         return crate::bench_orders::run(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("instructions") {
+        return crate::bench_instructions::run(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("storage") {
         return crate::bench_storage::run(&args[1..]);

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_imports;
+mod bench_instructions;
 mod bench_jsonata;
 mod bench_orders;
 mod bench_states;

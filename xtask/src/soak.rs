@@ -159,8 +159,27 @@ impl Server {
         data: &Path,
         args: &[String],
     ) -> Result<Server, String> {
+        Server::start_under(&[], oms, work, data, args)
+    }
+
+    /// `start_with`, run by `wrapper` (a command and its arguments, before `oms`'s
+    /// path: valgrind, say); with no wrapper, `oms` itself.
+    pub(crate) fn start_under(
+        wrapper: &[String],
+        oms: &Path,
+        work: &Path,
+        data: &Path,
+        args: &[String],
+    ) -> Result<Server, String> {
         let log = std::fs::File::create(work.join("oms.log")).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(oms);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, before)) => {
+                let mut c = Command::new(program);
+                c.args(before).arg(oms);
+                c
+            }
+            None => Command::new(oms),
+        };
         cmd.args(["up", "--listen", "127.0.0.1:0"])
             .args(args)
             .arg("--data-dir")
@@ -168,9 +187,12 @@ impl Server {
             .current_dir(work)
             .stdout(Stdio::piped())
             .stderr(log);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", oms.display()))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            format!(
+                "cannot start {}: {e}",
+                wrapper.first().map_or(oms, Path::new).display()
+            )
+        })?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let (tx, rx) = std::sync::mpsc::channel();
         // Reads the server's output to its end, so it never blocks on a full pipe.
