@@ -28,20 +28,36 @@ pub struct LocalStepFunctions {
     /// State machines an application in this process owns (ARN to owner): the API
     /// refuses to update or delete them, as an IAM policy would on AWS.
     owned: std::sync::RwLock<HashMap<String, String>>,
-    /// Definitions parsed, by their text: StartExecution parsed its machine's every
-    /// time, a twentieth of an order's CPU (issue 16's profile).
-    parsed: std::sync::Mutex<HashMap<String, Arc<Machine>>>,
-    /// State machines' rows as read, by ARN, and how many times a write has cleared
-    /// them. StartExecution read its machine's row every time, its whole definition
-    /// with it (two read transactions an order, the saga's and its child's). Only this
-    /// service writes machines (a data dir is one process's), and each write clears
-    /// them once committed; a row read across a write is not kept (`machine_row`).
-    machines: std::sync::Mutex<(u64, HashMap<String, MachineRow>)>,
+    /// State machines as read, by ARN, and how many times a write has cleared them.
+    /// StartExecution read its machine's row every time, its whole definition with it
+    /// (two read transactions an order, the saga's and its child's). Only this service
+    /// writes machines (a data dir is one process's), and each write clears them once
+    /// committed; a row read across a write is not kept (`known_machine`).
+    machines: std::sync::Mutex<(u64, HashMap<String, Arc<Known>>)>,
 }
 
-/// Distinct definitions kept parsed; past it the cache starts again (a server whose
-/// machines change that often gains nothing from it).
-const PARSED_KEPT: usize = 256;
+/// A state machine's row as read, and the machine its definition parses to, parsed
+/// when an execution first starts. StartExecution parsed its machine's every time, a
+/// twentieth of an order's CPU (issue 16's profile); then looked it up by the
+/// definition's text, hashing about 5 KB a start (1% of an order's instructions).
+struct Known {
+    row: MachineRow,
+    parsed: std::sync::OnceLock<Arc<Machine>>,
+}
+
+impl Known {
+    fn parsed(&self) -> Result<Arc<Machine>, ApiError> {
+        if let Some(m) = self.parsed.get() {
+            return Ok(m.clone());
+        }
+        let machine = Arc::new(Machine::parse(&self.row.definition).map_err(internal)?);
+        Ok(self.parsed.get_or_init(|| machine).clone())
+    }
+}
+
+/// Distinct machines kept; past it the cache starts again (a server with that many
+/// machines in use gains little from it).
+const MACHINES_KEPT: usize = 256;
 
 impl LocalStepFunctions {
     pub fn new(runtime: Arc<Runtime>, region: &str, account: &str) -> Self {
@@ -50,24 +66,8 @@ impl LocalStepFunctions {
             region: region.into(),
             account: account.into(),
             owned: Default::default(),
-            parsed: Default::default(),
             machines: Default::default(),
         }
-    }
-
-    /// `definition` parsed, from the cache when it was parsed before.
-    fn parsed(&self, definition: &str) -> Result<Arc<Machine>, ApiError> {
-        let lock = || self.parsed.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = lock().get(definition) {
-            return Ok(m.clone());
-        }
-        let machine = Arc::new(Machine::parse(definition).map_err(internal)?);
-        let mut cache = lock();
-        if cache.len() >= PARSED_KEPT {
-            cache.clear();
-        }
-        cache.insert(definition.to_string(), machine.clone());
-        Ok(machine)
     }
 
     /// The service, shared, with its runtime able to start nested executions through
@@ -221,6 +221,10 @@ impl LocalStepFunctions {
     }
 
     fn machine_row(&self, arn: &str) -> Result<MachineRow, ApiError> {
+        Ok(self.known_machine(arn)?.row.clone())
+    }
+
+    fn known_machine(&self, arn: &str) -> Result<Arc<Known>, ApiError> {
         check_arn(arn, "stateMachine")?;
         let lock = || self.machines.lock().unwrap_or_else(|p| p.into_inner());
         let cleared = {
@@ -245,16 +249,20 @@ impl LocalStepFunctions {
                     "State Machine Does Not Exist: '{arn}'"
                 ))
             })?;
+        let known = Arc::new(Known {
+            row,
+            parsed: Default::default(),
+        });
         let mut machines = lock();
         // Kept only if no write cleared the rows since before this read: else it may be
         // the row as it was before that write, and the write's clearing has passed.
         if machines.0 == cleared {
-            if machines.1.len() >= PARSED_KEPT {
+            if machines.1.len() >= MACHINES_KEPT {
                 machines.1.clear();
             }
-            machines.1.insert(arn.to_string(), row.clone());
+            machines.1.insert(arn.to_string(), known.clone());
         }
-        Ok(row)
+        Ok(known)
     }
 
     /// After a write to `state_machines` commits: the rows read before it go.
@@ -283,7 +291,8 @@ impl LocalStepFunctions {
         parent: Option<Parent>,
     ) -> Result<(String, DateTime<Utc>, bool), ApiError> {
         let (machine_arn, test_case) = crate::mock::split_test_case(machine_arn);
-        let machine = self.machine_row(machine_arn)?;
+        let known = self.known_machine(machine_arn)?;
+        let machine = &known.row;
         if let Some(case) = test_case {
             self.check_test_case(&machine.name, case)?;
         }
@@ -305,7 +314,7 @@ impl LocalStepFunctions {
                 "Invalid State Machine Execution Input: '{e}'"
             ))
         })?;
-        let parsed = self.parsed(&machine.definition)?;
+        let parsed = known.parsed()?;
         let express = machine.r#type == "EXPRESS";
         let new = NewExecution {
             state_machine_arn: machine.arn.clone(),
