@@ -232,6 +232,9 @@ mod tests {
         assert!(wildcard_match("a\\", "a\\"));
         assert!(wildcard_match("a\\*", "a*"));
         assert!(!wildcard_match("a\\*", "ab"));
-        assert!(wildcard_match("arn:aws:lambda:*:*:function:Pick*", "arn:aws:lambda:us-east-1:1:function:PickShipment"));
+        assert!(wildcard_match(
+            "arn:aws:lambda:*:*:function:Pick*",
+            "arn:aws:lambda:us-east-1:1:function:PickShipment"
+        ));
     }
 }
