@@ -169,11 +169,24 @@ fn uuid_v7(ms: u64, random: u128) -> String {
 
 /// The events an outbox item holds, oldest first.
 pub fn events_of(item: &Item) -> Vec<Value> {
+    events_in(item).to_vec()
+}
+
+/// `events_of`, borrowed.
+pub fn events_in(item: &Item) -> &[Value] {
     item.doc
         .get("events")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+        .map_or(&[], Vec::as_slice)
+}
+
+/// `events_of`, taken out of the item: the relay publishes an item's events once and
+/// deletes it, and cloning them was about 1% of an order's instructions (callgrind).
+pub fn into_events(mut item: Item) -> Vec<Value> {
+    match item.doc.remove("events") {
+        Some(Value::Array(events)) => events,
+        _ => Vec::new(),
+    }
 }
 
 /// Every event type oms can emit but `oms.order.amended` (written by amendments).

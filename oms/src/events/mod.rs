@@ -7,7 +7,7 @@
 pub mod log;
 pub mod webhooks;
 
-use activities::events::{events_of, outbox_prefix};
+use activities::events::{events_in, into_events, outbox_prefix};
 use activities::store::sqlite::SqliteStore;
 use activities::store::{Cond, Item, Key, Store, StoreError, Write};
 use log::EventLog;
@@ -60,7 +60,7 @@ pub async fn relay_once(outbox: &Outbox, log: &EventLog) -> Result<Relayed, Stri
         .await
         .map_err(|e| e.to_string())?;
     let (items, malformed): (Vec<Item>, Vec<Item>) = scanned.into_iter().partition(|item| {
-        events_of(item)
+        events_in(item)
             .iter()
             .all(|e| log::id_and_type(e).is_some())
     });
@@ -72,7 +72,6 @@ pub async fn relay_once(outbox: &Outbox, log: &EventLog) -> Result<Relayed, Stri
             malformed,
         });
     }
-    let events: Vec<_> = items.iter().flat_map(events_of).collect();
     // Each delete its own batch: one lost to another relay (a second `oms up` on the
     // same store) must not undo the rest.
     let deletes: Vec<Write> = items
@@ -82,6 +81,7 @@ pub async fn relay_once(outbox: &Outbox, log: &EventLog) -> Result<Relayed, Stri
             cond: Cond::Version(item.version),
         })
         .collect();
+    let events: Vec<_> = items.into_iter().flat_map(into_events).collect();
     let appended = match outbox {
         Outbox::Beside(store) => relay_beside(store.clone(), log, events, deletes).await?,
         Outbox::Elsewhere(store) => relay_elsewhere(&**store, log, events, deletes).await?,
@@ -337,7 +337,7 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use activities::events::{order_status, outbox_write};
+    use activities::events::{events_of, order_status, outbox_write};
     use activities::ledger::{order_key, to_doc, OrderRecord};
     use activities::store::sqlite::SqliteStore;
     use serde_json::json;
