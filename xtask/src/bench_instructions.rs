@@ -4,9 +4,10 @@
 //! On this machine the clock moves by more than most single changes save (an order's
 //! CPU time varies by a third between hours, and by a tenth between alternated runs in
 //! one), and it has no hardware counters (`perf stat` cannot count instructions in its
-//! VM). Callgrind counts every instruction the server's threads run in user space; the
-//! count for one build repeats to within about 0.5% run to run. It does not count the
-//! kernel's work (syscalls, page faults) nor what memory stalls cost, and under
+//! VM). Callgrind counts every instruction the server's threads run in user space; one
+//! build's count repeats to about 0.2% within one invocation and 1% across them, so
+//! builds are compared in one invocation (`--oms` given twice each, alternated, shows
+//! the spread). It does not count the kernel's work (syscalls, page faults) nor what memory stalls cost, and under
 //! valgrind the threads run one at a time, so group commits batch differently: use it
 //! to compare builds, beside `cargo xtask bench orders` for what a user sees.
 //!
