@@ -206,7 +206,8 @@ pub fn to_doc<T: Serialize>(value: &T) -> Map<String, Value> {
 }
 
 pub fn from_item<T: DeserializeOwned>(item: &Item) -> Result<T, ActivityError> {
-    serde_json::from_value(Value::Object(item.doc.clone())).map_err(|e| {
+    // Read in place: cloning the document first copied each value twice.
+    T::deserialize(&item.doc).map_err(|e| {
         ActivityError::new(
             ErrorKind::StoreUnavailable,
             format!("stored record {} does not decode: {e}", item.key),
@@ -425,14 +426,14 @@ impl Step {
         self.item
             .as_ref()
             .and_then(|i| i.doc.get("status"))
-            .and_then(|s| serde_json::from_value(s.clone()).ok())
+            .and_then(|s| StepStatus::deserialize(s).ok())
     }
 
     fn field<T: DeserializeOwned>(&self, name: &str) -> Option<T> {
         self.item
             .as_ref()
             .and_then(|i| i.doc.get(name))
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .and_then(|v| T::deserialize(v).ok())
     }
 
     /// The forward step's result, stored when it was done.

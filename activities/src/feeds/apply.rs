@@ -359,7 +359,7 @@ fn plan_stock(line: u64, row: &StockRow, current: Option<&Item>) -> Result<Plan,
             cond: Cond::NotExists,
         }));
     };
-    let stock: StockRecord = serde_json::from_value(serde_json::Value::Object(item.doc.clone()))
+    let stock: StockRecord = StockRecord::deserialize(&item.doc)
         .map_err(|e| StoreError::Unavailable(format!("stock record {key}: {e}")))?;
     let (field, change) = match row.count {
         Count::OnHand(n) => ("on_hand", n.checked_sub(stock.on_hand)),
