@@ -142,8 +142,8 @@ fn cloud_event(order_id: &str, sequence: u64, time: &str, e: Pending) -> Value {
 /// A UUIDv7 (RFC 9562): the millisecond it was drawn, then 74 random bits. Drawn once
 /// when the event is written and stored with it, so every redelivery carries the same
 /// id. Not derived from order id and sequence: an id must stay unique even if an order
-/// id is ever used again. Time first, so that the event log's index of ids (`oms`'s
-/// events/log.rs) grows at its end instead of at random pages of it.
+/// id is ever used again. Time first: ids drawn near each other share their leading
+/// bytes, so the event log's sealed blocks (`oms`'s events/log.rs) compress them.
 fn event_id() -> String {
     let ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
     uuid_v7(ms, fastrand::u128(..))
@@ -244,9 +244,10 @@ mod tests {
 
     #[test]
     fn event_ids_are_uuid_v7_in_the_order_of_their_milliseconds() {
-        let ms = 1_796_454_971_421; // 0x01a2450f781d
-                                    // (random bits, the id): the version (7) and variant (8 to b) bits are set
-                                    // whatever the random bits are.
+        // 0x01a2450f781d
+        let ms = 1_796_454_971_421;
+        // (random bits, the id): the version (7) and variant (8 to b) bits are set
+        // whatever the random bits are.
         let cases = [
             (0, "01a2450f-781d-7000-8000-000000000000"),
             (u128::MAX, "01a2450f-781d-7fff-bfff-ffffffffffff"),
