@@ -8,7 +8,7 @@
 
 use crate::choice;
 use crate::error::{names, Failure};
-use crate::history::{EventLog, HistoryEvent, HistoryEventKind};
+use crate::history::{self, untruncated, EventLog, HistoryEvent, HistoryEventKind};
 use crate::intrinsics::{self, IntrinsicHost};
 use crate::jsonpath::{JsonPath, Root};
 use crate::model::{
@@ -348,11 +348,14 @@ impl Execution {
             map_run_ends: Vec::new(),
         };
         let role = core.ident.info.role_arn.clone();
-        core.log.record(
-            host,
-            HistoryEventKind::ExecutionStarted,
-            || json!({"input": input, "inputDetails": {"truncated": false}, "roleArn": role}),
-        );
+        core.log
+            .record(host, HistoryEventKind::ExecutionStarted, || {
+                history::details([
+                    ("input", input.clone()),
+                    ("inputDetails", untruncated()),
+                    ("roleArn", role.into()),
+                ])
+            });
         let root = Frame {
             list: 0,
             vars: Map::new(),
@@ -641,11 +644,14 @@ impl Execution {
             None => {}
             Some(Ok(out)) => {
                 self.status = Status::Succeeded;
-                self.core.log.record(
-                    host,
-                    HistoryEventKind::ExecutionSucceeded,
-                    || json!({"output": out, "outputDetails": {"truncated": false}}),
-                );
+                self.core
+                    .log
+                    .record(host, HistoryEventKind::ExecutionSucceeded, || {
+                        history::details([
+                            ("output", out.clone()),
+                            ("outputDetails", untruncated()),
+                        ])
+                    });
                 self.output = Some(out);
                 self.core.pending.clear();
             }
@@ -1331,11 +1337,15 @@ impl Core {
         let machine = self.machine.clone();
         let state = &machine.lists[frame.list].states[idx];
         let entered_time = host.now();
-        let entered_event = self.log.record(
-            host,
-            HistoryEventKind::state_entered(&state.kind),
-            || json!({"input": input, "inputDetails": {"truncated": false}, "name": state.name}),
-        );
+        let entered_event =
+            self.log
+                .record(host, HistoryEventKind::state_entered(&state.kind), || {
+                    history::details([
+                        ("input", input.clone()),
+                        ("inputDetails", untruncated()),
+                        ("name", state.name.as_str().into()),
+                    ])
+                });
         frame.cursor = Some(Cursor {
             state: idx,
             input,
@@ -1538,11 +1548,14 @@ impl Core {
         next: Transition,
         host: &mut dyn Host,
     ) {
-        self.log.record(
-            host,
-            HistoryEventKind::state_exited(&state.kind),
-            || json!({"name": state.name, "output": output, "outputDetails": {"truncated": false}}),
-        );
+        self.log
+            .record(host, HistoryEventKind::state_exited(&state.kind), || {
+                history::details([
+                    ("name", state.name.as_str().into()),
+                    ("output", output.clone()),
+                    ("outputDetails", untruncated()),
+                ])
+            });
         match next {
             Transition::Next(n) => self.enter(frame, n, output, host),
             Transition::End => {
@@ -1661,7 +1674,11 @@ impl Core {
                     .record(host, HistoryEventKind::ActivityScheduled, || d);
             }
             Target::LambdaFunction { arn } => {
-                let d = json!({"input": call.payload, "inputDetails": {"truncated": false}, "resource": arn});
+                let d = history::details([
+                    ("input", call.payload.clone()),
+                    ("inputDetails", untruncated()),
+                    ("resource", arn.as_str().into()),
+                ]);
                 self.log
                     .record(host, HistoryEventKind::LambdaFunctionScheduled, || d);
                 self.log
@@ -1671,7 +1688,12 @@ impl Core {
             }
             target => {
                 let (rtype, res) = target.history_names(&call.resource);
-                let mut d = json!({"parameters": call.parameters, "region": "us-east-1", "resource": res, "resourceType": rtype});
+                let mut d = history::details([
+                    ("parameters", call.parameters.clone()),
+                    ("region", "us-east-1".into()),
+                    ("resource", res.as_str().into()),
+                    ("resourceType", rtype.as_str().into()),
+                ]);
                 if let Some(t) = call.timeout_seconds {
                     d["timeoutInSeconds"] = json!(t as i64);
                 }
@@ -1710,7 +1732,10 @@ impl Core {
                     HistoryEventKind::TaskSucceeded
                 };
                 self.log.record(host, t, || {
-                    let mut d = json!({"output": out, "outputDetails": {"truncated": false}});
+                    let mut d = history::details([
+                        ("output", out.clone()),
+                        ("outputDetails", untruncated()),
+                    ]);
                     if !plain {
                         d["resource"] = json!(res);
                         d["resourceType"] = json!(rtype);
@@ -2768,11 +2793,15 @@ impl Core {
         };
         let state = &machine.lists[frame.list].states[cursor.state];
         cursor.entered_time = host.now();
-        cursor.entered_event = self.log.record(
-            host,
-            HistoryEventKind::state_entered(&state.kind),
-            || json!({"input": cursor.input, "inputDetails": {"truncated": false}, "name": state.name}),
-        );
+        cursor.entered_event =
+            self.log
+                .record(host, HistoryEventKind::state_entered(&state.kind), || {
+                    history::details([
+                        ("input", cursor.input.clone()),
+                        ("inputDetails", untruncated()),
+                        ("name", state.name.as_str().into()),
+                    ])
+                });
         let Phase::Fanout(fan) = &mut cursor.phase else {
             return;
         };

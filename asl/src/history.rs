@@ -5,6 +5,20 @@ use crate::model::Kind;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+/// An event's details: an object of `fields`, in their order. Interpolated into
+/// `json!`, a value is serialised into a new one (`to_value`), every key of every map
+/// hashed again; the states' input and output went that way at every step, 7% of an
+/// order's instructions (`cargo xtask bench instructions`, issue 16). A clone copies
+/// the maps' tables as they are.
+pub fn details<const N: usize>(fields: [(&str, Value); N]) -> Value {
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+/// `{"truncated": false}`: a payload recorded whole.
+pub fn untruncated() -> Value {
+    details([("truncated", Value::Bool(false))])
+}
+
 /// Declares the event types with each variant named exactly as AWS names the type, so
 /// the name written once is both the variant and the string the history shows.
 macro_rules! event_kinds {
