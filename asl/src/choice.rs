@@ -156,10 +156,46 @@ fn java_string_cmp(a: &str, b: &str) -> Ordering {
 
 /// `*` matches any run of characters; `\*` and `\\` are literal.
 ///
-/// Walks both strings in place: the invoker matches every task's resource against
-/// its rules with this, and collecting both into vectors of chars first was 2% of an
-/// order's instructions (callgrind).
+/// The invoker matches every task's resource, function and state machine against its
+/// rules with this (about 40 times an order): a pattern without escapes, the usual
+/// kind, is matched a literal run at a time (`runs_match`), which was 1.4% of an
+/// order's instructions a character at a time (callgrind).
 pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    if pattern.contains('\\') {
+        escaped_match(pattern, text)
+    } else {
+        runs_match(pattern, text)
+    }
+}
+
+/// `wildcard_match` for a pattern with no `\`: the text starts with the run before the
+/// first star, ends with the run after the last, and holds the runs between, in
+/// order, in what is left. Taking each middle run where it first occurs is exact:
+/// an earlier match leaves more of the text to the runs after it.
+fn runs_match(pattern: &str, text: &str) -> bool {
+    let (Some(first_star), Some(last_star)) = (pattern.find('*'), pattern.rfind('*')) else {
+        return pattern == text;
+    };
+    let (head, tail) = (&pattern[..first_star], &pattern[last_star + 1..]);
+    if text.len() < head.len() + tail.len() || !text.starts_with(head) || !text.ends_with(tail) {
+        return false;
+    }
+    let mut rest = &text[head.len()..text.len() - tail.len()];
+    if first_star == last_star {
+        return true;
+    }
+    for run in pattern[first_star + 1..last_star].split('*') {
+        match rest.find(run) {
+            Some(at) => rest = &rest[at + run.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// `wildcard_match` for any pattern, escapes included: both strings walked in place a
+/// character at a time, backtracking to the last star.
+fn escaped_match(pattern: &str, text: &str) -> bool {
     let (mut t, mut p) = (0usize, 0usize);
     // After a star: the pattern's byte after it, and the text's byte it has reached.
     let mut star: Option<(usize, usize)> = None;
@@ -210,7 +246,17 @@ fn wildcard_token(pattern: &str, p: usize) -> Option<(Option<char>, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::wildcard_match;
+    use super::{escaped_match, runs_match, wildcard_match};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The two matchers agree on every pattern without escapes (few letters, so
+        /// that runs repeat and overlap and the stars have choices to make).
+        #[test]
+        fn runs_match_as_the_walk_does(pattern in "[ab*é]{0,8}", text in "[abé]{0,10}") {
+            prop_assert_eq!(runs_match(&pattern, &text), escaped_match(&pattern, &text));
+        }
+    }
 
     #[test]
     fn wildcards() {
