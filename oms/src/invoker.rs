@@ -320,19 +320,26 @@ impl Invoker for ConfiguredInvoker {
         // An HTTP Task calls its ApiEndpoint unless a builtin or Lambda rule takes it
         // (an aws_endpoint rule's region still names the region it runs in).
         let http_task = crate::integrations::is_http_task(call);
+        // The remote calls' futures are boxed where they are taken: inline, the AWS
+        // SDK's and reqwest's made this future about 12 KB, copied into its box on
+        // every task, builtin ones too (1.2% of an order's instructions, callgrind).
         match rule.map(|r| &r.destination) {
             Some(Destination::Builtin(h)) => h.call(call).await,
-            Some(Destination::Lambda(endpoint)) => self.invoke_lambda(endpoint, call).await,
+            Some(Destination::Lambda(endpoint)) => {
+                Box::pin(self.invoke_lambda(endpoint, call)).await
+            }
             Some(Destination::Aws { region, .. }) if http_task => {
                 let region = region.as_deref().unwrap_or(&self.region);
-                self.aws.http_invoke(region, call).await
+                Box::pin(self.aws.http_invoke(region, call)).await
             }
-            None if http_task => self.aws.http_invoke(&self.region, call).await,
+            None if http_task => Box::pin(self.aws.http_invoke(&self.region, call)).await,
             Some(Destination::Aws { endpoint, region }) => {
                 let region = region.as_deref().unwrap_or(&self.region);
-                self.aws
-                    .call(endpoint.as_deref(), region, execution_arn, call)
-                    .await
+                Box::pin(
+                    self.aws
+                        .call(endpoint.as_deref(), region, execution_arn, call),
+                )
+                .await
             }
             Some(Destination::S3Folder(root)) => {
                 let (root, call) = (root.clone(), call.clone());
