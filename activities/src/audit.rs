@@ -88,8 +88,7 @@ pub async fn audit(store: &dyn Store) -> Result<Audit, StoreError> {
         ));
     }
     for item in store.scan("STOCK#").await? {
-        let Ok(s) = serde_json::from_value::<StockRecord>(serde_json::Value::Object(item.doc))
-        else {
+        let Ok(s) = <StockRecord as serde::Deserialize>::deserialize(&*item.doc) else {
             a.problems.push(format!("{}: not a stock record", item.key));
             continue;
         };
@@ -108,7 +107,7 @@ async fn read_orders(
     for item in scan_orders(store).await? {
         let entry = orders.entry(item.key.pk.clone()).or_default();
         let key = item.key.clone();
-        let doc = serde_json::Value::Object(item.doc);
+        let doc = serde_json::Value::Object(std::sync::Arc::unwrap_or_clone(item.doc));
         // A record that does not parse is exactly what an audit is for: say so.
         let unreadable = |e: serde_json::Error| format!("{key}: the record does not parse: {e}");
         match OrderItem::of(&key) {

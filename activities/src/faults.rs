@@ -149,7 +149,7 @@ impl Faults {
     pub async fn get(&self) -> Result<BTreeMap<String, FaultPlan>, StoreError> {
         let mut out = BTreeMap::new();
         for item in self.store.query(PARTITION, "").await? {
-            if let Ok(plan) = serde_json::from_value(Value::Object(item.doc)) {
+            if let Ok(plan) = serde::Deserialize::deserialize(&*item.doc) {
                 out.insert(item.key.sk, plan);
             }
         }
@@ -177,7 +177,7 @@ impl Faults {
         let Some(item) = self.store.get(&key).await? else {
             return Ok(());
         };
-        let Ok(plan) = serde_json::from_value::<FaultPlan>(Value::Object(item.doc.clone())) else {
+        let Ok(plan) = FaultPlan::deserialize(&*item.doc) else {
             return Ok(());
         };
         if point == Point::Before && plan.latency_ms > 0 {

@@ -207,7 +207,7 @@ pub fn to_doc<T: Serialize>(value: &T) -> Map<String, Value> {
 
 pub fn from_item<T: DeserializeOwned>(item: &Item) -> Result<T, ActivityError> {
     // Read in place: cloning the document first copied each value twice.
-    T::deserialize(&item.doc).map_err(|e| {
+    T::deserialize(&*item.doc).map_err(|e| {
         ActivityError::new(
             ErrorKind::StoreUnavailable,
             format!("stored record {} does not decode: {e}", item.key),
@@ -461,7 +461,7 @@ impl Step {
         let mut doc = self
             .item
             .as_ref()
-            .map(|i| i.doc.clone())
+            .map(|i| Map::clone(&i.doc))
             .unwrap_or_else(|| {
                 to_doc(&json!({"step": self.step, "shipment_id": self.shipment_id}))
             });

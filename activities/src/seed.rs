@@ -180,7 +180,7 @@ pub async fn receive(
 pub async fn inventory(store: &dyn Store) -> Result<Vec<StockRecord>, StoreError> {
     let mut out = Vec::new();
     for item in store.scan("STOCK#").await? {
-        if let Ok(s) = serde_json::from_value(serde_json::Value::Object(item.doc)) {
+        if let Ok(s) = serde::Deserialize::deserialize(&*item.doc) {
             out.push(s);
         }
     }

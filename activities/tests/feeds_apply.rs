@@ -38,7 +38,7 @@ fn tempfile_with(text: &str) -> std::path::PathBuf {
 
 async fn stock(store: &Arc<dyn Store>, sku: &str, wh: &str) -> StockRecord {
     let item = store.get(&stock_key(sku, wh)).await.unwrap().unwrap();
-    serde_json::from_value(serde_json::Value::Object(item.doc)).unwrap()
+    serde::Deserialize::deserialize(&*item.doc).unwrap()
 }
 
 /// Orders hold units as `reserve` does: available to reserved, guarded.

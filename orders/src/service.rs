@@ -731,13 +731,13 @@ fn steps_and_shipments(items: &[activities::store::Item]) -> (Vec<Value>, Vec<Va
     for i in items {
         match OrderItem::of(&i.key) {
             Some(OrderItem::Step) => {
-                let mut d = i.doc.clone();
+                let mut d = serde_json::Map::clone(&i.doc);
                 d.remove("result");
                 d.remove("compensation");
                 steps.push(Value::Object(d));
             }
             Some(OrderItem::Shipment) => {
-                let mut d = i.doc.clone();
+                let mut d = serde_json::Map::clone(&i.doc);
                 d.remove("pick_token");
                 shipments.push(Value::Object(d));
             }

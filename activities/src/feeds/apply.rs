@@ -138,7 +138,7 @@ enum Resume {
 
 /// What to do with a feed whose id is in the store already.
 fn resume(item: Item, kind: Kind, checked: &Checked) -> Result<Resume, FeedError> {
-    let record: FeedRecord = serde_json::from_value(serde_json::Value::Object(item.doc))
+    let record: FeedRecord = FeedRecord::deserialize(&*item.doc)
         .map_err(|e| StoreError::Unavailable(format!("feed record {}: {e}", item.key)))?;
     let r = &record.report;
     if r.sha256 != checked.sha256 || r.kind != kind.name() {
@@ -320,7 +320,7 @@ fn plan(line: u64, row: &Row, current: Option<&Item>) -> Result<Plan, FeedError>
             doc,
             cond: Cond::NotExists,
         }),
-        Some(item) if item.doc == doc => Plan::Unchanged,
+        Some(item) if *item.doc == doc => Plan::Unchanged,
         Some(item) => Plan::Write(Write::Put {
             key,
             doc,
@@ -359,7 +359,7 @@ fn plan_stock(line: u64, row: &StockRow, current: Option<&Item>) -> Result<Plan,
             cond: Cond::NotExists,
         }));
     };
-    let stock: StockRecord = StockRecord::deserialize(&item.doc)
+    let stock: StockRecord = StockRecord::deserialize(&*item.doc)
         .map_err(|e| StoreError::Unavailable(format!("stock record {key}: {e}")))?;
     let (field, change) = match row.count {
         Count::OnHand(n) => ("on_hand", n.checked_sub(stock.on_hand)),

@@ -183,7 +183,7 @@ fn item_from(attrs: &Attrs) -> Result<Item, StoreError> {
     Ok(Item {
         key: Key::new(text("pk")?, text("sk")?),
         version,
-        doc,
+        doc: std::sync::Arc::new(doc),
     })
 }
 

@@ -13,6 +13,7 @@ pub mod sqlite;
 
 use serde_json::{Map, Value};
 use std::fmt;
+use std::sync::Arc;
 
 /// Names the store reserves for itself; a document may not use them.
 pub const RESERVED_FIELDS: [&str; 3] = ["pk", "sk", "version"];
@@ -43,7 +44,9 @@ impl fmt::Display for Key {
 pub struct Item {
     pub key: Key,
     pub version: u64,
-    pub doc: Map<String, Value>,
+    /// Shared, not copied: the embedded store's cache hands the document it keeps to
+    /// every `get` that finds it (an order is read five or six times in its saga).
+    pub doc: Arc<Map<String, Value>>,
 }
 
 impl Item {

@@ -119,7 +119,7 @@ impl SqliteStore {
         Ok(found.map(|(version, doc)| Item {
             key: key.clone(),
             version,
-            doc,
+            doc: Arc::new(doc),
         }))
     }
 
@@ -456,7 +456,7 @@ fn row_to_item(pk: String, sk: String, version: i64, doc: String) -> Result<Item
     Ok(Item {
         key: Key { pk, sk },
         version: version as u64,
-        doc,
+        doc: Arc::new(doc),
     })
 }
 

@@ -117,7 +117,7 @@ impl Cache {
             let item = entry.as_ref().map(|(version, doc)| Item {
                 key: key.clone(),
                 version: *version,
-                doc: Map::clone(doc),
+                doc: Arc::clone(doc),
             });
             drop(s);
             self.hits.fetch_add(1, Relaxed);
@@ -137,7 +137,7 @@ impl Cache {
         };
         let mut s = self.state();
         if s.generation == generation && s.in_flight == 0 && !s.disabled {
-            let entry = found.map(|i| (i.version, Arc::new(i.doc.clone())));
+            let entry = found.map(|i| (i.version, Arc::clone(&i.doc)));
             s.entries.insert(key.clone(), entry);
         }
     }
