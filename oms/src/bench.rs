@@ -203,7 +203,7 @@ impl Drop for TempDir {
 /// each one's latency from submission to completion, in nanoseconds.
 async fn run_durable(
     rt: &Arc<saga_core::runtime::Runtime>,
-    template: &Arc<(String, String, Arc<Machine>)>,
+    template: &Arc<(String, Arc<str>, Arc<Machine>)>,
     prefix: &str,
     count: usize,
     concurrency: usize,
@@ -279,7 +279,7 @@ fn bench_durable(args: &BenchArgs) -> Result<ExitCode, String> {
         }
     };
     let machine_arn = machine_arn(&args.definition);
-    let template = Arc::new((machine_arn.clone(), text, machine));
+    let template = Arc::new((machine_arn.clone(), Arc::from(text), machine));
     let concurrency = args.concurrency.max(1);
     let n = args.executions.unwrap_or(DURABLE_EXECUTIONS);
 
@@ -335,7 +335,7 @@ type Outcome = (String, Option<String>, i64);
 /// their latencies (ns), the wall seconds and the process CPU ms they took.
 async fn measure(
     rt: &Arc<saga_core::runtime::Runtime>,
-    template: &Arc<(String, String, Arc<Machine>)>,
+    template: &Arc<(String, Arc<str>, Arc<Machine>)>,
     run_id: &str,
     args: &BenchArgs,
     (n, concurrency): (usize, usize),

@@ -157,7 +157,7 @@ pub struct ExecutionRecord {
     pub stop_date: Option<f64>,
     pub redrive_count: i64,
     pub redrive_date: Option<f64>,
-    pub definition: String,
+    pub definition: Arc<str>,
     pub role_arn: String,
     pub machine_type: StateMachineType,
 }
@@ -337,7 +337,7 @@ pub struct NewExecution {
     pub name: String,
     pub role_arn: String,
     pub express: bool,
-    pub definition: String,
+    pub definition: Arc<str>,
     pub machine: Arc<Machine>,
     pub input: Value,
     pub input_text: String,
@@ -1073,10 +1073,15 @@ impl Runtime {
             return Ok(());
         }
         let events = event_rows(&new_events);
-        let snapshot = live
-            .exec
-            .snapshot_json()
-            .map_err(|e| StoreError::Failed(e.to_string()))?;
+        // A succeeded execution's snapshot is deleted, not written: none is made.
+        let snapshot = match api_status(&live.exec) {
+            ExecutionStatus::Succeeded => None,
+            _ => Some(
+                live.exec
+                    .snapshot_json()
+                    .map_err(|e| StoreError::Failed(e.to_string()))?,
+            ),
+        };
         let new_tasks = new_task_rows(&live.exec, &live.task_rows, &*self.invoker);
         let pending: HashSet<EffectId> = live.exec.pending().map(|(i, _)| i).collect();
         let gone: Vec<String> = live
@@ -1127,11 +1132,10 @@ impl Runtime {
         };
         let arn = arn.to_string();
         let output_packed = output.as_deref().map(crate::history::pack_payload);
-        // Packed off the writer; a succeeded execution's is deleted, not written.
-        let snapshot_packed = match status {
-            ExecutionStatus::Succeeded => rusqlite::types::Value::Null,
-            _ => crate::history::pack_snapshot(&snapshot),
-        };
+        // Packed off the writer.
+        let snapshot_packed = snapshot
+            .as_deref()
+            .map_or(rusqlite::types::Value::Null, crate::history::pack_snapshot);
         let job = move |c: &rusqlite::Connection| {
             // A step that leaves the execution running changes nothing in its row
             // (a redrive, which brings it back to RUNNING, does): skip the update.

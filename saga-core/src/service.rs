@@ -587,7 +587,8 @@ struct MachineRow {
     arn: String,
     name: String,
     r#type: String,
-    definition: String,
+    /// Shared with every execution started from it (two an order), not copied.
+    definition: Arc<str>,
     role_arn: String,
     description: Option<String>,
     revision_id: String,
@@ -602,7 +603,7 @@ impl MachineRow {
             arn: r.get(0)?,
             name: r.get(1)?,
             r#type: r.get(2)?,
-            definition: r.get(3)?,
+            definition: r.get::<_, String>(3)?.into(),
             role_arn: r.get(4)?,
             description: r.get(5)?,
             revision_id: r.get(6)?,
@@ -699,7 +700,7 @@ impl StepFunctions for LocalStepFunctions {
         let arn = self.machine_arn(&input.name);
         if let Ok(existing) = self.machine_row(&arn) {
             // Creating the same machine again is idempotent; a different one conflicts.
-            if existing.definition == input.definition
+            if *existing.definition == *input.definition
                 && existing.role_arn == input.role_arn
                 && existing.r#type == t.as_str()
             {
@@ -767,7 +768,9 @@ impl StepFunctions for LocalStepFunctions {
         let rev = revision.clone();
         let (arn, def, role) = (
             row.arn.clone(),
-            input.definition.unwrap_or(row.definition),
+            input
+                .definition
+                .unwrap_or_else(|| row.definition.to_string()),
             input.role_arn.unwrap_or(row.role_arn),
         );
         let updated = self
@@ -803,7 +806,7 @@ impl StepFunctions for LocalStepFunctions {
             state_machine_arn: row.arn,
             name: row.name,
             status: Some(StateMachineStatus::Active),
-            definition: row.definition,
+            definition: row.definition.to_string(),
             role_arn: row.role_arn,
             creation_date: from_epoch(row.created),
             revision_id: Some(row.revision_id),
@@ -1001,7 +1004,7 @@ impl StepFunctions for LocalStepFunctions {
             state_machine_arn: r.state_machine_arn,
             name,
             variable_references: variable_references(&r.definition),
-            definition: r.definition,
+            definition: r.definition.to_string(),
             role_arn: r.role_arn,
             update_date: from_epoch(r.start_date),
             map_run_arn,

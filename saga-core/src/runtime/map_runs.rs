@@ -206,7 +206,7 @@ impl Runtime {
             name: uuid::Uuid::new_v4().to_string(),
             role_arn: role_arn.to_string(),
             express: child.express,
-            definition: child.definition.to_string(),
+            definition: child.definition.to_string().into(),
             machine: child.machine.clone(),
             input,
             input_text,
