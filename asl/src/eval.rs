@@ -752,9 +752,12 @@ impl Scope<'_> {
                 Some(Value::Object(state))
             }
             "Task" => self.task_token.map(|t| json!({ "Token": t })),
-            "Map" => self
-                .map_item
-                .map(|(i, v)| json!({"Item": {"Index": i, "Value": v}})),
+            "Map" => self.map_item.map(|(i, v)| {
+                history::details([(
+                    "Item",
+                    history::details([("Index", (*i).into()), ("Value", v.clone())]),
+                )])
+            }),
             _ => None,
         }
     }
@@ -1663,7 +1666,11 @@ impl Core {
         }
         match &call.target {
             Target::Activity { arn } => {
-                let mut d = json!({"input": call.payload, "inputDetails": {"truncated": false}, "resource": arn});
+                let mut d = history::details([
+                    ("input", call.payload.clone()),
+                    ("inputDetails", untruncated()),
+                    ("resource", arn.as_str().into()),
+                ]);
                 if let Some(t) = call.timeout_seconds {
                     d["timeoutInSeconds"] = json!(t as i64);
                 }
@@ -3314,9 +3321,7 @@ fn lambda_invoke_response(payload: Value, host: &mut dyn Host) -> Value {
     let request_id = host.uuid_v4();
     let date = host.now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
     let trace = format!("Root=1-{}", &host.uuid_v4().replace('-', "")[..24]);
-    json!({
-        "ExecutedVersion": "$LATEST",
-        "Payload": payload,
+    let metadata = json!({
         "SdkHttpMetadata": {
             "AllHttpHeaders": {
                 "X-Amz-Executed-Version": ["$LATEST"],
@@ -3342,7 +3347,15 @@ fn lambda_invoke_response(payload: Value, host: &mut dyn Host) -> Value {
         },
         "SdkResponseMetadata": {"RequestId": request_id},
         "StatusCode": 200
-    })
+    });
+    // The payload is moved in: json! would serialise a copy of it (to_value).
+    let mut response = Map::new();
+    response.insert("ExecutedVersion".into(), "$LATEST".into());
+    response.insert("Payload".into(), payload);
+    if let Value::Object(metadata) = metadata {
+        response.extend(metadata);
+    }
+    Value::Object(response)
 }
 
 /// A Lambda function error's Cause is its error payload as a JSON string. Step
