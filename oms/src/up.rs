@@ -335,7 +335,8 @@ async fn order_context(
             let db = Arc::new(
                 SqliteStore::within(runtime_db)
                     .await
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| e.to_string())?
+                    .transient(activities::events::outbox_prefix()),
             );
             // An older oms kept the order store in a file of its own.
             let old = args.data_dir.join(OLDER_DATA_DIR_FILE);

@@ -57,6 +57,8 @@ pub struct SqliteStore {
     /// The items last written or read, decoded (`cache`): only where this process
     /// alone writes the database (`within`).
     cache: Option<Arc<Cache>>,
+    /// Items under this partition prefix are stored as plain text (`transient`).
+    transient: Option<&'static str>,
 }
 
 impl From<groupcommit::Error> for StoreError {
@@ -104,7 +106,16 @@ impl SqliteStore {
             owns_db,
             closed: AtomicBool::new(false),
             cache: None,
+            transient: None,
         }
+    }
+
+    /// Stores the items under `pk_prefix` uncompressed: they live for moments (an
+    /// outbox, whose relay deletes each item as it publishes it), so compressing them
+    /// on the way in and out was work for nothing (issue 16). They read the same.
+    pub fn transient(mut self, pk_prefix: &'static str) -> SqliteStore {
+        self.transient = Some(pk_prefix);
+        self
     }
 
     /// How many `get`s the cache answered and how many read the table (None without
@@ -130,7 +141,7 @@ impl SqliteStore {
     /// `conn` must be a write job's connection of that database.
     pub fn apply_in(&self, conn: &Connection, mut writes: Vec<Write>) -> Result<(), StoreError> {
         check_batch(&writes)?;
-        let encoded = encode_docs(&writes)?;
+        let encoded = encode_docs(&writes, self.transient)?;
         let cached = self.cached(&mut writes);
         groupcommit::savepoint(conn, |c| apply_batch(c, &writes, &encoded, cached))
     }
@@ -252,16 +263,22 @@ fn insert_missing(conn: &Connection, rows: &[RawRow]) -> Result<(), StoreError> 
     Ok(())
 }
 
-/// Each put's document as stored (compressed), in the order of `writes`.
-fn encode_docs(writes: &[Write]) -> Result<Vec<Option<rusqlite::types::Value>>, StoreError> {
+/// Each put's document as stored, in the order of `writes`: compressed, but under the
+/// `transient` prefix.
+fn encode_docs(
+    writes: &[Write],
+    transient: Option<&str>,
+) -> Result<Vec<Option<rusqlite::types::Value>>, StoreError> {
     writes
         .iter()
         .map(|w| match w {
-            Write::Put { doc, .. } => {
-                doc_codec::encode(serde_json::to_string(doc).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot encode {}: {e}", w.key()))
-                })?)
-                .map(Some)
+            Write::Put { key, doc, .. } => {
+                let text = serde_json::to_string(doc)
+                    .map_err(|e| StoreError::Unavailable(format!("cannot encode {key}: {e}")))?;
+                if transient.is_some_and(|p| key.pk.starts_with(p)) {
+                    return Ok(Some(rusqlite::types::Value::Text(text)));
+                }
+                doc_codec::encode(text).map(Some)
             }
             _ => Ok(None),
         })
@@ -656,7 +673,7 @@ impl Store for SqliteStore {
 
     async fn transact(&self, mut writes: Vec<Write>) -> Result<(), StoreError> {
         check_batch(&writes)?;
-        let encoded = encode_docs(&writes)?;
+        let encoded = encode_docs(&writes, self.transient)?;
         if self.closed.load(SeqCst) {
             return Err(StoreError::Unavailable("the store is closed".into()));
         }
@@ -1032,6 +1049,47 @@ mod tests {
         assert!(pages < 10, "{pages} pages for an empty table");
         let wal = std::fs::metadata(dir.join("orders.db-wal")).map_or(0, |m| m.len());
         assert_eq!(wal, 0, "the WAL was checkpointed and truncated");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn transient_items_are_stored_as_text_and_read_the_same() {
+        let dir = fresh_dir("transient");
+        let db = runtime_db(&dir, None);
+        let store = SqliteStore::within(db.clone())
+            .await
+            .unwrap()
+            .transient("OUTBOX#");
+        // Long and repetitive enough that compression would shrink it.
+        let text = "an order placed, ".repeat(20);
+        let doc = Map::from_iter([("events".to_string(), Value::from(text))]);
+        let put = |pk: &str| Write::Put {
+            key: Key::new(pk, "000000000001"),
+            doc: doc.clone(),
+            cond: Cond::Always,
+        };
+        store
+            .transact(vec![put("OUTBOX#o-1"), put("ORDER#o-1")])
+            .await
+            .unwrap();
+        let kinds = db
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT pk, typeof(doc) FROM items ORDER BY pk")?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok::<Vec<(String, String)>, groupcommit::Error>(rows.collect::<Result<_, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(
+            kinds,
+            [
+                ("ORDER#o-1".to_string(), "blob".to_string()),
+                ("OUTBOX#o-1".to_string(), "text".to_string())
+            ]
+        );
+        // Read from the table, not the cache, which keeps documents decoded.
+        let scanned = store.scan("OUTBOX#").await.unwrap();
+        assert_eq!(*scanned[0].doc, doc);
+        assert_eq!(*store.query("ORDER#o-1", "").await.unwrap()[0].doc, doc);
+        db.close();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
