@@ -127,16 +127,18 @@ fn cloud_event(order_id: &str, sequence: u64, time: &str, e: Pending) -> Value {
     data.insert("order_id".into(), json!(order_id));
     data.insert("sequence".into(), json!(sequence));
     data.extend(e.data);
-    json!({
-        "specversion": "1.0",
-        "id": event_id(),
-        "source": SOURCE,
-        "type": e.kind,
-        "time": time,
-        "subject": order_id,
-        "datacontenttype": "application/json",
-        "data": data,
-    })
+    // Built field by field: json! would serialise a copy of `data` (to_value).
+    let fields: [(&str, Value); 8] = [
+        ("specversion", "1.0".into()),
+        ("id", event_id().into()),
+        ("source", SOURCE.into()),
+        ("type", e.kind.into()),
+        ("time", time.into()),
+        ("subject", order_id.into()),
+        ("datacontenttype", "application/json".into()),
+        ("data", Value::Object(data)),
+    ];
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
 /// A UUIDv7 (RFC 9562): the millisecond it was drawn, then 74 random bits. Drawn once
