@@ -648,7 +648,6 @@ impl Runtime {
             self.activate(&arn, guard, deadline);
             return Ok((arn, start));
         }
-        let events = event_rows(&new_events);
         let snapshot = exec
             .snapshot_json()
             .map_err(|e| RuntimeError::Invalid(e.to_string()))?;
@@ -658,7 +657,7 @@ impl Runtime {
         let status = row.status;
         // The first step's events as one frame: the whole history if it closed the
         // execution, else its first step's row (history.rs). Encoded here, off the writer.
-        let stored = stored_events(&events);
+        let stored = stored_events(&new_events);
         let history = match status {
             ExecutionStatus::Running => HistoryWrite::step(&stored),
             _ => crate::history::encode(&stored).map(|frame| Some(HistoryWrite::Whole(frame))),
@@ -1072,7 +1071,7 @@ impl Runtime {
             self.take_in_memory_step(arn, live, new_events).await;
             return Ok(());
         }
-        let events = event_rows(&new_events);
+        let events = stored_events(&new_events);
         // A succeeded execution's snapshot is deleted, not written: none is made.
         let snapshot = match api_status(&live.exec) {
             ExecutionStatus::Succeeded => None,
@@ -1128,7 +1127,7 @@ impl Runtime {
         // Encoded here, off the writer (history.rs).
         let history = match closing {
             Some(Closing { frame, through, .. }) => Some(HistoryWrite::Close { frame, through }),
-            None => HistoryWrite::step(&stored_events(&events))?,
+            None => HistoryWrite::step(&events)?,
         };
         let arn = arn.to_string();
         let output_packed = output.as_deref().map(crate::history::pack_payload);
@@ -1210,7 +1209,11 @@ impl Runtime {
     /// None if it has no history. Built here, before the step's write, so the store's
     /// writer only stores it: the rows committed before are read now (this execution's
     /// steps are serialised, so none is added meanwhile).
-    fn closing_frame(&self, arn: &str, events: &[EventRow]) -> Result<Option<Closing>, StoreError> {
+    fn closing_frame(
+        &self,
+        arn: &str,
+        events: &[crate::history::StoredEvent],
+    ) -> Result<Option<Closing>, StoreError> {
         let a = arn.to_string();
         let mut all = self
             .store
@@ -1218,7 +1221,7 @@ impl Runtime {
                 Some(id) => crate::history::read(c, id),
                 None => Ok(Vec::new()),
             })?;
-        all.extend(stored_events(events));
+        all.extend_from_slice(events);
         let Some(through) = all.last().map(|e| e.id) else {
             return Ok(None);
         };
@@ -1912,36 +1915,17 @@ impl HistoryWrite {
     }
 }
 
-struct EventRow {
-    id: i64,
-    previous_id: i64,
-    timestamp: f64,
-    kind: std::borrow::Cow<'static, str>,
-    details: Option<String>,
-}
-
-fn event_rows(events: &[HistoryEvent]) -> Vec<EventRow> {
-    events
-        .iter()
-        .map(|e| EventRow {
-            id: e.id as i64,
-            previous_id: e.previous_event_id as i64,
-            timestamp: epoch(e.timestamp),
-            details: (!e.details.is_null()).then(|| e.details.to_string()),
-            kind: e.kind.clone(),
-        })
-        .collect()
-}
-
-fn stored_events(events: &[EventRow]) -> Vec<crate::history::StoredEvent> {
+/// New events as the history stores them, their details serialised once (they went
+/// through a row type of their own before, and each details text was copied).
+fn stored_events(events: &[HistoryEvent]) -> Vec<crate::history::StoredEvent> {
     events
         .iter()
         .map(|e| crate::history::StoredEvent {
-            id: e.id,
-            previous_id: e.previous_id,
-            timestamp: e.timestamp,
+            id: e.id as i64,
+            previous_id: e.previous_event_id as i64,
+            timestamp: epoch(e.timestamp),
             kind: e.kind.to_string(),
-            details: e.details.clone(),
+            details: (!e.details.is_null()).then(|| e.details.to_string()),
         })
         .collect()
 }

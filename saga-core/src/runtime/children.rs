@@ -25,8 +25,8 @@
 //! that did not succeed stays.
 
 use super::{
-    api_status, epoch, event_rows, from_epoch, stored_events, ExecutionRecord, HistoryWrite,
-    Insert, Live, NewExecution, Packed, Runtime, RuntimeError,
+    api_status, epoch, from_epoch, stored_events, ExecutionRecord, HistoryWrite, Insert, Live,
+    NewExecution, Packed, Runtime, RuntimeError,
 };
 use crate::api::{ApiError, DescribeExecutionOutput, ExecutionStatus};
 use crate::nested::{self, Executions, Parent, Wait};
@@ -235,7 +235,7 @@ impl Runtime {
         row: ExecutionRecord,
         child: &InMemory,
     ) -> Result<(), crate::store::StoreError> {
-        let stored = stored_events(&event_rows(&child.events));
+        let stored = stored_events(&child.events);
         let frame = crate::history::encode(&stored)?;
         let insert = Insert {
             definition_id: super::definition_id(&row.definition).into(),
