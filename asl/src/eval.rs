@@ -8,7 +8,7 @@
 
 use crate::choice;
 use crate::error::{names, Failure};
-use crate::history::{self, untruncated, EventLog, HistoryEvent, HistoryEventKind};
+use crate::history::{self, EventLog, HistoryEvent, HistoryEventKind};
 use crate::intrinsics::{self, IntrinsicHost};
 use crate::jsonpath::{JsonPath, Root};
 use crate::model::{
@@ -111,6 +111,21 @@ pub struct TaskCall {
     pub heartbeat_seconds: Option<f64>,
     /// Set for `.waitForTaskToken` integrations; also what `$$.Task.Token` showed.
     pub task_token: Option<String>,
+}
+
+impl TaskCall {
+    /// TimeoutSeconds and HeartbeatSeconds as a scheduled event's details show them
+    /// (whole seconds), those that are set.
+    fn limits(&self) -> Vec<(&'static str, Value)> {
+        let seconds = |t: Option<f64>| t.map(|t| Value::from(t as i64));
+        [
+            ("timeoutInSeconds", seconds(self.timeout_seconds)),
+            ("heartbeatInSeconds", seconds(self.heartbeat_seconds)),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .collect()
+    }
 }
 
 /// One iteration (or batch) of a distributed Map, which the driver runs as a child
@@ -349,11 +364,11 @@ impl Execution {
         };
         let role = core.ident.info.role_arn.clone();
         core.log
-            .record(host, HistoryEventKind::ExecutionStarted, || {
-                history::details([
-                    ("input", input.clone()),
-                    ("inputDetails", untruncated()),
-                    ("roleArn", role.into()),
+            .record_details(host, HistoryEventKind::ExecutionStarted, || {
+                history::details_text(&[
+                    ("input", &input),
+                    ("inputDetails", history::whole()),
+                    ("roleArn", &Value::String(role)),
                 ])
             });
         let root = Frame {
@@ -646,10 +661,10 @@ impl Execution {
                 self.status = Status::Succeeded;
                 self.core
                     .log
-                    .record(host, HistoryEventKind::ExecutionSucceeded, || {
-                        history::details([
-                            ("output", out.clone()),
-                            ("outputDetails", untruncated()),
+                    .record_details(host, HistoryEventKind::ExecutionSucceeded, || {
+                        history::details_text(&[
+                            ("output", &out),
+                            ("outputDetails", history::whole()),
                         ])
                     });
                 self.output = Some(out);
@@ -1342,11 +1357,11 @@ impl Core {
         let entered_time = host.now();
         let entered_event =
             self.log
-                .record(host, HistoryEventKind::state_entered(&state.kind), || {
-                    history::details([
-                        ("input", input.clone()),
-                        ("inputDetails", untruncated()),
-                        ("name", state.name.as_str().into()),
+                .record_details(host, HistoryEventKind::state_entered(&state.kind), || {
+                    history::details_text(&[
+                        ("input", &input),
+                        ("inputDetails", history::whole()),
+                        ("name", &Value::String(state.name.clone())),
                     ])
                 });
         frame.cursor = Some(Cursor {
@@ -1552,11 +1567,11 @@ impl Core {
         host: &mut dyn Host,
     ) {
         self.log
-            .record(host, HistoryEventKind::state_exited(&state.kind), || {
-                history::details([
-                    ("name", state.name.as_str().into()),
-                    ("output", output.clone()),
-                    ("outputDetails", untruncated()),
+            .record_details(host, HistoryEventKind::state_exited(&state.kind), || {
+                history::details_text(&[
+                    ("name", &Value::String(state.name.clone())),
+                    ("output", &output),
+                    ("outputDetails", history::whole()),
                 ])
             });
         match next {
@@ -1666,28 +1681,29 @@ impl Core {
         }
         match &call.target {
             Target::Activity { arn } => {
-                let mut d = history::details([
-                    ("input", call.payload.clone()),
-                    ("inputDetails", untruncated()),
-                    ("resource", arn.as_str().into()),
-                ]);
-                if let Some(t) = call.timeout_seconds {
-                    d["timeoutInSeconds"] = json!(t as i64);
-                }
-                if let Some(t) = call.heartbeat_seconds {
-                    d["heartbeatInSeconds"] = json!(t as i64);
-                }
+                let resource = Value::String(arn.clone());
+                let limits = call.limits();
+                let mut fields = vec![
+                    ("input", &call.payload),
+                    ("inputDetails", history::whole()),
+                    ("resource", &resource),
+                ];
+                fields.extend(limits.iter().map(|(k, v)| (*k, v)));
                 self.log
-                    .record(host, HistoryEventKind::ActivityScheduled, || d);
+                    .record_details(host, HistoryEventKind::ActivityScheduled, || {
+                        history::details_text(&fields)
+                    });
             }
             Target::LambdaFunction { arn } => {
-                let d = history::details([
-                    ("input", call.payload.clone()),
-                    ("inputDetails", untruncated()),
-                    ("resource", arn.as_str().into()),
-                ]);
+                let resource = Value::String(arn.clone());
                 self.log
-                    .record(host, HistoryEventKind::LambdaFunctionScheduled, || d);
+                    .record_details(host, HistoryEventKind::LambdaFunctionScheduled, || {
+                        history::details_text(&[
+                            ("input", &call.payload),
+                            ("inputDetails", history::whole()),
+                            ("resource", &resource),
+                        ])
+                    });
                 self.log
                     .record(host, HistoryEventKind::LambdaFunctionStarted, || {
                         Value::Null
@@ -1695,19 +1711,23 @@ impl Core {
             }
             target => {
                 let (rtype, res) = target.history_names(&call.resource);
-                let mut d = history::details([
-                    ("parameters", call.parameters.clone()),
-                    ("region", "us-east-1".into()),
-                    ("resource", res.as_str().into()),
-                    ("resourceType", rtype.as_str().into()),
-                ]);
-                if let Some(t) = call.timeout_seconds {
-                    d["timeoutInSeconds"] = json!(t as i64);
-                }
-                if let Some(t) = call.heartbeat_seconds {
-                    d["heartbeatInSeconds"] = json!(t as i64);
-                }
-                self.log.record(host, HistoryEventKind::TaskScheduled, || d);
+                let (region, resource, resource_type) = (
+                    Value::from("us-east-1"),
+                    Value::String(res.clone()),
+                    Value::String(rtype.clone()),
+                );
+                let limits = call.limits();
+                let mut fields = vec![
+                    ("parameters", &call.parameters),
+                    ("region", &region),
+                    ("resource", &resource),
+                    ("resourceType", &resource_type),
+                ];
+                fields.extend(limits.iter().map(|(k, v)| (*k, v)));
+                self.log
+                    .record_details(host, HistoryEventKind::TaskScheduled, || {
+                        history::details_text(&fields)
+                    });
                 self.log.record(
                     host,
                     HistoryEventKind::TaskStarted,
@@ -1738,16 +1758,13 @@ impl Core {
                 } else {
                     HistoryEventKind::TaskSucceeded
                 };
-                self.log.record(host, t, || {
-                    let mut d = history::details([
-                        ("output", out.clone()),
-                        ("outputDetails", untruncated()),
-                    ]);
+                self.log.record_details(host, t, || {
+                    let (resource, resource_type) = (Value::from(res), Value::from(rtype));
+                    let mut fields = vec![("output", out), ("outputDetails", history::whole())];
                     if !plain {
-                        d["resource"] = json!(res);
-                        d["resourceType"] = json!(rtype);
+                        fields.extend([("resource", &resource), ("resourceType", &resource_type)]);
                     }
-                    d
+                    history::details_text(&fields)
                 });
             }
             Err(f) => {
@@ -2802,11 +2819,11 @@ impl Core {
         cursor.entered_time = host.now();
         cursor.entered_event =
             self.log
-                .record(host, HistoryEventKind::state_entered(&state.kind), || {
-                    history::details([
-                        ("input", cursor.input.clone()),
-                        ("inputDetails", untruncated()),
-                        ("name", state.name.as_str().into()),
+                .record_details(host, HistoryEventKind::state_entered(&state.kind), || {
+                    history::details_text(&[
+                        ("input", &cursor.input),
+                        ("inputDetails", history::whole()),
+                        ("name", &Value::String(state.name.clone())),
                     ])
                 });
         let Phase::Fanout(fan) = &mut cursor.phase else {

@@ -178,7 +178,12 @@ fn task_resources(outcome: &asl::runner::Outcome) -> Value {
         .history
         .iter()
         .filter(|e| serde_json::to_value(&e.kind).ok() == Some(Value::from("TaskScheduled")))
-        .map(|e| serde_json::json!([e.details["resourceType"], e.details["resource"]]))
+        .map(|e| {
+            serde_json::json!([
+                e.details.value()["resourceType"],
+                e.details.value()["resource"]
+            ])
+        })
         .collect()
 }
 

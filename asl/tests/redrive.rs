@@ -85,7 +85,7 @@ fn a_failed_task_runs_again_and_earlier_results_are_kept() {
     assert!(exec
         .history()
         .iter()
-        .any(|e| e.kind == "ExecutionRedriven" && e.details["redriveCount"] == 1));
+        .any(|e| e.kind == "ExecutionRedriven" && e.details.value()["redriveCount"] == 1));
     assert!(
         exec.redrive(&mut h).is_err(),
         "a succeeded execution cannot be redriven"
@@ -150,7 +150,7 @@ fn after_redrive(exec: &Execution) -> Vec<(String, Value)> {
         .expect("an ExecutionRedriven event");
     h[at + 1..]
         .iter()
-        .map(|e| (e.kind.to_string(), e.details.clone()))
+        .map(|e| (e.kind.to_string(), e.details.value().into_owned()))
         .collect()
 }
 

@@ -290,7 +290,7 @@ impl Observer for Metrics {
         }
         for (step, error) in caught_errors(events) {
             self.compensations
-                .with_label_values(&[machine, step, error])
+                .with_label_values(&[machine, &step, &error])
                 .inc();
         }
     }
@@ -329,14 +329,14 @@ impl Observer for Metrics {
 /// Catch straight into a Fail state (the saga's OrderRejected) is a rejection, not a
 /// compensation. The error is the first failure's: a Map that fails because an
 /// iteration's PickShipment did is caught with PickShipment's error.
-fn caught_errors(events: &[HistoryEvent]) -> Vec<(&str, &str)> {
+fn caught_errors(events: &[HistoryEvent]) -> Vec<(String, String)> {
     let mut caught = Vec::new();
     // Most steps fail nothing: one pass over the names, no allocation.
     if !events.iter().any(|e| is_failure(&e.kind)) {
         return caught;
     }
-    let mut error: Option<&str> = None;
-    let mut exited: Option<(&str, &str)> = None;
+    let mut error: Option<String> = None;
+    let mut exited: Option<(String, String)> = None;
     for e in events {
         let kind = e.kind.as_ref();
         if let Some((step, err)) = exited.take() {
@@ -344,7 +344,9 @@ fn caught_errors(events: &[HistoryEvent]) -> Vec<(&str, &str)> {
                 caught.push((step, err));
             }
         }
-        let details = |field: &str| e.details.get(field).and_then(|v| v.as_str());
+        // Parsed only here, where a step failed (the hot events keep their details as
+        // text).
+        let details = |field: &str| e.details.value().get(field)?.as_str().map(String::from);
         if is_failure(kind) {
             error = error.or(details("error"));
         } else if kind.ends_with("StateExited") {
@@ -379,20 +381,23 @@ mod tests {
             previous_event_id: 0,
             timestamp: chrono::DateTime::UNIX_EPOCH,
             kind: kind.into(),
-            details,
+            details: details.into(),
         }
     }
 
     #[test]
     fn a_catch_into_compensation_counts_and_one_into_a_fail_state_does_not() {
+        // A state's exit is recorded with its details as text (the engine's hot events).
+        let mut exited = event("TaskStateExited", serde_json::Value::Null);
+        exited.details = asl::history::details_text(&[("name", &json!("ChargePayment"))]);
         let into_compensation = [
             event("TaskFailed", json!({"error": "Payment.Declined"})),
-            event("TaskStateExited", json!({"name": "ChargePayment"})),
+            exited,
             event("TaskStateEntered", json!({"name": "CompensatePayment"})),
         ];
         assert_eq!(
             caught_errors(&into_compensation),
-            [("ChargePayment", "Payment.Declined")]
+            [("ChargePayment".to_string(), "Payment.Declined".to_string())]
         );
         let rejected = [
             event("TaskFailed", json!({"error": "Order.Invalid"})),
@@ -415,7 +420,10 @@ mod tests {
         ];
         assert_eq!(
             caught_errors(&events),
-            [("FulfilShipments", "Pick.ItemDamaged")]
+            [(
+                "FulfilShipments".to_string(),
+                "Pick.ItemDamaged".to_string()
+            )]
         );
     }
 }

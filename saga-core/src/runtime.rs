@@ -1925,7 +1925,7 @@ fn stored_events(events: &[HistoryEvent]) -> Vec<crate::history::StoredEvent> {
             previous_id: e.previous_event_id as i64,
             timestamp: epoch(e.timestamp),
             kind: e.kind.to_string(),
-            details: (!e.details.is_null()).then(|| e.details.to_string()),
+            details: e.details.to_text(),
         })
         .collect()
 }

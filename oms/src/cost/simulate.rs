@@ -516,7 +516,12 @@ fn read_history(history: &[HistoryEvent], execution_arn: &str) -> HistoryRead {
         let typed = HistoryEventKind::parse(kind);
         if typed.is_some_and(HistoryEventKind::is_state_entered) {
             entered += 1;
-            states.push(e.details["name"].as_str().unwrap_or_default().to_string());
+            states.push(
+                e.details.value()["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
         }
         if typed == Some(HistoryEventKind::TaskStateEntered) {
             task_entered += 1;
