@@ -180,10 +180,10 @@ fn runs_match(pattern: &str, text: &str) -> bool {
     if text.len() < head.len() + tail.len() || !text.starts_with(head) || !text.ends_with(tail) {
         return false;
     }
-    let mut rest = &text[head.len()..text.len() - tail.len()];
     if first_star == last_star {
         return true;
     }
+    let mut rest = &text[head.len()..text.len() - tail.len()];
     for run in pattern[first_star + 1..last_star].split('*') {
         match rest.find(run) {
             Some(at) => rest = &rest[at + run.len()..],

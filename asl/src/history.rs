@@ -5,21 +5,17 @@ use crate::model::Kind;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-/// An event's details: an object of `fields`, in their order, as a value. Interpolated
-/// into `json!`, a value is serialised into a new one (`to_value`), every key of every
-/// map hashed again; a clone copies the maps' tables as they are.
+/// An object of `fields`, in their order, as a value (an event's details, a context
+/// object). Interpolated into `json!`, a value is serialised into a new one
+/// (`to_value`), every key of every map hashed again; these are moved in.
 pub fn details<const N: usize>(fields: [(&str, Value); N]) -> Value {
     Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 
-/// `{"truncated": false}`: a payload recorded whole.
-pub fn untruncated() -> Value {
-    details([("truncated", Value::Bool(false))])
-}
-
-/// [`untruncated`], made once, for [`details_text`]'s borrowed fields.
+/// `{"truncated": false}`, made once: a payload recorded whole.
 pub fn whole() -> &'static Value {
-    static WHOLE: std::sync::LazyLock<Value> = std::sync::LazyLock::new(untruncated);
+    static WHOLE: std::sync::LazyLock<Value> =
+        std::sync::LazyLock::new(|| details([("truncated", Value::Bool(false))]));
     &WHOLE
 }
 
@@ -343,7 +339,7 @@ impl EventLog {
 
 #[cfg(test)]
 mod tests {
-    use super::{details, details_text, untruncated, whole, Details, HistoryEventKind};
+    use super::{details, details_text, whole, Details, HistoryEventKind};
     use serde_json::json;
 
     #[test]
@@ -357,7 +353,7 @@ mod tests {
         ]);
         let value: Details = details([
             ("input", input.clone()),
-            ("inputDetails", untruncated()),
+            ("inputDetails", whole().clone()),
             ("name", name.clone()),
         ])
         .into();

@@ -1072,8 +1072,9 @@ impl Runtime {
             return Ok(());
         }
         let events = stored_events(&new_events);
+        let (status, output, failure) = outcome(&live.exec);
         // A succeeded execution's snapshot is deleted, not written: none is made.
-        let snapshot = match api_status(&live.exec) {
+        let snapshot = match status {
             ExecutionStatus::Succeeded => None,
             _ => Some(
                 live.exec
@@ -1102,7 +1103,6 @@ impl Runtime {
                 heartbeats.remove(t);
             });
         }
-        let (status, output, failure) = outcome(&live.exec);
         // One instant for the row, so StopExecution can answer with what is stored.
         let stop_date = stop_date_if_done(status);
         live.stop_date = stop_date;

@@ -7,9 +7,10 @@
 //! VM). Callgrind counts every instruction the server's threads run in user space; one
 //! build's count repeats to about 0.2% within one invocation and 1% across them, so
 //! builds are compared in one invocation (`--oms` given twice each, alternated, shows
-//! the spread). It does not count the kernel's work (syscalls, page faults) nor what memory stalls cost, and under
-//! valgrind the threads run one at a time, so group commits batch differently: use it
-//! to compare builds, beside `cargo xtask bench orders` for what a user sees.
+//! the spread). It does not count the kernel's work (syscalls, page faults) nor what
+//! memory stalls cost, and under valgrind the threads run one at a time, so group
+//! commits batch differently: use it to compare builds, beside `cargo xtask bench
+//! orders` for what a user sees.
 //!
 //! Each build: `oms up --pick-delay-ms 0` under callgrind, `oms load` of the warm-up
 //! orders, counters zeroed (`callgrind_control -z`), `oms load` of the measured orders,
